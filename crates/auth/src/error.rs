@@ -1,0 +1,26 @@
+/// Errors of authentication and authorization.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credentials were presented.
+    #[error("authentication required")]
+    MissingCredentials,
+    /// Credentials were presented but are not valid (signature, issuer,
+    /// audience, expiry, algorithm or claims). The reason is for logs only.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// The principal is authenticated but not allowed to do this.
+    #[error("not allowed")]
+    Forbidden,
+}
+
+impl AuthError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}

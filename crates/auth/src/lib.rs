@@ -1,0 +1,24 @@
+//! Authentication and authorization: who is calling, and what they may do.
+//!
+//! This crate owns [`Principal`] and [`Role`], the [`TokenVerifier`] port
+//! that turns a bearer token into a principal, and the pure authorization
+//! [`policy`] functions. Verifier adapters (dev tokens today, OIDC later) live
+//! in `carapace-infra`; this crate never does I/O.
+
+mod error;
+pub mod policy;
+mod principal;
+
+pub use error::AuthError;
+pub use principal::{Principal, Role, RoleSet};
+
+use std::future::Future;
+
+use secrecy::SecretString;
+
+/// Verifies a bearer token and returns the principal it proves.
+pub trait TokenVerifier: Send + Sync {
+    /// Checks the token's signature, algorithm, issuer, audience and
+    /// lifetime; any failure is [`AuthError::InvalidToken`].
+    fn verify(&self, token: &SecretString) -> impl Future<Output = Result<Principal, AuthError>> + Send;
+}

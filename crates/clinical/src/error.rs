@@ -1,0 +1,44 @@
+use carapace_tenancy::StorageError;
+
+/// One problem with one input field. Messages describe the rule, never echo
+/// the (possibly PHI) value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name as the client sent it.
+    pub field: String,
+    /// What is wrong, in words a client developer can act on.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Errors of the clinical domain.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClinicalError {
+    /// The input broke one or more rules; every problem is listed.
+    #[error("invalid input ({} problems)", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// No such record in the caller's organization.
+    #[error("not found")]
+    NotFound,
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ClinicalError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "validation_failed",
+            Self::NotFound => "not_found",
+            Self::Storage(e) => e.code(),
+        }
+    }
+}

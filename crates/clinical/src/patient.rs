@@ -1,0 +1,270 @@
+//! Patients: demographics, their validation, and the repository port.
+
+mod input;
+
+pub use input::{PatientInput, PatientPatchInput, limits};
+
+use std::fmt;
+use std::future::Future;
+
+use carapace_phi_crypto::Phi;
+use carapace_tenancy::{OrgId, TenantContext};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::ClinicalError;
+
+/// A patient's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PatientId(Uuid);
+
+impl PatientId {
+    /// A new time-ordered id (UUIDv7), so ids sort by creation.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an existing UUID.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for PatientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Validated demographics of a patient. Built only by
+/// [`PatientInput::parse`] or by a repository reading stored rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Demographics {
+    /// Given (first) name.
+    pub given_name: Phi<String>,
+    /// Family (last) name.
+    pub family_name: Phi<String>,
+    /// Date of birth.
+    pub birth_date: Phi<Date>,
+    /// Insurance member id.
+    pub member_id: Option<Phi<String>>,
+    /// Phone number.
+    pub phone: Option<Phi<String>>,
+    /// E-mail address.
+    pub email: Option<Phi<String>>,
+}
+
+/// Changes to apply to a patient: `None` leaves a field alone; for the
+/// optional fields `Some(None)` clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatientPatch {
+    /// New given name.
+    pub given_name: Option<Phi<String>>,
+    /// New family name.
+    pub family_name: Option<Phi<String>>,
+    /// New date of birth.
+    pub birth_date: Option<Phi<Date>>,
+    /// New or cleared member id.
+    pub member_id: Option<Option<Phi<String>>>,
+    /// New or cleared phone.
+    pub phone: Option<Option<Phi<String>>>,
+    /// New or cleared e-mail.
+    pub email: Option<Option<Phi<String>>>,
+}
+
+impl PatientPatch {
+    /// Applies the patch to `d`.
+    pub fn apply(&self, d: &mut Demographics) {
+        if let Some(v) = &self.given_name {
+            d.given_name = v.clone();
+        }
+        if let Some(v) = &self.family_name {
+            d.family_name = v.clone();
+        }
+        if let Some(v) = &self.birth_date {
+            d.birth_date = v.clone();
+        }
+        if let Some(v) = &self.member_id {
+            d.member_id = v.clone();
+        }
+        if let Some(v) = &self.phone {
+            d.phone = v.clone();
+        }
+        if let Some(v) = &self.email {
+            d.email = v.clone();
+        }
+    }
+}
+
+/// A stored patient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Patient {
+    /// Its id.
+    pub id: PatientId,
+    /// The organization it belongs to.
+    pub org: OrgId,
+    /// Its demographics.
+    pub demographics: Demographics,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it was last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// How many items one page holds: 1 to [`PageLimit::MAX`], default
+/// [`PageLimit::DEFAULT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimit(u16);
+
+impl PageLimit {
+    /// Largest page.
+    pub const MAX: u16 = 100;
+    /// Page size when none is asked for.
+    pub const DEFAULT: u16 = 50;
+
+    /// Parses a requested page size.
+    pub fn parse(requested: Option<u32>) -> Result<Self, ClinicalError> {
+        match requested {
+            None => Ok(Self(Self::DEFAULT)),
+            Some(n) if (1..=u32::from(Self::MAX)).contains(&n) => Ok(Self(n as u16)),
+            Some(_) => Err(ClinicalError::Invalid(vec![crate::FieldError::new(
+                "limit",
+                format!("must be between 1 and {}", Self::MAX),
+            )])),
+        }
+    }
+
+    /// The size.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> Self {
+        Self(Self::DEFAULT)
+    }
+}
+
+/// A patient listing request.
+#[derive(Clone, Debug, Default)]
+pub struct PatientQuery {
+    /// Only patients with exactly this member id.
+    pub member_id: Option<Phi<String>>,
+    /// Page size.
+    pub limit: PageLimit,
+    /// Continue after this patient (ids ascend).
+    pub after: Option<PatientId>,
+}
+
+/// One page of patients.
+#[derive(Clone, Debug)]
+pub struct PatientPage {
+    /// The patients, in ascending id order.
+    pub items: Vec<Patient>,
+    /// Where the next page starts, if there is one.
+    pub next_after: Option<PatientId>,
+}
+
+/// The scope name that binds pagination cursors to patient listings.
+pub const CURSOR_SCOPE: &str = "patients";
+
+/// Storage of patients. Every method is confined to `ctx`'s organization:
+/// another organization's patient is indistinguishable from a missing one.
+pub trait PatientRepository: Send + Sync {
+    /// Stores a new patient.
+    fn create(
+        &self,
+        ctx: &TenantContext,
+        patient: &Demographics,
+    ) -> impl Future<Output = Result<Patient, ClinicalError>> + Send;
+
+    /// Reads a patient.
+    fn get(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> impl Future<Output = Result<Option<Patient>, ClinicalError>> + Send;
+
+    /// Applies `patch`; `None` if there is no such patient.
+    fn update(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        patch: &PatientPatch,
+    ) -> impl Future<Output = Result<Option<Patient>, ClinicalError>> + Send;
+
+    /// Deletes a patient; `false` if there was none.
+    fn delete(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
+    /// Lists patients page by page.
+    fn list(
+        &self,
+        ctx: &TenantContext,
+        query: &PatientQuery,
+    ) -> impl Future<Output = Result<PatientPage, ClinicalError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_limits() {
+        assert_eq!(PageLimit::parse(None).map(PageLimit::get).ok(), Some(50));
+        assert_eq!(PageLimit::parse(Some(1)).map(PageLimit::get).ok(), Some(1));
+        assert_eq!(PageLimit::parse(Some(100)).map(PageLimit::get).ok(), Some(100));
+        assert!(PageLimit::parse(Some(0)).is_err());
+        assert!(PageLimit::parse(Some(101)).is_err());
+    }
+
+    #[test]
+    fn patient_debug_shows_no_phi() {
+        let d = PatientInput {
+            given_name: "Jane".into(),
+            family_name: "Roe".into(),
+            birth_date: "1980-02-03".into(),
+            member_id: Some("M-778".into()),
+            phone: Some("+1 555 0100".into()),
+            email: Some("jane@example.org".into()),
+        }
+        .parse(time::macros::date!(2026 - 01 - 01))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let printed = format!("{d:?}");
+        for secret in ["Jane", "Roe", "1980", "M-778", "555", "jane@"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn patch_applies_only_what_it_names() {
+        let mut d = PatientInput {
+            given_name: "Jane".into(),
+            family_name: "Roe".into(),
+            birth_date: "1980-02-03".into(),
+            member_id: Some("M-1".into()),
+            phone: None,
+            email: None,
+        }
+        .parse(time::macros::date!(2026 - 01 - 01))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let patch = PatientPatch {
+            family_name: Some(Phi::new("Doe".into())),
+            member_id: Some(None),
+            ..PatientPatch::default()
+        };
+        patch.apply(&mut d);
+        assert_eq!(d.given_name.expose_phi(), "Jane");
+        assert_eq!(d.family_name.expose_phi(), "Doe");
+        assert_eq!(d.member_id, None);
+    }
+}

@@ -1,0 +1,148 @@
+use std::fmt;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::TenancyError;
+
+/// The identifier of an organization (a tenant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrgId(Uuid);
+
+impl OrgId {
+    /// A new random (time-ordered) id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an existing UUID.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A URL-safe organization handle: 3-63 of `a-z`, `0-9`, `-`, not starting or
+/// ending with `-`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OrgSlug(String);
+
+impl OrgSlug {
+    /// Parses a slug.
+    pub fn parse(raw: &str) -> Result<Self, TenancyError> {
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !(3..=63).contains(&raw.len())
+            || !ok_chars
+            || raw.starts_with('-')
+            || raw.ends_with('-')
+        {
+            return Err(TenancyError::InvalidSlug);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An organization's display name: 1-200 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgName(String);
+
+impl OrgName {
+    /// Parses a name, trimming surrounding white space.
+    pub fn parse(raw: &str) -> Result<Self, TenancyError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
+            return Err(TenancyError::InvalidName);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An organization to be created.
+#[derive(Clone, Debug)]
+pub struct NewOrganization {
+    /// Its handle.
+    pub slug: OrgSlug,
+    /// Its display name.
+    pub name: OrgName,
+}
+
+/// A stored organization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Organization {
+    /// Its id.
+    pub id: OrgId,
+    /// Its handle.
+    pub slug: OrgSlug,
+    /// Its display name.
+    pub name: OrgName,
+}
+
+/// The directory of organizations. Organizations are the tenant roots, so
+/// this port is the one place that is not scoped by a [`crate::TenantContext`].
+pub trait OrganizationRepository: Send + Sync {
+    /// Creates an organization; [`TenancyError::SlugTaken`] if the slug exists.
+    fn create(
+        &self,
+        org: NewOrganization,
+    ) -> impl Future<Output = Result<Organization, TenancyError>> + Send;
+
+    /// Looks an organization up by its slug.
+    fn find_by_slug(
+        &self,
+        slug: &OrgSlug,
+    ) -> impl Future<Output = Result<Option<Organization>, TenancyError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in ["acme", "north-clinic-2", "abc"] {
+            assert!(OrgSlug::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "-acme", "acme-", "Acme", "ac me", "ac_me", &"a".repeat(64)] {
+            assert!(OrgSlug::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(OrgName::parse("  North Clinic ").map(|n| n.0).ok(), Some("North Clinic".into()));
+        assert!(OrgName::parse("   ").is_err());
+        assert!(OrgName::parse(&"x".repeat(201)).is_err());
+        assert!(OrgName::parse("a\u{0}b").is_err());
+    }
+}
