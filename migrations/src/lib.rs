@@ -1,1 +1,46 @@
-//! placeholder
+//! Carapace's database migrations, run as the schema **owner** role.
+//!
+//! On PostgreSQL the first migration also creates the non-owner role the
+//! server runs as ([`APP_ROLE`]), grants it only row access, and puts every
+//! tenant-owned table under forced row-level security keyed on the
+//! transaction-local setting `app.org_id`. On SQLite (single-user, embedded)
+//! the same tables are created without roles or policies; isolation there
+//! rests on the repositories' `org_id` filters.
+
+use sea_orm_migration::prelude::*;
+
+pub use sea_orm_migration::MigratorTrait;
+
+mod m0001_organizations_patients;
+
+/// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
+/// owns nothing, may only read and write rows.
+pub const APP_ROLE: &str = "carapace_app";
+
+/// Every table that holds tenant-owned rows (has `org_id`). The server's
+/// start-up posture check and the tests walk this list as well as the catalog.
+pub const TENANT_TABLES: &[&str] = &["patients"];
+
+/// The migrator.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_organizations_patients::Migration)]
+    }
+}
+
+/// SQL that puts `table` under forced row-level security for the current
+/// `app.org_id` and grants the app role row access. An unset or empty
+/// setting matches nothing.
+pub fn tenant_table_sql(table: &str) -> String {
+    format!(
+        "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+         CREATE POLICY {table}_tenant_isolation ON {table}
+           USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
+           WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE};"
+    )
+}

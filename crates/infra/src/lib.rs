@@ -1,1 +1,17 @@
-//! placeholder
+//! Adapters behind the domain ports.
+//!
+//! This crate implements the repository ports of `carapace-tenancy` and
+//! `carapace-clinical` over SeaORM (PostgreSQL and SQLite), and the interim
+//! dev-token verifier of `carapace-auth`. It owns every SQL statement in
+//! Carapace and the database's tenant setting; it holds no policy and never
+//! speaks HTTP to clients.
+
+pub mod db;
+pub mod dev_token;
+mod entity;
+mod organizations;
+mod patients;
+
+pub use db::{Backend, Database, DbSettings, TlsMode};
+pub use organizations::SeaOrganizations;
+pub use patients::SeaPatients;

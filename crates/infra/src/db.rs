@@ -1,0 +1,262 @@
+//! Connecting, migrating, checking readiness and posture, and running
+//! tenant work inside one transaction that carries the tenant setting.
+
+mod posture;
+
+use std::path::Path;
+use std::time::Duration;
+
+use carapace_migrations::{Migrator, MigratorTrait};
+use carapace_tenancy::{StorageError, TenantContext};
+use sea_orm::sqlx::postgres::PgSslMode;
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqlErr, Statement, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+pub use posture::PostureProblem;
+
+/// Which database engine a URL points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL: row-level security enforces tenancy.
+    Postgres,
+    /// Embedded SQLite: for development and single-node trials.
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend of a database URL, if it is one Carapace supports.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// TLS to PostgreSQL, as libpq names the modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS if the server offers it.
+    Prefer,
+    /// Require TLS, without checking the certificate.
+    Require,
+    /// Require TLS and a certificate signed by a trusted CA.
+    VerifyCa,
+    /// Require TLS, a trusted certificate, and a matching host name.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// Whether the mode guarantees an encrypted connection.
+    pub fn is_encrypted(self) -> bool {
+        matches!(self, Self::Require | Self::VerifyCa | Self::VerifyFull)
+    }
+
+    fn to_sqlx(self) -> PgSslMode {
+        match self {
+            Self::Disable => PgSslMode::Disable,
+            Self::Prefer => PgSslMode::Prefer,
+            Self::Require => PgSslMode::Require,
+            Self::VerifyCa => PgSslMode::VerifyCa,
+            Self::VerifyFull => PgSslMode::VerifyFull,
+        }
+    }
+}
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct DbSettings {
+    /// `postgres://…` or `sqlite://…` (may hold a password).
+    pub url: SecretString,
+    /// Largest pool size.
+    pub pool_max: u32,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time a request may wait for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// Longest time one statement may run (PostgreSQL).
+    pub statement_timeout: Duration,
+    /// TLS mode (PostgreSQL).
+    pub tls: TlsMode,
+}
+
+impl DbSettings {
+    /// Settings with defaults for `url`.
+    pub fn new(url: SecretString) -> Self {
+        Self {
+            url,
+            pool_max: 10,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+            tls: TlsMode::Prefer,
+        }
+    }
+}
+
+/// A pool of connections to Carapace's database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Database {
+    /// Opens a pool. For SQLite the file's directory is created, and WAL
+    /// and foreign keys are switched on.
+    pub async fn connect(settings: &DbSettings) -> Result<Self, StorageError> {
+        let url = settings.url.expose_secret();
+        let backend = Backend::of_url(url)
+            .ok_or_else(|| StorageError::Internal("unsupported database URL scheme".into()))?;
+        if backend == Backend::Sqlite {
+            ensure_sqlite_dir(url)?;
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(settings.pool_max)
+            .min_connections(0)
+            .connect_timeout(settings.connect_timeout)
+            .acquire_timeout(settings.acquire_timeout)
+            .sqlx_logging(false);
+        match backend {
+            Backend::Postgres => {
+                let tls = settings.tls.to_sqlx();
+                opts.statement_timeout(settings.statement_timeout)
+                    .set_application_name("carapace")
+                    .map_sqlx_postgres_opts(move |o| o.ssl_mode(tls));
+            }
+            Backend::Sqlite => {
+                opts.map_sqlx_sqlite_opts(|o| {
+                    o.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .foreign_keys(true)
+                        .busy_timeout(Duration::from_secs(5))
+                });
+            }
+        }
+        let conn = sea_orm::Database::connect(opts).await.map_err(storage_error)?;
+        Ok(Self { conn, backend })
+    }
+
+    /// Wraps an existing pool (tests use this to share a one-connection
+    /// pool between a repository and raw checks of what it left behind).
+    pub fn from_connection(conn: DatabaseConnection) -> Option<Self> {
+        let backend = match conn.get_database_backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            DbBackend::Sqlite => Backend::Sqlite,
+            _ => return None,
+        };
+        Some(Self { conn, backend })
+    }
+
+    /// The engine behind this pool.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations. On PostgreSQL this must run as the
+    /// schema owner, never as the server's role.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        Migrator::up(&self.conn, None).await.map_err(storage_error)
+    }
+
+    /// Names of migrations this binary knows but the database lacks.
+    /// Never creates anything, so the server's role may call it.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
+        let pending = Migrator::get_pending_migrations_read_only(&self.conn)
+            .await
+            .map_err(storage_error)?;
+        Ok(pending.iter().map(|m| m.name().to_owned()).collect())
+    }
+
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.conn.ping().await.map_err(storage_error)
+    }
+
+    /// What is wrong with the connected role's security posture (empty when
+    /// it is sound). Always empty on SQLite, which has no roles.
+    pub async fn posture_problems(&self) -> Result<Vec<PostureProblem>, StorageError> {
+        match self.backend {
+            Backend::Postgres => posture::check(&self.conn).await,
+            Backend::Sqlite => Ok(Vec::new()),
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+
+    /// Begins a transaction for `ctx`'s organization. On PostgreSQL its first
+    /// statement sets `app.org_id` for this transaction only (`set_config(…,
+    /// true)`, i.e. `SET LOCAL`), so row-level security confines every
+    /// statement in it and nothing survives into the pooled connection.
+    pub(crate) async fn begin_tenant(
+        &self,
+        ctx: &TenantContext,
+    ) -> Result<DatabaseTransaction, StorageError> {
+        let tx = self.conn.begin().await.map_err(storage_error)?;
+        if self.backend == Backend::Postgres {
+            tx.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config('app.org_id', $1, true)",
+                [ctx.org().to_string().into()],
+            ))
+            .await
+            .map_err(storage_error)?;
+        }
+        Ok(tx)
+    }
+
+    /// The pool for work that is not tenant-scoped (the organization directory).
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}
+
+fn ensure_sqlite_dir(url: &str) -> Result<(), StorageError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(Box::new(e)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Maps a database error to the port's error. Constraint violations drop
+/// the driver's message: it can quote row values (PHI).
+pub(crate) fn storage_error(err: DbErr) -> StorageError {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            return StorageError::Constraint("unique constraint violated".into());
+        }
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+            return StorageError::Constraint("foreign key constraint violated".into());
+        }
+        _ => {}
+    }
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StorageError::Unavailable(Box::new(err)),
+        other => StorageError::Internal(Box::new(other)),
+    }
+}

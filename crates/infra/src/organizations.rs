@@ -1,0 +1,59 @@
+//! The organization directory over SeaORM.
+
+use carapace_tenancy::{
+    NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository, StorageError,
+    TenancyError,
+};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use time::OffsetDateTime;
+
+use crate::db::{Database, storage_error};
+use crate::entity::organization as org;
+
+/// [`OrganizationRepository`] over the `organizations` table.
+#[derive(Clone, Debug)]
+pub struct SeaOrganizations {
+    db: Database,
+}
+
+impl SeaOrganizations {
+    /// The directory in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+impl OrganizationRepository for SeaOrganizations {
+    async fn create(&self, new: NewOrganization) -> Result<Organization, TenancyError> {
+        let id = OrgId::generate();
+        let row = org::ActiveModel {
+            id: Set(id.as_uuid()),
+            slug: Set(new.slug.as_str().to_owned()),
+            name: Set(new.name.as_str().to_owned()),
+            created_at: Set(OffsetDateTime::now_utc()),
+        };
+        match org::Entity::insert(row).exec_without_returning(self.db.conn()).await {
+            Ok(_) => Ok(Organization { id, slug: new.slug, name: new.name }),
+            Err(e) => match storage_error(e) {
+                StorageError::Constraint(_) => Err(TenancyError::SlugTaken),
+                other => Err(other.into()),
+            },
+        }
+    }
+
+    async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, TenancyError> {
+        let row = org::Entity::find()
+            .filter(org::Column::Slug.eq(slug.as_str()))
+            .one(self.db.conn())
+            .await
+            .map_err(storage_error)?;
+        row.map(|r| {
+            Ok(Organization {
+                id: OrgId::from_uuid(r.id),
+                slug: OrgSlug::parse(&r.slug)?,
+                name: OrgName::parse(&r.name)?,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,164 @@
+//! Patient storage over SeaORM. Every call runs in one tenant transaction
+//! ([`Database::begin_tenant`]) and also filters on `org_id`, so isolation
+//! holds on SQLite (no row-level security) and twice over on PostgreSQL.
+//!
+//! Field storage is confined to [`to_row`] and [`from_row`]: PHI encryption
+//! changes only these two functions and the column types.
+
+use carapace_clinical::ClinicalError;
+use carapace_clinical::patient::{
+    Demographics, Patient, PatientId, PatientPage, PatientPatch, PatientQuery, PatientRepository,
+};
+use carapace_phi_crypto::Phi;
+use carapace_tenancy::{OrgId, TenantContext};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use time::OffsetDateTime;
+
+use crate::db::{Backend, Database, storage_error};
+use crate::entity::patient as row;
+
+/// [`PatientRepository`] over the `patients` table.
+#[derive(Clone, Debug)]
+pub struct SeaPatients {
+    db: Database,
+}
+
+impl SeaPatients {
+    /// Patients in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn to_row(org: OrgId, id: PatientId, d: &Demographics, created: OffsetDateTime, updated: OffsetDateTime) -> row::ActiveModel {
+    row::ActiveModel {
+        org_id: Set(org.as_uuid()),
+        id: Set(id.as_uuid()),
+        given_name: Set(d.given_name.expose_phi().clone()),
+        family_name: Set(d.family_name.expose_phi().clone()),
+        birth_date: Set(*d.birth_date.expose_phi()),
+        member_id: Set(d.member_id.as_ref().map(|v| v.expose_phi().clone())),
+        phone: Set(d.phone.as_ref().map(|v| v.expose_phi().clone())),
+        email: Set(d.email.as_ref().map(|v| v.expose_phi().clone())),
+        created_at: Set(created),
+        updated_at: Set(updated),
+    }
+}
+
+fn from_row(r: row::Model) -> Patient {
+    Patient {
+        id: PatientId::from_uuid(r.id),
+        org: OrgId::from_uuid(r.org_id),
+        demographics: Demographics {
+            given_name: Phi::new(r.given_name),
+            family_name: Phi::new(r.family_name),
+            birth_date: Phi::new(r.birth_date),
+            member_id: r.member_id.map(Phi::new),
+            phone: r.phone.map(Phi::new),
+            email: r.email.map(Phi::new),
+        },
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
+    row::Entity::find().filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+}
+
+async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {
+    tx.commit().await.map_err(|e| storage_error(e).into())
+}
+
+impl PatientRepository for SeaPatients {
+    async fn create(&self, ctx: &TenantContext, d: &Demographics) -> Result<Patient, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let now = OffsetDateTime::now_utc();
+        let id = PatientId::generate();
+        row::Entity::insert(to_row(ctx.org(), id, d, now, now))
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(Patient { id, org: ctx.org(), demographics: d.clone(), created_at: now, updated_at: now })
+    }
+
+    async fn get(&self, ctx: &TenantContext, id: PatientId) -> Result<Option<Patient>, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let found = scoped(ctx)
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(found.map(from_row))
+    }
+
+    async fn update(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        patch: &PatientPatch,
+    ) -> Result<Option<Patient>, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let mut query = scoped(ctx).filter(row::Column::Id.eq(id.as_uuid()));
+        if self.db.backend() == Backend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let Some(current) = query.one(&tx).await.map_err(storage_error)? else {
+            return Ok(None);
+        };
+        let mut patient = from_row(current);
+        patch.apply(&mut patient.demographics);
+        patient.updated_at = OffsetDateTime::now_utc();
+        to_row(patient.org, patient.id, &patient.demographics, patient.created_at, patient.updated_at)
+            .update(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(Some(patient))
+    }
+
+    async fn delete(&self, ctx: &TenantContext, id: PatientId) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let done = row::Entity::delete_many()
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(done.rows_affected > 0)
+    }
+
+    async fn list(&self, ctx: &TenantContext, q: &PatientQuery) -> Result<PatientPage, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let limit = usize::from(q.limit.get());
+        let mut query = scoped(ctx);
+        if let Some(member_id) = &q.member_id {
+            query = query.filter(row::Column::MemberId.eq(member_id.expose_phi().as_str()));
+        }
+        if let Some(after) = q.after {
+            query = query.filter(row::Column::Id.gt(after.as_uuid()));
+        }
+        let rows = query
+            .order_by_asc(row::Column::Id)
+            .limit(limit as u64 + 1)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        let mut items: Vec<Patient> = rows.into_iter().map(from_row).collect();
+        let next_after = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|p| p.id)
+        } else {
+            None
+        };
+        Ok(PatientPage { items, next_after })
+    }
+}
