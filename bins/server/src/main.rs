@@ -1,1 +1,5 @@
-fn main() {}
+//! The `carapace` binary. All behaviour lives in the library.
+
+fn main() -> std::process::ExitCode {
+    carapace_server::cli::main()
+}

@@ -2,7 +2,7 @@
 
 mod input;
 
-pub use input::{PatientInput, PatientPatchInput, limits};
+pub use input::{PatientInput, PatientPatchInput, limits, member_id_filter};
 
 use std::fmt;
 use std::future::Future;
@@ -127,6 +127,17 @@ impl PageLimit {
     /// Page size when none is asked for.
     pub const DEFAULT: u16 = 50;
 
+    /// Parses a page size given as text (a query parameter).
+    pub fn parse_text(requested: Option<&str>) -> Result<Self, ClinicalError> {
+        match requested {
+            None => Ok(Self(Self::DEFAULT)),
+            Some(t) => match t.parse::<u32>() {
+                Ok(n) => Self::parse(Some(n)),
+                Err(_) => Self::parse(Some(0)),
+            },
+        }
+    }
+
     /// Parses a requested page size.
     pub fn parse(requested: Option<u32>) -> Result<Self, ClinicalError> {
         match requested {
@@ -225,6 +236,10 @@ mod tests {
         assert_eq!(PageLimit::parse(Some(100)).map(PageLimit::get).ok(), Some(100));
         assert!(PageLimit::parse(Some(0)).is_err());
         assert!(PageLimit::parse(Some(101)).is_err());
+        assert_eq!(PageLimit::parse_text(Some("7")).map(PageLimit::get).ok(), Some(7));
+        assert!(PageLimit::parse_text(Some("abc")).is_err());
+        assert!(PageLimit::parse_text(Some("-1")).is_err());
+        assert!(PageLimit::parse_text(Some("99999999999")).is_err());
     }
 
     #[test]

@@ -34,6 +34,12 @@ impl CursorKey {
         Self(SecretBox::new(Box::new(bytes)))
     }
 
+    /// A key derived from a configured secret of any length (SHA-256).
+    pub fn from_secret(secret: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self::from_bytes(Sha256::digest(secret).into())
+    }
+
     /// A fresh random key (cursors then last as long as the process).
     pub fn random() -> Self {
         Self::from_bytes(rand::random())

@@ -39,16 +39,17 @@ pub struct PatientInput {
     pub email: Option<String>,
 }
 
-/// Changes to a patient as sent by a client, before validation. For the
-/// optional fields `Some(None)` means "clear".
+/// Changes to a patient as sent by a client, before validation: `None`
+/// leaves a field alone, `Some(None)` (JSON `null`) clears it, which the
+/// required fields refuse.
 #[derive(Clone, Debug, Default)]
 pub struct PatientPatchInput {
     /// New given name.
-    pub given_name: Option<String>,
+    pub given_name: Option<Option<String>>,
     /// New family name.
-    pub family_name: Option<String>,
+    pub family_name: Option<Option<String>>,
     /// New date of birth.
-    pub birth_date: Option<String>,
+    pub birth_date: Option<Option<String>>,
     /// New or cleared member id.
     pub member_id: Option<Option<String>>,
     /// New or cleared phone.
@@ -89,10 +90,11 @@ impl PatientPatchInput {
     pub fn parse(self, today: Date) -> Result<PatientPatch, ClinicalError> {
         let mut errors = Vec::new();
         let patch = PatientPatch {
-            given_name: self.given_name.and_then(|v| name("given_name", &v, &mut errors)),
-            family_name: self.family_name.and_then(|v| name("family_name", &v, &mut errors)),
-            birth_date: self
-                .birth_date
+            given_name: required("given_name", self.given_name, &mut errors)
+                .and_then(|v| name("given_name", &v, &mut errors)),
+            family_name: required("family_name", self.family_name, &mut errors)
+                .and_then(|v| name("family_name", &v, &mut errors)),
+            birth_date: required("birth_date", self.birth_date, &mut errors)
                 .and_then(|v| birth_date("birth_date", &v, today, &mut errors)),
             member_id: self.member_id.map(|o| o.and_then(|v| member_id(&v, &mut errors))),
             phone: self.phone.map(|o| o.and_then(|v| phone(&v, &mut errors))),
@@ -100,6 +102,24 @@ impl PatientPatchInput {
         };
         if errors.is_empty() { Ok(patch) } else { Err(ClinicalError::Invalid(errors)) }
     }
+}
+
+/// A required field in a patch: absent is fine, `null` is not.
+fn required(field: &str, value: Option<Option<String>>, errors: &mut Vec<FieldError>) -> Option<String> {
+    match value {
+        Some(None) => {
+            errors.push(FieldError::new(field, "is required and cannot be cleared"));
+            None
+        }
+        Some(Some(v)) => Some(v),
+        None => None,
+    }
+}
+
+/// Parses a `member_id` listing filter with the same rule as the field.
+pub fn member_id_filter(raw: &str) -> Result<Phi<String>, ClinicalError> {
+    let mut errors = Vec::new();
+    member_id(raw, &mut errors).ok_or(ClinicalError::Invalid(errors))
 }
 
 fn text(
@@ -249,7 +269,7 @@ mod tests {
     #[test]
     fn patch_validates_present_fields_and_allows_clearing() {
         let ok = PatientPatchInput {
-            given_name: Some("Ann".into()),
+            given_name: Some(Some("Ann".into())),
             member_id: Some(None),
             ..PatientPatchInput::default()
         }
@@ -259,12 +279,13 @@ mod tests {
         assert!(ok.family_name.is_none());
 
         let bad = PatientPatchInput {
-            given_name: Some(String::new()),
+            given_name: Some(String::new()).map(Some),
+            family_name: Some(None),
             email: Some(Some("nope".into())),
             ..PatientPatchInput::default()
         }
         .parse(TODAY);
-        assert!(matches!(bad, Err(ClinicalError::Invalid(e)) if e.len() == 2));
+        assert!(matches!(bad, Err(ClinicalError::Invalid(e)) if e.len() == 3));
     }
 
     #[test]

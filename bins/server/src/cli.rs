@@ -1,0 +1,218 @@
+//! The command line. `--help` and `config check` never touch a database.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use carapace_auth::Role;
+use carapace_tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository as _, SubjectId};
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::server;
+use crate::settings::{LogFormat, Profile, Settings};
+
+/// Exit code for invalid configuration or arguments.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Carapace: a multi-tenant healthcare backend.
+#[derive(Debug, Parser)]
+#[command(name = "carapace", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings file (optional; CARAPACE_* variables override it).
+    #[arg(long, global = true, default_value = "carapace.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply database migrations as the schema owner.
+    Migrate,
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Manage organizations.
+    Org {
+        #[command(subcommand)]
+        action: OrgAction,
+    },
+    /// Mint a development token (dev profile only).
+    DevToken {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// Role (repeat for several): admin, clinician, staff, viewer, patient, compliance, service.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Subject id.
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        /// Lifetime in minutes (1-1440).
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (secrets redacted) and every problem.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgAction {
+    /// Create an organization; prints {"id","slug"}.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// URL-safe handle (3-63 of a-z, 0-9, -).
+        #[arg(long)]
+        slug: String,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("configuration error: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let problems = settings.problems();
+    if let Some(Command::Config { action: ConfigAction::Check }) = &cli.command {
+        let shown = serde_json::to_string_pretty(&settings.redacted()).unwrap_or_default();
+        let _ = writeln!(std::io::stdout(), "{shown}");
+        for p in &problems {
+            eprintln!("configuration error: {p}");
+        }
+        return if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("configuration error: {p}");
+        }
+        eprintln!("refusing to start: {} configuration problem(s)", problems.len());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    init_tracing(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), &settings));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "command failed");
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => server::serve(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => {
+            server::migrate(settings).await?;
+            let _ = writeln!(std::io::stdout(), "migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { .. } => Ok(ExitCode::SUCCESS),
+        Command::Org { action: OrgAction::Create { name, slug } } => org_create(settings, &name, &slug).await,
+        Command::DevToken { org, roles, sub, ttl_minutes } => {
+            dev_token(settings, &org, &roles, &sub, ttl_minutes).await
+        }
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(EXIT_CONFIG))
+}
+
+async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Result<ExitCode> {
+    let (slug, name) = match (OrgSlug::parse(slug), OrgName::parse(name)) {
+        (Ok(s), Ok(n)) => (s, n),
+        (Err(e), _) => return usage_error(format!("--slug: {e}")),
+        (_, Err(e)) => return usage_error(format!("--name: {e}")),
+    };
+    let db = server::connect(settings).await?;
+    let org = carapace_infra::SeaOrganizations::new(db.clone())
+        .create(NewOrganization { slug, name })
+        .await
+        .context("creating the organization")?;
+    db.close().await;
+    let out = serde_json::json!({ "id": org.id, "slug": org.slug });
+    let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dev_token(
+    settings: &Settings,
+    org: &str,
+    roles: &[String],
+    sub: &str,
+    ttl_minutes: u64,
+) -> anyhow::Result<ExitCode> {
+    if settings.profile != Profile::Dev {
+        return usage_error("dev tokens exist only in the dev profile");
+    }
+    let Some(tokens) = server::dev_tokens(settings)? else {
+        return usage_error("dev tokens are disabled (CARAPACE_DEV_TOKENS=false)");
+    };
+    let slug = match OrgSlug::parse(org) {
+        Ok(s) => s,
+        Err(e) => return usage_error(format!("--org: {e}")),
+    };
+    let mut parsed = Vec::new();
+    for r in roles {
+        match r.parse::<Role>() {
+            Ok(role) => parsed.push(role),
+            Err(_) => return usage_error(format!("--role {r:?} is not one of admin, clinician, staff, viewer, patient, compliance, service")),
+        }
+    }
+    let Ok(subject) = SubjectId::parse(sub) else {
+        return usage_error("--sub must be 1-255 bytes without control characters");
+    };
+    if !(1..=1440).contains(&ttl_minutes) {
+        return usage_error("--ttl-minutes must be between 1 and 1440");
+    }
+    let db = server::connect(settings).await?;
+    let found = carapace_infra::SeaOrganizations::new(db.clone()).find_by_slug(&slug).await?;
+    db.close().await;
+    let Some(found) = found else {
+        return usage_error(format!("no organization with slug {slug:?}; create it with `carapace org create`"));
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let token = tokens.mint(found.id, &subject, &parsed, now, Duration::from_secs(ttl_minutes * 60))?;
+    let _ = writeln!(std::io::stdout(), "{}", token.expose_secret());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

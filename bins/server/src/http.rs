@@ -1,0 +1,10 @@
+//! HTTP plumbing: the one error type and its problem+json mapping, the
+//! request-id middleware, extractor configuration and the bearer-token
+//! extractor.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod request_id;
+
+pub use error::ApiError;

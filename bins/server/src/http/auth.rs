@@ -1,0 +1,50 @@
+//! The bearer-token extractor: a handler that takes [`Authenticated`] runs
+//! only for a verified principal.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use carapace_auth::{AuthError, Principal, TokenVerifier as _};
+use secrecy::SecretString;
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// A request whose bearer token verified.
+#[derive(Debug)]
+pub struct Authenticated(pub Principal);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let token = token?;
+            Ok(Self(state.authenticator.verify(&token).await?))
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<SecretString, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthenticated(AuthError::MissingCredentials))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthenticated(AuthError::InvalidToken("header is not text")))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(ApiError::Unauthenticated(AuthError::InvalidToken("not a bearer token")))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthenticated(AuthError::InvalidToken("not a bearer token")));
+    }
+    Ok(SecretString::from(token.trim().to_owned()))
+}

@@ -1,0 +1,267 @@
+//! [`ApiError`]: every failure a handler can return, mapped to
+//! `application/problem+json` in exactly one place. Bodies carry a stable
+//! code and a generic message; causes go to the log, joined by request id.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use carapace_auth::AuthError;
+use carapace_clinical::{ClinicalError, FieldError};
+use carapace_tenancy::{StorageError, TenancyError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::request_id;
+
+/// The problem document (RFC 9457) every error response carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// A short, generic summary.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The request's id (also in `X-Request-Id`).
+    pub request_id: String,
+    /// A stable machine-readable code.
+    pub code: String,
+    /// More detail, when it helps the client and reveals nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Field-level problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemField>>,
+}
+
+/// One field-level problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// The field, as the client named it.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not well-formed JSON (or otherwise unreadable).
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    /// The query string is not acceptable.
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    /// Authentication failed or was missing.
+    #[error(transparent)]
+    Unauthenticated(AuthError),
+    /// Authenticated but not allowed.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such resource (or another tenant's).
+    #[error("not found")]
+    NotFound,
+    /// The method is not supported on this resource.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body is larger than the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The body is not `application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// Validation failed.
+    #[error("validation failed")]
+    Invalid(Vec<FieldError>),
+    /// The change conflicts with existing data.
+    #[error("conflict")]
+    Conflict,
+    /// A dependency (database) is unavailable.
+    #[error("unavailable")]
+    Unavailable(#[source] StorageError),
+    /// A readiness check failed; the detail names the checks.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// Anything else; the cause is logged, never returned.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed_body",
+            Self::BadQuery(_) => "bad_query",
+            Self::Unauthenticated(e) => e.code(),
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Invalid(_) => "validation_failed",
+            Self::Conflict => "conflict",
+            Self::Unavailable(_) => "unavailable",
+            Self::NotReady(_) => "not_ready",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The problem body for this error (public for the fallback mapping
+    /// of framework-generated errors).
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let detail = match self {
+            Self::Malformed(d) => Some((*d).to_owned()),
+            Self::BadQuery(d) | Self::NotReady(d) => Some(d.clone()),
+            Self::Unauthenticated(AuthError::MissingCredentials) => {
+                Some("send Authorization: Bearer <token>".to_owned())
+            }
+            Self::PayloadTooLarge => Some("the request body exceeds the size limit".to_owned()),
+            Self::UnsupportedMediaType => Some("send Content-Type: application/json".to_owned()),
+            _ => None,
+        };
+        let errors = match self {
+            Self::Invalid(errs) => Some(
+                errs.iter()
+                    .map(|e| ProblemField { field: e.field.clone(), message: e.message.clone() })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Problem {
+            type_: format!("urn:carapace:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            request_id: request_id::current().unwrap_or_default(),
+            code: self.code().to_owned(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(AuthError::Forbidden) | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::Unavailable(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        log(self);
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/problem+json");
+        if let Self::Unauthenticated(e) = self {
+            let value = match e {
+                AuthError::MissingCredentials => r#"Bearer realm="carapace""#,
+                _ => r#"Bearer realm="carapace", error="invalid_token""#,
+            };
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(value)));
+        }
+        res.json(self.problem())
+    }
+}
+
+/// Logs server-side failures with their cause chain (never PHI: storage
+/// errors drop row values before they get here).
+fn log(err: &ApiError) {
+    match err {
+        ApiError::Unavailable(_) | ApiError::Internal(_) => {
+            let mut chain = String::new();
+            let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(err);
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!(code = err.code(), cause = %chain, "request failed");
+        }
+        ApiError::Unauthenticated(e) => tracing::info!(code = err.code(), reason = %e, "authentication failed"),
+        _ => tracing::debug!(code = err.code(), "request refused"),
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Unavailable(_) => Self::Unavailable(e),
+            StorageError::Constraint(_) => Self::Conflict,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<ClinicalError> for ApiError {
+    fn from(e: ClinicalError) -> Self {
+        match e {
+            ClinicalError::Invalid(errs) => Self::Invalid(errs),
+            ClinicalError::NotFound => Self::NotFound,
+            ClinicalError::Storage(s) => s.into(),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<TenancyError> for ApiError {
+    fn from(e: TenancyError) -> Self {
+        match e {
+            TenancyError::Storage(s) => s.into(),
+            TenancyError::SlugTaken => Self::Conflict,
+            other => Self::Invalid(vec![FieldError::new("request", other.to_string())]),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Forbidden => Self::Forbidden,
+            other => Self::Unauthenticated(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_status_and_code() {
+        let boxed = || -> Box<dyn std::error::Error + Send + Sync> { "secret cause".into() };
+        let table: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::Malformed("x"), 400, "malformed_body"),
+            (ApiError::BadQuery("x".into()), 400, "bad_query"),
+            (ApiError::Unauthenticated(AuthError::MissingCredentials), 401, "missing_credentials"),
+            (ApiError::Unauthenticated(AuthError::InvalidToken("x")), 401, "invalid_token"),
+            (ApiError::Forbidden, 403, "forbidden"),
+            (ApiError::NotFound, 404, "not_found"),
+            (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
+            (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type"),
+            (ApiError::Invalid(vec![]), 422, "validation_failed"),
+            (ApiError::Conflict, 409, "conflict"),
+            (ApiError::Unavailable(StorageError::Unavailable(boxed())), 503, "unavailable"),
+            (ApiError::NotReady("database: unreachable".into()), 503, "not_ready"),
+            (ApiError::Internal(boxed()), 500, "internal"),
+        ];
+        for (err, status, code) in table {
+            assert_eq!(err.status_code().as_u16(), status, "{err:?}");
+            let p = err.problem();
+            assert_eq!((p.status, p.code.as_str()), (status, code));
+            let body = serde_json::to_string(&p).unwrap_or_default();
+            assert!(!body.contains("secret cause"), "causes never reach the body: {body}");
+        }
+    }
+}

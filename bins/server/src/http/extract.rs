@@ -1,0 +1,117 @@
+//! Extractor configuration: every extractor failure becomes an [`ApiError`].
+
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::{HttpRequest, web};
+use carapace_clinical::FieldError;
+
+use super::ApiError;
+
+/// JSON bodies: at most `limit` bytes, `application/json` (or
+/// `application/merge-patch+json`) only.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(true)
+        .content_type(|mime| matches!(mime.essence_str(), "application/json" | "application/merge-patch+json"))
+        .error_handler(|err, _req: &HttpRequest| json_error(err).into())
+}
+
+/// Path parameters that do not parse name no resource: 404.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_err, _req| ApiError::NotFound.into())
+}
+
+/// Query strings that do not parse (unknown or repeated parameters): 400.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _req| ApiError::BadQuery(query_detail(&err.to_string())).into())
+}
+
+fn query_detail(msg: &str) -> String {
+    // serde_urlencoded messages name the parameter, never echo values.
+    match msg.find("unknown field `") {
+        Some(i) => {
+            let rest = &msg[i + 15..];
+            let name: String = rest.chars().take_while(|c| *c != '`').take(64).collect();
+            format!("unknown query parameter {name:?}")
+        }
+        None => "invalid query parameters".to_owned(),
+    }
+}
+
+/// Maps a JSON extraction failure to the contract's statuses: 413 too
+/// large, 415 wrong type, 400 malformed, 422 well-formed but wrong shape.
+pub fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::PayloadTooLarge,
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Invalid(vec![shape_error(&e)]),
+        JsonPayloadError::Deserialize(_) => ApiError::Malformed("the body is not well-formed JSON"),
+        _ => ApiError::Malformed("the body could not be read"),
+    }
+}
+
+/// Turns serde's message into a field error without echoing any value.
+fn shape_error(e: &serde_json::Error) -> FieldError {
+    let msg = e.to_string();
+    let quoted = |marker: &str| {
+        msg.find(marker).map(|i| {
+            msg[i + marker.len()..].chars().take_while(|c| *c != '`').take(64).collect::<String>()
+        })
+    };
+    if let Some(field) = quoted("unknown field `") {
+        FieldError::new(field, "is not accepted here")
+    } else if let Some(field) = quoted("missing field `") {
+        FieldError::new(field, "is required")
+    } else if msg.starts_with("invalid type") {
+        FieldError::new("body", "a field has the wrong type (names and dates are strings)")
+    } else {
+        FieldError::new("body", "does not match the expected shape")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only parsed")]
+    struct Body {
+        name: String,
+    }
+
+    fn map(json: &str) -> ApiError {
+        match serde_json::from_str::<Body>(json) {
+            Ok(_) => panic!("expected an error for {json}"),
+            Err(e) => json_error(JsonPayloadError::Deserialize(e)),
+        }
+    }
+
+    #[test]
+    fn malformed_is_400_and_wrong_shape_is_422_naming_the_field() {
+        assert!(matches!(map("{\"name\": "), ApiError::Malformed(_)));
+        assert!(matches!(map("not json"), ApiError::Malformed(_)));
+        match map(r#"{"name":"a","org_id":"x"}"#) {
+            ApiError::Invalid(e) => assert_eq!(e[0].field, "org_id"),
+            other => panic!("{other:?}"),
+        }
+        match map(r#"{}"#) {
+            ApiError::Invalid(e) => assert_eq!(e[0].field, "name"),
+            other => panic!("{other:?}"),
+        }
+        match map(r#"{"name": 12345}"#) {
+            ApiError::Invalid(e) => assert!(!e[0].message.contains("12345")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn query_details_name_parameters_only() {
+        assert_eq!(query_detail("unknown field `foo`, expected one of"), "unknown query parameter \"foo\"");
+        assert_eq!(query_detail("invalid digit found in string"), "invalid query parameters");
+    }
+}

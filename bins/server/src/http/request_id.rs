@@ -1,0 +1,120 @@
+//! Request ids, structured request logs, and the last line of defence that
+//! turns any framework-generated error (unknown route, wrong method) into
+//! problem+json.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse, ResponseError as _};
+use tracing::Instrument as _;
+
+use super::ApiError;
+
+/// The request-id header.
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest incoming request id kept.
+pub const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// An incoming id is kept only if it is 1-128 of `A-Z a-z 0-9 . _ : -`.
+fn incoming(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(HEADER)?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= MAX_LEN
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    ok.then(|| value.to_owned())
+}
+
+/// Middleware: assigns the request id, runs the request inside its span
+/// and task-local, logs the outcome, and stamps the response.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let id = incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // The path only: query strings can carry PHI (member_id=…).
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = Instant::now();
+    let result = REQUEST_ID
+        .scope(id.clone(), next.call(req))
+        .instrument(span.clone())
+        .await;
+    // Handlers and extractors turn their errors into responses inside the
+    // scope above; an `Err` here could only come from inner middleware,
+    // which the framework renders.
+    let mut res = result?.map_into_boxed_body();
+    if res.status().as_u16() >= 400 && !is_problem(res.headers()) {
+        let status = res.status();
+        let fallback = REQUEST_ID.sync_scope(id.clone(), || fallback(status));
+        res = res.into_response(fallback);
+    }
+    let headers = res.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(HEADER, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let _enter = span.enter();
+    tracing::info!(
+        status = res.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request completed"
+    );
+    Ok(res)
+}
+
+fn is_problem(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"))
+}
+
+/// A problem response for an error status the framework produced itself.
+fn fallback(status: actix_web::http::StatusCode) -> HttpResponse {
+    let err = match status.as_u16() {
+        404 => ApiError::NotFound,
+        405 => ApiError::MethodNotAllowed,
+        413 => ApiError::PayloadTooLarge,
+        415 => ApiError::UnsupportedMediaType,
+        400..=499 => ApiError::Malformed("the request could not be processed"),
+        _ => ApiError::Internal("framework error".into()),
+    };
+    let mut res = err.error_response();
+    *res.status_mut() = status;
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(HEADER, v);
+        }
+        h
+    }
+
+    #[test]
+    fn keeps_valid_ids_and_replaces_others() {
+        assert_eq!(incoming(&headers("abc-123_x.y:z")), Some("abc-123_x.y:z".into()));
+        assert_eq!(incoming(&headers("")), None);
+        assert_eq!(incoming(&headers("has space")), None);
+        assert_eq!(incoming(&headers("<script>")), None);
+        assert_eq!(incoming(&headers(&"a".repeat(129))), None);
+        assert_eq!(incoming(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Routes, one file per endpoint group, and the OpenAPI document.
+
+pub mod docs;
+pub mod health;
+pub mod patients;
+
+use actix_web::web;
+
+use crate::http::ApiError;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::scope())
+        .service(web::scope("/api/v1").configure(patients::configure))
+        .configure(docs::configure);
+}
+
+/// The fallback for unknown routes.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

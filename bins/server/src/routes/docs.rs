@@ -1,0 +1,49 @@
+//! `/openapi.json` and the Swagger UI at `/docs/`, its assets compiled into
+//! the binary (no network at build or run time).
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::{health, patients};
+use crate::http::error::{Problem, ProblemField};
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Carapace", description = "Multi-tenant healthcare backend. Errors are application/problem+json."),
+    paths(
+        health::live, health::ready,
+        patients::create, patients::get, patients::update, patients::delete, patients::list,
+    ),
+    components(schemas(Problem, ProblemField)),
+    modifiers(&BearerAuth),
+    tags((name = "patients", description = "Patient records of the caller's organization"),
+         (name = "health", description = "Liveness and readiness")),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Registers `/openapi.json`, `/docs` and `/docs/…`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/docs",
+        web::get().to(|| async {
+            HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+        }),
+    )
+    .service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", ApiDoc::openapi())
+            .config(Config::default().validator_url("none")),
+    );
+}

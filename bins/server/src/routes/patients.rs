@@ -1,0 +1,192 @@
+//! `/api/v1/patients`: create, read, update, delete and list, each confined
+//! to the caller's organization.
+
+mod dto;
+
+pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use carapace_auth::policy::{PatientAction, authorize_patients};
+use carapace_clinical::patient::{CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _};
+use carapace_clinical::patient::{PageLimit, member_id_filter};
+use carapace_tenancy::TenantContext;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::Authenticated;
+use crate::http::error::Problem;
+use crate::state::AppState;
+
+/// Registers the patient routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/patients")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/patients/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+}
+
+fn today() -> time::Date {
+    OffsetDateTime::now_utc().date()
+}
+
+/// Authorizes `action` and returns the tenant context to act in.
+fn tenant(auth: &Authenticated, action: PatientAction) -> Result<TenantContext, ApiError> {
+    authorize_patients(&auth.0, action)?;
+    Ok(auth.0.tenant())
+}
+
+/// Creates a patient in the caller's organization.
+#[utoipa::path(post, path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = PatientView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    body: web::Json<CreatePatient>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = tenant(&auth, PatientAction::Write)?;
+    let demographics = body.into_inner().into_input().parse(today())?;
+    let patient = state.patients.create(&ctx, &demographics).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/patients/{}", patient.id)))
+        .json(PatientView::from(&patient)))
+}
+
+/// Reads a patient.
+#[utoipa::path(get, path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 200, body = PatientView),
+        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = tenant(&auth, PatientAction::Read)?;
+    let patient = state
+        .patients
+        .get(&ctx, PatientId::from_uuid(id.into_inner()))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
+}
+
+/// Changes some fields of a patient (`null` clears an optional field).
+#[utoipa::path(patch, path = "/api/v1/patients/{id}", tag = "patients", request_body = UpdatePatient,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 200, body = PatientView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdatePatient>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = tenant(&auth, PatientAction::Write)?;
+    let patch = body.into_inner().into_input().parse(today())?;
+    let patient = state
+        .patients
+        .update(&ctx, PatientId::from_uuid(id.into_inner()), &patch)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
+}
+
+/// Deletes a patient.
+#[utoipa::path(delete, path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = tenant(&auth, PatientAction::Write)?;
+    if state.patients.delete(&ctx, PatientId::from_uuid(id.into_inner())).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only patients with exactly this insurance member id.
+    member_id: Option<String>,
+    /// Page size, 1-100 (default 50).
+    limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists patients, oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, body = PatientList),
+        (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = tenant(&auth, PatientAction::Read)?;
+    let params = params.into_inner();
+    let after = match params.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let position = state
+                .cursor_key
+                .open(ctx.org(), CURSOR_SCOPE, c)
+                .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
+            let id = Uuid::from_slice(&position).map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
+            Some(PatientId::from_uuid(id))
+        }
+    };
+    let query = PatientQuery {
+        member_id: params.member_id.as_deref().map(member_id_filter).transpose()?,
+        limit: PageLimit::parse_text(params.limit.as_deref())?,
+        after,
+    };
+    let page = state.patients.list(&ctx, &query).await?;
+    let next_cursor = page
+        .next_after
+        .map(|id| state.cursor_key.seal(ctx.org(), CURSOR_SCOPE, id.as_uuid().as_bytes()));
+    Ok(HttpResponse::Ok().json(PatientList {
+        items: page.items.iter().map(PatientView::from).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,279 @@
+//! Settings: loaded once (defaults < optional `carapace.toml` < `CARAPACE_*`
+//! environment), validated once with every problem reported, then passed
+//! down by reference. Nothing here runs at import time.
+
+mod checks;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use carapace_infra::db::Backend;
+use carapace_infra::{DbSettings, TlsMode};
+use figment::Figment;
+use figment::providers::{Env, Format as _, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub use checks::{ConfigProblem, PRODUCTION_CHECKS};
+
+/// Environment variables that belong to the test harness, not the server.
+const HARNESS_VARS: &[&str] = &["require_services", "test_pg_url", "test_redis_url"];
+
+/// Which rules apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Local development: SQLite and dev tokens allowed.
+    #[default]
+    Dev,
+    /// Production: the refusals of the contract apply.
+    Production,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Every setting. Each key is also `CARAPACE_<KEY>` in the environment and
+/// `<key> = …` in `carapace.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `dev` or `production`.
+    pub profile: Profile,
+    /// Listen address.
+    pub bind: String,
+    /// The server's database URL (on PostgreSQL: the non-owner app role).
+    pub database_url: SecretString,
+    /// The schema owner's URL, for `carapace migrate` and migrate-on-start.
+    pub database_owner_url: Option<SecretString>,
+    /// Largest connection pool.
+    pub database_pool_max: u32,
+    /// Seconds allowed to open a connection.
+    pub database_connect_timeout_secs: u64,
+    /// Seconds a request may wait for a pooled connection.
+    pub database_acquire_timeout_secs: u64,
+    /// Seconds one statement may run (PostgreSQL).
+    pub database_statement_timeout_secs: u64,
+    /// TLS to PostgreSQL: disable, prefer, require, verify-ca, verify-full.
+    pub database_tls: TlsMode,
+    /// Allow production on PostgreSQL without TLS (trusted private network).
+    pub database_allow_insecure: bool,
+    /// Accept dev tokens; default: on in `dev`, off in `production`.
+    pub dev_tokens: Option<bool>,
+    /// HS256 secret for dev tokens (32+ bytes); in `dev` a random one is
+    /// kept in `<data_dir>/dev-token-secret` when unset.
+    pub dev_token_secret: Option<SecretString>,
+    /// Key for pagination cursors (32+ bytes, the same on every instance);
+    /// random per process when unset in `dev`.
+    pub cursor_secret: Option<SecretString>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+    /// Where local state lives (SQLite file, dev secrets).
+    pub data_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Dev,
+            bind: "127.0.0.1:8080".into(),
+            database_url: SecretString::from("sqlite://./data/carapace.db"),
+            database_owner_url: None,
+            database_pool_max: 10,
+            database_connect_timeout_secs: 5,
+            database_acquire_timeout_secs: 5,
+            database_statement_timeout_secs: 15,
+            database_tls: TlsMode::Prefer,
+            database_allow_insecure: false,
+            dev_tokens: None,
+            dev_token_secret: None,
+            cursor_secret: None,
+            body_limit_bytes: 64 * 1024,
+            shutdown_timeout_secs: 20,
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if it exists, then `CARAPACE_*` variables.
+    pub fn load(file: &Path) -> anyhow::Result<Self> {
+        let env = Env::prefixed("CARAPACE_")
+            .filter(|k| !HARNESS_VARS.contains(&k.as_str()))
+            .lowercase(true);
+        Figment::new()
+            .merge(Toml::file(file))
+            .merge(env)
+            .extract()
+            .map_err(|e| {
+                let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+                anyhow::anyhow!(lines.join("\n"))
+            })
+            .context("reading settings")
+    }
+
+    /// Every problem with these settings, general rules first, then the
+    /// production table. Empty means valid.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = checks::general(self);
+        if self.profile == Profile::Production {
+            problems.extend(PRODUCTION_CHECKS.iter().filter_map(|c| (c.check)(self)));
+        }
+        problems
+    }
+
+    /// Whether dev tokens are accepted.
+    pub fn dev_tokens_enabled(&self) -> bool {
+        self.dev_tokens.unwrap_or(self.profile == Profile::Dev)
+    }
+
+    /// The database engine of `database_url`.
+    pub fn backend(&self) -> Option<Backend> {
+        Backend::of_url(self.database_url.expose_secret())
+    }
+
+    /// The listen address (validated by [`Self::problems`]).
+    pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.bind.parse().with_context(|| format!("CARAPACE_BIND {:?} is not host:port", self.bind))
+    }
+
+    /// Connection settings for the server's pool.
+    pub fn db(&self) -> DbSettings {
+        self.db_with(self.database_url.clone())
+    }
+
+    /// Connection settings for migrations: the owner URL if set, else the
+    /// server URL (SQLite has no roles).
+    pub fn owner_db(&self) -> DbSettings {
+        self.db_with(self.database_owner_url.clone().unwrap_or_else(|| self.database_url.clone()))
+    }
+
+    fn db_with(&self, url: SecretString) -> DbSettings {
+        DbSettings {
+            url,
+            pool_max: self.database_pool_max,
+            connect_timeout: Duration::from_secs(self.database_connect_timeout_secs),
+            acquire_timeout: Duration::from_secs(self.database_acquire_timeout_secs),
+            statement_timeout: Duration::from_secs(self.database_statement_timeout_secs),
+            tls: self.database_tls,
+        }
+    }
+
+    /// The effective settings with every secret redacted, as JSON.
+    pub fn redacted(&self) -> serde_json::Value {
+        let secret = |s: &Option<SecretString>| match s {
+            Some(_) => serde_json::Value::from("[redacted]"),
+            None => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "profile": self.profile,
+            "bind": self.bind,
+            "database_url": redact_url(self.database_url.expose_secret()),
+            "database_owner_url": self.database_owner_url.as_ref().map(|u| redact_url(u.expose_secret())),
+            "database_pool_max": self.database_pool_max,
+            "database_connect_timeout_secs": self.database_connect_timeout_secs,
+            "database_acquire_timeout_secs": self.database_acquire_timeout_secs,
+            "database_statement_timeout_secs": self.database_statement_timeout_secs,
+            "database_tls": self.database_tls,
+            "database_allow_insecure": self.database_allow_insecure,
+            "dev_tokens": self.dev_tokens_enabled(),
+            "dev_token_secret": secret(&self.dev_token_secret),
+            "cursor_secret": secret(&self.cursor_secret),
+            "body_limit_bytes": self.body_limit_bytes,
+            "shutdown_timeout_secs": self.shutdown_timeout_secs,
+            "data_dir": self.data_dir,
+            "log_format": self.log_format,
+            "log_level": self.log_level,
+        })
+    }
+}
+
+/// A database URL with any password replaced.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "[unparseable]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load(jail: &mut Jail, toml: &str, env: &[(&str, &str)]) -> Result<Settings, figment::Error> {
+        jail.clear_env();
+        jail.create_file("carapace.toml", toml)?;
+        for (k, v) in env {
+            jail.set_env(k, v);
+        }
+        Settings::load(Path::new("carapace.toml")).map_err(|e| figment::Error::from(format!("{e:#}")))
+    }
+
+    #[test]
+    fn layers_defaults_then_file_then_environment() {
+        Jail::expect_with(|jail| {
+            let s = load(
+                jail,
+                "bind = \"127.0.0.1:9000\"\ndatabase_pool_max = 3\n",
+                &[("CARAPACE_DATABASE_POOL_MAX", "7"), ("CARAPACE_TEST_PG_URL", "ignored")],
+            )?;
+            assert_eq!(s.bind, "127.0.0.1:9000");
+            assert_eq!(s.database_pool_max, 7);
+            assert_eq!(s.body_limit_bytes, 64 * 1024);
+            assert_eq!(s.profile, Profile::Dev);
+            assert!(s.dev_tokens_enabled());
+            assert!(s.problems().is_empty(), "{:?}", s.problems());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        Jail::expect_with(|jail| {
+            let file = load(jail, "databse_url = \"x\"\n", &[]).map(|_| ()).err();
+            assert!(file.is_some_and(|e| e.to_string().contains("databse_url")));
+            let env = load(jail, "", &[("CARAPACE_BYND", "x")]).map(|_| ()).err();
+            assert!(env.is_some_and(|e| e.to_string().contains("bynd")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redaction_hides_secrets_and_passwords() {
+        Jail::expect_with(|jail| {
+            let s = load(
+                jail,
+                "database_url = \"postgres://app:hunter2hunter2@db:5432/c\"\n",
+                &[("CARAPACE_DEV_TOKEN_SECRET", "0123456789abcdef0123456789abcdef")],
+            )?;
+            let shown = s.redacted().to_string();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+            assert!(shown.contains("[redacted]"));
+            Ok(())
+        });
+    }
+}

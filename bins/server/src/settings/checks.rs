@@ -1,0 +1,244 @@
+//! The rules settings must satisfy. General rules apply to every profile;
+//! [`PRODUCTION_CHECKS`] is the table of production refusals from the
+//! contract, which later features extend with their own rows.
+
+use std::fmt;
+
+use carapace_infra::db::Backend;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::Settings;
+
+/// Shortest secret accepted anywhere, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// One problem, naming the variable to change and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The environment variable concerned.
+    pub key: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self { key, message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// A production refusal: a name and a rule that returns a problem when the
+/// settings break it.
+pub struct ProductionCheck {
+    /// Short name of the rule.
+    pub name: &'static str,
+    /// The rule.
+    pub check: fn(&Settings) -> Option<ConfigProblem>,
+}
+
+/// Every production refusal, in the order they are reported.
+pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
+    ProductionCheck {
+        name: "no dev tokens",
+        check: |s| {
+            s.dev_tokens_enabled().then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_DEV_TOKENS",
+                    "dev tokens are enabled; production refuses them: set CARAPACE_DEV_TOKENS=false",
+                )
+            })
+        },
+    },
+    ProductionCheck {
+        name: "postgresql",
+        check: |s| {
+            (s.backend() == Some(Backend::Sqlite)).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_DATABASE_URL",
+                    "is SQLite; production needs PostgreSQL: set a postgres:// URL for the carapace_app role",
+                )
+            })
+        },
+    },
+    ProductionCheck {
+        name: "database tls",
+        check: |s| {
+            (s.backend() == Some(Backend::Postgres)
+                && !s.database_tls.is_encrypted()
+                && !s.database_allow_insecure)
+                .then(|| {
+                    ConfigProblem::new(
+                        "CARAPACE_DATABASE_TLS",
+                        "PostgreSQL without TLS: set require, verify-ca or verify-full (or CARAPACE_DATABASE_ALLOW_INSECURE=true on a trusted private network)",
+                    )
+                })
+        },
+    },
+    ProductionCheck {
+        name: "cursor secret",
+        check: |s| {
+            s.cursor_secret.is_none().then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_CURSOR_SECRET",
+                    "not set; production needs a random secret of at least 32 bytes, the same on every instance",
+                )
+            })
+        },
+    },
+    ProductionCheck {
+        name: "authentication configured",
+        check: |s| {
+            // OIDC and local accounts are not in this build yet; dev tokens
+            // are refused above. Production therefore has no way to
+            // authenticate, and refuses rather than serve 401s forever.
+            let _ = s;
+            Some(ConfigProblem::new(
+                "CARAPACE_OIDC_ISSUER",
+                "no authentication configured: production needs an OIDC issuer or a local-account signing key (not yet supported by this build)",
+            ))
+        },
+    },
+];
+
+/// Rules for every profile: shapes, ranges and secret lengths.
+pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
+    let mut p = Vec::new();
+    if s.bind.parse::<std::net::SocketAddr>().is_err() {
+        p.push(ConfigProblem::new("CARAPACE_BIND", format!("{:?} is not an address like 127.0.0.1:8080", s.bind)));
+    }
+    let url = s.database_url.expose_secret();
+    match s.backend() {
+        None => p.push(ConfigProblem::new(
+            "CARAPACE_DATABASE_URL",
+            "must start with postgres:// (or postgresql://) or sqlite://",
+        )),
+        Some(Backend::Postgres) if url.contains("sslmode=") => p.push(ConfigProblem::new(
+            "CARAPACE_DATABASE_URL",
+            "carries sslmode; set the TLS mode with CARAPACE_DATABASE_TLS instead",
+        )),
+        _ => {}
+    }
+    if let Some(owner) = &s.database_owner_url {
+        if Backend::of_url(owner.expose_secret()) != s.backend() {
+            p.push(ConfigProblem::new(
+                "CARAPACE_DATABASE_OWNER_URL",
+                "must point at the same kind of database as CARAPACE_DATABASE_URL",
+            ));
+        }
+    }
+    if !(1..=1000).contains(&s.database_pool_max) {
+        p.push(ConfigProblem::new("CARAPACE_DATABASE_POOL_MAX", "must be between 1 and 1000"));
+    }
+    for (key, secs) in [
+        ("CARAPACE_DATABASE_CONNECT_TIMEOUT_SECS", s.database_connect_timeout_secs),
+        ("CARAPACE_DATABASE_ACQUIRE_TIMEOUT_SECS", s.database_acquire_timeout_secs),
+        ("CARAPACE_DATABASE_STATEMENT_TIMEOUT_SECS", s.database_statement_timeout_secs),
+        ("CARAPACE_SHUTDOWN_TIMEOUT_SECS", s.shutdown_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&secs) {
+            p.push(ConfigProblem::new(key, "must be between 1 and 3600 seconds"));
+        }
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&s.body_limit_bytes) {
+        p.push(ConfigProblem::new("CARAPACE_BODY_LIMIT_BYTES", "must be between 1024 and 16777216"));
+    }
+    for (key, secret) in [
+        ("CARAPACE_DEV_TOKEN_SECRET", &s.dev_token_secret),
+        ("CARAPACE_CURSOR_SECRET", &s.cursor_secret),
+    ] {
+        if let Some(problem) = short_secret(key, secret.as_ref()) {
+            p.push(problem);
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
+        p.push(ConfigProblem::new("CARAPACE_LOG_LEVEL", "is not a valid filter (e.g. info or carapace=debug,info)"));
+    }
+    p
+}
+
+fn short_secret(key: &'static str, secret: Option<&SecretString>) -> Option<ConfigProblem> {
+    let len = secret?.expose_secret().len();
+    (len < MIN_SECRET_BYTES).then(|| {
+        ConfigProblem::new(key, format!("is {len} bytes; secrets must be at least {MIN_SECRET_BYTES} bytes"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Profile;
+    use carapace_infra::TlsMode;
+
+    fn keys(s: &Settings) -> Vec<&'static str> {
+        s.problems().iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn dev_defaults_are_valid() {
+        assert_eq!(keys(&Settings::default()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn production_on_defaults_lists_each_refusal_once() {
+        let s = Settings { profile: Profile::Production, dev_tokens: Some(true), ..Settings::default() };
+        assert_eq!(
+            keys(&s),
+            vec!["CARAPACE_DEV_TOKENS", "CARAPACE_DATABASE_URL", "CARAPACE_CURSOR_SECRET", "CARAPACE_OIDC_ISSUER"]
+        );
+    }
+
+    #[test]
+    fn production_postgres_needs_tls_unless_allowed() {
+        let pg = Settings {
+            profile: Profile::Production,
+            database_url: SecretString::from("postgres://carapace_app@db/carapace"),
+            cursor_secret: Some(SecretString::from("c".repeat(32))),
+            ..Settings::default()
+        };
+        assert!(keys(&pg).contains(&"CARAPACE_DATABASE_TLS"));
+        let tls = Settings { database_tls: TlsMode::VerifyFull, ..pg };
+        assert!(!keys(&tls).contains(&"CARAPACE_DATABASE_TLS"));
+        let allowed = Settings { database_tls: TlsMode::Disable, database_allow_insecure: true, ..tls };
+        assert!(!keys(&allowed).contains(&"CARAPACE_DATABASE_TLS"));
+        assert!(!keys(&allowed).contains(&"CARAPACE_DEV_TOKENS"), "dev tokens default off in production");
+    }
+
+    #[test]
+    fn general_rules_apply_in_every_profile() {
+        let s = Settings {
+            bind: "nowhere".into(),
+            database_url: SecretString::from("mysql://x"),
+            database_pool_max: 0,
+            body_limit_bytes: 10,
+            dev_token_secret: Some(SecretString::from("short")),
+            cursor_secret: Some(SecretString::from("c".repeat(31))),
+            database_statement_timeout_secs: 0,
+            ..Settings::default()
+        };
+        assert_eq!(
+            keys(&s),
+            vec![
+                "CARAPACE_BIND",
+                "CARAPACE_DATABASE_URL",
+                "CARAPACE_DATABASE_POOL_MAX",
+                "CARAPACE_DATABASE_STATEMENT_TIMEOUT_SECS",
+                "CARAPACE_BODY_LIMIT_BYTES",
+                "CARAPACE_DEV_TOKEN_SECRET",
+                "CARAPACE_CURSOR_SECRET",
+            ]
+        );
+        let shown: Vec<String> = s.problems().iter().map(ToString::to_string).collect();
+        assert!(shown.iter().all(|l| !l.contains("short")), "messages never echo secrets");
+    }
+
+    #[test]
+    fn every_production_check_has_a_name() {
+        assert!(PRODUCTION_CHECKS.iter().all(|c| !c.name.is_empty()));
+    }
+}
