@@ -117,7 +117,7 @@ impl Settings {
     /// Loads defaults, then `file` if it exists, then `CARAPACE_*` variables.
     pub fn load(file: &Path) -> anyhow::Result<Self> {
         let env = Env::prefixed("CARAPACE_")
-            .filter(|k| !HARNESS_VARS.contains(&k.as_str()))
+            .filter(|k| !HARNESS_VARS.iter().any(|h| k.as_str().eq_ignore_ascii_case(h)))
             .lowercase(true);
         Figment::new()
             .merge(Toml::file(file))

@@ -66,6 +66,12 @@ fn from_row(r: row::Model) -> Patient {
     }
 }
 
+/// Now, at the microsecond precision both databases store.
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+}
+
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
     row::Entity::find().filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
 }
@@ -77,7 +83,7 @@ async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {
 impl PatientRepository for SeaPatients {
     async fn create(&self, ctx: &TenantContext, d: &Demographics) -> Result<Patient, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
-        let now = OffsetDateTime::now_utc();
+        let now = now();
         let id = PatientId::generate();
         row::Entity::insert(to_row(ctx.org(), id, d, now, now))
             .exec_without_returning(&tx)
@@ -114,7 +120,7 @@ impl PatientRepository for SeaPatients {
         };
         let mut patient = from_row(current);
         patch.apply(&mut patient.demographics);
-        patient.updated_at = OffsetDateTime::now_utc();
+        patient.updated_at = now();
         to_row(patient.org, patient.id, &patient.demographics, patient.created_at, patient.updated_at)
             .update(&tx)
             .await

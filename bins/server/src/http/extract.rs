@@ -1,8 +1,13 @@
 //! Extractor configuration: every extractor failure becomes an [`ApiError`].
 
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PayloadError};
-use actix_web::{HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest, web};
 use carapace_clinical::FieldError;
+use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
@@ -14,6 +19,27 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         .content_type_required(true)
         .content_type(|mime| matches!(mime.essence_str(), "application/json" | "application/merge-patch+json"))
         .error_handler(|err, _req: &HttpRequest| json_error(err).into())
+}
+
+/// A JSON body of type `T`. The body is first parsed as JSON, so anything
+/// malformed anywhere is 400; only then is its shape checked against `T`
+/// (unknown, missing or mistyped fields are 422).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            serde_json::from_value(value)
+                .map(JsonBody)
+                .map_err(|e| ApiError::Invalid(vec![shape_error(&e)]).into())
+        })
+    }
 }
 
 /// Path parameters that do not parse name no resource: 404.

@@ -15,8 +15,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The health routes.
 pub fn scope() -> actix_web::Scope {
     web::scope("/health")
-        .route("/live", web::get().to(live))
-        .route("/ready", web::get().to(ready))
+        .service(web::resource("/live").route(web::get().to(live)))
+        .service(web::resource("/ready").route(web::get().to(ready)))
 }
 
 /// Result of the readiness checks.

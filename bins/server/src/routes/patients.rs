@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authenticated;
+use crate::http::extract::JsonBody;
 use crate::http::error::Problem;
 use crate::state::AppState;
 
@@ -61,10 +62,10 @@ fn tenant(auth: &Authenticated, action: PatientAction) -> Result<TenantContext, 
 pub async fn create(
     auth: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<CreatePatient>,
+    body: JsonBody<CreatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = tenant(&auth, PatientAction::Write)?;
-    let demographics = body.into_inner().into_input().parse(today())?;
+    let demographics = body.0.into_input().parse(today())?;
     let patient = state.patients.create(&ctx, &demographics).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/patients/{}", patient.id)))
@@ -105,10 +106,10 @@ pub async fn update(
     auth: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    body: web::Json<UpdatePatient>,
+    body: JsonBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = tenant(&auth, PatientAction::Write)?;
-    let patch = body.into_inner().into_input().parse(today())?;
+    let patch = body.0.into_input().parse(today())?;
     let patient = state
         .patients
         .update(&ctx, PatientId::from_uuid(id.into_inner()), &patch)

@@ -1,0 +1,10 @@
+//! The server, end to end: a real HTTP server on a random port over a real
+//! database (SQLite always; PostgreSQL as the non-owner role when
+//! `CARAPACE_TEST_PG_URL` is set).
+
+mod bad_input;
+mod cli;
+mod health;
+mod isolation;
+mod patients;
+mod support;

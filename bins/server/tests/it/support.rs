@@ -1,0 +1,218 @@
+//! `spawn_app`: the real server on port 0 against a fresh database.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use carapace_auth::Role;
+use carapace_infra::dev_token::DevTokens;
+use carapace_infra::{Database, SeaOrganizations};
+use carapace_server::server::{self, Running};
+use carapace_server::settings::Settings;
+use carapace_tenancy::{NewOrganization, OrgId, OrgName, OrgSlug, OrganizationRepository as _, SubjectId};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+
+pub const DEV_SECRET: &str = "test-dev-token-secret-0123456789abcdef";
+
+/// Which database the app runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: Database,
+    tokens: DevTokens,
+    running: Option<Running>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// An organization.
+#[derive(Clone, Debug)]
+pub struct Org {
+    pub id: OrgId,
+}
+
+fn settings_with(url: String) -> Settings {
+    Settings {
+        database_url: SecretString::from(url),
+        dev_token_secret: Some(SecretString::from(DEV_SECRET)),
+        cursor_secret: Some(SecretString::from("test-cursor-secret-0123456789abcdef")),
+        ..Settings::default()
+    }
+}
+
+/// Starts the app on `backend`; `None` (after a SKIP line) when that
+/// backend's service is not configured.
+pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    let (settings, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let url = format!("sqlite://{}/carapace.db", dir.path().display());
+            (settings_with(url), Some(dir))
+        }
+        Backend::Postgres => {
+            let pg = carapace_testkit::postgres(test).await?;
+            (settings_with(pg.app_url.clone()), None)
+        }
+    };
+    Some(spawn_with(settings, dir).await)
+}
+
+/// Starts the app with explicit settings.
+pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = server::prepare(&settings).await.unwrap_or_else(|e| panic!("prepare: {e:#}"));
+    let db = state.db.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let running = server::start(state, &settings, listener).unwrap_or_else(|e| panic!("{e:#}"));
+    let tokens = DevTokens::new(&SecretString::from(DEV_SECRET)).unwrap_or_else(|e| panic!("{e}"));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    TestApp { base: format!("http://{}", running.addr), http, db, tokens, running: Some(running), _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a new organization.
+    pub async fn org(&self) -> Org {
+        let slug = format!("org-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let org = SeaOrganizations::new(self.db.clone())
+            .create(NewOrganization {
+                slug: OrgSlug::parse(&slug).unwrap_or_else(|e| panic!("{e}")),
+                name: OrgName::parse("Test Clinic").unwrap_or_else(|e| panic!("{e}")),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Org { id: org.id }
+    }
+
+    /// A dev token for `org` with `role`.
+    pub fn token(&self, org: &Org, role: Role) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+        let subject = SubjectId::parse("test-user").unwrap_or_else(|e| panic!("{e}"));
+        self.tokens
+            .mint(org.id, &subject, &[role], now, Duration::from_secs(600))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// POSTs a JSON patient as `token`.
+    pub async fn create_patient(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/patients"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Creates a patient that must succeed and returns its id.
+    pub async fn new_patient(&self, token: &str, given: &str) -> String {
+        let res = self.create_patient(token, &patient(given)).await;
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+        body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every patient `token` can list (all pages).
+    pub async fn all_patients(&self, token: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut path = "/api/v1/patients?limit=100".to_owned();
+        loop {
+            let res = self.get(&path, token).await;
+            assert_eq!(res.status(), 200);
+            let page: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/patients?limit=100&cursor={c}"),
+                None => return items,
+            }
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// A valid patient body.
+pub fn patient(given: &str) -> Value {
+    json!({
+        "given_name": given,
+        "family_name": "Roe",
+        "birth_date": "1980-02-03",
+        "member_id": "M-100",
+        "phone": "+1 555 010 0100",
+        "email": "jane@example.org"
+    })
+}
+
+/// Asserts a problem+json response with `status` and returns its body.
+pub async fn problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("application/problem+json"), "content type {content_type}");
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!request_id.is_empty(), "X-Request-Id present");
+    let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str(), "body carries the request id");
+    assert!(body["type"].is_string() && body["title"].is_string());
+    body
+}
+
+/// Runs `f` on SQLite, then on PostgreSQL when available.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let app = spawn_app(Backend::Sqlite, concat!(stringify!($name), "::sqlite")).await;
+                if let Some(app) = app {
+                    ($body)(&app).await;
+                    app.stop().await;
+                }
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let app = spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await;
+                if let Some(app) = app {
+                    ($body)(&app).await;
+                    app.stop().await;
+                }
+            }
+        }
+    };
+}
