@@ -94,23 +94,36 @@ pub fn main() -> ExitCode {
         }
     };
     let problems = settings.problems();
-    if let Some(Command::Config { action: ConfigAction::Check }) = &cli.command {
+    if let Some(Command::Config {
+        action: ConfigAction::Check,
+    }) = &cli.command
+    {
         let shown = serde_json::to_string_pretty(&settings.redacted()).unwrap_or_default();
         let _ = writeln!(std::io::stdout(), "{shown}");
         for p in &problems {
             eprintln!("configuration error: {p}");
         }
-        return if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) };
+        return if problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_CONFIG)
+        };
     }
     if !problems.is_empty() {
         for p in &problems {
             eprintln!("configuration error: {p}");
         }
-        eprintln!("refusing to start: {} configuration problem(s)", problems.len());
+        eprintln!(
+            "refusing to start: {} configuration problem(s)",
+            problems.len()
+        );
         return ExitCode::from(EXIT_CONFIG);
     }
     init_tracing(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
@@ -137,10 +150,15 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { .. } => Ok(ExitCode::SUCCESS),
-        Command::Org { action: OrgAction::Create { name, slug } } => org_create(settings, &name, &slug).await,
-        Command::DevToken { org, roles, sub, ttl_minutes } => {
-            dev_token(settings, &org, &roles, &sub, ttl_minutes).await
-        }
+        Command::Org {
+            action: OrgAction::Create { name, slug },
+        } => org_create(settings, &name, &slug).await,
+        Command::DevToken {
+            org,
+            roles,
+            sub,
+            ttl_minutes,
+        } => dev_token(settings, &org, &roles, &sub, ttl_minutes).await,
     }
 }
 
@@ -187,7 +205,11 @@ async fn dev_token(
     for r in roles {
         match r.parse::<Role>() {
             Ok(role) => parsed.push(role),
-            Err(_) => return usage_error(format!("--role {r:?} is not one of admin, clinician, staff, viewer, patient, compliance, service")),
+            Err(_) => {
+                return usage_error(format!(
+                    "--role {r:?} is not one of admin, clinician, staff, viewer, patient, compliance, service"
+                ));
+            }
         }
     }
     let Ok(subject) = SubjectId::parse(sub) else {
@@ -197,22 +219,38 @@ async fn dev_token(
         return usage_error("--ttl-minutes must be between 1 and 1440");
     }
     let db = server::connect(settings).await?;
-    let found = carapace_infra::SeaOrganizations::new(db.clone()).find_by_slug(&slug).await?;
+    let found = carapace_infra::SeaOrganizations::new(db.clone())
+        .find_by_slug(&slug)
+        .await?;
     db.close().await;
     let Some(found) = found else {
-        return usage_error(format!("no organization with slug {slug:?}; create it with `carapace org create`"));
+        return usage_error(format!(
+            "no organization with slug {slug:?}; create it with `carapace org create`"
+        ));
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let token = tokens.mint(found.id, &subject, &parsed, now, Duration::from_secs(ttl_minutes * 60))?;
+    let token = tokens.mint(
+        found.id,
+        &subject,
+        &parsed,
+        now,
+        Duration::from_secs(ttl_minutes * 60),
+    )?;
     let _ = writeln!(std::io::stdout(), "{}", token.expose_secret());
     Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(settings: &Settings) {
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match settings.log_format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }

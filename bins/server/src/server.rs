@@ -23,9 +23,13 @@ use crate::state::{AppState, Authenticator};
 /// Connects to the database for commands: on SQLite migrations are applied
 /// (embedded, single-user); on PostgreSQL only `migrate` changes the schema.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Database> {
-    let db = Database::connect(&settings.db()).await.context("connecting to CARAPACE_DATABASE_URL")?;
+    let db = Database::connect(&settings.db())
+        .await
+        .context("connecting to CARAPACE_DATABASE_URL")?;
     if db.backend() == Backend::Sqlite {
-        db.migrate().await.context("applying migrations to the SQLite database")?;
+        db.migrate()
+            .await
+            .context("applying migrations to the SQLite database")?;
     }
     Ok(db)
 }
@@ -34,9 +38,13 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Database> {
 /// database URL on SQLite).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     if settings.backend() == Some(Backend::Postgres) && settings.database_owner_url.is_none() {
-        bail!("CARAPACE_DATABASE_OWNER_URL is not set: migrations run as the schema owner, not as the server's role");
+        bail!(
+            "CARAPACE_DATABASE_OWNER_URL is not set: migrations run as the schema owner, not as the server's role"
+        );
     }
-    let db = Database::connect(&settings.owner_db()).await.context("connecting as the schema owner")?;
+    let db = Database::connect(&settings.owner_db())
+        .await
+        .context("connecting as the schema owner")?;
     db.migrate().await.context("applying migrations")?;
     db.close().await;
     Ok(())
@@ -49,24 +57,41 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         migrate(settings).await?;
     }
     let db = connect(settings).await?;
-    let problems = db.posture_problems().await.context("checking the database role's posture")?;
+    let problems = db
+        .posture_problems()
+        .await
+        .context("checking the database role's posture")?;
     if !problems.is_empty() {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        bail!("refusing to serve with an unsafe database posture:\n{}", lines.join("\n"));
+        bail!(
+            "refusing to serve with an unsafe database posture:\n{}",
+            lines.join("\n")
+        );
     }
-    let pending = db.pending_migrations().await.context("reading migration state")?;
+    let pending = db
+        .pending_migrations()
+        .await
+        .context("reading migration state")?;
     if !pending.is_empty() {
-        tracing::warn!(pending = pending.len(), "database migrations are pending; /health/ready reports 503 until `carapace migrate` runs");
+        tracing::warn!(
+            pending = pending.len(),
+            "database migrations are pending; /health/ready reports 503 until `carapace migrate` runs"
+        );
     }
     let authenticator = match dev_tokens(settings)? {
-        Some(dev) => Authenticator::Dev(dev),
+        Some(dev) => Authenticator::Dev(Box::new(dev)),
         None => Authenticator::None,
     };
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
     };
-    Ok(AppState { patients: SeaPatients::new(db.clone()), db, authenticator, cursor_key })
+    Ok(AppState {
+        patients: SeaPatients::new(db.clone()),
+        db,
+        authenticator,
+        cursor_key,
+    })
 }
 
 /// The dev-token signer/verifier when dev tokens are on. In `dev`, with no
@@ -79,9 +104,13 @@ pub fn dev_tokens(settings: &Settings) -> anyhow::Result<Option<DevTokens>> {
     let secret = match (&settings.dev_token_secret, settings.profile) {
         (Some(s), _) => s.clone(),
         (None, Profile::Dev) => local_dev_secret(&settings.data_dir)?,
-        (None, Profile::Production) => bail!("CARAPACE_DEV_TOKEN_SECRET: dev tokens are refused in production"),
+        (None, Profile::Production) => {
+            bail!("CARAPACE_DEV_TOKEN_SECRET: dev tokens are refused in production")
+        }
     };
-    Ok(Some(DevTokens::new(&secret).context("CARAPACE_DEV_TOKEN_SECRET")?))
+    Ok(Some(
+        DevTokens::new(&secret).context("CARAPACE_DEV_TOKEN_SECRET")?,
+    ))
 }
 
 fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
@@ -97,10 +126,14 @@ fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(&path) {
-        Ok(mut f) => f.write_all(hex.as_bytes()).with_context(|| format!("writing {}", path.display()))?,
+        Ok(mut f) => f
+            .write_all(hex.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(SecretString::from(std::fs::read_to_string(&path)?.trim().to_owned()));
+            return Ok(SecretString::from(
+                std::fs::read_to_string(&path)?.trim().to_owned(),
+            ));
         }
         Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
     }
@@ -124,7 +157,11 @@ impl Running {
 }
 
 /// Starts serving `state` on `listener`.
-pub fn start(state: AppState, settings: &Settings, listener: TcpListener) -> anyhow::Result<Running> {
+pub fn start(
+    state: AppState,
+    settings: &Settings,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let state = web::Data::new(state);
     let limit = settings.body_limit_bytes;

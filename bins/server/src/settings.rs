@@ -117,7 +117,11 @@ impl Settings {
     /// Loads defaults, then `file` if it exists, then `CARAPACE_*` variables.
     pub fn load(file: &Path) -> anyhow::Result<Self> {
         let env = Env::prefixed("CARAPACE_")
-            .filter(|k| !HARNESS_VARS.iter().any(|h| k.as_str().eq_ignore_ascii_case(h)))
+            .filter(|k| {
+                !HARNESS_VARS
+                    .iter()
+                    .any(|h| k.as_str().eq_ignore_ascii_case(h))
+            })
             .lowercase(true);
         Figment::new()
             .merge(Toml::file(file))
@@ -152,7 +156,9 @@ impl Settings {
 
     /// The listen address (validated by [`Self::problems`]).
     pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.bind.parse().with_context(|| format!("CARAPACE_BIND {:?} is not host:port", self.bind))
+        self.bind
+            .parse()
+            .with_context(|| format!("CARAPACE_BIND {:?} is not host:port", self.bind))
     }
 
     /// Connection settings for the server's pool.
@@ -163,7 +169,11 @@ impl Settings {
     /// Connection settings for migrations: the owner URL if set, else the
     /// server URL (SQLite has no roles).
     pub fn owner_db(&self) -> DbSettings {
-        self.db_with(self.database_owner_url.clone().unwrap_or_else(|| self.database_url.clone()))
+        self.db_with(
+            self.database_owner_url
+                .clone()
+                .unwrap_or_else(|| self.database_url.clone()),
+        )
     }
 
     fn db_with(&self, url: SecretString) -> DbSettings {
@@ -219,6 +229,10 @@ fn redact_url(raw: &str) -> String {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures return figment::Error"
+)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -229,7 +243,8 @@ mod tests {
         for (k, v) in env {
             jail.set_env(k, v);
         }
-        Settings::load(Path::new("carapace.toml")).map_err(|e| figment::Error::from(format!("{e:#}")))
+        Settings::load(Path::new("carapace.toml"))
+            .map_err(|e| figment::Error::from(format!("{e:#}")))
     }
 
     #[test]
@@ -238,7 +253,10 @@ mod tests {
             let s = load(
                 jail,
                 "bind = \"127.0.0.1:9000\"\ndatabase_pool_max = 3\n",
-                &[("CARAPACE_DATABASE_POOL_MAX", "7"), ("CARAPACE_TEST_PG_URL", "ignored")],
+                &[
+                    ("CARAPACE_DATABASE_POOL_MAX", "7"),
+                    ("CARAPACE_TEST_PG_URL", "ignored"),
+                ],
             )?;
             assert_eq!(s.bind, "127.0.0.1:9000");
             assert_eq!(s.database_pool_max, 7);
@@ -267,7 +285,10 @@ mod tests {
             let s = load(
                 jail,
                 "database_url = \"postgres://app:hunter2hunter2@db:5432/c\"\n",
-                &[("CARAPACE_DEV_TOKEN_SECRET", "0123456789abcdef0123456789abcdef")],
+                &[(
+                    "CARAPACE_DEV_TOKEN_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                )],
             )?;
             let shown = s.redacted().to_string();
             assert!(!shown.contains("hunter2"), "{shown}");

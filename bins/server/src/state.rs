@@ -10,7 +10,7 @@ use secrecy::SecretString;
 #[derive(Debug)]
 pub enum Authenticator {
     /// Interim HS256 dev tokens (dev profile only).
-    Dev(DevTokens),
+    Dev(Box<DevTokens>),
     /// No verifier configured: every token is refused.
     None,
 }

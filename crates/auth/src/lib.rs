@@ -20,5 +20,8 @@ use secrecy::SecretString;
 pub trait TokenVerifier: Send + Sync {
     /// Checks the token's signature, algorithm, issuer, audience and
     /// lifetime; any failure is [`AuthError::InvalidToken`].
-    fn verify(&self, token: &SecretString) -> impl Future<Output = Result<Principal, AuthError>> + Send;
+    fn verify(
+        &self,
+        token: &SecretString,
+    ) -> impl Future<Output = Result<Principal, AuthError>> + Send;
 }

@@ -68,7 +68,10 @@ impl FromStr for Role {
     type Err = UnknownRole;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or(UnknownRole)
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(UnknownRole)
     }
 }
 
@@ -119,7 +122,11 @@ pub struct Principal {
 impl Principal {
     /// A principal. Only token verifiers should build these.
     pub fn new(subject: SubjectId, org: OrgId, roles: RoleSet) -> Self {
-        Self { subject, org, roles }
+        Self {
+            subject,
+            org,
+            roles,
+        }
     }
 
     /// The token's subject.
@@ -161,7 +168,10 @@ mod tests {
         let set = RoleSet::of(&[Role::Viewer, Role::Service]);
         assert!(set.contains(Role::Viewer) && set.contains(Role::Service));
         assert!(!set.contains(Role::Admin));
-        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Role::Viewer, Role::Service]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![Role::Viewer, Role::Service]
+        );
         assert!(!RoleSet::default().any(&Role::ALL));
     }
 }

@@ -233,10 +233,16 @@ mod tests {
     fn page_limits() {
         assert_eq!(PageLimit::parse(None).map(PageLimit::get).ok(), Some(50));
         assert_eq!(PageLimit::parse(Some(1)).map(PageLimit::get).ok(), Some(1));
-        assert_eq!(PageLimit::parse(Some(100)).map(PageLimit::get).ok(), Some(100));
+        assert_eq!(
+            PageLimit::parse(Some(100)).map(PageLimit::get).ok(),
+            Some(100)
+        );
         assert!(PageLimit::parse(Some(0)).is_err());
         assert!(PageLimit::parse(Some(101)).is_err());
-        assert_eq!(PageLimit::parse_text(Some("7")).map(PageLimit::get).ok(), Some(7));
+        assert_eq!(
+            PageLimit::parse_text(Some("7")).map(PageLimit::get).ok(),
+            Some(7)
+        );
         assert!(PageLimit::parse_text(Some("abc")).is_err());
         assert!(PageLimit::parse_text(Some("-1")).is_err());
         assert!(PageLimit::parse_text(Some("99999999999")).is_err());

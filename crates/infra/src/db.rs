@@ -144,7 +144,9 @@ impl Database {
                 });
             }
         }
-        let conn = sea_orm::Database::connect(opts).await.map_err(storage_error)?;
+        let conn = sea_orm::Database::connect(opts)
+            .await
+            .map_err(storage_error)?;
         Ok(Self { conn, backend })
     }
 

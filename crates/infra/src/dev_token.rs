@@ -111,9 +111,14 @@ impl DevTokens {
         if c.roles.len() > RoleSet::MAX_CLAIMED {
             return Err(AuthError::InvalidToken("too many roles"));
         }
-        let subject = SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad subject"))?;
+        let subject =
+            SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad subject"))?;
         let roles: Vec<Role> = c.roles.iter().filter_map(|r| r.parse().ok()).collect();
-        Ok(Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles)))
+        Ok(Principal::new(
+            subject,
+            OrgId::from_uuid(c.org_id),
+            RoleSet::of(&roles),
+        ))
     }
 }
 
@@ -145,7 +150,10 @@ mod tests {
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(matches!(DevTokens::new(&secret(&"k".repeat(31))), Err(DevTokenError::SecretTooShort)));
+        assert!(matches!(
+            DevTokens::new(&secret(&"k".repeat(31))),
+            Err(DevTokenError::SecretTooShort)
+        ));
     }
 
     #[test]
@@ -153,9 +161,17 @@ mod tests {
         let t = tokens();
         let org = OrgId::generate();
         let token = t
-            .mint(org, &subject(), &[Role::Clinician], now(), Duration::from_secs(600))
+            .mint(
+                org,
+                &subject(),
+                &[Role::Clinician],
+                now(),
+                Duration::from_secs(600),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
-        let p = t.check(token.expose_secret()).unwrap_or_else(|e| panic!("{e}"));
+        let p = t
+            .check(token.expose_secret())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.org(), org);
         assert_eq!(p.subject().as_str(), "dev-user");
         assert!(p.roles().contains(Role::Clinician));
@@ -167,19 +183,37 @@ mod tests {
         let t = tokens();
         let org = OrgId::generate();
         let expired = t
-            .mint(org, &subject(), &[Role::Admin], now() - 3600, Duration::from_secs(60))
+            .mint(
+                org,
+                &subject(),
+                &[Role::Admin],
+                now() - 3600,
+                Duration::from_secs(60),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(t.check(expired.expose_secret()).is_err());
 
         let other = DevTokens::new(&secret(&"x".repeat(32))).unwrap_or_else(|e| panic!("{e}"));
         let foreign = other
-            .mint(org, &subject(), &[Role::Admin], now(), Duration::from_secs(60))
+            .mint(
+                org,
+                &subject(),
+                &[Role::Admin],
+                now(),
+                Duration::from_secs(60),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(t.check(foreign.expose_secret()).is_err());
 
         // alg=none with the same claims.
         let good = t
-            .mint(org, &subject(), &[Role::Admin], now(), Duration::from_secs(60))
+            .mint(
+                org,
+                &subject(),
+                &[Role::Admin],
+                now(),
+                Duration::from_secs(60),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let parts: Vec<&str> = good.expose_secret().split('.').collect();
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";

@@ -32,8 +32,15 @@ impl OrganizationRepository for SeaOrganizations {
             name: Set(new.name.as_str().to_owned()),
             created_at: Set(OffsetDateTime::now_utc()),
         };
-        match org::Entity::insert(row).exec_without_returning(self.db.conn()).await {
-            Ok(_) => Ok(Organization { id, slug: new.slug, name: new.name }),
+        match org::Entity::insert(row)
+            .exec_without_returning(self.db.conn())
+            .await
+        {
+            Ok(_) => Ok(Organization {
+                id,
+                slug: new.slug,
+                name: new.name,
+            }),
             Err(e) => match storage_error(e) {
                 StorageError::Constraint(_) => Err(TenancyError::SlugTaken),
                 other => Err(other.into()),

@@ -34,7 +34,13 @@ impl SeaPatients {
     }
 }
 
-fn to_row(org: OrgId, id: PatientId, d: &Demographics, created: OffsetDateTime, updated: OffsetDateTime) -> row::ActiveModel {
+fn to_row(
+    org: OrgId,
+    id: PatientId,
+    d: &Demographics,
+    created: OffsetDateTime,
+    updated: OffsetDateTime,
+) -> row::ActiveModel {
     row::ActiveModel {
         org_id: Set(org.as_uuid()),
         id: Set(id.as_uuid()),
@@ -69,7 +75,8 @@ fn from_row(r: row::Model) -> Patient {
 /// Now, at the microsecond precision both databases store.
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
 
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
@@ -81,7 +88,11 @@ async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {
 }
 
 impl PatientRepository for SeaPatients {
-    async fn create(&self, ctx: &TenantContext, d: &Demographics) -> Result<Patient, ClinicalError> {
+    async fn create(
+        &self,
+        ctx: &TenantContext,
+        d: &Demographics,
+    ) -> Result<Patient, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
         let now = now();
         let id = PatientId::generate();
@@ -90,10 +101,20 @@ impl PatientRepository for SeaPatients {
             .await
             .map_err(storage_error)?;
         commit(tx).await?;
-        Ok(Patient { id, org: ctx.org(), demographics: d.clone(), created_at: now, updated_at: now })
+        Ok(Patient {
+            id,
+            org: ctx.org(),
+            demographics: d.clone(),
+            created_at: now,
+            updated_at: now,
+        })
     }
 
-    async fn get(&self, ctx: &TenantContext, id: PatientId) -> Result<Option<Patient>, ClinicalError> {
+    async fn get(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> Result<Option<Patient>, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
         let found = scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
@@ -121,10 +142,16 @@ impl PatientRepository for SeaPatients {
         let mut patient = from_row(current);
         patch.apply(&mut patient.demographics);
         patient.updated_at = now();
-        to_row(patient.org, patient.id, &patient.demographics, patient.created_at, patient.updated_at)
-            .update(&tx)
-            .await
-            .map_err(storage_error)?;
+        to_row(
+            patient.org,
+            patient.id,
+            &patient.demographics,
+            patient.created_at,
+            patient.updated_at,
+        )
+        .update(&tx)
+        .await
+        .map_err(storage_error)?;
         commit(tx).await?;
         Ok(Some(patient))
     }
@@ -141,7 +168,11 @@ impl PatientRepository for SeaPatients {
         Ok(done.rows_affected > 0)
     }
 
-    async fn list(&self, ctx: &TenantContext, q: &PatientQuery) -> Result<PatientPage, ClinicalError> {
+    async fn list(
+        &self,
+        ctx: &TenantContext,
+        q: &PatientQuery,
+    ) -> Result<PatientPage, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
         let limit = usize::from(q.limit.get());
         let mut query = scoped(ctx);

@@ -74,7 +74,10 @@ impl CursorKey {
     }
 
     fn tag(&self, org: OrgId, scope: &str, position: &[u8]) -> [u8; TAG_LEN] {
-        self.mac(org, scope, position).finalize().into_bytes().into()
+        self.mac(org, scope, position)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     fn mac(&self, org: OrgId, scope: &str, position: &[u8]) -> Hmac<Sha256> {
@@ -118,23 +121,36 @@ mod tests {
         let c = key.seal(a, "patients", b"position-1");
         assert_eq!(key.open(org(), "patients", &c), Err(InvalidCursor));
         assert_eq!(key.open(a, "users", &c), Err(InvalidCursor));
-        assert_eq!(CursorKey::random().open(a, "patients", &c), Err(InvalidCursor));
+        assert_eq!(
+            CursorKey::random().open(a, "patients", &c),
+            Err(InvalidCursor)
+        );
         let mut bytes = c.into_bytes();
         for i in 0..bytes.len() {
             let mut altered = bytes.clone();
             altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
             let altered = String::from_utf8(altered).unwrap_or_default();
-            assert_eq!(key.open(a, "patients", &altered), Err(InvalidCursor), "byte {i}");
+            assert_eq!(
+                key.open(a, "patients", &altered),
+                Err(InvalidCursor),
+                "byte {i}"
+            );
         }
         bytes.truncate(10);
         let short = String::from_utf8(bytes).unwrap_or_default();
         assert_eq!(key.open(a, "patients", &short), Err(InvalidCursor));
         assert_eq!(key.open(a, "patients", "not base64 !"), Err(InvalidCursor));
-        assert_eq!(key.open(a, "patients", &"A".repeat(10_000)), Err(InvalidCursor));
+        assert_eq!(
+            key.open(a, "patients", &"A".repeat(10_000)),
+            Err(InvalidCursor)
+        );
     }
 
     #[test]
     fn debug_does_not_print_the_key() {
-        assert_eq!(format!("{:?}", CursorKey::from_bytes([7; 32])), "CursorKey(<redacted>)");
+        assert_eq!(
+            format!("{:?}", CursorKey::from_bytes([7; 32])),
+            "CursorKey(<redacted>)"
+        );
     }
 }

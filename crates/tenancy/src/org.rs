@@ -46,10 +46,7 @@ impl OrgSlug {
         let ok_chars = raw
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !(3..=63).contains(&raw.len())
-            || !ok_chars
-            || raw.starts_with('-')
-            || raw.ends_with('-')
+        if !(3..=63).contains(&raw.len()) || !ok_chars || raw.starts_with('-') || raw.ends_with('-')
         {
             return Err(TenancyError::InvalidSlug);
         }
@@ -76,7 +73,10 @@ impl OrgName {
     /// Parses a name, trimming surrounding white space.
     pub fn parse(raw: &str) -> Result<Self, TenancyError> {
         let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
+        if trimmed.is_empty()
+            || trimmed.chars().count() > 200
+            || trimmed.chars().any(char::is_control)
+        {
             return Err(TenancyError::InvalidName);
         }
         Ok(Self(trimmed.to_owned()))
@@ -133,14 +133,25 @@ mod tests {
         for ok in ["acme", "north-clinic-2", "abc"] {
             assert!(OrgSlug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "-acme", "acme-", "Acme", "ac me", "ac_me", &"a".repeat(64)] {
+        for bad in [
+            "ab",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac me",
+            "ac_me",
+            &"a".repeat(64),
+        ] {
             assert!(OrgSlug::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn names() {
-        assert_eq!(OrgName::parse("  North Clinic ").map(|n| n.0).ok(), Some("North Clinic".into()));
+        assert_eq!(
+            OrgName::parse("  North Clinic ").map(|n| n.0).ok(),
+            Some("North Clinic".into())
+        );
         assert!(OrgName::parse("   ").is_err());
         assert!(OrgName::parse(&"x".repeat(201)).is_err());
         assert!(OrgName::parse("a\u{0}b").is_err());

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use carapace_infra::{Database, DbSettings};
-use sea_orm::{ConnectionTrait, Statement, DbBackend};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::sync::OnceCell;
 use url::Url;
 
@@ -55,12 +55,17 @@ pub fn services_required() -> bool {
 /// Prints a visible skip line (not captured by the test harness), or fails
 /// the test when services are required.
 pub fn skip(test: &str, why: &str) {
-    assert!(!services_required(), "{test}: {why}, and CARAPACE_REQUIRE_SERVICES=1");
+    assert!(
+        !services_required(),
+        "{test}: {why}, and CARAPACE_REQUIRE_SERVICES=1"
+    );
     let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
 
 fn admin_url() -> Option<String> {
-    std::env::var("CARAPACE_TEST_PG_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("CARAPACE_TEST_PG_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// The run's shared, migrated PostgreSQL database; `None` (after a SKIP
@@ -110,18 +115,28 @@ async fn admin(admin_url: &str) -> Result<sea_orm::DatabaseConnection> {
 }
 
 async fn create(admin_url: &str, migrated: bool) -> Result<PgTestDb> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     let name = format!("{PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
     let conn = admin(admin_url).await?;
-    conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
     conn.close().await?;
 
     let mut owner = Url::parse(admin_url).context("CARAPACE_TEST_PG_URL is not a URL")?;
     owner.set_path(&format!("/{name}"));
     let mut app = owner.clone();
-    app.set_username(APP_ROLE).map_err(|()| anyhow::anyhow!("cannot set user"))?;
-    app.set_password(None).map_err(|()| anyhow::anyhow!("cannot clear password"))?;
-    let db = PgTestDb { name, owner_url: owner.to_string(), app_url: app.to_string() };
+    app.set_username(APP_ROLE)
+        .map_err(|()| anyhow::anyhow!("cannot set user"))?;
+    app.set_password(None)
+        .map_err(|()| anyhow::anyhow!("cannot clear password"))?;
+    let db = PgTestDb {
+        name,
+        owner_url: owner.to_string(),
+        app_url: app.to_string(),
+    };
     if migrated {
         let conn = Database::connect(&db.owner_settings()).await?;
         conn.migrate().await?;
@@ -139,7 +154,10 @@ async fn drop_stale(admin_url: &str) -> Result<()> {
             format!("SELECT datname::text AS name FROM pg_database WHERE datname LIKE '{PREFIX}%'"),
         ))
         .await?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     for row in rows {
         let name: String = row.try_get("", "name")?;
         let born = name
@@ -147,7 +165,9 @@ async fn drop_stale(admin_url: &str) -> Result<()> {
             .and_then(|rest| rest.split('_').next())
             .and_then(|t| t.parse::<u64>().ok());
         if born.is_some_and(|t| t + 2 * 3600 < now) {
-            let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = conn
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
         }
     }
     conn.close().await?;

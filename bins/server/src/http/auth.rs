@@ -25,7 +25,8 @@ impl FromRequest for Authenticated {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer(req);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let state =
+                state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let token = token?;
             Ok(Self(state.authenticator.verify(&token).await?))
         })
@@ -40,11 +41,16 @@ fn bearer(req: &HttpRequest) -> Result<SecretString, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthenticated(AuthError::InvalidToken("header is not text")))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(ApiError::Unauthenticated(AuthError::InvalidToken("not a bearer token")))?;
+    let (scheme, token) =
+        value
+            .split_once(' ')
+            .ok_or(ApiError::Unauthenticated(AuthError::InvalidToken(
+                "not a bearer token",
+            )))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::Unauthenticated(AuthError::InvalidToken("not a bearer token")));
+        return Err(ApiError::Unauthenticated(AuthError::InvalidToken(
+            "not a bearer token",
+        )));
     }
     Ok(SecretString::from(token.trim().to_owned()))
 }

@@ -125,7 +125,10 @@ impl ApiError {
         let errors = match self {
             Self::Invalid(errs) => Some(
                 errs.iter()
-                    .map(|e| ProblemField { field: e.field.clone(), message: e.message.clone() })
+                    .map(|e| ProblemField {
+                        field: e.field.clone(),
+                        message: e.message.clone(),
+                    })
                     .collect(),
             ),
             _ => None,
@@ -188,7 +191,9 @@ fn log(err: &ApiError) {
             }
             tracing::error!(code = err.code(), cause = %chain, "request failed");
         }
-        ApiError::Unauthenticated(e) => tracing::info!(code = err.code(), reason = %e, "authentication failed"),
+        ApiError::Unauthenticated(e) => {
+            tracing::info!(code = err.code(), reason = %e, "authentication failed")
+        }
         _ => tracing::debug!(code = err.code(), "request refused"),
     }
 }
@@ -243,17 +248,37 @@ mod tests {
         let table: Vec<(ApiError, u16, &str)> = vec![
             (ApiError::Malformed("x"), 400, "malformed_body"),
             (ApiError::BadQuery("x".into()), 400, "bad_query"),
-            (ApiError::Unauthenticated(AuthError::MissingCredentials), 401, "missing_credentials"),
-            (ApiError::Unauthenticated(AuthError::InvalidToken("x")), 401, "invalid_token"),
+            (
+                ApiError::Unauthenticated(AuthError::MissingCredentials),
+                401,
+                "missing_credentials",
+            ),
+            (
+                ApiError::Unauthenticated(AuthError::InvalidToken("x")),
+                401,
+                "invalid_token",
+            ),
             (ApiError::Forbidden, 403, "forbidden"),
             (ApiError::NotFound, 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
-            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type"),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
             (ApiError::Invalid(vec![]), 422, "validation_failed"),
             (ApiError::Conflict, 409, "conflict"),
-            (ApiError::Unavailable(StorageError::Unavailable(boxed())), 503, "unavailable"),
-            (ApiError::NotReady("database: unreachable".into()), 503, "not_ready"),
+            (
+                ApiError::Unavailable(StorageError::Unavailable(boxed())),
+                503,
+                "unavailable",
+            ),
+            (
+                ApiError::NotReady("database: unreachable".into()),
+                503,
+                "not_ready",
+            ),
             (ApiError::Internal(boxed()), 500, "internal"),
         ];
         for (err, status, code) in table {
@@ -261,7 +286,10 @@ mod tests {
             let p = err.problem();
             assert_eq!((p.status, p.code.as_str()), (status, code));
             let body = serde_json::to_string(&p).unwrap_or_default();
-            assert!(!body.contains("secret cause"), "causes never reach the body: {body}");
+            assert!(
+                !body.contains("secret cause"),
+                "causes never reach the body: {body}"
+            );
         }
     }
 }

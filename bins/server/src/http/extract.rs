@@ -17,7 +17,12 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .content_type_required(true)
-        .content_type(|mime| matches!(mime.essence_str(), "application/json" | "application/merge-patch+json"))
+        .content_type(|mime| {
+            matches!(
+                mime.essence_str(),
+                "application/json" | "application/merge-patch+json"
+            )
+        })
         .error_handler(|err, _req: &HttpRequest| json_error(err).into())
 }
 
@@ -85,7 +90,11 @@ fn shape_error(e: &serde_json::Error) -> FieldError {
     let msg = e.to_string();
     let quoted = |marker: &str| {
         msg.find(marker).map(|i| {
-            msg[i + marker.len()..].chars().take_while(|c| *c != '`').take(64).collect::<String>()
+            msg[i + marker.len()..]
+                .chars()
+                .take_while(|c| *c != '`')
+                .take(64)
+                .collect::<String>()
         })
     };
     if let Some(field) = quoted("unknown field `") {
@@ -93,7 +102,10 @@ fn shape_error(e: &serde_json::Error) -> FieldError {
     } else if let Some(field) = quoted("missing field `") {
         FieldError::new(field, "is required")
     } else if msg.starts_with("invalid type") {
-        FieldError::new("body", "a field has the wrong type (names and dates are strings)")
+        FieldError::new(
+            "body",
+            "a field has the wrong type (names and dates are strings)",
+        )
     } else {
         FieldError::new("body", "does not match the expected shape")
     }
@@ -137,7 +149,13 @@ mod tests {
 
     #[test]
     fn query_details_name_parameters_only() {
-        assert_eq!(query_detail("unknown field `foo`, expected one of"), "unknown query parameter \"foo\"");
-        assert_eq!(query_detail("invalid digit found in string"), "invalid query parameters");
+        assert_eq!(
+            query_detail("unknown field `foo`, expected one of"),
+            "unknown query parameter \"foo\""
+        );
+        assert_eq!(
+            query_detail("invalid digit found in string"),
+            "invalid query parameters"
+        );
     }
 }

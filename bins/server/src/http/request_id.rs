@@ -32,7 +32,9 @@ fn incoming(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(HEADER)?.to_str().ok()?;
     let ok = !value.is_empty()
         && value.len() <= MAX_LEN
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     ok.then(|| value.to_owned())
 }
 
@@ -64,7 +66,10 @@ pub async fn middleware(
         headers.insert(HEADER, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let _enter = span.enter();
     tracing::info!(
         status = res.status().as_u16(),
@@ -110,7 +115,10 @@ mod tests {
 
     #[test]
     fn keeps_valid_ids_and_replaces_others() {
-        assert_eq!(incoming(&headers("abc-123_x.y:z")), Some("abc-123_x.y:z".into()));
+        assert_eq!(
+            incoming(&headers("abc-123_x.y:z")),
+            Some("abc-123_x.y:z".into())
+        );
         assert_eq!(incoming(&headers("")), None);
         assert_eq!(incoming(&headers("has space")), None);
         assert_eq!(incoming(&headers("<script>")), None);

@@ -29,7 +29,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -38,7 +41,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/docs",
         web::get().to(|| async {
-            HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+            HttpResponse::PermanentRedirect()
+                .insert_header(("Location", "/docs/"))
+                .finish()
         }),
     )
     .service(

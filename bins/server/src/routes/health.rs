@@ -71,8 +71,14 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "not checked".to_owned()
     };
     let checks = vec![
-        Check { name: "database", status: database },
-        Check { name: "migrations", status: migrations },
+        Check {
+            name: "database",
+            status: database,
+        },
+        Check {
+            name: "migrations",
+            status: migrations,
+        },
     ];
     let failed: Vec<String> = checks
         .iter()
@@ -80,8 +86,14 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .map(|c| format!("{}: {}", c.name, c.status))
         .collect();
     if failed.is_empty() {
-        Ok(HttpResponse::Ok().json(Readiness { status: "ready", checks }))
+        Ok(HttpResponse::Ok().json(Readiness {
+            status: "ready",
+            checks,
+        }))
     } else {
-        Err(ApiError::NotReady(format!("failed checks: {}", failed.join(", "))))
+        Err(ApiError::NotReady(format!(
+            "failed checks: {}",
+            failed.join(", ")
+        )))
     }
 }

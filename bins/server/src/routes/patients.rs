@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authenticated;
-use crate::http::extract::JsonBody;
 use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
 use crate::state::AppState;
 
 /// Registers the patient routes.
@@ -131,7 +131,11 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = tenant(&auth, PatientAction::Write)?;
-    if state.patients.delete(&ctx, PatientId::from_uuid(id.into_inner())).await? {
+    if state
+        .patients
+        .delete(&ctx, PatientId::from_uuid(id.into_inner()))
+        .await?
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
@@ -173,19 +177,26 @@ pub async fn list(
                 .cursor_key
                 .open(ctx.org(), CURSOR_SCOPE, c)
                 .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
-            let id = Uuid::from_slice(&position).map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
+            let id = Uuid::from_slice(&position)
+                .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
             Some(PatientId::from_uuid(id))
         }
     };
     let query = PatientQuery {
-        member_id: params.member_id.as_deref().map(member_id_filter).transpose()?,
+        member_id: params
+            .member_id
+            .as_deref()
+            .map(member_id_filter)
+            .transpose()?,
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
     };
     let page = state.patients.list(&ctx, &query).await?;
-    let next_cursor = page
-        .next_after
-        .map(|id| state.cursor_key.seal(ctx.org(), CURSOR_SCOPE, id.as_uuid().as_bytes()));
+    let next_cursor = page.next_after.map(|id| {
+        state
+            .cursor_key
+            .seal(ctx.org(), CURSOR_SCOPE, id.as_uuid().as_bytes())
+    });
     Ok(HttpResponse::Ok().json(PatientList {
         items: page.items.iter().map(PatientView::from).collect(),
         next_cursor,

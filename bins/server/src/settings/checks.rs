@@ -23,7 +23,10 @@ pub struct ConfigProblem {
 
 impl ConfigProblem {
     fn new(key: &'static str, message: impl Into<String>) -> Self {
-        Self { key, message: message.into() }
+        Self {
+            key,
+            message: message.into(),
+        }
     }
 }
 
@@ -110,7 +113,10 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
 pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
     let mut p = Vec::new();
     if s.bind.parse::<std::net::SocketAddr>().is_err() {
-        p.push(ConfigProblem::new("CARAPACE_BIND", format!("{:?} is not an address like 127.0.0.1:8080", s.bind)));
+        p.push(ConfigProblem::new(
+            "CARAPACE_BIND",
+            format!("{:?} is not an address like 127.0.0.1:8080", s.bind),
+        ));
     }
     let url = s.database_url.expose_secret();
     match s.backend() {
@@ -124,29 +130,47 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
         )),
         _ => {}
     }
-    if let Some(owner) = &s.database_owner_url {
-        if Backend::of_url(owner.expose_secret()) != s.backend() {
-            p.push(ConfigProblem::new(
-                "CARAPACE_DATABASE_OWNER_URL",
-                "must point at the same kind of database as CARAPACE_DATABASE_URL",
-            ));
-        }
+    if let Some(owner) = &s.database_owner_url
+        && Backend::of_url(owner.expose_secret()) != s.backend()
+    {
+        p.push(ConfigProblem::new(
+            "CARAPACE_DATABASE_OWNER_URL",
+            "must point at the same kind of database as CARAPACE_DATABASE_URL",
+        ));
     }
     if !(1..=1000).contains(&s.database_pool_max) {
-        p.push(ConfigProblem::new("CARAPACE_DATABASE_POOL_MAX", "must be between 1 and 1000"));
+        p.push(ConfigProblem::new(
+            "CARAPACE_DATABASE_POOL_MAX",
+            "must be between 1 and 1000",
+        ));
     }
     for (key, secs) in [
-        ("CARAPACE_DATABASE_CONNECT_TIMEOUT_SECS", s.database_connect_timeout_secs),
-        ("CARAPACE_DATABASE_ACQUIRE_TIMEOUT_SECS", s.database_acquire_timeout_secs),
-        ("CARAPACE_DATABASE_STATEMENT_TIMEOUT_SECS", s.database_statement_timeout_secs),
+        (
+            "CARAPACE_DATABASE_CONNECT_TIMEOUT_SECS",
+            s.database_connect_timeout_secs,
+        ),
+        (
+            "CARAPACE_DATABASE_ACQUIRE_TIMEOUT_SECS",
+            s.database_acquire_timeout_secs,
+        ),
+        (
+            "CARAPACE_DATABASE_STATEMENT_TIMEOUT_SECS",
+            s.database_statement_timeout_secs,
+        ),
         ("CARAPACE_SHUTDOWN_TIMEOUT_SECS", s.shutdown_timeout_secs),
     ] {
         if !(1..=3600).contains(&secs) {
-            p.push(ConfigProblem::new(key, "must be between 1 and 3600 seconds"));
+            p.push(ConfigProblem::new(
+                key,
+                "must be between 1 and 3600 seconds",
+            ));
         }
     }
     if !(1024..=16 * 1024 * 1024).contains(&s.body_limit_bytes) {
-        p.push(ConfigProblem::new("CARAPACE_BODY_LIMIT_BYTES", "must be between 1024 and 16777216"));
+        p.push(ConfigProblem::new(
+            "CARAPACE_BODY_LIMIT_BYTES",
+            "must be between 1024 and 16777216",
+        ));
     }
     for (key, secret) in [
         ("CARAPACE_DEV_TOKEN_SECRET", &s.dev_token_secret),
@@ -157,7 +181,10 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
         }
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
-        p.push(ConfigProblem::new("CARAPACE_LOG_LEVEL", "is not a valid filter (e.g. info or carapace=debug,info)"));
+        p.push(ConfigProblem::new(
+            "CARAPACE_LOG_LEVEL",
+            "is not a valid filter (e.g. info or carapace=debug,info)",
+        ));
     }
     p
 }
@@ -165,7 +192,10 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
 fn short_secret(key: &'static str, secret: Option<&SecretString>) -> Option<ConfigProblem> {
     let len = secret?.expose_secret().len();
     (len < MIN_SECRET_BYTES).then(|| {
-        ConfigProblem::new(key, format!("is {len} bytes; secrets must be at least {MIN_SECRET_BYTES} bytes"))
+        ConfigProblem::new(
+            key,
+            format!("is {len} bytes; secrets must be at least {MIN_SECRET_BYTES} bytes"),
+        )
     })
 }
 
@@ -186,10 +216,19 @@ mod tests {
 
     #[test]
     fn production_on_defaults_lists_each_refusal_once() {
-        let s = Settings { profile: Profile::Production, dev_tokens: Some(true), ..Settings::default() };
+        let s = Settings {
+            profile: Profile::Production,
+            dev_tokens: Some(true),
+            ..Settings::default()
+        };
         assert_eq!(
             keys(&s),
-            vec!["CARAPACE_DEV_TOKENS", "CARAPACE_DATABASE_URL", "CARAPACE_CURSOR_SECRET", "CARAPACE_OIDC_ISSUER"]
+            vec![
+                "CARAPACE_DEV_TOKENS",
+                "CARAPACE_DATABASE_URL",
+                "CARAPACE_CURSOR_SECRET",
+                "CARAPACE_OIDC_ISSUER"
+            ]
         );
     }
 
@@ -202,11 +241,21 @@ mod tests {
             ..Settings::default()
         };
         assert!(keys(&pg).contains(&"CARAPACE_DATABASE_TLS"));
-        let tls = Settings { database_tls: TlsMode::VerifyFull, ..pg };
+        let tls = Settings {
+            database_tls: TlsMode::VerifyFull,
+            ..pg
+        };
         assert!(!keys(&tls).contains(&"CARAPACE_DATABASE_TLS"));
-        let allowed = Settings { database_tls: TlsMode::Disable, database_allow_insecure: true, ..tls };
+        let allowed = Settings {
+            database_tls: TlsMode::Disable,
+            database_allow_insecure: true,
+            ..tls
+        };
         assert!(!keys(&allowed).contains(&"CARAPACE_DATABASE_TLS"));
-        assert!(!keys(&allowed).contains(&"CARAPACE_DEV_TOKENS"), "dev tokens default off in production");
+        assert!(
+            !keys(&allowed).contains(&"CARAPACE_DEV_TOKENS"),
+            "dev tokens default off in production"
+        );
     }
 
     #[test]
@@ -234,7 +283,10 @@ mod tests {
             ]
         );
         let shown: Vec<String> = s.problems().iter().map(ToString::to_string).collect();
-        assert!(shown.iter().all(|l| !l.contains("short")), "messages never echo secrets");
+        assert!(
+            shown.iter().all(|l| !l.contains("short")),
+            "messages never echo secrets"
+        );
     }
 
     #[test]

@@ -12,7 +12,12 @@ async fn app_with_token(test: &str) -> Option<(TestApp, String)> {
     Some((app, token))
 }
 
-async fn post_raw(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+async fn post_raw(
+    app: &TestApp,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
     app.http
         .post(app.url("/api/v1/patients"))
         .bearer_auth(token)
@@ -25,11 +30,16 @@ async fn post_raw(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>)
 
 #[tokio::test]
 async fn malformed_json_is_400_and_writes_nothing() {
-    let Some((app, token)) = app_with_token("malformed_json_is_400_and_writes_nothing").await else {
+    let Some((app, token)) = app_with_token("malformed_json_is_400_and_writes_nothing").await
+    else {
         return;
     };
     for body in [&b"{\"given_name\": "[..], b"not json", b"", b"[1,2"] {
-        problem(post_raw(&app, &token, "application/json", body.to_vec()).await, 400).await;
+        problem(
+            post_raw(&app, &token, "application/json", body.to_vec()).await,
+            400,
+        )
+        .await;
     }
     assert!(app.all_patients(&token).await.is_empty());
     app.stop().await;
@@ -56,7 +66,10 @@ async fn long_given_name_is_422() {
     let mut body = patient("x");
     body["given_name"] = json!("x".repeat(10_000));
     let p = problem(app.create_patient(&token, &body).await, 422).await;
-    assert_eq!(p["errors"], json!([{ "field": "given_name", "message": "must be 1 to 100 characters" }]));
+    assert_eq!(
+        p["errors"],
+        json!([{ "field": "given_name", "message": "must be 1 to 100 characters" }])
+    );
     assert!(app.all_patients(&token).await.is_empty());
     app.stop().await;
 }
@@ -66,11 +79,19 @@ async fn non_date_birth_date_is_422() {
     let Some((app, token)) = app_with_token("non_date_birth_date_is_422").await else {
         return;
     };
-    for bad in [json!("not-a-date"), json!("1980-02-30"), json!("2999-01-01"), json!(19800203)] {
+    for bad in [
+        json!("not-a-date"),
+        json!("1980-02-30"),
+        json!("2999-01-01"),
+        json!(19800203),
+    ] {
         let mut body = patient("Jane");
         body["birth_date"] = bad.clone();
         let p = problem(app.create_patient(&token, &body).await, 422).await;
-        let field = p["errors"][0]["field"].as_str().unwrap_or_default().to_owned();
+        let field = p["errors"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(field == "birth_date" || field == "body", "{bad}: {p}");
     }
     assert!(app.all_patients(&token).await.is_empty());
@@ -79,7 +100,8 @@ async fn non_date_birth_date_is_422() {
 
 #[tokio::test]
 async fn every_problem_is_listed_and_no_value_is_echoed() {
-    let Some((app, token)) = app_with_token("every_problem_is_listed_and_no_value_is_echoed").await else {
+    let Some((app, token)) = app_with_token("every_problem_is_listed_and_no_value_is_echoed").await
+    else {
         return;
     };
     let body = json!({
@@ -88,8 +110,21 @@ async fn every_problem_is_listed_and_no_value_is_echoed() {
     });
     let res = app.create_patient(&token, &body).await;
     let p = problem(res, 422).await;
-    let fields: Vec<&str> = p["errors"].as_array().map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect()).unwrap_or_default();
-    assert_eq!(fields, vec!["given_name", "family_name", "birth_date", "member_id", "phone", "email"]);
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        fields,
+        vec![
+            "given_name",
+            "family_name",
+            "birth_date",
+            "member_id",
+            "phone",
+            "email"
+        ]
+    );
     assert!(!p.to_string().contains("Secret"), "{p}");
     app.stop().await;
 }
@@ -99,7 +134,11 @@ async fn non_uuid_path_id_is_404() {
     let Some((app, token)) = app_with_token("non_uuid_path_id_is_404").await else {
         return;
     };
-    for path in ["/api/v1/patients/not-a-uuid", "/api/v1/patients/1", "/api/v1/patients/%00"] {
+    for path in [
+        "/api/v1/patients/not-a-uuid",
+        "/api/v1/patients/1",
+        "/api/v1/patients/%00",
+    ] {
         problem(app.get(path, &token).await, 404).await;
     }
     app.stop().await;
@@ -111,7 +150,12 @@ async fn unknown_route_is_problem_json_404() {
         return;
     };
     for path in ["/nope", "/api/v1/nope", "/api/v2/patients"] {
-        let res = app.http.get(app.url(path)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let res = app
+            .http
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         problem(res, 404).await;
     }
     app.stop().await;
@@ -122,9 +166,20 @@ async fn wrong_method_is_problem_json_405() {
     let Some((app, token)) = app_with_token("wrong_method_is_problem_json_405").await else {
         return;
     };
-    let res = app.http.put(app.url("/api/v1/patients")).bearer_auth(&token).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .http
+        .put(app.url("/api/v1/patients"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     problem(res, 405).await;
-    let res = app.http.post(app.url("/health/live")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .http
+        .post(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let p = problem(res, 405).await;
     assert_eq!(p["code"], "method_not_allowed");
     app.stop().await;
@@ -136,7 +191,11 @@ async fn wrong_content_type_is_415() {
         return;
     };
     let body = serde_json::to_vec(&patient("Jane")).unwrap_or_default();
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "application/xml"] {
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/xml",
+    ] {
         problem(post_raw(&app, &token, ct, body.clone()).await, 415).await;
     }
     let res = app
@@ -165,25 +224,46 @@ async fn bad_query_parameters_are_4xx() {
     assert_eq!(p["detail"], "unknown query parameter \"org_id\"");
     problem(app.get("/api/v1/patients?cursor=%%%", &token).await, 400).await;
     let long = "m".repeat(65);
-    problem(app.get(&format!("/api/v1/patients?member_id={long}"), &token).await, 422).await;
+    problem(
+        app.get(&format!("/api/v1/patients?member_id={long}"), &token)
+            .await,
+        422,
+    )
+    .await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn request_id_is_kept_when_valid_and_replaced_otherwise() {
-    let Some(app) = spawn_app(Backend::Sqlite, "request_id_is_kept_when_valid_and_replaced_otherwise").await else {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "request_id_is_kept_when_valid_and_replaced_otherwise",
+    )
+    .await
+    else {
         return;
     };
     let send = |id: &'static str| {
-        app.http.get(app.url("/health/live")).header("x-request-id", id).send()
+        app.http
+            .get(app.url("/health/live"))
+            .header("x-request-id", id)
+            .send()
     };
-    let kept = send("client-id-123").await.unwrap_or_else(|e| panic!("{e}"));
+    let kept = send("client-id-123")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(kept.headers()["x-request-id"], "client-id-123");
     for bad in ["has space", "<script>alert(1)</script>"] {
         let res = send(bad).await.unwrap_or_else(|e| panic!("{e}"));
-        let id = res.headers()["x-request-id"].to_str().unwrap_or_default().to_owned();
+        let id = res.headers()["x-request-id"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
         assert_ne!(id, bad);
-        assert!(uuid::Uuid::parse_str(&id).is_ok(), "replaced with a fresh id: {id}");
+        assert!(
+            uuid::Uuid::parse_str(&id).is_ok(),
+            "replaced with a fresh id: {id}"
+        );
     }
     let long: &'static str = Box::leak("a".repeat(200).into_boxed_str());
     let res = send(long).await.unwrap_or_else(|e| panic!("{e}"));

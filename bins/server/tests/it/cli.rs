@@ -32,8 +32,16 @@ fn text(bytes: &[u8]) -> String {
 fn help_works_without_a_database() {
     let dir = tmp();
     // A database URL that cannot be reached: --help must not care.
-    let env = [("CARAPACE_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")];
-    for args in [&["--help"][..], &["serve", "--help"], &["dev-token", "--help"], &["--version"]] {
+    let env = [(
+        "CARAPACE_DATABASE_URL",
+        "postgres://nobody@127.0.0.1:1/none",
+    )];
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["dev-token", "--help"],
+        &["--version"],
+    ] {
         let out = carapace(&dir, &env, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         assert!(!out.stdout.is_empty());
@@ -46,16 +54,39 @@ fn help_works_without_a_database() {
 #[test]
 fn production_with_sqlite_and_dev_tokens_refuses_with_one_line_each() {
     let dir = tmp();
-    let env = [("CARAPACE_PROFILE", "production"), ("CARAPACE_DEV_TOKENS", "true")];
+    let env = [
+        ("CARAPACE_PROFILE", "production"),
+        ("CARAPACE_DEV_TOKENS", "true"),
+    ];
     let out = carapace(&dir, &env, &["serve"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("configuration error: ")).collect();
-    assert!(lines.iter().any(|l| l.contains("CARAPACE_DEV_TOKENS")), "{err}");
-    assert!(lines.iter().any(|l| l.contains("CARAPACE_DATABASE_URL") && l.contains("SQLite")), "{err}");
-    assert_eq!(lines.iter().filter(|l| l.contains("CARAPACE_DEV_TOKENS")).count(), 1);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("configuration error: "))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("CARAPACE_DEV_TOKENS")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("CARAPACE_DATABASE_URL") && l.contains("SQLite")),
+        "{err}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("CARAPACE_DEV_TOKENS"))
+            .count(),
+        1
+    );
     assert!(err.contains("refusing to start"));
-    assert!(!dir.path().join("data").exists(), "refused before touching anything");
+    assert!(
+        !dir.path().join("data").exists(),
+        "refused before touching anything"
+    );
 }
 
 #[test]
@@ -63,33 +94,56 @@ fn production_postgres_without_tls_is_refused() {
     let dir = tmp();
     let base = [
         ("CARAPACE_PROFILE", "production"),
-        ("CARAPACE_DATABASE_URL", "postgres://carapace_app@db.internal/carapace"),
+        (
+            "CARAPACE_DATABASE_URL",
+            "postgres://carapace_app@db.internal/carapace",
+        ),
     ];
     let out = carapace(&dir, &base, &["serve"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("CARAPACE_DATABASE_TLS"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("CARAPACE_DATABASE_TLS"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let mut tls = base.to_vec();
     tls.push(("CARAPACE_DATABASE_TLS", "verify-full"));
     let out = carapace(&dir, &tls, &["config", "check"]);
-    assert!(!text(&out.stderr).contains("CARAPACE_DATABASE_TLS"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("CARAPACE_DATABASE_TLS"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn config_check_redacts_secrets() {
     let dir = tmp();
-    std::fs::write(dir.path().join("carapace.toml"), "cursor_secret = \"file-cursor-secret-0123456789abcdef\"\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("carapace.toml"),
+        "cursor_secret = \"file-cursor-secret-0123456789abcdef\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let env = [
-        ("CARAPACE_DATABASE_URL", "postgres://carapace_app:pg-password-hunter2@db/carapace"),
-        ("CARAPACE_DEV_TOKEN_SECRET", "env-dev-secret-0123456789abcdefghij"),
+        (
+            "CARAPACE_DATABASE_URL",
+            "postgres://carapace_app:pg-password-hunter2@db/carapace",
+        ),
+        (
+            "CARAPACE_DEV_TOKEN_SECRET",
+            "env-dev-secret-0123456789abcdefghij",
+        ),
         ("CARAPACE_BIND", "127.0.0.1:9999"),
     ];
     let out = carapace(&dir, &env, &["config", "check"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(shown["bind"], "127.0.0.1:9999", "environment applied");
-    assert_eq!(shown["cursor_secret"], "[redacted]", "file applied, redacted");
+    assert_eq!(
+        shown["cursor_secret"], "[redacted]",
+        "file applied, redacted"
+    );
     assert_eq!(shown["dev_token_secret"], "[redacted]");
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     for secret in ["hunter2", "env-dev-secret", "file-cursor-secret"] {
@@ -100,19 +154,34 @@ fn config_check_redacts_secrets() {
 #[test]
 fn short_dev_token_secret_is_refused() {
     let dir = tmp();
-    let out = carapace(&dir, &[("CARAPACE_DEV_TOKEN_SECRET", "too-short")], &["serve"]);
+    let out = carapace(
+        &dir,
+        &[("CARAPACE_DEV_TOKEN_SECRET", "too-short")],
+        &["serve"],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("CARAPACE_DEV_TOKEN_SECRET: is 9 bytes; secrets must be at least 32 bytes"), "{err}");
+    assert!(
+        err.contains("CARAPACE_DEV_TOKEN_SECRET: is 9 bytes; secrets must be at least 32 bytes"),
+        "{err}"
+    );
     assert!(!err.contains("too-short"));
 }
 
 #[test]
 fn unknown_setting_is_refused_by_name() {
     let dir = tmp();
-    let out = carapace(&dir, &[("CARAPACE_DATABSE_URL", "sqlite://x")], &["config", "check"]);
+    let out = carapace(
+        &dir,
+        &[("CARAPACE_DATABSE_URL", "sqlite://x")],
+        &["config", "check"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("databse_url"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("databse_url"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -122,9 +191,16 @@ fn dev_token_is_refused_in_production() {
         ("CARAPACE_PROFILE", "production"),
         ("CARAPACE_DATABASE_URL", "postgres://x@db/c"),
         ("CARAPACE_DATABASE_TLS", "require"),
-        ("CARAPACE_CURSOR_SECRET", "cursor-secret-0123456789abcdef-0123"),
+        (
+            "CARAPACE_CURSOR_SECRET",
+            "cursor-secret-0123456789abcdef-0123",
+        ),
     ];
-    let out = carapace(&dir, &env, &["dev-token", "--org", "acme", "--role", "admin"]);
+    let out = carapace(
+        &dir,
+        &env,
+        &["dev-token", "--org", "acme", "--role", "admin"],
+    );
     assert_ne!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty(), "no token printed");
 }
@@ -142,23 +218,46 @@ impl Drop for Served {
 #[tokio::test]
 async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     let dir = tmp();
-    let env = [("CARAPACE_BIND", "127.0.0.1:0"), ("CARAPACE_LOG_FORMAT", "json")];
-    let out = carapace(&dir, &env, &["org", "create", "--name", "Demo Clinic", "--slug", "demo"]);
+    let env = [
+        ("CARAPACE_BIND", "127.0.0.1:0"),
+        ("CARAPACE_LOG_FORMAT", "json"),
+    ];
+    let out = carapace(
+        &dir,
+        &env,
+        &["org", "create", "--name", "Demo Clinic", "--slug", "demo"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let org: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(org["slug"], "demo");
     assert!(uuid::Uuid::parse_str(org["id"].as_str().unwrap_or_default()).is_ok());
 
-    let again = carapace(&dir, &env, &["org", "create", "--name", "Demo", "--slug", "demo"]);
+    let again = carapace(
+        &dir,
+        &env,
+        &["org", "create", "--name", "Demo", "--slug", "demo"],
+    );
     assert_eq!(again.status.code(), Some(1), "duplicate slug refused");
-    let bad = carapace(&dir, &env, &["org", "create", "--name", "Demo", "--slug", "Not A Slug"]);
+    let bad = carapace(
+        &dir,
+        &env,
+        &["org", "create", "--name", "Demo", "--slug", "Not A Slug"],
+    );
     assert_eq!(bad.status.code(), Some(2));
 
-    let out = carapace(&dir, &env, &["dev-token", "--org", "demo", "--role", "clinician"]);
+    let out = carapace(
+        &dir,
+        &env,
+        &["dev-token", "--org", "demo", "--role", "clinician"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout).trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
-    let missing = carapace(&dir, &env, &["dev-token", "--org", "nope", "--role", "clinician"]);
+    let missing = carapace(
+        &dir,
+        &env,
+        &["dev-token", "--org", "nope", "--role", "clinician"],
+    );
     assert_eq!(missing.status.code(), Some(2));
 
     let child = Command::new(BIN)
@@ -183,19 +282,28 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let ready = http.get(format!("http://{addr}/health/ready")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let ready = http
+        .get(format!("http://{addr}/health/ready"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ready.status(), 200);
     let created = http
         .post(format!("http://{addr}/api/v1/patients"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"given_name":"Jane","family_name":"Roe","birth_date":"1980-02-03"}))
+        .json(
+            &serde_json::json!({"given_name":"Jane","family_name":"Roe","birth_date":"1980-02-03"}),
+        )
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(created.status(), 201);
     let body: Value = created.json().await.unwrap_or_else(|e| panic!("{e}"));
     let read = http
-        .get(format!("http://{addr}/api/v1/patients/{}", body["id"].as_str().unwrap_or_default()))
+        .get(format!(
+            "http://{addr}/api/v1/patients/{}",
+            body["id"].as_str().unwrap_or_default()
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -204,7 +312,10 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
 
     // SIGTERM: the server drains and exits 0.
     let pid = served.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap_or_else(|e| panic!("{e}"));
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(killed.success());
     let started = Instant::now();
     loop {
@@ -212,21 +323,31 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
             assert!(status.success(), "exit after SIGTERM: {status}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "did not stop after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not stop after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test]
 async fn serve_refuses_a_superuser_postgres_role() {
-    let Some(pg) = carapace_testkit::postgres("serve_refuses_a_superuser_postgres_role").await else {
+    let Some(pg) = carapace_testkit::postgres("serve_refuses_a_superuser_postgres_role").await
+    else {
         return;
     };
     let dir = tmp();
-    let env = [("CARAPACE_DATABASE_URL", pg.owner_url.as_str()), ("CARAPACE_BIND", "127.0.0.1:0")];
+    let env = [
+        ("CARAPACE_DATABASE_URL", pg.owner_url.as_str()),
+        ("CARAPACE_BIND", "127.0.0.1:0"),
+    ];
     let out = carapace(&dir, &env, &["serve"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("refusing to serve with an unsafe database posture"), "{err}");
+    assert!(
+        err.contains("refusing to serve with an unsafe database posture"),
+        "{err}"
+    );
     assert!(err.contains("superuser"), "{err}");
 }

@@ -4,9 +4,19 @@ use crate::on_both_backends;
 use crate::support::{Backend, TestApp, problem, spawn_app, spawn_with};
 
 async fn ready_and_live(app: &TestApp) {
-    let live = app.http.get(app.url("/health/live")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let live = app
+        .http
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(live.status(), 200);
-    let res = app.http.get(app.url("/health/ready")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .http
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-request-id"));
     let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
@@ -14,7 +24,10 @@ async fn ready_and_live(app: &TestApp) {
     assert_eq!(body["checks"][0]["status"], "ok");
     assert_eq!(body["checks"][1]["status"], "ok");
 }
-on_both_backends!(ready_is_200_when_database_and_migrations_are_current, ready_and_live);
+on_both_backends!(
+    ready_is_200_when_database_and_migrations_are_current,
+    ready_and_live
+);
 
 #[tokio::test]
 async fn ready_is_503_naming_migrations_when_pending() {
@@ -30,7 +43,12 @@ async fn ready_is_503_naming_migrations_when_pending() {
         ..Default::default()
     };
     let app = spawn_with(settings, None).await;
-    let res = app.http.get(app.url("/health/ready")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .http
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");
     assert_eq!(body["detail"], "failed checks: migrations: 1 pending");
@@ -39,23 +57,50 @@ async fn ready_is_503_naming_migrations_when_pending() {
 
 #[tokio::test]
 async fn ready_is_503_naming_the_database_when_it_is_gone() {
-    let Some(app) = spawn_app(Backend::Sqlite, "ready_is_503_naming_the_database_when_it_is_gone").await else {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "ready_is_503_naming_the_database_when_it_is_gone",
+    )
+    .await
+    else {
         return;
     };
     // Closing the shared pool makes every later acquire fail, as a lost
     // database would.
     app.db.clone().close().await;
-    let res = app.http.get(app.url("/health/ready")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .http
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let body = problem(res, 503).await;
-    assert_eq!(body["detail"], "failed checks: database: unreachable, migrations: not checked");
-    let live = app.http.get(app.url("/health/live")).send().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(live.status(), 200, "liveness does not depend on the database");
+    assert_eq!(
+        body["detail"],
+        "failed checks: database: unreachable, migrations: not checked"
+    );
+    let live = app
+        .http
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        live.status(),
+        200,
+        "liveness does not depend on the database"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn openapi_and_docs_are_served_from_the_binary() {
-    let Some(app) = spawn_app(Backend::Sqlite, "openapi_and_docs_are_served_from_the_binary").await else {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "openapi_and_docs_are_served_from_the_binary",
+    )
+    .await
+    else {
         return;
     };
     let spec: Value = app
@@ -70,12 +115,27 @@ async fn openapi_and_docs_are_served_from_the_binary() {
     assert!(spec["paths"]["/api/v1/patients"]["post"].is_object());
     assert!(spec["paths"]["/api/v1/patients/{id}"]["patch"].is_object());
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
-    let redirect = app.http.get(app.url("/docs")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let redirect = app
+        .http
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(redirect.status(), 308);
-    let page = app.http.get(app.url("/docs/")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let page = app
+        .http
+        .get(app.url("/docs/"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap_or_default().contains("swagger"));
-    let init = app.http.get(app.url("/docs/swagger-initializer.js")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let init = app
+        .http
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let js = init.text().await.unwrap_or_default();
     assert!(js.contains("/openapi.json"), "{js}");
     assert!(js.contains("\"validatorUrl\": \"none\""), "{js}");

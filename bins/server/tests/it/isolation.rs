@@ -25,9 +25,18 @@ async fn other_org(app: &TestApp) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     problem(patch, 404).await;
-    let delete = app.http.delete(app.url(&path)).bearer_auth(&a_token).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let delete = app
+        .http
+        .delete(app.url(&path))
+        .bearer_auth(&a_token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     problem(delete, 404).await;
-    assert!(app.all_patients(&a_token).await.is_empty(), "A lists nothing of B's");
+    assert!(
+        app.all_patients(&a_token).await.is_empty(),
+        "A lists nothing of B's"
+    );
     let filtered: Value = app
         .get("/api/v1/patients?member_id=M-100", &a_token)
         .await
@@ -36,7 +45,11 @@ async fn other_org(app: &TestApp) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(filtered["items"], json!([]));
 
-    assert_eq!(app.all_patients(&b_token).await, before, "B's data is unchanged");
+    assert_eq!(
+        app.all_patients(&b_token).await,
+        before,
+        "B's data is unchanged"
+    );
 }
 on_both_backends!(other_org_cannot_read_patch_delete_or_list, other_org);
 
@@ -48,20 +61,43 @@ async fn foreign_cursor(app: &TestApp) {
     for i in 0..3 {
         app.new_patient(&b_token, &format!("B{i}")).await;
     }
-    let page: Value = app.get("/api/v1/patients?limit=1", &b_token).await.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let page: Value = app
+        .get("/api/v1/patients?limit=1", &b_token)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let cursor = page["next_cursor"].as_str().unwrap_or_default().to_owned();
     assert!(!cursor.is_empty());
     // B's own cursor works for B...
-    let next = app.get(&format!("/api/v1/patients?limit=1&cursor={cursor}"), &b_token).await;
+    let next = app
+        .get(
+            &format!("/api/v1/patients?limit=1&cursor={cursor}"),
+            &b_token,
+        )
+        .await;
     assert_eq!(next.status(), 200);
     // ...and is refused for A, never a peek into B's rows.
-    let body = problem(app.get(&format!("/api/v1/patients?limit=1&cursor={cursor}"), &a_token).await, 400).await;
+    let body = problem(
+        app.get(
+            &format!("/api/v1/patients?limit=1&cursor={cursor}"),
+            &a_token,
+        )
+        .await,
+        400,
+    )
+    .await;
     assert_eq!(body["detail"], "invalid cursor");
     // Tampered cursors are refused too.
     let mut tampered = cursor.clone().into_bytes();
     tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap_or_default();
-    problem(app.get(&format!("/api/v1/patients?cursor={tampered}"), &b_token).await, 400).await;
+    problem(
+        app.get(&format!("/api/v1/patients?cursor={tampered}"), &b_token)
+            .await,
+        400,
+    )
+    .await;
 }
 on_both_backends!(cursor_from_another_org_is_refused, foreign_cursor);
 
@@ -87,17 +123,27 @@ async fn smuggled_owner(app: &TestApp) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     problem(patch, 422).await;
-    assert!(app.all_patients(&b_token).await.is_empty(), "nothing landed in B");
-    assert_eq!(app.all_patients(&a_token).await.len(), 1, "only the plain patient exists in A");
+    assert!(
+        app.all_patients(&b_token).await.is_empty(),
+        "nothing landed in B"
+    );
+    assert_eq!(
+        app.all_patients(&a_token).await.len(),
+        1,
+        "only the plain patient exists in A"
+    );
 }
 on_both_backends!(org_id_in_body_is_rejected_and_not_stored, smuggled_owner);
 
 #[tokio::test]
 async fn token_for_an_unknown_org_cannot_write() {
-    let Some(app) = spawn_app(Backend::Sqlite, "token_for_an_unknown_org_cannot_write").await else {
+    let Some(app) = spawn_app(Backend::Sqlite, "token_for_an_unknown_org_cannot_write").await
+    else {
         return;
     };
-    let ghost = crate::support::Org { id: carapace_tenancy::OrgId::generate() };
+    let ghost = crate::support::Org {
+        id: carapace_tenancy::OrgId::generate(),
+    };
     let token = app.token(&ghost, Role::Admin);
     problem(app.create_patient(&token, &patient("Nobody")).await, 409).await;
     assert!(app.all_patients(&token).await.is_empty());

@@ -10,7 +10,12 @@ async fn full_lifecycle(app: &TestApp) {
 
     let res = app.create_patient(&token, &patient("Jane")).await;
     assert_eq!(res.status(), 201);
-    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let created: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(location, format!("/api/v1/patients/{id}"));
@@ -18,7 +23,12 @@ async fn full_lifecycle(app: &TestApp) {
     assert_eq!(created["birth_date"], "1980-02-03");
     assert!(created.get("org_id").is_none());
 
-    let got: Value = app.get(&location, &token).await.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let got: Value = app
+        .get(&location, &token)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got, created);
 
     let res = app
@@ -39,14 +49,29 @@ async fn full_lifecycle(app: &TestApp) {
     let listed = app.all_patients(&token).await;
     assert_eq!(listed, vec![patched.clone()]);
 
-    let res = app.http.delete(app.url(&location)).bearer_auth(&token).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .http
+        .delete(app.url(&location))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 204);
     problem(app.get(&location, &token).await, 404).await;
-    let again = app.http.delete(app.url(&location)).bearer_auth(&token).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let again = app
+        .http
+        .delete(app.url(&location))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     problem(again, 404).await;
     assert!(app.all_patients(&token).await.is_empty());
 }
-on_both_backends!(clinician_creates_reads_updates_lists_and_deletes_a_patient, full_lifecycle);
+on_both_backends!(
+    clinician_creates_reads_updates_lists_and_deletes_a_patient,
+    full_lifecycle
+);
 
 async fn paging(app: &TestApp) {
     let org = app.org().await;
@@ -54,7 +79,11 @@ async fn paging(app: &TestApp) {
     let mut ids = Vec::new();
     for i in 0..5 {
         let mut body = patient(&format!("P{i}"));
-        body["member_id"] = if i % 2 == 0 { "EVEN-1".into() } else { "ODD-1".into() };
+        body["member_id"] = if i % 2 == 0 {
+            "EVEN-1".into()
+        } else {
+            "ODD-1".into()
+        };
         let res = app.create_patient(&token, &body).await;
         let v: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
         ids.push(v["id"].as_str().unwrap_or_default().to_owned());
@@ -62,19 +91,39 @@ async fn paging(app: &TestApp) {
     let mut seen = Vec::new();
     let mut path = "/api/v1/patients?limit=2".to_owned();
     loop {
-        let page: Value = app.get(&path, &token).await.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let page: Value = app
+            .get(&path, &token)
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let items = page["items"].as_array().cloned().unwrap_or_default();
         assert!(items.len() <= 2);
-        seen.extend(items.iter().map(|p| p["id"].as_str().unwrap_or_default().to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|p| p["id"].as_str().unwrap_or_default().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/api/v1/patients?limit=2&cursor={c}"),
             None => break,
         }
     }
     assert_eq!(seen, ids);
-    let even: Value = app.get("/api/v1/patients?member_id=EVEN-1", &token).await.json().await.unwrap_or_else(|e| panic!("{e}"));
-    let even_ids: Vec<&str> = even["items"].as_array().map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect()).unwrap_or_default();
-    assert_eq!(even_ids, vec![ids[0].as_str(), ids[2].as_str(), ids[4].as_str()]);
+    let even: Value = app
+        .get("/api/v1/patients?member_id=EVEN-1", &token)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let even_ids: Vec<&str> = even["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        even_ids,
+        vec![ids[0].as_str(), ids[2].as_str(), ids[4].as_str()]
+    );
 }
 on_both_backends!(list_pages_with_cursors_and_filters_by_member_id, paging);
 
@@ -88,7 +137,12 @@ async fn viewer_can_read_but_not_write() {
     let id = app.new_patient(&clinician, "Jane").await;
     for role in [Role::Viewer, Role::Staff] {
         let token = app.token(&org, role);
-        assert_eq!(app.get(&format!("/api/v1/patients/{id}"), &token).await.status(), 200);
+        assert_eq!(
+            app.get(&format!("/api/v1/patients/{id}"), &token)
+                .await
+                .status(),
+            200
+        );
         assert_eq!(app.all_patients(&token).await.len(), 1);
         problem(app.create_patient(&token, &patient("Eve")).await, 403).await;
         let patch = app
@@ -111,7 +165,11 @@ async fn viewer_can_read_but_not_write() {
     }
     for role in [Role::Patient, Role::Compliance, Role::Service] {
         let token = app.token(&org, role);
-        problem(app.get(&format!("/api/v1/patients/{id}"), &token).await, 403).await;
+        problem(
+            app.get(&format!("/api/v1/patients/{id}"), &token).await,
+            403,
+        )
+        .await;
     }
     let all = app.all_patients(&clinician).await;
     assert_eq!(all.len(), 1);
@@ -121,7 +179,12 @@ async fn viewer_can_read_but_not_write() {
 
 #[tokio::test]
 async fn missing_or_bad_token_is_401_with_www_authenticate() {
-    let Some(app) = spawn_app(Backend::Sqlite, "missing_or_bad_token_is_401_with_www_authenticate").await else {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "missing_or_bad_token_is_401_with_www_authenticate",
+    )
+    .await
+    else {
         return;
     };
     let org = app.org().await;
@@ -141,7 +204,10 @@ async fn missing_or_bad_token_is_401_with_www_authenticate() {
         Some(format!("Bearer {}", "a".repeat(10_000))),
     ];
     for header in cases {
-        let mut req = app.http.post(app.url("/api/v1/patients")).json(&patient("Jane"));
+        let mut req = app
+            .http
+            .post(app.url("/api/v1/patients"))
+            .json(&patient("Jane"));
         if let Some(h) = &header {
             req = req.header("authorization", h);
         }
@@ -155,6 +221,9 @@ async fn missing_or_bad_token_is_401_with_www_authenticate() {
         assert!(challenge.starts_with("Bearer"), "{header:?}: {challenge}");
         problem(res, 401).await;
     }
-    assert!(app.all_patients(&good).await.is_empty(), "nothing was written");
+    assert!(
+        app.all_patients(&good).await.is_empty(),
+        "nothing was written"
+    );
     app.stop().await;
 }

@@ -8,7 +8,9 @@ use carapace_infra::dev_token::DevTokens;
 use carapace_infra::{Database, SeaOrganizations};
 use carapace_server::server::{self, Running};
 use carapace_server::settings::Settings;
-use carapace_tenancy::{NewOrganization, OrgId, OrgName, OrgSlug, OrganizationRepository as _, SubjectId};
+use carapace_tenancy::{
+    NewOrganization, OrgId, OrgName, OrgSlug, OrganizationRepository as _, SubjectId,
+};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
@@ -65,7 +67,9 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
 /// Starts the app with explicit settings.
 pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = server::prepare(&settings).await.unwrap_or_else(|e| panic!("prepare: {e:#}"));
+    let state = server::prepare(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("prepare: {e:#}"));
     let db = state.db.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let running = server::start(state, &settings, listener).unwrap_or_else(|e| panic!("{e:#}"));
@@ -75,7 +79,14 @@ pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> T
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    TestApp { base: format!("http://{}", running.addr), http, db, tokens, running: Some(running), _dir: dir }
+    TestApp {
+        base: format!("http://{}", running.addr),
+        http,
+        db,
+        tokens,
+        running: Some(running),
+        _dir: dir,
+    }
 }
 
 impl TestApp {
@@ -127,7 +138,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap_or_else(|e| panic!("{e}"))
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Every patient `token` can list (all pages).
@@ -174,7 +190,10 @@ pub async fn problem(res: reqwest::Response, status: u16) -> Value {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(content_type.starts_with("application/problem+json"), "content type {content_type}");
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type}"
+    );
     let request_id = res
         .headers()
         .get("x-request-id")
@@ -184,7 +203,11 @@ pub async fn problem(res: reqwest::Response, status: u16) -> Value {
     assert!(!request_id.is_empty(), "X-Request-Id present");
     let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(body["status"], status);
-    assert_eq!(body["request_id"], request_id.as_str(), "body carries the request id");
+    assert_eq!(
+        body["request_id"],
+        request_id.as_str(),
+        "body carries the request id"
+    );
     assert!(body["type"].is_string() && body["title"].is_string());
     body
 }
@@ -207,7 +230,8 @@ macro_rules! on_both_backends {
 
             #[tokio::test]
             async fn postgres() {
-                let app = spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await;
+                let app =
+                    spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await;
                 if let Some(app) = app {
                     ($body)(&app).await;
                     app.stop().await;

@@ -66,7 +66,10 @@ impl PatientInput {
         let given_name = name("given_name", &self.given_name, &mut errors);
         let family_name = name("family_name", &self.family_name, &mut errors);
         let birth_date = birth_date("birth_date", &self.birth_date, today, &mut errors);
-        let member_id = self.member_id.as_deref().and_then(|v| member_id(v, &mut errors));
+        let member_id = self
+            .member_id
+            .as_deref()
+            .and_then(|v| member_id(v, &mut errors));
         let phone = self.phone.as_deref().and_then(|v| phone(v, &mut errors));
         let email = self.email.as_deref().and_then(|v| email(v, &mut errors));
         match (given_name, family_name, birth_date) {
@@ -96,16 +99,26 @@ impl PatientPatchInput {
                 .and_then(|v| name("family_name", &v, &mut errors)),
             birth_date: required("birth_date", self.birth_date, &mut errors)
                 .and_then(|v| birth_date("birth_date", &v, today, &mut errors)),
-            member_id: self.member_id.map(|o| o.and_then(|v| member_id(&v, &mut errors))),
+            member_id: self
+                .member_id
+                .map(|o| o.and_then(|v| member_id(&v, &mut errors))),
             phone: self.phone.map(|o| o.and_then(|v| phone(&v, &mut errors))),
             email: self.email.map(|o| o.and_then(|v| email(&v, &mut errors))),
         };
-        if errors.is_empty() { Ok(patch) } else { Err(ClinicalError::Invalid(errors)) }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(ClinicalError::Invalid(errors))
+        }
     }
 }
 
 /// A required field in a patch: absent is fine, `null` is not.
-fn required(field: &str, value: Option<Option<String>>, errors: &mut Vec<FieldError>) -> Option<String> {
+fn required(
+    field: &str,
+    value: Option<Option<String>>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match value {
         Some(None) => {
             errors.push(FieldError::new(field, "is required and cannot be cleared"));
@@ -122,18 +135,19 @@ pub fn member_id_filter(raw: &str) -> Result<Phi<String>, ClinicalError> {
     member_id(raw, &mut errors).ok_or(ClinicalError::Invalid(errors))
 }
 
-fn text(
-    field: &str,
-    raw: &str,
-    max: u64,
-    errors: &mut Vec<FieldError>,
-) -> Option<Phi<String>> {
+fn text(field: &str, raw: &str, max: u64, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
     let value = raw.trim();
     if !value.validate_length(Some(1), Some(max), None) {
-        errors.push(FieldError::new(field, format!("must be 1 to {max} characters")));
+        errors.push(FieldError::new(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
         None
     } else if value.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
         None
     } else {
         Some(Phi::new(value.to_owned()))
@@ -144,10 +158,17 @@ fn name(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Phi<Stri
     text(field, raw, limits::NAME_MAX, errors)
 }
 
-fn birth_date(field: &str, raw: &str, today: Date, errors: &mut Vec<FieldError>) -> Option<Phi<Date>> {
+fn birth_date(
+    field: &str,
+    raw: &str,
+    today: Date,
+    errors: &mut Vec<FieldError>,
+) -> Option<Phi<Date>> {
     let format = format_description!("[year]-[month]-[day]");
     // Bound before parsing: the parser never sees more than a date's worth.
-    let parsed = (raw.len() == 10).then(|| Date::parse(raw, &format).ok()).flatten();
+    let parsed = (raw.len() == 10)
+        .then(|| Date::parse(raw, &format).ok())
+        .flatten();
     match parsed {
         None => errors.push(FieldError::new(field, "must be a date as YYYY-MM-DD")),
         Some(d) if d > today => errors.push(FieldError::new(field, "must not be in the future")),
@@ -169,7 +190,10 @@ fn member_id(raw: &str, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
     {
         Some(value)
     } else {
-        errors.push(FieldError::new("member_id", "may hold only letters, digits, '-', '_' and '.'"));
+        errors.push(FieldError::new(
+            "member_id",
+            "may hold only letters, digits, '-', '_' and '.'",
+        ));
         None
     }
 }
@@ -184,7 +208,10 @@ fn phone(raw: &str, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
     if shape_ok && (7..=15).contains(&digits) {
         Some(value)
     } else {
-        errors.push(FieldError::new("phone", "must be 7 to 15 digits, optionally with + ( ) - . and spaces"));
+        errors.push(FieldError::new(
+            "phone",
+            "must be 7 to 15 digits, optionally with + ( ) - . and spaces",
+        ));
         None
     }
 }
@@ -226,9 +253,12 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_patient_and_trims_names() {
-        let d = PatientInput { given_name: "  Jane ".into(), ..valid() }
-            .parse(TODAY)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let d = PatientInput {
+            given_name: "  Jane ".into(),
+            ..valid()
+        }
+        .parse(TODAY)
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(d.given_name.expose_phi(), "Jane");
         assert_eq!(*d.birth_date.expose_phi(), date!(1980 - 02 - 03));
     }
@@ -236,19 +266,97 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let cases: Vec<(PatientInput, &str)> = vec![
-            (PatientInput { given_name: "x".repeat(10_000), ..valid() }, "given_name"),
-            (PatientInput { given_name: "   ".into(), ..valid() }, "given_name"),
-            (PatientInput { family_name: "a\u{7}b".into(), ..valid() }, "family_name"),
-            (PatientInput { birth_date: "yesterday".into(), ..valid() }, "birth_date"),
-            (PatientInput { birth_date: "1980-02-30".into(), ..valid() }, "birth_date"),
-            (PatientInput { birth_date: "2026-11-24".into(), ..valid() }, "birth_date"),
-            (PatientInput { birth_date: "1899-12-31".into(), ..valid() }, "birth_date"),
-            (PatientInput { birth_date: "1980-2-3".into(), ..valid() }, "birth_date"),
-            (PatientInput { member_id: Some("M 1".into()), ..valid() }, "member_id"),
-            (PatientInput { member_id: Some("m".repeat(65)), ..valid() }, "member_id"),
-            (PatientInput { phone: Some("12345".into()), ..valid() }, "phone"),
-            (PatientInput { phone: Some("555-CALL-NOW".into()), ..valid() }, "phone"),
-            (PatientInput { email: Some("not-an-email".into()), ..valid() }, "email"),
+            (
+                PatientInput {
+                    given_name: "x".repeat(10_000),
+                    ..valid()
+                },
+                "given_name",
+            ),
+            (
+                PatientInput {
+                    given_name: "   ".into(),
+                    ..valid()
+                },
+                "given_name",
+            ),
+            (
+                PatientInput {
+                    family_name: "a\u{7}b".into(),
+                    ..valid()
+                },
+                "family_name",
+            ),
+            (
+                PatientInput {
+                    birth_date: "yesterday".into(),
+                    ..valid()
+                },
+                "birth_date",
+            ),
+            (
+                PatientInput {
+                    birth_date: "1980-02-30".into(),
+                    ..valid()
+                },
+                "birth_date",
+            ),
+            (
+                PatientInput {
+                    birth_date: "2026-11-24".into(),
+                    ..valid()
+                },
+                "birth_date",
+            ),
+            (
+                PatientInput {
+                    birth_date: "1899-12-31".into(),
+                    ..valid()
+                },
+                "birth_date",
+            ),
+            (
+                PatientInput {
+                    birth_date: "1980-2-3".into(),
+                    ..valid()
+                },
+                "birth_date",
+            ),
+            (
+                PatientInput {
+                    member_id: Some("M 1".into()),
+                    ..valid()
+                },
+                "member_id",
+            ),
+            (
+                PatientInput {
+                    member_id: Some("m".repeat(65)),
+                    ..valid()
+                },
+                "member_id",
+            ),
+            (
+                PatientInput {
+                    phone: Some("12345".into()),
+                    ..valid()
+                },
+                "phone",
+            ),
+            (
+                PatientInput {
+                    phone: Some("555-CALL-NOW".into()),
+                    ..valid()
+                },
+                "phone",
+            ),
+            (
+                PatientInput {
+                    email: Some("not-an-email".into()),
+                    ..valid()
+                },
+                "email",
+            ),
         ];
         for (input, field) in cases {
             assert_eq!(fields_of(input.parse(TODAY)), vec![field.to_owned()]);
@@ -263,7 +371,10 @@ mod tests {
             birth_date: String::new(),
             ..valid()
         };
-        assert_eq!(fields_of(input.parse(TODAY)), vec!["given_name", "family_name", "birth_date"]);
+        assert_eq!(
+            fields_of(input.parse(TODAY)),
+            vec!["given_name", "family_name", "birth_date"]
+        );
     }
 
     #[test]
@@ -279,7 +390,7 @@ mod tests {
         assert!(ok.family_name.is_none());
 
         let bad = PatientPatchInput {
-            given_name: Some(String::new()).map(Some),
+            given_name: Some(Some(String::new())),
             family_name: Some(None),
             email: Some(Some("nope".into())),
             ..PatientPatchInput::default()
@@ -290,7 +401,11 @@ mod tests {
 
     #[test]
     fn error_messages_never_echo_the_value() {
-        let r = PatientInput { email: Some("secret-name@@".into()), ..valid() }.parse(TODAY);
+        let r = PatientInput {
+            email: Some("secret-name@@".into()),
+            ..valid()
+        }
+        .parse(TODAY);
         assert!(!format!("{r:?}").contains("secret-name"));
     }
 }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use carapace_tenancy::StorageError;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use super::storage_error;
 
@@ -58,10 +58,16 @@ pub(super) async fn check(conn: &DatabaseConnection) -> Result<Vec<PostureProble
         .map_err(storage_error)?
         .ok_or_else(|| StorageError::Internal("current role not found in pg_roles".into()))?;
     let name: String = role.try_get("", "name").map_err(storage_error)?;
-    if role.try_get::<bool>("", "rolsuper").map_err(storage_error)? {
+    if role
+        .try_get::<bool>("", "rolsuper")
+        .map_err(storage_error)?
+    {
         problems.push(PostureProblem::Superuser(name.clone()));
     }
-    if role.try_get::<bool>("", "rolbypassrls").map_err(storage_error)? {
+    if role
+        .try_get::<bool>("", "rolbypassrls")
+        .map_err(storage_error)?
+    {
         problems.push(PostureProblem::BypassRls(name.clone()));
     }
     let tables = conn

@@ -1,7 +1,9 @@
 //! The patient repository behaves the same on SQLite and PostgreSQL, and
 //! never crosses organizations.
 
-use carapace_clinical::patient::{PageLimit, PatientId, PatientPatch, PatientQuery, PatientRepository};
+use carapace_clinical::patient::{
+    PageLimit, PatientId, PatientPatch, PatientQuery, PatientRepository,
+};
 use carapace_infra::{Database, SeaPatients};
 use carapace_phi_crypto::Phi;
 
@@ -12,26 +14,91 @@ async fn crud_and_isolation(db: Database) {
     let a = new_org(&db).await;
     let b = new_org(&db).await;
 
-    let jane = repo.create(&a, &demographics("Jane", Some("M-1"))).await.unwrap_or_else(|e| panic!("{e}"));
-    let got = repo.get(&a, jane.id).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(got.as_ref().map(|p| p.demographics.given_name.expose_phi().as_str()), Some("Jane"));
+    let jane = repo
+        .create(&a, &demographics("Jane", Some("M-1")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = repo
+        .get(&a, jane.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.as_ref()
+            .map(|p| p.demographics.given_name.expose_phi().as_str()),
+        Some("Jane")
+    );
 
     // B sees nothing of A's, and cannot change or delete it.
-    assert!(repo.get(&b, jane.id).await.unwrap_or_else(|e| panic!("{e}")).is_none());
-    let patch = PatientPatch { given_name: Some(Phi::new("Mallory".into())), ..PatientPatch::default() };
-    assert!(repo.update(&b, jane.id, &patch).await.unwrap_or_else(|e| panic!("{e}")).is_none());
-    assert!(!repo.delete(&b, jane.id).await.unwrap_or_else(|e| panic!("{e}")));
-    assert!(repo.list(&b, &PatientQuery::default()).await.unwrap_or_else(|e| panic!("{e}")).items.is_empty());
-    let still = repo.get(&a, jane.id).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(still.map(|p| p.demographics.given_name.expose_phi().clone()), Some("Jane".into()));
+    assert!(
+        repo.get(&b, jane.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    let patch = PatientPatch {
+        given_name: Some(Phi::new("Mallory".into())),
+        ..PatientPatch::default()
+    };
+    assert!(
+        repo.update(&b, jane.id, &patch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    assert!(
+        !repo
+            .delete(&b, jane.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        repo.list(&b, &PatientQuery::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .items
+            .is_empty()
+    );
+    let still = repo
+        .get(&a, jane.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        still.map(|p| p.demographics.given_name.expose_phi().clone()),
+        Some("Jane".into())
+    );
 
     // A's own update and delete work.
-    let updated = repo.update(&a, jane.id, &patch).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(updated.map(|p| p.demographics.given_name.expose_phi().clone()), Some("Mallory".into()));
-    assert!(repo.delete(&a, jane.id).await.unwrap_or_else(|e| panic!("{e}")));
-    assert!(repo.get(&a, jane.id).await.unwrap_or_else(|e| panic!("{e}")).is_none());
-    assert!(!repo.delete(&a, jane.id).await.unwrap_or_else(|e| panic!("{e}")));
-    assert!(repo.get(&a, PatientId::generate()).await.unwrap_or_else(|e| panic!("{e}")).is_none());
+    let updated = repo
+        .update(&a, jane.id, &patch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        updated.map(|p| p.demographics.given_name.expose_phi().clone()),
+        Some("Mallory".into())
+    );
+    assert!(
+        repo.delete(&a, jane.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        repo.get(&a, jane.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    assert!(
+        !repo
+            .delete(&a, jane.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        repo.get(&a, PatientId::generate())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
 }
 
 async fn pagination_and_filter(db: Database) {
@@ -41,14 +108,25 @@ async fn pagination_and_filter(db: Database) {
     let mut ids = Vec::new();
     for i in 0..5 {
         let member = if i % 2 == 0 { "EVEN" } else { "ODD" };
-        ids.push(repo.create(&a, &demographics(&format!("P{i}"), Some(member))).await.unwrap_or_else(|e| panic!("{e}")).id);
+        ids.push(
+            repo.create(&a, &demographics(&format!("P{i}"), Some(member)))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .id,
+        );
     }
-    repo.create(&b, &demographics("Other", Some("EVEN"))).await.unwrap_or_else(|e| panic!("{e}"));
+    repo.create(&b, &demographics("Other", Some("EVEN")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let q = PatientQuery { limit: PageLimit::parse(Some(2)).unwrap_or_else(|e| panic!("{e}")), after, ..PatientQuery::default() };
+        let q = PatientQuery {
+            limit: PageLimit::parse(Some(2)).unwrap_or_else(|e| panic!("{e}")),
+            after,
+            ..PatientQuery::default()
+        };
         let page = repo.list(&a, &q).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(page.items.len() <= 2);
         seen.extend(page.items.iter().map(|p| p.id));
@@ -59,9 +137,15 @@ async fn pagination_and_filter(db: Database) {
     }
     assert_eq!(seen, ids, "every patient once, in creation order");
 
-    let q = PatientQuery { member_id: Some(Phi::new("EVEN".into())), ..PatientQuery::default() };
+    let q = PatientQuery {
+        member_id: Some(Phi::new("EVEN".into())),
+        ..PatientQuery::default()
+    };
     let even = repo.list(&a, &q).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(even.items.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ids[0], ids[2], ids[4]]);
+    assert_eq!(
+        even.items.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[2], ids[4]]
+    );
 }
 
 #[tokio::test]
@@ -81,7 +165,12 @@ async fn postgres_crud_and_isolation() {
     let Some(pg) = carapace_testkit::postgres("postgres_crud_and_isolation").await else {
         return;
     };
-    crud_and_isolation(Database::connect(&pg.app_settings()).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    crud_and_isolation(
+        Database::connect(&pg.app_settings())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -89,13 +178,23 @@ async fn postgres_pagination_and_member_filter() {
     let Some(pg) = carapace_testkit::postgres("postgres_pagination_and_member_filter").await else {
         return;
     };
-    pagination_and_filter(Database::connect(&pg.app_settings()).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    pagination_and_filter(
+        Database::connect(&pg.app_settings())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sqlite_migrations_are_current_after_migrate() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = sqlite(&dir).await;
-    assert_eq!(db.pending_migrations().await.unwrap_or_else(|e| panic!("{e}")), Vec::<String>::new());
+    assert_eq!(
+        db.pending_migrations()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Vec::<String>::new()
+    );
     db.ping().await.unwrap_or_else(|e| panic!("{e}"));
 }

@@ -4,8 +4,13 @@ use carapace_infra::Database;
 use carapace_infra::db::PostureProblem;
 
 async fn problems(settings: &carapace_infra::DbSettings) -> Vec<PostureProblem> {
-    let db = Database::connect(settings).await.unwrap_or_else(|e| panic!("{e}"));
-    let p = db.posture_problems().await.unwrap_or_else(|e| panic!("{e}"));
+    let db = Database::connect(settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = db
+        .posture_problems()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     db.close().await;
     p
 }
@@ -25,13 +30,20 @@ async fn startup_refuses_superuser_role() {
     };
     // CARAPACE_TEST_PG_URL is a superuser (it creates databases).
     let found = problems(&pg.owner_settings()).await;
-    assert!(found.iter().any(|p| matches!(p, PostureProblem::Superuser(_))), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| matches!(p, PostureProblem::Superuser(_))),
+        "{found:?}"
+    );
     assert!(found.iter().any(|p| p.to_string().contains("superuser")));
 }
 
 #[tokio::test]
 async fn startup_refuses_table_without_forced_rls() {
-    let Some(pg) = carapace_testkit::postgres_fresh("startup_refuses_table_without_forced_rls", true).await else {
+    let Some(pg) =
+        carapace_testkit::postgres_fresh("startup_refuses_table_without_forced_rls", true).await
+    else {
         return;
     };
     carapace_testkit::exec_as_owner(&pg, "ALTER TABLE patients NO FORCE ROW LEVEL SECURITY")
@@ -46,7 +58,8 @@ async fn startup_refuses_table_without_forced_rls() {
 #[tokio::test]
 async fn startup_refuses_role_that_owns_a_tenant_table_or_table_without_policy() {
     let Some(pg) =
-        carapace_testkit::postgres_fresh("startup_refuses_role_that_owns_a_tenant_table", true).await
+        carapace_testkit::postgres_fresh("startup_refuses_role_that_owns_a_tenant_table", true)
+            .await
     else {
         return;
     };

@@ -13,7 +13,8 @@ async fn count(conn: &impl ConnectionTrait, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .unwrap_or_else(|| panic!("{sql}: no row"));
-    row.try_get_by_index::<i64>(0).unwrap_or_else(|e| panic!("{e}"))
+    row.try_get_by_index::<i64>(0)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Two orgs with two and three patients, written through the repository as
@@ -25,7 +26,9 @@ async fn two_orgs(url: &str) -> (DatabaseConnection, TenantContext, TenantContex
     let b = new_org(&db).await;
     for (ctx, n) in [(&a, 2), (&b, 3)] {
         for i in 0..n {
-            repo.create(ctx, &demographics(&format!("P{i}"), None)).await.unwrap_or_else(|e| panic!("{e}"));
+            repo.create(ctx, &demographics(&format!("P{i}"), None))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         }
     }
     (raw, a, b)
@@ -33,13 +36,18 @@ async fn two_orgs(url: &str) -> (DatabaseConnection, TenantContext, TenantContex
 
 #[tokio::test]
 async fn server_role_sees_no_rows_without_tenant_setting() {
-    let Some(pg) = carapace_testkit::postgres("server_role_sees_no_rows_without_tenant_setting").await else {
+    let Some(pg) =
+        carapace_testkit::postgres("server_role_sees_no_rows_without_tenant_setting").await
+    else {
         return;
     };
     let (raw, _a, _b) = two_orgs(&pg.app_url).await;
     assert_eq!(count(&raw, "SELECT count(*) FROM patients").await, 0);
     let rows = raw
-        .query_all_raw(Statement::from_string(DbBackend::Postgres, "SELECT * FROM patients"))
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT * FROM patients",
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(rows.is_empty());
@@ -47,7 +55,8 @@ async fn server_role_sees_no_rows_without_tenant_setting() {
 
 #[tokio::test]
 async fn tenant_setting_shows_only_that_orgs_rows() {
-    let Some(pg) = carapace_testkit::postgres("tenant_setting_shows_only_that_orgs_rows").await else {
+    let Some(pg) = carapace_testkit::postgres("tenant_setting_shows_only_that_orgs_rows").await
+    else {
         return;
     };
     let (raw, a, b) = two_orgs(&pg.app_url).await;
@@ -61,7 +70,11 @@ async fn tenant_setting_shows_only_that_orgs_rows() {
             "SELECT count(*) FROM patients WHERE org_id <> '{}'",
             ctx.org()
         );
-        assert_eq!(count(&tx, &foreign).await, 0, "hand-written SQL sees only its own org");
+        assert_eq!(
+            count(&tx, &foreign).await,
+            0,
+            "hand-written SQL sees only its own org"
+        );
         tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -81,7 +94,10 @@ async fn writes_into_another_org_are_refused() {
          VALUES ('{}', gen_random_uuid(), 'x', 'y', '2000-01-01', now(), now())",
         b.org()
     );
-    assert!(tx.execute_unprepared(&insert).await.is_err(), "WITH CHECK refuses B's org_id");
+    assert!(
+        tx.execute_unprepared(&insert).await.is_err(),
+        "WITH CHECK refuses B's org_id"
+    );
     tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
 
     let tx = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
@@ -97,15 +113,22 @@ async fn writes_into_another_org_are_refused() {
 
 #[tokio::test]
 async fn pooled_connection_reused_without_tenant_sees_nothing() {
-    let Some(pg) = carapace_testkit::postgres("pooled_connection_reused_without_tenant_sees_nothing").await else {
+    let Some(pg) =
+        carapace_testkit::postgres("pooled_connection_reused_without_tenant_sees_nothing").await
+    else {
         return;
     };
     let (raw, db) = one_connection(&pg.app_url).await;
     let repo = SeaPatients::new(db.clone());
     let a = new_org(&db).await;
-    repo.create(&a, &demographics("Ann", None)).await.unwrap_or_else(|e| panic!("{e}"));
+    repo.create(&a, &demographics("Ann", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // The repository's transaction ran on the pool's only connection...
-    let page = repo.list(&a, &PatientQuery::default()).await.unwrap_or_else(|e| panic!("{e}"));
+    let page = repo
+        .list(&a, &PatientQuery::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.items.len(), 1);
     // ...and the next user of that connection, with no tenant, sees nothing.
     assert_eq!(count(&raw, "SELECT count(*) FROM patients").await, 0);
@@ -117,7 +140,12 @@ async fn pooled_connection_reused_without_tenant_sees_nothing() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("row"));
-    assert_eq!(setting.try_get::<String>("", "v").unwrap_or_else(|e| panic!("{e}")), "");
+    assert_eq!(
+        setting
+            .try_get::<String>("", "v")
+            .unwrap_or_else(|e| panic!("{e}")),
+        ""
+    );
 }
 
 #[tokio::test]
@@ -126,21 +154,34 @@ async fn empty_org_setting_fails_closed() {
         return;
     };
     let (raw, _a, _b) = two_orgs(&pg.app_url).await;
-    raw.execute_unprepared("SET app.org_id = ''").await.unwrap_or_else(|e| panic!("{e}"));
+    raw.execute_unprepared("SET app.org_id = ''")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&raw, "SELECT count(*) FROM patients").await, 0);
-    raw.execute_unprepared("RESET app.org_id").await.unwrap_or_else(|e| panic!("{e}"));
+    raw.execute_unprepared("RESET app.org_id")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // A malformed setting is an error, not a match.
-    raw.execute_unprepared("SET app.org_id = 'not-a-uuid'").await.unwrap_or_else(|e| panic!("{e}"));
+    raw.execute_unprepared("SET app.org_id = 'not-a-uuid'")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let malformed = raw
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT count(*) FROM patients"))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM patients",
+        ))
         .await;
     assert!(malformed.is_err());
-    raw.execute_unprepared("RESET app.org_id").await.unwrap_or_else(|e| panic!("{e}"));
+    raw.execute_unprepared("RESET app.org_id")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
 async fn app_role_cannot_change_the_schema_or_policies() {
-    let Some(pg) = carapace_testkit::postgres("app_role_cannot_change_the_schema_or_policies").await else {
+    let Some(pg) =
+        carapace_testkit::postgres("app_role_cannot_change_the_schema_or_policies").await
+    else {
         return;
     };
     let (raw, _db) = one_connection(&pg.app_url).await;
@@ -154,7 +195,10 @@ async fn app_role_cannot_change_the_schema_or_policies() {
         let r = raw.execute_unprepared(sql).await;
         if sql.starts_with("SET row_security") {
             // row_security=off makes queries on RLS tables error for non-bypass roles.
-            assert!(r.is_err() || count(&raw, "SELECT count(*) FROM patients").await == 0, "{sql}");
+            assert!(
+                r.is_err() || count(&raw, "SELECT count(*) FROM patients").await == 0,
+                "{sql}"
+            );
             let _ = raw.execute_unprepared("RESET row_security").await;
         } else {
             assert!(r.is_err(), "{sql} must be refused");

@@ -1,6 +1,8 @@
 use carapace_clinical::patient::{Demographics, PatientInput};
 use carapace_infra::{Database, DbSettings, SeaOrganizations};
-use carapace_tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository, SubjectId, TenantContext};
+use carapace_tenancy::{
+    NewOrganization, OrgName, OrgSlug, OrganizationRepository, SubjectId, TenantContext,
+};
 use time::macros::date;
 
 pub fn demographics(given: &str, member_id: Option<&str>) -> Demographics {
@@ -26,7 +28,10 @@ pub async fn new_org(db: &Database) -> TenantContext {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    TenantContext::new(org.id, SubjectId::parse("tester").unwrap_or_else(|e| panic!("{e}")))
+    TenantContext::new(
+        org.id,
+        SubjectId::parse("tester").unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 /// A one-connection pool as `url`, both as a raw connection and as the
@@ -34,15 +39,21 @@ pub async fn new_org(db: &Database) -> TenantContext {
 /// repository just returned to the pool.
 pub async fn one_connection(url: &str) -> (sea_orm::DatabaseConnection, Database) {
     let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
-    opts.max_connections(1).min_connections(1).sqlx_logging(false);
-    let raw = sea_orm::Database::connect(opts).await.unwrap_or_else(|e| panic!("{e}"));
+    opts.max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    let raw = sea_orm::Database::connect(opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let db = Database::from_connection(raw.clone()).unwrap_or_else(|| panic!("backend"));
     (raw, db)
 }
 
 pub async fn sqlite(dir: &tempfile::TempDir) -> Database {
     let url = format!("sqlite://{}/carapace.db", dir.path().display());
-    let db = Database::connect(&DbSettings::new(url.into())).await.unwrap_or_else(|e| panic!("{e}"));
+    let db = Database::connect(&DbSettings::new(url.into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
     db
 }

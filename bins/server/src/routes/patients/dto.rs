@@ -118,13 +118,20 @@ pub struct PatientView {
 impl From<&Patient> for PatientView {
     fn from(p: &Patient) -> Self {
         let d = &p.demographics;
-        let opt = |v: &Option<carapace_phi_crypto::Phi<String>>| v.as_ref().map(|v| v.expose_phi().clone());
+        let opt = |v: &Option<carapace_phi_crypto::Phi<String>>| {
+            v.as_ref().map(|v| v.expose_phi().clone())
+        };
         let date = d.birth_date.expose_phi();
         Self {
             id: p.id.as_uuid(),
             given_name: d.given_name.expose_phi().clone(),
             family_name: d.family_name.expose_phi().clone(),
-            birth_date: format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day()),
+            birth_date: format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ),
             member_id: opt(&d.member_id),
             phone: opt(&d.phone),
             email: opt(&d.email),
