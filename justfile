@@ -1,0 +1,42 @@
+# Carapace tasks. `just` lists them.
+
+pg_url := env_var_or_default("CARAPACE_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+redis_url := env_var_or_default("CARAPACE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+# List recipes.
+default:
+    @just --list
+
+# Serve in the dev profile on embedded SQLite (127.0.0.1:8080).
+run:
+    cargo run --release
+
+# Unit and SQLite tests; PostgreSQL tests print SKIP.
+test:
+    cargo test --workspace
+
+# Every test against local PostgreSQL and Redis, as CI runs them.
+test-all:
+    CARAPACE_REQUIRE_SERVICES=1 CARAPACE_TEST_PG_URL={{pg_url}} CARAPACE_TEST_REDIS_URL={{redis_url}} cargo test --workspace
+
+# Formatting and lints, warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Dependency policy without network (bans, licenses, sources).
+deny:
+    cargo deny --offline check bans licenses sources
+
+# Dependency policy including the advisory database (needs network).
+deny-advisories:
+    cargo deny check
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# Create an organization and print a clinician dev token for it.
+dev-token slug="demo":
+    -cargo run --release -- org create --name "{{slug}}" --slug {{slug}}
+    cargo run --release -- dev-token --org {{slug}} --role clinician
