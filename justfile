@@ -26,7 +26,7 @@ lint:
 
 # Dependency policy without network (bans, licenses, sources).
 deny:
-    cargo deny --offline check bans licenses sources
+    cargo deny check bans licenses sources
 
 # Dependency policy including the advisory database (needs network).
 deny-advisories:
