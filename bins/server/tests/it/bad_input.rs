@@ -150,12 +150,7 @@ async fn unknown_route_is_problem_json_404() {
         return;
     };
     for path in ["/nope", "/api/v1/nope", "/api/v2/patients"] {
-        let res = app
-            .http
-            .get(app.url(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let res = app.get_public(path).await;
         problem(res, 404).await;
     }
     app.stop().await;

@@ -4,19 +4,9 @@ use crate::on_both_backends;
 use crate::support::{Backend, TestApp, problem, spawn_app, spawn_with};
 
 async fn ready_and_live(app: &TestApp) {
-    let live = app
-        .http
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let live = app.get_public("/health/live").await;
     assert_eq!(live.status(), 200);
-    let res = app
-        .http
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.get_public("/health/ready").await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-request-id"));
     let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
@@ -43,12 +33,7 @@ async fn ready_is_503_naming_migrations_when_pending() {
         ..Default::default()
     };
     let app = spawn_with(settings, None).await;
-    let res = app
-        .http
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");
     assert_eq!(body["detail"], "failed checks: migrations: 1 pending");
@@ -68,23 +53,13 @@ async fn ready_is_503_naming_the_database_when_it_is_gone() {
     // Closing the shared pool makes every later acquire fail, as a lost
     // database would.
     app.db.clone().close().await;
-    let res = app
-        .http
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(
         body["detail"],
         "failed checks: database: unreachable, migrations: not checked"
     );
-    let live = app
-        .http
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let live = app.get_public("/health/live").await;
     assert_eq!(
         live.status(),
         200,
@@ -104,38 +79,20 @@ async fn openapi_and_docs_are_served_from_the_binary() {
         return;
     };
     let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
+        .get_public("/openapi.json")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
         .json()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(spec["paths"]["/api/v1/patients"]["post"].is_object());
     assert!(spec["paths"]["/api/v1/patients/{id}"]["patch"].is_object());
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
-    let redirect = app
-        .http
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redirect = app.get_public("/docs").await;
     assert_eq!(redirect.status(), 308);
-    let page = app
-        .http
-        .get(app.url("/docs/"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = app.get_public("/docs/").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap_or_default().contains("swagger"));
-    let init = app
-        .http
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let init = app.get_public("/docs/swagger-initializer.js").await;
     let js = init.text().await.unwrap_or_default();
     assert!(js.contains("/openapi.json"), "{js}");
     assert!(js.contains("\"validatorUrl\": \"none\""), "{js}");

@@ -17,21 +17,10 @@ async fn other_org(app: &TestApp) {
     let path = format!("/api/v1/patients/{b_patient}");
     problem(app.get(&path, &a_token).await, 404).await;
     let patch = app
-        .http
-        .patch(app.url(&path))
-        .bearer_auth(&a_token)
-        .json(&json!({ "given_name": "Mallory" }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .patch(&path, &a_token, &json!({ "given_name": "Mallory" }))
+        .await;
     problem(patch, 404).await;
-    let delete = app
-        .http
-        .delete(app.url(&path))
-        .bearer_auth(&a_token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let delete = app.delete(&path, &a_token).await;
     problem(delete, 404).await;
     assert!(
         app.all_patients(&a_token).await.is_empty(),
@@ -115,13 +104,12 @@ async fn smuggled_owner(app: &TestApp) {
     }
     let id = app.new_patient(&a_token, "Plain").await;
     let patch = app
-        .http
-        .patch(app.url(&format!("/api/v1/patients/{id}")))
-        .bearer_auth(&a_token)
-        .json(&json!({ "org_id": b.id.to_string() }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .patch(
+            &format!("/api/v1/patients/{id}"),
+            &a_token,
+            &json!({ "org_id": b.id.to_string() }),
+        )
+        .await;
     problem(patch, 422).await;
     assert!(
         app.all_patients(&b_token).await.is_empty(),

@@ -32,13 +32,12 @@ async fn full_lifecycle(app: &TestApp) {
     assert_eq!(got, created);
 
     let res = app
-        .http
-        .patch(app.url(&location))
-        .bearer_auth(&token)
-        .json(&json!({ "family_name": "Doe", "phone": null }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .patch(
+            &location,
+            &token,
+            &json!({ "family_name": "Doe", "phone": null }),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let patched: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(patched["family_name"], "Doe");
@@ -49,22 +48,10 @@ async fn full_lifecycle(app: &TestApp) {
     let listed = app.all_patients(&token).await;
     assert_eq!(listed, vec![patched.clone()]);
 
-    let res = app
-        .http
-        .delete(app.url(&location))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.delete(&location, &token).await;
     assert_eq!(res.status(), 204);
     problem(app.get(&location, &token).await, 404).await;
-    let again = app
-        .http
-        .delete(app.url(&location))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = app.delete(&location, &token).await;
     problem(again, 404).await;
     assert!(app.all_patients(&token).await.is_empty());
 }
@@ -146,21 +133,14 @@ async fn viewer_can_read_but_not_write() {
         assert_eq!(app.all_patients(&token).await.len(), 1);
         problem(app.create_patient(&token, &patient("Eve")).await, 403).await;
         let patch = app
-            .http
-            .patch(app.url(&format!("/api/v1/patients/{id}")))
-            .bearer_auth(&token)
-            .json(&json!({"given_name": "Eve"}))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .patch(
+                &format!("/api/v1/patients/{id}"),
+                &token,
+                &json!({"given_name": "Eve"}),
+            )
+            .await;
         problem(patch, 403).await;
-        let delete = app
-            .http
-            .delete(app.url(&format!("/api/v1/patients/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let delete = app.delete(&format!("/api/v1/patients/{id}"), &token).await;
         problem(delete, 403).await;
     }
     for role in [Role::Patient, Role::Compliance, Role::Service] {

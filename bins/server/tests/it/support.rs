@@ -137,6 +137,27 @@ impl TestApp {
         body["id"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// GET without credentials.
+    pub async fn get_public(&self, path: &str) -> reqwest::Response {
+        send(self.http.get(self.url(path))).await
+    }
+
+    /// PATCH a JSON body as `token`.
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        send(
+            self.http
+                .patch(self.url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    /// DELETE as `token`.
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
@@ -167,6 +188,11 @@ impl TestApp {
             r.stop().await;
         }
     }
+}
+
+/// Sends a request; transport errors fail the test.
+pub async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    req.send().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A valid patient body.
