@@ -11,14 +11,16 @@ use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
 use carapace_infra::dev_token::DevTokens;
-use carapace_infra::{Backend, Database, SeaPatients};
+use carapace_infra::oidc::OidcVerifier;
+use carapace_infra::tokens::Verifiers;
+use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::http::{extract, request_id};
 use crate::routes;
 use crate::settings::{Profile, Settings};
-use crate::state::{AppState, Authenticator};
+use crate::state::AppState;
 
 /// Connects to the database for commands: on SQLite migrations are applied
 /// (embedded, single-user); on PostgreSQL only `migrate` changes the schema.
@@ -78,10 +80,16 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             "database migrations are pending; /health/ready reports 503 until `carapace migrate` runs"
         );
     }
-    let authenticator = match dev_tokens(settings)? {
-        Some(dev) => Authenticator::Dev(Box::new(dev)),
-        None => Authenticator::None,
+    let oidc = match settings.oidc() {
+        Some(oidc) => {
+            let verifier = OidcVerifier::new(oidc, SeaOrganizations::new(db.clone()))
+                .context("building the OIDC HTTP client")?;
+            verifier.warm().await;
+            Some(verifier)
+        }
+        None => None,
     };
+    let authenticator = Verifiers::new(dev_tokens(settings)?, oidc);
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use carapace_auth::issuer::{ClaimRules, IssuerFlavor};
 use carapace_infra::db::Backend;
+use carapace_infra::oidc::OidcSettings;
 use carapace_infra::{DbSettings, TlsMode};
 use figment::Figment;
 use figment::providers::{Env, Format as _, Toml};
@@ -86,6 +88,28 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
+    /// OIDC issuer URL (exactly as in the tokens' `iss`); discovery and
+    /// JWKS are fetched from it.
+    pub oidc_issuer: Option<String>,
+    /// Required `aud` (Cognito: the app client id in `client_id`).
+    pub oidc_audience: Option<String>,
+    /// `generic` or `cognito` (access tokens with `token_use`/`client_id`).
+    pub oidc_provider: OidcProvider,
+    /// Claim with the org id; default `org_id` (Cognito: `custom:org_id`).
+    pub oidc_org_claim: Option<String>,
+    /// Claim with the roles; default `roles` (Cognito: `cognito:groups`).
+    pub oidc_roles_claim: Option<String>,
+}
+
+/// Which conventions the OIDC issuer follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OidcProvider {
+    /// Standard access tokens with `aud`.
+    #[default]
+    Generic,
+    /// AWS Cognito user pools.
+    Cognito,
 }
 
 impl Default for Settings {
@@ -109,6 +133,11 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Json,
             log_level: "info".into(),
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_provider: OidcProvider::Generic,
+            oidc_org_claim: None,
+            oidc_roles_claim: None,
         }
     }
 }
@@ -187,6 +216,28 @@ impl Settings {
         }
     }
 
+    /// Issuer settings when `oidc_issuer` is set (validated by [`Self::problems`]).
+    pub fn oidc(&self) -> Option<OidcSettings> {
+        let issuer = self.oidc_issuer.clone()?;
+        let (flavor, org, roles) = match self.oidc_provider {
+            OidcProvider::Generic => (IssuerFlavor::Standard, "org_id", "roles"),
+            OidcProvider::Cognito => (IssuerFlavor::Cognito, "custom:org_id", "cognito:groups"),
+        };
+        let rules = ClaimRules {
+            audience: self.oidc_audience.clone().unwrap_or_default(),
+            flavor,
+            org_claim: self
+                .oidc_org_claim
+                .clone()
+                .unwrap_or_else(|| org.to_owned()),
+            roles_claim: self
+                .oidc_roles_claim
+                .clone()
+                .unwrap_or_else(|| roles.to_owned()),
+        };
+        Some(OidcSettings::new(issuer, rules))
+    }
+
     /// The effective settings with every secret redacted, as JSON.
     pub fn redacted(&self) -> serde_json::Value {
         let secret = |s: &Option<SecretString>| match s {
@@ -212,6 +263,11 @@ impl Settings {
             "data_dir": self.data_dir,
             "log_format": self.log_format,
             "log_level": self.log_level,
+            "oidc_issuer": self.oidc_issuer,
+            "oidc_audience": self.oidc_audience,
+            "oidc_provider": self.oidc_provider,
+            "oidc_org_claim": self.oidc().map(|o| o.rules.org_claim),
+            "oidc_roles_claim": self.oidc().map(|o| o.rules.roles_claim),
         })
     }
 }

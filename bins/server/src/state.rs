@@ -1,28 +1,8 @@
 //! The application state shared by handlers: ports wired to adapters.
 
-use carapace_auth::{AuthError, Principal, TokenVerifier};
-use carapace_infra::dev_token::DevTokens;
+use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Database, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
-use secrecy::SecretString;
-
-/// Which token verifier is wired in.
-#[derive(Debug)]
-pub enum Authenticator {
-    /// Interim HS256 dev tokens (dev profile only).
-    Dev(Box<DevTokens>),
-    /// No verifier configured: every token is refused.
-    None,
-}
-
-impl TokenVerifier for Authenticator {
-    async fn verify(&self, token: &SecretString) -> Result<Principal, AuthError> {
-        match self {
-            Self::Dev(dev) => dev.verify(token).await,
-            Self::None => Err(AuthError::InvalidToken("no token verifier configured")),
-        }
-    }
-}
 
 /// Everything handlers need.
 #[derive(Debug)]
@@ -31,8 +11,8 @@ pub struct AppState {
     pub db: Database,
     /// Patient storage.
     pub patients: SeaPatients,
-    /// Bearer-token verification.
-    pub authenticator: Authenticator,
+    /// Bearer-token verification (dev tokens and/or an OIDC issuer).
+    pub authenticator: Verifiers,
     /// Seals pagination cursors to the caller's org.
     pub cursor_key: CursorKey,
 }

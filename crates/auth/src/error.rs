@@ -9,6 +9,11 @@ pub enum AuthError {
     /// audience, expiry, algorithm or claims). The reason is for logs only.
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// The token could not be checked right now: the identity provider's
+    /// keys are unavailable (issuer unreachable, no usable cached keys) or
+    /// the organization directory could not be read.
+    #[error("authentication unavailable")]
+    Unavailable,
     /// The principal is authenticated but not allowed to do this.
     #[error("not allowed")]
     Forbidden,
@@ -20,6 +25,7 @@ impl AuthError {
         match self {
             Self::MissingCredentials => "missing_credentials",
             Self::InvalidToken(_) => "invalid_token",
+            Self::Unavailable => "auth_unavailable",
             Self::Forbidden => "forbidden",
         }
     }

@@ -6,6 +6,7 @@
 //! in `carapace-infra`; this crate never does I/O.
 
 mod error;
+pub mod issuer;
 pub mod policy;
 mod principal;
 

@@ -117,6 +117,7 @@ pub struct Principal {
     subject: SubjectId,
     org: OrgId,
     roles: RoleSet,
+    mfa: bool,
 }
 
 impl Principal {
@@ -126,7 +127,19 @@ impl Principal {
             subject,
             org,
             roles,
+            mfa: false,
         }
+    }
+
+    /// The same principal, marked as having (or not) completed MFA.
+    pub fn with_mfa(mut self, mfa: bool) -> Self {
+        self.mfa = mfa;
+        self
+    }
+
+    /// Whether the session completed multi-factor authentication.
+    pub fn mfa(&self) -> bool {
+        self.mfa
     }
 
     /// The token's subject.

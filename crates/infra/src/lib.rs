@@ -9,8 +9,10 @@
 pub mod db;
 pub mod dev_token;
 mod entity;
+pub mod oidc;
 mod organizations;
 mod patients;
+pub mod tokens;
 
 pub use db::{Backend, Database, DbSettings, TlsMode};
 pub use organizations::SeaOrganizations;

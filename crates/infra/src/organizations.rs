@@ -48,19 +48,28 @@ impl OrganizationRepository for SeaOrganizations {
         }
     }
 
+    async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, TenancyError> {
+        let row = org::Entity::find_by_id(id.as_uuid())
+            .one(self.db.conn())
+            .await
+            .map_err(storage_error)?;
+        row.map(to_org).transpose()
+    }
+
     async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, TenancyError> {
         let row = org::Entity::find()
             .filter(org::Column::Slug.eq(slug.as_str()))
             .one(self.db.conn())
             .await
             .map_err(storage_error)?;
-        row.map(|r| {
-            Ok(Organization {
-                id: OrgId::from_uuid(r.id),
-                slug: OrgSlug::parse(&r.slug)?,
-                name: OrgName::parse(&r.name)?,
-            })
-        })
-        .transpose()
+        row.map(to_org).transpose()
     }
+}
+
+fn to_org(r: org::Model) -> Result<Organization, TenancyError> {
+    Ok(Organization {
+        id: OrgId::from_uuid(r.id),
+        slug: OrgSlug::parse(&r.slug)?,
+        name: OrgName::parse(&r.name)?,
+    })
 }

@@ -117,6 +117,12 @@ pub trait OrganizationRepository: Send + Sync {
         org: NewOrganization,
     ) -> impl Future<Output = Result<Organization, TenancyError>> + Send;
 
+    /// Looks an organization up by its id.
+    fn find_by_id(
+        &self,
+        id: OrgId,
+    ) -> impl Future<Output = Result<Option<Organization>, TenancyError>> + Send;
+
     /// Looks an organization up by its slug.
     fn find_by_slug(
         &self,

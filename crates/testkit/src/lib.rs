@@ -11,6 +11,8 @@
 //! a private one ([`postgres_fresh`]). Databases of runs older than two hours
 //! are dropped when a run starts.
 
+pub mod issuer;
+
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

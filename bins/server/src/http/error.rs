@@ -150,6 +150,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Malformed(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(AuthError::Forbidden) | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthenticated(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -166,11 +167,16 @@ impl ResponseError for ApiError {
         log(self);
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/problem+json");
-        if let Self::Unauthenticated(e) = self {
-            let value = match e {
-                AuthError::MissingCredentials => r#"Bearer realm="carapace""#,
-                _ => r#"Bearer realm="carapace", error="invalid_token""#,
-            };
+        let challenge = match self {
+            Self::Unauthenticated(AuthError::MissingCredentials) => {
+                Some(r#"Bearer realm="carapace""#)
+            }
+            Self::Unauthenticated(AuthError::InvalidToken(_)) => {
+                Some(r#"Bearer realm="carapace", error="invalid_token""#)
+            }
+            _ => None,
+        };
+        if let Some(value) = challenge {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(value)));
         }
         res.json(self.problem())
@@ -257,6 +263,11 @@ mod tests {
                 ApiError::Unauthenticated(AuthError::InvalidToken("x")),
                 401,
                 "invalid_token",
+            ),
+            (
+                ApiError::Unauthenticated(AuthError::Unavailable),
+                503,
+                "auth_unavailable",
             ),
             (ApiError::Forbidden, 403, "forbidden"),
             (ApiError::NotFound, 404, "not_found"),

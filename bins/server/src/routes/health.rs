@@ -31,7 +31,7 @@ pub struct Readiness {
 /// One readiness check.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `database` or `migrations`.
+    /// `database`, `migrations` or `oidc`.
     pub name: &'static str,
     /// `ok`, or a short reason.
     pub status: String,
@@ -49,51 +49,59 @@ pub async fn live() -> HttpResponse {
     (status = 503, description = "a check failed", body = crate::http::error::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut results: Vec<(&'static str, Result<String, String>)> = Vec::new();
     let database = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
-        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Ok(())) => Ok("ok".to_owned()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database check failed");
-            "unreachable".to_owned()
+            Err("unreachable".to_owned())
         }
-        Err(_) => "timed out".to_owned(),
+        Err(_) => Err("timed out".to_owned()),
     };
-    let migrations = if database == "ok" {
+    let migrations = if database.is_ok() {
         match tokio::time::timeout(CHECK_TIMEOUT, state.db.pending_migrations()).await {
-            Ok(Ok(p)) if p.is_empty() => "ok".to_owned(),
-            Ok(Ok(p)) => format!("{} pending", p.len()),
+            Ok(Ok(p)) if p.is_empty() => Ok("ok".to_owned()),
+            Ok(Ok(p)) => Err(format!("{} pending", p.len())),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: migration check failed");
-                "unknown".to_owned()
+                Err("unknown".to_owned())
             }
-            Err(_) => "timed out".to_owned(),
+            Err(_) => Err("timed out".to_owned()),
         }
     } else {
-        "not checked".to_owned()
+        Err("not checked".to_owned())
     };
-    let checks = vec![
-        Check {
-            name: "database",
-            status: database,
-        },
-        Check {
-            name: "migrations",
-            status: migrations,
-        },
-    ];
-    let failed: Vec<String> = checks
+    results.push(("database", database));
+    results.push(("migrations", migrations));
+    if let Some(oidc) = state.authenticator.oidc() {
+        let s = oidc.status();
+        let check = match (s.usable, s.last_error.is_some()) {
+            (true, false) => Ok("ok".to_owned()),
+            // Cached keys still verify tokens; the outage is visible here.
+            (true, true) => Ok("ok (issuer unreachable; serving cached keys)".to_owned()),
+            (false, _) => Err("no usable signing keys (issuer unreachable)".to_owned()),
+        };
+        results.push(("oidc", check));
+    }
+    let failed: Vec<String> = results
         .iter()
-        .filter(|c| c.status != "ok")
-        .map(|c| format!("{}: {}", c.name, c.status))
+        .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
-    if failed.is_empty() {
-        Ok(HttpResponse::Ok().json(Readiness {
-            status: "ready",
-            checks,
-        }))
-    } else {
-        Err(ApiError::NotReady(format!(
+    if !failed.is_empty() {
+        return Err(ApiError::NotReady(format!(
             "failed checks: {}",
             failed.join(", ")
-        )))
+        )));
     }
+    let checks = results
+        .into_iter()
+        .map(|(name, r)| Check {
+            name,
+            status: r.unwrap_or_else(|e| e),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Readiness {
+        status: "ready",
+        checks,
+    }))
 }

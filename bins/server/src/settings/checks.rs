@@ -97,14 +97,28 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
     ProductionCheck {
         name: "authentication configured",
         check: |s| {
-            // OIDC and local accounts are not in this build yet; dev tokens
-            // are refused above. Production therefore has no way to
-            // authenticate, and refuses rather than serve 401s forever.
-            let _ = s;
-            Some(ConfigProblem::new(
-                "CARAPACE_OIDC_ISSUER",
-                "no authentication configured: production needs an OIDC issuer or a local-account signing key (not yet supported by this build)",
-            ))
+            // Local accounts are not in this build yet; dev tokens are
+            // refused above, so an OIDC issuer is the only way in.
+            s.oidc_issuer.is_none().then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_OIDC_ISSUER",
+                    "no authentication configured: set CARAPACE_OIDC_ISSUER and CARAPACE_OIDC_AUDIENCE",
+                )
+            })
+        },
+    },
+    ProductionCheck {
+        name: "issuer over https",
+        check: |s| {
+            s.oidc_issuer
+                .as_deref()
+                .is_some_and(|i| !i.starts_with("https://"))
+                .then(|| {
+                    ConfigProblem::new(
+                        "CARAPACE_OIDC_ISSUER",
+                        "must be an https:// URL in production",
+                    )
+                })
         },
     },
 ];
@@ -178,6 +192,34 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
     ] {
         if let Some(problem) = short_secret(key, secret.as_ref()) {
             p.push(problem);
+        }
+    }
+    if let Some(issuer) = &s.oidc_issuer {
+        let ok = url::Url::parse(issuer).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && issuer.len() <= 512
+        });
+        if !ok {
+            p.push(ConfigProblem::new(
+                "CARAPACE_OIDC_ISSUER",
+                "must be an http(s) URL of at most 512 characters",
+            ));
+        }
+        if s.oidc_audience.as_deref().is_none_or(str::is_empty) {
+            p.push(ConfigProblem::new(
+                "CARAPACE_OIDC_AUDIENCE",
+                "is required with CARAPACE_OIDC_ISSUER (Cognito: the app client id)",
+            ));
+        }
+    }
+    for (key, claim) in [
+        ("CARAPACE_OIDC_ORG_CLAIM", &s.oidc_org_claim),
+        ("CARAPACE_OIDC_ROLES_CLAIM", &s.oidc_roles_claim),
+    ] {
+        if claim
+            .as_deref()
+            .is_some_and(|c| c.is_empty() || c.len() > 128)
+        {
+            p.push(ConfigProblem::new(key, "must be 1 to 128 characters"));
         }
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
@@ -287,6 +329,32 @@ mod tests {
             shown.iter().all(|l| !l.contains("short")),
             "messages never echo secrets"
         );
+    }
+
+    #[test]
+    fn production_needs_an_https_issuer_with_an_audience() {
+        let base = Settings {
+            profile: Profile::Production,
+            database_url: SecretString::from("postgres://carapace_app@db/carapace"),
+            database_tls: TlsMode::Require,
+            cursor_secret: Some(SecretString::from("c".repeat(32))),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&base), vec!["CARAPACE_OIDC_ISSUER"]);
+        let http = Settings {
+            oidc_issuer: Some("http://idp.example".into()),
+            ..base
+        };
+        assert_eq!(
+            keys(&http),
+            vec!["CARAPACE_OIDC_AUDIENCE", "CARAPACE_OIDC_ISSUER"]
+        );
+        let ok = Settings {
+            oidc_issuer: Some("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc".into()),
+            oidc_audience: Some("client-123".into()),
+            ..http
+        };
+        assert_eq!(keys(&ok), Vec::<&str>::new());
     }
 
     #[test]

@@ -6,5 +6,6 @@ mod bad_input;
 mod cli;
 mod health;
 mod isolation;
+mod oidc;
 mod patients;
 mod support;

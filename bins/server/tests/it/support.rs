@@ -50,7 +50,16 @@ fn settings_with(url: String) -> Settings {
 /// Starts the app on `backend`; `None` (after a SKIP line) when that
 /// backend's service is not configured.
 pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
-    let (settings, dir) = match backend {
+    spawn_app_with(backend, test, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted by `configure`.
+pub async fn spawn_app_with(
+    backend: Backend,
+    test: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
+    let (mut settings, dir) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let url = format!("sqlite://{}/carapace.db", dir.path().display());
@@ -61,6 +70,7 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
             (settings_with(pg.app_url.clone()), None)
         }
     };
+    configure(&mut settings);
     Some(spawn_with(settings, dir).await)
 }
 
