@@ -14,6 +14,16 @@ pub enum AuthError {
     /// the organization directory could not be read.
     #[error("authentication unavailable")]
     Unavailable,
+    /// Login failed: unknown user, wrong password, locked or inactive
+    /// account. Deliberately one variant.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// An account with this e-mail exists in the organization.
+    #[error("email already registered")]
+    EmailTaken,
+    /// The store behind an auth port failed.
+    #[error(transparent)]
+    Storage(#[from] carapace_tenancy::StorageError),
     /// The principal is authenticated but not allowed to do this.
     #[error("not allowed")]
     Forbidden,
@@ -26,6 +36,9 @@ impl AuthError {
             Self::MissingCredentials => "missing_credentials",
             Self::InvalidToken(_) => "invalid_token",
             Self::Unavailable => "auth_unavailable",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::EmailTaken => "email_taken",
+            Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
         }
     }

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod issuer;
+pub mod local;
 pub mod policy;
 mod principal;
 

@@ -239,6 +239,8 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Forbidden => Self::Forbidden,
+            AuthError::EmailTaken => Self::Conflict,
+            AuthError::Storage(s) => s.into(),
             other => Self::Unauthenticated(other),
         }
     }

@@ -1,0 +1,16 @@
+//! Local accounts: password rules and hashing, lockout and session
+//! policies, the account and session ports, and the login, refresh and
+//! logout use cases built only from those.
+
+mod flow;
+mod password;
+mod policy;
+mod ports;
+
+pub use flow::{IssuedTokens, LocalAuth, RefreshToken};
+pub use password::{check_new_password, hash_password, verify_password};
+pub use policy::{LOCKOUT, LoginState, MAX_FAILURES, SessionLimits, session_alive};
+pub use ports::{
+    AccessClaims, AccessTokenIssuer, Account, AccountStore, Email, Rotation, SessionId,
+    SessionStore, UserId,
+};

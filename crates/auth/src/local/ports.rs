@@ -1,0 +1,231 @@
+//! Types and ports of local accounts and sessions.
+
+use std::fmt;
+use std::future::Future;
+
+use carapace_tenancy::{OrgId, TenantContext};
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use uuid::Uuid;
+use validator::ValidateEmail as _;
+
+use super::{LoginState, SessionLimits};
+use crate::{AuthError, RoleSet};
+
+/// A local user's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    /// A new time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+    /// Wraps a UUID.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+    /// The UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A session (refresh-token family) id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    /// A new time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+    /// Wraps a UUID.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+    /// The UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+/// A login e-mail address: trimmed, lower-cased, at most 254 characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses an address; `None` if it is not one.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let v = raw.trim().to_lowercase();
+        (v.len() <= 254 && v.validate_email()).then_some(Self(v))
+    }
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email(<redacted>)")
+    }
+}
+
+/// A local account.
+#[derive(Clone)]
+pub struct Account {
+    /// Its id.
+    pub id: UserId,
+    /// Its organization.
+    pub org: OrgId,
+    /// Its login address.
+    pub email: Email,
+    /// Argon2id PHC string; `None` for accounts without a password.
+    pub password_hash: Option<String>,
+    /// Its roles.
+    pub roles: RoleSet,
+    /// Deactivated accounts cannot log in or refresh.
+    pub active: bool,
+    /// Failures and lockout.
+    pub login: LoginState,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("org", &self.org)
+            .field("roles", &self.roles)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What rotating a refresh token found.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is now used, its successor stored.
+    Rotated {
+        /// The session.
+        session: SessionId,
+        /// Its (active) account.
+        account: Account,
+    },
+    /// The token had already been used: the whole family is now revoked.
+    Reused,
+    /// No such token, or its session is revoked, expired or its account inactive.
+    Invalid,
+}
+
+/// Storage of local accounts.
+pub trait AccountStore: Send + Sync {
+    /// Creates an account; [`AuthError::EmailTaken`] if the address exists in the org.
+    fn create(
+        &self,
+        ctx: &TenantContext,
+        email: &Email,
+        password_hash: Option<String>,
+        roles: RoleSet,
+    ) -> impl Future<Output = Result<Account, AuthError>> + Send;
+
+    /// Finds an account by login address.
+    fn find_by_email(
+        &self,
+        ctx: &TenantContext,
+        email: &Email,
+    ) -> impl Future<Output = Result<Option<Account>, AuthError>> + Send;
+
+    /// Stores the login state; when `locked_now`, also records a lockout
+    /// security event in the same transaction.
+    fn record_login(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        state: LoginState,
+        locked_now: bool,
+    ) -> impl Future<Output = Result<(), AuthError>> + Send;
+}
+
+/// Storage of sessions and their single-use refresh tokens (hashes only).
+pub trait SessionStore: Send + Sync {
+    /// Starts a session whose first refresh token hashes to `refresh_hash`.
+    fn start(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        amr: &[&str],
+        refresh_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<SessionId, AuthError>> + Send;
+
+    /// Atomically uses the token hashing to `presented` and stores `next`.
+    /// Exactly one of concurrent rotations of one token succeeds; using a
+    /// used token revokes the family and records a security event.
+    fn rotate(
+        &self,
+        ctx: &TenantContext,
+        presented: [u8; 32],
+        next: [u8; 32],
+        now: OffsetDateTime,
+        limits: SessionLimits,
+    ) -> impl Future<Output = Result<Rotation, AuthError>> + Send;
+
+    /// Revokes the session holding the token hashing to `presented`.
+    fn revoke_by_token(
+        &self,
+        ctx: &TenantContext,
+        presented: [u8; 32],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+}
+
+/// What a Carapace access token says.
+#[derive(Clone, Debug)]
+pub struct AccessClaims {
+    /// The user.
+    pub user: UserId,
+    /// The organization.
+    pub org: OrgId,
+    /// The roles.
+    pub roles: RoleSet,
+    /// The session it belongs to.
+    pub session: SessionId,
+    /// Authentication methods (`pwd`, `mfa`).
+    pub amr: Vec<String>,
+}
+
+/// Signs Carapace's own access tokens.
+pub trait AccessTokenIssuer: Send + Sync {
+    /// A signed token for `claims` issued at `now`, and its lifetime in seconds.
+    fn issue(
+        &self,
+        claims: &AccessClaims,
+        now: OffsetDateTime,
+    ) -> Result<(SecretString, u64), AuthError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_bounded() {
+        assert_eq!(
+            Email::parse("  Jane.Roe@Example.ORG ").map(|e| e.0),
+            Some("jane.roe@example.org".into())
+        );
+        assert!(Email::parse("not an email").is_none());
+        assert!(Email::parse(&format!("{}@example.org", "a".repeat(250))).is_none());
+        assert_eq!(
+            format!("{:?}", Email::parse("a@b.org")),
+            "Some(Email(<redacted>))"
+        );
+    }
+}
