@@ -12,14 +12,11 @@ use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
 
 mod m0001_organizations_patients;
+mod m0002_local_accounts;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
 pub const APP_ROLE: &str = "carapace_app";
-
-/// Every table that holds tenant-owned rows (has `org_id`). The server's
-/// start-up posture check and the tests walk this list as well as the catalog.
-pub const TENANT_TABLES: &[&str] = &["patients"];
 
 /// The migrator.
 pub struct Migrator;
@@ -27,7 +24,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_organizations_patients::Migration)]
+        vec![
+            Box::new(m0001_organizations_patients::Migration),
+            Box::new(m0002_local_accounts::Migration),
+        ]
     }
 }
 

@@ -89,7 +89,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }
         None => None,
     };
-    let authenticator = Verifiers::new(dev_tokens(settings)?, oidc);
+    let authenticator = Verifiers::new(dev_tokens(settings)?, None, oidc);
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),

@@ -6,9 +6,11 @@
 //! Carapace and the database's tenant setting; it holds no policy and never
 //! speaks HTTP to clients.
 
+pub mod accounts;
 pub mod db;
 pub mod dev_token;
 mod entity;
+pub mod local_tokens;
 pub mod oidc;
 mod organizations;
 mod patients;

@@ -1,28 +1,30 @@
 //! The one token verification path: every bearer token goes through
 //! [`Verifiers::verify`], which picks the verifier by the token's declared
-//! algorithm family and lets that verifier check everything. Symmetric
-//! (HS256) tokens are only ever dev tokens; asymmetric ones only ever issuer
-//! tokens, so neither can be passed off as the other.
+//! algorithm and lets that verifier check everything. HS256 tokens are only
+//! ever dev tokens, EdDSA only ever Carapace's own access tokens, and
+//! RS256/PS256/ES256 only ever issuer tokens, so none passes as another.
 
 use carapace_auth::{AuthError, Principal, TokenVerifier};
 use jsonwebtoken::{Algorithm, decode_header};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::dev_token::DevTokens;
+use crate::local_tokens::LocalTokens;
 use crate::oidc::{MAX_TOKEN_LEN, OidcVerifier};
 
 /// The configured verifiers.
 #[derive(Debug, Default)]
 pub struct Verifiers {
     dev: Option<DevTokens>,
+    local: Option<LocalTokens>,
     oidc: Option<OidcVerifier>,
 }
 
 impl Verifiers {
-    /// Verifiers for dev tokens and/or an OIDC issuer; with neither, every
-    /// token is refused.
-    pub fn new(dev: Option<DevTokens>, oidc: Option<OidcVerifier>) -> Self {
-        Self { dev, oidc }
+    /// Verifiers for dev tokens, Carapace's own tokens and an OIDC issuer,
+    /// each optional; with none, every token is refused.
+    pub fn new(dev: Option<DevTokens>, local: Option<LocalTokens>, oidc: Option<OidcVerifier>) -> Self {
+        Self { dev, local, oidc }
     }
 
     /// The OIDC verifier, if an issuer is configured (for readiness).
@@ -38,11 +40,19 @@ impl TokenVerifier for Verifiers {
             return Err(AuthError::InvalidToken("token too long"));
         }
         let header = decode_header(raw).map_err(|_| AuthError::InvalidToken("malformed token"))?;
-        match (header.alg, &self.dev, &self.oidc) {
-            (Algorithm::HS256, Some(dev), _) => dev.verify(token).await,
-            (Algorithm::HS256, None, _) => Err(AuthError::InvalidToken("dev tokens are disabled")),
-            (_, _, Some(oidc)) => oidc.verify(raw).await,
-            (_, _, None) => Err(AuthError::InvalidToken("no issuer configured")),
+        match header.alg {
+            Algorithm::HS256 => match &self.dev {
+                Some(dev) => dev.verify(token).await,
+                None => Err(AuthError::InvalidToken("dev tokens are disabled")),
+            },
+            Algorithm::EdDSA => match &self.local {
+                Some(local) => local.verify(raw),
+                None => Err(AuthError::InvalidToken("local accounts are disabled")),
+            },
+            _ => match &self.oidc {
+                Some(oidc) => oidc.verify(raw).await,
+                None => Err(AuthError::InvalidToken("no issuer configured")),
+            },
         }
     }
 }

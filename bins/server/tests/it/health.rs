@@ -36,7 +36,7 @@ async fn ready_is_503_naming_migrations_when_pending() {
     let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");
-    assert_eq!(body["detail"], "failed checks: migrations: 1 pending");
+    assert_eq!(body["detail"], "failed checks: migrations: 2 pending");
     app.stop().await;
 }
 

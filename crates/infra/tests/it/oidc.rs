@@ -123,14 +123,14 @@ async fn alg_none_and_hmac_tokens_are_refused() {
 
     // Through the one verification path, with and without dev tokens on.
     let dev = DevTokens::new(&SecretString::from("d".repeat(32))).unwrap_or_else(|e| panic!("{e}"));
-    let oidc_only = Verifiers::new(None, None);
+    let oidc_only = Verifiers::new(None, None, None);
     assert!(matches!(
         oidc_only
             .verify(&SecretString::from(confused.clone()))
             .await,
         Err(AuthError::InvalidToken(_))
     ));
-    let both = Verifiers::new(Some(dev), None);
+    let both = Verifiers::new(Some(dev), None, None);
     assert!(matches!(
         both.verify(&SecretString::from(confused)).await,
         Err(AuthError::InvalidToken(_))

@@ -1,0 +1,364 @@
+//! Local accounts, sessions and refresh tokens over SeaORM, each call in
+//! one tenant transaction. Security events are written in the same
+//! transaction as the change they describe.
+
+use carapace_auth::local::{
+    Account, AccountStore, Email, LoginState, Rotation, SessionId, SessionLimits, SessionStore, UserId,
+    session_alive,
+};
+use carapace_auth::{AuthError, Role, RoleSet};
+use carapace_tenancy::{OrgId, TenantContext};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::{Database, storage_error};
+use crate::entity::{refresh_token, security_event, session, user};
+
+/// Kinds of security events.
+pub mod events {
+    /// Five consecutive failed logins locked an account.
+    pub const ACCOUNT_LOCKED: &str = "account_locked";
+    /// A used refresh token was presented again; its session was revoked.
+    pub const REFRESH_REUSE: &str = "refresh_token_reuse";
+}
+
+/// [`AccountStore`] over the `users` table.
+#[derive(Clone, Debug)]
+pub struct SeaAccounts {
+    db: Database,
+}
+
+impl SeaAccounts {
+    /// Accounts in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+/// [`SessionStore`] over `sessions` and `refresh_tokens`.
+#[derive(Clone, Debug)]
+pub struct SeaSessions {
+    db: Database,
+}
+
+impl SeaSessions {
+    /// Sessions in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn db_err(e: sea_orm::DbErr) -> AuthError {
+    AuthError::Storage(storage_error(e))
+}
+
+fn roles_to_text(roles: RoleSet) -> String {
+    roles.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
+}
+
+fn roles_from_text(text: &str) -> RoleSet {
+    let roles: Vec<Role> = text.split(',').filter_map(|r| r.parse().ok()).collect();
+    RoleSet::of(&roles)
+}
+
+fn to_account(r: user::Model) -> Option<Account> {
+    Some(Account {
+        id: UserId::from_uuid(r.id),
+        org: OrgId::from_uuid(r.org_id),
+        email: Email::parse(&r.email)?,
+        password_hash: r.password_hash,
+        roles: roles_from_text(&r.roles),
+        active: r.active,
+        login: LoginState {
+            failed: u32::try_from(r.failed_logins).unwrap_or(0),
+            locked_until: r.locked_until,
+        },
+    })
+}
+
+async fn begin(db: &Database, ctx: &TenantContext) -> Result<DatabaseTransaction, AuthError> {
+    db.begin_tenant(ctx).await.map_err(AuthError::Storage)
+}
+
+async fn commit(tx: DatabaseTransaction) -> Result<(), AuthError> {
+    tx.commit().await.map_err(db_err)
+}
+
+/// Records a security event in the caller's transaction.
+async fn record_event(
+    tx: &impl ConnectionTrait,
+    ctx: &TenantContext,
+    kind: &str,
+    subject: Option<String>,
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
+    tracing::warn!(event = kind, org = %ctx.org(), "security event");
+    security_event::Entity::insert(security_event::ActiveModel {
+        org_id: Set(ctx.org().as_uuid()),
+        id: Set(Uuid::now_v7()),
+        kind: Set(kind.to_owned()),
+        subject: Set(subject),
+        at: Set(now),
+    })
+    .exec_without_returning(tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+impl AccountStore for SeaAccounts {
+    async fn create(
+        &self,
+        ctx: &TenantContext,
+        email: &Email,
+        password_hash: Option<String>,
+        roles: RoleSet,
+    ) -> Result<Account, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let now = OffsetDateTime::now_utc();
+        let id = UserId::generate();
+        let row = user::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            id: Set(id.as_uuid()),
+            email: Set(email.as_str().to_owned()),
+            password_hash: Set(password_hash.clone()),
+            roles: Set(roles_to_text(roles)),
+            active: Set(true),
+            failed_logins: Set(0),
+            locked_until: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        match user::Entity::insert(row).exec_without_returning(&tx).await {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match storage_error(e) {
+                    carapace_tenancy::StorageError::Constraint(_) => AuthError::EmailTaken,
+                    other => AuthError::Storage(other),
+                });
+            }
+        }
+        commit(tx).await?;
+        Ok(Account {
+            id,
+            org: ctx.org(),
+            email: email.clone(),
+            password_hash,
+            roles,
+            active: true,
+            login: LoginState::default(),
+        })
+    }
+
+    async fn find_by_email(&self, ctx: &TenantContext, email: &Email) -> Result<Option<Account>, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let row = user::Entity::find()
+            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(row.and_then(to_account))
+    }
+
+    async fn record_login(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        state: LoginState,
+        locked_now: bool,
+    ) -> Result<(), AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let now = OffsetDateTime::now_utc();
+        user::Entity::update_many()
+            .col_expr(user::Column::FailedLogins, Expr::value(i32::try_from(state.failed).unwrap_or(i32::MAX)))
+            .col_expr(user::Column::LockedUntil, Expr::value(state.locked_until))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(user::Column::Id.eq(user_id.as_uuid()))
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        if locked_now {
+            record_event(&tx, ctx, events::ACCOUNT_LOCKED, Some(user_id.to_string()), now).await?;
+        }
+        commit(tx).await
+    }
+}
+
+impl SessionStore for SeaSessions {
+    async fn start(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        amr: &[&str],
+        refresh_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<SessionId, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let id = SessionId::generate();
+        session::Entity::insert(session::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            id: Set(id.as_uuid()),
+            user_id: Set(user_id.as_uuid()),
+            amr: Set(amr.join(" ")),
+            created_at: Set(now),
+            last_used_at: Set(now),
+            revoked_at: Set(None),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(db_err)?;
+        insert_token(&tx, ctx, id, refresh_hash, now).await?;
+        commit(tx).await?;
+        Ok(id)
+    }
+
+    async fn rotate(
+        &self,
+        ctx: &TenantContext,
+        presented: [u8; 32],
+        next: [u8; 32],
+        now: OffsetDateTime,
+        limits: SessionLimits,
+    ) -> Result<Rotation, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let org = ctx.org().as_uuid();
+        // The conditional UPDATE is the arbiter: of concurrent rotations of
+        // one token exactly one sees `used_at IS NULL`.
+        let claimed = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .filter(refresh_token::Column::OrgId.eq(org))
+            .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        let token = refresh_token::Entity::find()
+            .filter(refresh_token::Column::OrgId.eq(org))
+            .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
+            .one(&tx)
+            .await
+            .map_err(db_err)?;
+        let Some(token) = token else {
+            return Ok(Rotation::Invalid);
+        };
+        if claimed == 0 {
+            // Already used: someone replayed it. End the whole family.
+            revoke_session(&tx, ctx, token.session_id, now).await?;
+            record_event(&tx, ctx, events::REFRESH_REUSE, Some(token.session_id.to_string()), now).await?;
+            commit(tx).await?;
+            return Ok(Rotation::Reused);
+        }
+        let Some(sess) = session::Entity::find()
+            .filter(session::Column::OrgId.eq(org))
+            .filter(session::Column::Id.eq(token.session_id))
+            .one(&tx)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(Rotation::Invalid);
+        };
+        if sess.revoked_at.is_some() || !session_alive(sess.created_at, sess.last_used_at, now, limits) {
+            return Ok(Rotation::Invalid); // dropped: the token stays unused
+        }
+        let account = user::Entity::find()
+            .filter(user::Column::OrgId.eq(org))
+            .filter(user::Column::Id.eq(sess.user_id))
+            .one(&tx)
+            .await
+            .map_err(db_err)?
+            .and_then(to_account)
+            .filter(|a| a.active);
+        let Some(account) = account else {
+            return Ok(Rotation::Invalid);
+        };
+        let session_id = SessionId::from_uuid(sess.id);
+        insert_token(&tx, ctx, session_id, next, now).await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::OrgId.eq(org))
+            .filter(session::Column::Id.eq(sess.id))
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(Rotation::Rotated { session: session_id, account })
+    }
+
+    async fn revoke_by_token(
+        &self,
+        ctx: &TenantContext,
+        presented: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let token = refresh_token::Entity::find()
+            .filter(refresh_token::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
+            .one(&tx)
+            .await
+            .map_err(db_err)?;
+        let revoked = match token {
+            Some(t) => revoke_session(&tx, ctx, t.session_id, now).await?,
+            None => false,
+        };
+        commit(tx).await?;
+        Ok(revoked)
+    }
+}
+
+async fn insert_token(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    session_id: SessionId,
+    hash: [u8; 32],
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        org_id: Set(ctx.org().as_uuid()),
+        hash: Set(hash.to_vec()),
+        session_id: Set(session_id.as_uuid()),
+        used_at: Set(None),
+        created_at: Set(now),
+    })
+    .exec_without_returning(tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn revoke_session(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    session_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<bool, AuthError> {
+    let done = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(tx)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_text() {
+        let roles = RoleSet::of(&[Role::Admin, Role::Viewer]);
+        assert_eq!(roles_to_text(roles), "admin,viewer");
+        assert_eq!(roles_from_text("admin,viewer,bogus"), roles);
+        assert_eq!(roles_from_text(""), RoleSet::default());
+    }
+}

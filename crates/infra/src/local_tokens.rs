@@ -1,0 +1,224 @@
+//! Carapace's own access tokens: EdDSA (Ed25519) JWTs, 15 minutes, `kid`
+//! in the header, public keys published as a JWKS. Previous keys keep
+//! verifying after a rotation, so nobody is logged out by it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use carapace_auth::local::{AccessClaims, AccessTokenIssuer};
+use carapace_auth::{AuthError, Principal, Role, RoleSet};
+use carapace_tenancy::{OrgId, SubjectId};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// `iss` and `aud` of Carapace access tokens.
+pub const ISSUER: &str = "carapace";
+/// Header `typ` of access tokens (RFC 9068); other token kinds differ.
+pub const ACCESS_TYP: &str = "at+jwt";
+/// Lifetime of an access token.
+pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Why signing keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningKeyError {
+    /// Not a PKCS#8 Ed25519 private key in PEM.
+    #[error("not a PKCS#8 Ed25519 private key (generate one with `openssl genpkey -algorithm ed25519`)")]
+    Format,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: String,
+    org_id: Uuid,
+    roles: Vec<String>,
+    sid: Uuid,
+    amr: Vec<String>,
+    token_use: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+}
+
+struct Inner {
+    kid: String,
+    encoding: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: Value,
+}
+
+/// Signs and verifies Carapace access tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalTokens(Arc<Inner>);
+
+impl std::fmt::Debug for LocalTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTokens").field("kid", &self.0.kid).finish_non_exhaustive()
+    }
+}
+
+fn parse(pem: &SecretString) -> Result<(String, SigningKey), SigningKeyError> {
+    let key = SigningKey::from_pkcs8_pem(pem.expose_secret()).map_err(|_| SigningKeyError::Format)?;
+    let public = key.verifying_key().to_bytes();
+    let digest = Sha256::digest(public);
+    let kid = format!("cpk-{}", digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    Ok((kid, key))
+}
+
+impl LocalTokens {
+    /// Signs with `current`; verifies with it and every key in `previous`.
+    pub fn new(current: &SecretString, previous: &[SecretString]) -> Result<Self, SigningKeyError> {
+        let (kid, key) = parse(current)?;
+        let encoding =
+            EncodingKey::from_ed_pem(current.expose_secret().as_bytes()).map_err(|_| SigningKeyError::Format)?;
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        for entry in std::iter::once(Ok((kid.clone(), key))).chain(previous.iter().map(parse)) {
+            let (k, sk) = entry?;
+            let x = URL_SAFE_NO_PAD.encode(sk.verifying_key().to_bytes());
+            let decoding = DecodingKey::from_ed_components(&x).map_err(|_| SigningKeyError::Format)?;
+            jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k, "x": x}));
+            verifying.insert(k, decoding);
+        }
+        Ok(Self(Arc::new(Inner { kid, encoding, verifying, jwks: json!({ "keys": jwks }) })))
+    }
+
+    /// A new random signing key as PKCS#8 PEM (for dev set-ups).
+    pub fn generate_pem() -> Result<SecretString, SigningKeyError> {
+        let key = SigningKey::from_bytes(&rand::random());
+        key.to_pkcs8_pem(LineEnding::LF)
+            .map(|pem| SecretString::from(pem.to_string()))
+            .map_err(|_| SigningKeyError::Format)
+    }
+
+    /// The public keys, as served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> &Value {
+        &self.0.jwks
+    }
+
+    /// The current signing key's id.
+    pub fn kid(&self) -> &str {
+        &self.0.kid
+    }
+
+    /// Verifies a Carapace access token completely.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(AuthError::InvalidToken("not a Carapace access token"));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.0.verifying.get(kid))
+            .ok_or(AuthError::InvalidToken("unknown kid"))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        let c = decode::<Claims>(token, key, &validation)
+            .map_err(|_| AuthError::InvalidToken("signature or registered claims rejected"))?
+            .claims;
+        if c.token_use != "access" || c.roles.len() > RoleSet::MAX_CLAIMED {
+            return Err(AuthError::InvalidToken("not an access token"));
+        }
+        let subject = SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad sub"))?;
+        let roles: Vec<Role> = c.roles.iter().filter_map(|r| r.parse().ok()).collect();
+        let mfa = c.amr.iter().any(|m| m == "mfa" || m == "otp");
+        Ok(Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles)).with_mfa(mfa))
+    }
+}
+
+impl AccessTokenIssuer for LocalTokens {
+    fn issue(&self, claims: &AccessClaims, now: OffsetDateTime) -> Result<(SecretString, u64), AuthError> {
+        let now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let ttl = ACCESS_TTL.as_secs();
+        let body = Claims {
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+            sub: claims.user.to_string(),
+            org_id: claims.org.as_uuid(),
+            roles: claims.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            sid: claims.session.as_uuid(),
+            amr: claims.amr.clone(),
+            token_use: "access".into(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(ACCESS_TYP.into());
+        header.kid = Some(self.0.kid.clone());
+        encode(&header, &body, &self.0.encoding)
+            .map(|t| (SecretString::from(t), ttl))
+            .map_err(|_| AuthError::InvalidToken("signing failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carapace_auth::local::{SessionId, UserId};
+
+    fn claims(org: OrgId) -> AccessClaims {
+        AccessClaims {
+            user: UserId::generate(),
+            org,
+            roles: RoleSet::of(&[Role::Clinician]),
+            session: SessionId::generate(),
+            amr: vec!["pwd".into()],
+        }
+    }
+
+    fn pem() -> SecretString {
+        LocalTokens::generate_pem().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_survive_rotation() {
+        let (old_pem, new_pem) = (pem(), pem());
+        let old = LocalTokens::new(&old_pem, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let org = OrgId::generate();
+        let (token, ttl) = old.issue(&claims(org), OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ttl, 900);
+        let p = old.verify(token.expose_secret()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.org(), org);
+        assert!(p.roles().contains(Role::Clinician));
+
+        let rotated = LocalTokens::new(&new_pem, &[old_pem]).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(rotated.kid(), old.kid());
+        assert!(rotated.verify(token.expose_secret()).is_ok(), "old tokens still verify");
+        assert_eq!(rotated.jwks()["keys"].as_array().map(Vec::len), Some(2));
+        let fresh = LocalTokens::new(&pem(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fresh.verify(token.expose_secret()).is_err(), "unknown key");
+    }
+
+    #[test]
+    fn expired_and_wrong_kind_tokens_are_refused() {
+        let t = LocalTokens::new(&pem(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let long_ago = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let (old, _) = t.issue(&claims(OrgId::generate()), long_ago).unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.verify(old.expose_secret()).is_err());
+        let (good, _) = t.issue(&claims(OrgId::generate()), OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{e}"));
+        // Same payload and signature, different typ: refused.
+        let parts: Vec<&str> = good.expose_secret().split('.').collect();
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, t.kid()));
+        assert!(t.verify(&format!("{header}.{}.{}", parts[1], parts[2])).is_err());
+        assert!(LocalTokens::new(&SecretString::from("not a key".to_owned()), &[]).is_err());
+    }
+}
