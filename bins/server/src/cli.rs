@@ -6,10 +6,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use carapace_auth::Role;
+use carapace_auth::local::{AccountStore as _, Email, check_new_password, hash_password};
+use carapace_auth::{AuthError, Role, RoleSet};
+use carapace_infra::accounts::SeaAccounts;
+use carapace_tenancy::TenantContext;
 use carapace_tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository as _, SubjectId};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret as _;
+use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
 use crate::server;
@@ -47,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         action: OrgAction,
     },
+    /// Manage local user accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Mint a development token (dev profile only).
     DevToken {
         /// Organization slug.
@@ -68,6 +77,23 @@ enum Command {
 enum ConfigAction {
     /// Print the effective configuration (secrets redacted) and every problem.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Create a local account; the password is read from the first line of
+    /// standard input. Prints {"id","email"}.
+    Create {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// Login e-mail.
+        #[arg(long)]
+        email: String,
+        /// Role (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +179,9 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
+        Command::User {
+            action: UserAction::Create { org, email, roles },
+        } => user_create(settings, &org, &email, &roles).await,
         Command::DevToken {
             org,
             roles,
@@ -184,6 +213,70 @@ async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_roles(roles: &[String]) -> Result<Vec<Role>, String> {
+    roles
+        .iter()
+        .map(|r| {
+            r.parse::<Role>().map_err(|_| {
+                format!("--role {r:?} is not one of admin, clinician, staff, viewer, patient, compliance, service")
+            })
+        })
+        .collect()
+}
+
+async fn user_create(
+    settings: &Settings,
+    org: &str,
+    email: &str,
+    roles: &[String],
+) -> anyhow::Result<ExitCode> {
+    if !settings.local_accounts_enabled() {
+        return usage_error("local accounts are off: set CARAPACE_SIGNING_KEY_FILE");
+    }
+    let Ok(slug) = OrgSlug::parse(org) else {
+        return usage_error("--org is not a valid slug");
+    };
+    let Some(email) = Email::parse(email) else {
+        return usage_error("--email is not an e-mail address");
+    };
+    let roles = match parse_roles(roles) {
+        Ok(r) => RoleSet::of(&r),
+        Err(e) => return usage_error(e),
+    };
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned());
+    if let Err(why) = check_new_password(&password) {
+        return usage_error(format!("password {why}"));
+    }
+    let hash = hash_password(&password)?;
+    let db = server::connect(settings).await?;
+    let found = carapace_infra::SeaOrganizations::new(db.clone())
+        .find_by_slug(&slug)
+        .await?;
+    let Some(found) = found else {
+        db.close().await;
+        return usage_error(format!("no organization with slug {slug:?}"));
+    };
+    let ctx = TenantContext::new(found.id, SubjectId::parse("system:cli")?);
+    let created = SeaAccounts::new(db.clone())
+        .create(&ctx, &email, Some(hash), roles)
+        .await;
+    db.close().await;
+    let account = match created {
+        Ok(a) => a,
+        Err(AuthError::EmailTaken) => {
+            return usage_error("an account with this e-mail exists in the organization");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let out = serde_json::json!({ "id": account.id.to_string(), "email": account.email.as_str() });
+    let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn dev_token(
     settings: &Settings,
     org: &str,
@@ -201,17 +294,10 @@ async fn dev_token(
         Ok(s) => s,
         Err(e) => return usage_error(format!("--org: {e}")),
     };
-    let mut parsed = Vec::new();
-    for r in roles {
-        match r.parse::<Role>() {
-            Ok(role) => parsed.push(role),
-            Err(_) => {
-                return usage_error(format!(
-                    "--role {r:?} is not one of admin, clinician, staff, viewer, patient, compliance, service"
-                ));
-            }
-        }
-    }
+    let parsed = match parse_roles(roles) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
     let Ok(subject) = SubjectId::parse(sub) else {
         return usage_error("--sub must be 1-255 bytes without control characters");
     };

@@ -1,5 +1,6 @@
 //! Routes, one file per endpoint group, and the OpenAPI document.
 
+pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod patients;
@@ -11,7 +12,12 @@ use crate::http::ApiError;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::scope())
-        .service(web::scope("/api/v1").configure(patients::configure))
+        .service(
+            web::scope("/api/v1")
+                .configure(auth::configure)
+                .configure(patients::configure),
+        )
+        .configure(auth::configure_well_known)
         .configure(docs::configure);
 }
 

@@ -10,7 +10,10 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
+use carapace_auth::local::{LocalAuth, SessionLimits};
+use carapace_infra::accounts::{SeaAccounts, SeaSessions};
 use carapace_infra::dev_token::DevTokens;
+use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::oidc::OidcVerifier;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
@@ -20,7 +23,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use crate::http::{extract, request_id};
 use crate::routes;
 use crate::settings::{Profile, Settings};
-use crate::state::AppState;
+use crate::state::{AppState, LOGIN_ATTEMPTS_PER_MINUTE, LoginLimiter};
 
 /// Connects to the database for commands: on SQLite migrations are applied
 /// (embedded, single-user); on PostgreSQL only `migrate` changes the schema.
@@ -89,15 +92,25 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }
         None => None,
     };
-    let authenticator = Verifiers::new(dev_tokens(settings)?, None, oidc);
+    let local_tokens = local_tokens(settings)?;
+    let local = local_tokens.clone().map(|tokens| LocalAuth {
+        accounts: SeaAccounts::new(db.clone()),
+        sessions: SeaSessions::new(db.clone()),
+        tokens,
+        limits: SessionLimits::default(),
+    });
+    let authenticator = Verifiers::new(dev_tokens(settings)?, local_tokens, oidc);
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
     };
     Ok(AppState {
         patients: SeaPatients::new(db.clone()),
+        orgs: SeaOrganizations::new(db.clone()),
         db,
         authenticator,
+        local,
+        login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
         cursor_key,
     })
 }
@@ -122,30 +135,76 @@ pub fn dev_tokens(settings: &Settings) -> anyhow::Result<Option<DevTokens>> {
 }
 
 fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
-    let path = dir.join("dev-token-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
+    read_or_create(&dir.join("dev-token-secret"), || {
+        let bytes: [u8; 32] = rand::random();
+        Ok(SecretString::from(
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        ))
+    })
+}
+
+/// The signer of Carapace's own access tokens, when local accounts are on.
+/// In `dev`, with no configured key, one is generated into
+/// `<data_dir>/signing-key.pem`.
+pub fn local_tokens(settings: &Settings) -> anyhow::Result<Option<LocalTokens>> {
+    if !settings.local_accounts_enabled() {
+        return Ok(None);
+    }
+    let current = match &settings.signing_key_file {
+        Some(path) => read_secret(path)?,
+        None => read_or_create(&settings.data_dir.join("signing-key.pem"), || {
+            LocalTokens::generate_pem().map_err(anyhow::Error::from)
+        })?,
+    };
+    let previous = settings
+        .signing_key_previous_files
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| read_secret(Path::new(p)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(
+        LocalTokens::new(&current, &previous).context("CARAPACE_SIGNING_KEY_FILE")?,
+    ))
+}
+
+fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
+    std::fs::read_to_string(path)
+        .map(SecretString::from)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads a secret file, or creates it (mode 0600) with `make`'s value.
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> anyhow::Result<SecretString>,
+) -> anyhow::Result<SecretString> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
         return Ok(SecretString::from(existing.trim().to_owned()));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bytes: [u8; 32] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let value = make()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
+    match options.open(path) {
         Ok(mut f) => f
-            .write_all(hex.as_bytes())
+            .write_all(value.expose_secret().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?,
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Ok(SecretString::from(
-                std::fs::read_to_string(&path)?.trim().to_owned(),
+                std::fs::read_to_string(path)?.trim().to_owned(),
             ));
         }
         Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
     }
-    Ok(SecretString::from(hex))
+    Ok(value)
 }
 
 /// A server accepting connections.

@@ -88,6 +88,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
+    /// PKCS#8 PEM Ed25519 key that signs Carapace's own access tokens
+    /// (local accounts). In `dev`, generated into
+    /// `<data_dir>/signing-key.pem` when unset.
+    pub signing_key_file: Option<PathBuf>,
+    /// Earlier signing keys (comma-separated files), still accepted for
+    /// verification after a rotation.
+    pub signing_key_previous_files: Option<String>,
     /// OIDC issuer URL (exactly as in the tokens' `iss`); discovery and
     /// JWKS are fetched from it.
     pub oidc_issuer: Option<String>,
@@ -133,6 +140,8 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Json,
             log_level: "info".into(),
+            signing_key_file: None,
+            signing_key_previous_files: None,
             oidc_issuer: None,
             oidc_audience: None,
             oidc_provider: OidcProvider::Generic,
@@ -216,6 +225,12 @@ impl Settings {
         }
     }
 
+    /// Whether local accounts (and Carapace's own tokens) are on: a signing
+    /// key is configured, or the profile is `dev` (key generated).
+    pub fn local_accounts_enabled(&self) -> bool {
+        self.signing_key_file.is_some() || self.profile == Profile::Dev
+    }
+
     /// Issuer settings when `oidc_issuer` is set (validated by [`Self::problems`]).
     pub fn oidc(&self) -> Option<OidcSettings> {
         let issuer = self.oidc_issuer.clone()?;
@@ -263,6 +278,8 @@ impl Settings {
             "data_dir": self.data_dir,
             "log_format": self.log_format,
             "log_level": self.log_level,
+            "signing_key_file": self.signing_key_file,
+            "signing_key_previous_files": self.signing_key_previous_files,
             "oidc_issuer": self.oidc_issuer,
             "oidc_audience": self.oidc_audience,
             "oidc_provider": self.oidc_provider,

@@ -1,8 +1,46 @@
 //! The application state shared by handlers: ports wired to adapters.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use carapace_auth::local::LocalAuth;
+use carapace_infra::accounts::{SeaAccounts, SeaSessions};
+use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::tokens::Verifiers;
-use carapace_infra::{Database, SeaPatients};
+use carapace_infra::{Database, SeaOrganizations, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Local-account authentication as wired here.
+pub type LocalAuthService = LocalAuth<SeaAccounts, SeaSessions, LocalTokens>;
+
+/// Login attempts allowed per client address per minute (on top of the
+/// per-account lockout).
+pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 30;
+
+/// A per-IP limit on login attempts.
+#[derive(Debug)]
+pub struct LoginLimiter(DefaultKeyedRateLimiter<IpAddr>);
+
+impl LoginLimiter {
+    /// At most `per_minute` attempts per address per minute.
+    pub fn new(per_minute: u32) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        Self(RateLimiter::keyed(quota))
+    }
+
+    /// `Err(wait)` when `ip` is over its limit.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        if self.0.len() > 100_000 {
+            self.0.retain_recent();
+        }
+        self.0
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
 
 /// Everything handlers need.
 #[derive(Debug)]
@@ -11,8 +49,14 @@ pub struct AppState {
     pub db: Database,
     /// Patient storage.
     pub patients: SeaPatients,
-    /// Bearer-token verification (dev tokens and/or an OIDC issuer).
+    /// The organization directory.
+    pub orgs: SeaOrganizations,
+    /// Bearer-token verification (dev, local and issuer tokens).
     pub authenticator: Verifiers,
+    /// Local accounts, when enabled.
+    pub local: Option<LocalAuthService>,
+    /// Per-IP login limit.
+    pub login_limiter: LoginLimiter,
     /// Seals pagination cursors to the caller's org.
     pub cursor_key: CursorKey,
 }

@@ -3,8 +3,8 @@
 //! transaction as the change they describe.
 
 use carapace_auth::local::{
-    Account, AccountStore, Email, LoginState, Rotation, SessionId, SessionLimits, SessionStore, UserId,
-    session_alive,
+    Account, AccountStore, Email, LoginState, Rotation, SessionId, SessionLimits, SessionStore,
+    UserId, session_alive,
 };
 use carapace_auth::{AuthError, Role, RoleSet};
 use carapace_tenancy::{OrgId, TenantContext};
@@ -153,7 +153,11 @@ impl AccountStore for SeaAccounts {
         })
     }
 
-    async fn find_by_email(&self, ctx: &TenantContext, email: &Email) -> Result<Option<Account>, AuthError> {
+    async fn find_by_email(
+        &self,
+        ctx: &TenantContext,
+        email: &Email,
+    ) -> Result<Option<Account>, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let row = user::Entity::find()
             .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
@@ -175,7 +179,10 @@ impl AccountStore for SeaAccounts {
         let tx = begin(&self.db, ctx).await?;
         let now = OffsetDateTime::now_utc();
         user::Entity::update_many()
-            .col_expr(user::Column::FailedLogins, Expr::value(i32::try_from(state.failed).unwrap_or(i32::MAX)))
+            .col_expr(
+                user::Column::FailedLogins,
+                Expr::value(i32::try_from(state.failed).unwrap_or(i32::MAX)),
+            )
             .col_expr(user::Column::LockedUntil, Expr::value(state.locked_until))
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
@@ -184,7 +191,14 @@ impl AccountStore for SeaAccounts {
             .await
             .map_err(db_err)?;
         if locked_now {
-            record_event(&tx, ctx, events::ACCOUNT_LOCKED, Some(user_id.to_string()), now).await?;
+            record_event(
+                &tx,
+                ctx,
+                events::ACCOUNT_LOCKED,
+                Some(user_id.to_string()),
+                now,
+            )
+            .await?;
         }
         commit(tx).await
     }
@@ -251,7 +265,14 @@ impl SessionStore for SeaSessions {
         if claimed == 0 {
             // Already used: someone replayed it. End the whole family.
             revoke_session(&tx, ctx, token.session_id, now).await?;
-            record_event(&tx, ctx, events::REFRESH_REUSE, Some(token.session_id.to_string()), now).await?;
+            record_event(
+                &tx,
+                ctx,
+                events::REFRESH_REUSE,
+                Some(token.session_id.to_string()),
+                now,
+            )
+            .await?;
             commit(tx).await?;
             return Ok(Rotation::Reused);
         }
@@ -264,7 +285,9 @@ impl SessionStore for SeaSessions {
         else {
             return Ok(Rotation::Invalid);
         };
-        if sess.revoked_at.is_some() || !session_alive(sess.created_at, sess.last_used_at, now, limits) {
+        if sess.revoked_at.is_some()
+            || !session_alive(sess.created_at, sess.last_used_at, now, limits)
+        {
             return Ok(Rotation::Invalid); // dropped: the token stays unused
         }
         let account = user::Entity::find()
@@ -288,7 +311,10 @@ impl SessionStore for SeaSessions {
             .await
             .map_err(db_err)?;
         commit(tx).await?;
-        Ok(Rotation::Rotated { session: session_id, account })
+        Ok(Rotation::Rotated {
+            session: session_id,
+            account,
+        })
     }
 
     async fn revoke_by_token(

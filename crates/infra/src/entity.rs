@@ -79,7 +79,9 @@ pub mod user {
     // Holds a password hash and an e-mail: never printed.
     impl std::fmt::Debug for Model {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("user::Model").field("id", &self.id).finish_non_exhaustive()
+            f.debug_struct("user::Model")
+                .field("id", &self.id)
+                .finish_non_exhaustive()
         }
     }
 

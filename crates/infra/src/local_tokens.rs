@@ -12,9 +12,11 @@ use carapace_auth::local::{AccessClaims, AccessTokenIssuer};
 use carapace_auth::{AuthError, Principal, Role, RoleSet};
 use carapace_tenancy::{OrgId, SubjectId};
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -34,7 +36,9 @@ pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 #[non_exhaustive]
 pub enum SigningKeyError {
     /// Not a PKCS#8 Ed25519 private key in PEM.
-    #[error("not a PKCS#8 Ed25519 private key (generate one with `openssl genpkey -algorithm ed25519`)")]
+    #[error(
+        "not a PKCS#8 Ed25519 private key (generate one with `openssl genpkey -algorithm ed25519`)"
+    )]
     Format,
 }
 
@@ -66,15 +70,24 @@ pub struct LocalTokens(Arc<Inner>);
 
 impl std::fmt::Debug for LocalTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalTokens").field("kid", &self.0.kid).finish_non_exhaustive()
+        f.debug_struct("LocalTokens")
+            .field("kid", &self.0.kid)
+            .finish_non_exhaustive()
     }
 }
 
 fn parse(pem: &SecretString) -> Result<(String, SigningKey), SigningKeyError> {
-    let key = SigningKey::from_pkcs8_pem(pem.expose_secret()).map_err(|_| SigningKeyError::Format)?;
+    let key =
+        SigningKey::from_pkcs8_pem(pem.expose_secret()).map_err(|_| SigningKeyError::Format)?;
     let public = key.verifying_key().to_bytes();
     let digest = Sha256::digest(public);
-    let kid = format!("cpk-{}", digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let kid = format!(
+        "cpk-{}",
+        digest[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     Ok((kid, key))
 }
 
@@ -82,18 +95,24 @@ impl LocalTokens {
     /// Signs with `current`; verifies with it and every key in `previous`.
     pub fn new(current: &SecretString, previous: &[SecretString]) -> Result<Self, SigningKeyError> {
         let (kid, key) = parse(current)?;
-        let encoding =
-            EncodingKey::from_ed_pem(current.expose_secret().as_bytes()).map_err(|_| SigningKeyError::Format)?;
+        let encoding = EncodingKey::from_ed_pem(current.expose_secret().as_bytes())
+            .map_err(|_| SigningKeyError::Format)?;
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for entry in std::iter::once(Ok((kid.clone(), key))).chain(previous.iter().map(parse)) {
             let (k, sk) = entry?;
             let x = URL_SAFE_NO_PAD.encode(sk.verifying_key().to_bytes());
-            let decoding = DecodingKey::from_ed_components(&x).map_err(|_| SigningKeyError::Format)?;
+            let decoding =
+                DecodingKey::from_ed_components(&x).map_err(|_| SigningKeyError::Format)?;
             jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k, "x": x}));
             verifying.insert(k, decoding);
         }
-        Ok(Self(Arc::new(Inner { kid, encoding, verifying, jwks: json!({ "keys": jwks }) })))
+        Ok(Self(Arc::new(Inner {
+            kid,
+            encoding,
+            verifying,
+            jwks: json!({ "keys": jwks }),
+        })))
     }
 
     /// A new random signing key as PKCS#8 PEM (for dev set-ups).
@@ -116,7 +135,8 @@ impl LocalTokens {
 
     /// Verifies a Carapace access token completely.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let header = decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+        let header =
+            decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
         if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(AuthError::InvalidToken("not a Carapace access token"));
         }
@@ -145,7 +165,11 @@ impl LocalTokens {
 }
 
 impl AccessTokenIssuer for LocalTokens {
-    fn issue(&self, claims: &AccessClaims, now: OffsetDateTime) -> Result<(SecretString, u64), AuthError> {
+    fn issue(
+        &self,
+        claims: &AccessClaims,
+        now: OffsetDateTime,
+    ) -> Result<(SecretString, u64), AuthError> {
         let now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let ttl = ACCESS_TTL.as_secs();
         let body = Claims {
@@ -194,15 +218,22 @@ mod tests {
         let (old_pem, new_pem) = (pem(), pem());
         let old = LocalTokens::new(&old_pem, &[]).unwrap_or_else(|e| panic!("{e}"));
         let org = OrgId::generate();
-        let (token, ttl) = old.issue(&claims(org), OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{e}"));
+        let (token, ttl) = old
+            .issue(&claims(org), OffsetDateTime::now_utc())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ttl, 900);
-        let p = old.verify(token.expose_secret()).unwrap_or_else(|e| panic!("{e}"));
+        let p = old
+            .verify(token.expose_secret())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.org(), org);
         assert!(p.roles().contains(Role::Clinician));
 
         let rotated = LocalTokens::new(&new_pem, &[old_pem]).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(rotated.kid(), old.kid());
-        assert!(rotated.verify(token.expose_secret()).is_ok(), "old tokens still verify");
+        assert!(
+            rotated.verify(token.expose_secret()).is_ok(),
+            "old tokens still verify"
+        );
         assert_eq!(rotated.jwks()["keys"].as_array().map(Vec::len), Some(2));
         let fresh = LocalTokens::new(&pem(), &[]).unwrap_or_else(|e| panic!("{e}"));
         assert!(fresh.verify(token.expose_secret()).is_err(), "unknown key");
@@ -212,13 +243,23 @@ mod tests {
     fn expired_and_wrong_kind_tokens_are_refused() {
         let t = LocalTokens::new(&pem(), &[]).unwrap_or_else(|e| panic!("{e}"));
         let long_ago = OffsetDateTime::now_utc() - time::Duration::hours(1);
-        let (old, _) = t.issue(&claims(OrgId::generate()), long_ago).unwrap_or_else(|e| panic!("{e}"));
+        let (old, _) = t
+            .issue(&claims(OrgId::generate()), long_ago)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(t.verify(old.expose_secret()).is_err());
-        let (good, _) = t.issue(&claims(OrgId::generate()), OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{e}"));
+        let (good, _) = t
+            .issue(&claims(OrgId::generate()), OffsetDateTime::now_utc())
+            .unwrap_or_else(|e| panic!("{e}"));
         // Same payload and signature, different typ: refused.
         let parts: Vec<&str> = good.expose_secret().split('.').collect();
-        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, t.kid()));
-        assert!(t.verify(&format!("{header}.{}.{}", parts[1], parts[2])).is_err());
+        let header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#,
+            t.kid()
+        ));
+        assert!(
+            t.verify(&format!("{header}.{}.{}", parts[1], parts[2]))
+                .is_err()
+        );
         assert!(LocalTokens::new(&SecretString::from("not a key".to_owned()), &[]).is_err());
     }
 }

@@ -23,7 +23,11 @@ pub struct Verifiers {
 impl Verifiers {
     /// Verifiers for dev tokens, Carapace's own tokens and an OIDC issuer,
     /// each optional; with none, every token is refused.
-    pub fn new(dev: Option<DevTokens>, local: Option<LocalTokens>, oidc: Option<OidcVerifier>) -> Self {
+    pub fn new(
+        dev: Option<DevTokens>,
+        local: Option<LocalTokens>,
+        oidc: Option<OidcVerifier>,
+    ) -> Self {
         Self { dev, local, oidc }
     }
 

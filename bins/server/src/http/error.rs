@@ -80,6 +80,9 @@ pub enum ApiError {
     /// A dependency (database) is unavailable.
     #[error("unavailable")]
     Unavailable(#[source] StorageError),
+    /// Too many requests; retry after the duration.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     /// A readiness check failed; the detail names the checks.
     #[error("not ready: {0}")]
     NotReady(String),
@@ -104,6 +107,7 @@ impl ApiError {
             Self::Conflict => "conflict",
             Self::Unavailable(_) => "unavailable",
             Self::NotReady(_) => "not_ready",
+            Self::RateLimited(_) => "rate_limited",
             Self::Internal(_) => "internal",
         }
     }
@@ -158,6 +162,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -176,6 +181,9 @@ impl ResponseError for ApiError {
             }
             _ => None,
         };
+        if let Self::RateLimited(wait) = self {
+            res.insert_header((header::RETRY_AFTER, (wait.as_secs() + 1).to_string()));
+        }
         if let Some(value) = challenge {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(value)));
         }

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{health, patients};
+use super::{auth, health, patients};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -15,11 +15,13 @@ use crate::http::error::{Problem, ProblemField};
     info(title = "Carapace", description = "Multi-tenant healthcare backend. Errors are application/problem+json."),
     paths(
         health::live, health::ready,
+        auth::login, auth::refresh, auth::logout, auth::jwks,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),
-    tags((name = "patients", description = "Patient records of the caller's organization"),
+    tags((name = "auth", description = "Local accounts and sessions"),
+         (name = "patients", description = "Patient records of the caller's organization"),
          (name = "health", description = "Liveness and readiness")),
 )]
 pub struct ApiDoc;

@@ -97,12 +97,10 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
     ProductionCheck {
         name: "authentication configured",
         check: |s| {
-            // Local accounts are not in this build yet; dev tokens are
-            // refused above, so an OIDC issuer is the only way in.
-            s.oidc_issuer.is_none().then(|| {
+            (s.oidc_issuer.is_none() && s.signing_key_file.is_none()).then(|| {
                 ConfigProblem::new(
                     "CARAPACE_OIDC_ISSUER",
-                    "no authentication configured: set CARAPACE_OIDC_ISSUER and CARAPACE_OIDC_AUDIENCE",
+                    "no authentication configured: set CARAPACE_OIDC_ISSUER and CARAPACE_OIDC_AUDIENCE, or CARAPACE_SIGNING_KEY_FILE for local accounts",
                 )
             })
         },

@@ -1,0 +1,169 @@
+//! Local accounts: `/api/v1/auth/login`, `/auth/refresh`, `/auth/logout`,
+//! and the public keys of Carapace's access tokens at
+//! `/.well-known/jwks.json`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_auth::AuthError;
+use carapace_auth::local::IssuedTokens;
+use carapace_tenancy::{OrgId, OrgSlug, OrganizationRepository as _};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::http::ApiError;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::state::{AppState, LocalAuthService};
+
+/// Longest password looked at; longer ones cannot have been set.
+const MAX_PASSWORD_CHARS: usize = 128;
+
+/// Registers the auth routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/login").route(web::post().to(login)))
+        .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
+        .service(web::resource("/auth/logout").route(web::post().to(logout)));
+}
+
+/// Registers `/.well-known/jwks.json` (at the root).
+pub fn configure_well_known(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks)));
+}
+
+/// Password login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Organization slug.
+    #[schema(example = "demo", max_length = 63)]
+    org: String,
+    /// Login e-mail.
+    #[schema(example = "jane@example.org", max_length = 254)]
+    email: String,
+    /// Password (12-128 characters).
+    #[schema(max_length = 128)]
+    password: String,
+}
+
+/// A refresh token, for refresh and logout.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from login or the last refresh.
+    #[schema(max_length = 128)]
+    refresh_token: String,
+}
+
+/// Tokens for a session.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// Bearer access token (15 minutes).
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    expires_in: u64,
+    /// Single-use refresh token; each refresh returns a new one.
+    refresh_token: String,
+}
+
+impl From<IssuedTokens> for TokenResponse {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            access_token: t.access_token.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token.expose_secret().to_owned(),
+        }
+    }
+}
+
+fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
+    state.local.as_ref().ok_or(ApiError::NotFound)
+}
+
+/// Logs in with a password. Unknown organization or user, wrong password
+/// and locked account all answer the same 401.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "invalid credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many attempts from this address", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: JsonBody<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let local = local(&state)?;
+    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+        state
+            .login_limiter
+            .check(ip)
+            .map_err(ApiError::RateLimited)?;
+    }
+    let LoginRequest {
+        org,
+        email,
+        password,
+    } = body.0;
+    let password = SecretString::from(password);
+    if password.expose_secret().chars().count() > MAX_PASSWORD_CHARS || email.len() > 254 {
+        return Err(AuthError::InvalidCredentials.into());
+    }
+    let org = match OrgSlug::parse(&org) {
+        Ok(slug) => state.orgs.find_by_slug(&slug).await?.map(|o| o.id),
+        Err(_) => None,
+    };
+    // An unknown org runs the same flow against an org with no accounts,
+    // so it costs the same and answers the same.
+    let org = org.unwrap_or_else(|| OrgId::from_uuid(uuid::Uuid::nil()));
+    let tokens = local
+        .login(org, &email, &password, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+}
+
+/// Exchanges a refresh token for a new pair (the old one is spent).
+/// Presenting a spent token ends the whole session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: JsonBody<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = SecretString::from(body.0.refresh_token);
+    let tokens = local(&state)?
+        .refresh(&presented, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+}
+
+/// Ends the session of a refresh token (idempotent).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "session ended")))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: JsonBody<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = SecretString::from(body.0.refresh_token);
+    local(&state)?
+        .logout(&presented, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Public keys that verify Carapace access tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JWK set")))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    let keys = state
+        .local
+        .as_ref()
+        .map(|l| l.tokens.jwks().clone())
+        .unwrap_or_else(|| serde_json::json!({ "keys": [] }));
+    HttpResponse::Ok().json(keys)
+}
