@@ -173,9 +173,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/problem+json");
         let challenge = match self {
-            Self::Unauthenticated(AuthError::MissingCredentials) => {
-                Some(r#"Bearer realm="carapace""#)
-            }
+            Self::Unauthenticated(
+                AuthError::MissingCredentials | AuthError::InvalidCredentials,
+            ) => Some(r#"Bearer realm="carapace""#),
             Self::Unauthenticated(AuthError::InvalidToken(_)) => {
                 Some(r#"Bearer realm="carapace", error="invalid_token""#)
             }

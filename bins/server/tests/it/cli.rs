@@ -20,6 +20,27 @@ fn carapace(dir: &tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Out
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Like [`carapace`], writing `input` to standard input.
+fn with_stdin(dir: &tempfile::TempDir, env: &[(&str, &str)], args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -260,6 +281,29 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     );
     assert_eq!(missing.status.code(), Some(2));
 
+    // A local account, password from standard input; weak ones are refused.
+    for (password, code) in [("password1234\n", 2), ("a long enough passphrase\n", 0)] {
+        let out = with_stdin(
+            &dir,
+            &env,
+            &[
+                "user",
+                "create",
+                "--org",
+                "demo",
+                "--email",
+                "doc@example.org",
+                "--role",
+                "clinician",
+            ],
+            password,
+        );
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stdout).contains("passphrase") && !text(&out.stderr).contains("passphrase")
+        );
+    }
+
     let child = Command::new(BIN)
         .current_dir(dir.path())
         .env_clear()
@@ -309,6 +353,14 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read.status(), 200);
+
+    let login = http
+        .post(format!("http://{addr}/api/v1/auth/login"))
+        .json(&serde_json::json!({"org": "demo", "email": "doc@example.org", "password": "a long enough passphrase"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(login.status(), 200);
 
     // SIGTERM: the server drains and exits 0.
     let pid = served.0.id().to_string();

@@ -131,6 +131,7 @@ async fn token_for_an_unknown_org_cannot_write() {
     };
     let ghost = crate::support::Org {
         id: carapace_tenancy::OrgId::generate(),
+        slug: "ghost".into(),
     };
     let token = app.token(&ghost, Role::Admin);
     problem(app.create_patient(&token, &patient("Nobody")).await, 409).await;

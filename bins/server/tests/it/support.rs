@@ -36,6 +36,7 @@ pub struct TestApp {
 #[derive(Clone, Debug)]
 pub struct Org {
     pub id: OrgId,
+    pub slug: String,
 }
 
 fn settings_with(url: String) -> Settings {
@@ -114,7 +115,7 @@ impl TestApp {
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        Org { id: org.id }
+        Org { id: org.id, slug }
     }
 
     /// A dev token for `org` with `role`.

@@ -1,5 +1,6 @@
 //! Integration tests of the storage adapters against real databases.
 
+mod accounts;
 mod oidc;
 mod patients;
 mod posture;

@@ -1,0 +1,317 @@
+//! Local accounts over HTTP: login, lockout, refresh rotation and reuse,
+//! logout, JWKS, per-address limits.
+
+use carapace_auth::local::{AccountStore as _, Email, hash_password};
+use carapace_auth::{Role, RoleSet};
+use carapace_infra::accounts::SeaAccounts;
+use carapace_tenancy::{SubjectId, TenantContext};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
+    let ctx = TenantContext::new(
+        org.id,
+        SubjectId::parse("test").unwrap_or_else(|e| panic!("{e}")),
+    );
+    let hash =
+        hash_password(&SecretString::from(PASSWORD.to_owned())).unwrap_or_else(|e| panic!("{e}"));
+    SeaAccounts::new(app.db.clone())
+        .create(
+            &ctx,
+            &Email::parse(email).unwrap_or_else(|| panic!("email")),
+            Some(hash),
+            RoleSet::of(&[role]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn login(app: &TestApp, org: &str, email: &str, password: &str) -> reqwest::Response {
+    send(
+        app.http
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"org": org, "email": email, "password": password})),
+    )
+    .await
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    send(app.http.post(app.url(path)).json(&body)).await
+}
+
+async fn tokens(res: reqwest::Response) -> Value {
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn setup(test: &str, backend: Backend) -> Option<(TestApp, Org)> {
+    let app = spawn_app(backend, test).await?;
+    let org = app.org().await;
+    user(&app, &org, "doc@example.org", Role::Clinician).await;
+    Some((app, org))
+}
+
+async fn login_round_trip(backend: Backend, test: &str) {
+    let Some((app, org)) = setup(test, backend).await else {
+        return;
+    };
+    let t = tokens(login(&app, &org.slug, "Doc@Example.org", PASSWORD).await).await;
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 900);
+    let access = t["access_token"].as_str().unwrap_or_default();
+    let id = app.new_patient(access, "Lena").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/patients/{id}"), access)
+            .await
+            .status(),
+        200
+    );
+
+    // The token's kid is published.
+    let kid = {
+        use base64::Engine as _;
+        let header = access.split('.').next().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap_or_default();
+        serde_json::from_slice::<Value>(&bytes).unwrap_or_default()["kid"].clone()
+    };
+    let jwks: Value = app
+        .get_public("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(jwks["keys"][0]["kid"], kid);
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn local_login_gives_tokens_that_work_on_the_api_on_sqlite() {
+    login_round_trip(
+        Backend::Sqlite,
+        "local_login_gives_tokens_that_work_on_the_api_on_sqlite",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn local_login_gives_tokens_that_work_on_the_api_on_postgres() {
+    login_round_trip(
+        Backend::Postgres,
+        "local_login_gives_tokens_that_work_on_the_api_on_postgres",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_unknown_org_get_the_same_401() {
+    let Some((app, org)) = setup(
+        "wrong_password_unknown_user_and_unknown_org_get_the_same_401",
+        Backend::Sqlite,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut bodies = Vec::new();
+    for (o, e, p) in [
+        (org.slug.as_str(), "doc@example.org", "not the password!"),
+        (org.slug.as_str(), "nobody@example.org", PASSWORD),
+        ("no-such-org", "doc@example.org", PASSWORD),
+        (org.slug.as_str(), "not-an-email", PASSWORD),
+    ] {
+        let res = login(&app, o, e, p).await;
+        assert!(res.headers().contains_key("www-authenticate"));
+        let mut body = problem(res, 401).await;
+        body.as_object_mut().map(|m| m.remove("request_id"));
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(bodies[0]["code"], "invalid_credentials");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_account() {
+    let Some((app, org)) = setup("five_failures_lock_the_account", Backend::Sqlite).await else {
+        return;
+    };
+    for _ in 0..5 {
+        problem(
+            login(&app, &org.slug, "doc@example.org", "wrong wrong wrong").await,
+            401,
+        )
+        .await;
+    }
+    problem(
+        login(&app, &org.slug, "doc@example.org", PASSWORD).await,
+        401,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let Some((app, org)) = setup(
+        "refresh_rotates_and_reuse_revokes_the_family",
+        Backend::Sqlite,
+    )
+    .await
+    else {
+        return;
+    };
+    let first = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let second = tokens(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": first["refresh_token"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_ne!(second["access_token"], first["access_token"]);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": first["refresh_token"]}),
+        )
+        .await,
+        401,
+    )
+    .await;
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": second["refresh_token"]}),
+        )
+        .await,
+        401,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let Some((app, org)) = setup("logout_ends_the_session", Backend::Sqlite).await else {
+        return;
+    };
+    let t = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let out = post(
+        &app,
+        "/api/v1/auth/logout",
+        json!({"refresh_token": t["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(out.status(), 204);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await,
+        401,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_kinds_are_not_interchangeable() {
+    let Some((app, org)) = setup("token_kinds_are_not_interchangeable", Backend::Sqlite).await
+    else {
+        return;
+    };
+    let t = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let refresh = t["refresh_token"].as_str().unwrap_or_default();
+    problem(app.create_patient(refresh, &patient("Nope")).await, 401).await;
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": t["access_token"]}),
+        )
+        .await,
+        401,
+    )
+    .await;
+    let dev = app.token(&org, Role::Admin);
+    problem(
+        post(&app, "/api/v1/auth/refresh", json!({"refresh_token": dev})).await,
+        401,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_exactly_one_succeeds() {
+    let Some((app, org)) = setup(
+        "concurrent_refreshes_of_one_token_exactly_one_succeeds",
+        Backend::Postgres,
+    )
+    .await
+    else {
+        return;
+    };
+    let t = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let body = json!({"refresh_token": t["refresh_token"]});
+    let (a, b) = tokio::join!(
+        post(&app, "/api/v1/auth/refresh", body.clone()),
+        post(&app, "/api/v1/auth/refresh", body)
+    );
+    let ok = [a.status(), b.status()]
+        .iter()
+        .filter(|s| s.as_u16() == 200)
+        .count();
+    assert_eq!(ok, 1, "{} {}", a.status(), b.status());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_address() {
+    let Some((app, org)) = setup("login_attempts_are_limited_per_address", Backend::Sqlite).await
+    else {
+        return;
+    };
+    let mut limited = None;
+    for _ in 0..40 {
+        let res = login(
+            &app,
+            &org.slug,
+            "someone@example.org",
+            "not a real password",
+        )
+        .await;
+        if res.status() == 429 {
+            limited = Some(res);
+            break;
+        }
+    }
+    let res = limited.unwrap_or_else(|| panic!("never limited"));
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        retry.parse::<u64>().is_ok_and(|s| s >= 1),
+        "Retry-After: {retry}"
+    );
+    problem(res, 429).await;
+    app.stop().await;
+}
