@@ -13,6 +13,7 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m0001_organizations_patients;
 mod m0002_local_accounts;
+mod m0003_password_resets;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_organizations_patients::Migration),
             Box::new(m0002_local_accounts::Migration),
+            Box::new(m0003_password_resets::Migration),
         ]
     }
 }

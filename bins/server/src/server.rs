@@ -10,10 +10,11 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
-use carapace_auth::local::{LocalAuth, SessionLimits};
-use carapace_infra::accounts::{SeaAccounts, SeaSessions};
+use carapace_auth::local::{LocalAuth, PasswordReset, SessionLimits};
+use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::dev_token::DevTokens;
 use carapace_infra::local_tokens::LocalTokens;
+use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
@@ -99,6 +100,14 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         tokens,
         limits: SessionLimits::default(),
     });
+    let reset = match &local {
+        Some(_) => Some(PasswordReset {
+            accounts: SeaAccounts::new(db.clone()),
+            resets: SeaResets::new(db.clone()),
+            mailer: mailer(settings)?,
+        }),
+        None => None,
+    };
     let authenticator = Verifiers::new(dev_tokens(settings)?, local_tokens, oidc);
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
@@ -110,6 +119,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         db,
         authenticator,
         local,
+        reset,
         login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
         cursor_key,
     })
@@ -141,6 +151,15 @@ fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
         ))
     })
+}
+
+/// The mailer: SMTP when configured, else (dev) the outbox directory.
+fn mailer(settings: &Settings) -> anyhow::Result<LettreMailer> {
+    let mailer = match &settings.smtp_url {
+        Some(url) => LettreMailer::smtp(url, &settings.mail_from)?,
+        None => LettreMailer::outbox(settings.data_dir.join("outbox"), &settings.mail_from)?,
+    };
+    Ok(mailer)
 }
 
 /// The signer of Carapace's own access tokens, when local accounts are on.

@@ -95,6 +95,12 @@ pub struct Settings {
     /// Earlier signing keys (comma-separated files), still accepted for
     /// verification after a rotation.
     pub signing_key_previous_files: Option<String>,
+    /// SMTP server for password-reset mail (`smtps://user:pass@host:465`
+    /// or `smtp://host:587?tls=required`). In `dev`, unset means mail is
+    /// written to `<data_dir>/outbox/`.
+    pub smtp_url: Option<SecretString>,
+    /// Sender of Carapace's mail.
+    pub mail_from: String,
     /// OIDC issuer URL (exactly as in the tokens' `iss`); discovery and
     /// JWKS are fetched from it.
     pub oidc_issuer: Option<String>,
@@ -141,6 +147,8 @@ impl Default for Settings {
             log_format: LogFormat::Json,
             log_level: "info".into(),
             signing_key_file: None,
+            smtp_url: None,
+            mail_from: "Carapace <no-reply@carapace.invalid>".into(),
             signing_key_previous_files: None,
             oidc_issuer: None,
             oidc_audience: None,
@@ -279,6 +287,8 @@ impl Settings {
             "log_format": self.log_format,
             "log_level": self.log_level,
             "signing_key_file": self.signing_key_file,
+            "smtp_url": self.smtp_url.as_ref().map(|u| redact_url(u.expose_secret())),
+            "mail_from": self.mail_from,
             "signing_key_previous_files": self.signing_key_previous_files,
             "oidc_issuer": self.oidc_issuer,
             "oidc_audience": self.oidc_audience,

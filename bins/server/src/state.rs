@@ -4,9 +4,10 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use carapace_auth::local::LocalAuth;
-use carapace_infra::accounts::{SeaAccounts, SeaSessions};
+use carapace_auth::local::{LocalAuth, PasswordReset};
+use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::local_tokens::LocalTokens;
+use carapace_infra::mail::LettreMailer;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Database, SeaOrganizations, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
@@ -15,6 +16,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// Local-account authentication as wired here.
 pub type LocalAuthService = LocalAuth<SeaAccounts, SeaSessions, LocalTokens>;
+
+/// Password reset as wired here.
+pub type PasswordResetService = PasswordReset<SeaAccounts, SeaResets, LettreMailer>;
 
 /// Login attempts allowed per client address per minute (on top of the
 /// per-account lockout).
@@ -55,7 +59,9 @@ pub struct AppState {
     pub authenticator: Verifiers,
     /// Local accounts, when enabled.
     pub local: Option<LocalAuthService>,
-    /// Per-IP login limit.
+    /// Password reset, when local accounts are enabled.
+    pub reset: Option<PasswordResetService>,
+    /// Per-IP limit on login and reset requests.
     pub login_limiter: LoginLimiter,
     /// Seals pagination cursors to the caller's org.
     pub cursor_key: CursorKey,

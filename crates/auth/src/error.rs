@@ -18,6 +18,9 @@ pub enum AuthError {
     /// account. Deliberately one variant.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// A new password breaks the password rules (the reason says which).
+    #[error("password {0}")]
+    WeakPassword(&'static str),
     /// An account with this e-mail exists in the organization.
     #[error("email already registered")]
     EmailTaken,
@@ -38,6 +41,7 @@ impl AuthError {
             Self::Unavailable => "auth_unavailable",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailTaken => "email_taken",
+            Self::WeakPassword(_) => "weak_password",
             Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
         }

@@ -6,6 +6,7 @@ mod flow;
 mod password;
 mod policy;
 mod ports;
+mod reset;
 
 pub use flow::{IssuedTokens, LocalAuth, RefreshToken};
 pub use password::{check_new_password, hash_password, verify_password};
@@ -13,4 +14,7 @@ pub use policy::{LOCKOUT, LoginState, MAX_FAILURES, SessionLimits, session_alive
 pub use ports::{
     AccessClaims, AccessTokenIssuer, Account, AccountStore, Email, Rotation, SessionId,
     SessionStore, UserId,
+};
+pub use reset::{
+    Mailer, OutgoingMail, PasswordReset, RESET_TTL, ResetStore, ResetToken, reset_mail,
 };

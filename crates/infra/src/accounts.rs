@@ -3,8 +3,8 @@
 //! transaction as the change they describe.
 
 use carapace_auth::local::{
-    Account, AccountStore, Email, LoginState, Rotation, SessionId, SessionLimits, SessionStore,
-    UserId, session_alive,
+    Account, AccountStore, Email, LoginState, ResetStore, Rotation, SessionId, SessionLimits,
+    SessionStore, UserId, session_alive,
 };
 use carapace_auth::{AuthError, Role, RoleSet};
 use carapace_tenancy::{OrgId, TenantContext};
@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
-use crate::entity::{refresh_token, security_event, session, user};
+use crate::entity::{password_reset, refresh_token, security_event, session, user};
 
 /// Kinds of security events.
 pub mod events {
@@ -23,6 +23,112 @@ pub mod events {
     pub const ACCOUNT_LOCKED: &str = "account_locked";
     /// A used refresh token was presented again; its session was revoked.
     pub const REFRESH_REUSE: &str = "refresh_token_reuse";
+    /// A password was reset; every session of the account was revoked.
+    pub const PASSWORD_RESET: &str = "password_reset";
+}
+
+/// [`ResetStore`] over `password_resets`.
+#[derive(Clone, Debug)]
+pub struct SeaResets {
+    db: Database,
+}
+
+impl SeaResets {
+    /// Reset tokens in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+impl ResetStore for SeaResets {
+    async fn create(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        token_hash: [u8; 32],
+        expires_at: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        password_reset::Entity::insert(password_reset::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            hash: Set(token_hash.to_vec()),
+            user_id: Set(user_id.as_uuid()),
+            expires_at: Set(expires_at),
+            used_at: Set(None),
+            created_at: Set(OffsetDateTime::now_utc()),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(db_err)?;
+        commit(tx).await
+    }
+
+    async fn complete(
+        &self,
+        ctx: &TenantContext,
+        token_hash: [u8; 32],
+        new_password_hash: String,
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let org = ctx.org().as_uuid();
+        let claimed = password_reset::Entity::update_many()
+            .col_expr(password_reset::Column::UsedAt, Expr::value(now))
+            .filter(password_reset::Column::OrgId.eq(org))
+            .filter(password_reset::Column::Hash.eq(token_hash.to_vec()))
+            .filter(password_reset::Column::UsedAt.is_null())
+            .filter(password_reset::Column::ExpiresAt.gt(now))
+            .exec(&tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        if claimed == 0 {
+            return Ok(false);
+        }
+        let Some(reset) = password_reset::Entity::find()
+            .filter(password_reset::Column::OrgId.eq(org))
+            .filter(password_reset::Column::Hash.eq(token_hash.to_vec()))
+            .one(&tx)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(false);
+        };
+        user::Entity::update_many()
+            .col_expr(
+                user::Column::PasswordHash,
+                Expr::value(Some(new_password_hash)),
+            )
+            .col_expr(user::Column::FailedLogins, Expr::value(0))
+            .col_expr(
+                user::Column::LockedUntil,
+                Expr::value(None::<OffsetDateTime>),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::OrgId.eq(org))
+            .filter(user::Column::Id.eq(reset.user_id))
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::OrgId.eq(org))
+            .filter(session::Column::UserId.eq(reset.user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        record_event(
+            &tx,
+            ctx,
+            events::PASSWORD_RESET,
+            Some(reset.user_id.to_string()),
+            now,
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(true)
+    }
 }
 
 /// [`AccountStore`] over the `users` table.

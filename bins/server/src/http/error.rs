@@ -248,6 +248,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Forbidden => Self::Forbidden,
             AuthError::EmailTaken => Self::Conflict,
+            AuthError::WeakPassword(why) => Self::Invalid(vec![FieldError::new("password", why)]),
             AuthError::Storage(s) => s.into(),
             other => Self::Unauthenticated(other),
         }

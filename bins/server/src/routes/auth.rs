@@ -23,7 +23,11 @@ const MAX_PASSWORD_CHARS: usize = 128;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/login").route(web::post().to(login)))
         .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
-        .service(web::resource("/auth/logout").route(web::post().to(logout)));
+        .service(web::resource("/auth/logout").route(web::post().to(logout)))
+        .service(web::resource("/auth/password-reset/request").route(web::post().to(reset_request)))
+        .service(
+            web::resource("/auth/password-reset/confirm").route(web::post().to(reset_confirm)),
+        );
 }
 
 /// Registers `/.well-known/jwks.json` (at the root).
@@ -153,6 +157,104 @@ pub async fn logout(
     let presented = SecretString::from(body.0.refresh_token);
     local(&state)?
         .logout(&presented, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Asks for a password-reset code by e-mail.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// Organization slug.
+    #[schema(max_length = 63)]
+    org: String,
+    /// The account's e-mail.
+    #[schema(max_length = 254)]
+    email: String,
+}
+
+/// Sets a new password with a reset code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    /// The code from the e-mail.
+    #[schema(max_length = 128)]
+    token: String,
+    /// The new password (12-128 characters, not a common password).
+    #[schema(max_length = 128)]
+    new_password: String,
+}
+
+/// Requests a reset code. Always 202 with the same body, whether or not
+/// the account exists; the code goes only to the account's e-mail.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
+    responses((status = 202, description = "accepted (always)")))]
+pub async fn reset_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: JsonBody<ResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if state.reset.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+        state
+            .login_limiter
+            .check(ip)
+            .map_err(ApiError::RateLimited)?;
+    }
+    let ResetRequest { org, email } = body.0;
+    // The work (lookup, token, mail) happens after the answer, so neither
+    // the answer nor its timing says whether the account exists.
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        let Some(reset) = state.reset.as_ref() else {
+            return;
+        };
+        let org = match OrgSlug::parse(&org) {
+            Ok(slug) => state
+                .orgs
+                .find_by_slug(&slug)
+                .await
+                .ok()
+                .flatten()
+                .map(|o| o.id),
+            Err(_) => None,
+        };
+        if let Some(org) = org
+            && let Err(e) = reset.request(org, &email, OffsetDateTime::now_utc()).await
+        {
+            tracing::error!(error = %e, "password reset request failed");
+        }
+    });
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "status": "accepted",
+        "detail": "If the account exists, a reset code has been sent to its e-mail address."
+    })))
+}
+
+/// Sets a new password; all of the account's sessions end.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
+    responses(
+        (status = 204, description = "password changed"),
+        (status = 401, description = "unknown, used or expired code", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "password breaks the rules", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_confirm(
+    state: web::Data<AppState>,
+    body: JsonBody<ResetConfirm>,
+) -> Result<HttpResponse, ApiError> {
+    let reset = state.reset.as_ref().ok_or(ApiError::NotFound)?;
+    let ResetConfirm {
+        token,
+        new_password,
+    } = body.0;
+    reset
+        .confirm(
+            &SecretString::from(token),
+            &SecretString::from(new_password),
+            OffsetDateTime::now_utc(),
+        )
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

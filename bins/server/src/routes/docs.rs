@@ -16,6 +16,7 @@ use crate::http::error::{Problem, ProblemField};
     paths(
         health::live, health::ready,
         auth::login, auth::refresh, auth::logout, auth::jwks,
+        auth::reset_request, auth::reset_confirm,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
     ),
     components(schemas(Problem, ProblemField)),

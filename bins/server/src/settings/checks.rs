@@ -106,6 +106,21 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "mail for password reset",
+        check: |s| {
+            let secure = s.smtp_url.as_ref().is_some_and(|u| {
+                let u = u.expose_secret();
+                u.starts_with("smtps://") || u.contains("tls=required")
+            });
+            (s.local_accounts_enabled() && !secure).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_SMTP_URL",
+                    "local accounts need TLS mail for password reset: set smtps://… or smtp://…?tls=required",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "issuer over https",
         check: |s| {
             s.oidc_issuer
@@ -219,6 +234,21 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
         {
             p.push(ConfigProblem::new(key, "must be 1 to 128 characters"));
         }
+    }
+    if let Some(url) = &s.smtp_url {
+        let u = url.expose_secret();
+        if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
+            p.push(ConfigProblem::new(
+                "CARAPACE_SMTP_URL",
+                "must start with smtp:// or smtps://",
+            ));
+        }
+    }
+    if s.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+        p.push(ConfigProblem::new(
+            "CARAPACE_MAIL_FROM",
+            "must be an address like Carapace <no-reply@example.org>",
+        ));
     }
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
         p.push(ConfigProblem::new(

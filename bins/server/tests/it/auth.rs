@@ -315,3 +315,148 @@ async fn login_attempts_are_limited_per_address() {
     problem(res, 429).await;
     app.stop().await;
 }
+
+/// The reset code in the newest outbox mail, waiting up to 5 s for it.
+async fn mailed_code(app: &TestApp, expected_files: usize) -> String {
+    let outbox = app.data_dir.join("outbox");
+    for _ in 0..100 {
+        let files: Vec<_> = std::fs::read_dir(&outbox)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if files.len() >= expected_files {
+            let mut files = files;
+            files.sort();
+            let text = std::fs::read_to_string(files.last().unwrap_or_else(|| panic!("file")))
+                .unwrap_or_default();
+            let start = text
+                .find("crr_")
+                .unwrap_or_else(|| panic!("no code in {text}"));
+            return text[start..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no mail in {}", outbox.display());
+}
+
+fn outbox_count(app: &TestApp) -> usize {
+    std::fs::read_dir(app.data_dir.join("outbox"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn password_reset_is_202_either_way_and_the_code_only_goes_by_mail() {
+    let Some((app, org)) = setup(
+        "password_reset_is_202_either_way_and_the_code_only_goes_by_mail",
+        Backend::Sqlite,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut bodies = Vec::new();
+    for email in ["nobody@example.org", "doc@example.org"] {
+        let res = post(
+            &app,
+            "/api/v1/auth/password-reset/request",
+            json!({"org": org.slug, "email": email}),
+        )
+        .await;
+        assert_eq!(res.status(), 202);
+        let text = res.text().await.unwrap_or_default();
+        assert!(
+            !text.contains("crr_"),
+            "the code never appears in a response"
+        );
+        bodies.push(text);
+    }
+    assert_eq!(
+        bodies[0], bodies[1],
+        "same body whether or not the account exists"
+    );
+    let code = mailed_code(&app, 1).await;
+    assert!(code.starts_with("crr_"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(outbox_count(&app), 1, "no mail for the unknown account");
+    app.stop().await;
+}
+
+async fn reset_flow(backend: Backend, test: &str) {
+    let Some((app, org)) = setup(test, backend).await else {
+        return;
+    };
+    let session = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    post(
+        &app,
+        "/api/v1/auth/password-reset/request",
+        json!({"org": org.slug, "email": "doc@example.org"}),
+    )
+    .await;
+    let code = mailed_code(&app, 1).await;
+
+    let weak = post(
+        &app,
+        "/api/v1/auth/password-reset/confirm",
+        json!({"token": code, "new_password": "password1234"}),
+    )
+    .await;
+    let p = problem(weak, 422).await;
+    assert_eq!(p["errors"][0]["field"], "password");
+    let new_password = "a brand new long passphrase";
+    let ok = post(
+        &app,
+        "/api/v1/auth/password-reset/confirm",
+        json!({"token": code, "new_password": new_password}),
+    )
+    .await;
+    assert_eq!(ok.status(), 204);
+    let again = post(
+        &app,
+        "/api/v1/auth/password-reset/confirm",
+        json!({"token": code, "new_password": "yet another passphrase"}),
+    )
+    .await;
+    problem(again, 401).await;
+
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": session["refresh_token"]}),
+        )
+        .await,
+        401,
+    )
+    .await;
+    problem(
+        login(&app, &org.slug, "doc@example.org", PASSWORD).await,
+        401,
+    )
+    .await;
+    tokens(login(&app, &org.slug, "doc@example.org", new_password).await).await;
+    // A reset code is not a bearer token either.
+    problem(app.create_patient(&code, &patient("Nope")).await, 401).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reset_code_is_single_use_and_ends_every_session_on_sqlite() {
+    reset_flow(
+        Backend::Sqlite,
+        "reset_code_is_single_use_and_ends_every_session_on_sqlite",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reset_code_is_single_use_and_ends_every_session_on_postgres() {
+    reset_flow(
+        Backend::Postgres,
+        "reset_code_is_single_use_and_ends_every_session_on_postgres",
+    )
+    .await;
+}

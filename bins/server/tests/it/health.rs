@@ -27,16 +27,18 @@ async fn ready_is_503_naming_migrations_when_pending() {
     };
     // The server role on a database nobody migrated yet: it starts (it may
     // not migrate) but is not ready.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let settings = carapace_server::settings::Settings {
         database_url: pg.app_url.clone().into(),
         dev_token_secret: Some(crate::support::DEV_SECRET.to_owned().into()),
+        data_dir: dir.path().to_path_buf(),
         ..Default::default()
     };
-    let app = spawn_with(settings, None).await;
+    let app = spawn_with(settings, Some(dir)).await;
     let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");
-    assert_eq!(body["detail"], "failed checks: migrations: 2 pending");
+    assert_eq!(body["detail"], "failed checks: migrations: 3 pending");
     app.stop().await;
 }
 

@@ -25,6 +25,8 @@ pub enum Backend {
 
 pub struct TestApp {
     pub base: String,
+    /// Where the app keeps local state (outbox, dev keys).
+    pub data_dir: std::path::PathBuf,
     pub http: reqwest::Client,
     pub db: Database,
     tokens: DevTokens,
@@ -60,19 +62,14 @@ pub async fn spawn_app_with(
     test: &str,
     configure: impl FnOnce(&mut Settings),
 ) -> Option<TestApp> {
-    let (mut settings, dir) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-            let url = format!("sqlite://{}/carapace.db", dir.path().display());
-            (settings_with(url), Some(dir))
-        }
-        Backend::Postgres => {
-            let pg = carapace_testkit::postgres(test).await?;
-            (settings_with(pg.app_url.clone()), None)
-        }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = match backend {
+        Backend::Sqlite => settings_with(format!("sqlite://{}/carapace.db", dir.path().display())),
+        Backend::Postgres => settings_with(carapace_testkit::postgres(test).await?.app_url.clone()),
     };
+    settings.data_dir = dir.path().join("data");
     configure(&mut settings);
-    Some(spawn_with(settings, dir).await)
+    Some(spawn_with(settings, Some(dir)).await)
 }
 
 /// Starts the app with explicit settings.
@@ -92,6 +89,7 @@ pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> T
         .unwrap_or_else(|e| panic!("{e}"));
     TestApp {
         base: format!("http://{}", running.addr),
+        data_dir: settings.data_dir.clone(),
         http,
         db,
         tokens,

@@ -77,7 +77,8 @@ pub struct LocalAuth<A, S, T> {
     pub limits: SessionLimits,
 }
 
-fn system(org: OrgId, what: &str) -> TenantContext {
+/// A tenant context for a system action (no user yet).
+pub(super) fn system(org: OrgId, what: &str) -> TenantContext {
     let actor = SubjectId::parse(what).unwrap_or_else(|_| unreachable!("static subject"));
     TenantContext::new(org, actor)
 }

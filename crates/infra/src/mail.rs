@@ -1,0 +1,105 @@
+//! The [`Mailer`] adapters: SMTP (lettre, TLS by URL) and, for development,
+//! an outbox directory of `.eml` files. Message bodies can hold secrets
+//! (reset codes): they are never logged.
+
+use std::path::PathBuf;
+
+use carapace_auth::AuthError;
+use carapace_auth::local::{Mailer, OutgoingMail};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// Why a mailer could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailError {
+    /// The sender address is not a mailbox.
+    #[error("CARAPACE_MAIL_FROM is not an e-mail address")]
+    From,
+    /// The SMTP URL is not usable.
+    #[error("CARAPACE_SMTP_URL is not a valid smtp:// or smtps:// URL")]
+    Url,
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox(PathBuf),
+}
+
+/// Sends mail through SMTP or writes it to an outbox directory.
+pub struct LettreMailer {
+    from: Mailbox,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for LettreMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.transport {
+            Transport::Smtp(_) => "smtp",
+            Transport::Outbox(_) => "outbox",
+        };
+        f.debug_struct("LettreMailer")
+            .field("transport", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LettreMailer {
+    /// SMTP at `url` (`smtps://user:pass@host:465`, or `smtp://host:587?tls=required`).
+    pub fn smtp(url: &SecretString, from: &str) -> Result<Self, MailError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+            .map_err(|_| MailError::Url)?
+            .build();
+        Ok(Self {
+            from: from.parse().map_err(|_| MailError::From)?,
+            transport: Transport::Smtp(transport),
+        })
+    }
+
+    /// Writes each message to `<dir>/<id>.eml` (mode 0600).
+    pub fn outbox(dir: PathBuf, from: &str) -> Result<Self, MailError> {
+        Ok(Self {
+            from: from.parse().map_err(|_| MailError::From)?,
+            transport: Transport::Outbox(dir),
+        })
+    }
+}
+
+impl Mailer for LettreMailer {
+    async fn send(&self, mail: OutgoingMail) -> Result<(), AuthError> {
+        let to: Mailbox = mail
+            .to
+            .as_str()
+            .parse()
+            .map_err(|_| AuthError::Unavailable)?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.expose_secret().to_owned())
+            .map_err(|_| AuthError::Unavailable)?;
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| {
+                tracing::error!(error = %e, "SMTP delivery failed");
+                AuthError::Unavailable
+            }),
+            Transport::Outbox(dir) => write_eml(dir, &message.formatted()).map_err(|e| {
+                tracing::error!(error = %e, dir = %dir.display(), "could not write to the mail outbox");
+                AuthError::Unavailable
+            }),
+        }
+    }
+}
+
+fn write_eml(dir: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{}.eml", uuid::Uuid::now_v7()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
