@@ -14,6 +14,7 @@ pub use sea_orm_migration::MigratorTrait;
 mod m0001_organizations_patients;
 mod m0002_local_accounts;
 mod m0003_password_resets;
+mod m0004_totp;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_organizations_patients::Migration),
             Box::new(m0002_local_accounts::Migration),
             Box::new(m0003_password_resets::Migration),
+            Box::new(m0004_totp::Migration),
         ]
     }
 }

@@ -18,8 +18,10 @@ use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
+use carapace_phi_crypto::{LocalSealer, SecretSealer};
 use carapace_tenancy::cursor::CursorKey;
 use secrecy::{ExposeSecret as _, SecretString};
+use std::sync::Arc;
 
 use crate::http::{extract, request_id};
 use crate::routes;
@@ -94,12 +96,16 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         None => None,
     };
     let local_tokens = local_tokens(settings)?;
-    let local = local_tokens.clone().map(|tokens| LocalAuth {
-        accounts: SeaAccounts::new(db.clone()),
-        sessions: SeaSessions::new(db.clone()),
-        tokens,
-        limits: SessionLimits::default(),
-    });
+    let local = match local_tokens.clone() {
+        Some(tokens) => Some(LocalAuth {
+            accounts: SeaAccounts::new(db.clone()),
+            sessions: SeaSessions::new(db.clone()),
+            tokens,
+            limits: SessionLimits::default(),
+            sealer: sealer(settings)?,
+        }),
+        None => None,
+    };
     let reset = match &local {
         Some(_) => Some(PasswordReset {
             accounts: SeaAccounts::new(db.clone()),
@@ -151,6 +157,33 @@ fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
         ))
     })
+}
+
+/// The key provider sealing secrets at rest: the local key file (in `dev`
+/// generated under the data directory when unset).
+fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
+    let hex = match &settings.master_key_file {
+        Some(path) => read_secret(path)?,
+        None => read_or_create(&settings.data_dir.join("master.key"), || {
+            let key: [u8; 32] = rand::random();
+            Ok(SecretString::from(
+                key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            ))
+        })?,
+    };
+    let hex = hex.expose_secret().trim();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    let key: [u8; 32] = match bytes.try_into() {
+        Ok(k) if hex.len() == 64 => k,
+        _ => bail!("CARAPACE_MASTER_KEY_FILE must hold exactly 64 hex characters (32 bytes)"),
+    };
+    Ok(Arc::new(LocalSealer::new(&key)))
 }
 
 /// The mailer: SMTP when configured, else (dev) the outbox directory.

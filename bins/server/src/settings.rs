@@ -95,6 +95,10 @@ pub struct Settings {
     /// Earlier signing keys (comma-separated files), still accepted for
     /// verification after a rotation.
     pub signing_key_previous_files: Option<String>,
+    /// Local key-encryption key (64 hex characters) that seals secrets at
+    /// rest (TOTP seeds). In `dev`, generated into `<data_dir>/master.key`
+    /// when unset.
+    pub master_key_file: Option<PathBuf>,
     /// SMTP server for password-reset mail (`smtps://user:pass@host:465`
     /// or `smtp://host:587?tls=required`). In `dev`, unset means mail is
     /// written to `<data_dir>/outbox/`.
@@ -147,6 +151,7 @@ impl Default for Settings {
             log_format: LogFormat::Json,
             log_level: "info".into(),
             signing_key_file: None,
+            master_key_file: None,
             smtp_url: None,
             mail_from: "Carapace <no-reply@carapace.invalid>".into(),
             signing_key_previous_files: None,
@@ -287,6 +292,7 @@ impl Settings {
             "log_format": self.log_format,
             "log_level": self.log_level,
             "signing_key_file": self.signing_key_file,
+            "master_key_file": self.master_key_file,
             "smtp_url": self.smtp_url.as_ref().map(|u| redact_url(u.expose_secret())),
             "mail_from": self.mail_from,
             "signing_key_previous_files": self.signing_key_previous_files,

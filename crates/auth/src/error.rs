@@ -21,6 +21,9 @@ pub enum AuthError {
     /// A new password breaks the password rules (the reason says which).
     #[error("password {0}")]
     WeakPassword(&'static str),
+    /// TOTP is already enabled for this account.
+    #[error("MFA already enabled")]
+    MfaAlreadyEnabled,
     /// An account with this e-mail exists in the organization.
     #[error("email already registered")]
     EmailTaken,
@@ -42,6 +45,7 @@ impl AuthError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailTaken => "email_taken",
             Self::WeakPassword(_) => "weak_password",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
         }

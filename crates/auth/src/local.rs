@@ -3,12 +3,13 @@
 //! logout use cases built only from those.
 
 mod flow;
+pub mod mfa;
 mod password;
 mod policy;
 mod ports;
 mod reset;
 
-pub use flow::{IssuedTokens, LocalAuth, RefreshToken};
+pub use flow::{IssuedTokens, LocalAuth, LoginOutcome, RefreshToken, TotpEnrolment};
 pub use password::{check_new_password, hash_password, verify_password};
 pub use policy::{LOCKOUT, LoginState, MAX_FAILURES, SessionLimits, session_alive};
 pub use ports::{

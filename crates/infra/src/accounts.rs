@@ -2,6 +2,7 @@
 //! one tenant transaction. Security events are written in the same
 //! transaction as the change they describe.
 
+use carapace_auth::local::mfa::{MfaStore, TotpState};
 use carapace_auth::local::{
     Account, AccountStore, Email, LoginState, ResetStore, Rotation, SessionId, SessionLimits,
     SessionStore, UserId, session_alive,
@@ -15,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
-use crate::entity::{password_reset, refresh_token, security_event, session, user};
+use crate::entity::{password_reset, recovery_code, refresh_token, security_event, session, user};
 
 /// Kinds of security events.
 pub mod events {
@@ -182,6 +183,7 @@ fn to_account(r: user::Model) -> Option<Account> {
             failed: u32::try_from(r.failed_logins).unwrap_or(0),
             locked_until: r.locked_until,
         },
+        mfa_enabled: r.totp_enabled,
     })
 }
 
@@ -237,6 +239,9 @@ impl AccountStore for SeaAccounts {
             locked_until: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            totp_seed: Set(None),
+            totp_enabled: Set(false),
+            totp_last_step: Set(None),
         };
         match user::Entity::insert(row).exec_without_returning(&tx).await {
             Ok(_) => {}
@@ -256,6 +261,7 @@ impl AccountStore for SeaAccounts {
             roles,
             active: true,
             login: LoginState::default(),
+            mfa_enabled: false,
         })
     }
 
@@ -271,6 +277,17 @@ impl AccountStore for SeaAccounts {
             .one(&tx)
             .await
             .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(row.and_then(to_account))
+    }
+
+    async fn find_by_id(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+    ) -> Result<Option<Account>, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let row = find_user(&tx, ctx, user_id).await?;
         commit(tx).await?;
         Ok(row.and_then(to_account))
     }
@@ -417,9 +434,11 @@ impl SessionStore for SeaSessions {
             .await
             .map_err(db_err)?;
         commit(tx).await?;
+        let amr = sess.amr.split_whitespace().map(str::to_owned).collect();
         Ok(Rotation::Rotated {
             session: session_id,
             account,
+            amr,
         })
     }
 
@@ -442,6 +461,155 @@ impl SessionStore for SeaSessions {
         };
         commit(tx).await?;
         Ok(revoked)
+    }
+}
+
+async fn find_user(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    user_id: UserId,
+) -> Result<Option<user::Model>, AuthError> {
+    user::Entity::find()
+        .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(user::Column::Id.eq(user_id.as_uuid()))
+        .one(tx)
+        .await
+        .map_err(db_err)
+}
+
+impl MfaStore for SeaAccounts {
+    async fn totp_state(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+    ) -> Result<Option<TotpState>, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let row = find_user(&tx, ctx, user_id).await?;
+        commit(tx).await?;
+        Ok(row.and_then(|r| {
+            r.totp_seed.map(|sealed_seed| TotpState {
+                sealed_seed,
+                enabled: r.totp_enabled,
+            })
+        }))
+    }
+
+    async fn set_pending_totp(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        sealed_seed: Vec<u8>,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let done = user::Entity::update_many()
+            .col_expr(user::Column::TotpSeed, Expr::value(Some(sealed_seed)))
+            .col_expr(
+                user::Column::UpdatedAt,
+                Expr::value(OffsetDateTime::now_utc()),
+            )
+            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(user::Column::Id.eq(user_id.as_uuid()))
+            .filter(user::Column::TotpEnabled.eq(false))
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    async fn enable_totp(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        step: u64,
+        recovery_hashes: Vec<[u8; 32]>,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let now = OffsetDateTime::now_utc();
+        let org = ctx.org().as_uuid();
+        let done = user::Entity::update_many()
+            .col_expr(user::Column::TotpEnabled, Expr::value(true))
+            .col_expr(
+                user::Column::TotpLastStep,
+                Expr::value(Some(i64::try_from(step).unwrap_or(i64::MAX))),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::OrgId.eq(org))
+            .filter(user::Column::Id.eq(user_id.as_uuid()))
+            .filter(user::Column::TotpEnabled.eq(false))
+            .filter(user::Column::TotpSeed.is_not_null())
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected != 1 {
+            return Ok(false);
+        }
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::OrgId.eq(org))
+            .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        let rows = recovery_hashes
+            .into_iter()
+            .map(|h| recovery_code::ActiveModel {
+                org_id: Set(org),
+                user_id: Set(user_id.as_uuid()),
+                hash: Set(h.to_vec()),
+                used_at: Set(None),
+                created_at: Set(now),
+            });
+        recovery_code::Entity::insert_many(rows)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn claim_totp_step(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        step: u64,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        let done = user::Entity::update_many()
+            .col_expr(user::Column::TotpLastStep, Expr::value(Some(step)))
+            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(user::Column::Id.eq(user_id.as_uuid()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(user::Column::TotpLastStep.is_null())
+                    .add(user::Column::TotpLastStep.lt(step)),
+            )
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let done = recovery_code::Entity::update_many()
+            .col_expr(recovery_code::Column::UsedAt, Expr::value(now))
+            .filter(recovery_code::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
+            .filter(recovery_code::Column::Hash.eq(hash.to_vec()))
+            .filter(recovery_code::Column::UsedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(done.rows_affected == 1)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carapace_auth::local::{AccessClaims, AccessTokenIssuer};
+use carapace_auth::local::{AccessClaims, AccessTokenIssuer, UserId};
 use carapace_auth::{AuthError, Principal, Role, RoleSet};
 use carapace_tenancy::{OrgId, SubjectId};
 use ed25519_dalek::SigningKey;
@@ -30,6 +30,23 @@ pub const ISSUER: &str = "carapace";
 pub const ACCESS_TYP: &str = "at+jwt";
 /// Lifetime of an access token.
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+/// Header `typ` of MFA challenges.
+pub const CHALLENGE_TYP: &str = "mfa-challenge+jwt";
+/// Lifetime of an MFA challenge.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Serialize, Deserialize)]
+struct ChallengeClaims {
+    iss: String,
+    aud: String,
+    sub: Uuid,
+    org_id: Uuid,
+    token_use: String,
+    jti: Uuid,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+}
 
 /// Why signing keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -134,12 +151,16 @@ impl LocalTokens {
         &self.0.kid
     }
 
-    /// Verifies a Carapace access token completely.
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Checks kind (`typ`), key and registered claims, and decodes.
+    fn decode_kind<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+    ) -> Result<C, AuthError> {
         let header =
             decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
-        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TYP) {
-            return Err(AuthError::InvalidToken("not a Carapace access token"));
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(typ) {
+            return Err(AuthError::InvalidToken("wrong kind of Carapace token"));
         }
         let key = header
             .kid
@@ -152,9 +173,23 @@ impl LocalTokens {
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        let c = decode::<Claims>(token, key, &validation)
-            .map_err(|_| AuthError::InvalidToken("signature or registered claims rejected"))?
-            .claims;
+        decode::<C>(token, key, &validation)
+            .map(|d| d.claims)
+            .map_err(|_| AuthError::InvalidToken("signature or registered claims rejected"))
+    }
+
+    fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<SecretString, AuthError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(typ.into());
+        header.kid = Some(self.0.kid.clone());
+        encode(&header, claims, &self.0.encoding)
+            .map(SecretString::from)
+            .map_err(|_| AuthError::InvalidToken("signing failed"))
+    }
+
+    /// Verifies a Carapace access token completely.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let c: Claims = self.decode_kind(token, ACCESS_TYP)?;
         if c.token_use != "access" || c.roles.len() > RoleSet::MAX_CLAIMED {
             return Err(AuthError::InvalidToken("not an access token"));
         }
@@ -187,19 +222,44 @@ impl AccessTokenIssuer for LocalTokens {
             nbf: now,
             exp: now + ttl,
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TYP.into());
-        header.kid = Some(self.0.kid.clone());
-        encode(&header, &body, &self.0.encoding)
-            .map(|t| (SecretString::from(t), ttl))
-            .map_err(|_| AuthError::InvalidToken("signing failed"))
+        self.sign(ACCESS_TYP, &body).map(|t| (t, ttl))
+    }
+
+    fn issue_challenge(
+        &self,
+        org: OrgId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<(SecretString, u64), AuthError> {
+        let now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let ttl = CHALLENGE_TTL.as_secs();
+        let claims = ChallengeClaims {
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+            sub: user.as_uuid(),
+            org_id: org.as_uuid(),
+            token_use: "mfa_challenge".into(),
+            jti: Uuid::new_v4(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+        };
+        self.sign(CHALLENGE_TYP, &claims).map(|t| (t, ttl))
+    }
+
+    fn verify_challenge(&self, token: &SecretString) -> Result<(OrgId, UserId), AuthError> {
+        let c: ChallengeClaims = self.decode_kind(token.expose_secret(), CHALLENGE_TYP)?;
+        if c.token_use != "mfa_challenge" {
+            return Err(AuthError::InvalidToken("not an MFA challenge"));
+        }
+        Ok((OrgId::from_uuid(c.org_id), UserId::from_uuid(c.sub)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carapace_auth::local::{SessionId, UserId};
+    use carapace_auth::local::SessionId;
 
     fn claims(org: OrgId) -> AccessClaims {
         AccessClaims {
@@ -263,5 +323,16 @@ mod tests {
                 .is_err()
         );
         assert!(LocalTokens::new(&SecretString::from("not a key".to_owned()), &[]).is_err());
+        // An MFA challenge is never an access token, nor the reverse.
+        let (challenge, _) = t
+            .issue_challenge(
+                OrgId::generate(),
+                UserId::generate(),
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.verify(challenge.expose_secret()).is_err());
+        assert!(t.verify_challenge(&challenge).is_ok());
+        assert!(t.verify_challenge(&good).is_err());
     }
 }

@@ -3,8 +3,13 @@
 //! This crate owns the [`Phi`] wrapper: every piece of protected health
 //! information travels inside it, so that `Debug` and `Display` print
 //! `<redacted>` and the only way to the value is the greppable
-//! [`Phi::expose_phi`]. Envelope encryption of PHI at rest lands here too; the
+//! [`Phi::expose_phi`]; and the [`SecretSealer`] key-provider port that
+//! encrypts secrets at rest. Envelope encryption of PHI lands here too; the
 //! crate never touches a database, the network, or a log.
+
+mod sealer;
+
+pub use sealer::{LocalSealer, SealError, SecretSealer};
 
 use std::fmt;
 

@@ -247,7 +247,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Forbidden => Self::Forbidden,
-            AuthError::EmailTaken => Self::Conflict,
+            AuthError::EmailTaken | AuthError::MfaAlreadyEnabled => Self::Conflict,
             AuthError::WeakPassword(why) => Self::Invalid(vec![FieldError::new("password", why)]),
             AuthError::Storage(s) => s.into(),
             other => Self::Unauthenticated(other),

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_auth::AuthError;
-use carapace_auth::local::IssuedTokens;
+use carapace_auth::local::{IssuedTokens, LoginOutcome};
 use carapace_tenancy::{OrgId, OrgSlug, OrganizationRepository as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::auth::Authenticated;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::{AppState, LocalAuthService};
@@ -24,6 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/login").route(web::post().to(login)))
         .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
         .service(web::resource("/auth/logout").route(web::post().to(logout)))
+        .service(web::resource("/auth/mfa/verify").route(web::post().to(mfa_verify)))
+        .service(web::resource("/auth/mfa/totp/enroll").route(web::post().to(totp_enroll)))
+        .service(web::resource("/auth/mfa/totp/activate").route(web::post().to(totp_activate)))
         .service(web::resource("/auth/password-reset/request").route(web::post().to(reset_request)))
         .service(
             web::resource("/auth/password-reset/confirm").route(web::post().to(reset_confirm)),
@@ -83,6 +87,38 @@ impl From<IssuedTokens> for TokenResponse {
     }
 }
 
+/// Login needs a second factor.
+#[derive(Serialize, ToSchema)]
+pub struct MfaChallenge {
+    /// Always `true`.
+    mfa_required: bool,
+    /// Present with a code at `/auth/mfa/verify`.
+    mfa_token: String,
+    /// Seconds the challenge stays valid.
+    expires_in: u64,
+}
+
+/// A second factor for a challenge.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaVerify {
+    /// The challenge from login.
+    #[schema(max_length = 1024)]
+    mfa_token: String,
+    /// A 6-digit TOTP code, or a recovery code.
+    #[schema(max_length = 32)]
+    code: String,
+}
+
+/// A TOTP code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    /// 6 digits from the authenticator app.
+    #[schema(max_length = 6)]
+    code: String,
+}
+
 fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
     state.local.as_ref().ok_or(ApiError::NotFound)
 }
@@ -123,10 +159,20 @@ pub async fn login(
     // An unknown org runs the same flow against an org with no accounts,
     // so it costs the same and answers the same.
     let org = org.unwrap_or_else(|| OrgId::from_uuid(uuid::Uuid::nil()));
-    let tokens = local
+    let outcome = local
         .login(org, &email, &password, OffsetDateTime::now_utc())
         .await?;
-    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+    Ok(match outcome {
+        LoginOutcome::Tokens(tokens) => HttpResponse::Ok().json(TokenResponse::from(tokens)),
+        LoginOutcome::MfaRequired {
+            challenge,
+            expires_in,
+        } => HttpResponse::Ok().json(MfaChallenge {
+            mfa_required: true,
+            mfa_token: challenge.expose_secret().to_owned(),
+            expires_in,
+        }),
+    })
 }
 
 /// Exchanges a refresh token for a new pair (the old one is spent).
@@ -159,6 +205,65 @@ pub async fn logout(
         .logout(&presented, OffsetDateTime::now_utc())
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Completes a login with a TOTP or recovery code; each is accepted once.
+#[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerify,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn mfa_verify(
+    state: web::Data<AppState>,
+    body: JsonBody<MfaVerify>,
+) -> Result<HttpResponse, ApiError> {
+    let MfaVerify { mfa_token, code } = body.0;
+    if mfa_token.len() > 1024 || code.len() > 32 {
+        return Err(AuthError::InvalidCredentials.into());
+    }
+    let tokens = local(&state)?
+        .verify_mfa(
+            &SecretString::from(mfa_token),
+            &SecretString::from(code),
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+}
+
+/// Starts TOTP enrolment for the caller's own local account.
+#[utoipa::path(post, path = "/api/v1/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "{\"otpauth_uri\": …}"),
+        (status = 409, description = "already enabled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn totp_enroll(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let enrolment = local(&state)?.enroll_totp(&auth.0).await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "otpauth_uri": enrolment.otpauth_uri.expose_secret() })))
+}
+
+/// Activates TOTP with a current code; answers the recovery codes, once.
+#[utoipa::path(post, path = "/api/v1/auth/mfa/totp/activate", tag = "auth", request_body = TotpCode,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "{\"recovery_codes\": [10 codes]}"),
+        (status = 401, description = "wrong code", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn totp_activate(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    body: JsonBody<TotpCode>,
+) -> Result<HttpResponse, ApiError> {
+    let code = SecretString::from(body.0.code);
+    let codes = local(&state)?
+        .activate_totp(&auth.0, &code, OffsetDateTime::now_utc())
+        .await?;
+    let codes: Vec<&str> = codes.iter().map(|c| c.expose_secret()).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "recovery_codes": codes })))
 }
 
 /// Asks for a password-reset code by e-mail.

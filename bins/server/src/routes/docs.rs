@@ -17,6 +17,7 @@ use crate::http::error::{Problem, ProblemField};
         health::live, health::ready,
         auth::login, auth::refresh, auth::logout, auth::jwks,
         auth::reset_request, auth::reset_confirm,
+        auth::mfa_verify, auth::totp_enroll, auth::totp_activate,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
     ),
     components(schemas(Problem, ProblemField)),

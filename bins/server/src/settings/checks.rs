@@ -121,6 +121,17 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "key provider for secrets at rest",
+        check: |s| {
+            (s.local_accounts_enabled() && s.master_key_file.is_none()).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_MASTER_KEY_FILE",
+                    "local accounts seal MFA secrets with a key-encryption key: point this at a file of 64 hex characters",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "issuer over https",
         check: |s| {
             s.oidc_issuer

@@ -8,11 +8,16 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use carapace_phi_crypto::SecretSealer;
+
+use super::mfa::{self, MfaStore};
 use super::{
     AccessClaims, AccessTokenIssuer, Account, AccountStore, Email, LoginState, Rotation, SessionId,
-    SessionLimits, SessionStore, verify_password,
+    SessionLimits, SessionStore, UserId, verify_password,
 };
-use crate::AuthError;
+use crate::{AuthError, Principal};
 
 const REFRESH_PREFIX: &str = "crt_";
 
@@ -64,17 +69,47 @@ pub struct IssuedTokens {
     pub session: SessionId,
 }
 
-/// Local-account authentication over its ports.
+/// What a password login led to.
 #[derive(Debug)]
+pub enum LoginOutcome {
+    /// Signed in.
+    Tokens(IssuedTokens),
+    /// The account has MFA: present a code with this challenge.
+    MfaRequired {
+        /// The challenge token.
+        challenge: SecretString,
+        /// Its lifetime in seconds.
+        expires_in: u64,
+    },
+}
+
+/// A started (not yet active) TOTP enrolment.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    /// `otpauth://` URI for authenticator apps.
+    pub otpauth_uri: SecretString,
+}
+
+/// Local-account authentication over its ports.
 pub struct LocalAuth<A, S, T> {
-    /// Accounts.
+    /// Accounts (and their MFA state).
     pub accounts: A,
     /// Sessions.
     pub sessions: S,
-    /// Access-token signer.
+    /// Token signer.
     pub tokens: T,
     /// Session lifetimes.
     pub limits: SessionLimits,
+    /// Seals TOTP seeds at rest.
+    pub sealer: Arc<dyn SecretSealer>,
+}
+
+impl<A, S, T> std::fmt::Debug for LocalAuth<A, S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAuth")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A tenant context for a system action (no user yet).
@@ -83,7 +118,7 @@ pub(super) fn system(org: OrgId, what: &str) -> TenantContext {
     TenantContext::new(org, actor)
 }
 
-impl<A: AccountStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> {
+impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> {
     /// Password login. Unknown user, wrong password, locked or inactive
     /// account: all [`AuthError::InvalidCredentials`], after the same
     /// amount of hashing work.
@@ -93,7 +128,7 @@ impl<A: AccountStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> 
         email: &str,
         password: &SecretString,
         now: OffsetDateTime,
-    ) -> Result<IssuedTokens, AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         let ctx = system(org, "system:login");
         let account = match Email::parse(email) {
             Some(email) => self.accounts.find_by_email(&ctx, &email).await?,
@@ -110,17 +145,186 @@ impl<A: AccountStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> 
                 .await?;
             return Err(AuthError::InvalidCredentials);
         }
+        if account.mfa_enabled {
+            // Failures so far stand until the second factor succeeds.
+            let (challenge, expires_in) = self.tokens.issue_challenge(org, account.id, now)?;
+            return Ok(LoginOutcome::MfaRequired {
+                challenge,
+                expires_in,
+            });
+        }
         if account.login != LoginState::default() {
             self.accounts
                 .record_login(&ctx, account.id, LoginState::after_success(), false)
                 .await?;
         }
-        let (refresh_token, hash) = RefreshToken::generate(org);
-        let session = self
-            .sessions
-            .start(&ctx, account.id, &["pwd"], hash, now)
-            .await?;
-        self.issue(&account, session, refresh_token, now)
+        self.start(&ctx, &account, &["pwd"], now)
+            .await
+            .map(LoginOutcome::Tokens)
+    }
+
+    /// Completes a login with a TOTP code or a recovery code. Wrong codes
+    /// count towards the lockout; a code is accepted once.
+    pub async fn verify_mfa(
+        &self,
+        challenge: &SecretString,
+        code: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<IssuedTokens, AuthError> {
+        let (org, user) = self.tokens.verify_challenge(challenge)?;
+        let ctx = system(org, "system:mfa");
+        let account = self
+            .accounts
+            .find_by_id(&ctx, user)
+            .await?
+            .filter(|a| a.active && a.mfa_enabled && !a.login.is_locked(now))
+            .ok_or(AuthError::InvalidCredentials)?;
+        let accepted = match self.accounts.totp_state(&ctx, user).await? {
+            Some(state) if state.enabled => {
+                self.second_factor(&ctx, user, &state, code, now).await?
+            }
+            _ => false,
+        };
+        if !accepted {
+            let (state, locked_now) = account.login.after_failure(now);
+            self.accounts
+                .record_login(&ctx, user, state, locked_now)
+                .await?;
+            return Err(AuthError::InvalidCredentials);
+        }
+        if account.login != LoginState::default() {
+            self.accounts
+                .record_login(&ctx, user, LoginState::after_success(), false)
+                .await?;
+        }
+        self.start(&ctx, &account, &["pwd", "mfa"], now).await
+    }
+
+    async fn second_factor(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        state: &mfa::TotpState,
+        code: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let raw = code.expose_secret().trim();
+        if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            let seed = self.open_seed(ctx, user, state)?;
+            let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+            return match mfa::check_code(&seed, raw, now_unix) {
+                Some(step) => self.accounts.claim_totp_step(ctx, user, step).await,
+                None => Ok(false),
+            };
+        }
+        if raw.len() > 32 {
+            return Ok(false);
+        }
+        self.accounts
+            .use_recovery_code(ctx, user, mfa::recovery_hash(code), now)
+            .await
+    }
+
+    fn open_seed(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        state: &mfa::TotpState,
+    ) -> Result<Vec<u8>, AuthError> {
+        // Fail closed: an unreadable seed is an outage, not a pass.
+        self.sealer
+            .open(&mfa::seed_context(ctx, user), &state.sealed_seed)
+            .map_err(|_| AuthError::Unavailable)
+    }
+
+    /// The local account behind a principal from a Carapace access token.
+    async fn own_account(
+        &self,
+        principal: &Principal,
+    ) -> Result<(TenantContext, Account), AuthError> {
+        let user = uuid::Uuid::try_parse(principal.subject().as_str())
+            .map(UserId::from_uuid)
+            .map_err(|_| AuthError::Forbidden)?;
+        let ctx = principal.tenant();
+        let account = self
+            .accounts
+            .find_by_id(&ctx, user)
+            .await?
+            .filter(|a| a.active)
+            .ok_or(AuthError::Forbidden)?;
+        Ok((ctx, account))
+    }
+
+    /// Starts TOTP enrolment for the caller's own local account: a new seed,
+    /// stored sealed and pending until [`Self::activate_totp`].
+    pub async fn enroll_totp(&self, principal: &Principal) -> Result<TotpEnrolment, AuthError> {
+        let (ctx, account) = self.own_account(principal).await?;
+        if account.mfa_enabled {
+            return Err(AuthError::MfaAlreadyEnabled);
+        }
+        let seed = mfa::new_seed();
+        let sealed = self
+            .sealer
+            .seal(&mfa::seed_context(&ctx, account.id), &seed)
+            .map_err(|_| AuthError::Unavailable)?;
+        if !self
+            .accounts
+            .set_pending_totp(&ctx, account.id, sealed)
+            .await?
+        {
+            return Err(AuthError::MfaAlreadyEnabled);
+        }
+        Ok(TotpEnrolment {
+            otpauth_uri: mfa::otpauth_uri(&seed, account.email.as_str())?,
+        })
+    }
+
+    /// Activates a pending enrolment with a current code; returns the
+    /// recovery codes (shown once, stored hashed).
+    pub async fn activate_totp(
+        &self,
+        principal: &Principal,
+        code: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SecretString>, AuthError> {
+        let (ctx, account) = self.own_account(principal).await?;
+        let state = match self.accounts.totp_state(&ctx, account.id).await? {
+            Some(s) if s.enabled => return Err(AuthError::MfaAlreadyEnabled),
+            Some(s) => s,
+            None => return Err(AuthError::InvalidCredentials),
+        };
+        let seed = self.open_seed(&ctx, account.id, &state)?;
+        let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let step = mfa::check_code(&seed, code.expose_secret().trim(), now_unix)
+            .ok_or(AuthError::InvalidCredentials)?;
+        let codes = mfa::new_recovery_codes();
+        let hashes = codes.iter().map(mfa::recovery_hash).collect();
+        if !self
+            .accounts
+            .enable_totp(&ctx, account.id, step, hashes)
+            .await?
+        {
+            return Err(AuthError::MfaAlreadyEnabled);
+        }
+        Ok(codes)
+    }
+
+    async fn start(
+        &self,
+        ctx: &TenantContext,
+        account: &Account,
+        amr: &[&str],
+        now: OffsetDateTime,
+    ) -> Result<IssuedTokens, AuthError> {
+        let (refresh_token, hash) = RefreshToken::generate(ctx.org());
+        let session = self.sessions.start(ctx, account.id, amr, hash, now).await?;
+        self.issue(
+            account,
+            session,
+            refresh_token,
+            amr.iter().map(|m| (*m).to_owned()).collect(),
+            now,
+        )
     }
 
     /// Exchanges a refresh token for a new pair. A reused token revokes its
@@ -139,7 +343,11 @@ impl<A: AccountStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> 
             .rotate(&ctx, hash, next_hash, now, self.limits)
             .await?
         {
-            Rotation::Rotated { session, account } => self.issue(&account, session, next, now),
+            Rotation::Rotated {
+                session,
+                account,
+                amr,
+            } => self.issue(&account, session, next, amr, now),
             Rotation::Reused => Err(AuthError::InvalidToken(
                 "refresh token reused; session revoked",
             )),
@@ -168,6 +376,7 @@ impl<A: AccountStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> 
         account: &Account,
         session: SessionId,
         refresh_token: SecretString,
+        amr: Vec<String>,
         now: OffsetDateTime,
     ) -> Result<IssuedTokens, AuthError> {
         let claims = AccessClaims {
@@ -175,7 +384,7 @@ impl<A: AccountStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> 
             org: account.org,
             roles: account.roles,
             session,
-            amr: vec!["pwd".into()],
+            amr,
         };
         let (access_token, expires_in) = self.tokens.issue(&claims, now)?;
         Ok(IssuedTokens {

@@ -95,6 +95,8 @@ pub struct Account {
     pub active: bool,
     /// Failures and lockout.
     pub login: LoginState,
+    /// Whether TOTP is enabled (login then needs a second factor).
+    pub mfa_enabled: bool,
 }
 
 impl fmt::Debug for Account {
@@ -117,6 +119,8 @@ pub enum Rotation {
         session: SessionId,
         /// Its (active) account.
         account: Account,
+        /// How the session was authenticated (`pwd`, `mfa`).
+        amr: Vec<String>,
     },
     /// The token had already been used: the whole family is now revoked.
     Reused,
@@ -140,6 +144,13 @@ pub trait AccountStore: Send + Sync {
         &self,
         ctx: &TenantContext,
         email: &Email,
+    ) -> impl Future<Output = Result<Option<Account>, AuthError>> + Send;
+
+    /// Finds an account by id.
+    fn find_by_id(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
     ) -> impl Future<Output = Result<Option<Account>, AuthError>> + Send;
 
     /// Stores the login state; when `locked_now`, also records a lockout
@@ -209,6 +220,18 @@ pub trait AccessTokenIssuer: Send + Sync {
         claims: &AccessClaims,
         now: OffsetDateTime,
     ) -> Result<(SecretString, u64), AuthError>;
+
+    /// A short-lived MFA challenge for `user` (a distinct token kind: never
+    /// accepted as an access token), and its lifetime in seconds.
+    fn issue_challenge(
+        &self,
+        org: OrgId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<(SecretString, u64), AuthError>;
+
+    /// The org and user of a valid, unexpired MFA challenge.
+    fn verify_challenge(&self, token: &SecretString) -> Result<(OrgId, UserId), AuthError>;
 }
 
 #[cfg(test)]

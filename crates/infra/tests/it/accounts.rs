@@ -2,7 +2,8 @@
 //! refresh tokens, reuse revoking the family, security events.
 
 use carapace_auth::local::{
-    AccountStore as _, Email, LocalAuth, Rotation, SessionLimits, SessionStore as _, hash_password,
+    AccountStore as _, Email, IssuedTokens, LocalAuth, LoginOutcome, Rotation, SessionLimits,
+    SessionStore as _, hash_password,
 };
 use carapace_auth::{AuthError, Role, RoleSet};
 use carapace_infra::Database;
@@ -26,6 +27,15 @@ fn auth(db: &Database) -> Auth {
         sessions: SeaSessions::new(db.clone()),
         tokens: LocalTokens::new(&pem, &[]).unwrap_or_else(|e| panic!("{e}")),
         limits: SessionLimits::default(),
+        sealer: std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[9; 32])),
+    }
+}
+
+/// The tokens of a login that needed no second factor.
+fn signed_in(outcome: Result<LoginOutcome, AuthError>) -> IssuedTokens {
+    match outcome {
+        Ok(LoginOutcome::Tokens(t)) => t,
+        other => panic!("expected tokens, got {other:?}"),
     }
 }
 
@@ -126,10 +136,10 @@ async fn refresh_family(url: &str) {
     account(&db, &ctx, "doc@example.org").await;
     let auth = auth(&db);
     let now = OffsetDateTime::now_utc();
-    let first = auth
-        .login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = signed_in(
+        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
+            .await,
+    );
     let p = auth
         .tokens
         .verify(first.access_token.expose_secret())
@@ -156,10 +166,10 @@ async fn refresh_family(url: &str) {
     assert!(auth.refresh(&second.refresh_token, now).await.is_err());
 
     // Idle and absolute limits.
-    let s = auth
-        .login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = signed_in(
+        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
+            .await,
+    );
     assert!(
         auth.refresh(&s.refresh_token, now + time::Duration::minutes(31))
             .await
@@ -167,10 +177,10 @@ async fn refresh_family(url: &str) {
         "idle timeout"
     );
     // Logout ends a session; logging out again is fine.
-    let s = auth
-        .login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = signed_in(
+        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
+            .await,
+    );
     auth.logout(&s.refresh_token, now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -188,10 +198,10 @@ async fn concurrent_rotation(url: &str) {
     account(&db, &ctx, "race@example.org").await;
     let auth = auth(&db);
     let now = OffsetDateTime::now_utc();
-    let s = auth
-        .login(ctx.org(), "race@example.org", &pw(PASSWORD), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = signed_in(
+        auth.login(ctx.org(), "race@example.org", &pw(PASSWORD), now)
+            .await,
+    );
     let (_, hash) = carapace_auth::local::RefreshToken::parse(&s.refresh_token)
         .unwrap_or_else(|| panic!("shape"));
     let sessions = SeaSessions::new(db.clone());
