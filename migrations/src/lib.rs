@@ -15,6 +15,7 @@ mod m0001_organizations_patients;
 mod m0002_local_accounts;
 mod m0003_password_resets;
 mod m0004_totp;
+mod m0005_service_keys;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_local_accounts::Migration),
             Box::new(m0003_password_resets::Migration),
             Box::new(m0004_totp::Migration),
+            Box::new(m0005_service_keys::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod patients;
+pub mod service_keys;
 
 use actix_web::web;
 
@@ -15,7 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .configure(auth::configure)
-                .configure(patients::configure),
+                .configure(patients::configure)
+                .configure(service_keys::configure),
         )
         .configure(auth::configure_well_known)
         .configure(docs::configure);

@@ -16,6 +16,7 @@ use carapace_infra::dev_token::DevTokens;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
+use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
@@ -114,7 +115,8 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }),
         None => None,
     };
-    let authenticator = Verifiers::new(dev_tokens(settings)?, local_tokens, oidc);
+    let authenticator = Verifiers::new(dev_tokens(settings)?, local_tokens, oidc)
+        .with_service_keys(SeaServiceKeys::new(db.clone()));
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
@@ -122,6 +124,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
     Ok(AppState {
         patients: SeaPatients::new(db.clone()),
         orgs: SeaOrganizations::new(db.clone()),
+        service_keys: SeaServiceKeys::new(db.clone()),
         db,
         authenticator,
         local,

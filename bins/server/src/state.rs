@@ -8,6 +8,7 @@ use carapace_auth::local::{LocalAuth, PasswordReset};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
+use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Database, SeaOrganizations, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub reset: Option<PasswordResetService>,
     /// Per-IP limit on login and reset requests.
     pub login_limiter: LoginLimiter,
+    /// Service keys.
+    pub service_keys: SeaServiceKeys,
     /// Seals pagination cursors to the caller's org.
     pub cursor_key: CursorKey,
 }

@@ -21,6 +21,9 @@ pub enum AuthError {
     /// A new password breaks the password rules (the reason says which).
     #[error("password {0}")]
     WeakPassword(&'static str),
+    /// A request to the auth use cases broke a rule (the reason says which).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
     /// TOTP is already enabled for this account.
     #[error("MFA already enabled")]
     MfaAlreadyEnabled,
@@ -46,6 +49,7 @@ impl AuthError {
             Self::EmailTaken => "email_taken",
             Self::WeakPassword(_) => "weak_password",
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::InvalidRequest(_) => "invalid_request",
             Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
         }

@@ -10,6 +10,7 @@ pub mod issuer;
 pub mod local;
 pub mod policy;
 mod principal;
+pub mod service_keys;
 
 pub use error::AuthError;
 pub use principal::{Principal, Role, RoleSet};

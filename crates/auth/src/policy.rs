@@ -31,6 +31,16 @@ pub fn authorize_patients(principal: &Principal, action: PatientAction) -> Resul
     }
 }
 
+/// Whether `principal` may create, list and revoke its organization's
+/// service keys (administrators only).
+pub fn authorize_service_key_admin(principal: &Principal) -> Result<(), AuthError> {
+    if principal.roles().contains(Role::Admin) {
+        Ok(())
+    } else {
+        Err(AuthError::Forbidden)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +68,24 @@ mod tests {
             let p = principal(&[role]);
             assert_eq!(authorize_patients(&p, Read).is_ok(), read, "{role} read");
             assert_eq!(authorize_patients(&p, Write).is_ok(), write, "{role} write");
+        }
+    }
+
+    #[test]
+    fn only_admins_manage_service_keys() {
+        assert!(authorize_service_key_admin(&principal(&[Role::Admin])).is_ok());
+        for role in [
+            Role::Clinician,
+            Role::Staff,
+            Role::Viewer,
+            Role::Patient,
+            Role::Compliance,
+            Role::Service,
+        ] {
+            assert!(
+                authorize_service_key_admin(&principal(&[role])).is_err(),
+                "{role}"
+            );
         }
     }
 

@@ -162,11 +162,11 @@ fn db_err(e: sea_orm::DbErr) -> AuthError {
     AuthError::Storage(storage_error(e))
 }
 
-fn roles_to_text(roles: RoleSet) -> String {
+pub(crate) fn roles_to_text(roles: RoleSet) -> String {
     roles.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
 }
 
-fn roles_from_text(text: &str) -> RoleSet {
+pub(crate) fn roles_from_text(text: &str) -> RoleSet {
     let roles: Vec<Role> = text.split(',').filter_map(|r| r.parse().ok()).collect();
     RoleSet::of(&roles)
 }

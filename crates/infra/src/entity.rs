@@ -202,3 +202,27 @@ pub mod recovery_code {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod service_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "service_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub hash: Vec<u8>,
+        pub roles: String,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub last_used_at: Option<TimeDateTimeWithTimeZone>,
+        pub revoked_at: Option<TimeDateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

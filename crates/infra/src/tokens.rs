@@ -3,14 +3,19 @@
 //! algorithm and lets that verifier check everything. HS256 tokens are only
 //! ever dev tokens, EdDSA only ever Carapace's own access tokens, and
 //! RS256/PS256/ES256 only ever issuer tokens, so none passes as another.
+//! Service keys (`cak_…`, opaque) are looked up by hash in their org.
 
 use carapace_auth::{AuthError, Principal, TokenVerifier};
 use jsonwebtoken::{Algorithm, decode_header};
 use secrecy::{ExposeSecret as _, SecretString};
 
+use carapace_auth::service_keys;
+use time::OffsetDateTime;
+
 use crate::dev_token::DevTokens;
 use crate::local_tokens::LocalTokens;
 use crate::oidc::{MAX_TOKEN_LEN, OidcVerifier};
+use crate::service_keys::SeaServiceKeys;
 
 /// The configured verifiers.
 #[derive(Debug, Default)]
@@ -18,6 +23,7 @@ pub struct Verifiers {
     dev: Option<DevTokens>,
     local: Option<LocalTokens>,
     oidc: Option<OidcVerifier>,
+    service_keys: Option<SeaServiceKeys>,
 }
 
 impl Verifiers {
@@ -28,7 +34,18 @@ impl Verifiers {
         local: Option<LocalTokens>,
         oidc: Option<OidcVerifier>,
     ) -> Self {
-        Self { dev, local, oidc }
+        Self {
+            dev,
+            local,
+            oidc,
+            service_keys: None,
+        }
+    }
+
+    /// Also accepts service keys (`cak_…`) found in `store`.
+    pub fn with_service_keys(mut self, store: SeaServiceKeys) -> Self {
+        self.service_keys = Some(store);
+        self
     }
 
     /// The OIDC verifier, if an issuer is configured (for readiness).
@@ -42,6 +59,14 @@ impl TokenVerifier for Verifiers {
         let raw = token.expose_secret();
         if raw.len() > MAX_TOKEN_LEN {
             return Err(AuthError::InvalidToken("token too long"));
+        }
+        if service_keys::is_service_key(raw) {
+            return match &self.service_keys {
+                Some(store) => service_keys::verify(store, token, OffsetDateTime::now_utc()).await,
+                None => Err(AuthError::InvalidToken(
+                    "service keys are not accepted here",
+                )),
+            };
         }
         let header = decode_header(raw).map_err(|_| AuthError::InvalidToken("malformed token"))?;
         match header.alg {

@@ -249,6 +249,7 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden => Self::Forbidden,
             AuthError::EmailTaken | AuthError::MfaAlreadyEnabled => Self::Conflict,
             AuthError::WeakPassword(why) => Self::Invalid(vec![FieldError::new("password", why)]),
+            AuthError::InvalidRequest(why) => Self::Invalid(vec![FieldError::new("body", why)]),
             AuthError::Storage(s) => s.into(),
             other => Self::Unauthenticated(other),
         }

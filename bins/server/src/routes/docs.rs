@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{auth, health, patients};
+use super::{auth, health, patients, service_keys};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -19,6 +19,7 @@ use crate::http::error::{Problem, ProblemField};
         auth::reset_request, auth::reset_confirm,
         auth::mfa_verify, auth::totp_enroll, auth::totp_activate,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
+        service_keys::create, service_keys::list, service_keys::revoke,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),

@@ -9,4 +9,5 @@ mod health;
 mod isolation;
 mod oidc;
 mod patients;
+mod service_keys;
 mod support;

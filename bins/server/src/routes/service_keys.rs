@@ -1,0 +1,148 @@
+//! `/api/v1/service-keys`: administrators create (key shown once), list and
+//! revoke their organization's service keys.
+
+use actix_web::{HttpResponse, web};
+use carapace_auth::Role;
+use carapace_auth::RoleSet;
+use carapace_auth::policy::authorize_service_key_admin;
+use carapace_auth::service_keys::{self, ServiceKeyInfo, ServiceKeyStore as _};
+use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::Authenticated;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::state::AppState;
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/service-keys")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(web::resource("/service-keys/{id}").route(web::delete().to(revoke)));
+}
+
+/// A new service key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewServiceKey {
+    /// A label, 1-100 characters.
+    #[schema(example = "prior-auth voice bot", max_length = 100)]
+    name: String,
+    /// Some of `service`, `viewer`, `staff`, `clinician` (at most 4).
+    #[schema(example = json!(["service", "viewer"]))]
+    roles: Vec<String>,
+}
+
+/// A service key (never its secret, except once at creation).
+#[derive(Serialize, ToSchema)]
+pub struct ServiceKeyView {
+    /// Its id.
+    id: Uuid,
+    /// Its label.
+    name: String,
+    /// Its roles.
+    roles: Vec<&'static str>,
+    /// RFC 3339.
+    created_at: String,
+    /// RFC 3339, when it last authenticated a request.
+    last_used_at: Option<String>,
+    /// RFC 3339, when it was revoked.
+    revoked_at: Option<String>,
+    /// The key itself: only in the response that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl From<ServiceKeyInfo> for ServiceKeyView {
+    fn from(k: ServiceKeyInfo) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            roles: k.roles.iter().map(Role::as_str).collect(),
+            created_at: rfc3339(k.created_at),
+            last_used_at: k.last_used_at.map(rfc3339),
+            revoked_at: k.revoked_at.map(rfc3339),
+            key: None,
+        }
+    }
+}
+
+/// Creates a service key; the response carries it, once.
+#[utoipa::path(post, path = "/api/v1/service-keys", tag = "service keys", request_body = NewServiceKey,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = ServiceKeyView),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    body: JsonBody<NewServiceKey>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_service_key_admin(&auth.0)?;
+    let NewServiceKey { name, roles } = body.0;
+    if roles.len() > service_keys::ALLOWED_ROLES.len() {
+        return Err(carapace_auth::AuthError::InvalidRequest("too many roles").into());
+    }
+    let roles: Vec<Role> = roles.iter().filter_map(|r| r.parse().ok()).collect();
+    service_keys::check_new_key(&name, &roles)?;
+    let ctx = auth.0.tenant();
+    let (key, hash) = service_keys::generate(ctx.org());
+    let info = state
+        .service_keys
+        .create(&ctx, &name, RoleSet::of(&roles), hash)
+        .await?;
+    let mut view = ServiceKeyView::from(info);
+    view.key = Some(key.expose_secret().to_owned());
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Lists the organization's service keys.
+#[utoipa::path(get, path = "/api/v1/service-keys", tag = "service keys", security(("bearer" = [])),
+    responses((status = 200, body = [ServiceKeyView])))]
+pub async fn list(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_service_key_admin(&auth.0)?;
+    let keys = state.service_keys.list(&auth.0.tenant()).await?;
+    Ok(HttpResponse::Ok().json(
+        keys.into_iter()
+            .map(ServiceKeyView::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Revokes a service key at once.
+#[utoipa::path(delete, path = "/api/v1/service-keys/{id}", tag = "service keys", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "key id")),
+    responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_service_key_admin(&auth.0)?;
+    if state
+        .service_keys
+        .revoke(&auth.0.tenant(), id.into_inner(), OffsetDateTime::now_utc())
+        .await?
+    {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

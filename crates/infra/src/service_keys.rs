@@ -1,0 +1,158 @@
+//! Service keys over SeaORM (hashes only), each call in a tenant transaction.
+
+use carapace_auth::AuthError;
+use carapace_auth::RoleSet;
+use carapace_auth::service_keys::{ServiceKeyInfo, ServiceKeyStore};
+use carapace_tenancy::TenantContext;
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::accounts::{roles_from_text, roles_to_text};
+use crate::db::{Database, storage_error};
+use crate::entity::service_key as row;
+
+/// [`ServiceKeyStore`] over `service_keys`.
+#[derive(Clone, Debug)]
+pub struct SeaServiceKeys {
+    db: Database,
+}
+
+impl SeaServiceKeys {
+    /// Keys in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn db_err(e: sea_orm::DbErr) -> AuthError {
+    AuthError::Storage(storage_error(e))
+}
+
+fn info(r: row::Model) -> ServiceKeyInfo {
+    ServiceKeyInfo {
+        id: r.id,
+        name: r.name,
+        roles: roles_from_text(&r.roles),
+        created_at: r.created_at,
+        last_used_at: r.last_used_at,
+        revoked_at: r.revoked_at,
+    }
+}
+
+impl ServiceKeyStore for SeaServiceKeys {
+    async fn create(
+        &self,
+        ctx: &TenantContext,
+        name: &str,
+        roles: RoleSet,
+        hash: [u8; 32],
+    ) -> Result<ServiceKeyInfo, AuthError> {
+        let tx = self
+            .db
+            .begin_tenant(ctx)
+            .await
+            .map_err(AuthError::Storage)?;
+        let model = row::Model {
+            org_id: ctx.org().as_uuid(),
+            id: Uuid::now_v7(),
+            name: name.trim().to_owned(),
+            hash: hash.to_vec(),
+            roles: roles_to_text(roles),
+            created_at: OffsetDateTime::now_utc(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let active = row::ActiveModel {
+            org_id: Set(model.org_id),
+            id: Set(model.id),
+            name: Set(model.name.clone()),
+            hash: Set(model.hash.clone()),
+            roles: Set(model.roles.clone()),
+            created_at: Set(model.created_at),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        };
+        row::Entity::insert(active)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(info(model))
+    }
+
+    async fn list(&self, ctx: &TenantContext) -> Result<Vec<ServiceKeyInfo>, AuthError> {
+        let tx = self
+            .db
+            .begin_tenant(ctx)
+            .await
+            .map_err(AuthError::Storage)?;
+        let rows = row::Entity::find()
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .order_by_asc(row::Column::Id)
+            .all(&tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.into_iter().map(info).collect())
+    }
+
+    async fn revoke(
+        &self,
+        ctx: &TenantContext,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = self
+            .db
+            .begin_tenant(ctx)
+            .await
+            .map_err(AuthError::Storage)?;
+        let done = row::Entity::update_many()
+            .col_expr(row::Column::RevokedAt, Expr::value(now))
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(row::Column::Id.eq(id))
+            .filter(row::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected == 1)
+    }
+
+    async fn authenticate(
+        &self,
+        ctx: &TenantContext,
+        hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Option<ServiceKeyInfo>, AuthError> {
+        let tx = self
+            .db
+            .begin_tenant(ctx)
+            .await
+            .map_err(AuthError::Storage)?;
+        let found = row::Entity::find()
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(row::Column::Hash.eq(hash.to_vec()))
+            .filter(row::Column::RevokedAt.is_null())
+            .one(&tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(key) = &found {
+            row::Entity::update_many()
+                .col_expr(row::Column::LastUsedAt, Expr::value(now))
+                .filter(row::Column::OrgId.eq(key.org_id))
+                .filter(row::Column::Id.eq(key.id))
+                .exec(&tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(found.map(|k| ServiceKeyInfo {
+            last_used_at: Some(now),
+            ..info(k)
+        }))
+    }
+}

@@ -1,0 +1,36 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+
+use crate::tenant_table_sql;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// Service-account API keys (SHA-256 only), org-bound and revocable.
+const TABLES: &str = "
+CREATE TABLE service_keys (
+    org_id       uuid        NOT NULL REFERENCES organizations (id),
+    id           uuid        NOT NULL,
+    name         text        NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    hash         bytea       NOT NULL,
+    roles        text        NOT NULL,
+    created_at   timestamptz NOT NULL,
+    last_used_at timestamptz,
+    revoked_at   timestamptz,
+    PRIMARY KEY (org_id, id),
+    UNIQUE (org_id, hash)
+);
+";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(TABLES).await?;
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(&tenant_table_sql("service_keys"))
+                .await?;
+        }
+        Ok(())
+    }
+}
