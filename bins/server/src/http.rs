@@ -3,6 +3,7 @@
 //! extractor.
 
 pub mod auth;
+pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod request_id;

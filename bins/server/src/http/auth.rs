@@ -1,5 +1,6 @@
-//! The bearer-token extractor: a handler that takes [`Authenticated`] runs
-//! only for a verified principal.
+//! The credentials extractor: a handler that takes [`Authenticated`] runs
+//! only for a verified principal (bearer token, or browser session cookie
+//! with CSRF protection).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use carapace_auth::{AuthError, Principal, TokenVerifier as _};
 use secrecy::SecretString;
 
-use super::ApiError;
+use super::{ApiError, cookies};
 use crate::state::AppState;
 
 /// A request whose bearer token verified.
@@ -23,13 +24,28 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req);
+        let token = credentials(req);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let token = token?;
             Ok(Self(state.authenticator.verify(&token).await?))
         })
+    }
+}
+
+/// The bearer token, or, without an `Authorization` header, the browser
+/// session cookie (then unsafe methods need the CSRF token).
+fn credentials(req: &HttpRequest) -> Result<SecretString, ApiError> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return bearer(req);
+    }
+    match cookies::value(req, cookies::SESSION) {
+        Some(token) => {
+            cookies::check_csrf(req)?;
+            Ok(token)
+        }
+        None => Err(ApiError::Unauthenticated(AuthError::MissingCredentials)),
     }
 }
 

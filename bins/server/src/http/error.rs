@@ -59,6 +59,9 @@ pub enum ApiError {
     /// Authenticated but not allowed.
     #[error("forbidden")]
     Forbidden,
+    /// A cookie session's unsafe request lacked the matching CSRF token.
+    #[error("CSRF token missing or wrong")]
+    CsrfFailed,
     /// No such resource (or another tenant's).
     #[error("not found")]
     NotFound,
@@ -99,6 +102,7 @@ impl ApiError {
             Self::BadQuery(_) => "bad_query",
             Self::Unauthenticated(e) => e.code(),
             Self::Forbidden => "forbidden",
+            Self::CsrfFailed => "csrf_failed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -153,7 +157,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Malformed(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated(AuthError::Forbidden) | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthenticated(AuthError::Forbidden) | Self::Forbidden | Self::CsrfFailed => {
+                StatusCode::FORBIDDEN
+            }
             Self::Unauthenticated(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -282,6 +288,7 @@ mod tests {
                 "auth_unavailable",
             ),
             (ApiError::Forbidden, 403, "forbidden"),
+            (ApiError::CsrfFailed, 403, "csrf_failed"),
             (ApiError::NotFound, 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::http::ApiError;
 use crate::http::auth::Authenticated;
+use crate::http::cookies;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::{AppState, LocalAuthService};
@@ -52,15 +53,75 @@ pub struct LoginRequest {
     /// Password (12-128 characters).
     #[schema(max_length = 128)]
     password: String,
+    /// `bearer` (default: tokens in the body) or `cookie` (browser session).
+    #[serde(default)]
+    mode: SessionMode,
+}
+
+/// How a client holds its session.
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// Tokens in the response body; send `Authorization: Bearer`.
+    #[default]
+    Bearer,
+    /// `__Host-` HttpOnly cookies plus a CSRF token for unsafe methods.
+    Cookie,
+}
+
+/// The body of a cookie-mode sign-in.
+#[derive(Serialize, ToSchema)]
+pub struct CookieSession {
+    /// Send this in `X-CSRF-Token` on every unsafe request.
+    csrf_token: String,
+    /// Access-token lifetime in seconds (refresh before then).
+    expires_in: u64,
+}
+
+/// Answers a sign-in in the requested mode.
+fn signed_in(tokens: IssuedTokens, mode: SessionMode) -> HttpResponse {
+    match mode {
+        SessionMode::Bearer => HttpResponse::Ok().json(TokenResponse::from(tokens)),
+        SessionMode::Cookie => {
+            let csrf = cookies::new_csrf_token();
+            let mut res = HttpResponse::Ok();
+            for c in cookies::session(&tokens, &csrf) {
+                res.cookie(c);
+            }
+            res.json(CookieSession {
+                csrf_token: csrf,
+                expires_in: tokens.expires_in,
+            })
+        }
+    }
 }
 
 /// A refresh token, for refresh and logout.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    /// The refresh token from login or the last refresh.
+    /// The refresh token from login or the last refresh; omit it in cookie
+    /// mode (the cookie is used, and `X-CSRF-Token` is required).
+    #[serde(default)]
     #[schema(max_length = 128)]
-    refresh_token: String,
+    refresh_token: Option<String>,
+}
+
+/// The refresh token from the body (bearer mode) or the cookie (cookie
+/// mode, CSRF-checked), and which mode it was.
+fn presented_refresh(
+    req: &HttpRequest,
+    body: RefreshRequest,
+) -> Result<(SecretString, SessionMode), ApiError> {
+    match body.refresh_token {
+        Some(token) => Ok((SecretString::from(token), SessionMode::Bearer)),
+        None => {
+            cookies::check_csrf(req)?;
+            let token = cookies::value(req, cookies::REFRESH)
+                .ok_or(ApiError::Unauthenticated(AuthError::MissingCredentials))?;
+            Ok((token, SessionMode::Cookie))
+        }
+    }
 }
 
 /// Tokens for a session.
@@ -108,6 +169,9 @@ pub struct MfaVerify {
     /// A 6-digit TOTP code, or a recovery code.
     #[schema(max_length = 32)]
     code: String,
+    /// `bearer` (default) or `cookie`.
+    #[serde(default)]
+    mode: SessionMode,
 }
 
 /// A TOTP code.
@@ -147,6 +211,7 @@ pub async fn login(
         org,
         email,
         password,
+        mode,
     } = body.0;
     let password = SecretString::from(password);
     if password.expose_secret().chars().count() > MAX_PASSWORD_CHARS || email.len() > 254 {
@@ -163,7 +228,7 @@ pub async fn login(
         .login(org, &email, &password, OffsetDateTime::now_utc())
         .await?;
     Ok(match outcome {
-        LoginOutcome::Tokens(tokens) => HttpResponse::Ok().json(TokenResponse::from(tokens)),
+        LoginOutcome::Tokens(tokens) => signed_in(tokens, mode),
         LoginOutcome::MfaRequired {
             challenge,
             expires_in,
@@ -183,28 +248,36 @@ pub async fn login(
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let presented = SecretString::from(body.0.refresh_token);
+    let (presented, mode) = presented_refresh(&req, body.0)?;
     let tokens = local(&state)?
         .refresh(&presented, OffsetDateTime::now_utc())
         .await?;
-    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+    Ok(signed_in(tokens, mode))
 }
 
 /// Ends the session of a refresh token (idempotent).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "session ended")))]
 pub async fn logout(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let presented = SecretString::from(body.0.refresh_token);
+    let (presented, mode) = presented_refresh(&req, body.0)?;
     local(&state)?
         .logout(&presented, OffsetDateTime::now_utc())
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let mut res = HttpResponse::NoContent();
+    if let SessionMode::Cookie = mode {
+        for c in cookies::cleared() {
+            res.cookie(c);
+        }
+    }
+    Ok(res.finish())
 }
 
 /// Completes a login with a TOTP or recovery code; each is accepted once.
@@ -217,7 +290,11 @@ pub async fn mfa_verify(
     state: web::Data<AppState>,
     body: JsonBody<MfaVerify>,
 ) -> Result<HttpResponse, ApiError> {
-    let MfaVerify { mfa_token, code } = body.0;
+    let MfaVerify {
+        mfa_token,
+        code,
+        mode,
+    } = body.0;
     if mfa_token.len() > 1024 || code.len() > 32 {
         return Err(AuthError::InvalidCredentials.into());
     }
@@ -228,7 +305,7 @@ pub async fn mfa_verify(
             OffsetDateTime::now_utc(),
         )
         .await?;
-    Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
+    Ok(signed_in(tokens, mode))
 }
 
 /// Starts TOTP enrolment for the caller's own local account.

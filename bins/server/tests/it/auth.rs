@@ -671,3 +671,152 @@ async fn totp_enrol_activate_verify_replay_and_recovery_codes_on_postgres() {
     )
     .await;
 }
+
+/// `name=value` pairs from a response's Set-Cookie headers, with the
+/// attributes of each, checked for the `__Host-` rules.
+fn set_cookies(res: &reqwest::Response) -> Vec<(String, String, String)> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|line| {
+            let (pair, attrs) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                name.trim().to_owned(),
+                value.trim().to_owned(),
+                attrs.to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn cookie_header(cookies: &[(String, String, String)]) -> String {
+    cookies
+        .iter()
+        .map(|(n, v, _)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
+    let Some((app, org)) = setup(
+        "cookie_sessions_need_the_csrf_token_on_unsafe_methods",
+        Backend::Sqlite,
+    )
+    .await
+    else {
+        return;
+    };
+    let res = send(app.http.post(app.url("/api/v1/auth/login")).json(&json!({
+        "org": org.slug, "email": "doc@example.org", "password": PASSWORD, "mode": "cookie"
+    })))
+    .await;
+    assert_eq!(res.status(), 200);
+    let cookies = set_cookies(&res);
+    let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        body.get("access_token").is_none() && body.get("refresh_token").is_none(),
+        "no tokens for scripts"
+    );
+    let csrf = body["csrf_token"].as_str().unwrap_or_default().to_owned();
+    let names: Vec<&str> = cookies.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "__Host-carapace_session",
+            "__Host-carapace_refresh",
+            "__Host-carapace_csrf"
+        ]
+    );
+    for (name, _, attrs) in &cookies {
+        assert!(
+            attrs.contains("Secure")
+                && attrs.contains("Path=/")
+                && attrs.contains("SameSite=Strict"),
+            "{name}: {attrs}"
+        );
+        assert!(!attrs.contains("Domain"), "{name}");
+        assert_eq!(
+            attrs.contains("HttpOnly"),
+            name != "__Host-carapace_csrf",
+            "{name}: {attrs}"
+        );
+    }
+    let jar = cookie_header(&cookies);
+
+    // Safe methods need no CSRF token.
+    let list = send(
+        app.http
+            .get(app.url("/api/v1/patients"))
+            .header("cookie", &jar),
+    )
+    .await;
+    assert_eq!(list.status(), 200);
+    // Unsafe methods do: missing or wrong is 403, and nothing is written.
+    let post = |csrf: Option<&str>| {
+        let mut req = app
+            .http
+            .post(app.url("/api/v1/patients"))
+            .header("cookie", &jar)
+            .json(&patient("Cora"));
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        send(req)
+    };
+    assert_eq!(problem(post(None).await, 403).await["code"], "csrf_failed");
+    problem(post(Some("not-the-token")).await, 403).await;
+    assert_eq!(post(Some(&csrf)).await.status(), 201);
+
+    // Refresh from the cookie (CSRF required), then log out (cookies cleared).
+    let no_csrf = send(
+        app.http
+            .post(app.url("/api/v1/auth/refresh"))
+            .header("cookie", &jar)
+            .json(&json!({})),
+    )
+    .await;
+    problem(no_csrf, 403).await;
+    let refreshed = send(
+        app.http
+            .post(app.url("/api/v1/auth/refresh"))
+            .header("cookie", &jar)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(refreshed.status(), 200);
+    let rotated = set_cookies(&refreshed);
+    assert_eq!(rotated.len(), 3);
+    let new_csrf = refreshed.json::<Value>().await.unwrap_or_default()["csrf_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let jar = cookie_header(&rotated);
+    let out = send(
+        app.http
+            .post(app.url("/api/v1/auth/logout"))
+            .header("cookie", &jar)
+            .header("x-csrf-token", &new_csrf)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(out.status(), 204);
+    assert!(
+        set_cookies(&out)
+            .iter()
+            .all(|(_, v, attrs)| v.is_empty() && attrs.contains("Max-Age=0"))
+    );
+    let after = send(
+        app.http
+            .post(app.url("/api/v1/auth/refresh"))
+            .header("cookie", &jar)
+            .header("x-csrf-token", &new_csrf)
+            .json(&json!({})),
+    )
+    .await;
+    problem(after, 401).await;
+    app.stop().await;
+}
