@@ -16,6 +16,7 @@ use carapace_infra::dev_token::DevTokens;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
+use carapace_infra::purge::purge_expired;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
@@ -266,6 +267,7 @@ fn read_or_create(
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    db: Database,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -285,6 +287,7 @@ pub fn start(
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
+    let db = state.db.clone();
     let state = web::Data::new(state);
     let limit = settings.body_limit_bytes;
     let server = HttpServer::new(move || {
@@ -305,7 +308,12 @@ pub fn start(
     .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Running { addr, handle, task })
+    Ok(Running {
+        addr,
+        db,
+        handle,
+        task,
+    })
 }
 
 /// `carapace serve`: runs until SIGTERM or SIGINT, then drains.
@@ -323,7 +331,9 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
             a = running.addr
         );
     }
+    let purge = tokio::spawn(purge_periodically(running.db.clone(), PURGE_EVERY));
     shutdown_signal().await;
+    purge.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
     tokio::time::timeout(
         Duration::from_secs(settings.shutdown_timeout_secs + 5),
@@ -333,6 +343,32 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     .context("shutdown timed out")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often expired sessions and reset codes are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes expired sessions, refresh tokens and reset codes every `every`.
+async fn purge_periodically(db: Database, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await; // the first tick is immediate; let start-up finish
+    loop {
+        ticker.tick().await;
+        match purge_expired(
+            &db,
+            time::OffsetDateTime::now_utc(),
+            SessionLimits::default(),
+        )
+        .await
+        {
+            Ok(r) => tracing::info!(
+                sessions = r.sessions,
+                reset_codes = r.resets,
+                "purged expired credentials"
+            ),
+            Err(e) => tracing::error!(error = %e, "purging expired credentials failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

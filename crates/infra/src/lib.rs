@@ -15,6 +15,7 @@ pub mod mail;
 pub mod oidc;
 mod organizations;
 mod patients;
+pub mod purge;
 pub mod service_keys;
 pub mod tokens;
 

@@ -268,3 +268,113 @@ async fn postgres_exactly_one_of_two_concurrent_refreshes_succeeds() {
     };
     concurrent_rotation(&pg.app_url).await;
 }
+
+async fn purge(url: &str) {
+    use carapace_auth::local::ResetStore as _;
+    use carapace_infra::accounts::SeaResets;
+    use carapace_infra::purge::purge_expired;
+
+    let db = Database::connect(&carapace_infra::DbSettings::new(url.to_owned().into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = new_org(&db).await;
+    account(&db, &ctx, "old@example.org").await;
+    let user = SeaAccounts::new(db.clone())
+        .find_by_email(
+            &ctx,
+            &Email::parse("old@example.org").unwrap_or_else(|| panic!("e")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|a| a.id)
+        .unwrap_or_else(|| panic!("account"));
+    let sessions = SeaSessions::new(db.clone());
+    let now = OffsetDateTime::now_utc();
+    let limits = SessionLimits::default();
+    let alive = sessions
+        .start(&ctx, user, &["pwd"], [1; 32], now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _idle = sessions
+        .start(
+            &ctx,
+            user,
+            &["pwd"],
+            [2; 32],
+            now - time::Duration::hours(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _revoked = sessions
+        .start(&ctx, user, &["pwd"], [3; 32], now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        sessions
+            .revoke_by_token(&ctx, [3; 32], now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let resets = SeaResets::new(db.clone());
+    resets
+        .create(&ctx, user, [4; 32], now - time::Duration::minutes(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    resets
+        .create(&ctx, user, [5; 32], now + time::Duration::minutes(29))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let report = purge_expired(&db, now, limits)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.sessions >= 2 && report.resets >= 1, "{report:?}");
+    // What was live still works; what was purged is gone.
+    match sessions.rotate(&ctx, [1; 32], [6; 32], now, limits).await {
+        Ok(Rotation::Rotated { session, .. }) => assert_eq!(session, alive),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        sessions.rotate(&ctx, [2; 32], [7; 32], now, limits).await,
+        Ok(Rotation::Invalid)
+    ));
+    let hash = hash_password(&SecretString::from("another fine passphrase".to_owned()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        resets
+            .complete(&ctx, [5; 32], hash.clone(), now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        !resets
+            .complete(&ctx, [4; 32], hash, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let again = purge_expired(&db, now, limits)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        again.resets >= 1,
+        "the now-used code goes next time: {again:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_purge_removes_dead_sessions_and_spent_reset_codes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    crate::support::sqlite(&dir).await.close().await;
+    purge(&format!("sqlite://{}/carapace.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn postgres_purge_removes_dead_sessions_and_spent_reset_codes() {
+    let Some(pg) =
+        carapace_testkit::postgres("postgres_purge_removes_dead_sessions_and_spent_reset_codes")
+            .await
+    else {
+        return;
+    };
+    purge(&pg.app_url).await;
+}
