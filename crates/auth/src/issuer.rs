@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::{AuthError, Role, RoleSet};
 
+/// Prefix of subjects from issuer tokens (`oidc:<sub>`).
+pub const SUBJECT_PREFIX: &str = "oidc:";
+
 /// Which conventions the issuer's access tokens follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IssuerFlavor {
@@ -37,7 +40,8 @@ pub struct ClaimRules {
 /// What an issuer's verified access token says about its bearer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuerClaims {
-    /// `sub`: stable per user at this issuer (never the e-mail).
+    /// `oidc:<sub>`: stable per user at the (single configured) issuer,
+    /// never the e-mail.
     pub subject: SubjectId,
     /// The organization claimed; the caller must check it exists.
     pub org: OrgId,
@@ -73,8 +77,14 @@ pub fn read_issuer_claims(
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
-        .ok_or(AuthError::InvalidToken("no sub"))
-        .and_then(|s| SubjectId::parse(s).map_err(|_| AuthError::InvalidToken("bad sub")))?;
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .ok_or(AuthError::InvalidToken("missing or bad sub"))
+        .and_then(|s| {
+            // Namespaced, so an issuer's `sub` can never pose as a local
+            // user id or a service key.
+            SubjectId::parse(&format!("{SUBJECT_PREFIX}{s}"))
+                .map_err(|_| AuthError::InvalidToken("bad sub"))
+        })?;
     let org = claims
         .get(&rules.org_claim)
         .and_then(Value::as_str)
@@ -140,7 +150,7 @@ mod tests {
             IssuerFlavor::Standard,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.subject.as_str(), "u-1");
+        assert_eq!(c.subject.as_str(), "oidc:u-1");
         assert_eq!(c.org.to_string(), ORG);
         assert_eq!(c.roles, RoleSet::of(&[Role::Clinician]));
         assert!(c.mfa);

@@ -33,6 +33,16 @@ async fn issuer_token_round_trip(backend: Backend, test: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read["given_name"], "Olive");
+    // Issuer identities are namespaced: one can never act as a local
+    // account, even with a `sub` equal to a local user's id.
+    let mut claims = issuer.claims(&org.id.to_string(), &["admin"]);
+    claims["sub"] = json!(uuid::Uuid::now_v7().to_string());
+    let as_local = issuer.sign(TestKey::Rsa1, &claims);
+    let enroll = crate::support::send(
+        app.http.post(app.url("/api/v1/auth/mfa/totp/enroll")).bearer_auth(&as_local).json(&json!({})),
+    )
+    .await;
+    problem(enroll, 403).await;
     // Dev tokens still work alongside in the dev profile.
     assert_eq!(
         app.all_patients(&app.token(&org, Role::Viewer)).await.len(),

@@ -87,7 +87,7 @@ async fn valid_rs256_and_es256_tokens_verify() {
             .await
             .unwrap_or_else(|e| panic!("{key:?}: {e}"));
         assert_eq!(p.org(), f.org.org());
-        assert_eq!(p.subject().as_str(), "issuer-user-1");
+        assert_eq!(p.subject().as_str(), "oidc:issuer-user-1");
         assert!(p.roles().contains(Role::Clinician));
         assert!(!p.mfa());
     }
