@@ -39,7 +39,10 @@ async fn issuer_token_round_trip(backend: Backend, test: &str) {
     claims["sub"] = json!(uuid::Uuid::now_v7().to_string());
     let as_local = issuer.sign(TestKey::Rsa1, &claims);
     let enroll = crate::support::send(
-        app.http.post(app.url("/api/v1/auth/mfa/totp/enroll")).bearer_auth(&as_local).json(&json!({})),
+        app.http
+            .post(app.url("/api/v1/auth/mfa/totp/enroll"))
+            .bearer_auth(&as_local)
+            .json(&json!({})),
     )
     .await;
     problem(enroll, 403).await;
