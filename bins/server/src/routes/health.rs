@@ -31,7 +31,7 @@ pub struct Readiness {
 /// One readiness check.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `database`, `migrations` or `oidc`.
+    /// `database`, `migrations`, `key_provider` or `oidc`.
     pub name: &'static str,
     /// `ok`, or a short reason.
     pub status: String,
@@ -73,6 +73,17 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     };
     results.push(("database", database));
     results.push(("migrations", migrations));
+    if let Some(local) = &state.local {
+        let sealer = &local.sealer;
+        let round_trip = sealer
+            .seal(b"readiness", b"probe")
+            .and_then(|s| sealer.open(b"readiness", &s));
+        let check = match round_trip {
+            Ok(v) if v == b"probe" => Ok("ok".to_owned()),
+            _ => Err("cannot seal and open".to_owned()),
+        };
+        results.push(("key_provider", check));
+    }
     if let Some(oidc) = state.authenticator.oidc() {
         let s = oidc.status();
         let check = match (s.usable, s.last_error.is_some()) {

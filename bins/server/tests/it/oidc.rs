@@ -57,7 +57,11 @@ async fn issuer_token_round_trip(backend: Backend, test: &str) {
         .json()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ready["checks"][2], json!({"name": "oidc", "status": "ok"}));
+    assert_eq!(
+        ready["checks"][2],
+        json!({"name": "key_provider", "status": "ok"})
+    );
+    assert_eq!(ready["checks"][3], json!({"name": "oidc", "status": "ok"}));
     app.stop().await;
 }
 
