@@ -238,8 +238,13 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StorageError> {
         return Ok(());
     }
     match Path::new(path).parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(Box::new(e)))
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
+            // The database holds PHI: its directory is private to the owner.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| StorageError::Unavailable(Box::new(e)))
         }
         _ => Ok(()),
     }
