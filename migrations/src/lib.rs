@@ -37,6 +37,24 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Runs `sql` (table definitions) and, on PostgreSQL, puts each of
+/// `tenant_tables` under forced row-level security for the app role.
+pub(crate) async fn create_tenant_tables(
+    manager: &SchemaManager<'_>,
+    sql: &str,
+    tenant_tables: &[&str],
+) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait as _, DbBackend};
+    let db = manager.get_connection();
+    db.execute_unprepared(sql).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        for table in tenant_tables {
+            db.execute_unprepared(&tenant_table_sql(table)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// SQL that puts `table` under forced row-level security for the current
 /// `app.org_id` and grants the app role row access. An unset or empty
 /// setting matches nothing.

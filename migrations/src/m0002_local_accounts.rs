@@ -1,7 +1,6 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
-use crate::tenant_table_sql;
+use crate::create_tenant_tables;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -60,13 +59,6 @@ const TENANT_TABLES: [&str; 4] = ["users", "sessions", "refresh_tokens", "securi
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(TABLES).await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            for table in TENANT_TABLES {
-                db.execute_unprepared(&tenant_table_sql(table)).await?;
-            }
-        }
-        Ok(())
+        create_tenant_tables(manager, TABLES, &TENANT_TABLES).await
     }
 }

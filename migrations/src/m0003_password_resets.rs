@@ -1,7 +1,6 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
-use crate::tenant_table_sql;
+use crate::create_tenant_tables;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -23,12 +22,6 @@ CREATE TABLE password_resets (
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(TABLES).await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&tenant_table_sql("password_resets"))
-                .await?;
-        }
-        Ok(())
+        create_tenant_tables(manager, TABLES, &["password_resets"]).await
     }
 }

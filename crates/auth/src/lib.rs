@@ -8,6 +8,7 @@
 mod error;
 pub mod issuer;
 pub mod local;
+mod opaque;
 pub mod policy;
 mod principal;
 pub mod service_keys;

@@ -5,11 +5,8 @@
 
 use std::future::Future;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
-use secrecy::{ExposeSecret as _, SecretString};
-use sha2::{Digest as _, Sha256};
+use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -75,14 +72,7 @@ pub trait ServiceKeyStore: Send + Sync {
 
 /// A new key for `org`, and the hash to store.
 pub fn generate(org: OrgId) -> (SecretString, [u8; 32]) {
-    let random: [u8; 32] = rand::random();
-    let key = format!(
-        "{PREFIX}{}.{}",
-        URL_SAFE_NO_PAD.encode(org.as_uuid().as_bytes()),
-        URL_SAFE_NO_PAD.encode(random)
-    );
-    let hash = Sha256::digest(key.as_bytes()).into();
-    (SecretString::from(key), hash)
+    crate::opaque::generate(PREFIX, org)
 }
 
 /// Whether a bearer credential looks like a service key.
@@ -92,14 +82,7 @@ pub fn is_service_key(token: &str) -> bool {
 
 /// The org and hash of a presented key, if it has the right shape.
 pub fn parse(presented: &SecretString) -> Option<(OrgId, [u8; 32])> {
-    let raw = presented.expose_secret();
-    if raw.len() > 128 {
-        return None;
-    }
-    let (org, random) = raw.strip_prefix(PREFIX)?.split_once('.')?;
-    let org = Uuid::from_slice(&URL_SAFE_NO_PAD.decode(org).ok()?).ok()?;
-    let bytes = URL_SAFE_NO_PAD.decode(random).ok()?;
-    (bytes.len() == 32).then(|| (OrgId::from_uuid(org), Sha256::digest(raw.as_bytes()).into()))
+    crate::opaque::parse(PREFIX, presented)
 }
 
 /// Checks a new key's name and roles.
@@ -140,6 +123,7 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret as _;
 
     #[test]
     fn keys_have_their_own_shape() {

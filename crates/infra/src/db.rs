@@ -244,7 +244,9 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StorageError> {
             builder.recursive(true);
             #[cfg(unix)]
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(dir).map_err(|e| StorageError::Unavailable(Box::new(e)))
+            builder
+                .create(dir)
+                .map_err(|e| StorageError::Unavailable(Box::new(e)))
         }
         _ => Ok(()),
     }

@@ -1,11 +1,8 @@
 //! The login, refresh and logout use cases, composed from the ports and
 //! the pure policies. Every failure of a login looks the same to the caller.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use secrecy::{ExposeSecret as _, SecretString};
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use std::sync::Arc;
@@ -21,38 +18,18 @@ use crate::{AuthError, Principal};
 
 const REFRESH_PREFIX: &str = "crt_";
 
-/// An opaque refresh token: `crt_<org id>_<256 random bits>`. Only its
-/// SHA-256 is stored; the org part routes the lookup to the right tenant.
+/// An opaque refresh token (`crt_…`, see [`crate::opaque`]).
 pub struct RefreshToken;
 
 impl RefreshToken {
     /// A new token for `org` and the hash to store.
     pub fn generate(org: OrgId) -> (SecretString, [u8; 32]) {
-        let random: [u8; 32] = rand::random();
-        let token = format!(
-            "{REFRESH_PREFIX}{}_{}",
-            org.as_uuid().simple(),
-            URL_SAFE_NO_PAD.encode(random)
-        );
-        let hash = Self::hash(&token);
-        (SecretString::from(token), hash)
+        crate::opaque::generate(REFRESH_PREFIX, org)
     }
 
     /// The org and hash of a presented token, if it has the right shape.
     pub fn parse(presented: &SecretString) -> Option<(OrgId, [u8; 32])> {
-        let raw = presented.expose_secret();
-        if raw.len() > 128 {
-            return None;
-        }
-        let rest = raw.strip_prefix(REFRESH_PREFIX)?;
-        let (org, random) = rest.split_once('_')?;
-        let org = uuid::Uuid::try_parse(org).ok()?;
-        let bytes = URL_SAFE_NO_PAD.decode(random).ok()?;
-        (bytes.len() == 32).then(|| (OrgId::from_uuid(org), Self::hash(raw)))
-    }
-
-    fn hash(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
+        crate::opaque::parse(REFRESH_PREFIX, presented)
     }
 }
 

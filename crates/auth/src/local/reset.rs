@@ -3,11 +3,8 @@
 
 use std::future::Future;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carapace_tenancy::{OrgId, TenantContext};
 use secrecy::{ExposeSecret as _, SecretString};
-use sha2::{Digest as _, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use super::{Email, UserId};
@@ -58,33 +55,19 @@ pub trait ResetStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 }
 
-/// The reset token format: `crr_<org id>.<256 random bits>`, both base64url,
-/// 70 characters, so it fits one line of a 7-bit mail body.
+/// A reset code: `crr_…` (see [`crate::opaque`]), 70 characters, so it
+/// fits one line of a 7-bit mail body.
 pub struct ResetToken;
 
 impl ResetToken {
     /// A new token for `org` and the hash to store.
     pub fn generate(org: OrgId) -> (SecretString, [u8; 32]) {
-        let random: [u8; 32] = rand::random();
-        let token = format!(
-            "{PREFIX}{}.{}",
-            URL_SAFE_NO_PAD.encode(org.as_uuid().as_bytes()),
-            URL_SAFE_NO_PAD.encode(random)
-        );
-        let hash = Sha256::digest(token.as_bytes()).into();
-        (SecretString::from(token), hash)
+        crate::opaque::generate(PREFIX, org)
     }
 
     /// The org and hash of a presented token, if it has the right shape.
     pub fn parse(presented: &SecretString) -> Option<(OrgId, [u8; 32])> {
-        let raw = presented.expose_secret();
-        if raw.len() > 128 {
-            return None;
-        }
-        let (org, random) = raw.strip_prefix(PREFIX)?.split_once('.')?;
-        let org = uuid::Uuid::from_slice(&URL_SAFE_NO_PAD.decode(org).ok()?).ok()?;
-        let bytes = URL_SAFE_NO_PAD.decode(random).ok()?;
-        (bytes.len() == 32).then(|| (OrgId::from_uuid(org), Sha256::digest(raw.as_bytes()).into()))
+        crate::opaque::parse(PREFIX, presented)
     }
 }
 
