@@ -70,6 +70,10 @@ enum Command {
         /// Lifetime in minutes (1-1440).
         #[arg(long, default_value_t = 60)]
         ttl_minutes: u64,
+        /// Mark the token as from an MFA session (admin operations and
+        /// admin PHI access need one).
+        #[arg(long)]
+        mfa: bool,
     },
 }
 
@@ -187,7 +191,8 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             roles,
             sub,
             ttl_minutes,
-        } => dev_token(settings, &org, &roles, &sub, ttl_minutes).await,
+            mfa,
+        } => dev_token(settings, &org, &roles, &sub, ttl_minutes, mfa).await,
     }
 }
 
@@ -283,6 +288,7 @@ async fn dev_token(
     roles: &[String],
     sub: &str,
     ttl_minutes: u64,
+    mfa: bool,
 ) -> anyhow::Result<ExitCode> {
     if settings.profile != Profile::Dev {
         return usage_error("dev tokens exist only in the dev profile");
@@ -315,10 +321,11 @@ async fn dev_token(
         ));
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let token = tokens.mint(
+    let token = tokens.mint_session(
         found.id,
         &subject,
         &parsed,
+        mfa,
         now,
         Duration::from_secs(ttl_minutes * 60),
     )?;

@@ -2,6 +2,7 @@
 //! request-id middleware, extractor configuration and the bearer-token
 //! extractor.
 
+pub mod access;
 pub mod auth;
 pub mod cookies;
 pub mod error;

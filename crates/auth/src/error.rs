@@ -36,6 +36,9 @@ pub enum AuthError {
     /// The principal is authenticated but not allowed to do this.
     #[error("not allowed")]
     Forbidden,
+    /// Allowed only to an MFA session: step up and retry.
+    #[error("MFA required")]
+    StepUpRequired,
 }
 
 impl AuthError {
@@ -52,6 +55,7 @@ impl AuthError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
+            Self::StepUpRequired => "mfa_required",
         }
     }
 }

@@ -38,6 +38,8 @@ struct Claims {
     sub: String,
     org_id: Uuid,
     roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    amr: Vec<String>,
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -86,12 +88,32 @@ impl DevTokens {
         now_unix: u64,
         ttl: Duration,
     ) -> Result<SecretString, DevTokenError> {
+        self.mint_session(org, subject, roles, false, now_unix, ttl)
+    }
+
+    /// Like [`Self::mint`]; with `mfa`, the token's `amr` says MFA was done
+    /// (for exercising step-up rules in development).
+    pub fn mint_session(
+        &self,
+        org: OrgId,
+        subject: &SubjectId,
+        roles: &[Role],
+        mfa: bool,
+        now_unix: u64,
+        ttl: Duration,
+    ) -> Result<SecretString, DevTokenError> {
+        let amr = if mfa {
+            vec!["pwd".to_owned(), "mfa".to_owned()]
+        } else {
+            Vec::new()
+        };
         let claims = Claims {
             iss: DEV_ISSUER.into(),
             aud: DEV_ISSUER.into(),
             sub: subject.as_str().into(),
             org_id: org.as_uuid(),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            amr,
             iat: now_unix,
             nbf: now_unix,
             exp: now_unix + ttl.as_secs(),
@@ -114,11 +136,8 @@ impl DevTokens {
         let subject =
             SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad subject"))?;
         let roles: Vec<Role> = c.roles.iter().filter_map(|r| r.parse().ok()).collect();
-        Ok(Principal::new(
-            subject,
-            OrgId::from_uuid(c.org_id),
-            RoleSet::of(&roles),
-        ))
+        let mfa = c.amr.iter().any(|m| m == "mfa");
+        Ok(Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles)).with_mfa(mfa))
     }
 }
 
@@ -232,6 +251,7 @@ mod tests {
                 sub: "u".into(),
                 org_id: Uuid::now_v7(),
                 roles: vec!["superuser".into()],
+                amr: vec![],
                 iat: now(),
                 nbf: now(),
                 exp: now() + 60,

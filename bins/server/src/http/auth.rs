@@ -8,28 +8,62 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use carapace_auth::policy::{Decision, DenyReason, authorize};
 use carapace_auth::{AuthError, Principal, TokenVerifier as _};
 use secrecy::SecretString;
 
+use super::access::{self, Access};
 use super::{ApiError, cookies};
 use crate::state::AppState;
 
-/// A request whose bearer token verified.
+/// A request whose credentials verified and whose principal passes the
+/// route's access rule in [`access::ROUTES`]. A route without a rule, or a
+/// public route asking for this, is refused: deny by default.
 #[derive(Debug)]
-pub struct Authenticated(pub Principal);
+pub struct Authorized(pub Principal);
 
-impl FromRequest for Authenticated {
+impl FromRequest for Authorized {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let rule = req
+            .match_pattern()
+            .and_then(|pattern| access::rule(req.method().as_str(), &pattern));
         let token = credentials(req);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-            let token = token?;
-            Ok(Self(state.authenticator.verify(&token).await?))
+            let needed = match rule {
+                Some(Access::Needs(p)) => Some(p),
+                Some(Access::SignedIn) => None,
+                Some(Access::Public) | None => {
+                    return Err(ApiError::Internal("route has no access rule".into()));
+                }
+            };
+            let principal = state.authenticator.verify(&token?).await?;
+            if let Some(permission) = needed {
+                match authorize(&principal, permission) {
+                    Decision::Allow => {}
+                    Decision::Deny(reason) => {
+                        // A security event (the audit issue persists these).
+                        tracing::warn!(
+                            event = "authorization_denied",
+                            org = %principal.org(),
+                            subject = %principal.subject(),
+                            permission = %permission,
+                            reason = ?reason,
+                            "security event"
+                        );
+                        return Err(match reason {
+                            DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
+                            DenyReason::MissingPermission(_) => ApiError::Forbidden,
+                        });
+                    }
+                }
+            }
+            Ok(Self(principal))
         })
     }
 }

@@ -59,6 +59,9 @@ pub enum ApiError {
     /// Authenticated but not allowed.
     #[error("forbidden")]
     Forbidden,
+    /// Allowed only to an MFA session: the client must step up.
+    #[error("MFA required")]
+    StepUpRequired,
     /// A cookie session's unsafe request lacked the matching CSRF token.
     #[error("CSRF token missing or wrong")]
     CsrfFailed,
@@ -103,6 +106,7 @@ impl ApiError {
             Self::Unauthenticated(e) => e.code(),
             Self::Forbidden => "forbidden",
             Self::CsrfFailed => "csrf_failed",
+            Self::StepUpRequired => "mfa_required",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -128,6 +132,10 @@ impl ApiError {
             }
             Self::PayloadTooLarge => Some("the request body exceeds the size limit".to_owned()),
             Self::UnsupportedMediaType => Some("send Content-Type: application/json".to_owned()),
+            Self::StepUpRequired => Some(
+                "this needs an MFA session: complete MFA (amr must contain mfa) and retry"
+                    .to_owned(),
+            ),
             _ => None,
         };
         let errors = match self {
@@ -157,9 +165,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Malformed(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated(AuthError::Forbidden) | Self::Forbidden | Self::CsrfFailed => {
-                StatusCode::FORBIDDEN
-            }
+            Self::Unauthenticated(AuthError::Forbidden | AuthError::StepUpRequired)
+            | Self::Forbidden
+            | Self::CsrfFailed
+            | Self::StepUpRequired => StatusCode::FORBIDDEN,
             Self::Unauthenticated(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -253,6 +262,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Forbidden => Self::Forbidden,
+            AuthError::StepUpRequired => Self::StepUpRequired,
             AuthError::EmailTaken | AuthError::MfaAlreadyEnabled => Self::Conflict,
             AuthError::WeakPassword(why) => Self::Invalid(vec![FieldError::new("password", why)]),
             AuthError::InvalidRequest(why) => Self::Invalid(vec![FieldError::new("body", why)]),
@@ -289,6 +299,7 @@ mod tests {
             ),
             (ApiError::Forbidden, 403, "forbidden"),
             (ApiError::CsrfFailed, 403, "csrf_failed"),
+            (ApiError::StepUpRequired, 403, "mfa_required"),
             (ApiError::NotFound, 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),

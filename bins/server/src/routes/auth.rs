@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
-use crate::http::auth::Authenticated;
+use crate::http::auth::Authorized;
 use crate::http::cookies;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
@@ -315,7 +315,7 @@ pub async fn mfa_verify(
         (status = 409, description = "already enabled", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn totp_enroll(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let enrolment = local(&state)?.enroll_totp(&auth.0).await?;
@@ -331,7 +331,7 @@ pub async fn totp_enroll(
         (status = 401, description = "wrong code", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn totp_activate(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     body: JsonBody<TotpCode>,
 ) -> Result<HttpResponse, ApiError> {

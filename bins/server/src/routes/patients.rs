@@ -7,17 +7,15 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_auth::policy::{PatientAction, authorize_patients};
 use carapace_clinical::patient::{CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _};
 use carapace_clinical::patient::{PageLimit, member_id_filter};
-use carapace_tenancy::TenantContext;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::Authenticated;
+use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -41,12 +39,6 @@ fn today() -> time::Date {
     OffsetDateTime::now_utc().date()
 }
 
-/// Authorizes `action` and returns the tenant context to act in.
-fn tenant(auth: &Authenticated, action: PatientAction) -> Result<TenantContext, ApiError> {
-    authorize_patients(&auth.0, action)?;
-    Ok(auth.0.tenant())
-}
-
 /// Creates a patient in the caller's organization.
 #[utoipa::path(post, path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
     security(("bearer" = [])),
@@ -60,11 +52,11 @@ fn tenant(auth: &Authenticated, action: PatientAction) -> Result<TenantContext, 
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     body: JsonBody<CreatePatient>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = tenant(&auth, PatientAction::Write)?;
+    let ctx = auth.0.tenant();
     let demographics = body.0.into_input().parse(today())?;
     let patient = state.patients.create(&ctx, &demographics).await?;
     Ok(HttpResponse::Created()
@@ -80,11 +72,11 @@ pub async fn create(
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = tenant(&auth, PatientAction::Read)?;
+    let ctx = auth.0.tenant();
     let patient = state
         .patients
         .get(&ctx, PatientId::from_uuid(id.into_inner()))
@@ -103,12 +95,12 @@ pub async fn get(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     body: JsonBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = tenant(&auth, PatientAction::Write)?;
+    let ctx = auth.0.tenant();
     let patch = body.0.into_input().parse(today())?;
     let patient = state
         .patients
@@ -126,11 +118,11 @@ pub async fn update(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = tenant(&auth, PatientAction::Write)?;
+    let ctx = auth.0.tenant();
     if state
         .patients
         .delete(&ctx, PatientId::from_uuid(id.into_inner()))
@@ -164,11 +156,11 @@ pub struct ListParams {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = tenant(&auth, PatientAction::Read)?;
+    let ctx = auth.0.tenant();
     let params = params.into_inner();
     let after = match params.cursor.as_deref() {
         None => None,

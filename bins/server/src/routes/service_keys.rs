@@ -4,7 +4,6 @@
 use actix_web::{HttpResponse, web};
 use carapace_auth::Role;
 use carapace_auth::RoleSet;
-use carapace_auth::policy::authorize_service_key_admin;
 use carapace_auth::service_keys::{self, ServiceKeyInfo, ServiceKeyStore as _};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -14,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::Authenticated;
+use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -88,11 +87,10 @@ impl From<ServiceKeyInfo> for ServiceKeyView {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     body: JsonBody<NewServiceKey>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_service_key_admin(&auth.0)?;
     let NewServiceKey { name, roles } = body.0;
     if roles.len() > service_keys::ALLOWED_ROLES.len() {
         return Err(carapace_auth::AuthError::InvalidRequest("too many roles").into());
@@ -113,11 +111,7 @@ pub async fn create(
 /// Lists the organization's service keys.
 #[utoipa::path(get, path = "/api/v1/service-keys", tag = "service keys", security(("bearer" = [])),
     responses((status = 200, body = [ServiceKeyView])))]
-pub async fn list(
-    auth: Authenticated,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize_service_key_admin(&auth.0)?;
+pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = state.service_keys.list(&auth.0.tenant()).await?;
     Ok(HttpResponse::Ok().json(
         keys.into_iter()
@@ -131,11 +125,10 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "key id")),
     responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke(
-    auth: Authenticated,
+    auth: Authorized,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_service_key_admin(&auth.0)?;
     if state
         .service_keys
         .revoke(&auth.0.tenant(), id.into_inner(), OffsetDateTime::now_utc())

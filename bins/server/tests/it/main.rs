@@ -3,6 +3,7 @@
 //! `CARAPACE_TEST_PG_URL` is set).
 
 mod auth;
+mod authorization;
 mod bad_input;
 mod cli;
 mod health;

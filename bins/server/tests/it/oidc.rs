@@ -98,12 +98,12 @@ async fn bad_issuer_tokens_are_401_never_500() {
     let org = app.org().await;
     let good = issuer.sign(
         TestKey::Ec1,
-        &issuer.claims(&org.id.to_string(), &["admin"]),
+        &issuer.claims(&org.id.to_string(), &["clinician"]),
     );
     let parts: Vec<&str> = good.split('.').collect();
     let unknown_org = issuer.sign(
         TestKey::Ec1,
-        &issuer.claims("0190d5a4-0000-7000-8000-00000000beef", &["admin"]),
+        &issuer.claims("0190d5a4-0000-7000-8000-00000000beef", &["clinician"]),
     );
     let mut cases = vec![
         unknown_org,
@@ -111,7 +111,7 @@ async fn bad_issuer_tokens_are_401_never_500() {
         format!("eyJhbGciOiJub25lIn0.{}.", parts[1]),
         format!("{}.{}.{}", parts[0], parts[1], "AAAA"),
     ];
-    let mut no_org = issuer.claims(&org.id.to_string(), &["admin"]);
+    let mut no_org = issuer.claims(&org.id.to_string(), &["clinician"]);
     no_org.as_object_mut().map(|m| m.remove("org_id"));
     cases.push(issuer.sign(TestKey::Rsa1, &no_org));
     for token in cases {
@@ -148,7 +148,7 @@ async fn issuer_down_at_start_shows_in_readiness_and_fails_closed() {
     let org = app.org().await;
     let token = issuer.sign(
         TestKey::Rsa1,
-        &issuer.claims(&org.id.to_string(), &["admin"]),
+        &issuer.claims(&org.id.to_string(), &["clinician"]),
     );
     let res = app.create_patient(&token, &patient("Nobody")).await;
     let p = problem(res, 503).await;
@@ -178,7 +178,7 @@ async fn with_dev_tokens_off_hs256_tokens_are_refused() {
     problem(app.create_patient(&dev, &patient("Dev")).await, 401).await;
     let real = issuer.sign(
         TestKey::Rsa1,
-        &issuer.claims(&org.id.to_string(), &["admin"]),
+        &issuer.claims(&org.id.to_string(), &["clinician"]),
     );
     assert_eq!(
         app.create_patient(&real, &patient("Real")).await.status(),

@@ -48,10 +48,13 @@ async fn full_lifecycle(app: &TestApp) {
     let listed = app.all_patients(&token).await;
     assert_eq!(listed, vec![patched.clone()]);
 
-    let res = app.delete(&location, &token).await;
+    // Deleting is for admins (with MFA); clinicians may not.
+    problem(app.delete(&location, &token).await, 403).await;
+    let admin = app.token(&org, Role::Admin);
+    let res = app.delete(&location, &admin).await;
     assert_eq!(res.status(), 204);
     problem(app.get(&location, &token).await, 404).await;
-    let again = app.delete(&location, &token).await;
+    let again = app.delete(&location, &admin).await;
     problem(again, 404).await;
     assert!(app.all_patients(&token).await.is_empty());
 }

@@ -116,12 +116,28 @@ impl TestApp {
         Org { id: org.id, slug }
     }
 
-    /// A dev token for `org` with `role`.
+    /// A dev token for `org` with `role`, from an MFA session.
     pub fn token(&self, org: &Org, role: Role) -> String {
+        self.mint(org, role, true)
+    }
+
+    /// A dev token for `org` with `role`, without MFA.
+    pub fn token_without_mfa(&self, org: &Org, role: Role) -> String {
+        self.mint(org, role, false)
+    }
+
+    fn mint(&self, org: &Org, role: Role, mfa: bool) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
         let subject = SubjectId::parse("test-user").unwrap_or_else(|e| panic!("{e}"));
         self.tokens
-            .mint(org.id, &subject, &[role], now, Duration::from_secs(600))
+            .mint_session(
+                org.id,
+                &subject,
+                &[role],
+                mfa,
+                now,
+                Duration::from_secs(600),
+            )
             .unwrap_or_else(|e| panic!("{e}"))
             .expose_secret()
             .to_owned()

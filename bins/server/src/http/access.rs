@@ -1,0 +1,122 @@
+//! Deny by default: every route's access rule, in one table. The
+//! [`crate::http::auth::Authorized`] extractor looks the matched route up
+//! here and refuses (fail closed) when it is missing; a test checks that
+//! every route of the OpenAPI document has exactly one rule.
+
+use carapace_auth::policy::Permission;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, docs, keys, sign-in flows).
+    Public,
+    /// Any authenticated principal, for its own account (MFA enrolment).
+    SignedIn,
+    /// A principal granted this permission (see `docs/permissions.md`).
+    Needs(Permission),
+}
+
+use Access::{Needs, Public, SignedIn};
+use Permission::{PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin};
+
+/// Method, route pattern (as actix and OpenAPI write it) and rule.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/health/live", Public),
+    ("GET", "/health/ready", Public),
+    ("GET", "/.well-known/jwks.json", Public),
+    ("POST", "/api/v1/auth/login", Public),
+    ("POST", "/api/v1/auth/refresh", Public),
+    ("POST", "/api/v1/auth/logout", Public),
+    ("POST", "/api/v1/auth/mfa/verify", Public),
+    ("POST", "/api/v1/auth/password-reset/request", Public),
+    ("POST", "/api/v1/auth/password-reset/confirm", Public),
+    ("POST", "/api/v1/auth/mfa/totp/enroll", SignedIn),
+    ("POST", "/api/v1/auth/mfa/totp/activate", SignedIn),
+    ("POST", "/api/v1/patients", Needs(PatientWrite)),
+    ("GET", "/api/v1/patients", Needs(PatientRead)),
+    ("GET", "/api/v1/patients/{id}", Needs(PatientRead)),
+    ("PATCH", "/api/v1/patients/{id}", Needs(PatientWrite)),
+    ("DELETE", "/api/v1/patients/{id}", Needs(PatientDelete)),
+    ("POST", "/api/v1/service-keys", Needs(ServiceKeyAdmin)),
+    ("GET", "/api/v1/service-keys", Needs(ServiceKeyAdmin)),
+    (
+        "DELETE",
+        "/api/v1/service-keys/{id}",
+        Needs(ServiceKeyAdmin),
+    ),
+];
+
+/// The rule for `method` on the route `pattern`, if there is one.
+pub fn rule(method: &str, pattern: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == pattern)
+        .map(|(_, _, a)| *a)
+}
+
+/// The route table as it appears in `docs/permissions.md`.
+pub fn routes_markdown() -> String {
+    let mut out = String::from("| method | route | access |\n| --- | --- | --- |");
+    for (method, pattern, access) in ROUTES {
+        let access = match access {
+            Public => "public".to_owned(),
+            SignedIn => "signed in (own account)".to_owned(),
+            Needs(p) => format!("`{p}`"),
+        };
+        out.push_str(&format!("\n| {method} | `{pattern}` | {access} |"));
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::OpenApi as _;
+
+    #[test]
+    fn every_documented_route_has_exactly_one_rule_and_every_rule_a_route() {
+        let doc = crate::routes::docs::ApiDoc::openapi();
+        let mut documented = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ];
+            for (method, present) in ops {
+                if present {
+                    documented.push((method, path.clone()));
+                    let rules = ROUTES
+                        .iter()
+                        .filter(|(m, p, _)| *m == method && *p == path)
+                        .count();
+                    assert_eq!(rules, 1, "{method} {path} needs exactly one access rule");
+                }
+            }
+        }
+        for (method, pattern, _) in ROUTES {
+            assert!(
+                documented.iter().any(|(m, p)| m == method && p == pattern),
+                "{method} {pattern} has a rule but no documented route"
+            );
+        }
+    }
+
+    #[test]
+    fn docs_permissions_md_matches_the_code() {
+        let doc = include_str!("../../../../docs/permissions.md");
+        let matrix = carapace_auth::policy::matrix_markdown();
+        assert!(
+            doc.contains(&matrix),
+            "docs/permissions.md must contain the matrix:\n{matrix}"
+        );
+        let routes = routes_markdown();
+        assert!(
+            doc.contains(&routes),
+            "docs/permissions.md must contain the route table:\n{routes}"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Deny by default over HTTP: every protected route refuses anonymous
+//! callers; the role matrix holds route by route; admin needs MFA.
+
+use carapace_auth::Role;
+use carapace_auth::policy::{Permission, permissions_of};
+use carapace_server::http::access::{Access, ROUTES};
+use serde_json::json;
+
+use crate::support::{Backend, patient, problem, send, spawn_app};
+
+#[tokio::test]
+async fn every_protected_route_refuses_anonymous_callers() {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "every_protected_route_refuses_anonymous_callers",
+    )
+    .await
+    else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut checked = 0;
+    for (method, pattern, access) in ROUTES {
+        if *access == Access::Public {
+            continue;
+        }
+        let path = pattern.replace("{id}", &id);
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let res = send(
+            app.http
+                .request(method.clone(), app.url(&path))
+                .json(&json!({})),
+        )
+        .await;
+        problem(res, 401).await;
+        checked += 1;
+    }
+    assert!(checked >= 10, "checked {checked} routes");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_role_gets_exactly_its_patient_permissions() {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "each_role_gets_exactly_its_patient_permissions",
+    )
+    .await
+    else {
+        return;
+    };
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    for role in Role::ALL {
+        let token = app.token(&org, role);
+        let grants = |p: Permission| permissions_of(role).contains(&p);
+        let id = app.new_patient(&admin, "Subject").await;
+        let path = format!("/api/v1/patients/{id}");
+
+        let read = app.get(&path, &token).await.status().as_u16();
+        assert_eq!(
+            read,
+            if grants(Permission::PatientRead) {
+                200
+            } else {
+                403
+            },
+            "{role} read"
+        );
+        let list = app.get("/api/v1/patients", &token).await.status().as_u16();
+        assert_eq!(
+            list,
+            if grants(Permission::PatientRead) {
+                200
+            } else {
+                403
+            },
+            "{role} list"
+        );
+        let create = app
+            .create_patient(&token, &patient("New"))
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            create,
+            if grants(Permission::PatientWrite) {
+                201
+            } else {
+                403
+            },
+            "{role} create"
+        );
+        let patch = app
+            .patch(&path, &token, &json!({"family_name": "Changed"}))
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            patch,
+            if grants(Permission::PatientWrite) {
+                200
+            } else {
+                403
+            },
+            "{role} patch"
+        );
+        let delete = app.delete(&path, &token).await.status().as_u16();
+        assert_eq!(
+            delete,
+            if grants(Permission::PatientDelete) {
+                204
+            } else {
+                403
+            },
+            "{role} delete"
+        );
+        let keys = app
+            .get("/api/v1/service-keys", &token)
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(
+            keys,
+            if grants(Permission::ServiceKeyAdmin) {
+                200
+            } else {
+                403
+            },
+            "{role} service keys"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admin_needs_mfa_for_phi_and_administration() {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "admin_needs_mfa_for_phi_and_administration",
+    )
+    .await
+    else {
+        return;
+    };
+    let org = app.org().await;
+    let no_mfa = app.token_without_mfa(&org, Role::Admin);
+    let p = problem(app.get("/api/v1/patients", &no_mfa).await, 403).await;
+    assert_eq!(p["code"], "mfa_required");
+    assert_eq!(p["type"], "urn:carapace:problem:mfa_required");
+    let body = json!({"name": "bot", "roles": ["service"]});
+    let res = send(
+        app.http
+            .post(app.url("/api/v1/service-keys"))
+            .bearer_auth(&no_mfa)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(problem(res, 403).await["code"], "mfa_required");
+
+    let mfa = app.token(&org, Role::Admin);
+    assert_eq!(app.get("/api/v1/patients", &mfa).await.status(), 200);
+    let res = send(
+        app.http
+            .post(app.url("/api/v1/service-keys"))
+            .bearer_auth(&mfa)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    // A clinician's own grant needs no step-up.
+    let clinician = app.token_without_mfa(&org, Role::Clinician);
+    assert_eq!(app.get("/api/v1/patients", &clinician).await.status(), 200);
+    app.stop().await;
+}
