@@ -5,6 +5,7 @@ pub mod docs;
 pub mod health;
 pub mod patients;
 pub mod service_keys;
+pub mod users;
 
 use actix_web::web;
 
@@ -17,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .configure(auth::configure)
                 .configure(patients::configure)
-                .configure(service_keys::configure),
+                .configure(service_keys::configure)
+                .configure(users::configure),
         )
         .configure(auth::configure_well_known)
         .configure(docs::configure);

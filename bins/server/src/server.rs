@@ -10,6 +10,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
+use carapace_auth::local::admin::UserAdmin;
 use carapace_auth::local::{LocalAuth, PasswordReset, SessionLimits};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::dev_token::DevTokens;
@@ -116,8 +117,20 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }),
         None => None,
     };
+    let user_admin = match &local {
+        Some(_) => Some(UserAdmin {
+            accounts: SeaAccounts::new(db.clone()),
+            invitations: PasswordReset {
+                accounts: SeaAccounts::new(db.clone()),
+                resets: SeaResets::new(db.clone()),
+                mailer: mailer(settings)?,
+            },
+        }),
+        None => None,
+    };
     let authenticator = Verifiers::new(dev_tokens(settings)?, local_tokens, oidc)
-        .with_service_keys(SeaServiceKeys::new(db.clone()));
+        .with_service_keys(SeaServiceKeys::new(db.clone()))
+        .with_session_check(SeaSessions::new(db.clone()));
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
@@ -130,6 +143,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         authenticator,
         local,
         reset,
+        user_admin,
         login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
         cursor_key,
     })

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use carapace_auth::local::admin::UserAdmin;
 use carapace_auth::local::{LocalAuth, PasswordReset};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::local_tokens::LocalTokens;
@@ -17,6 +18,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// Local-account authentication as wired here.
 pub type LocalAuthService = LocalAuth<SeaAccounts, SeaSessions, LocalTokens>;
+
+/// User administration as wired here.
+pub type UserAdminService = UserAdmin<SeaAccounts, SeaResets, LettreMailer>;
 
 /// Password reset as wired here.
 pub type PasswordResetService = PasswordReset<SeaAccounts, SeaResets, LettreMailer>;
@@ -62,6 +66,8 @@ pub struct AppState {
     pub local: Option<LocalAuthService>,
     /// Password reset, when local accounts are enabled.
     pub reset: Option<PasswordResetService>,
+    /// User administration, when local accounts are enabled.
+    pub user_admin: Option<UserAdminService>,
     /// Per-IP limit on login and reset requests.
     pub login_limiter: LoginLimiter,
     /// Service keys.

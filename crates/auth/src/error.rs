@@ -21,6 +21,9 @@ pub enum AuthError {
     /// A new password breaks the password rules (the reason says which).
     #[error("password {0}")]
     WeakPassword(&'static str),
+    /// No such user (or another organization's).
+    #[error("not found")]
+    NotFound,
     /// A request to the auth use cases broke a rule (the reason says which).
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
@@ -53,6 +56,7 @@ impl AuthError {
             Self::WeakPassword(_) => "weak_password",
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::NotFound => "not_found",
             Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
             Self::StepUpRequired => "mfa_required",

@@ -2,6 +2,7 @@
 //! policies, the account and session ports, and the login, refresh and
 //! logout use cases built only from those.
 
+pub mod admin;
 mod flow;
 pub mod mfa;
 mod password;

@@ -2,6 +2,7 @@
 //! one tenant transaction. Security events are written in the same
 //! transaction as the change they describe.
 
+use carapace_auth::local::admin::{AdminChange, AdminStore};
 use carapace_auth::local::mfa::{MfaStore, TotpState};
 use carapace_auth::local::{
     Account, AccountStore, Email, LoginState, ResetStore, Rotation, SessionId, SessionLimits,
@@ -11,7 +12,10 @@ use carapace_auth::{AuthError, Role, RoleSet};
 use carapace_tenancy::{OrgId, TenantContext};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -442,6 +446,23 @@ impl SessionStore for SeaSessions {
         })
     }
 
+    async fn is_active(
+        &self,
+        ctx: &TenantContext,
+        session_id: SessionId,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let found = session::Entity::find()
+            .filter(session::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(session::Column::Id.eq(session_id.as_uuid()))
+            .filter(session::Column::RevokedAt.is_null())
+            .one(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(found.is_some())
+    }
+
     async fn revoke_by_token(
         &self,
         ctx: &TenantContext,
@@ -463,6 +484,72 @@ impl SessionStore for SeaSessions {
         Ok(revoked)
     }
 }
+
+impl AdminStore for SeaAccounts {
+    async fn list(&self, ctx: &TenantContext) -> Result<Vec<Account>, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let rows = user::Entity::find()
+            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .order_by_asc(user::Column::Id)
+            .limit(1000)
+            .all(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(rows.into_iter().filter_map(to_account).collect())
+    }
+
+    async fn apply(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        change: AdminChange,
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let org = ctx.org().as_uuid();
+        let update = user::Entity::update_many()
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::OrgId.eq(org))
+            .filter(user::Column::Id.eq(user_id.as_uuid()));
+        let update = match change {
+            AdminChange::Roles(roles) => {
+                update.col_expr(user::Column::Roles, Expr::value(roles_to_text(roles)))
+            }
+            AdminChange::Lock => update.col_expr(
+                user::Column::LockedUntil,
+                Expr::value(Some(LOCKED_FOR_GOOD)),
+            ),
+            AdminChange::Unlock => update
+                .col_expr(
+                    user::Column::LockedUntil,
+                    Expr::value(None::<OffsetDateTime>),
+                )
+                .col_expr(user::Column::FailedLogins, Expr::value(0)),
+            AdminChange::Deactivate => update.col_expr(user::Column::Active, Expr::value(false)),
+        };
+        if update.exec(&tx).await.map_err(db_err)?.rows_affected == 0 {
+            return Ok(false);
+        }
+        if change.ends_sessions() {
+            session::Entity::update_many()
+                .col_expr(session::Column::RevokedAt, Expr::value(now))
+                .filter(session::Column::OrgId.eq(org))
+                .filter(session::Column::UserId.eq(user_id.as_uuid()))
+                .filter(session::Column::RevokedAt.is_null())
+                .exec(&tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let subject = format!("{user_id} by {}", ctx.actor());
+        record_event(&tx, ctx, change.event(), Some(subject), now).await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+}
+
+/// "Locked until unlocked": far enough to never pass.
+const LOCKED_FOR_GOOD: OffsetDateTime = time::macros::datetime!(9999-12-31 0:00 UTC);
 
 async fn find_user(
     tx: &DatabaseTransaction,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carapace_auth::local::{AccessClaims, AccessTokenIssuer, UserId};
+use carapace_auth::local::{AccessClaims, AccessTokenIssuer, SessionId, UserId};
 use carapace_auth::{AuthError, Principal, Role, RoleSet};
 use carapace_tenancy::{OrgId, SubjectId};
 use ed25519_dalek::SigningKey;
@@ -187,8 +187,15 @@ impl LocalTokens {
             .map_err(|_| AuthError::InvalidToken("signing failed"))
     }
 
-    /// Verifies a Carapace access token completely.
+    /// Verifies a Carapace access token completely (signature and claims;
+    /// the session's liveness is the caller's to check, see
+    /// [`Self::verify_with_session`]).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_with_session(token).map(|(p, _)| p)
+    }
+
+    /// Like [`Self::verify`], also returning the token's session.
+    pub fn verify_with_session(&self, token: &str) -> Result<(Principal, SessionId), AuthError> {
         let c: Claims = self.decode_kind(token, ACCESS_TYP)?;
         if c.token_use != "access" || c.roles.len() > RoleSet::MAX_CLAIMED {
             return Err(AuthError::InvalidToken("not an access token"));
@@ -196,7 +203,10 @@ impl LocalTokens {
         let subject = SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad sub"))?;
         let roles: Vec<Role> = c.roles.iter().filter_map(|r| r.parse().ok()).collect();
         let mfa = c.amr.iter().any(|m| m == "mfa" || m == "otp");
-        Ok(Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles)).with_mfa(mfa))
+        Ok((
+            Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles)).with_mfa(mfa),
+            SessionId::from_uuid(c.sid),
+        ))
     }
 }
 
@@ -259,7 +269,6 @@ impl AccessTokenIssuer for LocalTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carapace_auth::local::SessionId;
 
     fn claims(org: OrgId) -> AccessClaims {
         AccessClaims {

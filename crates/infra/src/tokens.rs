@@ -12,6 +12,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use carapace_auth::service_keys;
 use time::OffsetDateTime;
 
+use carapace_auth::local::SessionStore as _;
+
+use crate::accounts::SeaSessions;
 use crate::dev_token::DevTokens;
 use crate::local_tokens::LocalTokens;
 use crate::oidc::{MAX_TOKEN_LEN, OidcVerifier};
@@ -24,6 +27,7 @@ pub struct Verifiers {
     local: Option<LocalTokens>,
     oidc: Option<OidcVerifier>,
     service_keys: Option<SeaServiceKeys>,
+    sessions: Option<SeaSessions>,
 }
 
 impl Verifiers {
@@ -39,7 +43,15 @@ impl Verifiers {
             local,
             oidc,
             service_keys: None,
+            sessions: None,
         }
+    }
+
+    /// Refuses Carapace access tokens whose session has ended (logout,
+    /// reset, lock, deactivation, role change), checked on every request.
+    pub fn with_session_check(mut self, sessions: SeaSessions) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// Also accepts service keys (`cak_…`) found in `store`.
@@ -74,10 +86,18 @@ impl TokenVerifier for Verifiers {
                 Some(dev) => dev.verify(token).await,
                 None => Err(AuthError::InvalidToken("dev tokens are disabled")),
             },
-            Algorithm::EdDSA => match &self.local {
-                Some(local) => local.verify(raw),
-                None => Err(AuthError::InvalidToken("local accounts are disabled")),
-            },
+            Algorithm::EdDSA => {
+                let Some(local) = &self.local else {
+                    return Err(AuthError::InvalidToken("local accounts are disabled"));
+                };
+                let (principal, session) = local.verify_with_session(raw)?;
+                if let Some(sessions) = &self.sessions
+                    && !sessions.is_active(&principal.tenant(), session).await?
+                {
+                    return Err(AuthError::InvalidToken("session ended"));
+                }
+                Ok(principal)
+            }
             _ => match &self.oidc {
                 Some(oidc) => oidc.verify(raw).await,
                 None => Err(AuthError::InvalidToken("no issuer configured")),

@@ -17,7 +17,7 @@ pub enum Access {
 }
 
 use Access::{Needs, Public, SignedIn};
-use Permission::{PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin};
+use Permission::{PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -44,6 +44,12 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/service-keys/{id}",
         Needs(ServiceKeyAdmin),
     ),
+    ("GET", "/api/v1/users", Needs(UserAdmin)),
+    ("POST", "/api/v1/users", Needs(UserAdmin)),
+    ("PATCH", "/api/v1/users/{id}", Needs(UserAdmin)),
+    ("POST", "/api/v1/users/{id}/lock", Needs(UserAdmin)),
+    ("POST", "/api/v1/users/{id}/unlock", Needs(UserAdmin)),
+    ("POST", "/api/v1/users/{id}/deactivate", Needs(UserAdmin)),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

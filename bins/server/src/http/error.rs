@@ -263,6 +263,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Forbidden => Self::Forbidden,
             AuthError::StepUpRequired => Self::StepUpRequired,
+            AuthError::NotFound => Self::NotFound,
             AuthError::EmailTaken | AuthError::MfaAlreadyEnabled => Self::Conflict,
             AuthError::WeakPassword(why) => Self::Invalid(vec![FieldError::new("password", why)]),
             AuthError::InvalidRequest(why) => Self::Invalid(vec![FieldError::new("body", why)]),

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{auth, health, patients, service_keys};
+use super::{auth, health, patients, service_keys, users};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -20,6 +20,7 @@ use crate::http::error::{Problem, ProblemField};
         auth::mfa_verify, auth::totp_enroll, auth::totp_activate,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
         service_keys::create, service_keys::list, service_keys::revoke,
+        users::list, users::create, users::change_roles, users::lock, users::unlock, users::deactivate,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
+pub(crate) async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
     let ctx = TenantContext::new(
         org.id,
         SubjectId::parse("test").unwrap_or_else(|e| panic!("{e}")),
@@ -30,7 +30,12 @@ async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn login(app: &TestApp, org: &str, email: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn login(
+    app: &TestApp,
+    org: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
     send(
         app.http
             .post(app.url("/api/v1/auth/login"))
@@ -43,7 +48,7 @@ async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     send(app.http.post(app.url(path)).json(&body)).await
 }
 
-async fn tokens(res: reqwest::Response) -> Value {
+pub(crate) async fn tokens(res: reqwest::Response) -> Value {
     assert_eq!(res.status(), 200);
     res.json().await.unwrap_or_else(|e| panic!("{e}"))
 }

@@ -12,3 +12,4 @@ mod oidc;
 mod patients;
 mod service_keys;
 mod support;
+mod users;

@@ -188,6 +188,14 @@ pub trait SessionStore: Send + Sync {
         limits: SessionLimits,
     ) -> impl Future<Output = Result<Rotation, AuthError>> + Send;
 
+    /// Whether the session is still live (not revoked). Checked on every
+    /// request made with a Carapace access token.
+    fn is_active(
+        &self,
+        ctx: &TenantContext,
+        session: SessionId,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
     /// Revokes the session holding the token hashing to `presented`.
     fn revoke_by_token(
         &self,

@@ -1,0 +1,182 @@
+//! `/api/v1/users`: user administration in the admin's own organization
+//! (admin with MFA; see `docs/permissions.md`).
+
+use actix_web::{HttpResponse, web};
+use carapace_auth::local::Account;
+use carapace_auth::local::admin::AdminChange;
+use carapace_auth::{AuthError, Role, RoleSet};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::state::{AppState, UserAdminService};
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/users")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(web::resource("/users/{id}").route(web::patch().to(change_roles)))
+    .service(web::resource("/users/{id}/lock").route(web::post().to(lock)))
+    .service(web::resource("/users/{id}/unlock").route(web::post().to(unlock)))
+    .service(web::resource("/users/{id}/deactivate").route(web::post().to(deactivate)));
+}
+
+/// A user as administrators see it.
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    /// Its id.
+    id: Uuid,
+    /// Login e-mail.
+    email: String,
+    /// Roles.
+    roles: Vec<&'static str>,
+    /// `false` once deactivated.
+    active: bool,
+    /// Whether logins are refused now (lockout or admin lock).
+    locked: bool,
+    /// Whether TOTP is enabled.
+    mfa_enabled: bool,
+}
+
+impl From<Account> for UserView {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id.as_uuid(),
+            email: a.email.as_str().to_owned(),
+            roles: a.roles.iter().map(Role::as_str).collect(),
+            active: a.active,
+            locked: a.login.is_locked(OffsetDateTime::now_utc()),
+            mfa_enabled: a.mfa_enabled,
+        }
+    }
+}
+
+/// A new user: an invitation to set a password is mailed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Login e-mail.
+    #[schema(max_length = 254)]
+    email: String,
+    /// Roles (1-7).
+    roles: Vec<String>,
+}
+
+/// New roles for a user.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolesChange {
+    /// Roles (1-7); the user's sessions end.
+    roles: Vec<String>,
+}
+
+fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
+    state.user_admin.as_ref().ok_or(ApiError::NotFound)
+}
+
+fn roles(names: &[String]) -> Result<RoleSet, ApiError> {
+    if names.is_empty() || names.len() > Role::ALL.len() {
+        return Err(AuthError::InvalidRequest("roles must hold 1 to 7 role names").into());
+    }
+    let parsed: Result<Vec<Role>, _> = names.iter().map(|r| r.parse::<Role>()).collect();
+    parsed
+        .map(|r| RoleSet::of(&r))
+        .map_err(|_| AuthError::InvalidRequest("unknown role").into())
+}
+
+/// Lists the organization's users.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = [UserView]), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let users = admin(&state)?.list(&auth.0).await?;
+    Ok(HttpResponse::Ok().json(users.into_iter().map(UserView::from).collect::<Vec<_>>()))
+}
+
+/// Creates a user and mails an invitation code.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
+    responses((status = 201, body = UserView), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: JsonBody<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let NewUser {
+        email,
+        roles: names,
+    } = body.0;
+    let account = admin(&state)?
+        .invite(&auth.0, &email, roles(&names)?, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::Created().json(UserView::from(account)))
+}
+
+async fn apply(
+    auth: &Authorized,
+    state: &AppState,
+    id: Uuid,
+    change: AdminChange,
+) -> Result<HttpResponse, ApiError> {
+    admin(state)?
+        .change(
+            &auth.0,
+            carapace_auth::local::UserId::from_uuid(id),
+            change,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replaces a user's roles; the user's sessions end.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = RolesChange, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "changed")))]
+pub async fn change_roles(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: JsonBody<RolesChange>,
+) -> Result<HttpResponse, ApiError> {
+    let change = AdminChange::Roles(roles(&body.0.roles)?);
+    apply(&auth, &state, id.into_inner(), change).await
+}
+
+/// Locks a user out until unlocked; the user's sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{id}/lock", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "locked")))]
+pub async fn lock(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    apply(&auth, &state, id.into_inner(), AdminChange::Lock).await
+}
+
+/// Clears a lock (and the failure count).
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "unlocked")))]
+pub async fn unlock(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    apply(&auth, &state, id.into_inner(), AdminChange::Unlock).await
+}
+
+/// Deactivates a user for good; the user's sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "deactivated")))]
+pub async fn deactivate(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    apply(&auth, &state, id.into_inner(), AdminChange::Deactivate).await
+}

@@ -1,0 +1,239 @@
+//! User administration: admin with MFA, own org only; role changes, locks
+//! and deactivation end sessions at once.
+
+use carapace_auth::Role;
+use serde_json::{Value, json};
+
+use crate::auth::{PASSWORD, login, tokens, user};
+use crate::support::{Backend, TestApp, patient, problem, send, spawn_app};
+
+async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::Response {
+    send(app.http.post(app.url(path)).bearer_auth(token).json(&body)).await
+}
+
+async fn user_id(app: &TestApp, admin: &str, email: &str) -> String {
+    let users: Value = app
+        .get("/api/v1/users", admin)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    users
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["email"] == email))
+        .and_then(|u| u["id"].as_str())
+        .unwrap_or_else(|| panic!("{email} not in {users}"))
+        .to_owned()
+}
+
+async fn administration(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    user(&app, &org, "doc@example.org", Role::Clinician).await;
+    let session = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let doc_token = session["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        app.create_patient(&doc_token, &patient("Before"))
+            .await
+            .status(),
+        201
+    );
+
+    // Invite: created without a password, code mailed.
+    let created = post(
+        &app,
+        "/api/v1/users",
+        &admin,
+        json!({"email": "nurse@example.org", "roles": ["viewer"]}),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created["roles"], json!(["viewer"]));
+    let dup = post(
+        &app,
+        "/api/v1/users",
+        &admin,
+        json!({"email": "nurse@example.org", "roles": ["viewer"]}),
+    )
+    .await;
+    problem(dup, 409).await;
+    let doc = user_id(&app, &admin, "doc@example.org").await;
+
+    // A role change ends the user's sessions at once.
+    let res = send(
+        app.http
+            .patch(app.url(&format!("/api/v1/users/{doc}")))
+            .bearer_auth(&admin)
+            .json(&json!({"roles": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    problem(app.get("/api/v1/patients", &doc_token).await, 401).await;
+    let viewer = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let viewer = viewer["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    problem(app.create_patient(&viewer, &patient("After")).await, 403).await;
+
+    // Lock and unlock.
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/lock"),
+            &admin,
+            json!({})
+        )
+        .await
+        .status(),
+        204
+    );
+    problem(app.get("/api/v1/patients", &viewer).await, 401).await;
+    problem(
+        login(&app, &org.slug, "doc@example.org", PASSWORD).await,
+        401,
+    )
+    .await;
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/unlock"),
+            &admin,
+            json!({})
+        )
+        .await
+        .status(),
+        204
+    );
+    let again = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let again = again["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Deactivation: the old token is refused, and so is a new login.
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/deactivate"),
+            &admin,
+            json!({})
+        )
+        .await
+        .status(),
+        204
+    );
+    problem(app.get("/api/v1/patients", &again).await, 401).await;
+    problem(
+        login(&app, &org.slug, "doc@example.org", PASSWORD).await,
+        401,
+    )
+    .await;
+    let listed: Value = app
+        .get("/api/v1/users", &admin)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc_view = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["id"] == doc.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(doc_view["active"], false);
+
+    // Another org's admin sees nothing and touches nothing.
+    let other = app.org().await;
+    let other_admin = app.token(&other, Role::Admin);
+    assert_eq!(
+        app.get("/api/v1/users", &other_admin)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap_or_default(),
+        json!([])
+    );
+    problem(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/unlock"),
+            &other_admin,
+            json!({}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admin_manages_users_and_changes_end_sessions_on_sqlite() {
+    administration(
+        Backend::Sqlite,
+        "admin_manages_users_and_changes_end_sessions_on_sqlite",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admin_manages_users_and_changes_end_sessions_on_postgres() {
+    administration(
+        Backend::Postgres,
+        "admin_manages_users_and_changes_end_sessions_on_postgres",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_admins_with_mfa_administer_users() {
+    let Some(app) = spawn_app(Backend::Sqlite, "only_admins_with_mfa_administer_users").await
+    else {
+        return;
+    };
+    let org = app.org().await;
+    for role in [
+        Role::Clinician,
+        Role::Staff,
+        Role::Viewer,
+        Role::Compliance,
+        Role::Service,
+        Role::Patient,
+    ] {
+        problem(app.get("/api/v1/users", &app.token(&org, role)).await, 403).await;
+    }
+    let p = problem(
+        app.get("/api/v1/users", &app.token_without_mfa(&org, Role::Admin))
+            .await,
+        403,
+    )
+    .await;
+    assert_eq!(p["code"], "mfa_required");
+    let admin = app.token(&org, Role::Admin);
+    for body in [
+        json!({"email": "x@example.org", "roles": []}),
+        json!({"email": "nope", "roles": ["viewer"]}),
+        json!({"email": "x@example.org", "roles": ["root"]}),
+    ] {
+        problem(post(&app, "/api/v1/users", &admin, body).await, 422).await;
+    }
+    problem(
+        post(
+            &app,
+            &format!("/api/v1/users/{}/lock", uuid::Uuid::now_v7()),
+            &admin,
+            json!({}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    app.stop().await;
+}
