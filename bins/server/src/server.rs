@@ -14,6 +14,7 @@ use carapace_auth::local::admin::UserAdmin;
 use carapace_auth::local::{LocalAuth, PasswordReset, SessionLimits};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::dev_token::DevTokens;
+use carapace_infra::events::LogSink;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
@@ -144,6 +145,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         local,
         reset,
         user_admin,
+        events: Arc::new(LogSink),
         login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
         cursor_key,
     })

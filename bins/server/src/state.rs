@@ -51,8 +51,15 @@ impl LoginLimiter {
     }
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything handlers need.
-#[derive(Debug)]
 pub struct AppState {
     /// The database pool (health checks).
     pub db: Database,
@@ -68,6 +75,8 @@ pub struct AppState {
     pub reset: Option<PasswordResetService>,
     /// User administration, when local accounts are enabled.
     pub user_admin: Option<UserAdminService>,
+    /// Where security events go.
+    pub events: std::sync::Arc<dyn carapace_audit::SecurityEventSink>,
     /// Per-IP limit on login and reset requests.
     pub login_limiter: LoginLimiter,
     /// Service keys.

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod db;
 pub mod dev_token;
 mod entity;
+pub mod events;
 pub mod local_tokens;
 pub mod mail;
 pub mod oidc;

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use carapace_audit::{SecurityEvent, SecurityEventKind};
 use carapace_auth::policy::{Decision, DenyReason, authorize};
 use carapace_auth::{AuthError, Principal, TokenVerifier as _};
 use secrecy::SecretString;
@@ -47,15 +48,12 @@ impl FromRequest for Authorized {
                 match authorize(&principal, permission) {
                     Decision::Allow => {}
                     Decision::Deny(reason) => {
-                        // A security event (the audit issue persists these).
-                        tracing::warn!(
-                            event = "authorization_denied",
-                            org = %principal.org(),
-                            subject = %principal.subject(),
-                            permission = %permission,
-                            reason = ?reason,
-                            "security event"
-                        );
+                        state.events.emit(SecurityEvent {
+                            kind: SecurityEventKind::AuthorizationDenied,
+                            org: principal.org(),
+                            subject: principal.subject().clone(),
+                            detail: format!("{permission}: {reason:?}"),
+                        });
                         return Err(match reason {
                             DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
                             DenyReason::MissingPermission(_) => ApiError::Forbidden,

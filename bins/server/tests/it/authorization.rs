@@ -148,6 +148,16 @@ async fn admin_needs_mfa_for_phi_and_administration() {
     let no_mfa = app.token_without_mfa(&org, Role::Admin);
     let p = problem(app.get("/api/v1/patients", &no_mfa).await, 403).await;
     assert_eq!(p["code"], "mfa_required");
+    let denied = app
+        .events
+        .of(carapace_audit::SecurityEventKind::AuthorizationDenied);
+    assert_eq!(denied.len(), 1, "the denial is a security event");
+    assert_eq!(denied[0].org, org.id);
+    assert!(
+        denied[0].detail.starts_with("patient:read"),
+        "{}",
+        denied[0].detail
+    );
     assert_eq!(p["type"], "urn:carapace:problem:mfa_required");
     let body = json!({"name": "bot", "roles": ["service"]});
     let res = send(

@@ -1,6 +1,9 @@
 //! `spawn_app`: the real server on port 0 against a fresh database.
 
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use carapace_audit::{SecurityEvent, SecurityEventKind, SecurityEventSink};
 use std::time::Duration;
 
 use carapace_auth::Role;
@@ -24,6 +27,8 @@ pub enum Backend {
 }
 
 pub struct TestApp {
+    /// Security events the app emitted.
+    pub events: Arc<CapturedEvents>,
     pub base: String,
     /// Where the app keeps local state (outbox, dev keys).
     pub data_dir: std::path::PathBuf,
@@ -32,6 +37,28 @@ pub struct TestApp {
     tokens: DevTokens,
     running: Option<Running>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// A security-event sink that keeps what it is given.
+#[derive(Default)]
+pub struct CapturedEvents(Mutex<Vec<SecurityEvent>>);
+
+impl CapturedEvents {
+    /// The events of `kind` so far.
+    pub fn of(&self, kind: SecurityEventKind) -> Vec<SecurityEvent> {
+        self.0
+            .lock()
+            .map(|e| e.iter().filter(|e| e.kind == kind).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl SecurityEventSink for CapturedEvents {
+    fn emit(&self, event: SecurityEvent) {
+        if let Ok(mut e) = self.0.lock() {
+            e.push(event);
+        }
+    }
 }
 
 /// An organization.
@@ -75,9 +102,11 @@ pub async fn spawn_app_with(
 /// Starts the app with explicit settings.
 pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = server::prepare(&settings)
+    let mut state = server::prepare(&settings)
         .await
         .unwrap_or_else(|e| panic!("prepare: {e:#}"));
+    let events = Arc::new(CapturedEvents::default());
+    state.events = events.clone();
     let db = state.db.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let running = server::start(state, &settings, listener).unwrap_or_else(|e| panic!("{e:#}"));
@@ -88,6 +117,7 @@ pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> T
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     TestApp {
+        events,
         base: format!("http://{}", running.addr),
         data_dir: settings.data_dir.clone(),
         http,
