@@ -146,6 +146,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         reset,
         user_admin,
         events: Arc::new(LogSink),
+        base_domain: settings
+            .base_domain
+            .as_ref()
+            .map(|d| d.to_ascii_lowercase()),
         login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
         cursor_key,
     })

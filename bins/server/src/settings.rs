@@ -105,6 +105,9 @@ pub struct Settings {
     pub smtp_url: Option<SecretString>,
     /// Sender of Carapace's mail.
     pub mail_from: String,
+    /// Base domain of per-organization hosts (`<slug>.<base_domain>`): when
+    /// set, a request to such a host must carry a credential of that org.
+    pub base_domain: Option<String>,
     /// OIDC issuer URL (exactly as in the tokens' `iss`); discovery and
     /// JWKS are fetched from it.
     pub oidc_issuer: Option<String>,
@@ -155,6 +158,7 @@ impl Default for Settings {
             smtp_url: None,
             mail_from: "Carapace <no-reply@carapace.invalid>".into(),
             signing_key_previous_files: None,
+            base_domain: None,
             oidc_issuer: None,
             oidc_audience: None,
             oidc_provider: OidcProvider::Generic,
@@ -296,6 +300,7 @@ impl Settings {
             "smtp_url": self.smtp_url.as_ref().map(|u| redact_url(u.expose_secret())),
             "mail_from": self.mail_from,
             "signing_key_previous_files": self.signing_key_previous_files,
+            "base_domain": self.base_domain,
             "oidc_issuer": self.oidc_issuer,
             "oidc_audience": self.oidc_audience,
             "oidc_provider": self.oidc_provider,

@@ -75,6 +75,8 @@ pub struct AppState {
     pub reset: Option<PasswordResetService>,
     /// User administration, when local accounts are enabled.
     pub user_admin: Option<UserAdminService>,
+    /// Base domain of per-organization hosts, lower-case.
+    pub base_domain: Option<String>,
     /// Where security events go.
     pub events: std::sync::Arc<dyn carapace_audit::SecurityEventSink>,
     /// Per-IP limit on login and reset requests.

@@ -11,6 +11,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use carapace_audit::{SecurityEvent, SecurityEventKind};
 use carapace_auth::policy::{Decision, DenyReason, authorize};
 use carapace_auth::{AuthError, Principal, TokenVerifier as _};
+use carapace_tenancy::{OrgSlug, OrganizationRepository as _};
 use secrecy::SecretString;
 
 use super::access::{self, Access};
@@ -33,6 +34,10 @@ impl FromRequest for Authorized {
             .match_pattern()
             .and_then(|pattern| access::rule(req.method().as_str(), &pattern));
         let token = credentials(req);
+        let host_slug = state
+            .as_ref()
+            .and_then(|s| s.base_domain.as_deref())
+            .and_then(|base| org_slug_of_host(req.connection_info().host(), base));
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
@@ -44,6 +49,9 @@ impl FromRequest for Authorized {
                 }
             };
             let principal = state.authenticator.verify(&token?).await?;
+            if let Some(slug) = host_slug {
+                check_host_org(&state, &principal, &slug).await?;
+            }
             if let Some(permission) = needed {
                 match authorize(&principal, permission) {
                     Decision::Allow => {}
@@ -64,6 +72,42 @@ impl FromRequest for Authorized {
             Ok(Self(principal))
         })
     }
+}
+
+/// The org slug of `host` (`<slug>.<base>`, port ignored), if it is one.
+fn org_slug_of_host(host: &str, base: &str) -> Option<String> {
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let host = host.to_ascii_lowercase();
+    let label = host.strip_suffix(base)?.strip_suffix('.')?;
+    (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
+}
+
+/// The host's org must be the credential's org: else 403 and an event.
+async fn check_host_org(
+    state: &AppState,
+    principal: &Principal,
+    slug: &str,
+) -> Result<(), ApiError> {
+    let host_org = match OrgSlug::parse(slug) {
+        Ok(slug) => state.orgs.find_by_slug(&slug).await?.map(|o| o.id),
+        Err(_) => None,
+    };
+    if host_org == Some(principal.org()) {
+        return Ok(());
+    }
+    state.events.emit(SecurityEvent {
+        kind: SecurityEventKind::HostOrgMismatch,
+        org: principal.org(),
+        subject: principal.subject().clone(),
+        detail: format!("host org slug {slug:?}"),
+    });
+    Err(ApiError::Forbidden)
 }
 
 /// The bearer token, or, without an `Authorization` header, the browser
@@ -101,4 +145,30 @@ fn bearer(req: &HttpRequest) -> Result<SecretString, ApiError> {
         )));
     }
     Ok(SecretString::from(token.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_slugs() {
+        let base = "clinics.test";
+        assert_eq!(
+            org_slug_of_host("acme.clinics.test", base),
+            Some("acme".into())
+        );
+        assert_eq!(
+            org_slug_of_host("ACME.clinics.test:8443", base),
+            Some("acme".into())
+        );
+        assert_eq!(
+            org_slug_of_host("clinics.test", base),
+            None,
+            "the API host itself"
+        );
+        assert_eq!(org_slug_of_host("a.b.clinics.test", base), None);
+        assert_eq!(org_slug_of_host("evilclinics.test", base), None);
+        assert_eq!(org_slug_of_host("acme.other.test", base), None);
+    }
 }

@@ -246,6 +246,19 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             p.push(ConfigProblem::new(key, "must be 1 to 128 characters"));
         }
     }
+    if let Some(base) = &s.base_domain {
+        let ok = base.len() <= 200
+            && base.split('.').count() >= 2
+            && base.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            p.push(ConfigProblem::new(
+                "CARAPACE_BASE_DOMAIN",
+                "must be a domain like clinics.example.org",
+            ));
+        }
+    }
     if let Some(url) = &s.smtp_url {
         let u = url.expose_secret();
         if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {

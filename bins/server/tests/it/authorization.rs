@@ -184,3 +184,43 @@ async fn admin_needs_mfa_for_phi_and_administration() {
     assert_eq!(app.get("/api/v1/patients", &clinician).await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn host_naming_another_org_is_refused() {
+    use crate::support::spawn_app_with;
+    let Some(app) = spawn_app_with(Backend::Sqlite, "host_naming_another_org_is_refused", |s| {
+        s.base_domain = Some("clinics.test".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let a = app.org().await;
+    let b = app.org().await;
+    let token = app.token(&a, Role::Clinician);
+    let with_host = |host: String| {
+        send(
+            app.http
+                .get(app.url("/api/v1/patients"))
+                .bearer_auth(&token)
+                .header("host", host),
+        )
+    };
+    assert_eq!(
+        with_host(format!("{}.clinics.test", a.slug)).await.status(),
+        200
+    );
+    assert_eq!(
+        with_host("clinics.test".into()).await.status(),
+        200,
+        "the shared API host"
+    );
+    problem(with_host(format!("{}.clinics.test", b.slug)).await, 403).await;
+    problem(with_host("no-such-org.clinics.test".into()).await, 403).await;
+    let events = app
+        .events
+        .of(carapace_audit::SecurityEventKind::HostOrgMismatch);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].org, a.id);
+    app.stop().await;
+}
