@@ -118,6 +118,7 @@ pub struct Principal {
     org: OrgId,
     roles: RoleSet,
     mfa: bool,
+    actor: Option<SubjectId>,
 }
 
 impl Principal {
@@ -128,7 +129,19 @@ impl Principal {
             org,
             roles,
             mfa: false,
+            actor: None,
         }
+    }
+
+    /// The same principal, acted for by `actor` (impersonation, RFC 8693 `act`).
+    pub fn with_actor(mut self, actor: Option<SubjectId>) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    /// Who is really acting, when this principal is being impersonated.
+    pub fn actor(&self) -> Option<&SubjectId> {
+        self.actor.as_ref()
     }
 
     /// The same principal, marked as having (or not) completed MFA.

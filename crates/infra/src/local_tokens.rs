@@ -70,9 +70,17 @@ struct Claims {
     amr: Vec<String>,
     token_use: String,
     jti: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    act: Option<Act>,
     iat: u64,
     nbf: u64,
     exp: u64,
+}
+
+/// RFC 8693 actor claim.
+#[derive(Serialize, Deserialize)]
+struct Act {
+    sub: String,
 }
 
 struct Inner {
@@ -203,8 +211,17 @@ impl LocalTokens {
         let subject = SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad sub"))?;
         let roles: Vec<Role> = c.roles.iter().filter_map(|r| r.parse().ok()).collect();
         let mfa = c.amr.iter().any(|m| m == "mfa" || m == "otp");
+        // Fail closed: an `act` we cannot read is not silently dropped.
+        let actor = match &c.act {
+            None => None,
+            Some(a) => {
+                Some(SubjectId::parse(&a.sub).map_err(|_| AuthError::InvalidToken("bad act"))?)
+            }
+        };
         Ok((
-            Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles)).with_mfa(mfa),
+            Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles))
+                .with_mfa(mfa)
+                .with_actor(actor),
             SessionId::from_uuid(c.sid),
         ))
     }
@@ -228,6 +245,7 @@ impl AccessTokenIssuer for LocalTokens {
             amr: claims.amr.clone(),
             token_use: "access".into(),
             jti: Uuid::new_v4(),
+            act: claims.act.clone().map(|sub| Act { sub }),
             iat: now,
             nbf: now,
             exp: now + ttl,
@@ -277,6 +295,7 @@ mod tests {
             roles: RoleSet::of(&[Role::Clinician]),
             session: SessionId::generate(),
             amr: vec!["pwd".into()],
+            act: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/users/{id}/lock", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/unlock", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/deactivate", Needs(UserAdmin)),
+    ("POST", "/api/v1/users/{id}/impersonate", Needs(UserAdmin)),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

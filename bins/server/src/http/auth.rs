@@ -69,6 +69,10 @@ impl FromRequest for Authorized {
                     }
                 }
             }
+            if let Some(actor) = principal.actor() {
+                // Every impersonated request is attributed to both.
+                tracing::info!(subject = %principal.subject(), actor = %actor, org = %principal.org(), "impersonated request");
+            }
             Ok(Self(principal))
         })
     }

@@ -21,6 +21,7 @@ use crate::http::error::{Problem, ProblemField};
         patients::create, patients::get, patients::update, patients::delete, patients::list,
         service_keys::create, service_keys::list, service_keys::revoke,
         users::list, users::create, users::change_roles, users::lock, users::unlock, users::deactivate,
+        users::impersonate,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),

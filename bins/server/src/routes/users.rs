@@ -2,9 +2,11 @@
 //! (admin with MFA; see `docs/permissions.md`).
 
 use actix_web::{HttpResponse, web};
+use carapace_audit::{SecurityEvent, SecurityEventKind};
 use carapace_auth::local::Account;
 use carapace_auth::local::admin::AdminChange;
 use carapace_auth::{AuthError, Role, RoleSet};
+use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -26,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/users/{id}").route(web::patch().to(change_roles)))
     .service(web::resource("/users/{id}/lock").route(web::post().to(lock)))
     .service(web::resource("/users/{id}/unlock").route(web::post().to(unlock)))
-    .service(web::resource("/users/{id}/deactivate").route(web::post().to(deactivate)));
+    .service(web::resource("/users/{id}/deactivate").route(web::post().to(deactivate)))
+    .service(web::resource("/users/{id}/impersonate").route(web::post().to(impersonate)));
 }
 
 /// A user as administrators see it.
@@ -179,4 +182,46 @@ pub async fn deactivate(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     apply(&auth, &state, id.into_inner(), AdminChange::Deactivate).await
+}
+
+/// An impersonation token.
+#[derive(Serialize, ToSchema)]
+pub struct ImpersonationToken {
+    /// Bearer access token acting as the user; its `act` claim names you.
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires (no refresh).
+    expires_in: u64,
+}
+
+/// Acts as a non-admin user of your organization for 15 minutes; every
+/// request with the token is attributed to both of you.
+#[utoipa::path(post, path = "/api/v1/users/{id}/impersonate", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses(
+        (status = 200, body = ImpersonationToken),
+        (status = 422, description = "admins cannot be impersonated", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn impersonate(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let local = state.local.as_ref().ok_or(ApiError::NotFound)?;
+    let target = carapace_auth::local::UserId::from_uuid(id.into_inner());
+    let (token, expires_in) = local
+        .impersonate(&auth.0, target, OffsetDateTime::now_utc())
+        .await?;
+    state.events.emit(SecurityEvent {
+        kind: SecurityEventKind::ImpersonationStarted,
+        org: auth.0.org(),
+        subject: auth.0.subject().clone(),
+        detail: format!("as user {target}"),
+    });
+    Ok(HttpResponse::Ok().json(ImpersonationToken {
+        access_token: token.expose_secret().to_owned(),
+        token_type: "Bearer",
+        expires_in,
+    }))
 }

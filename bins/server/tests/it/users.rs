@@ -237,3 +237,123 @@ async fn only_admins_with_mfa_administer_users() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn impersonation_is_admin_with_mfa_same_org_non_admin_and_attributed() {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "impersonation_is_admin_with_mfa_same_org_non_admin_and_attributed",
+    )
+    .await
+    else {
+        return;
+    };
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    user(&app, &org, "doc@example.org", Role::Clinician).await;
+    user(&app, &org, "boss@example.org", Role::Admin).await;
+    let doc = user_id(&app, &admin, "doc@example.org").await;
+    let boss = user_id(&app, &admin, "boss@example.org").await;
+
+    let no_mfa = app.token_without_mfa(&org, Role::Admin);
+    assert_eq!(
+        problem(
+            post(
+                &app,
+                &format!("/api/v1/users/{doc}/impersonate"),
+                &no_mfa,
+                json!({})
+            )
+            .await,
+            403
+        )
+        .await["code"],
+        "mfa_required"
+    );
+    problem(
+        post(
+            &app,
+            &format!("/api/v1/users/{boss}/impersonate"),
+            &admin,
+            json!({}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let other = app.org().await;
+    problem(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/impersonate"),
+            &app.token(&other, Role::Admin),
+            json!({}),
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    let res = post(
+        &app,
+        &format!("/api/v1/users/{doc}/impersonate"),
+        &admin,
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["expires_in"], 900);
+    let token = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let claims = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        serde_json::from_slice::<Value>(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    assert_eq!(claims["sub"], doc.as_str());
+    assert_eq!(
+        claims["act"]["sub"], "test-user",
+        "the admin is named in act"
+    );
+    // Acts with the user's permissions, never the admin's.
+    assert_eq!(
+        app.create_patient(&token, &patient("Via")).await.status(),
+        201
+    );
+    problem(app.get("/api/v1/users", &token).await, 403).await;
+    problem(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/impersonate"),
+            &token,
+            json!({}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    let started = app
+        .events
+        .of(carapace_audit::SecurityEventKind::ImpersonationStarted);
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].detail, format!("as user {doc}"));
+    // Deactivating the user ends the impersonation too.
+    assert_eq!(
+        post(
+            &app,
+            &format!("/api/v1/users/{doc}/deactivate"),
+            &admin,
+            json!({})
+        )
+        .await
+        .status(),
+        204
+    );
+    problem(app.get("/api/v1/patients", &token).await, 401).await;
+    app.stop().await;
+}

@@ -286,6 +286,52 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         Ok(codes)
     }
 
+    /// An admin (with MFA) acts as `target`, a non-admin active user of the
+    /// same organization: a 15-minute access token (no refresh) whose `act`
+    /// names the admin, backed by its own session so it can be ended.
+    pub async fn impersonate(
+        &self,
+        admin: &Principal,
+        target: UserId,
+        now: OffsetDateTime,
+    ) -> Result<(SecretString, u64), AuthError> {
+        if !admin.mfa() {
+            return Err(AuthError::StepUpRequired);
+        }
+        if admin.actor().is_some() {
+            return Err(AuthError::InvalidRequest(
+                "an impersonated session cannot impersonate",
+            ));
+        }
+        let ctx = admin.tenant();
+        let account = self
+            .accounts
+            .find_by_id(&ctx, target)
+            .await?
+            .filter(|a| a.active)
+            .ok_or(AuthError::NotFound)?;
+        if account.roles.contains(crate::Role::Admin) {
+            return Err(AuthError::InvalidRequest(
+                "administrators cannot be impersonated",
+            ));
+        }
+        // A session without a usable refresh token: only its hash exists.
+        let (_, unusable) = RefreshToken::generate(ctx.org());
+        let session = self
+            .sessions
+            .start(&ctx, account.id, &["imp"], unusable, now)
+            .await?;
+        let claims = AccessClaims {
+            user: account.id,
+            org: account.org,
+            roles: account.roles,
+            session,
+            amr: vec!["imp".into()],
+            act: Some(admin.subject().as_str().to_owned()),
+        };
+        self.tokens.issue(&claims, now)
+    }
+
     async fn start(
         &self,
         ctx: &TenantContext,
@@ -362,6 +408,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             roles: account.roles,
             session,
             amr,
+            act: None,
         };
         let (access_token, expires_in) = self.tokens.issue(&claims, now)?;
         Ok(IssuedTokens {

@@ -218,6 +218,8 @@ pub struct AccessClaims {
     pub session: SessionId,
     /// Authentication methods (`pwd`, `mfa`).
     pub amr: Vec<String>,
+    /// The impersonating admin (`act.sub`), if any.
+    pub act: Option<String>,
 }
 
 /// Signs Carapace's own access tokens.
