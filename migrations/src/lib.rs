@@ -16,6 +16,7 @@ mod m0002_local_accounts;
 mod m0003_password_resets;
 mod m0004_totp;
 mod m0005_service_keys;
+mod m0006_care_relationships;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_password_resets::Migration),
             Box::new(m0004_totp::Migration),
             Box::new(m0005_service_keys::Migration),
+            Box::new(m0006_care_relationships::Migration),
         ]
     }
 }

@@ -22,6 +22,8 @@ pub enum SecurityEventKind {
     HostOrgMismatch,
     /// An admin started impersonating a user.
     ImpersonationStarted,
+    /// A clinician declared emergency access to a patient outside their care.
+    BreakGlass,
 }
 
 impl SecurityEventKind {
@@ -31,6 +33,7 @@ impl SecurityEventKind {
             Self::AuthorizationDenied => "authorization_denied",
             Self::HostOrgMismatch => "host_org_mismatch",
             Self::ImpersonationStarted => "impersonation_started",
+            Self::BreakGlass => "break_glass",
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use carapace_tenancy::ClinicianScope;
+
 use crate::{Principal, Role};
 
 /// Something a caller may be allowed to do.
@@ -24,11 +26,13 @@ pub enum Permission {
     AuditRead,
     /// Turn the kill switch on or off.
     KillSwitchWrite,
+    /// Manage care teams and link patient records to patients' accounts.
+    CareAdmin,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -36,6 +40,7 @@ impl Permission {
         Permission::ServiceKeyAdmin,
         Permission::AuditRead,
         Permission::KillSwitchWrite,
+        Permission::CareAdmin,
     ];
 
     /// The permission's name, `resource:action`.
@@ -48,6 +53,7 @@ impl Permission {
             Permission::ServiceKeyAdmin => "service_key:admin",
             Permission::AuditRead => "audit:read",
             Permission::KillSwitchWrite => "kill_switch:write",
+            Permission::CareAdmin => "care:admin",
         }
     }
 
@@ -63,7 +69,10 @@ impl Permission {
     pub fn is_admin_operation(self) -> bool {
         matches!(
             self,
-            Permission::UserAdmin | Permission::ServiceKeyAdmin | Permission::KillSwitchWrite
+            Permission::UserAdmin
+                | Permission::ServiceKeyAdmin
+                | Permission::KillSwitchWrite
+                | Permission::CareAdmin
         )
     }
 }
@@ -75,13 +84,13 @@ impl fmt::Display for Permission {
 }
 
 use Permission::{
-    AuditRead, KillSwitchWrite, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
-    UserAdmin,
+    AuditRead, CareAdmin, KillSwitchWrite, PatientDelete, PatientRead, PatientWrite,
+    ServiceKeyAdmin, UserAdmin,
 };
 
-/// The role → permission matrix. `patient` gets no record permission yet:
-/// reaching only one's own record needs the relationship rules, and until
-/// then it is denied rather than widened.
+/// The role → permission matrix. Patient permissions of `clinician` reach
+/// the care team only and `patient`'s its own record only: see
+/// [`authorize_patient`].
 pub const MATRIX: &[(Role, &[Permission])] = &[
     (
         Role::Admin,
@@ -93,12 +102,13 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             ServiceKeyAdmin,
             AuditRead,
             KillSwitchWrite,
+            CareAdmin,
         ],
     ),
     (Role::Clinician, &[PatientRead, PatientWrite]),
     (Role::Staff, &[PatientRead]),
     (Role::Viewer, &[PatientRead]),
-    (Role::Patient, &[]),
+    (Role::Patient, &[PatientRead]),
     (Role::Compliance, &[AuditRead]),
     (Role::Service, &[]),
 ];
@@ -118,6 +128,8 @@ pub enum DenyReason {
     MissingPermission(Permission),
     /// Granted, but only to an MFA session: step up and retry.
     StepUpRequired(Permission),
+    /// Granted for related patients only, and this one is not related.
+    NoRelationship(Permission),
 }
 
 /// The outcome of [`authorize`].
@@ -150,6 +162,73 @@ pub fn authorize(principal: &Principal, permission: Permission) -> Decision {
     Decision::Allow
 }
 
+/// Roles whose patient permissions reach every patient of the organization.
+const ORG_WIDE: [Role; 3] = [Role::Admin, Role::Staff, Role::Viewer];
+
+/// How a principal relates to one patient record (facts from storage).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PatientRelation {
+    /// The principal is in the patient's care team.
+    pub care_team: bool,
+    /// The principal holds an unexpired break-glass grant for the patient.
+    pub break_glass: bool,
+    /// The record is the principal's own.
+    pub own_record: bool,
+}
+
+/// Whether `principal` may use `permission` on one patient record.
+/// Org-wide roles reach every patient; clinicians their care team (and
+/// break-glass grants), or everyone when the organization says so;
+/// patients their own record.
+pub fn authorize_patient(
+    principal: &Principal,
+    permission: Permission,
+    relation: PatientRelation,
+    scope: ClinicianScope,
+) -> Decision {
+    if let Decision::Deny(reason) = authorize(principal, permission) {
+        return Decision::Deny(reason);
+    }
+    let grants = |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&permission);
+    let allowed = ORG_WIDE.iter().any(|r| grants(*r))
+        || (grants(Role::Clinician)
+            && (scope == ClinicianScope::Organization
+                || relation.care_team
+                || relation.break_glass))
+        || (grants(Role::Patient) && relation.own_record);
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::NoRelationship(permission))
+    }
+}
+
+/// Which patients a listing by `principal` may show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatientListScope {
+    /// Every patient of the organization.
+    Organization,
+    /// The care team's patients (and break-glass grants).
+    CareTeam,
+    /// The principal's own record.
+    OwnRecord,
+}
+
+/// The widest listing `principal` may see (after [`authorize`] allowed
+/// `patient:read`).
+pub fn patient_list_scope(principal: &Principal, scope: ClinicianScope) -> PatientListScope {
+    let reads = |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&PatientRead);
+    if ORG_WIDE.iter().any(|r| reads(*r))
+        || (reads(Role::Clinician) && scope == ClinicianScope::Organization)
+    {
+        PatientListScope::Organization
+    } else if reads(Role::Clinician) {
+        PatientListScope::CareTeam
+    } else {
+        PatientListScope::OwnRecord
+    }
+}
+
 /// The matrix as the Markdown table in `docs/permissions.md`.
 pub fn matrix_markdown() -> String {
     let mut out = String::from("| role |");
@@ -163,13 +242,14 @@ pub fn matrix_markdown() -> String {
     for role in Role::ALL {
         out.push_str(&format!("\n| `{role}` |"));
         for p in Permission::ALL {
-            let cell = match (
-                permissions_of(role).contains(&p),
-                p.is_admin_operation() || (p.is_phi() && role == Role::Admin),
-            ) {
-                (false, _) => " — |",
-                (true, true) => " yes (MFA) |",
-                (true, false) => " yes |",
+            let granted = permissions_of(role).contains(&p);
+            let mfa = p.is_admin_operation() || (p.is_phi() && role == Role::Admin);
+            let cell = match (granted, mfa, role) {
+                (false, _, _) => " — |",
+                (true, true, _) => " yes (MFA) |",
+                (true, false, Role::Clinician) if p.is_phi() => " care team |",
+                (true, false, Role::Patient) if p.is_phi() => " own record |",
+                (true, false, _) => " yes |",
             };
             out.push_str(cell);
         }
@@ -228,9 +308,10 @@ mod tests {
         assert!(!allowed(&[Role::Viewer], true, PatientWrite));
         assert!(!allowed(&[Role::Staff], true, PatientWrite));
         assert!(
-            !allowed(&[Role::Patient], true, PatientRead),
-            "no self-access rule yet: deny"
+            allowed(&[Role::Patient], true, PatientRead),
+            "own record: see authorize_patient"
         );
+        assert!(!allowed(&[Role::Patient], true, PatientWrite));
         assert!(!allowed(&[Role::Compliance], true, PatientRead));
         assert!(allowed(&[Role::Compliance], false, AuditRead));
         assert!(!allowed(&[Role::Service], true, PatientRead));
@@ -247,6 +328,92 @@ mod tests {
             "admin operations always do"
         );
         assert!(!allowed(&[], true, PatientRead));
+    }
+
+    /// Principals × relations × scopes for one record.
+    #[test]
+    fn patient_relationships() {
+        let none = PatientRelation::default();
+        let team = PatientRelation {
+            care_team: true,
+            ..none
+        };
+        let glass = PatientRelation {
+            break_glass: true,
+            ..none
+        };
+        let own = PatientRelation {
+            own_record: true,
+            ..none
+        };
+        let care = ClinicianScope::CareTeam;
+        let org = ClinicianScope::Organization;
+        let ok = |roles: &[Role], p, rel, scope| {
+            authorize_patient(&principal(roles, false), p, rel, scope) == Decision::Allow
+        };
+        let cases: &[(&[Role], Permission, PatientRelation, ClinicianScope, bool)] = &[
+            (&[Role::Clinician], PatientRead, none, care, false),
+            (&[Role::Clinician], PatientRead, team, care, true),
+            (&[Role::Clinician], PatientWrite, team, care, true),
+            (&[Role::Clinician], PatientRead, glass, care, true),
+            (&[Role::Clinician], PatientRead, none, org, true),
+            (&[Role::Clinician], PatientRead, own, care, false),
+            (&[Role::Staff], PatientRead, none, care, true),
+            (&[Role::Viewer], PatientRead, none, care, true),
+            (&[Role::Patient], PatientRead, own, care, true),
+            (&[Role::Patient], PatientRead, none, org, false),
+            (&[Role::Patient], PatientRead, team, org, false),
+            (&[Role::Patient], PatientWrite, own, care, false),
+            (&[Role::Compliance], PatientRead, own, org, false),
+        ];
+        for (roles, p, rel, scope, expected) in cases {
+            assert_eq!(
+                ok(roles, *p, *rel, *scope),
+                *expected,
+                "{roles:?} {p} {rel:?} {scope:?}"
+            );
+        }
+        let denied = authorize_patient(
+            &principal(&[Role::Clinician], false),
+            PatientRead,
+            none,
+            care,
+        );
+        assert_eq!(
+            denied,
+            Decision::Deny(DenyReason::NoRelationship(PatientRead))
+        );
+        let admin = authorize_patient(&principal(&[Role::Admin], false), PatientRead, none, care);
+        assert_eq!(
+            admin,
+            Decision::Deny(DenyReason::StepUpRequired(PatientRead)),
+            "MFA rules still apply"
+        );
+    }
+
+    #[test]
+    fn listing_scopes() {
+        let scope = |roles: &[Role], s| patient_list_scope(&principal(roles, true), s);
+        assert_eq!(
+            scope(&[Role::Viewer], ClinicianScope::CareTeam),
+            PatientListScope::Organization
+        );
+        assert_eq!(
+            scope(&[Role::Clinician], ClinicianScope::CareTeam),
+            PatientListScope::CareTeam
+        );
+        assert_eq!(
+            scope(&[Role::Clinician], ClinicianScope::Organization),
+            PatientListScope::Organization
+        );
+        assert_eq!(
+            scope(&[Role::Clinician, Role::Staff], ClinicianScope::CareTeam),
+            PatientListScope::Organization
+        );
+        assert_eq!(
+            scope(&[Role::Patient], ClinicianScope::Organization),
+            PatientListScope::OwnRecord
+        );
     }
 
     #[test]

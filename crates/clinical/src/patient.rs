@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 
 use carapace_phi_crypto::Phi;
-use carapace_tenancy::{OrgId, TenantContext};
+use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -162,9 +162,58 @@ impl Default for PageLimit {
     }
 }
 
+/// Which patients a listing may show. The default shows nothing: callers
+/// state the widest set the policy allows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Visibility {
+    /// None (fail closed).
+    #[default]
+    Nothing,
+    /// Every patient of the organization.
+    Organization,
+    /// Patients whose care team includes this subject, or for whom it holds
+    /// an unexpired break-glass grant.
+    CareTeamOf(SubjectId),
+    /// The patient record linked to this subject's account.
+    OwnRecordOf(SubjectId),
+}
+
+/// How one subject relates to one patient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PatientLinks {
+    /// The subject is in the patient's care team.
+    pub care_team: bool,
+    /// The subject holds an unexpired break-glass grant for the patient.
+    pub break_glass: bool,
+    /// The record is the subject's own (patient access).
+    pub own_record: bool,
+}
+
+/// Longest break-glass reason, in characters.
+pub const BREAK_GLASS_REASON_MAX: usize = 1000;
+/// Shortest break-glass reason, in characters.
+pub const BREAK_GLASS_REASON_MIN: usize = 20;
+
+/// Checks a break-glass reason: 20-1000 characters of real text.
+pub fn break_glass_reason(raw: &str) -> Result<Phi<String>, ClinicalError> {
+    let reason = raw.trim();
+    let n = reason.chars().count();
+    if !(BREAK_GLASS_REASON_MIN..=BREAK_GLASS_REASON_MAX).contains(&n)
+        || reason.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(ClinicalError::Invalid(vec![crate::FieldError::new(
+            "reason",
+            format!("must be {BREAK_GLASS_REASON_MIN} to {BREAK_GLASS_REASON_MAX} characters"),
+        )]));
+    }
+    Ok(Phi::new(reason.to_owned()))
+}
+
 /// A patient listing request.
 #[derive(Clone, Debug, Default)]
 pub struct PatientQuery {
+    /// Which patients may appear at all.
+    pub visibility: Visibility,
     /// Only patients with exactly this member id.
     pub member_id: Option<Phi<String>>,
     /// Page size.
@@ -188,12 +237,51 @@ pub const CURSOR_SCOPE: &str = "patients";
 /// Storage of patients. Every method is confined to `ctx`'s organization:
 /// another organization's patient is indistinguishable from a missing one.
 pub trait PatientRepository: Send + Sync {
-    /// Stores a new patient.
+    /// Stores a new patient; `care_team` (the creating clinician) joins its
+    /// care team in the same transaction.
     fn create(
         &self,
         ctx: &TenantContext,
         patient: &Demographics,
+        care_team: Option<&SubjectId>,
     ) -> impl Future<Output = Result<Patient, ClinicalError>> + Send;
+
+    /// How `subject` relates to the patient at `now`; `None` if there is no
+    /// such patient.
+    fn links(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        subject: &SubjectId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<PatientLinks>, ClinicalError>> + Send;
+
+    /// Adds `subject` to the patient's care team; `false` if no such patient.
+    fn assign(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        subject: &SubjectId,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
+    /// Records a break-glass grant for `subject` until `until`; `false` if
+    /// no such patient.
+    fn break_glass(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        subject: &SubjectId,
+        reason: &Phi<String>,
+        until: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
+    /// Links (or unlinks) the patient record to a patient's own account.
+    fn link_account(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        account: Option<&SubjectId>,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
     /// Reads a patient.
     fn get(
@@ -246,6 +334,26 @@ mod tests {
         assert!(PageLimit::parse_text(Some("abc")).is_err());
         assert!(PageLimit::parse_text(Some("-1")).is_err());
         assert!(PageLimit::parse_text(Some("99999999999")).is_err());
+    }
+
+    #[test]
+    fn break_glass_reasons_are_real_text() {
+        assert!(break_glass_reason("unconscious in ER, no relatives reachable").is_ok());
+        assert!(break_glass_reason("too short").is_err());
+        assert!(break_glass_reason(&"x".repeat(1001)).is_err());
+        assert!(break_glass_reason("                         ").is_err());
+        assert!(
+            format!(
+                "{:?}",
+                break_glass_reason("unconscious in ER, no relatives reachable")
+            )
+            .contains("redacted")
+        );
+    }
+
+    #[test]
+    fn listings_show_nothing_unless_told() {
+        assert_eq!(PatientQuery::default().visibility, Visibility::Nothing);
     }
 
     #[test]

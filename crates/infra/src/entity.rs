@@ -12,6 +12,7 @@ pub mod organization {
         pub slug: String,
         pub name: String,
         pub created_at: TimeDateTimeWithTimeZone,
+        pub clinician_scope: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -38,6 +39,7 @@ pub mod patient {
         pub email: Option<String>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
+        pub account_subject: Option<String>,
     }
 
     // Rows hold PHI: never print them.
@@ -219,6 +221,59 @@ pub mod service_key {
         pub created_at: TimeDateTimeWithTimeZone,
         pub last_used_at: Option<TimeDateTimeWithTimeZone>,
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod care_assignment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "care_assignments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub patient_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject: String,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod break_glass {
+    use sea_orm::entity::prelude::*;
+
+    // Holds a free-text reason (may mention clinical context): not printed.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "break_glass_grants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub patient_id: Uuid,
+        pub subject: String,
+        pub reason: String,
+        pub expires_at: TimeDateTimeWithTimeZone,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("break_glass::Model")
+                .field("id", &self.id)
+                .finish_non_exhaustive()
+        }
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

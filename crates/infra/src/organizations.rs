@@ -1,8 +1,8 @@
 //! The organization directory over SeaORM.
 
 use carapace_tenancy::{
-    NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository, StorageError,
-    TenancyError,
+    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository,
+    StorageError, TenancyError,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
@@ -31,6 +31,7 @@ impl OrganizationRepository for SeaOrganizations {
             slug: Set(new.slug.as_str().to_owned()),
             name: Set(new.name.as_str().to_owned()),
             created_at: Set(OffsetDateTime::now_utc()),
+            clinician_scope: Set(ClinicianScope::default().as_str().to_owned()),
         };
         match org::Entity::insert(row)
             .exec_without_returning(self.db.conn())
@@ -40,6 +41,7 @@ impl OrganizationRepository for SeaOrganizations {
                 id,
                 slug: new.slug,
                 name: new.name,
+                clinician_scope: ClinicianScope::default(),
             }),
             Err(e) => match storage_error(e) {
                 StorageError::Constraint(_) => Err(TenancyError::SlugTaken),
@@ -54,6 +56,23 @@ impl OrganizationRepository for SeaOrganizations {
             .await
             .map_err(storage_error)?;
         row.map(to_org).transpose()
+    }
+
+    async fn set_clinician_scope(
+        &self,
+        id: OrgId,
+        scope: ClinicianScope,
+    ) -> Result<bool, TenancyError> {
+        let done = org::Entity::update_many()
+            .col_expr(
+                org::Column::ClinicianScope,
+                sea_orm::sea_query::Expr::value(scope.as_str()),
+            )
+            .filter(org::Column::Id.eq(id.as_uuid()))
+            .exec(self.db.conn())
+            .await
+            .map_err(storage_error)?;
+        Ok(done.rows_affected == 1)
     }
 
     async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, TenancyError> {
@@ -71,5 +90,6 @@ fn to_org(r: org::Model) -> Result<Organization, TenancyError> {
         id: OrgId::from_uuid(r.id),
         slug: OrgSlug::parse(&r.slug)?,
         name: OrgName::parse(&r.name)?,
+        clinician_scope: ClinicianScope::parse(&r.clinician_scope),
     })
 }

@@ -7,19 +7,23 @@
 
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
-    Demographics, Patient, PatientId, PatientPage, PatientPatch, PatientQuery, PatientRepository,
+    Demographics, Patient, PatientId, PatientLinks, PatientPage, PatientPatch, PatientQuery,
+    PatientRepository, Visibility,
 };
 use carapace_phi_crypto::Phi;
-use carapace_tenancy::{OrgId, TenantContext};
-use sea_orm::ActiveValue::Set;
+use carapace_tenancy::{OrgId, SubjectId, TenantContext};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
+use sea_orm::{Condition, QueryTrait as _};
 use time::OffsetDateTime;
 
 use crate::db::{Backend, Database, storage_error};
 use crate::entity::patient as row;
+use crate::entity::{break_glass, care_assignment};
 
 /// [`PatientRepository`] over the `patients` table.
 #[derive(Clone, Debug)]
@@ -52,6 +56,8 @@ fn to_row(
         email: Set(d.email.as_ref().map(|v| v.expose_phi().clone())),
         created_at: Set(created),
         updated_at: Set(updated),
+        // Linking is its own operation; updates leave it alone.
+        account_subject: NotSet,
     }
 }
 
@@ -79,6 +85,46 @@ fn now() -> OffsetDateTime {
         .unwrap_or(t)
 }
 
+async fn insert_assignment(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    id: PatientId,
+    subject: &SubjectId,
+    now: OffsetDateTime,
+) -> Result<(), ClinicalError> {
+    let exists = care_assignment::Entity::find()
+        .filter(care_assignment::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
+        .filter(care_assignment::Column::Subject.eq(subject.as_str()))
+        .one(tx)
+        .await
+        .map_err(storage_error)?;
+    if exists.is_none() {
+        care_assignment::Entity::insert(care_assignment::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            patient_id: Set(id.as_uuid()),
+            subject: Set(subject.as_str().to_owned()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(tx)
+        .await
+        .map_err(storage_error)?;
+    }
+    Ok(())
+}
+
+async fn exists(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    id: PatientId,
+) -> Result<Option<row::Model>, ClinicalError> {
+    scoped(ctx)
+        .filter(row::Column::Id.eq(id.as_uuid()))
+        .one(tx)
+        .await
+        .map_err(|e| storage_error(e).into())
+}
+
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
     row::Entity::find().filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
 }
@@ -92,14 +138,20 @@ impl PatientRepository for SeaPatients {
         &self,
         ctx: &TenantContext,
         d: &Demographics,
+        care_team: Option<&SubjectId>,
     ) -> Result<Patient, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
         let now = now();
         let id = PatientId::generate();
-        row::Entity::insert(to_row(ctx.org(), id, d, now, now))
+        let mut row = to_row(ctx.org(), id, d, now, now);
+        row.account_subject = Set(None);
+        row::Entity::insert(row)
             .exec_without_returning(&tx)
             .await
             .map_err(storage_error)?;
+        if let Some(subject) = care_team {
+            insert_assignment(&tx, ctx, id, subject, now).await?;
+        }
         commit(tx).await?;
         Ok(Patient {
             id,
@@ -168,6 +220,108 @@ impl PatientRepository for SeaPatients {
         Ok(done.rows_affected > 0)
     }
 
+    async fn links(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        subject: &SubjectId,
+        now: OffsetDateTime,
+    ) -> Result<Option<PatientLinks>, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let Some(patient) = exists(&tx, ctx, id).await? else {
+            return Ok(None);
+        };
+        let org = ctx.org().as_uuid();
+        let care_team = care_assignment::Entity::find()
+            .filter(care_assignment::Column::OrgId.eq(org))
+            .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
+            .filter(care_assignment::Column::Subject.eq(subject.as_str()))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?
+            .is_some();
+        let break_glass = break_glass::Entity::find()
+            .filter(break_glass::Column::OrgId.eq(org))
+            .filter(break_glass::Column::PatientId.eq(id.as_uuid()))
+            .filter(break_glass::Column::Subject.eq(subject.as_str()))
+            .filter(break_glass::Column::ExpiresAt.gt(now))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?
+            .is_some();
+        commit(tx).await?;
+        let own_record = patient.account_subject.as_deref() == Some(subject.as_str());
+        Ok(Some(PatientLinks {
+            care_team,
+            break_glass,
+            own_record,
+        }))
+    }
+
+    async fn assign(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        subject: &SubjectId,
+    ) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        if exists(&tx, ctx, id).await?.is_none() {
+            return Ok(false);
+        }
+        insert_assignment(&tx, ctx, id, subject, now()).await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn break_glass(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        subject: &SubjectId,
+        reason: &Phi<String>,
+        until: OffsetDateTime,
+    ) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        if exists(&tx, ctx, id).await?.is_none() {
+            return Ok(false);
+        }
+        break_glass::Entity::insert(break_glass::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            id: Set(uuid::Uuid::now_v7()),
+            patient_id: Set(id.as_uuid()),
+            subject: Set(subject.as_str().to_owned()),
+            reason: Set(reason.expose_phi().clone()),
+            expires_at: Set(until),
+            created_at: Set(now()),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn link_account(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+        account: Option<&SubjectId>,
+    ) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let done = row::Entity::update_many()
+            .col_expr(
+                row::Column::AccountSubject,
+                Expr::value(account.map(|a| a.as_str().to_owned())),
+            )
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(done.rows_affected == 1)
+    }
+
     async fn list(
         &self,
         ctx: &TenantContext,
@@ -176,6 +330,39 @@ impl PatientRepository for SeaPatients {
         let tx = self.db.begin_tenant(ctx).await?;
         let limit = usize::from(q.limit.get());
         let mut query = scoped(ctx);
+        query = match &q.visibility {
+            Visibility::Nothing => {
+                return Ok(PatientPage {
+                    items: Vec::new(),
+                    next_after: None,
+                });
+            }
+            Visibility::Organization => query,
+            Visibility::CareTeamOf(subject) => {
+                let org = ctx.org().as_uuid();
+                let assigned = care_assignment::Entity::find()
+                    .select_only()
+                    .column(care_assignment::Column::PatientId)
+                    .filter(care_assignment::Column::OrgId.eq(org))
+                    .filter(care_assignment::Column::Subject.eq(subject.as_str()))
+                    .into_query();
+                let glass = break_glass::Entity::find()
+                    .select_only()
+                    .column(break_glass::Column::PatientId)
+                    .filter(break_glass::Column::OrgId.eq(org))
+                    .filter(break_glass::Column::Subject.eq(subject.as_str()))
+                    .filter(break_glass::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
+                    .into_query();
+                query.filter(
+                    Condition::any()
+                        .add(row::Column::Id.in_subquery(assigned))
+                        .add(row::Column::Id.in_subquery(glass)),
+                )
+            }
+            Visibility::OwnRecordOf(subject) => {
+                query.filter(row::Column::AccountSubject.eq(subject.as_str()))
+            }
+        };
         if let Some(member_id) = &q.member_id {
             query = query.filter(row::Column::MemberId.eq(member_id.expose_phi().as_str()));
         }

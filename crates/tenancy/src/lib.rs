@@ -13,7 +13,9 @@ mod error;
 mod org;
 
 pub use error::{StorageError, TenancyError};
-pub use org::{NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository};
+pub use org::{
+    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository,
+};
 
 use std::fmt;
 

@@ -88,6 +88,35 @@ impl OrgName {
     }
 }
 
+/// Which patients a clinician of the organization may reach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClinicianScope {
+    /// Only patients in their care team (or under break-glass). Default.
+    #[default]
+    CareTeam,
+    /// Every patient of the organization.
+    Organization,
+}
+
+impl ClinicianScope {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CareTeam => "care_team",
+            Self::Organization => "organization",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is the narrow default.
+    pub fn parse(s: &str) -> Self {
+        if s == "organization" {
+            Self::Organization
+        } else {
+            Self::CareTeam
+        }
+    }
+}
+
 /// An organization to be created.
 #[derive(Clone, Debug)]
 pub struct NewOrganization {
@@ -106,6 +135,8 @@ pub struct Organization {
     pub slug: OrgSlug,
     /// Its display name.
     pub name: OrgName,
+    /// How far its clinicians reach.
+    pub clinician_scope: ClinicianScope,
 }
 
 /// The directory of organizations. Organizations are the tenant roots, so
@@ -122,6 +153,14 @@ pub trait OrganizationRepository: Send + Sync {
         &self,
         id: OrgId,
     ) -> impl Future<Output = Result<Option<Organization>, TenancyError>> + Send;
+
+    /// Sets how far the organization's clinicians reach; `false` if there
+    /// is no such organization.
+    fn set_clinician_scope(
+        &self,
+        id: OrgId,
+        scope: ClinicianScope,
+    ) -> impl Future<Output = Result<bool, TenancyError>> + Send;
 
     /// Looks an organization up by its slug.
     fn find_by_slug(

@@ -17,7 +17,7 @@ pub enum Access {
 }
 
 use Access::{Needs, Public, SignedIn};
-use Permission::{PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin};
+use Permission::{CareAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -44,6 +44,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/service-keys/{id}",
         Needs(ServiceKeyAdmin),
     ),
+    (
+        "POST",
+        "/api/v1/patients/{id}/break-glass",
+        Needs(PatientRead),
+    ),
+    ("POST", "/api/v1/patients/{id}/care-team", Needs(CareAdmin)),
+    ("PUT", "/api/v1/patients/{id}/account", Needs(CareAdmin)),
     ("GET", "/api/v1/users", Needs(UserAdmin)),
     ("POST", "/api/v1/users", Needs(UserAdmin)),
     ("PATCH", "/api/v1/users/{id}", Needs(UserAdmin)),

@@ -65,6 +65,7 @@ impl FromRequest for Authorized {
                         return Err(match reason {
                             DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
                             DenyReason::MissingPermission(_) => ApiError::Forbidden,
+                            DenyReason::NoRelationship(_) => ApiError::NoRelationship,
                         });
                     }
                 }

@@ -59,6 +59,10 @@ pub enum ApiError {
     /// Authenticated but not allowed.
     #[error("forbidden")]
     Forbidden,
+    /// The permission is granted, but not for this patient (no care
+    /// relationship; an emergency may use break-glass).
+    #[error("no relationship to this patient")]
+    NoRelationship,
     /// Allowed only to an MFA session: the client must step up.
     #[error("MFA required")]
     StepUpRequired,
@@ -107,6 +111,7 @@ impl ApiError {
             Self::Forbidden => "forbidden",
             Self::CsrfFailed => "csrf_failed",
             Self::StepUpRequired => "mfa_required",
+            Self::NoRelationship => "no_relationship",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -168,7 +173,8 @@ impl ResponseError for ApiError {
             Self::Unauthenticated(AuthError::Forbidden | AuthError::StepUpRequired)
             | Self::Forbidden
             | Self::CsrfFailed
-            | Self::StepUpRequired => StatusCode::FORBIDDEN,
+            | Self::StepUpRequired
+            | Self::NoRelationship => StatusCode::FORBIDDEN,
             Self::Unauthenticated(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -301,6 +307,7 @@ mod tests {
             (ApiError::Forbidden, 403, "forbidden"),
             (ApiError::CsrfFailed, 403, "csrf_failed"),
             (ApiError::StepUpRequired, 403, "mfa_required"),
+            (ApiError::NoRelationship, 403, "no_relationship"),
             (ApiError::NotFound, 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),

@@ -19,6 +19,7 @@ use crate::http::error::{Problem, ProblemField};
         auth::reset_request, auth::reset_confirm,
         auth::mfa_verify, auth::totp_enroll, auth::totp_activate,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
+        patients::care::break_glass, patients::care::assign, patients::care::link_account,
         service_keys::create, service_keys::list, service_keys::revoke,
         users::list, users::create, users::change_roles, users::lock, users::unlock, users::deactivate,
         users::impersonate,

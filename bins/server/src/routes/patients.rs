@@ -1,14 +1,24 @@
 //! `/api/v1/patients`: create, read, update, delete and list, each confined
 //! to the caller's organization.
 
+pub mod care;
 mod dto;
 
 pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_clinical::patient::{CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _};
+use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_auth::Role;
+use carapace_auth::policy::{
+    Decision, DenyReason, PatientListScope, PatientRelation, Permission, authorize_patient,
+    patient_list_scope,
+};
+use carapace_clinical::patient::{
+    CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
+};
 use carapace_clinical::patient::{PageLimit, member_id_filter};
+use carapace_tenancy::{ClinicianScope, OrganizationRepository as _, TenantContext};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -32,7 +42,60 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get))
             .route(web::patch().to(update))
             .route(web::delete().to(delete)),
-    );
+    )
+    .configure(care::configure);
+}
+
+/// The organization's clinician scope.
+pub(crate) async fn clinician_scope(
+    state: &AppState,
+    auth: &Authorized,
+) -> Result<ClinicianScope, ApiError> {
+    let org = state.orgs.find_by_id(auth.0.org()).await?;
+    Ok(org.map(|o| o.clinician_scope).unwrap_or_default())
+}
+
+/// The tenant context for `permission` on patient `id`, if the caller is
+/// related to it (care team, break-glass, own record, or an org-wide role).
+/// No such patient: 404. Unrelated: 403 and a security event.
+pub(crate) async fn related(
+    state: &AppState,
+    auth: &Authorized,
+    id: PatientId,
+    permission: Permission,
+) -> Result<TenantContext, ApiError> {
+    let ctx = auth.0.tenant();
+    let links = state
+        .patients
+        .links(&ctx, id, auth.0.subject(), OffsetDateTime::now_utc())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let relation = PatientRelation {
+        care_team: links.care_team,
+        break_glass: links.break_glass,
+        own_record: links.own_record,
+    };
+    match authorize_patient(
+        &auth.0,
+        permission,
+        relation,
+        clinician_scope(state, auth).await?,
+    ) {
+        Decision::Allow => Ok(ctx),
+        Decision::Deny(reason) => {
+            state.events.emit(SecurityEvent {
+                kind: SecurityEventKind::AuthorizationDenied,
+                org: auth.0.org(),
+                subject: auth.0.subject().clone(),
+                detail: format!("{permission} on patient {id}: {reason:?}"),
+            });
+            Err(match reason {
+                DenyReason::NoRelationship(_) => ApiError::NoRelationship,
+                DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
+                DenyReason::MissingPermission(_) => ApiError::Forbidden,
+            })
+        }
+    }
 }
 
 fn today() -> time::Date {
@@ -58,7 +121,16 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let ctx = auth.0.tenant();
     let demographics = body.0.into_input().parse(today())?;
-    let patient = state.patients.create(&ctx, &demographics).await?;
+    // A clinician who registers a patient joins its care team.
+    let care_team = auth
+        .0
+        .roles()
+        .contains(Role::Clinician)
+        .then(|| auth.0.subject());
+    let patient = state
+        .patients
+        .create(&ctx, &demographics, care_team)
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/patients/{}", patient.id)))
         .json(PatientView::from(&patient)))
@@ -76,10 +148,11 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = auth.0.tenant();
+    let id = PatientId::from_uuid(id.into_inner());
+    let ctx = related(&state, &auth, id, Permission::PatientRead).await?;
     let patient = state
         .patients
-        .get(&ctx, PatientId::from_uuid(id.into_inner()))
+        .get(&ctx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
@@ -100,11 +173,12 @@ pub async fn update(
     id: web::Path<Uuid>,
     body: JsonBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = auth.0.tenant();
+    let id = PatientId::from_uuid(id.into_inner());
+    let ctx = related(&state, &auth, id, Permission::PatientWrite).await?;
     let patch = body.0.into_input().parse(today())?;
     let patient = state
         .patients
-        .update(&ctx, PatientId::from_uuid(id.into_inner()), &patch)
+        .update(&ctx, id, &patch)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
@@ -122,12 +196,9 @@ pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = auth.0.tenant();
-    if state
-        .patients
-        .delete(&ctx, PatientId::from_uuid(id.into_inner()))
-        .await?
-    {
+    let id = PatientId::from_uuid(id.into_inner());
+    let ctx = related(&state, &auth, id, Permission::PatientDelete).await?;
+    if state.patients.delete(&ctx, id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
@@ -182,6 +253,11 @@ pub async fn list(
             .transpose()?,
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
+        visibility: match patient_list_scope(&auth.0, clinician_scope(&state, &auth).await?) {
+            PatientListScope::Organization => Visibility::Organization,
+            PatientListScope::CareTeam => Visibility::CareTeamOf(auth.0.subject().clone()),
+            PatientListScope::OwnRecord => Visibility::OwnRecordOf(auth.0.subject().clone()),
+        },
     };
     let page = state.patients.list(&ctx, &query).await?;
     let next_cursor = page.next_after.map(|id| {

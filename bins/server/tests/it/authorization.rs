@@ -6,7 +6,17 @@ use carapace_auth::policy::{Permission, permissions_of};
 use carapace_server::http::access::{Access, ROUTES};
 use serde_json::json;
 
-use crate::support::{Backend, patient, problem, send, spawn_app};
+use carapace_tenancy::{ClinicianScope, OrganizationRepository as _};
+
+use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app};
+
+pub(crate) async fn set_scope(app: &TestApp, org: &Org, scope: ClinicianScope) {
+    let done = carapace_infra::SeaOrganizations::new(app.db.clone())
+        .set_clinician_scope(org.id, scope)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(done);
+}
 
 #[tokio::test]
 async fn every_protected_route_refuses_anonymous_callers() {
@@ -51,12 +61,23 @@ async fn each_role_gets_exactly_its_patient_permissions() {
         return;
     };
     let org = app.org().await;
+    // The role matrix alone: clinicians reach the whole org here, and each
+    // record is linked to the caller (relationships have their own tests).
+    set_scope(&app, &org, ClinicianScope::Organization).await;
     let admin = app.token(&org, Role::Admin);
     for role in Role::ALL {
         let token = app.token(&org, role);
         let grants = |p: Permission| permissions_of(role).contains(&p);
         let id = app.new_patient(&admin, "Subject").await;
         let path = format!("/api/v1/patients/{id}");
+        let link = send(
+            app.http
+                .put(app.url(&format!("{path}/account")))
+                .bearer_auth(&admin)
+                .json(&json!({"subject": "test-user"})),
+        )
+        .await;
+        assert_eq!(link.status(), 204);
 
         let read = app.get(&path, &token).await.status().as_u16();
         assert_eq!(

@@ -10,6 +10,7 @@ mod health;
 mod isolation;
 mod oidc;
 mod patients;
+mod relationships;
 mod service_keys;
 mod support;
 mod users;

@@ -156,9 +156,18 @@ impl TestApp {
         self.mint(org, role, false)
     }
 
+    /// A dev token (with MFA) for `subject` in `org` with `role`.
+    pub fn token_as(&self, org: &Org, role: Role, subject: &str) -> String {
+        self.mint_as(org, role, true, subject)
+    }
+
     fn mint(&self, org: &Org, role: Role, mfa: bool) -> String {
+        self.mint_as(org, role, mfa, "test-user")
+    }
+
+    fn mint_as(&self, org: &Org, role: Role, mfa: bool, subject: &str) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-        let subject = SubjectId::parse("test-user").unwrap_or_else(|e| panic!("{e}"));
+        let subject = SubjectId::parse(subject).unwrap_or_else(|e| panic!("{e}"));
         self.tokens
             .mint_session(
                 org.id,

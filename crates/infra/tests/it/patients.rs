@@ -2,7 +2,7 @@
 //! never crosses organizations.
 
 use carapace_clinical::patient::{
-    PageLimit, PatientId, PatientPatch, PatientQuery, PatientRepository,
+    PageLimit, PatientId, PatientPatch, PatientQuery, PatientRepository, Visibility,
 };
 use carapace_infra::{Database, SeaPatients};
 use carapace_phi_crypto::Phi;
@@ -15,7 +15,7 @@ async fn crud_and_isolation(db: Database) {
     let b = new_org(&db).await;
 
     let jane = repo
-        .create(&a, &demographics("Jane", Some("M-1")))
+        .create(&a, &demographics("Jane", Some("M-1")), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let got = repo
@@ -52,11 +52,17 @@ async fn crud_and_isolation(db: Database) {
             .unwrap_or_else(|e| panic!("{e}"))
     );
     assert!(
-        repo.list(&b, &PatientQuery::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .items
-            .is_empty()
+        repo.list(
+            &b,
+            &PatientQuery {
+                visibility: Visibility::Organization,
+                ..PatientQuery::default()
+            }
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .is_empty()
     );
     let still = repo
         .get(&a, jane.id)
@@ -109,13 +115,13 @@ async fn pagination_and_filter(db: Database) {
     for i in 0..5 {
         let member = if i % 2 == 0 { "EVEN" } else { "ODD" };
         ids.push(
-            repo.create(&a, &demographics(&format!("P{i}"), Some(member)))
+            repo.create(&a, &demographics(&format!("P{i}"), Some(member)), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
                 .id,
         );
     }
-    repo.create(&b, &demographics("Other", Some("EVEN")))
+    repo.create(&b, &demographics("Other", Some("EVEN")), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -125,6 +131,7 @@ async fn pagination_and_filter(db: Database) {
         let q = PatientQuery {
             limit: PageLimit::parse(Some(2)).unwrap_or_else(|e| panic!("{e}")),
             after,
+            visibility: Visibility::Organization,
             ..PatientQuery::default()
         };
         let page = repo.list(&a, &q).await.unwrap_or_else(|e| panic!("{e}"));
@@ -139,6 +146,7 @@ async fn pagination_and_filter(db: Database) {
 
     let q = PatientQuery {
         member_id: Some(Phi::new("EVEN".into())),
+        visibility: Visibility::Organization,
         ..PatientQuery::default()
     };
     let even = repo.list(&a, &q).await.unwrap_or_else(|e| panic!("{e}"));

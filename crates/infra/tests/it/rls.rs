@@ -1,6 +1,6 @@
 //! Row-level security proved in SQL, connecting as the server's role.
 
-use carapace_clinical::patient::{PatientQuery, PatientRepository};
+use carapace_clinical::patient::{PatientQuery, PatientRepository, Visibility};
 use carapace_infra::SeaPatients;
 use carapace_tenancy::TenantContext;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
@@ -26,7 +26,7 @@ async fn two_orgs(url: &str) -> (DatabaseConnection, TenantContext, TenantContex
     let b = new_org(&db).await;
     for (ctx, n) in [(&a, 2), (&b, 3)] {
         for i in 0..n {
-            repo.create(ctx, &demographics(&format!("P{i}"), None))
+            repo.create(ctx, &demographics(&format!("P{i}"), None), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
@@ -121,12 +121,18 @@ async fn pooled_connection_reused_without_tenant_sees_nothing() {
     let (raw, db) = one_connection(&pg.app_url).await;
     let repo = SeaPatients::new(db.clone());
     let a = new_org(&db).await;
-    repo.create(&a, &demographics("Ann", None))
+    repo.create(&a, &demographics("Ann", None), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // The repository's transaction ran on the pool's only connection...
     let page = repo
-        .list(&a, &PatientQuery::default())
+        .list(
+            &a,
+            &PatientQuery {
+                visibility: Visibility::Organization,
+                ..PatientQuery::default()
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.items.len(), 1);
