@@ -8,9 +8,11 @@ pub struct Migration;
 
 /// Who may reach which patient: care-team assignments, time-limited
 /// break-glass grants, the patient's own account, and the organization's
-/// choice of clinician scope (`care_team` or `organization`).
+/// choice of clinician scope (`care_team` or `organization`) and of who
+/// needs MFA for PHI (`admin` or `all_staff`).
 const STATEMENTS: &[&str] = &[
     "ALTER TABLE organizations ADD COLUMN clinician_scope text NOT NULL DEFAULT 'care_team'",
+    "ALTER TABLE organizations ADD COLUMN phi_mfa text NOT NULL DEFAULT 'admin'",
     "ALTER TABLE patients ADD COLUMN account_subject text",
     "CREATE TABLE care_assignments (
         org_id     uuid        NOT NULL,
@@ -46,9 +48,9 @@ impl MigrationTrait for Migration {
             for table in ["care_assignments", "break_glass_grants"] {
                 db.execute_unprepared(&tenant_table_sql(table)).await?;
             }
-            // The server may change this one setting of an organization, nothing else.
+            // The server may change these settings of an organization, nothing else.
             db.execute_unprepared(&format!(
-                "GRANT UPDATE (clinician_scope) ON organizations TO {APP_ROLE}"
+                "GRANT UPDATE (clinician_scope, phi_mfa) ON organizations TO {APP_ROLE}"
             ))
             .await?;
         }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod docs;
 pub mod health;
+pub mod organization;
 pub mod patients;
 pub mod service_keys;
 pub mod users;
@@ -19,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(auth::configure)
                 .configure(patients::configure)
                 .configure(service_keys::configure)
-                .configure(users::configure),
+                .configure(users::configure)
+                .configure(organization::configure),
         )
         .configure(auth::configure_well_known)
         .configure(docs::configure);

@@ -24,6 +24,8 @@ pub enum SecurityEventKind {
     ImpersonationStarted,
     /// A clinician declared emergency access to a patient outside their care.
     BreakGlass,
+    /// An admin changed the organization's access settings.
+    OrgSettingsChanged,
 }
 
 impl SecurityEventKind {
@@ -34,6 +36,7 @@ impl SecurityEventKind {
             Self::HostOrgMismatch => "host_org_mismatch",
             Self::ImpersonationStarted => "impersonation_started",
             Self::BreakGlass => "break_glass",
+            Self::OrgSettingsChanged => "org_settings_changed",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use carapace_tenancy::ClinicianScope;
+use carapace_tenancy::{ClinicianScope, PhiMfa};
 
 use crate::{Principal, Role};
 
@@ -28,11 +28,13 @@ pub enum Permission {
     KillSwitchWrite,
     /// Manage care teams and link patient records to patients' accounts.
     CareAdmin,
+    /// Change the organization's access settings.
+    OrgAdmin,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -41,6 +43,7 @@ impl Permission {
         Permission::AuditRead,
         Permission::KillSwitchWrite,
         Permission::CareAdmin,
+        Permission::OrgAdmin,
     ];
 
     /// The permission's name, `resource:action`.
@@ -54,6 +57,7 @@ impl Permission {
             Permission::AuditRead => "audit:read",
             Permission::KillSwitchWrite => "kill_switch:write",
             Permission::CareAdmin => "care:admin",
+            Permission::OrgAdmin => "org:admin",
         }
     }
 
@@ -73,6 +77,7 @@ impl Permission {
                 | Permission::ServiceKeyAdmin
                 | Permission::KillSwitchWrite
                 | Permission::CareAdmin
+                | Permission::OrgAdmin
         )
     }
 }
@@ -84,7 +89,7 @@ impl fmt::Display for Permission {
 }
 
 use Permission::{
-    AuditRead, CareAdmin, KillSwitchWrite, PatientDelete, PatientRead, PatientWrite,
+    AuditRead, CareAdmin, KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite,
     ServiceKeyAdmin, UserAdmin,
 };
 
@@ -103,6 +108,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             AuditRead,
             KillSwitchWrite,
             CareAdmin,
+            OrgAdmin,
         ],
     ),
     (Role::Clinician, &[PatientRead, PatientWrite]),
@@ -200,6 +206,17 @@ pub fn authorize_patient(
         Decision::Allow
     } else {
         Decision::Deny(DenyReason::NoRelationship(permission))
+    }
+}
+
+/// The organization's extra MFA rule for PHI: with
+/// [`PhiMfa::AllStaff`], every non-patient session needs MFA to reach PHI.
+pub fn require_phi_mfa(principal: &Principal, phi_mfa: PhiMfa) -> Decision {
+    let staff = principal.roles().iter().any(|r| r != Role::Patient);
+    if phi_mfa == PhiMfa::AllStaff && staff && !principal.mfa() {
+        Decision::Deny(DenyReason::StepUpRequired(PatientRead))
+    } else {
+        Decision::Allow
     }
 }
 
@@ -388,6 +405,21 @@ mod tests {
             admin,
             Decision::Deny(DenyReason::StepUpRequired(PatientRead)),
             "MFA rules still apply"
+        );
+    }
+
+    #[test]
+    fn organizations_may_require_mfa_for_all_staff_phi_access() {
+        let check = |roles: &[Role], mfa, setting| {
+            require_phi_mfa(&principal(roles, mfa), setting) == Decision::Allow
+        };
+        assert!(check(&[Role::Clinician], false, PhiMfa::Admin));
+        assert!(!check(&[Role::Clinician], false, PhiMfa::AllStaff));
+        assert!(check(&[Role::Clinician], true, PhiMfa::AllStaff));
+        assert!(!check(&[Role::Viewer], false, PhiMfa::AllStaff));
+        assert!(
+            check(&[Role::Patient], false, PhiMfa::AllStaff),
+            "patients are never asked"
         );
     }
 

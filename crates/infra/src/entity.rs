@@ -13,6 +13,7 @@ pub mod organization {
         pub name: String,
         pub created_at: TimeDateTimeWithTimeZone,
         pub clinician_scope: String,
+        pub phi_mfa: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

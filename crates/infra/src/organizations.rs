@@ -1,8 +1,8 @@
 //! The organization directory over SeaORM.
 
 use carapace_tenancy::{
-    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository,
-    StorageError, TenancyError,
+    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug, Organization,
+    OrganizationRepository, PhiMfa, StorageError, TenancyError,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
@@ -32,6 +32,7 @@ impl OrganizationRepository for SeaOrganizations {
             name: Set(new.name.as_str().to_owned()),
             created_at: Set(OffsetDateTime::now_utc()),
             clinician_scope: Set(ClinicianScope::default().as_str().to_owned()),
+            phi_mfa: Set(PhiMfa::default().as_str().to_owned()),
         };
         match org::Entity::insert(row)
             .exec_without_returning(self.db.conn())
@@ -41,7 +42,7 @@ impl OrganizationRepository for SeaOrganizations {
                 id,
                 slug: new.slug,
                 name: new.name,
-                clinician_scope: ClinicianScope::default(),
+                settings: OrgSettings::default(),
             }),
             Err(e) => match storage_error(e) {
                 StorageError::Constraint(_) => Err(TenancyError::SlugTaken),
@@ -58,16 +59,18 @@ impl OrganizationRepository for SeaOrganizations {
         row.map(to_org).transpose()
     }
 
-    async fn set_clinician_scope(
+    async fn update_settings(
         &self,
         id: OrgId,
-        scope: ClinicianScope,
+        settings: OrgSettings,
     ) -> Result<bool, TenancyError> {
+        use sea_orm::sea_query::Expr;
         let done = org::Entity::update_many()
             .col_expr(
                 org::Column::ClinicianScope,
-                sea_orm::sea_query::Expr::value(scope.as_str()),
+                Expr::value(settings.clinician_scope.as_str()),
             )
+            .col_expr(org::Column::PhiMfa, Expr::value(settings.phi_mfa.as_str()))
             .filter(org::Column::Id.eq(id.as_uuid()))
             .exec(self.db.conn())
             .await
@@ -90,6 +93,9 @@ fn to_org(r: org::Model) -> Result<Organization, TenancyError> {
         id: OrgId::from_uuid(r.id),
         slug: OrgSlug::parse(&r.slug)?,
         name: OrgName::parse(&r.name)?,
-        clinician_scope: ClinicianScope::parse(&r.clinician_scope),
+        settings: OrgSettings {
+            clinician_scope: ClinicianScope::parse(&r.clinician_scope),
+            phi_mfa: PhiMfa::parse(&r.phi_mfa),
+        },
     })
 }

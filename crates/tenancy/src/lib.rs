@@ -14,7 +14,8 @@ mod org;
 
 pub use error::{StorageError, TenancyError};
 pub use org::{
-    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSlug, Organization, OrganizationRepository,
+    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug, Organization,
+    OrganizationRepository, PhiMfa,
 };
 
 use std::fmt;

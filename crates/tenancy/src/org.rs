@@ -117,6 +117,44 @@ impl ClinicianScope {
     }
 }
 
+/// Which sessions need MFA to reach PHI.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PhiMfa {
+    /// PHI reached through the `admin` role (default).
+    #[default]
+    Admin,
+    /// Every non-patient role.
+    AllStaff,
+}
+
+impl PhiMfa {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::AllStaff => "all_staff",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is the strict choice.
+    pub fn parse(s: &str) -> Self {
+        if s == "admin" {
+            Self::Admin
+        } else {
+            Self::AllStaff
+        }
+    }
+}
+
+/// An organization's access settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrgSettings {
+    /// How far its clinicians reach.
+    pub clinician_scope: ClinicianScope,
+    /// Who needs MFA for PHI.
+    pub phi_mfa: PhiMfa,
+}
+
 /// An organization to be created.
 #[derive(Clone, Debug)]
 pub struct NewOrganization {
@@ -135,8 +173,8 @@ pub struct Organization {
     pub slug: OrgSlug,
     /// Its display name.
     pub name: OrgName,
-    /// How far its clinicians reach.
-    pub clinician_scope: ClinicianScope,
+    /// Its access settings.
+    pub settings: OrgSettings,
 }
 
 /// The directory of organizations. Organizations are the tenant roots, so
@@ -154,12 +192,12 @@ pub trait OrganizationRepository: Send + Sync {
         id: OrgId,
     ) -> impl Future<Output = Result<Option<Organization>, TenancyError>> + Send;
 
-    /// Sets how far the organization's clinicians reach; `false` if there
-    /// is no such organization.
-    fn set_clinician_scope(
+    /// Replaces the organization's access settings; `false` if there is no
+    /// such organization.
+    fn update_settings(
         &self,
         id: OrgId,
-        scope: ClinicianScope,
+        settings: OrgSettings,
     ) -> impl Future<Output = Result<bool, TenancyError>> + Send;
 
     /// Looks an organization up by its slug.

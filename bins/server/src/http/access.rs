@@ -17,7 +17,9 @@ pub enum Access {
 }
 
 use Access::{Needs, Public, SignedIn};
-use Permission::{CareAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin};
+use Permission::{
+    CareAdmin, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin,
+};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -51,6 +53,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
     ("POST", "/api/v1/patients/{id}/care-team", Needs(CareAdmin)),
     ("PUT", "/api/v1/patients/{id}/account", Needs(CareAdmin)),
+    ("GET", "/api/v1/organization/settings", Needs(OrgAdmin)),
+    ("PUT", "/api/v1/organization/settings", Needs(OrgAdmin)),
     ("GET", "/api/v1/users", Needs(UserAdmin)),
     ("POST", "/api/v1/users", Needs(UserAdmin)),
     ("PATCH", "/api/v1/users/{id}", Needs(UserAdmin)),

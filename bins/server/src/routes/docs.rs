@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{auth, health, patients, service_keys, users};
+use super::{auth, health, organization, patients, service_keys, users};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -23,6 +23,7 @@ use crate::http::error::{Problem, ProblemField};
         service_keys::create, service_keys::list, service_keys::revoke,
         users::list, users::create, users::change_roles, users::lock, users::unlock, users::deactivate,
         users::impersonate,
+        organization::get, organization::put,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),

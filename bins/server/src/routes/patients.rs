@@ -12,13 +12,13 @@ use carapace_audit::{SecurityEvent, SecurityEventKind};
 use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, DenyReason, PatientListScope, PatientRelation, Permission, authorize_patient,
-    patient_list_scope,
+    patient_list_scope, require_phi_mfa,
 };
 use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
 use carapace_clinical::patient::{PageLimit, member_id_filter};
-use carapace_tenancy::{ClinicianScope, OrganizationRepository as _, TenantContext};
+use carapace_tenancy::{OrgSettings, OrganizationRepository as _, TenantContext};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -46,13 +46,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(care::configure);
 }
 
-/// The organization's clinician scope.
-pub(crate) async fn clinician_scope(
+/// The caller's organization's access settings, after its PHI MFA rule.
+pub(crate) async fn phi_settings(
     state: &AppState,
     auth: &Authorized,
-) -> Result<ClinicianScope, ApiError> {
-    let org = state.orgs.find_by_id(auth.0.org()).await?;
-    Ok(org.map(|o| o.clinician_scope).unwrap_or_default())
+) -> Result<OrgSettings, ApiError> {
+    let settings = state
+        .orgs
+        .find_by_id(auth.0.org())
+        .await?
+        .map(|o| o.settings)
+        .unwrap_or_default();
+    match require_phi_mfa(&auth.0, settings.phi_mfa) {
+        Decision::Allow => Ok(settings),
+        Decision::Deny(_) => Err(ApiError::StepUpRequired),
+    }
 }
 
 /// The tenant context for `permission` on patient `id`, if the caller is
@@ -75,12 +83,8 @@ pub(crate) async fn related(
         break_glass: links.break_glass,
         own_record: links.own_record,
     };
-    match authorize_patient(
-        &auth.0,
-        permission,
-        relation,
-        clinician_scope(state, auth).await?,
-    ) {
+    let scope = phi_settings(state, auth).await?.clinician_scope;
+    match authorize_patient(&auth.0, permission, relation, scope) {
         Decision::Allow => Ok(ctx),
         Decision::Deny(reason) => {
             state.events.emit(SecurityEvent {
@@ -253,7 +257,10 @@ pub async fn list(
             .transpose()?,
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
-        visibility: match patient_list_scope(&auth.0, clinician_scope(&state, &auth).await?) {
+        visibility: match patient_list_scope(
+            &auth.0,
+            phi_settings(&state, &auth).await?.clinician_scope,
+        ) {
             PatientListScope::Organization => Visibility::Organization,
             PatientListScope::CareTeam => Visibility::CareTeamOf(auth.0.subject().clone()),
             PatientListScope::OwnRecord => Visibility::OwnRecordOf(auth.0.subject().clone()),

@@ -6,16 +6,22 @@ use carapace_auth::policy::{Permission, permissions_of};
 use carapace_server::http::access::{Access, ROUTES};
 use serde_json::json;
 
-use carapace_tenancy::{ClinicianScope, OrganizationRepository as _};
+use carapace_tenancy::ClinicianScope;
 
 use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app};
 
+/// Sets the org's clinician scope through the settings API.
 pub(crate) async fn set_scope(app: &TestApp, org: &Org, scope: ClinicianScope) {
-    let done = carapace_infra::SeaOrganizations::new(app.db.clone())
-        .set_clinician_scope(org.id, scope)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(done);
+    let admin = app.token(org, Role::Admin);
+    let body = json!({"clinician_scope": scope.as_str(), "phi_mfa": "admin"});
+    let res = send(
+        app.http
+            .put(app.url("/api/v1/organization/settings"))
+            .bearer_auth(&admin)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
@@ -243,5 +249,76 @@ async fn host_naming_another_org_is_refused() {
         .of(carapace_audit::SecurityEventKind::HostOrgMismatch);
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].org, a.id);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn organizations_may_require_mfa_from_all_staff_for_phi() {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "organizations_may_require_mfa_from_all_staff_for_phi",
+    )
+    .await
+    else {
+        return;
+    };
+    let org = app.org().await;
+    let viewer = app.token_without_mfa(&org, Role::Viewer);
+    assert_eq!(app.get("/api/v1/patients", &viewer).await.status(), 200);
+    let admin = app.token(&org, Role::Admin);
+    let put = |body: serde_json::Value| {
+        send(
+            app.http
+                .put(app.url("/api/v1/organization/settings"))
+                .bearer_auth(&admin)
+                .json(&body),
+        )
+    };
+    problem(
+        put(json!({"clinician_scope": "everyone", "phi_mfa": "sometimes"})).await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        put(json!({"clinician_scope": "care_team", "phi_mfa": "all_staff"}))
+            .await
+            .status(),
+        200
+    );
+    let changed = app
+        .events
+        .of(carapace_audit::SecurityEventKind::OrgSettingsChanged);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        changed[0].detail,
+        "clinician_scope=care_team phi_mfa=all_staff"
+    );
+    let p = problem(app.get("/api/v1/patients", &viewer).await, 403).await;
+    assert_eq!(p["code"], "mfa_required");
+    assert_eq!(
+        app.get("/api/v1/patients", &app.token(&org, Role::Viewer))
+            .await
+            .status(),
+        200
+    );
+    let settings: serde_json::Value = app
+        .get("/api/v1/organization/settings", &admin)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        settings,
+        json!({"clinician_scope": "care_team", "phi_mfa": "all_staff"})
+    );
+    problem(
+        app.get(
+            "/api/v1/organization/settings",
+            &app.token(&org, Role::Clinician),
+        )
+        .await,
+        403,
+    )
+    .await;
     app.stop().await;
 }

@@ -1,0 +1,117 @@
+//! `/api/v1/organization/settings`: the caller's organization's access
+//! settings (admin with MFA).
+
+use actix_web::{HttpResponse, web};
+use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_tenancy::{ClinicianScope, OrgSettings, OrganizationRepository as _, PhiMfa};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::state::AppState;
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/organization/settings")
+            .route(web::get().to(get))
+            .route(web::put().to(put)),
+    );
+}
+
+/// An organization's access settings.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    /// `care_team` (default: clinicians reach their care team) or
+    /// `organization` (every patient).
+    #[schema(example = "care_team")]
+    clinician_scope: String,
+    /// `admin` (default: MFA for PHI through the admin role) or `all_staff`
+    /// (every non-patient session needs MFA for PHI).
+    #[schema(example = "admin")]
+    phi_mfa: String,
+}
+
+impl From<OrgSettings> for SettingsBody {
+    fn from(s: OrgSettings) -> Self {
+        Self {
+            clinician_scope: s.clinician_scope.as_str().to_owned(),
+            phi_mfa: s.phi_mfa.as_str().to_owned(),
+        }
+    }
+}
+
+fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
+    let mut errors = Vec::new();
+    let clinician_scope = match body.clinician_scope.as_str() {
+        "care_team" => Some(ClinicianScope::CareTeam),
+        "organization" => Some(ClinicianScope::Organization),
+        _ => None,
+    };
+    if clinician_scope.is_none() {
+        errors.push(carapace_clinical::FieldError::new(
+            "clinician_scope",
+            "must be care_team or organization",
+        ));
+    }
+    let phi_mfa = match body.phi_mfa.as_str() {
+        "admin" => Some(PhiMfa::Admin),
+        "all_staff" => Some(PhiMfa::AllStaff),
+        _ => None,
+    };
+    if phi_mfa.is_none() {
+        errors.push(carapace_clinical::FieldError::new(
+            "phi_mfa",
+            "must be admin or all_staff",
+        ));
+    }
+    match (clinician_scope, phi_mfa) {
+        (Some(clinician_scope), Some(phi_mfa)) => Ok(OrgSettings {
+            clinician_scope,
+            phi_mfa,
+        }),
+        _ => Err(ApiError::Invalid(errors)),
+    }
+}
+
+/// Reads the settings.
+#[utoipa::path(get, path = "/api/v1/organization/settings", tag = "organization", security(("bearer" = [])),
+    responses((status = 200, body = SettingsBody), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let org = state
+        .orgs
+        .find_by_id(auth.0.org())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(SettingsBody::from(org.settings)))
+}
+
+/// Replaces the settings.
+#[utoipa::path(put, path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = SettingsBody), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: JsonBody<SettingsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let settings = parse(&body.0)?;
+    if !state.orgs.update_settings(auth.0.org(), settings).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.events.emit(SecurityEvent {
+        kind: SecurityEventKind::OrgSettingsChanged,
+        org: auth.0.org(),
+        subject: auth.0.subject().clone(),
+        detail: format!(
+            "clinician_scope={} phi_mfa={}",
+            settings.clinician_scope.as_str(),
+            settings.phi_mfa.as_str()
+        ),
+    });
+    Ok(HttpResponse::Ok().json(SettingsBody::from(settings)))
+}
