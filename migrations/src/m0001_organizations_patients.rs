@@ -13,20 +13,32 @@ CREATE TABLE organizations (
     name        text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     created_at  timestamptz NOT NULL
 );
+CREATE TABLE org_keys (
+    org_id            uuid        NOT NULL REFERENCES organizations (id),
+    version           integer     NOT NULL CHECK (version > 0),
+    wrapped_dek       bytea       NOT NULL,
+    wrapped_index_key bytea       NOT NULL,
+    created_at        timestamptz NOT NULL,
+    PRIMARY KEY (org_id, version)
+);
 CREATE TABLE patients (
-    org_id      uuid        NOT NULL REFERENCES organizations (id),
-    id          uuid        NOT NULL,
-    given_name  text        NOT NULL,
-    family_name text        NOT NULL,
-    birth_date  date        NOT NULL,
-    member_id   text,
-    phone       text,
-    email       text,
-    created_at  timestamptz NOT NULL,
-    updated_at  timestamptz NOT NULL,
+    org_id        uuid        NOT NULL REFERENCES organizations (id),
+    id            uuid        NOT NULL,
+    key_version   integer     NOT NULL,
+    given_name    bytea       NOT NULL,
+    family_name   bytea       NOT NULL,
+    birth_date    bytea       NOT NULL,
+    member_id     bytea,
+    phone         bytea,
+    email         bytea,
+    member_id_idx bytea,
+    name_dob_idx  bytea       NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
     PRIMARY KEY (org_id, id)
 );
-CREATE INDEX patients_member_id ON patients (org_id, member_id) WHERE member_id IS NOT NULL;
+CREATE INDEX patients_member_id_idx ON patients (org_id, member_id_idx) WHERE member_id_idx IS NOT NULL;
+CREATE INDEX patients_name_dob_idx ON patients (org_id, name_dob_idx);
 ";
 
 #[async_trait::async_trait]
@@ -53,6 +65,7 @@ impl MigrationTrait for Migration {
                 ))
                 .await?;
                 db.execute_unprepared(&tenant_table_sql("patients")).await?;
+                db.execute_unprepared(&tenant_table_sql("org_keys")).await?;
             }
             _ => {
                 // SQLite: same shape; uuids as blobs, times as text.

@@ -15,6 +15,7 @@ use carapace_auth::local::{LocalAuth, PasswordReset, SessionLimits};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
 use carapace_infra::dev_token::DevTokens;
 use carapace_infra::events::LogSink;
+use carapace_infra::keys::KeyRing;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
@@ -99,6 +100,9 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }
         None => None,
     };
+    // The key-encryption key: wraps data keys and seals MFA seeds.
+    let kek = sealer(settings)?;
+    let keys = Arc::new(KeyRing::new(db.clone(), kek.clone()));
     let local_tokens = local_tokens(settings)?;
     let local = match local_tokens.clone() {
         Some(tokens) => Some(LocalAuth {
@@ -106,7 +110,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             sessions: SeaSessions::new(db.clone()),
             tokens,
             limits: SessionLimits::default(),
-            sealer: sealer(settings)?,
+            sealer: kek.clone(),
         }),
         None => None,
     };
@@ -137,7 +141,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         None => CursorKey::random(),
     };
     Ok(AppState {
-        patients: SeaPatients::new(db.clone()),
+        patients: SeaPatients::new(db.clone(), keys),
         orgs: SeaOrganizations::new(db.clone()),
         service_keys: SeaServiceKeys::new(db.clone()),
         db,

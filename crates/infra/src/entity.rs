@@ -32,12 +32,15 @@ pub mod patient {
         pub org_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
-        pub given_name: String,
-        pub family_name: String,
-        pub birth_date: TimeDate,
-        pub member_id: Option<String>,
-        pub phone: Option<String>,
-        pub email: Option<String>,
+        pub key_version: i32,
+        pub given_name: Vec<u8>,
+        pub family_name: Vec<u8>,
+        pub birth_date: Vec<u8>,
+        pub member_id: Option<Vec<u8>>,
+        pub phone: Option<Vec<u8>>,
+        pub email: Option<Vec<u8>>,
+        pub member_id_idx: Option<Vec<u8>>,
+        pub name_dob_idx: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
         pub account_subject: Option<String>,
@@ -273,6 +276,35 @@ pub mod break_glass {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("break_glass::Model")
                 .field("id", &self.id)
+                .finish_non_exhaustive()
+        }
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod org_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "org_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub wrapped_dek: Vec<u8>,
+        pub wrapped_index_key: Vec<u8>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("org_key::Model")
+                .field("version", &self.version)
                 .finish_non_exhaustive()
         }
     }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dev_token;
 mod entity;
 pub mod events;
+pub mod keys;
 pub mod local_tokens;
 pub mod mail;
 pub mod oidc;

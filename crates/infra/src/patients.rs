@@ -2,16 +2,23 @@
 //! ([`Database::begin_tenant`]) and also filters on `org_id`, so isolation
 //! holds on SQLite (no row-level security) and twice over on PostgreSQL.
 //!
-//! Field storage is confined to [`to_row`] and [`from_row`]: PHI encryption
-//! changes only these two functions and the column types.
+//! Every PHI column is encrypted with the organization's current data key
+//! (AES-256-GCM, bound to org, table, column and row) in [`to_row`] and
+//! decrypted in [`from_row`]; nothing above the repository sees ciphertext,
+//! and nothing below it sees plaintext. `member_id` and (family name, birth
+//! date) also carry blind indexes for exact-match search.
 
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
     Demographics, Patient, PatientId, PatientLinks, PatientPage, PatientPatch, PatientQuery,
     PatientRepository, Visibility,
 };
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use carapace_phi_crypto::Phi;
-use carapace_tenancy::{OrgId, SubjectId, TenantContext};
+use carapace_phi_crypto::envelope::{Binding, DataKey, normalise};
+use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -19,63 +26,185 @@ use sea_orm::{
     QuerySelect,
 };
 use sea_orm::{Condition, QueryTrait as _};
-use time::OffsetDateTime;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
 
 use crate::db::{Backend, Database, storage_error};
 use crate::entity::patient as row;
 use crate::entity::{break_glass, care_assignment};
+use crate::keys::KeyRing;
 
 /// [`PatientRepository`] over the `patients` table.
 #[derive(Clone, Debug)]
 pub struct SeaPatients {
     db: Database,
+    keys: Arc<KeyRing>,
 }
 
 impl SeaPatients {
-    /// Patients in `db`.
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    /// Patients in `db`, their PHI encrypted with the organizations' keys.
+    pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
+        Self { db, keys }
+    }
+
+    /// Decrypts rows, fetching each key version once.
+    async fn decrypt_all(
+        &self,
+        ctx: &TenantContext,
+        rows: Vec<row::Model>,
+    ) -> Result<Vec<Patient>, ClinicalError> {
+        let mut keys: HashMap<i32, Arc<DataKey>> = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key = match keys.get(&r.key_version) {
+                Some(k) => k.clone(),
+                None => {
+                    let version = u32::try_from(r.key_version).map_err(|_| integrity())?;
+                    let k = self.keys.version(ctx, version).await?;
+                    keys.insert(r.key_version, k.clone());
+                    k
+                }
+            };
+            out.push(from_row(&key, r)?);
+        }
+        Ok(out)
     }
 }
 
+const TABLE: &str = "patients";
+
+fn integrity() -> ClinicalError {
+    // A value that does not decrypt for its place: an error, never wrong data.
+    ClinicalError::Storage(StorageError::Internal(
+        "stored value failed authentication".into(),
+    ))
+}
+
+fn seal(
+    key: &DataKey,
+    org: OrgId,
+    id: PatientId,
+    column: &str,
+    plain: &str,
+) -> Result<Vec<u8>, ClinicalError> {
+    let (org, row) = (org.as_uuid().into_bytes(), id.as_uuid().into_bytes());
+    key.encrypt(
+        &Binding {
+            org: &org,
+            table: TABLE,
+            column,
+            row: &row,
+        },
+        plain.as_bytes(),
+    )
+    .map_err(|_| ClinicalError::Storage(StorageError::Unavailable("encryption failed".into())))
+}
+
+fn open(
+    key: &DataKey,
+    org: Uuid,
+    id: Uuid,
+    column: &str,
+    sealed: &[u8],
+) -> Result<String, ClinicalError> {
+    let (org, row) = (org.into_bytes(), id.into_bytes());
+    let plain = key
+        .decrypt(
+            &Binding {
+                org: &org,
+                table: TABLE,
+                column,
+                row: &row,
+            },
+            sealed,
+        )
+        .map_err(|_| integrity())?;
+    String::from_utf8(plain.to_vec()).map_err(|_| integrity())
+}
+
+fn date_text(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Blind index of a member id (exact match after [`normalise`]).
+fn member_index(key: &DataKey, member_id: &str) -> Vec<u8> {
+    key.blind_index(TABLE, "member_id", normalise(member_id).as_bytes())
+        .to_vec()
+}
+
+/// Blind index of (family name, birth date).
+fn name_dob_index(key: &DataKey, family_name: &str, birth_date: Date) -> Vec<u8> {
+    let value = format!("{}|{}", normalise(family_name), date_text(birth_date));
+    key.blind_index(TABLE, "family_name,birth_date", value.as_bytes())
+        .to_vec()
+}
+
+/// Field storage lives here and in [`from_row`] only: every PHI column is
+/// encrypted, bound to its org, table, column and row.
 fn to_row(
+    key: &DataKey,
     org: OrgId,
     id: PatientId,
     d: &Demographics,
     created: OffsetDateTime,
     updated: OffsetDateTime,
-) -> row::ActiveModel {
-    row::ActiveModel {
+) -> Result<row::ActiveModel, ClinicalError> {
+    let opt = |column: &str, v: &Option<Phi<String>>| {
+        v.as_ref()
+            .map(|v| seal(key, org, id, column, v.expose_phi()))
+            .transpose()
+    };
+    let birth_date = *d.birth_date.expose_phi();
+    Ok(row::ActiveModel {
         org_id: Set(org.as_uuid()),
         id: Set(id.as_uuid()),
-        given_name: Set(d.given_name.expose_phi().clone()),
-        family_name: Set(d.family_name.expose_phi().clone()),
-        birth_date: Set(*d.birth_date.expose_phi()),
-        member_id: Set(d.member_id.as_ref().map(|v| v.expose_phi().clone())),
-        phone: Set(d.phone.as_ref().map(|v| v.expose_phi().clone())),
-        email: Set(d.email.as_ref().map(|v| v.expose_phi().clone())),
+        key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+        given_name: Set(seal(key, org, id, "given_name", d.given_name.expose_phi())?),
+        family_name: Set(seal(
+            key,
+            org,
+            id,
+            "family_name",
+            d.family_name.expose_phi(),
+        )?),
+        birth_date: Set(seal(key, org, id, "birth_date", &date_text(birth_date))?),
+        member_id: Set(opt("member_id", &d.member_id)?),
+        phone: Set(opt("phone", &d.phone)?),
+        email: Set(opt("email", &d.email)?),
+        member_id_idx: Set(d
+            .member_id
+            .as_ref()
+            .map(|m| member_index(key, m.expose_phi()))),
+        name_dob_idx: Set(name_dob_index(key, d.family_name.expose_phi(), birth_date)),
         created_at: Set(created),
         updated_at: Set(updated),
         // Linking is its own operation; updates leave it alone.
         account_subject: NotSet,
-    }
+    })
 }
 
-fn from_row(r: row::Model) -> Patient {
-    Patient {
-        id: PatientId::from_uuid(r.id),
-        org: OrgId::from_uuid(r.org_id),
+fn from_row(key: &DataKey, r: row::Model) -> Result<Patient, ClinicalError> {
+    let (org, id) = (r.org_id, r.id);
+    let text = |column: &str, v: &[u8]| open(key, org, id, column, v).map(Phi::new);
+    let opt = |column: &str, v: &Option<Vec<u8>>| v.as_deref().map(|v| text(column, v)).transpose();
+    let birth_date = open(key, org, id, "birth_date", &r.birth_date)?;
+    let birth_date = Date::parse(&birth_date, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| integrity())?;
+    Ok(Patient {
+        id: PatientId::from_uuid(id),
+        org: OrgId::from_uuid(org),
         demographics: Demographics {
-            given_name: Phi::new(r.given_name),
-            family_name: Phi::new(r.family_name),
-            birth_date: Phi::new(r.birth_date),
-            member_id: r.member_id.map(Phi::new),
-            phone: r.phone.map(Phi::new),
-            email: r.email.map(Phi::new),
+            given_name: text("given_name", &r.given_name)?,
+            family_name: text("family_name", &r.family_name)?,
+            birth_date: Phi::new(birth_date),
+            member_id: opt("member_id", &r.member_id)?,
+            phone: opt("phone", &r.phone)?,
+            email: opt("email", &r.email)?,
         },
         created_at: r.created_at,
         updated_at: r.updated_at,
-    }
+    })
 }
 
 /// Now, at the microsecond precision both databases store.
@@ -140,10 +269,13 @@ impl PatientRepository for SeaPatients {
         d: &Demographics,
         care_team: Option<&SubjectId>,
     ) -> Result<Patient, ClinicalError> {
+        // The key first, in its own committed transaction: a key is never
+        // used before it is stored.
+        let key = self.keys.current(ctx).await?;
         let tx = self.db.begin_tenant(ctx).await?;
         let now = now();
         let id = PatientId::generate();
-        let mut row = to_row(ctx.org(), id, d, now, now);
+        let mut row = to_row(&key, ctx.org(), id, d, now, now)?;
         row.account_subject = Set(None);
         row::Entity::insert(row)
             .exec_without_returning(&tx)
@@ -174,7 +306,10 @@ impl PatientRepository for SeaPatients {
             .await
             .map_err(storage_error)?;
         commit(tx).await?;
-        Ok(found.map(from_row))
+        match found {
+            Some(r) => Ok(self.decrypt_all(ctx, vec![r]).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     async fn update(
@@ -183,6 +318,7 @@ impl PatientRepository for SeaPatients {
         id: PatientId,
         patch: &PatientPatch,
     ) -> Result<Option<Patient>, ClinicalError> {
+        let key = self.keys.current(ctx).await?;
         let tx = self.db.begin_tenant(ctx).await?;
         let mut query = scoped(ctx).filter(row::Column::Id.eq(id.as_uuid()));
         if self.db.backend() == Backend::Postgres {
@@ -191,16 +327,27 @@ impl PatientRepository for SeaPatients {
         let Some(current) = query.one(&tx).await.map_err(storage_error)? else {
             return Ok(None);
         };
-        let mut patient = from_row(current);
+        // Usually the row is under the current key; an older version is
+        // fetched (and cached) only after a rotation.
+        let mut patient = if i64::from(current.key_version) == i64::from(key.version()) {
+            from_row(&key, current)?
+        } else {
+            let Some(p) = self.decrypt_all(ctx, vec![current]).await?.pop() else {
+                return Ok(None);
+            };
+            p
+        };
         patch.apply(&mut patient.demographics);
         patient.updated_at = now();
+        // Re-encrypted whole, under the current key.
         to_row(
+            &key,
             patient.org,
             patient.id,
             &patient.demographics,
             patient.created_at,
             patient.updated_at,
-        )
+        )?
         .update(&tx)
         .await
         .map_err(storage_error)?;
@@ -327,6 +474,14 @@ impl PatientRepository for SeaPatients {
         ctx: &TenantContext,
         q: &PatientQuery,
     ) -> Result<PatientPage, ClinicalError> {
+        // Searching needs the current key's blind index; listing alone does not.
+        let member_idx = match &q.member_id {
+            Some(m) => Some(member_index(
+                &*self.keys.current(ctx).await?,
+                m.expose_phi(),
+            )),
+            None => None,
+        };
         let tx = self.db.begin_tenant(ctx).await?;
         let limit = usize::from(q.limit.get());
         let mut query = scoped(ctx);
@@ -363,8 +518,8 @@ impl PatientRepository for SeaPatients {
                 query.filter(row::Column::AccountSubject.eq(subject.as_str()))
             }
         };
-        if let Some(member_id) = &q.member_id {
-            query = query.filter(row::Column::MemberId.eq(member_id.expose_phi().as_str()));
+        if let Some(idx) = member_idx {
+            query = query.filter(row::Column::MemberIdIdx.eq(idx));
         }
         if let Some(after) = q.after {
             query = query.filter(row::Column::Id.gt(after.as_uuid()));
@@ -376,7 +531,7 @@ impl PatientRepository for SeaPatients {
             .await
             .map_err(storage_error)?;
         commit(tx).await?;
-        let mut items: Vec<Patient> = rows.into_iter().map(from_row).collect();
+        let mut items = self.decrypt_all(ctx, rows).await?;
         let next_after = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|p| p.id)

@@ -7,6 +7,7 @@
 //! encrypts secrets at rest. Envelope encryption of PHI lands here too; the
 //! crate never touches a database, the network, or a log.
 
+pub mod envelope;
 mod sealer;
 
 pub use sealer::{LocalSealer, SealError, SecretSealer};

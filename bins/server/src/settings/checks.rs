@@ -123,10 +123,10 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
     ProductionCheck {
         name: "key provider for secrets at rest",
         check: |s| {
-            (s.local_accounts_enabled() && s.master_key_file.is_none()).then(|| {
+            s.master_key_file.is_none().then(|| {
                 ConfigProblem::new(
                     "CARAPACE_MASTER_KEY_FILE",
-                    "local accounts seal MFA secrets with a key-encryption key: point this at a file of 64 hex characters",
+                    "PHI is encrypted under a key-encryption key: point this at a file of 64 hex characters (`carapace keys init`)",
                 )
             })
         },
@@ -321,7 +321,8 @@ mod tests {
                 "CARAPACE_DEV_TOKENS",
                 "CARAPACE_DATABASE_URL",
                 "CARAPACE_CURSOR_SECRET",
-                "CARAPACE_OIDC_ISSUER"
+                "CARAPACE_OIDC_ISSUER",
+                "CARAPACE_MASTER_KEY_FILE"
             ]
         );
     }
@@ -390,6 +391,7 @@ mod tests {
             database_url: SecretString::from("postgres://carapace_app@db/carapace"),
             database_tls: TlsMode::Require,
             cursor_secret: Some(SecretString::from("c".repeat(32))),
+            master_key_file: Some("/run/secrets/master.key".into()),
             ..Settings::default()
         };
         assert_eq!(keys(&base), vec!["CARAPACE_OIDC_ISSUER"]);

@@ -10,7 +10,7 @@ use carapace_phi_crypto::Phi;
 use crate::support::{demographics, new_org, sqlite};
 
 async fn crud_and_isolation(db: Database) {
-    let repo = SeaPatients::new(db.clone());
+    let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
     let a = new_org(&db).await;
     let b = new_org(&db).await;
 
@@ -108,7 +108,7 @@ async fn crud_and_isolation(db: Database) {
 }
 
 async fn pagination_and_filter(db: Database) {
-    let repo = SeaPatients::new(db.clone());
+    let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
     let a = new_org(&db).await;
     let b = new_org(&db).await;
     let mut ids = Vec::new();

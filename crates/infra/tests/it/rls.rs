@@ -21,7 +21,7 @@ async fn count(conn: &impl ConnectionTrait, sql: &str) -> i64 {
 /// the server role. Returns the raw one-connection pool and both contexts.
 async fn two_orgs(url: &str) -> (DatabaseConnection, TenantContext, TenantContext) {
     let (raw, db) = one_connection(url).await;
-    let repo = SeaPatients::new(db.clone());
+    let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
     let a = new_org(&db).await;
     let b = new_org(&db).await;
     for (ctx, n) in [(&a, 2), (&b, 3)] {
@@ -89,13 +89,18 @@ async fn writes_into_another_org_are_refused() {
     tx.execute_unprepared(&format!("SET LOCAL app.org_id = '{}'", a.org()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let insert = format!(
-        "INSERT INTO patients (org_id, id, given_name, family_name, birth_date, created_at, updated_at)
-         VALUES ('{}', gen_random_uuid(), 'x', 'y', '2000-01-01', now(), now())",
-        b.org()
-    );
+    let insert = |org: carapace_tenancy::OrgId| {
+        format!(
+            "INSERT INTO patients (org_id, id, key_version, given_name, family_name, birth_date, name_dob_idx, created_at, updated_at)
+             VALUES ('{org}', gen_random_uuid(), 1, '\\x00', '\\x00', '\\x00', '\\x00', now(), now())"
+        )
+    };
+    // The same statement for A's own org is accepted: the refusal below is RLS.
+    tx.execute_unprepared(&insert(a.org()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        tx.execute_unprepared(&insert).await.is_err(),
+        tx.execute_unprepared(&insert(b.org())).await.is_err(),
         "WITH CHECK refuses B's org_id"
     );
     tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
@@ -119,7 +124,7 @@ async fn pooled_connection_reused_without_tenant_sees_nothing() {
         return;
     };
     let (raw, db) = one_connection(&pg.app_url).await;
-    let repo = SeaPatients::new(db.clone());
+    let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
     let a = new_org(&db).await;
     repo.create(&a, &demographics("Ann", None), None)
         .await

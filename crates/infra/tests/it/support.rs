@@ -57,3 +57,11 @@ pub async fn sqlite(dir: &tempfile::TempDir) -> Database {
     db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
     db
 }
+
+/// A key ring over `db` with a fixed test key-encryption key.
+pub fn keys(db: &Database) -> std::sync::Arc<carapace_infra::keys::KeyRing> {
+    std::sync::Arc::new(carapace_infra::keys::KeyRing::new(
+        db.clone(),
+        std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[7; 32])),
+    ))
+}

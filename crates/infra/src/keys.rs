@@ -1,0 +1,198 @@
+//! Per-organization data keys: generated on first use, stored only wrapped
+//! by the key-encryption key, unwrapped into memory on demand (and zeroed
+//! when dropped). Deleting an organization's keys crypto-shreds its data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use carapace_phi_crypto::SecretSealer;
+use carapace_phi_crypto::envelope::{DataKey, DataKeyMaterial};
+use carapace_tenancy::{OrgId, StorageError, TenantContext};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::db::{Database, storage_error};
+use crate::entity::org_key;
+
+/// The key ring of every organization, for one process.
+pub struct KeyRing {
+    db: Database,
+    kek: Arc<dyn SecretSealer>,
+    keys: Mutex<HashMap<(OrgId, u32), Arc<DataKey>>>,
+    current: Mutex<HashMap<OrgId, u32>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").finish_non_exhaustive()
+    }
+}
+
+fn unavailable(why: &'static str) -> StorageError {
+    StorageError::Unavailable(why.into())
+}
+
+fn contexts(org: OrgId, version: u32) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("dek:{org}:{version}").into_bytes(),
+        format!("index-key:{org}:{version}").into_bytes(),
+    )
+}
+
+impl KeyRing {
+    /// Keys stored in `db`, wrapped by `kek`.
+    pub fn new(db: Database, kek: Arc<dyn SecretSealer>) -> Self {
+        Self {
+            db,
+            kek,
+            keys: Mutex::new(HashMap::new()),
+            current: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The organization's current data key, created (version 1) on first use.
+    pub async fn current(&self, ctx: &TenantContext) -> Result<Arc<DataKey>, StorageError> {
+        let org = ctx.org();
+        let known = self.current.lock().ok().and_then(|c| c.get(&org).copied());
+        if let Some(version) = known {
+            return self.version(ctx, version).await;
+        }
+        let version = match self.latest_version(ctx).await? {
+            Some(v) => v,
+            None => self.create(ctx, 1).await?,
+        };
+        if let Ok(mut c) = self.current.lock() {
+            c.insert(org, version);
+        }
+        self.version(ctx, version).await
+    }
+
+    /// A specific version of the organization's data key.
+    pub async fn version(
+        &self,
+        ctx: &TenantContext,
+        version: u32,
+    ) -> Result<Arc<DataKey>, StorageError> {
+        let org = ctx.org();
+        if let Some(k) = self
+            .keys
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&(org, version)).cloned())
+        {
+            return Ok(k);
+        }
+        let tx = self.db.begin_tenant(ctx).await?;
+        let row = org_key::Entity::find()
+            .filter(org_key::Column::OrgId.eq(org.as_uuid()))
+            .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        // No key: shredded or never made. The data is unreadable, not wrong.
+        let row = row.ok_or_else(|| StorageError::Internal("data key not found".into()))?;
+        let (dek_ctx, index_ctx) = contexts(org, version);
+        let dek = self
+            .kek
+            .open(&dek_ctx, &row.wrapped_dek)
+            .map_err(|_| unavailable("key provider cannot unwrap"))?;
+        let index = self
+            .kek
+            .open(&index_ctx, &row.wrapped_index_key)
+            .map_err(|_| unavailable("key provider cannot unwrap"))?;
+        let (dek, index) = (Zeroizing::new(dek), Zeroizing::new(index));
+        let material = DataKeyMaterial {
+            dek: Zeroizing::new(
+                dek.as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Internal("bad key".into()))?,
+            ),
+            index_root: Zeroizing::new(
+                index
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Internal("bad key".into()))?,
+            ),
+        };
+        let key = Arc::new(DataKey::new(version, &material));
+        if let Ok(mut k) = self.keys.lock() {
+            k.insert((org, version), key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Destroys every data key of the organization (crypto-shredding): its
+    /// ciphertexts can never be decrypted again. Returns how many went.
+    pub async fn shred(&self, ctx: &TenantContext) -> Result<u64, StorageError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let done = org_key::Entity::delete_many()
+            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        if let Ok(mut k) = self.keys.lock() {
+            k.retain(|(org, _), _| *org != ctx.org());
+        }
+        if let Ok(mut c) = self.current.lock() {
+            c.remove(&ctx.org());
+        }
+        Ok(done.rows_affected)
+    }
+
+    async fn latest_version(&self, ctx: &TenantContext) -> Result<Option<u32>, StorageError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let row = org_key::Entity::find()
+            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .order_by_desc(org_key::Column::Version)
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(row.and_then(|r| u32::try_from(r.version).ok()))
+    }
+
+    /// Creates (and commits) key `version`; if another process created it
+    /// first, theirs is used.
+    async fn create(&self, ctx: &TenantContext, version: u32) -> Result<u32, StorageError> {
+        let material = DataKeyMaterial::generate();
+        let (dek_ctx, index_ctx) = contexts(ctx.org(), version);
+        let wrapped_dek = self
+            .kek
+            .seal(&dek_ctx, &*material.dek)
+            .map_err(|_| unavailable("key provider cannot wrap"))?;
+        let wrapped_index_key = self
+            .kek
+            .seal(&index_ctx, &*material.index_root)
+            .map_err(|_| unavailable("key provider cannot wrap"))?;
+        let tx = self.db.begin_tenant(ctx).await?;
+        let inserted = org_key::Entity::insert(org_key::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            version: Set(i32::try_from(version).unwrap_or(i32::MAX)),
+            wrapped_dek: Set(wrapped_dek),
+            wrapped_index_key: Set(wrapped_index_key),
+            created_at: Set(OffsetDateTime::now_utc()),
+        })
+        .exec_without_returning(&tx)
+        .await;
+        match inserted {
+            Ok(_) => {
+                tx.commit().await.map_err(storage_error)?;
+                Ok(version)
+            }
+            Err(e) => match storage_error(e) {
+                // A concurrent creator won, or the organization does not exist.
+                StorageError::Constraint(c) => {
+                    drop(tx);
+                    self.latest_version(ctx)
+                        .await?
+                        .ok_or(StorageError::Constraint(c))
+                }
+                other => Err(other),
+            },
+        }
+    }
+}
