@@ -104,16 +104,13 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
     let kek = sealer(settings)?;
     let keys = Arc::new(KeyRing::new(db.clone(), kek.clone()));
     let local_tokens = local_tokens(settings)?;
-    let local = match local_tokens.clone() {
-        Some(tokens) => Some(LocalAuth {
-            accounts: SeaAccounts::new(db.clone()),
-            sessions: SeaSessions::new(db.clone()),
-            tokens,
-            limits: SessionLimits::default(),
-            sealer: kek.clone(),
-        }),
-        None => None,
-    };
+    let local = local_tokens.clone().map(|tokens| LocalAuth {
+        accounts: SeaAccounts::new(db.clone()),
+        sessions: SeaSessions::new(db.clone()),
+        tokens,
+        limits: SessionLimits::default(),
+        sealer: kek.clone(),
+    });
     let reset = match &local {
         Some(_) => Some(PasswordReset {
             accounts: SeaAccounts::new(db.clone()),
