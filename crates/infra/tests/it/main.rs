@@ -4,6 +4,7 @@ mod accounts;
 mod mail;
 mod oidc;
 mod patients;
+mod phi;
 mod posture;
 mod rls;
 mod support;

@@ -1,0 +1,173 @@
+//! PHI at rest: nothing readable in the database, ciphertexts bound to their
+//! place, blind-index search exact, crypto-shredding final.
+
+use carapace_clinical::patient::{PatientInput, PatientQuery, PatientRepository, Visibility};
+use carapace_infra::{Database, SeaPatients};
+use carapace_phi_crypto::Phi;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use time::macros::date;
+
+use crate::support::{keys, new_org, sqlite};
+
+const MARKERS: [&str; 5] = ["Zephyrine", "Quillfeather", "MBR-4242-XYZZY", "marker.mail@example.org", "+1 555 867 5309"];
+
+fn marked() -> carapace_clinical::patient::Demographics {
+    PatientInput {
+        given_name: MARKERS[0].into(),
+        family_name: MARKERS[1].into(),
+        birth_date: "1977-07-07".into(),
+        member_id: Some(MARKERS[2].into()),
+        phone: Some(MARKERS[4].into()),
+        email: Some(MARKERS[3].into()),
+    }
+    .parse(date!(2026 - 01 - 01))
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn all_orgs() -> PatientQuery {
+    PatientQuery { visibility: Visibility::Organization, ..PatientQuery::default() }
+}
+
+#[tokio::test]
+async fn sqlite_file_holds_no_readable_phi() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    let p = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(repo.get(&ctx, p.id).await.ok().flatten().map(|p| p.demographics), Some(marked()));
+    db.close().await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+    }
+    assert!(bytes.len() > 1000, "the database files were read");
+    let text = String::from_utf8_lossy(&bytes);
+    for marker in MARKERS.iter().chain(["1977-07-07"].iter()) {
+        assert!(!text.contains(marker), "{marker} found in the SQLite files");
+    }
+}
+
+#[tokio::test]
+async fn postgres_dump_holds_no_readable_phi() {
+    let Some(pg) = carapace_testkit::postgres("postgres_dump_holds_no_readable_phi").await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings()).await.unwrap_or_else(|e| panic!("{e}"));
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    // Every row of every table, as the owner (no RLS in the way).
+    let owner = sea_orm::Database::connect(pg.owner_url.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let tables = owner
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT tablename::text AS t FROM pg_tables WHERE schemaname = current_schema()",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut dump = String::new();
+    for t in tables {
+        let table: String = t.try_get("", "t").unwrap_or_default();
+        let rows = owner
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT row_to_json(x)::text AS j FROM {table} x"),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for r in rows {
+            dump.push_str(&r.try_get::<String>("", "j").unwrap_or_default());
+        }
+    }
+    assert!(dump.contains(&ctx.org().to_string()), "the dump covers our rows");
+    for marker in MARKERS.iter().chain(["1977-07-07"].iter()) {
+        assert!(!dump.contains(marker), "{marker} found in the PostgreSQL dump");
+    }
+}
+
+#[tokio::test]
+async fn ciphertext_moved_to_another_row_or_column_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    let a = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let b = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let raw = sea_orm::Database::connect(format!("sqlite://{}/carapace.db", dir.path().display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let exec = |sql: String| {
+        let raw = raw.clone();
+        async move { raw.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    let hex = |id: uuid::Uuid| id.simple().to_string();
+    // Row swap: A's given name into B.
+    exec(format!(
+        "UPDATE patients SET given_name = (SELECT given_name FROM patients WHERE id = x'{}') WHERE id = x'{}'",
+        hex(a.id.as_uuid()),
+        hex(b.id.as_uuid())
+    ))
+    .await;
+    assert!(repo.get(&ctx, b.id).await.is_err(), "a row-swapped value is an error, never A's data");
+    // Column swap within A: family name into given name.
+    exec(format!("UPDATE patients SET given_name = family_name WHERE id = x'{}'", hex(a.id.as_uuid()))).await;
+    assert!(repo.get(&ctx, a.id).await.is_err(), "a column-swapped value is an error");
+    // A listing containing them fails as a whole rather than skipping.
+    assert!(repo.list(&ctx, &all_orgs()).await.is_err());
+}
+
+#[tokio::test]
+async fn member_id_search_is_exact_and_per_org() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let a = new_org(&db).await;
+    let b = new_org(&db).await;
+    let p = repo.create(&a, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    repo.create(&b, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let find = |org, m: &str| {
+        let q = PatientQuery { member_id: Some(Phi::new(m.to_owned())), ..all_orgs() };
+        let repo = repo.clone();
+        async move { repo.list(org, &q).await.unwrap_or_else(|e| panic!("{e}")).items.iter().map(|p| p.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(find(&a, "MBR-4242-XYZZY").await, vec![p.id]);
+    assert_eq!(find(&a, " mbr-4242-xyzzy ").await, vec![p.id], "normalised: case and outer space");
+    assert!(find(&a, "MBR-4242").await.is_empty(), "no prefix match");
+    assert!(find(&a, "MBR-4242-XYZZY1").await.is_empty());
+    assert_eq!(find(&b, "MBR-4242-XYZZY").await.len(), 1, "B finds its own only");
+}
+
+#[tokio::test]
+async fn crypto_shredding_makes_an_orgs_data_unrecoverable() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let ring = keys(&db);
+    let repo = SeaPatients::new(db.clone(), ring.clone());
+    let gone = new_org(&db).await;
+    let kept = new_org(&db).await;
+    let p = repo.create(&gone, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let q = repo.create(&kept, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ring.shred(&gone).await.unwrap_or_else(|e| panic!("{e}")), 1);
+    // Neither this process nor a fresh one (no cache) can read it again.
+    assert!(repo.get(&gone, p.id).await.is_err());
+    let fresh = SeaPatients::new(db.clone(), keys(&db));
+    assert!(fresh.get(&gone, p.id).await.is_err());
+    assert!(fresh.get(&kept, q.id).await.is_ok_and(|p| p.is_some()), "other orgs are untouched");
+}
+
+#[tokio::test]
+async fn a_wrong_key_encryption_key_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    let p = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let other_kek = std::sync::Arc::new(carapace_infra::keys::KeyRing::new(
+        db.clone(),
+        std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[8; 32])),
+    ));
+    let wrong = SeaPatients::new(db.clone(), other_kek);
+    let err = wrong.get(&ctx, p.id).await.err().map(|e| e.code());
+    assert_eq!(err, Some("storage_unavailable"), "an unusable key provider is an outage (503), not data");
+}
