@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         action: OrgAction,
     },
+    /// Manage encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Manage local user accounts.
     User {
         #[command(subcommand)]
@@ -81,6 +86,17 @@ enum Command {
 enum ConfigAction {
     /// Print the effective configuration (secrets redacted) and every problem.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a new key-encryption key file (64 hex characters, mode 0600)
+    /// for CARAPACE_MASTER_KEY_FILE; never overwrites.
+    Init {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +196,9 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { .. } => Ok(ExitCode::SUCCESS),
+        Command::Keys {
+            action: KeysAction::Init { out },
+        } => keys_init(&out),
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
@@ -216,6 +235,28 @@ async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Resu
     let out = serde_json::json!({ "id": org.id, "slug": org.slug });
     let _ = writeln!(std::io::stdout(), "{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn keys_init(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(out) {
+        Ok(mut f) => {
+            f.write_all(hex.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            let _ = writeln!(std::io::stdout(), "wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => usage_error(format!(
+            "{} exists; refusing to overwrite a key",
+            out.display()
+        )),
+        Err(e) => Err(e).with_context(|| format!("creating {}", out.display())),
+    }
 }
 
 fn parse_roles(roles: &[String]) -> Result<Vec<Role>, String> {

@@ -403,3 +403,27 @@ async fn serve_refuses_a_superuser_postgres_role() {
     );
     assert!(err.contains("superuser"), "{err}");
 }
+
+#[test]
+fn keys_init_writes_a_private_key_once() {
+    let dir = tmp();
+    let out = carapace(&dir, &[], &["keys", "init", "--out", "master.key"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = std::fs::read_to_string(dir.path().join("master.key")).unwrap_or_default();
+    assert_eq!(key.len(), 64);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = carapace(&dir, &[], &["keys", "init", "--out", "master.key"]);
+    assert_eq!(again.status.code(), Some(2), "never overwrites");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("master.key")).unwrap_or_default(),
+        key
+    );
+}

@@ -9,7 +9,13 @@ use time::macros::date;
 
 use crate::support::{keys, new_org, sqlite};
 
-const MARKERS: [&str; 5] = ["Zephyrine", "Quillfeather", "MBR-4242-XYZZY", "marker.mail@example.org", "+1 555 867 5309"];
+const MARKERS: [&str; 5] = [
+    "Zephyrine",
+    "Quillfeather",
+    "MBR-4242-XYZZY",
+    "marker.mail@example.org",
+    "+1 555 867 5309",
+];
 
 fn marked() -> carapace_clinical::patient::Demographics {
     PatientInput {
@@ -25,7 +31,10 @@ fn marked() -> carapace_clinical::patient::Demographics {
 }
 
 fn all_orgs() -> PatientQuery {
-    PatientQuery { visibility: Visibility::Organization, ..PatientQuery::default() }
+    PatientQuery {
+        visibility: Visibility::Organization,
+        ..PatientQuery::default()
+    }
 }
 
 #[tokio::test]
@@ -34,11 +43,24 @@ async fn sqlite_file_holds_no_readable_phi() {
     let db = sqlite(&dir).await;
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
-    let p = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(repo.get(&ctx, p.id).await.ok().flatten().map(|p| p.demographics), Some(marked()));
+    let p = repo
+        .create(&ctx, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        repo.get(&ctx, p.id)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.demographics),
+        Some(marked())
+    );
     db.close().await;
     let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {
+    for entry in std::fs::read_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
         bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
     }
     assert!(bytes.len() > 1000, "the database files were read");
@@ -53,12 +75,18 @@ async fn postgres_dump_holds_no_readable_phi() {
     let Some(pg) = carapace_testkit::postgres("postgres_dump_holds_no_readable_phi").await else {
         return;
     };
-    let db = Database::connect(&pg.app_settings()).await.unwrap_or_else(|e| panic!("{e}"));
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
-    repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    repo.create(&ctx, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // Every row of every table, as the owner (no RLS in the way).
-    let owner = sea_orm::Database::connect(pg.owner_url.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let owner = sea_orm::Database::connect(pg.owner_url.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let tables = owner
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -80,9 +108,15 @@ async fn postgres_dump_holds_no_readable_phi() {
             dump.push_str(&r.try_get::<String>("", "j").unwrap_or_default());
         }
     }
-    assert!(dump.contains(&ctx.org().to_string()), "the dump covers our rows");
+    assert!(
+        dump.contains(&ctx.org().to_string()),
+        "the dump covers our rows"
+    );
     for marker in MARKERS.iter().chain(["1977-07-07"].iter()) {
-        assert!(!dump.contains(marker), "{marker} found in the PostgreSQL dump");
+        assert!(
+            !dump.contains(marker),
+            "{marker} found in the PostgreSQL dump"
+        );
     }
 }
 
@@ -92,14 +126,24 @@ async fn ciphertext_moved_to_another_row_or_column_fails_cleanly() {
     let db = sqlite(&dir).await;
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
-    let a = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
-    let b = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let a = repo
+        .create(&ctx, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = repo
+        .create(&ctx, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let raw = sea_orm::Database::connect(format!("sqlite://{}/carapace.db", dir.path().display()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let exec = |sql: String| {
         let raw = raw.clone();
-        async move { raw.execute_unprepared(&sql).await.unwrap_or_else(|e| panic!("{e}")) }
+        async move {
+            raw.execute_unprepared(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
     };
     let hex = |id: uuid::Uuid| id.simple().to_string();
     // Row swap: A's given name into B.
@@ -109,10 +153,20 @@ async fn ciphertext_moved_to_another_row_or_column_fails_cleanly() {
         hex(b.id.as_uuid())
     ))
     .await;
-    assert!(repo.get(&ctx, b.id).await.is_err(), "a row-swapped value is an error, never A's data");
+    assert!(
+        repo.get(&ctx, b.id).await.is_err(),
+        "a row-swapped value is an error, never A's data"
+    );
     // Column swap within A: family name into given name.
-    exec(format!("UPDATE patients SET given_name = family_name WHERE id = x'{}'", hex(a.id.as_uuid()))).await;
-    assert!(repo.get(&ctx, a.id).await.is_err(), "a column-swapped value is an error");
+    exec(format!(
+        "UPDATE patients SET given_name = family_name WHERE id = x'{}'",
+        hex(a.id.as_uuid())
+    ))
+    .await;
+    assert!(
+        repo.get(&ctx, a.id).await.is_err(),
+        "a column-swapped value is an error"
+    );
     // A listing containing them fails as a whole rather than skipping.
     assert!(repo.list(&ctx, &all_orgs()).await.is_err());
 }
@@ -124,18 +178,42 @@ async fn member_id_search_is_exact_and_per_org() {
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let a = new_org(&db).await;
     let b = new_org(&db).await;
-    let p = repo.create(&a, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
-    repo.create(&b, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = repo
+        .create(&a, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    repo.create(&b, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let find = |org, m: &str| {
-        let q = PatientQuery { member_id: Some(Phi::new(m.to_owned())), ..all_orgs() };
+        let q = PatientQuery {
+            member_id: Some(Phi::new(m.to_owned())),
+            ..all_orgs()
+        };
         let repo = repo.clone();
-        async move { repo.list(org, &q).await.unwrap_or_else(|e| panic!("{e}")).items.iter().map(|p| p.id).collect::<Vec<_>>() }
+        async move {
+            repo.list(org, &q)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .items
+                .iter()
+                .map(|p| p.id)
+                .collect::<Vec<_>>()
+        }
     };
     assert_eq!(find(&a, "MBR-4242-XYZZY").await, vec![p.id]);
-    assert_eq!(find(&a, " mbr-4242-xyzzy ").await, vec![p.id], "normalised: case and outer space");
+    assert_eq!(
+        find(&a, " mbr-4242-xyzzy ").await,
+        vec![p.id],
+        "normalised: case and outer space"
+    );
     assert!(find(&a, "MBR-4242").await.is_empty(), "no prefix match");
     assert!(find(&a, "MBR-4242-XYZZY1").await.is_empty());
-    assert_eq!(find(&b, "MBR-4242-XYZZY").await.len(), 1, "B finds its own only");
+    assert_eq!(
+        find(&b, "MBR-4242-XYZZY").await.len(),
+        1,
+        "B finds its own only"
+    );
 }
 
 #[tokio::test]
@@ -146,14 +224,23 @@ async fn crypto_shredding_makes_an_orgs_data_unrecoverable() {
     let repo = SeaPatients::new(db.clone(), ring.clone());
     let gone = new_org(&db).await;
     let kept = new_org(&db).await;
-    let p = repo.create(&gone, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
-    let q = repo.create(&kept, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = repo
+        .create(&gone, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let q = repo
+        .create(&kept, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ring.shred(&gone).await.unwrap_or_else(|e| panic!("{e}")), 1);
     // Neither this process nor a fresh one (no cache) can read it again.
     assert!(repo.get(&gone, p.id).await.is_err());
     let fresh = SeaPatients::new(db.clone(), keys(&db));
     assert!(fresh.get(&gone, p.id).await.is_err());
-    assert!(fresh.get(&kept, q.id).await.is_ok_and(|p| p.is_some()), "other orgs are untouched");
+    assert!(
+        fresh.get(&kept, q.id).await.is_ok_and(|p| p.is_some()),
+        "other orgs are untouched"
+    );
 }
 
 #[tokio::test]
@@ -162,12 +249,19 @@ async fn a_wrong_key_encryption_key_reads_nothing() {
     let db = sqlite(&dir).await;
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
-    let p = repo.create(&ctx, &marked(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = repo
+        .create(&ctx, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let other_kek = std::sync::Arc::new(carapace_infra::keys::KeyRing::new(
         db.clone(),
         std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[8; 32])),
     ));
     let wrong = SeaPatients::new(db.clone(), other_kek);
     let err = wrong.get(&ctx, p.id).await.err().map(|e| e.code());
-    assert_eq!(err, Some("storage_unavailable"), "an unusable key provider is an outage (503), not data");
+    assert_eq!(
+        err,
+        Some("storage_unavailable"),
+        "an unusable key provider is an outage (503), not data"
+    );
 }
