@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use carapace_auth::local::{AccountStore as _, Email, check_new_password, hash_password};
 use carapace_auth::{AuthError, Role, RoleSet};
 use carapace_infra::accounts::SeaAccounts;
+use carapace_infra::keys::KeyRing;
 use carapace_tenancy::TenantContext;
 use carapace_tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository as _, SubjectId};
 use clap::{Parser, Subcommand};
@@ -96,6 +97,21 @@ enum KeysAction {
         /// Where to write it.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Rotate keys: `--org SLUG` starts a new data key for one organization
+    /// and re-encrypts its rows in batches (online, resumable); `--kek NEW`
+    /// re-wraps every data key under a new key-encryption key file (then
+    /// point CARAPACE_MASTER_KEY_FILE at it).
+    Rotate {
+        /// Organization whose data key to rotate.
+        #[arg(long, conflicts_with = "kek")]
+        org: Option<String>,
+        /// New key-encryption key file (from `carapace keys init`).
+        #[arg(long)]
+        kek: Option<PathBuf>,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 200)]
+        batch: u64,
     },
 }
 
@@ -199,6 +215,9 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
         Command::Keys {
             action: KeysAction::Init { out },
         } => keys_init(&out),
+        Command::Keys {
+            action: KeysAction::Rotate { org, kek, batch },
+        } => keys_rotate(settings, org.as_deref(), kek.as_deref(), batch).await,
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
@@ -234,6 +253,64 @@ async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Resu
     db.close().await;
     let out = serde_json::json!({ "id": org.id, "slug": org.slug });
     let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys_rotate(
+    settings: &Settings,
+    org: Option<&str>,
+    new_kek: Option<&std::path::Path>,
+    batch: u64,
+) -> anyhow::Result<ExitCode> {
+    let db = server::connect(settings).await?;
+    let keys = std::sync::Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
+    let actor = SubjectId::parse("system:keys")?;
+    let mut out = std::io::stdout();
+    match (org, new_kek) {
+        (Some(slug), None) => {
+            let Ok(slug) = OrgSlug::parse(slug) else {
+                return usage_error("--org is not a valid slug");
+            };
+            let Some(found) = carapace_infra::SeaOrganizations::new(db.clone())
+                .find_by_slug(&slug)
+                .await?
+            else {
+                return usage_error(format!("no organization with slug {slug:?}"));
+            };
+            let ctx = TenantContext::new(found.id, actor);
+            let version = keys.rotate(&ctx).await?;
+            let _ = writeln!(out, "{slug}: data key version {version}");
+            let patients = carapace_infra::SeaPatients::new(db.clone(), keys);
+            let mut total = 0;
+            loop {
+                let n = patients
+                    .reencrypt_batch(&ctx, batch.clamp(1, 10_000))
+                    .await?;
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                let _ = writeln!(out, "{slug}: {total} patients re-encrypted");
+            }
+            let _ = writeln!(out, "{slug}: done ({total} patients)");
+        }
+        (None, Some(path)) => {
+            let new = server::sealer_from_file(path)?;
+            for org in carapace_infra::all_org_ids(&db).await? {
+                let n = keys
+                    .rewrap(&TenantContext::new(org, actor.clone()), &*new)
+                    .await?;
+                let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
+            }
+            let _ = writeln!(
+                out,
+                "done: now set CARAPACE_MASTER_KEY_FILE={}",
+                path.display()
+            );
+        }
+        _ => return usage_error("give exactly one of --org SLUG or --kek NEW_KEY_FILE"),
+    }
+    db.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

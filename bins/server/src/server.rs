@@ -186,7 +186,7 @@ fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
 
 /// The key provider sealing secrets at rest: the local key file (in `dev`
 /// generated under the data directory when unset).
-fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
+pub fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
     let hex = match &settings.master_key_file {
         Some(path) => read_secret(path)?,
         None => read_or_create(&settings.data_dir.join("master.key"), || {
@@ -196,6 +196,15 @@ fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
             ))
         })?,
     };
+    sealer_from_hex(&hex)
+}
+
+/// The sealer of a key file written by `carapace keys init`.
+pub fn sealer_from_file(path: &Path) -> anyhow::Result<Arc<dyn SecretSealer>> {
+    sealer_from_hex(&read_secret(path)?)
+}
+
+fn sealer_from_hex(hex: &SecretString) -> anyhow::Result<Arc<dyn SecretSealer>> {
     let hex = hex.expose_secret().trim();
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
@@ -206,7 +215,7 @@ fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
         .collect();
     let key: [u8; 32] = match bytes.try_into() {
         Ok(k) if hex.len() == 64 => k,
-        _ => bail!("CARAPACE_MASTER_KEY_FILE must hold exactly 64 hex characters (32 bytes)"),
+        _ => bail!("a key-encryption key file must hold exactly 64 hex characters (32 bytes)"),
     };
     Ok(Arc::new(LocalSealer::new(&key)))
 }

@@ -124,6 +124,76 @@ impl KeyRing {
         Ok(key)
     }
 
+    /// Starts a new data-key version for the organization and makes it
+    /// current here; returns it. Rows move to it with
+    /// [`crate::SeaPatients::reencrypt_batch`].
+    pub async fn rotate(&self, ctx: &TenantContext) -> Result<u32, StorageError> {
+        let latest = self.latest_version(ctx).await?;
+        if let Some(v) = latest {
+            // Proves this KEK is the one in use: never mix keys under two KEKs.
+            self.version(ctx, v).await?;
+        }
+        let next = latest.unwrap_or(0) + 1;
+        let version = self.create(ctx, next).await?;
+        if let Ok(mut c) = self.current.lock() {
+            c.insert(ctx.org(), version);
+        }
+        Ok(version)
+    }
+
+    /// Re-wraps every data key of the organization from this ring's KEK to
+    /// `new_kek` (KEK rotation). Returns how many keys were re-wrapped.
+    pub async fn rewrap(
+        &self,
+        ctx: &TenantContext,
+        new_kek: &dyn SecretSealer,
+    ) -> Result<u64, StorageError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let rows = org_key::Entity::find()
+            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        let mut done = 0;
+        for row in rows {
+            let version = u32::try_from(row.version)
+                .map_err(|_| StorageError::Internal("bad version".into()))?;
+            let (dek_ctx, index_ctx) = contexts(ctx.org(), version);
+            // Already under the new KEK (an interrupted run): resume past it.
+            if new_kek.open(&dek_ctx, &row.wrapped_dek).is_ok() {
+                continue;
+            }
+            let dek = Zeroizing::new(
+                self.kek
+                    .open(&dek_ctx, &row.wrapped_dek)
+                    .map_err(|_| unavailable("old KEK cannot unwrap"))?,
+            );
+            let index = Zeroizing::new(
+                self.kek
+                    .open(&index_ctx, &row.wrapped_index_key)
+                    .map_err(|_| unavailable("old KEK cannot unwrap"))?,
+            );
+            let update = org_key::ActiveModel {
+                org_id: Set(row.org_id),
+                version: Set(row.version),
+                wrapped_dek: Set(new_kek
+                    .seal(&dek_ctx, &dek)
+                    .map_err(|_| unavailable("new KEK cannot wrap"))?),
+                wrapped_index_key: Set(new_kek
+                    .seal(&index_ctx, &index)
+                    .map_err(|_| unavailable("new KEK cannot wrap"))?),
+                created_at: sea_orm::ActiveValue::NotSet,
+            };
+            sea_orm::ActiveModelTrait::update(update, &tx)
+                .await
+                .map_err(storage_error)?;
+            done += 1;
+        }
+        // All of the org's keys move together, or none do.
+        tx.commit().await.map_err(storage_error)?;
+        Ok(done)
+    }
+
     /// Destroys every data key of the organization (crypto-shredding): its
     /// ciphertexts can never be decrypted again. Returns how many went.
     pub async fn shred(&self, ctx: &TenantContext) -> Result<u64, StorageError> {

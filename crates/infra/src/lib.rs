@@ -22,5 +22,5 @@ pub mod service_keys;
 pub mod tokens;
 
 pub use db::{Backend, Database, DbSettings, TlsMode};
-pub use organizations::SeaOrganizations;
+pub use organizations::{SeaOrganizations, all_org_ids};
 pub use patients::SeaPatients;

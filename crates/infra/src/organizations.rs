@@ -99,3 +99,17 @@ fn to_org(r: org::Model) -> Result<Organization, TenancyError> {
         },
     })
 }
+
+/// The ids of every organization (for maintenance commands that walk all
+/// tenants, each then in its own tenant transaction).
+pub async fn all_org_ids(db: &Database) -> Result<Vec<OrgId>, StorageError> {
+    use sea_orm::QuerySelect as _;
+    let ids: Vec<uuid::Uuid> = org::Entity::find()
+        .select_only()
+        .column(org::Column::Id)
+        .into_tuple()
+        .all(db.conn())
+        .await
+        .map_err(storage_error)?;
+    Ok(ids.into_iter().map(OrgId::from_uuid).collect())
+}

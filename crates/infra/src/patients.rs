@@ -72,6 +72,50 @@ impl SeaPatients {
     }
 }
 
+impl SeaPatients {
+    /// Re-encrypts up to `batch` of the organization's patients that are
+    /// under a key older than the current one; returns how many. Call until
+    /// it returns 0: reads keep working throughout (each row names its key
+    /// version), and an interrupted rotation resumes where it stopped.
+    pub async fn reencrypt_batch(
+        &self,
+        ctx: &TenantContext,
+        batch: u64,
+    ) -> Result<u64, ClinicalError> {
+        let key = self.keys.current(ctx).await?;
+        let current = i32::try_from(key.version()).unwrap_or(i32::MAX);
+        let tx = self.db.begin_tenant(ctx).await?;
+        let mut query = scoped(ctx)
+            .filter(row::Column::KeyVersion.lt(current))
+            .limit(batch);
+        if self.db.backend() == Backend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let rows = query.all(&tx).await.map_err(storage_error)?;
+        let n = rows.len() as u64;
+        for r in rows {
+            let old = self
+                .keys
+                .version(ctx, u32::try_from(r.key_version).map_err(|_| integrity())?)
+                .await?;
+            let p = from_row(&old, r)?;
+            let mut model = to_row(
+                &key,
+                p.org,
+                p.id,
+                &p.demographics,
+                p.created_at,
+                p.updated_at,
+            )?;
+            // Re-encryption is not a change: keep the times.
+            model.updated_at = NotSet;
+            model.update(&tx).await.map_err(storage_error)?;
+        }
+        commit(tx).await?;
+        Ok(n)
+    }
+}
+
 const TABLE: &str = "patients";
 
 fn integrity() -> ClinicalError {

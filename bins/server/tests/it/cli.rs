@@ -427,3 +427,50 @@ fn keys_init_writes_a_private_key_once() {
         key
     );
 }
+
+#[test]
+fn keys_rotate_for_an_org_and_for_the_kek() {
+    let dir = tmp();
+    let created = carapace(
+        &dir,
+        &[],
+        &["org", "create", "--name", "Demo", "--slug", "demo"],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let org = carapace(&dir, &[], &["keys", "rotate", "--org", "demo"]);
+    assert!(org.status.success(), "{}", text(&org.stderr));
+    assert!(
+        text(&org.stdout).contains("demo: done"),
+        "{}",
+        text(&org.stdout)
+    );
+    assert!(
+        carapace(&dir, &[], &["keys", "init", "--out", "next.key"])
+            .status
+            .success()
+    );
+    let kek = carapace(&dir, &[], &["keys", "rotate", "--kek", "next.key"]);
+    assert!(kek.status.success(), "{}", text(&kek.stderr));
+    assert!(
+        text(&kek.stdout).contains("data keys re-wrapped"),
+        "{}",
+        text(&kek.stdout)
+    );
+    // The next rotation works only with the new KEK in place.
+    let stale = carapace(&dir, &[], &["keys", "rotate", "--org", "demo"]);
+    assert_ne!(
+        stale.status.code(),
+        Some(0),
+        "the old KEK cannot unwrap the re-wrapped keys"
+    );
+    let fresh = carapace(
+        &dir,
+        &[("CARAPACE_MASTER_KEY_FILE", "next.key")],
+        &["keys", "rotate", "--org", "demo"],
+    );
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+    assert_eq!(
+        carapace(&dir, &[], &["keys", "rotate"]).status.code(),
+        Some(2)
+    );
+}
