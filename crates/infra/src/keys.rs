@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use carapace_phi_crypto::SecretSealer;
 use carapace_phi_crypto::envelope::{DataKey, DataKeyMaterial};
@@ -20,9 +21,14 @@ use crate::entity::org_key;
 pub struct KeyRing {
     db: Database,
     kek: Arc<dyn SecretSealer>,
-    keys: Mutex<HashMap<(OrgId, u32), Arc<DataKey>>>,
-    current: Mutex<HashMap<OrgId, u32>>,
+    ttl: Duration,
+    keys: Mutex<HashMap<(OrgId, u32), (Arc<DataKey>, Instant)>>,
+    current: Mutex<HashMap<OrgId, (u32, Instant)>>,
 }
+
+/// How long an unwrapped data key (and the knowledge of which version is
+/// current) is trusted before the key provider is asked again.
+pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,9 +50,17 @@ fn contexts(org: OrgId, version: u32) -> (Vec<u8>, Vec<u8>) {
 impl KeyRing {
     /// Keys stored in `db`, wrapped by `kek`.
     pub fn new(db: Database, kek: Arc<dyn SecretSealer>) -> Self {
+        Self::with_ttl(db, kek, DEFAULT_KEY_TTL)
+    }
+
+    /// Like [`Self::new`] with an explicit cache lifetime. While the key
+    /// provider is down, cached keys keep working for `ttl`; after that PHI
+    /// access fails with [`StorageError::Unavailable`] (503).
+    pub fn with_ttl(db: Database, kek: Arc<dyn SecretSealer>, ttl: Duration) -> Self {
         Self {
             db,
             kek,
+            ttl,
             keys: Mutex::new(HashMap::new()),
             current: Mutex::new(HashMap::new()),
         }
@@ -55,7 +69,13 @@ impl KeyRing {
     /// The organization's current data key, created (version 1) on first use.
     pub async fn current(&self, ctx: &TenantContext) -> Result<Arc<DataKey>, StorageError> {
         let org = ctx.org();
-        let known = self.current.lock().ok().and_then(|c| c.get(&org).copied());
+        let known = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&org).copied())
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v);
         if let Some(version) = known {
             return self.version(ctx, version).await;
         }
@@ -64,7 +84,7 @@ impl KeyRing {
             None => self.create(ctx, 1).await?,
         };
         if let Ok(mut c) = self.current.lock() {
-            c.insert(org, version);
+            c.insert(org, (version, Instant::now()));
         }
         self.version(ctx, version).await
     }
@@ -76,13 +96,15 @@ impl KeyRing {
         version: u32,
     ) -> Result<Arc<DataKey>, StorageError> {
         let org = ctx.org();
-        if let Some(k) = self
+        let cached = self
             .keys
             .lock()
             .ok()
-            .and_then(|k| k.get(&(org, version)).cloned())
+            .and_then(|k| k.get(&(org, version)).cloned());
+        if let Some((key, at)) = cached
+            && at.elapsed() < self.ttl
         {
-            return Ok(k);
+            return Ok(key);
         }
         let tx = self.db.begin_tenant(ctx).await?;
         let row = org_key::Entity::find()
@@ -119,7 +141,7 @@ impl KeyRing {
         };
         let key = Arc::new(DataKey::new(version, &material));
         if let Ok(mut k) = self.keys.lock() {
-            k.insert((org, version), key.clone());
+            k.insert((org, version), (key.clone(), Instant::now()));
         }
         Ok(key)
     }
@@ -136,7 +158,7 @@ impl KeyRing {
         let next = latest.unwrap_or(0) + 1;
         let version = self.create(ctx, next).await?;
         if let Ok(mut c) = self.current.lock() {
-            c.insert(ctx.org(), version);
+            c.insert(ctx.org(), (version, Instant::now()));
         }
         Ok(version)
     }

@@ -202,8 +202,16 @@ impl ResponseError for ApiError {
             }
             _ => None,
         };
-        if let Self::RateLimited(wait) = self {
-            res.insert_header((header::RETRY_AFTER, (wait.as_secs() + 1).to_string()));
+        match self {
+            Self::RateLimited(wait) => {
+                res.insert_header((header::RETRY_AFTER, (wait.as_secs() + 1).to_string()));
+            }
+            Self::Unavailable(_)
+            | Self::NotReady(_)
+            | Self::Unauthenticated(AuthError::Unavailable) => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            _ => {}
         }
         if let Some(value) = challenge {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(value)));
@@ -332,6 +340,12 @@ mod tests {
         ];
         for (err, status, code) in table {
             assert_eq!(err.status_code().as_u16(), status, "{err:?}");
+            if status == 503 || status == 429 {
+                assert!(
+                    err.error_response().headers().contains_key("retry-after"),
+                    "{err:?}"
+                );
+            }
             let p = err.problem();
             assert_eq!((p.status, p.code.as_str()), (status, code));
             let body = serde_json::to_string(&p).unwrap_or_default();

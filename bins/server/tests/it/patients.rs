@@ -210,3 +210,56 @@ async fn missing_or_bad_token_is_401_with_www_authenticate() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn logs_never_contain_phi() {
+    let Some(app) = spawn_app(Backend::Sqlite, "logs_never_contain_phi").await else {
+        return;
+    };
+    let org = app.org().await;
+    let token = app.token(&org, Role::Admin);
+    let markers = [
+        "Wintermarker",
+        "Gloamfield",
+        "LOGMARK-9981",
+        "log.marker@example.org",
+    ];
+    let body = json!({
+        "given_name": markers[0], "family_name": markers[1], "birth_date": "1966-06-06",
+        "member_id": markers[2], "email": markers[3]
+    });
+    let res = app.create_patient(&token, &body).await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap_or_default()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    app.get(&format!("/api/v1/patients/{id}"), &token).await;
+    app.get(
+        &format!("/api/v1/patients?member_id={}", markers[2]),
+        &token,
+    )
+    .await;
+    app.patch(
+        &format!("/api/v1/patients/{id}"),
+        &token,
+        &json!({"family_name": markers[1], "phone": "not a phone Wintermarker"}),
+    )
+    .await;
+    let mut bad = body.clone();
+    bad["email"] = json!(format!("{}@@", markers[0]));
+    problem(app.create_patient(&token, &bad).await, 422).await;
+    problem(app.create_patient("Bearer-Wintermarker", &body).await, 401).await;
+    app.stop().await;
+    let logs = String::from_utf8_lossy(
+        &crate::support::captured_logs()
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(logs.contains("request completed"), "logs were captured");
+    for marker in markers.iter().chain(["1966-06-06"].iter()) {
+        assert!(!logs.contains(marker), "{marker} appears in the logs");
+    }
+}

@@ -418,3 +418,88 @@ async fn kek_rotation_rewraps_every_data_key_and_resumes() {
         "the old KEK no longer opens anything"
     );
 }
+
+/// A key provider that can be switched off (an unreachable KMS).
+struct Flaky {
+    inner: carapace_phi_crypto::LocalSealer,
+    up: std::sync::atomic::AtomicBool,
+}
+
+impl carapace_phi_crypto::SecretSealer for Flaky {
+    fn seal(
+        &self,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, carapace_phi_crypto::SealError> {
+        if self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            self.inner.seal(context, plaintext)
+        } else {
+            Err(carapace_phi_crypto::SealError::Key)
+        }
+    }
+    fn open(
+        &self,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, carapace_phi_crypto::SealError> {
+        if self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            self.inner.open(context, sealed)
+        } else {
+            Err(carapace_phi_crypto::SealError::Key)
+        }
+    }
+}
+
+#[tokio::test]
+async fn key_provider_outage_cached_keys_then_503_and_never_plaintext() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let kek = Arc::new(Flaky {
+        inner: carapace_phi_crypto::LocalSealer::new(&[7; 32]),
+        up: true.into(),
+    });
+    let short = std::time::Duration::from_millis(300);
+    let ring = Arc::new(carapace_infra::keys::KeyRing::with_ttl(
+        db.clone(),
+        kek.clone(),
+        short,
+    ));
+    let repo = SeaPatients::new(db.clone(), ring);
+    let ctx = new_org(&db).await;
+    let p = repo
+        .create(&ctx, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    kek.up.store(false, Ordering::SeqCst);
+    assert!(
+        repo.get(&ctx, p.id).await.is_ok_and(|p| p.is_some()),
+        "cached keys keep working"
+    );
+    tokio::time::sleep(short * 2).await;
+    let err = repo.get(&ctx, p.id).await.err().map(|e| e.code());
+    assert_eq!(
+        err,
+        Some("storage_unavailable"),
+        "after the TTL: unavailable (503), never wrong data"
+    );
+
+    // A new organization cannot get a key: its write fails and leaves no row.
+    let fresh = new_org(&db).await;
+    assert!(repo.create(&fresh, &marked(), None).await.is_err());
+    kek.up.store(true, Ordering::SeqCst);
+    let listed = repo
+        .list(&fresh, &all_orgs())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        listed.items.is_empty(),
+        "nothing was written, in plaintext or half-encrypted"
+    );
+    assert!(
+        repo.get(&ctx, p.id).await.is_ok_and(|p| p.is_some()),
+        "back when the provider is"
+    );
+}
