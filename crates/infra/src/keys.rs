@@ -17,12 +17,15 @@ use zeroize::Zeroizing;
 use crate::db::{Database, storage_error};
 use crate::entity::org_key;
 
+/// An unwrapped key and when it was unwrapped.
+type Cached = (Arc<DataKey>, Instant);
+
 /// The key ring of every organization, for one process.
 pub struct KeyRing {
     db: Database,
     kek: Arc<dyn SecretSealer>,
     ttl: Duration,
-    keys: Mutex<HashMap<(OrgId, u32), (Arc<DataKey>, Instant)>>,
+    keys: Mutex<HashMap<(OrgId, u32), Cached>>,
     current: Mutex<HashMap<OrgId, (u32, Instant)>>,
 }
 
