@@ -56,17 +56,7 @@ impl FromRequest for Authorized {
                 match authorize(&principal, permission) {
                     Decision::Allow => {}
                     Decision::Deny(reason) => {
-                        state.events.emit(SecurityEvent {
-                            kind: SecurityEventKind::AuthorizationDenied,
-                            org: principal.org(),
-                            subject: principal.subject().clone(),
-                            detail: format!("{permission}: {reason:?}"),
-                        });
-                        return Err(match reason {
-                            DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
-                            DenyReason::MissingPermission(_) => ApiError::Forbidden,
-                            DenyReason::NoRelationship(_) => ApiError::NoRelationship,
-                        });
+                        return Err(denied(&state, &principal, format!("{permission}"), reason));
                     }
                 }
             }
@@ -76,6 +66,26 @@ impl FromRequest for Authorized {
             }
             Ok(Self(principal))
         })
+    }
+}
+
+/// Records a denial as a security event and turns it into the answer.
+pub(crate) fn denied(
+    state: &AppState,
+    principal: &Principal,
+    what: String,
+    reason: DenyReason,
+) -> ApiError {
+    state.events.emit(SecurityEvent {
+        kind: SecurityEventKind::AuthorizationDenied,
+        org: principal.org(),
+        subject: principal.subject().clone(),
+        detail: format!("{what}: {reason:?}"),
+    });
+    match reason {
+        DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
+        DenyReason::MissingPermission(_) => ApiError::Forbidden,
+        DenyReason::NoRelationship(_) => ApiError::NoRelationship,
     }
 }
 

@@ -8,11 +8,10 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_audit::{SecurityEvent, SecurityEventKind};
 use carapace_auth::Role;
 use carapace_auth::policy::{
-    Decision, DenyReason, PatientListScope, PatientRelation, Permission, authorize_patient,
-    patient_list_scope, require_phi_mfa,
+    Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
+    require_phi_mfa,
 };
 use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
@@ -25,7 +24,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::Authorized;
+use crate::http::auth::{Authorized, denied};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -86,19 +85,12 @@ pub(crate) async fn related(
     let scope = phi_settings(state, auth).await?.clinician_scope;
     match authorize_patient(&auth.0, permission, relation, scope) {
         Decision::Allow => Ok(ctx),
-        Decision::Deny(reason) => {
-            state.events.emit(SecurityEvent {
-                kind: SecurityEventKind::AuthorizationDenied,
-                org: auth.0.org(),
-                subject: auth.0.subject().clone(),
-                detail: format!("{permission} on patient {id}: {reason:?}"),
-            });
-            Err(match reason {
-                DenyReason::NoRelationship(_) => ApiError::NoRelationship,
-                DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
-                DenyReason::MissingPermission(_) => ApiError::Forbidden,
-            })
-        }
+        Decision::Deny(reason) => Err(denied(
+            state,
+            &auth.0,
+            format!("{permission} on patient {id}"),
+            reason,
+        )),
     }
 }
 
