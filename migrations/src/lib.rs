@@ -17,6 +17,7 @@ mod m0003_password_resets;
 mod m0004_totp;
 mod m0005_service_keys;
 mod m0006_care_relationships;
+mod m0007_patient_id_hashes;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_totp::Migration),
             Box::new(m0005_service_keys::Migration),
             Box::new(m0006_care_relationships::Migration),
+            Box::new(m0007_patient_id_hashes::Migration),
         ]
     }
 }

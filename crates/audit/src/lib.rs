@@ -26,6 +26,8 @@ pub enum SecurityEventKind {
     BreakGlass,
     /// An admin changed the organization's access settings.
     OrgSettingsChanged,
+    /// A request named another organization's resource (answered 404).
+    CrossTenantAttempt,
 }
 
 impl SecurityEventKind {
@@ -37,6 +39,7 @@ impl SecurityEventKind {
             Self::ImpersonationStarted => "impersonation_started",
             Self::BreakGlass => "break_glass",
             Self::OrgSettingsChanged => "org_settings_changed",
+            Self::CrossTenantAttempt => "cross_tenant_attempt",
         }
     }
 }

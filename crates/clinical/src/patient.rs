@@ -275,6 +275,15 @@ pub trait PatientRepository: Send + Sync {
         until: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
+    /// Whether a patient with this id exists in *some* organization. Asked
+    /// only after `ctx`'s own organization found none: `true` then means a
+    /// cross-tenant attempt. Reveals nothing about whose patient it is.
+    fn exists_anywhere(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
     /// Links (or unlinks) the patient record to a patient's own account.
     fn link_account(
         &self,

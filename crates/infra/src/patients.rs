@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::db::{Backend, Database, storage_error};
 use crate::entity::patient as row;
-use crate::entity::{break_glass, care_assignment};
+use crate::entity::{break_glass, care_assignment, patient_id_hash};
 use crate::keys::KeyRing;
 
 /// [`PatientRepository`] over the `patients` table.
@@ -117,6 +117,12 @@ impl SeaPatients {
 }
 
 const TABLE: &str = "patients";
+
+/// The cross-organization presence marker of a patient id.
+fn id_hash(id: PatientId) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(id.as_uuid().as_bytes()).to_vec()
+}
 
 fn integrity() -> ClinicalError {
     // A value that does not decrypt for its place: an error, never wrong data.
@@ -325,6 +331,12 @@ impl PatientRepository for SeaPatients {
             .exec_without_returning(&tx)
             .await
             .map_err(storage_error)?;
+        patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
+            hash: Set(id_hash(id)),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(storage_error)?;
         if let Some(subject) = care_team {
             insert_assignment(&tx, ctx, id, subject, now).await?;
         }
@@ -407,6 +419,12 @@ impl PatientRepository for SeaPatients {
             .exec(&tx)
             .await
             .map_err(storage_error)?;
+        if done.rows_affected > 0 {
+            patient_id_hash::Entity::delete_by_id(id_hash(id))
+                .exec(&tx)
+                .await
+                .map_err(storage_error)?;
+        }
         commit(tx).await?;
         Ok(done.rows_affected > 0)
     }
@@ -490,6 +508,20 @@ impl PatientRepository for SeaPatients {
         .map_err(storage_error)?;
         commit(tx).await?;
         Ok(true)
+    }
+
+    async fn exists_anywhere(
+        &self,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let found = patient_id_hash::Entity::find_by_id(id_hash(id))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(tx).await?;
+        Ok(found.is_some())
     }
 
     async fn link_account(

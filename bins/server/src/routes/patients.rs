@@ -8,6 +8,7 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
+use carapace_audit::{SecurityEvent, SecurityEventKind};
 use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
@@ -72,11 +73,21 @@ pub(crate) async fn related(
     permission: Permission,
 ) -> Result<TenantContext, ApiError> {
     let ctx = auth.0.tenant();
-    let links = state
+    let Some(links) = state
         .patients
         .links(&ctx, id, auth.0.subject(), OffsetDateTime::now_utc())
         .await?
-        .ok_or(ApiError::NotFound)?;
+    else {
+        if state.patients.exists_anywhere(&ctx, id).await? {
+            state.events.emit(SecurityEvent {
+                kind: SecurityEventKind::CrossTenantAttempt,
+                org: auth.0.org(),
+                subject: auth.0.subject().clone(),
+                detail: format!("patient {id}"),
+            });
+        }
+        return Err(ApiError::NotFound);
+    };
     let relation = PatientRelation {
         care_team: links.care_team,
         break_glass: links.break_glass,

@@ -16,6 +16,31 @@ async fn other_org(app: &TestApp) {
 
     let path = format!("/api/v1/patients/{b_patient}");
     problem(app.get(&path, &a_token).await, 404).await;
+    let attempts = app
+        .events
+        .of(carapace_audit::SecurityEventKind::CrossTenantAttempt);
+    assert_eq!(
+        attempts.len(),
+        1,
+        "a cross-tenant attempt is a security event"
+    );
+    assert_eq!(attempts[0].org, a.id);
+    // An id that exists nowhere is just a 404.
+    problem(
+        app.get(
+            &format!("/api/v1/patients/{}", uuid::Uuid::now_v7()),
+            &a_token,
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        app.events
+            .of(carapace_audit::SecurityEventKind::CrossTenantAttempt)
+            .len(),
+        1
+    );
     let patch = app
         .patch(&path, &a_token, &json!({ "given_name": "Mallory" }))
         .await;

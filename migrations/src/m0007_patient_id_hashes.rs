@@ -1,0 +1,27 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::APP_ROLE;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// SHA-256 of every patient id, across organizations and without them: lets
+/// the server tell "no such patient" from "another organization's patient"
+/// (a cross-tenant attempt, recorded as a security event) for an id it was
+/// handed, without any way to list ids or learn whose they are.
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("CREATE TABLE patient_id_hashes (hash bytea PRIMARY KEY)")
+            .await?;
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(&format!(
+                "GRANT SELECT, INSERT, DELETE ON patient_id_hashes TO {APP_ROLE}"
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
