@@ -2,7 +2,7 @@
 
 mod input;
 
-pub use input::{PatientInput, PatientPatchInput, limits, member_id_filter};
+pub use input::{PatientInput, PatientPatchInput, limits, member_id_filter, name_dob_filter};
 
 use std::fmt;
 use std::future::Future;
@@ -216,6 +216,8 @@ pub struct PatientQuery {
     pub visibility: Visibility,
     /// Only patients with exactly this member id.
     pub member_id: Option<Phi<String>>,
+    /// Only patients with exactly this family name and birth date.
+    pub name_dob: Option<(Phi<String>, Phi<Date>)>,
     /// Page size.
     pub limit: PageLimit,
     /// Continue after this patient (ids ascend).

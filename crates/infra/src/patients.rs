@@ -551,13 +551,18 @@ impl PatientRepository for SeaPatients {
         q: &PatientQuery,
     ) -> Result<PatientPage, ClinicalError> {
         // Searching needs the current key's blind index; listing alone does not.
-        let member_idx = match &q.member_id {
-            Some(m) => Some(member_index(
-                &*self.keys.current(ctx).await?,
-                m.expose_phi(),
-            )),
-            None => None,
+        let key = match (&q.member_id, &q.name_dob) {
+            (None, None) => None,
+            _ => Some(self.keys.current(ctx).await?),
         };
+        let member_idx = key
+            .as_ref()
+            .zip(q.member_id.as_ref())
+            .map(|(k, m)| member_index(k, m.expose_phi()));
+        let name_dob_idx = key
+            .as_ref()
+            .zip(q.name_dob.as_ref())
+            .map(|(k, (n, d))| name_dob_index(k, n.expose_phi(), *d.expose_phi()));
         let tx = self.db.begin_tenant(ctx).await?;
         let limit = usize::from(q.limit.get());
         let mut query = scoped(ctx);
@@ -594,6 +599,9 @@ impl PatientRepository for SeaPatients {
                 query.filter(row::Column::AccountSubject.eq(subject.as_str()))
             }
         };
+        if let Some(idx) = name_dob_idx {
+            query = query.filter(row::Column::NameDobIdx.eq(idx));
+        }
         if let Some(idx) = member_idx {
             query = query.filter(row::Column::MemberIdIdx.eq(idx));
         }

@@ -17,7 +17,7 @@ use carapace_auth::policy::{
 use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
-use carapace_clinical::patient::{PageLimit, member_id_filter};
+use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
 use carapace_tenancy::{OrgSettings, OrganizationRepository as _, TenantContext};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -219,6 +219,10 @@ pub async fn delete(
 pub struct ListParams {
     /// Only patients with exactly this insurance member id.
     member_id: Option<String>,
+    /// With `birth_date`: only patients with exactly this family name.
+    family_name: Option<String>,
+    /// With `family_name`: only patients born on this day (`YYYY-MM-DD`).
+    birth_date: Option<String>,
     /// Page size, 1-100 (default 50).
     limit: Option<String>,
     /// `next_cursor` from the previous page.
@@ -258,6 +262,16 @@ pub async fn list(
             .as_deref()
             .map(member_id_filter)
             .transpose()?,
+        name_dob: match (params.family_name.as_deref(), params.birth_date.as_deref()) {
+            (None, None) => None,
+            (Some(n), Some(d)) => Some(name_dob_filter(n, d, today())?),
+            _ => {
+                return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+                    "family_name",
+                    "family_name and birth_date are searched together",
+                )]));
+            }
+        },
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
         visibility: match patient_list_scope(

@@ -114,6 +114,23 @@ async fn paging(app: &TestApp) {
         even_ids,
         vec![ids[0].as_str(), ids[2].as_str(), ids[4].as_str()]
     );
+    // Exact (normalised) search on family name and birth date.
+    for (q, expected) in [
+        ("family_name=Roe&birth_date=1980-02-03", 5),
+        ("family_name=%20roe%20&birth_date=1980-02-03", 5),
+        ("family_name=Ro&birth_date=1980-02-03", 0),
+        ("family_name=Roe&birth_date=1980-02-04", 0),
+    ] {
+        let v: Value = app
+            .get(&format!("/api/v1/patients?{q}"), &token)
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["items"].as_array().map(Vec::len), Some(expected), "{q}");
+    }
+    let half = app.get("/api/v1/patients?family_name=Roe", &token).await;
+    assert_eq!(half.status(), 422);
 }
 on_both_backends!(list_pages_with_cursors_and_filters_by_member_id, paging);
 

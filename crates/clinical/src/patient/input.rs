@@ -135,6 +135,21 @@ pub fn member_id_filter(raw: &str) -> Result<Phi<String>, ClinicalError> {
     member_id(raw, &mut errors).ok_or(ClinicalError::Invalid(errors))
 }
 
+/// Parses a (family name, birth date) search; both are required together.
+pub fn name_dob_filter(
+    family_name: &str,
+    birth: &str,
+    today: Date,
+) -> Result<(Phi<String>, Phi<Date>), ClinicalError> {
+    let mut errors = Vec::new();
+    let name = name("family_name", family_name, &mut errors);
+    let date = birth_date("birth_date", birth, today, &mut errors);
+    match (name, date) {
+        (Some(n), Some(d)) if errors.is_empty() => Ok((n, d)),
+        _ => Err(ClinicalError::Invalid(errors)),
+    }
+}
+
 fn text(field: &str, raw: &str, max: u64, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
     let value = raw.trim();
     if !value.validate_length(Some(1), Some(max), None) {
