@@ -18,6 +18,7 @@ mod m0004_totp;
 mod m0005_service_keys;
 mod m0006_care_relationships;
 mod m0007_patient_id_hashes;
+mod m0008_organization_deletion;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_service_keys::Migration),
             Box::new(m0006_care_relationships::Migration),
             Box::new(m0007_patient_id_hashes::Migration),
+            Box::new(m0008_organization_deletion::Migration),
         ]
     }
 }

@@ -143,6 +143,16 @@ enum OrgAction {
         #[arg(long)]
         slug: String,
     },
+    /// Delete an organization: it stops resolving at once and its data keys
+    /// are destroyed, so its encrypted data can never be read again.
+    Delete {
+        /// The organization's slug.
+        #[arg(long)]
+        slug: String,
+        /// The slug again, to confirm: this cannot be undone.
+        #[arg(long)]
+        confirm: String,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -221,6 +231,9 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
+        Command::Org {
+            action: OrgAction::Delete { slug, confirm },
+        } => org_delete(settings, &slug, &confirm).await,
         Command::User {
             action: UserAction::Create { org, email, roles },
         } => user_create(settings, &org, &email, &roles).await,
@@ -252,6 +265,36 @@ async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Resu
         .context("creating the organization")?;
     db.close().await;
     let out = serde_json::json!({ "id": org.id, "slug": org.slug });
+    let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::Result<ExitCode> {
+    let Ok(slug) = OrgSlug::parse(slug) else {
+        return usage_error("--slug is not a valid slug");
+    };
+    if confirm != slug.as_str() {
+        return usage_error("--confirm must repeat the slug exactly");
+    }
+    let db = server::connect(settings).await?;
+    let orgs = carapace_infra::SeaOrganizations::new(db.clone());
+    let Some(found) = orgs.find_by_slug(&slug).await? else {
+        return usage_error(format!("no organization with slug {slug:?}"));
+    };
+    // First it stops resolving (no token, login or new key), then its keys go.
+    orgs.mark_deleted(found.id)
+        .await
+        .context("marking the organization deleted")?;
+    let keys = KeyRing::new(db.clone(), server::sealer(settings)?);
+    let ctx = TenantContext::new(found.id, SubjectId::parse("system:org-delete")?);
+    let destroyed = keys.shred(&ctx).await.context("destroying data keys")?;
+    db.close().await;
+    let out = serde_json::json!({
+        "id": found.id,
+        "slug": slug,
+        "deleted": true,
+        "data_keys_destroyed": destroyed,
+    });
     let _ = writeln!(std::io::stdout(), "{out}");
     Ok(ExitCode::SUCCESS)
 }

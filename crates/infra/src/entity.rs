@@ -14,6 +14,7 @@ pub mod organization {
         pub created_at: TimeDateTimeWithTimeZone,
         pub clinician_scope: String,
         pub phi_mfa: String,
+        pub deleted_at: Option<TimeDateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

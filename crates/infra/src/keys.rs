@@ -264,6 +264,13 @@ impl KeyRing {
             .seal(&index_ctx, &*material.index_root)
             .map_err(|_| unavailable("key provider cannot wrap"))?;
         let tx = self.db.begin_tenant(ctx).await?;
+        // A deleted organization never gets a key again: nothing new can be
+        // written for it, and nothing shredded comes back.
+        if !crate::organizations::is_live(&tx, ctx.org()).await? {
+            return Err(StorageError::Internal(
+                "organization deleted or unknown".into(),
+            ));
+        }
         let inserted = org_key::Entity::insert(org_key::ActiveModel {
             org_id: Set(ctx.org().as_uuid()),
             version: Set(i32::try_from(version).unwrap_or(i32::MAX)),

@@ -23,6 +23,40 @@ impl SeaOrganizations {
     }
 }
 
+impl SeaOrganizations {
+    /// Marks the organization deleted: the directory stops returning it, so
+    /// no token, login or data key is accepted or issued for it again. The
+    /// caller then destroys its data keys ([`crate::keys::KeyRing::shred`]).
+    /// Returns false if there was no such live organization.
+    pub async fn mark_deleted(&self, id: OrgId) -> Result<bool, StorageError> {
+        use sea_orm::sea_query::Expr;
+        let done = org::Entity::update_many()
+            .col_expr(
+                org::Column::DeletedAt,
+                Expr::value(OffsetDateTime::now_utc()),
+            )
+            .filter(org::Column::Id.eq(id.as_uuid()))
+            .filter(org::Column::DeletedAt.is_null())
+            .exec(self.db.conn())
+            .await
+            .map_err(storage_error)?;
+        Ok(done.rows_affected == 1)
+    }
+}
+
+/// Whether `id` names a live (not deleted) organization.
+pub(crate) async fn is_live(
+    conn: &impl sea_orm::ConnectionTrait,
+    id: OrgId,
+) -> Result<bool, StorageError> {
+    let found = org::Entity::find_by_id(id.as_uuid())
+        .filter(org::Column::DeletedAt.is_null())
+        .one(conn)
+        .await
+        .map_err(storage_error)?;
+    Ok(found.is_some())
+}
+
 impl OrganizationRepository for SeaOrganizations {
     async fn create(&self, new: NewOrganization) -> Result<Organization, TenancyError> {
         let id = OrgId::generate();
@@ -33,6 +67,7 @@ impl OrganizationRepository for SeaOrganizations {
             created_at: Set(OffsetDateTime::now_utc()),
             clinician_scope: Set(ClinicianScope::default().as_str().to_owned()),
             phi_mfa: Set(PhiMfa::default().as_str().to_owned()),
+            deleted_at: Set(None),
         };
         match org::Entity::insert(row)
             .exec_without_returning(self.db.conn())
@@ -53,6 +88,7 @@ impl OrganizationRepository for SeaOrganizations {
 
     async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, TenancyError> {
         let row = org::Entity::find_by_id(id.as_uuid())
+            .filter(org::Column::DeletedAt.is_null())
             .one(self.db.conn())
             .await
             .map_err(storage_error)?;
@@ -72,6 +108,7 @@ impl OrganizationRepository for SeaOrganizations {
             )
             .col_expr(org::Column::PhiMfa, Expr::value(settings.phi_mfa.as_str()))
             .filter(org::Column::Id.eq(id.as_uuid()))
+            .filter(org::Column::DeletedAt.is_null())
             .exec(self.db.conn())
             .await
             .map_err(storage_error)?;
@@ -81,6 +118,7 @@ impl OrganizationRepository for SeaOrganizations {
     async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, TenancyError> {
         let row = org::Entity::find()
             .filter(org::Column::Slug.eq(slug.as_str()))
+            .filter(org::Column::DeletedAt.is_null())
             .one(self.db.conn())
             .await
             .map_err(storage_error)?;
@@ -107,6 +145,7 @@ pub async fn all_org_ids(db: &Database) -> Result<Vec<OrgId>, StorageError> {
     let ids: Vec<uuid::Uuid> = org::Entity::find()
         .select_only()
         .column(org::Column::Id)
+        .filter(org::Column::DeletedAt.is_null())
         .into_tuple()
         .all(db.conn())
         .await

@@ -9,11 +9,11 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use carapace_audit::{SecurityEvent, SecurityEventKind};
-use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
     require_phi_mfa,
 };
+use carapace_auth::{AuthError, Role};
 use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
@@ -56,7 +56,10 @@ pub(crate) async fn phi_settings(
         .find_by_id(auth.0.org())
         .await?
         .map(|o| o.settings)
-        .unwrap_or_default();
+        // A deleted organization's tokens open nothing.
+        .ok_or(ApiError::Unauthenticated(AuthError::InvalidToken(
+            "organization unknown or deleted",
+        )))?;
     match require_phi_mfa(&auth.0, settings.phi_mfa) {
         Decision::Allow => Ok(settings),
         Decision::Deny(_) => Err(ApiError::StepUpRequired),

@@ -474,3 +474,66 @@ fn keys_rotate_for_an_org_and_for_the_kek() {
         Some(2)
     );
 }
+
+#[test]
+fn org_delete_needs_confirmation_then_the_org_is_gone_for_good() {
+    let dir = tmp();
+    let created = carapace(
+        &dir,
+        &[],
+        &["org", "create", "--name", "Demo", "--slug", "demo"],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    // Two data key versions, as after a first write and one rotation.
+    for _ in 0..2 {
+        let rotated = carapace(&dir, &[], &["keys", "rotate", "--org", "demo"]);
+        assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    }
+
+    let unconfirmed = carapace(
+        &dir,
+        &[],
+        &["org", "delete", "--slug", "demo", "--confirm", "dem"],
+    );
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(text(&unconfirmed.stderr).contains("--confirm"));
+    let token = carapace(
+        &dir,
+        &[],
+        &["dev-token", "--org", "demo", "--role", "viewer"],
+    );
+    assert!(
+        token.status.success(),
+        "still there: {}",
+        text(&token.stderr)
+    );
+
+    let deleted = carapace(
+        &dir,
+        &[],
+        &["org", "delete", "--slug", "demo", "--confirm", "demo"],
+    );
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    let out: serde_json::Value =
+        serde_json::from_slice(&deleted.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out["deleted"], true);
+    assert_eq!(out["data_keys_destroyed"], 2, "versions 1 and 2 destroyed");
+
+    for args in [
+        &["dev-token", "--org", "demo", "--role", "viewer"][..],
+        &["keys", "rotate", "--org", "demo"],
+        &["org", "delete", "--slug", "demo", "--confirm", "demo"],
+    ] {
+        let after = carapace(&dir, &[], args);
+        assert_ne!(after.status.code(), Some(0), "{args:?} after deletion");
+    }
+    let reused = carapace(
+        &dir,
+        &[],
+        &["org", "create", "--name", "Again", "--slug", "demo"],
+    );
+    assert!(
+        !reused.status.success(),
+        "a deleted org's slug is never reused"
+    );
+}

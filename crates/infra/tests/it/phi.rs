@@ -243,6 +243,83 @@ async fn crypto_shredding_makes_an_orgs_data_unrecoverable() {
     );
 }
 
+/// `carapace org delete`: the organization stops resolving, its keys are
+/// destroyed, and no new key (so no new data) can be made for it.
+async fn org_deletion(db: Database) {
+    use carapace_tenancy::OrganizationRepository as _;
+    let ring = keys(&db);
+    let repo = SeaPatients::new(db.clone(), ring.clone());
+    let orgs = carapace_infra::SeaOrganizations::new(db.clone());
+    let gone = new_org(&db).await;
+    let kept = new_org(&db).await;
+    let p = repo
+        .create(&gone, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let q = repo
+        .create(&kept, &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        orgs.mark_deleted(gone.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert_eq!(ring.shred(&gone).await.unwrap_or_else(|e| panic!("{e}")), 1);
+
+    assert!(
+        orgs.find_by_id(gone.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none(),
+        "a deleted organization no longer resolves"
+    );
+    assert!(
+        !carapace_infra::all_org_ids(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .contains(&gone.org()),
+        "maintenance commands skip it"
+    );
+    assert!(
+        !orgs
+            .mark_deleted(gone.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "deleting twice reports nothing to do"
+    );
+    // Its rows are still there, as ciphertext nobody can open.
+    let fresh = SeaPatients::new(db.clone(), keys(&db));
+    assert!(fresh.get(&gone, p.id).await.is_err());
+    // And no new key comes to life for it.
+    assert!(fresh.create(&gone, &marked(), None).await.is_err());
+    assert!(
+        fresh.get(&kept, q.id).await.is_ok_and(|p| p.is_some()),
+        "other orgs are untouched"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_org_deletion_shreds_keys_and_refuses_new_ones() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    org_deletion(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn postgres_org_deletion_shreds_keys_and_refuses_new_ones() {
+    let Some(pg) =
+        carapace_testkit::postgres("postgres_org_deletion_shreds_keys_and_refuses_new_ones").await
+    else {
+        return;
+    };
+    org_deletion(
+        Database::connect(&pg.app_settings())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_wrong_key_encryption_key_reads_nothing() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
