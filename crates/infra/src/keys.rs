@@ -267,7 +267,7 @@ impl KeyRing {
         // A deleted organization never gets a key again: nothing new can be
         // written for it, and nothing shredded comes back.
         if !crate::organizations::is_live(&tx, ctx.org()).await? {
-            return Err(StorageError::Internal(
+            return Err(StorageError::Constraint(
                 "organization deleted or unknown".into(),
             ));
         }
