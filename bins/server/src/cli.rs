@@ -281,12 +281,13 @@ async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::R
     let Some(found) = orgs.find_by_slug(&slug).await? else {
         return usage_error(format!("no organization with slug {slug:?}"));
     };
-    // First it stops resolving (no token, login or new key), then its keys go.
-    orgs.mark_deleted(found.id)
+    // First it stops resolving and its sessions and service keys end (no
+    // token, login or new key), then its data keys go.
+    let ctx = TenantContext::new(found.id, SubjectId::parse("system:org-delete")?);
+    orgs.mark_deleted(&ctx)
         .await
         .context("marking the organization deleted")?;
     let keys = KeyRing::new(db.clone(), server::sealer(settings)?);
-    let ctx = TenantContext::new(found.id, SubjectId::parse("system:org-delete")?);
     let destroyed = keys.shred(&ctx).await.context("destroying data keys")?;
     db.close().await;
     let out = serde_json::json!({

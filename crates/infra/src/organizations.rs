@@ -2,7 +2,7 @@
 
 use carapace_tenancy::{
     ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug, Organization,
-    OrganizationRepository, PhiMfa, StorageError, TenancyError,
+    OrganizationRepository, PhiMfa, StorageError, TenancyError, TenantContext,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
@@ -24,23 +24,44 @@ impl SeaOrganizations {
 }
 
 impl SeaOrganizations {
-    /// Marks the organization deleted: the directory stops returning it, so
-    /// no token, login or data key is accepted or issued for it again. The
-    /// caller then destroys its data keys ([`crate::keys::KeyRing::shred`]).
-    /// Returns false if there was no such live organization.
-    pub async fn mark_deleted(&self, id: OrgId) -> Result<bool, StorageError> {
+    /// Marks the organization deleted and, in the same transaction, ends
+    /// every session and revokes every service key it has: the directory
+    /// stops returning it, so no token, login or data key is accepted or
+    /// issued for it again. The caller then destroys its data keys
+    /// ([`crate::keys::KeyRing::shred`]). Returns false if there was no
+    /// such live organization (and then changes nothing).
+    pub async fn mark_deleted(&self, ctx: &TenantContext) -> Result<bool, StorageError> {
+        use crate::entity::{service_key, session};
         use sea_orm::sea_query::Expr;
+        let now = OffsetDateTime::now_utc();
+        let org = ctx.org().as_uuid();
+        let tx = self.db.begin_tenant(ctx).await?;
         let done = org::Entity::update_many()
-            .col_expr(
-                org::Column::DeletedAt,
-                Expr::value(OffsetDateTime::now_utc()),
-            )
-            .filter(org::Column::Id.eq(id.as_uuid()))
+            .col_expr(org::Column::DeletedAt, Expr::value(now))
+            .filter(org::Column::Id.eq(org))
             .filter(org::Column::DeletedAt.is_null())
-            .exec(self.db.conn())
+            .exec(&tx)
             .await
             .map_err(storage_error)?;
-        Ok(done.rows_affected == 1)
+        if done.rows_affected != 1 {
+            return Ok(false);
+        }
+        session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::OrgId.eq(org))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        service_key::Entity::update_many()
+            .col_expr(service_key::Column::RevokedAt, Expr::value(now))
+            .filter(service_key::Column::OrgId.eq(org))
+            .filter(service_key::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(true)
     }
 }
 

@@ -825,3 +825,76 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
     problem(after, 401).await;
     app.stop().await;
 }
+
+/// `carapace org delete` (its storage half): every session and service key
+/// of the organization ends with it, so no token of its still works, not
+/// even on routes that read no PHI.
+async fn deleting_an_org_ends_its_sessions(backend: Backend, test: &str) {
+    let Some((app, org)) = setup(test, backend).await else {
+        return;
+    };
+    let other = app.org().await;
+    user(&app, &other, "doc@example.org", Role::Clinician).await;
+    let t = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    let kept = tokens(login(&app, &other.slug, "doc@example.org", PASSWORD).await).await;
+    let access = t["access_token"].as_str().unwrap_or_default().to_owned();
+    app.new_patient(&access, "Lena").await;
+
+    let ctx = TenantContext::new(
+        org.id,
+        SubjectId::parse("system:org-delete").unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(
+        carapace_infra::SeaOrganizations::new(app.db.clone())
+            .mark_deleted(&ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+
+    problem(app.get("/api/v1/patients", &access).await, 401).await;
+    problem(
+        bearer_post(&app, "/api/v1/auth/mfa/totp/enroll", &access, json!({})).await,
+        401,
+    )
+    .await;
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await,
+        401,
+    )
+    .await;
+    problem(
+        login(&app, &org.slug, "doc@example.org", PASSWORD).await,
+        401,
+    )
+    .await;
+    // The other organization carries on.
+    let other_access = kept["access_token"].as_str().unwrap_or_default();
+    assert_eq!(
+        app.get("/api/v1/patients", other_access).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_an_org_ends_its_sessions_on_sqlite() {
+    deleting_an_org_ends_its_sessions(
+        Backend::Sqlite,
+        "deleting_an_org_ends_its_sessions_on_sqlite",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_an_org_ends_its_sessions_on_postgres() {
+    deleting_an_org_ends_its_sessions(
+        Backend::Postgres,
+        "deleting_an_org_ends_its_sessions_on_postgres",
+    )
+    .await;
+}

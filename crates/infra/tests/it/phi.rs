@@ -261,7 +261,7 @@ async fn org_deletion(db: Database) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        orgs.mark_deleted(gone.org())
+        orgs.mark_deleted(&gone)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
@@ -283,7 +283,7 @@ async fn org_deletion(db: Database) {
     );
     assert!(
         !orgs
-            .mark_deleted(gone.org())
+            .mark_deleted(&gone)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
         "deleting twice reports nothing to do"
