@@ -30,11 +30,14 @@ pub enum Permission {
     CareAdmin,
     /// Change the organization's access settings.
     OrgAdmin,
+    /// Declare emergency (break-glass) access to a patient outside one's
+    /// care team: a written reason, an hour, recorded and alerted.
+    BreakGlass,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -44,6 +47,7 @@ impl Permission {
         Permission::KillSwitchWrite,
         Permission::CareAdmin,
         Permission::OrgAdmin,
+        Permission::BreakGlass,
     ];
 
     /// The permission's name, `resource:action`.
@@ -58,6 +62,7 @@ impl Permission {
             Permission::KillSwitchWrite => "kill_switch:write",
             Permission::CareAdmin => "care:admin",
             Permission::OrgAdmin => "org:admin",
+            Permission::BreakGlass => "patient:break_glass",
         }
     }
 
@@ -89,8 +94,8 @@ impl fmt::Display for Permission {
 }
 
 use Permission::{
-    AuditRead, CareAdmin, KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite,
-    ServiceKeyAdmin, UserAdmin,
+    AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead,
+    PatientWrite, ServiceKeyAdmin, UserAdmin,
 };
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
@@ -111,7 +116,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             OrgAdmin,
         ],
     ),
-    (Role::Clinician, &[PatientRead, PatientWrite]),
+    (Role::Clinician, &[PatientRead, PatientWrite, BreakGlass]),
     (Role::Staff, &[PatientRead]),
     (Role::Viewer, &[PatientRead]),
     (Role::Patient, &[PatientRead]),
@@ -284,6 +289,14 @@ mod tests {
     fn principal(roles: &[Role], mfa: bool) -> Principal {
         let subject = SubjectId::parse("u1").unwrap_or_else(|_| unreachable!());
         Principal::new(subject, OrgId::generate(), RoleSet::of(roles)).with_mfa(mfa)
+    }
+
+    #[test]
+    fn only_clinicians_may_break_the_glass() {
+        for role in Role::ALL {
+            let allowed = authorize(&principal(&[role], true), BreakGlass) == Decision::Allow;
+            assert_eq!(allowed, role == Role::Clinician, "{role}");
+        }
     }
 
     /// Every role × permission cell, with and without MFA.

@@ -18,7 +18,8 @@ pub enum Access {
 
 use Access::{Needs, Public, SignedIn};
 use Permission::{
-    CareAdmin, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin,
+    BreakGlass, CareAdmin, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
+    UserAdmin,
 };
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
@@ -49,7 +50,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     (
         "POST",
         "/api/v1/patients/{id}/break-glass",
-        Needs(PatientRead),
+        Needs(BreakGlass),
     ),
     ("POST", "/api/v1/patients/{id}/care-team", Needs(CareAdmin)),
     ("PUT", "/api/v1/patients/{id}/account", Needs(CareAdmin)),
