@@ -9,9 +9,9 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use carapace_audit::{SecurityEvent, SecurityEventKind};
-use carapace_auth::policy::{Decision, DenyReason, authorize};
+use carapace_auth::policy::{Decision, DenyReason, authorize, require_phi_mfa};
 use carapace_auth::{AuthError, Principal, TokenVerifier as _};
-use carapace_tenancy::{OrgSlug, OrganizationRepository as _};
+use carapace_tenancy::{OrgSettings, OrgSlug, OrganizationRepository as _};
 use secrecy::SecretString;
 
 use super::access::{self, Access};
@@ -19,10 +19,13 @@ use super::{ApiError, cookies};
 use crate::state::AppState;
 
 /// A request whose credentials verified and whose principal passes the
-/// route's access rule in [`access::ROUTES`]. A route without a rule, or a
-/// public route asking for this, is refused: deny by default.
+/// route's access rule in [`access::ROUTES`], with its organization's
+/// access settings. A route without a rule, or a public route asking for
+/// this, is refused: deny by default. An organization that no longer
+/// resolves (unknown or deleted) opens nothing, and a PHI route also passes
+/// the organization's PHI MFA rule.
 #[derive(Debug)]
-pub struct Authorized(pub Principal);
+pub struct Authorized(pub Principal, pub OrgSettings);
 
 impl FromRequest for Authorized {
     type Error = ApiError;
@@ -60,11 +63,24 @@ impl FromRequest for Authorized {
                     }
                 }
             }
+            let settings = state
+                .orgs
+                .find_by_id(principal.org())
+                .await?
+                .map(|o| o.settings)
+                .ok_or(ApiError::Unauthenticated(AuthError::InvalidToken(
+                    "organization unknown or deleted",
+                )))?;
+            if let Some(permission) = needed.filter(|p| p.is_phi())
+                && let Decision::Deny(reason) = require_phi_mfa(&principal, settings.phi_mfa)
+            {
+                return Err(denied(&state, &principal, format!("{permission}"), reason));
+            }
             if let Some(actor) = principal.actor() {
                 // Every impersonated request is attributed to both.
                 tracing::info!(subject = %principal.subject(), actor = %actor, org = %principal.org(), "impersonated request");
             }
-            Ok(Self(principal))
+            Ok(Self(principal, settings))
         })
     }
 }

@@ -9,16 +9,15 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
-    require_phi_mfa,
 };
-use carapace_auth::{AuthError, Role};
 use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
 use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
-use carapace_tenancy::{OrgSettings, OrganizationRepository as _, TenantContext};
+use carapace_tenancy::TenantContext;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -44,26 +43,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete)),
     )
     .configure(care::configure);
-}
-
-/// The caller's organization's access settings, after its PHI MFA rule.
-pub(crate) async fn phi_settings(
-    state: &AppState,
-    auth: &Authorized,
-) -> Result<OrgSettings, ApiError> {
-    let settings = state
-        .orgs
-        .find_by_id(auth.0.org())
-        .await?
-        .map(|o| o.settings)
-        // A deleted organization's tokens open nothing.
-        .ok_or(ApiError::Unauthenticated(AuthError::InvalidToken(
-            "organization unknown or deleted",
-        )))?;
-    match require_phi_mfa(&auth.0, settings.phi_mfa) {
-        Decision::Allow => Ok(settings),
-        Decision::Deny(_) => Err(ApiError::StepUpRequired),
-    }
 }
 
 /// The tenant context for `permission` on patient `id`, if the caller is
@@ -96,7 +75,7 @@ pub(crate) async fn related(
         break_glass: links.break_glass,
         own_record: links.own_record,
     };
-    let scope = phi_settings(state, auth).await?.clinician_scope;
+    let scope = auth.1.clinician_scope;
     match authorize_patient(&auth.0, permission, relation, scope) {
         Decision::Allow => Ok(ctx),
         Decision::Deny(reason) => Err(denied(
@@ -277,10 +256,7 @@ pub async fn list(
         },
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
-        visibility: match patient_list_scope(
-            &auth.0,
-            phi_settings(&state, &auth).await?.clinician_scope,
-        ) {
+        visibility: match patient_list_scope(&auth.0, auth.1.clinician_scope) {
             PatientListScope::Organization => Visibility::Organization,
             PatientListScope::CareTeam => Visibility::CareTeamOf(auth.0.subject().clone()),
             PatientListScope::OwnRecord => Visibility::OwnRecordOf(auth.0.subject().clone()),

@@ -295,6 +295,15 @@ async fn organizations_may_require_mfa_from_all_staff_for_phi() {
     );
     let p = problem(app.get("/api/v1/patients", &viewer).await, 403).await;
     assert_eq!(p["code"], "mfa_required");
+    // Writing PHI needs it too.
+    let clinician = app.token_without_mfa(&org, Role::Clinician);
+    let p = problem(
+        app.create_patient(&clinician, &crate::support::patient("Nia"))
+            .await,
+        403,
+    )
+    .await;
+    assert_eq!(p["code"], "mfa_required");
     assert_eq!(
         app.get("/api/v1/patients", &app.token(&org, Role::Viewer))
             .await

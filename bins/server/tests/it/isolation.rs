@@ -159,9 +159,10 @@ async fn token_for_an_unknown_org_cannot_write() {
         slug: "ghost".into(),
     };
     let token = app.token(&ghost, Role::Admin);
-    problem(app.create_patient(&token, &patient("Nobody")).await, 409).await;
-    // Reads need the organization to resolve: an unknown (or deleted) one
-    // opens nothing.
+    // An organization that does not resolve (unknown or deleted) opens
+    // nothing: no write, no read.
+    let body = problem(app.create_patient(&token, &patient("Nobody")).await, 401).await;
+    assert_eq!(body["code"], "invalid_token");
     let body = problem(app.get("/api/v1/patients", &token).await, 401).await;
     assert_eq!(body["code"], "invalid_token");
     app.stop().await;
