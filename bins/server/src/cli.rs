@@ -101,14 +101,19 @@ enum KeysAction {
     /// Rotate keys: `--org SLUG` starts a new data key for one organization
     /// and re-encrypts its rows in batches (online, resumable); `--kek NEW`
     /// re-wraps every data key under a new key-encryption key file (then
-    /// point CARAPACE_MASTER_KEY_FILE at it).
+    /// point CARAPACE_MASTER_KEY_FILE at it), `--kek-kms-key-id ID` under a
+    /// KMS key (same region, endpoint and credentials; then set
+    /// CARAPACE_KMS_KEY_ID to it).
     Rotate {
         /// Organization whose data key to rotate.
-        #[arg(long, conflicts_with = "kek")]
+        #[arg(long, conflicts_with_all = ["kek", "kek_kms_key_id"])]
         org: Option<String>,
         /// New key-encryption key file (from `carapace keys init`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kek_kms_key_id")]
         kek: Option<PathBuf>,
+        /// New KMS key (id, ARN or alias).
+        #[arg(long)]
+        kek_kms_key_id: Option<String>,
         /// Rows per batch.
         #[arg(long, default_value_t = 200)]
         batch: u64,
@@ -226,8 +231,21 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             action: KeysAction::Init { out },
         } => keys_init(&out),
         Command::Keys {
-            action: KeysAction::Rotate { org, kek, batch },
-        } => keys_rotate(settings, org.as_deref(), kek.as_deref(), batch).await,
+            action:
+                KeysAction::Rotate {
+                    org,
+                    kek,
+                    kek_kms_key_id,
+                    batch,
+                },
+        } => {
+            let new_kek = match (kek, kek_kms_key_id) {
+                (Some(file), None) => Some(NewKek::File(file)),
+                (None, Some(id)) => Some(NewKek::Kms(id)),
+                _ => None,
+            };
+            keys_rotate(settings, org.as_deref(), new_kek, batch).await
+        }
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
@@ -300,10 +318,17 @@ async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `keys rotate` moves the data keys.
+#[derive(Debug)]
+enum NewKek {
+    File(PathBuf),
+    Kms(String),
+}
+
 async fn keys_rotate(
     settings: &Settings,
     org: Option<&str>,
-    new_kek: Option<&std::path::Path>,
+    new_kek: Option<NewKek>,
     batch: u64,
 ) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
@@ -338,21 +363,30 @@ async fn keys_rotate(
             }
             let _ = writeln!(out, "{slug}: done ({total} patients)");
         }
-        (None, Some(path)) => {
-            let new = server::sealer_from_file(path)?;
+        (None, Some(target)) => {
+            let (new, then) = match &target {
+                NewKek::File(path) => (
+                    server::sealer_from_file(path)?,
+                    format!("CARAPACE_MASTER_KEY_FILE={}", path.display()),
+                ),
+                NewKek::Kms(id) => (
+                    server::kms_sealer(settings, id)?,
+                    format!("CARAPACE_KMS_KEY_ID={id} (and unset CARAPACE_MASTER_KEY_FILE)"),
+                ),
+            };
             for org in carapace_infra::all_org_ids(&db).await? {
                 let n = keys
                     .rewrap(&TenantContext::new(org, actor.clone()), &*new)
                     .await?;
                 let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
             }
-            let _ = writeln!(
-                out,
-                "done: now set CARAPACE_MASTER_KEY_FILE={}",
-                path.display()
+            let _ = writeln!(out, "done: now set {then}");
+        }
+        _ => {
+            return usage_error(
+                "give exactly one of --org SLUG, --kek NEW_KEY_FILE or --kek-kms-key-id ID",
             );
         }
-        _ => return usage_error("give exactly one of --org SLUG or --kek NEW_KEY_FILE"),
     }
     db.close().await;
     Ok(ExitCode::SUCCESS)

@@ -184,9 +184,13 @@ fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
     })
 }
 
-/// The key provider sealing secrets at rest: the local key file (in `dev`
-/// generated under the data directory when unset).
+/// The key provider sealing secrets at rest: KMS when `kms_key_id` is set,
+/// else the local key file (in `dev` generated under the data directory
+/// when unset).
 pub fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
+    if let Some(key_id) = &settings.kms_key_id {
+        return kms_sealer(settings, key_id);
+    }
     let hex = match &settings.master_key_file {
         Some(path) => read_secret(path)?,
         None => read_or_create(&settings.data_dir.join("master.key"), || {
@@ -197,6 +201,40 @@ pub fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
         })?,
     };
     sealer_from_hex(&hex)
+}
+
+/// A KMS key provider for `key_id`, with the endpoint, region and
+/// credentials of `settings` (validated by [`Settings::problems`]).
+#[cfg(feature = "kms")]
+pub fn kms_sealer(settings: &Settings, key_id: &str) -> anyhow::Result<Arc<dyn SecretSealer>> {
+    use anyhow::Context as _;
+    let kms = carapace_infra::kms::KmsSettings {
+        endpoint: settings
+            .kms_endpoint_url()
+            .context("CARAPACE_KMS_REGION or CARAPACE_KMS_ENDPOINT is required for KMS")?,
+        region: settings
+            .kms_region
+            .clone()
+            .context("CARAPACE_KMS_REGION is required for KMS")?,
+        key_id: key_id.to_owned(),
+        access_key_id: settings
+            .kms_access_key_id
+            .clone()
+            .context("KMS credentials are required")?,
+        secret_access_key: settings
+            .kms_secret_access_key
+            .clone()
+            .context("KMS credentials are required")?,
+        session_token: settings.kms_session_token.clone(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    Ok(Arc::new(carapace_infra::kms::KmsSealer::new(&kms)?))
+}
+
+/// Without the `kms` feature there is no KMS provider.
+#[cfg(not(feature = "kms"))]
+pub fn kms_sealer(_: &Settings, _: &str) -> anyhow::Result<Arc<dyn SecretSealer>> {
+    bail!("this build has no KMS support (build with the `kms` feature)")
 }
 
 /// The sealer of a key file written by `carapace keys init`.

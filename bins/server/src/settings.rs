@@ -99,6 +99,19 @@ pub struct Settings {
     /// rest (TOTP seeds). In `dev`, generated into `<data_dir>/master.key`
     /// when unset.
     pub master_key_file: Option<PathBuf>,
+    /// KMS key (id, ARN or alias) that wraps the data keys instead of the
+    /// local key file. Needs the `kms` feature (on by default).
+    pub kms_key_id: Option<String>,
+    /// KMS signing region (`eu-west-1`).
+    pub kms_region: Option<String>,
+    /// KMS endpoint; default `https://kms.<region>.amazonaws.com`.
+    pub kms_endpoint: Option<String>,
+    /// KMS credentials; default `AWS_ACCESS_KEY_ID`.
+    pub kms_access_key_id: Option<String>,
+    /// Default `AWS_SECRET_ACCESS_KEY`.
+    pub kms_secret_access_key: Option<SecretString>,
+    /// Default `AWS_SESSION_TOKEN`.
+    pub kms_session_token: Option<SecretString>,
     /// SMTP server for password-reset mail (`smtps://user:pass@host:465`
     /// or `smtp://host:587?tls=required`). In `dev`, unset means mail is
     /// written to `<data_dir>/outbox/`.
@@ -155,6 +168,12 @@ impl Default for Settings {
             log_level: "info".into(),
             signing_key_file: None,
             master_key_file: None,
+            kms_key_id: None,
+            kms_region: None,
+            kms_endpoint: None,
+            kms_access_key_id: None,
+            kms_secret_access_key: None,
+            kms_session_token: None,
             smtp_url: None,
             mail_from: "Carapace <no-reply@carapace.invalid>".into(),
             signing_key_previous_files: None,
@@ -178,7 +197,7 @@ impl Settings {
                     .any(|h| k.as_str().eq_ignore_ascii_case(h))
             })
             .lowercase(true);
-        Figment::new()
+        let mut settings: Self = Figment::new()
             .merge(Toml::file(file))
             .merge(env)
             .extract()
@@ -186,7 +205,33 @@ impl Settings {
                 let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
                 anyhow::anyhow!(lines.join("\n"))
             })
-            .context("reading settings")
+            .context("reading settings")?;
+        // KMS falls back on the standard AWS variables (also for `keys rotate
+        // --kek-kms-key-id` while the local key file is still in use).
+        let aws = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        settings.kms_region = settings
+            .kms_region
+            .or_else(|| aws("AWS_REGION"))
+            .or_else(|| aws("AWS_DEFAULT_REGION"));
+        settings.kms_access_key_id = settings
+            .kms_access_key_id
+            .or_else(|| aws("AWS_ACCESS_KEY_ID"));
+        settings.kms_secret_access_key = settings
+            .kms_secret_access_key
+            .or_else(|| aws("AWS_SECRET_ACCESS_KEY").map(SecretString::from));
+        settings.kms_session_token = settings
+            .kms_session_token
+            .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
+        Ok(settings)
+    }
+
+    /// The KMS endpoint in use: the configured one, else AWS's for the region.
+    pub fn kms_endpoint_url(&self) -> Option<url::Url> {
+        match (&self.kms_endpoint, &self.kms_region) {
+            (Some(e), _) => url::Url::parse(e).ok(),
+            (None, Some(r)) => url::Url::parse(&format!("https://kms.{r}.amazonaws.com/")).ok(),
+            (None, None) => None,
+        }
     }
 
     /// Every problem with these settings, general rules first, then the
@@ -297,6 +342,12 @@ impl Settings {
             "log_level": self.log_level,
             "signing_key_file": self.signing_key_file,
             "master_key_file": self.master_key_file,
+            "kms_key_id": self.kms_key_id,
+            "kms_region": self.kms_region,
+            "kms_endpoint": self.kms_endpoint,
+            "kms_access_key_id": self.kms_access_key_id,
+            "kms_secret_access_key": secret(&self.kms_secret_access_key),
+            "kms_session_token": secret(&self.kms_session_token),
             "smtp_url": self.smtp_url.as_ref().map(|u| redact_url(u.expose_secret())),
             "mail_from": self.mail_from,
             "signing_key_previous_files": self.signing_key_previous_files,

@@ -123,10 +123,12 @@ impl KeyRing {
         let dek = self
             .kek
             .open(&dek_ctx, &row.wrapped_dek)
+            .await
             .map_err(|_| unavailable("key provider cannot unwrap"))?;
         let index = self
             .kek
             .open(&index_ctx, &row.wrapped_index_key)
+            .await
             .map_err(|_| unavailable("key provider cannot unwrap"))?;
         let (dek, index) = (Zeroizing::new(dek), Zeroizing::new(index));
         let material = DataKeyMaterial {
@@ -185,17 +187,19 @@ impl KeyRing {
                 .map_err(|_| StorageError::Internal("bad version".into()))?;
             let (dek_ctx, index_ctx) = contexts(ctx.org(), version);
             // Already under the new KEK (an interrupted run): resume past it.
-            if new_kek.open(&dek_ctx, &row.wrapped_dek).is_ok() {
+            if new_kek.open(&dek_ctx, &row.wrapped_dek).await.is_ok() {
                 continue;
             }
             let dek = Zeroizing::new(
                 self.kek
                     .open(&dek_ctx, &row.wrapped_dek)
+                    .await
                     .map_err(|_| unavailable("old KEK cannot unwrap"))?,
             );
             let index = Zeroizing::new(
                 self.kek
                     .open(&index_ctx, &row.wrapped_index_key)
+                    .await
                     .map_err(|_| unavailable("old KEK cannot unwrap"))?,
             );
             let update = org_key::ActiveModel {
@@ -203,9 +207,11 @@ impl KeyRing {
                 version: Set(row.version),
                 wrapped_dek: Set(new_kek
                     .seal(&dek_ctx, &dek)
+                    .await
                     .map_err(|_| unavailable("new KEK cannot wrap"))?),
                 wrapped_index_key: Set(new_kek
                     .seal(&index_ctx, &index)
+                    .await
                     .map_err(|_| unavailable("new KEK cannot wrap"))?),
                 created_at: sea_orm::ActiveValue::NotSet,
             };
@@ -258,10 +264,12 @@ impl KeyRing {
         let wrapped_dek = self
             .kek
             .seal(&dek_ctx, &*material.dek)
+            .await
             .map_err(|_| unavailable("key provider cannot wrap"))?;
         let wrapped_index_key = self
             .kek
             .seal(&index_ctx, &*material.index_root)
+            .await
             .map_err(|_| unavailable("key provider cannot wrap"))?;
         let tx = self.db.begin_tenant(ctx).await?;
         // A deleted organization never gets a key again: nothing new can be

@@ -12,6 +12,8 @@ pub mod dev_token;
 mod entity;
 pub mod events;
 pub mod keys;
+#[cfg(feature = "kms")]
+pub mod kms;
 pub mod local_tokens;
 pub mod mail;
 pub mod oidc;

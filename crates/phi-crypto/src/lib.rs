@@ -4,13 +4,14 @@
 //! information travels inside it, so that `Debug` and `Display` print
 //! `<redacted>` and the only way to the value is the greppable
 //! [`Phi::expose_phi`]; and the [`SecretSealer`] key-provider port that
-//! encrypts secrets at rest. Envelope encryption of PHI lands here too; the
+//! wraps data keys and seals secrets at rest; and envelope encryption of PHI
+//! ([`envelope`]). The
 //! crate never touches a database, the network, or a log.
 
 pub mod envelope;
 mod sealer;
 
-pub use sealer::{LocalSealer, SealError, SecretSealer};
+pub use sealer::{LocalSealer, SealError, SealFuture, SecretSealer};
 
 use std::fmt;
 

@@ -3,6 +3,9 @@
 //! bound to a context string so a sealed value cannot be moved to another
 //! row or purpose.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
 
@@ -21,13 +24,20 @@ pub enum SealError {
     Open,
 }
 
-/// The key-provider port for sealing secrets. Implementations: a local
-/// key file ([`LocalSealer`]) now; a KMS-backed provider later.
+/// What a key provider's operations return: a boxed future, so the port
+/// can be a trait object and a remote provider (KMS) can wait on the
+/// network.
+pub type SealFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, SealError>> + Send + 'a>>;
+
+/// The key-provider port: wraps data keys and seals small secrets under a
+/// key-encryption key the caller never sees. Implementations: a local key
+/// file ([`LocalSealer`]) and, in `carapace-infra` (feature `kms`), AWS
+/// KMS or any service speaking its API.
 pub trait SecretSealer: Send + Sync {
     /// Encrypts `plaintext`, bound to `context` (e.g. `"totp:<org>:<user>"`).
-    fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError>;
+    fn seal<'a>(&'a self, context: &'a [u8], plaintext: &'a [u8]) -> SealFuture<'a>;
     /// Decrypts a value sealed for exactly this `context`.
-    fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError>;
+    fn open<'a>(&'a self, context: &'a [u8], sealed: &'a [u8]) -> SealFuture<'a>;
 }
 
 /// AES-256-GCM with a 32-byte key held in memory (from
@@ -53,7 +63,18 @@ impl std::fmt::Debug for LocalSealer {
 }
 
 impl SecretSealer for LocalSealer {
-    fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    fn seal<'a>(&'a self, context: &'a [u8], plaintext: &'a [u8]) -> SealFuture<'a> {
+        Box::pin(std::future::ready(self.seal_now(context, plaintext)))
+    }
+
+    fn open<'a>(&'a self, context: &'a [u8], sealed: &'a [u8]) -> SealFuture<'a> {
+        Box::pin(std::future::ready(self.open_now(context, sealed)))
+    }
+}
+
+impl LocalSealer {
+    /// [`SecretSealer::seal`] without the future: the key is in memory.
+    pub fn seal_now(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let nonce = aes_gcm::Nonce::from(nonce_bytes);
         let ciphertext = self
@@ -73,7 +94,8 @@ impl SecretSealer for LocalSealer {
         Ok(out)
     }
 
-    fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// [`SecretSealer::open`] without the future.
+    pub fn open_now(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         let (&version, rest) = sealed.split_first().ok_or(SealError::Open)?;
         if version != VERSION || rest.len() < NONCE_LEN {
             return Err(SealError::Open);
@@ -99,31 +121,38 @@ mod tests {
     #[test]
     fn round_trips_only_for_the_same_key_and_context() {
         let sealer = LocalSealer::new(&[7; 32]);
-        let sealed = sealer.seal(b"totp:a", b"secret seed").unwrap_or_default();
-        assert_eq!(sealer.open(b"totp:a", &sealed), Ok(b"secret seed".to_vec()));
+        let sealed = sealer
+            .seal_now(b"totp:a", b"secret seed")
+            .unwrap_or_default();
+        assert_eq!(
+            sealer.open_now(b"totp:a", &sealed),
+            Ok(b"secret seed".to_vec())
+        );
         assert!(
             !sealed.windows(11).any(|w| w == b"secret seed"),
             "ciphertext hides the value"
         );
         assert_eq!(
-            sealer.open(b"totp:b", &sealed),
+            sealer.open_now(b"totp:b", &sealed),
             Err(SealError::Open),
             "bound to its context"
         );
         assert_eq!(
-            LocalSealer::new(&[8; 32]).open(b"totp:a", &sealed),
+            LocalSealer::new(&[8; 32]).open_now(b"totp:a", &sealed),
             Err(SealError::Open)
         );
         let mut altered = sealed.clone();
         if let Some(last) = altered.last_mut() {
             *last ^= 1;
         }
-        assert_eq!(sealer.open(b"totp:a", &altered), Err(SealError::Open));
+        assert_eq!(sealer.open_now(b"totp:a", &altered), Err(SealError::Open));
         assert_ne!(
-            sealer.seal(b"totp:a", b"secret seed").unwrap_or_default(),
+            sealer
+                .seal_now(b"totp:a", b"secret seed")
+                .unwrap_or_default(),
             sealed,
             "random nonce"
         );
-        assert_eq!(sealer.open(b"totp:a", &[]), Err(SealError::Open));
+        assert_eq!(sealer.open_now(b"totp:a", &[]), Err(SealError::Open));
     }
 }

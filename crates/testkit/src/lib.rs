@@ -12,6 +12,7 @@
 //! are dropped when a run starts.
 
 pub mod issuer;
+pub mod kms;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -75,12 +75,16 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     results.push(("migrations", migrations));
     if let Some(local) = &state.local {
         let sealer = &local.sealer;
-        let round_trip = sealer
-            .seal(b"readiness", b"probe")
-            .and_then(|s| sealer.open(b"readiness", &s));
+        // A real round trip through the provider (a KMS call when remote).
+        let round_trip = tokio::time::timeout(CHECK_TIMEOUT, async {
+            let sealed = sealer.seal(b"readiness", b"probe").await?;
+            sealer.open(b"readiness", &sealed).await
+        })
+        .await;
         let check = match round_trip {
-            Ok(v) if v == b"probe" => Ok("ok".to_owned()),
-            _ => Err("cannot seal and open".to_owned()),
+            Ok(Ok(v)) if v == b"probe" => Ok("ok".to_owned()),
+            Ok(_) => Err("cannot seal and open".to_owned()),
+            Err(_) => Err("timed out".to_owned()),
         };
         results.push(("key_provider", check));
     }

@@ -123,12 +123,19 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
     ProductionCheck {
         name: "key provider for secrets at rest",
         check: |s| {
-            s.master_key_file.is_none().then(|| {
+            (s.master_key_file.is_none() && s.kms_key_id.is_none()).then(|| {
                 ConfigProblem::new(
                     "CARAPACE_MASTER_KEY_FILE",
-                    "PHI is encrypted under a key-encryption key: point this at a file of 64 hex characters (`carapace keys init`)",
+                    "PHI is encrypted under a key-encryption key: set CARAPACE_KMS_KEY_ID, or point this at a file of 64 hex characters (`carapace keys init`)",
                 )
             })
+        },
+    },
+    ProductionCheck {
+        name: "key provider over https",
+        check: |s| {
+            (s.kms_key_id.is_some() && s.kms_endpoint_url().is_some_and(|u| u.scheme() != "https"))
+                .then(|| ConfigProblem::new("CARAPACE_KMS_ENDPOINT", "must be https in production"))
         },
     },
     ProductionCheck {
@@ -274,6 +281,9 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             "must be an address like Carapace <no-reply@example.org>",
         ));
     }
+    if s.kms_key_id.is_some() {
+        kms_problems(s, &mut p);
+    }
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
         p.push(ConfigProblem::new(
             "CARAPACE_LOG_LEVEL",
@@ -281,6 +291,55 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
         ));
     }
     p
+}
+
+fn kms_problems(s: &Settings, p: &mut Vec<ConfigProblem>) {
+    if !cfg!(feature = "kms") {
+        p.push(ConfigProblem::new(
+            "CARAPACE_KMS_KEY_ID",
+            "this build has no KMS support (build with the `kms` feature)",
+        ));
+    }
+    if s.master_key_file.is_some() {
+        p.push(ConfigProblem::new(
+            "CARAPACE_MASTER_KEY_FILE",
+            "set either this or CARAPACE_KMS_KEY_ID, not both",
+        ));
+    }
+    if s.kms_key_id
+        .as_deref()
+        .is_some_and(|k| k.is_empty() || k.len() > 2048)
+    {
+        p.push(ConfigProblem::new(
+            "CARAPACE_KMS_KEY_ID",
+            "must be 1 to 2048 characters",
+        ));
+    }
+    let region_ok = s.kms_region.as_deref().is_some_and(|r| {
+        !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !region_ok {
+        p.push(ConfigProblem::new(
+            "CARAPACE_KMS_REGION",
+            "is required with CARAPACE_KMS_KEY_ID (or AWS_REGION), e.g. eu-west-1",
+        ));
+    }
+    let endpoint_ok = s.kms_endpoint.is_none()
+        || s.kms_endpoint_url()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !endpoint_ok {
+        p.push(ConfigProblem::new(
+            "CARAPACE_KMS_ENDPOINT",
+            "must be an http(s) URL",
+        ));
+    }
+    if s.kms_access_key_id.as_deref().is_none_or(str::is_empty) || s.kms_secret_access_key.is_none()
+    {
+        p.push(ConfigProblem::new(
+            "CARAPACE_KMS_ACCESS_KEY_ID",
+            "KMS needs credentials: CARAPACE_KMS_ACCESS_KEY_ID and CARAPACE_KMS_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+        ));
+    }
 }
 
 fn short_secret(key: &'static str, secret: Option<&SecretString>) -> Option<ConfigProblem> {
@@ -409,6 +468,46 @@ mod tests {
             ..http
         };
         assert_eq!(keys(&ok), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn kms_needs_a_region_and_credentials_and_excludes_the_key_file() {
+        let kms = Settings {
+            kms_key_id: Some("alias/carapace".into()),
+            master_key_file: Some("/run/secrets/master.key".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            keys(&kms),
+            vec![
+                "CARAPACE_MASTER_KEY_FILE",
+                "CARAPACE_KMS_REGION",
+                "CARAPACE_KMS_ACCESS_KEY_ID"
+            ]
+        );
+        let ok = Settings {
+            master_key_file: None,
+            kms_region: Some("eu-west-1".into()),
+            kms_access_key_id: Some("AKIDEXAMPLE".into()),
+            kms_secret_access_key: Some(SecretString::from("s".repeat(40))),
+            ..kms
+        };
+        assert_eq!(keys(&ok), Vec::<&str>::new());
+        assert_eq!(
+            ok.kms_endpoint_url().map(String::from).as_deref(),
+            Some("https://kms.eu-west-1.amazonaws.com/")
+        );
+        let production = Settings {
+            profile: Profile::Production,
+            database_url: SecretString::from("postgres://carapace_app@db/carapace"),
+            database_tls: TlsMode::Require,
+            cursor_secret: Some(SecretString::from("c".repeat(32))),
+            oidc_issuer: Some("https://idp.example".into()),
+            oidc_audience: Some("client-123".into()),
+            kms_endpoint: Some("http://127.0.0.1:4566".into()),
+            ..ok
+        };
+        assert_eq!(keys(&production), vec!["CARAPACE_KMS_ENDPOINT"]);
     }
 
     #[test]

@@ -475,6 +475,74 @@ fn keys_rotate_for_an_org_and_for_the_kek() {
     );
 }
 
+#[tokio::test]
+async fn keys_move_from_the_key_file_to_kms_and_then_need_kms() {
+    let Some(kms) = carapace_testkit::kms::LocalKms::start("keys_move_to_kms").await else {
+        return;
+    };
+    let key_id = kms.create_key().await;
+    let dir = tmp();
+    let created = carapace(
+        &dir,
+        &[],
+        &["org", "create", "--name", "Demo", "--slug", "demo"],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(
+        carapace(&dir, &[], &["keys", "rotate", "--org", "demo"])
+            .status
+            .success()
+    );
+    let aws = [
+        ("CARAPACE_KMS_ENDPOINT", kms.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
+    ];
+    let moved = carapace(&dir, &aws, &["keys", "rotate", "--kek-kms-key-id", &key_id]);
+    assert!(moved.status.success(), "{}", text(&moved.stderr));
+    assert!(
+        text(&moved.stdout).contains("CARAPACE_KMS_KEY_ID="),
+        "{}",
+        text(&moved.stdout)
+    );
+    assert_ne!(
+        carapace(&dir, &[], &["keys", "rotate", "--org", "demo"])
+            .status
+            .code(),
+        Some(0),
+        "the key file no longer unwraps anything"
+    );
+    let with_kms: Vec<(&str, &str)> = aws
+        .iter()
+        .copied()
+        .chain([("CARAPACE_KMS_KEY_ID", key_id.as_str())])
+        .collect();
+    let rotated = carapace(&dir, &with_kms, &["keys", "rotate", "--org", "demo"]);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    assert!(
+        text(&rotated.stdout).contains("demo: data key version"),
+        "{}",
+        text(&rotated.stdout)
+    );
+
+    let both: Vec<(&str, &str)> = with_kms
+        .iter()
+        .copied()
+        .chain([("CARAPACE_MASTER_KEY_FILE", "master.key")])
+        .collect();
+    let refused = carapace(&dir, &both, &["config", "check"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        text(&refused.stderr).contains("CARAPACE_MASTER_KEY_FILE"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
 #[test]
 fn org_delete_needs_confirmation_then_the_org_is_gone_for_good() {
     let dir = tmp();

@@ -187,7 +187,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
     ) -> Result<bool, AuthError> {
         let raw = code.expose_secret().trim();
         if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
-            let seed = self.open_seed(ctx, user, state)?;
+            let seed = self.open_seed(ctx, user, state).await?;
             let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
             return match mfa::check_code(&seed, raw, now_unix) {
                 Some(step) => self.accounts.claim_totp_step(ctx, user, step).await,
@@ -202,7 +202,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             .await
     }
 
-    fn open_seed(
+    async fn open_seed(
         &self,
         ctx: &TenantContext,
         user: UserId,
@@ -211,6 +211,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         // Fail closed: an unreadable seed is an outage, not a pass.
         self.sealer
             .open(&mfa::seed_context(ctx, user), &state.sealed_seed)
+            .await
             .map_err(|_| AuthError::Unavailable)
     }
 
@@ -243,6 +244,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         let sealed = self
             .sealer
             .seal(&mfa::seed_context(&ctx, account.id), &seed)
+            .await
             .map_err(|_| AuthError::Unavailable)?;
         if !self
             .accounts
@@ -270,7 +272,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             Some(s) => s,
             None => return Err(AuthError::InvalidCredentials),
         };
-        let seed = self.open_seed(&ctx, account.id, &state)?;
+        let seed = self.open_seed(&ctx, account.id, &state).await?;
         let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let step = mfa::check_code(&seed, code.expose_secret().trim(), now_unix)
             .ok_or(AuthError::InvalidCredentials)?;
