@@ -57,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Manage local user accounts.
     User {
         #[command(subcommand)]
@@ -80,6 +85,17 @@ enum Command {
         /// admin PHI access need one).
         #[arg(long)]
         mfa: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Verify each organization's hash chain against its signed
+    /// checkpoints; names the first bad position. Exit 1 on any problem.
+    Verify {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
     },
 }
 
@@ -246,6 +262,9 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             };
             keys_rotate(settings, org.as_deref(), new_kek, batch).await
         }
+        Command::Audit {
+            action: AuditAction::Verify { org },
+        } => audit_verify(settings, org.as_deref()).await,
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
@@ -316,6 +335,54 @@ async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::R
     });
     let _ = writeln!(std::io::stdout(), "{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(settings: &Settings, org: Option<&str>) -> anyhow::Result<ExitCode> {
+    let db = server::connect(settings).await?;
+    let key = server::audit_signing_key(settings)?.verifying_key();
+    let orgs = match org {
+        Some(slug) => {
+            let Ok(slug) = OrgSlug::parse(slug) else {
+                return usage_error("--org is not a valid slug");
+            };
+            match carapace_infra::SeaOrganizations::new(db.clone())
+                .find_by_slug(&slug)
+                .await?
+            {
+                Some(found) => vec![found.id],
+                None => return usage_error(format!("no organization with slug {slug:?}")),
+            }
+        }
+        None => carapace_infra::audit::every_org(&db).await?,
+    };
+    let mut out = std::io::stdout();
+    let mut failed = false;
+    for org in orgs {
+        let v = carapace_infra::audit::verify_org(&db, org, &key).await?;
+        match v.chain {
+            Ok(ok) => {
+                let _ = writeln!(
+                    out,
+                    "{org}: ok: {} events chained (head {}), {} signed checkpoints matched, {} awaiting chaining",
+                    ok.entries, ok.head, ok.checkpoints, v.pending
+                );
+            }
+            Err(finding) => {
+                failed = true;
+                let _ = writeln!(
+                    out,
+                    "{org}: TAMPERED at position {}: {}",
+                    finding.position, finding.problem
+                );
+            }
+        }
+    }
+    db.close().await;
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Where `keys rotate` moves the data keys.

@@ -1,5 +1,6 @@
 //! Routes, one file per endpoint group, and the OpenAPI document.
 
+pub mod audit;
 pub mod auth;
 pub mod docs;
 pub mod health;
@@ -21,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(patients::configure)
                 .configure(service_keys::configure)
                 .configure(users::configure)
-                .configure(organization::configure),
+                .configure(organization::configure)
+                .configure(audit::configure),
         )
         .configure(auth::configure_well_known)
         .configure(docs::configure);

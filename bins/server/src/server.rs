@@ -13,8 +13,8 @@ use anyhow::{Context as _, bail};
 use carapace_auth::local::admin::UserAdmin;
 use carapace_auth::local::{LocalAuth, PasswordReset, SessionLimits};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
+use carapace_infra::audit::{AuditChainer, SeaAuditLog};
 use carapace_infra::dev_token::DevTokens;
-use carapace_infra::events::LogSink;
 use carapace_infra::keys::KeyRing;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
@@ -141,19 +141,51 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         patients: SeaPatients::new(db.clone(), keys),
         orgs: SeaOrganizations::new(db.clone()),
         service_keys: SeaServiceKeys::new(db.clone()),
-        db,
         authenticator,
         local,
         reset,
         user_admin,
-        events: Arc::new(LogSink),
+        events: Arc::new(SeaAuditLog::new(db.clone())),
+        audit: SeaAuditLog::new(db.clone()),
         base_domain: settings
             .base_domain
             .as_ref()
             .map(|d| d.to_ascii_lowercase()),
         login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
         cursor_key,
+        db,
     })
+}
+
+/// The Ed25519 key signing audit checkpoints (PKCS#8 PEM). In `dev`, with
+/// no configured key, one is generated into `<data_dir>/audit-signing-key.pem`.
+pub fn audit_signing_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    let pem = match &settings.audit_signing_key_file {
+        Some(path) => read_secret(path)?,
+        None => read_or_create(&settings.data_dir.join("audit-signing-key.pem"), || {
+            LocalTokens::generate_pem().map_err(anyhow::Error::from)
+        })?,
+    };
+    ed25519_dalek::SigningKey::from_pkcs8_pem(pem.expose_secret().trim()).map_err(|_| {
+        anyhow::anyhow!("CARAPACE_AUDIT_SIGNING_KEY_FILE: not an Ed25519 PKCS#8 PEM key")
+    })
+}
+
+/// How often new audit events are linked into their chains.
+const CHAIN_EVERY: Duration = Duration::from_secs(1);
+/// How often (at most) a checkpoint is signed per organization.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// Links audit events into their chains every `every`, until aborted.
+async fn chain_periodically(chainer: Arc<AuditChainer>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = chainer.run_once().await {
+            tracing::error!(error = %e, "chaining audit events failed");
+        }
+    }
 }
 
 /// The dev-token signer/verifier when dev tokens are on. In `dev`, with no
@@ -390,6 +422,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let state = prepare(settings).await?;
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     let running = start(state, settings, listener)?;
+    let db_for_shutdown = running.db.clone();
     tracing::info!(addr = %running.addr, profile = ?settings.profile, "carapace listening");
     if settings.profile == Profile::Dev {
         let mut out = std::io::stdout().lock();
@@ -400,6 +433,12 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     let purge = tokio::spawn(purge_periodically(running.db.clone(), PURGE_EVERY));
+    let chainer = Arc::new(AuditChainer::new(
+        running.db.clone(),
+        audit_signing_key(settings)?,
+        CHECKPOINT_EVERY,
+    ));
+    let chaining = tokio::spawn(chain_periodically(chainer.clone(), CHAIN_EVERY));
     shutdown_signal().await;
     purge.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
@@ -409,6 +448,16 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     )
     .await
     .context("shutdown timed out")?;
+    chaining.abort();
+    // The last events of the drained requests join their chains, signed.
+    let last = AuditChainer::new(
+        db_for_shutdown,
+        audit_signing_key(settings)?,
+        Duration::ZERO,
+    );
+    if let Err(e) = last.run_once().await {
+        tracing::error!(error = %e, "chaining the last audit events failed");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -99,6 +99,9 @@ pub struct Settings {
     /// rest (TOTP seeds). In `dev`, generated into `<data_dir>/master.key`
     /// when unset.
     pub master_key_file: Option<PathBuf>,
+    /// PKCS#8 PEM Ed25519 key signing audit checkpoints. In `dev`,
+    /// generated into `<data_dir>/audit-signing-key.pem` when unset.
+    pub audit_signing_key_file: Option<PathBuf>,
     /// KMS key (id, ARN or alias) that wraps the data keys instead of the
     /// local key file. Needs the `kms` feature (on by default).
     pub kms_key_id: Option<String>,
@@ -168,6 +171,7 @@ impl Default for Settings {
             log_level: "info".into(),
             signing_key_file: None,
             master_key_file: None,
+            audit_signing_key_file: None,
             kms_key_id: None,
             kms_region: None,
             kms_endpoint: None,
@@ -342,6 +346,7 @@ impl Settings {
             "log_level": self.log_level,
             "signing_key_file": self.signing_key_file,
             "master_key_file": self.master_key_file,
+            "audit_signing_key_file": self.audit_signing_key_file,
             "kms_key_id": self.kms_key_id,
             "kms_region": self.kms_region,
             "kms_endpoint": self.kms_endpoint,

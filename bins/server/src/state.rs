@@ -77,8 +77,10 @@ pub struct AppState {
     pub user_admin: Option<UserAdminService>,
     /// Base domain of per-organization hosts, lower-case.
     pub base_domain: Option<String>,
-    /// Where security events go.
+    /// Where security events go (the persisted audit log).
     pub events: std::sync::Arc<dyn carapace_audit::SecurityEventSink>,
+    /// The audit log: events outside a data transaction, and reading.
+    pub audit: carapace_infra::audit::SeaAuditLog,
     /// Per-IP limit on login and reset requests.
     pub login_limiter: LoginLimiter,
     /// Service keys.

@@ -1,16 +1,35 @@
 //! Audit trail of PHI access and security events.
 //!
-//! Today this crate owns the [`SecurityEvent`] type and the
-//! [`SecurityEventSink`] port through which authorization denials,
-//! host/org mismatches, impersonation and (later) break-glass are emitted.
-//! The audit issue adds the tamper-evident PHI access log and persists
-//! these events; until then the wired sink logs them. It must never depend
-//! on a database driver, HTTP framework or logger sink, and events never
-//! carry PHI.
+//! - [`event`]: the [`AuditEvent`] model and the [`Access`] (who, where)
+//!   every PHI repository call takes, so nothing is read unattributed.
+//! - [`chain`]: the per-organization hash chain, Ed25519-signed
+//!   checkpoints and the verifier naming the first bad position.
+//! - [`SecurityEvent`] and the [`SecurityEventSink`] port through which
+//!   denials, cross-tenant attempts, impersonation and break-glass are
+//!   recorded; the sink fails closed (a request whose event cannot be
+//!   written fails).
+//!
+//! It never depends on a database driver, HTTP framework or logger sink,
+//! and events never carry PHI.
+
+pub mod chain;
+pub mod event;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use carapace_tenancy::{OrgId, SubjectId};
+
+pub use event::{Access, ActorKind, AuditEvent, Origin, Outcome};
+
+/// The audit trail could not be written (or read): the operation fails.
+#[derive(Debug, thiserror::Error)]
+#[error("audit trail unavailable: {0}")]
+pub struct AuditError(pub String);
+
+/// What recording an event returns.
+pub type AuditFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send + 'a>>;
 
 /// Kinds of security events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +61,18 @@ impl SecurityEventKind {
             Self::CrossTenantAttempt => "cross_tenant_attempt",
         }
     }
+
+    /// The outcome recorded for this kind: refusals are `denied`.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Self::AuthorizationDenied | Self::HostOrgMismatch | Self::CrossTenantAttempt => {
+                Outcome::Denied
+            }
+            Self::ImpersonationStarted | Self::BreakGlass | Self::OrgSettingsChanged => {
+                Outcome::Allowed
+            }
+        }
+    }
 }
 
 impl fmt::Display for SecurityEventKind {
@@ -61,12 +92,30 @@ pub struct SecurityEvent {
     pub subject: SubjectId,
     /// Identifiers and reasons only (a permission, a slug, a user id).
     pub detail: String,
+    /// Where the request came from.
+    pub origin: Origin,
 }
 
-/// Where security events go.
+impl SecurityEvent {
+    /// The audit event recording this security event.
+    pub fn to_audit_event(&self) -> AuditEvent {
+        let actor = carapace_tenancy::TenantContext::new(self.org, self.subject.clone());
+        Access::new(actor, ActorKind::User, self.origin.clone())
+            .event(
+                &format!("security.{}", self.kind.as_str()),
+                "security",
+                None,
+                self.kind.outcome(),
+            )
+            .with_detail(self.detail.clone())
+    }
+}
+
+/// Where security events go. Recording fails closed: the caller fails the
+/// request when the event cannot be written.
 pub trait SecurityEventSink: Send + Sync {
     /// Records `event`.
-    fn emit(&self, event: SecurityEvent);
+    fn emit(&self, event: SecurityEvent) -> AuditFuture<'_>;
 }
 
 #[cfg(test)]

@@ -214,6 +214,20 @@ pub fn authorize_patient(
     }
 }
 
+/// Whether `principal` may read the accounting of disclosures (access
+/// log) of one patient: whoever may read the audit trail (compliance,
+/// admin), and the patient themself for their own record. Nobody else, not
+/// even the patient's clinicians.
+pub fn authorize_access_log(principal: &Principal, relation: PatientRelation) -> Decision {
+    if authorize(principal, AuditRead) == Decision::Allow
+        || (principal.roles().contains(Role::Patient) && relation.own_record)
+    {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::MissingPermission(AuditRead))
+    }
+}
+
 /// The organization's extra MFA rule for PHI: with
 /// [`PhiMfa::AllStaff`], every non-patient session needs MFA to reach PHI.
 pub fn require_phi_mfa(principal: &Principal, phi_mfa: PhiMfa) -> Decision {
@@ -467,5 +481,48 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Permission::ALL.len());
+    }
+
+    #[test]
+    fn access_logs_are_for_compliance_admins_and_the_patient_themself() {
+        let own = PatientRelation {
+            own_record: true,
+            ..PatientRelation::default()
+        };
+        let treating = PatientRelation {
+            care_team: true,
+            ..PatientRelation::default()
+        };
+        let who = |roles: &[Role]| {
+            Principal::new(
+                SubjectId::parse("someone").unwrap_or_else(|e| panic!("{e}")),
+                OrgId::generate(),
+                RoleSet::of(roles),
+            )
+        };
+        assert_eq!(
+            authorize_access_log(&who(&[Role::Compliance]), PatientRelation::default()),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize_access_log(&who(&[Role::Admin]), PatientRelation::default()),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize_access_log(&who(&[Role::Patient]), own),
+            Decision::Allow
+        );
+        assert!(matches!(
+            authorize_access_log(&who(&[Role::Patient]), treating),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            authorize_access_log(&who(&[Role::Clinician]), treating),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            authorize_access_log(&who(&[Role::Viewer]), PatientRelation::default()),
+            Decision::Deny(_)
+        ));
     }
 }

@@ -7,6 +7,7 @@ pub use input::{PatientInput, PatientPatchInput, limits, member_id_filter, name_
 use std::fmt;
 use std::future::Future;
 
+use carapace_audit::Access;
 use carapace_phi_crypto::Phi;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use time::{Date, OffsetDateTime};
@@ -77,7 +78,33 @@ pub struct PatientPatch {
     pub email: Option<Option<Phi<String>>>,
 }
 
+/// Names of the PHI fields of a patient record, as audit events list them.
+pub const PHI_FIELDS: [&str; 6] = [
+    "given_name",
+    "family_name",
+    "birth_date",
+    "member_id",
+    "phone",
+    "email",
+];
+
 impl PatientPatch {
+    /// The names of the fields this patch changes.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            self.given_name.is_some(),
+            self.family_name.is_some(),
+            self.birth_date.is_some(),
+            self.member_id.is_some(),
+            self.phone.is_some(),
+            self.email.is_some(),
+        ]
+        .into_iter()
+        .zip(PHI_FIELDS)
+        .filter_map(|(changed, name)| changed.then_some(name))
+        .collect()
+    }
+
     /// Applies the patch to `d`.
     pub fn apply(&self, d: &mut Demographics) {
         if let Some(v) = &self.given_name {
@@ -238,12 +265,17 @@ pub const CURSOR_SCOPE: &str = "patients";
 
 /// Storage of patients. Every method is confined to `ctx`'s organization:
 /// another organization's patient is indistinguishable from a missing one.
+/// Storage of patients. Every method is confined to the caller's
+/// organization: another organization's patient is indistinguishable from
+/// a missing one. Methods that read or write PHI take an [`Access`] and
+/// record their audit event in the same transaction as the data access; if
+/// the event cannot be written, the call fails and returns no PHI.
 pub trait PatientRepository: Send + Sync {
-    /// Stores a new patient; `care_team` (the creating clinician) joins its
+    /// Stores a new patient (`patient.create`); `care_team` (the creating clinician) joins its
     /// care team in the same transaction.
     fn create(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         patient: &Demographics,
         care_team: Option<&SubjectId>,
     ) -> impl Future<Output = Result<Patient, ClinicalError>> + Send;
@@ -266,11 +298,11 @@ pub trait PatientRepository: Send + Sync {
         subject: &SubjectId,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// Records a break-glass grant for `subject` until `until`; `false` if
-    /// no such patient.
+    /// Records a break-glass grant for `subject` until `until`
+    /// (`patient.break_glass`); `false` if no such patient.
     fn break_glass(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
         subject: &SubjectId,
         reason: &Phi<String>,
@@ -294,32 +326,33 @@ pub trait PatientRepository: Send + Sync {
         account: Option<&SubjectId>,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// Reads a patient.
+    /// Reads a patient (`patient.read`; `not_found` when there is none).
     fn get(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
     ) -> impl Future<Output = Result<Option<Patient>, ClinicalError>> + Send;
 
-    /// Applies `patch`; `None` if there is no such patient.
+    /// Applies `patch` (`patient.update`); `None` if there is no such patient.
     fn update(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
         patch: &PatientPatch,
     ) -> impl Future<Output = Result<Option<Patient>, ClinicalError>> + Send;
 
-    /// Deletes a patient; `false` if there was none.
+    /// Deletes a patient (`patient.delete`); `false` if there was none.
     fn delete(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// Lists patients page by page.
+    /// Lists patients page by page (`patient.list`, one event per patient
+    /// shown, or one without a resource when none is).
     fn list(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         query: &PatientQuery,
     ) -> impl Future<Output = Result<PatientPage, ClinicalError>> + Send;
 }

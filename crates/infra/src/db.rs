@@ -208,7 +208,39 @@ impl Database {
         &self,
         ctx: &TenantContext,
     ) -> Result<DatabaseTransaction, StorageError> {
-        let tx = self.conn.begin().await.map_err(storage_error)?;
+        self.begin_tenant_as(ctx, true).await
+    }
+
+    /// Like [`Self::begin_tenant`] for a transaction that only reads: on
+    /// SQLite it takes no write lock, so it can run beside a writing one
+    /// (key lookups in the middle of a re-encryption).
+    pub(crate) async fn begin_tenant_read(
+        &self,
+        ctx: &TenantContext,
+    ) -> Result<DatabaseTransaction, StorageError> {
+        self.begin_tenant_as(ctx, false).await
+    }
+
+    async fn begin_tenant_as(
+        &self,
+        ctx: &TenantContext,
+        writes: bool,
+    ) -> Result<DatabaseTransaction, StorageError> {
+        let tx = match self.backend {
+            // Reads write their audit event: take SQLite's single write
+            // lock at BEGIN (waiting on busy_timeout) rather than fail to
+            // upgrade a read transaction midway.
+            Backend::Sqlite if writes => self
+                .conn
+                .begin_with_options(sea_orm::TransactionOptions {
+                    isolation_level: None,
+                    access_mode: None,
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                })
+                .await
+                .map_err(storage_error)?,
+            _ => self.conn.begin().await.map_err(storage_error)?,
+        };
         if self.backend == Backend::Postgres {
             tx.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,

@@ -109,7 +109,7 @@ impl KeyRing {
         {
             return Ok(key);
         }
-        let tx = self.db.begin_tenant(ctx).await?;
+        let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
             .filter(org_key::Column::OrgId.eq(org.as_uuid()))
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
@@ -245,7 +245,7 @@ impl KeyRing {
     }
 
     async fn latest_version(&self, ctx: &TenantContext) -> Result<Option<u32>, StorageError> {
-        let tx = self.db.begin_tenant(ctx).await?;
+        let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
             .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
             .order_by_desc(org_key::Column::Version)

@@ -7,10 +7,10 @@
 //! speaks HTTP to clients.
 
 pub mod accounts;
+pub mod audit;
 pub mod db;
 pub mod dev_token;
 mod entity;
-pub mod events;
 pub mod keys;
 #[cfg(feature = "kms")]
 pub mod kms;

@@ -8,10 +8,11 @@
 //! and nothing below it sees plaintext. `member_id` and (family name, birth
 //! date) also carry blind indexes for exact-match search.
 
+use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
-    Demographics, Patient, PatientId, PatientLinks, PatientPage, PatientPatch, PatientQuery,
-    PatientRepository, Visibility,
+    Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage, PatientPatch,
+    PatientQuery, PatientRepository, Visibility,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -312,13 +313,33 @@ async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {
     tx.commit().await.map_err(|e| storage_error(e).into())
 }
 
+/// The audit event of `action` on patient `id`.
+fn event(access: &Access, action: &str, id: Option<PatientId>, outcome: Outcome) -> AuditEvent {
+    access.event(
+        action,
+        "patient",
+        id.map(|i| i.as_uuid().to_string()),
+        outcome,
+    )
+}
+
+/// Records `events` in `tx` and commits both together: no event, no data.
+async fn audited_commit(
+    tx: DatabaseTransaction,
+    events: &[AuditEvent],
+) -> Result<(), ClinicalError> {
+    crate::audit::append(&tx, events).await?;
+    commit(tx).await
+}
+
 impl PatientRepository for SeaPatients {
     async fn create(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         d: &Demographics,
         care_team: Option<&SubjectId>,
     ) -> Result<Patient, ClinicalError> {
+        let ctx = access.tenant();
         // The key first, in its own committed transaction: a key is never
         // used before it is stored.
         let key = self.keys.current(ctx).await?;
@@ -340,7 +361,9 @@ impl PatientRepository for SeaPatients {
         if let Some(subject) = care_team {
             insert_assignment(&tx, ctx, id, subject, now).await?;
         }
-        commit(tx).await?;
+        let written = event(access, "patient.create", Some(id), Outcome::Allowed)
+            .with_phi_fields(&PHI_FIELDS);
+        audited_commit(tx, &[written]).await?;
         Ok(Patient {
             id,
             org: ctx.org(),
@@ -350,18 +373,20 @@ impl PatientRepository for SeaPatients {
         })
     }
 
-    async fn get(
-        &self,
-        ctx: &TenantContext,
-        id: PatientId,
-    ) -> Result<Option<Patient>, ClinicalError> {
+    async fn get(&self, access: &Access, id: PatientId) -> Result<Option<Patient>, ClinicalError> {
+        let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let found = scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
             .one(&tx)
             .await
             .map_err(storage_error)?;
-        commit(tx).await?;
+        let read = match found {
+            Some(_) => event(access, "patient.read", Some(id), Outcome::Allowed)
+                .with_phi_fields(&PHI_FIELDS),
+            None => event(access, "patient.read", Some(id), Outcome::NotFound),
+        };
+        audited_commit(tx, &[read]).await?;
         match found {
             Some(r) => Ok(self.decrypt_all(ctx, vec![r]).await?.pop()),
             None => Ok(None),
@@ -370,10 +395,11 @@ impl PatientRepository for SeaPatients {
 
     async fn update(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
         patch: &PatientPatch,
     ) -> Result<Option<Patient>, ClinicalError> {
+        let ctx = access.tenant();
         let key = self.keys.current(ctx).await?;
         let tx = self.db.begin_tenant(ctx).await?;
         let mut query = scoped(ctx).filter(row::Column::Id.eq(id.as_uuid()));
@@ -381,6 +407,8 @@ impl PatientRepository for SeaPatients {
             query = query.lock_exclusive();
         }
         let Some(current) = query.one(&tx).await.map_err(storage_error)? else {
+            let missing = event(access, "patient.update", Some(id), Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
             return Ok(None);
         };
         // Usually the row is under the current key; an older version is
@@ -407,11 +435,14 @@ impl PatientRepository for SeaPatients {
         .update(&tx)
         .await
         .map_err(storage_error)?;
-        commit(tx).await?;
+        let changed = event(access, "patient.update", Some(id), Outcome::Allowed)
+            .with_phi_fields(&patch.fields());
+        audited_commit(tx, &[changed]).await?;
         Ok(Some(patient))
     }
 
-    async fn delete(&self, ctx: &TenantContext, id: PatientId) -> Result<bool, ClinicalError> {
+    async fn delete(&self, access: &Access, id: PatientId) -> Result<bool, ClinicalError> {
+        let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let done = row::Entity::delete_many()
             .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
@@ -425,7 +456,12 @@ impl PatientRepository for SeaPatients {
                 .await
                 .map_err(storage_error)?;
         }
-        commit(tx).await?;
+        let outcome = if done.rows_affected > 0 {
+            Outcome::Allowed
+        } else {
+            Outcome::NotFound
+        };
+        audited_commit(tx, &[event(access, "patient.delete", Some(id), outcome)]).await?;
         Ok(done.rows_affected > 0)
     }
 
@@ -484,19 +520,23 @@ impl PatientRepository for SeaPatients {
 
     async fn break_glass(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
         subject: &SubjectId,
         reason: &Phi<String>,
         until: OffsetDateTime,
     ) -> Result<bool, ClinicalError> {
+        let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         if exists(&tx, ctx, id).await?.is_none() {
+            let missing = event(access, "patient.break_glass", Some(id), Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
             return Ok(false);
         }
+        let grant = uuid::Uuid::now_v7();
         break_glass::Entity::insert(break_glass::ActiveModel {
             org_id: Set(ctx.org().as_uuid()),
-            id: Set(uuid::Uuid::now_v7()),
+            id: Set(grant),
             patient_id: Set(id.as_uuid()),
             subject: Set(subject.as_str().to_owned()),
             reason: Set(reason.expose_phi().clone()),
@@ -506,7 +546,11 @@ impl PatientRepository for SeaPatients {
         .exec_without_returning(&tx)
         .await
         .map_err(storage_error)?;
-        commit(tx).await?;
+        // The reason is PHI-adjacent free text: the event names the grant
+        // (where the reason is kept), not the reason itself.
+        let declared = event(access, "patient.break_glass", Some(id), Outcome::Allowed)
+            .with_detail(format!("grant {grant} until {until}"));
+        audited_commit(tx, &[declared]).await?;
         Ok(true)
     }
 
@@ -545,11 +589,8 @@ impl PatientRepository for SeaPatients {
         Ok(done.rows_affected == 1)
     }
 
-    async fn list(
-        &self,
-        ctx: &TenantContext,
-        q: &PatientQuery,
-    ) -> Result<PatientPage, ClinicalError> {
+    async fn list(&self, access: &Access, q: &PatientQuery) -> Result<PatientPage, ClinicalError> {
+        let ctx = access.tenant();
         // Searching needs the current key's blind index; listing alone does not.
         let key = match (&q.member_id, &q.name_dob) {
             (None, None) => None,
@@ -614,7 +655,30 @@ impl PatientRepository for SeaPatients {
             .all(&tx)
             .await
             .map_err(storage_error)?;
-        commit(tx).await?;
+        let action = if q.member_id.is_some() || q.name_dob.is_some() {
+            "patient.search"
+        } else {
+            "patient.list"
+        };
+        // One event per patient shown: the accounting of disclosures of
+        // each patient is complete.
+        let mut shown: Vec<AuditEvent> = rows
+            .iter()
+            .take(limit)
+            .map(|r| {
+                event(
+                    access,
+                    action,
+                    Some(PatientId::from_uuid(r.id)),
+                    Outcome::Allowed,
+                )
+                .with_phi_fields(&PHI_FIELDS)
+            })
+            .collect();
+        if shown.is_empty() {
+            shown.push(event(access, action, None, Outcome::NotFound));
+        }
+        audited_commit(tx, &shown).await?;
         let mut items = self.decrypt_all(ctx, rows).await?;
         let next_after = if items.len() > limit {
             items.truncate(limit);

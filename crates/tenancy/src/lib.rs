@@ -22,8 +22,22 @@ use std::fmt;
 
 /// The stable identifier of whoever acts (the token's `sub`), at most
 /// [`SubjectId::MAX_LEN`] bytes.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SubjectId(String);
+
+impl TryFrom<String> for SubjectId {
+    type Error = TenancyError;
+    fn try_from(raw: String) -> Result<Self, TenancyError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SubjectId> for String {
+    fn from(s: SubjectId) -> Self {
+        s.0
+    }
+}
 
 impl SubjectId {
     /// Longest accepted subject, in bytes.

@@ -18,8 +18,8 @@ pub enum Access {
 
 use Access::{Needs, Public, SignedIn};
 use Permission::{
-    BreakGlass, CareAdmin, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
-    UserAdmin,
+    AuditRead, BreakGlass, CareAdmin, OrgAdmin, PatientDelete, PatientRead, PatientWrite,
+    ServiceKeyAdmin, UserAdmin,
 };
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
@@ -63,6 +63,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/users/{id}/unlock", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/deactivate", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/impersonate", Needs(UserAdmin)),
+    ("GET", "/api/v1/audit-events", Needs(AuditRead)),
+    // Compliance and admins, or the patient themself: decided per record
+    // by `policy::authorize_access_log`.
+    ("GET", "/api/v1/patients/{id}/access-log", SignedIn),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

@@ -8,9 +8,9 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_audit::{Access as AuditAccess, ActorKind, Origin, SecurityEvent, SecurityEventKind};
 use carapace_auth::policy::{Decision, DenyReason, authorize, require_phi_mfa};
-use carapace_auth::{AuthError, Principal, TokenVerifier as _};
+use carapace_auth::{AuthError, Principal, Role, TokenVerifier as _};
 use carapace_tenancy::{OrgSettings, OrgSlug, OrganizationRepository as _};
 use secrecy::SecretString;
 
@@ -25,7 +25,34 @@ use crate::state::AppState;
 /// resolves (unknown or deleted) opens nothing, and a PHI route also passes
 /// the organization's PHI MFA rule.
 #[derive(Debug)]
-pub struct Authorized(pub Principal, pub OrgSettings);
+pub struct Authorized(pub Principal, pub OrgSettings, pub Origin);
+
+impl Authorized {
+    /// The principal's access for PHI repositories and audit events.
+    pub fn access(&self) -> AuditAccess {
+        let kind = if self.0.roles().contains(Role::Service) {
+            ActorKind::Service
+        } else {
+            ActorKind::User
+        };
+        AuditAccess::new(self.0.tenant(), kind, self.2.clone())
+            .impersonated_by(self.0.actor().cloned())
+    }
+}
+
+/// Where `req` came from, for audit events. The client address is the
+/// peer's (a trusted-proxy setting is a later issue's).
+pub fn origin(req: &HttpRequest) -> Origin {
+    Origin {
+        request_id: super::request_id::current(),
+        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
 
 impl FromRequest for Authorized {
     type Error = ApiError;
@@ -37,6 +64,7 @@ impl FromRequest for Authorized {
             .match_pattern()
             .and_then(|pattern| access::rule(req.method().as_str(), &pattern));
         let token = credentials(req);
+        let origin = origin(req);
         let host_slug = state
             .as_ref()
             .and_then(|s| s.base_domain.as_deref())
@@ -53,13 +81,20 @@ impl FromRequest for Authorized {
             };
             let principal = state.authenticator.verify(&token?).await?;
             if let Some(slug) = host_slug {
-                check_host_org(&state, &principal, &slug).await?;
+                check_host_org(&state, &principal, &slug, &origin).await?;
             }
             if let Some(permission) = needed {
                 match authorize(&principal, permission) {
                     Decision::Allow => {}
                     Decision::Deny(reason) => {
-                        return Err(denied(&state, &principal, format!("{permission}"), reason));
+                        return Err(denied(
+                            &state,
+                            &principal,
+                            &origin,
+                            format!("{permission}"),
+                            reason,
+                        )
+                        .await);
                     }
                 }
             }
@@ -74,30 +109,48 @@ impl FromRequest for Authorized {
             if let Some(permission) = needed.filter(|p| p.is_phi())
                 && let Decision::Deny(reason) = require_phi_mfa(&principal, settings.phi_mfa)
             {
-                return Err(denied(&state, &principal, format!("{permission}"), reason));
+                return Err(
+                    denied(&state, &principal, &origin, format!("{permission}"), reason).await,
+                );
             }
             if let Some(actor) = principal.actor() {
                 // Every impersonated request is attributed to both.
                 tracing::info!(subject = %principal.subject(), actor = %actor, org = %principal.org(), "impersonated request");
             }
-            Ok(Self(principal, settings))
+            Ok(Self(principal, settings, origin))
         })
     }
 }
 
-/// Records a denial as a security event and turns it into the answer.
-pub(crate) fn denied(
+/// Records a security event; when it cannot be recorded the request fails
+/// (fail closed).
+pub(crate) async fn record(state: &AppState, event: SecurityEvent) -> Result<(), ApiError> {
+    state.events.emit(event).await.map_err(ApiError::from)
+}
+
+/// Records a denial as a security event and turns it into the answer (a
+/// 500 instead when the event cannot be recorded).
+pub(crate) async fn denied(
     state: &AppState,
     principal: &Principal,
+    origin: &Origin,
     what: String,
     reason: DenyReason,
 ) -> ApiError {
-    state.events.emit(SecurityEvent {
-        kind: SecurityEventKind::AuthorizationDenied,
-        org: principal.org(),
-        subject: principal.subject().clone(),
-        detail: format!("{what}: {reason:?}"),
-    });
+    let recorded = record(
+        state,
+        SecurityEvent {
+            kind: SecurityEventKind::AuthorizationDenied,
+            org: principal.org(),
+            subject: principal.subject().clone(),
+            detail: format!("{what}: {reason:?}"),
+            origin: origin.clone(),
+        },
+    )
+    .await;
+    if let Err(e) = recorded {
+        return e;
+    }
     match reason {
         DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
         DenyReason::MissingPermission(_) => ApiError::Forbidden,
@@ -124,6 +177,7 @@ async fn check_host_org(
     state: &AppState,
     principal: &Principal,
     slug: &str,
+    origin: &Origin,
 ) -> Result<(), ApiError> {
     let host_org = match OrgSlug::parse(slug) {
         Ok(slug) => state.orgs.find_by_slug(&slug).await?.map(|o| o.id),
@@ -132,12 +186,17 @@ async fn check_host_org(
     if host_org == Some(principal.org()) {
         return Ok(());
     }
-    state.events.emit(SecurityEvent {
-        kind: SecurityEventKind::HostOrgMismatch,
-        org: principal.org(),
-        subject: principal.subject().clone(),
-        detail: format!("host org slug {slug:?}"),
-    });
+    record(
+        state,
+        SecurityEvent {
+            kind: SecurityEventKind::HostOrgMismatch,
+            org: principal.org(),
+            subject: principal.subject().clone(),
+            detail: format!("host org slug {slug:?}"),
+            origin: origin.clone(),
+        },
+    )
+    .await?;
     Err(ApiError::Forbidden)
 }
 

@@ -241,6 +241,12 @@ fn log(err: &ApiError) {
     }
 }
 
+impl From<carapace_audit::AuditError> for ApiError {
+    fn from(e: carapace_audit::AuditError) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {

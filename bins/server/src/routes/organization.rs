@@ -103,15 +103,20 @@ pub async fn put(
     if !state.orgs.update_settings(auth.0.org(), settings).await? {
         return Err(ApiError::NotFound);
     }
-    state.events.emit(SecurityEvent {
-        kind: SecurityEventKind::OrgSettingsChanged,
-        org: auth.0.org(),
-        subject: auth.0.subject().clone(),
-        detail: format!(
-            "clinician_scope={} phi_mfa={}",
-            settings.clinician_scope.as_str(),
-            settings.phi_mfa.as_str()
-        ),
-    });
+    crate::http::auth::record(
+        &state,
+        SecurityEvent {
+            kind: SecurityEventKind::OrgSettingsChanged,
+            org: auth.0.org(),
+            subject: auth.0.subject().clone(),
+            detail: format!(
+                "clinician_scope={} phi_mfa={}",
+                settings.clinician_scope.as_str(),
+                settings.phi_mfa.as_str()
+            ),
+            origin: auth.2.clone(),
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(SettingsBody::from(settings)))
 }

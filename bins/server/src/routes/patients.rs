@@ -8,7 +8,7 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_audit::{Access, Outcome, SecurityEvent, SecurityEventKind};
 use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
@@ -17,14 +17,13 @@ use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
 use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
-use carapace_tenancy::TenantContext;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::{Authorized, denied};
+use crate::http::auth::{Authorized, denied, record};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -45,28 +44,56 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(care::configure);
 }
 
-/// The tenant context for `permission` on patient `id`, if the caller is
+/// The audit action of `permission` on one patient.
+fn action_of(permission: Permission) -> &'static str {
+    match permission {
+        Permission::PatientRead => "patient.read",
+        Permission::PatientWrite => "patient.update",
+        Permission::PatientDelete => "patient.delete",
+        Permission::BreakGlass => "patient.break_glass",
+        Permission::AuditRead => "patient.access_log",
+        _ => "patient.access",
+    }
+}
+
+/// The caller's access for `permission` on patient `id`, if the caller is
 /// related to it (care team, break-glass, own record, or an org-wide role).
-/// No such patient: 404. Unrelated: 403 and a security event.
+/// No such patient: 404. Unrelated: 403. Both are recorded (and a
+/// cross-tenant attempt also as a security event) before answering.
 pub(crate) async fn related(
     state: &AppState,
     auth: &Authorized,
     id: PatientId,
     permission: Permission,
-) -> Result<TenantContext, ApiError> {
-    let ctx = auth.0.tenant();
+) -> Result<Access, ApiError> {
+    let access = auth.access();
+    let ctx = access.tenant();
+    let refused = |outcome| {
+        access.event(
+            action_of(permission),
+            "patient",
+            Some(id.as_uuid().to_string()),
+            outcome,
+        )
+    };
     let Some(links) = state
         .patients
-        .links(&ctx, id, auth.0.subject(), OffsetDateTime::now_utc())
+        .links(ctx, id, auth.0.subject(), OffsetDateTime::now_utc())
         .await?
     else {
-        if state.patients.exists_anywhere(&ctx, id).await? {
-            state.events.emit(SecurityEvent {
-                kind: SecurityEventKind::CrossTenantAttempt,
-                org: auth.0.org(),
-                subject: auth.0.subject().clone(),
-                detail: format!("patient {id}"),
-            });
+        state.audit.record(&refused(Outcome::NotFound)).await?;
+        if state.patients.exists_anywhere(ctx, id).await? {
+            record(
+                state,
+                SecurityEvent {
+                    kind: SecurityEventKind::CrossTenantAttempt,
+                    org: auth.0.org(),
+                    subject: auth.0.subject().clone(),
+                    detail: format!("patient {id}"),
+                    origin: auth.2.clone(),
+                },
+            )
+            .await?;
         }
         return Err(ApiError::NotFound);
     };
@@ -77,13 +104,18 @@ pub(crate) async fn related(
     };
     let scope = auth.1.clinician_scope;
     match authorize_patient(&auth.0, permission, relation, scope) {
-        Decision::Allow => Ok(ctx),
-        Decision::Deny(reason) => Err(denied(
-            state,
-            &auth.0,
-            format!("{permission} on patient {id}"),
-            reason,
-        )),
+        Decision::Allow => Ok(access),
+        Decision::Deny(reason) => {
+            state.audit.record(&refused(Outcome::Denied)).await?;
+            Err(denied(
+                state,
+                &auth.0,
+                &auth.2,
+                format!("{permission} on patient {id}"),
+                reason,
+            )
+            .await)
+        }
     }
 }
 
@@ -108,7 +140,6 @@ pub async fn create(
     state: web::Data<AppState>,
     body: JsonBody<CreatePatient>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = auth.0.tenant();
     let demographics = body.0.into_input().parse(today())?;
     // A clinician who registers a patient joins its care team.
     let care_team = auth
@@ -118,7 +149,7 @@ pub async fn create(
         .then(|| auth.0.subject());
     let patient = state
         .patients
-        .create(&ctx, &demographics, care_team)
+        .create(&auth.access(), &demographics, care_team)
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/patients/{}", patient.id)))
@@ -138,10 +169,10 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let ctx = related(&state, &auth, id, Permission::PatientRead).await?;
+    let access = related(&state, &auth, id, Permission::PatientRead).await?;
     let patient = state
         .patients
-        .get(&ctx, id)
+        .get(&access, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
@@ -163,11 +194,11 @@ pub async fn update(
     body: JsonBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let ctx = related(&state, &auth, id, Permission::PatientWrite).await?;
+    let access = related(&state, &auth, id, Permission::PatientWrite).await?;
     let patch = body.0.into_input().parse(today())?;
     let patient = state
         .patients
-        .update(&ctx, id, &patch)
+        .update(&access, id, &patch)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
@@ -186,8 +217,8 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let ctx = related(&state, &auth, id, Permission::PatientDelete).await?;
-    if state.patients.delete(&ctx, id).await? {
+    let access = related(&state, &auth, id, Permission::PatientDelete).await?;
+    if state.patients.delete(&access, id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
@@ -262,7 +293,7 @@ pub async fn list(
             PatientListScope::OwnRecord => Visibility::OwnRecordOf(auth.0.subject().clone()),
         },
     };
-    let page = state.patients.list(&ctx, &query).await?;
+    let page = state.patients.list(&auth.access(), &query).await?;
     let next_cursor = page.next_after.map(|id| {
         state
             .cursor_key

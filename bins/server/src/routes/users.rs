@@ -213,12 +213,17 @@ pub async fn impersonate(
     let (token, expires_in) = local
         .impersonate(&auth.0, target, OffsetDateTime::now_utc())
         .await?;
-    state.events.emit(SecurityEvent {
-        kind: SecurityEventKind::ImpersonationStarted,
-        org: auth.0.org(),
-        subject: auth.0.subject().clone(),
-        detail: format!("as user {target}"),
-    });
+    crate::http::auth::record(
+        &state,
+        SecurityEvent {
+            kind: SecurityEventKind::ImpersonationStarted,
+            org: auth.0.org(),
+            subject: auth.0.subject().clone(),
+            detail: format!("as user {target}"),
+            origin: auth.2.clone(),
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(ImpersonationToken {
         access_token: token.expose_secret().to_owned(),
         token_type: "Bearer",

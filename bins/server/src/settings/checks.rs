@@ -132,6 +132,17 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "audit checkpoint signing key",
+        check: |s| {
+            s.audit_signing_key_file.is_none().then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_AUDIT_SIGNING_KEY_FILE",
+                    "audit checkpoints are signed: point this at an Ed25519 PKCS#8 PEM key (openssl genpkey -algorithm ed25519)",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "key provider over https",
         check: |s| {
             (s.kms_key_id.is_some() && s.kms_endpoint_url().is_some_and(|u| u.scheme() != "https"))
@@ -381,7 +392,8 @@ mod tests {
                 "CARAPACE_DATABASE_URL",
                 "CARAPACE_CURSOR_SECRET",
                 "CARAPACE_OIDC_ISSUER",
-                "CARAPACE_MASTER_KEY_FILE"
+                "CARAPACE_MASTER_KEY_FILE",
+                "CARAPACE_AUDIT_SIGNING_KEY_FILE"
             ]
         );
     }
@@ -451,6 +463,7 @@ mod tests {
             database_tls: TlsMode::Require,
             cursor_secret: Some(SecretString::from("c".repeat(32))),
             master_key_file: Some("/run/secrets/master.key".into()),
+            audit_signing_key_file: Some("/run/secrets/audit.pem".into()),
             ..Settings::default()
         };
         assert_eq!(keys(&base), vec!["CARAPACE_OIDC_ISSUER"]);
@@ -505,6 +518,7 @@ mod tests {
             oidc_issuer: Some("https://idp.example".into()),
             oidc_audience: Some("client-123".into()),
             kms_endpoint: Some("http://127.0.0.1:4566".into()),
+            audit_signing_key_file: Some("/run/secrets/audit.pem".into()),
             ..ok
         };
         assert_eq!(keys(&production), vec!["CARAPACE_KMS_ENDPOINT"]);

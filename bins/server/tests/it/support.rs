@@ -39,9 +39,9 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// A security-event sink that keeps what it is given.
-#[derive(Default)]
-pub struct CapturedEvents(Mutex<Vec<SecurityEvent>>);
+/// A security-event sink that keeps what it is given, then records it in
+/// the app's real (persisted) sink.
+pub struct CapturedEvents(Mutex<Vec<SecurityEvent>>, Arc<dyn SecurityEventSink>);
 
 impl CapturedEvents {
     /// The events of `kind` so far.
@@ -54,10 +54,11 @@ impl CapturedEvents {
 }
 
 impl SecurityEventSink for CapturedEvents {
-    fn emit(&self, event: SecurityEvent) {
+    fn emit(&self, event: SecurityEvent) -> carapace_audit::AuditFuture<'_> {
         if let Ok(mut e) = self.0.lock() {
-            e.push(event);
+            e.push(event.clone());
         }
+        self.1.emit(event)
     }
 }
 
@@ -137,7 +138,7 @@ pub async fn spawn_with(settings: Settings, dir: Option<tempfile::TempDir>) -> T
     let mut state = server::prepare(&settings)
         .await
         .unwrap_or_else(|e| panic!("prepare: {e:#}"));
-    let events = Arc::new(CapturedEvents::default());
+    let events = Arc::new(CapturedEvents(Mutex::default(), state.events.clone()));
     state.events = events.clone();
     let db = state.db.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));

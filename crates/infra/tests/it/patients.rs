@@ -7,7 +7,7 @@ use carapace_clinical::patient::{
 use carapace_infra::{Database, SeaPatients};
 use carapace_phi_crypto::Phi;
 
-use crate::support::{demographics, new_org, sqlite};
+use crate::support::{acc, demographics, new_org, sqlite};
 
 async fn crud_and_isolation(db: Database) {
     let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
@@ -15,11 +15,11 @@ async fn crud_and_isolation(db: Database) {
     let b = new_org(&db).await;
 
     let jane = repo
-        .create(&a, &demographics("Jane", Some("M-1")), None)
+        .create(&acc(&a), &demographics("Jane", Some("M-1")), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let got = repo
-        .get(&a, jane.id)
+        .get(&acc(&a), jane.id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -30,7 +30,7 @@ async fn crud_and_isolation(db: Database) {
 
     // B sees nothing of A's, and cannot change or delete it.
     assert!(
-        repo.get(&b, jane.id)
+        repo.get(&acc(&b), jane.id)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none()
@@ -40,20 +40,20 @@ async fn crud_and_isolation(db: Database) {
         ..PatientPatch::default()
     };
     assert!(
-        repo.update(&b, jane.id, &patch)
+        repo.update(&acc(&b), jane.id, &patch)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none()
     );
     assert!(
         !repo
-            .delete(&b, jane.id)
+            .delete(&acc(&b), jane.id)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
     assert!(
         repo.list(
-            &b,
+            &acc(&b),
             &PatientQuery {
                 visibility: Visibility::Organization,
                 ..PatientQuery::default()
@@ -65,7 +65,7 @@ async fn crud_and_isolation(db: Database) {
         .is_empty()
     );
     let still = repo
-        .get(&a, jane.id)
+        .get(&acc(&a), jane.id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -75,7 +75,7 @@ async fn crud_and_isolation(db: Database) {
 
     // A's own update and delete work.
     let updated = repo
-        .update(&a, jane.id, &patch)
+        .update(&acc(&a), jane.id, &patch)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -83,24 +83,24 @@ async fn crud_and_isolation(db: Database) {
         Some("Mallory".into())
     );
     assert!(
-        repo.delete(&a, jane.id)
+        repo.delete(&acc(&a), jane.id)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
     assert!(
-        repo.get(&a, jane.id)
+        repo.get(&acc(&a), jane.id)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none()
     );
     assert!(
         !repo
-            .delete(&a, jane.id)
+            .delete(&acc(&a), jane.id)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
     assert!(
-        repo.get(&a, PatientId::generate())
+        repo.get(&acc(&a), PatientId::generate())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none()
@@ -115,13 +115,17 @@ async fn pagination_and_filter(db: Database) {
     for i in 0..5 {
         let member = if i % 2 == 0 { "EVEN" } else { "ODD" };
         ids.push(
-            repo.create(&a, &demographics(&format!("P{i}"), Some(member)), None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .id,
+            repo.create(
+                &acc(&a),
+                &demographics(&format!("P{i}"), Some(member)),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id,
         );
     }
-    repo.create(&b, &demographics("Other", Some("EVEN")), None)
+    repo.create(&acc(&b), &demographics("Other", Some("EVEN")), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -134,7 +138,10 @@ async fn pagination_and_filter(db: Database) {
             visibility: Visibility::Organization,
             ..PatientQuery::default()
         };
-        let page = repo.list(&a, &q).await.unwrap_or_else(|e| panic!("{e}"));
+        let page = repo
+            .list(&acc(&a), &q)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(page.items.len() <= 2);
         seen.extend(page.items.iter().map(|p| p.id));
         match page.next_after {
@@ -149,7 +156,10 @@ async fn pagination_and_filter(db: Database) {
         visibility: Visibility::Organization,
         ..PatientQuery::default()
     };
-    let even = repo.list(&a, &q).await.unwrap_or_else(|e| panic!("{e}"));
+    let even = repo
+        .list(&acc(&a), &q)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         even.items.iter().map(|p| p.id).collect::<Vec<_>>(),
         vec![ids[0], ids[2], ids[4]]

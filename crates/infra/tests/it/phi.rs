@@ -7,7 +7,7 @@ use carapace_phi_crypto::Phi;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use time::macros::date;
 
-use crate::support::{keys, new_org, sqlite};
+use crate::support::{acc, keys, new_org, sqlite};
 
 const MARKERS: [&str; 5] = [
     "Zephyrine",
@@ -44,11 +44,11 @@ async fn sqlite_file_holds_no_readable_phi() {
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
     let p = repo
-        .create(&ctx, &marked(), None)
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        repo.get(&ctx, p.id)
+        repo.get(&acc(&ctx), p.id)
             .await
             .ok()
             .flatten()
@@ -80,7 +80,7 @@ async fn postgres_dump_holds_no_readable_phi() {
         .unwrap_or_else(|e| panic!("{e}"));
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
-    repo.create(&ctx, &marked(), None)
+    repo.create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // Every row of every table, as the owner (no RLS in the way).
@@ -127,11 +127,11 @@ async fn ciphertext_moved_to_another_row_or_column_fails_cleanly() {
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
     let a = repo
-        .create(&ctx, &marked(), None)
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let b = repo
-        .create(&ctx, &marked(), None)
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let raw = sea_orm::Database::connect(format!("sqlite://{}/carapace.db", dir.path().display()))
@@ -154,7 +154,7 @@ async fn ciphertext_moved_to_another_row_or_column_fails_cleanly() {
     ))
     .await;
     assert!(
-        repo.get(&ctx, b.id).await.is_err(),
+        repo.get(&acc(&ctx), b.id).await.is_err(),
         "a row-swapped value is an error, never A's data"
     );
     // Column swap within A: family name into given name.
@@ -164,11 +164,11 @@ async fn ciphertext_moved_to_another_row_or_column_fails_cleanly() {
     ))
     .await;
     assert!(
-        repo.get(&ctx, a.id).await.is_err(),
+        repo.get(&acc(&ctx), a.id).await.is_err(),
         "a column-swapped value is an error"
     );
     // A listing containing them fails as a whole rather than skipping.
-    assert!(repo.list(&ctx, &all_orgs()).await.is_err());
+    assert!(repo.list(&acc(&ctx), &all_orgs()).await.is_err());
 }
 
 #[tokio::test]
@@ -179,10 +179,10 @@ async fn member_id_search_is_exact_and_per_org() {
     let a = new_org(&db).await;
     let b = new_org(&db).await;
     let p = repo
-        .create(&a, &marked(), None)
+        .create(&acc(&a), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    repo.create(&b, &marked(), None)
+    repo.create(&acc(&b), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let find = |org, m: &str| {
@@ -192,7 +192,7 @@ async fn member_id_search_is_exact_and_per_org() {
         };
         let repo = repo.clone();
         async move {
-            repo.list(org, &q)
+            repo.list(&acc(org), &q)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
                 .items
@@ -225,20 +225,23 @@ async fn crypto_shredding_makes_an_orgs_data_unrecoverable() {
     let gone = new_org(&db).await;
     let kept = new_org(&db).await;
     let p = repo
-        .create(&gone, &marked(), None)
+        .create(&acc(&gone), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let q = repo
-        .create(&kept, &marked(), None)
+        .create(&acc(&kept), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ring.shred(&gone).await.unwrap_or_else(|e| panic!("{e}")), 1);
     // Neither this process nor a fresh one (no cache) can read it again.
-    assert!(repo.get(&gone, p.id).await.is_err());
+    assert!(repo.get(&acc(&gone), p.id).await.is_err());
     let fresh = SeaPatients::new(db.clone(), keys(&db));
-    assert!(fresh.get(&gone, p.id).await.is_err());
+    assert!(fresh.get(&acc(&gone), p.id).await.is_err());
     assert!(
-        fresh.get(&kept, q.id).await.is_ok_and(|p| p.is_some()),
+        fresh
+            .get(&acc(&kept), q.id)
+            .await
+            .is_ok_and(|p| p.is_some()),
         "other orgs are untouched"
     );
 }
@@ -253,11 +256,11 @@ async fn org_deletion(db: Database) {
     let gone = new_org(&db).await;
     let kept = new_org(&db).await;
     let p = repo
-        .create(&gone, &marked(), None)
+        .create(&acc(&gone), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let q = repo
-        .create(&kept, &marked(), None)
+        .create(&acc(&kept), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -290,11 +293,14 @@ async fn org_deletion(db: Database) {
     );
     // Its rows are still there, as ciphertext nobody can open.
     let fresh = SeaPatients::new(db.clone(), keys(&db));
-    assert!(fresh.get(&gone, p.id).await.is_err());
+    assert!(fresh.get(&acc(&gone), p.id).await.is_err());
     // And no new key comes to life for it.
-    assert!(fresh.create(&gone, &marked(), None).await.is_err());
+    assert!(fresh.create(&acc(&gone), &marked(), None).await.is_err());
     assert!(
-        fresh.get(&kept, q.id).await.is_ok_and(|p| p.is_some()),
+        fresh
+            .get(&acc(&kept), q.id)
+            .await
+            .is_ok_and(|p| p.is_some()),
         "other orgs are untouched"
     );
 }
@@ -327,7 +333,7 @@ async fn a_wrong_key_encryption_key_reads_nothing() {
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
     let p = repo
-        .create(&ctx, &marked(), None)
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let other_kek = std::sync::Arc::new(carapace_infra::keys::KeyRing::new(
@@ -335,7 +341,7 @@ async fn a_wrong_key_encryption_key_reads_nothing() {
         std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[8; 32])),
     ));
     let wrong = SeaPatients::new(db.clone(), other_kek);
-    let err = wrong.get(&ctx, p.id).await.err().map(|e| e.code());
+    let err = wrong.get(&acc(&ctx), p.id).await.err().map(|e| e.code());
     assert_eq!(
         err,
         Some("storage_unavailable"),
@@ -350,12 +356,12 @@ async fn rotation(db: Database) {
     for i in 0..25 {
         let mut d = marked();
         d.given_name = Phi::new(format!("Patient{i}"));
-        repo.create(&ctx, &d, None)
+        repo.create(&acc(&ctx), &d, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let before = repo
-        .list(&ctx, &all_orgs())
+        .list(&acc(&ctx), &all_orgs())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .items;
@@ -370,7 +376,7 @@ async fn rotation(db: Database) {
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let page = repo
-                    .list(&ctx, &all_orgs())
+                    .list(&acc(&ctx), &all_orgs())
                     .await
                     .unwrap_or_else(|e| panic!("read during rotation: {e}"));
                 assert_eq!(page.items.len(), 25, "no row lost mid-rotation");
@@ -404,7 +410,7 @@ async fn rotation(db: Database) {
     assert!(reads > 0);
     assert_eq!(moved, 25);
     let after = resumed
-        .list(&ctx, &all_orgs())
+        .list(&acc(&ctx), &all_orgs())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .items;
@@ -416,7 +422,7 @@ async fn rotation(db: Database) {
     };
     assert_eq!(
         resumed
-            .list(&ctx, &q)
+            .list(&acc(&ctx), &q)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .items
@@ -455,7 +461,7 @@ async fn kek_rotation_rewraps_every_data_key_and_resumes() {
     let repo = SeaPatients::new(db.clone(), old.clone());
     let ctx = new_org(&db).await;
     let p = repo
-        .create(&ctx, &marked(), None)
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     old.rotate(&ctx).await.unwrap_or_else(|e| panic!("{e}"));
@@ -482,7 +488,7 @@ async fn kek_rotation_rewraps_every_data_key_and_resumes() {
     );
     assert_eq!(
         with_new
-            .get(&ctx, p.id)
+            .get(&acc(&ctx), p.id)
             .await
             .ok()
             .flatten()
@@ -491,7 +497,7 @@ async fn kek_rotation_rewraps_every_data_key_and_resumes() {
     );
     let with_old = SeaPatients::new(db.clone(), keys(&db));
     assert!(
-        with_old.get(&ctx, p.id).await.is_err(),
+        with_old.get(&acc(&ctx), p.id).await.is_err(),
         "the old KEK no longer opens anything"
     );
 }
@@ -548,17 +554,17 @@ async fn key_provider_outage_cached_keys_then_503_and_never_plaintext() {
     let repo = SeaPatients::new(db.clone(), ring);
     let ctx = new_org(&db).await;
     let p = repo
-        .create(&ctx, &marked(), None)
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
     kek.up.store(false, Ordering::SeqCst);
     assert!(
-        repo.get(&ctx, p.id).await.is_ok_and(|p| p.is_some()),
+        repo.get(&acc(&ctx), p.id).await.is_ok_and(|p| p.is_some()),
         "cached keys keep working"
     );
     tokio::time::sleep(short * 2).await;
-    let err = repo.get(&ctx, p.id).await.err().map(|e| e.code());
+    let err = repo.get(&acc(&ctx), p.id).await.err().map(|e| e.code());
     assert_eq!(
         err,
         Some("storage_unavailable"),
@@ -567,10 +573,10 @@ async fn key_provider_outage_cached_keys_then_503_and_never_plaintext() {
 
     // A new organization cannot get a key: its write fails and leaves no row.
     let fresh = new_org(&db).await;
-    assert!(repo.create(&fresh, &marked(), None).await.is_err());
+    assert!(repo.create(&acc(&fresh), &marked(), None).await.is_err());
     kek.up.store(true, Ordering::SeqCst);
     let listed = repo
-        .list(&fresh, &all_orgs())
+        .list(&acc(&fresh), &all_orgs())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -578,7 +584,7 @@ async fn key_provider_outage_cached_keys_then_503_and_never_plaintext() {
         "nothing was written, in plaintext or half-encrypted"
     );
     assert!(
-        repo.get(&ctx, p.id).await.is_ok_and(|p| p.is_some()),
+        repo.get(&acc(&ctx), p.id).await.is_ok_and(|p| p.is_some()),
         "back when the provider is"
     );
 }
@@ -597,7 +603,7 @@ mod kms {
     use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 
     use super::marked;
-    use crate::support::{keys, new_org, sqlite};
+    use crate::support::{acc, keys, new_org, sqlite};
 
     fn sealer(endpoint: &str, key_id: &str) -> Arc<KmsSealer> {
         let settings = KmsSettings {
@@ -678,7 +684,7 @@ mod kms {
         let local = keys(&db);
         let ctx = new_org(&db).await;
         let patient = SeaPatients::new(db.clone(), local.clone())
-            .create(&ctx, &marked(), None)
+            .create(&acc(&ctx), &marked(), None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -701,7 +707,7 @@ mod kms {
         let under_kms = SeaPatients::new(db.clone(), ring);
         assert_eq!(
             under_kms
-                .get(&ctx, patient.id)
+                .get(&acc(&ctx), patient.id)
                 .await
                 .ok()
                 .flatten()
@@ -711,7 +717,7 @@ mod kms {
         // A new organization's key is created and wrapped by KMS.
         let fresh = new_org(&db).await;
         let created = under_kms
-            .create(&fresh, &marked(), None)
+            .create(&acc(&fresh), &marked(), None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
 
@@ -724,7 +730,7 @@ mod kms {
             "an unreachable KMS is an outage"
         );
         let err = under_kms
-            .get(&fresh, created.id)
+            .get(&acc(&fresh), created.id)
             .await
             .err()
             .map(|e| e.code());

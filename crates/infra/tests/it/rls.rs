@@ -5,7 +5,7 @@ use carapace_infra::SeaPatients;
 use carapace_tenancy::TenantContext;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
-use crate::support::{demographics, new_org, one_connection};
+use crate::support::{acc, demographics, new_org, one_connection};
 
 async fn count(conn: &impl ConnectionTrait, sql: &str) -> i64 {
     let row = conn
@@ -26,7 +26,7 @@ async fn two_orgs(url: &str) -> (DatabaseConnection, TenantContext, TenantContex
     let b = new_org(&db).await;
     for (ctx, n) in [(&a, 2), (&b, 3)] {
         for i in 0..n {
-            repo.create(ctx, &demographics(&format!("P{i}"), None), None)
+            repo.create(&acc(ctx), &demographics(&format!("P{i}"), None), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
@@ -126,13 +126,13 @@ async fn pooled_connection_reused_without_tenant_sees_nothing() {
     let (raw, db) = one_connection(&pg.app_url).await;
     let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
     let a = new_org(&db).await;
-    repo.create(&a, &demographics("Ann", None), None)
+    repo.create(&acc(&a), &demographics("Ann", None), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // The repository's transaction ran on the pool's only connection...
     let page = repo
         .list(
-            &a,
+            &acc(&a),
             &PatientQuery {
                 visibility: Visibility::Organization,
                 ..PatientQuery::default()

@@ -65,3 +65,8 @@ pub fn keys(db: &Database) -> std::sync::Arc<carapace_infra::keys::KeyRing> {
         std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[7; 32])),
     ))
 }
+
+/// The access a test acts with: the system, in `ctx`.
+pub fn acc(ctx: &TenantContext) -> carapace_audit::Access {
+    carapace_audit::Access::system(ctx.clone())
+}

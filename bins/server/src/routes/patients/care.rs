@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::Authorized;
+use crate::http::auth::{Authorized, record};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -85,20 +85,25 @@ pub async fn break_glass(
     let ctx = auth.0.tenant();
     if !state
         .patients
-        .break_glass(&ctx, id, auth.0.subject(), &reason, until)
+        .break_glass(&auth.access(), id, auth.0.subject(), &reason, until)
         .await?
     {
         return Err(ApiError::NotFound);
     }
-    state.events.emit(SecurityEvent {
-        kind: SecurityEventKind::BreakGlass,
-        org: ctx.org(),
-        subject: auth.0.subject().clone(),
-        detail: format!(
-            "patient {id} until {}",
-            until.format(&Rfc3339).unwrap_or_default()
-        ),
-    });
+    record(
+        &state,
+        SecurityEvent {
+            kind: SecurityEventKind::BreakGlass,
+            org: ctx.org(),
+            subject: auth.0.subject().clone(),
+            detail: format!(
+                "patient {id} until {}",
+                until.format(&Rfc3339).unwrap_or_default()
+            ),
+            origin: auth.2.clone(),
+        },
+    )
+    .await?;
     // The alert (delivery arrives with the audit issue's alert outbox).
     tracing::error!(alert = "break_glass", org = %ctx.org(), subject = %auth.0.subject(), patient = %id, "ALERT: break-glass access");
     Ok(HttpResponse::Created().json(BreakGlassGrant {

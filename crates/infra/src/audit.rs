@@ -1,0 +1,526 @@
+//! The audit trail over SeaORM: events appended inside the transaction of
+//! the access they record ([`append`]), security events in their own
+//! ([`SeaAuditLog`]), the chaining job that links events into each
+//! organization's hash chain and signs checkpoints ([`AuditChainer`]), and
+//! verification ([`verify_org`]).
+//!
+//! Appending takes no lock: events are chained afterwards by one chainer at
+//! a time per organization (an advisory lock on PostgreSQL), which assigns
+//! gapless positions. Request throughput is therefore not serialized on
+//! the chain.
+
+use std::time::Duration;
+
+use carapace_audit::chain::{
+    ChainEntry, ChainHead, ChainVerifier, Checkpoint, CheckpointKind, Finding, Hash, Verified,
+};
+use carapace_audit::{Access, AuditEvent, AuditFuture, Outcome, SecurityEvent, SecurityEventSink};
+use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, DbBackend, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Statement, Value,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::{Database, storage_error};
+use crate::entity::{audit_chain, audit_checkpoint, audit_event};
+
+/// Largest page of events returned by a query.
+pub const MAX_PAGE: u64 = 500;
+/// Events chained per pass and organization.
+const CHAIN_BATCH: u64 = 2000;
+/// How far before the chain head's event an unchained event is still
+/// looked for (a transaction commits well within this).
+const LATE_COMMIT_WINDOW: Duration = Duration::from_secs(600);
+
+fn row(e: &AuditEvent) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
+        org_id: Set(e.org.as_uuid()),
+        id: Set(e.id),
+        recorded_at: Set(e.at),
+        actor: Set(e.actor.as_str().to_owned()),
+        action: Set(e.action.clone()),
+        resource_type: Set(e.resource_type.clone()),
+        resource_id: Set(e.resource_id.clone()),
+        outcome: Set(e.outcome.as_str().to_owned()),
+        body: Set(String::from_utf8_lossy(&e.canonical()).into_owned()),
+    }
+}
+
+/// Appends `events` on `conn`: call it inside the transaction of the access
+/// they record, so both commit or neither does.
+pub async fn append<C: ConnectionTrait>(
+    conn: &C,
+    events: &[AuditEvent],
+) -> Result<(), StorageError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    for chunk in events.chunks(500) {
+        audit_event::Entity::insert_many(chunk.iter().map(row))
+            .exec_without_returning(conn)
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("audit write failed: {e}").into()))?;
+    }
+    Ok(())
+}
+
+/// Which events to read.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this resource type.
+    pub resource_type: Option<String>,
+    /// Only this resource id.
+    pub resource_id: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// From this time (inclusive).
+    pub from: Option<OffsetDateTime>,
+    /// Before this time.
+    pub to: Option<OffsetDateTime>,
+    /// After this event (the previous page's last).
+    pub after: Option<Uuid>,
+    /// Page size (capped at [`MAX_PAGE`]).
+    pub limit: u64,
+}
+
+/// A page of events, oldest first.
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    /// The events.
+    pub items: Vec<AuditEvent>,
+    /// The last event's id when there may be more.
+    pub next_after: Option<Uuid>,
+}
+
+/// The persisted audit log.
+#[derive(Clone, Debug)]
+pub struct SeaAuditLog {
+    db: Database,
+}
+
+impl SeaAuditLog {
+    /// The log in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Records one event in its own transaction.
+    pub async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
+        let ctx = TenantContext::new(event.org, event.actor.clone());
+        let tx = self.db.begin_tenant(&ctx).await?;
+        append(&tx, std::slice::from_ref(event)).await?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    /// Reads events of `access`'s organization; the read is itself
+    /// recorded (`audit.read`), in the same transaction.
+    pub async fn query(
+        &self,
+        access: &Access,
+        query: &AuditQuery,
+        read_event: AuditEvent,
+    ) -> Result<AuditPage, StorageError> {
+        let tx = self.db.begin_tenant(access.tenant()).await?;
+        let mut select = audit_event::Entity::find()
+            .filter(audit_event::Column::OrgId.eq(access.org().as_uuid()));
+        if let Some(a) = &query.actor {
+            select = select.filter(audit_event::Column::Actor.eq(a.as_str()));
+        }
+        if let Some(t) = &query.resource_type {
+            select = select.filter(audit_event::Column::ResourceType.eq(t.as_str()));
+        }
+        if let Some(r) = &query.resource_id {
+            select = select.filter(audit_event::Column::ResourceId.eq(r.as_str()));
+        }
+        if let Some(a) = &query.action {
+            select = select.filter(audit_event::Column::Action.eq(a.as_str()));
+        }
+        if let Some(o) = query.outcome {
+            select = select.filter(audit_event::Column::Outcome.eq(o.as_str()));
+        }
+        if let Some(from) = query.from {
+            select = select.filter(audit_event::Column::RecordedAt.gte(from));
+        }
+        if let Some(to) = query.to {
+            select = select.filter(audit_event::Column::RecordedAt.lt(to));
+        }
+        if let Some(after) = query.after {
+            // Ids are UUIDv7: time-ordered, so the id alone is the cursor.
+            select = select.filter(audit_event::Column::Id.gt(after));
+        }
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let rows = select
+            .order_by_asc(audit_event::Column::Id)
+            .limit(limit + 1)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        append(&tx, std::slice::from_ref(&read_event)).await?;
+        tx.commit().await.map_err(storage_error)?;
+        let more = rows.len() as u64 > limit;
+        let items: Vec<AuditEvent> = rows
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|r| {
+                AuditEvent::from_canonical(r.body.as_bytes())
+                    .ok_or_else(|| StorageError::Internal("unreadable audit event".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let next_after = more.then(|| items.last().map(|e| e.id)).flatten();
+        Ok(AuditPage { items, next_after })
+    }
+}
+
+impl SecurityEventSink for SeaAuditLog {
+    fn emit(&self, event: SecurityEvent) -> AuditFuture<'_> {
+        Box::pin(async move {
+            tracing::warn!(
+                security_event = event.kind.as_str(),
+                org = %event.org,
+                subject = %event.subject,
+                detail = %event.detail,
+                "security event"
+            );
+            self.record(&event.to_audit_event())
+                .await
+                .map_err(|e| carapace_audit::AuditError(e.to_string()))
+        })
+    }
+}
+
+/// `pg` with `$n` placeholders, or `?` ones for SQLite.
+fn statement(backend: DbBackend, pg: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        pg.to_owned()
+    } else {
+        let mut out = String::with_capacity(pg.len());
+        let mut chars = pg.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' {
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+                out.push('?');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn hash_of(bytes: &[u8]) -> Result<Hash, StorageError> {
+    bytes
+        .try_into()
+        .map_err(|_| StorageError::Internal("malformed audit hash".into()))
+}
+
+fn system(org: OrgId, what: &str) -> TenantContext {
+    TenantContext::new(
+        org,
+        SubjectId::parse(what).unwrap_or_else(|_| unreachable!("static subject")),
+    )
+}
+
+/// Links new events into their organization's chain and signs checkpoints.
+pub struct AuditChainer {
+    db: Database,
+    key: SigningKey,
+    checkpoint_every: Duration,
+}
+
+impl std::fmt::Debug for AuditChainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditChainer").finish_non_exhaustive()
+    }
+}
+
+impl AuditChainer {
+    /// A chainer signing with `key`, writing a checkpoint at most every
+    /// `checkpoint_every` per organization (zero: after every pass that
+    /// added events).
+    pub fn new(db: Database, key: SigningKey, checkpoint_every: Duration) -> Self {
+        Self {
+            db,
+            key,
+            checkpoint_every,
+        }
+    }
+
+    /// One pass over every organization; returns how many events it chained.
+    pub async fn run_once(&self) -> Result<u64, StorageError> {
+        let mut total = 0;
+        for org in every_org(&self.db).await? {
+            total += self.chain_org(org).await?;
+        }
+        Ok(total)
+    }
+
+    /// Chains `org`'s pending events; returns how many.
+    pub async fn chain_org(&self, org: OrgId) -> Result<u64, StorageError> {
+        let backend = self.db.conn().get_database_backend();
+        let tx = self
+            .db
+            .begin_tenant(&system(org, "system:audit-chain"))
+            .await?;
+        if backend == DbBackend::Postgres {
+            // One chainer per organization at a time, across all servers.
+            let got = tx
+                .query_one_raw(statement(
+                    backend,
+                    "SELECT pg_try_advisory_xact_lock(1633906017, hashtext($1::text)) AS got",
+                    vec![org.as_uuid().to_string().into()],
+                ))
+                .await
+                .map_err(storage_error)?
+                .and_then(|r| r.try_get::<bool>("", "got").ok())
+                .unwrap_or(false);
+            if !got {
+                return Ok(0);
+            }
+        }
+        let last = audit_chain::Entity::find()
+            .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+            .order_by_desc(audit_chain::Column::Position)
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        let (mut head, since) = match &last {
+            Some(l) => {
+                let at = audit_event::Entity::find()
+                    .filter(audit_event::Column::OrgId.eq(org.as_uuid()))
+                    .filter(audit_event::Column::Id.eq(l.event_id))
+                    .one(&tx)
+                    .await
+                    .map_err(storage_error)?
+                    .map(|e| e.recorded_at);
+                (
+                    ChainHead {
+                        position: u64::try_from(l.position).unwrap_or(0),
+                        link: hash_of(&l.link)?,
+                    },
+                    at.map(|t| t - LATE_COMMIT_WINDOW),
+                )
+            }
+            None => (ChainHead::genesis(org), None),
+        };
+        let since = since.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let pending = tx
+            .query_all_raw(statement(
+                backend,
+                "SELECT e.id AS id, e.body AS body FROM audit_events e
+                 WHERE e.org_id = $1 AND e.recorded_at >= $2
+                   AND NOT EXISTS (SELECT 1 FROM audit_chain c
+                                   WHERE c.org_id = e.org_id AND c.event_id = e.id)
+                 ORDER BY e.recorded_at, e.id LIMIT $3",
+                vec![
+                    org.as_uuid().into(),
+                    since.into(),
+                    i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await
+            .map_err(storage_error)?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut rows = Vec::with_capacity(pending.len());
+        for p in &pending {
+            let id: Uuid = p.try_get("", "id").map_err(storage_error)?;
+            let body: String = p.try_get("", "body").map_err(storage_error)?;
+            let (position, leaf, link) = head.append(body.as_bytes());
+            rows.push(audit_chain::ActiveModel {
+                org_id: Set(org.as_uuid()),
+                position: Set(i64::try_from(position).unwrap_or(i64::MAX)),
+                event_id: Set(id),
+                leaf: Set(leaf.to_vec()),
+                link: Set(link.to_vec()),
+            });
+        }
+        let added = rows.len() as u64;
+        for chunk in rows.chunks(500) {
+            audit_chain::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&tx)
+                .await
+                .map_err(storage_error)?;
+        }
+        let last_checkpoint = audit_checkpoint::Entity::find()
+            .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+            .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Head.as_str()))
+            .order_by_desc(audit_checkpoint::Column::Position)
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        let now = OffsetDateTime::now_utc();
+        if last_checkpoint.is_none_or(|c| now - c.signed_at >= self.checkpoint_every) {
+            insert_checkpoint(
+                &tx,
+                &Checkpoint::sign(
+                    &self.key,
+                    org,
+                    CheckpointKind::Head,
+                    head.position,
+                    head.link,
+                    now,
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(storage_error)?;
+        Ok(added)
+    }
+}
+
+async fn insert_checkpoint<C: ConnectionTrait>(
+    conn: &C,
+    cp: &Checkpoint,
+) -> Result<(), StorageError> {
+    audit_checkpoint::Entity::insert(audit_checkpoint::ActiveModel {
+        org_id: Set(cp.org.as_uuid()),
+        kind: Set(cp.kind.as_str().to_owned()),
+        position: Set(i64::try_from(cp.position).unwrap_or(i64::MAX)),
+        link: Set(cp.link.to_vec()),
+        signed_at: Set(cp.signed_at),
+        signature: Set(cp.signature.to_vec()),
+    })
+    .exec_without_returning(conn)
+    .await
+    .map_err(storage_error)?;
+    Ok(())
+}
+
+/// Every organization, deleted ones included (their trail outlives them).
+pub async fn every_org(db: &Database) -> Result<Vec<OrgId>, StorageError> {
+    let ids: Vec<Uuid> = crate::entity::organization::Entity::find()
+        .select_only()
+        .column(crate::entity::organization::Column::Id)
+        .into_tuple()
+        .all(db.conn())
+        .await
+        .map_err(storage_error)?;
+    Ok(ids.into_iter().map(OrgId::from_uuid).collect())
+}
+
+/// The result of verifying one organization's trail.
+#[derive(Debug)]
+pub struct OrgVerification {
+    /// The chain verified, or the first bad position.
+    pub chain: Result<Verified, Finding>,
+    /// Events recorded but not chained yet.
+    pub pending: u64,
+}
+
+/// Verifies `org`'s chain against its signed checkpoints (read-only).
+pub async fn verify_org(
+    db: &Database,
+    org: OrgId,
+    key: &VerifyingKey,
+) -> Result<OrgVerification, StorageError> {
+    let backend = db.conn().get_database_backend();
+    let tx = db.begin_tenant(&system(org, "system:audit-verify")).await?;
+    let mut checkpoints = Vec::new();
+    let mut tombstone: Option<Checkpoint> = None;
+    for c in audit_checkpoint::Entity::find()
+        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .all(&tx)
+        .await
+        .map_err(storage_error)?
+    {
+        let cp = Checkpoint {
+            org: OrgId::from_uuid(c.org_id),
+            kind: CheckpointKind::parse(&c.kind)
+                .ok_or_else(|| StorageError::Internal("unknown checkpoint kind".into()))?,
+            position: u64::try_from(c.position).unwrap_or(0),
+            link: hash_of(&c.link)?,
+            signed_at: c.signed_at,
+            signature: c
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| StorageError::Internal("malformed signature".into()))?,
+        };
+        match cp.kind {
+            CheckpointKind::Tombstone
+                if tombstone.as_ref().is_none_or(|t| t.position < cp.position) =>
+            {
+                tombstone = Some(cp);
+            }
+            CheckpointKind::Tombstone => {}
+            CheckpointKind::Head => checkpoints.push(cp),
+        }
+    }
+    let mut verifier = match ChainVerifier::new(org, tombstone.as_ref(), checkpoints, key) {
+        Ok(v) => v,
+        Err(finding) => {
+            return Ok(OrgVerification {
+                chain: Err(finding),
+                pending: 0,
+            });
+        }
+    };
+    let mut after: i64 = tombstone
+        .as_ref()
+        .map_or(0, |t| i64::try_from(t.position).unwrap_or(i64::MAX));
+    loop {
+        let page = tx
+            .query_all_raw(statement(
+                backend,
+                "SELECT c.position AS position, c.event_id AS event_id, c.leaf AS leaf,
+                        c.link AS link, e.body AS body
+                 FROM audit_chain c
+                 LEFT JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
+                 WHERE c.org_id = $1 AND c.position > $2
+                 ORDER BY c.position LIMIT 1000",
+                vec![org.as_uuid().into(), after.into()],
+            ))
+            .await
+            .map_err(storage_error)?;
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            let position: i64 = r.try_get("", "position").map_err(storage_error)?;
+            let body: Option<String> = r.try_get("", "body").map_err(storage_error)?;
+            let entry = ChainEntry {
+                position: u64::try_from(position).unwrap_or(0),
+                event_id: r.try_get("", "event_id").map_err(storage_error)?,
+                leaf: hash_of(&r.try_get::<Vec<u8>>("", "leaf").map_err(storage_error)?)?,
+                link: hash_of(&r.try_get::<Vec<u8>>("", "link").map_err(storage_error)?)?,
+                event: body.map(String::into_bytes),
+            };
+            if let Err(finding) = verifier.push(&entry) {
+                return Ok(OrgVerification {
+                    chain: Err(finding),
+                    pending: 0,
+                });
+            }
+            after = position;
+        }
+    }
+    let pending = tx
+        .query_one_raw(statement(
+            backend,
+            "SELECT COUNT(*) AS n FROM audit_events e WHERE e.org_id = $1
+               AND NOT EXISTS (SELECT 1 FROM audit_chain c
+                               WHERE c.org_id = e.org_id AND c.event_id = e.id)",
+            vec![org.as_uuid().into()],
+        ))
+        .await
+        .map_err(storage_error)?
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .unwrap_or(0);
+    tx.commit().await.map_err(storage_error)?;
+    Ok(OrgVerification {
+        chain: verifier.finish(),
+        pending: u64::try_from(pending).unwrap_or(0),
+    })
+}
