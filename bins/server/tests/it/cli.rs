@@ -381,6 +381,39 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The drained requests' audit events were chained and signed on the way out.
+    let verified = carapace(&dir, &env, &["audit", "verify", "--org", "demo"]);
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    assert!(
+        text(&verified.stdout).contains(
+            ": ok: 2 events chained (head 2), 1 signed checkpoints matched, 0 awaiting chaining"
+        ),
+        "{}",
+        text(&verified.stdout)
+    );
+    // An attacker with the database file edits history: named, exit 1.
+    let raw = sea_orm::Database::connect(format!(
+        "sqlite://{}/data/carapace.db",
+        dir.path().display()
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    use sea_orm::ConnectionTrait as _;
+    raw.execute_unprepared(
+        "DROP TRIGGER audit_events_no_update;
+         UPDATE audit_events SET body = replace(body, 'patient.read', 'patient.list')",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    raw.close().await.unwrap_or_else(|e| panic!("{e}"));
+    let tampered = carapace(&dir, &env, &["audit", "verify"]);
+    assert_eq!(tampered.status.code(), Some(1));
+    assert!(
+        text(&tampered.stdout).contains("TAMPERED at position 2: event modified"),
+        "{}",
+        text(&tampered.stdout)
+    );
 }
 
 #[tokio::test]

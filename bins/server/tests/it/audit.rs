@@ -1,0 +1,392 @@
+//! The audit trail over HTTP: every PHI endpoint leaves exactly its events,
+//! the trail and each patient's accounting of disclosures can be read by
+//! the right people (and reading is recorded), and a PHI request whose
+//! event cannot be written fails without PHI.
+
+use carapace_auth::Role;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app, spawn_with};
+
+/// Every event of the org, as compliance reads it (all pages).
+async fn trail(app: &TestApp, org: &Org, filter: &str) -> Vec<Value> {
+    let compliance = app.token_as(org, Role::Compliance, "compliance-officer");
+    let mut items = Vec::new();
+    let mut path = format!("/api/v1/audit-events?limit=500{filter}");
+    loop {
+        let res = app.get(&path, &compliance).await;
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/audit-events?limit=500{filter}&cursor={c}"),
+            None => break,
+        }
+    }
+    // The trail's own reads are not what these tests look at.
+    items.retain(|e| e["action"] != "audit.read");
+    items
+}
+
+/// The (action, outcome) of the events of one request.
+async fn events_of(app: &TestApp, org: &Org, request_id: &str) -> Vec<(String, String)> {
+    trail(app, org, "")
+        .await
+        .iter()
+        .filter(|e| e["origin"]["request_id"] == request_id)
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default().to_owned(),
+                e["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
+    let org = app.org().await;
+    let other = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    let p = app.new_patient(&ada, "Ada's patient").await;
+    let foreign = app
+        .new_patient(&app.token(&other, Role::Admin), "Elsewhere")
+        .await;
+    let missing = uuid::Uuid::new_v4();
+    let path = format!("/api/v1/patients/{p}");
+    let reason = json!({"reason": "unconscious patient in the emergency room"});
+
+    type Case<'a> = (&'a str, reqwest::RequestBuilder, Vec<(&'a str, &'a str)>);
+    let h = &app.http;
+    let cases: Vec<Case> = vec![
+        (
+            "create",
+            h.post(app.url("/api/v1/patients"))
+                .bearer_auth(&ada)
+                .json(&patient("New")),
+            vec![("patient.create", "allowed")],
+        ),
+        (
+            "read",
+            h.get(app.url(&path)).bearer_auth(&ada),
+            vec![("patient.read", "allowed")],
+        ),
+        (
+            "read a missing patient",
+            h.get(app.url(&format!("/api/v1/patients/{missing}")))
+                .bearer_auth(&ada),
+            vec![("patient.read", "not_found")],
+        ),
+        (
+            "read another org's patient",
+            h.get(app.url(&format!("/api/v1/patients/{foreign}")))
+                .bearer_auth(&ada),
+            vec![
+                ("patient.read", "not_found"),
+                ("security.cross_tenant_attempt", "denied"),
+            ],
+        ),
+        (
+            "read outside the care team",
+            h.get(app.url(&path)).bearer_auth(&bob),
+            vec![
+                ("patient.read", "denied"),
+                ("security.authorization_denied", "denied"),
+            ],
+        ),
+        (
+            "update",
+            h.patch(app.url(&path))
+                .bearer_auth(&ada)
+                .json(&json!({"phone": "+1 555 0100"})),
+            vec![("patient.update", "allowed")],
+        ),
+        (
+            "list",
+            h.get(app.url("/api/v1/patients")).bearer_auth(&bob),
+            vec![("patient.list", "not_found")],
+        ),
+        (
+            "search",
+            h.get(app.url("/api/v1/patients?member_id=NOPE-1"))
+                .bearer_auth(&admin),
+            vec![("patient.search", "not_found")],
+        ),
+        (
+            "break-glass",
+            h.post(app.url(&format!("{path}/break-glass")))
+                .bearer_auth(&bob)
+                .json(&reason),
+            vec![
+                ("patient.break_glass", "allowed"),
+                ("security.break_glass", "allowed"),
+            ],
+        ),
+        (
+            "read under break-glass",
+            h.get(app.url(&path)).bearer_auth(&bob),
+            vec![("patient.read", "allowed")],
+        ),
+        (
+            "delete",
+            h.delete(app.url(&path)).bearer_auth(&admin),
+            vec![("patient.delete", "allowed")],
+        ),
+    ];
+    for (i, (name, request, expected)) in cases.into_iter().enumerate() {
+        let id = format!("audit-case-{i}");
+        let res = send(request.header("x-request-id", &id)).await;
+        assert!(res.status().as_u16() < 500, "{name}: {}", res.status());
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(a, o)| (a.to_owned(), o.to_owned()))
+            .collect();
+        assert_eq!(events_of(app, &org, &id).await, expected, "{name}");
+    }
+    // Events name who acted, from where, and which fields; never values.
+    let all = trail(app, &org, "").await;
+    let update = all
+        .iter()
+        .find(|e| e["action"] == "patient.update")
+        .unwrap_or_else(|| panic!("update event"));
+    assert_eq!(update["actor"], "clinician-ada");
+    assert_eq!(update["actor_kind"], "user");
+    assert_eq!(update["phi_fields"], json!(["phone"]));
+    assert_eq!(update["origin"]["client_ip"], "127.0.0.1");
+    let text = serde_json::to_string(&all).unwrap_or_default();
+    for value in ["Ada's patient", "555 0100", "emergency room", "1980-02-03"] {
+        assert!(!text.contains(value), "{value} must not be in the trail");
+    }
+}
+on_both_backends!(
+    every_phi_endpoint_leaves_exactly_its_events_on,
+    every_phi_endpoint_leaves_exactly_its_events
+);
+
+async fn access_log_is_for_the_patient_and_compliance(app: &TestApp) {
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let pat = app.token_as(&org, Role::Patient, "patient-pat");
+    let stranger = app.token_as(&org, Role::Patient, "patient-other");
+    let p = app.new_patient(&ada, "Pat").await;
+    let linked = send(
+        app.http
+            .put(app.url(&format!("/api/v1/patients/{p}/account")))
+            .bearer_auth(&admin)
+            .json(&json!({"subject": "patient-pat"})),
+    )
+    .await;
+    assert_eq!(linked.status(), 204);
+    for token in [&ada, &admin, &pat] {
+        assert_eq!(
+            app.get(&format!("/api/v1/patients/{p}"), token)
+                .await
+                .status(),
+            200
+        );
+    }
+
+    let log_path = format!("/api/v1/patients/{p}/access-log");
+    let res = app.get(&log_path, &pat).await;
+    assert_eq!(res.status(), 200);
+    let log: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let reads: Vec<&str> = log["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["action"] == "patient.read")
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert_eq!(reads, vec!["clinician-ada", "test-user", "patient-pat"]);
+    assert!(
+        log["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().all(|e| e["resource_id"] == p.as_str())),
+        "only this patient's events"
+    );
+
+    let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
+    assert_eq!(app.get(&log_path, &compliance).await.status(), 200);
+    problem(app.get(&log_path, &stranger).await, 403).await;
+    problem(app.get(&log_path, &ada).await, 403).await;
+    problem(
+        app.get(
+            &format!("/api/v1/patients/{}/access-log", uuid::Uuid::new_v4()),
+            &compliance,
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    // Reading the trail is itself in the trail.
+    let res = app
+        .get("/api/v1/audit-events?actor=compliance-officer", &compliance)
+        .await;
+    let own: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let actions: Vec<&str> = own["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"patient.access_log"), "{actions:?}");
+}
+on_both_backends!(
+    access_log_is_for_the_patient_and_compliance_on,
+    access_log_is_for_the_patient_and_compliance
+);
+
+#[tokio::test]
+async fn audit_events_filter_page_and_refuse_bad_input() {
+    let Some(app) = spawn_app(Backend::Sqlite, "audit_events_filter_page").await else {
+        return;
+    };
+    let org = app.org().await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let p = app.new_patient(&ada, "Paged").await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.get(&format!("/api/v1/patients/{p}"), &ada)
+                .await
+                .status(),
+            200
+        );
+    }
+    let reads = trail(&app, &org, &format!("&action=patient.read&patient={p}")).await;
+    assert_eq!(reads.len(), 5);
+    let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1/audit-events?action=patient.read&limit=2&patient={p}");
+    loop {
+        let page: Value = app
+            .get(&path, &compliance)
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned)),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                path = format!(
+                    "/api/v1/audit-events?action=patient.read&limit=2&patient={p}&cursor={c}"
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "every read once, in pages of two");
+    let future = trail(&app, &org, "&from=2999-01-01T00:00:00Z").await;
+    assert!(future.is_empty());
+
+    for bad in [
+        "?outcome=maybe",
+        "?limit=0",
+        "?limit=501",
+        "?from=yesterday",
+        "?patient=not-a-uuid",
+        "?unknown=1",
+    ] {
+        let res = app
+            .get(&format!("/api/v1/audit-events{bad}"), &compliance)
+            .await;
+        assert!(
+            matches!(res.status().as_u16(), 400 | 422),
+            "{bad}: {}",
+            res.status()
+        );
+    }
+    let long = "a".repeat(300);
+    problem(
+        app.get(&format!("/api/v1/audit-events?actor={long}"), &compliance)
+            .await,
+        422,
+    )
+    .await;
+    // Another org's cursor is refused.
+    let other = app.org().await;
+    let foreign = app.token_as(&other, Role::Compliance, "them");
+    let page: Value = app
+        .get("/api/v1/audit-events?limit=1", &compliance)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cursor = page["next_cursor"].as_str().unwrap_or_default().to_owned();
+    problem(
+        app.get(&format!("/api/v1/audit-events?cursor={cursor}"), &foreign)
+            .await,
+        400,
+    )
+    .await;
+    // Only compliance and admins read the trail.
+    for role in [Role::Clinician, Role::Staff, Role::Viewer, Role::Patient] {
+        problem(
+            app.get("/api/v1/audit-events", &app.token(&org, role))
+                .await,
+            403,
+        )
+        .await;
+    }
+    assert_eq!(
+        app.get("/api/v1/audit-events", &app.token(&org, Role::Admin))
+            .await
+            .status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_phi_read_whose_event_cannot_be_written_fails_without_phi() {
+    let test = "phi_read_fails_when_audit_unwritable";
+    let Some(pg) = carapace_testkit::postgres_fresh(test, true).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let settings = carapace_server::settings::Settings {
+        database_url: pg.app_url.clone().into(),
+        dev_token_secret: Some(crate::support::DEV_SECRET.to_owned().into()),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let app = spawn_with(settings, Some(dir)).await;
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let p = app.new_patient(&admin, "Zephyrine").await;
+    carapace_testkit::exec_as_owner(
+        &pg,
+        &format!(
+            "REVOKE INSERT ON audit_events FROM {}",
+            carapace_testkit::APP_ROLE
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for res in [
+        app.get(&format!("/api/v1/patients/{p}"), &admin).await,
+        app.get("/api/v1/patients", &admin).await,
+    ] {
+        assert!(res.status().is_server_error(), "{}", res.status());
+        assert_eq!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let body = res.text().await.unwrap_or_default();
+        assert!(!body.contains("Zephyrine"), "no PHI in {body}");
+    }
+    app.stop().await;
+}
