@@ -110,6 +110,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         tokens,
         limits: SessionLimits::default(),
         sealer: kek.clone(),
+        events: Arc::new(SeaAuditLog::new(db.clone())),
     });
     let reset = match &local {
         Some(_) => Some(PasswordReset {

@@ -47,6 +47,26 @@ pub enum SecurityEventKind {
     OrgSettingsChanged,
     /// A request named another organization's resource (answered 404).
     CrossTenantAttempt,
+    /// A password login succeeded (or reached its second factor).
+    LoginSucceeded,
+    /// A password login failed.
+    LoginFailed,
+    /// Too many failures: the account is locked for a while.
+    AccountLocked,
+    /// A second-factor code was wrong.
+    MfaFailed,
+    /// A second factor completed a login.
+    MfaSucceeded,
+    /// A spent refresh token was presented again: the session is revoked.
+    RefreshTokenReused,
+    /// A user started TOTP enrolment.
+    MfaEnrollmentStarted,
+    /// A user turned TOTP on.
+    MfaEnabled,
+    /// A password was reset with an e-mailed code.
+    PasswordReset,
+    /// An admin action on users, service keys or care relationships.
+    AdminAction,
 }
 
 impl SecurityEventKind {
@@ -59,18 +79,38 @@ impl SecurityEventKind {
             Self::BreakGlass => "break_glass",
             Self::OrgSettingsChanged => "org_settings_changed",
             Self::CrossTenantAttempt => "cross_tenant_attempt",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::AccountLocked => "account_locked",
+            Self::MfaFailed => "mfa_failed",
+            Self::MfaSucceeded => "mfa_succeeded",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::MfaEnrollmentStarted => "mfa_enrollment_started",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::PasswordReset => "password_reset",
+            Self::AdminAction => "admin_action",
         }
     }
 
     /// The outcome recorded for this kind: refusals are `denied`.
     pub fn outcome(self) -> Outcome {
         match self {
-            Self::AuthorizationDenied | Self::HostOrgMismatch | Self::CrossTenantAttempt => {
-                Outcome::Denied
-            }
-            Self::ImpersonationStarted | Self::BreakGlass | Self::OrgSettingsChanged => {
-                Outcome::Allowed
-            }
+            Self::AuthorizationDenied
+            | Self::HostOrgMismatch
+            | Self::CrossTenantAttempt
+            | Self::LoginFailed
+            | Self::AccountLocked
+            | Self::MfaFailed
+            | Self::RefreshTokenReused => Outcome::Denied,
+            Self::ImpersonationStarted
+            | Self::BreakGlass
+            | Self::OrgSettingsChanged
+            | Self::LoginSucceeded
+            | Self::MfaSucceeded
+            | Self::MfaEnrollmentStarted
+            | Self::MfaEnabled
+            | Self::PasswordReset
+            | Self::AdminAction => Outcome::Allowed,
         }
     }
 }
@@ -94,9 +134,34 @@ pub struct SecurityEvent {
     pub detail: String,
     /// Where the request came from.
     pub origin: Origin,
+    /// The account, user or key it is about, if any.
+    pub resource_id: Option<String>,
 }
 
 impl SecurityEvent {
+    /// An event without origin or resource (set them with the fields).
+    pub fn new(
+        kind: SecurityEventKind,
+        org: OrgId,
+        subject: SubjectId,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            org,
+            subject,
+            detail: detail.into(),
+            origin: Origin::default(),
+            resource_id: None,
+        }
+    }
+
+    /// The same event about `resource_id`.
+    pub fn about(mut self, resource_id: impl Into<String>) -> Self {
+        self.resource_id = Some(resource_id.into());
+        self
+    }
+
     /// The audit event recording this security event.
     pub fn to_audit_event(&self) -> AuditEvent {
         let actor = carapace_tenancy::TenantContext::new(self.org, self.subject.clone());
@@ -104,7 +169,7 @@ impl SecurityEvent {
             .event(
                 &format!("security.{}", self.kind.as_str()),
                 "security",
-                None,
+                self.resource_id.clone(),
                 self.kind.outcome(),
             )
             .with_detail(self.detail.clone())

@@ -128,6 +128,24 @@ pub(crate) async fn record(state: &AppState, event: SecurityEvent) -> Result<(),
     state.events.emit(event).await.map_err(ApiError::from)
 }
 
+/// Records an admin action (`what`, about `resource`) by `auth`'s principal.
+pub(crate) async fn admin_action(
+    state: &AppState,
+    auth: &Authorized,
+    what: &str,
+    resource: String,
+) -> Result<(), ApiError> {
+    let mut event = SecurityEvent::new(
+        SecurityEventKind::AdminAction,
+        auth.0.org(),
+        auth.0.subject().clone(),
+        what,
+    )
+    .about(resource);
+    event.origin = auth.2.clone();
+    record(state, event).await
+}
+
 /// Records a denial as a security event and turns it into the answer (a
 /// 500 instead when the event cannot be recorded).
 pub(crate) async fn denied(
@@ -145,6 +163,7 @@ pub(crate) async fn denied(
             subject: principal.subject().clone(),
             detail: format!("{what}: {reason:?}"),
             origin: origin.clone(),
+            resource_id: None,
         },
     )
     .await;
@@ -194,6 +213,7 @@ async fn check_host_org(
             subject: principal.subject().clone(),
             detail: format!("host org slug {slug:?}"),
             origin: origin.clone(),
+            resource_id: None,
         },
     )
     .await?;

@@ -115,6 +115,7 @@ pub async fn put(
                 settings.phi_mfa.as_str()
             ),
             origin: auth.2.clone(),
+            resource_id: None,
         },
     )
     .await?;

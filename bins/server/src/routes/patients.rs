@@ -91,6 +91,7 @@ pub(crate) async fn related(
                     subject: auth.0.subject().clone(),
                     detail: format!("patient {id}"),
                     origin: auth.2.clone(),
+                    resource_id: None,
                 },
             )
             .await?;

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::Authorized;
+use crate::http::auth::{Authorized, admin_action};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -104,6 +104,7 @@ pub async fn create(
         .create(&ctx, &name, RoleSet::of(&roles), hash)
         .await?;
     let mut view = ServiceKeyView::from(info);
+    admin_action(&state, &auth, "service_key.create", view.id.to_string()).await?;
     view.key = Some(key.expose_secret().to_owned());
     Ok(HttpResponse::Created().json(view))
 }
@@ -129,11 +130,13 @@ pub async fn revoke(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
     if state
         .service_keys
-        .revoke(&auth.0.tenant(), id.into_inner(), OffsetDateTime::now_utc())
+        .revoke(&auth.0.tenant(), id, OffsetDateTime::now_utc())
         .await?
     {
+        admin_action(&state, &auth, "service_key.revoke", id.to_string()).await?;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::Authorized;
+use crate::http::auth::{Authorized, admin_action};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::{AppState, UserAdminService};
@@ -118,6 +118,7 @@ pub async fn create(
     let account = admin(&state)?
         .invite(&auth.0, &email, roles(&names)?, OffsetDateTime::now_utc())
         .await?;
+    admin_action(&state, &auth, "user.create", account.id.to_string()).await?;
     Ok(HttpResponse::Created().json(UserView::from(account)))
 }
 
@@ -127,6 +128,12 @@ async fn apply(
     id: Uuid,
     change: AdminChange,
 ) -> Result<HttpResponse, ApiError> {
+    let what = match &change {
+        AdminChange::Roles(_) => "user.roles_changed",
+        AdminChange::Lock => "user.locked",
+        AdminChange::Unlock => "user.unlocked",
+        AdminChange::Deactivate => "user.deactivated",
+    };
     admin(state)?
         .change(
             &auth.0,
@@ -135,6 +142,7 @@ async fn apply(
             OffsetDateTime::now_utc(),
         )
         .await?;
+    admin_action(state, auth, what, id.to_string()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -221,6 +229,7 @@ pub async fn impersonate(
             subject: auth.0.subject().clone(),
             detail: format!("as user {target}"),
             origin: auth.2.clone(),
+            resource_id: None,
         },
     )
     .await?;

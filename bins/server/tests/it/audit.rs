@@ -390,3 +390,81 @@ async fn a_phi_read_whose_event_cannot_be_written_fails_without_phi() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn logins_lockouts_refresh_reuse_and_admin_actions_are_recorded() {
+    use crate::auth::{PASSWORD, login, tokens, user};
+    let Some(app) = spawn_app(Backend::Sqlite, "auth_and_admin_events").await else {
+        return;
+    };
+    let org = app.org().await;
+    user(&app, &org, "doc@example.org", Role::Clinician).await;
+    let first = tokens(login(&app, &org.slug, "doc@example.org", PASSWORD).await).await;
+    for _ in 0..5 {
+        problem(
+            login(&app, &org.slug, "doc@example.org", "wrong wrong wrong").await,
+            401,
+        )
+        .await;
+    }
+    problem(
+        login(&app, &org.slug, "nobody@example.org", "wrong wrong wrong").await,
+        401,
+    )
+    .await;
+    for _ in 0..2 {
+        let _ = send(
+            app.http
+                .post(app.url("/api/v1/auth/refresh"))
+                .json(&json!({"refresh_token": first["refresh_token"]})),
+        )
+        .await;
+    }
+    let admin = app.token(&org, Role::Admin);
+    let key = send(
+        app.http
+            .post(app.url("/api/v1/service-keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "voice bot", "roles": ["service"]})),
+    )
+    .await;
+    assert_eq!(key.status(), 201);
+
+    let security = trail(&app, &org, "&resource_type=security").await;
+    let actions: Vec<(&str, &str)> = security
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default(),
+                e["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let count = |a: &str| actions.iter().filter(|(x, _)| *x == a).count();
+    assert_eq!(count("security.login_succeeded"), 1, "{actions:?}");
+    assert_eq!(
+        count("security.login_failed"),
+        6,
+        "five wrong passwords, one unknown account"
+    );
+    assert_eq!(count("security.account_locked"), 1);
+    assert_eq!(
+        count("security.refresh_token_reused"),
+        1,
+        "the second use is the reuse"
+    );
+    assert!(
+        security
+            .iter()
+            .any(|e| e["action"] == "security.admin_action"
+                && e["detail"] == "service_key.create"
+                && e["actor"] == "test-user"),
+        "{actions:?}"
+    );
+    let text = serde_json::to_string(&security).unwrap_or_default();
+    assert!(
+        !text.contains("wrong wrong") && !text.contains(PASSWORD),
+        "no secrets in events"
+    );
+    app.stop().await;
+}

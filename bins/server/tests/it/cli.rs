@@ -387,7 +387,7 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     assert!(verified.status.success(), "{}", text(&verified.stdout));
     assert!(
         text(&verified.stdout).contains(
-            ": ok: 2 events chained (head 2), 1 signed checkpoints matched, 0 awaiting chaining"
+            ": ok: 3 events chained (head 3), 1 signed checkpoints matched, 0 awaiting chaining"
         ),
         "{}",
         text(&verified.stdout)

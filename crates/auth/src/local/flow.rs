@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
+use carapace_audit::{SecurityEvent, SecurityEventKind, SecurityEventSink};
 use carapace_phi_crypto::SecretSealer;
 
 use super::mfa::{self, MfaStore};
@@ -79,6 +80,9 @@ pub struct LocalAuth<A, S, T> {
     pub limits: SessionLimits,
     /// Seals TOTP seeds at rest.
     pub sealer: Arc<dyn SecretSealer>,
+    /// Where authentication events go (logins, failures, lockouts, MFA
+    /// changes, refresh-token reuse). Recording fails closed.
+    pub events: Arc<dyn SecurityEventSink>,
 }
 
 impl<A, S, T> std::fmt::Debug for LocalAuth<A, S, T> {
@@ -93,6 +97,26 @@ impl<A, S, T> std::fmt::Debug for LocalAuth<A, S, T> {
 pub(super) fn system(org: OrgId, what: &str) -> TenantContext {
     let actor = SubjectId::parse(what).unwrap_or_else(|_| unreachable!("static subject"));
     TenantContext::new(org, actor)
+}
+
+impl<A, S, T> LocalAuth<A, S, T> {
+    /// Records an authentication event about `account` in `org`.
+    async fn record(
+        &self,
+        kind: SecurityEventKind,
+        org: OrgId,
+        account: Option<UserId>,
+        detail: &str,
+    ) -> Result<(), AuthError> {
+        let subject = account.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
+        let subject = SubjectId::parse(&subject).map_err(|_| AuthError::Unavailable)?;
+        let mut event = SecurityEvent::new(kind, org, subject, detail);
+        event.resource_id = account.map(|a| a.to_string());
+        self.events
+            .emit(event)
+            .await
+            .map_err(|_| AuthError::Unavailable)
+    }
 }
 
 impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> {
@@ -113,6 +137,15 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         };
         let Some(account) = account.filter(|a| a.active && !a.login.is_locked(now)) else {
             verify_password(password, None);
+            if org.as_uuid() != uuid::Uuid::nil() {
+                self.record(
+                    SecurityEventKind::LoginFailed,
+                    org,
+                    None,
+                    "unknown, inactive or locked account",
+                )
+                .await?;
+            }
             return Err(AuthError::InvalidCredentials);
         };
         if !verify_password(password, account.password_hash.as_deref()) {
@@ -120,8 +153,35 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             self.accounts
                 .record_login(&ctx, account.id, state, locked_now)
                 .await?;
+            self.record(
+                SecurityEventKind::LoginFailed,
+                org,
+                Some(account.id),
+                "wrong password",
+            )
+            .await?;
+            if locked_now {
+                self.record(
+                    SecurityEventKind::AccountLocked,
+                    org,
+                    Some(account.id),
+                    "too many failures",
+                )
+                .await?;
+            }
             return Err(AuthError::InvalidCredentials);
         }
+        self.record(
+            SecurityEventKind::LoginSucceeded,
+            org,
+            Some(account.id),
+            if account.mfa_enabled {
+                "password; second factor required"
+            } else {
+                "password"
+            },
+        )
+        .await?;
         if account.mfa_enabled {
             // Failures so far stand until the second factor succeeds.
             let (challenge, expires_in) = self.tokens.issue_challenge(org, account.id, now)?;
@@ -167,8 +227,26 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             self.accounts
                 .record_login(&ctx, user, state, locked_now)
                 .await?;
+            self.record(SecurityEventKind::MfaFailed, org, Some(user), "wrong code")
+                .await?;
+            if locked_now {
+                self.record(
+                    SecurityEventKind::AccountLocked,
+                    org,
+                    Some(user),
+                    "too many failures",
+                )
+                .await?;
+            }
             return Err(AuthError::InvalidCredentials);
         }
+        self.record(
+            SecurityEventKind::MfaSucceeded,
+            org,
+            Some(user),
+            "second factor",
+        )
+        .await?;
         if account.login != LoginState::default() {
             self.accounts
                 .record_login(&ctx, user, LoginState::after_success(), false)
@@ -253,6 +331,13 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         {
             return Err(AuthError::MfaAlreadyEnabled);
         }
+        self.record(
+            SecurityEventKind::MfaEnrollmentStarted,
+            ctx.org(),
+            Some(account.id),
+            "totp",
+        )
+        .await?;
         Ok(TotpEnrolment {
             otpauth_uri: mfa::otpauth_uri(&seed, account.email.as_str())?,
         })
@@ -285,6 +370,13 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         {
             return Err(AuthError::MfaAlreadyEnabled);
         }
+        self.record(
+            SecurityEventKind::MfaEnabled,
+            ctx.org(),
+            Some(account.id),
+            "totp",
+        )
+        .await?;
         Ok(codes)
     }
 
@@ -373,9 +465,18 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
                 account,
                 amr,
             } => self.issue(&account, session, next, amr, now),
-            Rotation::Reused => Err(AuthError::InvalidToken(
-                "refresh token reused; session revoked",
-            )),
+            Rotation::Reused => {
+                self.record(
+                    SecurityEventKind::RefreshTokenReused,
+                    org,
+                    None,
+                    "spent refresh token presented; session revoked",
+                )
+                .await?;
+                Err(AuthError::InvalidToken(
+                    "refresh token reused; session revoked",
+                ))
+            }
             Rotation::Invalid => Err(AuthError::InvalidToken(
                 "unknown, revoked or expired refresh token",
             )),

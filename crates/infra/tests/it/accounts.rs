@@ -28,6 +28,7 @@ fn auth(db: &Database) -> Auth {
         tokens: LocalTokens::new(&pem, &[]).unwrap_or_else(|e| panic!("{e}")),
         limits: SessionLimits::default(),
         sealer: std::sync::Arc::new(carapace_phi_crypto::LocalSealer::new(&[9; 32])),
+        events: std::sync::Arc::new(carapace_infra::audit::SeaAuditLog::new(db.clone())),
     }
 }
 

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::{Authorized, record};
+use crate::http::auth::{Authorized, admin_action, record};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
@@ -101,6 +101,7 @@ pub async fn break_glass(
                 until.format(&Rfc3339).unwrap_or_default()
             ),
             origin: auth.2.clone(),
+            resource_id: None,
         },
     )
     .await?;
@@ -127,15 +128,15 @@ pub async fn assign(
             "is required",
         )])
     })?;
-    if state
-        .patients
-        .assign(
-            &auth.0.tenant(),
-            PatientId::from_uuid(id.into_inner()),
-            &who,
+    let id = PatientId::from_uuid(id.into_inner());
+    if state.patients.assign(&auth.0.tenant(), id, &who).await? {
+        admin_action(
+            &state,
+            &auth,
+            &format!("care_team.assign {who}"),
+            id.to_string(),
         )
-        .await?
-    {
+        .await?;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
@@ -159,6 +160,7 @@ pub async fn link_account(
         .link_account(&auth.0.tenant(), id, who.as_ref())
         .await?
     {
+        admin_action(&state, &auth, "patient.account_link", id.to_string()).await?;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
