@@ -85,11 +85,16 @@ impl MigrationTrait for Migration {
                 .await?;
             }
         } else {
+            // The retention procedure opens a window (a row here) inside
+            // its own transaction; DELETE passes only while it is open.
+            db.execute_unprepared("CREATE TABLE audit_retention_window (opened_at text NOT NULL)")
+                .await?;
             for table in AUDIT_TABLES {
                 db.execute_unprepared(&format!(
                     "CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
                      BEGIN SELECT RAISE(ABORT, 'audit tables are append-only (UPDATE refused)'); END;
                      CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+                     WHEN NOT EXISTS (SELECT 1 FROM audit_retention_window)
                      BEGIN SELECT RAISE(ABORT, 'audit tables are append-only (DELETE refused)'); END;"
                 ))
                 .await?;

@@ -91,11 +91,42 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditAction {
     /// Verify each organization's hash chain against its signed
-    /// checkpoints; names the first bad position. Exit 1 on any problem.
+    /// checkpoints, or (`--export DIR`) an export offline; names the first
+    /// bad position. Exit 1 on any problem.
     Verify {
         /// Only this organization.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "export")]
         org: Option<String>,
+        /// An export directory to check (needs no database).
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Export an organization's events recorded in [--from, --to) as
+    /// NDJSON plus a signed manifest.
+    Export {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// Start (RFC 3339, inclusive).
+        #[arg(long)]
+        from: String,
+        /// End (RFC 3339, exclusive).
+        #[arg(long)]
+        to: String,
+        /// New directory to write `events.ndjson` and `manifest.json` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Delete the prefix of an organization's trail older than the
+    /// retention period (CARAPACE_AUDIT_RETENTION_DAYS) that a verified
+    /// export holds, leaving a signed tombstone. Runs as the schema owner.
+    Purge {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// The export covering what is deleted.
+        #[arg(long)]
+        export: PathBuf,
     },
 }
 
@@ -263,8 +294,19 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             keys_rotate(settings, org.as_deref(), new_kek, batch).await
         }
         Command::Audit {
-            action: AuditAction::Verify { org },
+            action: AuditAction::Verify { org, export: None },
         } => audit_verify(settings, org.as_deref()).await,
+        Command::Audit {
+            action: AuditAction::Verify {
+                export: Some(dir), ..
+            },
+        } => audit_verify_export(settings, &dir),
+        Command::Audit {
+            action: AuditAction::Export { org, from, to, out },
+        } => audit_export(settings, &org, &from, &to, &out).await,
+        Command::Audit {
+            action: AuditAction::Purge { org, export },
+        } => audit_purge(settings, &org, &export).await,
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
@@ -334,6 +376,125 @@ async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::R
         "data_keys_destroyed": destroyed,
     });
     let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn org_id(
+    db: &carapace_infra::Database,
+    slug: &str,
+) -> anyhow::Result<Option<carapace_tenancy::OrgId>> {
+    let Ok(slug) = OrgSlug::parse(slug) else {
+        return Ok(None);
+    };
+    Ok(carapace_infra::SeaOrganizations::new(db.clone())
+        .find_by_slug(&slug)
+        .await?
+        .map(|o| o.id))
+}
+
+fn read_export(
+    dir: &std::path::Path,
+) -> anyhow::Result<(carapace_audit::export::Manifest, Vec<u8>)> {
+    use anyhow::Context as _;
+    use carapace_audit::export::{EVENTS_FILE, MANIFEST_FILE};
+    let manifest = std::fs::read(dir.join(MANIFEST_FILE))
+        .with_context(|| format!("reading {}", dir.join(MANIFEST_FILE).display()))?;
+    let manifest = serde_json::from_slice(&manifest).context("manifest.json is not a manifest")?;
+    let events = std::fs::read(dir.join(EVENTS_FILE))
+        .with_context(|| format!("reading {}", dir.join(EVENTS_FILE).display()))?;
+    Ok((manifest, events))
+}
+
+fn audit_verify_export(settings: &Settings, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = server::audit_signing_key(settings)?.verifying_key();
+    let (manifest, events) = read_export(dir)?;
+    let mut out = std::io::stdout();
+    match carapace_audit::export::verify_export(&manifest, &events, &key) {
+        Ok(n) => {
+            let _ = writeln!(
+                out,
+                "{}: export ok: {n} events, positions {}..={}",
+                manifest.body.org, manifest.body.first_position, manifest.body.last_position
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            let _ = writeln!(out, "{}: export TAMPERED: {problem}", manifest.body.org);
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
+async fn audit_export(
+    settings: &Settings,
+    slug: &str,
+    from: &str,
+    to: &str,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use time::format_description::well_known::Rfc3339;
+    let (Ok(from), Ok(to)) = (
+        time::OffsetDateTime::parse(from, &Rfc3339),
+        time::OffsetDateTime::parse(to, &Rfc3339),
+    ) else {
+        return usage_error("--from and --to are RFC 3339 times (2026-01-01T00:00:00Z)");
+    };
+    if from >= to {
+        return usage_error("--from must be before --to");
+    }
+    let db = server::connect(settings).await?;
+    let Some(org) = org_id(&db, slug).await? else {
+        return usage_error(format!("no organization with slug {slug:?}"));
+    };
+    let key = server::audit_signing_key(settings)?;
+    let (manifest, events) = carapace_infra::audit::export_org(&db, org, from, to, &key).await?;
+    std::fs::create_dir(out_dir)?;
+    std::fs::write(out_dir.join(carapace_audit::export::EVENTS_FILE), &events)?;
+    std::fs::write(
+        out_dir.join(carapace_audit::export::MANIFEST_FILE),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{slug}: exported {} events (positions {}..={}) to {}",
+        manifest.body.count,
+        manifest.body.first_position,
+        manifest.body.last_position,
+        out_dir.display()
+    );
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_purge(
+    settings: &Settings,
+    slug: &str,
+    export: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let (manifest, events) = read_export(export)?;
+    let owner = carapace_infra::Database::connect(&settings.owner_db())
+        .await
+        .context("connecting as the schema owner (CARAPACE_DATABASE_OWNER_URL)")?;
+    let Some(org) = org_id(&owner, slug).await? else {
+        return usage_error(format!("no organization with slug {slug:?}"));
+    };
+    let cutoff = time::OffsetDateTime::now_utc()
+        - time::Duration::days(i64::from(settings.audit_retention_days));
+    let key = server::audit_signing_key(settings)?;
+    let purged =
+        carapace_infra::audit::purge_org(&owner, org, cutoff, &manifest, &events, &key).await?;
+    let mut out = std::io::stdout();
+    if purged.to < purged.from {
+        let _ = writeln!(out, "{slug}: nothing is past retention and in the export");
+    } else {
+        let _ = writeln!(
+            out,
+            "{slug}: removed positions {}..={} (past retention, held by the export); tombstone signed",
+            purged.from, purged.to
+        );
+    }
+    owner.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -102,6 +102,9 @@ pub struct Settings {
     /// PKCS#8 PEM Ed25519 key signing audit checkpoints. In `dev`,
     /// generated into `<data_dir>/audit-signing-key.pem` when unset.
     pub audit_signing_key_file: Option<PathBuf>,
+    /// How long audit events are kept before `audit purge` may remove
+    /// them (days; HIPAA's six years by default).
+    pub audit_retention_days: u32,
     /// KMS key (id, ARN or alias) that wraps the data keys instead of the
     /// local key file. Needs the `kms` feature (on by default).
     pub kms_key_id: Option<String>,
@@ -172,6 +175,7 @@ impl Default for Settings {
             signing_key_file: None,
             master_key_file: None,
             audit_signing_key_file: None,
+            audit_retention_days: 6 * 365,
             kms_key_id: None,
             kms_region: None,
             kms_endpoint: None,
@@ -347,6 +351,7 @@ impl Settings {
             "signing_key_file": self.signing_key_file,
             "master_key_file": self.master_key_file,
             "audit_signing_key_file": self.audit_signing_key_file,
+            "audit_retention_days": self.audit_retention_days,
             "kms_key_id": self.kms_key_id,
             "kms_region": self.kms_region,
             "kms_endpoint": self.kms_endpoint,

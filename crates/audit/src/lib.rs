@@ -14,6 +14,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod export;
 
 use std::fmt;
 use std::future::Future;

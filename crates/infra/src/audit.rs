@@ -524,3 +524,342 @@ pub async fn verify_org(
         pending: u64::try_from(pending).unwrap_or(0),
     })
 }
+
+/// Reads the chain entries (with their events' bytes) at positions
+/// `from..=to` of `org`, in order.
+async fn entries<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    from: u64,
+    to: u64,
+) -> Result<Vec<ChainEntry>, StorageError> {
+    let backend = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(statement(
+            backend,
+            "SELECT c.position AS position, c.event_id AS event_id, c.leaf AS leaf,
+                    c.link AS link, e.body AS body
+             FROM audit_chain c
+             LEFT JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
+             WHERE c.org_id = $1 AND c.position >= $2 AND c.position <= $3
+             ORDER BY c.position",
+            vec![
+                org.as_uuid().into(),
+                i64::try_from(from).unwrap_or(i64::MAX).into(),
+                i64::try_from(to).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await
+        .map_err(storage_error)?;
+    rows.iter()
+        .map(|r| {
+            let position: i64 = r.try_get("", "position").map_err(storage_error)?;
+            let body: Option<String> = r.try_get("", "body").map_err(storage_error)?;
+            Ok(ChainEntry {
+                position: u64::try_from(position).unwrap_or(0),
+                event_id: r.try_get("", "event_id").map_err(storage_error)?,
+                leaf: hash_of(&r.try_get::<Vec<u8>>("", "leaf").map_err(storage_error)?)?,
+                link: hash_of(&r.try_get::<Vec<u8>>("", "link").map_err(storage_error)?)?,
+                event: body.map(String::into_bytes),
+            })
+        })
+        .collect()
+}
+
+/// The latest tombstone of `org` (where the chain resumes), if any.
+async fn tombstone<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+) -> Result<Option<audit_checkpoint::Model>, StorageError> {
+    audit_checkpoint::Entity::find()
+        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Tombstone.as_str()))
+        .order_by_desc(audit_checkpoint::Column::Position)
+        .one(conn)
+        .await
+        .map_err(storage_error)
+}
+
+/// The link just before `position`: the genesis, a tombstone's, or the
+/// stored link at `position - 1`.
+async fn link_before<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    position: u64,
+) -> Result<Hash, StorageError> {
+    if position <= 1 {
+        return Ok(carapace_audit::chain::genesis(org));
+    }
+    if let Some(t) = tombstone(conn, org).await?
+        && u64::try_from(t.position).unwrap_or(0) == position - 1
+    {
+        return hash_of(&t.link);
+    }
+    let row = audit_chain::Entity::find()
+        .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+        .filter(audit_chain::Column::Position.eq(i64::try_from(position - 1).unwrap_or(i64::MAX)))
+        .one(conn)
+        .await
+        .map_err(storage_error)?
+        .ok_or_else(|| StorageError::Internal("chain position missing: run audit verify".into()))?;
+    hash_of(&row.link)
+}
+
+/// Exports the chained events of `org` recorded in `[from, to)`: the
+/// contiguous positions from the first to the last such event, as
+/// `events.ndjson` bytes, and the manifest signed with `key`.
+pub async fn export_org(
+    db: &Database,
+    org: OrgId,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    key: &SigningKey,
+) -> Result<(carapace_audit::export::Manifest, Vec<u8>), StorageError> {
+    use carapace_audit::export::{
+        ExportedCheckpoint, Manifest, ManifestBody, bytes_hex, file_sha256, line,
+    };
+    use time::format_description::well_known::Rfc3339;
+    let backend = db.conn().get_database_backend();
+    let tx = db
+        .begin_tenant_read(&system(org, "system:audit-export"))
+        .await?;
+    let span = tx
+        .query_one_raw(statement(
+            backend,
+            "SELECT MIN(c.position) AS first, MAX(c.position) AS last
+             FROM audit_chain c JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
+             WHERE c.org_id = $1 AND e.recorded_at >= $2 AND e.recorded_at < $3",
+            vec![org.as_uuid().into(), from.into(), to.into()],
+        ))
+        .await
+        .map_err(storage_error)?;
+    let bound = |name: &str| {
+        span.as_ref()
+            .and_then(|r| r.try_get::<Option<i64>>("", name).ok().flatten())
+            .and_then(|p| u64::try_from(p).ok())
+    };
+    let (first, last) = match (bound("first"), bound("last")) {
+        (Some(f), Some(l)) => (f, l),
+        _ => (0, 0),
+    };
+    let mut file = Vec::new();
+    let mut count = 0;
+    let prev = if first == 0 {
+        carapace_audit::chain::genesis(org)
+    } else {
+        link_before(&tx, org, first).await?
+    };
+    let mut last_link = prev;
+    if first > 0 {
+        for e in entries(&tx, org, first, last).await? {
+            let bytes = e.event.as_deref().ok_or_else(|| {
+                StorageError::Internal("an exported position has no event: run audit verify".into())
+            })?;
+            let l = line(e.position, &e.leaf, &e.link, bytes);
+            file.extend(
+                serde_json::to_vec(&l).map_err(|e| StorageError::Internal(e.to_string().into()))?,
+            );
+            file.push(b'\n');
+            last_link = e.link;
+            count += 1;
+        }
+    }
+    let checkpoints = audit_checkpoint::Entity::find()
+        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Head.as_str()))
+        .filter(
+            audit_checkpoint::Column::Position.gte(i64::try_from(first.max(1)).unwrap_or(i64::MAX)),
+        )
+        .filter(audit_checkpoint::Column::Position.lte(i64::try_from(last).unwrap_or(i64::MAX)))
+        .order_by_asc(audit_checkpoint::Column::Position)
+        .all(&tx)
+        .await
+        .map_err(storage_error)?
+        .into_iter()
+        .map(|c| ExportedCheckpoint {
+            position: u64::try_from(c.position).unwrap_or(0),
+            link: bytes_hex(&c.link),
+            signed_at: c.signed_at.unix_timestamp(),
+            signature: bytes_hex(&c.signature),
+        })
+        .collect();
+    tx.commit().await.map_err(storage_error)?;
+    let body = ManifestBody {
+        format: 1,
+        org,
+        from: from.format(&Rfc3339).unwrap_or_default(),
+        to: to.format(&Rfc3339).unwrap_or_default(),
+        first_position: first,
+        last_position: last,
+        count,
+        prev_link: carapace_audit::chain::hex(&prev),
+        last_link: carapace_audit::chain::hex(&last_link),
+        events_sha256: file_sha256(&file),
+        checkpoints,
+        public_key: bytes_hex(key.verifying_key().as_bytes()),
+    };
+    Ok((Manifest::sign(body, key), file))
+}
+
+/// What a retention purge removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Purged {
+    /// Positions removed: `from..=to` (none when `to < from`).
+    pub from: u64,
+    /// Last removed position.
+    pub to: u64,
+}
+
+/// Removes the prefix of `org`'s chain whose events were recorded before
+/// `cutoff` (the retention limit) and that the verified export
+/// (`manifest`, `events_file`) holds, leaving a signed tombstone, and
+/// records the purge as an event. Runs as the schema owner (`owner_db`):
+/// the server role cannot delete audit rows, and the tables' triggers let
+/// only this procedure through. Refuses when the export does not start at
+/// the chain's current start or does not match the stored chain.
+pub async fn purge_org(
+    owner_db: &Database,
+    org: OrgId,
+    cutoff: OffsetDateTime,
+    manifest: &carapace_audit::export::Manifest,
+    events_file: &[u8],
+    key: &SigningKey,
+) -> Result<Purged, StorageError> {
+    use carapace_audit::export::{ExportLine, verify_export};
+    if manifest.body.org != org {
+        return Err(StorageError::Constraint(
+            "the export is of another organization".into(),
+        ));
+    }
+    verify_export(manifest, events_file, &key.verifying_key())
+        .map_err(|e| StorageError::Constraint(format!("the export does not verify: {e}").into()))?;
+    let exported: std::collections::HashMap<u64, String> = events_file
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice::<ExportLine>(l).ok())
+        .map(|l| (l.position, l.link))
+        .collect();
+    let backend = owner_db.conn().get_database_backend();
+    let actor = system(org, "system:retention");
+    let tx = owner_db.begin_tenant(&actor).await?;
+    let start = tombstone(&tx, org)
+        .await?
+        .map_or(0, |t| u64::try_from(t.position).unwrap_or(0));
+    if manifest.body.count == 0 || manifest.body.first_position > start + 1 {
+        return Err(StorageError::Constraint(
+            "the export does not cover the start of the chain".into(),
+        ));
+    }
+    // The first position at or after the cutoff ends the removable prefix.
+    let keep_from = tx
+        .query_one_raw(statement(
+            backend,
+            "SELECT MIN(c.position) AS p FROM audit_chain c
+             JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
+             WHERE c.org_id = $1 AND c.position > $2 AND e.recorded_at >= $3",
+            vec![
+                org.as_uuid().into(),
+                i64::try_from(start).unwrap_or(i64::MAX).into(),
+                cutoff.into(),
+            ],
+        ))
+        .await
+        .map_err(storage_error)?
+        .and_then(|r| r.try_get::<Option<i64>>("", "p").ok().flatten())
+        .and_then(|p| u64::try_from(p).ok());
+    let head = audit_chain::Entity::find()
+        .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+        .order_by_desc(audit_chain::Column::Position)
+        .one(&tx)
+        .await
+        .map_err(storage_error)?
+        .map_or(0, |h| u64::try_from(h.position).unwrap_or(0));
+    let end = keep_from
+        .map_or(head, |k| k.saturating_sub(1))
+        .min(manifest.body.last_position);
+    if end <= start {
+        return Ok(Purged {
+            from: start + 1,
+            to: start,
+        });
+    }
+    let doomed = entries(&tx, org, start + 1, end).await?;
+    for e in &doomed {
+        if exported.get(&e.position) != Some(&carapace_audit::chain::hex(&e.link)) {
+            return Err(StorageError::Constraint(
+                format!("position {} differs from the export", e.position).into(),
+            ));
+        }
+    }
+    let last_link = doomed
+        .last()
+        .map(|e| e.link)
+        .ok_or_else(|| StorageError::Internal("nothing to purge".into()))?;
+    // Open the retention window: the append-only triggers let DELETE through.
+    match backend {
+        DbBackend::Postgres => {
+            tx.execute_raw(Statement::from_string(
+                backend,
+                "SELECT set_config('carapace.audit_retention', 'on', true)",
+            ))
+            .await
+            .map_err(storage_error)?;
+        }
+        _ => {
+            tx.execute_raw(Statement::from_string(
+                backend,
+                "INSERT INTO audit_retention_window (opened_at) VALUES (CURRENT_TIMESTAMP)",
+            ))
+            .await
+            .map_err(storage_error)?;
+        }
+    }
+    let ids: Vec<Uuid> = doomed.iter().map(|e| e.event_id).collect();
+    for chunk in ids.chunks(500) {
+        audit_event::Entity::delete_many()
+            .filter(audit_event::Column::OrgId.eq(org.as_uuid()))
+            .filter(audit_event::Column::Id.is_in(chunk.to_vec()))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+    }
+    audit_chain::Entity::delete_many()
+        .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+        .filter(audit_chain::Column::Position.lte(i64::try_from(end).unwrap_or(i64::MAX)))
+        .exec(&tx)
+        .await
+        .map_err(storage_error)?;
+    if backend != DbBackend::Postgres {
+        tx.execute_raw(Statement::from_string(
+            backend,
+            "DELETE FROM audit_retention_window",
+        ))
+        .await
+        .map_err(storage_error)?;
+    }
+    insert_checkpoint(
+        &tx,
+        &Checkpoint::sign(
+            key,
+            org,
+            CheckpointKind::Tombstone,
+            end,
+            last_link,
+            OffsetDateTime::now_utc(),
+        ),
+    )
+    .await?;
+    let purge = Access::system(actor.clone())
+        .event("audit.purge", "audit_log", None, Outcome::Allowed)
+        .with_detail(format!(
+            "positions {}..={end} removed past retention; export sha256 {}",
+            start + 1,
+            manifest.body.events_sha256
+        ));
+    append(&tx, std::slice::from_ref(&purge)).await?;
+    tx.commit().await.map_err(storage_error)?;
+    Ok(Purged {
+        from: start + 1,
+        to: end,
+    })
+}

@@ -295,6 +295,12 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
     if s.kms_key_id.is_some() {
         kms_problems(s, &mut p);
     }
+    if !(1..=36_500).contains(&s.audit_retention_days) {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_RETENTION_DAYS",
+            "must be between 1 and 36500 days",
+        ));
+    }
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
         p.push(ConfigProblem::new(
             "CARAPACE_LOG_LEVEL",

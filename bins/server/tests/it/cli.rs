@@ -392,6 +392,39 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
         "{}",
         text(&verified.stdout)
     );
+    // An export of everything, checked offline; an edited line is named.
+    let exported = carapace(
+        &dir,
+        &env,
+        &[
+            "audit",
+            "export",
+            "--org",
+            "demo",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "2100-01-01T00:00:00Z",
+            "--out",
+            "export-1",
+        ],
+    );
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    assert!(text(&exported.stdout).contains("exported 3 events (positions 1..=3)"));
+    let checked = carapace(&dir, &env, &["audit", "verify", "--export", "export-1"]);
+    assert!(checked.status.success(), "{}", text(&checked.stdout));
+    let events_file = dir.path().join("export-1/events.ndjson");
+    let original = std::fs::read_to_string(&events_file).unwrap_or_default();
+    std::fs::write(&events_file, original.replacen("allowed", "denied", 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let edited = carapace(&dir, &env, &["audit", "verify", "--export", "export-1"]);
+    assert_eq!(edited.status.code(), Some(1));
+    assert!(
+        text(&edited.stdout).contains("export TAMPERED: line 1 (position 1): event modified"),
+        "{}",
+        text(&edited.stdout)
+    );
+
     // An attacker with the database file edits history: named, exit 1.
     let raw = sea_orm::Database::connect(format!(
         "sqlite://{}/data/carapace.db",
