@@ -20,6 +20,7 @@ mod m0006_care_relationships;
 mod m0007_patient_id_hashes;
 mod m0008_organization_deletion;
 mod m0009_audit;
+mod m0010_alerts;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_patient_id_hashes::Migration),
             Box::new(m0008_organization_deletion::Migration),
             Box::new(m0009_audit::Migration),
+            Box::new(m0010_alerts::Migration),
         ]
     }
 }

@@ -13,12 +13,14 @@ use anyhow::{Context as _, bail};
 use carapace_auth::local::admin::UserAdmin;
 use carapace_auth::local::{LocalAuth, PasswordReset, SessionLimits};
 use carapace_infra::accounts::{SeaAccounts, SeaResets, SeaSessions};
+use carapace_infra::alerts::{AlertDeliverer, WebhookTarget};
 use carapace_infra::audit::{AuditChainer, SeaAuditLog};
 use carapace_infra::dev_token::DevTokens;
 use carapace_infra::keys::KeyRing;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
+use carapace_infra::outbound::SafeHttp;
 use carapace_infra::purge::purge_expired;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
@@ -171,6 +173,31 @@ pub fn audit_signing_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::S
     ed25519_dalek::SigningKey::from_pkcs8_pem(pem.expose_secret().trim()).map_err(|_| {
         anyhow::anyhow!("CARAPACE_AUDIT_SIGNING_KEY_FILE: not an Ed25519 PKCS#8 PEM key")
     })
+}
+
+/// The alert deliverer, when a webhook is configured.
+pub fn alert_deliverer(settings: &Settings, db: &Database) -> Option<AlertDeliverer> {
+    let url = settings.alert_webhook_url.clone()?;
+    let secret = settings.alert_webhook_secret.clone()?;
+    Some(AlertDeliverer::new(
+        db.clone(),
+        SafeHttp::new(settings.alert_policy()),
+        WebhookTarget { url, secret },
+    ))
+}
+
+/// How often due alerts are sent.
+const ALERTS_EVERY: Duration = Duration::from_secs(2);
+
+/// Sends due alerts every `every`, until aborted.
+async fn deliver_periodically(deliverer: AlertDeliverer, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = deliverer.run_once().await {
+            tracing::error!(error = %e, "delivering alerts failed");
+        }
+    }
 }
 
 /// How often new audit events are linked into their chains.
@@ -440,6 +467,8 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         CHECKPOINT_EVERY,
     ));
     let chaining = tokio::spawn(chain_periodically(chainer.clone(), CHAIN_EVERY));
+    let alerting = alert_deliverer(settings, &running.db)
+        .map(|d| tokio::spawn(deliver_periodically(d, ALERTS_EVERY)));
     shutdown_signal().await;
     purge.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
@@ -450,6 +479,9 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     .await
     .context("shutdown timed out")?;
     chaining.abort();
+    if let Some(a) = alerting {
+        a.abort();
+    }
     // The last events of the drained requests join their chains, signed.
     let last = AuditChainer::new(
         db_for_shutdown,

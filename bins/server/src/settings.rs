@@ -47,7 +47,7 @@ pub enum LogFormat {
 
 /// Every setting. Each key is also `CARAPACE_<KEY>` in the environment and
 /// `<key> = …` in `carapace.toml`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `dev` or `production`.
@@ -105,6 +105,16 @@ pub struct Settings {
     /// How long audit events are kept before `audit purge` may remove
     /// them (days; HIPAA's six years by default).
     pub audit_retention_days: u32,
+    /// Where alerts (failed-login bursts, cross-tenant attempts,
+    /// break-glass, refresh-token reuse) are POSTed, HMAC-signed.
+    pub alert_webhook_url: Option<String>,
+    /// The HMAC key shared with the alert receiver (at least 32 bytes).
+    pub alert_webhook_secret: Option<SecretString>,
+    /// Hosts alerts may be sent to (comma-separated); default the webhook
+    /// URL's host.
+    pub alert_webhook_allowed_hosts: Option<String>,
+    /// Let alerts go to a loopback address (tests; refused in production).
+    pub alert_webhook_allow_loopback: bool,
     /// KMS key (id, ARN or alias) that wraps the data keys instead of the
     /// local key file. Needs the `kms` feature (on by default).
     pub kms_key_id: Option<String>,
@@ -176,6 +186,10 @@ impl Default for Settings {
             master_key_file: None,
             audit_signing_key_file: None,
             audit_retention_days: 6 * 365,
+            alert_webhook_url: None,
+            alert_webhook_secret: None,
+            alert_webhook_allowed_hosts: None,
+            alert_webhook_allow_loopback: false,
             kms_key_id: None,
             kms_region: None,
             kms_endpoint: None,
@@ -231,6 +245,34 @@ impl Settings {
             .kms_session_token
             .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
         Ok(settings)
+    }
+
+    /// The outbound policy for alert webhooks.
+    pub fn alert_policy(&self) -> carapace_infra::outbound::OutboundPolicy {
+        let hosts = match &self.alert_webhook_allowed_hosts {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => self
+                .alert_webhook_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+                })
+                .into_iter()
+                .collect(),
+        };
+        carapace_infra::outbound::OutboundPolicy {
+            https_only: self.profile == Profile::Production,
+            allowed_hosts: hosts,
+            allow_loopback: self.alert_webhook_allow_loopback,
+            timeout: Duration::from_secs(5),
+            max_response_bytes: 64 * 1024,
+        }
     }
 
     /// The KMS endpoint in use: the configured one, else AWS's for the region.
@@ -352,6 +394,10 @@ impl Settings {
             "master_key_file": self.master_key_file,
             "audit_signing_key_file": self.audit_signing_key_file,
             "audit_retention_days": self.audit_retention_days,
+            "alert_webhook_url": self.alert_webhook_url,
+            "alert_webhook_secret": secret(&self.alert_webhook_secret),
+            "alert_webhook_allowed_hosts": self.alert_webhook_allowed_hosts,
+            "alert_webhook_allow_loopback": self.alert_webhook_allow_loopback,
             "kms_key_id": self.kms_key_id,
             "kms_region": self.kms_region,
             "kms_endpoint": self.kms_endpoint,

@@ -12,6 +12,7 @@
 //! It never depends on a database driver, HTTP framework or logger sink,
 //! and events never carry PHI.
 
+pub mod alerts;
 pub mod chain;
 pub mod event;
 pub mod export;

@@ -7,6 +7,7 @@
 //! speaks HTTP to clients.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod db;
 pub mod dev_token;
@@ -18,6 +19,7 @@ pub mod local_tokens;
 pub mod mail;
 pub mod oidc;
 mod organizations;
+pub mod outbound;
 mod patients;
 pub mod purge;
 pub mod service_keys;

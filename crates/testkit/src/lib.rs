@@ -13,6 +13,7 @@
 
 pub mod issuer;
 pub mod kms;
+pub mod receiver;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -143,6 +143,21 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "alert webhook over https, never to loopback",
+        check: |s| {
+            let http = s
+                .alert_webhook_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("https://"));
+            (http || s.alert_webhook_allow_loopback).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_ALERT_WEBHOOK_URL",
+                    "alerts go over https to a public receiver in production (no loopback)",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "key provider over https",
         check: |s| {
             (s.kms_key_id.is_some() && s.kms_endpoint_url().is_some_and(|u| u.scheme() != "https"))
@@ -294,6 +309,28 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
     }
     if s.kms_key_id.is_some() {
         kms_problems(s, &mut p);
+    }
+    if let Some(url) = &s.alert_webhook_url {
+        let ok = url::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            && url.len() <= 2048;
+        if !ok {
+            p.push(ConfigProblem::new(
+                "CARAPACE_ALERT_WEBHOOK_URL",
+                "must be an http(s) URL of at most 2048 characters",
+            ));
+        }
+        match &s.alert_webhook_secret {
+            None => p.push(ConfigProblem::new(
+                "CARAPACE_ALERT_WEBHOOK_SECRET",
+                "is required with CARAPACE_ALERT_WEBHOOK_URL (alerts are HMAC-signed)",
+            )),
+            Some(secret) => {
+                if let Some(problem) = short_secret("CARAPACE_ALERT_WEBHOOK_SECRET", Some(secret)) {
+                    p.push(problem);
+                }
+            }
+        }
     }
     if !(1..=36_500).contains(&s.audit_retention_days) {
         p.push(ConfigProblem::new(

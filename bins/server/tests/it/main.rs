@@ -2,6 +2,7 @@
 //! database (SQLite always; PostgreSQL as the non-owner role when
 //! `CARAPACE_TEST_PG_URL` is set).
 
+mod alerts;
 mod audit;
 mod auth;
 mod authorization;

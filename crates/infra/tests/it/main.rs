@@ -4,6 +4,7 @@ mod accounts;
 mod audit;
 mod mail;
 mod oidc;
+mod outbound;
 mod patients;
 mod phi;
 mod posture;
