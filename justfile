@@ -40,3 +40,9 @@ ci:
 dev-token slug="demo":
     -cargo run --release -- org create --name "{{slug}}" --slug {{slug}}
     cargo run --release -- dev-token --org {{slug}} --role clinician
+
+# Benchmarks: PHI encryption per record (criterion), and audited reads
+# against plain reads on local PostgreSQL (ratios in one run).
+bench:
+    cargo bench -p carapace-phi-crypto
+    CARAPACE_TEST_PG_URL={{pg_url}} cargo bench -p carapace-infra --bench audit_overhead
