@@ -48,6 +48,10 @@ const TABLES: &[&str] = &[
     )",
 ];
 
+/// Break-glass reasons are free text that may mention clinical context:
+/// from now on stored encrypted (the old column keeps a marker).
+const BREAK_GLASS_SEALED: &str = "ALTER TABLE break_glass_grants ADD COLUMN reason_sealed bytea";
+
 const AUDIT_TABLES: [&str; 3] = ["audit_events", "audit_chain", "audit_checkpoints"];
 
 const PG_GUARD: &str = "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -67,6 +71,7 @@ impl MigrationTrait for Migration {
         for statement in TABLES {
             db.execute_unprepared(statement).await?;
         }
+        db.execute_unprepared(BREAK_GLASS_SEALED).await?;
         if db.get_database_backend() == DbBackend::Postgres {
             db.execute_unprepared(PG_GUARD).await?;
             for table in AUDIT_TABLES {

@@ -268,7 +268,10 @@ pub mod break_glass {
         pub id: Uuid,
         pub patient_id: Uuid,
         pub subject: String,
+        /// A fixed marker: the reason itself is in `reason_sealed`.
         pub reason: String,
+        /// The reason, encrypted with the organization's data key.
+        pub reason_sealed: Option<Vec<u8>>,
         pub expires_at: TimeDateTimeWithTimeZone,
         pub created_at: TimeDateTimeWithTimeZone,
     }

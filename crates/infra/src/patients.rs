@@ -119,6 +119,9 @@ impl SeaPatients {
 
 const TABLE: &str = "patients";
 
+/// What the plaintext `reason` column holds now that reasons are encrypted.
+const SEALED_REASON: &str = "[encrypted: see reason_sealed]";
+
 /// The cross-organization presence marker of a patient id.
 fn id_hash(id: PatientId) -> Vec<u8> {
     use sha2::Digest as _;
@@ -527,6 +530,8 @@ impl PatientRepository for SeaPatients {
         until: OffsetDateTime,
     ) -> Result<bool, ClinicalError> {
         let ctx = access.tenant();
+        // The key first (its own transaction), as for patient rows.
+        let key = self.keys.current(ctx).await?;
         let tx = self.db.begin_tenant(ctx).await?;
         if exists(&tx, ctx, id).await?.is_none() {
             let missing = event(access, "patient.break_glass", Some(id), Outcome::NotFound);
@@ -534,12 +539,27 @@ impl PatientRepository for SeaPatients {
             return Ok(false);
         }
         let grant = uuid::Uuid::now_v7();
+        let org_bytes = ctx.org().as_uuid().into_bytes();
+        let sealed_reason = key
+            .encrypt(
+                &Binding {
+                    org: &org_bytes,
+                    table: "break_glass_grants",
+                    column: "reason",
+                    row: &grant.into_bytes(),
+                },
+                reason.expose_phi().as_bytes(),
+            )
+            .map_err(|_| {
+                ClinicalError::Storage(StorageError::Unavailable("encryption failed".into()))
+            })?;
         break_glass::Entity::insert(break_glass::ActiveModel {
             org_id: Set(ctx.org().as_uuid()),
             id: Set(grant),
             patient_id: Set(id.as_uuid()),
             subject: Set(subject.as_str().to_owned()),
-            reason: Set(reason.expose_phi().clone()),
+            reason: Set(SEALED_REASON.to_owned()),
+            reason_sealed: Set(Some(sealed_reason)),
             expires_at: Set(until),
             created_at: Set(now()),
         })

@@ -737,3 +737,37 @@ mod kms {
         assert_eq!(err, Some("storage_unavailable"));
     }
 }
+
+#[tokio::test]
+async fn break_glass_reasons_are_stored_encrypted() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    let p = repo
+        .create(&acc(&ctx), &marked(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reason = Phi::new("Zephyrine collapsed in the waiting room".to_owned());
+    let subject =
+        carapace_tenancy::SubjectId::parse("clinician-bob").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        repo.break_glass(
+            &acc(&ctx),
+            p.id,
+            &subject,
+            &reason,
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1)
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let bytes = std::fs::read(dir.path().join("carapace.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("carapace.db-wal")).unwrap_or_default();
+    for file in [&bytes, &wal] {
+        assert!(
+            !file.windows(10).any(|w| w == b"collapsed "),
+            "the reason is not stored in the clear"
+        );
+    }
+}
