@@ -119,6 +119,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             accounts: SeaAccounts::new(db.clone()),
             resets: SeaResets::new(db.clone()),
             mailer: mailer(settings)?,
+            events: Arc::new(SeaAuditLog::new(db.clone())),
         }),
         None => None,
     };
@@ -129,6 +130,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
                 accounts: SeaAccounts::new(db.clone()),
                 resets: SeaResets::new(db.clone()),
                 mailer: mailer(settings)?,
+                events: Arc::new(SeaAuditLog::new(db.clone())),
             },
         }),
         None => None,

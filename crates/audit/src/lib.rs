@@ -65,8 +65,12 @@ pub enum SecurityEventKind {
     MfaEnrollmentStarted,
     /// A user turned TOTP on.
     MfaEnabled,
+    /// A password reset code was issued and mailed.
+    PasswordResetRequested,
     /// A password was reset with an e-mailed code.
     PasswordReset,
+    /// A reset code was refused (unknown, used or expired).
+    PasswordResetFailed,
     /// An admin action on users, service keys or care relationships.
     AdminAction,
 }
@@ -89,7 +93,9 @@ impl SecurityEventKind {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::MfaEnrollmentStarted => "mfa_enrollment_started",
             Self::MfaEnabled => "mfa_enabled",
+            Self::PasswordResetRequested => "password_reset_requested",
             Self::PasswordReset => "password_reset",
+            Self::PasswordResetFailed => "password_reset_failed",
             Self::AdminAction => "admin_action",
         }
     }
@@ -103,7 +109,8 @@ impl SecurityEventKind {
             | Self::LoginFailed
             | Self::AccountLocked
             | Self::MfaFailed
-            | Self::RefreshTokenReused => Outcome::Denied,
+            | Self::RefreshTokenReused
+            | Self::PasswordResetFailed => Outcome::Denied,
             Self::ImpersonationStarted
             | Self::BreakGlass
             | Self::OrgSettingsChanged
@@ -111,6 +118,7 @@ impl SecurityEventKind {
             | Self::MfaSucceeded
             | Self::MfaEnrollmentStarted
             | Self::MfaEnabled
+            | Self::PasswordResetRequested
             | Self::PasswordReset
             | Self::AdminAction => Outcome::Allowed,
         }

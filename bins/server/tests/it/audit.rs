@@ -429,6 +429,15 @@ async fn logins_lockouts_refresh_reuse_and_admin_actions_are_recorded() {
     )
     .await;
     assert_eq!(key.status(), 201);
+    // A reset code nobody issued is refused, and recorded.
+    let (code, _) = carapace_auth::local::ResetToken::generate(org.id);
+    let refused = send(
+        app.http
+            .post(app.url("/api/v1/auth/password-reset/confirm"))
+            .json(&json!({"token": secrecy::ExposeSecret::expose_secret(&code), "new_password": "a brand new passphrase"})),
+    )
+    .await;
+    assert_eq!(refused.status(), 401);
 
     let security = trail(&app, &org, "&resource_type=security").await;
     let actions: Vec<(&str, &str)> = security

@@ -85,24 +85,7 @@ pub fn reset_mail(to: Email, token: &SecretString) -> OutgoingMail {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_typed_and_never_parse_as_refresh_tokens() {
-        let org = OrgId::generate();
-        let (t, h) = ResetToken::generate(org);
-        assert_eq!(ResetToken::parse(&t), Some((org, h)));
-        assert_eq!(t.expose_secret().len(), 70);
-        assert_eq!(crate::local::RefreshToken::parse(&t), None);
-        let (refresh, _) = crate::local::RefreshToken::generate(org);
-        assert_eq!(ResetToken::parse(&refresh), None);
-    }
-}
-
 /// The password-reset use case.
-#[derive(Debug)]
 pub struct PasswordReset<A, R, M> {
     /// Accounts.
     pub accounts: A,
@@ -110,6 +93,34 @@ pub struct PasswordReset<A, R, M> {
     pub resets: R,
     /// Mail delivery.
     pub mailer: M,
+    /// Where reset events go (issued, completed, refused). Fails closed.
+    pub events: std::sync::Arc<dyn carapace_audit::SecurityEventSink>,
+}
+
+impl<A, R, M> std::fmt::Debug for PasswordReset<A, R, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordReset").finish_non_exhaustive()
+    }
+}
+
+impl<A, R, M> PasswordReset<A, R, M> {
+    async fn record(
+        &self,
+        kind: carapace_audit::SecurityEventKind,
+        org: OrgId,
+        account: Option<super::UserId>,
+        detail: &str,
+    ) -> Result<(), AuthError> {
+        let subject = account.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
+        let subject =
+            carapace_tenancy::SubjectId::parse(&subject).map_err(|_| AuthError::Unavailable)?;
+        let mut event = carapace_audit::SecurityEvent::new(kind, org, subject, detail);
+        event.resource_id = account.map(|a| a.to_string());
+        self.events
+            .emit(event)
+            .await
+            .map_err(|_| AuthError::Unavailable)
+    }
 }
 
 impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
@@ -138,6 +149,13 @@ impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
         self.resets
             .create(&ctx, account.id, hash, now + RESET_TTL)
             .await?;
+        self.record(
+            carapace_audit::SecurityEventKind::PasswordResetRequested,
+            org,
+            Some(account.id),
+            "reset code mailed",
+        )
+        .await?;
         self.mailer.send(reset_mail(account.email, &token)).await
     }
 
@@ -156,11 +174,40 @@ impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
         let new_hash = super::hash_password(new_password)?;
         let ctx = super::flow::system(org, "system:reset");
         if self.resets.complete(&ctx, hash, new_hash, now).await? {
-            Ok(())
+            self.record(
+                carapace_audit::SecurityEventKind::PasswordReset,
+                org,
+                None,
+                "password set with a reset code; sessions ended",
+            )
+            .await
         } else {
+            self.record(
+                carapace_audit::SecurityEventKind::PasswordResetFailed,
+                org,
+                None,
+                "unknown, used or expired reset code",
+            )
+            .await?;
             Err(AuthError::InvalidToken(
                 "unknown, used or expired reset code",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_typed_and_never_parse_as_refresh_tokens() {
+        let org = OrgId::generate();
+        let (t, h) = ResetToken::generate(org);
+        assert_eq!(ResetToken::parse(&t), Some((org, h)));
+        assert_eq!(t.expose_secret().len(), 70);
+        assert_eq!(crate::local::RefreshToken::parse(&t), None);
+        let (refresh, _) = crate::local::RefreshToken::generate(org);
+        assert_eq!(ResetToken::parse(&refresh), None);
     }
 }

@@ -173,6 +173,7 @@ async fn reset_codes_expire_after_thirty_minutes() {
         accounts: SeaAccounts::new(db.clone()),
         resets: SeaResets::new(db.clone()),
         mailer: captured.clone(),
+        events: std::sync::Arc::new(carapace_infra::audit::SeaAuditLog::new(db.clone())),
     };
     let now = OffsetDateTime::now_utc();
     reset
