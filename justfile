@@ -41,8 +41,20 @@ dev-token slug="demo":
     -cargo run --release -- org create --name "{{slug}}" --slug {{slug}}
     cargo run --release -- dev-token --org {{slug}} --role clinician
 
-# Benchmarks: PHI encryption per record (criterion), and audited reads
-# against plain reads on local PostgreSQL (ratios in one run).
+# The load harness (bench/): W1 read, W2 write, W3 search over HTTP against
+# pgbench running the same SQL, alternating slices; needs PostgreSQL and
+# pgbench. Release build first (about 7 minutes cold).
 bench:
+    cargo build --release -p carapace-server -p carapace-bench
+    CARAPACE_TEST_PG_URL={{pg_url}} target/release/carapace-bench --server target/release/carapace
+
+# The harness in smoke mode (seconds; what CI runs).
+bench-smoke:
+    cargo build -p carapace-server -p carapace-bench
+    CARAPACE_TEST_PG_URL={{pg_url}} target/debug/carapace-bench --smoke --server target/debug/carapace
+
+# Micro-benchmarks: PHI encryption per record (criterion), and audited
+# reads against plain reads on local PostgreSQL (ratios in one run).
+bench-micro:
     cargo bench -p carapace-phi-crypto
     CARAPACE_TEST_PG_URL={{pg_url}} cargo bench -p carapace-infra --bench audit_overhead
