@@ -216,6 +216,17 @@ pub struct PatientLinks {
     pub own_record: bool,
 }
 
+/// What a read decided on the caller's relationship to the patient found.
+#[derive(Clone, Debug)]
+pub enum RelatedRead {
+    /// No such patient in the caller's organization (recorded `not_found`).
+    NotFound,
+    /// The decision refused it (recorded `denied`); nothing was returned.
+    Denied,
+    /// Allowed and read (recorded `allowed`).
+    Found(Patient),
+}
+
 /// Longest break-glass reason, in characters.
 pub const BREAK_GLASS_REASON_MAX: usize = 1000;
 /// Shortest break-glass reason, in characters.
@@ -325,6 +336,22 @@ pub trait PatientRepository: Send + Sync {
         id: PatientId,
         account: Option<&SubjectId>,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
+    /// Reads a patient if `decide` allows it given how `subject` relates to
+    /// it at `now`: relationship, decision, audit event (`patient.read`:
+    /// allowed, denied or not found) and data in one transaction, so the
+    /// hot read path costs what its SQL costs. `decide` is the caller's
+    /// policy (a pure function); the repository only supplies the facts.
+    fn read_related<D>(
+        &self,
+        access: &Access,
+        id: PatientId,
+        subject: &SubjectId,
+        now: OffsetDateTime,
+        decide: D,
+    ) -> impl Future<Output = Result<RelatedRead, ClinicalError>> + Send
+    where
+        D: FnOnce(PatientLinks) -> bool + Send;
 
     /// Reads a patient (`patient.read`; `not_found` when there is none).
     fn get(

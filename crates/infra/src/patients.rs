@@ -12,7 +12,7 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
     Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage, PatientPatch,
-    PatientQuery, PatientRepository, Visibility,
+    PatientQuery, PatientRepository, RelatedRead, Visibility,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -396,6 +396,72 @@ impl PatientRepository for SeaPatients {
         }
     }
 
+    async fn read_related<D>(
+        &self,
+        access: &Access,
+        id: PatientId,
+        subject: &SubjectId,
+        now: OffsetDateTime,
+        decide: D,
+    ) -> Result<RelatedRead, ClinicalError>
+    where
+        D: FnOnce(PatientLinks) -> bool + Send,
+    {
+        use sea_orm::{ConnectionTrait as _, FromQueryResult as _};
+        let ctx = access.tenant();
+        let org = ctx.org().as_uuid();
+        let care_team = care_assignment::Entity::find()
+            .select_only()
+            .expr(Expr::val(1))
+            .filter(care_assignment::Column::OrgId.eq(org))
+            .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
+            .filter(care_assignment::Column::Subject.eq(subject.as_str()))
+            .into_query();
+        let glass = break_glass::Entity::find()
+            .select_only()
+            .expr(Expr::val(1))
+            .filter(break_glass::Column::OrgId.eq(org))
+            .filter(break_glass::Column::PatientId.eq(id.as_uuid()))
+            .filter(break_glass::Column::Subject.eq(subject.as_str()))
+            .filter(break_glass::Column::ExpiresAt.gt(now))
+            .into_query();
+        // The row and both relationships in one statement.
+        let select = scoped(ctx)
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .expr_as(Expr::exists(care_team), "rel_care_team")
+            .expr_as(Expr::exists(glass), "rel_break_glass")
+            .build(self.db.conn().get_database_backend());
+        let tx = self.db.begin_tenant(ctx).await?;
+        let found = tx.query_one_raw(select).await.map_err(storage_error)?;
+        let Some(found) = found else {
+            let missing = event(access, "patient.read", Some(id), Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
+            return Ok(RelatedRead::NotFound);
+        };
+        let r = row::Model::from_query_result(&found, "").map_err(storage_error)?;
+        let links = PatientLinks {
+            care_team: found
+                .try_get::<bool>("", "rel_care_team")
+                .map_err(storage_error)?,
+            break_glass: found
+                .try_get::<bool>("", "rel_break_glass")
+                .map_err(storage_error)?,
+            own_record: r.account_subject.as_deref() == Some(subject.as_str()),
+        };
+        if !decide(links) {
+            let refused = event(access, "patient.read", Some(id), Outcome::Denied);
+            audited_commit(tx, &[refused]).await?;
+            return Ok(RelatedRead::Denied);
+        }
+        let read =
+            event(access, "patient.read", Some(id), Outcome::Allowed).with_phi_fields(&PHI_FIELDS);
+        audited_commit(tx, &[read]).await?;
+        match self.decrypt_all(ctx, vec![r]).await?.pop() {
+            Some(p) => Ok(RelatedRead::Found(p)),
+            None => Ok(RelatedRead::NotFound),
+        }
+    }
+
     async fn update(
         &self,
         access: &Access,
@@ -475,7 +541,7 @@ impl PatientRepository for SeaPatients {
         subject: &SubjectId,
         now: OffsetDateTime,
     ) -> Result<Option<PatientLinks>, ClinicalError> {
-        let tx = self.db.begin_tenant(ctx).await?;
+        let tx = self.db.begin_tenant_read(ctx).await?;
         let Some(patient) = exists(&tx, ctx, id).await? else {
             return Ok(None);
         };

@@ -14,7 +14,7 @@ use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
 };
 use carapace_clinical::patient::{
-    CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
+    CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, RelatedRead, Visibility,
 };
 use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
 use serde::Deserialize;
@@ -82,20 +82,7 @@ pub(crate) async fn related(
         .await?
     else {
         state.audit.record(&refused(Outcome::NotFound)).await?;
-        if state.patients.exists_anywhere(ctx, id).await? {
-            record(
-                state,
-                SecurityEvent {
-                    kind: SecurityEventKind::CrossTenantAttempt,
-                    org: auth.0.org(),
-                    subject: auth.0.subject().clone(),
-                    detail: format!("patient {id}"),
-                    origin: auth.2.clone(),
-                    resource_id: None,
-                },
-            )
-            .await?;
-        }
+        cross_tenant_check(state, auth, id).await?;
         return Err(ApiError::NotFound);
     };
     let relation = PatientRelation {
@@ -170,13 +157,77 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, id, Permission::PatientRead).await?;
-    let patient = state
+    let access = auth.access();
+    let scope = auth.1.clinician_scope;
+    // Relationship, decision, audit event and data in one transaction.
+    let mut refusal = None;
+    let read = state
         .patients
-        .get(&access, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
+        .read_related(
+            &access,
+            id,
+            auth.0.subject(),
+            OffsetDateTime::now_utc(),
+            |links| {
+                let relation = PatientRelation {
+                    care_team: links.care_team,
+                    break_glass: links.break_glass,
+                    own_record: links.own_record,
+                };
+                match authorize_patient(&auth.0, Permission::PatientRead, relation, scope) {
+                    Decision::Allow => true,
+                    Decision::Deny(reason) => {
+                        refusal = Some(reason);
+                        false
+                    }
+                }
+            },
+        )
+        .await?;
+    match read {
+        RelatedRead::Found(patient) => Ok(HttpResponse::Ok().json(PatientView::from(&patient))),
+        RelatedRead::Denied => {
+            let reason =
+                refusal.ok_or_else(|| ApiError::Internal("denied without a reason".into()))?;
+            Err(denied(
+                &state,
+                &auth.0,
+                &auth.2,
+                format!("{} on patient {id}", Permission::PatientRead),
+                reason,
+            )
+            .await)
+        }
+        RelatedRead::NotFound => {
+            cross_tenant_check(&state, &auth, id).await?;
+            Err(ApiError::NotFound)
+        }
+    }
+}
+
+/// After a miss in the caller's organization: a patient of that id in
+/// another one is a cross-tenant attempt, recorded (and alerted). The answer
+/// stays 404 either way.
+async fn cross_tenant_check(
+    state: &AppState,
+    auth: &Authorized,
+    id: PatientId,
+) -> Result<(), ApiError> {
+    if state.patients.exists_anywhere(&auth.0.tenant(), id).await? {
+        record(
+            state,
+            SecurityEvent {
+                kind: SecurityEventKind::CrossTenantAttempt,
+                org: auth.0.org(),
+                subject: auth.0.subject().clone(),
+                detail: format!("patient {id}"),
+                origin: auth.2.clone(),
+                resource_id: None,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Changes some fields of a patient (`null` clears an optional field).
