@@ -68,6 +68,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// Builds the application state: database (migrated if allowed, posture
 /// checked), token verifier and cursor key. Fails closed on any problem.
 pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
+    carapace_infra::jwt_crypto::install();
     if settings.backend() == Some(Backend::Postgres) && settings.database_owner_url.is_some() {
         migrate(settings).await?;
     }

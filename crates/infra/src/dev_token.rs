@@ -61,6 +61,7 @@ impl std::fmt::Debug for DevTokens {
 impl DevTokens {
     /// Dev tokens signed with `secret` (at least [`MIN_SECRET_LEN`] bytes).
     pub fn new(secret: &SecretString) -> Result<Self, DevTokenError> {
+        crate::jwt_crypto::install();
         let bytes = secret.expose_secret().as_bytes();
         if bytes.len() < MIN_SECRET_LEN {
             return Err(DevTokenError::SecretTooShort);

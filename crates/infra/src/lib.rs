@@ -12,6 +12,7 @@ pub mod audit;
 pub mod db;
 pub mod dev_token;
 mod entity;
+pub mod jwt_crypto;
 pub mod keys;
 #[cfg(feature = "kms")]
 pub mod kms;

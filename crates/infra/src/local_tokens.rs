@@ -120,6 +120,7 @@ fn parse(pem: &SecretString) -> Result<(String, SigningKey), SigningKeyError> {
 impl LocalTokens {
     /// Signs with `current`; verifies with it and every key in `previous`.
     pub fn new(current: &SecretString, previous: &[SecretString]) -> Result<Self, SigningKeyError> {
+        crate::jwt_crypto::install();
         let (kid, key) = parse(current)?;
         let encoding = EncodingKey::from_ed_pem(current.expose_secret().as_bytes())
             .map_err(|_| SigningKeyError::Format)?;

@@ -92,6 +92,7 @@ impl std::fmt::Debug for OidcVerifier {
 impl OidcVerifier {
     /// A verifier for `settings`; organizations in tokens are checked against `orgs`.
     pub fn new(settings: OidcSettings, orgs: SeaOrganizations) -> Result<Self, reqwest::Error> {
+        crate::jwt_crypto::install();
         let keys = KeyCache::new(&settings)?;
         Ok(Self {
             settings,
