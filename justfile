@@ -53,8 +53,12 @@ bench-smoke:
     cargo build -p carapace-server -p carapace-bench
     CARAPACE_TEST_PG_URL={{pg_url}} target/debug/carapace-bench --smoke --server target/debug/carapace
 
-# Micro-benchmarks: PHI encryption per record (criterion), and audited
-# reads against plain reads on local PostgreSQL (ratios in one run).
+# Micro-benchmarks (criterion): policy, audit hashing, token verification
+# with a cached JWKS, PHI encryption per record; then audited reads against
+# plain reads on local PostgreSQL (ratios in one run).
 bench-micro:
+    cargo bench -p carapace-auth --bench policy
+    cargo bench -p carapace-audit --bench hashing
+    cargo bench -p carapace-infra --bench token_verify
     cargo bench -p carapace-phi-crypto
     CARAPACE_TEST_PG_URL={{pg_url}} cargo bench -p carapace-infra --bench audit_overhead
