@@ -331,6 +331,28 @@ fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(EXIT_CONFIG))
 }
 
+/// Records an administrative command in the organization's audit trail
+/// (actor `system:cli`); the command fails if it cannot.
+async fn cli_audit(
+    db: &carapace_infra::Database,
+    org: carapace_tenancy::OrgId,
+    what: &str,
+    about: String,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let event = carapace_audit::SecurityEvent::new(
+        carapace_audit::SecurityEventKind::AdminAction,
+        org,
+        SubjectId::parse("system:cli")?,
+        what,
+    )
+    .about(about);
+    carapace_infra::audit::SeaAuditLog::new(db.clone())
+        .record_security(&event.to_audit_event())
+        .await
+        .context("recording the command in the audit trail")
+}
+
 async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Result<ExitCode> {
     let (slug, name) = match (OrgSlug::parse(slug), OrgName::parse(name)) {
         (Ok(s), Ok(n)) => (s, n),
@@ -342,6 +364,7 @@ async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Resu
         .create(NewOrganization { slug, name })
         .await
         .context("creating the organization")?;
+    cli_audit(&db, org.id, "org.create", org.id.to_string()).await?;
     db.close().await;
     let out = serde_json::json!({ "id": org.id, "slug": org.slug });
     let _ = writeln!(std::io::stdout(), "{out}");
@@ -363,6 +386,8 @@ async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::R
     // First it stops resolving and its sessions and service keys end (no
     // token, login or new key), then its data keys go.
     let ctx = TenantContext::new(found.id, SubjectId::parse("system:org-delete")?);
+    // Recorded first: the trail outlives the organization.
+    cli_audit(&db, found.id, "org.delete", found.id.to_string()).await?;
     orgs.mark_deleted(&ctx)
         .await
         .context("marking the organization deleted")?;
@@ -576,6 +601,13 @@ async fn keys_rotate(
             };
             let ctx = TenantContext::new(found.id, actor);
             let version = keys.rotate(&ctx).await?;
+            cli_audit(
+                &db,
+                found.id,
+                "keys.rotate_data_key",
+                format!("version {version}"),
+            )
+            .await?;
             let _ = writeln!(out, "{slug}: data key version {version}");
             let patients = carapace_infra::SeaPatients::new(db.clone(), keys);
             let mut total = 0;
@@ -606,6 +638,13 @@ async fn keys_rotate(
                 let n = keys
                     .rewrap(&TenantContext::new(org, actor.clone()), &*new)
                     .await?;
+                cli_audit(
+                    &db,
+                    org,
+                    "keys.rewrap_under_new_kek",
+                    format!("{n} data keys"),
+                )
+                .await?;
                 let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
             }
             let _ = writeln!(out, "done: now set {then}");
@@ -693,14 +732,16 @@ async fn user_create(
     let created = SeaAccounts::new(db.clone())
         .create(&ctx, &email, Some(hash), roles)
         .await;
-    db.close().await;
     let account = match created {
         Ok(a) => a,
         Err(AuthError::EmailTaken) => {
+            db.close().await;
             return usage_error("an account with this e-mail exists in the organization");
         }
         Err(e) => return Err(e.into()),
     };
+    cli_audit(&db, found.id, "user.create", account.id.to_string()).await?;
+    db.close().await;
     let out = serde_json::json!({ "id": account.id.to_string(), "email": account.email.as_str() });
     let _ = writeln!(std::io::stdout(), "{out}");
     Ok(ExitCode::SUCCESS)

@@ -325,7 +325,17 @@ impl AuditChainer {
                     at.map(|t| t - LATE_COMMIT_WINDOW),
                 )
             }
-            None => (ChainHead::genesis(org), None),
+            // Empty: a new chain, or one whose whole prefix retention removed.
+            None => match tombstone(&tx, org).await? {
+                Some(t) => (
+                    ChainHead {
+                        position: u64::try_from(t.position).unwrap_or(0),
+                        link: hash_of(&t.link)?,
+                    },
+                    Some(t.signed_at - LATE_COMMIT_WINDOW),
+                ),
+                None => (ChainHead::genesis(org), None),
+            },
         };
         let since = since.unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let pending = tx
@@ -344,9 +354,6 @@ impl AuditChainer {
             ))
             .await
             .map_err(storage_error)?;
-        if pending.is_empty() {
-            return Ok(0);
-        }
         let mut rows = Vec::with_capacity(pending.len());
         for p in &pending {
             let id: Uuid = p.try_get("", "id").map_err(storage_error)?;
@@ -367,6 +374,9 @@ impl AuditChainer {
                 .await
                 .map_err(storage_error)?;
         }
+        if head.position == 0 {
+            return Ok(0);
+        }
         let last_checkpoint = audit_checkpoint::Entity::find()
             .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
             .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Head.as_str()))
@@ -375,7 +385,15 @@ impl AuditChainer {
             .await
             .map_err(storage_error)?;
         let now = OffsetDateTime::now_utc();
-        if last_checkpoint.is_none_or(|c| now - c.signed_at >= self.checkpoint_every) {
+        // A checkpoint when the head moved past the last one and it is due.
+        let due = match &last_checkpoint {
+            None => true,
+            Some(c) => {
+                u64::try_from(c.position).unwrap_or(0) < head.position
+                    && now - c.signed_at >= self.checkpoint_every
+            }
+        };
+        if due {
             insert_checkpoint(
                 &tx,
                 &Checkpoint::sign(

@@ -386,9 +386,8 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     let verified = carapace(&dir, &env, &["audit", "verify", "--org", "demo"]);
     assert!(verified.status.success(), "{}", text(&verified.stdout));
     assert!(
-        text(&verified.stdout).contains(
-            ": ok: 3 events chained (head 3), 1 signed checkpoints matched, 0 awaiting chaining"
-        ),
+        text(&verified.stdout).contains(": ok: 5 events chained (head 5), ")
+            && text(&verified.stdout).contains("signed checkpoints matched, 0 awaiting chaining"),
         "{}",
         text(&verified.stdout)
     );
@@ -410,7 +409,7 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
         ],
     );
     assert!(exported.status.success(), "{}", text(&exported.stderr));
-    assert!(text(&exported.stdout).contains("exported 3 events (positions 1..=3)"));
+    assert!(text(&exported.stdout).contains("exported 5 events (positions 1..=5)"));
     let checked = carapace(&dir, &env, &["audit", "verify", "--export", "export-1"]);
     assert!(checked.status.success(), "{}", text(&checked.stdout));
     let events_file = dir.path().join("export-1/events.ndjson");
@@ -443,7 +442,7 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     let tampered = carapace(&dir, &env, &["audit", "verify"]);
     assert_eq!(tampered.status.code(), Some(1));
     assert!(
-        text(&tampered.stdout).contains("TAMPERED at position 2: event modified"),
+        text(&tampered.stdout).contains("TAMPERED at position 4: event modified"),
         "{}",
         text(&tampered.stdout)
     );

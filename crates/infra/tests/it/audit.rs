@@ -671,6 +671,32 @@ async fn export_and_purge(db: Database, owner: Database) {
         "each purge is itself recorded"
     );
     assert_eq!(left.len(), 5 + 2);
+
+    // Everything past retention goes; the chain carries on from the tombstone.
+    let (rest, rest_file) = carapace_infra::audit::export_org(&db, org, epoch, later, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = carapace_infra::audit::purge_org(&owner, org, later, &rest, &rest_file, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gone.from, 6);
+    repo.get(&acc(&ctx), p.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    chainer(&db)
+        .chain_org(org)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let verified = verify_org(&db, org, &key.verifying_key())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chain = verified.chain.unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        chain.head,
+        gone.to + chain.entries,
+        "positions continue after the tombstone"
+    );
+    assert!(chain.entries >= 2, "the purge event and the new read");
 }
 
 #[tokio::test]
