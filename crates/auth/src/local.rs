@@ -10,6 +10,26 @@ mod policy;
 mod ports;
 mod reset;
 
+/// Records an authentication event about `account` (or `anonymous`) in
+/// `org`; fails closed with [`crate::AuthError::Unavailable`].
+pub(crate) async fn record_event(
+    events: &dyn carapace_audit::SecurityEventSink,
+    kind: carapace_audit::SecurityEventKind,
+    org: carapace_tenancy::OrgId,
+    account: Option<UserId>,
+    detail: &str,
+) -> Result<(), crate::AuthError> {
+    let subject = account.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
+    let subject =
+        carapace_tenancy::SubjectId::parse(&subject).map_err(|_| crate::AuthError::Unavailable)?;
+    let mut event = carapace_audit::SecurityEvent::new(kind, org, subject, detail);
+    event.resource_id = account.map(|a| a.to_string());
+    events
+        .emit(event)
+        .await
+        .map_err(|_| crate::AuthError::Unavailable)
+}
+
 pub use flow::{IssuedTokens, LocalAuth, LoginOutcome, RefreshToken, TotpEnrolment};
 pub use password::{check_new_password, hash_password, verify_password};
 pub use policy::{LOCKOUT, LoginState, MAX_FAILURES, SessionLimits, session_alive};

@@ -499,44 +499,21 @@ pub async fn verify_org(
             });
         }
     };
-    let mut after: i64 = tombstone
-        .as_ref()
-        .map_or(0, |t| i64::try_from(t.position).unwrap_or(i64::MAX));
+    let mut after = tombstone.as_ref().map_or(0, |t| t.position);
     loop {
-        let page = tx
-            .query_all_raw(statement(
-                backend,
-                "SELECT c.position AS position, c.event_id AS event_id, c.leaf AS leaf,
-                        c.link AS link, e.body AS body
-                 FROM audit_chain c
-                 LEFT JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
-                 WHERE c.org_id = $1 AND c.position > $2
-                 ORDER BY c.position LIMIT 1000",
-                vec![org.as_uuid().into(), after.into()],
-            ))
-            .await
-            .map_err(storage_error)?;
-        if page.is_empty() {
+        let page = entries(&tx, org, after, u64::MAX, 1000).await?;
+        let Some(last) = page.last().map(|e| e.position) else {
             break;
-        }
-        for r in &page {
-            let position: i64 = r.try_get("", "position").map_err(storage_error)?;
-            let body: Option<String> = r.try_get("", "body").map_err(storage_error)?;
-            let entry = ChainEntry {
-                position: u64::try_from(position).unwrap_or(0),
-                event_id: r.try_get("", "event_id").map_err(storage_error)?,
-                leaf: hash_of(&r.try_get::<Vec<u8>>("", "leaf").map_err(storage_error)?)?,
-                link: hash_of(&r.try_get::<Vec<u8>>("", "link").map_err(storage_error)?)?,
-                event: body.map(String::into_bytes),
-            };
-            if let Err(finding) = verifier.push(&entry) {
+        };
+        for entry in &page {
+            if let Err(finding) = verifier.push(entry) {
                 return Ok(OrgVerification {
                     chain: Err(finding),
                     pending: 0,
                 });
             }
-            after = position;
         }
+        after = last;
     }
     let pending = tx
         .query_one_raw(statement(
@@ -557,13 +534,15 @@ pub async fn verify_org(
     })
 }
 
-/// Reads the chain entries (with their events' bytes) at positions
-/// `from..=to` of `org`, in order.
+/// Reads at most `limit` chain entries (with their events' bytes) of `org`
+/// after position `after` and up to `upto`, in order. A missing event
+/// comes back as `event: None`, a missing position simply does not.
 async fn entries<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
-    from: u64,
-    to: u64,
+    after: u64,
+    upto: u64,
+    limit: u64,
 ) -> Result<Vec<ChainEntry>, StorageError> {
     let backend = conn.get_database_backend();
     let rows = conn
@@ -573,12 +552,13 @@ async fn entries<C: ConnectionTrait>(
                     c.link AS link, e.body AS body
              FROM audit_chain c
              LEFT JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
-             WHERE c.org_id = $1 AND c.position >= $2 AND c.position <= $3
-             ORDER BY c.position",
+             WHERE c.org_id = $1 AND c.position > $2 AND c.position <= $3
+             ORDER BY c.position LIMIT $4",
             vec![
                 org.as_uuid().into(),
-                i64::try_from(from).unwrap_or(i64::MAX).into(),
-                i64::try_from(to).unwrap_or(i64::MAX).into(),
+                i64::try_from(after).unwrap_or(i64::MAX).into(),
+                i64::try_from(upto).unwrap_or(i64::MAX).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ],
         ))
         .await
@@ -683,7 +663,7 @@ pub async fn export_org(
     };
     let mut last_link = prev;
     if first > 0 {
-        for e in entries(&tx, org, first, last).await? {
+        for e in entries(&tx, org, first - 1, last, u64::MAX).await? {
             let bytes = e.event.as_deref().ok_or_else(|| {
                 StorageError::Internal("an exported position has no event: run audit verify".into())
             })?;
@@ -815,7 +795,7 @@ pub async fn purge_org(
             to: start,
         });
     }
-    let doomed = entries(&tx, org, start + 1, end).await?;
+    let doomed = entries(&tx, org, start, end, u64::MAX).await?;
     for e in &doomed {
         if exported.get(&e.position) != Some(&carapace_audit::chain::hex(&e.link)) {
             return Err(StorageError::Constraint(

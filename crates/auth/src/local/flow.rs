@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
-use carapace_audit::{SecurityEvent, SecurityEventKind, SecurityEventSink};
+use carapace_audit::{SecurityEventKind, SecurityEventSink};
 use carapace_phi_crypto::SecretSealer;
 
 use super::mfa::{self, MfaStore};
@@ -108,14 +108,7 @@ impl<A, S, T> LocalAuth<A, S, T> {
         account: Option<UserId>,
         detail: &str,
     ) -> Result<(), AuthError> {
-        let subject = account.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
-        let subject = SubjectId::parse(&subject).map_err(|_| AuthError::Unavailable)?;
-        let mut event = SecurityEvent::new(kind, org, subject, detail);
-        event.resource_id = account.map(|a| a.to_string());
-        self.events
-            .emit(event)
-            .await
-            .map_err(|_| AuthError::Unavailable)
+        super::record_event(&*self.events, kind, org, account, detail).await
     }
 }
 

@@ -111,15 +111,7 @@ impl<A, R, M> PasswordReset<A, R, M> {
         account: Option<super::UserId>,
         detail: &str,
     ) -> Result<(), AuthError> {
-        let subject = account.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
-        let subject =
-            carapace_tenancy::SubjectId::parse(&subject).map_err(|_| AuthError::Unavailable)?;
-        let mut event = carapace_audit::SecurityEvent::new(kind, org, subject, detail);
-        event.resource_id = account.map(|a| a.to_string());
-        self.events
-            .emit(event)
-            .await
-            .map_err(|_| AuthError::Unavailable)
+        super::record_event(&*self.events, kind, org, account, detail).await
     }
 }
 
