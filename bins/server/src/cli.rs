@@ -348,7 +348,7 @@ async fn cli_audit(
     )
     .about(about);
     carapace_infra::audit::SeaAuditLog::new(db.clone())
-        .record_security(&event.to_audit_event())
+        .record(&event.to_audit_event())
         .await
         .context("recording the command in the audit trail")
 }
@@ -527,18 +527,10 @@ async fn audit_verify(settings: &Settings, org: Option<&str>) -> anyhow::Result<
     let db = server::connect(settings).await?;
     let key = server::audit_signing_key(settings)?.verifying_key();
     let orgs = match org {
-        Some(slug) => {
-            let Ok(slug) = OrgSlug::parse(slug) else {
-                return usage_error("--org is not a valid slug");
-            };
-            match carapace_infra::SeaOrganizations::new(db.clone())
-                .find_by_slug(&slug)
-                .await?
-            {
-                Some(found) => vec![found.id],
-                None => return usage_error(format!("no organization with slug {slug:?}")),
-            }
-        }
+        Some(slug) => match org_id(&db, slug).await? {
+            Some(id) => vec![id],
+            None => return usage_error(format!("no organization with slug {slug:?}")),
+        },
         None => carapace_infra::audit::every_org(&db).await?,
     };
     let mut out = std::io::stdout();

@@ -112,11 +112,15 @@ impl SeaAuditLog {
         Self { db }
     }
 
-    /// Records one event in its own transaction.
+    /// Records one event in its own transaction, with the alert it raises
+    /// (if any) queued in the same transaction.
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
         let ctx = TenantContext::new(event.org, event.actor.clone());
         let tx = self.db.begin_tenant(&ctx).await?;
         append(&tx, std::slice::from_ref(event)).await?;
+        if let Some(rule) = crate::alerts::enqueue_for(&tx, event).await? {
+            tracing::warn!(alert = rule.as_str(), org = %event.org, event = %event.id, "alert raised");
+        }
         tx.commit().await.map_err(storage_error)
     }
 
@@ -179,20 +183,6 @@ impl SeaAuditLog {
     }
 }
 
-impl SeaAuditLog {
-    /// Records a security event and, in the same transaction, queues the
-    /// alert it raises (if any).
-    pub async fn record_security(&self, event: &AuditEvent) -> Result<(), StorageError> {
-        let ctx = TenantContext::new(event.org, event.actor.clone());
-        let tx = self.db.begin_tenant(&ctx).await?;
-        append(&tx, std::slice::from_ref(event)).await?;
-        if let Some(rule) = crate::alerts::enqueue_for(&tx, event).await? {
-            tracing::warn!(alert = rule.as_str(), org = %event.org, event = %event.id, "alert raised");
-        }
-        tx.commit().await.map_err(storage_error)
-    }
-}
-
 impl SecurityEventSink for SeaAuditLog {
     fn emit(&self, event: SecurityEvent) -> AuditFuture<'_> {
         Box::pin(async move {
@@ -203,7 +193,7 @@ impl SecurityEventSink for SeaAuditLog {
                 detail = %event.detail,
                 "security event"
             );
-            self.record_security(&event.to_audit_event())
+            self.record(&event.to_audit_event())
                 .await
                 .map_err(|e| carapace_audit::AuditError(e.to_string()))
         })

@@ -28,6 +28,17 @@ use crate::state::AppState;
 pub struct Authorized(pub Principal, pub OrgSettings, pub Origin);
 
 impl Authorized {
+    /// A security event of `kind` by this principal, from this request.
+    pub fn security_event(
+        &self,
+        kind: SecurityEventKind,
+        detail: impl Into<String>,
+    ) -> SecurityEvent {
+        let mut event = SecurityEvent::new(kind, self.0.org(), self.0.subject().clone(), detail);
+        event.origin = self.2.clone();
+        event
+    }
+
     /// The principal's access for PHI repositories and audit events.
     pub fn access(&self) -> AuditAccess {
         let kind = if self.0.roles().contains(Role::Service) {
@@ -135,15 +146,12 @@ pub(crate) async fn admin_action(
     what: &str,
     resource: String,
 ) -> Result<(), ApiError> {
-    let mut event = SecurityEvent::new(
-        SecurityEventKind::AdminAction,
-        auth.0.org(),
-        auth.0.subject().clone(),
-        what,
+    record(
+        state,
+        auth.security_event(SecurityEventKind::AdminAction, what)
+            .about(resource),
     )
-    .about(resource);
-    event.origin = auth.2.clone();
-    record(state, event).await
+    .await
 }
 
 /// Records a denial as a security event and turns it into the answer (a

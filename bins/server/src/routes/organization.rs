@@ -2,7 +2,7 @@
 //! settings (admin with MFA).
 
 use actix_web::{HttpResponse, web};
-use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_audit::SecurityEventKind;
 use carapace_tenancy::{ClinicianScope, OrgSettings, OrganizationRepository as _, PhiMfa};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -105,18 +105,14 @@ pub async fn put(
     }
     crate::http::auth::record(
         &state,
-        SecurityEvent {
-            kind: SecurityEventKind::OrgSettingsChanged,
-            org: auth.0.org(),
-            subject: auth.0.subject().clone(),
-            detail: format!(
+        auth.security_event(
+            SecurityEventKind::OrgSettingsChanged,
+            format!(
                 "clinician_scope={} phi_mfa={}",
                 settings.clinician_scope.as_str(),
                 settings.phi_mfa.as_str()
             ),
-            origin: auth.2.clone(),
-            resource_id: None,
-        },
+        ),
     )
     .await?;
     Ok(HttpResponse::Ok().json(SettingsBody::from(settings)))

@@ -8,7 +8,7 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_audit::{Access, Outcome, SecurityEvent, SecurityEventKind};
+use carapace_audit::{Access, Outcome, SecurityEventKind};
 use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
@@ -216,14 +216,10 @@ async fn cross_tenant_check(
     if state.patients.exists_anywhere(&auth.0.tenant(), id).await? {
         record(
             state,
-            SecurityEvent {
-                kind: SecurityEventKind::CrossTenantAttempt,
-                org: auth.0.org(),
-                subject: auth.0.subject().clone(),
-                detail: format!("patient {id}"),
-                origin: auth.2.clone(),
-                resource_id: None,
-            },
+            auth.security_event(
+                SecurityEventKind::CrossTenantAttempt,
+                format!("patient {id}"),
+            ),
         )
         .await?;
     }

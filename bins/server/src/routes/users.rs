@@ -2,7 +2,7 @@
 //! (admin with MFA; see `docs/permissions.md`).
 
 use actix_web::{HttpResponse, web};
-use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_audit::SecurityEventKind;
 use carapace_auth::local::Account;
 use carapace_auth::local::admin::AdminChange;
 use carapace_auth::{AuthError, Role, RoleSet};
@@ -223,14 +223,10 @@ pub async fn impersonate(
         .await?;
     crate::http::auth::record(
         &state,
-        SecurityEvent {
-            kind: SecurityEventKind::ImpersonationStarted,
-            org: auth.0.org(),
-            subject: auth.0.subject().clone(),
-            detail: format!("as user {target}"),
-            origin: auth.2.clone(),
-            resource_id: None,
-        },
+        auth.security_event(
+            SecurityEventKind::ImpersonationStarted,
+            format!("as user {target}"),
+        ),
     )
     .await?;
     Ok(HttpResponse::Ok().json(ImpersonationToken {

@@ -2,7 +2,7 @@
 //! account (admin, with MFA), and break-glass emergency access (clinicians).
 
 use actix_web::{HttpResponse, web};
-use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_audit::SecurityEventKind;
 use carapace_clinical::patient::{PatientId, PatientRepository as _, break_glass_reason};
 use carapace_tenancy::SubjectId;
 use serde::{Deserialize, Serialize};
@@ -92,17 +92,13 @@ pub async fn break_glass(
     }
     record(
         &state,
-        SecurityEvent {
-            kind: SecurityEventKind::BreakGlass,
-            org: ctx.org(),
-            subject: auth.0.subject().clone(),
-            detail: format!(
+        auth.security_event(
+            SecurityEventKind::BreakGlass,
+            format!(
                 "patient {id} until {}",
                 until.format(&Rfc3339).unwrap_or_default()
             ),
-            origin: auth.2.clone(),
-            resource_id: None,
-        },
+        ),
     )
     .await?;
     // The alert (delivery arrives with the audit issue's alert outbox).
