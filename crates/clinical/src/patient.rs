@@ -222,7 +222,8 @@ pub enum RelatedRead {
     /// No such patient in the caller's organization (recorded `not_found`).
     NotFound,
     /// The decision refused it (recorded `denied`); nothing was returned.
-    Denied,
+    /// Carries the facts it was refused on, so the caller can say why.
+    Denied(PatientLinks),
     /// Allowed and read (recorded `allowed`).
     Found(Patient),
 }
@@ -342,6 +343,8 @@ pub trait PatientRepository: Send + Sync {
     /// allowed, denied or not found) and data in one transaction, so the
     /// hot read path costs what its SQL costs. `decide` is the caller's
     /// policy (a pure function); the repository only supplies the facts.
+    /// It may be called more than once (a repository may retry), so it must
+    /// not keep state.
     fn read_related<D>(
         &self,
         access: &Access,
@@ -351,7 +354,7 @@ pub trait PatientRepository: Send + Sync {
         decide: D,
     ) -> impl Future<Output = Result<RelatedRead, ClinicalError>> + Send
     where
-        D: FnOnce(PatientLinks) -> bool + Send;
+        D: Fn(PatientLinks) -> bool + Send + Sync + 'static;
 
     /// Reads a patient (`patient.read`; `not_found` when there is none).
     fn get(

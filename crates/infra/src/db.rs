@@ -1,13 +1,15 @@
 //! Connecting, migrating, checking readiness and posture, and running
 //! tenant work inside one transaction that carries the tenant setting.
 
+mod group;
 mod posture;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use carapace_migrations::{Migrator, MigratorTrait};
-use carapace_tenancy::{StorageError, TenantContext};
+use carapace_tenancy::{OrgId, StorageError, TenantContext};
 use sea_orm::sqlx::postgres::PgSslMode;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
@@ -110,6 +112,7 @@ impl DbSettings {
 pub struct Database {
     conn: DatabaseConnection,
     backend: Backend,
+    group: Arc<group::GroupCommit>,
 }
 
 impl Database {
@@ -147,7 +150,19 @@ impl Database {
         let conn = sea_orm::Database::connect(opts)
             .await
             .map_err(storage_error)?;
-        Ok(Self { conn, backend })
+        // Two connections stay free of shared transactions for everything
+        // else (key lookups, the directory, the audit chainer).
+        let workers = usize::try_from(settings.pool_max.saturating_sub(2)).unwrap_or(1);
+        Ok(Self::assemble(conn, backend, workers))
+    }
+
+    fn assemble(conn: DatabaseConnection, backend: Backend, workers: usize) -> Self {
+        let group = Arc::new(group::GroupCommit::new(workers, group::MAX_BATCH));
+        Self {
+            conn,
+            backend,
+            group,
+        }
     }
 
     /// Wraps an existing pool (tests use this to share a one-connection
@@ -158,7 +173,7 @@ impl Database {
             DbBackend::Sqlite => Backend::Sqlite,
             _ => return None,
         };
-        Some(Self { conn, backend })
+        Some(Self::assemble(conn, backend, 1))
     }
 
     /// The engine behind this pool.
@@ -226,11 +241,21 @@ impl Database {
         ctx: &TenantContext,
         writes: bool,
     ) -> Result<DatabaseTransaction, StorageError> {
-        let tx = match self.backend {
-            // Reads write their audit event: take SQLite's single write
-            // lock at BEGIN (waiting on busy_timeout) rather than fail to
-            // upgrade a read transaction midway.
-            Backend::Sqlite if writes => self
+        let tx = if writes {
+            self.begin_writing().await?
+        } else {
+            self.conn.begin().await.map_err(storage_error)?
+        };
+        self.set_tenant(&tx, ctx.org()).await?;
+        Ok(tx)
+    }
+
+    /// Begins a transaction that will write. Reads write their audit
+    /// event: on SQLite this takes the single write lock at BEGIN (waiting
+    /// on busy_timeout) rather than fail to upgrade a read midway.
+    async fn begin_writing(&self) -> Result<DatabaseTransaction, StorageError> {
+        match self.backend {
+            Backend::Sqlite => self
                 .conn
                 .begin_with_options(sea_orm::TransactionOptions {
                     isolation_level: None,
@@ -238,19 +263,24 @@ impl Database {
                     sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
                 })
                 .await
-                .map_err(storage_error)?,
-            _ => self.conn.begin().await.map_err(storage_error)?,
-        };
+                .map_err(storage_error),
+            Backend::Postgres => self.conn.begin().await.map_err(storage_error),
+        }
+    }
+
+    /// Confines the rest of `tx` to `org` (PostgreSQL; SQLite relies on the
+    /// repositories' `org_id` filters alone).
+    async fn set_tenant(&self, tx: &DatabaseTransaction, org: OrgId) -> Result<(), StorageError> {
         if self.backend == Backend::Postgres {
             tx.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT set_config('app.org_id', $1, true)",
-                [ctx.org().to_string().into()],
+                [org.to_string().into()],
             ))
             .await
             .map_err(storage_error)?;
         }
-        Ok(tx)
+        Ok(())
     }
 
     /// The pool for work that is not tenant-scoped (the organization directory).

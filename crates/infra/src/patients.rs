@@ -274,7 +274,7 @@ async fn insert_assignment(
     id: PatientId,
     subject: &SubjectId,
     now: OffsetDateTime,
-) -> Result<(), ClinicalError> {
+) -> Result<(), StorageError> {
     let exists = care_assignment::Entity::find()
         .filter(care_assignment::Column::OrgId.eq(ctx.org().as_uuid()))
         .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
@@ -335,6 +335,34 @@ async fn audited_commit(
     commit(tx).await
 }
 
+/// What a related read found, before decryption.
+enum Related {
+    Missing,
+    Refused(PatientLinks),
+    Read(Box<row::Model>),
+}
+
+/// Runs a patient `select` in `tx`: the row, and the two relationship
+/// flags when the statement asked for them.
+async fn select_row(
+    tx: &DatabaseTransaction,
+    select: sea_orm::Statement,
+) -> Result<Option<(row::Model, Option<(bool, bool)>)>, StorageError> {
+    use sea_orm::{ConnectionTrait as _, FromQueryResult as _};
+    let Some(found) = tx.query_one_raw(select).await.map_err(storage_error)? else {
+        return Ok(None);
+    };
+    let r = row::Model::from_query_result(&found, "").map_err(storage_error)?;
+    let relations = match (
+        found.try_get::<bool>("", "rel_care_team"),
+        found.try_get::<bool>("", "rel_break_glass"),
+    ) {
+        (Ok(care_team), Ok(break_glass)) => Some((care_team, break_glass)),
+        _ => None,
+    };
+    Ok(Some((r, relations)))
+}
+
 impl PatientRepository for SeaPatients {
     async fn create(
         &self,
@@ -346,27 +374,36 @@ impl PatientRepository for SeaPatients {
         // The key first, in its own committed transaction: a key is never
         // used before it is stored.
         let key = self.keys.current(ctx).await?;
-        let tx = self.db.begin_tenant(ctx).await?;
         let now = now();
         let id = PatientId::generate();
         let mut row = to_row(&key, ctx.org(), id, d, now, now)?;
         row.account_subject = Set(None);
-        row::Entity::insert(row)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
-            hash: Set(id_hash(id)),
-        })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
-        if let Some(subject) = care_team {
-            insert_assignment(&tx, ctx, id, subject, now).await?;
-        }
-        let written = event(access, "patient.create", Some(id), Outcome::Allowed)
-            .with_phi_fields(&PHI_FIELDS);
-        audited_commit(tx, &[written]).await?;
+        let (unit_access, unit_ctx) = (access.clone(), ctx.clone());
+        let care_team = care_team.cloned();
+        self.db
+            .grouped(ctx.org(), move |tx| {
+                let (row, access, ctx) = (row.clone(), unit_access.clone(), unit_ctx.clone());
+                let care_team = care_team.clone();
+                Box::pin(async move {
+                    row::Entity::insert(row)
+                        .exec_without_returning(tx)
+                        .await
+                        .map_err(storage_error)?;
+                    patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
+                        hash: Set(id_hash(id)),
+                    })
+                    .exec_without_returning(tx)
+                    .await
+                    .map_err(storage_error)?;
+                    if let Some(subject) = &care_team {
+                        insert_assignment(tx, &ctx, id, subject, now).await?;
+                    }
+                    let written = event(&access, "patient.create", Some(id), Outcome::Allowed)
+                        .with_phi_fields(&PHI_FIELDS);
+                    crate::audit::append(tx, &[written]).await
+                })
+            })
+            .await?;
         Ok(Patient {
             id,
             org: ctx.org(),
@@ -378,18 +415,26 @@ impl PatientRepository for SeaPatients {
 
     async fn get(&self, access: &Access, id: PatientId) -> Result<Option<Patient>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        let found = scoped(ctx)
+        let select = scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        let read = match found {
-            Some(_) => event(access, "patient.read", Some(id), Outcome::Allowed)
-                .with_phi_fields(&PHI_FIELDS),
-            None => event(access, "patient.read", Some(id), Outcome::NotFound),
-        };
-        audited_commit(tx, &[read]).await?;
+            .build(self.db.conn().get_database_backend());
+        let unit_access = access.clone();
+        let found = self
+            .db
+            .grouped(ctx.org(), move |tx| {
+                let (select, access) = (select.clone(), unit_access.clone());
+                Box::pin(async move {
+                    let found = select_row(tx, select).await?;
+                    let read = match found {
+                        Some(_) => event(&access, "patient.read", Some(id), Outcome::Allowed)
+                            .with_phi_fields(&PHI_FIELDS),
+                        None => event(&access, "patient.read", Some(id), Outcome::NotFound),
+                    };
+                    crate::audit::append(tx, &[read]).await?;
+                    Ok(found.map(|(r, _)| r))
+                })
+            })
+            .await?;
         match found {
             Some(r) => Ok(self.decrypt_all(ctx, vec![r]).await?.pop()),
             None => Ok(None),
@@ -405,9 +450,8 @@ impl PatientRepository for SeaPatients {
         decide: D,
     ) -> Result<RelatedRead, ClinicalError>
     where
-        D: FnOnce(PatientLinks) -> bool + Send,
+        D: Fn(PatientLinks) -> bool + Send + Sync + 'static,
     {
-        use sea_orm::{ConnectionTrait as _, FromQueryResult as _};
         let ctx = access.tenant();
         let org = ctx.org().as_uuid();
         let care_team = care_assignment::Entity::find()
@@ -431,34 +475,48 @@ impl PatientRepository for SeaPatients {
             .expr_as(Expr::exists(care_team), "rel_care_team")
             .expr_as(Expr::exists(glass), "rel_break_glass")
             .build(self.db.conn().get_database_backend());
-        let tx = self.db.begin_tenant(ctx).await?;
-        let found = tx.query_one_raw(select).await.map_err(storage_error)?;
-        let Some(found) = found else {
-            let missing = event(access, "patient.read", Some(id), Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
-            return Ok(RelatedRead::NotFound);
-        };
-        let r = row::Model::from_query_result(&found, "").map_err(storage_error)?;
-        let links = PatientLinks {
-            care_team: found
-                .try_get::<bool>("", "rel_care_team")
-                .map_err(storage_error)?,
-            break_glass: found
-                .try_get::<bool>("", "rel_break_glass")
-                .map_err(storage_error)?,
-            own_record: r.account_subject.as_deref() == Some(subject.as_str()),
-        };
-        if !decide(links) {
-            let refused = event(access, "patient.read", Some(id), Outcome::Denied);
-            audited_commit(tx, &[refused]).await?;
-            return Ok(RelatedRead::Denied);
-        }
-        let read =
-            event(access, "patient.read", Some(id), Outcome::Allowed).with_phi_fields(&PHI_FIELDS);
-        audited_commit(tx, &[read]).await?;
-        match self.decrypt_all(ctx, vec![r]).await?.pop() {
-            Some(p) => Ok(RelatedRead::Found(p)),
-            None => Ok(RelatedRead::NotFound),
+        let subject = subject.clone();
+        let unit_access = access.clone();
+        let decide = Arc::new(decide);
+        // Relationship, decision, audit event and row in one transaction.
+        let read = self
+            .db
+            .grouped(ctx.org(), move |tx| {
+                let (select, access) = (select.clone(), unit_access.clone());
+                let (subject, decide) = (subject.clone(), decide.clone());
+                Box::pin(async move {
+                    let Some((r, relations)) = select_row(tx, select).await? else {
+                        let missing = event(&access, "patient.read", Some(id), Outcome::NotFound);
+                        crate::audit::append(tx, &[missing]).await?;
+                        return Ok(Related::Missing);
+                    };
+                    let (care_team, break_glass) = relations.ok_or_else(|| {
+                        StorageError::Internal("relationship columns missing".into())
+                    })?;
+                    let links = PatientLinks {
+                        care_team,
+                        break_glass,
+                        own_record: r.account_subject.as_deref() == Some(subject.as_str()),
+                    };
+                    if !decide(links) {
+                        let refused = event(&access, "patient.read", Some(id), Outcome::Denied);
+                        crate::audit::append(tx, &[refused]).await?;
+                        return Ok(Related::Refused(links));
+                    }
+                    let read = event(&access, "patient.read", Some(id), Outcome::Allowed)
+                        .with_phi_fields(&PHI_FIELDS);
+                    crate::audit::append(tx, &[read]).await?;
+                    Ok(Related::Read(Box::new(r)))
+                })
+            })
+            .await?;
+        match read {
+            Related::Missing => Ok(RelatedRead::NotFound),
+            Related::Refused(links) => Ok(RelatedRead::Denied(links)),
+            Related::Read(r) => match self.decrypt_all(ctx, vec![*r]).await?.pop() {
+                Some(p) => Ok(RelatedRead::Found(p)),
+                None => Ok(RelatedRead::NotFound),
+            },
         }
     }
 
@@ -690,7 +748,6 @@ impl PatientRepository for SeaPatients {
             .as_ref()
             .zip(q.name_dob.as_ref())
             .map(|(k, (n, d))| name_dob_index(k, n.expose_phi(), *d.expose_phi()));
-        let tx = self.db.begin_tenant(ctx).await?;
         let limit = usize::from(q.limit.get());
         let mut query = scoped(ctx);
         query = match &q.visibility {
@@ -735,36 +792,53 @@ impl PatientRepository for SeaPatients {
         if let Some(after) = q.after {
             query = query.filter(row::Column::Id.gt(after.as_uuid()));
         }
-        let rows = query
+        let select = query
             .order_by_asc(row::Column::Id)
             .limit(limit as u64 + 1)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .build(self.db.conn().get_database_backend());
         let action = if q.member_id.is_some() || q.name_dob.is_some() {
             "patient.search"
         } else {
             "patient.list"
         };
-        // One event per patient shown: the accounting of disclosures of
-        // each patient is complete.
-        let mut shown: Vec<AuditEvent> = rows
-            .iter()
-            .take(limit)
-            .map(|r| {
-                event(
-                    access,
-                    action,
-                    Some(PatientId::from_uuid(r.id)),
-                    Outcome::Allowed,
-                )
-                .with_phi_fields(&PHI_FIELDS)
+        let unit_access = access.clone();
+        let rows = self
+            .db
+            .grouped(ctx.org(), move |tx| {
+                let (select, access) = (select.clone(), unit_access.clone());
+                Box::pin(async move {
+                    use sea_orm::{ConnectionTrait as _, FromQueryResult as _};
+                    let rows = tx
+                        .query_all_raw(select)
+                        .await
+                        .map_err(storage_error)?
+                        .iter()
+                        .map(|r| row::Model::from_query_result(r, ""))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(storage_error)?;
+                    // One event per patient shown: the accounting of
+                    // disclosures of each patient is complete.
+                    let mut shown: Vec<AuditEvent> = rows
+                        .iter()
+                        .take(limit)
+                        .map(|r| {
+                            event(
+                                &access,
+                                action,
+                                Some(PatientId::from_uuid(r.id)),
+                                Outcome::Allowed,
+                            )
+                            .with_phi_fields(&PHI_FIELDS)
+                        })
+                        .collect();
+                    if shown.is_empty() {
+                        shown.push(event(&access, action, None, Outcome::NotFound));
+                    }
+                    crate::audit::append(tx, &shown).await?;
+                    Ok(rows)
+                })
             })
-            .collect();
-        if shown.is_empty() {
-            shown.push(event(access, action, None, Outcome::NotFound));
-        }
-        audited_commit(tx, &shown).await?;
+            .await?;
         let mut items = self.decrypt_all(ctx, rows).await?;
         let next_after = if items.len() > limit {
             items.truncate(limit);

@@ -14,7 +14,8 @@ use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
 };
 use carapace_clinical::patient::{
-    CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, RelatedRead, Visibility,
+    CURSOR_SCOPE, PatientId, PatientLinks, PatientQuery, PatientRepository as _, RelatedRead,
+    Visibility,
 };
 use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
 use serde::Deserialize;
@@ -85,13 +86,8 @@ pub(crate) async fn related(
         cross_tenant_check(state, auth, id).await?;
         return Err(ApiError::NotFound);
     };
-    let relation = PatientRelation {
-        care_team: links.care_team,
-        break_glass: links.break_glass,
-        own_record: links.own_record,
-    };
     let scope = auth.1.clinician_scope;
-    match authorize_patient(&auth.0, permission, relation, scope) {
+    match authorize_patient(&auth.0, permission, relation(links), scope) {
         Decision::Allow => Ok(access),
         Decision::Deny(reason) => {
             state.audit.record(&refused(Outcome::Denied)).await?;
@@ -159,8 +155,13 @@ pub async fn get(
     let id = PatientId::from_uuid(id.into_inner());
     let access = auth.access();
     let scope = auth.1.clinician_scope;
+    let decide = {
+        let principal = auth.0.clone();
+        move |links: PatientLinks| {
+            authorize_patient(&principal, Permission::PatientRead, relation(links), scope)
+        }
+    };
     // Relationship, decision, audit event and data in one transaction.
-    let mut refusal = None;
     let read = state
         .patients
         .read_related(
@@ -168,27 +169,17 @@ pub async fn get(
             id,
             auth.0.subject(),
             OffsetDateTime::now_utc(),
-            |links| {
-                let relation = PatientRelation {
-                    care_team: links.care_team,
-                    break_glass: links.break_glass,
-                    own_record: links.own_record,
-                };
-                match authorize_patient(&auth.0, Permission::PatientRead, relation, scope) {
-                    Decision::Allow => true,
-                    Decision::Deny(reason) => {
-                        refusal = Some(reason);
-                        false
-                    }
-                }
-            },
+            move |links| decide(links) == Decision::Allow,
         )
         .await?;
     match read {
         RelatedRead::Found(patient) => Ok(HttpResponse::Ok().json(PatientView::from(&patient))),
-        RelatedRead::Denied => {
-            let reason =
-                refusal.ok_or_else(|| ApiError::Internal("denied without a reason".into()))?;
+        RelatedRead::Denied(links) => {
+            let Decision::Deny(reason) =
+                authorize_patient(&auth.0, Permission::PatientRead, relation(links), scope)
+            else {
+                return Err(ApiError::Internal("denied without a reason".into()));
+            };
             Err(denied(
                 &state,
                 &auth.0,
@@ -202,6 +193,15 @@ pub async fn get(
             cross_tenant_check(&state, &auth, id).await?;
             Err(ApiError::NotFound)
         }
+    }
+}
+
+/// The policy's view of how the caller relates to a patient.
+fn relation(links: PatientLinks) -> PatientRelation {
+    PatientRelation {
+        care_team: links.care_team,
+        break_glass: links.break_glass,
+        own_record: links.own_record,
     }
 }
 

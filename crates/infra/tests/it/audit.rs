@@ -418,6 +418,97 @@ async fn a_hundred_concurrent_writers_leave_one_gapless_chain() {
     assert!(chain.checkpoints >= 1);
 }
 
+#[tokio::test]
+async fn concurrent_reads_of_many_orgs_share_commits_and_keep_to_their_tenant() {
+    let Some(pg) = carapace_testkit::postgres("grouped_reads_across_orgs").await else {
+        return;
+    };
+    // A small pool: two shared transactions at once, so the readers queue.
+    let mut settings = pg.app_settings();
+    settings.pool_max = 4;
+    let db = Database::connect(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let mut orgs = Vec::new();
+    for name in ["Ada", "Bea", "Cai"] {
+        let ctx = new_org(&db).await;
+        let p = repo
+            .create(&acc(&ctx), &demographics(name, None), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        orgs.push((ctx, p.id, name));
+    }
+    let mut readers = Vec::new();
+    for i in 0..60 {
+        let (ctx, id, name) = orgs[i % 3].clone();
+        let foreign = orgs[(i + 1) % 3].1;
+        let repo = repo.clone();
+        readers.push(tokio::spawn(async move {
+            let mine = repo
+                .get(&acc(&ctx), id)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("{name}'s patient is readable"));
+            assert_eq!(mine.demographics.given_name.expose_phi().as_str(), name);
+            // Another organization's patient, asked for in the same batch
+            // of transactions, is not there.
+            let theirs = repo
+                .get(&acc(&ctx), foreign)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(theirs.is_none(), "another tenant's patient stays hidden");
+        }));
+    }
+    for r in readers {
+        r.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (ctx, id, _) in &orgs {
+        let reads: Vec<_> = events(&db, ctx)
+            .await
+            .into_iter()
+            .filter(|e| e.action == "patient.read")
+            .collect();
+        assert_eq!(reads.len(), 40, "each read recorded once, in its own org");
+        let own = Some(id.as_uuid().to_string());
+        let allowed = reads
+            .iter()
+            .filter(|e| e.outcome == Outcome::Allowed && e.resource_id == own)
+            .count();
+        let missed = reads
+            .iter()
+            .filter(|e| e.outcome == Outcome::NotFound && e.resource_id != own)
+            .count();
+        assert_eq!((allowed, missed), (20, 20));
+        assert!(reads.iter().all(|e| e.org == ctx.org()));
+    }
+    // Rows written by one transaction share its id (xmin).
+    let owner = sea_orm::Database::connect(pg.owner_url.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = orgs
+        .iter()
+        .map(|(c, _, _)| format!("'{}'", c.org()))
+        .collect();
+    let row = owner
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(DISTINCT xmin::text)::bigint AS n FROM audit_events \
+                 WHERE action = 'patient.read' AND org_id IN ({})",
+                ids.join(",")
+            ),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("a count"));
+    let commits: i64 = row.try_get("", "n").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        commits < 120,
+        "120 concurrent reads shared commits ({commits} transactions)"
+    );
+}
+
 /// A chained SQLite trail of `n` reads, with the triggers dropped so the
 /// test can play the attacker.
 async fn tamperable(
