@@ -21,6 +21,7 @@ mod m0007_patient_id_hashes;
 mod m0008_organization_deletion;
 mod m0009_audit;
 mod m0010_alerts;
+mod m0011_audit_chain_horizon;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_organization_deletion::Migration),
             Box::new(m0009_audit::Migration),
             Box::new(m0010_alerts::Migration),
+            Box::new(m0011_audit_chain_horizon::Migration),
         ]
     }
 }

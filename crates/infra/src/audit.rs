@@ -32,8 +32,9 @@ use crate::entity::{audit_chain, audit_checkpoint, audit_event};
 pub const MAX_PAGE: u64 = 500;
 /// Events chained per pass and organization.
 const CHAIN_BATCH: u64 = 2000;
-/// How far before the chain head's event an unchained event is still
-/// looked for (a transaction commits well within this).
+/// SQLite: how far before the chain head's event an unchained event is
+/// still looked for (a transaction commits well within this). PostgreSQL
+/// uses the transaction horizon instead (migration m0011).
 const LATE_COMMIT_WINDOW: Duration = Duration::from_secs(600);
 
 fn row(e: &AuditEvent) -> audit_event::ActiveModel {
@@ -328,22 +329,76 @@ impl AuditChainer {
             },
         };
         let since = since.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let pending = tx
-            .query_all_raw(statement(
-                backend,
-                "SELECT e.id AS id, e.body AS body FROM audit_events e
-                 WHERE e.org_id = $1 AND e.recorded_at >= $2
-                   AND NOT EXISTS (SELECT 1 FROM audit_chain c
-                                   WHERE c.org_id = e.org_id AND c.event_id = e.id)
-                 ORDER BY e.recorded_at, e.id LIMIT $3",
-                vec![
-                    org.as_uuid().into(),
-                    since.into(),
-                    i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
-                ],
-            ))
-            .await
-            .map_err(storage_error)?;
+        let pending = match backend {
+            DbBackend::Postgres => {
+                // Taken before looking: every transaction older than this
+                // has finished, so its events are visible to the query below.
+                let now_horizon = single_text(
+                    &tx,
+                    statement(
+                        backend,
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS v",
+                        vec![],
+                    ),
+                )
+                .await?
+                .ok_or_else(|| StorageError::Internal("no snapshot horizon".into()))?;
+                let last_horizon = single_text(
+                    &tx,
+                    statement(
+                        backend,
+                        "SELECT horizon::text AS v FROM audit_chain_horizons WHERE org_id = $1",
+                        vec![org.as_uuid().into()],
+                    ),
+                )
+                .await?
+                .unwrap_or_else(|| "0".to_owned());
+                let pending = tx
+                    .query_all_raw(statement(
+                        backend,
+                        "SELECT e.id AS id, e.body AS body FROM audit_events e
+                         WHERE e.org_id = $1 AND e.tx >= $2::xid8
+                           AND NOT EXISTS (SELECT 1 FROM audit_chain c
+                                           WHERE c.org_id = e.org_id AND c.event_id = e.id)
+                         ORDER BY e.recorded_at, e.id LIMIT $3",
+                        vec![
+                            org.as_uuid().into(),
+                            last_horizon.into(),
+                            i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
+                        ],
+                    ))
+                    .await
+                    .map_err(storage_error)?;
+                if (pending.len() as u64) < CHAIN_BATCH {
+                    // Everything up to the horizon is about to be chained.
+                    tx.execute_raw(statement(
+                        backend,
+                        "INSERT INTO audit_chain_horizons (org_id, horizon) VALUES ($1, $2::xid8)
+                         ON CONFLICT (org_id) DO UPDATE SET horizon = EXCLUDED.horizon",
+                        vec![org.as_uuid().into(), now_horizon.into()],
+                    ))
+                    .await
+                    .map_err(storage_error)?;
+                }
+                pending
+            }
+            _ => tx
+                .query_all_raw(statement(
+                    backend,
+                    "SELECT e.id AS id, e.body AS body FROM audit_events e
+                     WHERE e.org_id = $1 AND e.recorded_at >= $2
+                       AND NOT EXISTS (SELECT 1 FROM audit_chain c
+                                       WHERE c.org_id = e.org_id AND c.event_id = e.id)
+                     ORDER BY e.recorded_at, e.id LIMIT $3",
+                    vec![
+                        org.as_uuid().into(),
+                        since.into(),
+                        i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
+                    ],
+                ))
+                .await
+                .map_err(storage_error)?,
+        };
         let mut rows = Vec::with_capacity(pending.len());
         for p in &pending {
             let id: Uuid = p.try_get("", "id").map_err(storage_error)?;
@@ -399,6 +454,20 @@ impl AuditChainer {
         }
         tx.commit().await.map_err(storage_error)?;
         Ok(added)
+    }
+}
+
+/// The text column `v` of the one row `stmt` returns, if any.
+async fn single_text<C: ConnectionTrait>(
+    conn: &C,
+    stmt: Statement,
+) -> Result<Option<String>, StorageError> {
+    match conn.query_one_raw(stmt).await.map_err(storage_error)? {
+        Some(row) => row
+            .try_get::<String>("", "v")
+            .map(Some)
+            .map_err(storage_error),
+        None => Ok(None),
     }
 }
 

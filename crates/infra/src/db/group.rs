@@ -135,16 +135,17 @@ impl Database {
         }
     }
 
-    async fn run_jobs(&self, jobs: Vec<Job>) {
-        if jobs.len() > 1 {
-            if self.run_together(&jobs).await.is_ok() {
-                for job in jobs {
-                    let _ = job.done.send(Ok(()));
-                }
-                return;
+    async fn run_jobs(&self, mut jobs: Vec<Job>) {
+        // One organization's units next to each other share its setting.
+        jobs.sort_by_key(|j| j.org.as_uuid());
+        if jobs.len() > 1 && self.run_together(&jobs).await.is_ok() {
+            for job in jobs {
+                let _ = job.done.send(Ok(()));
             }
-            // Rolled back: nothing of any unit is kept; each runs alone.
+            return;
         }
+        // Alone, or the shared transaction rolled back (nothing of any unit
+        // is kept): each unit runs in its own.
         for job in jobs {
             let result = self.run_together(std::slice::from_ref(&job)).await;
             let _ = job.done.send(result);
@@ -153,8 +154,12 @@ impl Database {
 
     async fn run_together(&self, jobs: &[Job]) -> Result<(), StorageError> {
         let tx = self.begin_writing().await?;
+        let mut current = None;
         for job in jobs {
-            self.set_tenant(&tx, job.org).await?;
+            if current != Some(job.org) {
+                self.set_tenant(&tx, job.org).await?;
+                current = Some(job.org);
+            }
             (job.unit)(&tx).await?;
         }
         tx.commit().await.map_err(super::storage_error)

@@ -13,7 +13,7 @@ use carapace_infra::{Database, SeaPatients};
 use carapace_phi_crypto::Phi;
 use carapace_tenancy::{SubjectId, TenantContext};
 use ed25519_dalek::SigningKey;
-use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
+use sea_orm::{ConnectionTrait as _, DbBackend, Statement, TransactionTrait as _};
 
 use crate::support::{acc, demographics, keys, new_org, sqlite};
 
@@ -507,6 +507,64 @@ async fn concurrent_reads_of_many_orgs_share_commits_and_keep_to_their_tenant() 
         commits < 120,
         "120 concurrent reads shared commits ({commits} transactions)"
     );
+}
+
+#[tokio::test]
+async fn an_event_committed_after_a_chaining_pass_is_still_chained() {
+    let Some(pg) = carapace_testkit::postgres("late_commit_still_chained").await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    let p = repo
+        .create(&acc(&ctx), &demographics("Ann", None), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A slow transaction writes its event and has not committed yet...
+    let raw = sea_orm::Database::connect(pg.app_url.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let slow = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    slow.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.org_id', $1, true)",
+        [ctx.org().to_string().into()],
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let late = acc(&ctx).event("patient.read", "patient", None, Outcome::Allowed);
+    carapace_infra::audit::append(&slow, std::slice::from_ref(&late))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // ...while events after it commit and a chaining pass runs.
+    repo.get(&acc(&ctx), p.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = chainer(&db)
+        .chain_org(ctx.org())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first, 2, "the committed create and read");
+    slow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let second = chainer(&db)
+        .chain_org(ctx.org())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(second, 1, "the late event joins the chain on the next pass");
+    let third = chainer(&db)
+        .chain_org(ctx.org())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(third, 0, "and only once");
+    let verified = verify_org(&db, ctx.org(), &signing_key().verifying_key())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verified.pending, 0);
+    let chain = verified.chain.unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(chain.entries, 3);
 }
 
 /// A chained SQLite trail of `n` reads, with the triggers dropped so the
