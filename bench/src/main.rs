@@ -332,6 +332,10 @@ fn start_server(
         .env("CARAPACE_MASTER_KEY_FILE", &key_file)
         .env("CARAPACE_DATA_DIR", dir.join("data"))
         .env("CARAPACE_LOG_LEVEL", "warn")
+        // The harness measures the PHI paths, not the limiter's refusals:
+        // a few principals send thousands of requests per second.
+        .env("CARAPACE_RATE_LIMIT_API_PER_MINUTE", "10000000")
+        .env("CARAPACE_RATE_LIMIT_API_BURST", "100000")
         .env(
             "CARAPACE_CURSOR_SECRET",
             "bench-cursor-secret-0123456789abcdef",

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod request_id;
 
 pub use error::ApiError;

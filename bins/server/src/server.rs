@@ -22,6 +22,7 @@ use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
 use carapace_infra::outbound::SafeHttp;
 use carapace_infra::purge::purge_expired;
+use carapace_infra::rate_limit::Limiter;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
@@ -30,10 +31,10 @@ use carapace_tenancy::cursor::CursorKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use std::sync::Arc;
 
-use crate::http::{extract, request_id};
+use crate::http::{extract, limits, request_id};
 use crate::routes;
 use crate::settings::{Profile, Settings};
-use crate::state::{AppState, LOGIN_ATTEMPTS_PER_MINUTE, LoginLimiter};
+use crate::state::AppState;
 
 /// Connects to the database for commands: on SQLite migrations are applied
 /// (embedded, single-user); on PostgreSQL only `migrate` changes the schema.
@@ -143,6 +144,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
     };
+    let limiter = Arc::new(
+        Limiter::connect(settings.redis_url.as_ref(), settings.quotas())
+            .await
+            .context("CARAPACE_REDIS_URL: Redis did not answer")?,
+    );
     Ok(AppState {
         patients: SeaPatients::new(db.clone(), keys),
         orgs: SeaOrganizations::new(db.clone()),
@@ -157,7 +163,8 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             .base_domain
             .as_ref()
             .map(|d| d.to_ascii_lowercase()),
-        login_limiter: LoginLimiter::new(LOGIN_ATTEMPTS_PER_MINUTE),
+        limiter,
+        trusted_proxies: settings.trusted_proxies(),
         cursor_key,
         db,
     })
@@ -429,6 +436,7 @@ pub fn start(
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(Compress::default())
+            .wrap(from_fn(limits::middleware))
             .wrap(from_fn(request_id::middleware))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))

@@ -148,6 +148,25 @@ pub struct Settings {
     pub oidc_org_claim: Option<String>,
     /// Claim with the roles; default `roles` (Cognito: `cognito:groups`).
     pub oidc_roles_claim: Option<String>,
+    /// Redis (`redis://…`) holding rate-limit counters shared by every
+    /// instance; unset: each instance counts in its own memory.
+    pub redis_url: Option<SecretString>,
+    /// Proxies (addresses or CIDR networks, comma-separated) whose
+    /// `X-Forwarded-For` is believed; from anyone else it is ignored.
+    pub trusted_proxies: String,
+    /// Login, MFA verify, refresh and reset requests per client address per
+    /// minute, sustained.
+    pub rate_limit_auth_per_minute: u32,
+    /// Burst allowed on top for the same routes.
+    pub rate_limit_auth_burst: u32,
+    /// AI requests per principal per minute.
+    pub rate_limit_ai_per_minute: u32,
+    /// Burst for AI requests.
+    pub rate_limit_ai_burst: u32,
+    /// Other API requests per principal per minute.
+    pub rate_limit_api_per_minute: u32,
+    /// Burst for other API requests.
+    pub rate_limit_api_burst: u32,
 }
 
 /// Which conventions the OIDC issuer follows.
@@ -205,6 +224,14 @@ impl Default for Settings {
             oidc_provider: OidcProvider::Generic,
             oidc_org_claim: None,
             oidc_roles_claim: None,
+            redis_url: None,
+            trusted_proxies: String::new(),
+            rate_limit_auth_per_minute: 30,
+            rate_limit_auth_burst: 10,
+            rate_limit_ai_per_minute: 30,
+            rate_limit_ai_burst: 5,
+            rate_limit_api_per_minute: 1200,
+            rate_limit_api_burst: 200,
         }
     }
 }
@@ -292,6 +319,21 @@ impl Settings {
             problems.extend(PRODUCTION_CHECKS.iter().filter_map(|c| (c.check)(self)));
         }
         problems
+    }
+
+    /// The quota of each route class.
+    pub fn quotas(&self) -> carapace_infra::rate_limit::Quotas {
+        use carapace_auth::rate_limit::Quota;
+        carapace_infra::rate_limit::Quotas {
+            authentication: Quota::new(self.rate_limit_auth_per_minute, self.rate_limit_auth_burst),
+            ai: Quota::new(self.rate_limit_ai_per_minute, self.rate_limit_ai_burst),
+            api: Quota::new(self.rate_limit_api_per_minute, self.rate_limit_api_burst),
+        }
+    }
+
+    /// The trusted proxies (checked by [`Self::problems`]; empty if invalid).
+    pub fn trusted_proxies(&self) -> carapace_auth::rate_limit::TrustedProxies {
+        carapace_auth::rate_limit::TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default()
     }
 
     /// Whether dev tokens are accepted.

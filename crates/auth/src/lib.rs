@@ -11,6 +11,7 @@ pub mod local;
 mod opaque;
 pub mod policy;
 mod principal;
+pub mod rate_limit;
 pub mod service_keys;
 
 pub use error::AuthError;

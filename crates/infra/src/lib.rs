@@ -23,6 +23,7 @@ mod organizations;
 pub mod outbound;
 mod patients;
 pub mod purge;
+pub mod rate_limit;
 pub mod service_keys;
 pub mod tokens;
 

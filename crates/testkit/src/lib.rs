@@ -66,6 +66,18 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
 
+/// The test Redis (`CARAPACE_TEST_REDIS_URL`); `None` (after a SKIP line)
+/// when it is unset.
+pub fn redis_url(test: &str) -> Option<String> {
+    match std::env::var("CARAPACE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip(test, "CARAPACE_TEST_REDIS_URL not set");
+            None
+        }
+    }
+}
+
 fn admin_url() -> Option<String> {
     std::env::var("CARAPACE_TEST_PG_URL")
         .ok()

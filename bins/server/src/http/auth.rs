@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use carapace_audit::{Access as AuditAccess, ActorKind, Origin, SecurityEvent, SecurityEventKind};
 use carapace_auth::policy::{Decision, DenyReason, authorize, require_phi_mfa};
+use carapace_auth::rate_limit::{LimitKey, RateLimiter as _, Verdict};
 use carapace_auth::{AuthError, Principal, Role, TokenVerifier as _};
 use carapace_tenancy::{OrgSettings, OrgSlug, OrganizationRepository as _};
 use secrecy::SecretString;
@@ -52,11 +53,11 @@ impl Authorized {
 }
 
 /// Where `req` came from, for audit events. The client address is the
-/// peer's (a trusted-proxy setting is a later issue's).
+/// peer's, or what a trusted proxy forwarded ([`super::limits::client_address`]).
 pub fn origin(req: &HttpRequest) -> Origin {
     Origin {
         request_id: super::request_id::current(),
-        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        client_ip: super::limits::client_address(req).map(|ip| ip.to_string()),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -76,6 +77,7 @@ impl FromRequest for Authorized {
             .and_then(|pattern| access::rule(req.method().as_str(), &pattern));
         let token = credentials(req);
         let origin = origin(req);
+        let class = super::limits::principal_class(req.path());
         let host_slug = state
             .as_ref()
             .and_then(|s| s.base_domain.as_deref())
@@ -91,6 +93,14 @@ impl FromRequest for Authorized {
                 }
             };
             let principal = state.authenticator.verify(&token?).await?;
+            let charged = LimitKey::Principal {
+                org: principal.org(),
+                subject: principal.subject().clone(),
+            };
+            if let Verdict::Deny { retry_after } = state.limiter.check(class, &charged).await {
+                tracing::warn!(class = class.as_str(), "rate limit exceeded");
+                return Err(ApiError::RateLimited(retry_after));
+            }
             if let Some(slug) = host_slug {
                 check_host_org(&state, &principal, &slug, &origin).await?;
             }

@@ -196,17 +196,10 @@ fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
         (status = 429, description = "too many attempts from this address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
-    req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let local = local(&state)?;
-    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
-        state
-            .login_limiter
-            .check(ip)
-            .map_err(ApiError::RateLimited)?;
-    }
     let LoginRequest {
         org,
         email,
@@ -372,18 +365,11 @@ pub struct ResetConfirm {
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
     responses((status = 202, description = "accepted (always)")))]
 pub async fn reset_request(
-    req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonBody<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if state.reset.is_none() {
         return Err(ApiError::NotFound);
-    }
-    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
-        state
-            .login_limiter
-            .check(ip)
-            .map_err(ApiError::RateLimited)?;
     }
     let ResetRequest { org, email } = body.0;
     // The work (lookup, token, mail) happens after the answer, so neither

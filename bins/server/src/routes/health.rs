@@ -31,7 +31,7 @@ pub struct Readiness {
 /// One readiness check.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `database`, `migrations`, `key_provider` or `oidc`.
+    /// `database`, `migrations`, `key_provider`, `oidc` or `redis`.
     pub name: &'static str,
     /// `ok`, or a short reason.
     pub status: String,
@@ -97,6 +97,14 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             (false, _) => Err("no usable signing keys (issuer unreachable)".to_owned()),
         };
         results.push(("oidc", check));
+    }
+    if let Some(redis) = state.limiter.redis_check().await {
+        // Down: limits fall back to each instance's memory (logged); the
+        // instance is reported not ready until Redis answers again.
+        let check = redis
+            .map(|()| "ok".to_owned())
+            .map_err(|_| "unreachable (rate limits are per instance meanwhile)".to_owned());
+        results.push(("redis", check));
     }
     let failed: Vec<String> = results
         .iter()

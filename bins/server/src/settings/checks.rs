@@ -209,6 +209,42 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             "must point at the same kind of database as CARAPACE_DATABASE_URL",
         ));
     }
+    if let Err(e) = carapace_auth::rate_limit::TrustedProxies::parse(&s.trusted_proxies) {
+        p.push(ConfigProblem::new(
+            "CARAPACE_TRUSTED_PROXIES",
+            e.to_string(),
+        ));
+    }
+    for (key, value) in [
+        (
+            "CARAPACE_RATE_LIMIT_AUTH_PER_MINUTE",
+            s.rate_limit_auth_per_minute,
+        ),
+        ("CARAPACE_RATE_LIMIT_AUTH_BURST", s.rate_limit_auth_burst),
+        (
+            "CARAPACE_RATE_LIMIT_AI_PER_MINUTE",
+            s.rate_limit_ai_per_minute,
+        ),
+        ("CARAPACE_RATE_LIMIT_AI_BURST", s.rate_limit_ai_burst),
+        (
+            "CARAPACE_RATE_LIMIT_API_PER_MINUTE",
+            s.rate_limit_api_per_minute,
+        ),
+        ("CARAPACE_RATE_LIMIT_API_BURST", s.rate_limit_api_burst),
+    ] {
+        if !(1..=10_000_000).contains(&value) {
+            p.push(ConfigProblem::new(key, "must be between 1 and 10000000"));
+        }
+    }
+    if let Some(url) = &s.redis_url
+        && !(url.expose_secret().starts_with("redis://")
+            || url.expose_secret().starts_with("rediss://"))
+    {
+        p.push(ConfigProblem::new(
+            "CARAPACE_REDIS_URL",
+            "must start with redis:// or rediss://",
+        ));
+    }
     if !(1..=1000).contains(&s.database_pool_max) {
         p.push(ConfigProblem::new(
             "CARAPACE_DATABASE_POOL_MAX",

@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod health;
 mod isolation;
+mod limits;
 mod oidc;
 mod patients;
 mod relationships;

@@ -74,6 +74,10 @@ fn settings_with(url: String) -> Settings {
         database_url: SecretString::from(url),
         dev_token_secret: Some(SecretString::from(DEV_SECRET)),
         cursor_secret: Some(SecretString::from("test-cursor-secret-0123456789abcdef")),
+        // Tests log in far more often than people do; the limits tests set
+        // their own quotas.
+        rate_limit_auth_per_minute: 60_000,
+        rate_limit_auth_burst: 1000,
         ..Settings::default()
     }
 }

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod limits;
 mod mail;
 mod oidc;
 mod outbound;
