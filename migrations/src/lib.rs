@@ -22,6 +22,8 @@ mod m0008_organization_deletion;
 mod m0009_audit;
 mod m0010_alerts;
 mod m0011_audit_chain_horizon;
+mod m0012_kill_switch;
+mod m0013_care_assignment_lookup;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -45,6 +47,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_audit::Migration),
             Box::new(m0010_alerts::Migration),
             Box::new(m0011_audit_chain_horizon::Migration),
+            Box::new(m0012_kill_switch::Migration),
+            Box::new(m0013_care_assignment_lookup::Migration),
         ]
     }
 }

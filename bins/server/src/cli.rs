@@ -67,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// The kill switch: while on, every instance answers 503 to everything
+    /// but health, JWKS and the switch itself.
+    KillSwitch {
+        #[command(subcommand)]
+        action: KillSwitchAction,
+    },
     /// Mint a development token (dev profile only).
     DevToken {
         /// Organization slug.
@@ -86,6 +92,25 @@ enum Command {
         #[arg(long)]
         mfa: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KillSwitchAction {
+    /// Stop serving (every instance within about a second).
+    On {
+        /// Why (1-500 characters); recorded in every organization's audit
+        /// trail.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Serve again.
+    Off {
+        /// Why (optional, up to 500 characters).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print the switch as JSON.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +341,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
         Command::User {
             action: UserAction::Create { org, email, roles },
         } => user_create(settings, &org, &email, &roles).await,
+        Command::KillSwitch { action } => kill_switch(settings, action).await,
         Command::DevToken {
             org,
             roles,
@@ -324,6 +350,62 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             mfa,
         } => dev_token(settings, &org, &roles, &sub, ttl_minutes, mfa).await,
     }
+}
+
+async fn kill_switch(settings: &Settings, action: KillSwitchAction) -> anyhow::Result<ExitCode> {
+    use carapace_infra::kill_switch::{KillSwitchChange, REASON_MAX, SeaKillSwitch};
+    let (engaged, reason) = match action {
+        KillSwitchAction::Status => {
+            let db = server::connect(settings).await?;
+            let s = SeaKillSwitch::new(db)
+                .status()
+                .await
+                .context("reading the kill switch")?;
+            let changed_at = s.changed_at.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::json!({
+                    "engaged": s.engaged,
+                    "reason": s.reason,
+                    "changed_by": s.changed_by,
+                    "changed_at": changed_at,
+                })
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        KillSwitchAction::On { reason } => (true, Some(reason)),
+        KillSwitchAction::Off { reason } => (false, reason),
+    };
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    match &reason {
+        None if engaged => return usage_error("--reason: required to turn the kill switch on"),
+        Some(r) if r.chars().count() > REASON_MAX => {
+            return usage_error("--reason: at most 500 characters");
+        }
+        _ => {}
+    }
+    let db = server::connect(settings).await?;
+    let state = SeaKillSwitch::new(db)
+        .set(&KillSwitchChange {
+            engaged,
+            reason,
+            by: SubjectId::parse("system:cli")?,
+            origin: carapace_audit::Origin::default(),
+        })
+        .await
+        .context("setting the kill switch")?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "kill switch {}",
+        if state.engaged { "on" } else { "off" }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {

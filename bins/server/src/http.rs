@@ -7,6 +7,8 @@ pub mod auth;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod headers;
+pub mod kill_switch;
 pub mod limits;
 pub mod request_id;
 

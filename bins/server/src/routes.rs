@@ -1,5 +1,6 @@
 //! Routes, one file per endpoint group, and the OpenAPI document.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod docs;
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(auth::configure)
                 .configure(patients::configure)
                 .configure(service_keys::configure)
+                .configure(admin::configure)
                 .configure(users::configure)
                 .configure(organization::configure)
                 .configure(audit::configure),

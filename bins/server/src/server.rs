@@ -17,6 +17,7 @@ use carapace_infra::alerts::{AlertDeliverer, WebhookTarget};
 use carapace_infra::audit::{AuditChainer, SeaAuditLog};
 use carapace_infra::dev_token::DevTokens;
 use carapace_infra::keys::KeyRing;
+use carapace_infra::kill_switch::SeaKillSwitch;
 use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::oidc::OidcVerifier;
@@ -31,6 +32,8 @@ use carapace_tenancy::cursor::CursorKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use std::sync::Arc;
 
+use crate::http::headers::{self, SecurityHeaders};
+use crate::http::kill_switch::{self, KillSwitchWatch};
 use crate::http::{extract, limits, request_id};
 use crate::routes;
 use crate::settings::{Profile, Settings};
@@ -149,7 +152,17 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             .await
             .context("CARAPACE_REDIS_URL: Redis did not answer")?,
     );
+    let kill_switch = Arc::new(KillSwitchWatch::load(SeaKillSwitch::new(db.clone())).await);
+    let operator_org = match &settings.operator_org {
+        Some(slug) => Some(
+            carapace_tenancy::OrgSlug::parse(slug)
+                .map_err(|e| anyhow::anyhow!("CARAPACE_OPERATOR_ORG: {e}"))?,
+        ),
+        None => None,
+    };
     Ok(AppState {
+        kill_switch,
+        operator_org,
         patients: SeaPatients::new(db.clone(), keys),
         orgs: SeaOrganizations::new(db.clone()),
         service_keys: SeaServiceKeys::new(db.clone()),
@@ -408,6 +421,7 @@ pub struct Running {
     db: Database,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -415,6 +429,7 @@ impl Running {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.task.await;
+        self.watcher.abort();
     }
 }
 
@@ -426,17 +441,25 @@ pub fn start(
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let db = state.db.clone();
+    let watcher = tokio::spawn(state.kill_switch.clone().poll());
     let state = web::Data::new(state);
     let limit = settings.body_limit_bytes;
+    let origins = settings.cors_origins();
+    let security_headers = SecurityHeaders {
+        hsts: settings.profile == Profile::Production,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(security_headers)
             .app_data(extract::json_config(limit))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(Compress::default())
             .wrap(from_fn(limits::middleware))
+            .wrap(from_fn(kill_switch::middleware))
+            .wrap(headers::cors(&origins))
             .wrap(from_fn(request_id::middleware))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
@@ -452,6 +475,7 @@ pub fn start(
         db,
         handle,
         task,
+        watcher,
     })
 }
 

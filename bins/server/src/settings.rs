@@ -148,6 +148,12 @@ pub struct Settings {
     pub oidc_org_claim: Option<String>,
     /// Claim with the roles; default `roles` (Cognito: `cognito:groups`).
     pub oidc_roles_claim: Option<String>,
+    /// Slug of the organization whose MFA administrators may operate the
+    /// deployment through the API (the kill switch); unset: only the CLI.
+    pub operator_org: Option<String>,
+    /// Browser origins allowed to call the API (comma-separated exact
+    /// `scheme://host[:port]`); empty: none.
+    pub cors_origins: String,
     /// Redis (`redis://…`) holding rate-limit counters shared by every
     /// instance; unset: each instance counts in its own memory.
     pub redis_url: Option<SecretString>,
@@ -224,6 +230,8 @@ impl Default for Settings {
             oidc_provider: OidcProvider::Generic,
             oidc_org_claim: None,
             oidc_roles_claim: None,
+            cors_origins: String::new(),
+            operator_org: None,
             redis_url: None,
             trusted_proxies: String::new(),
             rate_limit_auth_per_minute: 30,
@@ -329,6 +337,16 @@ impl Settings {
             ai: Quota::new(self.rate_limit_ai_per_minute, self.rate_limit_ai_burst),
             api: Quota::new(self.rate_limit_api_per_minute, self.rate_limit_api_burst),
         }
+    }
+
+    /// The CORS origins, as listed.
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The trusted proxies (checked by [`Self::problems`]; empty if invalid).

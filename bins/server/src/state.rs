@@ -54,6 +54,11 @@ pub struct AppState {
     /// Rate-limit counters (per principal, or per address on the
     /// authentication routes).
     pub limiter: Arc<carapace_infra::rate_limit::Limiter>,
+    /// The kill switch as this instance last read it.
+    pub kill_switch: Arc<crate::http::kill_switch::KillSwitchWatch>,
+    /// The organization whose administrators operate the deployment (the
+    /// kill switch API); none: only the CLI may.
+    pub operator_org: Option<carapace_tenancy::OrgSlug>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: carapace_auth::rate_limit::TrustedProxies,
     /// Service keys.

@@ -253,7 +253,7 @@ impl Database {
     /// Begins a transaction that will write. Reads write their audit
     /// event: on SQLite this takes the single write lock at BEGIN (waiting
     /// on busy_timeout) rather than fail to upgrade a read midway.
-    async fn begin_writing(&self) -> Result<DatabaseTransaction, StorageError> {
+    pub(crate) async fn begin_writing(&self) -> Result<DatabaseTransaction, StorageError> {
         match self.backend {
             Backend::Sqlite => self
                 .conn
@@ -270,7 +270,11 @@ impl Database {
 
     /// Confines the rest of `tx` to `org` (PostgreSQL; SQLite relies on the
     /// repositories' `org_id` filters alone).
-    async fn set_tenant(&self, tx: &DatabaseTransaction, org: OrgId) -> Result<(), StorageError> {
+    pub(crate) async fn set_tenant(
+        &self,
+        tx: &DatabaseTransaction,
+        org: OrgId,
+    ) -> Result<(), StorageError> {
         if self.backend == Backend::Postgres {
             tx.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,

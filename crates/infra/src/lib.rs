@@ -14,6 +14,7 @@ pub mod dev_token;
 mod entity;
 pub mod jwt_crypto;
 pub mod keys;
+pub mod kill_switch;
 #[cfg(feature = "kms")]
 pub mod kms;
 pub mod local_tokens;

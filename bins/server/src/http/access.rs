@@ -18,8 +18,8 @@ pub enum Access {
 
 use Access::{Needs, Public, SignedIn};
 use Permission::{
-    AuditRead, BreakGlass, CareAdmin, OrgAdmin, PatientDelete, PatientRead, PatientWrite,
-    ServiceKeyAdmin, UserAdmin,
+    AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead,
+    PatientWrite, ServiceKeyAdmin, UserAdmin,
 };
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
@@ -35,6 +35,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/password-reset/confirm", Public),
     ("POST", "/api/v1/auth/mfa/totp/enroll", SignedIn),
     ("POST", "/api/v1/auth/mfa/totp/activate", SignedIn),
+    ("GET", "/api/v1/admin/kill-switch", Needs(KillSwitchWrite)),
+    ("PUT", "/api/v1/admin/kill-switch", Needs(KillSwitchWrite)),
     ("POST", "/api/v1/patients", Needs(PatientWrite)),
     ("GET", "/api/v1/patients", Needs(PatientRead)),
     ("GET", "/api/v1/patients/{id}", Needs(PatientRead)),

@@ -96,6 +96,9 @@ pub enum ApiError {
     /// A readiness check failed; the detail names the checks.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The kill switch is on: the service is stopped on purpose.
+    #[error("suspended by the kill switch")]
+    Suspended,
     /// Anything else; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -120,6 +123,7 @@ impl ApiError {
             Self::Conflict => "conflict",
             Self::Unavailable(_) => "unavailable",
             Self::NotReady(_) => "not_ready",
+            Self::Suspended => "kill_switch_on",
             Self::RateLimited(_) => "rate_limited",
             Self::Internal(_) => "internal",
         }
@@ -137,6 +141,9 @@ impl ApiError {
             }
             Self::PayloadTooLarge => Some("the request body exceeds the size limit".to_owned()),
             Self::UnsupportedMediaType => Some("send Content-Type: application/json".to_owned()),
+            Self::Suspended => Some(
+                "the service is stopped by its operators (kill switch); retry later".to_owned(),
+            ),
             Self::StepUpRequired => Some(
                 "this needs an MFA session: complete MFA (amr must contain mfa) and retry"
                     .to_owned(),
@@ -184,7 +191,9 @@ impl ResponseError for ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotReady(_) | Self::Suspended => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -210,6 +219,9 @@ impl ResponseError for ApiError {
             | Self::NotReady(_)
             | Self::Unauthenticated(AuthError::Unavailable) => {
                 res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::Suspended => {
+                res.insert_header((header::RETRY_AFTER, "60"));
             }
             _ => {}
         }

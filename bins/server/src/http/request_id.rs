@@ -61,15 +61,17 @@ pub async fn middleware(
         let fallback = REQUEST_ID.sync_scope(id.clone(), || fallback(status));
         res = res.into_response(fallback);
     }
+    let path = res.request().path().to_owned();
+    let policy = res
+        .request()
+        .app_data::<super::headers::SecurityHeaders>()
+        .copied()
+        .unwrap_or(super::headers::SecurityHeaders { hsts: true });
     let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(HEADER, value);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    policy.apply(&path, headers);
     let _enter = span.enter();
     tracing::info!(
         status = res.status().as_u16(),

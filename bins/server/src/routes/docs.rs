@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{audit, auth, health, organization, patients, service_keys, users};
+use super::{admin, audit, auth, health, organization, patients, service_keys, users};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -25,13 +25,15 @@ use crate::http::error::{Problem, ProblemField};
         users::impersonate,
         organization::get, organization::put,
         audit::list, audit::access_log,
+        admin::get, admin::put,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
-         (name = "health", description = "Liveness and readiness")),
+         (name = "health", description = "Liveness and readiness"),
+         (name = "operations", description = "Operating the deployment (kill switch)")),
 )]
 pub struct ApiDoc;
 

@@ -48,6 +48,25 @@ pub struct ProductionCheck {
 /// Every production refusal, in the order they are reported.
 pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
     ProductionCheck {
+        name: "cors exact https origins",
+        check: |s| {
+            let bad: Vec<String> = s
+                .cors_origins()
+                .into_iter()
+                .filter(|o| !o.starts_with("https://"))
+                .collect();
+            (!bad.is_empty()).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_CORS_ORIGINS",
+                    format!(
+                        "production allows only exact https origins, not {}",
+                        bad.join(", ")
+                    ),
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "no dev tokens",
         check: |s| {
             s.dev_tokens_enabled().then(|| {
@@ -181,6 +200,20 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
 ];
 
 /// Rules for every profile: shapes, ranges and secret lengths.
+/// Whether `s` is exactly an origin: `http(s)://host[:port]`, nothing more.
+fn is_origin(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && !s.contains('*')
+            && u.origin().ascii_serialization() == s
+    })
+}
+
 pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
     let mut p = Vec::new();
     if s.bind.parse::<std::net::SocketAddr>().is_err() {
@@ -208,6 +241,14 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             "CARAPACE_DATABASE_OWNER_URL",
             "must point at the same kind of database as CARAPACE_DATABASE_URL",
         ));
+    }
+    for origin in s.cors_origins() {
+        if !is_origin(&origin) {
+            p.push(ConfigProblem::new(
+                "CARAPACE_CORS_ORIGINS",
+                format!("{origin:?} is not an origin like https://app.example.org (scheme, host, optional port; no path)"),
+            ));
+        }
     }
     if let Err(e) = carapace_auth::rate_limit::TrustedProxies::parse(&s.trusted_proxies) {
         p.push(ConfigProblem::new(
@@ -475,6 +516,39 @@ mod tests {
                 "CARAPACE_AUDIT_SIGNING_KEY_FILE"
             ]
         );
+    }
+
+    #[test]
+    fn cors_takes_exact_origins_and_production_only_https_ones() {
+        let dev = |origins: &str| Settings {
+            cors_origins: origins.into(),
+            ..Settings::default()
+        };
+        assert!(keys(&dev("https://app.example.org, http://localhost:5173")).is_empty());
+        for bad in [
+            "https://app.example.org/path",
+            "app.example.org",
+            "https://*.example.org",
+            "*",
+            "ftp://x.org",
+        ] {
+            assert_eq!(keys(&dev(bad)), vec!["CARAPACE_CORS_ORIGINS"], "{bad}");
+        }
+        let prod = |origins: &str| Settings {
+            profile: Profile::Production,
+            ..dev(origins)
+        };
+        assert!(!keys(&prod("https://app.example.org")).contains(&"CARAPACE_CORS_ORIGINS"));
+        for refused in [
+            "*",
+            "http://app.example.org",
+            "https://app.example.org, http://localhost:5173",
+        ] {
+            assert!(
+                keys(&prod(refused)).contains(&"CARAPACE_CORS_ORIGINS"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ async fn ready_is_503_naming_migrations_when_pending() {
     let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");
-    assert_eq!(body["detail"], "failed checks: migrations: 11 pending");
+    assert_eq!(body["detail"], "failed checks: migrations: 13 pending");
     app.stop().await;
 }
 

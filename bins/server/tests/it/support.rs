@@ -69,7 +69,7 @@ pub struct Org {
     pub slug: String,
 }
 
-fn settings_with(url: String) -> Settings {
+pub fn settings_with(url: String) -> Settings {
     Settings {
         database_url: SecretString::from(url),
         dev_token_secret: Some(SecretString::from(DEV_SECRET)),

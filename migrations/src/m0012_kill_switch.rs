@@ -1,0 +1,34 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::APP_ROLE;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The deployment's kill switch: one row, read by every instance every
+/// second. Not tenant data (it stops every tenant), so no row-level
+/// security; each change is recorded in every organization's audit trail
+/// in the same transaction.
+const TABLE: &str = "CREATE TABLE kill_switch (
+    id         smallint    PRIMARY KEY CHECK (id = 1),
+    engaged    boolean     NOT NULL,
+    reason     text        CHECK (length(reason) <= 500),
+    changed_by text        NOT NULL CHECK (length(changed_by) BETWEEN 1 AND 200),
+    changed_at timestamptz NOT NULL
+)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(TABLE).await?;
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(&format!(
+                "GRANT SELECT, INSERT, UPDATE ON kill_switch TO {APP_ROLE}"
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
