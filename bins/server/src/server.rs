@@ -164,7 +164,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         kill_switch,
         operator_org,
         patients: SeaPatients::new(db.clone(), keys),
-        orgs: SeaOrganizations::new(db.clone()),
+        // Read on every request; another instance's change shows within
+        // a second, and a deleted organization's patients are hidden in
+        // the patient queries themselves.
+        orgs: SeaOrganizations::remembering(db.clone(), ORG_MEMORY),
         service_keys: SeaServiceKeys::new(db.clone()),
         authenticator,
         local,
@@ -213,12 +216,14 @@ pub fn alert_deliverer(settings: &Settings, db: &Database) -> Option<AlertDelive
 const ALERTS_EVERY: Duration = Duration::from_secs(2);
 
 /// Sends due alerts every `every`, until aborted.
-async fn deliver_periodically(deliverer: AlertDeliverer, every: Duration) {
+async fn deliver_periodically(db: Database, deliverer: AlertDeliverer, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        if let Err(e) = deliverer.run_once().await {
-            tracing::error!(error = %e, "delivering alerts failed");
+        match db.exclusively("alerts.deliver", deliverer.run_once()).await {
+            Ok(Some(Err(e))) => tracing::error!(error = %e, "delivering alerts failed"),
+            Err(e) => tracing::error!(error = %e, "electing the alert deliverer failed"),
+            Ok(_) => {}
         }
     }
 }
@@ -229,12 +234,14 @@ const CHAIN_EVERY: Duration = Duration::from_secs(1);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// Links audit events into their chains every `every`, until aborted.
-async fn chain_periodically(chainer: Arc<AuditChainer>, every: Duration) {
+async fn chain_periodically(db: Database, chainer: Arc<AuditChainer>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        if let Err(e) = chainer.run_once().await {
-            tracing::error!(error = %e, "chaining audit events failed");
+        match db.exclusively("audit.chain", chainer.run_once()).await {
+            Ok(Some(Err(e))) => tracing::error!(error = %e, "chaining audit events failed"),
+            Err(e) => tracing::error!(error = %e, "electing the audit chainer failed"),
+            Ok(_) => {}
         }
     }
 }
@@ -433,6 +440,24 @@ impl Running {
     }
 }
 
+/// How long an organization read by id is answered from memory.
+const ORG_MEMORY: Duration = Duration::from_secs(1);
+
+/// Debug builds in `dev` only: a route that panics, so the tests can prove
+/// that a panicking handler answers a generic 500 and the worker survives.
+#[cfg(debug_assertions)]
+fn debug_routes(cfg: &mut web::ServiceConfig, dev: bool) {
+    async fn deliberate_panic() -> actix_web::HttpResponse {
+        panic!("deliberate panic (debug route)")
+    }
+    if dev {
+        cfg.route("/__debug/panic", web::get().to(deliberate_panic));
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn debug_routes(_: &mut web::ServiceConfig, _: bool) {}
+
 /// Starts serving `state` on `listener`.
 pub fn start(
     state: AppState,
@@ -445,6 +470,7 @@ pub fn start(
     let state = web::Data::new(state);
     let limit = settings.body_limit_bytes;
     let origins = settings.cors_origins();
+    let dev = settings.profile == Profile::Dev;
     let security_headers = SecurityHeaders {
         hsts: settings.profile == Profile::Production,
     };
@@ -462,6 +488,7 @@ pub fn start(
             .wrap(headers::cors(&origins))
             .wrap(from_fn(request_id::middleware))
             .configure(routes::configure)
+            .configure(|cfg| debug_routes(cfg, dev))
             .default_service(web::to(routes::not_found))
     })
     .listen(listener)?
@@ -501,9 +528,13 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         audit_signing_key(settings)?,
         CHECKPOINT_EVERY,
     ));
-    let chaining = tokio::spawn(chain_periodically(chainer.clone(), CHAIN_EVERY));
+    let chaining = tokio::spawn(chain_periodically(
+        running.db.clone(),
+        chainer.clone(),
+        CHAIN_EVERY,
+    ));
     let alerting = alert_deliverer(settings, &running.db)
-        .map(|d| tokio::spawn(deliver_periodically(d, ALERTS_EVERY)));
+        .map(|d| tokio::spawn(deliver_periodically(running.db.clone(), d, ALERTS_EVERY)));
     shutdown_signal().await;
     purge.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
@@ -539,19 +570,22 @@ async fn purge_periodically(db: Database, every: Duration) {
     ticker.tick().await; // the first tick is immediate; let start-up finish
     loop {
         ticker.tick().await;
-        match purge_expired(
+        let purge = purge_expired(
             &db,
             time::OffsetDateTime::now_utc(),
             SessionLimits::default(),
-        )
-        .await
-        {
-            Ok(r) => tracing::info!(
+        );
+        match db.exclusively("credentials.purge", purge).await {
+            Ok(Some(Ok(r))) => tracing::info!(
                 sessions = r.sessions,
                 reset_codes = r.resets,
                 "purged expired credentials"
             ),
-            Err(e) => tracing::error!(error = %e, "purging expired credentials failed"),
+            Ok(Some(Err(e))) | Err(e) => {
+                tracing::error!(error = %e, "purging expired credentials failed");
+            }
+            // Another instance is purging.
+            Ok(None) => {}
         }
     }
 }

@@ -287,6 +287,38 @@ impl Database {
         Ok(())
     }
 
+    /// Runs `work` only if no other instance is running the job named `job`
+    /// right now, and returns its output; `None` when another instance has
+    /// it. On PostgreSQL the leader holds a transaction-scoped advisory lock
+    /// on the job's name for as long as `work` runs (released at its end,
+    /// or when the connection dies with its instance); SQLite serves one
+    /// instance, which always runs it.
+    pub async fn exclusively<T, F>(&self, job: &str, work: F) -> Result<Option<T>, StorageError>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(work.await));
+        }
+        let tx = self.conn.begin().await.map_err(storage_error)?;
+        let got = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_try_advisory_xact_lock(1633906018, hashtext($1)) AS got",
+                [job.into()],
+            ))
+            .await
+            .map_err(storage_error)?
+            .and_then(|r| r.try_get::<bool>("", "got").ok())
+            .unwrap_or(false);
+        if !got {
+            return Ok(None);
+        }
+        let out = work.await;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(Some(out))
+    }
+
     /// The pool for work that is not tenant-scoped (the organization directory).
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.conn

@@ -5,6 +5,9 @@ use carapace_tenancy::{
     OrganizationRepository, PhiMfa, StorageError, TenancyError, TenantContext,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::db::{Database, storage_error};
@@ -14,12 +17,70 @@ use crate::entity::organization as org;
 #[derive(Clone, Debug)]
 pub struct SeaOrganizations {
     db: Database,
+    recent: Option<Arc<Recent>>,
 }
+
+/// Organizations read by id in the last `ttl`: the request path reads its
+/// organization's settings on every request, and they change rarely.
+#[derive(Debug)]
+struct Recent {
+    ttl: Duration,
+    by_id: Mutex<HashMap<OrgId, (Instant, Organization)>>,
+}
+
+/// Most organizations remembered at once (then the memory starts afresh).
+const RECENT_MAX: usize = 10_000;
 
 impl SeaOrganizations {
     /// The directory in `db`.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, recent: None }
+    }
+
+    /// The directory in `db`, answering [`OrganizationRepository::find_by_id`]
+    /// from memory for `ttl` after a read. A change made through this value
+    /// is seen at once; one made elsewhere (another instance, the CLI)
+    /// within `ttl`. Deleting an organization also ends its sessions and
+    /// service keys at once, so `ttl` bounds only how long its bearer
+    /// tokens from an outside issuer still pass.
+    pub fn remembering(db: Database, ttl: Duration) -> Self {
+        let recent = Recent {
+            ttl,
+            by_id: Mutex::new(HashMap::new()),
+        };
+        Self {
+            db,
+            recent: Some(Arc::new(recent)),
+        }
+    }
+
+    fn remembered(&self, id: OrgId) -> Option<Organization> {
+        let recent = self.recent.as_ref()?;
+        let by_id = recent.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        by_id
+            .get(&id)
+            .filter(|(at, _)| at.elapsed() < recent.ttl)
+            .map(|(_, o)| o.clone())
+    }
+
+    fn remember(&self, o: &Organization) {
+        if let Some(recent) = &self.recent {
+            let mut by_id = recent.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+            if by_id.len() >= RECENT_MAX {
+                by_id.clear();
+            }
+            by_id.insert(o.id, (Instant::now(), o.clone()));
+        }
+    }
+
+    fn forget(&self, id: OrgId) {
+        if let Some(recent) = &self.recent {
+            recent
+                .by_id
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        }
     }
 }
 
@@ -33,6 +94,7 @@ impl SeaOrganizations {
     pub async fn mark_deleted(&self, ctx: &TenantContext) -> Result<bool, StorageError> {
         use crate::entity::{service_key, session};
         use sea_orm::sea_query::Expr;
+        self.forget(ctx.org());
         let now = OffsetDateTime::now_utc();
         let org = ctx.org().as_uuid();
         let tx = self.db.begin_tenant(ctx).await?;
@@ -61,6 +123,7 @@ impl SeaOrganizations {
             .await
             .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)?;
+        self.forget(ctx.org());
         Ok(true)
     }
 }
@@ -108,12 +171,19 @@ impl OrganizationRepository for SeaOrganizations {
     }
 
     async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, TenancyError> {
+        if let Some(o) = self.remembered(id) {
+            return Ok(Some(o));
+        }
         let row = org::Entity::find_by_id(id.as_uuid())
             .filter(org::Column::DeletedAt.is_null())
             .one(self.db.conn())
             .await
             .map_err(storage_error)?;
-        row.map(to_org).transpose()
+        let found = row.map(to_org).transpose()?;
+        if let Some(o) = &found {
+            self.remember(o);
+        }
+        Ok(found)
     }
 
     async fn update_settings(
@@ -122,6 +192,7 @@ impl OrganizationRepository for SeaOrganizations {
         settings: OrgSettings,
     ) -> Result<bool, TenancyError> {
         use sea_orm::sea_query::Expr;
+        self.forget(id);
         let done = org::Entity::update_many()
             .col_expr(
                 org::Column::ClinicianScope,
@@ -133,6 +204,9 @@ impl OrganizationRepository for SeaOrganizations {
             .exec(self.db.conn())
             .await
             .map_err(storage_error)?;
+        // Again: a read between the first forget and the update may have
+        // remembered the old settings.
+        self.forget(id);
         Ok(done.rows_affected == 1)
     }
 

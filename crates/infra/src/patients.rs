@@ -309,7 +309,18 @@ async fn exists(
 }
 
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
-    row::Entity::find().filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+    use crate::entity::organization;
+    // A deleted organization's rows are gone in the same statement, so no
+    // cache of the directory (or of its data keys) can reach them.
+    let live = organization::Entity::find()
+        .select_only()
+        .expr(Expr::val(1))
+        .filter(organization::Column::Id.eq(ctx.org().as_uuid()))
+        .filter(organization::Column::DeletedAt.is_null())
+        .into_query();
+    row::Entity::find()
+        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(Expr::exists(live))
 }
 
 async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {

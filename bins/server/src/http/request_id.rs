@@ -2,6 +2,7 @@
 //! turns any framework-generated error (unknown route, wrong method) into
 //! problem+json.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -9,6 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError as _};
+use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use super::ApiError;
@@ -48,25 +50,36 @@ pub async fn middleware(
     // The path only: query strings can carry PHI (member_id=…).
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
-    let result = REQUEST_ID
-        .scope(id.clone(), next.call(req))
+    let policy = req
+        .app_data::<super::headers::SecurityHeaders>()
+        .copied()
+        .unwrap_or(super::headers::SecurityHeaders { hsts: true });
+    let path = req.path().to_owned();
+    let result = AssertUnwindSafe(REQUEST_ID.scope(id.clone(), next.call(req)))
+        .catch_unwind()
         .instrument(span.clone())
         .await;
     // Handlers and extractors turn their errors into responses inside the
     // scope above; an `Err` here could only come from inner middleware,
-    // which the framework renders.
-    let mut res = result?.map_into_boxed_body();
+    // which the framework renders. A panic becomes a generic 500 (rendered
+    // by the framework from [`Panicked`]) and the worker goes on serving.
+    let mut res = match result {
+        Ok(result) => result?.map_into_boxed_body(),
+        Err(_) => {
+            span.in_scope(|| tracing::error!("handler panicked"));
+            return Err(Panicked {
+                request_id: id,
+                policy,
+                path,
+            }
+            .into());
+        }
+    };
     if res.status().as_u16() >= 400 && !is_problem(res.headers()) {
         let status = res.status();
         let fallback = REQUEST_ID.sync_scope(id.clone(), || fallback(status));
         res = res.into_response(fallback);
     }
-    let path = res.request().path().to_owned();
-    let policy = res
-        .request()
-        .app_data::<super::headers::SecurityHeaders>()
-        .copied()
-        .unwrap_or(super::headers::SecurityHeaders { hsts: true });
     let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(HEADER, value);
@@ -79,6 +92,38 @@ pub async fn middleware(
         "request completed"
     );
     Ok(res)
+}
+
+/// A handler panicked: rendered as a generic 500 problem with the
+/// request's id and the usual headers, nothing of the panic.
+#[derive(Debug)]
+struct Panicked {
+    request_id: String,
+    policy: super::headers::SecurityHeaders,
+    path: String,
+}
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("internal error")
+    }
+}
+
+impl actix_web::ResponseError for Panicked {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = REQUEST_ID.sync_scope(self.request_id.clone(), || {
+            ApiError::Internal("handler panicked".into()).error_response()
+        });
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            res.headers_mut().insert(HEADER, value);
+        }
+        self.policy.apply(&self.path, res.headers_mut());
+        res
+    }
 }
 
 fn is_problem(headers: &HeaderMap) -> bool {

@@ -265,3 +265,31 @@ async fn request_id_is_kept_when_valid_and_replaced_otherwise() {
     assert_ne!(res.headers()["x-request-id"], long);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_answers_a_generic_500_and_the_server_keeps_serving() {
+    let Some(app) =
+        crate::support::spawn_app(crate::support::Backend::Sqlite, "handler_panic").await
+    else {
+        return;
+    };
+    // More panics than the server has workers.
+    for _ in 0..(2 * std::thread::available_parallelism().map_or(2, usize::from) + 1) {
+        let res = app.get_public("/__debug/panic").await;
+        let request_id = res
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = crate::support::problem(res, 500).await;
+        assert_eq!(body["code"], "internal");
+        assert_eq!(body["request_id"], request_id.as_str());
+        assert!(
+            !body.to_string().contains("deliberate"),
+            "no panic text leaks: {body}"
+        );
+    }
+    assert_eq!(app.get_public("/health/live").await.status(), 200);
+    app.stop().await;
+}

@@ -216,3 +216,68 @@ async fn sqlite_migrations_are_current_after_migrate() {
     );
     db.ping().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn a_deleted_organizations_patients_are_hidden_even_from_a_stale_directory() {
+    use carapace_infra::SeaOrganizations;
+    use carapace_tenancy::OrganizationRepository as _;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    let repo = SeaPatients::new(db.clone(), crate::support::keys(&db));
+    let ctx = new_org(&db).await;
+    let p = repo
+        .create(&acc(&ctx), &demographics("Ann", None), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // One instance remembers the organization...
+    let remembering = SeaOrganizations::remembering(db.clone(), std::time::Duration::from_secs(60));
+    assert!(
+        remembering
+            .find_by_id(ctx.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    );
+    // ...while another deletes it.
+    assert!(
+        SeaOrganizations::new(db.clone())
+            .mark_deleted(&ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        remembering
+            .find_by_id(ctx.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some(),
+        "the directory may be a second stale"
+    );
+    let read = repo
+        .get(&acc(&ctx), p.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(read.is_none(), "but the patient is gone at once");
+    // A change through the remembering instance itself is seen at once.
+    let fresh = new_org(&db).await;
+    assert!(
+        remembering
+            .find_by_id(fresh.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    );
+    assert!(
+        remembering
+            .mark_deleted(&fresh)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        remembering
+            .find_by_id(fresh.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+}

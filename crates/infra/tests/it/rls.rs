@@ -216,3 +216,51 @@ async fn app_role_cannot_change_the_schema_or_policies() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_job_runs_on_one_instance_at_a_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(pg) = carapace_testkit::postgres("job_leader_election").await else {
+        return;
+    };
+    // Three instances (three pools) wake up for the same job at once.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let db = carapace_infra::Database::connect(&pg.app_settings())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let runs = runs.clone();
+        instances.push(tokio::spawn(async move {
+            db.exclusively("test.job", async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+        }));
+    }
+    let mut leaders = 0;
+    for i in instances {
+        if i.await.unwrap_or_else(|e| panic!("{e}")) {
+            leaders += 1;
+        }
+    }
+    assert_eq!(
+        (leaders, runs.load(Ordering::SeqCst)),
+        (1, 1),
+        "the job ran once"
+    );
+    // Once it is done, the next tick may take it again.
+    let db = carapace_infra::Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        db.exclusively("test.job", async {})
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    );
+}
