@@ -59,6 +59,9 @@ struct Args {
     /// Tiny sizes and one-second slices: proves the harness works (CI).
     #[arg(long)]
     smoke: bool,
+    /// The server's `CARAPACE_DATABASE_GROUP_WORKERS` (0: its default).
+    #[arg(long, default_value_t = 0)]
+    group_workers: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +320,7 @@ fn start_server(
     issuer: &str,
     master_key_hex: &str,
     pool: usize,
+    group_workers: u32,
 ) -> anyhow::Result<(Server, String)> {
     let key_file = dir.join("master.key");
     std::fs::write(&key_file, master_key_hex)?;
@@ -326,6 +330,7 @@ fn start_server(
         .env("CARAPACE_BIND", "127.0.0.1:0")
         .env("CARAPACE_DATABASE_URL", app_url)
         .env("CARAPACE_DATABASE_POOL_MAX", pool.to_string())
+        .env("CARAPACE_DATABASE_GROUP_WORKERS", group_workers.to_string())
         .env("CARAPACE_DEV_TOKENS", "false")
         .env("CARAPACE_OIDC_ISSUER", issuer)
         .env("CARAPACE_OIDC_AUDIENCE", carapace_testkit::issuer::AUDIENCE)
@@ -501,6 +506,7 @@ async fn main() -> anyhow::Result<()> {
         &issuer.url,
         &key_hex,
         args.clients,
+        args.group_workers,
     )?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)

@@ -874,15 +874,17 @@ async fn dev_token(
 
 fn init_tracing(settings: &Settings) {
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let rule = crate::logging::Redaction::new(&settings.log_redact_keys);
     let _ = match settings.log_format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            crate::logging::json_subscriber(filter, std::io::stderr, rule),
+        )
+        .map_err(|e| e.to_string()),
+        // For a developer's terminal: PHI types still print as [redacted].
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init()
+            .map_err(|e| e.to_string()),
     };
 }

@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod settings;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod docs;
 pub mod health;
+pub mod metrics;
 pub mod organization;
 pub mod patients;
 pub mod service_keys;
@@ -17,6 +18,7 @@ use crate::http::ApiError;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::scope())
+        .configure(metrics::configure)
         .service(
             web::scope("/api/v1")
                 .configure(auth::configure)

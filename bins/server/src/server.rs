@@ -161,6 +161,12 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         None => None,
     };
     Ok(AppState {
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics_token: settings.metrics_token.as_ref().map(|t| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(t.expose_secret().as_bytes()).into()
+        }),
+        slow_request: Duration::from_millis(settings.slow_request_ms),
         kill_switch,
         operator_org,
         patients: SeaPatients::new(db.clone(), keys),

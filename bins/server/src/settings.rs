@@ -66,6 +66,9 @@ pub struct Settings {
     pub database_acquire_timeout_secs: u64,
     /// Seconds one statement may run (PostgreSQL).
     pub database_statement_timeout_secs: u64,
+    /// Transactions shared by audited calls at once (group commit); 0:
+    /// twice the CPUs.
+    pub database_group_workers: u32,
     /// TLS to PostgreSQL: disable, prefer, require, verify-ca, verify-full.
     pub database_tls: TlsMode,
     /// Allow production on PostgreSQL without TLS (trusted private network).
@@ -148,6 +151,14 @@ pub struct Settings {
     pub oidc_org_claim: Option<String>,
     /// Claim with the roles; default `roles` (Cognito: `cognito:groups`).
     pub oidc_roles_claim: Option<String>,
+    /// Field names (comma-separated) redacted from every JSON log line, on
+    /// top of the built-in list (passwords, tokens, PHI field names).
+    pub log_redact_keys: String,
+    /// Bearer token that `GET /metrics` requires (at least 32 bytes);
+    /// unset: no metrics route.
+    pub metrics_token: Option<SecretString>,
+    /// Requests slower than this many milliseconds are logged as warnings.
+    pub slow_request_ms: u64,
     /// Slug of the organization whose MFA administrators may operate the
     /// deployment through the API (the kill switch); unset: only the CLI.
     pub operator_org: Option<String>,
@@ -197,6 +208,7 @@ impl Default for Settings {
             database_connect_timeout_secs: 5,
             database_acquire_timeout_secs: 5,
             database_statement_timeout_secs: 15,
+            database_group_workers: 0,
             database_tls: TlsMode::Prefer,
             database_allow_insecure: false,
             dev_tokens: None,
@@ -232,6 +244,9 @@ impl Default for Settings {
             oidc_roles_claim: None,
             cors_origins: String::new(),
             operator_org: None,
+            metrics_token: None,
+            log_redact_keys: String::new(),
+            slow_request_ms: 1000,
             redis_url: None,
             trusted_proxies: String::new(),
             rate_limit_auth_per_minute: 30,
@@ -394,6 +409,7 @@ impl Settings {
             acquire_timeout: Duration::from_secs(self.database_acquire_timeout_secs),
             statement_timeout: Duration::from_secs(self.database_statement_timeout_secs),
             tls: self.database_tls,
+            group_workers: self.database_group_workers,
         }
     }
 

@@ -54,6 +54,12 @@ pub struct AppState {
     /// Rate-limit counters (per principal, or per address on the
     /// authentication routes).
     pub limiter: Arc<carapace_infra::rate_limit::Limiter>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// SHA-256 of the token `GET /metrics` requires; none: no metrics.
+    pub metrics_token: Option<[u8; 32]>,
+    /// Requests slower than this are logged as warnings.
+    pub slow_request: std::time::Duration,
     /// The kill switch as this instance last read it.
     pub kill_switch: Arc<crate::http::kill_switch::KillSwitchWatch>,
     /// The organization whose administrators operate the deployment (the

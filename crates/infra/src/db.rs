@@ -91,6 +91,9 @@ pub struct DbSettings {
     pub statement_timeout: Duration,
     /// TLS mode (PostgreSQL).
     pub tls: TlsMode,
+    /// Most transactions shared by audited calls at once (group commit,
+    /// ADR 0010); 0: twice the CPUs. Never more than `pool_max − 2`.
+    pub group_workers: u32,
 }
 
 impl DbSettings {
@@ -103,6 +106,7 @@ impl DbSettings {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15),
             tls: TlsMode::Prefer,
+            group_workers: 0,
         }
     }
 }
@@ -150,9 +154,18 @@ impl Database {
         let conn = sea_orm::Database::connect(opts)
             .await
             .map_err(storage_error)?;
-        // Two connections stay free of shared transactions for everything
-        // else (key lookups, the directory, the audit chainer).
-        let workers = usize::try_from(settings.pool_max.saturating_sub(2)).unwrap_or(1);
+        // Few transactions at once, each shared by whatever waits: the
+        // database commits more per second that way than with one
+        // transaction per connection (measured: docs/performance.md). Two
+        // connections stay free of shared transactions for everything else
+        // (key lookups, the directory, the audit chainer).
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let wanted = match settings.group_workers {
+            0 => 2 * cpus,
+            n => usize::try_from(n).unwrap_or(1),
+        };
+        let room = usize::try_from(settings.pool_max.saturating_sub(2)).unwrap_or(1);
+        let workers = wanted.min(room).max(1);
         Ok(Self::assemble(conn, backend, workers))
     }
 
@@ -317,6 +330,26 @@ impl Database {
         let out = work.await;
         tx.commit().await.map_err(storage_error)?;
         Ok(Some(out))
+    }
+
+    /// Open and idle connections in the pool (metrics).
+    pub fn pool_stats(&self) -> (u32, u32) {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            }
+            Backend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            }
+        }
     }
 
     /// The pool for work that is not tenant-scoped (the organization directory).

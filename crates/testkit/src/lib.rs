@@ -14,6 +14,7 @@
 pub mod issuer;
 pub mod kms;
 pub mod receiver;
+pub mod relay;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

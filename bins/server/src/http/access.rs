@@ -26,6 +26,7 @@ use Permission::{
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/health/live", Public),
     ("GET", "/health/ready", Public),
+    ("GET", "/metrics", Public),
     ("GET", "/.well-known/jwks.json", Public),
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/refresh", Public),

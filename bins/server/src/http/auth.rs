@@ -99,6 +99,7 @@ impl FromRequest for Authorized {
             };
             if let Verdict::Deny { retry_after } = state.limiter.check(class, &charged).await {
                 tracing::warn!(class = class.as_str(), "rate limit exceeded");
+                state.metrics.rate_limited(class.as_str());
                 return Err(ApiError::RateLimited(retry_after));
             }
             if let Some(slug) = host_slug {

@@ -40,11 +40,42 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let json = web::Json::<serde_json::Value>::from_request(req, payload);
         Box::pin(async move {
             let value = json.await?.into_inner();
+            bounded(&value, 1).map_err(ApiError::Malformed)?;
             serde_json::from_value(value)
                 .map(JsonBody)
                 .map_err(|e| ApiError::Invalid(vec![shape_error(&e)]).into())
         })
     }
+}
+
+/// Deepest nesting of arrays and objects accepted in a body.
+pub const MAX_DEPTH: usize = 16;
+/// Most elements in any array, and members in any object, of a body.
+pub const MAX_ITEMS: usize = 256;
+
+/// Whether `value` (at `depth`) stays within [`MAX_DEPTH`] and
+/// [`MAX_ITEMS`]; the bodies Carapace accepts are small and flat, so
+/// anything beyond is refused (400) before any field is looked at.
+fn bounded(value: &serde_json::Value, depth: usize) -> Result<(), &'static str> {
+    use serde_json::Value;
+    let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) if items.len() > MAX_ITEMS => {
+            return Err("a list in the body has more than 256 items");
+        }
+        Value::Object(members) if members.len() > MAX_ITEMS => {
+            return Err("an object in the body has more than 256 members");
+        }
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(members) => Box::new(members.values()),
+        _ => return Ok(()),
+    };
+    if depth > MAX_DEPTH {
+        return Err("the body is nested more than 16 levels deep");
+    }
+    for child in children {
+        bounded(child, depth + 1)?;
+    }
+    Ok(())
 }
 
 /// Path parameters that do not parse name no resource: 404.

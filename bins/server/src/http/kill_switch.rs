@@ -1,5 +1,5 @@
 //! The kill switch at the edge: while it is on, every request but health,
-//! JWKS and the switch itself gets 503 with `Retry-After`. Each instance
+//! metrics, JWKS and the switch itself gets 503 with `Retry-After`. Each instance
 //! re-reads the switch from the database every [`POLL`], so all obey
 //! within about a second of a change made anywhere.
 
@@ -24,6 +24,7 @@ fn exempt(path: &str) -> bool {
     path.starts_with("/health/")
         || path == "/.well-known/jwks.json"
         || path == "/api/v1/admin/kill-switch"
+        || path == "/metrics"
 }
 
 /// The switch as this instance last read it.
@@ -114,6 +115,7 @@ mod tests {
             "/health/ready",
             "/.well-known/jwks.json",
             "/api/v1/admin/kill-switch",
+            "/metrics",
         ] {
             assert!(exempt(open), "{open}");
         }

@@ -59,6 +59,9 @@ pub async fn middleware(
             .await
     {
         tracing::warn!(class = "auth", "rate limit exceeded");
+        state
+            .metrics
+            .rate_limited(RouteClass::Authentication.as_str());
         return Ok(req
             .error_response(ApiError::RateLimited(retry_after))
             .map_into_boxed_body());

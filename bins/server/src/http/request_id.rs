@@ -85,12 +85,29 @@ pub async fn middleware(
         headers.insert(HEADER, value);
     }
     policy.apply(&path, headers);
+    let took = started.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status().as_u16();
+    let state = res
+        .request()
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .cloned();
+    let slow = state.as_ref().is_some_and(|s| took >= s.slow_request);
+    if let Some(state) = &state {
+        state
+            .metrics
+            .request(res.request().method().as_str(), &route, status, took, slow);
+    }
     let _enter = span.enter();
-    tracing::info!(
-        status = res.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request completed"
-    );
+    let elapsed_ms = took.as_secs_f64() * 1000.0;
+    if slow {
+        tracing::warn!(status, route, elapsed_ms, "slow request");
+    } else {
+        tracing::info!(status, elapsed_ms, "request completed");
+    }
     Ok(res)
 }
 

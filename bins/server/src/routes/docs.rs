@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, audit, auth, health, organization, patients, service_keys, users};
+use super::{admin, audit, auth, health, metrics, organization, patients, service_keys, users};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -14,7 +14,7 @@ use crate::http::error::{Problem, ProblemField};
 #[openapi(
     info(title = "Carapace", description = "Multi-tenant healthcare backend. Errors are application/problem+json."),
     paths(
-        health::live, health::ready,
+        health::live, health::ready, metrics::metrics,
         auth::login, auth::refresh, auth::logout, auth::jwks,
         auth::reset_request, auth::reset_confirm,
         auth::mfa_verify, auth::totp_enroll, auth::totp_activate,

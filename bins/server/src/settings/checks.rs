@@ -323,6 +323,7 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
     for (key, secret) in [
         ("CARAPACE_DEV_TOKEN_SECRET", &s.dev_token_secret),
         ("CARAPACE_CURSOR_SECRET", &s.cursor_secret),
+        ("CARAPACE_METRICS_TOKEN", &s.metrics_token),
     ] {
         if let Some(problem) = short_secret(key, secret.as_ref()) {
             p.push(problem);

@@ -3,7 +3,7 @@
 use carapace_auth::Role;
 use serde_json::json;
 
-use crate::support::{Backend, TestApp, patient, problem, spawn_app};
+use crate::support::{Backend, TestApp, patient, problem, send, spawn_app};
 
 async fn app_with_token(test: &str) -> Option<(TestApp, String)> {
     let app = spawn_app(Backend::Sqlite, test).await?;
@@ -54,6 +54,44 @@ async fn oversized_body_is_413() {
     body["family_name"] = json!("x".repeat(70 * 1024));
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     problem(post_raw(&app, &token, "application/json", bytes).await, 413).await;
+    assert!(app.all_patients(&token).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deep_or_wide_bodies_are_400_and_write_nothing() {
+    let Some((app, token)) = app_with_token("deep_or_wide_bodies").await else {
+        return;
+    };
+    let mut deep = json!("leaf");
+    for _ in 0..20 {
+        deep = json!([deep]);
+    }
+    let mut nested = patient("Jane");
+    nested["family_name"] = deep;
+    let mut wide = patient("Jane");
+    wide["family_name"] = json!(vec![1; 300]);
+    for (what, body) in [("deep", nested), ("wide", wide)] {
+        let p = problem(app.create_patient(&token, &body).await, 400).await;
+        assert_eq!(p["code"], "malformed_body", "{what}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("16 levels") || d.contains("256 items")),
+            "{what}: {p}"
+        );
+    }
+    // A service key with a list of roles past its limit, on another route.
+    let many = json!({"name": "bot", "roles": vec!["viewer"; 300]});
+    let admin = app.token(&app.org().await, Role::Admin);
+    let res = send(
+        app.http
+            .post(app.url("/api/v1/service-keys"))
+            .bearer_auth(&admin)
+            .json(&many),
+    )
+    .await;
+    problem(res, 400).await;
     assert!(app.all_patients(&token).await.is_empty());
     app.stop().await;
 }

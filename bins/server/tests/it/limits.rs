@@ -116,7 +116,36 @@ async fn authenticated_requests_are_charged_to_the_principal() {
     for _ in 0..3 {
         assert_eq!(app.get("/api/v1/patients", &alice).await.status(), 200);
     }
-    assert_limited(app.get("/api/v1/patients", &alice).await).await;
+    let refused = send(
+        app.http
+            .get(app.url("/api/v1/patients"))
+            .bearer_auth(&alice)
+            .header("x-request-id", "rid-limit-check-7"),
+    )
+    .await;
+    assert_limited(refused).await;
+    // The refusal is logged, and every line of that request names it.
+    let logs = String::from_utf8_lossy(
+        &crate::support::captured_logs()
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("rid-limit-check-7"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("rate limit exceeded")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request completed") && l.contains("429")),
+        "{lines:?}"
+    );
     // Another principal from the same address is not affected.
     assert_eq!(app.get("/api/v1/patients", &bob).await.status(), 200);
     // Nor is a login (another class, charged to the address).

@@ -111,11 +111,13 @@ pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-            .with_writer(move || LogWriter(sink.clone()))
-            .finish();
+        // The server's own JSON subscriber (request id on each line,
+        // redaction), writing here.
+        let subscriber = carapace_server::logging::json_subscriber(
+            tracing_subscriber::EnvFilter::new("debug"),
+            move || LogWriter(sink.clone()),
+            carapace_server::logging::Redaction::new(""),
+        );
         let _ = tracing::subscriber::set_global_default(subscriber);
         buffer
     })

@@ -1,0 +1,188 @@
+//! Logs: JSON lines (or pretty, for a terminal) on stderr, levels per module
+//! from `CARAPACE_LOG_LEVEL`, each line of a request carrying its request
+//! id (the `request` span), and a redaction pass over every JSON line so
+//! that fields named like secrets or PHI never reach the log, whatever code
+//! logged them. PHI types already print as `[redacted]`; this catches plain
+//! strings under a sensitive name.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Field names whose values are always replaced by `[redacted]`
+/// (compared case-insensitively); `CARAPACE_LOG_REDACT_KEYS` adds more.
+pub const REDACTED_KEYS: &[&str] = &[
+    "password",
+    "new_password",
+    "current_password",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "authorization",
+    "cookie",
+    "set_cookie",
+    "api_key",
+    "totp",
+    "otp",
+    "email",
+    "phone",
+    "given_name",
+    "family_name",
+    "name_dob",
+    "birth_date",
+    "member_id",
+    "address",
+    "ssn",
+    "diagnosis",
+    "notes",
+    "transcript",
+];
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[redacted]";
+
+/// The redaction rule: the default keys plus `extra` (comma-separated).
+#[derive(Clone, Debug)]
+pub struct Redaction(Arc<HashSet<String>>);
+
+impl Redaction {
+    /// The default keys plus `extra`.
+    pub fn new(extra: &str) -> Self {
+        let keys = REDACTED_KEYS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .chain(
+                extra
+                    .split(',')
+                    .map(|k| k.trim().to_ascii_lowercase())
+                    .filter(|k| !k.is_empty()),
+            )
+            .collect();
+        Self(Arc::new(keys))
+    }
+
+    fn sensitive(&self, key: &str) -> bool {
+        self.0.contains(&key.to_ascii_lowercase())
+    }
+
+    fn scrub(&self, value: &mut Value) {
+        match value {
+            Value::Object(members) => {
+                for (key, v) in members.iter_mut() {
+                    if self.sensitive(key) {
+                        *v = Value::String(REDACTED.to_owned());
+                    } else {
+                        self.scrub(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub(v)),
+            _ => {}
+        }
+    }
+
+    /// `line` with every sensitive field's value replaced; `None` when it
+    /// is not a JSON object (written as it is).
+    pub fn line(&self, line: &[u8]) -> Option<Vec<u8>> {
+        let mut value: Value = serde_json::from_slice(line.trim_ascii_end()).ok()?;
+        if !value.is_object() {
+            return None;
+        }
+        self.scrub(&mut value);
+        let mut out = serde_json::to_vec(&value).ok()?;
+        out.push(b'\n');
+        Some(out)
+    }
+}
+
+/// A [`MakeWriter`] whose writers redact each JSON line before passing it on.
+#[derive(Clone, Debug)]
+pub struct Redacting<M> {
+    inner: M,
+    rule: Redaction,
+}
+
+impl<M> Redacting<M> {
+    /// Redacts what `inner`'s writers would write.
+    pub fn new(inner: M, rule: Redaction) -> Self {
+        Self { inner, rule }
+    }
+}
+
+/// A writer that redacts each line it is given.
+#[derive(Debug)]
+pub struct RedactingWriter<W> {
+    inner: W,
+    rule: Redaction,
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes one whole event per call.
+        match self.rule.line(buf) {
+            Some(clean) => self.inner.write_all(&clean)?,
+            None => self.inner.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            inner: self.inner.make_writer(),
+            rule: self.rule.clone(),
+        }
+    }
+}
+
+/// The JSON subscriber Carapace logs through: `filter`, the current span's
+/// fields (the request id) on every line, redaction by `rule`.
+pub fn json_subscriber<W>(
+    filter: EnvFilter,
+    writer: W,
+    rule: Redaction,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(Redacting::new(writer, rule))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_fields_are_replaced_wherever_they_are() {
+        let rule = Redaction::new("X-Custom");
+        let line = br#"{"level":"INFO","fields":{"message":"m","email":"ann@example.org","Password":"hunter2"},"span":{"request_id":"r1","member_id":"M-1"},"list":[{"phone":"555"}],"x-custom":"v"}
+"#;
+        let out = String::from_utf8(rule.line(line).unwrap_or_default()).unwrap_or_default();
+        for secret in ["ann@example.org", "hunter2", "M-1", "555", "\"v\""] {
+            assert!(!out.contains(secret), "{secret} leaked: {out}");
+        }
+        assert!(out.contains(r#""request_id":"r1""#), "{out}");
+        assert!(out.contains(r#""message":"m""#), "{out}");
+        assert!(out.ends_with('\n'));
+        assert_eq!(rule.line(b"not json\n"), None);
+    }
+}
