@@ -77,7 +77,14 @@ pub async fn middleware(
     };
     if res.status().as_u16() >= 400 && !is_problem(res.headers()) {
         let status = res.status();
-        let fallback = REQUEST_ID.sync_scope(id.clone(), || fallback(status));
+        // A 405 says which methods the resource has (RFC 9110).
+        let allow = (status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED)
+            .then(|| allowed_methods(res.request()))
+            .flatten();
+        let mut fallback = REQUEST_ID.sync_scope(id.clone(), || fallback(status));
+        if let Some(allow) = allow {
+            fallback.headers_mut().insert(header::ALLOW, allow);
+        }
         res = res.into_response(fallback);
     }
     let headers = res.headers_mut();
@@ -141,6 +148,20 @@ impl actix_web::ResponseError for Panicked {
         self.policy.apply(&self.path, res.headers_mut());
         res
     }
+}
+
+/// The methods the route table has for the request's resource.
+fn allowed_methods(req: &actix_web::HttpRequest) -> Option<HeaderValue> {
+    let pattern = req.match_pattern()?;
+    let methods: Vec<&str> = super::access::ROUTES
+        .iter()
+        .filter(|(_, p, _)| *p == pattern)
+        .map(|(m, _, _)| *m)
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&methods.join(", ")).ok()
 }
 
 fn is_problem(headers: &HeaderMap) -> bool {

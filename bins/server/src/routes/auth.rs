@@ -114,6 +114,11 @@ fn presented_refresh(
     body: RefreshRequest,
 ) -> Result<(SecretString, SessionMode), ApiError> {
     match body.refresh_token {
+        // Longer than any refresh token Carapace issues: not one (an access
+        // token presented here, or garbage), refused like any wrong token.
+        Some(token) if token.len() > 128 => {
+            Err(ApiError::Unauthenticated(AuthError::InvalidCredentials))
+        }
         Some(token) => Ok((SecretString::from(token), SessionMode::Bearer)),
         None => {
             cookies::check_csrf(req)?;
@@ -372,6 +377,24 @@ pub async fn reset_request(
         return Err(ApiError::NotFound);
     }
     let ResetRequest { org, email } = body.0;
+    // Only the shape is checked here (the same for every account), so the
+    // answer still says nothing about whether the account exists.
+    let mut errors = Vec::new();
+    if org.chars().count() > 63 {
+        errors.push(carapace_clinical::FieldError::new(
+            "org",
+            "at most 63 characters",
+        ));
+    }
+    if email.chars().count() > 254 {
+        errors.push(carapace_clinical::FieldError::new(
+            "email",
+            "at most 254 characters",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
     // The work (lookup, token, mail) happens after the answer, so neither
     // the answer nor its timing says whether the account exists.
     let state = state.clone();

@@ -28,7 +28,7 @@ use crate::http::error::{Problem, ProblemField};
         admin::get, admin::put,
     ),
     components(schemas(Problem, ProblemField)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
@@ -46,6 +46,63 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The problem responses any operation may give, added where an
+/// operation does not describe its own: malformed input, credentials,
+/// permissions, absence, method, size, media type, validation, rate limit,
+/// failure and unavailability (kill switch, database).
+struct CommonErrors;
+
+const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("400", "malformed body or query"),
+    ("401", "missing or invalid credentials"),
+    ("403", "not allowed"),
+    ("404", "no such resource (or another organization's)"),
+    ("405", "method not allowed on this resource"),
+    ("413", "body too large"),
+    ("415", "body is not JSON"),
+    ("422", "validation failed"),
+    ("429", "rate limited (see Retry-After)"),
+    ("500", "internal error"),
+    (
+        "503",
+        "unavailable: dependency down, not ready, or kill switch on (see Retry-After)",
+    ),
+];
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                for (code, description) in COMMON_ERRORS {
+                    op.responses
+                        .responses
+                        .entry((*code).to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content(
+                                    "application/problem+json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 

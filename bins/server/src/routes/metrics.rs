@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 /// Registers `/metrics`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// Prometheus metrics (`Authorization: Bearer <CARAPACE_METRICS_TOKEN>`;

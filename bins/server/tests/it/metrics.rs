@@ -27,6 +27,7 @@ async fn metrics_need_the_token_and_label_by_route_template() {
     let limited = app.get("/api/v1/patients", &token).await;
     assert_eq!(limited.status(), 429);
 
+    assert_eq!(app.get_public("/api/v1/patients").await.status(), 401);
     assert_eq!(app.get_public("/metrics").await.status(), 401);
     assert_eq!(app.get("/metrics", "not-the-token").await.status(), 401);
     let scrape = app.get("/metrics", TOKEN).await;
