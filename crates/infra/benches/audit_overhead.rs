@@ -144,6 +144,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut settings = DbSettings::new(pg.app_url.clone().into());
     settings.pool_max = CLIENTS as u32 + 4;
+    // `CARAPACE_BENCH_GROUP_WORKERS` tries another group-commit width.
+    if let Some(n) = std::env::var("CARAPACE_BENCH_GROUP_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.group_workers = n;
+    }
     let db = Database::connect(&settings).await?;
     let org = SeaOrganizations::new(db.clone())
         .create(NewOrganization {

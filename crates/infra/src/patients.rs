@@ -411,7 +411,7 @@ impl PatientRepository for SeaPatients {
                     }
                     let written = event(&access, "patient.create", Some(id), Outcome::Allowed)
                         .with_phi_fields(&PHI_FIELDS);
-                    crate::audit::append(tx, &[written]).await
+                    Ok(((), vec![written]))
                 })
             })
             .await?;
@@ -441,8 +441,7 @@ impl PatientRepository for SeaPatients {
                             .with_phi_fields(&PHI_FIELDS),
                         None => event(&access, "patient.read", Some(id), Outcome::NotFound),
                     };
-                    crate::audit::append(tx, &[read]).await?;
-                    Ok(found.map(|(r, _)| r))
+                    Ok((found.map(|(r, _)| r), vec![read]))
                 })
             })
             .await?;
@@ -498,8 +497,7 @@ impl PatientRepository for SeaPatients {
                 Box::pin(async move {
                     let Some((r, relations)) = select_row(tx, select).await? else {
                         let missing = event(&access, "patient.read", Some(id), Outcome::NotFound);
-                        crate::audit::append(tx, &[missing]).await?;
-                        return Ok(Related::Missing);
+                        return Ok((Related::Missing, vec![missing]));
                     };
                     let (care_team, break_glass) = relations.ok_or_else(|| {
                         StorageError::Internal("relationship columns missing".into())
@@ -511,13 +509,11 @@ impl PatientRepository for SeaPatients {
                     };
                     if !decide(links) {
                         let refused = event(&access, "patient.read", Some(id), Outcome::Denied);
-                        crate::audit::append(tx, &[refused]).await?;
-                        return Ok(Related::Refused(links));
+                        return Ok((Related::Refused(links), vec![refused]));
                     }
                     let read = event(&access, "patient.read", Some(id), Outcome::Allowed)
                         .with_phi_fields(&PHI_FIELDS);
-                    crate::audit::append(tx, &[read]).await?;
-                    Ok(Related::Read(Box::new(r)))
+                    Ok((Related::Read(Box::new(r)), vec![read]))
                 })
             })
             .await?;
@@ -845,8 +841,7 @@ impl PatientRepository for SeaPatients {
                     if shown.is_empty() {
                         shown.push(event(&access, action, None, Outcome::NotFound));
                     }
-                    crate::audit::append(tx, &shown).await?;
-                    Ok(rows)
+                    Ok((rows, shown))
                 })
             })
             .await?;

@@ -3,11 +3,12 @@
 //! An audited read is a transaction that writes: its audit row must reach
 //! the disk before the data leaves, so each read pays a commit and a WAL
 //! flush. Under load, [`GroupCommit`] runs the units of work that are
-//! waiting at that moment in one transaction: each unit sets its own
-//! organization (`set_config('app.org_id', …, true)`, so row-level security
-//! confines each unit to its own tenant), runs its statements and appends
-//! its audit events, and one COMMIT makes every unit's data and events
-//! durable together. No unit's result is released before that commit.
+//! waiting at that moment in one transaction, sorted by organization: for
+//! each organization it sets the tenant (`set_config('app.org_id', …,
+//! true)`, so row-level security confines those units to it), runs its
+//! units, and writes the audit events they returned with one INSERT; one
+//! COMMIT then makes every unit's data and events durable together. No
+//! unit's result is released before that commit.
 //!
 //! There is no background worker and no timer: a caller queues its unit,
 //! and whoever holds one of the `workers` permits takes everything queued
@@ -24,6 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use carapace_audit::AuditEvent;
 use carapace_tenancy::{OrgId, StorageError};
 use sea_orm::DatabaseTransaction;
 use tokio::sync::{Semaphore, oneshot};
@@ -34,7 +36,11 @@ use super::Database;
 pub(crate) type UnitFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
 
-type Unit = Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, ()> + Send + Sync>;
+/// A unit's result and the audit events that must commit with it.
+pub(crate) type Audited<T> = (T, Vec<AuditEvent>);
+
+type Unit =
+    Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, Vec<AuditEvent>> + Send + Sync>;
 
 struct Job {
     org: OrgId,
@@ -88,14 +94,19 @@ impl GroupCommit {
 
 impl Database {
     /// Runs `unit` for `org` in a transaction that may be shared with other
-    /// organizations' units and returns its result once that transaction
-    /// has committed. The transaction already carries `org`'s tenant
-    /// setting when `unit` starts; `unit` may be run more than once (after
-    /// a shared transaction failed), so it must only touch the transaction.
+    /// organizations' units, writes the audit events it returns in that
+    /// same transaction (one INSERT per organization's units), and returns
+    /// its result once the transaction has committed. The transaction
+    /// already carries `org`'s tenant setting when `unit` starts; `unit`
+    /// may be run more than once (after a shared transaction failed), so it
+    /// must only touch the transaction.
     pub(crate) async fn grouped<T, F>(&self, org: OrgId, unit: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, T> + Send + Sync + 'static,
+        F: for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, Audited<T>>
+            + Send
+            + Sync
+            + 'static,
     {
         let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
         let out = slot.clone();
@@ -103,9 +114,9 @@ impl Database {
             let run = unit(tx);
             let out = out.clone();
             Box::pin(async move {
-                let value = run.await?;
+                let (value, events) = run.await?;
                 *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
-                Ok(())
+                Ok(events)
             })
         });
         let (done, mut finished) = oneshot::channel();
@@ -154,13 +165,24 @@ impl Database {
 
     async fn run_together(&self, jobs: &[Job]) -> Result<(), StorageError> {
         let tx = self.begin_writing().await?;
-        let mut current = None;
-        for job in jobs {
-            if current != Some(job.org) {
-                self.set_tenant(&tx, job.org).await?;
-                current = Some(job.org);
+        // Jobs come sorted by organization: each organization's units run
+        // under its setting, then its events go in with one INSERT, before
+        // the setting moves on (row-level security checks every event row
+        // against it).
+        let mut start = 0;
+        while start < jobs.len() {
+            let org = jobs[start].org;
+            let end = jobs[start..]
+                .iter()
+                .position(|j| j.org != org)
+                .map_or(jobs.len(), |n| start + n);
+            self.set_tenant(&tx, org).await?;
+            let mut events = Vec::new();
+            for job in &jobs[start..end] {
+                events.extend((job.unit)(&tx).await?);
             }
-            (job.unit)(&tx).await?;
+            crate::audit::append(&tx, &events).await?;
+            start = end;
         }
         tx.commit().await.map_err(super::storage_error)
     }
@@ -187,13 +209,13 @@ mod tests {
     /// A unit that runs `sql` and reports whether it worked.
     fn unit(
         sql: &'static str,
-    ) -> impl for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, u64> + Send + Sync + 'static
+    ) -> impl for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, Audited<u64>> + Send + Sync + 'static
     {
         move |tx| {
             Box::pin(async move {
                 tx.execute_raw(Statement::from_string(DbBackend::Sqlite, sql))
                     .await
-                    .map(|r| r.rows_affected())
+                    .map(|r| (r.rows_affected(), Vec::new()))
                     .map_err(crate::db::storage_error)
             })
         }
