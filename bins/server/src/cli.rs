@@ -872,12 +872,36 @@ async fn dev_token(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The OTLP exporter when configured and built in; a failure to set it up
+/// is printed and the server runs without it (readiness is unaffected:
+/// traces are optional).
+#[cfg(feature = "otel")]
+fn traces(settings: &Settings) -> Option<crate::logging::Traces> {
+    let endpoint = settings.otel_endpoint.as_deref()?;
+    match crate::logging::Traces::to(endpoint) {
+        Ok(t) => {
+            crate::logging::keep_for_exit(t.handle());
+            Some(t)
+        }
+        Err(e) => {
+            eprintln!("CARAPACE_OTEL_ENDPOINT: trace export disabled: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn traces(_: &Settings) -> Option<crate::logging::Traces> {
+    None
+}
+
 fn init_tracing(settings: &Settings) {
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let rule = crate::logging::Redaction::new(&settings.log_redact_keys);
+    let traces = traces(settings);
     let _ = match settings.log_format {
         LogFormat::Json => tracing::subscriber::set_global_default(
-            crate::logging::json_subscriber(filter, std::io::stderr, rule),
+            crate::logging::json_subscriber(filter, std::io::stderr, rule, traces),
         )
         .map_err(|e| e.to_string()),
         // For a developer's terminal: PHI types still print as [redacted].

@@ -149,22 +149,119 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
 }
 
 /// The JSON subscriber Carapace logs through: `filter`, the current span's
-/// fields (the request id) on every line, redaction by `rule`.
+/// fields (the request id) on every line, redaction by `rule`, and spans
+/// exported over OTLP when `traces` is given.
 pub fn json_subscriber<W>(
     filter: EnvFilter,
     writer: W,
     rule: Redaction,
+    traces: Option<Traces>,
 ) -> impl tracing::Subscriber + Send + Sync + 'static
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let lines = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(filter)
-        .with_writer(Redacting::new(writer, rule))
-        .finish()
+        .with_writer(Redacting::new(writer, rule));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(traces.map(Traces::layer))
+}
+
+/// OpenTelemetry trace export over OTLP/HTTP (feature `otel`; off unless
+/// `CARAPACE_OTEL_ENDPOINT` is set). Only span names and the fields
+/// Carapace puts on spans (request id, method, path without query) leave.
+#[cfg(feature = "otel")]
+pub struct Traces {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+#[cfg(feature = "otel")]
+impl Traces {
+    /// Exports to `endpoint` (`http(s)://collector:4318`; spans go to
+    /// `/v1/traces`) in batches, in the background.
+    pub fn to(endpoint: &str) -> anyhow::Result<Self> {
+        use opentelemetry_otlp::WithExportConfig as _;
+        // The exporter's HTTP client uses rustls with ring, like the rest.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build()?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name("carapace")
+            .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        Ok(Self { provider })
+    }
+
+    /// A handle that flushes and stops the exporter.
+    pub fn handle(&self) -> TracesHandle {
+        TracesHandle(self.provider.clone())
+    }
+
+    fn layer<S>(self) -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(self.provider.tracer("carapace"))
+    }
+}
+
+/// Flushes and stops trace export.
+#[cfg(feature = "otel")]
+#[derive(Clone, Debug)]
+pub struct TracesHandle(opentelemetry_sdk::trace::SdkTracerProvider);
+
+#[cfg(feature = "otel")]
+impl TracesHandle {
+    /// Sends what is buffered now.
+    pub fn flush(&self) {
+        let _ = self.0.force_flush();
+    }
+
+    /// Sends what is buffered and stops.
+    pub fn shutdown(&self) {
+        let _ = self.0.shutdown();
+    }
+}
+
+/// The process's trace exporter, once logging is set up with one.
+#[cfg(feature = "otel")]
+static EXPORTER: std::sync::OnceLock<TracesHandle> = std::sync::OnceLock::new();
+
+/// Remembers `handle` so that [`flush_traces`] can reach it at exit.
+#[cfg(feature = "otel")]
+pub fn keep_for_exit(handle: TracesHandle) {
+    let _ = EXPORTER.set(handle);
+}
+
+/// Sends any buffered spans and stops export (at shutdown); nothing when
+/// export is off or not built in.
+pub fn flush_traces() {
+    #[cfg(feature = "otel")]
+    if let Some(handle) = EXPORTER.get() {
+        handle.shutdown();
+    }
+}
+
+/// Trace export is not built in (feature `otel` off).
+#[cfg(not(feature = "otel"))]
+pub enum Traces {}
+
+#[cfg(not(feature = "otel"))]
+impl Traces {
+    fn layer(self) -> tracing_subscriber::layer::Identity {
+        match self {}
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct Metrics {
     pool_idle: Gauge<i64, std::sync::atomic::AtomicI64>,
     kill_switch: Gauge<i64, std::sync::atomic::AtomicI64>,
     slow: Counter<u64, AtomicU64>,
+    audit_backlog: Gauge<i64, std::sync::atomic::AtomicI64>,
+    alerts_queued: Gauge<i64, std::sync::atomic::AtomicI64>,
+    alerts_delivered: Counter<u64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +79,24 @@ impl Metrics {
         let pool_idle = Gauge::default();
         let kill_switch = Gauge::default();
         let slow = Counter::default();
+        let audit_backlog = Gauge::default();
+        let alerts_queued = Gauge::default();
+        let alerts_delivered = Counter::default();
+        registry.register(
+            "audit_unchained_events",
+            "Audit events found waiting to be chained by this instance's last chaining pass",
+            audit_backlog.clone(),
+        );
+        registry.register(
+            "alert_outbox_undelivered",
+            "Alerts still queued after this instance's last delivery pass (failed, to be retried)",
+            alerts_queued.clone(),
+        );
+        registry.register(
+            "alerts_delivered",
+            "Alerts delivered by this instance",
+            alerts_delivered.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route template and status",
@@ -120,7 +141,23 @@ impl Metrics {
             pool_idle,
             kill_switch,
             slow,
+            audit_backlog,
+            alerts_queued,
+            alerts_delivered,
         }
+    }
+
+    /// What this instance's chaining pass found (and chained).
+    pub fn audit_pass(&self, chained: u64) {
+        self.audit_backlog
+            .set(i64::try_from(chained).unwrap_or(i64::MAX));
+    }
+
+    /// What this instance's delivery pass did.
+    pub fn alerts_pass(&self, delivered: u64, still_queued: u64) {
+        self.alerts_delivered.inc_by(delivered);
+        self.alerts_queued
+            .set(i64::try_from(still_queued).unwrap_or(i64::MAX));
     }
 
     /// Counts one answered request.
@@ -185,6 +222,8 @@ mod tests {
             true,
         );
         m.rate_limited("auth");
+        m.audit_pass(12);
+        m.alerts_pass(2, 1);
         let text = m.render((4, 3), false);
         assert!(text.contains(
             r#"carapace_http_requests_total{method="GET",route="/api/v1/patients/{id}",status="200"} 2"#
@@ -195,6 +234,15 @@ mod tests {
         );
         assert!(text.contains("carapace_db_pool_connections 4"), "{text}");
         assert!(text.contains("carapace_slow_requests_total 1"), "{text}");
+        assert!(
+            text.contains("carapace_audit_unchained_events 12"),
+            "{text}"
+        );
+        assert!(
+            text.contains("carapace_alert_outbox_undelivered 1"),
+            "{text}"
+        );
+        assert!(text.contains("carapace_alerts_delivered_total 2"), "{text}");
         assert!(
             text.contains("carapace_http_request_duration_seconds_bucket"),
             "{text}"

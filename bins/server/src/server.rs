@@ -222,11 +222,17 @@ pub fn alert_deliverer(settings: &Settings, db: &Database) -> Option<AlertDelive
 const ALERTS_EVERY: Duration = Duration::from_secs(2);
 
 /// Sends due alerts every `every`, until aborted.
-async fn deliver_periodically(db: Database, deliverer: AlertDeliverer, every: Duration) {
+async fn deliver_periodically(
+    db: Database,
+    deliverer: AlertDeliverer,
+    metrics: Arc<crate::metrics::Metrics>,
+    every: Duration,
+) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         match db.exclusively("alerts.deliver", deliverer.run_once()).await {
+            Ok(Some(Ok(r))) => metrics.alerts_pass(r.delivered, r.failed),
             Ok(Some(Err(e))) => tracing::error!(error = %e, "delivering alerts failed"),
             Err(e) => tracing::error!(error = %e, "electing the alert deliverer failed"),
             Ok(_) => {}
@@ -240,11 +246,17 @@ const CHAIN_EVERY: Duration = Duration::from_secs(1);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// Links audit events into their chains every `every`, until aborted.
-async fn chain_periodically(db: Database, chainer: Arc<AuditChainer>, every: Duration) {
+async fn chain_periodically(
+    db: Database,
+    chainer: Arc<AuditChainer>,
+    metrics: Arc<crate::metrics::Metrics>,
+    every: Duration,
+) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         match db.exclusively("audit.chain", chainer.run_once()).await {
+            Ok(Some(Ok(chained))) => metrics.audit_pass(chained),
             Ok(Some(Err(e))) => tracing::error!(error = %e, "chaining audit events failed"),
             Err(e) => tracing::error!(error = %e, "electing the audit chainer failed"),
             Ok(_) => {}
@@ -517,6 +529,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let addr = settings.bind_addr()?;
     let state = prepare(settings).await?;
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    let metrics = state.metrics.clone();
     let running = start(state, settings, listener)?;
     let db_for_shutdown = running.db.clone();
     tracing::info!(addr = %running.addr, profile = ?settings.profile, "carapace listening");
@@ -537,10 +550,17 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let chaining = tokio::spawn(chain_periodically(
         running.db.clone(),
         chainer.clone(),
+        metrics.clone(),
         CHAIN_EVERY,
     ));
-    let alerting = alert_deliverer(settings, &running.db)
-        .map(|d| tokio::spawn(deliver_periodically(running.db.clone(), d, ALERTS_EVERY)));
+    let alerting = alert_deliverer(settings, &running.db).map(|d| {
+        tokio::spawn(deliver_periodically(
+            running.db.clone(),
+            d,
+            metrics.clone(),
+            ALERTS_EVERY,
+        ))
+    });
     shutdown_signal().await;
     purge.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
@@ -564,6 +584,8 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         tracing::error!(error = %e, "chaining the last audit events failed");
     }
     tracing::info!("stopped");
+    // The exporter blocks while it sends: off the async threads.
+    let _ = tokio::task::spawn_blocking(crate::logging::flush_traces).await;
     Ok(())
 }
 

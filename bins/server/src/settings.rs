@@ -151,6 +151,9 @@ pub struct Settings {
     pub oidc_org_claim: Option<String>,
     /// Claim with the roles; default `roles` (Cognito: `cognito:groups`).
     pub oidc_roles_claim: Option<String>,
+    /// OTLP/HTTP collector (`http(s)://host:4318`) to export traces to;
+    /// needs the `otel` feature. Unset: no export.
+    pub otel_endpoint: Option<String>,
     /// Field names (comma-separated) redacted from every JSON log line, on
     /// top of the built-in list (passwords, tokens, PHI field names).
     pub log_redact_keys: String,
@@ -246,6 +249,7 @@ impl Default for Settings {
             operator_org: None,
             metrics_token: None,
             log_redact_keys: String::new(),
+            otel_endpoint: None,
             slow_request_ms: 1000,
             redis_url: None,
             trusted_proxies: String::new(),

@@ -78,6 +78,9 @@ pub enum ApiError {
     /// The body is larger than the limit.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request's headers are larger than the limit.
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// The body is not `application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -118,6 +121,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Invalid(_) => "validation_failed",
             Self::Conflict => "conflict",
@@ -140,6 +144,9 @@ impl ApiError {
                 Some("send Authorization: Bearer <token>".to_owned())
             }
             Self::PayloadTooLarge => Some("the request body exceeds the size limit".to_owned()),
+            Self::HeadersTooLarge => {
+                Some("the request headers exceed 32 KiB in all; send less".to_owned())
+            }
             Self::UnsupportedMediaType => Some("send Content-Type: application/json".to_owned()),
             Self::Suspended => Some(
                 "the service is stopped by its operators (kill switch); retry later".to_owned(),
@@ -187,6 +194,7 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict => StatusCode::CONFLICT,

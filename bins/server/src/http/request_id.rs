@@ -15,6 +15,16 @@ use tracing::Instrument as _;
 
 use super::ApiError;
 
+/// Most bytes of request headers (names and values) accepted in all.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+fn headers_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
+}
+
 /// The request-id header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest incoming request id kept.
@@ -47,6 +57,20 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if headers_size(req.headers()) > MAX_HEADER_BYTES {
+        let policy = req
+            .app_data::<super::headers::SecurityHeaders>()
+            .copied()
+            .unwrap_or(super::headers::SecurityHeaders { hsts: true });
+        let path = req.path().to_owned();
+        let res = REQUEST_ID.sync_scope(id.clone(), || ApiError::HeadersTooLarge.error_response());
+        let mut res = req.into_response(res);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert(HEADER, value);
+        }
+        policy.apply(&path, res.headers_mut());
+        return Ok(res.map_into_boxed_body());
+    }
     // The path only: query strings can carry PHI (member_id=…).
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();

@@ -65,6 +65,7 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
     ("415", "body is not JSON"),
     ("422", "validation failed"),
     ("429", "rate limited (see Retry-After)"),
+    ("431", "request headers too large"),
     ("500", "internal error"),
     (
         "503",

@@ -250,6 +250,19 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             ));
         }
     }
+    if let Some(endpoint) = &s.otel_endpoint {
+        if !cfg!(feature = "otel") {
+            p.push(ConfigProblem::new(
+                "CARAPACE_OTEL_ENDPOINT",
+                "this binary is built without trace export: rebuild with --features otel, or unset it",
+            ));
+        } else if !url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            p.push(ConfigProblem::new(
+                "CARAPACE_OTEL_ENDPOINT",
+                "must be an http(s) URL like http://collector:4318",
+            ));
+        }
+    }
     if let Err(e) = carapace_auth::rate_limit::TrustedProxies::parse(&s.trusted_proxies) {
         p.push(ConfigProblem::new(
             "CARAPACE_TRUSTED_PROXIES",
@@ -517,6 +530,20 @@ mod tests {
                 "CARAPACE_AUDIT_SIGNING_KEY_FILE"
             ]
         );
+    }
+
+    #[test]
+    fn an_otel_endpoint_needs_the_feature_and_an_http_url() {
+        let s = Settings {
+            otel_endpoint: Some("ftp://collector".into()),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&s), vec!["CARAPACE_OTEL_ENDPOINT"]);
+        let ok = Settings {
+            otel_endpoint: Some("http://collector:4318".into()),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&ok).is_empty(), cfg!(feature = "otel"));
     }
 
     #[test]

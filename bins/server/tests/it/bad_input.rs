@@ -331,3 +331,26 @@ async fn a_panicking_handler_answers_a_generic_500_and_the_server_keeps_serving(
     assert_eq!(app.get_public("/health/live").await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused_before_any_work() {
+    let Some((app, token)) = app_with_token("oversized_headers").await else {
+        return;
+    };
+    let res = send(
+        app.http
+            .post(app.url("/api/v1/patients"))
+            .bearer_auth(&token)
+            .header("x-padding", "p".repeat(64 * 1024))
+            .json(&patient("Jane")),
+    )
+    .await;
+    assert_eq!(
+        res.headers().get("x-frame-options").map(|v| v.as_bytes()),
+        Some(&b"DENY"[..])
+    );
+    let body = problem(res, 431).await;
+    assert_eq!(body["code"], "headers_too_large");
+    assert!(app.all_patients(&token).await.is_empty());
+    app.stop().await;
+}

@@ -16,6 +16,8 @@ mod kill_switch;
 mod limits;
 mod metrics;
 mod oidc;
+#[cfg(feature = "otel")]
+mod otel;
 mod patients;
 mod relationships;
 mod service_keys;

@@ -117,6 +117,7 @@ pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
             tracing_subscriber::EnvFilter::new("debug"),
             move || LogWriter(sink.clone()),
             carapace_server::logging::Redaction::new(""),
+            None,
         );
         let _ = tracing::subscriber::set_global_default(subscriber);
         buffer
