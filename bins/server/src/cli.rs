@@ -881,10 +881,12 @@ fn traces(settings: &Settings) -> Option<crate::logging::Traces> {
     match crate::logging::Traces::to(endpoint) {
         Ok(t) => {
             crate::logging::keep_for_exit(t.handle());
+            crate::logging::trace_export_started(Ok(()));
             Some(t)
         }
         Err(e) => {
             eprintln!("CARAPACE_OTEL_ENDPOINT: trace export disabled: {e}");
+            crate::logging::trace_export_started(Err("exporter failed to start".to_owned()));
             None
         }
     }

@@ -234,6 +234,19 @@ impl TracesHandle {
     }
 }
 
+/// Whether trace export, when configured, started (readiness reports it).
+static TRACE_EXPORT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+/// Records how setting up trace export went.
+pub fn trace_export_started(result: Result<(), String>) {
+    let _ = TRACE_EXPORT.set(result);
+}
+
+/// `None` when trace export is not configured; else whether it started.
+pub fn trace_export_status() -> Option<Result<(), String>> {
+    TRACE_EXPORT.get().cloned()
+}
+
 /// The process's trace exporter, once logging is set up with one.
 #[cfg(feature = "otel")]
 static EXPORTER: std::sync::OnceLock<TracesHandle> = std::sync::OnceLock::new();

@@ -21,7 +21,12 @@ use serde::Deserialize;
 pub use checks::{ConfigProblem, PRODUCTION_CHECKS};
 
 /// Environment variables that belong to the test harness, not the server.
-const HARNESS_VARS: &[&str] = &["require_services", "test_pg_url", "test_redis_url"];
+const HARNESS_VARS: &[&str] = &[
+    "require_services",
+    "test_pg_url",
+    "test_redis_url",
+    "test_moto_server",
+];
 
 /// Which rules apply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -31,7 +31,8 @@ pub struct Readiness {
 /// One readiness check.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `database`, `migrations`, `key_provider`, `oidc` or `redis`.
+    /// `database`, `migrations`, `key_provider`, `oidc`, `redis` or
+    /// `traces`.
     pub name: &'static str,
     /// `ok`, or a short reason.
     pub status: String,
@@ -97,6 +98,10 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             (false, _) => Err("no usable signing keys (issuer unreachable)".to_owned()),
         };
         results.push(("oidc", check));
+    }
+    if let Some(traces) = crate::logging::trace_export_status() {
+        // Optional, but never silently dropped.
+        results.push(("traces", traces.map(|()| "ok".to_owned())));
     }
     if let Some(redis) = state.limiter.redis_check().await {
         // Down: limits fall back to each instance's memory (logged); the
