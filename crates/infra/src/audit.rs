@@ -353,22 +353,7 @@ impl AuditChainer {
                 )
                 .await?
                 .unwrap_or_else(|| "0".to_owned());
-                let pending = tx
-                    .query_all_raw(statement(
-                        backend,
-                        "SELECT e.id AS id, e.body AS body FROM audit_events e
-                         WHERE e.org_id = $1 AND e.tx >= $2::xid8
-                           AND NOT EXISTS (SELECT 1 FROM audit_chain c
-                                           WHERE c.org_id = e.org_id AND c.event_id = e.id)
-                         ORDER BY e.recorded_at, e.id LIMIT $3",
-                        vec![
-                            org.as_uuid().into(),
-                            last_horizon.into(),
-                            i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
-                        ],
-                    ))
-                    .await
-                    .map_err(storage_error)?;
+                let pending = unchained(&tx, org, "e.tx >= $2::xid8", last_horizon.into()).await?;
                 if (pending.len() as u64) < CHAIN_BATCH {
                     // Everything up to the horizon is about to be chained.
                     tx.execute_raw(statement(
@@ -382,22 +367,7 @@ impl AuditChainer {
                 }
                 pending
             }
-            _ => tx
-                .query_all_raw(statement(
-                    backend,
-                    "SELECT e.id AS id, e.body AS body FROM audit_events e
-                     WHERE e.org_id = $1 AND e.recorded_at >= $2
-                       AND NOT EXISTS (SELECT 1 FROM audit_chain c
-                                       WHERE c.org_id = e.org_id AND c.event_id = e.id)
-                     ORDER BY e.recorded_at, e.id LIMIT $3",
-                    vec![
-                        org.as_uuid().into(),
-                        since.into(),
-                        i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
-                    ],
-                ))
-                .await
-                .map_err(storage_error)?,
+            _ => unchained(&tx, org, "e.recorded_at >= $2", since.into()).await?,
         };
         let mut rows = Vec::with_capacity(pending.len());
         for p in &pending {
@@ -455,6 +425,34 @@ impl AuditChainer {
         tx.commit().await.map_err(storage_error)?;
         Ok(added)
     }
+}
+
+/// Up to [`CHAIN_BATCH`] of `org`'s events not yet in its chain, oldest
+/// first, among those `since` (a condition on `$2`) selects.
+async fn unchained<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    since: &str,
+    bound: Value,
+) -> Result<Vec<sea_orm::QueryResult>, StorageError> {
+    let sql = format!(
+        "SELECT e.id AS id, e.body AS body FROM audit_events e
+         WHERE e.org_id = $1 AND {since}
+           AND NOT EXISTS (SELECT 1 FROM audit_chain c
+                           WHERE c.org_id = e.org_id AND c.event_id = e.id)
+         ORDER BY e.recorded_at, e.id LIMIT $3"
+    );
+    conn.query_all_raw(statement(
+        conn.get_database_backend(),
+        &sql,
+        vec![
+            org.as_uuid().into(),
+            bound,
+            i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .await
+    .map_err(storage_error)
 }
 
 /// The text column `v` of the one row `stmt` returns, if any.

@@ -125,13 +125,7 @@ async fn authenticated_requests_are_charged_to_the_principal() {
     .await;
     assert_limited(refused).await;
     // The refusal is logged, and every line of that request names it.
-    let logs = String::from_utf8_lossy(
-        &crate::support::captured_logs()
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default(),
-    )
-    .into_owned();
+    let logs = crate::support::captured_log_text();
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("rid-limit-check-7"))

@@ -124,6 +124,17 @@ pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
     })
 }
 
+/// The whole run's logs so far, as text.
+pub fn captured_log_text() -> String {
+    String::from_utf8_lossy(
+        &captured_logs()
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default(),
+    )
+    .into_owned()
+}
+
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogWriter {
