@@ -1,11 +1,12 @@
-//! The clinical domain: patients now; care teams, appointments and
-//! medications later.
+//! The clinical domain: patients, the appointment rules; care teams'
+//! storage, consultations and medications come with issue #9.
 //!
 //! This crate owns the domain types, their validation rules and the
 //! repository ports. Every repository method takes a
 //! [`carapace_tenancy::TenantContext`]; PHI fields are [`carapace_phi_crypto::Phi`].
 //! It never depends on a database driver or an HTTP framework.
 
+pub mod appointment;
 mod error;
 pub mod patient;
 
