@@ -57,12 +57,14 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // The app's header policy (strictest when absent) and the path it
+    // depends on, read before the request is handed on.
+    let policy = req
+        .app_data::<super::headers::SecurityHeaders>()
+        .copied()
+        .unwrap_or(super::headers::SecurityHeaders { hsts: true });
+    let path = req.path().to_owned();
     if headers_size(req.headers()) > MAX_HEADER_BYTES {
-        let policy = req
-            .app_data::<super::headers::SecurityHeaders>()
-            .copied()
-            .unwrap_or(super::headers::SecurityHeaders { hsts: true });
-        let path = req.path().to_owned();
         let res = REQUEST_ID.sync_scope(id.clone(), || ApiError::HeadersTooLarge.error_response());
         let mut res = req.into_response(res);
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -74,11 +76,6 @@ pub async fn middleware(
     // The path only: query strings can carry PHI (member_id=…).
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
-    let policy = req
-        .app_data::<super::headers::SecurityHeaders>()
-        .copied()
-        .unwrap_or(super::headers::SecurityHeaders { hsts: true });
-    let path = req.path().to_owned();
     let result = AssertUnwindSafe(REQUEST_ID.scope(id.clone(), next.call(req)))
         .catch_unwind()
         .instrument(span.clone())
