@@ -24,6 +24,9 @@ mod m0010_alerts;
 mod m0011_audit_chain_horizon;
 mod m0012_kill_switch;
 mod m0013_care_assignment_lookup;
+mod m0014_appointments;
+
+pub use m0014_appointments::SQLITE_OVERLAP;
 
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
@@ -49,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_audit_chain_horizon::Migration),
             Box::new(m0012_kill_switch::Migration),
             Box::new(m0013_care_assignment_lookup::Migration),
+            Box::new(m0014_appointments::Migration),
         ]
     }
 }

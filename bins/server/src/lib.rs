@@ -3,6 +3,9 @@
 //! Thin by design: it wires settings to adapters (`carapace-infra`) and
 //! routes to domain ports and policies; it decides nothing itself.
 
+// The effective-configuration dump is one `serde_json::json!` of every setting.
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod http;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! Routes, one file per endpoint group, and the OpenAPI document.
 
 pub mod admin;
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod docs;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .configure(auth::configure)
                 .configure(patients::configure)
+                .configure(appointments::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

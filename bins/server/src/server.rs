@@ -25,8 +25,12 @@ use carapace_infra::outbound::SafeHttp;
 use carapace_infra::purge::purge_expired;
 use carapace_infra::rate_limit::Limiter;
 use carapace_infra::service_keys::SeaServiceKeys;
+use carapace_infra::sms::TwilioSms;
 use carapace_infra::tokens::Verifiers;
-use carapace_infra::{Backend, Database, SeaOrganizations, SeaPatients};
+use carapace_infra::{
+    Backend, Channels, Database, ReminderDeliverer, ReminderReport, SeaAppointments,
+    SeaOrganizations, SeaPatients,
+};
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
 use carapace_tenancy::cursor::CursorKey;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -169,7 +173,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         slow_request: Duration::from_millis(settings.slow_request_ms),
         kill_switch,
         operator_org,
-        patients: SeaPatients::new(db.clone(), keys),
+        patients: SeaPatients::new(db.clone(), keys.clone()),
+        appointments: SeaAppointments::new(db.clone(), keys),
+        booking_rules: settings.booking_rules(),
+        reminder_offsets: settings.reminder_offset_list().unwrap_or_default(),
         // Read on every request; another instance's change shows within
         // a second, and a deleted organization's patients are hidden in
         // the patient queries themselves.
@@ -216,6 +223,50 @@ pub fn alert_deliverer(settings: &Settings, db: &Database) -> Option<AlertDelive
         SafeHttp::new(settings.alert_policy()),
         WebhookTarget { url, secret },
     ))
+}
+
+/// The reminder deliverer: e-mail through the mailer, SMS when configured.
+pub type Reminders = ReminderDeliverer<Channels<LettreMailer, TwilioSms>>;
+
+/// The reminder deliverer of these settings.
+pub fn reminder_deliverer(settings: &Settings, db: &Database) -> anyhow::Result<Reminders> {
+    let keys = Arc::new(KeyRing::new(db.clone(), sealer(settings)?));
+    let sms = settings
+        .sms()
+        .map(|(sms, policy)| TwilioSms::new(SafeHttp::new(policy), sms));
+    Ok(ReminderDeliverer::new(
+        db.clone(),
+        SeaPatients::new(db.clone(), keys),
+        Channels {
+            email: Some(mailer(settings)?),
+            sms,
+        },
+    ))
+}
+
+/// How often due reminders are sent.
+const REMINDERS_EVERY: Duration = Duration::from_secs(30);
+
+/// Sends due reminders every `every`, until aborted (one instance at a time).
+async fn remind_periodically(db: Database, deliverer: Reminders, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let pass = deliverer.run_once(time::OffsetDateTime::now_utc());
+        match db.exclusively("reminders.deliver", pass).await {
+            Ok(Some(Ok(r))) if r != ReminderReport::default() => {
+                tracing::info!(
+                    sent = r.sent,
+                    skipped = r.skipped,
+                    failed = r.failed,
+                    "reminders delivered"
+                );
+            }
+            Ok(Some(Err(e))) => tracing::error!(error = %e, "delivering reminders failed"),
+            Err(e) => tracing::error!(error = %e, "electing the reminder deliverer failed"),
+            Ok(_) => {}
+        }
+    }
 }
 
 /// How often due alerts are sent.
@@ -561,8 +612,14 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
             ALERTS_EVERY,
         ))
     });
+    let reminding = tokio::spawn(remind_periodically(
+        running.db.clone(),
+        reminder_deliverer(settings, &running.db)?,
+        REMINDERS_EVERY,
+    ));
     shutdown_signal().await;
     purge.abort();
+    reminding.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
     tokio::time::timeout(
         Duration::from_secs(settings.shutdown_timeout_secs + 5),

@@ -170,6 +170,22 @@ pub struct Settings {
     /// Slug of the organization whose MFA administrators may operate the
     /// deployment through the API (the kill switch); unset: only the CLI.
     pub operator_org: Option<String>,
+    /// Longest appointment, in minutes (5-1440).
+    pub appointment_max_minutes: u32,
+    /// When reminders go out before an appointment: comma-separated
+    /// offsets like `24h,2h` or `30m` (at most 5).
+    pub reminder_offsets: String,
+    /// Base URL of the Twilio-compatible SMS API
+    /// (`https://api.twilio.com`); unset: no SMS reminders.
+    pub sms_url: Option<String>,
+    /// SMS account SID.
+    pub sms_account_sid: Option<String>,
+    /// SMS auth token.
+    pub sms_auth_token: Option<SecretString>,
+    /// SMS sender number.
+    pub sms_from: Option<String>,
+    /// Let SMS go to a loopback address (tests; refused in production).
+    pub sms_allow_loopback: bool,
     /// Browser origins allowed to call the API (comma-separated exact
     /// `scheme://host[:port]`); empty: none.
     pub cors_origins: String,
@@ -252,6 +268,13 @@ impl Default for Settings {
             oidc_roles_claim: None,
             cors_origins: String::new(),
             operator_org: None,
+            appointment_max_minutes: 480,
+            reminder_offsets: "24h,2h".into(),
+            sms_url: None,
+            sms_account_sid: None,
+            sms_auth_token: None,
+            sms_from: None,
+            sms_allow_loopback: false,
             metrics_token: None,
             log_redact_keys: String::new(),
             otel_endpoint: None,
@@ -331,6 +354,62 @@ impl Settings {
             allow_loopback: self.alert_webhook_allow_loopback,
             timeout: Duration::from_secs(5),
             max_response_bytes: 64 * 1024,
+        }
+    }
+
+    /// The SMS adapter's settings and outbound policy, when SMS is configured.
+    pub fn sms(
+        &self,
+    ) -> Option<(
+        carapace_infra::sms::SmsSettings,
+        carapace_infra::outbound::OutboundPolicy,
+    )> {
+        let base_url = self.sms_url.clone()?;
+        let host = url::Url::parse(&base_url)
+            .ok()?
+            .host_str()?
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
+        Some((
+            carapace_infra::sms::SmsSettings {
+                base_url,
+                account_sid: self.sms_account_sid.clone()?,
+                auth_token: self.sms_auth_token.clone()?,
+                from: self.sms_from.clone()?,
+            },
+            carapace_infra::outbound::OutboundPolicy {
+                https_only: self.profile == Profile::Production,
+                allowed_hosts: vec![host],
+                allow_loopback: self.sms_allow_loopback,
+                timeout: Duration::from_secs(10),
+                max_response_bytes: 64 * 1024,
+            },
+        ))
+    }
+
+    /// The reminder offsets, if [`Self::reminder_offsets`] is valid.
+    pub fn reminder_offset_list(&self) -> Option<Vec<time::Duration>> {
+        let mut out = Vec::new();
+        for part in self.reminder_offsets.split(',').map(str::trim) {
+            if part.is_empty() {
+                continue;
+            }
+            let (n, unit) = part.split_at(part.len().saturating_sub(1));
+            let n: i64 = n.parse().ok().filter(|n| (1..=10_000).contains(n))?;
+            out.push(match unit {
+                "h" => time::Duration::hours(n),
+                "m" => time::Duration::minutes(n),
+                _ => return None,
+            });
+        }
+        (out.len() <= 5).then_some(out)
+    }
+
+    /// The organization-independent booking rules.
+    pub fn booking_rules(&self) -> carapace_clinical::appointment::BookingRules {
+        carapace_clinical::appointment::BookingRules {
+            max_length: time::Duration::minutes(self.appointment_max_minutes.into()),
+            ..Default::default()
         }
     }
 
@@ -483,6 +562,13 @@ impl Settings {
             "alert_webhook_secret": secret(&self.alert_webhook_secret),
             "alert_webhook_allowed_hosts": self.alert_webhook_allowed_hosts,
             "alert_webhook_allow_loopback": self.alert_webhook_allow_loopback,
+            "appointment_max_minutes": self.appointment_max_minutes,
+            "reminder_offsets": self.reminder_offsets,
+            "sms_url": self.sms_url,
+            "sms_account_sid": self.sms_account_sid,
+            "sms_auth_token": secret(&self.sms_auth_token),
+            "sms_from": self.sms_from,
+            "sms_allow_loopback": self.sms_allow_loopback,
             "kms_key_id": self.kms_key_id,
             "kms_region": self.kms_region,
             "kms_endpoint": self.kms_endpoint,

@@ -9,7 +9,7 @@ use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
-use carapace_infra::{Database, SeaOrganizations, SeaPatients};
+use carapace_infra::{Database, SeaAppointments, SeaOrganizations, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
 
 /// Local-account authentication as wired here.
@@ -35,6 +35,12 @@ pub struct AppState {
     pub db: Database,
     /// Patient storage.
     pub patients: SeaPatients,
+    /// Appointment storage (and the reminder outbox).
+    pub appointments: SeaAppointments,
+    /// Length limits and horizon of bookings.
+    pub booking_rules: carapace_clinical::appointment::BookingRules,
+    /// When reminders go out before an appointment.
+    pub reminder_offsets: Vec<time::Duration>,
     /// The organization directory.
     pub orgs: SeaOrganizations,
     /// Bearer-token verification (dev, local and issuer tokens).

@@ -33,11 +33,17 @@ pub enum Permission {
     /// Declare emergency (break-glass) access to a patient outside one's
     /// care team: a written reason, an hour, recorded and alerted.
     BreakGlass,
+    /// Read appointments (of related patients) and practitioners'
+    /// availability.
+    AppointmentRead,
+    /// Book, move, cancel, complete appointments and set reminder
+    /// preferences (of related patients).
+    AppointmentWrite,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 12] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -48,6 +54,8 @@ impl Permission {
         Permission::CareAdmin,
         Permission::OrgAdmin,
         Permission::BreakGlass,
+        Permission::AppointmentRead,
+        Permission::AppointmentWrite,
     ];
 
     /// The permission's name, `resource:action`.
@@ -63,6 +71,8 @@ impl Permission {
             Permission::CareAdmin => "care:admin",
             Permission::OrgAdmin => "org:admin",
             Permission::BreakGlass => "patient:break_glass",
+            Permission::AppointmentRead => "appointment:read",
+            Permission::AppointmentWrite => "appointment:write",
         }
     }
 
@@ -70,7 +80,11 @@ impl Permission {
     pub fn is_phi(self) -> bool {
         matches!(
             self,
-            Permission::PatientRead | Permission::PatientWrite | Permission::PatientDelete
+            Permission::PatientRead
+                | Permission::PatientWrite
+                | Permission::PatientDelete
+                | Permission::AppointmentRead
+                | Permission::AppointmentWrite
         )
     }
 
@@ -94,8 +108,8 @@ impl fmt::Display for Permission {
 }
 
 use Permission::{
-    AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead,
-    PatientWrite, ServiceKeyAdmin, UserAdmin,
+    AppointmentRead, AppointmentWrite, AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin,
+    PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin,
 };
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
@@ -114,12 +128,29 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             KillSwitchWrite,
             CareAdmin,
             OrgAdmin,
+            AppointmentRead,
+            AppointmentWrite,
         ],
     ),
-    (Role::Clinician, &[PatientRead, PatientWrite, BreakGlass]),
-    (Role::Staff, &[PatientRead]),
-    (Role::Viewer, &[PatientRead]),
-    (Role::Patient, &[PatientRead]),
+    (
+        Role::Clinician,
+        &[
+            PatientRead,
+            PatientWrite,
+            BreakGlass,
+            AppointmentRead,
+            AppointmentWrite,
+        ],
+    ),
+    (
+        Role::Staff,
+        &[PatientRead, AppointmentRead, AppointmentWrite],
+    ),
+    (Role::Viewer, &[PatientRead, AppointmentRead]),
+    (
+        Role::Patient,
+        &[PatientRead, AppointmentRead, AppointmentWrite],
+    ),
     (Role::Compliance, &[AuditRead]),
     (Role::Service, &[]),
 ];
@@ -239,6 +270,49 @@ pub fn require_phi_mfa(principal: &Principal, phi_mfa: PhiMfa) -> Decision {
     }
 }
 
+/// Whether `principal` may see the schedule (appointments and free slots)
+/// of `practitioner`: org-wide roles see every schedule, a practitioner
+/// their own. Patients see their own appointments through their record.
+pub fn authorize_schedule(
+    principal: &Principal,
+    practitioner: &carapace_tenancy::SubjectId,
+) -> Decision {
+    if let Decision::Deny(reason) = authorize(principal, AppointmentRead) {
+        return Decision::Deny(reason);
+    }
+    let reads =
+        |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&AppointmentRead);
+    if ORG_WIDE.iter().any(|r| reads(*r)) || principal.subject() == practitioner {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::NoRelationship(AppointmentRead))
+    }
+}
+
+/// Whose appointments a listing by `principal` without a patient or
+/// practitioner filter may show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleScope {
+    /// Every appointment of the organization (org-wide roles).
+    Organization,
+    /// The principal's own schedule (clinicians).
+    Own,
+}
+
+/// The default appointment listing of `principal`; `None` when it must
+/// name a patient (patients list through their own record).
+pub fn schedule_scope(principal: &Principal) -> Option<ScheduleScope> {
+    let reads =
+        |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&AppointmentRead);
+    if ORG_WIDE.iter().any(|r| reads(*r)) {
+        Some(ScheduleScope::Organization)
+    } else if reads(Role::Clinician) {
+        Some(ScheduleScope::Own)
+    } else {
+        None
+    }
+}
+
 /// Which patients a listing by `principal` may show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatientListScope {
@@ -303,6 +377,36 @@ mod tests {
     fn principal(roles: &[Role], mfa: bool) -> Principal {
         let subject = SubjectId::parse("u1").unwrap_or_else(|_| unreachable!());
         Principal::new(subject, OrgId::generate(), RoleSet::of(roles)).with_mfa(mfa)
+    }
+
+    #[test]
+    fn schedules_are_for_org_wide_roles_and_their_own_practitioner() {
+        let ada = SubjectId::parse("u1").unwrap_or_else(|_| unreachable!());
+        let bob = SubjectId::parse("bob").unwrap_or_else(|_| unreachable!());
+        let clinician = principal(&[Role::Clinician], false);
+        assert_eq!(authorize_schedule(&clinician, &ada), Decision::Allow);
+        assert_eq!(
+            authorize_schedule(&clinician, &bob),
+            Decision::Deny(DenyReason::NoRelationship(AppointmentRead))
+        );
+        assert_eq!(
+            authorize_schedule(&principal(&[Role::Staff], false), &bob),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize_schedule(&principal(&[Role::Patient], false), &bob),
+            Decision::Deny(DenyReason::NoRelationship(AppointmentRead))
+        );
+        assert_eq!(
+            authorize_schedule(&principal(&[Role::Compliance], true), &bob),
+            Decision::Deny(DenyReason::MissingPermission(AppointmentRead))
+        );
+        assert_eq!(schedule_scope(&clinician), Some(ScheduleScope::Own));
+        assert_eq!(
+            schedule_scope(&principal(&[Role::Viewer], false)),
+            Some(ScheduleScope::Organization)
+        );
+        assert_eq!(schedule_scope(&principal(&[Role::Patient], false)), None);
     }
 
     #[test]

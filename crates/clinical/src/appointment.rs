@@ -1,10 +1,23 @@
-//! Appointments: the rules, as pure functions (issue #9, first slice).
+//! Appointments: the rules (pure functions), the stored model and its
+//! repository port, and reminders.
 //!
 //! Times are UTC instants; an appointment covers the half-open interval
 //! `[start, end)`, so one that ends at 10:00 does not overlap one that
 //! starts at 10:00. Only booked appointments are active: cancelled,
-//! completed and no-show ones free their slot. Storage (with the
-//! database's own overlap guard) and routes come with the rest of #9.
+//! completed and no-show ones free their slot. Storage refuses overlaps
+//! itself (a PostgreSQL exclusion constraint; a check inside SQLite's
+//! single writer transaction), so concurrent bookings cannot both win.
+
+mod model;
+mod reminder;
+
+pub use model::{
+    Appointment, AppointmentId, AppointmentInput, AppointmentPage, AppointmentQuery,
+    AppointmentRepository, AppointmentScope, CURSOR_SCOPE, Channel, NewAppointment, PHI_FIELDS,
+    PlannedReminder, REASON_MAX, TimeZoneName, instant_field, plan_reminders, practitioner_field,
+    reason,
+};
+pub use reminder::{Notifier, NotifyError, REMINDER_SUBJECT, ReminderMessage, reminder_text};
 
 use std::fmt;
 
@@ -36,6 +49,13 @@ impl AppointmentStatus {
         }
     }
 
+    /// The status named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Booked, Self::Completed, Self::Cancelled, Self::NoShow]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+
     /// Whether it holds its time slot.
     pub fn is_active(self) -> bool {
         self == Self::Booked
@@ -52,6 +72,38 @@ impl AppointmentStatus {
 impl fmt::Display for AppointmentStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Whether an appointment in `from` with `slot` may become `to` at `now`:
+/// only a booked appointment changes, to an end state; it is completed or
+/// marked no-show only once it has started.
+pub fn check_transition(
+    from: AppointmentStatus,
+    to: AppointmentStatus,
+    slot: &Slot,
+    now: OffsetDateTime,
+) -> Result<(), crate::ClinicalError> {
+    if !from.may_become(to) {
+        return Err(crate::ClinicalError::Conflict {
+            code: "invalid_transition",
+            detail: "only a booked appointment can be rescheduled, cancelled, completed or marked no-show",
+        });
+    }
+    if matches!(to, AppointmentStatus::Completed | AppointmentStatus::NoShow) && now < slot.start {
+        return Err(crate::ClinicalError::Conflict {
+            code: "not_started",
+            detail: "an appointment is completed or marked no-show only once it has started",
+        });
+    }
+    Ok(())
+}
+
+/// The conflict of a booking that overlaps an active appointment.
+pub fn slot_taken() -> crate::ClinicalError {
+    crate::ClinicalError::Conflict {
+        code: "slot_taken",
+        detail: "the practitioner or the patient already has an appointment at that time",
     }
 }
 
@@ -245,6 +297,24 @@ mod tests {
         assert!(!Booked.may_become(Booked));
         assert!(may_reschedule(Booked) && !may_reschedule(Cancelled));
         assert!(Booked.is_active() && !NoShow.is_active());
+        let nine = datetime!(2026-12-01 09:00 UTC);
+        let s = slot(nine, nine + Duration::minutes(30));
+        let before = nine - Duration::minutes(1);
+        assert!(check_transition(Booked, Cancelled, &s, before).is_ok());
+        let code = |r: Result<(), crate::ClinicalError>| r.err().map(|e| e.code());
+        assert_eq!(
+            code(check_transition(Booked, Completed, &s, before)),
+            Some("not_started")
+        );
+        assert_eq!(
+            code(check_transition(Booked, NoShow, &s, before)),
+            Some("not_started")
+        );
+        assert!(check_transition(Booked, NoShow, &s, nine).is_ok());
+        assert_eq!(
+            code(check_transition(Cancelled, Completed, &s, nine)),
+            Some("invalid_transition")
+        );
     }
 
     #[test]

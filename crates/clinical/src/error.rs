@@ -30,6 +30,15 @@ pub enum ClinicalError {
     /// No such record in the caller's organization.
     #[error("not found")]
     NotFound,
+    /// The request clashes with the record's state or another record
+    /// (`code` names the rule, `detail` says it in words).
+    #[error("conflict: {code}")]
+    Conflict {
+        /// Stable code, e.g. `slot_taken`.
+        code: &'static str,
+        /// What clashed, never a value.
+        detail: &'static str,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -41,6 +50,7 @@ impl ClinicalError {
         match self {
             Self::Invalid(_) => "validation_failed",
             Self::NotFound => "not_found",
+            Self::Conflict { code, .. } => code,
             Self::Storage(e) => e.code(),
         }
     }

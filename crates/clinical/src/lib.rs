@@ -1,5 +1,5 @@
-//! The clinical domain: patients, the appointment rules; care teams'
-//! storage, consultations and medications come with issue #9.
+//! The clinical domain: patients and their care relationships, and
+//! appointments with their reminders.
 //!
 //! This crate owns the domain types, their validation rules and the
 //! repository ports. Every repository method takes a

@@ -385,6 +385,19 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StorageError> {
 
 /// Maps a database error to the port's error. Constraint violations drop
 /// the driver's message: it can quote row values (PHI).
+/// Whether `err` is the database refusing overlapping booked appointments
+/// (PostgreSQL's exclusion constraint, SQSTATE 23P01, or SQLite's trigger).
+pub(crate) fn is_overlap(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    if let DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) = err
+        && let sea_orm::sqlx::Error::Database(d) = e.as_ref()
+    {
+        return d.code().as_deref() == Some("23P01")
+            || d.message().contains(carapace_migrations::SQLITE_OVERLAP);
+    }
+    false
+}
+
 pub(crate) fn storage_error(err: DbErr) -> StorageError {
     match err.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => {

@@ -8,10 +8,12 @@
 
 pub mod accounts;
 pub mod alerts;
+mod appointments;
 pub mod audit;
 pub mod db;
 pub mod dev_token;
 mod entity;
+mod fields;
 pub mod jwt_crypto;
 pub mod keys;
 pub mod kill_switch;
@@ -26,8 +28,10 @@ mod patients;
 pub mod purge;
 pub mod rate_limit;
 pub mod service_keys;
+pub mod sms;
 pub mod tokens;
 
+pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};
 pub use db::{Backend, Database, DbSettings, TlsMode};
 pub use organizations::{SeaOrganizations, all_org_ids};
 pub use patients::SeaPatients;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use carapace_auth::AuthError;
 use carapace_auth::local::{Mailer, OutgoingMail};
+use carapace_clinical::appointment::{Notifier, NotifyError, REMINDER_SUBJECT, ReminderMessage};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -80,16 +81,47 @@ impl Mailer for LettreMailer {
             .header(ContentType::TEXT_PLAIN)
             .body(mail.body.expose_secret().to_owned())
             .map_err(|_| AuthError::Unavailable)?;
+        self.deliver(message)
+            .await
+            .map_err(|()| AuthError::Unavailable)
+    }
+}
+
+impl LettreMailer {
+    async fn deliver(&self, message: Message) -> Result<(), ()> {
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| {
                 tracing::error!(error = %e, "SMTP delivery failed");
-                AuthError::Unavailable
             }),
             Transport::Outbox(dir) => write_eml(dir, &message.formatted()).map_err(|e| {
                 tracing::error!(error = %e, dir = %dir.display(), "could not write to the mail outbox");
-                AuthError::Unavailable
             }),
         }
+    }
+}
+
+/// Appointment reminders by e-mail. The idempotency key becomes the
+/// Message-ID, the same on every attempt, so a receiving system can drop a
+/// repeat.
+impl Notifier for LettreMailer {
+    async fn send(&self, message: &ReminderMessage) -> Result<(), NotifyError> {
+        let to: Mailbox = message
+            .to
+            .expose_phi()
+            .parse()
+            .map_err(|_| NotifyError::Permanent("not an e-mail address".into()))?;
+        let host = self.from.email.domain().to_owned();
+        let mail = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(REMINDER_SUBJECT)
+            .message_id(Some(format!("<{}@{host}>", message.idempotency_key)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(message.text.clone())
+            .map_err(|_| NotifyError::Permanent("message could not be built".into()))?;
+        self.deliver(mail)
+            .await
+            .map_err(|()| NotifyError::Temporary("mail delivery failed".into()))
     }
 }
 

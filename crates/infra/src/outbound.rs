@@ -30,9 +30,12 @@ pub enum OutboundError {
     /// The URL breaks the policy (scheme, host, address).
     #[error("refused: {0}")]
     Refused(String),
-    /// The request failed (network, timeout, status, size).
+    /// The request failed (network, timeout, redirect, size).
     #[error("failed: {0}")]
     Failed(String),
+    /// The server answered with this non-2xx status.
+    #[error("failed: status {0}")]
+    Status(u16),
 }
 
 /// Whether `ip` is an address outbound requests must never reach.
@@ -149,6 +152,32 @@ impl SafeHttp {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<u16, OutboundError> {
+        self.post(url, "application/json", headers, body).await
+    }
+
+    /// Like [`Self::post_json`] for an `application/x-www-form-urlencoded`
+    /// body.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        form: &[(&str, &str)],
+    ) -> Result<u16, OutboundError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish()
+            .into_bytes();
+        self.post(url, "application/x-www-form-urlencoded", headers, body)
+            .await
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<u16, OutboundError> {
         let (url, addr) = self.vet(url).await?;
         let host = url.host_str().unwrap_or_default().to_owned();
         let client = reqwest::Client::builder()
@@ -161,7 +190,7 @@ impl SafeHttp {
             .map_err(|e| OutboundError::Failed(e.to_string()))?;
         let mut request = client
             .post(url)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body);
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -189,7 +218,7 @@ impl SafeHttp {
                 "redirect ({status}) not followed"
             )))
         } else {
-            Err(OutboundError::Failed(format!("status {status}")))
+            Err(OutboundError::Status(status.as_u16()))
         }
     }
 }

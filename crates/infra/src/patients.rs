@@ -14,11 +14,12 @@ use carapace_clinical::patient::{
     Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage, PatientPatch,
     PatientQuery, PatientRepository, RelatedRead, Visibility,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use carapace_phi_crypto::Phi;
 use carapace_phi_crypto::envelope::{Binding, DataKey, normalise};
+
+use crate::fields::{self, KeyVersions, Place};
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
@@ -55,21 +56,30 @@ impl SeaPatients {
         ctx: &TenantContext,
         rows: Vec<row::Model>,
     ) -> Result<Vec<Patient>, ClinicalError> {
-        let mut keys: HashMap<i32, Arc<DataKey>> = HashMap::new();
+        let mut keys = KeyVersions::new(&self.keys, ctx);
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let key = match keys.get(&r.key_version) {
-                Some(k) => k.clone(),
-                None => {
-                    let version = u32::try_from(r.key_version).map_err(|_| integrity())?;
-                    let k = self.keys.version(ctx, version).await?;
-                    keys.insert(r.key_version, k.clone());
-                    k
-                }
-            };
+            let key = keys.get(r.key_version).await?;
             out.push(from_row(&key, r)?);
         }
         Ok(out)
+    }
+
+    /// The patient's e-mail and phone (reminder delivery), read in `tx`;
+    /// `None` if there is no such patient.
+    pub(crate) async fn contact(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> Result<Option<(Option<Phi<String>>, Option<Phi<String>>)>, ClinicalError> {
+        let Some(r) = exists(tx, ctx, id).await? else {
+            return Ok(None);
+        };
+        let p = self.decrypt_all(ctx, vec![r]).await?;
+        Ok(p.into_iter()
+            .next()
+            .map(|p| (p.demographics.email, p.demographics.phone)))
     }
 }
 
@@ -129,10 +139,16 @@ fn id_hash(id: PatientId) -> Vec<u8> {
 }
 
 fn integrity() -> ClinicalError {
-    // A value that does not decrypt for its place: an error, never wrong data.
-    ClinicalError::Storage(StorageError::Internal(
-        "stored value failed authentication".into(),
-    ))
+    ClinicalError::Storage(fields::integrity())
+}
+
+fn place(org: Uuid, id: Uuid, column: &str) -> Place<'_> {
+    Place {
+        org,
+        table: TABLE,
+        column,
+        row: id,
+    }
 }
 
 fn seal(
@@ -142,17 +158,11 @@ fn seal(
     column: &str,
     plain: &str,
 ) -> Result<Vec<u8>, ClinicalError> {
-    let (org, row) = (org.as_uuid().into_bytes(), id.as_uuid().into_bytes());
-    key.encrypt(
-        &Binding {
-            org: &org,
-            table: TABLE,
-            column,
-            row: &row,
-        },
+    Ok(fields::seal(
+        key,
+        place(org.as_uuid(), id.as_uuid(), column),
         plain.as_bytes(),
-    )
-    .map_err(|_| ClinicalError::Storage(StorageError::Unavailable("encryption failed".into())))
+    )?)
 }
 
 fn open(
@@ -162,19 +172,7 @@ fn open(
     column: &str,
     sealed: &[u8],
 ) -> Result<String, ClinicalError> {
-    let (org, row) = (org.into_bytes(), id.into_bytes());
-    let plain = key
-        .decrypt(
-            &Binding {
-                org: &org,
-                table: TABLE,
-                column,
-                row: &row,
-            },
-            sealed,
-        )
-        .map_err(|_| integrity())?;
-    String::from_utf8(plain.to_vec()).map_err(|_| integrity())
+    Ok(fields::open_text(key, place(org, id, column), sealed)?)
 }
 
 fn date_text(d: Date) -> String {
@@ -296,7 +294,7 @@ async fn insert_assignment(
     Ok(())
 }
 
-async fn exists(
+pub(crate) async fn exists(
     tx: &DatabaseTransaction,
     ctx: &TenantContext,
     id: PatientId,
@@ -308,19 +306,25 @@ async fn exists(
         .map_err(|e| storage_error(e).into())
 }
 
-fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
+/// True while `ctx`'s organization is not deleted: every tenant query
+/// carries it, so a deleted organization's rows are gone in the same
+/// statement and no cache of the directory (or of its data keys) can reach
+/// them.
+pub(crate) fn live_org(ctx: &TenantContext) -> sea_orm::sea_query::SimpleExpr {
     use crate::entity::organization;
-    // A deleted organization's rows are gone in the same statement, so no
-    // cache of the directory (or of its data keys) can reach them.
     let live = organization::Entity::find()
         .select_only()
         .expr(Expr::val(1))
         .filter(organization::Column::Id.eq(ctx.org().as_uuid()))
         .filter(organization::Column::DeletedAt.is_null())
         .into_query();
+    Expr::exists(live)
+}
+
+fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
     row::Entity::find()
         .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-        .filter(Expr::exists(live))
+        .filter(live_org(ctx))
 }
 
 async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {

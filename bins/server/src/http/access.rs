@@ -18,8 +18,8 @@ pub enum Access {
 
 use Access::{Needs, Public, SignedIn};
 use Permission::{
-    AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead,
-    PatientWrite, ServiceKeyAdmin, UserAdmin,
+    AppointmentRead, AppointmentWrite, AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin,
+    PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin,
 };
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
@@ -70,6 +70,44 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     // Compliance and admins, or the patient themself: decided per record
     // by `policy::authorize_access_log`.
     ("GET", "/api/v1/patients/{id}/access-log", SignedIn),
+    ("POST", "/api/v1/appointments", Needs(AppointmentWrite)),
+    ("GET", "/api/v1/appointments", Needs(AppointmentRead)),
+    ("GET", "/api/v1/appointments/{id}", Needs(AppointmentRead)),
+    (
+        "POST",
+        "/api/v1/appointments/{id}/reschedule",
+        Needs(AppointmentWrite),
+    ),
+    (
+        "POST",
+        "/api/v1/appointments/{id}/cancel",
+        Needs(AppointmentWrite),
+    ),
+    (
+        "POST",
+        "/api/v1/appointments/{id}/complete",
+        Needs(AppointmentWrite),
+    ),
+    (
+        "POST",
+        "/api/v1/appointments/{id}/no-show",
+        Needs(AppointmentWrite),
+    ),
+    (
+        "GET",
+        "/api/v1/practitioners/{subject}/free-slots",
+        Needs(AppointmentRead),
+    ),
+    (
+        "GET",
+        "/api/v1/patients/{id}/reminder-preferences",
+        Needs(AppointmentRead),
+    ),
+    (
+        "PUT",
+        "/api/v1/patients/{id}/reminder-preferences",
+        Needs(AppointmentWrite),
+    ),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

@@ -90,6 +90,15 @@ pub enum ApiError {
     /// The change conflicts with existing data.
     #[error("conflict")]
     Conflict,
+    /// The change clashes with a rule of the record's state (409), with a
+    /// specific code and explanation.
+    #[error("conflict: {code}")]
+    Clash {
+        /// Stable code (`slot_taken`, `invalid_transition` …).
+        code: &'static str,
+        /// What clashed, in words.
+        detail: &'static str,
+    },
     /// A dependency (database) is unavailable.
     #[error("unavailable")]
     Unavailable(#[source] StorageError),
@@ -125,6 +134,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Invalid(_) => "validation_failed",
             Self::Conflict => "conflict",
+            Self::Clash { code, .. } => code,
             Self::Unavailable(_) => "unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
@@ -140,6 +150,7 @@ impl ApiError {
         let detail = match self {
             Self::Malformed(d) => Some((*d).to_owned()),
             Self::BadQuery(d) | Self::NotReady(d) => Some(d.clone()),
+            Self::Clash { detail, .. } => Some((*detail).to_owned()),
             Self::Unauthenticated(AuthError::MissingCredentials) => {
                 Some("send Authorization: Bearer <token>".to_owned())
             }
@@ -197,7 +208,7 @@ impl ResponseError for ApiError {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::Clash { .. } => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::NotReady(_) | Self::Suspended => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -282,6 +293,7 @@ impl From<ClinicalError> for ApiError {
         match e {
             ClinicalError::Invalid(errs) => Self::Invalid(errs),
             ClinicalError::NotFound => Self::NotFound,
+            ClinicalError::Conflict { code, detail } => Self::Clash { code, detail },
             ClinicalError::Storage(s) => s.into(),
             other => Self::Internal(Box::new(other)),
         }

@@ -6,7 +6,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, audit, auth, health, metrics, organization, patients, service_keys, users};
+use super::{
+    admin, appointments, audit, auth, health, metrics, organization, patients, service_keys, users,
+};
 use crate::http::error::{Problem, ProblemField};
 
 /// The OpenAPI document.
@@ -26,11 +28,15 @@ use crate::http::error::{Problem, ProblemField};
         organization::get, organization::put,
         audit::list, audit::access_log,
         admin::get, admin::put,
+        appointments::book, appointments::list, appointments::get, appointments::reschedule,
+        appointments::cancel, appointments::complete, appointments::no_show, appointments::free,
+        appointments::preferences, appointments::set_preferences,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
+         (name = "appointments", description = "Appointments, availability and reminder preferences"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
          (name = "health", description = "Liveness and readiness"),
          (name = "operations", description = "Operating the deployment (kill switch)")),

@@ -53,6 +53,8 @@ fn action_of(permission: Permission) -> &'static str {
         Permission::PatientDelete => "patient.delete",
         Permission::BreakGlass => "patient.break_glass",
         Permission::AuditRead => "patient.access_log",
+        Permission::AppointmentRead => "appointment.read",
+        Permission::AppointmentWrite => "appointment.write",
         _ => "patient.access",
     }
 }

@@ -177,6 +177,21 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "SMS over https, never to loopback",
+        check: |s| {
+            let http = s
+                .sms_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("https://"));
+            (http || s.sms_allow_loopback).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_SMS_URL",
+                    "SMS goes over https to a public API in production (no loopback)",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "key provider over https",
         check: |s| {
             (s.kms_key_id.is_some() && s.kms_endpoint_url().is_some_and(|u| u.scheme() != "https"))
@@ -240,6 +255,30 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
         p.push(ConfigProblem::new(
             "CARAPACE_DATABASE_OWNER_URL",
             "must point at the same kind of database as CARAPACE_DATABASE_URL",
+        ));
+    }
+    if !(5..=1440).contains(&s.appointment_max_minutes) {
+        p.push(ConfigProblem::new(
+            "CARAPACE_APPOINTMENT_MAX_MINUTES",
+            "must be between 5 and 1440",
+        ));
+    }
+    if s.reminder_offset_list().is_none() {
+        p.push(ConfigProblem::new(
+            "CARAPACE_REMINDER_OFFSETS",
+            "must be up to 5 comma-separated offsets like 24h or 30m",
+        ));
+    }
+    let sms_parts = [
+        s.sms_url.is_some(),
+        s.sms_account_sid.is_some(),
+        s.sms_auth_token.is_some(),
+        s.sms_from.is_some(),
+    ];
+    if sms_parts.iter().any(|x| *x) && s.sms().is_none() {
+        p.push(ConfigProblem::new(
+            "CARAPACE_SMS_URL",
+            "SMS needs CARAPACE_SMS_URL (a URL), CARAPACE_SMS_ACCOUNT_SID, CARAPACE_SMS_AUTH_TOKEN and CARAPACE_SMS_FROM together",
         ));
     }
     for origin in s.cors_origins() {

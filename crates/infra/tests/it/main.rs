@@ -1,6 +1,7 @@
 //! Integration tests of the storage adapters against real databases.
 
 mod accounts;
+mod appointments;
 mod audit;
 mod limits;
 mod mail;

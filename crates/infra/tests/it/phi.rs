@@ -9,13 +9,50 @@ use time::macros::date;
 
 use crate::support::{acc, keys, new_org, sqlite};
 
-const MARKERS: [&str; 5] = [
+const MARKERS: [&str; 6] = [
     "Zephyrine",
     "Quillfeather",
     "MBR-4242-XYZZY",
     "marker.mail@example.org",
     "+1 555 867 5309",
+    "Vexillary tremor since the new dose",
 ];
+
+/// Books an appointment for `patient` whose reason is the last marker, so
+/// the dumps cover appointment PHI too.
+async fn marked_appointment(
+    db: &Database,
+    ctx: &carapace_tenancy::TenantContext,
+    patient: carapace_clinical::patient::PatientId,
+) {
+    use carapace_clinical::appointment::{AppointmentInput, AppointmentRepository, BookingRules};
+    use time::format_description::well_known::Rfc3339;
+    let start = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+    let new = AppointmentInput {
+        patient_id: patient.as_uuid(),
+        practitioner: "dr-marker".into(),
+        start: start.format(&Rfc3339).unwrap_or_default(),
+        end: (start + time::Duration::minutes(30))
+            .format(&Rfc3339)
+            .unwrap_or_default(),
+        time_zone: "UTC".into(),
+        reason: Some(MARKERS[5].into()),
+    }
+    .parse(&BookingRules::default(), time::OffsetDateTime::now_utc())
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let repo = carapace_infra::SeaAppointments::new(db.clone(), keys(db));
+    let booked = repo
+        .book(&acc(ctx), &new, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = repo
+        .get(&acc(ctx), booked.id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|a| a.reason);
+    assert_eq!(read.as_ref().map(|r| r.expose_phi().as_str()), Some(MARKERS[5]));
+}
 
 fn marked() -> carapace_clinical::patient::Demographics {
     PatientInput {
@@ -47,6 +84,7 @@ async fn sqlite_file_holds_no_readable_phi() {
         .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    marked_appointment(&db, &ctx, p.id).await;
     assert_eq!(
         repo.get(&acc(&ctx), p.id)
             .await
@@ -80,9 +118,11 @@ async fn postgres_dump_holds_no_readable_phi() {
         .unwrap_or_else(|e| panic!("{e}"));
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
-    repo.create(&acc(&ctx), &marked(), None)
+    let p = repo
+        .create(&acc(&ctx), &marked(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    marked_appointment(&db, &ctx, p.id).await;
     // Every row of every table, as the owner (no RLS in the way).
     let owner = sea_orm::Database::connect(pg.owner_url.clone())
         .await

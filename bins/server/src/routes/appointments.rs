@@ -1,0 +1,596 @@
+//! `/api/v1/appointments`: book, read, list, reschedule, cancel, complete,
+//! mark no-show; a practitioner's free slots; a patient's reminder
+//! preferences. Access follows the patient: whoever may reach the patient
+//! (care team, org-wide role, own record) may reach their appointments.
+
+mod dto;
+
+pub use dto::{
+    AppointmentList, AppointmentView, BookAppointment, FreeSlot, FreeSlots, ReminderPreferences,
+    Reschedule,
+};
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use carapace_auth::policy::{
+    Decision, Permission, ScheduleScope, authorize_schedule, schedule_scope,
+};
+use carapace_clinical::FieldError;
+use carapace_clinical::appointment::{
+    AppointmentId, AppointmentQuery, AppointmentRepository as _, AppointmentScope,
+    AppointmentStatus, CURSOR_SCOPE, Channel, TimeZoneName, free_slots, instant_field,
+    plan_reminders, practitioner_field,
+};
+use carapace_clinical::patient::{PageLimit, PatientId, PatientRepository as _};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::{Authorized, denied};
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::routes::patients::related;
+use crate::state::AppState;
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/appointments")
+            .route(web::post().to(book))
+            .route(web::get().to(list)),
+    )
+    .service(web::resource("/appointments/{id}").route(web::get().to(get)))
+    .service(web::resource("/appointments/{id}/reschedule").route(web::post().to(reschedule)))
+    .service(web::resource("/appointments/{id}/cancel").route(web::post().to(cancel)))
+    .service(web::resource("/appointments/{id}/complete").route(web::post().to(complete)))
+    .service(web::resource("/appointments/{id}/no-show").route(web::post().to(no_show)))
+    .service(web::resource("/practitioners/{subject}/free-slots").route(web::get().to(free)))
+    .service(
+        web::resource("/patients/{id}/reminder-preferences")
+            .route(web::get().to(preferences))
+            .route(web::put().to(set_preferences)),
+    );
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(field, message)])
+}
+
+/// Books an appointment with a member of the patient's care team; its
+/// reminders are scheduled with it. An overlap with the practitioner's or
+/// the patient's booked appointments is 409 `slot_taken`.
+#[utoipa::path(post, path = "/api/v1/appointments", tag = "appointments", request_body = BookAppointment,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = AppointmentView),
+        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "slot_taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn book(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: JsonBody<BookAppointment>,
+) -> Result<HttpResponse, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let new = body.0.into_input().parse(&state.booking_rules, now)?;
+    let access = related(&state, &auth, new.patient, Permission::AppointmentWrite).await?;
+    let links = state
+        .patients
+        .links(access.tenant(), new.patient, &new.practitioner, now)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !links.care_team {
+        return Err(invalid(
+            "practitioner",
+            "must be a member of the patient's care team",
+        ));
+    }
+    let reminders = plan_reminders(new.slot.start(), now, &state.reminder_offsets);
+    let booked = state.appointments.book(&access, &new, &reminders).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/api/v1/appointments/{}", booked.id),
+        ))
+        .json(AppointmentView::from(&booked)))
+}
+
+/// The access for `permission` on appointment `id`, through its patient.
+async fn through_patient(
+    state: &AppState,
+    auth: &Authorized,
+    id: AppointmentId,
+    permission: Permission,
+    action: &str,
+) -> Result<carapace_audit::Access, ApiError> {
+    let ctx = auth.0.tenant();
+    match state.appointments.patient_of(&ctx, id).await? {
+        Some(patient) => related(state, auth, patient, permission).await,
+        None => {
+            let missing = auth.access().event(
+                action,
+                "appointment",
+                Some(id.to_string()),
+                carapace_audit::Outcome::NotFound,
+            );
+            state.audit.record(&missing).await?;
+            Err(ApiError::NotFound)
+        }
+    }
+}
+
+/// Reads an appointment.
+#[utoipa::path(get, path = "/api/v1/appointments/{id}", tag = "appointments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AppointmentId::from_uuid(id.into_inner());
+    let access = through_patient(
+        &state,
+        &auth,
+        id,
+        Permission::AppointmentRead,
+        "appointment.read",
+    )
+    .await?;
+    let found = state
+        .appointments
+        .get(&access, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(AppointmentView::from(&found)))
+}
+
+/// Moves a booked appointment; its pending reminders move with it.
+#[utoipa::path(post, path = "/api/v1/appointments/{id}/reschedule", tag = "appointments", request_body = Reschedule,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "slot_taken or invalid_transition", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reschedule(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: JsonBody<Reschedule>,
+) -> Result<HttpResponse, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let mut errors = Vec::new();
+    let start = instant_field("start", &body.0.start)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let end = instant_field("end", &body.0.end)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let slot = state
+        .booking_rules
+        .slot(start, end, now)
+        .map_err(ApiError::Invalid)?;
+    let id = AppointmentId::from_uuid(id.into_inner());
+    let access = through_patient(
+        &state,
+        &auth,
+        id,
+        Permission::AppointmentWrite,
+        "appointment.reschedule",
+    )
+    .await?;
+    let reminders = plan_reminders(slot.start(), now, &state.reminder_offsets);
+    let moved = state
+        .appointments
+        .reschedule(&access, id, slot, &reminders)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(AppointmentView::from(&moved)))
+}
+
+async fn finish(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: Uuid,
+    to: AppointmentStatus,
+    action: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id = AppointmentId::from_uuid(id);
+    let access = through_patient(&state, &auth, id, Permission::AppointmentWrite, action).await?;
+    let done = state
+        .appointments
+        .finish(&access, id, to)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(AppointmentView::from(&done)))
+}
+
+/// Cancels a booked appointment (its slot is free again; pending
+/// reminders are dropped).
+#[utoipa::path(post, path = "/api/v1/appointments/{id}/cancel", tag = "appointments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    finish(
+        auth,
+        state,
+        id.into_inner(),
+        AppointmentStatus::Cancelled,
+        "appointment.cancel",
+    )
+    .await
+}
+
+/// Marks a booked appointment that has started as completed.
+#[utoipa::path(post, path = "/api/v1/appointments/{id}/complete", tag = "appointments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition or not_started", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn complete(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    finish(
+        auth,
+        state,
+        id.into_inner(),
+        AppointmentStatus::Completed,
+        "appointment.complete",
+    )
+    .await
+}
+
+/// Marks a booked appointment that has started as a no-show.
+#[utoipa::path(post, path = "/api/v1/appointments/{id}/no-show", tag = "appointments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition or not_started", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn no_show(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    finish(
+        auth,
+        state,
+        id.into_inner(),
+        AppointmentStatus::NoShow,
+        "appointment.no_show",
+    )
+    .await
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// One patient's appointments.
+    patient_id: Option<Uuid>,
+    /// One practitioner's schedule (their own, or any for org-wide roles).
+    practitioner: Option<String>,
+    /// Only those starting at or after this RFC 3339 instant.
+    from: Option<String>,
+    /// Only those starting before this RFC 3339 instant.
+    to: Option<String>,
+    /// Page size, 1-100 (default 50).
+    limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists appointments by start: one patient's (`patient_id`), one
+/// practitioner's (`practitioner`), or by default the organization's
+/// (org-wide roles) or the caller's own schedule (clinicians); `from`/`to`
+/// bound the day range.
+#[utoipa::path(get, path = "/api/v1/appointments", tag = "appointments", security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, body = AppointmentList),
+        (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let p = params.into_inner();
+    let ctx = auth.0.tenant();
+    let mut errors = Vec::new();
+    let from = p
+        .from
+        .as_deref()
+        .map(|f| instant_field("from", f))
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    let to =
+        p.to.as_deref()
+            .map(|t| instant_field("to", t))
+            .transpose()
+            .map_err(|e| errors.push(e))
+            .ok()
+            .flatten();
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        errors.push(FieldError::new("to", "must be after from"));
+    }
+    let limit = PageLimit::parse_text(p.limit.as_deref());
+    let practitioner = p
+        .practitioner
+        .as_deref()
+        .map(practitioner_field)
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    if p.patient_id.is_some() && practitioner.is_some() {
+        errors.push(FieldError::new(
+            "practitioner",
+            "give patient_id or practitioner, not both",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let after = match p.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let bad = || ApiError::BadQuery("invalid cursor".into());
+            let position = state
+                .cursor_key
+                .open(ctx.org(), CURSOR_SCOPE, c)
+                .map_err(|_| bad())?;
+            let (secs, id) = position.split_at_checked(8).ok_or_else(bad)?;
+            let secs = i64::from_be_bytes(secs.try_into().map_err(|_| bad())?);
+            let start = OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad())?;
+            Some((
+                start,
+                AppointmentId::from_uuid(Uuid::from_slice(id).map_err(|_| bad())?),
+            ))
+        }
+    };
+    let (scope, access) = match (p.patient_id, practitioner) {
+        (Some(patient), _) => {
+            let patient = PatientId::from_uuid(patient);
+            let access = related(&state, &auth, patient, Permission::AppointmentRead).await?;
+            (AppointmentScope::Patient(patient), access)
+        }
+        (None, Some(practitioner)) => {
+            schedule_of(&state, &auth, &practitioner).await?;
+            (AppointmentScope::Practitioner(practitioner), auth.access())
+        }
+        (None, None) => match schedule_scope(&auth.0) {
+            Some(ScheduleScope::Organization) => (AppointmentScope::Organization, auth.access()),
+            Some(ScheduleScope::Own) => (
+                AppointmentScope::Practitioner(auth.0.subject().clone()),
+                auth.access(),
+            ),
+            None => return Err(invalid("patient_id", "is required for your role")),
+        },
+    };
+    let query = AppointmentQuery {
+        scope,
+        from,
+        to,
+        limit: limit?,
+        after,
+    };
+    let page = state.appointments.list(&access, &query).await?;
+    let next_cursor = page.next_after.map(|(start, id)| {
+        let mut position = start.unix_timestamp().to_be_bytes().to_vec();
+        position.extend_from_slice(id.as_uuid().as_bytes());
+        state.cursor_key.seal(ctx.org(), CURSOR_SCOPE, &position)
+    });
+    Ok(HttpResponse::Ok().json(AppointmentList {
+        items: page.items.iter().map(AppointmentView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Refuses (and records) a look at another practitioner's schedule.
+async fn schedule_of(
+    state: &AppState,
+    auth: &Authorized,
+    practitioner: &carapace_tenancy::SubjectId,
+) -> Result<(), ApiError> {
+    match authorize_schedule(&auth.0, practitioner) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(denied(
+            state,
+            &auth.0,
+            &auth.2,
+            format!("schedule of {practitioner}"),
+            reason,
+        )
+        .await),
+    }
+}
+
+/// Free-slot parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FreeSlotParams {
+    /// The day, `YYYY-MM-DD`, in `time_zone`.
+    date: String,
+    /// IANA zone of the working hours.
+    time_zone: String,
+    /// Start of working hours, `HH:MM` (default 09:00).
+    from: Option<String>,
+    /// End of working hours, `HH:MM` (default 17:00).
+    to: Option<String>,
+    /// Slot length in minutes (default 30).
+    length: Option<u32>,
+    /// Minutes between candidate starts (default the length).
+    step: Option<u32>,
+}
+
+/// The practitioner's free slots of one day within working hours: times
+/// only, for booking.
+#[utoipa::path(get, path = "/api/v1/practitioners/{subject}/free-slots", tag = "appointments", security(("bearer" = [])),
+    params(("subject" = String, Path, description = "the practitioner"), FreeSlotParams),
+    responses(
+        (status = 200, body = FreeSlots),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn free(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    subject: web::Path<String>,
+    params: web::Query<FreeSlotParams>,
+) -> Result<HttpResponse, ApiError> {
+    use time::macros::format_description;
+    let p = params.into_inner();
+    let mut errors = Vec::new();
+    let practitioner = practitioner_field(&subject)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let date = time::Date::parse(&p.date, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| errors.push(FieldError::new("date", "must be YYYY-MM-DD")))
+        .ok();
+    let zone = TimeZoneName::parse(&p.time_zone)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let mut clock = |field: &str, raw: Option<&str>, default: time::Time| {
+        match raw {
+            None => Some(default),
+            Some(t) => time::Time::parse(t, format_description!("[hour]:[minute]")).ok(),
+        }
+        .or_else(|| {
+            errors.push(FieldError::new(field, "must be HH:MM"));
+            None
+        })
+    };
+    let from = clock("from", p.from.as_deref(), time::macros::time!(09:00));
+    let to = clock("to", p.to.as_deref(), time::macros::time!(17:00));
+    let max = u32::try_from(state.booking_rules.max_length.whole_minutes()).unwrap_or(480);
+    let length = p.length.unwrap_or(30);
+    if !(5..=max).contains(&length) {
+        errors.push(FieldError::new(
+            "length",
+            format!("must be between 5 and {max} minutes"),
+        ));
+    }
+    let step = p.step.unwrap_or(length);
+    if !(5..=240).contains(&step) {
+        errors.push(FieldError::new("step", "must be between 5 and 240 minutes"));
+    }
+    let (Some(practitioner), Some(date), Some(zone), Some(from), Some(to)) =
+        (practitioner, date, zone, from, to)
+    else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let hours = zone.local_hours(date, from, to);
+    if hours.is_none() {
+        errors.push(FieldError::new("to", "must be after from"));
+    }
+    let Some(hours) = hours.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let busy = state
+        .appointments
+        .busy(&auth.access(), &practitioner, hours)
+        .await?;
+    let booked: Vec<_> = busy
+        .into_iter()
+        .map(|s| (s, AppointmentStatus::Booked))
+        .collect();
+    let now = OffsetDateTime::now_utc();
+    let slots = free_slots(
+        &[hours],
+        &booked,
+        time::Duration::minutes(length.into()),
+        time::Duration::minutes(step.into()),
+    )
+    .into_iter()
+    .filter(|s| s.start() >= now)
+    .map(|s| FreeSlot::new(&s, &zone))
+    .collect();
+    Ok(HttpResponse::Ok().json(FreeSlots { slots }))
+}
+
+/// Whether the patient gets reminders by e-mail and by SMS.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 200, body = ReminderPreferences),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn preferences(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::AppointmentRead).await?;
+    let off = state
+        .appointments
+        .opt_outs(access.tenant(), patient)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(ReminderPreferences {
+        email: !off.contains(&Channel::Email),
+        sms: !off.contains(&Channel::Sms),
+    }))
+}
+
+/// Turns reminders on or off per channel (a patient for their own record,
+/// or staff for them).
+#[utoipa::path(put, path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", request_body = ReminderPreferences,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 200, body = ReminderPreferences),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_preferences(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: JsonBody<ReminderPreferences>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::AppointmentWrite).await?;
+    for (channel, on) in [(Channel::Email, body.0.email), (Channel::Sms, body.0.sms)] {
+        if !state
+            .appointments
+            .set_opt_out(&access, patient, channel, !on)
+            .await?
+        {
+            return Err(ApiError::NotFound);
+        }
+    }
+    Ok(HttpResponse::Ok().json(body.0))
+}

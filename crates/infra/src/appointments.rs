@@ -1,0 +1,872 @@
+//! Appointment storage and reminder delivery over SeaORM.
+//!
+//! Every call runs in one tenant transaction and filters on `org_id`.
+//! Bookings and moves write their reminders to `appointment_reminders` (the
+//! outbox) in the same transaction; the database itself refuses two
+//! overlapping booked appointments for one practitioner or one patient
+//! (see migration m0014), which is what makes a concurrent double booking
+//! impossible; the check before the write only gives the common case a
+//! quick, clear answer. The visit reason is the one PHI column, sealed like
+//! every other.
+//!
+//! [`ReminderDeliverer`] sends due reminders through a [`Notifier`]:
+//! claimed with `FOR UPDATE SKIP LOCKED` (several servers share the
+//! queue), sent with the reminder's id as idempotency key, marked sent (and
+//! audited as `appointment.reminder_sent`) in the same transaction, retried
+//! with backoff on temporary failures. A crash between send and commit
+//! sends again: at least once, with the same key.
+
+use std::sync::Arc;
+
+use carapace_audit::{Access, AuditEvent, Outcome};
+use carapace_clinical::ClinicalError;
+use carapace_clinical::appointment::{
+    Appointment, AppointmentId, AppointmentPage, AppointmentQuery, AppointmentRepository,
+    AppointmentScope, AppointmentStatus, Channel, NewAppointment, Notifier, NotifyError,
+    PHI_FIELDS, PlannedReminder, ReminderMessage, Slot, TimeZoneName, check_transition,
+    reminder_text, slot_taken,
+};
+use carapace_clinical::patient::PatientId;
+use carapace_phi_crypto::Phi;
+use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, Condition, DatabaseTransaction, EntityTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::SeaPatients;
+use crate::db::{Backend, Database, is_overlap, storage_error};
+use crate::entity::appointment as row;
+use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_out};
+use crate::fields::{self, KeyVersions, Place};
+use crate::keys::KeyRing;
+
+const TABLE: &str = "appointments";
+
+/// [`AppointmentRepository`] over the `appointments` table.
+#[derive(Clone, Debug)]
+pub struct SeaAppointments {
+    db: Database,
+    keys: Arc<KeyRing>,
+}
+
+impl SeaAppointments {
+    /// Appointments in `db`, reasons sealed with the organizations' keys.
+    pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
+        Self { db, keys }
+    }
+
+    async fn decrypt_all(
+        &self,
+        ctx: &TenantContext,
+        rows: Vec<row::Model>,
+    ) -> Result<Vec<Appointment>, ClinicalError> {
+        let mut keys = KeyVersions::new(&self.keys, ctx);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let reason = match &r.reason {
+                Some(sealed) => {
+                    let key = keys.get(r.key_version).await?;
+                    Some(Phi::new(fields::open_text(
+                        &key,
+                        place(r.org_id, r.id),
+                        sealed,
+                    )?))
+                }
+                None => None,
+            };
+            out.push(from_row(r, reason)?);
+        }
+        Ok(out)
+    }
+
+    /// Locks and returns one appointment in `tx` (PostgreSQL: `FOR UPDATE`;
+    /// SQLite's writer already excludes everyone).
+    async fn locked(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        id: AppointmentId,
+    ) -> Result<Option<row::Model>, ClinicalError> {
+        let mut q = scoped(ctx).filter(row::Column::Id.eq(id.as_uuid()));
+        if self.db.backend() == Backend::Postgres {
+            q = q.lock_exclusive();
+        }
+        Ok(q.one(tx).await.map_err(storage_error)?)
+    }
+}
+
+fn place(org: Uuid, id: Uuid) -> Place<'static> {
+    Place {
+        org,
+        table: TABLE,
+        column: "reason",
+        row: id,
+    }
+}
+
+fn integrity() -> ClinicalError {
+    ClinicalError::Storage(fields::integrity())
+}
+
+fn from_row(r: row::Model, reason: Option<Phi<String>>) -> Result<Appointment, ClinicalError> {
+    Ok(Appointment {
+        id: AppointmentId::from_uuid(r.id),
+        org: OrgId::from_uuid(r.org_id),
+        patient: PatientId::from_uuid(r.patient_id),
+        practitioner: SubjectId::parse(&r.practitioner).map_err(|_| integrity())?,
+        slot: Slot::new(r.starts_at, r.ends_at).ok_or_else(integrity)?,
+        time_zone: TimeZoneName::parse(&r.time_zone).map_err(|_| integrity())?,
+        status: AppointmentStatus::parse(&r.status).ok_or_else(integrity)?,
+        reason,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    })
+}
+
+fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
+    row::Entity::find()
+        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(crate::patients::live_org(ctx))
+}
+
+fn now() -> OffsetDateTime {
+    carapace_audit::event::now_micros()
+}
+
+fn event(access: &Access, action: &str, id: Option<AppointmentId>, outcome: Outcome) -> AuditEvent {
+    access.event(
+        action,
+        "appointment",
+        id.map(|i| i.as_uuid().to_string()),
+        outcome,
+    )
+}
+
+/// The allowed event of `action` on appointment `a`, naming its patient.
+fn allowed(access: &Access, action: &str, a: AppointmentId, patient: Uuid) -> AuditEvent {
+    event(access, action, Some(a), Outcome::Allowed)
+        .with_phi_fields(&PHI_FIELDS)
+        .with_detail(format!("patient {patient}"))
+}
+
+async fn audited_commit(
+    tx: DatabaseTransaction,
+    events: &[AuditEvent],
+) -> Result<(), ClinicalError> {
+    crate::audit::append(&tx, events).await?;
+    tx.commit().await.map_err(|e| storage_error(e).into())
+}
+
+/// Whether a booked appointment other than `except` overlaps `slot` for
+/// the practitioner or the patient.
+async fn clashes(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    practitioner: &str,
+    patient: Uuid,
+    slot: &Slot,
+    except: Option<Uuid>,
+) -> Result<bool, ClinicalError> {
+    let mut q = row::Entity::find()
+        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(row::Column::Status.eq(AppointmentStatus::Booked.as_str()))
+        .filter(
+            Condition::any()
+                .add(row::Column::Practitioner.eq(practitioner))
+                .add(row::Column::PatientId.eq(patient)),
+        )
+        .filter(row::Column::StartsAt.lt(slot.end()))
+        .filter(row::Column::EndsAt.gt(slot.start()));
+    if let Some(id) = except {
+        q = q.filter(row::Column::Id.ne(id));
+    }
+    Ok(q.one(tx).await.map_err(storage_error)?.is_some())
+}
+
+/// The database's refusal of an overlap as the domain's conflict.
+fn write_error(e: sea_orm::DbErr) -> ClinicalError {
+    if is_overlap(&e) {
+        slot_taken()
+    } else {
+        storage_error(e).into()
+    }
+}
+
+async fn schedule(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    appointment: Uuid,
+    reminders: &[PlannedReminder],
+) -> Result<(), ClinicalError> {
+    let created = now();
+    for r in reminders {
+        reminder::Entity::insert(reminder::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            id: Set(Uuid::now_v7()),
+            appointment_id: Set(appointment),
+            channel: Set(r.channel.as_str().to_owned()),
+            due_at: Set(r.due_at),
+            status: Set("pending".to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(r.due_at),
+            sent_at: Set(None),
+            last_error: Set(None),
+            created_at: Set(created),
+        })
+        .exec_without_returning(tx)
+        .await
+        .map_err(storage_error)?;
+    }
+    Ok(())
+}
+
+/// Drops the appointment's reminders that have not gone out.
+async fn unschedule(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    appointment: Uuid,
+) -> Result<(), ClinicalError> {
+    reminder::Entity::delete_many()
+        .filter(reminder::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(reminder::Column::AppointmentId.eq(appointment))
+        .filter(reminder::Column::Status.eq("pending"))
+        .exec(tx)
+        .await
+        .map_err(storage_error)?;
+    Ok(())
+}
+
+fn action_of(to: AppointmentStatus) -> &'static str {
+    match to {
+        AppointmentStatus::Cancelled => "appointment.cancel",
+        AppointmentStatus::Completed => "appointment.complete",
+        AppointmentStatus::NoShow => "appointment.no_show",
+        AppointmentStatus::Booked => "appointment.book",
+    }
+}
+
+impl AppointmentRepository for SeaAppointments {
+    async fn patient_of(
+        &self,
+        ctx: &TenantContext,
+        id: AppointmentId,
+    ) -> Result<Option<PatientId>, ClinicalError> {
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        let found: Option<Uuid> = scoped(ctx)
+            .select_only()
+            .column(row::Column::PatientId)
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .into_tuple()
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(found.map(PatientId::from_uuid))
+    }
+
+    async fn book(
+        &self,
+        access: &Access,
+        new: &NewAppointment,
+        reminders: &[PlannedReminder],
+    ) -> Result<Appointment, ClinicalError> {
+        let ctx = access.tenant();
+        let key = self.keys.current(ctx).await?;
+        let id = AppointmentId::generate();
+        let org = ctx.org().as_uuid();
+        let reason = new
+            .reason
+            .as_ref()
+            .map(|r| fields::seal(&key, place(org, id.as_uuid()), r.expose_phi().as_bytes()))
+            .transpose()?;
+        let at = now();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, new.patient)
+            .await?
+            .is_none()
+        {
+            let missing = access.event(
+                "appointment.create",
+                "patient",
+                Some(new.patient.to_string()),
+                Outcome::NotFound,
+            );
+            audited_commit(tx, &[missing]).await?;
+            return Err(ClinicalError::NotFound);
+        }
+        let patient = new.patient.as_uuid();
+        if clashes(
+            &tx,
+            ctx,
+            new.practitioner.as_str(),
+            patient,
+            &new.slot,
+            None,
+        )
+        .await?
+        {
+            return Err(slot_taken());
+        }
+        row::Entity::insert(row::ActiveModel {
+            org_id: Set(org),
+            id: Set(id.as_uuid()),
+            patient_id: Set(patient),
+            practitioner: Set(new.practitioner.as_str().to_owned()),
+            starts_at: Set(new.slot.start()),
+            ends_at: Set(new.slot.end()),
+            time_zone: Set(new.time_zone.as_str().to_owned()),
+            status: Set(AppointmentStatus::Booked.as_str().to_owned()),
+            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+            reason: Set(reason),
+            created_at: Set(at),
+            updated_at: Set(at),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(write_error)?;
+        schedule(&tx, ctx, id.as_uuid(), reminders).await?;
+        audited_commit(tx, &[allowed(access, "appointment.create", id, patient)]).await?;
+        Ok(Appointment {
+            id,
+            org: ctx.org(),
+            patient: new.patient,
+            practitioner: new.practitioner.clone(),
+            slot: new.slot,
+            time_zone: new.time_zone.clone(),
+            status: AppointmentStatus::Booked,
+            reason: new.reason.clone(),
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    async fn get(
+        &self,
+        access: &Access,
+        id: AppointmentId,
+    ) -> Result<Option<Appointment>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let found = scoped(ctx)
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        let read = match &found {
+            Some(r) => allowed(access, "appointment.read", id, r.patient_id),
+            None => event(access, "appointment.read", Some(id), Outcome::NotFound),
+        };
+        audited_commit(tx, &[read]).await?;
+        match found {
+            Some(r) => Ok(self.decrypt_all(ctx, vec![r]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    async fn reschedule(
+        &self,
+        access: &Access,
+        id: AppointmentId,
+        slot: Slot,
+        reminders: &[PlannedReminder],
+    ) -> Result<Option<Appointment>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let Some(current) = self.locked(&tx, ctx, id).await? else {
+            let missing = event(
+                access,
+                "appointment.reschedule",
+                Some(id),
+                Outcome::NotFound,
+            );
+            audited_commit(tx, &[missing]).await?;
+            return Ok(None);
+        };
+        let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
+        if !carapace_clinical::appointment::may_reschedule(status) {
+            return Err(ClinicalError::Conflict {
+                code: "invalid_transition",
+                detail: "only a booked appointment can be rescheduled",
+            });
+        }
+        let (patient, practitioner) = (current.patient_id, current.practitioner.clone());
+        if clashes(&tx, ctx, &practitioner, patient, &slot, Some(id.as_uuid())).await? {
+            return Err(slot_taken());
+        }
+        let mut update: row::ActiveModel = current.into();
+        update.starts_at = Set(slot.start());
+        update.ends_at = Set(slot.end());
+        update.updated_at = Set(now());
+        let updated = update.update(&tx).await.map_err(write_error)?;
+        unschedule(&tx, ctx, id.as_uuid()).await?;
+        schedule(&tx, ctx, id.as_uuid(), reminders).await?;
+        audited_commit(
+            tx,
+            &[allowed(access, "appointment.reschedule", id, patient)],
+        )
+        .await?;
+        Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
+    }
+
+    async fn finish(
+        &self,
+        access: &Access,
+        id: AppointmentId,
+        to: AppointmentStatus,
+    ) -> Result<Option<Appointment>, ClinicalError> {
+        let ctx = access.tenant();
+        let action = action_of(to);
+        let tx = self.db.begin_tenant(ctx).await?;
+        let Some(current) = self.locked(&tx, ctx, id).await? else {
+            let missing = event(access, action, Some(id), Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
+            return Ok(None);
+        };
+        let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
+        let slot = Slot::new(current.starts_at, current.ends_at).ok_or_else(integrity)?;
+        check_transition(status, to, &slot, OffsetDateTime::now_utc())?;
+        let patient = current.patient_id;
+        let mut update: row::ActiveModel = current.into();
+        update.status = Set(to.as_str().to_owned());
+        update.updated_at = Set(now());
+        let updated = update.update(&tx).await.map_err(write_error)?;
+        unschedule(&tx, ctx, id.as_uuid()).await?;
+        let changed = event(access, action, Some(id), Outcome::Allowed)
+            .with_detail(format!("patient {patient}"));
+        audited_commit(tx, &[changed]).await?;
+        Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
+    }
+
+    async fn list(
+        &self,
+        access: &Access,
+        q: &AppointmentQuery,
+    ) -> Result<AppointmentPage, ClinicalError> {
+        let ctx = access.tenant();
+        let limit = usize::from(q.limit.get());
+        let mut query = scoped(ctx);
+        query = match &q.scope {
+            AppointmentScope::Organization => query,
+            AppointmentScope::Patient(p) => query.filter(row::Column::PatientId.eq(p.as_uuid())),
+            AppointmentScope::Practitioner(s) => {
+                query.filter(row::Column::Practitioner.eq(s.as_str()))
+            }
+        };
+        if let Some(from) = q.from {
+            query = query.filter(row::Column::StartsAt.gte(from));
+        }
+        if let Some(to) = q.to {
+            query = query.filter(row::Column::StartsAt.lt(to));
+        }
+        if let Some((start, id)) = q.after {
+            query = query.filter(
+                Condition::any().add(row::Column::StartsAt.gt(start)).add(
+                    Condition::all()
+                        .add(row::Column::StartsAt.eq(start))
+                        .add(row::Column::Id.gt(id.as_uuid())),
+                ),
+            );
+        }
+        let tx = self.db.begin_tenant(ctx).await?;
+        let rows = query
+            .order_by_asc(row::Column::StartsAt)
+            .order_by_asc(row::Column::Id)
+            .limit(limit as u64 + 1)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        let mut shown: Vec<AuditEvent> = rows
+            .iter()
+            .take(limit)
+            .map(|r| {
+                allowed(
+                    access,
+                    "appointment.list",
+                    AppointmentId::from_uuid(r.id),
+                    r.patient_id,
+                )
+            })
+            .collect();
+        if shown.is_empty() {
+            shown.push(event(access, "appointment.list", None, Outcome::NotFound));
+        }
+        audited_commit(tx, &shown).await?;
+        let mut items = self.decrypt_all(ctx, rows).await?;
+        let next_after = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|a| (a.slot.start(), a.id))
+        } else {
+            None
+        };
+        Ok(AppointmentPage { items, next_after })
+    }
+
+    async fn busy(
+        &self,
+        access: &Access,
+        practitioner: &SubjectId,
+        window: Slot,
+    ) -> Result<Vec<Slot>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let rows: Vec<(OffsetDateTime, OffsetDateTime)> = scoped(ctx)
+            .select_only()
+            .column(row::Column::StartsAt)
+            .column(row::Column::EndsAt)
+            .filter(row::Column::Practitioner.eq(practitioner.as_str()))
+            .filter(row::Column::Status.eq(AppointmentStatus::Booked.as_str()))
+            .filter(row::Column::StartsAt.lt(window.end()))
+            .filter(row::Column::EndsAt.gt(window.start()))
+            .order_by_asc(row::Column::StartsAt)
+            .into_tuple()
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        // Times only, no patient: not a disclosure of PHI, but recorded.
+        let read = access
+            .event(
+                "appointment.availability",
+                "practitioner",
+                Some(practitioner.as_str().to_owned()),
+                Outcome::Allowed,
+            )
+            .with_detail(format!("{} busy slots", rows.len()));
+        audited_commit(tx, &[read]).await?;
+        rows.into_iter()
+            .map(|(s, e)| Slot::new(s, e).ok_or_else(integrity))
+            .collect()
+    }
+
+    async fn set_opt_out(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        channel: Channel,
+        opted_out: bool,
+    ) -> Result<bool, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            return Ok(false);
+        }
+        let org = ctx.org().as_uuid();
+        let current =
+            opt_out::Entity::find_by_id((org, patient.as_uuid(), channel.as_str().to_owned()))
+                .one(&tx)
+                .await
+                .map_err(storage_error)?;
+        match (opted_out, current) {
+            (true, None) => {
+                opt_out::Entity::insert(opt_out::ActiveModel {
+                    org_id: Set(org),
+                    patient_id: Set(patient.as_uuid()),
+                    channel: Set(channel.as_str().to_owned()),
+                    created_at: Set(now()),
+                })
+                .exec_without_returning(&tx)
+                .await
+                .map_err(storage_error)?;
+            }
+            (false, Some(_)) => {
+                opt_out::Entity::delete_by_id((
+                    org,
+                    patient.as_uuid(),
+                    channel.as_str().to_owned(),
+                ))
+                .exec(&tx)
+                .await
+                .map_err(storage_error)?;
+            }
+            _ => {}
+        }
+        let changed = access
+            .event(
+                "patient.reminder_preferences",
+                "patient",
+                Some(patient.to_string()),
+                Outcome::Allowed,
+            )
+            .with_detail(format!(
+                "{} reminders {}",
+                channel.as_str(),
+                if opted_out { "off" } else { "on" }
+            ));
+        audited_commit(tx, &[changed]).await?;
+        Ok(true)
+    }
+
+    async fn opt_outs(
+        &self,
+        ctx: &TenantContext,
+        patient: PatientId,
+    ) -> Result<Option<Vec<Channel>>, ClinicalError> {
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            return Ok(None);
+        }
+        let channels = opted_out(&tx, ctx, patient.as_uuid()).await?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(Some(channels))
+    }
+}
+
+async fn opted_out(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    patient: Uuid,
+) -> Result<Vec<Channel>, ClinicalError> {
+    let names: Vec<String> = opt_out::Entity::find()
+        .select_only()
+        .column(opt_out::Column::Channel)
+        .filter(opt_out::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(opt_out::Column::PatientId.eq(patient))
+        .into_tuple()
+        .all(tx)
+        .await
+        .map_err(storage_error)?;
+    Ok(names.iter().filter_map(|n| Channel::parse(n)).collect())
+}
+
+/// Routes each reminder to its channel's adapter; a channel without one
+/// answers [`NotifyError::NotConfigured`] (the reminder is skipped).
+#[derive(Debug, Default)]
+pub struct Channels<E, S> {
+    /// E-mail.
+    pub email: Option<E>,
+    /// SMS.
+    pub sms: Option<S>,
+}
+
+impl<E: Notifier, S: Notifier> Notifier for Channels<E, S> {
+    async fn send(&self, message: &ReminderMessage) -> Result<(), NotifyError> {
+        match message.channel {
+            Channel::Email => match &self.email {
+                Some(n) => n.send(message).await,
+                None => Err(NotifyError::NotConfigured),
+            },
+            Channel::Sms => match &self.sms {
+                Some(n) => n.send(message).await,
+                None => Err(NotifyError::NotConfigured),
+            },
+        }
+    }
+}
+
+/// Attempts before a reminder is given up as failed.
+pub const MAX_ATTEMPTS: i32 = 8;
+/// Reminders sent per organization and pass.
+const BATCH: u64 = 50;
+
+/// What one delivery pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReminderReport {
+    /// Accepted by the channel.
+    pub sent: u64,
+    /// Not sent, on purpose (opt-out, no address, appointment gone,
+    /// channel not configured).
+    pub skipped: u64,
+    /// Failed this time (retried later, or given up after
+    /// [`MAX_ATTEMPTS`]).
+    pub failed: u64,
+}
+
+/// Sends due reminders through `N`.
+#[derive(Debug)]
+pub struct ReminderDeliverer<N> {
+    db: Database,
+    patients: SeaPatients,
+    notifier: N,
+}
+
+enum Fate {
+    Sent,
+    Skipped(&'static str),
+    Retry(String),
+    GiveUp(String),
+}
+
+impl<N: Notifier> ReminderDeliverer<N> {
+    /// A deliverer reading contacts through `patients`.
+    pub fn new(db: Database, patients: SeaPatients, notifier: N) -> Self {
+        Self {
+            db,
+            patients,
+            notifier,
+        }
+    }
+
+    /// One pass over every organization's due reminders at `now`.
+    pub async fn run_once(&self, now: OffsetDateTime) -> Result<ReminderReport, StorageError> {
+        let mut report = ReminderReport::default();
+        for org in crate::audit::every_org(&self.db).await? {
+            let r = self.deliver_org(org, now).await.map_err(|e| match e {
+                ClinicalError::Storage(s) => s,
+                other => StorageError::Internal(other.to_string().into()),
+            })?;
+            report.sent += r.sent;
+            report.skipped += r.skipped;
+            report.failed += r.failed;
+        }
+        Ok(report)
+    }
+
+    async fn deliver_org(
+        &self,
+        org: OrgId,
+        now: OffsetDateTime,
+    ) -> Result<ReminderReport, ClinicalError> {
+        let system =
+            SubjectId::parse("system:reminders").unwrap_or_else(|_| unreachable!("static subject"));
+        let ctx = TenantContext::new(org, system);
+        let access = Access::system(ctx.clone());
+        let tx = self.db.begin_tenant(&ctx).await?;
+        let mut due = reminder::Entity::find()
+            .filter(reminder::Column::OrgId.eq(org.as_uuid()))
+            .filter(reminder::Column::Status.eq("pending"))
+            .filter(reminder::Column::NextAttemptAt.lte(now))
+            .order_by_asc(reminder::Column::NextAttemptAt)
+            .limit(BATCH);
+        if self.db.backend() == Backend::Postgres {
+            due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = due.all(&tx).await.map_err(storage_error)?;
+        let mut report = ReminderReport::default();
+        let mut events = Vec::new();
+        for r in rows {
+            let fate = self.attempt(&tx, &ctx, &r).await?;
+            let id = AppointmentId::from_uuid(r.appointment_id);
+            let attempts = r.attempts.saturating_add(1);
+            let mut update = reminder::ActiveModel {
+                org_id: Set(r.org_id),
+                id: Set(r.id),
+                attempts: Set(attempts),
+                ..Default::default()
+            };
+            let detail = format!("reminder {} by {}", r.id, r.channel);
+            match fate {
+                Fate::Sent => {
+                    update.status = Set("sent".to_owned());
+                    update.sent_at = Set(Some(OffsetDateTime::now_utc()));
+                    update.last_error = Set(None);
+                    let field = if r.channel == "sms" { "phone" } else { "email" };
+                    events.push(
+                        event(
+                            &access,
+                            "appointment.reminder_sent",
+                            Some(id),
+                            Outcome::Allowed,
+                        )
+                        .with_phi_fields(&[field, "slot"])
+                        .with_detail(detail),
+                    );
+                    report.sent += 1;
+                }
+                Fate::Skipped(why) => {
+                    update.status = Set("skipped".to_owned());
+                    update.last_error = Set(Some(why.to_owned()));
+                    events.push(
+                        event(
+                            &access,
+                            "appointment.reminder_sent",
+                            Some(id),
+                            Outcome::Denied,
+                        )
+                        .with_detail(format!("{detail}: {why}")),
+                    );
+                    report.skipped += 1;
+                }
+                Fate::Retry(why) if attempts < MAX_ATTEMPTS => {
+                    let wait = crate::alerts::backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+                    update.next_attempt_at = Set(now + wait);
+                    tracing::warn!(reminder = %r.id, error = %why, retry_in_secs = wait.as_secs(), "reminder delivery failed");
+                    update.last_error = Set(Some(why));
+                    report.failed += 1;
+                }
+                Fate::Retry(why) | Fate::GiveUp(why) => {
+                    tracing::error!(reminder = %r.id, error = %why, "reminder given up");
+                    update.status = Set("failed".to_owned());
+                    update.last_error = Set(Some(why));
+                    events.push(
+                        event(
+                            &access,
+                            "appointment.reminder_sent",
+                            Some(id),
+                            Outcome::Error,
+                        )
+                        .with_detail(detail),
+                    );
+                    report.failed += 1;
+                }
+            }
+            update.update(&tx).await.map_err(storage_error)?;
+        }
+        // Marks and their audit events commit together.
+        audited_commit(tx, &events).await?;
+        Ok(report)
+    }
+
+    async fn attempt(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        r: &reminder::Model,
+    ) -> Result<Fate, ClinicalError> {
+        let Some(channel) = Channel::parse(&r.channel) else {
+            return Ok(Fate::Skipped("unknown channel"));
+        };
+        let appointment = scoped(ctx)
+            .filter(row::Column::Id.eq(r.appointment_id))
+            .one(tx)
+            .await
+            .map_err(storage_error)?;
+        let Some(a) = appointment else {
+            return Ok(Fate::Skipped("appointment gone"));
+        };
+        if a.status != AppointmentStatus::Booked.as_str() {
+            return Ok(Fate::Skipped("appointment no longer booked"));
+        }
+        if opted_out(tx, ctx, a.patient_id).await?.contains(&channel) {
+            return Ok(Fate::Skipped("patient opted out"));
+        }
+        let patient = PatientId::from_uuid(a.patient_id);
+        let Some((email, phone)) = self.patients.contact(tx, ctx, patient).await? else {
+            return Ok(Fate::Skipped("patient gone"));
+        };
+        let to = match channel {
+            Channel::Email => email,
+            Channel::Sms => phone,
+        };
+        let Some(to) = to else {
+            return Ok(Fate::Skipped("no address for the channel"));
+        };
+        let zone = TimeZoneName::parse(&a.time_zone).map_err(|_| integrity())?;
+        let message = ReminderMessage {
+            channel,
+            to,
+            text: reminder_text(a.starts_at, &zone),
+            idempotency_key: format!("reminder-{}", r.id),
+        };
+        Ok(match self.notifier.send(&message).await {
+            Ok(()) => Fate::Sent,
+            Err(NotifyError::NotConfigured) => Fate::Skipped("channel not configured"),
+            Err(NotifyError::Permanent(why)) => Fate::GiveUp(clip(why)),
+            Err(e) => Fate::Retry(clip(e.to_string())),
+        })
+    }
+}
+
+fn clip(mut s: String) -> String {
+    if s.len() > 500 {
+        let mut end = 500;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}

@@ -1,0 +1,91 @@
+//! Sealing one PHI field: AES-256-GCM under the organization's data key,
+//! bound to its organization, table, column and row, so a ciphertext moved
+//! anywhere else fails to open. Every repository's PHI columns go through
+//! here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use carapace_phi_crypto::envelope::{Binding, DataKey};
+use carapace_tenancy::{StorageError, TenantContext};
+use uuid::Uuid;
+
+use crate::keys::KeyRing;
+
+/// Where a sealed value lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place<'a> {
+    pub org: Uuid,
+    pub table: &'a str,
+    pub column: &'a str,
+    pub row: Uuid,
+}
+
+/// A value that does not open for its place: an error, never wrong data.
+pub(crate) fn integrity() -> StorageError {
+    StorageError::Internal("stored value failed authentication".into())
+}
+
+/// Encrypts `plain` for `place`.
+pub(crate) fn seal(key: &DataKey, place: Place<'_>, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let (org, row) = (place.org.into_bytes(), place.row.into_bytes());
+    key.encrypt(
+        &Binding {
+            org: &org,
+            table: place.table,
+            column: place.column,
+            row: &row,
+        },
+        plain,
+    )
+    .map_err(|_| StorageError::Unavailable("encryption failed".into()))
+}
+
+/// Decrypts a text value sealed for `place`.
+pub(crate) fn open_text(
+    key: &DataKey,
+    place: Place<'_>,
+    sealed: &[u8],
+) -> Result<String, StorageError> {
+    let (org, row) = (place.org.into_bytes(), place.row.into_bytes());
+    let plain = key
+        .decrypt(
+            &Binding {
+                org: &org,
+                table: place.table,
+                column: place.column,
+                row: &row,
+            },
+            sealed,
+        )
+        .map_err(|_| integrity())?;
+    String::from_utf8(plain.to_vec()).map_err(|_| integrity())
+}
+
+/// The data keys of one organization, each version fetched once.
+pub(crate) struct KeyVersions<'a> {
+    ring: &'a KeyRing,
+    ctx: &'a TenantContext,
+    seen: HashMap<i32, Arc<DataKey>>,
+}
+
+impl<'a> KeyVersions<'a> {
+    pub(crate) fn new(ring: &'a KeyRing, ctx: &'a TenantContext) -> Self {
+        Self {
+            ring,
+            ctx,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The key of stored `version`.
+    pub(crate) async fn get(&mut self, version: i32) -> Result<Arc<DataKey>, StorageError> {
+        if let Some(k) = self.seen.get(&version) {
+            return Ok(k.clone());
+        }
+        let v = u32::try_from(version).map_err(|_| integrity())?;
+        let k = self.ring.version(self.ctx, v).await?;
+        self.seen.insert(version, k.clone());
+        Ok(k)
+    }
+}
