@@ -542,77 +542,78 @@ impl AppointmentRepository for SeaAppointments {
             .collect()
     }
 
-    async fn set_opt_out(
+    async fn set_opt_outs(
         &self,
         access: &Access,
         patient: PatientId,
-        channel: Channel,
-        opted_out: bool,
+        off: &[Channel],
     ) -> Result<bool, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            let missing = preferences_event(access, "update", patient, Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
             return Ok(false);
         }
         let org = ctx.org().as_uuid();
-        let current =
-            opt_out::Entity::find_by_id((org, patient.as_uuid(), channel.as_str().to_owned()))
-                .one(&tx)
-                .await
-                .map_err(storage_error)?;
-        match (opted_out, current) {
-            (true, None) => {
-                opt_out::Entity::insert(opt_out::ActiveModel {
-                    org_id: Set(org),
-                    patient_id: Set(patient.as_uuid()),
-                    channel: Set(channel.as_str().to_owned()),
-                    created_at: Set(now()),
-                })
-                .exec_without_returning(&tx)
-                .await
-                .map_err(storage_error)?;
-            }
-            (false, Some(_)) => {
-                opt_out::Entity::delete_by_id((
-                    org,
-                    patient.as_uuid(),
-                    channel.as_str().to_owned(),
-                ))
-                .exec(&tx)
-                .await
-                .map_err(storage_error)?;
-            }
-            _ => {}
+        opt_out::Entity::delete_many()
+            .filter(opt_out::Column::OrgId.eq(org))
+            .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {
+            opt_out::Entity::insert(opt_out::ActiveModel {
+                org_id: Set(org),
+                patient_id: Set(patient.as_uuid()),
+                channel: Set(channel.as_str().to_owned()),
+                created_at: Set(now()),
+            })
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
         }
-        let changed = access
-            .event(
-                "patient.reminder_preferences",
-                "patient",
-                Some(patient.to_string()),
-                Outcome::Allowed,
-            )
-            .with_detail(format!(
-                "{} reminders {}",
-                channel.as_str(),
-                if opted_out { "off" } else { "on" }
-            ));
+        let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
+        let changed = preferences_event(access, "update", patient, Outcome::Allowed)
+            .with_detail(format!("opted out of: [{}]", names.join(", ")));
         audited_commit(tx, &[changed]).await?;
         Ok(true)
     }
 
     async fn opt_outs(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         patient: PatientId,
     ) -> Result<Option<Vec<Channel>>, ClinicalError> {
-        let tx = self.db.begin_tenant_read(ctx).await?;
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            let missing = preferences_event(access, "read", patient, Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
             return Ok(None);
         }
         let channels = opted_out(&tx, ctx, patient.as_uuid()).await?;
-        tx.commit().await.map_err(storage_error)?;
+        audited_commit(
+            tx,
+            &[preferences_event(access, "read", patient, Outcome::Allowed)],
+        )
+        .await?;
         Ok(Some(channels))
     }
+}
+
+fn preferences_event(
+    access: &Access,
+    verb: &str,
+    patient: PatientId,
+    outcome: Outcome,
+) -> AuditEvent {
+    access.event(
+        &format!("patient.reminder_preferences.{verb}"),
+        "patient",
+        Some(patient.to_string()),
+        outcome,
+    )
 }
 
 async fn opted_out(

@@ -557,7 +557,7 @@ pub async fn preferences(
     let access = related(&state, &auth, patient, Permission::AppointmentRead).await?;
     let off = state
         .appointments
-        .opt_outs(access.tenant(), patient)
+        .opt_outs(&access, patient)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(ReminderPreferences {
@@ -583,14 +583,16 @@ pub async fn set_preferences(
 ) -> Result<HttpResponse, ApiError> {
     let patient = PatientId::from_uuid(id.into_inner());
     let access = related(&state, &auth, patient, Permission::AppointmentWrite).await?;
-    for (channel, on) in [(Channel::Email, body.0.email), (Channel::Sms, body.0.sms)] {
-        if !state
-            .appointments
-            .set_opt_out(&access, patient, channel, !on)
-            .await?
-        {
-            return Err(ApiError::NotFound);
-        }
+    let off: Vec<Channel> = [(Channel::Email, body.0.email), (Channel::Sms, body.0.sms)]
+        .into_iter()
+        .filter_map(|(channel, on)| (!on).then_some(channel))
+        .collect();
+    if !state
+        .appointments
+        .set_opt_outs(&access, patient, &off)
+        .await?
+    {
+        return Err(ApiError::NotFound);
     }
     Ok(HttpResponse::Ok().json(body.0))
 }

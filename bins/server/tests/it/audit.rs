@@ -50,6 +50,7 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
     let admin = app.token(&org, Role::Admin);
     let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
     let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    let cy = app.token_as(&org, Role::Clinician, "clinician-cy");
     let p = app.new_patient(&ada, "Ada's patient").await;
     let foreign = app
         .new_patient(&app.token(&other, Role::Admin), "Elsewhere")
@@ -57,6 +58,53 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
     let missing = uuid::Uuid::new_v4();
     let path = format!("/api/v1/patients/{p}");
     let reason = json!({"reason": "unconscious patient in the emergency room"});
+    // Appointments: one upcoming, two under way (for complete and no-show).
+    let q = app.new_patient(&ada, "Ada's second patient").await;
+    let assign = send(
+        app.http
+            .post(app.url(&format!("/api/v1/patients/{q}/care-team")))
+            .bearer_auth(&admin)
+            .json(&json!({"subject": "clinician-bob"})),
+    )
+    .await;
+    assert_eq!(assign.status(), 204);
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .replace_time(time::macros::time!(09:00));
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let soon = soon.replace_nanosecond(0).unwrap_or(soon);
+    let slot = |patient: &str, who: &str, start: time::OffsetDateTime| {
+        json!({"patient_id": patient, "practitioner": who, "start": rfc(start),
+               "end": rfc(start + time::Duration::minutes(30)), "time_zone": "UTC",
+               "reason": "Ada's visit reason"})
+    };
+    let mut appointments = Vec::new();
+    for body in [
+        slot(&p, "clinician-ada", tomorrow),
+        slot(&p, "clinician-ada", soon),
+        slot(&q, "clinician-bob", soon),
+    ] {
+        let res = send(
+            app.http
+                .post(app.url("/api/v1/appointments"))
+                .bearer_auth(&ada)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(res.status(), 201);
+        let a: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+        appointments.push(format!(
+            "/api/v1/appointments/{}",
+            a["id"].as_str().unwrap_or_default()
+        ));
+    }
+    // Until both have started.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let [upcoming, under_way, missed] = [&appointments[0], &appointments[1], &appointments[2]];
+    let prefs = format!("{path}/reminder-preferences");
 
     type Case<'a> = (&'a str, reqwest::RequestBuilder, Vec<(&'a str, &'a str)>);
     let h = &app.http;
@@ -106,7 +154,7 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
         (
             "list",
             h.get(app.url("/api/v1/patients")).bearer_auth(&bob),
-            vec![("patient.list", "not_found")],
+            vec![("patient.list", "allowed")],
         ),
         (
             "search",
@@ -128,6 +176,104 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
             "read under break-glass",
             h.get(app.url(&path)).bearer_auth(&bob),
             vec![("patient.read", "allowed")],
+        ),
+        (
+            "book",
+            h.post(app.url("/api/v1/appointments"))
+                .bearer_auth(&ada)
+                .json(&slot(
+                    &p,
+                    "clinician-ada",
+                    tomorrow + time::Duration::days(1),
+                )),
+            vec![("appointment.create", "allowed")],
+        ),
+        (
+            "book outside the care team",
+            h.post(app.url("/api/v1/appointments"))
+                .bearer_auth(&cy)
+                .json(&slot(
+                    &p,
+                    "clinician-ada",
+                    tomorrow + time::Duration::days(2),
+                )),
+            vec![
+                ("appointment.write", "denied"),
+                ("security.authorization_denied", "denied"),
+            ],
+        ),
+        (
+            "read an appointment",
+            h.get(app.url(upcoming)).bearer_auth(&ada),
+            vec![("appointment.read", "allowed")],
+        ),
+        (
+            "read a missing appointment",
+            h.get(app.url(&format!("/api/v1/appointments/{missing}")))
+                .bearer_auth(&ada),
+            vec![("appointment.read", "not_found")],
+        ),
+        (
+            "list a patient's appointments",
+            h.get(app.url(&format!("/api/v1/appointments?patient_id={q}")))
+                .bearer_auth(&bob),
+            vec![("appointment.list", "allowed")],
+        ),
+        (
+            "free slots",
+            h.get(app.url(&format!(
+                "/api/v1/practitioners/clinician-ada/free-slots?date={}&time_zone=UTC",
+                tomorrow.date()
+            )))
+            .bearer_auth(&ada),
+            vec![("appointment.availability", "allowed")],
+        ),
+        (
+            "reschedule",
+            h.post(app.url(&format!("{upcoming}/reschedule")))
+                .bearer_auth(&ada)
+                .json(&json!({"start": rfc(tomorrow + time::Duration::hours(2)),
+                              "end": rfc(tomorrow + time::Duration::hours(3))})),
+            vec![("appointment.reschedule", "allowed")],
+        ),
+        (
+            "complete",
+            h.post(app.url(&format!("{under_way}/complete")))
+                .bearer_auth(&ada),
+            vec![("appointment.complete", "allowed")],
+        ),
+        (
+            "no-show",
+            h.post(app.url(&format!("{missed}/no-show")))
+                .bearer_auth(&bob),
+            vec![("appointment.no_show", "allowed")],
+        ),
+        (
+            "cancel",
+            h.post(app.url(&format!("{upcoming}/cancel")))
+                .bearer_auth(&ada),
+            vec![("appointment.cancel", "allowed")],
+        ),
+        (
+            "cancel outside the care team",
+            h.post(app.url(&format!("{under_way}/cancel")))
+                .bearer_auth(&cy),
+            vec![
+                ("appointment.write", "denied"),
+                ("security.authorization_denied", "denied"),
+            ],
+        ),
+        (
+            "reminder preferences",
+            h.get(app.url(&prefs)).bearer_auth(&ada),
+            vec![("patient.reminder_preferences.read", "allowed")],
+        ),
+        (
+            "change reminder preferences",
+            h.put(app.url(&prefs))
+                .bearer_auth(&ada)
+                .json(&json!({"email": false, "sms": true})),
+            vec![("patient.reminder_preferences.update", "allowed")],
         ),
         (
             "delete",
@@ -156,7 +302,13 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
     assert_eq!(update["phi_fields"], json!(["phone"]));
     assert_eq!(update["origin"]["client_ip"], "127.0.0.1");
     let text = serde_json::to_string(&all).unwrap_or_default();
-    for value in ["Ada's patient", "555 0100", "emergency room", "1980-02-03"] {
+    for value in [
+        "Ada's patient",
+        "555 0100",
+        "emergency room",
+        "1980-02-03",
+        "visit reason",
+    ] {
         assert!(!text.contains(value), "{value} must not be in the trail");
     }
 }

@@ -38,7 +38,12 @@ async fn ready_is_503_naming_migrations_when_pending() {
     let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");
-    assert_eq!(body["detail"], "failed checks: migrations: 13 pending");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    let pending: Option<u32> = detail
+        .strip_prefix("failed checks: migrations: ")
+        .and_then(|rest| rest.strip_suffix(" pending"))
+        .and_then(|n| n.parse().ok());
+    assert!(pending.is_some_and(|n| n >= 14), "{detail}");
     app.stop().await;
 }
 

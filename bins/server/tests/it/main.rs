@@ -3,6 +3,7 @@
 //! `CARAPACE_TEST_PG_URL` is set).
 
 mod alerts;
+mod appointments;
 mod audit;
 mod auth;
 mod authorization;

@@ -404,19 +404,20 @@ pub trait AppointmentRepository: Send + Sync {
         window: Slot,
     ) -> impl Future<Output = Result<Vec<Slot>, ClinicalError>> + Send;
 
-    /// Sets the patient's reminder opt-out for `channel`.
-    fn set_opt_out(
+    /// Replaces the patient's reminder opt-outs with `opted_out`
+    /// (`patient.reminder_preferences.update`); `false` if no such patient.
+    fn set_opt_outs(
         &self,
         access: &Access,
         patient: PatientId,
-        channel: Channel,
-        opted_out: bool,
+        opted_out: &[Channel],
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// The channels the patient opted out of; `None` if no such patient.
+    /// The channels the patient opted out of
+    /// (`patient.reminder_preferences.read`); `None` if no such patient.
     fn opt_outs(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         patient: PatientId,
     ) -> impl Future<Output = Result<Option<Vec<Channel>>, ClinicalError>> + Send;
 }

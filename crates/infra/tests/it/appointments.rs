@@ -460,7 +460,7 @@ async fn reminders_follow_their_appointment_and_are_delivered_at_least_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         f.appointments
-            .set_opt_out(&acc(&f.ctx), p, Channel::Email, true)
+            .set_opt_outs(&acc(&f.ctx), p, &[Channel::Email])
             .await
             .unwrap_or(false)
     );

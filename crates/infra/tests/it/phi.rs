@@ -51,7 +51,10 @@ async fn marked_appointment(
         .ok()
         .flatten()
         .and_then(|a| a.reason);
-    assert_eq!(read.as_ref().map(|r| r.expose_phi().as_str()), Some(MARKERS[5]));
+    assert_eq!(
+        read.as_ref().map(|r| r.expose_phi().as_str()),
+        Some(MARKERS[5])
+    );
 }
 
 fn marked() -> carapace_clinical::patient::Demographics {
