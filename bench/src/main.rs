@@ -383,6 +383,7 @@ async fn seed(
                 OrgSettings {
                     clinician_scope: ClinicianScope::Organization,
                     phi_mfa: PhiMfa::Admin,
+                    ..OrgSettings::default()
                 },
             )
             .await?;

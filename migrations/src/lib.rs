@@ -25,6 +25,7 @@ mod m0011_audit_chain_horizon;
 mod m0012_kill_switch;
 mod m0013_care_assignment_lookup;
 mod m0014_appointments;
+mod m0015_calendar_feeds;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_kill_switch::Migration),
             Box::new(m0013_care_assignment_lookup::Migration),
             Box::new(m0014_appointments::Migration),
+            Box::new(m0015_calendar_feeds::Migration),
         ]
     }
 }

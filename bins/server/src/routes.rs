@@ -4,6 +4,7 @@ pub mod admin;
 pub mod appointments;
 pub mod audit;
 pub mod auth;
+pub mod calendar;
 pub mod docs;
 pub mod health;
 pub mod metrics;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(auth::configure)
                 .configure(patients::configure)
                 .configure(appointments::configure)
+                .configure(calendar::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

@@ -29,7 +29,7 @@ use carapace_infra::sms::TwilioSms;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
     Backend, Channels, Database, ReminderDeliverer, ReminderReport, SeaAppointments,
-    SeaOrganizations, SeaPatients,
+    SeaCalendarFeeds, SeaOrganizations, SeaPatients,
 };
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
 use carapace_tenancy::cursor::CursorKey;
@@ -174,7 +174,12 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         kill_switch,
         operator_org,
         patients: SeaPatients::new(db.clone(), keys.clone()),
-        appointments: SeaAppointments::new(db.clone(), keys),
+        appointments: SeaAppointments::new(db.clone(), keys.clone()),
+        calendar: SeaCalendarFeeds::new(
+            db.clone(),
+            SeaAppointments::new(db.clone(), keys.clone()),
+            SeaPatients::new(db.clone(), keys),
+        ),
         booking_rules: settings.booking_rules(),
         reminder_offsets: settings.reminder_offset_list().unwrap_or_default(),
         // Read on every request; another instance's change shows within

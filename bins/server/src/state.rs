@@ -9,7 +9,7 @@ use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
-use carapace_infra::{Database, SeaAppointments, SeaOrganizations, SeaPatients};
+use carapace_infra::{Database, SeaAppointments, SeaCalendarFeeds, SeaOrganizations, SeaPatients};
 use carapace_tenancy::cursor::CursorKey;
 
 /// Local-account authentication as wired here.
@@ -37,6 +37,8 @@ pub struct AppState {
     pub patients: SeaPatients,
     /// Appointment storage (and the reminder outbox).
     pub appointments: SeaAppointments,
+    /// Calendar feeds.
+    pub calendar: SeaCalendarFeeds,
     /// Length limits and horizon of bookings.
     pub booking_rules: carapace_clinical::appointment::BookingRules,
     /// When reminders go out before an appointment.

@@ -6,6 +6,7 @@
 //! in `carapace-infra`; this crate never does I/O.
 
 mod error;
+pub mod feed_tokens;
 pub mod issuer;
 pub mod local;
 mod opaque;

@@ -8,6 +8,7 @@
 //! itself (a PostgreSQL exclusion constraint; a check inside SQLite's
 //! single writer transaction), so concurrent bookings cannot both win.
 
+pub mod calendar;
 mod model;
 mod reminder;
 

@@ -100,6 +100,29 @@ impl SeaAppointments {
     }
 }
 
+impl SeaAppointments {
+    /// The practitioner's appointments starting in `window`, read in `tx`
+    /// (the caller records the access).
+    pub(crate) async fn starting_in(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        practitioner: &SubjectId,
+        window: Slot,
+    ) -> Result<Vec<Appointment>, ClinicalError> {
+        let rows = scoped(ctx)
+            .filter(row::Column::Practitioner.eq(practitioner.as_str()))
+            .filter(row::Column::StartsAt.gte(window.start()))
+            .filter(row::Column::StartsAt.lt(window.end()))
+            .order_by_asc(row::Column::StartsAt)
+            .limit(2000)
+            .all(tx)
+            .await
+            .map_err(storage_error)?;
+        self.decrypt_all(ctx, rows).await
+    }
+}
+
 fn place(org: Uuid, id: Uuid) -> Place<'static> {
     Place {
         org,

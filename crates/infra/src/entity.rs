@@ -15,6 +15,8 @@ pub mod organization {
         pub clinician_scope: String,
         pub phi_mfa: String,
         pub deleted_at: Option<TimeDateTimeWithTimeZone>,
+        pub calendar_detail: String,
+        pub external_referrals: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -498,6 +500,28 @@ pub mod reminder_opt_out {
         #[sea_orm(primary_key, auto_increment = false)]
         pub channel: String,
         pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod calendar_feed {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "calendar_feeds")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub practitioner: String,
+        pub token_hash: Vec<u8>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod alerts;
 mod appointments;
 pub mod audit;
+mod calendar;
 pub mod db;
 pub mod dev_token;
 mod entity;
@@ -32,6 +33,7 @@ pub mod sms;
 pub mod tokens;
 
 pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};
+pub use calendar::SeaCalendarFeeds;
 pub use db::{Backend, Database, DbSettings, TlsMode};
 pub use organizations::{SeaOrganizations, all_org_ids};
 pub use patients::SeaPatients;

@@ -1,8 +1,8 @@
 //! The organization directory over SeaORM.
 
 use carapace_tenancy::{
-    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug, Organization,
-    OrganizationRepository, PhiMfa, StorageError, TenancyError, TenantContext,
+    CalendarDetail, ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug,
+    Organization, OrganizationRepository, PhiMfa, StorageError, TenancyError, TenantContext,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use std::collections::HashMap;
@@ -152,6 +152,8 @@ impl OrganizationRepository for SeaOrganizations {
             clinician_scope: Set(ClinicianScope::default().as_str().to_owned()),
             phi_mfa: Set(PhiMfa::default().as_str().to_owned()),
             deleted_at: Set(None),
+            calendar_detail: Set(CalendarDetail::default().as_str().to_owned()),
+            external_referrals: Set(false),
         };
         match org::Entity::insert(row)
             .exec_without_returning(self.db.conn())
@@ -199,6 +201,14 @@ impl OrganizationRepository for SeaOrganizations {
                 Expr::value(settings.clinician_scope.as_str()),
             )
             .col_expr(org::Column::PhiMfa, Expr::value(settings.phi_mfa.as_str()))
+            .col_expr(
+                org::Column::CalendarDetail,
+                Expr::value(settings.calendar_detail.as_str()),
+            )
+            .col_expr(
+                org::Column::ExternalReferrals,
+                Expr::value(settings.external_referrals),
+            )
             .filter(org::Column::Id.eq(id.as_uuid()))
             .filter(org::Column::DeletedAt.is_null())
             .exec(self.db.conn())
@@ -229,6 +239,8 @@ fn to_org(r: org::Model) -> Result<Organization, TenancyError> {
         settings: OrgSettings {
             clinician_scope: ClinicianScope::parse(&r.clinician_scope),
             phi_mfa: PhiMfa::parse(&r.phi_mfa),
+            calendar_detail: CalendarDetail::parse(&r.calendar_detail),
+            external_referrals: r.external_referrals,
         },
     })
 }

@@ -65,6 +65,26 @@ impl SeaPatients {
         Ok(out)
     }
 
+    /// The patient's initials (calendar feeds that show them), read in
+    /// `tx`; `None` if there is no such patient.
+    pub(crate) async fn initials(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> Result<Option<String>, ClinicalError> {
+        let Some(r) = exists(tx, ctx, id).await? else {
+            return Ok(None);
+        };
+        let p = self.decrypt_all(ctx, vec![r]).await?;
+        Ok(p.into_iter().next().map(|p| {
+            carapace_clinical::appointment::calendar::initials(
+                p.demographics.given_name.expose_phi(),
+                p.demographics.family_name.expose_phi(),
+            )
+        }))
+    }
+
     /// The patient's e-mail and phone (reminder delivery), read in `tx`;
     /// `None` if there is no such patient.
     pub(crate) async fn contact(

@@ -14,8 +14,8 @@ mod org;
 
 pub use error::{StorageError, TenancyError};
 pub use org::{
-    ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug, Organization,
-    OrganizationRepository, PhiMfa,
+    CalendarDetail, ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug,
+    Organization, OrganizationRepository, PhiMfa,
 };
 
 use std::fmt;

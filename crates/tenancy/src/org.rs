@@ -146,6 +146,35 @@ impl PhiMfa {
     }
 }
 
+/// What a practitioner's calendar feed may show of each appointment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CalendarDetail {
+    /// Times and the word "Appointment" only (default).
+    #[default]
+    Minimal,
+    /// Also the patient's initials.
+    Initials,
+}
+
+impl CalendarDetail {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Initials => "initials",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is the minimal choice.
+    pub fn parse(s: &str) -> Self {
+        if s == "initials" {
+            Self::Initials
+        } else {
+            Self::Minimal
+        }
+    }
+}
+
 /// An organization's access settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OrgSettings {
@@ -153,6 +182,11 @@ pub struct OrgSettings {
     pub clinician_scope: ClinicianScope,
     /// Who needs MFA for PHI.
     pub phi_mfa: PhiMfa,
+    /// What calendar feeds show.
+    pub calendar_detail: CalendarDetail,
+    /// Whether its clinicians may refer patients to, and receive referrals
+    /// from, other organizations that allow it too (default: no).
+    pub external_referrals: bool,
 }
 
 /// An organization to be created.

@@ -108,6 +108,16 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/patients/{id}/reminder-preferences",
         Needs(AppointmentWrite),
     ),
+    // One's own schedule: any holder of appointment:read.
+    ("POST", "/api/v1/calendar-feeds", Needs(AppointmentRead)),
+    ("GET", "/api/v1/calendar-feeds", Needs(AppointmentRead)),
+    (
+        "DELETE",
+        "/api/v1/calendar-feeds/{id}",
+        Needs(AppointmentRead),
+    ),
+    // The feed token in the query is the credential.
+    ("GET", "/api/v1/calendar.ics", Public),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    admin, appointments, audit, auth, health, metrics, organization, patients, service_keys, users,
+    admin, appointments, audit, auth, calendar, health, metrics, organization, patients,
+    service_keys, users,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -31,6 +32,7 @@ use crate::http::error::{Problem, ProblemField};
         appointments::book, appointments::list, appointments::get, appointments::reschedule,
         appointments::cancel, appointments::complete, appointments::no_show, appointments::free,
         appointments::preferences, appointments::set_preferences,
+        calendar::create, calendar::list, calendar::revoke, calendar::feed,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors),

@@ -3,7 +3,9 @@
 
 use actix_web::{HttpResponse, web};
 use carapace_audit::SecurityEventKind;
-use carapace_tenancy::{ClinicianScope, OrgSettings, OrganizationRepository as _, PhiMfa};
+use carapace_tenancy::{
+    CalendarDetail, ClinicianScope, OrgSettings, OrganizationRepository as _, PhiMfa,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -34,6 +36,19 @@ pub struct SettingsBody {
     /// (every non-patient session needs MFA for PHI).
     #[schema(example = "admin")]
     phi_mfa: String,
+    /// What calendar feeds show: `minimal` (default: times and
+    /// "Appointment") or `initials` (also the patient's initials).
+    #[serde(default = "minimal")]
+    #[schema(example = "minimal")]
+    calendar_detail: String,
+    /// Whether clinicians may refer patients to, and receive referrals
+    /// from, other organizations that allow it too (default `false`).
+    #[serde(default)]
+    external_referrals: bool,
+}
+
+fn minimal() -> String {
+    CalendarDetail::Minimal.as_str().to_owned()
 }
 
 impl From<OrgSettings> for SettingsBody {
@@ -41,6 +56,8 @@ impl From<OrgSettings> for SettingsBody {
         Self {
             clinician_scope: s.clinician_scope.as_str().to_owned(),
             phi_mfa: s.phi_mfa.as_str().to_owned(),
+            calendar_detail: s.calendar_detail.as_str().to_owned(),
+            external_referrals: s.external_referrals,
         }
     }
 }
@@ -69,10 +86,23 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
             "must be admin or all_staff",
         ));
     }
-    match (clinician_scope, phi_mfa) {
-        (Some(clinician_scope), Some(phi_mfa)) => Ok(OrgSettings {
+    let calendar_detail = match body.calendar_detail.as_str() {
+        "minimal" => Some(CalendarDetail::Minimal),
+        "initials" => Some(CalendarDetail::Initials),
+        _ => None,
+    };
+    if calendar_detail.is_none() {
+        errors.push(carapace_clinical::FieldError::new(
+            "calendar_detail",
+            "must be minimal or initials",
+        ));
+    }
+    match (clinician_scope, phi_mfa, calendar_detail) {
+        (Some(clinician_scope), Some(phi_mfa), Some(calendar_detail)) => Ok(OrgSettings {
             clinician_scope,
             phi_mfa,
+            calendar_detail,
+            external_referrals: body.external_referrals,
         }),
         _ => Err(ApiError::Invalid(errors)),
     }
@@ -108,9 +138,11 @@ pub async fn put(
         auth.security_event(
             SecurityEventKind::OrgSettingsChanged,
             format!(
-                "clinician_scope={} phi_mfa={}",
+                "clinician_scope={} phi_mfa={} calendar_detail={} external_referrals={}",
                 settings.clinician_scope.as_str(),
-                settings.phi_mfa.as_str()
+                settings.phi_mfa.as_str(),
+                settings.calendar_detail.as_str(),
+                settings.external_referrals
             ),
         ),
     )

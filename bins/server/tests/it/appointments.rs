@@ -404,3 +404,92 @@ async fn preferences(app: &TestApp) {
     );
 }
 on_both_backends!(patients_choose_their_reminder_channels, preferences);
+
+async fn feeds(app: &TestApp) {
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    let p = app.new_patient(&ada, "Feedable").await;
+    for day in [1, 2] {
+        let res = book(app, &ada, &booking(&p, "clinician-ada", at(day, 9, 0), 30)).await;
+        assert_eq!(res.status(), 201);
+    }
+    let made = json_of(
+        post(app, &ada, "/api/v1/calendar-feeds", &json!({})).await,
+        201,
+    )
+    .await;
+    let url = made["url"].as_str().unwrap_or_default().to_owned();
+    assert!(url.starts_with("/api/v1/calendar.ics?token=caf_"), "{made}");
+    let ics = app.get_public(&url).await;
+    assert_eq!(ics.status(), 200);
+    assert!(
+        ics.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/calendar"))
+    );
+    let body = ics.text().await.unwrap_or_default();
+    assert_eq!(body.matches("BEGIN:VEVENT").count(), 2, "{body}");
+    assert!(body.contains("SUMMARY:Appointment\r\n"), "{body}");
+    for secret in ["Vexillary", "Feedable", "Roe", &p, "Europe"] {
+        assert!(!body.contains(secret), "{secret} in the feed");
+    }
+    // The organization may allow initials; nothing more.
+    let settings = send(
+        app.http
+            .put(app.url("/api/v1/organization/settings"))
+            .bearer_auth(&admin)
+            .json(&json!({"clinician_scope": "care_team", "phi_mfa": "admin", "calendar_detail": "initials"})),
+    )
+    .await;
+    assert_eq!(settings.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let body = app.get_public(&url).await.text().await.unwrap_or_default();
+    assert!(body.contains("SUMMARY:Appointment (F. R.)"), "{body}");
+    assert!(!body.contains("Feedable") && !body.contains("Vexillary"));
+    // Listed without the token; revoked, the URL is dead at once.
+    let listed = json_of(app.get("/api/v1/calendar-feeds", &ada).await, 200).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert!(listed[0].get("url").is_none());
+    let id = made["id"].as_str().unwrap_or_default();
+    let not_bobs = send(
+        app.http
+            .delete(app.url(&format!("/api/v1/calendar-feeds/{id}")))
+            .bearer_auth(&bob),
+    )
+    .await;
+    problem(not_bobs, 404).await;
+    let revoked = send(
+        app.http
+            .delete(app.url(&format!("/api/v1/calendar-feeds/{id}")))
+            .bearer_auth(&ada),
+    )
+    .await;
+    assert_eq!(revoked.status(), 204);
+    problem(app.get_public(&url).await, 404).await;
+    problem(
+        app.get_public("/api/v1/calendar.ics?token=caf_forged.token")
+            .await,
+        404,
+    )
+    .await;
+    // Bob's feed shows Bob's (empty) schedule, not Ada's.
+    let bobs = json_of(
+        post(app, &bob, "/api/v1/calendar-feeds", &json!({})).await,
+        201,
+    )
+    .await;
+    let body = app
+        .get_public(bobs["url"].as_str().unwrap_or_default())
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        body.contains("BEGIN:VCALENDAR") && !body.contains("BEGIN:VEVENT"),
+        "{body}"
+    );
+}
+on_both_backends!(calendar_feeds_show_times_only_until_revoked, feeds);

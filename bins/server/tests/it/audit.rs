@@ -105,6 +105,16 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     let [upcoming, under_way, missed] = [&appointments[0], &appointments[1], &appointments[2]];
     let prefs = format!("{path}/reminder-preferences");
+    let feed = send(
+        app.http
+            .post(app.url("/api/v1/calendar-feeds"))
+            .bearer_auth(&bob),
+    )
+    .await;
+    assert_eq!(feed.status(), 201);
+    let feed: Value = feed.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let feed_url = feed["url"].as_str().unwrap_or_default().to_owned();
+    let feed_id = feed["id"].as_str().unwrap_or_default().to_owned();
 
     type Case<'a> = (&'a str, reqwest::RequestBuilder, Vec<(&'a str, &'a str)>);
     let h = &app.http;
@@ -274,6 +284,27 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
                 .bearer_auth(&ada)
                 .json(&json!({"email": false, "sms": true})),
             vec![("patient.reminder_preferences.update", "allowed")],
+        ),
+        (
+            "make a calendar feed",
+            h.post(app.url("/api/v1/calendar-feeds")).bearer_auth(&ada),
+            vec![("calendar_feed.create", "allowed")],
+        ),
+        (
+            "list calendar feeds",
+            h.get(app.url("/api/v1/calendar-feeds")).bearer_auth(&ada),
+            vec![("calendar_feed.list", "allowed")],
+        ),
+        (
+            "read a calendar feed",
+            h.get(app.url(&feed_url)),
+            vec![("calendar_feed.read", "not_found")],
+        ),
+        (
+            "revoke a calendar feed",
+            h.delete(app.url(&format!("/api/v1/calendar-feeds/{feed_id}")))
+                .bearer_auth(&bob),
+            vec![("calendar_feed.revoke", "allowed")],
         ),
         (
             "delete",

@@ -1,0 +1,42 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::{APP_ROLE, create_tenant_tables};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// Per-practitioner calendar feeds behind revocable tokens (stored as
+/// SHA-256 only), and two organization settings: what feeds show
+/// (`calendar_detail`) and whether referrals may cross to other
+/// organizations (`external_referrals`).
+const TABLES: &str = "
+ALTER TABLE organizations ADD COLUMN calendar_detail text NOT NULL DEFAULT 'minimal'
+    CHECK (calendar_detail IN ('minimal', 'initials'));
+ALTER TABLE organizations ADD COLUMN external_referrals boolean NOT NULL DEFAULT false;
+CREATE TABLE calendar_feeds (
+    org_id       uuid        NOT NULL,
+    id           uuid        NOT NULL,
+    practitioner text        NOT NULL CHECK (length(practitioner) BETWEEN 1 AND 255),
+    token_hash   bytea       NOT NULL,
+    created_at   timestamptz NOT NULL,
+    revoked_at   timestamptz,
+    PRIMARY KEY (org_id, id)
+);
+CREATE UNIQUE INDEX calendar_feeds_token ON calendar_feeds (org_id, token_hash);
+";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_tenant_tables(manager, TABLES, &["calendar_feeds"]).await?;
+        let db = manager.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(&format!(
+                "GRANT UPDATE (calendar_detail, external_referrals) ON organizations TO {APP_ROLE}"
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
