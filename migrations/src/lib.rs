@@ -26,6 +26,7 @@ mod m0012_kill_switch;
 mod m0013_care_assignment_lookup;
 mod m0014_appointments;
 mod m0015_calendar_feeds;
+mod m0016_medications;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_care_assignment_lookup::Migration),
             Box::new(m0014_appointments::Migration),
             Box::new(m0015_calendar_feeds::Migration),
+            Box::new(m0016_medications::Migration),
         ]
     }
 }

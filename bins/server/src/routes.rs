@@ -7,6 +7,7 @@ pub mod auth;
 pub mod calendar;
 pub mod docs;
 pub mod health;
+pub mod medications;
 pub mod metrics;
 pub mod organization;
 pub mod patients;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(patients::configure)
                 .configure(appointments::configure)
                 .configure(calendar::configure)
+                .configure(medications::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

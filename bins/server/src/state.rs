@@ -9,7 +9,9 @@ use carapace_infra::local_tokens::LocalTokens;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
-use carapace_infra::{Database, SeaAppointments, SeaCalendarFeeds, SeaOrganizations, SeaPatients};
+use carapace_infra::{
+    Database, SeaAppointments, SeaCalendarFeeds, SeaMedications, SeaOrganizations, SeaPatients,
+};
 use carapace_tenancy::cursor::CursorKey;
 
 /// Local-account authentication as wired here.
@@ -39,6 +41,8 @@ pub struct AppState {
     pub appointments: SeaAppointments,
     /// Calendar feeds.
     pub calendar: SeaCalendarFeeds,
+    /// Medication statements and side effects.
+    pub medications: SeaMedications,
     /// Length limits and horizon of bookings.
     pub booking_rules: carapace_clinical::appointment::BookingRules,
     /// When reminders go out before an appointment.

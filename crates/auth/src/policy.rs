@@ -39,11 +39,15 @@ pub enum Permission {
     /// Book, move, cancel, complete appointments and set reminder
     /// preferences (of related patients).
     AppointmentWrite,
+    /// Report a side effect (of a related patient, or one's own).
+    SideEffectReport,
+    /// Read organization-wide clinical aggregates (small cells withheld).
+    ClinicalAnalytics,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 14] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -56,6 +60,8 @@ impl Permission {
         Permission::BreakGlass,
         Permission::AppointmentRead,
         Permission::AppointmentWrite,
+        Permission::SideEffectReport,
+        Permission::ClinicalAnalytics,
     ];
 
     /// The permission's name, `resource:action`.
@@ -73,6 +79,8 @@ impl Permission {
             Permission::BreakGlass => "patient:break_glass",
             Permission::AppointmentRead => "appointment:read",
             Permission::AppointmentWrite => "appointment:write",
+            Permission::SideEffectReport => "side_effect:report",
+            Permission::ClinicalAnalytics => "clinical_analytics:read",
         }
     }
 
@@ -85,6 +93,7 @@ impl Permission {
                 | Permission::PatientDelete
                 | Permission::AppointmentRead
                 | Permission::AppointmentWrite
+                | Permission::SideEffectReport
         )
     }
 
@@ -108,8 +117,9 @@ impl fmt::Display for Permission {
 }
 
 use Permission::{
-    AppointmentRead, AppointmentWrite, AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin,
-    PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin,
+    AppointmentRead, AppointmentWrite, AuditRead, BreakGlass, CareAdmin, ClinicalAnalytics,
+    KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
+    SideEffectReport, UserAdmin,
 };
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
@@ -130,6 +140,8 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             OrgAdmin,
             AppointmentRead,
             AppointmentWrite,
+            SideEffectReport,
+            ClinicalAnalytics,
         ],
     ),
     (
@@ -140,6 +152,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             BreakGlass,
             AppointmentRead,
             AppointmentWrite,
+            SideEffectReport,
         ],
     ),
     (
@@ -149,9 +162,14 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
     (Role::Viewer, &[PatientRead, AppointmentRead]),
     (
         Role::Patient,
-        &[PatientRead, AppointmentRead, AppointmentWrite],
+        &[
+            PatientRead,
+            AppointmentRead,
+            AppointmentWrite,
+            SideEffectReport,
+        ],
     ),
-    (Role::Compliance, &[AuditRead]),
+    (Role::Compliance, &[AuditRead, ClinicalAnalytics]),
     (Role::Service, &[]),
 ];
 

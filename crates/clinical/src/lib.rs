@@ -1,5 +1,6 @@
 //! The clinical domain: patients and their care relationships, and
-//! appointments with their reminders.
+//! appointments with their reminders, medications and side
+//! effects.
 //!
 //! This crate owns the domain types, their validation rules and the
 //! repository ports. Every repository method takes a
@@ -8,6 +9,7 @@
 
 pub mod appointment;
 mod error;
+pub mod medication;
 pub mod patient;
 
 pub use error::{ClinicalError, FieldError};

@@ -529,3 +529,55 @@ pub mod calendar_feed {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod medication {
+    use sea_orm::entity::prelude::*;
+
+    // Every clinical column is ciphertext.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "medication_statements")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub patient_id: Uuid,
+        pub key_version: i32,
+        pub drug_name: Vec<u8>,
+        pub dose: Vec<u8>,
+        pub schedule: Vec<u8>,
+        pub started_on: Vec<u8>,
+        pub stopped_on: Option<Vec<u8>>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod side_effect {
+    use sea_orm::entity::prelude::*;
+
+    // Every clinical column is ciphertext.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "side_effects")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub patient_id: Uuid,
+        pub key_version: i32,
+        pub symptom: Vec<u8>,
+        pub severity: Vec<u8>,
+        pub onset_on: Vec<u8>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -18,8 +18,9 @@ pub enum Access {
 
 use Access::{Needs, Public, SignedIn};
 use Permission::{
-    AppointmentRead, AppointmentWrite, AuditRead, BreakGlass, CareAdmin, KillSwitchWrite, OrgAdmin,
-    PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin, UserAdmin,
+    AppointmentRead, AppointmentWrite, AuditRead, BreakGlass, CareAdmin, ClinicalAnalytics,
+    KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
+    SideEffectReport, UserAdmin,
 };
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
@@ -118,6 +119,31 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
     // The feed token in the query is the credential.
     ("GET", "/api/v1/calendar.ics", Public),
+    (
+        "POST",
+        "/api/v1/patients/{id}/medications",
+        Needs(PatientWrite),
+    ),
+    (
+        "GET",
+        "/api/v1/patients/{id}/medications",
+        Needs(PatientRead),
+    ),
+    (
+        "POST",
+        "/api/v1/patients/{id}/side-effects",
+        Needs(SideEffectReport),
+    ),
+    (
+        "GET",
+        "/api/v1/patients/{id}/side-effect-correlations",
+        Needs(PatientRead),
+    ),
+    (
+        "GET",
+        "/api/v1/analytics/side-effect-correlations",
+        Needs(ClinicalAnalytics),
+    ),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    admin, appointments, audit, auth, calendar, health, metrics, organization, patients,
-    service_keys, users,
+    admin, appointments, audit, auth, calendar, health, medications, metrics, organization,
+    patients, service_keys, users,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -33,12 +33,15 @@ use crate::http::error::{Problem, ProblemField};
         appointments::cancel, appointments::complete, appointments::no_show, appointments::free,
         appointments::preferences, appointments::set_preferences,
         calendar::create, calendar::list, calendar::revoke, calendar::feed,
+        medications::add_medication, medications::history, medications::add_side_effect,
+        medications::correlate, medications::correlate_organization,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
          (name = "appointments", description = "Appointments, availability and reminder preferences"),
+         (name = "medications", description = "Medication statements, side effects and their correlation"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
          (name = "health", description = "Liveness and readiness"),
          (name = "operations", description = "Operating the deployment (kill switch)")),

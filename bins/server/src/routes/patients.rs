@@ -55,6 +55,7 @@ fn action_of(permission: Permission) -> &'static str {
         Permission::AuditRead => "patient.access_log",
         Permission::AppointmentRead => "appointment.read",
         Permission::AppointmentWrite => "appointment.write",
+        Permission::SideEffectReport => "side_effect.create",
         _ => "patient.access",
     }
 }

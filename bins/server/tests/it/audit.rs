@@ -286,6 +286,51 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
             vec![("patient.reminder_preferences.update", "allowed")],
         ),
         (
+            "record a medication",
+            h.post(app.url(&format!("{path}/medications")))
+                .bearer_auth(&ada)
+                .json(
+                    &json!({"drug_name": "Ada's drug", "dose": "1 mg", "schedule": "daily",
+                              "started_on": "2026-11-01"}),
+                ),
+            vec![("medication.create", "allowed")],
+        ),
+        (
+            "report a side effect",
+            h.post(app.url(&format!("{path}/side-effects")))
+                .bearer_auth(&ada)
+                .json(&json!({"symptom": "Ada's symptom", "severity": "mild",
+                              "onset_on": "2026-11-02"})),
+            vec![("side_effect.create", "allowed")],
+        ),
+        (
+            "read medications",
+            h.get(app.url(&format!("{path}/medications")))
+                .bearer_auth(&ada),
+            vec![("medication.read", "allowed")],
+        ),
+        (
+            "correlate one patient",
+            h.get(app.url(&format!("{path}/side-effect-correlations")))
+                .bearer_auth(&ada),
+            vec![("medication.read", "allowed")],
+        ),
+        (
+            "correlate the organization",
+            h.get(app.url("/api/v1/analytics/side-effect-correlations"))
+                .bearer_auth(&app.token_as(&org, Role::Compliance, "compliance-officer")),
+            vec![("medication.aggregate", "allowed")],
+        ),
+        (
+            "medications outside the care team",
+            h.get(app.url(&format!("{path}/medications")))
+                .bearer_auth(&cy),
+            vec![
+                ("patient.read", "denied"),
+                ("security.authorization_denied", "denied"),
+            ],
+        ),
+        (
             "make a calendar feed",
             h.post(app.url("/api/v1/calendar-feeds")).bearer_auth(&ada),
             vec![("calendar_feed.create", "allowed")],
@@ -339,6 +384,8 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
         "emergency room",
         "1980-02-03",
         "visit reason",
+        "Ada's drug",
+        "Ada's symptom",
     ] {
         assert!(!text.contains(value), "{value} must not be in the trail");
     }

@@ -15,6 +15,7 @@ mod health;
 mod isolation;
 mod kill_switch;
 mod limits;
+mod medications;
 mod metrics;
 mod oidc;
 #[cfg(feature = "otel")]

@@ -9,17 +9,20 @@ use time::macros::date;
 
 use crate::support::{acc, keys, new_org, sqlite};
 
-const MARKERS: [&str; 6] = [
+const MARKERS: [&str; 8] = [
     "Zephyrine",
     "Quillfeather",
     "MBR-4242-XYZZY",
     "marker.mail@example.org",
     "+1 555 867 5309",
     "Vexillary tremor since the new dose",
+    "Zolpiquantrine",
+    "Glimmering tinnitus",
 ];
 
-/// Books an appointment for `patient` whose reason is the last marker, so
-/// the dumps cover appointment PHI too.
+/// Books an appointment for `patient` whose reason is a marker, and records
+/// a medication and a side effect named by markers, so the dumps cover
+/// appointment and medication PHI too.
 async fn marked_appointment(
     db: &Database,
     ctx: &carapace_tenancy::TenantContext,
@@ -106,7 +109,7 @@ async fn sqlite_file_holds_no_readable_phi() {
     }
     assert!(bytes.len() > 1000, "the database files were read");
     let text = String::from_utf8_lossy(&bytes);
-    for marker in MARKERS.iter().chain(["1977-07-07"].iter()) {
+    for marker in MARKERS.iter().chain(["1977-07-07", "2026-01-05"].iter()) {
         assert!(!text.contains(marker), "{marker} found in the SQLite files");
     }
 }
@@ -155,7 +158,7 @@ async fn postgres_dump_holds_no_readable_phi() {
         dump.contains(&ctx.org().to_string()),
         "the dump covers our rows"
     );
-    for marker in MARKERS.iter().chain(["1977-07-07"].iter()) {
+    for marker in MARKERS.iter().chain(["1977-07-07", "2026-01-05"].iter()) {
         assert!(
             !dump.contains(marker),
             "{marker} found in the PostgreSQL dump"

@@ -1,0 +1,299 @@
+//! A patient's medication statements and side-effect reports, the
+//! correlation of symptoms with medication starts for one patient, and the
+//! organization's aggregate with small cells withheld.
+
+use actix_web::{HttpResponse, web};
+use carapace_auth::policy::Permission;
+use carapace_clinical::medication::{
+    Correlation, Medication, MedicationInput, MedicationRepository as _, SideEffect,
+    SideEffectInput, Timeline, Window, organization_correlations, patient_correlations,
+};
+use carapace_clinical::patient::PatientId;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::routes::patients::related;
+use crate::state::AppState;
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/patients/{id}/medications")
+            .route(web::post().to(add_medication))
+            .route(web::get().to(history)),
+    )
+    .service(web::resource("/patients/{id}/side-effects").route(web::post().to(add_side_effect)))
+    .service(
+        web::resource("/patients/{id}/side-effect-correlations").route(web::get().to(correlate)),
+    )
+    .service(
+        web::resource("/analytics/side-effect-correlations")
+            .route(web::get().to(correlate_organization)),
+    );
+}
+
+/// A medication statement.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MedicationBody {
+    #[schema(example = "Lisinopril", max_length = 200)]
+    drug_name: String,
+    #[schema(example = "10 mg", max_length = 100)]
+    dose: String,
+    #[schema(example = "once daily", max_length = 200)]
+    schedule: String,
+    /// `YYYY-MM-DD`.
+    #[schema(example = "2026-11-01", format = Date)]
+    started_on: String,
+    /// `YYYY-MM-DD`, not before `started_on`.
+    #[schema(format = Date)]
+    stopped_on: Option<String>,
+}
+
+/// A side-effect report.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SideEffectBody {
+    #[schema(example = "Dry cough", max_length = 200)]
+    symptom: String,
+    /// `mild`, `moderate` or `severe`.
+    #[schema(example = "mild")]
+    severity: String,
+    /// `YYYY-MM-DD`, not in the future.
+    #[schema(example = "2026-11-05", format = Date)]
+    onset_on: String,
+}
+
+/// A stored medication statement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MedicationView {
+    id: Uuid,
+    drug_name: String,
+    dose: String,
+    schedule: String,
+    started_on: String,
+    stopped_on: Option<String>,
+    created_at: String,
+}
+
+impl From<&Medication> for MedicationView {
+    fn from(m: &Medication) -> Self {
+        let d = &m.details;
+        Self {
+            id: m.id,
+            drug_name: d.drug_name.expose_phi().clone(),
+            dose: d.dose.expose_phi().clone(),
+            schedule: d.schedule.expose_phi().clone(),
+            started_on: d.started_on.expose_phi().to_string(),
+            stopped_on: d.stopped_on.as_ref().map(|s| s.expose_phi().to_string()),
+            created_at: m.created_at.format(&Rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+/// A stored side-effect report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SideEffectView {
+    id: Uuid,
+    symptom: String,
+    severity: String,
+    onset_on: String,
+    created_at: String,
+}
+
+impl From<&SideEffect> for SideEffectView {
+    fn from(e: &SideEffect) -> Self {
+        let d = &e.details;
+        Self {
+            id: e.id,
+            symptom: d.symptom.expose_phi().clone(),
+            severity: d.severity.expose_phi().as_str().to_owned(),
+            onset_on: d.onset_on.expose_phi().to_string(),
+            created_at: e.created_at.format(&Rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+/// A patient's medications and side effects, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    medications: Vec<MedicationView>,
+    side_effects: Vec<SideEffectView>,
+}
+
+/// A drug-symptom pair.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorrelationView {
+    drug: String,
+    symptom: String,
+    /// Reports (one patient) or patients (organization); `null` when
+    /// withheld because fewer than 11.
+    count: Option<u32>,
+}
+
+/// Correlations within a window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Correlations {
+    window_days: u16,
+    items: Vec<CorrelationView>,
+}
+
+fn correlations(window: Window, items: Vec<Correlation>) -> Correlations {
+    Correlations {
+        window_days: window.days(),
+        items: items
+            .into_iter()
+            .map(|c| CorrelationView {
+                drug: c.drug,
+                symptom: c.symptom,
+                count: c.count,
+            })
+            .collect(),
+    }
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// Records a medication statement.
+#[utoipa::path(post, path = "/api/v1/patients/{id}/medications", tag = "medications", request_body = MedicationBody,
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 201, body = MedicationView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_medication(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: JsonBody<MedicationBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let details = MedicationInput {
+        drug_name: b.drug_name,
+        dose: b.dose,
+        schedule: b.schedule,
+        started_on: b.started_on,
+        stopped_on: b.stopped_on,
+    }
+    .parse(today())?;
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::PatientWrite).await?;
+    let made = state
+        .medications
+        .add_medication(&access, patient, &details)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Created().json(MedicationView::from(&made)))
+}
+
+/// Reports a side effect (patients for themselves, or their clinicians).
+#[utoipa::path(post, path = "/api/v1/patients/{id}/side-effects", tag = "medications", request_body = SideEffectBody,
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 201, body = SideEffectView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_side_effect(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: JsonBody<SideEffectBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let details = SideEffectInput {
+        symptom: b.symptom,
+        severity: b.severity,
+        onset_on: b.onset_on,
+    }
+    .parse(today())?;
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::SideEffectReport).await?;
+    let made = state
+        .medications
+        .add_side_effect(&access, patient, &details)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Created().json(SideEffectView::from(&made)))
+}
+
+/// The patient's medications and side effects.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/medications", tag = "medications",
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+    responses((status = 200, body = History), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn history(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::PatientRead).await?;
+    let (meds, effects) = state
+        .medications
+        .history(&access, patient)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(History {
+        medications: meds.iter().map(MedicationView::from).collect(),
+        side_effects: effects.iter().map(SideEffectView::from).collect(),
+    }))
+}
+
+/// The correlation window.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WindowParams {
+    /// Days after a medication start in which a symptom counts (1-365,
+    /// default 14).
+    window_days: Option<u32>,
+}
+
+/// Which symptoms began within the window after one of the patient's
+/// medication starts, with report counts.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/side-effect-correlations", tag = "medications",
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id"), WindowParams),
+    responses((status = 200, body = Correlations), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn correlate(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    params: web::Query<WindowParams>,
+) -> Result<HttpResponse, ApiError> {
+    let window = Window::parse(params.window_days)?;
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::PatientRead).await?;
+    let (meds, effects) = state
+        .medications
+        .history(&access, patient)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let items = patient_correlations(&Timeline::of(&meds, &effects), window);
+    Ok(HttpResponse::Ok().json(correlations(window, items)))
+}
+
+/// Across the organization: for each drug-symptom pair, how many patients
+/// had the symptom begin within the window after starting the drug; counts
+/// under 11 are withheld (`null`). No per-patient rows.
+#[utoipa::path(get, path = "/api/v1/analytics/side-effect-correlations", tag = "medications",
+    security(("bearer" = [])), params(WindowParams),
+    responses((status = 200, body = Correlations), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn correlate_organization(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<WindowParams>,
+) -> Result<HttpResponse, ApiError> {
+    let window = Window::parse(params.window_days)?;
+    let timelines = state.medications.timelines(&auth.access()).await?;
+    let items = organization_correlations(&timelines, window);
+    Ok(HttpResponse::Ok().json(correlations(window, items)))
+}

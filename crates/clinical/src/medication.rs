@@ -1,0 +1,543 @@
+//! Medication statements and side-effect reports per patient (every field
+//! PHI, encrypted at rest), and the correlation of symptoms with
+//! medication starts: per patient, and across an organization with
+//! small-cell suppression.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use carapace_audit::Access;
+use carapace_phi_crypto::Phi;
+use time::{Date, Duration, OffsetDateTime, macros::format_description};
+use uuid::Uuid;
+
+use crate::patient::PatientId;
+use crate::{ClinicalError, FieldError};
+
+/// Field limits, in characters.
+pub mod limits {
+    /// Longest drug name.
+    pub const DRUG_MAX: usize = 200;
+    /// Longest dose (`500 mg`).
+    pub const DOSE_MAX: usize = 100;
+    /// Longest schedule (`twice daily with food`).
+    pub const SCHEDULE_MAX: usize = 200;
+    /// Longest symptom.
+    pub const SYMPTOM_MAX: usize = 200;
+    /// Longest correlation window, in days.
+    pub const WINDOW_MAX_DAYS: u16 = 365;
+    /// Organization aggregates are withheld below this count.
+    pub const SMALL_CELL: u32 = 11;
+}
+
+/// How bad a side effect is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Noticeable.
+    Mild,
+    /// Interferes with daily life.
+    Moderate,
+    /// Dangerous or disabling.
+    Severe,
+}
+
+impl Severity {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mild => "mild",
+            Self::Moderate => "moderate",
+            Self::Severe => "severe",
+        }
+    }
+
+    /// The severity named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Mild, Self::Moderate, Self::Severe]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// A medication statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Medication {
+    /// Its id.
+    pub id: Uuid,
+    /// Whose.
+    pub patient: PatientId,
+    /// What.
+    pub details: MedicationDetails,
+    /// Recorded.
+    pub created_at: OffsetDateTime,
+}
+
+/// What a medication statement says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MedicationDetails {
+    /// Drug name.
+    pub drug_name: Phi<String>,
+    /// Dose.
+    pub dose: Phi<String>,
+    /// Schedule.
+    pub schedule: Phi<String>,
+    /// First day taken.
+    pub started_on: Phi<Date>,
+    /// Last day taken, if stopped.
+    pub stopped_on: Option<Phi<Date>>,
+}
+
+/// A side-effect report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideEffect {
+    /// Its id.
+    pub id: Uuid,
+    /// Whose.
+    pub patient: PatientId,
+    /// What.
+    pub details: SideEffectDetails,
+    /// Recorded.
+    pub created_at: OffsetDateTime,
+}
+
+/// What a side-effect report says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideEffectDetails {
+    /// The symptom.
+    pub symptom: Phi<String>,
+    /// How bad.
+    pub severity: Phi<Severity>,
+    /// First day noticed.
+    pub onset_on: Phi<Date>,
+}
+
+/// A medication statement as a client sends it.
+#[derive(Clone, Debug, Default)]
+pub struct MedicationInput {
+    /// 1-200 characters.
+    pub drug_name: String,
+    /// 1-100 characters.
+    pub dose: String,
+    /// 1-200 characters.
+    pub schedule: String,
+    /// `YYYY-MM-DD`.
+    pub started_on: String,
+    /// `YYYY-MM-DD`, not before `started_on`.
+    pub stopped_on: Option<String>,
+}
+
+/// A side-effect report as a client sends it.
+#[derive(Clone, Debug, Default)]
+pub struct SideEffectInput {
+    /// 1-200 characters.
+    pub symptom: String,
+    /// `mild`, `moderate` or `severe`.
+    pub severity: String,
+    /// `YYYY-MM-DD`, not in the future.
+    pub onset_on: String,
+}
+
+fn text(field: &str, raw: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
+    let t = raw.trim();
+    let n = t.chars().count();
+    if n == 0 || n > max || t.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
+        return None;
+    }
+    Some(Phi::new(t.to_owned()))
+}
+
+fn date(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Date> {
+    match Date::parse(raw, format_description!("[year]-[month]-[day]")) {
+        Ok(d) if d.year() >= 1900 => Some(d),
+        _ => {
+            errors.push(FieldError::new(field, "must be a date YYYY-MM-DD"));
+            None
+        }
+    }
+}
+
+impl MedicationInput {
+    /// Validates every field, reporting every problem at once; `today`
+    /// bounds the start (at most a year ahead: planned courses).
+    pub fn parse(self, today: Date) -> Result<MedicationDetails, ClinicalError> {
+        let mut errors = Vec::new();
+        let drug_name = text("drug_name", &self.drug_name, limits::DRUG_MAX, &mut errors);
+        let dose = text("dose", &self.dose, limits::DOSE_MAX, &mut errors);
+        let schedule = text(
+            "schedule",
+            &self.schedule,
+            limits::SCHEDULE_MAX,
+            &mut errors,
+        );
+        let started_on = date("started_on", &self.started_on, &mut errors);
+        if started_on.is_some_and(|d| d > today + Duration::days(366)) {
+            errors.push(FieldError::new("started_on", "may be at most a year ahead"));
+        }
+        let stopped_on = self
+            .stopped_on
+            .as_deref()
+            .and_then(|s| date("stopped_on", s, &mut errors));
+        if let (Some(start), Some(stop)) = (started_on, stopped_on)
+            && stop < start
+        {
+            errors.push(FieldError::new(
+                "stopped_on",
+                "must not be before started_on",
+            ));
+        }
+        match (drug_name, dose, schedule, started_on) {
+            (Some(drug_name), Some(dose), Some(schedule), Some(started_on))
+                if errors.is_empty() =>
+            {
+                Ok(MedicationDetails {
+                    drug_name,
+                    dose,
+                    schedule,
+                    started_on: Phi::new(started_on),
+                    stopped_on: stopped_on.map(Phi::new),
+                })
+            }
+            _ => Err(ClinicalError::Invalid(errors)),
+        }
+    }
+}
+
+impl SideEffectInput {
+    /// Validates every field; onsets after `today` are refused.
+    pub fn parse(self, today: Date) -> Result<SideEffectDetails, ClinicalError> {
+        let mut errors = Vec::new();
+        let symptom = text("symptom", &self.symptom, limits::SYMPTOM_MAX, &mut errors);
+        let severity = Severity::parse(&self.severity);
+        if severity.is_none() {
+            errors.push(FieldError::new(
+                "severity",
+                "must be mild, moderate or severe",
+            ));
+        }
+        let onset_on = date("onset_on", &self.onset_on, &mut errors);
+        if onset_on.is_some_and(|d| d > today) {
+            errors.push(FieldError::new("onset_on", "must not be in the future"));
+        }
+        match (symptom, severity, onset_on) {
+            (Some(symptom), Some(severity), Some(onset_on)) if errors.is_empty() => {
+                Ok(SideEffectDetails {
+                    symptom,
+                    severity: Phi::new(severity),
+                    onset_on: Phi::new(onset_on),
+                })
+            }
+            _ => Err(ClinicalError::Invalid(errors)),
+        }
+    }
+}
+
+/// A correlation window: 1-365 days after a medication start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window(u16);
+
+impl Window {
+    /// Days when none is asked for.
+    pub const DEFAULT_DAYS: u16 = 14;
+
+    /// Parses a requested window in days.
+    pub fn parse(days: Option<u32>) -> Result<Self, ClinicalError> {
+        match days {
+            None => Ok(Self(Self::DEFAULT_DAYS)),
+            Some(d) if (1..=u32::from(limits::WINDOW_MAX_DAYS)).contains(&d) => Ok(Self(d as u16)),
+            Some(_) => Err(ClinicalError::Invalid(vec![FieldError::new(
+                "window_days",
+                format!("must be between 1 and {}", limits::WINDOW_MAX_DAYS),
+            )])),
+        }
+    }
+
+    /// The days.
+    pub fn days(self) -> u16 {
+        self.0
+    }
+}
+
+/// A drug or symptom as correlations compare it: trimmed, lower-case.
+pub fn normalise(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// One patient's medication and symptom timeline (the correlation input).
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    /// (drug, start) of each statement.
+    pub starts: Vec<(String, Date)>,
+    /// (symptom, onset) of each report.
+    pub onsets: Vec<(String, Date)>,
+}
+
+impl Timeline {
+    /// The timeline of these records (names normalised).
+    pub fn of(medications: &[Medication], effects: &[SideEffect]) -> Self {
+        Self {
+            starts: medications
+                .iter()
+                .map(|m| {
+                    (
+                        normalise(m.details.drug_name.expose_phi()),
+                        *m.details.started_on.expose_phi(),
+                    )
+                })
+                .collect(),
+            onsets: effects
+                .iter()
+                .map(|e| {
+                    (
+                        normalise(e.details.symptom.expose_phi()),
+                        *e.details.onset_on.expose_phi(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The (drug, symptom) pairs where the symptom began within `window`
+    /// days on or after the drug's start, each with how many reports.
+    pub fn pairs(&self, window: Window) -> BTreeMap<(String, String), u32> {
+        let mut out = BTreeMap::new();
+        for (drug, start) in &self.starts {
+            let end = *start + Duration::days(i64::from(window.days()));
+            for (symptom, onset) in &self.onsets {
+                if onset >= start && *onset <= end {
+                    *out.entry((drug.clone(), symptom.clone())).or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A drug-symptom pair and its count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Correlation {
+    /// The drug (normalised).
+    pub drug: String,
+    /// The symptom (normalised).
+    pub symptom: String,
+    /// Reports (per patient) or patients (per organization); `None` when
+    /// withheld because it is under [`limits::SMALL_CELL`].
+    pub count: Option<u32>,
+}
+
+/// The correlations of one patient: every pair with its report count.
+pub fn patient_correlations(timeline: &Timeline, window: Window) -> Vec<Correlation> {
+    timeline
+        .pairs(window)
+        .into_iter()
+        .map(|((drug, symptom), n)| Correlation {
+            drug,
+            symptom,
+            count: Some(n),
+        })
+        .collect()
+}
+
+/// The correlations across an organization: for each pair, how many
+/// patients have it, withheld (`None`) when fewer than
+/// [`limits::SMALL_CELL`]. Never per-patient rows.
+pub fn organization_correlations(timelines: &[Timeline], window: Window) -> Vec<Correlation> {
+    let mut patients: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for t in timelines {
+        let pairs: BTreeSet<(String, String)> = t.pairs(window).into_keys().collect();
+        for pair in pairs {
+            *patients.entry(pair).or_insert(0) += 1;
+        }
+    }
+    patients
+        .into_iter()
+        .map(|((drug, symptom), n)| Correlation {
+            drug,
+            symptom,
+            count: suppress(n),
+        })
+        .collect()
+}
+
+/// `n`, or `None` when it is a small cell (under 11).
+pub fn suppress(n: u32) -> Option<u32> {
+    (n >= limits::SMALL_CELL).then_some(n)
+}
+
+/// Names of the PHI fields, as audit events list them.
+pub const MEDICATION_FIELDS: [&str; 5] =
+    ["drug_name", "dose", "schedule", "started_on", "stopped_on"];
+/// Names of the PHI fields of a side-effect report.
+pub const SIDE_EFFECT_FIELDS: [&str; 3] = ["symptom", "severity", "onset_on"];
+
+/// Storage of medication statements and side-effect reports, confined to
+/// the caller's organization; every call audited in its transaction.
+/// `None`: no such patient.
+pub trait MedicationRepository: Send + Sync {
+    /// Records a statement (`medication.create`).
+    fn add_medication(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        details: &MedicationDetails,
+    ) -> impl Future<Output = Result<Option<Medication>, ClinicalError>> + Send;
+
+    /// Records a report (`side_effect.create`).
+    fn add_side_effect(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        details: &SideEffectDetails,
+    ) -> impl Future<Output = Result<Option<SideEffect>, ClinicalError>> + Send;
+
+    /// The patient's statements and reports, oldest first
+    /// (`medication.read`), at most 1000 of each.
+    fn history(
+        &self,
+        access: &Access,
+        patient: PatientId,
+    ) -> impl Future<Output = Result<Option<(Vec<Medication>, Vec<SideEffect>)>, ClinicalError>> + Send;
+
+    /// Every patient's timeline, for aggregation only
+    /// (`medication.aggregate`, one event naming how many patients).
+    fn timelines(
+        &self,
+        access: &Access,
+    ) -> impl Future<Output = Result<Vec<Timeline>, ClinicalError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    const TODAY: Date = date!(2026 - 12 - 01);
+
+    fn med(start: &str, stop: Option<&str>) -> Result<MedicationDetails, ClinicalError> {
+        MedicationInput {
+            drug_name: "Lisinopril".into(),
+            dose: "10 mg".into(),
+            schedule: "once daily".into(),
+            started_on: start.into(),
+            stopped_on: stop.map(Into::into),
+        }
+        .parse(TODAY)
+    }
+
+    fn fields(r: Result<impl std::fmt::Debug, ClinicalError>) -> Vec<String> {
+        match r {
+            Err(ClinicalError::Invalid(e)) => e.into_iter().map(|e| e.field).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn medication_dates_in_the_wrong_order_are_refused() {
+        assert!(med("2026-11-01", Some("2026-11-20")).is_ok());
+        assert_eq!(
+            fields(med("2026-11-20", Some("2026-11-01"))),
+            vec!["stopped_on"]
+        );
+        assert_eq!(fields(med("2026-13-01", None)), vec!["started_on"]);
+        assert_eq!(fields(med("2029-01-01", None)), vec!["started_on"]);
+        let empty = MedicationInput::default().parse(TODAY);
+        assert_eq!(
+            fields(empty),
+            vec!["drug_name", "dose", "schedule", "started_on"]
+        );
+    }
+
+    #[test]
+    fn side_effects_need_a_known_severity_and_a_past_onset() {
+        let ok = SideEffectInput {
+            symptom: "Dry cough".into(),
+            severity: "mild".into(),
+            onset_on: "2026-11-05".into(),
+        };
+        assert!(ok.clone().parse(TODAY).is_ok());
+        let bad = SideEffectInput {
+            severity: "awful".into(),
+            onset_on: "2026-12-24".into(),
+            ..ok
+        };
+        assert_eq!(fields(bad.parse(TODAY)), vec!["severity", "onset_on"]);
+    }
+
+    fn timeline(starts: &[(&str, Date)], onsets: &[(&str, Date)]) -> Timeline {
+        Timeline {
+            starts: starts.iter().map(|(d, t)| (normalise(d), *t)).collect(),
+            onsets: onsets.iter().map(|(s, t)| (normalise(s), *t)).collect(),
+        }
+    }
+
+    #[test]
+    fn symptoms_count_within_the_window_after_a_start() {
+        let t = timeline(
+            &[("Lisinopril", date!(2026 - 11 - 01))],
+            &[
+                ("Dry cough", date!(2026 - 11 - 05)),
+                ("dry cough ", date!(2026 - 11 - 10)),
+                ("Headache", date!(2026 - 10 - 30)),
+                ("Rash", date!(2026 - 11 - 20)),
+            ],
+        );
+        let w = Window::parse(Some(14)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            patient_correlations(&t, w),
+            vec![Correlation {
+                drug: "lisinopril".into(),
+                symptom: "dry cough".into(),
+                count: Some(2)
+            }]
+        );
+        assert!(Window::parse(Some(0)).is_err() && Window::parse(Some(366)).is_err());
+    }
+
+    #[test]
+    fn organization_counts_patients_and_withholds_small_cells() {
+        let start = date!(2026 - 11 - 01);
+        let coughing = timeline(
+            &[("lisinopril", start)],
+            &[("cough", start + Duration::days(3))],
+        );
+        let rash = timeline(
+            &[("amoxicillin", start)],
+            &[("rash", start + Duration::days(1))],
+        );
+        let mut all = vec![coughing.clone(); 11];
+        all.extend(vec![rash; 10]);
+        // A patient with two reports of one pair still counts once.
+        all.push(timeline(
+            &[("lisinopril", start)],
+            &[("cough", start), ("cough", start + Duration::days(2))],
+        ));
+        let w = Window::parse(None).unwrap_or_else(|e| panic!("{e:?}"));
+        let out = organization_correlations(&all, w);
+        assert_eq!(
+            out,
+            vec![
+                Correlation {
+                    drug: "amoxicillin".into(),
+                    symptom: "rash".into(),
+                    count: None
+                },
+                Correlation {
+                    drug: "lisinopril".into(),
+                    symptom: "cough".into(),
+                    count: Some(12)
+                },
+            ]
+        );
+        assert_eq!(suppress(10), None);
+        assert_eq!(suppress(11), Some(11));
+    }
+
+    #[test]
+    fn records_do_not_print_their_phi() {
+        let m = med("2026-11-01", None).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!format!("{m:?}").contains("Lisinopril"));
+    }
+}

@@ -1,0 +1,378 @@
+//! Medication statements and side-effect reports over SeaORM: every
+//! clinical field sealed for its organization, table, column and row.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use carapace_audit::{Access, AuditEvent, Outcome};
+use carapace_clinical::ClinicalError;
+use carapace_clinical::medication::{
+    MEDICATION_FIELDS, Medication, MedicationDetails, MedicationRepository, SIDE_EFFECT_FIELDS,
+    Severity, SideEffect, SideEffectDetails, Timeline, normalise,
+};
+use carapace_clinical::patient::PatientId;
+use carapace_phi_crypto::Phi;
+use carapace_phi_crypto::envelope::DataKey;
+use carapace_tenancy::TenantContext;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait as _, DatabaseTransaction, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
+};
+use time::Date;
+use time::macros::format_description;
+use uuid::Uuid;
+
+use crate::db::{Database, storage_error};
+use crate::entity::{medication as med, side_effect as effect};
+use crate::fields::{self, KeyVersions, Place};
+use crate::keys::KeyRing;
+
+/// Most records of each kind one history or aggregation reads per patient.
+const HISTORY_MAX: u64 = 1000;
+/// Most records of each kind one organization aggregate reads.
+const AGGREGATE_MAX: u64 = 100_000;
+
+/// [`MedicationRepository`] over `medication_statements` and `side_effects`.
+#[derive(Clone, Debug)]
+pub struct SeaMedications {
+    db: Database,
+    keys: Arc<KeyRing>,
+}
+
+impl SeaMedications {
+    /// Records in `db`, sealed with the organizations' keys.
+    pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
+        Self { db, keys }
+    }
+}
+
+fn seal(
+    key: &DataKey,
+    table: &str,
+    column: &str,
+    org: Uuid,
+    row: Uuid,
+    plain: &str,
+) -> Result<Vec<u8>, ClinicalError> {
+    Ok(fields::seal(
+        key,
+        Place {
+            org,
+            table,
+            column,
+            row,
+        },
+        plain.as_bytes(),
+    )?)
+}
+
+fn open(
+    key: &DataKey,
+    table: &str,
+    column: &str,
+    org: Uuid,
+    row: Uuid,
+    sealed: &[u8],
+) -> Result<String, ClinicalError> {
+    Ok(fields::open_text(
+        key,
+        Place {
+            org,
+            table,
+            column,
+            row,
+        },
+        sealed,
+    )?)
+}
+
+fn date_text(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn parse_date(s: &str) -> Result<Date, ClinicalError> {
+    Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ClinicalError::Storage(fields::integrity()))
+}
+
+const MEDS: &str = "medication_statements";
+const EFFECTS: &str = "side_effects";
+
+fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, ClinicalError> {
+    let o = |column: &str, v: &[u8]| open(key, MEDS, column, r.org_id, r.id, v);
+    Ok(Medication {
+        id: r.id,
+        patient: PatientId::from_uuid(r.patient_id),
+        details: MedicationDetails {
+            drug_name: Phi::new(o("drug_name", &r.drug_name)?),
+            dose: Phi::new(o("dose", &r.dose)?),
+            schedule: Phi::new(o("schedule", &r.schedule)?),
+            started_on: Phi::new(parse_date(&o("started_on", &r.started_on)?)?),
+            stopped_on: match &r.stopped_on {
+                Some(v) => Some(Phi::new(parse_date(&o("stopped_on", v)?)?)),
+                None => None,
+            },
+        },
+        created_at: r.created_at,
+    })
+}
+
+fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalError> {
+    let o = |column: &str, v: &[u8]| open(key, EFFECTS, column, r.org_id, r.id, v);
+    Ok(SideEffect {
+        id: r.id,
+        patient: PatientId::from_uuid(r.patient_id),
+        details: SideEffectDetails {
+            symptom: Phi::new(o("symptom", &r.symptom)?),
+            severity: Phi::new(
+                Severity::parse(&o("severity", &r.severity)?)
+                    .ok_or(ClinicalError::Storage(fields::integrity()))?,
+            ),
+            onset_on: Phi::new(parse_date(&o("onset_on", &r.onset_on)?)?),
+        },
+        created_at: r.created_at,
+    })
+}
+
+fn event(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
+    access.event(action, "patient", Some(patient.to_string()), outcome)
+}
+
+async fn commit(tx: DatabaseTransaction, events: &[AuditEvent]) -> Result<(), ClinicalError> {
+    crate::audit::append(&tx, events).await?;
+    tx.commit().await.map_err(|e| storage_error(e).into())
+}
+
+impl SeaMedications {
+    async fn rows(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        patient: Option<PatientId>,
+        max: u64,
+    ) -> Result<(Vec<med::Model>, Vec<effect::Model>), ClinicalError> {
+        let org = ctx.org().as_uuid();
+        let mut m = med::Entity::find()
+            .filter(med::Column::OrgId.eq(org))
+            .filter(crate::patients::live_org(ctx));
+        let mut e = effect::Entity::find()
+            .filter(effect::Column::OrgId.eq(org))
+            .filter(crate::patients::live_org(ctx));
+        if let Some(p) = patient {
+            m = m.filter(med::Column::PatientId.eq(p.as_uuid()));
+            e = e.filter(effect::Column::PatientId.eq(p.as_uuid()));
+        }
+        let meds = m
+            .order_by_asc(med::Column::Id)
+            .limit(max)
+            .all(tx)
+            .await
+            .map_err(storage_error)?;
+        let effects = e
+            .order_by_asc(effect::Column::Id)
+            .limit(max)
+            .all(tx)
+            .await
+            .map_err(storage_error)?;
+        Ok((meds, effects))
+    }
+
+    async fn open_all(
+        &self,
+        ctx: &TenantContext,
+        meds: &[med::Model],
+        effects: &[effect::Model],
+    ) -> Result<(Vec<Medication>, Vec<SideEffect>), ClinicalError> {
+        let mut keys = KeyVersions::new(&self.keys, ctx);
+        let mut m = Vec::with_capacity(meds.len());
+        for r in meds {
+            m.push(open_medication(&*keys.get(r.key_version).await?, r)?);
+        }
+        let mut e = Vec::with_capacity(effects.len());
+        for r in effects {
+            e.push(open_effect(&*keys.get(r.key_version).await?, r)?);
+        }
+        Ok((m, e))
+    }
+}
+
+impl MedicationRepository for SeaMedications {
+    async fn add_medication(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        d: &MedicationDetails,
+    ) -> Result<Option<Medication>, ClinicalError> {
+        let ctx = access.tenant();
+        let key = self.keys.current(ctx).await?;
+        let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
+        let s = |column: &str, v: &str| seal(&key, MEDS, column, org, id, v);
+        let created_at = carapace_audit::event::now_micros();
+        let row = med::ActiveModel {
+            org_id: Set(org),
+            id: Set(id),
+            patient_id: Set(patient.as_uuid()),
+            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+            drug_name: Set(s("drug_name", d.drug_name.expose_phi())?),
+            dose: Set(s("dose", d.dose.expose_phi())?),
+            schedule: Set(s("schedule", d.schedule.expose_phi())?),
+            started_on: Set(s("started_on", &date_text(*d.started_on.expose_phi()))?),
+            stopped_on: Set(d
+                .stopped_on
+                .as_ref()
+                .map(|v| s("stopped_on", &date_text(*v.expose_phi())))
+                .transpose()?),
+            created_at: Set(created_at),
+        };
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            commit(
+                tx,
+                &[event(
+                    access,
+                    "medication.create",
+                    patient,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        }
+        med::Entity::insert(row)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
+        let made = event(access, "medication.create", patient, Outcome::Allowed)
+            .with_phi_fields(&MEDICATION_FIELDS)
+            .with_detail(format!("medication {id}"));
+        commit(tx, &[made]).await?;
+        Ok(Some(Medication {
+            id,
+            patient,
+            details: d.clone(),
+            created_at,
+        }))
+    }
+
+    async fn add_side_effect(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        d: &SideEffectDetails,
+    ) -> Result<Option<SideEffect>, ClinicalError> {
+        let ctx = access.tenant();
+        let key = self.keys.current(ctx).await?;
+        let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
+        let s = |column: &str, v: &str| seal(&key, EFFECTS, column, org, id, v);
+        let created_at = carapace_audit::event::now_micros();
+        let row = effect::ActiveModel {
+            org_id: Set(org),
+            id: Set(id),
+            patient_id: Set(patient.as_uuid()),
+            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+            symptom: Set(s("symptom", d.symptom.expose_phi())?),
+            severity: Set(s("severity", d.severity.expose_phi().as_str())?),
+            onset_on: Set(s("onset_on", &date_text(*d.onset_on.expose_phi()))?),
+            created_at: Set(created_at),
+        };
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            commit(
+                tx,
+                &[event(
+                    access,
+                    "side_effect.create",
+                    patient,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        }
+        effect::Entity::insert(row)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
+        let made = event(access, "side_effect.create", patient, Outcome::Allowed)
+            .with_phi_fields(&SIDE_EFFECT_FIELDS)
+            .with_detail(format!("side effect {id}"));
+        commit(tx, &[made]).await?;
+        Ok(Some(SideEffect {
+            id,
+            patient,
+            details: d.clone(),
+            created_at,
+        }))
+    }
+
+    async fn history(
+        &self,
+        access: &Access,
+        patient: PatientId,
+    ) -> Result<Option<(Vec<Medication>, Vec<SideEffect>)>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            commit(
+                tx,
+                &[event(access, "medication.read", patient, Outcome::NotFound)],
+            )
+            .await?;
+            return Ok(None);
+        }
+        let (meds, effects) = self.rows(&tx, ctx, Some(patient), HISTORY_MAX).await?;
+        let mut read_fields: Vec<&str> = MEDICATION_FIELDS.to_vec();
+        read_fields.extend(SIDE_EFFECT_FIELDS);
+        let read = event(access, "medication.read", patient, Outcome::Allowed)
+            .with_phi_fields(&read_fields)
+            .with_detail(format!(
+                "{} medications, {} side effects",
+                meds.len(),
+                effects.len()
+            ));
+        commit(tx, &[read]).await?;
+        Ok(Some(self.open_all(ctx, &meds, &effects).await?))
+    }
+
+    async fn timelines(&self, access: &Access) -> Result<Vec<Timeline>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let (meds, effects) = self.rows(&tx, ctx, None, AGGREGATE_MAX).await?;
+        let patients: std::collections::BTreeSet<Uuid> =
+            meds.iter().map(|m| m.patient_id).collect();
+        let read = access
+            .event(
+                "medication.aggregate",
+                "organization",
+                Some(ctx.org().to_string()),
+                Outcome::Allowed,
+            )
+            .with_phi_fields(&["drug_name", "started_on", "symptom", "onset_on"])
+            .with_detail(format!("{} patients with medications", patients.len()));
+        commit(tx, &[read]).await?;
+        let (m, e) = self.open_all(ctx, &meds, &effects).await?;
+        let mut by_patient: BTreeMap<Uuid, Timeline> = BTreeMap::new();
+        for x in &m {
+            by_patient
+                .entry(x.patient.as_uuid())
+                .or_default()
+                .starts
+                .push((
+                    normalise(x.details.drug_name.expose_phi()),
+                    *x.details.started_on.expose_phi(),
+                ));
+        }
+        for x in &e {
+            by_patient
+                .entry(x.patient.as_uuid())
+                .or_default()
+                .onsets
+                .push((
+                    normalise(x.details.symptom.expose_phi()),
+                    *x.details.onset_on.expose_phi(),
+                ));
+        }
+        Ok(by_patient.into_values().collect())
+    }
+}
