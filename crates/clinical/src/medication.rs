@@ -373,6 +373,9 @@ pub const MEDICATION_FIELDS: [&str; 5] =
 /// Names of the PHI fields of a side-effect report.
 pub const SIDE_EFFECT_FIELDS: [&str; 3] = ["symptom", "severity", "onset_on"];
 
+/// A patient's statements and reports, oldest first.
+pub type MedicationHistory = (Vec<Medication>, Vec<SideEffect>);
+
 /// Storage of medication statements and side-effect reports, confined to
 /// the caller's organization; every call audited in its transaction.
 /// `None`: no such patient.
@@ -399,7 +402,7 @@ pub trait MedicationRepository: Send + Sync {
         &self,
         access: &Access,
         patient: PatientId,
-    ) -> impl Future<Output = Result<Option<(Vec<Medication>, Vec<SideEffect>)>, ClinicalError>> + Send;
+    ) -> impl Future<Output = Result<Option<MedicationHistory>, ClinicalError>> + Send;
 
     /// Every patient's timeline, for aggregation only
     /// (`medication.aggregate`, one event naming how many patients).

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::medication::{
-    MEDICATION_FIELDS, Medication, MedicationDetails, MedicationRepository, SIDE_EFFECT_FIELDS,
-    Severity, SideEffect, SideEffectDetails, Timeline, normalise,
+    MEDICATION_FIELDS, Medication, MedicationDetails, MedicationHistory, MedicationRepository,
+    SIDE_EFFECT_FIELDS, Severity, SideEffect, SideEffectDetails, Timeline, normalise,
 };
 use carapace_clinical::patient::PatientId;
 use carapace_phi_crypto::Phi;
@@ -310,7 +310,7 @@ impl MedicationRepository for SeaMedications {
         &self,
         access: &Access,
         patient: PatientId,
-    ) -> Result<Option<(Vec<Medication>, Vec<SideEffect>)>, ClinicalError> {
+    ) -> Result<Option<MedicationHistory>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {

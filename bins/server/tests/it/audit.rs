@@ -318,7 +318,7 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
         (
             "correlate the organization",
             h.get(app.url("/api/v1/analytics/side-effect-correlations"))
-                .bearer_auth(&app.token_as(&org, Role::Compliance, "compliance-officer")),
+                .bearer_auth(app.token_as(&org, Role::Compliance, "compliance-officer")),
             vec![("medication.aggregate", "allowed")],
         ),
         (
