@@ -27,6 +27,7 @@ mod m0013_care_assignment_lookup;
 mod m0014_appointments;
 mod m0015_calendar_feeds;
 mod m0016_medications;
+mod m0017_consultations;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_appointments::Migration),
             Box::new(m0015_calendar_feeds::Migration),
             Box::new(m0016_medications::Migration),
+            Box::new(m0017_consultations::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod calendar;
+pub mod consultations;
 pub mod docs;
 pub mod health;
 pub mod medications;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(appointments::configure)
                 .configure(calendar::configure)
                 .configure(medications::configure)
+                .configure(consultations::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

@@ -29,7 +29,7 @@ use carapace_infra::sms::TwilioSms;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
     Backend, Channels, Database, ReminderDeliverer, ReminderReport, SeaAppointments,
-    SeaCalendarFeeds, SeaMedications, SeaOrganizations, SeaPatients,
+    SeaCalendarFeeds, SeaConsultations, SeaMedications, SeaOrganizations, SeaPatients,
 };
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
 use carapace_tenancy::cursor::CursorKey;
@@ -176,6 +176,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         patients: SeaPatients::new(db.clone(), keys.clone()),
         appointments: SeaAppointments::new(db.clone(), keys.clone()),
         medications: SeaMedications::new(db.clone(), keys.clone()),
+        consultations: SeaConsultations::new(db.clone()),
         calendar: SeaCalendarFeeds::new(
             db.clone(),
             SeaAppointments::new(db.clone(), keys.clone()),

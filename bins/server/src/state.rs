@@ -10,7 +10,8 @@ use carapace_infra::mail::LettreMailer;
 use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
-    Database, SeaAppointments, SeaCalendarFeeds, SeaMedications, SeaOrganizations, SeaPatients,
+    Database, SeaAppointments, SeaCalendarFeeds, SeaConsultations, SeaMedications,
+    SeaOrganizations, SeaPatients,
 };
 use carapace_tenancy::cursor::CursorKey;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub calendar: SeaCalendarFeeds,
     /// Medication statements and side effects.
     pub medications: SeaMedications,
+    /// Consents and referrals.
+    pub consultations: SeaConsultations,
     /// Length limits and horizon of bookings.
     pub booking_rules: carapace_clinical::appointment::BookingRules,
     /// When reminders go out before an appointment.

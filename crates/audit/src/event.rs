@@ -103,6 +103,17 @@ impl Access {
         self
     }
 
+    /// The same actor, kind and origin acting in `org` (record sharing
+    /// across organizations: each side's events carry the real actor).
+    pub fn in_org(&self, org: OrgId) -> Self {
+        Self {
+            tenant: TenantContext::new(org, self.tenant.actor().clone()),
+            kind: self.kind,
+            acting_for: self.acting_for.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
     /// The tenant context data access is confined to.
     pub fn tenant(&self) -> &TenantContext {
         &self.tenant

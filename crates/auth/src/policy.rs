@@ -43,11 +43,17 @@ pub enum Permission {
     SideEffectReport,
     /// Read organization-wide clinical aggregates (small cells withheld).
     ClinicalAnalytics,
+    /// Record, list and withdraw a patient's sharing consents (of a
+    /// related patient, or one's own).
+    ConsentManage,
+    /// Refer a related patient to another clinician under a consent, and
+    /// read what is shared with oneself.
+    Consultation,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 16] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -62,6 +68,8 @@ impl Permission {
         Permission::AppointmentWrite,
         Permission::SideEffectReport,
         Permission::ClinicalAnalytics,
+        Permission::ConsentManage,
+        Permission::Consultation,
     ];
 
     /// The permission's name, `resource:action`.
@@ -81,6 +89,8 @@ impl Permission {
             Permission::AppointmentWrite => "appointment:write",
             Permission::SideEffectReport => "side_effect:report",
             Permission::ClinicalAnalytics => "clinical_analytics:read",
+            Permission::ConsentManage => "consent:manage",
+            Permission::Consultation => "consultation",
         }
     }
 
@@ -94,6 +104,8 @@ impl Permission {
                 | Permission::AppointmentRead
                 | Permission::AppointmentWrite
                 | Permission::SideEffectReport
+                | Permission::ConsentManage
+                | Permission::Consultation
         )
     }
 
@@ -121,6 +133,7 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
+use Permission::{ConsentManage, Consultation};
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
 /// the care team only and `patient`'s its own record only: see
@@ -142,6 +155,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             AppointmentWrite,
             SideEffectReport,
             ClinicalAnalytics,
+            ConsentManage,
         ],
     ),
     (
@@ -153,6 +167,8 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             AppointmentRead,
             AppointmentWrite,
             SideEffectReport,
+            ConsentManage,
+            Consultation,
         ],
     ),
     (
@@ -167,6 +183,8 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             AppointmentRead,
             AppointmentWrite,
             SideEffectReport,
+            ConsentManage,
+            Consultation,
         ],
     ),
     (Role::Compliance, &[AuditRead, ClinicalAnalytics]),

@@ -39,6 +39,15 @@ pub enum ClinicalError {
         /// What clashed, never a value.
         detail: &'static str,
     },
+    /// The rules refuse the request whatever the input (`code` names the
+    /// rule).
+    #[error("refused: {code}")]
+    Refused {
+        /// Stable code, e.g. `external_referrals_off`.
+        code: &'static str,
+        /// Why, in words.
+        detail: &'static str,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -50,7 +59,7 @@ impl ClinicalError {
         match self {
             Self::Invalid(_) => "validation_failed",
             Self::NotFound => "not_found",
-            Self::Conflict { code, .. } => code,
+            Self::Conflict { code, .. } | Self::Refused { code, .. } => code,
             Self::Storage(e) => e.code(),
         }
     }

@@ -1,6 +1,6 @@
 //! The clinical domain: patients and their care relationships, and
 //! appointments with their reminders, medications and side
-//! effects.
+//! effects, consents and referrals.
 //!
 //! This crate owns the domain types, their validation rules and the
 //! repository ports. Every repository method takes a
@@ -8,6 +8,7 @@
 //! It never depends on a database driver or an HTTP framework.
 
 pub mod appointment;
+pub mod consultation;
 mod error;
 pub mod medication;
 pub mod patient;

@@ -11,6 +11,7 @@ pub mod alerts;
 mod appointments;
 pub mod audit;
 mod calendar;
+mod consultations;
 pub mod db;
 pub mod dev_token;
 mod entity;
@@ -35,6 +36,7 @@ pub mod tokens;
 
 pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};
 pub use calendar::SeaCalendarFeeds;
+pub use consultations::SeaConsultations;
 pub use db::{Backend, Database, DbSettings, TlsMode};
 pub use medications::SeaMedications;
 pub use organizations::{SeaOrganizations, all_org_ids};

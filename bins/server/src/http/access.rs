@@ -22,6 +22,7 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
+use Permission::{ConsentManage, Consultation};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -144,6 +145,24 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/analytics/side-effect-correlations",
         Needs(ClinicalAnalytics),
     ),
+    (
+        "POST",
+        "/api/v1/patients/{id}/consents",
+        Needs(ConsentManage),
+    ),
+    (
+        "GET",
+        "/api/v1/patients/{id}/consents",
+        Needs(ConsentManage),
+    ),
+    (
+        "POST",
+        "/api/v1/patients/{id}/consents/{consent}/revoke",
+        Needs(ConsentManage),
+    ),
+    ("POST", "/api/v1/referrals", Needs(Consultation)),
+    ("GET", "/api/v1/referrals", Needs(Consultation)),
+    ("GET", "/api/v1/referrals/{id}/record", Needs(Consultation)),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

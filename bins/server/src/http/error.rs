@@ -99,6 +99,15 @@ pub enum ApiError {
         /// What clashed, in words.
         detail: &'static str,
     },
+    /// The rules refuse this whatever the input (403), with a specific
+    /// code and explanation.
+    #[error("refused: {code}")]
+    Refused {
+        /// Stable code.
+        code: &'static str,
+        /// Why, in words.
+        detail: &'static str,
+    },
     /// A dependency (database) is unavailable.
     #[error("unavailable")]
     Unavailable(#[source] StorageError),
@@ -134,7 +143,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Invalid(_) => "validation_failed",
             Self::Conflict => "conflict",
-            Self::Clash { code, .. } => code,
+            Self::Clash { code, .. } | Self::Refused { code, .. } => code,
             Self::Unavailable(_) => "unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
@@ -150,7 +159,7 @@ impl ApiError {
         let detail = match self {
             Self::Malformed(d) => Some((*d).to_owned()),
             Self::BadQuery(d) | Self::NotReady(d) => Some(d.clone()),
-            Self::Clash { detail, .. } => Some((*detail).to_owned()),
+            Self::Clash { detail, .. } | Self::Refused { detail, .. } => Some((*detail).to_owned()),
             Self::Unauthenticated(AuthError::MissingCredentials) => {
                 Some("send Authorization: Bearer <token>".to_owned())
             }
@@ -199,7 +208,8 @@ impl ResponseError for ApiError {
             | Self::Forbidden
             | Self::CsrfFailed
             | Self::StepUpRequired
-            | Self::NoRelationship => StatusCode::FORBIDDEN,
+            | Self::NoRelationship
+            | Self::Refused { .. } => StatusCode::FORBIDDEN,
             Self::Unauthenticated(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -294,6 +304,7 @@ impl From<ClinicalError> for ApiError {
             ClinicalError::Invalid(errs) => Self::Invalid(errs),
             ClinicalError::NotFound => Self::NotFound,
             ClinicalError::Conflict { code, detail } => Self::Clash { code, detail },
+            ClinicalError::Refused { code, detail } => Self::Refused { code, detail },
             ClinicalError::Storage(s) => s.into(),
             other => Self::Internal(Box::new(other)),
         }

@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    admin, appointments, audit, auth, calendar, health, medications, metrics, organization,
-    patients, service_keys, users,
+    admin, appointments, audit, auth, calendar, consultations, health, medications, metrics,
+    organization, patients, service_keys, users,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -35,6 +35,8 @@ use crate::http::error::{Problem, ProblemField};
         calendar::create, calendar::list, calendar::revoke, calendar::feed,
         medications::add_medication, medications::history, medications::add_side_effect,
         medications::correlate, medications::correlate_organization,
+        consultations::record_consent, consultations::consents, consultations::revoke_consent,
+        consultations::refer, consultations::referrals, consultations::shared_record,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors),
@@ -42,6 +44,7 @@ use crate::http::error::{Problem, ProblemField};
          (name = "patients", description = "Patient records of the caller's organization"),
          (name = "appointments", description = "Appointments, availability and reminder preferences"),
          (name = "medications", description = "Medication statements, side effects and their correlation"),
+         (name = "consultations", description = "Consents, referrals and shared records"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
          (name = "health", description = "Liveness and readiness"),
          (name = "operations", description = "Operating the deployment (kill switch)")),

@@ -127,6 +127,14 @@ pub struct History {
     side_effects: Vec<SideEffectView>,
 }
 
+/// The wire shape of a patient's medications and side effects.
+pub(crate) fn history_view(meds: &[Medication], effects: &[SideEffect]) -> History {
+    History {
+        medications: meds.iter().map(MedicationView::from).collect(),
+        side_effects: effects.iter().map(SideEffectView::from).collect(),
+    }
+}
+
 /// A drug-symptom pair.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CorrelationView {
@@ -242,10 +250,7 @@ pub async fn history(
         .history(&access, patient)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(History {
-        medications: meds.iter().map(MedicationView::from).collect(),
-        side_effects: effects.iter().map(SideEffectView::from).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(history_view(&meds, &effects)))
 }
 
 /// The correlation window.

@@ -56,6 +56,8 @@ fn action_of(permission: Permission) -> &'static str {
         Permission::AppointmentRead => "appointment.read",
         Permission::AppointmentWrite => "appointment.write",
         Permission::SideEffectReport => "side_effect.create",
+        Permission::ConsentManage => "consent.manage",
+        Permission::Consultation => "referral.create",
         _ => "patient.access",
     }
 }

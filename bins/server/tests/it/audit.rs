@@ -114,6 +114,32 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
     assert_eq!(feed.status(), 201);
     let feed: Value = feed.json().await.unwrap_or_else(|e| panic!("{e}"));
     let feed_url = feed["url"].as_str().unwrap_or_default().to_owned();
+    // A consent for Bob and a referral under it (read and revoked below).
+    let consent_body = json!({"recipient": "clinician-bob", "sections": ["medications"],
+        "expires_at": rfc(time::OffsetDateTime::now_utc() + time::Duration::days(7))});
+    let consent = send(
+        app.http
+            .post(app.url(&format!("{path}/consents")))
+            .bearer_auth(&ada)
+            .json(&consent_body),
+    )
+    .await;
+    assert_eq!(consent.status(), 201);
+    let consent: Value = consent.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let consent_id = consent["id"].as_str().unwrap_or_default().to_owned();
+    let referral = send(
+        app.http
+            .post(app.url("/api/v1/referrals"))
+            .bearer_auth(&ada)
+            .json(&json!({"patient_id": p, "consent_id": consent_id})),
+    )
+    .await;
+    assert_eq!(referral.status(), 201);
+    let referral: Value = referral.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let shared = format!(
+        "/api/v1/referrals/{}/record",
+        referral["id"].as_str().unwrap_or_default()
+    );
     let feed_id = feed["id"].as_str().unwrap_or_default().to_owned();
 
     type Case<'a> = (&'a str, reqwest::RequestBuilder, Vec<(&'a str, &'a str)>);
@@ -328,6 +354,57 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
             vec![
                 ("patient.read", "denied"),
                 ("security.authorization_denied", "denied"),
+            ],
+        ),
+        (
+            "record a consent",
+            h.post(app.url(&format!("{path}/consents")))
+                .bearer_auth(&ada)
+                .json(&consent_body),
+            vec![("consent.create", "allowed")],
+        ),
+        (
+            "list consents",
+            h.get(app.url(&format!("{path}/consents")))
+                .bearer_auth(&ada),
+            vec![("consent.list", "allowed")],
+        ),
+        (
+            "refer",
+            h.post(app.url("/api/v1/referrals"))
+                .bearer_auth(&ada)
+                .json(&json!({"patient_id": p, "consent_id": consent_id})),
+            vec![
+                ("referral.create", "allowed"),
+                ("referral.received", "allowed"),
+            ],
+        ),
+        (
+            "list referrals",
+            h.get(app.url("/api/v1/referrals")).bearer_auth(&bob),
+            vec![("referral.list", "allowed")],
+        ),
+        (
+            "read a shared record",
+            h.get(app.url(&shared)).bearer_auth(&bob),
+            vec![
+                ("referral.shared_read", "allowed"),
+                ("referral.shared_read", "allowed"),
+                ("medication.read", "allowed"),
+            ],
+        ),
+        (
+            "revoke a consent",
+            h.post(app.url(&format!("{path}/consents/{consent_id}/revoke")))
+                .bearer_auth(&ada),
+            vec![("consent.revoke", "allowed")],
+        ),
+        (
+            "read a shared record after revocation",
+            h.get(app.url(&shared)).bearer_auth(&bob),
+            vec![
+                ("referral.shared_read", "denied"),
+                ("referral.shared_read", "denied"),
             ],
         ),
         (

@@ -9,6 +9,7 @@ mod auth;
 mod authorization;
 mod bad_input;
 mod cli;
+mod consultations;
 mod faults;
 mod headers;
 mod health;

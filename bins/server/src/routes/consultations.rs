@@ -1,0 +1,467 @@
+//! Consents and referrals: a patient's consent to share sections of their
+//! record with one clinician (recorded by the patient or their care team,
+//! withdrawable), referrals under it, and the shared record as the
+//! receiving clinician reads it: exactly the consented sections, while the
+//! consent is in force, audited in both organizations.
+
+use actix_web::{HttpResponse, web};
+use carapace_audit::Outcome;
+use carapace_auth::policy::Permission;
+use carapace_clinical::appointment::{
+    AppointmentQuery, AppointmentRepository as _, AppointmentScope,
+};
+use carapace_clinical::consultation::{
+    Consent, ConsentInput, ConsultationRepository as _, Referral, Section, check_consent, may_refer,
+};
+use carapace_clinical::medication::MedicationRepository as _;
+use carapace_clinical::patient::{PageLimit, PatientId, PatientRepository as _};
+use carapace_tenancy::{OrgSlug, OrganizationRepository as _};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::routes::appointments::AppointmentView;
+use crate::routes::medications::{History, history_view};
+use crate::routes::patients::{PatientView, related};
+use crate::state::AppState;
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/patients/{id}/consents")
+            .route(web::post().to(record_consent))
+            .route(web::get().to(consents)),
+    )
+    .service(
+        web::resource("/patients/{id}/consents/{consent}/revoke")
+            .route(web::post().to(revoke_consent)),
+    )
+    .service(
+        web::resource("/referrals")
+            .route(web::post().to(refer))
+            .route(web::get().to(referrals)),
+    )
+    .service(web::resource("/referrals/{id}/record").route(web::get().to(shared_record)));
+}
+
+/// A consent to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    /// The clinician it is for.
+    #[schema(example = "clinician-bob", max_length = 255)]
+    recipient: String,
+    /// The clinician's organization (slug), when not the patient's.
+    #[schema(max_length = 63)]
+    recipient_org: Option<String>,
+    /// Any of `demographics`, `appointments`, `medications`.
+    #[schema(max_items = 3, example = json!(["medications"]))]
+    sections: Vec<String>,
+    /// RFC 3339, at most 366 days ahead.
+    #[schema(format = DateTime, max_length = 64)]
+    expires_at: String,
+}
+
+/// A recorded consent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentView {
+    id: Uuid,
+    patient_id: Uuid,
+    recipient: String,
+    recipient_org: Uuid,
+    sections: Vec<String>,
+    expires_at: String,
+    revoked_at: Option<String>,
+    recorded_by: String,
+    /// In force now.
+    active: bool,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl From<&Consent> for ConsentView {
+    fn from(c: &Consent) -> Self {
+        Self {
+            id: c.id,
+            patient_id: c.patient.as_uuid(),
+            recipient: c.recipient.as_str().to_owned(),
+            recipient_org: c.recipient_org.as_uuid(),
+            sections: c.sections.iter().map(|s| s.as_str().to_owned()).collect(),
+            expires_at: rfc3339(c.expires_at),
+            revoked_at: c.revoked_at.map(rfc3339),
+            recorded_by: c.recorded_by.as_str().to_owned(),
+            active: c.active(OffsetDateTime::now_utc()),
+        }
+    }
+}
+
+/// Records the patient's consent to share sections of their record with
+/// one clinician until a time.
+#[utoipa::path(post, path = "/api/v1/patients/{id}/consents", tag = "consultations", request_body = ConsentBody,
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+    responses(
+        (status = 201, body = ConsentView),
+        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn record_consent(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: JsonBody<ConsentBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let recipient_org = match b.recipient_org.as_deref() {
+        None => auth.0.org(),
+        Some(slug) => {
+            let unknown = || {
+                ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+                    "recipient_org",
+                    "must be the slug of an organization",
+                )])
+            };
+            let slug = OrgSlug::parse(slug).map_err(|_| unknown())?;
+            state
+                .orgs
+                .find_by_slug(&slug)
+                .await?
+                .ok_or_else(unknown)?
+                .id
+        }
+    };
+    let new = ConsentInput {
+        recipient: b.recipient,
+        sections: b.sections,
+        expires_at: b.expires_at,
+    }
+    .parse(recipient_org, OffsetDateTime::now_utc())?;
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
+    let made = state
+        .consultations
+        .record_consent(&access, patient, &new)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Created().json(ConsentView::from(&made)))
+}
+
+/// The patient's consents.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/consents", tag = "consultations",
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+    responses((status = 200, body = [ConsentView]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn consents(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = PatientId::from_uuid(id.into_inner());
+    let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
+    let all = state
+        .consultations
+        .consents(&access, patient)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let views: Vec<ConsentView> = all.iter().map(ConsentView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+/// Withdraws a consent: what it shared stops at once.
+#[utoipa::path(post, path = "/api/v1/patients/{id}/consents/{consent}/revoke", tag = "consultations",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "patient id"), ("consent" = Uuid, Path, description = "consent id")),
+    responses((status = 204, description = "withdrawn"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke_consent(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (patient, consent) = path.into_inner();
+    let patient = PatientId::from_uuid(patient);
+    let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
+    if state
+        .consultations
+        .revoke_consent(&access, patient, consent, OffsetDateTime::now_utc())
+        .await?
+    {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// A referral to make: the recipient is the consent's.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferBody {
+    patient_id: Uuid,
+    /// An active consent of the patient.
+    consent_id: Uuid,
+}
+
+/// A referral.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferralView {
+    id: Uuid,
+    /// The patient's organization.
+    org: Uuid,
+    patient_id: Uuid,
+    consent_id: Uuid,
+    from: String,
+    to_org: Uuid,
+    to: String,
+    created_at: String,
+}
+
+impl From<&Referral> for ReferralView {
+    fn from(r: &Referral) -> Self {
+        Self {
+            id: r.id,
+            org: r.org.as_uuid(),
+            patient_id: r.patient.as_uuid(),
+            consent_id: r.consent,
+            from: r.from.as_str().to_owned(),
+            to_org: r.to_org.as_uuid(),
+            to: r.to.as_str().to_owned(),
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+/// Refers a patient of one's care team to the clinician named by an
+/// active consent of the patient: in this organization, or another one
+/// when both allow external referrals.
+#[utoipa::path(post, path = "/api/v1/referrals", tag = "consultations", request_body = ReferBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = ReferralView),
+        (status = 403, description = "external_referrals_off, or not in the care team", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "no active consent of this patient", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refer(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: JsonBody<ReferBody>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = PatientId::from_uuid(body.0.patient_id);
+    let access = related(&state, &auth, patient, Permission::Consultation).await?;
+    let now = OffsetDateTime::now_utc();
+    let consent = state
+        .consultations
+        .consent(access.tenant(), body.0.consent_id)
+        .await?;
+    check_consent(consent.as_ref(), patient, now)?;
+    let Some(consent) = consent else {
+        return Err(ApiError::NotFound);
+    };
+    let receiving = state
+        .orgs
+        .find_by_id(consent.recipient_org)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    may_refer(auth.0.org(), &auth.1, receiving.id, &receiving.settings)?;
+    let referral = Referral {
+        id: Uuid::now_v7(),
+        org: auth.0.org(),
+        patient,
+        consent: consent.id,
+        from: auth.0.subject().clone(),
+        to_org: consent.recipient_org,
+        to: consent.recipient.clone(),
+        created_at: carapace_audit::event::now_micros(),
+    };
+    state.consultations.refer(&access, &referral).await?;
+    Ok(HttpResponse::Created().json(ReferralView::from(&referral)))
+}
+
+/// Which referrals.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Direction {
+    /// `incoming` (default: to me) or `outgoing` (from me).
+    direction: Option<String>,
+}
+
+/// Referrals to the caller, or from the caller.
+#[utoipa::path(get, path = "/api/v1/referrals", tag = "consultations", security(("bearer" = [])),
+    params(Direction),
+    responses((status = 200, body = [ReferralView]), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn referrals(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<Direction>,
+) -> Result<HttpResponse, ApiError> {
+    let incoming = match params.direction.as_deref() {
+        None | Some("incoming") => true,
+        Some("outgoing") => false,
+        Some(_) => {
+            return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+                "direction",
+                "must be incoming or outgoing",
+            )]));
+        }
+    };
+    let found = state
+        .consultations
+        .referrals(&auth.access(), incoming)
+        .await?;
+    let views: Vec<ReferralView> = found.iter().map(ReferralView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+/// What a referral shares right now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SharedRecord {
+    referral_id: Uuid,
+    patient_id: Uuid,
+    /// The sections the consent lets you read now.
+    sections: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    demographics: Option<PatientView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    appointments: Option<Vec<AppointmentView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    medications: Option<History>,
+}
+
+/// The record a referral shares with the caller: exactly the consented
+/// sections, while the consent is in force (403 `consent_inactive` once it
+/// is withdrawn or expired). Every read is recorded in both organizations.
+#[utoipa::path(get, path = "/api/v1/referrals/{id}/record", tag = "consultations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "referral id")),
+    responses(
+        (status = 200, body = SharedRecord),
+        (status = 403, description = "consent_inactive or external_referrals_off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn shared_record(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let here = auth.access();
+    let event = |access: &carapace_audit::Access, outcome: Outcome, detail: String| {
+        access
+            .event(
+                "referral.shared_read",
+                "referral",
+                Some(id.to_string()),
+                outcome,
+            )
+            .with_detail(detail)
+    };
+    let Some(incoming) = state.consultations.incoming(&here, id).await? else {
+        state
+            .audit
+            .record(&event(&here, Outcome::NotFound, String::new()))
+            .await?;
+        return Err(ApiError::NotFound);
+    };
+    let there = here.in_org(incoming.org);
+    let found = state.consultations.shared(there.tenant(), id).await?;
+    let Some((referral, consent)) = found.filter(|(r, c)| {
+        r.to == *auth.0.subject()
+            && r.to_org == auth.0.org()
+            && c.is_for(auth.0.org(), auth.0.subject())
+    }) else {
+        state
+            .audit
+            .record(&event(
+                &here,
+                Outcome::NotFound,
+                "gone at the source".into(),
+            ))
+            .await?;
+        return Err(ApiError::NotFound);
+    };
+    let now = OffsetDateTime::now_utc();
+    let source = state
+        .orgs
+        .find_by_id(referral.org)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let sections = consent.readable(now);
+    let refusal = if let Err(e) = may_refer(source.id, &source.settings, auth.0.org(), &auth.1) {
+        Some(ApiError::from(e))
+    } else if sections.is_empty() {
+        Some(ApiError::Refused {
+            code: "consent_inactive",
+            detail: "the patient's consent was withdrawn or has expired",
+        })
+    } else {
+        None
+    };
+    if let Some(refused) = refusal {
+        for side in [&here, &there] {
+            let why = format!("refused: {}", refused.code());
+            state
+                .audit
+                .record(&event(side, Outcome::Denied, why))
+                .await?;
+        }
+        return Err(refused);
+    }
+    let names: Vec<String> = sections.iter().map(|s| s.as_str().to_owned()).collect();
+    // Both trails first (fail closed), then the reads, each also recorded
+    // at the source by its repository.
+    for side in [&here, &there] {
+        let detail = format!(
+            "patient {} of org {} for {}: {}",
+            referral.patient,
+            referral.org,
+            auth.0.subject(),
+            names.join(", ")
+        );
+        state
+            .audit
+            .record(&event(side, Outcome::Allowed, detail))
+            .await?;
+    }
+    let mut record = SharedRecord {
+        referral_id: id,
+        patient_id: referral.patient.as_uuid(),
+        sections: names,
+        demographics: None,
+        appointments: None,
+        medications: None,
+    };
+    for section in sections {
+        match section {
+            Section::Demographics => {
+                let p = state.patients.get(&there, referral.patient).await?;
+                record.demographics = p.as_ref().map(PatientView::from);
+            }
+            Section::Appointments => {
+                let page = state
+                    .appointments
+                    .list(
+                        &there,
+                        &AppointmentQuery {
+                            scope: AppointmentScope::Patient(referral.patient),
+                            from: None,
+                            to: None,
+                            limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
+                            after: None,
+                        },
+                    )
+                    .await?;
+                record.appointments = Some(page.items.iter().map(AppointmentView::from).collect());
+            }
+            Section::Medications => {
+                let h = state.medications.history(&there, referral.patient).await?;
+                record.medications = h.map(|(m, e)| history_view(&m, &e));
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(record))
+}

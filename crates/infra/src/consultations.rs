@@ -1,0 +1,406 @@
+//! Consents and referrals over SeaORM. A referral is written in the
+//! patient's organization and mirrored in the receiving one, each in its
+//! own tenant transaction with its own audit event; if the mirror cannot be
+//! written the referral is removed again, so no half-made referral stays.
+
+use carapace_audit::{Access, AuditEvent, Outcome};
+use carapace_clinical::ClinicalError;
+use carapace_clinical::consultation::{
+    Consent, ConsultationRepository, NewConsent, Referral, Section,
+};
+use carapace_clinical::patient::PatientId;
+use carapace_tenancy::{OrgId, SubjectId, TenantContext};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait as _, DatabaseTransaction, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::{Database, storage_error};
+use crate::entity::{consent as c, incoming_referral as inc, referral as r};
+
+/// Most consents or referrals one listing returns.
+const LIST_MAX: u64 = 500;
+
+/// [`ConsultationRepository`] over `consents`, `referrals` and
+/// `incoming_referrals`.
+#[derive(Clone, Debug)]
+pub struct SeaConsultations {
+    db: Database,
+}
+
+impl SeaConsultations {
+    /// Consultations in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn integrity() -> ClinicalError {
+    ClinicalError::Storage(crate::fields::integrity())
+}
+
+fn subject(s: &str) -> Result<SubjectId, ClinicalError> {
+    SubjectId::parse(s).map_err(|_| integrity())
+}
+
+fn consent_of(m: c::Model) -> Result<Consent, ClinicalError> {
+    let sections = m
+        .sections
+        .split(',')
+        .map(|s| Section::parse(s).ok_or_else(integrity))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Consent {
+        id: m.id,
+        patient: PatientId::from_uuid(m.patient_id),
+        recipient_org: OrgId::from_uuid(m.recipient_org),
+        recipient: subject(&m.recipient)?,
+        sections,
+        expires_at: m.expires_at,
+        revoked_at: m.revoked_at,
+        recorded_by: subject(&m.recorded_by)?,
+        created_at: m.created_at,
+    })
+}
+
+fn referral_of(m: r::Model) -> Result<Referral, ClinicalError> {
+    Ok(Referral {
+        id: m.id,
+        org: OrgId::from_uuid(m.org_id),
+        patient: PatientId::from_uuid(m.patient_id),
+        consent: m.consent_id,
+        from: subject(&m.from_subject)?,
+        to_org: OrgId::from_uuid(m.to_org),
+        to: subject(&m.to_subject)?,
+        created_at: m.created_at,
+    })
+}
+
+fn mirrored(m: inc::Model) -> Result<Referral, ClinicalError> {
+    Ok(Referral {
+        id: m.id,
+        org: OrgId::from_uuid(m.source_org),
+        patient: PatientId::from_uuid(m.patient_id),
+        consent: m.consent_id,
+        from: subject(&m.from_subject)?,
+        to_org: OrgId::from_uuid(m.org_id),
+        to: subject(&m.to_subject)?,
+        created_at: m.created_at,
+    })
+}
+
+async fn commit(tx: DatabaseTransaction, events: &[AuditEvent]) -> Result<(), ClinicalError> {
+    crate::audit::append(&tx, events).await?;
+    tx.commit().await.map_err(|e| storage_error(e).into())
+}
+
+fn on_patient(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
+    access.event(action, "patient", Some(patient.to_string()), outcome)
+}
+
+impl ConsultationRepository for SeaConsultations {
+    async fn record_consent(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        new: &NewConsent,
+    ) -> Result<Option<Consent>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            commit(
+                tx,
+                &[on_patient(
+                    access,
+                    "consent.create",
+                    patient,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        }
+        let names: Vec<&str> = new.sections.iter().map(|s| s.as_str()).collect();
+        let row = c::Model {
+            org_id: ctx.org().as_uuid(),
+            id: Uuid::now_v7(),
+            patient_id: patient.as_uuid(),
+            recipient_org: new.recipient_org.as_uuid(),
+            recipient: new.recipient.as_str().to_owned(),
+            sections: names.join(","),
+            expires_at: new.expires_at,
+            revoked_at: None,
+            recorded_by: ctx.actor().as_str().to_owned(),
+            created_at: carapace_audit::event::now_micros(),
+        };
+        c::Entity::insert(c::ActiveModel {
+            org_id: Set(row.org_id),
+            id: Set(row.id),
+            patient_id: Set(row.patient_id),
+            recipient_org: Set(row.recipient_org),
+            recipient: Set(row.recipient.clone()),
+            sections: Set(row.sections.clone()),
+            expires_at: Set(row.expires_at),
+            revoked_at: Set(None),
+            recorded_by: Set(row.recorded_by.clone()),
+            created_at: Set(row.created_at),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(storage_error)?;
+        let made =
+            on_patient(access, "consent.create", patient, Outcome::Allowed).with_detail(format!(
+                "consent {} for {} of org {}: {} until {}",
+                row.id, row.recipient, row.recipient_org, row.sections, row.expires_at
+            ));
+        commit(tx, &[made]).await?;
+        consent_of(row).map(Some)
+    }
+
+    async fn consents(
+        &self,
+        access: &Access,
+        patient: PatientId,
+    ) -> Result<Option<Vec<Consent>>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+            commit(
+                tx,
+                &[on_patient(
+                    access,
+                    "consent.list",
+                    patient,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        }
+        let rows = c::Entity::find()
+            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(c::Column::PatientId.eq(patient.as_uuid()))
+            .order_by_asc(c::Column::Id)
+            .limit(LIST_MAX)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        commit(
+            tx,
+            &[on_patient(
+                access,
+                "consent.list",
+                patient,
+                Outcome::Allowed,
+            )],
+        )
+        .await?;
+        rows.into_iter()
+            .map(consent_of)
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    async fn revoke_consent(
+        &self,
+        access: &Access,
+        patient: PatientId,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let done = c::Entity::update_many()
+            .col_expr(c::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(c::Column::PatientId.eq(patient.as_uuid()))
+            .filter(c::Column::Id.eq(id))
+            .filter(c::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        let outcome = if done.rows_affected == 1 {
+            Outcome::Allowed
+        } else {
+            Outcome::NotFound
+        };
+        let revoked = on_patient(access, "consent.revoke", patient, outcome)
+            .with_detail(format!("consent {id}"));
+        commit(tx, &[revoked]).await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    async fn consent(
+        &self,
+        ctx: &TenantContext,
+        id: Uuid,
+    ) -> Result<Option<Consent>, ClinicalError> {
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        let row = c::Entity::find()
+            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(c::Column::Id.eq(id))
+            .filter(crate::patients::live_org(ctx))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        row.map(consent_of).transpose()
+    }
+
+    async fn refer(&self, access: &Access, x: &Referral) -> Result<(), ClinicalError> {
+        let source = access.tenant();
+        let tx = self.db.begin_tenant(source).await?;
+        r::Entity::insert(r::ActiveModel {
+            org_id: Set(x.org.as_uuid()),
+            id: Set(x.id),
+            patient_id: Set(x.patient.as_uuid()),
+            consent_id: Set(x.consent),
+            from_subject: Set(x.from.as_str().to_owned()),
+            to_org: Set(x.to_org.as_uuid()),
+            to_subject: Set(x.to.as_str().to_owned()),
+            created_at: Set(x.created_at),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(storage_error)?;
+        let detail = format!("referral {} to {} of org {}", x.id, x.to, x.to_org);
+        let made =
+            on_patient(access, "referral.create", x.patient, Outcome::Allowed).with_detail(detail);
+        commit(tx, &[made]).await?;
+        // The mirror, in the receiving organization's own transaction.
+        let receiving = access.in_org(x.to_org);
+        let mirror = async {
+            let tx = self.db.begin_tenant(receiving.tenant()).await?;
+            inc::Entity::insert(inc::ActiveModel {
+                org_id: Set(x.to_org.as_uuid()),
+                id: Set(x.id),
+                source_org: Set(x.org.as_uuid()),
+                patient_id: Set(x.patient.as_uuid()),
+                consent_id: Set(x.consent),
+                from_subject: Set(x.from.as_str().to_owned()),
+                to_subject: Set(x.to.as_str().to_owned()),
+                created_at: Set(x.created_at),
+            })
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
+            let received = receiving
+                .event(
+                    "referral.received",
+                    "referral",
+                    Some(x.id.to_string()),
+                    Outcome::Allowed,
+                )
+                .with_detail(format!("from {} of org {}", x.from, x.org));
+            commit(tx, &[received]).await
+        };
+        if let Err(e) = mirror.await {
+            let tx = self.db.begin_tenant(source).await?;
+            r::Entity::delete_many()
+                .filter(r::Column::OrgId.eq(x.org.as_uuid()))
+                .filter(r::Column::Id.eq(x.id))
+                .exec(&tx)
+                .await
+                .map_err(storage_error)?;
+            let undone =
+                on_patient(access, "referral.create", x.patient, Outcome::Error).with_detail(
+                    format!("referral {} withdrawn: the receiving side failed", x.id),
+                );
+            commit(tx, &[undone]).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn referrals(
+        &self,
+        access: &Access,
+        incoming: bool,
+    ) -> Result<Vec<Referral>, ClinicalError> {
+        let ctx = access.tenant();
+        let me = ctx.actor().as_str();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let found = if incoming {
+            inc::Entity::find()
+                .filter(inc::Column::OrgId.eq(ctx.org().as_uuid()))
+                .filter(inc::Column::ToSubject.eq(me))
+                .order_by_asc(inc::Column::Id)
+                .limit(LIST_MAX)
+                .all(&tx)
+                .await
+                .map_err(storage_error)?
+                .into_iter()
+                .map(mirrored)
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            r::Entity::find()
+                .filter(r::Column::OrgId.eq(ctx.org().as_uuid()))
+                .filter(r::Column::FromSubject.eq(me))
+                .order_by_asc(r::Column::Id)
+                .limit(LIST_MAX)
+                .all(&tx)
+                .await
+                .map_err(storage_error)?
+                .into_iter()
+                .map(referral_of)
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let listed = access
+            .event("referral.list", "referral", None, Outcome::Allowed)
+            .with_detail(format!(
+                "{} {} referrals",
+                found.len(),
+                if incoming { "incoming" } else { "outgoing" }
+            ));
+        commit(tx, &[listed]).await?;
+        Ok(found)
+    }
+
+    async fn incoming(&self, access: &Access, id: Uuid) -> Result<Option<Referral>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        let row = inc::Entity::find()
+            .filter(inc::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(inc::Column::Id.eq(id))
+            .filter(inc::Column::ToSubject.eq(ctx.actor().as_str()))
+            .filter(crate::patients::live_org(ctx))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        row.map(mirrored).transpose()
+    }
+
+    async fn shared(
+        &self,
+        source: &TenantContext,
+        id: Uuid,
+    ) -> Result<Option<(Referral, Consent)>, ClinicalError> {
+        let tx = self.db.begin_tenant_read(source).await?;
+        let found = r::Entity::find()
+            .filter(r::Column::OrgId.eq(source.org().as_uuid()))
+            .filter(r::Column::Id.eq(id))
+            .filter(crate::patients::live_org(source))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        let Some(referral) = found else {
+            tx.commit().await.map_err(storage_error)?;
+            return Ok(None);
+        };
+        let consent = c::Entity::find()
+            .filter(c::Column::OrgId.eq(source.org().as_uuid()))
+            .filter(c::Column::Id.eq(referral.consent_id))
+            .one(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        match consent {
+            Some(c) => Ok(Some((referral_of(referral)?, consent_of(c)?))),
+            None => Ok(None),
+        }
+    }
+}
