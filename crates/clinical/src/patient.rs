@@ -205,6 +205,33 @@ pub enum Visibility {
     OwnRecordOf(SubjectId),
 }
 
+/// A practitioner's role in a patient's care team.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CareRole {
+    /// Responsible for the patient's care (default).
+    #[default]
+    Primary,
+    /// Consulted on the patient's care.
+    Consulting,
+}
+
+impl CareRole {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Consulting => "consulting",
+        }
+    }
+
+    /// The role named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Primary, Self::Consulting]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
 /// How one subject relates to one patient.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PatientLinks {
@@ -302,13 +329,23 @@ pub trait PatientRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Option<PatientLinks>, ClinicalError>> + Send;
 
-    /// Adds `subject` to the patient's care team; `false` if no such patient.
+    /// Adds `subject` to the patient's care team in `role` (or changes its
+    /// role); `false` if no such patient.
     fn assign(
         &self,
         ctx: &TenantContext,
         id: PatientId,
         subject: &SubjectId,
+        role: CareRole,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
+    /// The patient's care team (`patient.care_team`); `None` if no such
+    /// patient.
+    fn care_team(
+        &self,
+        access: &Access,
+        id: PatientId,
+    ) -> impl Future<Output = Result<Option<Vec<(SubjectId, CareRole)>>, ClinicalError>> + Send;
 
     /// Records a break-glass grant for `subject` until `until`
     /// (`patient.break_glass`); `false` if no such patient.

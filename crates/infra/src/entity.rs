@@ -249,6 +249,7 @@ pub mod care_assignment {
         #[sea_orm(primary_key, auto_increment = false)]
         pub subject: String,
         pub created_at: TimeDateTimeWithTimeZone,
+        pub role: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,8 +11,8 @@
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
-    Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage, PatientPatch,
-    PatientQuery, PatientRepository, RelatedRead, Visibility,
+    CareRole, Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage,
+    PatientPatch, PatientQuery, PatientRepository, RelatedRead, Visibility,
 };
 use std::sync::Arc;
 
@@ -291,6 +291,7 @@ async fn insert_assignment(
     ctx: &TenantContext,
     id: PatientId,
     subject: &SubjectId,
+    role: CareRole,
     now: OffsetDateTime,
 ) -> Result<(), StorageError> {
     let exists = care_assignment::Entity::find()
@@ -300,16 +301,25 @@ async fn insert_assignment(
         .one(tx)
         .await
         .map_err(storage_error)?;
-    if exists.is_none() {
-        care_assignment::Entity::insert(care_assignment::ActiveModel {
-            org_id: Set(ctx.org().as_uuid()),
-            patient_id: Set(id.as_uuid()),
-            subject: Set(subject.as_str().to_owned()),
-            created_at: Set(now),
-        })
-        .exec_without_returning(tx)
-        .await
-        .map_err(storage_error)?;
+    match exists {
+        None => {
+            care_assignment::Entity::insert(care_assignment::ActiveModel {
+                org_id: Set(ctx.org().as_uuid()),
+                patient_id: Set(id.as_uuid()),
+                subject: Set(subject.as_str().to_owned()),
+                created_at: Set(now),
+                role: Set(role.as_str().to_owned()),
+            })
+            .exec_without_returning(tx)
+            .await
+            .map_err(storage_error)?;
+        }
+        Some(found) if found.role != role.as_str() => {
+            let mut change: care_assignment::ActiveModel = found.into();
+            change.role = Set(role.as_str().to_owned());
+            change.update(tx).await.map_err(storage_error)?;
+        }
+        Some(_) => {}
     }
     Ok(())
 }
@@ -431,7 +441,7 @@ impl PatientRepository for SeaPatients {
                     .await
                     .map_err(storage_error)?;
                     if let Some(subject) = &care_team {
-                        insert_assignment(tx, &ctx, id, subject, now).await?;
+                        insert_assignment(tx, &ctx, id, subject, CareRole::Primary, now).await?;
                     }
                     let written = event(&access, "patient.create", Some(id), Outcome::Allowed)
                         .with_phi_fields(&PHI_FIELDS);
@@ -666,14 +676,48 @@ impl PatientRepository for SeaPatients {
         ctx: &TenantContext,
         id: PatientId,
         subject: &SubjectId,
+        role: CareRole,
     ) -> Result<bool, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
         if exists(&tx, ctx, id).await?.is_none() {
             return Ok(false);
         }
-        insert_assignment(&tx, ctx, id, subject, now()).await?;
+        insert_assignment(&tx, ctx, id, subject, role, now()).await?;
         commit(tx).await?;
         Ok(true)
+    }
+
+    async fn care_team(
+        &self,
+        access: &Access,
+        id: PatientId,
+    ) -> Result<Option<Vec<(SubjectId, CareRole)>>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if exists(&tx, ctx, id).await?.is_none() {
+            let missing = event(access, "patient.care_team", Some(id), Outcome::NotFound);
+            audited_commit(tx, &[missing]).await?;
+            return Ok(None);
+        }
+        let rows = care_assignment::Entity::find()
+            .filter(care_assignment::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
+            .order_by_asc(care_assignment::Column::CreatedAt)
+            .limit(500)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        let read = event(access, "patient.care_team", Some(id), Outcome::Allowed);
+        audited_commit(tx, &[read]).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    SubjectId::parse(&r.subject).map_err(|_| integrity())?,
+                    CareRole::parse(&r.role).ok_or_else(integrity)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ClinicalError>>()
+            .map(Some)
     }
 
     async fn break_glass(

@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Needs(BreakGlass),
     ),
     ("POST", "/api/v1/patients/{id}/care-team", Needs(CareAdmin)),
+    ("GET", "/api/v1/patients/{id}/care-team", Needs(PatientRead)),
     ("PUT", "/api/v1/patients/{id}/account", Needs(CareAdmin)),
     ("GET", "/api/v1/organization/settings", Needs(OrgAdmin)),
     ("PUT", "/api/v1/organization/settings", Needs(OrgAdmin)),
@@ -220,6 +221,26 @@ mod tests {
             assert!(
                 documented.iter().any(|(m, p)| m == method && p == pattern),
                 "{method} {pattern} has a rule but no documented route"
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_operation_names_its_access_rule() {
+        let doc = serde_json::to_value(crate::routes::docs::ApiDoc::openapi())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (method, pattern, rule) in ROUTES {
+            let op = &doc["paths"][*pattern][method.to_ascii_lowercase()];
+            assert_eq!(
+                op["x-carapace-access"],
+                crate::routes::docs::access_label(*rule),
+                "{method} {pattern}"
+            );
+            assert!(
+                op["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("Access: `")),
+                "{method} {pattern}"
             );
         }
     }

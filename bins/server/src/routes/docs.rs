@@ -22,7 +22,7 @@ use crate::http::error::{Problem, ProblemField};
         auth::reset_request, auth::reset_confirm,
         auth::mfa_verify, auth::totp_enroll, auth::totp_activate,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
-        patients::care::break_glass, patients::care::assign, patients::care::link_account,
+        patients::care::break_glass, patients::care::assign, patients::care::care_team, patients::care::link_account,
         service_keys::create, service_keys::list, service_keys::revoke,
         users::list, users::create, users::change_roles, users::lock, users::unlock, users::deactivate,
         users::impersonate,
@@ -39,7 +39,7 @@ use crate::http::error::{Problem, ProblemField};
         consultations::refer, consultations::referrals, consultations::shared_record,
     ),
     components(schemas(Problem, ProblemField)),
-    modifiers(&BearerAuth, &CommonErrors),
+    modifiers(&BearerAuth, &CommonErrors, &AccessRules),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
          (name = "appointments", description = "Appointments, availability and reminder preferences"),
@@ -117,6 +117,54 @@ impl Modify for CommonErrors {
                         });
                 }
             }
+        }
+    }
+}
+
+/// Each operation's access rule from [`crate::http::access::ROUTES`], as
+/// `x-carapace-access` (`public`, `signed-in`, or the permission's name)
+/// and a line of its description, so clients see what every call needs.
+struct AccessRules;
+
+/// The `x-carapace-access` value of a rule.
+pub fn access_label(rule: crate::http::access::Access) -> String {
+    use crate::http::access::Access;
+    match rule {
+        Access::Public => "public".to_owned(),
+        Access::SignedIn => "signed-in".to_owned(),
+        Access::Needs(p) => p.as_str().to_owned(),
+    }
+}
+
+impl Modify for AccessRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::extensions::ExtensionsBuilder;
+        for (method, path, rule) in crate::http::access::ROUTES {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else {
+                continue;
+            };
+            let op = match *method {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "PUT" => item.put.as_mut(),
+                "PATCH" => item.patch.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                _ => None,
+            };
+            let Some(op) = op else { continue };
+            let label = access_label(*rule);
+            let stamp = ExtensionsBuilder::new()
+                .add("x-carapace-access", label.clone())
+                .build();
+            match op.extensions.as_mut() {
+                Some(e) => e.merge(stamp),
+                None => op.extensions = Some(stamp),
+            }
+            let line = format!("Access: `{label}`.");
+            op.description = Some(match op.description.take() {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{line}"),
+                _ => line,
+            });
         }
     }
 }

@@ -357,6 +357,12 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
             ],
         ),
         (
+            "read the care team",
+            h.get(app.url(&format!("{path}/care-team")))
+                .bearer_auth(&ada),
+            vec![("patient.care_team", "allowed")],
+        ),
+        (
             "record a consent",
             h.post(app.url(&format!("{path}/consents")))
                 .bearer_auth(&ada)

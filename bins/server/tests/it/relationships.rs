@@ -66,6 +66,35 @@ async fn care_team_rules(backend: Backend, test: &str) {
     .await;
     assert_eq!(res.status(), 204);
     assert_eq!(app.get(&path, &ada).await.status(), 200);
+    // … and Cy as a consultant; the team lists each role.
+    let res = post(
+        &app,
+        &format!("{path}/care-team"),
+        &admin,
+        json!({"subject": "clinician-cy", "role": "consulting"}),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    let bad_role = post(
+        &app,
+        &format!("{path}/care-team"),
+        &admin,
+        json!({"subject": "clinician-cy", "role": "chief"}),
+    )
+    .await;
+    assert_eq!(problem(bad_role, 422).await["errors"][0]["field"], "role");
+    let team: serde_json::Value = app
+        .get(&format!("{path}/care-team"), &ada)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        team,
+        json!([{"subject": "clinician-ada", "role": "primary"},
+               {"subject": "clinician-cy", "role": "consulting"}])
+    );
+    problem(app.get(&format!("{path}/care-team"), &bob).await, 403).await;
     problem(
         post(
             &app,

@@ -3,7 +3,8 @@
 
 use actix_web::{HttpResponse, web};
 use carapace_audit::SecurityEventKind;
-use carapace_clinical::patient::{PatientId, PatientRepository as _, break_glass_reason};
+use carapace_auth::policy::Permission;
+use carapace_clinical::patient::{CareRole, PatientId, PatientRepository as _, break_glass_reason};
 use carapace_tenancy::SubjectId;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +24,11 @@ pub const BREAK_GLASS_FOR: Duration = Duration::hours(1);
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/patients/{id}/break-glass").route(web::post().to(break_glass)))
-        .service(web::resource("/patients/{id}/care-team").route(web::post().to(assign)))
+        .service(
+            web::resource("/patients/{id}/care-team")
+                .route(web::post().to(assign))
+                .route(web::get().to(care_team)),
+        )
         .service(web::resource("/patients/{id}/account").route(web::put().to(link_account)));
 }
 
@@ -50,6 +55,26 @@ pub struct SubjectRef {
     /// The subject; `null` (for the account link) removes it.
     #[schema(max_length = 255)]
     subject: Option<String>,
+}
+
+/// A practitioner to add to the care team (or whose role to change).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CareTeamMember {
+    /// The practitioner's subject.
+    #[schema(max_length = 255)]
+    subject: String,
+    /// `primary` (default) or `consulting`.
+    #[schema(example = "consulting")]
+    role: Option<String>,
+}
+
+/// A member of a care team.
+#[derive(Serialize, ToSchema)]
+pub struct CareTeamEntry {
+    subject: String,
+    /// `primary` or `consulting`.
+    role: String,
 }
 
 fn subject(raw: Option<String>) -> Result<Option<SubjectId>, ApiError> {
@@ -108,28 +133,50 @@ pub async fn break_glass(
     }))
 }
 
-/// Adds a clinician to the patient's care team.
-#[utoipa::path(post, path = "/api/v1/patients/{id}/care-team", tag = "patients", request_body = SubjectRef,
+/// Adds a practitioner to the patient's care team as `primary` or
+/// `consulting` (again: changes the role).
+#[utoipa::path(post, path = "/api/v1/patients/{id}/care-team", tag = "patients", request_body = CareTeamMember,
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 204, description = "assigned"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn assign(
     auth: Authorized,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    body: JsonBody<SubjectRef>,
+    body: JsonBody<CareTeamMember>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = subject(body.0.subject)?.ok_or_else(|| {
-        ApiError::Invalid(vec![carapace_clinical::FieldError::new(
-            "subject",
-            "is required",
-        )])
-    })?;
+    let mut errors = Vec::new();
+    let who = subject(Some(body.0.subject))
+        .map_err(|_| {
+            errors.push(carapace_clinical::FieldError::new(
+                "subject",
+                "must be 1-255 bytes",
+            ))
+        })
+        .ok()
+        .flatten();
+    let role = match body.0.role.as_deref() {
+        None => Some(CareRole::Primary),
+        Some(r) => CareRole::parse(r).or_else(|| {
+            errors.push(carapace_clinical::FieldError::new(
+                "role",
+                "must be primary or consulting",
+            ));
+            None
+        }),
+    };
+    let (Some(who), Some(role)) = (who, role) else {
+        return Err(ApiError::Invalid(errors));
+    };
     let id = PatientId::from_uuid(id.into_inner());
-    if state.patients.assign(&auth.0.tenant(), id, &who).await? {
+    if state
+        .patients
+        .assign(&auth.0.tenant(), id, &who, role)
+        .await?
+    {
         admin_action(
             &state,
             &auth,
-            &format!("care_team.assign {who}"),
+            &format!("care_team.assign {who} as {}", role.as_str()),
             id.to_string(),
         )
         .await?;
@@ -137,6 +184,32 @@ pub async fn assign(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+/// The patient's care team, with each practitioner's role.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/care-team", tag = "patients",
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+    responses((status = 200, body = [CareTeamEntry]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn care_team(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = PatientId::from_uuid(id.into_inner());
+    let access = super::related(&state, &auth, id, Permission::PatientRead).await?;
+    let team = state
+        .patients
+        .care_team(&access, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let entries: Vec<CareTeamEntry> = team
+        .into_iter()
+        .map(|(subject, role)| CareTeamEntry {
+            subject: subject.as_str().to_owned(),
+            role: role.as_str().to_owned(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(entries))
 }
 
 /// Links the record to the patient's own account (or unlinks it).
