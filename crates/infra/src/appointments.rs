@@ -177,14 +177,6 @@ fn allowed(access: &Access, action: &str, a: AppointmentId, patient: Uuid) -> Au
         .with_detail(format!("patient {patient}"))
 }
 
-async fn audited_commit(
-    tx: DatabaseTransaction,
-    events: &[AuditEvent],
-) -> Result<(), ClinicalError> {
-    crate::audit::append(&tx, events).await?;
-    tx.commit().await.map_err(|e| storage_error(e).into())
-}
-
 /// Whether a booked appointment other than `except` overlaps `slot` for
 /// the practitioner or the patient.
 async fn clashes(
@@ -319,7 +311,7 @@ impl AppointmentRepository for SeaAppointments {
                 Some(new.patient.to_string()),
                 Outcome::NotFound,
             );
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Err(ClinicalError::NotFound);
         }
         let patient = new.patient.as_uuid();
@@ -353,7 +345,8 @@ impl AppointmentRepository for SeaAppointments {
         .await
         .map_err(write_error)?;
         schedule(&tx, ctx, id.as_uuid(), reminders).await?;
-        audited_commit(tx, &[allowed(access, "appointment.create", id, patient)]).await?;
+        crate::audit::commit_with(tx, &[allowed(access, "appointment.create", id, patient)])
+            .await?;
         Ok(Appointment {
             id,
             org: ctx.org(),
@@ -384,7 +377,7 @@ impl AppointmentRepository for SeaAppointments {
             Some(r) => allowed(access, "appointment.read", id, r.patient_id),
             None => event(access, "appointment.read", Some(id), Outcome::NotFound),
         };
-        audited_commit(tx, &[read]).await?;
+        crate::audit::commit_with(tx, &[read]).await?;
         match found {
             Some(r) => Ok(self.decrypt_all(ctx, vec![r]).await?.pop()),
             None => Ok(None),
@@ -407,7 +400,7 @@ impl AppointmentRepository for SeaAppointments {
                 Some(id),
                 Outcome::NotFound,
             );
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         };
         let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
@@ -428,7 +421,7 @@ impl AppointmentRepository for SeaAppointments {
         let updated = update.update(&tx).await.map_err(write_error)?;
         unschedule(&tx, ctx, id.as_uuid()).await?;
         schedule(&tx, ctx, id.as_uuid(), reminders).await?;
-        audited_commit(
+        crate::audit::commit_with(
             tx,
             &[allowed(access, "appointment.reschedule", id, patient)],
         )
@@ -447,7 +440,7 @@ impl AppointmentRepository for SeaAppointments {
         let tx = self.db.begin_tenant(ctx).await?;
         let Some(current) = self.locked(&tx, ctx, id).await? else {
             let missing = event(access, action, Some(id), Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         };
         let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
@@ -461,7 +454,7 @@ impl AppointmentRepository for SeaAppointments {
         unschedule(&tx, ctx, id.as_uuid()).await?;
         let changed = event(access, action, Some(id), Outcome::Allowed)
             .with_detail(format!("patient {patient}"));
-        audited_commit(tx, &[changed]).await?;
+        crate::audit::commit_with(tx, &[changed]).await?;
         Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
     }
 
@@ -518,7 +511,7 @@ impl AppointmentRepository for SeaAppointments {
         if shown.is_empty() {
             shown.push(event(access, "appointment.list", None, Outcome::NotFound));
         }
-        audited_commit(tx, &shown).await?;
+        crate::audit::commit_with(tx, &shown).await?;
         let mut items = self.decrypt_all(ctx, rows).await?;
         let next_after = if items.len() > limit {
             items.truncate(limit);
@@ -559,7 +552,7 @@ impl AppointmentRepository for SeaAppointments {
                 Outcome::Allowed,
             )
             .with_detail(format!("{} busy slots", rows.len()));
-        audited_commit(tx, &[read]).await?;
+        crate::audit::commit_with(tx, &[read]).await?;
         rows.into_iter()
             .map(|(s, e)| Slot::new(s, e).ok_or_else(integrity))
             .collect()
@@ -575,7 +568,7 @@ impl AppointmentRepository for SeaAppointments {
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
             let missing = preferences_event(access, "update", patient, Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(false);
         }
         let org = ctx.org().as_uuid();
@@ -599,7 +592,7 @@ impl AppointmentRepository for SeaAppointments {
         let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
         let changed = preferences_event(access, "update", patient, Outcome::Allowed)
             .with_detail(format!("opted out of: [{}]", names.join(", ")));
-        audited_commit(tx, &[changed]).await?;
+        crate::audit::commit_with(tx, &[changed]).await?;
         Ok(true)
     }
 
@@ -612,11 +605,11 @@ impl AppointmentRepository for SeaAppointments {
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
             let missing = preferences_event(access, "read", patient, Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         }
         let channels = opted_out(&tx, ctx, patient.as_uuid()).await?;
-        audited_commit(
+        crate::audit::commit_with(
             tx,
             &[preferences_event(access, "read", patient, Outcome::Allowed)],
         )
@@ -830,7 +823,7 @@ impl<N: Notifier> ReminderDeliverer<N> {
             update.update(&tx).await.map_err(storage_error)?;
         }
         // Marks and their audit events commit together.
-        audited_commit(tx, &events).await?;
+        crate::audit::commit_with(tx, &events).await?;
         Ok(report)
     }
 

@@ -51,6 +51,15 @@ fn row(e: &AuditEvent) -> audit_event::ActiveModel {
     }
 }
 
+/// Appends `events` in `tx` and commits both: no event, no data.
+pub(crate) async fn commit_with(
+    tx: sea_orm::DatabaseTransaction,
+    events: &[AuditEvent],
+) -> Result<(), StorageError> {
+    append(&tx, events).await?;
+    tx.commit().await.map_err(storage_error)
+}
+
 /// Appends `events` on `conn`: call it inside the transaction of the access
 /// they record, so both commit or neither does.
 pub async fn append<C: ConnectionTrait>(

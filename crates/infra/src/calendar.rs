@@ -81,8 +81,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             Some(row.id.to_string()),
             Outcome::Allowed,
         );
-        crate::audit::append(&tx, &[made]).await?;
-        tx.commit().await.map_err(storage_error)?;
+        crate::audit::commit_with(tx, &[made]).await?;
         info(row)
     }
 
@@ -108,8 +107,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
                 Outcome::Allowed,
             )
             .with_detail(format!("{} feeds", rows.len()));
-        crate::audit::append(&tx, &[listed]).await?;
-        tx.commit().await.map_err(storage_error)?;
+        crate::audit::commit_with(tx, &[listed]).await?;
         rows.into_iter().map(info).collect()
     }
 
@@ -144,8 +142,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             Some(id.to_string()),
             outcome,
         );
-        crate::audit::append(&tx, &[revoked]).await?;
-        tx.commit().await.map_err(storage_error)?;
+        crate::audit::commit_with(tx, &[revoked]).await?;
         Ok(done.rows_affected == 1)
     }
 
@@ -219,8 +216,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
                 Outcome::NotFound,
             ));
         }
-        crate::audit::append(&tx, &audit).await?;
-        tx.commit().await.map_err(storage_error)?;
+        crate::audit::commit_with(tx, &audit).await?;
         Ok(events)
     }
 }

@@ -13,8 +13,7 @@ use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, DatabaseTransaction, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -92,11 +91,6 @@ fn mirrored(m: inc::Model) -> Result<Referral, ClinicalError> {
     })
 }
 
-async fn commit(tx: DatabaseTransaction, events: &[AuditEvent]) -> Result<(), ClinicalError> {
-    crate::audit::append(&tx, events).await?;
-    tx.commit().await.map_err(|e| storage_error(e).into())
-}
-
 fn on_patient(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
     access.event(action, "patient", Some(patient.to_string()), outcome)
 }
@@ -111,7 +105,7 @@ impl ConsultationRepository for SeaConsultations {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            commit(
+            crate::audit::commit_with(
                 tx,
                 &[on_patient(
                     access,
@@ -156,7 +150,7 @@ impl ConsultationRepository for SeaConsultations {
                 "consent {} for {} of org {}: {} until {}",
                 row.id, row.recipient, row.recipient_org, row.sections, row.expires_at
             ));
-        commit(tx, &[made]).await?;
+        crate::audit::commit_with(tx, &[made]).await?;
         consent_of(row).map(Some)
     }
 
@@ -168,7 +162,7 @@ impl ConsultationRepository for SeaConsultations {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            commit(
+            crate::audit::commit_with(
                 tx,
                 &[on_patient(
                     access,
@@ -188,7 +182,7 @@ impl ConsultationRepository for SeaConsultations {
             .all(&tx)
             .await
             .map_err(storage_error)?;
-        commit(
+        crate::audit::commit_with(
             tx,
             &[on_patient(
                 access,
@@ -229,7 +223,7 @@ impl ConsultationRepository for SeaConsultations {
         };
         let revoked = on_patient(access, "consent.revoke", patient, outcome)
             .with_detail(format!("consent {id}"));
-        commit(tx, &[revoked]).await?;
+        crate::audit::commit_with(tx, &[revoked]).await?;
         Ok(done.rows_affected == 1)
     }
 
@@ -269,7 +263,7 @@ impl ConsultationRepository for SeaConsultations {
         let detail = format!("referral {} to {} of org {}", x.id, x.to, x.to_org);
         let made =
             on_patient(access, "referral.create", x.patient, Outcome::Allowed).with_detail(detail);
-        commit(tx, &[made]).await?;
+        crate::audit::commit_with(tx, &[made]).await?;
         // The mirror, in the receiving organization's own transaction.
         let receiving = access.in_org(x.to_org);
         let mirror = async {
@@ -295,7 +289,7 @@ impl ConsultationRepository for SeaConsultations {
                     Outcome::Allowed,
                 )
                 .with_detail(format!("from {} of org {}", x.from, x.org));
-            commit(tx, &[received]).await
+            crate::audit::commit_with(tx, &[received]).await
         };
         if let Err(e) = mirror.await {
             let tx = self.db.begin_tenant(source).await?;
@@ -309,8 +303,8 @@ impl ConsultationRepository for SeaConsultations {
                 on_patient(access, "referral.create", x.patient, Outcome::Error).with_detail(
                     format!("referral {} withdrawn: the receiving side failed", x.id),
                 );
-            commit(tx, &[undone]).await?;
-            return Err(e);
+            crate::audit::commit_with(tx, &[undone]).await?;
+            return Err(e.into());
         }
         Ok(())
     }
@@ -355,7 +349,7 @@ impl ConsultationRepository for SeaConsultations {
                 found.len(),
                 if incoming { "incoming" } else { "outgoing" }
             ));
-        commit(tx, &[listed]).await?;
+        crate::audit::commit_with(tx, &[listed]).await?;
         Ok(found)
     }
 

@@ -139,11 +139,6 @@ fn event(access: &Access, action: &str, patient: PatientId, outcome: Outcome) ->
     access.event(action, "patient", Some(patient.to_string()), outcome)
 }
 
-async fn commit(tx: DatabaseTransaction, events: &[AuditEvent]) -> Result<(), ClinicalError> {
-    crate::audit::append(&tx, events).await?;
-    tx.commit().await.map_err(|e| storage_error(e).into())
-}
-
 impl SeaMedications {
     async fn rows(
         &self,
@@ -227,7 +222,7 @@ impl MedicationRepository for SeaMedications {
         };
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            commit(
+            crate::audit::commit_with(
                 tx,
                 &[event(
                     access,
@@ -246,7 +241,7 @@ impl MedicationRepository for SeaMedications {
         let made = event(access, "medication.create", patient, Outcome::Allowed)
             .with_phi_fields(&MEDICATION_FIELDS)
             .with_detail(format!("medication {id}"));
-        commit(tx, &[made]).await?;
+        crate::audit::commit_with(tx, &[made]).await?;
         Ok(Some(Medication {
             id,
             patient,
@@ -278,7 +273,7 @@ impl MedicationRepository for SeaMedications {
         };
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            commit(
+            crate::audit::commit_with(
                 tx,
                 &[event(
                     access,
@@ -297,7 +292,7 @@ impl MedicationRepository for SeaMedications {
         let made = event(access, "side_effect.create", patient, Outcome::Allowed)
             .with_phi_fields(&SIDE_EFFECT_FIELDS)
             .with_detail(format!("side effect {id}"));
-        commit(tx, &[made]).await?;
+        crate::audit::commit_with(tx, &[made]).await?;
         Ok(Some(SideEffect {
             id,
             patient,
@@ -314,7 +309,7 @@ impl MedicationRepository for SeaMedications {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            commit(
+            crate::audit::commit_with(
                 tx,
                 &[event(access, "medication.read", patient, Outcome::NotFound)],
             )
@@ -331,7 +326,7 @@ impl MedicationRepository for SeaMedications {
                 meds.len(),
                 effects.len()
             ));
-        commit(tx, &[read]).await?;
+        crate::audit::commit_with(tx, &[read]).await?;
         Ok(Some(self.open_all(ctx, &meds, &effects).await?))
     }
 
@@ -350,7 +345,7 @@ impl MedicationRepository for SeaMedications {
             )
             .with_phi_fields(&["drug_name", "started_on", "symptom", "onset_on"])
             .with_detail(format!("{} patients with medications", patients.len()));
-        commit(tx, &[read]).await?;
+        crate::audit::commit_with(tx, &[read]).await?;
         let (m, e) = self.open_all(ctx, &meds, &effects).await?;
         let mut by_patient: BTreeMap<Uuid, Timeline> = BTreeMap::new();
         for x in &m {

@@ -371,15 +371,6 @@ fn event(access: &Access, action: &str, id: Option<PatientId>, outcome: Outcome)
     )
 }
 
-/// Records `events` in `tx` and commits both together: no event, no data.
-async fn audited_commit(
-    tx: DatabaseTransaction,
-    events: &[AuditEvent],
-) -> Result<(), ClinicalError> {
-    crate::audit::append(&tx, events).await?;
-    commit(tx).await
-}
-
 /// What a related read found, before decryption.
 enum Related {
     Missing,
@@ -576,7 +567,7 @@ impl PatientRepository for SeaPatients {
         }
         let Some(current) = query.one(&tx).await.map_err(storage_error)? else {
             let missing = event(access, "patient.update", Some(id), Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         };
         // Usually the row is under the current key; an older version is
@@ -605,7 +596,7 @@ impl PatientRepository for SeaPatients {
         .map_err(storage_error)?;
         let changed = event(access, "patient.update", Some(id), Outcome::Allowed)
             .with_phi_fields(&patch.fields());
-        audited_commit(tx, &[changed]).await?;
+        crate::audit::commit_with(tx, &[changed]).await?;
         Ok(Some(patient))
     }
 
@@ -629,7 +620,8 @@ impl PatientRepository for SeaPatients {
         } else {
             Outcome::NotFound
         };
-        audited_commit(tx, &[event(access, "patient.delete", Some(id), outcome)]).await?;
+        crate::audit::commit_with(tx, &[event(access, "patient.delete", Some(id), outcome)])
+            .await?;
         Ok(done.rows_affected > 0)
     }
 
@@ -696,7 +688,7 @@ impl PatientRepository for SeaPatients {
         let tx = self.db.begin_tenant(ctx).await?;
         if exists(&tx, ctx, id).await?.is_none() {
             let missing = event(access, "patient.care_team", Some(id), Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         }
         let rows = care_assignment::Entity::find()
@@ -708,7 +700,7 @@ impl PatientRepository for SeaPatients {
             .await
             .map_err(storage_error)?;
         let read = event(access, "patient.care_team", Some(id), Outcome::Allowed);
-        audited_commit(tx, &[read]).await?;
+        crate::audit::commit_with(tx, &[read]).await?;
         rows.into_iter()
             .map(|r| {
                 Ok((
@@ -734,7 +726,7 @@ impl PatientRepository for SeaPatients {
         let tx = self.db.begin_tenant(ctx).await?;
         if exists(&tx, ctx, id).await?.is_none() {
             let missing = event(access, "patient.break_glass", Some(id), Outcome::NotFound);
-            audited_commit(tx, &[missing]).await?;
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(false);
         }
         let grant = uuid::Uuid::now_v7();
@@ -769,7 +761,7 @@ impl PatientRepository for SeaPatients {
         // (where the reason is kept), not the reason itself.
         let declared = event(access, "patient.break_glass", Some(id), Outcome::Allowed)
             .with_detail(format!("grant {grant} until {until}"));
-        audited_commit(tx, &[declared]).await?;
+        crate::audit::commit_with(tx, &[declared]).await?;
         Ok(true)
     }
 

@@ -142,6 +142,26 @@ fn shape_error(e: &serde_json::Error) -> FieldError {
     }
 }
 
+/// The position in an optional pagination `cursor` of `scope`, sealed for
+/// `org`, decoded by `decode`. A cursor that does not open (another
+/// organization's, another listing's, forged) or decode is 400.
+pub fn open_cursor<T>(
+    key: &carapace_tenancy::cursor::CursorKey,
+    org: carapace_tenancy::OrgId,
+    scope: &str,
+    cursor: Option<&str>,
+    decode: impl FnOnce(&[u8]) -> Option<T>,
+) -> Result<Option<T>, super::ApiError> {
+    let Some(c) = cursor else {
+        return Ok(None);
+    };
+    key.open(org, scope, c)
+        .ok()
+        .and_then(|position| decode(&position))
+        .map(Some)
+        .ok_or_else(|| super::ApiError::BadQuery("invalid cursor".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -364,23 +364,19 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            let bad = || ApiError::BadQuery("invalid cursor".into());
-            let position = state
-                .cursor_key
-                .open(ctx.org(), CURSOR_SCOPE, c)
-                .map_err(|_| bad())?;
-            let (secs, id) = position.split_at_checked(8).ok_or_else(bad)?;
-            let secs = i64::from_be_bytes(secs.try_into().map_err(|_| bad())?);
-            let start = OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad())?;
-            Some((
-                start,
-                AppointmentId::from_uuid(Uuid::from_slice(id).map_err(|_| bad())?),
-            ))
-        }
-    };
+    let after = crate::http::extract::open_cursor(
+        &state.cursor_key,
+        ctx.org(),
+        CURSOR_SCOPE,
+        p.cursor.as_deref(),
+        |position| {
+            let (secs, id) = position.split_at_checked(8)?;
+            let start =
+                OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(secs.try_into().ok()?))
+                    .ok()?;
+            Some((start, AppointmentId::from_uuid(Uuid::from_slice(id).ok()?)))
+        },
+    )?;
     let (scope, access) = match (p.patient_id, practitioner) {
         (Some(patient), _) => {
             let patient = PatientId::from_uuid(patient);

@@ -162,19 +162,13 @@ fn query(state: &AppState, auth: &Authorized, p: AuditParams) -> Result<AuditQue
             .filter(|l| (1..=500).contains(l))
             .ok_or_else(|| invalid("limit", "must be 1-500"))?,
     };
-    let after = match p.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            let bytes = state
-                .cursor_key
-                .open(auth.0.org(), CURSOR_SCOPE, c)
-                .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
-            Some(
-                Uuid::from_slice(&bytes)
-                    .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?,
-            )
-        }
-    };
+    let after = crate::http::extract::open_cursor(
+        &state.cursor_key,
+        auth.0.org(),
+        CURSOR_SCOPE,
+        p.cursor.as_deref(),
+        |b| Uuid::from_slice(b).ok(),
+    )?;
     let patient = p
         .patient
         .as_deref()

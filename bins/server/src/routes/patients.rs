@@ -310,18 +310,13 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let ctx = auth.0.tenant();
     let params = params.into_inner();
-    let after = match params.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            let position = state
-                .cursor_key
-                .open(ctx.org(), CURSOR_SCOPE, c)
-                .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
-            let id = Uuid::from_slice(&position)
-                .map_err(|_| ApiError::BadQuery("invalid cursor".into()))?;
-            Some(PatientId::from_uuid(id))
-        }
-    };
+    let after = crate::http::extract::open_cursor(
+        &state.cursor_key,
+        ctx.org(),
+        CURSOR_SCOPE,
+        params.cursor.as_deref(),
+        |b| Uuid::from_slice(b).ok().map(PatientId::from_uuid),
+    )?;
     let query = PatientQuery {
         member_id: params
             .member_id
