@@ -325,6 +325,12 @@ pub fn authorize_schedule(
     }
 }
 
+/// Whether an account with `roles` may be a practitioner (join a care
+/// team, be booked): clinicians only.
+pub fn may_practise(roles: crate::RoleSet) -> bool {
+    roles.contains(Role::Clinician)
+}
+
 /// Whose appointments a listing by `principal` without a patient or
 /// practitioner filter may show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -443,6 +449,13 @@ mod tests {
             Some(ScheduleScope::Organization)
         );
         assert_eq!(schedule_scope(&principal(&[Role::Patient], false)), None);
+    }
+
+    #[test]
+    fn only_clinicians_practise() {
+        assert!(may_practise(RoleSet::of(&[Role::Staff, Role::Clinician])));
+        assert!(!may_practise(RoleSet::of(&[Role::Admin])));
+        assert!(!may_practise(RoleSet::of(&[Role::Patient])));
     }
 
     #[test]

@@ -357,3 +357,43 @@ async fn impersonation_is_admin_with_mfa_same_org_non_admin_and_attributed() {
     problem(app.get("/api/v1/patients", &token).await, 401).await;
     app.stop().await;
 }
+
+async fn practitioners_are_clinicians(app: &TestApp) {
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    user(app, &org, "nurse@example.org", Role::Staff).await;
+    user(app, &org, "doc@example.org", Role::Clinician).await;
+    let nurse = user_id(app, &admin, "nurse@example.org").await;
+    let doc = user_id(app, &admin, "doc@example.org").await;
+    let p = app.new_patient(&admin, "Cared-for").await;
+    let team = format!("/api/v1/patients/{p}/care-team");
+    let refused = send(
+        app.http
+            .post(app.url(&team))
+            .bearer_auth(&admin)
+            .json(&json!({"subject": nurse})),
+    )
+    .await;
+    assert_eq!(problem(refused, 422).await["errors"][0]["field"], "subject");
+    let joined = send(
+        app.http
+            .post(app.url(&team))
+            .bearer_auth(&admin)
+            .json(&json!({"subject": doc})),
+    )
+    .await;
+    assert_eq!(joined.status(), 204);
+    // Identity-provider subjects are taken as the provider vouches.
+    let oidc = send(
+        app.http
+            .post(app.url(&team))
+            .bearer_auth(&admin)
+            .json(&json!({"subject": "oidc:abc"})),
+    )
+    .await;
+    assert_eq!(oidc.status(), 204);
+}
+crate::on_both_backends!(
+    only_clinicians_join_care_teams,
+    practitioners_are_clinicians
+);

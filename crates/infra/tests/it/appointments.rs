@@ -405,7 +405,21 @@ async fn reminders_follow_their_appointment_and_are_delivered_at_least_once() {
         "{mail}"
     );
     assert!(!mail.contains("Quarzite") && !mail.contains("Remindee") && !mail.contains("dr-r"));
-    // The retry comes after the backoff, with the same idempotency key.
+    // The retry comes after the backoff, with the same idempotency key,
+    // from a new deliverer: the queue is the database (a restart loses
+    // nothing).
+    drop(deliverer);
+    let deliverer = ReminderDeliverer::new(
+        f.db.clone(),
+        f.patients.clone(),
+        Channels {
+            email: Some(
+                LettreMailer::outbox(outbox.clone(), "clinic@example.org")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            sms: Some(sms(&receiver)),
+        },
+    );
     receiver.answer(Answer::status("201 Created"));
     let r = deliverer
         .run_once(due)

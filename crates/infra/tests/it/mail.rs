@@ -100,6 +100,58 @@ async fn smtp_mailer_delivers_to_a_local_smtp_server() {
 }
 
 #[tokio::test]
+async fn appointment_reminders_go_through_smtp_with_a_stable_message_id() {
+    use carapace_clinical::appointment::{Channel, Notifier, NotifyError, ReminderMessage};
+    let (port, received) = smtp_stand_in().await;
+    let url = SecretString::from(format!("smtp://127.0.0.1:{port}"));
+    let mailer =
+        LettreMailer::smtp(&url, "Clinic <no-reply@example.org>").unwrap_or_else(|e| panic!("{e}"));
+    let message = ReminderMessage {
+        channel: Channel::Email,
+        to: carapace_phi_crypto::Phi::new("pat@example.org".into()),
+        text: "Reminder: you have an appointment on Tue 1 Dec 2026, 09:30 (UTC).".into(),
+        idempotency_key: "reminder-42".into(),
+    };
+    for _ in 0..2 {
+        Notifier::send(&mailer, &message)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let got = received.lock().map(|r| r.clone()).unwrap_or_default();
+    assert_eq!(got.len(), 2, "at least once: a repeat is sent again");
+    for mail in &got {
+        assert!(mail.contains("To: pat@example.org"), "{mail}");
+        assert!(mail.contains("Subject: Appointment reminder"), "{mail}");
+        assert!(
+            mail.contains("Message-ID: <reminder-42@example.org>"),
+            "{mail}"
+        );
+        assert!(mail.contains("09:30 (UTC)"), "{mail}");
+    }
+    let bad = ReminderMessage {
+        to: carapace_phi_crypto::Phi::new("not an address".into()),
+        ..message
+    };
+    assert!(matches!(
+        Notifier::send(&mailer, &bad).await,
+        Err(NotifyError::Permanent(_))
+    ));
+    let down = LettreMailer::smtp(
+        &SecretString::from("smtp://127.0.0.1:9".to_owned()),
+        "no-reply@example.org",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let good = ReminderMessage {
+        to: carapace_phi_crypto::Phi::new("pat@example.org".into()),
+        ..bad
+    };
+    assert!(matches!(
+        Notifier::send(&down, &good).await,
+        Err(NotifyError::Temporary(_))
+    ));
+}
+
+#[tokio::test]
 async fn smtp_mailer_reports_an_unreachable_server() {
     let url = SecretString::from("smtp://127.0.0.1:9".to_owned());
     let mailer = LettreMailer::smtp(&url, "no-reply@example.org").unwrap_or_else(|e| panic!("{e}"));

@@ -167,6 +167,21 @@ pub async fn assign(
     let (Some(who), Some(role)) = (who, role) else {
         return Err(ApiError::Invalid(errors));
     };
+    // A local account joins only if it is an active clinician (identity-
+    // provider subjects are the provider's to vouch for).
+    if let (Some(local), Ok(user)) = (&state.local, uuid::Uuid::try_parse(who.as_str())) {
+        use carapace_auth::local::{AccountStore as _, UserId};
+        let account = local
+            .accounts
+            .find_by_id(&auth.0.tenant(), UserId::from_uuid(user))
+            .await?;
+        if account.is_some_and(|a| !a.active || !carapace_auth::policy::may_practise(a.roles)) {
+            return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+                "subject",
+                "must be an active clinician",
+            )]));
+        }
+    }
     let id = PatientId::from_uuid(id.into_inner());
     if state
         .patients
