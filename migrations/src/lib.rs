@@ -28,6 +28,7 @@ mod m0014_appointments;
 mod m0015_calendar_feeds;
 mod m0016_medications;
 mod m0017_consultations;
+mod m0018_verification;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_calendar_feeds::Migration),
             Box::new(m0016_medications::Migration),
             Box::new(m0017_consultations::Migration),
+            Box::new(m0018_verification::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ pub mod organization;
 pub mod patients;
 pub mod service_keys;
 pub mod users;
+pub mod verification;
 
 use actix_web::web;
 
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(calendar::configure)
                 .configure(medications::configure)
                 .configure(consultations::configure)
+                .configure(verification::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

@@ -30,6 +30,7 @@ use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
     Backend, Channels, Database, ReminderDeliverer, ReminderReport, SeaAppointments,
     SeaCalendarFeeds, SeaConsultations, SeaMedications, SeaOrganizations, SeaPatients,
+    SeaVerifications,
 };
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
 use carapace_tenancy::cursor::CursorKey;
@@ -177,6 +178,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         appointments: SeaAppointments::new(db.clone(), keys.clone()),
         medications: SeaMedications::new(db.clone(), keys.clone()),
         consultations: SeaConsultations::new(db.clone()),
+        verifications: SeaVerifications::new(db.clone(), keys.clone()),
         calendar: SeaCalendarFeeds::new(
             db.clone(),
             SeaAppointments::new(db.clone(), keys.clone()),

@@ -11,7 +11,7 @@ use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
     Database, SeaAppointments, SeaCalendarFeeds, SeaConsultations, SeaMedications,
-    SeaOrganizations, SeaPatients,
+    SeaOrganizations, SeaPatients, SeaVerifications,
 };
 use carapace_tenancy::cursor::CursorKey;
 
@@ -46,6 +46,8 @@ pub struct AppState {
     pub medications: SeaMedications,
     /// Consents and referrals.
     pub consultations: SeaConsultations,
+    /// Prior-authorization verification tasks.
+    pub verifications: SeaVerifications,
     /// Length limits and horizon of bookings.
     pub booking_rules: carapace_clinical::appointment::BookingRules,
     /// When reminders go out before an appointment.

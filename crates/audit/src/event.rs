@@ -22,6 +22,21 @@ pub enum ActorKind {
     System,
 }
 
+impl ActorKind {
+    /// The kind a subject names: `service:<key id>` is a service account,
+    /// `system:<job>` Carapace itself, anything else a person.
+    pub fn of_subject(subject: &SubjectId) -> Self {
+        let s = subject.as_str();
+        if s.starts_with("service:") {
+            Self::Service
+        } else if s.starts_with("system:") {
+            Self::System
+        } else {
+            Self::User
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,6 +257,15 @@ mod tests {
                 user_agent: Some("x".repeat(1000)),
             },
         )
+    }
+
+    #[test]
+    fn subjects_name_their_kind() {
+        let kind =
+            |s: &str| ActorKind::of_subject(&SubjectId::parse(s).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(kind("service:0191"), ActorKind::Service);
+        assert_eq!(kind("system:reminders"), ActorKind::System);
+        assert_eq!(kind("oidc:abc"), ActorKind::User);
     }
 
     #[test]

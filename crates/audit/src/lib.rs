@@ -175,14 +175,18 @@ impl SecurityEvent {
     /// The audit event recording this security event.
     pub fn to_audit_event(&self) -> AuditEvent {
         let actor = carapace_tenancy::TenantContext::new(self.org, self.subject.clone());
-        Access::new(actor, ActorKind::User, self.origin.clone())
-            .event(
-                &format!("security.{}", self.kind.as_str()),
-                "security",
-                self.resource_id.clone(),
-                self.kind.outcome(),
-            )
-            .with_detail(self.detail.clone())
+        Access::new(
+            actor,
+            ActorKind::of_subject(&self.subject),
+            self.origin.clone(),
+        )
+        .event(
+            &format!("security.{}", self.kind.as_str()),
+            "security",
+            self.resource_id.clone(),
+            self.kind.outcome(),
+        )
+        .with_detail(self.detail.clone())
     }
 }
 

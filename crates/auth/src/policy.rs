@@ -49,11 +49,17 @@ pub enum Permission {
     /// Refer a related patient to another clinician under a consent, and
     /// read what is shared with oneself.
     Consultation,
+    /// Create, follow and cancel prior-authorization verification tasks
+    /// and read their transcripts.
+    VerificationManage,
+    /// Work verification tasks as a bot: claim, minimal view, progress,
+    /// transcript upload (service keys).
+    VerificationWork,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 18] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -70,6 +76,8 @@ impl Permission {
         Permission::ClinicalAnalytics,
         Permission::ConsentManage,
         Permission::Consultation,
+        Permission::VerificationManage,
+        Permission::VerificationWork,
     ];
 
     /// The permission's name, `resource:action`.
@@ -91,6 +99,8 @@ impl Permission {
             Permission::ClinicalAnalytics => "clinical_analytics:read",
             Permission::ConsentManage => "consent:manage",
             Permission::Consultation => "consultation",
+            Permission::VerificationManage => "verification:manage",
+            Permission::VerificationWork => "verification:work",
         }
     }
 
@@ -106,6 +116,8 @@ impl Permission {
                 | Permission::SideEffectReport
                 | Permission::ConsentManage
                 | Permission::Consultation
+                | Permission::VerificationManage
+                | Permission::VerificationWork
         )
     }
 
@@ -133,7 +145,7 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
-use Permission::{ConsentManage, Consultation};
+use Permission::{ConsentManage, Consultation, VerificationManage, VerificationWork};
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
 /// the care team only and `patient`'s its own record only: see
@@ -156,6 +168,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             SideEffectReport,
             ClinicalAnalytics,
             ConsentManage,
+            VerificationManage,
         ],
     ),
     (
@@ -173,7 +186,12 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
     ),
     (
         Role::Staff,
-        &[PatientRead, AppointmentRead, AppointmentWrite],
+        &[
+            PatientRead,
+            AppointmentRead,
+            AppointmentWrite,
+            VerificationManage,
+        ],
     ),
     (Role::Viewer, &[PatientRead, AppointmentRead]),
     (
@@ -188,7 +206,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
         ],
     ),
     (Role::Compliance, &[AuditRead, ClinicalAnalytics]),
-    (Role::Service, &[]),
+    (Role::Service, &[VerificationWork]),
 ];
 
 /// The permissions a role grants.

@@ -1,6 +1,7 @@
 //! The clinical domain: patients and their care relationships, and
 //! appointments with their reminders, medications and side
-//! effects, consents and referrals.
+//! effects, consents and referrals, and
+//! prior-authorization verification tasks.
 //!
 //! This crate owns the domain types, their validation rules and the
 //! repository ports. Every repository method takes a
@@ -12,5 +13,6 @@ pub mod consultation;
 mod error;
 pub mod medication;
 pub mod patient;
+pub mod verification;
 
 pub use error::{ClinicalError, FieldError};

@@ -33,6 +33,7 @@ pub mod rate_limit;
 pub mod service_keys;
 pub mod sms;
 pub mod tokens;
+mod verification;
 
 pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};
 pub use calendar::SeaCalendarFeeds;
@@ -41,3 +42,4 @@ pub use db::{Backend, Database, DbSettings, TlsMode};
 pub use medications::SeaMedications;
 pub use organizations::{SeaOrganizations, all_org_ids};
 pub use patients::SeaPatients;
+pub use verification::SeaVerifications;

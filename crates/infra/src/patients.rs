@@ -65,19 +65,28 @@ impl SeaPatients {
         Ok(out)
     }
 
-    /// The patient's initials (calendar feeds that show them), read in
-    /// `tx`; `None` if there is no such patient.
+    /// One patient, read and decrypted in `tx` (the caller records the
+    /// access); `None` if there is no such patient.
+    pub(crate) async fn read_in(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        id: PatientId,
+    ) -> Result<Option<Patient>, ClinicalError> {
+        let Some(r) = exists(tx, ctx, id).await? else {
+            return Ok(None);
+        };
+        Ok(self.decrypt_all(ctx, vec![r]).await?.pop())
+    }
+
+    /// The patient's initials (calendar feeds that show them).
     pub(crate) async fn initials(
         &self,
         tx: &DatabaseTransaction,
         ctx: &TenantContext,
         id: PatientId,
     ) -> Result<Option<String>, ClinicalError> {
-        let Some(r) = exists(tx, ctx, id).await? else {
-            return Ok(None);
-        };
-        let p = self.decrypt_all(ctx, vec![r]).await?;
-        Ok(p.into_iter().next().map(|p| {
+        Ok(self.read_in(tx, ctx, id).await?.map(|p| {
             carapace_clinical::appointment::calendar::initials(
                 p.demographics.given_name.expose_phi(),
                 p.demographics.family_name.expose_phi(),
@@ -85,20 +94,16 @@ impl SeaPatients {
         }))
     }
 
-    /// The patient's e-mail and phone (reminder delivery), read in `tx`;
-    /// `None` if there is no such patient.
+    /// The patient's e-mail and phone (reminder delivery).
     pub(crate) async fn contact(
         &self,
         tx: &DatabaseTransaction,
         ctx: &TenantContext,
         id: PatientId,
     ) -> Result<Option<(Option<Phi<String>>, Option<Phi<String>>)>, ClinicalError> {
-        let Some(r) = exists(tx, ctx, id).await? else {
-            return Ok(None);
-        };
-        let p = self.decrypt_all(ctx, vec![r]).await?;
-        Ok(p.into_iter()
-            .next()
+        Ok(self
+            .read_in(tx, ctx, id)
+            .await?
             .map(|p| (p.demographics.email, p.demographics.phone)))
     }
 }

@@ -22,7 +22,7 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
-use Permission::{ConsentManage, Consultation};
+use Permission::{ConsentManage, Consultation, VerificationManage, VerificationWork};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -164,6 +164,56 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/referrals", Needs(Consultation)),
     ("GET", "/api/v1/referrals", Needs(Consultation)),
     ("GET", "/api/v1/referrals/{id}/record", Needs(Consultation)),
+    (
+        "POST",
+        "/api/v1/verification-tasks",
+        Needs(VerificationManage),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks",
+        Needs(VerificationManage),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks/{id}",
+        Needs(VerificationManage),
+    ),
+    (
+        "POST",
+        "/api/v1/verification-tasks/{id}/cancel",
+        Needs(VerificationManage),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks/{id}/transcript",
+        Needs(VerificationManage),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks/queue",
+        Needs(VerificationWork),
+    ),
+    (
+        "POST",
+        "/api/v1/verification-tasks/{id}/claim",
+        Needs(VerificationWork),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks/{id}/bot-view",
+        Needs(VerificationWork),
+    ),
+    (
+        "POST",
+        "/api/v1/verification-tasks/{id}/progress",
+        Needs(VerificationWork),
+    ),
+    (
+        "POST",
+        "/api/v1/verification-tasks/{id}/transcript",
+        Needs(VerificationWork),
+    ),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

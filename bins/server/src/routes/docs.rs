@@ -8,7 +8,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
     admin, appointments, audit, auth, calendar, consultations, health, medications, metrics,
-    organization, patients, service_keys, users,
+    organization, patients, service_keys, users, verification,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -37,6 +37,9 @@ use crate::http::error::{Problem, ProblemField};
         medications::correlate, medications::correlate_organization,
         consultations::record_consent, consultations::consents, consultations::revoke_consent,
         consultations::refer, consultations::referrals, consultations::shared_record,
+        verification::create, verification::list, verification::queue, verification::get,
+        verification::cancel, verification::claim, verification::view, verification::progress,
+        verification::upload, verification::transcript,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors, &AccessRules),
@@ -45,6 +48,7 @@ use crate::http::error::{Problem, ProblemField};
          (name = "appointments", description = "Appointments, availability and reminder preferences"),
          (name = "medications", description = "Medication statements, side effects and their correlation"),
          (name = "consultations", description = "Consents, referrals and shared records"),
+         (name = "verification", description = "Prior-authorization calls: staff tasks and bot sessions"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
          (name = "health", description = "Liveness and readiness"),
          (name = "operations", description = "Operating the deployment (kill switch)")),

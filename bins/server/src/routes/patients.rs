@@ -58,6 +58,7 @@ fn action_of(permission: Permission) -> &'static str {
         Permission::SideEffectReport => "side_effect.create",
         Permission::ConsentManage => "consent.manage",
         Permission::Consultation => "referral.create",
+        Permission::VerificationManage => "verification.create",
         _ => "patient.access",
     }
 }

@@ -136,6 +136,36 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
     .await;
     assert_eq!(referral.status(), 201);
     let referral: Value = referral.json().await.unwrap_or_else(|e| panic!("{e}"));
+    // A bot (service key) and two verification tasks for it.
+    let key = send(
+        app.http
+            .post(app.url("/api/v1/service-keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "voice bot", "roles": ["service"]})),
+    )
+    .await;
+    assert_eq!(key.status(), 201);
+    let key: Value = key.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let bot = key["key"].as_str().unwrap_or_default().to_owned();
+    let task_body = json!({"patient_id": p, "payer_name": "Acme Health",
+        "payer_phone": "+1 800 555 0199", "plan": "Gold PPO", "procedure_codes": ["99213"]});
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let t = send(
+            app.http
+                .post(app.url("/api/v1/verification-tasks"))
+                .bearer_auth(&admin)
+                .json(&task_body),
+        )
+        .await;
+        assert_eq!(t.status(), 201);
+        let t: Value = t.json().await.unwrap_or_else(|e| panic!("{e}"));
+        tasks.push(format!(
+            "/api/v1/verification-tasks/{}",
+            t["id"].as_str().unwrap_or_default()
+        ));
+    }
+    let (worked, withdrawn) = (&tasks[0], &tasks[1]);
     let shared = format!(
         "/api/v1/referrals/{}/record",
         referral["id"].as_str().unwrap_or_default()
@@ -412,6 +442,68 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
                 ("referral.shared_read", "denied"),
                 ("referral.shared_read", "denied"),
             ],
+        ),
+        (
+            "create a verification task",
+            h.post(app.url("/api/v1/verification-tasks"))
+                .bearer_auth(&admin)
+                .json(&task_body),
+            vec![("verification.create", "allowed")],
+        ),
+        (
+            "list verification tasks",
+            h.get(app.url("/api/v1/verification-tasks"))
+                .bearer_auth(&admin),
+            vec![("verification.list", "allowed")],
+        ),
+        (
+            "read a verification task",
+            h.get(app.url(worked)).bearer_auth(&admin),
+            vec![("verification.read", "allowed")],
+        ),
+        (
+            "the bot's queue",
+            h.get(app.url("/api/v1/verification-tasks/queue"))
+                .bearer_auth(&bot),
+            vec![("verification.list", "allowed")],
+        ),
+        (
+            "claim",
+            h.post(app.url(&format!("{worked}/claim")))
+                .bearer_auth(&bot),
+            vec![("verification.claim", "allowed")],
+        ),
+        (
+            "bot view",
+            h.get(app.url(&format!("{worked}/bot-view")))
+                .bearer_auth(&bot),
+            vec![("verification.bot_view", "allowed")],
+        ),
+        (
+            "progress",
+            h.post(app.url(&format!("{worked}/progress")))
+                .bearer_auth(&bot)
+                .json(&json!({"status": "calling"})),
+            vec![("verification.progress", "allowed")],
+        ),
+        (
+            "transcript upload",
+            h.post(app.url(&format!("{worked}/transcript")))
+                .bearer_auth(&bot)
+                .json(&json!({"seq": 0, "text": "Agent: hello"})),
+            vec![("verification.transcript", "allowed")],
+        ),
+        (
+            "transcript read",
+            h.get(app.url(&format!("{worked}/transcript")))
+                .bearer_auth(&admin),
+            vec![("verification.transcript_read", "allowed")],
+        ),
+        (
+            "cancel a verification task",
+            h.post(app.url(&format!("{withdrawn}/cancel")))
+                .bearer_auth(&admin),
+            vec![("verification.cancel", "allowed")],
         ),
         (
             "make a calendar feed",

@@ -26,3 +26,4 @@ mod relationships;
 mod service_keys;
 mod support;
 mod users;
+mod verification;

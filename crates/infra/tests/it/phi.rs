@@ -9,7 +9,7 @@ use time::macros::date;
 
 use crate::support::{acc, keys, new_org, sqlite};
 
-const MARKERS: [&str; 8] = [
+const MARKERS: [&str; 10] = [
     "Zephyrine",
     "Quillfeather",
     "MBR-4242-XYZZY",
@@ -18,11 +18,14 @@ const MARKERS: [&str; 8] = [
     "Vexillary tremor since the new dose",
     "Zolpiquantrine",
     "Glimmering tinnitus",
+    "Platinum Quokka Plan",
+    "Agent said reference Xylophant-9",
 ];
 
-/// Books an appointment for `patient` whose reason is a marker, and records
-/// a medication and a side effect named by markers, so the dumps cover
-/// appointment and medication PHI too.
+/// Books an appointment for `patient` whose reason is a marker, records a
+/// medication and a side effect named by markers, and a verification task
+/// whose plan and transcript are markers, so the dumps cover appointment,
+/// medication and call PHI too (each read back, so the writes happened).
 async fn marked_appointment(
     db: &Database,
     ctx: &carapace_tenancy::TenantContext,
@@ -57,6 +60,97 @@ async fn marked_appointment(
     assert_eq!(
         read.as_ref().map(|r| r.expose_phi().as_str()),
         Some(MARKERS[5])
+    );
+
+    use carapace_clinical::medication::{MedicationInput, MedicationRepository, SideEffectInput};
+    let meds = carapace_infra::SeaMedications::new(db.clone(), keys(db));
+    let today = time::OffsetDateTime::now_utc().date();
+    let med = MedicationInput {
+        drug_name: MARKERS[6].into(),
+        dose: "10 mg".into(),
+        schedule: "once daily".into(),
+        started_on: "2026-01-02".into(),
+        stopped_on: None,
+    }
+    .parse(today)
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let effect = SideEffectInput {
+        symptom: MARKERS[7].into(),
+        severity: "severe".into(),
+        onset_on: "2026-01-05".into(),
+    }
+    .parse(today)
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        meds.add_medication(&acc(ctx), patient, &med)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    assert!(
+        meds.add_side_effect(&acc(ctx), patient, &effect)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    let (m, e) = meds
+        .history(&acc(ctx), patient)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert_eq!(
+        m.first().map(|m| m.details.drug_name.expose_phi().as_str()),
+        Some(MARKERS[6])
+    );
+    assert_eq!(
+        e.first().map(|e| e.details.symptom.expose_phi().as_str()),
+        Some(MARKERS[7])
+    );
+
+    use carapace_clinical::verification::{
+        Progress, TaskInput, VerificationRepository, transcript_chunk,
+    };
+    let tasks = carapace_infra::SeaVerifications::new(db.clone(), keys(db));
+    let request = TaskInput {
+        patient_id: patient.as_uuid(),
+        payer_name: "Acme Health".into(),
+        payer_phone: "+1 800 555 0199".into(),
+        plan: MARKERS[8].into(),
+        procedure_codes: vec!["99213".into()],
+    }
+    .parse()
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let task = tasks
+        .create(&acc(ctx), &request)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("task"));
+    assert!(
+        tasks
+            .claim(&acc(ctx), task.id)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    let calling = tasks.report(&acc(ctx), task.id, &Progress::Calling).await;
+    assert!(calling.ok().flatten().is_some());
+    let chunk = transcript_chunk(MARKERS[9].into()).unwrap_or_else(|e| panic!("{e:?}"));
+    let stored = tasks.append_transcript(&acc(ctx), task.id, 0, &chunk).await;
+    assert_eq!(stored.ok().flatten(), Some(1));
+    let read = tasks.transcript(&acc(ctx), task.id).await.ok().flatten();
+    assert_eq!(
+        read.as_ref().map(|t| t.expose_phi().as_str()),
+        Some(MARKERS[9])
+    );
+    let back = tasks.get(&acc(ctx), task.id).await.ok().flatten();
+    assert_eq!(
+        back.map(|t| t.request.plan.expose_phi().clone()),
+        Some(MARKERS[8].to_owned())
     );
 }
 

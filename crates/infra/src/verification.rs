@@ -1,0 +1,550 @@
+//! Verification tasks and their transcripts over SeaORM. Every task field
+//! with PHI is sealed; transcripts are sealed chunk by chunk. A bot's calls
+//! find only the tasks it claimed; every call records its event in the
+//! same transaction, as whoever made it (staff user or service account).
+
+use std::sync::Arc;
+
+use carapace_audit::{Access, AuditEvent, Outcome};
+use carapace_clinical::ClinicalError;
+use carapace_clinical::patient::PatientId;
+use carapace_clinical::verification::{
+    BOT_VIEW_FIELDS, BotView, Progress, Task, TaskRequest, TaskStatus, VerificationRepository,
+    bot_view, check_transition, limits,
+};
+use carapace_phi_crypto::Phi;
+use carapace_phi_crypto::envelope::DataKey;
+use carapace_tenancy::{SubjectId, TenantContext};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseTransaction, EntityTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _,
+};
+use uuid::Uuid;
+
+use crate::SeaPatients;
+use crate::db::{Backend, Database, storage_error};
+use crate::entity::{verification_task as row, verification_transcript as chunk};
+use crate::fields::{self, KeyVersions, Place};
+use crate::keys::KeyRing;
+
+const TASKS: &str = "verification_tasks";
+const TRANSCRIPTS: &str = "verification_transcripts";
+/// Most tasks one listing returns.
+const LIST_MAX: u64 = 200;
+
+/// [`VerificationRepository`] over `verification_tasks` and
+/// `verification_transcripts`.
+#[derive(Clone, Debug)]
+pub struct SeaVerifications {
+    db: Database,
+    keys: Arc<KeyRing>,
+    patients: SeaPatients,
+}
+
+impl SeaVerifications {
+    /// Tasks in `db`, sealed with the organizations' keys.
+    pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
+        Self {
+            patients: SeaPatients::new(db.clone(), keys.clone()),
+            db,
+            keys,
+        }
+    }
+}
+
+fn integrity() -> ClinicalError {
+    ClinicalError::Storage(fields::integrity())
+}
+
+fn seal(
+    key: &DataKey,
+    org: Uuid,
+    id: Uuid,
+    column: &str,
+    plain: &str,
+) -> Result<Vec<u8>, ClinicalError> {
+    Ok(fields::seal(
+        key,
+        Place {
+            org,
+            table: TASKS,
+            column,
+            row: id,
+        },
+        plain.as_bytes(),
+    )?)
+}
+
+fn open(
+    key: &DataKey,
+    r: &row::Model,
+    column: &str,
+    sealed: &[u8],
+) -> Result<String, ClinicalError> {
+    Ok(fields::open_text(
+        key,
+        Place {
+            org: r.org_id,
+            table: TASKS,
+            column,
+            row: r.id,
+        },
+        sealed,
+    )?)
+}
+
+/// The column name a transcript chunk is bound to: its number, so a chunk
+/// moved to another position fails to open.
+fn chunk_column(seq: u32) -> String {
+    format!("chunk.{seq}")
+}
+
+fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
+    let codes = open(key, r, "procedure_codes", &r.procedure_codes)?;
+    Ok(Task {
+        id: r.id,
+        request: TaskRequest {
+            patient: PatientId::from_uuid(r.patient_id),
+            payer_name: Phi::new(open(key, r, "payer_name", &r.payer_name)?),
+            payer_phone: Phi::new(open(key, r, "payer_phone", &r.payer_phone)?),
+            plan: Phi::new(open(key, r, "plan", &r.plan)?),
+            procedure_codes: Phi::new(codes.split(',').map(str::to_owned).collect()),
+        },
+        status: TaskStatus::parse(&r.status).ok_or_else(integrity)?,
+        claimed_by: r
+            .claimed_by
+            .as_deref()
+            .map(|s| SubjectId::parse(s).map_err(|_| integrity()))
+            .transpose()?,
+        reference_number: r
+            .reference_number
+            .as_deref()
+            .map(|v| open(key, r, "reference_number", v).map(Phi::new))
+            .transpose()?,
+        transcript_chunks: u32::try_from(r.transcript_chunks).map_err(|_| integrity())?,
+        created_by: SubjectId::parse(&r.created_by).map_err(|_| integrity())?,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    })
+}
+
+fn event(access: &Access, action: &str, id: Uuid, outcome: Outcome) -> AuditEvent {
+    access.event(action, "verification_task", Some(id.to_string()), outcome)
+}
+
+impl SeaVerifications {
+    async fn decrypt(
+        &self,
+        ctx: &TenantContext,
+        rows: &[row::Model],
+    ) -> Result<Vec<Task>, ClinicalError> {
+        let mut keys = KeyVersions::new(&self.keys, ctx);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(from_row(&*keys.get(r.key_version).await?, r)?);
+        }
+        Ok(out)
+    }
+
+    /// The task `id` in `tx`, locked for change on PostgreSQL; for a bot
+    /// (`bot`), only if it claimed it.
+    async fn find(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+        id: Uuid,
+        bot: Option<&SubjectId>,
+        lock: bool,
+    ) -> Result<Option<row::Model>, ClinicalError> {
+        let mut q = row::Entity::find()
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(row::Column::Id.eq(id))
+            .filter(crate::patients::live_org(ctx));
+        if let Some(bot) = bot {
+            q = q.filter(row::Column::ClaimedBy.eq(bot.as_str()));
+        }
+        if lock && self.db.backend() == Backend::Postgres {
+            q = q.lock_exclusive();
+        }
+        Ok(q.one(tx).await.map_err(storage_error)?)
+    }
+
+    /// Moves task `id` to `to` (checked), with `change` applied, recording
+    /// `action`; `bot`: only the bot's own task.
+    async fn transition(
+        &self,
+        access: &Access,
+        id: Uuid,
+        bot: Option<&SubjectId>,
+        to: TaskStatus,
+        action: &str,
+        change: impl FnOnce(&mut row::ActiveModel, &DataKey) -> Result<(), ClinicalError>,
+    ) -> Result<Option<Task>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let Some(current) = self.find(&tx, ctx, id, bot, true).await? else {
+            crate::audit::commit_with(tx, &[event(access, action, id, Outcome::NotFound)]).await?;
+            return Ok(None);
+        };
+        // New sealed columns join the row under the key its others use.
+        let version = u32::try_from(current.key_version).map_err(|_| integrity())?;
+        let key = self.keys.version(ctx, version).await?;
+        let from = TaskStatus::parse(&current.status).ok_or_else(integrity)?;
+        check_transition(from, to)?;
+        let mut update: row::ActiveModel = current.into();
+        update.status = Set(to.as_str().to_owned());
+        update.updated_at = Set(carapace_audit::event::now_micros());
+        change(&mut update, &key)?;
+        let saved = update.update(&tx).await.map_err(storage_error)?;
+        let done =
+            event(access, action, id, Outcome::Allowed).with_detail(format!("{from} -> {to}"));
+        crate::audit::commit_with(tx, &[done]).await?;
+        Ok(self.decrypt(ctx, &[saved]).await?.pop())
+    }
+}
+
+impl VerificationRepository for SeaVerifications {
+    async fn create(
+        &self,
+        access: &Access,
+        t: &TaskRequest,
+    ) -> Result<Option<Task>, ClinicalError> {
+        let ctx = access.tenant();
+        let key = self.keys.current(ctx).await?;
+        let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
+        let now = carapace_audit::event::now_micros();
+        let model = row::Model {
+            org_id: org,
+            id,
+            patient_id: t.patient.as_uuid(),
+            key_version: i32::try_from(key.version()).unwrap_or(i32::MAX),
+            payer_name: seal(&key, org, id, "payer_name", t.payer_name.expose_phi())?,
+            payer_phone: seal(&key, org, id, "payer_phone", t.payer_phone.expose_phi())?,
+            plan: seal(&key, org, id, "plan", t.plan.expose_phi())?,
+            procedure_codes: seal(
+                &key,
+                org,
+                id,
+                "procedure_codes",
+                &t.procedure_codes.expose_phi().join(","),
+            )?,
+            status: TaskStatus::Pending.as_str().to_owned(),
+            claimed_by: None,
+            reference_number: None,
+            failure_reason: None,
+            transcript_chunks: 0,
+            created_by: ctx.actor().as_str().to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        let tx = self.db.begin_tenant(ctx).await?;
+        if crate::patients::exists(&tx, ctx, t.patient)
+            .await?
+            .is_none()
+        {
+            let missing = access.event(
+                "verification.create",
+                "patient",
+                Some(t.patient.to_string()),
+                Outcome::NotFound,
+            );
+            crate::audit::commit_with(tx, &[missing]).await?;
+            return Ok(None);
+        }
+        let active: row::ActiveModel = model.clone().into();
+        row::Entity::insert(active)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
+        let made = event(access, "verification.create", id, Outcome::Allowed)
+            .with_phi_fields(&["payer_name", "payer_phone", "plan", "procedure_codes"])
+            .with_detail(format!("patient {}", t.patient));
+        crate::audit::commit_with(tx, &[made]).await?;
+        from_row(&key, &model).map(Some)
+    }
+
+    async fn get(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let found = self.find(&tx, ctx, id, None, false).await?;
+        let outcome = if found.is_some() {
+            Outcome::Allowed
+        } else {
+            Outcome::NotFound
+        };
+        crate::audit::commit_with(tx, &[event(access, "verification.read", id, outcome)]).await?;
+        match found {
+            Some(r) => Ok(self.decrypt(ctx, &[r]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(
+        &self,
+        access: &Access,
+        status: Option<TaskStatus>,
+    ) -> Result<Vec<Task>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let mut q = row::Entity::find()
+            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(crate::patients::live_org(ctx));
+        if let Some(s) = status {
+            q = q.filter(row::Column::Status.eq(s.as_str()));
+        }
+        let rows = q
+            .order_by_desc(row::Column::Id)
+            .limit(LIST_MAX)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        let listed = access
+            .event(
+                "verification.list",
+                "verification_task",
+                None,
+                Outcome::Allowed,
+            )
+            .with_detail(format!("{} tasks", rows.len()));
+        crate::audit::commit_with(tx, &[listed]).await?;
+        self.decrypt(ctx, &rows).await
+    }
+
+    async fn cancel(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
+        self.transition(
+            access,
+            id,
+            None,
+            TaskStatus::Cancelled,
+            "verification.cancel",
+            |_, _| Ok(()),
+        )
+        .await
+    }
+
+    async fn claim(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
+        let bot = access.tenant().actor().clone();
+        self.transition(
+            access,
+            id,
+            None,
+            TaskStatus::Claimed,
+            "verification.claim",
+            move |m, _| {
+                m.claimed_by = Set(Some(bot.as_str().to_owned()));
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn bot_view(&self, access: &Access, id: Uuid) -> Result<Option<BotView>, ClinicalError> {
+        let ctx = access.tenant();
+        let bot = ctx.actor().clone();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let Some(r) = self.find(&tx, ctx, id, Some(&bot), false).await? else {
+            crate::audit::commit_with(
+                tx,
+                &[event(
+                    access,
+                    "verification.bot_view",
+                    id,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        };
+        let patient = self
+            .patients
+            .read_in(&tx, ctx, PatientId::from_uuid(r.patient_id))
+            .await?;
+        let Some(patient) = patient else {
+            crate::audit::commit_with(
+                tx,
+                &[event(
+                    access,
+                    "verification.bot_view",
+                    id,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        };
+        let read = event(access, "verification.bot_view", id, Outcome::Allowed)
+            .with_phi_fields(&BOT_VIEW_FIELDS)
+            .with_detail(format!("patient {}", patient.id));
+        crate::audit::commit_with(tx, &[read]).await?;
+        let task = self.decrypt(ctx, &[r]).await?.pop().ok_or_else(integrity)?;
+        Ok(Some(bot_view(&task, &patient)))
+    }
+
+    async fn report(
+        &self,
+        access: &Access,
+        id: Uuid,
+        progress: &Progress,
+    ) -> Result<Option<Task>, ClinicalError> {
+        let bot = access.tenant().actor().clone();
+        let org = access.org().as_uuid();
+        let progress = progress.clone();
+        self.transition(
+            access,
+            id,
+            Some(&bot),
+            progress.status(),
+            "verification.progress",
+            move |m, key| {
+                match &progress {
+                    Progress::Calling => {}
+                    Progress::Completed(reference) => {
+                        m.reference_number = Set(Some(seal(
+                            key,
+                            org,
+                            id,
+                            "reference_number",
+                            reference.expose_phi(),
+                        )?));
+                    }
+                    Progress::Failed(reason) => {
+                        m.failure_reason = Set(Some(seal(
+                            key,
+                            org,
+                            id,
+                            "failure_reason",
+                            reason.expose_phi(),
+                        )?));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn append_transcript(
+        &self,
+        access: &Access,
+        id: Uuid,
+        seq: u32,
+        text: &Phi<String>,
+    ) -> Result<Option<u32>, ClinicalError> {
+        let ctx = access.tenant();
+        let bot = ctx.actor().clone();
+        let key = self.keys.current(ctx).await?;
+        let tx = self.db.begin_tenant(ctx).await?;
+        let Some(task) = self.find(&tx, ctx, id, Some(&bot), true).await? else {
+            crate::audit::commit_with(
+                tx,
+                &[event(
+                    access,
+                    "verification.transcript",
+                    id,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        };
+        if task.status != TaskStatus::Calling.as_str() {
+            return Err(ClinicalError::Conflict {
+                code: "invalid_transition",
+                detail: "transcripts are uploaded while the task is calling",
+            });
+        }
+        let have = u32::try_from(task.transcript_chunks).map_err(|_| integrity())?;
+        if seq != have {
+            return Err(ClinicalError::Conflict {
+                code: "chunk_out_of_order",
+                detail: "send transcript chunks in order, each once, starting at 0",
+            });
+        }
+        if have >= limits::CHUNKS_MAX {
+            return Err(ClinicalError::Conflict {
+                code: "transcript_full",
+                detail: "a transcript holds at most 16 chunks of 16 KiB",
+            });
+        }
+        let org = ctx.org().as_uuid();
+        let column = chunk_column(seq);
+        let place = Place {
+            org,
+            table: TRANSCRIPTS,
+            column: &column,
+            row: id,
+        };
+        let sealed = fields::seal(&key, place, text.expose_phi().as_bytes())?;
+        chunk::Entity::insert(chunk::ActiveModel {
+            org_id: Set(org),
+            task_id: Set(id),
+            seq: Set(i32::try_from(seq).map_err(|_| integrity())?),
+            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+            chunk: Set(sealed),
+            created_at: Set(carapace_audit::event::now_micros()),
+        })
+        .exec_without_returning(&tx)
+        .await
+        .map_err(storage_error)?;
+        let mut update: row::ActiveModel = task.into();
+        update.transcript_chunks = Set(i32::try_from(seq + 1).map_err(|_| integrity())?);
+        update.updated_at = Set(carapace_audit::event::now_micros());
+        update.update(&tx).await.map_err(storage_error)?;
+        let stored = event(access, "verification.transcript", id, Outcome::Allowed)
+            .with_phi_fields(&["transcript"])
+            .with_detail(format!("chunk {seq}, {} bytes", text.expose_phi().len()));
+        crate::audit::commit_with(tx, &[stored]).await?;
+        Ok(Some(seq + 1))
+    }
+
+    async fn transcript(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<Option<Phi<String>>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        if self.find(&tx, ctx, id, None, false).await?.is_none() {
+            crate::audit::commit_with(
+                tx,
+                &[event(
+                    access,
+                    "verification.transcript_read",
+                    id,
+                    Outcome::NotFound,
+                )],
+            )
+            .await?;
+            return Ok(None);
+        }
+        let rows = chunk::Entity::find()
+            .filter(chunk::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(chunk::Column::TaskId.eq(id))
+            .order_by_asc(chunk::Column::Seq)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        let read = event(access, "verification.transcript_read", id, Outcome::Allowed)
+            .with_phi_fields(&["transcript"]);
+        crate::audit::commit_with(tx, &[read]).await?;
+        let mut keys = KeyVersions::new(&self.keys, ctx);
+        let mut text = String::new();
+        for c in rows {
+            let seq = u32::try_from(c.seq).map_err(|_| integrity())?;
+            let column = chunk_column(seq);
+            let place = Place {
+                org: c.org_id,
+                table: TRANSCRIPTS,
+                column: &column,
+                row: id,
+            };
+            text.push_str(&fields::open_text(
+                &*keys.get(c.key_version).await?,
+                place,
+                &c.chunk,
+            )?);
+        }
+        Ok(Some(Phi::new(text)))
+    }
+}
