@@ -12,6 +12,7 @@ pub mod medications;
 pub mod metrics;
 pub mod organization;
 pub mod patients;
+pub mod research;
 pub mod service_keys;
 pub mod users;
 pub mod verification;
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(medications::configure)
                 .configure(consultations::configure)
                 .configure(verification::configure)
+                .configure(research::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

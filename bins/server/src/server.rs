@@ -29,7 +29,7 @@ use carapace_infra::sms::TwilioSms;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
     Backend, Channels, Database, ReminderDeliverer, ReminderReport, SeaAppointments,
-    SeaCalendarFeeds, SeaConsultations, SeaMedications, SeaOrganizations, SeaPatients,
+    SeaCalendarFeeds, SeaConsultations, SeaMedications, SeaOrganizations, SeaPatients, SeaResearch,
     SeaVerifications,
 };
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
@@ -179,6 +179,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         medications: SeaMedications::new(db.clone(), keys.clone()),
         consultations: SeaConsultations::new(db.clone()),
         verifications: SeaVerifications::new(db.clone(), keys.clone()),
+        research: SeaResearch::new(
+            db.clone(),
+            SeaPatients::new(db.clone(), keys.clone()),
+            SeaMedications::new(db.clone(), keys.clone()),
+        ),
         calendar: SeaCalendarFeeds::new(
             db.clone(),
             SeaAppointments::new(db.clone(), keys.clone()),

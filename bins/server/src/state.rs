@@ -11,7 +11,7 @@ use carapace_infra::service_keys::SeaServiceKeys;
 use carapace_infra::tokens::Verifiers;
 use carapace_infra::{
     Database, SeaAppointments, SeaCalendarFeeds, SeaConsultations, SeaMedications,
-    SeaOrganizations, SeaPatients, SeaVerifications,
+    SeaOrganizations, SeaPatients, SeaResearch, SeaVerifications,
 };
 use carapace_tenancy::cursor::CursorKey;
 
@@ -46,6 +46,8 @@ pub struct AppState {
     pub medications: SeaMedications,
     /// Consents and referrals.
     pub consultations: SeaConsultations,
+    /// De-identified research aggregates.
+    pub research: SeaResearch,
     /// Prior-authorization verification tasks.
     pub verifications: SeaVerifications,
     /// Length limits and horizon of bookings.

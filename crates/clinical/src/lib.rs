@@ -13,6 +13,7 @@ pub mod consultation;
 mod error;
 pub mod medication;
 pub mod patient;
+pub mod research;
 pub mod verification;
 
 pub use error::{ClinicalError, FieldError};

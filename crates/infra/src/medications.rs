@@ -346,7 +346,29 @@ impl MedicationRepository for SeaMedications {
             .with_phi_fields(&["drug_name", "started_on", "symptom", "onset_on"])
             .with_detail(format!("{} patients with medications", patients.len()));
         crate::audit::commit_with(tx, &[read]).await?;
-        let (m, e) = self.open_all(ctx, &meds, &effects).await?;
+        self.by_patient(ctx, &meds, &effects).await
+    }
+}
+
+impl SeaMedications {
+    /// Every patient's timeline, read in `tx` (the caller records the
+    /// access).
+    pub(crate) async fn timelines_in(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+    ) -> Result<Vec<Timeline>, ClinicalError> {
+        let (meds, effects) = self.rows(tx, ctx, None, AGGREGATE_MAX).await?;
+        self.by_patient(ctx, &meds, &effects).await
+    }
+
+    async fn by_patient(
+        &self,
+        ctx: &TenantContext,
+        meds: &[med::Model],
+        effects: &[effect::Model],
+    ) -> Result<Vec<Timeline>, ClinicalError> {
+        let (m, e) = self.open_all(ctx, meds, effects).await?;
         let mut by_patient: BTreeMap<Uuid, Timeline> = BTreeMap::new();
         for x in &m {
             by_patient

@@ -79,6 +79,27 @@ impl SeaPatients {
         Ok(self.decrypt_all(ctx, vec![r]).await?.pop())
     }
 
+    /// Every patient's date of birth (research aggregates), read in `tx`
+    /// (the caller records the access); at most 100 000.
+    pub(crate) async fn birth_dates(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+    ) -> Result<Vec<Date>, ClinicalError> {
+        let rows = scoped(ctx)
+            .order_by_asc(row::Column::Id)
+            .limit(100_000)
+            .all(tx)
+            .await
+            .map_err(storage_error)?;
+        Ok(self
+            .decrypt_all(ctx, rows)
+            .await?
+            .into_iter()
+            .map(|p| *p.demographics.birth_date.expose_phi())
+            .collect())
+    }
+
     /// The patient's initials (calendar feeds that show them).
     pub(crate) async fn initials(
         &self,

@@ -147,6 +147,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Needs(ClinicalAnalytics),
     ),
     (
+        "GET",
+        "/api/v1/analytics/research",
+        Needs(ClinicalAnalytics),
+    ),
+    (
         "POST",
         "/api/v1/patients/{id}/consents",
         Needs(ConsentManage),

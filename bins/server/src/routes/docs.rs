@@ -8,7 +8,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
     admin, appointments, audit, auth, calendar, consultations, health, medications, metrics,
-    organization, patients, service_keys, users, verification,
+    organization, patients, research, service_keys, users, verification,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -40,6 +40,7 @@ use crate::http::error::{Problem, ProblemField};
         verification::create, verification::list, verification::queue, verification::get,
         verification::cancel, verification::claim, verification::view, verification::progress,
         verification::upload, verification::transcript,
+        research::summary,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors, &AccessRules),

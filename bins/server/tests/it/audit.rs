@@ -378,6 +378,12 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
             vec![("medication.aggregate", "allowed")],
         ),
         (
+            "research aggregates",
+            h.get(app.url("/api/v1/analytics/research"))
+                .bearer_auth(app.token_as(&org, Role::Compliance, "compliance-officer")),
+            vec![("research.aggregate", "allowed")],
+        ),
+        (
             "medications outside the care team",
             h.get(app.url(&format!("{path}/medications")))
                 .bearer_auth(&cy),

@@ -199,6 +199,43 @@ async fn organization(app: &TestApp) {
         403,
     )
     .await;
+    // Research aggregates: counts only, small cells withheld.
+    let research: Value = app
+        .get("/api/v1/analytics/research", &compliance)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    // Every test patient was born on 1980-02-03.
+    let today = time::OffsetDateTime::now_utc().date();
+    let age = today.year() - 1980 - i32::from((u8::from(today.month()), today.day()) < (2, 3));
+    let band = match age {
+        0..=17 => "0-17",
+        18..=34 => "18-34",
+        35..=49 => "35-49",
+        50..=64 => "50-64",
+        _ => "65+",
+    };
+    let bands: Vec<Value> = ["0-17", "18-34", "35-49", "50-64", "65+"]
+        .iter()
+        .map(|l| json!({"label": l, "count": if *l == band { json!(14) } else { Value::Null }}))
+        .collect();
+    assert_eq!(research["age_bands"], json!(bands));
+    assert_eq!(
+        research["medications"],
+        json!([{"label": "amoxicillin", "count": null}, {"label": "lisinopril", "count": 11}])
+    );
+    assert_eq!(
+        research["side_effects"],
+        json!([{"label": "cough", "count": 11}, {"label": "rash", "count": null}])
+    );
+    assert_eq!(research["appointments_per_month"], json!([]));
+    let text = research.to_string();
+    assert!(
+        !text.contains("Cohort") && !text.contains("1980"),
+        "nothing identifying"
+    );
+    problem(app.get("/api/v1/analytics/research", &ada).await, 403).await;
     // Another organization sees only its own (nothing).
     let other = app.org().await;
     let theirs: Value = app
