@@ -29,6 +29,7 @@ mod m0015_calendar_feeds;
 mod m0016_medications;
 mod m0017_consultations;
 mod m0018_verification;
+mod m0019_assistant;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0016_medications::Migration),
             Box::new(m0017_consultations::Migration),
             Box::new(m0018_verification::Migration),
+            Box::new(m0019_assistant::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod appointments;
+pub mod assistant;
 pub mod audit;
 pub mod auth;
 pub mod calendar;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(consultations::configure)
                 .configure(verification::configure)
                 .configure(research::configure)
+                .configure(assistant::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

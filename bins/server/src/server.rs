@@ -179,6 +179,19 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         medications: SeaMedications::new(db.clone(), keys.clone()),
         consultations: SeaConsultations::new(db.clone()),
         verifications: SeaVerifications::new(db.clone(), keys.clone()),
+        ai: match settings.ai_provider.as_str() {
+            "local" => Some(carapace_infra::assistant::Ai::Local(
+                carapace_infra::assistant::LocalAi,
+            )),
+            _ => settings.openai().map(|(openai, policy)| {
+                carapace_infra::assistant::Ai::OpenAi(carapace_infra::assistant::OpenAiChat::new(
+                    SafeHttp::new(policy),
+                    openai,
+                ))
+            }),
+        },
+        ai_baa_signed: settings.ai_baa_signed,
+        assistant: carapace_infra::assistant::SeaAssistant::new(db.clone(), keys.clone()),
         research: SeaResearch::new(
             db.clone(),
             SeaPatients::new(db.clone(), keys.clone()),

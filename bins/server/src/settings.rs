@@ -186,6 +186,23 @@ pub struct Settings {
     pub sms_from: Option<String>,
     /// Let SMS go to a loopback address (tests; refused in production).
     pub sms_allow_loopback: bool,
+    /// The AI provider: `none` (default: the assistant is off), `local`
+    /// (deterministic, development only) or `openai` (an
+    /// OpenAI-compatible chat-completions API).
+    pub ai_provider: String,
+    /// The operator's declaration that a business associate agreement
+    /// with the AI provider is signed. Without it the assistant answers
+    /// 503, and production refuses to start with a provider set.
+    pub ai_baa_signed: bool,
+    /// Base URL of the chat-completions API (`https://api.openai.com`).
+    pub ai_url: Option<String>,
+    /// API key of the chat-completions API.
+    pub ai_api_key: Option<SecretString>,
+    /// Model name.
+    pub ai_model: String,
+    /// Let the AI provider be a loopback address (tests; refused in
+    /// production).
+    pub ai_allow_loopback: bool,
     /// Browser origins allowed to call the API (comma-separated exact
     /// `scheme://host[:port]`); empty: none.
     pub cors_origins: String,
@@ -275,6 +292,12 @@ impl Default for Settings {
             sms_auth_token: None,
             sms_from: None,
             sms_allow_loopback: false,
+            ai_provider: "none".into(),
+            ai_baa_signed: false,
+            ai_url: None,
+            ai_api_key: None,
+            ai_model: "gpt-4o-mini".into(),
+            ai_allow_loopback: false,
             metrics_token: None,
             log_redact_keys: String::new(),
             otel_endpoint: None,
@@ -383,6 +406,39 @@ impl Settings {
                 allow_loopback: self.sms_allow_loopback,
                 timeout: Duration::from_secs(10),
                 max_response_bytes: 64 * 1024,
+            },
+        ))
+    }
+
+    /// The chat-completions adapter's settings and outbound policy, when
+    /// the provider is `openai` and complete.
+    pub fn openai(
+        &self,
+    ) -> Option<(
+        carapace_infra::assistant::OpenAiSettings,
+        carapace_infra::outbound::OutboundPolicy,
+    )> {
+        if self.ai_provider != "openai" {
+            return None;
+        }
+        let base_url = self.ai_url.clone()?;
+        let host = url::Url::parse(&base_url)
+            .ok()?
+            .host_str()?
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
+        Some((
+            carapace_infra::assistant::OpenAiSettings {
+                base_url,
+                api_key: self.ai_api_key.clone()?,
+                model: self.ai_model.clone(),
+            },
+            carapace_infra::outbound::OutboundPolicy {
+                https_only: self.profile == Profile::Production,
+                allowed_hosts: vec![host],
+                allow_loopback: self.ai_allow_loopback,
+                timeout: Duration::from_secs(60),
+                max_response_bytes: 1024 * 1024,
             },
         ))
     }
@@ -569,6 +625,12 @@ impl Settings {
             "sms_auth_token": secret(&self.sms_auth_token),
             "sms_from": self.sms_from,
             "sms_allow_loopback": self.sms_allow_loopback,
+            "ai_provider": self.ai_provider,
+            "ai_baa_signed": self.ai_baa_signed,
+            "ai_url": self.ai_url,
+            "ai_api_key": secret(&self.ai_api_key),
+            "ai_model": self.ai_model,
+            "ai_allow_loopback": self.ai_allow_loopback,
             "kms_key_id": self.kms_key_id,
             "kms_region": self.kms_region,
             "kms_endpoint": self.kms_endpoint,

@@ -46,6 +46,12 @@ pub struct AppState {
     pub medications: SeaMedications,
     /// Consents and referrals.
     pub consultations: SeaConsultations,
+    /// The AI provider, when one is configured.
+    pub ai: Option<carapace_infra::assistant::Ai>,
+    /// The deployment's declaration of a BAA with the AI provider.
+    pub ai_baa_signed: bool,
+    /// Assistant conversations.
+    pub assistant: carapace_infra::assistant::SeaAssistant,
     /// De-identified research aggregates.
     pub research: SeaResearch,
     /// Prior-authorization verification tasks.

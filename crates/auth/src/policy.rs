@@ -55,11 +55,13 @@ pub enum Permission {
     /// Work verification tasks as a bot: claim, minimal view, progress,
     /// transcript upload (service keys).
     VerificationWork,
+    /// Use the AI assistant (where both BAAs are in place).
+    AssistantUse,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 18] = [
+    pub const ALL: [Permission; 19] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -78,6 +80,7 @@ impl Permission {
         Permission::Consultation,
         Permission::VerificationManage,
         Permission::VerificationWork,
+        Permission::AssistantUse,
     ];
 
     /// The permission's name, `resource:action`.
@@ -101,6 +104,7 @@ impl Permission {
             Permission::Consultation => "consultation",
             Permission::VerificationManage => "verification:manage",
             Permission::VerificationWork => "verification:work",
+            Permission::AssistantUse => "assistant:use",
         }
     }
 
@@ -145,7 +149,7 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
-use Permission::{ConsentManage, Consultation, VerificationManage, VerificationWork};
+use Permission::{AssistantUse, ConsentManage, Consultation, VerificationManage, VerificationWork};
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
 /// the care team only and `patient`'s its own record only: see
@@ -169,6 +173,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             ClinicalAnalytics,
             ConsentManage,
             VerificationManage,
+            AssistantUse,
         ],
     ),
     (
@@ -182,6 +187,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             SideEffectReport,
             ConsentManage,
             Consultation,
+            AssistantUse,
         ],
     ),
     (
@@ -191,6 +197,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             AppointmentRead,
             AppointmentWrite,
             VerificationManage,
+            AssistantUse,
         ],
     ),
     (Role::Viewer, &[PatientRead, AppointmentRead]),

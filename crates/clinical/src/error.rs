@@ -48,6 +48,14 @@ pub enum ClinicalError {
         /// Why, in words.
         detail: &'static str,
     },
+    /// The feature is not available here (503), `code` says why.
+    #[error("unavailable: {code}")]
+    Unavailable {
+        /// Stable code, e.g. `ai_disabled`.
+        code: &'static str,
+        /// Why, in words.
+        detail: &'static str,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -59,7 +67,9 @@ impl ClinicalError {
         match self {
             Self::Invalid(_) => "validation_failed",
             Self::NotFound => "not_found",
-            Self::Conflict { code, .. } | Self::Refused { code, .. } => code,
+            Self::Conflict { code, .. }
+            | Self::Refused { code, .. }
+            | Self::Unavailable { code, .. } => code,
             Self::Storage(e) => e.code(),
         }
     }

@@ -9,6 +9,7 @@
 //! It never depends on a database driver or an HTTP framework.
 
 pub mod appointment;
+pub mod assistant;
 pub mod consultation;
 mod error;
 pub mod medication;

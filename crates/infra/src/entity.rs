@@ -17,6 +17,7 @@ pub mod organization {
         pub deleted_at: Option<TimeDateTimeWithTimeZone>,
         pub calendar_detail: String,
         pub external_referrals: bool,
+        pub ai_baa: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -704,6 +705,30 @@ pub mod verification_transcript {
         pub seq: i32,
         pub key_version: i32,
         pub chunk: Vec<u8>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod assistant_turn {
+    use sea_orm::entity::prelude::*;
+
+    // `content` is ciphertext.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "assistant_turns")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub subject: String,
+        pub speaker: String,
+        pub key_version: i32,
+        pub content: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,
     }
 

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod alerts;
 mod appointments;
+pub mod assistant;
 pub mod audit;
 mod calendar;
 mod consultations;

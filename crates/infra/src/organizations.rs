@@ -154,6 +154,7 @@ impl OrganizationRepository for SeaOrganizations {
             deleted_at: Set(None),
             calendar_detail: Set(CalendarDetail::default().as_str().to_owned()),
             external_referrals: Set(false),
+            ai_baa: Set(false),
         };
         match org::Entity::insert(row)
             .exec_without_returning(self.db.conn())
@@ -209,6 +210,7 @@ impl OrganizationRepository for SeaOrganizations {
                 org::Column::ExternalReferrals,
                 Expr::value(settings.external_referrals),
             )
+            .col_expr(org::Column::AiBaa, Expr::value(settings.ai_baa))
             .filter(org::Column::Id.eq(id.as_uuid()))
             .filter(org::Column::DeletedAt.is_null())
             .exec(self.db.conn())
@@ -241,6 +243,7 @@ fn to_org(r: org::Model) -> Result<Organization, TenancyError> {
             phi_mfa: PhiMfa::parse(&r.phi_mfa),
             calendar_detail: CalendarDetail::parse(&r.calendar_detail),
             external_referrals: r.external_referrals,
+            ai_baa: r.ai_baa,
         },
     })
 }

@@ -152,7 +152,22 @@ impl SafeHttp {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<u16, OutboundError> {
-        self.post(url, "application/json", headers, body).await
+        self.post(url, "application/json", headers, body)
+            .await
+            .map(|(status, _)| status)
+    }
+
+    /// Like [`Self::post_json`], returning the answer's body (at most
+    /// `max_response_bytes`).
+    pub async fn post_json_read(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, OutboundError> {
+        self.post(url, "application/json", headers, body)
+            .await
+            .map(|(_, answer)| answer)
     }
 
     /// Like [`Self::post_json`] for an `application/x-www-form-urlencoded`
@@ -169,6 +184,7 @@ impl SafeHttp {
             .into_bytes();
         self.post(url, "application/x-www-form-urlencoded", headers, body)
             .await
+            .map(|(status, _)| status)
     }
 
     async fn post(
@@ -177,7 +193,7 @@ impl SafeHttp {
         content_type: &str,
         headers: &[(&str, String)],
         body: Vec<u8>,
-    ) -> Result<u16, OutboundError> {
+    ) -> Result<(u16, Vec<u8>), OutboundError> {
         let (url, addr) = self.vet(url).await?;
         let host = url.host_str().unwrap_or_default().to_owned();
         let client = reqwest::Client::builder()
@@ -200,19 +216,19 @@ impl SafeHttp {
             .await
             .map_err(|e| OutboundError::Failed(format!("request: {e}")))?;
         let status = response.status();
-        let mut read = 0usize;
+        let mut answer = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| OutboundError::Failed(format!("response: {e}")))?
         {
-            read += chunk.len();
-            if read > self.policy.max_response_bytes {
+            answer.extend_from_slice(&chunk);
+            if answer.len() > self.policy.max_response_bytes {
                 return Err(OutboundError::Failed("response too large".into()));
             }
         }
         if status.is_success() {
-            Ok(status.as_u16())
+            Ok((status.as_u16(), answer))
         } else if status.is_redirection() {
             Err(OutboundError::Failed(format!(
                 "redirect ({status}) not followed"

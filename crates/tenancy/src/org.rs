@@ -187,6 +187,9 @@ pub struct OrgSettings {
     /// Whether its clinicians may refer patients to, and receive referrals
     /// from, other organizations that allow it too (default: no).
     pub external_referrals: bool,
+    /// Whether the organization declares a signed business associate
+    /// agreement covering AI (default: no; the AI surface stays off).
+    pub ai_baa: bool,
 }
 
 /// An organization to be created.

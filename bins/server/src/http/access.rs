@@ -22,7 +22,7 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
-use Permission::{ConsentManage, Consultation, VerificationManage, VerificationWork};
+use Permission::{AssistantUse, ConsentManage, Consultation, VerificationManage, VerificationWork};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -151,6 +151,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/analytics/research",
         Needs(ClinicalAnalytics),
     ),
+    ("POST", "/api/v1/assistant/messages", Needs(AssistantUse)),
+    ("GET", "/api/v1/assistant/messages", Needs(AssistantUse)),
     (
         "POST",
         "/api/v1/patients/{id}/consents",

@@ -108,6 +108,14 @@ pub enum ApiError {
         /// Why, in words.
         detail: &'static str,
     },
+    /// A feature is off here (503), with a specific code and explanation.
+    #[error("off: {code}")]
+    Off {
+        /// Stable code.
+        code: &'static str,
+        /// Why, in words.
+        detail: &'static str,
+    },
     /// A dependency (database) is unavailable.
     #[error("unavailable")]
     Unavailable(#[source] StorageError),
@@ -143,7 +151,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Invalid(_) => "validation_failed",
             Self::Conflict => "conflict",
-            Self::Clash { code, .. } | Self::Refused { code, .. } => code,
+            Self::Clash { code, .. } | Self::Refused { code, .. } | Self::Off { code, .. } => code,
             Self::Unavailable(_) => "unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
@@ -159,7 +167,9 @@ impl ApiError {
         let detail = match self {
             Self::Malformed(d) => Some((*d).to_owned()),
             Self::BadQuery(d) | Self::NotReady(d) => Some(d.clone()),
-            Self::Clash { detail, .. } | Self::Refused { detail, .. } => Some((*detail).to_owned()),
+            Self::Clash { detail, .. }
+            | Self::Refused { detail, .. }
+            | Self::Off { detail, .. } => Some((*detail).to_owned()),
             Self::Unauthenticated(AuthError::MissingCredentials) => {
                 Some("send Authorization: Bearer <token>".to_owned())
             }
@@ -220,7 +230,7 @@ impl ResponseError for ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict | Self::Clash { .. } => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::NotReady(_) | Self::Suspended => {
+            Self::Unavailable(_) | Self::NotReady(_) | Self::Suspended | Self::Off { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -251,6 +261,10 @@ impl ResponseError for ApiError {
             }
             Self::Suspended => {
                 res.insert_header((header::RETRY_AFTER, "60"));
+            }
+            Self::Off { .. } => {
+                // A feature switched off by configuration: not back soon.
+                res.insert_header((header::RETRY_AFTER, "3600"));
             }
             _ => {}
         }
@@ -305,6 +319,7 @@ impl From<ClinicalError> for ApiError {
             ClinicalError::NotFound => Self::NotFound,
             ClinicalError::Conflict { code, detail } => Self::Clash { code, detail },
             ClinicalError::Refused { code, detail } => Self::Refused { code, detail },
+            ClinicalError::Unavailable { code, detail } => Self::Off { code, detail },
             ClinicalError::Storage(s) => s.into(),
             other => Self::Internal(Box::new(other)),
         }
@@ -365,6 +380,30 @@ mod tests {
             (ApiError::CsrfFailed, 403, "csrf_failed"),
             (ApiError::StepUpRequired, 403, "mfa_required"),
             (ApiError::NoRelationship, 403, "no_relationship"),
+            (
+                ApiError::Refused {
+                    code: "org_baa_missing",
+                    detail: "x",
+                },
+                403,
+                "org_baa_missing",
+            ),
+            (
+                ApiError::Clash {
+                    code: "slot_taken",
+                    detail: "x",
+                },
+                409,
+                "slot_taken",
+            ),
+            (
+                ApiError::Off {
+                    code: "ai_disabled",
+                    detail: "x",
+                },
+                503,
+                "ai_disabled",
+            ),
             (ApiError::NotFound, 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),

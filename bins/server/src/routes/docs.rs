@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    admin, appointments, audit, auth, calendar, consultations, health, medications, metrics,
-    organization, patients, research, service_keys, users, verification,
+    admin, appointments, assistant, audit, auth, calendar, consultations, health, medications,
+    metrics, organization, patients, research, service_keys, users, verification,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -40,7 +40,7 @@ use crate::http::error::{Problem, ProblemField};
         verification::create, verification::list, verification::queue, verification::get,
         verification::cancel, verification::claim, verification::view, verification::progress,
         verification::upload, verification::transcript,
-        research::summary,
+        research::summary, assistant::send, assistant::history,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &CommonErrors, &AccessRules),
@@ -50,6 +50,7 @@ use crate::http::error::{Problem, ProblemField};
          (name = "medications", description = "Medication statements, side effects and their correlation"),
          (name = "consultations", description = "Consents, referrals and shared records"),
          (name = "verification", description = "Prior-authorization calls: staff tasks and bot sessions"),
+         (name = "assistant", description = "The AI assistant (off without both BAAs)"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
          (name = "health", description = "Liveness and readiness"),
          (name = "operations", description = "Operating the deployment (kill switch)")),

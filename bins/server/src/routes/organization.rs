@@ -45,6 +45,10 @@ pub struct SettingsBody {
     /// from, other organizations that allow it too (default `false`).
     #[serde(default)]
     external_referrals: bool,
+    /// Whether the organization declares a signed business associate
+    /// agreement covering AI (default `false`: the assistant is off).
+    #[serde(default)]
+    ai_baa: bool,
 }
 
 fn minimal() -> String {
@@ -58,6 +62,7 @@ impl From<OrgSettings> for SettingsBody {
             phi_mfa: s.phi_mfa.as_str().to_owned(),
             calendar_detail: s.calendar_detail.as_str().to_owned(),
             external_referrals: s.external_referrals,
+            ai_baa: s.ai_baa,
         }
     }
 }
@@ -103,6 +108,7 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
             phi_mfa,
             calendar_detail,
             external_referrals: body.external_referrals,
+            ai_baa: body.ai_baa,
         }),
         _ => Err(ApiError::Invalid(errors)),
     }
@@ -138,11 +144,12 @@ pub async fn put(
         auth.security_event(
             SecurityEventKind::OrgSettingsChanged,
             format!(
-                "clinician_scope={} phi_mfa={} calendar_detail={} external_referrals={}",
+                "clinician_scope={} phi_mfa={} calendar_detail={} external_referrals={} ai_baa={}",
                 settings.clinician_scope.as_str(),
                 settings.phi_mfa.as_str(),
                 settings.calendar_detail.as_str(),
-                settings.external_referrals
+                settings.external_referrals,
+                settings.ai_baa
             ),
         ),
     )

@@ -177,6 +177,35 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "AI only with a signed BAA, never the local provider, https, no loopback",
+        check: |s| {
+            if s.ai_provider == "none" {
+                None
+            } else if !s.ai_baa_signed {
+                Some(ConfigProblem::new(
+                    "CARAPACE_AI_BAA_SIGNED",
+                    "an AI provider is set but no business associate agreement is declared; production refuses AI without one",
+                ))
+            } else if s.ai_provider == "local" {
+                Some(ConfigProblem::new(
+                    "CARAPACE_AI_PROVIDER",
+                    "the local provider is for development; production needs openai or none",
+                ))
+            } else if s.ai_allow_loopback
+                || s.ai_url
+                    .as_deref()
+                    .is_some_and(|u| !u.starts_with("https://"))
+            {
+                Some(ConfigProblem::new(
+                    "CARAPACE_AI_URL",
+                    "the AI provider is reached over https, never on loopback, in production",
+                ))
+            } else {
+                None
+            }
+        },
+    },
+    ProductionCheck {
         name: "SMS over https, never to loopback",
         check: |s| {
             let http = s
@@ -280,6 +309,18 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             "CARAPACE_SMS_URL",
             "SMS needs CARAPACE_SMS_URL (a URL), CARAPACE_SMS_ACCOUNT_SID, CARAPACE_SMS_AUTH_TOKEN and CARAPACE_SMS_FROM together",
         ));
+    }
+    match s.ai_provider.as_str() {
+        "none" | "local" => {}
+        "openai" if s.openai().is_some() => {}
+        "openai" => p.push(ConfigProblem::new(
+            "CARAPACE_AI_URL",
+            "the openai provider needs CARAPACE_AI_URL (a URL) and CARAPACE_AI_API_KEY",
+        )),
+        _ => p.push(ConfigProblem::new(
+            "CARAPACE_AI_PROVIDER",
+            "must be none, local or openai",
+        )),
     }
     for origin in s.cors_origins() {
         if !is_origin(&origin) {
@@ -569,6 +610,51 @@ mod tests {
                 "CARAPACE_AUDIT_SIGNING_KEY_FILE"
             ]
         );
+    }
+
+    #[test]
+    fn production_refuses_ai_without_a_baa_and_the_local_provider() {
+        let openai = Settings {
+            ai_provider: "openai".into(),
+            ai_url: Some("https://api.openai.example".into()),
+            ai_api_key: Some("k".repeat(40).into()),
+            ..Settings::default()
+        };
+        assert!(
+            keys(&openai).is_empty(),
+            "dev allows it (the routes stay off)"
+        );
+        let prod = |s: Settings| Settings {
+            profile: Profile::Production,
+            ..s
+        };
+        assert!(keys(&prod(openai.clone())).contains(&"CARAPACE_AI_BAA_SIGNED"));
+        let signed = Settings {
+            ai_baa_signed: true,
+            ..openai.clone()
+        };
+        let k = keys(&prod(signed.clone()));
+        assert!(!k.contains(&"CARAPACE_AI_BAA_SIGNED") && !k.contains(&"CARAPACE_AI_URL"));
+        let local = Settings {
+            ai_provider: "local".into(),
+            ..signed.clone()
+        };
+        assert!(keys(&prod(local)).contains(&"CARAPACE_AI_PROVIDER"));
+        let plain = Settings {
+            ai_url: Some("http://api.openai.example".into()),
+            ..signed
+        };
+        assert!(keys(&prod(plain)).contains(&"CARAPACE_AI_URL"));
+        let unknown = Settings {
+            ai_provider: "gpt".into(),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&unknown), vec!["CARAPACE_AI_PROVIDER"]);
+        let incomplete = Settings {
+            ai_provider: "openai".into(),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&incomplete), vec!["CARAPACE_AI_URL"]);
     }
 
     #[test]

@@ -291,7 +291,7 @@ async fn organizations_may_require_mfa_from_all_staff_for_phi() {
     assert_eq!(changed.len(), 1);
     assert_eq!(
         changed[0].detail,
-        "clinician_scope=care_team phi_mfa=all_staff calendar_detail=minimal external_referrals=false"
+        "clinician_scope=care_team phi_mfa=all_staff calendar_detail=minimal external_referrals=false ai_baa=false"
     );
     let p = problem(app.get("/api/v1/patients", &viewer).await, 403).await;
     assert_eq!(p["code"], "mfa_required");
@@ -319,7 +319,7 @@ async fn organizations_may_require_mfa_from_all_staff_for_phi() {
     assert_eq!(
         settings,
         json!({"clinician_scope": "care_team", "phi_mfa": "all_staff",
-               "calendar_detail": "minimal", "external_referrals": false})
+               "calendar_detail": "minimal", "external_referrals": false, "ai_baa": false})
     );
     problem(
         app.get(

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod appointments;
+mod assistant;
 mod audit;
 mod auth;
 mod authorization;

@@ -9,7 +9,7 @@ use time::macros::date;
 
 use crate::support::{acc, keys, new_org, sqlite};
 
-const MARKERS: [&str; 10] = [
+const MARKERS: [&str; 11] = [
     "Zephyrine",
     "Quillfeather",
     "MBR-4242-XYZZY",
@@ -20,6 +20,7 @@ const MARKERS: [&str; 10] = [
     "Glimmering tinnitus",
     "Platinum Quokka Plan",
     "Agent said reference Xylophant-9",
+    "Quixotic assistant chatter",
 ];
 
 /// Books an appointment for `patient` whose reason is a marker, records a
@@ -146,6 +147,20 @@ async fn marked_appointment(
     assert_eq!(
         read.as_ref().map(|t| t.expose_phi().as_str()),
         Some(MARKERS[9])
+    );
+    use carapace_clinical::assistant::{AssistantRepository, Speaker};
+    let chat = carapace_infra::assistant::SeaAssistant::new(db.clone(), keys(db));
+    let turn = (
+        Speaker::User,
+        carapace_phi_crypto::Phi::new(MARKERS[10].to_owned()),
+    );
+    chat.append(&acc(ctx), &[turn])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = chat.history(&acc(ctx), 5).await.unwrap_or_default();
+    assert_eq!(
+        said.first().map(|(_, t)| t.expose_phi().as_str()),
+        Some(MARKERS[10])
     );
     let back = tasks.get(&acc(ctx), task.id).await.ok().flatten();
     assert_eq!(

@@ -1,0 +1,225 @@
+//! The AI assistant's adapters: each user's conversation stored sealed
+//! ([`SeaAssistant`]), a chat-completions provider compatible with OpenAI's
+//! API reached only through the SSRF-safe client ([`OpenAiChat`]), and a
+//! deterministic local provider for development and tests ([`LocalAi`]).
+
+use std::sync::Arc;
+
+use carapace_audit::{Access, Outcome};
+use carapace_clinical::ClinicalError;
+use carapace_clinical::assistant::{AiError, AiProvider, AssistantRepository, Speaker};
+use carapace_phi_crypto::Phi;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use uuid::Uuid;
+
+use crate::db::{Database, storage_error};
+use crate::entity::assistant_turn as turn;
+use crate::fields::{self, KeyVersions, Place};
+use crate::keys::KeyRing;
+use crate::outbound::SafeHttp;
+
+const TABLE: &str = "assistant_turns";
+
+/// [`AssistantRepository`] over `assistant_turns`.
+#[derive(Clone, Debug)]
+pub struct SeaAssistant {
+    db: Database,
+    keys: Arc<KeyRing>,
+}
+
+impl SeaAssistant {
+    /// Conversations in `db`, sealed with the organizations' keys.
+    pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
+        Self { db, keys }
+    }
+}
+
+fn place(org: Uuid, id: Uuid) -> Place<'static> {
+    Place {
+        org,
+        table: TABLE,
+        column: "content",
+        row: id,
+    }
+}
+
+impl AssistantRepository for SeaAssistant {
+    async fn history(
+        &self,
+        access: &Access,
+        limit: u64,
+    ) -> Result<Vec<(Speaker, Phi<String>)>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let mut rows = turn::Entity::find()
+            .filter(turn::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(turn::Column::Subject.eq(ctx.actor().as_str()))
+            .filter(crate::patients::live_org(ctx))
+            .order_by_desc(turn::Column::Id)
+            .limit(limit)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        rows.reverse();
+        let read = access
+            .event("assistant.history", "assistant", None, Outcome::Allowed)
+            .with_detail(format!("{} turns", rows.len()));
+        crate::audit::commit_with(tx, &[read]).await?;
+        let mut keys = KeyVersions::new(&self.keys, ctx);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key = keys.get(r.key_version).await?;
+            let text = fields::open_text(&key, place(r.org_id, r.id), &r.content)?;
+            let speaker =
+                Speaker::parse(&r.speaker).ok_or(ClinicalError::Storage(fields::integrity()))?;
+            out.push((speaker, Phi::new(text)));
+        }
+        Ok(out)
+    }
+
+    async fn append(
+        &self,
+        access: &Access,
+        turns: &[(Speaker, Phi<String>)],
+    ) -> Result<(), ClinicalError> {
+        let ctx = access.tenant();
+        let key = self.keys.current(ctx).await?;
+        let org = ctx.org().as_uuid();
+        let tx = self.db.begin_tenant(ctx).await?;
+        for (speaker, text) in turns {
+            let id = Uuid::now_v7();
+            turn::Entity::insert(turn::ActiveModel {
+                org_id: Set(org),
+                id: Set(id),
+                subject: Set(ctx.actor().as_str().to_owned()),
+                speaker: Set(speaker.as_str().to_owned()),
+                key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+                content: Set(fields::seal(
+                    &key,
+                    place(org, id),
+                    text.expose_phi().as_bytes(),
+                )?),
+                created_at: Set(carapace_audit::event::now_micros()),
+            })
+            .exec_without_returning(&tx)
+            .await
+            .map_err(storage_error)?;
+        }
+        let stored = access
+            .event("assistant.message", "assistant", None, Outcome::Allowed)
+            .with_detail(format!("{} turns", turns.len()));
+        crate::audit::commit_with(tx, &[stored]).await?;
+        Ok(())
+    }
+}
+
+/// A deterministic provider for development and tests: it answers with
+/// what it was sent last, so what leaves Carapace can be seen. Production
+/// refuses it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalAi;
+
+impl AiProvider for LocalAi {
+    async fn complete(
+        &self,
+        _system: &str,
+        turns: &[(Speaker, String)],
+    ) -> Result<String, AiError> {
+        let last = turns.last().map(|(_, t)| t.as_str()).unwrap_or_default();
+        Ok(format!("(local assistant) You wrote: {last}"))
+    }
+}
+
+/// Where and how to reach an OpenAI-compatible chat-completions API.
+#[derive(Clone)]
+pub struct OpenAiSettings {
+    /// Base URL (`https://api.openai.com`); `/v1/chat/completions` is added.
+    pub base_url: String,
+    /// API key (bearer).
+    pub api_key: SecretString,
+    /// Model name.
+    pub model: String,
+}
+
+impl std::fmt::Debug for OpenAiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiSettings")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The chat-completions adapter, through the SSRF-safe client.
+#[derive(Clone, Debug)]
+pub struct OpenAiChat {
+    http: SafeHttp,
+    settings: OpenAiSettings,
+}
+
+impl OpenAiChat {
+    /// A provider at `settings` through `http`.
+    pub fn new(http: SafeHttp, settings: OpenAiSettings) -> Self {
+        Self { http, settings }
+    }
+}
+
+impl AiProvider for OpenAiChat {
+    async fn complete(&self, system: &str, turns: &[(Speaker, String)]) -> Result<String, AiError> {
+        let mut messages = vec![serde_json::json!({"role": "system", "content": system})];
+        messages.extend(
+            turns
+                .iter()
+                .map(|(s, t)| serde_json::json!({"role": s.as_str(), "content": t})),
+        );
+        let body = serde_json::to_vec(&serde_json::json!({
+            "model": self.settings.model,
+            "messages": messages,
+        }))
+        .map_err(|e| AiError::Unavailable(e.to_string()))?;
+        let url = format!(
+            "{}/v1/chat/completions",
+            self.settings.base_url.trim_end_matches('/')
+        );
+        let answer = self
+            .http
+            .post_json_read(
+                &url,
+                &[(
+                    "authorization",
+                    format!("Bearer {}", self.settings.api_key.expose_secret()),
+                )],
+                body,
+            )
+            .await
+            .map_err(|e| AiError::Unavailable(e.to_string()))?;
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|_| AiError::Unavailable("not JSON".into()))?;
+        parsed["choices"][0]["message"]["content"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| AiError::Unavailable("no message in the answer".into()))
+    }
+}
+
+/// The configured provider.
+#[derive(Clone, Debug)]
+pub enum Ai {
+    /// [`LocalAi`].
+    Local(LocalAi),
+    /// [`OpenAiChat`].
+    OpenAi(OpenAiChat),
+}
+
+impl AiProvider for Ai {
+    async fn complete(&self, system: &str, turns: &[(Speaker, String)]) -> Result<String, AiError> {
+        match self {
+            Self::Local(p) => p.complete(system, turns).await,
+            Self::OpenAi(p) => p.complete(system, turns).await,
+        }
+    }
+}

@@ -1,0 +1,40 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::{APP_ROLE, create_tenant_tables};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The AI assistant: each user's conversation, every message sealed; and
+/// the organization's declaration of a business associate agreement for
+/// AI (`ai_baa`, off by default).
+const TABLES: &str = "
+ALTER TABLE organizations ADD COLUMN ai_baa boolean NOT NULL DEFAULT false;
+CREATE TABLE assistant_turns (
+    org_id      uuid        NOT NULL,
+    id          uuid        NOT NULL,
+    subject     text        NOT NULL CHECK (length(subject) BETWEEN 1 AND 255),
+    speaker     text        NOT NULL CHECK (speaker IN ('user', 'assistant')),
+    key_version integer     NOT NULL,
+    content     bytea       NOT NULL,
+    created_at  timestamptz NOT NULL,
+    PRIMARY KEY (org_id, id)
+);
+CREATE INDEX assistant_turns_subject ON assistant_turns (org_id, subject, id);
+";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_tenant_tables(manager, TABLES, &["assistant_turns"]).await?;
+        let db = manager.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(&format!(
+                "GRANT UPDATE (ai_baa) ON organizations TO {APP_ROLE}"
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
