@@ -412,6 +412,7 @@ async fn seed(
                         member_id: Some(member_id.clone()),
                         phone: Some("+1 555 0100".into()),
                         email: None,
+                        sex: None,
                     }
                     .parse(time::macros::date!(2026 - 01 - 01))
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;

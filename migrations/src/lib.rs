@@ -30,6 +30,7 @@ mod m0016_medications;
 mod m0017_consultations;
 mod m0018_verification;
 mod m0019_assistant;
+mod m0020_patient_sex;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0017_consultations::Migration),
             Box::new(m0018_verification::Migration),
             Box::new(m0019_assistant::Migration),
+            Box::new(m0020_patient_sex::Migration),
         ]
     }
 }

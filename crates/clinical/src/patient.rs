@@ -4,6 +4,39 @@ mod input;
 
 pub use input::{PatientInput, PatientPatchInput, limits, member_id_filter, name_dob_filter};
 
+/// Sex as recorded for care and for de-identified research counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sex {
+    /// Female.
+    Female,
+    /// Male.
+    Male,
+    /// Another sex.
+    Other,
+    /// Not known or not stated.
+    Unknown,
+}
+
+impl Sex {
+    /// Every value, in a stable order.
+    pub const ALL: [Sex; 4] = [Self::Female, Self::Male, Self::Other, Self::Unknown];
+
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Female => "female",
+            Self::Male => "male",
+            Self::Other => "other",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The value named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
 use std::fmt;
 use std::future::Future;
 
@@ -58,6 +91,8 @@ pub struct Demographics {
     pub phone: Option<Phi<String>>,
     /// E-mail address.
     pub email: Option<Phi<String>>,
+    /// Sex.
+    pub sex: Option<Phi<Sex>>,
 }
 
 /// Changes to apply to a patient: `None` leaves a field alone; for the
@@ -76,16 +111,19 @@ pub struct PatientPatch {
     pub phone: Option<Option<Phi<String>>>,
     /// New or cleared e-mail.
     pub email: Option<Option<Phi<String>>>,
+    /// New or cleared sex.
+    pub sex: Option<Option<Phi<Sex>>>,
 }
 
 /// Names of the PHI fields of a patient record, as audit events list them.
-pub const PHI_FIELDS: [&str; 6] = [
+pub const PHI_FIELDS: [&str; 7] = [
     "given_name",
     "family_name",
     "birth_date",
     "member_id",
     "phone",
     "email",
+    "sex",
 ];
 
 impl PatientPatch {
@@ -98,6 +136,7 @@ impl PatientPatch {
             self.member_id.is_some(),
             self.phone.is_some(),
             self.email.is_some(),
+            self.sex.is_some(),
         ]
         .into_iter()
         .zip(PHI_FIELDS)
@@ -124,6 +163,9 @@ impl PatientPatch {
         }
         if let Some(v) = &self.email {
             d.email = v.clone();
+        }
+        if let Some(v) = &self.sex {
+            d.sex = v.clone();
         }
     }
 }
@@ -476,6 +518,7 @@ mod tests {
             member_id: Some("M-778".into()),
             phone: Some("+1 555 0100".into()),
             email: Some("jane@example.org".into()),
+            sex: None,
         }
         .parse(time::macros::date!(2026 - 01 - 01))
         .unwrap_or_else(|e| panic!("{e:?}"));
@@ -494,6 +537,7 @@ mod tests {
             member_id: Some("M-1".into()),
             phone: None,
             email: None,
+            sex: None,
         }
         .parse(time::macros::date!(2026 - 01 - 01))
         .unwrap_or_else(|e| panic!("{e:?}"));

@@ -1,5 +1,5 @@
 //! De-identified research aggregates: counts of patients by age band, by
-//! medication and by side effect, and appointments per month, each count
+//! sex, by medication and by side effect, and appointments per month, each count
 //! withheld under [`crate::medication::limits::SMALL_CELL`]. Built by
 //! [`research_summary`], the one function that decides what research
 //! output holds: counts and category labels, never a row per patient,
@@ -13,6 +13,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::ClinicalError;
 use crate::medication::{Timeline, suppress};
+use crate::patient::Sex;
 
 /// Age bands, in years.
 pub const AGE_BANDS: [(&str, u16, u16); 5] = [
@@ -28,6 +29,8 @@ pub const AGE_BANDS: [(&str, u16, u16); 5] = [
 pub struct Cohort {
     /// Each patient's date of birth.
     pub birth_dates: Vec<Date>,
+    /// Each patient's sex (`Unknown` when not recorded).
+    pub sexes: Vec<Sex>,
     /// Each patient's medication and symptom timeline (with medications
     /// or side effects).
     pub timelines: Vec<Timeline>,
@@ -49,6 +52,8 @@ pub struct Cell {
 pub struct ResearchSummary {
     /// Patients per age band (every band listed).
     pub age_bands: Vec<Cell>,
+    /// Patients per sex (every value listed).
+    pub sexes: Vec<Cell>,
     /// Patients per medication (normalised drug name).
     pub medications: Vec<Cell>,
     /// Patients per side effect (normalised symptom).
@@ -115,8 +120,18 @@ pub fn research_summary(cohort: &Cohort, today: Date) -> ResearchSummary {
             count: suppress(bands.get(*l).copied().unwrap_or(0)),
         })
         .collect();
+    let sexes = Sex::ALL
+        .iter()
+        .map(|x| Cell {
+            label: x.as_str().to_owned(),
+            count: suppress(
+                u32::try_from(cohort.sexes.iter().filter(|s| *s == x).count()).unwrap_or(u32::MAX),
+            ),
+        })
+        .collect();
     ResearchSummary {
         age_bands,
+        sexes,
         medications: cells(medications),
         side_effects: cells(side_effects),
         appointments_per_month: cells(months),
@@ -147,6 +162,8 @@ mod tests {
         cohort.birth_dates.extend(vec![date!(1986 - 06 - 01); 12]);
         cohort.birth_dates.extend(vec![date!(2015 - 01 - 01); 3]);
         cohort.birth_dates.push(date!(2008 - 12 - 02));
+        cohort.sexes.extend(vec![Sex::Female; 11]);
+        cohort.sexes.extend(vec![Sex::Male; 5]);
         let lisinopril = Timeline {
             starts: vec![("lisinopril".into(), today), ("lisinopril".into(), today)],
             onsets: vec![("cough".into(), today)],
@@ -170,6 +187,15 @@ mod tests {
                 ("35-49".into(), Some(12)),
                 ("50-64".into(), None),
                 ("65+".into(), None),
+            ]
+        );
+        assert_eq!(
+            counts(&s.sexes),
+            vec![
+                ("female".into(), Some(11)),
+                ("male".into(), None),
+                ("other".into(), None),
+                ("unknown".into(), None),
             ]
         );
         assert_eq!(

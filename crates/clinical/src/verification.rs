@@ -434,6 +434,7 @@ mod tests {
             member_id: Some("M-778".into()),
             phone: Some("+1 555 010 0100".into()),
             email: Some("jane@example.org".into()),
+            sex: None,
         }
         .parse(time::macros::date!(2026 - 01 - 01))
         .unwrap_or_else(|e| panic!("{e:?}"));

@@ -43,6 +43,7 @@ pub mod patient {
         pub member_id: Option<Vec<u8>>,
         pub phone: Option<Vec<u8>>,
         pub email: Option<Vec<u8>>,
+        pub sex: Option<Vec<u8>>,
         pub member_id_idx: Option<Vec<u8>>,
         pub name_dob_idx: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,

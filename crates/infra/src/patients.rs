@@ -12,7 +12,7 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
     CareRole, Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage,
-    PatientPatch, PatientQuery, PatientRepository, RelatedRead, Visibility,
+    PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Visibility,
 };
 use std::sync::Arc;
 
@@ -79,13 +79,13 @@ impl SeaPatients {
         Ok(self.decrypt_all(ctx, vec![r]).await?.pop())
     }
 
-    /// Every patient's date of birth (research aggregates), read in `tx`
-    /// (the caller records the access); at most 100 000.
-    pub(crate) async fn birth_dates(
+    /// Every patient's date of birth and sex (research aggregates), read
+    /// in `tx` (the caller records the access); at most 100 000.
+    pub(crate) async fn birth_dates_and_sexes(
         &self,
         tx: &DatabaseTransaction,
         ctx: &TenantContext,
-    ) -> Result<Vec<Date>, ClinicalError> {
+    ) -> Result<Vec<(Date, Sex)>, ClinicalError> {
         let rows = scoped(ctx)
             .order_by_asc(row::Column::Id)
             .limit(100_000)
@@ -96,7 +96,13 @@ impl SeaPatients {
             .decrypt_all(ctx, rows)
             .await?
             .into_iter()
-            .map(|p| *p.demographics.birth_date.expose_phi())
+            .map(|p| {
+                let d = &p.demographics;
+                (
+                    *d.birth_date.expose_phi(),
+                    d.sex.as_ref().map_or(Sex::Unknown, |s| *s.expose_phi()),
+                )
+            })
             .collect())
     }
 
@@ -270,6 +276,11 @@ fn to_row(
         member_id: Set(opt("member_id", &d.member_id)?),
         phone: Set(opt("phone", &d.phone)?),
         email: Set(opt("email", &d.email)?),
+        sex: Set(d
+            .sex
+            .as_ref()
+            .map(|v| seal(key, org, id, "sex", v.expose_phi().as_str()))
+            .transpose()?),
         member_id_idx: Set(d
             .member_id
             .as_ref()
@@ -299,6 +310,15 @@ fn from_row(key: &DataKey, r: row::Model) -> Result<Patient, ClinicalError> {
             member_id: opt("member_id", &r.member_id)?,
             phone: opt("phone", &r.phone)?,
             email: opt("email", &r.email)?,
+            sex: r
+                .sex
+                .as_deref()
+                .map(|v| {
+                    open(key, org, id, "sex", v)
+                        .and_then(|t| Sex::parse(&t).ok_or_else(integrity))
+                        .map(Phi::new)
+                })
+                .transpose()?,
         },
         created_at: r.created_at,
         updated_at: r.updated_at,

@@ -39,7 +39,12 @@ impl ResearchRepository for SeaResearch {
     ) -> Result<Cohort, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        let birth_dates = self.patients.birth_dates(&tx, ctx).await?;
+        let (birth_dates, sexes): (Vec<_>, Vec<_>) = self
+            .patients
+            .birth_dates_and_sexes(&tx, ctx)
+            .await?
+            .into_iter()
+            .unzip();
         let timelines = self.medications.timelines_in(&tx, ctx).await?;
         let appointment_starts: Vec<OffsetDateTime> = appointment::Entity::find()
             .select_only()
@@ -60,11 +65,12 @@ impl ResearchRepository for SeaResearch {
                 Some(ctx.org().to_string()),
                 Outcome::Allowed,
             )
-            .with_phi_fields(&["birth_date", "drug_name", "symptom", "slot"])
+            .with_phi_fields(&["birth_date", "sex", "drug_name", "symptom", "slot"])
             .with_detail(format!("{} patients", birth_dates.len()));
         crate::audit::commit_with(tx, &[read]).await?;
         Ok(Cohort {
             birth_dates,
+            sexes,
             timelines,
             appointment_starts,
         })

@@ -31,6 +31,8 @@ pub struct CellView {
 pub struct ResearchView {
     /// Patients per age band.
     age_bands: Vec<CellView>,
+    /// Patients per sex.
+    sexes: Vec<CellView>,
     /// Patients per medication.
     medications: Vec<CellView>,
     /// Patients per side effect.
@@ -64,6 +66,7 @@ pub async fn summary(
     let s = research_summary(&cohort, now.date());
     Ok(HttpResponse::Ok().json(ResearchView {
         age_bands: view(s.age_bands),
+        sexes: view(s.sexes),
         medications: view(s.medications),
         side_effects: view(s.side_effects),
         appointments_per_month: view(s.appointments_per_month),

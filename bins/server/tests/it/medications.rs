@@ -152,7 +152,19 @@ async fn organization(app: &TestApp) {
     let org = app.org().await;
     let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
     for i in 0..14 {
-        let p = app.new_patient(&ada, &format!("Cohort {i}")).await;
+        // Eleven with their sex recorded as female, three without.
+        let mut body = crate::support::patient(&format!("Cohort {i}"));
+        if i < 11 {
+            body["sex"] = json!("female");
+        }
+        let created = app.create_patient(&ada, &body).await;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.unwrap_or_default();
+        assert_eq!(
+            created["sex"],
+            if i < 11 { json!("female") } else { Value::Null }
+        );
+        let p = created["id"].as_str().unwrap_or_default().to_owned();
         let (drug, symptom) = if i < 11 {
             ("Lisinopril", "Cough")
         } else {
@@ -221,6 +233,15 @@ async fn organization(app: &TestApp) {
         .map(|l| json!({"label": l, "count": if *l == band { json!(14) } else { Value::Null }}))
         .collect();
     assert_eq!(research["age_bands"], json!(bands));
+    assert_eq!(
+        research["sexes"],
+        json!([{"label": "female", "count": 11}, {"label": "male", "count": null},
+               {"label": "other", "count": null}, {"label": "unknown", "count": null}])
+    );
+    let mut odd = crate::support::patient("Odd");
+    odd["sex"] = json!("sometimes");
+    let refused = problem(app.create_patient(&ada, &odd).await, 422).await;
+    assert_eq!(refused["errors"][0]["field"], "sex");
     assert_eq!(
         research["medications"],
         json!([{"label": "amoxicillin", "count": null}, {"label": "lisinopril", "count": 11}])

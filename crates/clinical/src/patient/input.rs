@@ -37,6 +37,8 @@ pub struct PatientInput {
     pub phone: Option<String>,
     /// E-mail address.
     pub email: Option<String>,
+    /// `female`, `male`, `other` or `unknown`.
+    pub sex: Option<String>,
 }
 
 /// Changes to a patient as sent by a client, before validation: `None`
@@ -56,6 +58,8 @@ pub struct PatientPatchInput {
     pub phone: Option<Option<String>>,
     /// New or cleared e-mail.
     pub email: Option<Option<String>>,
+    /// New or cleared sex.
+    pub sex: Option<Option<String>>,
 }
 
 impl PatientInput {
@@ -72,6 +76,7 @@ impl PatientInput {
             .and_then(|v| member_id(v, &mut errors));
         let phone = self.phone.as_deref().and_then(|v| phone(v, &mut errors));
         let email = self.email.as_deref().and_then(|v| email(v, &mut errors));
+        let sex = self.sex.as_deref().and_then(|v| sex(v, &mut errors));
         match (given_name, family_name, birth_date) {
             (Some(given_name), Some(family_name), Some(birth_date)) if errors.is_empty() => {
                 Ok(Demographics {
@@ -81,6 +86,7 @@ impl PatientInput {
                     member_id,
                     phone,
                     email,
+                    sex,
                 })
             }
             _ => Err(ClinicalError::Invalid(errors)),
@@ -104,6 +110,7 @@ impl PatientPatchInput {
                 .map(|o| o.and_then(|v| member_id(&v, &mut errors))),
             phone: self.phone.map(|o| o.and_then(|v| phone(&v, &mut errors))),
             email: self.email.map(|o| o.and_then(|v| email(&v, &mut errors))),
+            sex: self.sex.map(|o| o.and_then(|v| sex(&v, &mut errors))),
         };
         if errors.is_empty() {
             Ok(patch)
@@ -196,6 +203,17 @@ fn birth_date(
     None
 }
 
+fn sex(raw: &str, errors: &mut Vec<FieldError>) -> Option<Phi<super::Sex>> {
+    let parsed = super::Sex::parse(raw.trim());
+    if parsed.is_none() {
+        errors.push(FieldError::new(
+            "sex",
+            "must be female, male, other or unknown",
+        ));
+    }
+    parsed.map(Phi::new)
+}
+
 fn member_id(raw: &str, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
     let value = text("member_id", raw, limits::MEMBER_ID_MAX, errors)?;
     if value
@@ -256,6 +274,7 @@ mod tests {
             member_id: Some("M-778.1_a".into()),
             phone: Some("+1 (555) 010-0100".into()),
             email: Some("jane@example.org".into()),
+            sex: None,
         }
     }
 

@@ -37,6 +37,7 @@ async fn patient(repo: &SeaPatients, ctx: &TenantContext, name: &str) -> Patient
         member_id: None,
         phone: Some("+1 555 010 0199".into()),
         email: Some("patient@example.org".into()),
+        sex: None,
     }
     .parse(time::macros::date!(2026 - 01 - 01))
     .unwrap_or_else(|e| panic!("{e:?}"));

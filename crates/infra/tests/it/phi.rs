@@ -177,6 +177,7 @@ fn marked() -> carapace_clinical::patient::Demographics {
         member_id: Some(MARKERS[2].into()),
         phone: Some(MARKERS[4].into()),
         email: Some(MARKERS[3].into()),
+        sex: None,
     }
     .parse(date!(2026 - 01 - 01))
     .unwrap_or_else(|e| panic!("{e:?}"))

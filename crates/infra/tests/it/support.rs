@@ -13,6 +13,7 @@ pub fn demographics(given: &str, member_id: Option<&str>) -> Demographics {
         member_id: member_id.map(Into::into),
         phone: None,
         email: None,
+        sex: None,
     }
     .parse(date!(2026 - 01 - 01))
     .unwrap_or_else(|e| panic!("{e:?}"))

@@ -29,6 +29,9 @@ pub struct CreatePatient {
     /// E-mail address.
     #[schema(example = "jane@example.org", max_length = 254)]
     email: Option<String>,
+    /// `female`, `male`, `other` or `unknown`.
+    #[schema(example = "female")]
+    sex: Option<String>,
 }
 
 impl CreatePatient {
@@ -41,6 +44,7 @@ impl CreatePatient {
             member_id: self.member_id,
             phone: self.phone,
             email: self.email,
+            sex: self.sex,
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct UpdatePatient {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    sex: Option<Option<String>>,
 }
 
 /// A field that is present (`Some`), possibly as `null` (`Some(None)`).
@@ -85,6 +92,7 @@ impl UpdatePatient {
             member_id: self.member_id,
             phone: self.phone,
             email: self.email,
+            sex: self.sex,
         }
     }
 }
@@ -107,6 +115,8 @@ pub struct PatientView {
     pub phone: Option<String>,
     /// E-mail.
     pub email: Option<String>,
+    /// `female`, `male`, `other` or `unknown`.
+    pub sex: Option<String>,
     /// RFC 3339 creation time.
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -135,6 +145,7 @@ impl From<&Patient> for PatientView {
             member_id: opt(&d.member_id),
             phone: opt(&d.phone),
             email: opt(&d.email),
+            sex: d.sex.as_ref().map(|s| s.expose_phi().as_str().to_owned()),
             created_at: p.created_at.format(&Rfc3339).unwrap_or_default(),
             updated_at: p.updated_at.format(&Rfc3339).unwrap_or_default(),
         }
