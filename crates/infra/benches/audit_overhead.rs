@@ -174,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
             member_id: Some(format!("M-{i}")),
             phone: None,
             email: None,
+            sex: None,
         }
         .parse(time::macros::date!(2026 - 01 - 01))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
