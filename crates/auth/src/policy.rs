@@ -322,8 +322,14 @@ pub fn authorize_access_log(principal: &Principal, relation: PatientRelation) ->
 
 /// The organization's extra MFA rule for PHI: with
 /// [`PhiMfa::AllStaff`], every non-patient session needs MFA to reach PHI.
+/// A principal whose only role is `service` (a bot's key, which cannot do
+/// MFA and holds only `verification:work`) is not a staff session; a key
+/// that also carries a staff role is.
 pub fn require_phi_mfa(principal: &Principal, phi_mfa: PhiMfa) -> Decision {
-    let staff = principal.roles().iter().any(|r| r != Role::Patient);
+    let staff = principal
+        .roles()
+        .iter()
+        .any(|r| r != Role::Patient && r != Role::Service);
     if phi_mfa == PhiMfa::AllStaff && staff && !principal.mfa() {
         Decision::Deny(DenyReason::StepUpRequired(PatientRead))
     } else {
@@ -626,6 +632,15 @@ mod tests {
             check(&[Role::Patient], false, PhiMfa::AllStaff),
             "patients are never asked"
         );
+        assert!(
+            check(&[Role::Service], false, PhiMfa::AllStaff),
+            "a bot's key cannot do MFA"
+        );
+        assert!(!check(
+            &[Role::Service, Role::Viewer],
+            false,
+            PhiMfa::AllStaff
+        ));
     }
 
     #[test]

@@ -225,6 +225,31 @@ async fn call_session(app: &TestApp) {
     problem(app.get(&format!("{base}/bot-view"), &staff).await, 403).await;
     problem(app.get(&format!("{base}/bot-view"), "").await, 401).await;
 
+    // An organization that asks MFA of all staff still lets its bots work
+    // (a key cannot do MFA), not its unverified staff.
+    let strict = send(
+        app.http
+            .put(app.url("/api/v1/organization/settings"))
+            .bearer_auth(&admin)
+            .json(&json!({"clinician_scope": "care_team", "phi_mfa": "all_staff"})),
+    )
+    .await;
+    assert_eq!(strict.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.get("/api/v1/verification-tasks/queue", &bot)
+            .await
+            .status(),
+        200
+    );
+    let unverified = app.token_without_mfa(&org, Role::Staff);
+    let p403 = problem(
+        app.get("/api/v1/verification-tasks", &unverified).await,
+        403,
+    )
+    .await;
+    assert_eq!(p403["code"], "mfa_required");
+
     // The trail: every bot step, as the service account.
     let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
     let trail: Value = app
