@@ -5,6 +5,7 @@
 mod alerts;
 mod appointments;
 mod assistant;
+mod attack;
 mod audit;
 mod auth;
 mod authorization;
