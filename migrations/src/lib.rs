@@ -31,6 +31,7 @@ mod m0017_consultations;
 mod m0018_verification;
 mod m0019_assistant;
 mod m0020_patient_sex;
+mod m0021_credentials_hardening;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0018_verification::Migration),
             Box::new(m0019_assistant::Migration),
             Box::new(m0020_patient_sex::Migration),
+            Box::new(m0021_credentials_hardening::Migration),
         ]
     }
 }

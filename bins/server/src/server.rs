@@ -120,7 +120,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         accounts: SeaAccounts::new(db.clone()),
         sessions: SeaSessions::new(db.clone()),
         tokens,
-        limits: SessionLimits::default(),
+        limits: settings.session_limits(),
         sealer: kek.clone(),
         events: Arc::new(SeaAuditLog::new(db.clone())),
     });
@@ -147,7 +147,8 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
     };
     let authenticator = Verifiers::new(dev_tokens(settings)?, local_tokens, oidc)
         .with_service_keys(SeaServiceKeys::new(db.clone()))
-        .with_session_check(SeaSessions::new(db.clone()));
+        .with_session_check(SeaSessions::new(db.clone()))
+        .with_subject_check(SeaAccounts::new(db.clone()));
     let cursor_key = match &settings.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
@@ -615,7 +616,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "Carapace (dev) listening on http://{a}\n  API docs:  http://{a}/docs/\n  a token:   cargo run --release -- org create --name \"Demo Clinic\" --slug demo\n             cargo run --release -- dev-token --org demo --role clinician",
+            "Carapace (dev) listening on http://{a}\n  API docs:  http://{a}/docs/\n  a token:   cargo run --release -- org create --name \"Demo Clinic\" --slug demo\n             cargo run --release -- dev-token --org demo --role clinician --mfa",
             a = running.addr
         );
     }

@@ -167,6 +167,10 @@ pub struct Settings {
     pub metrics_token: Option<SecretString>,
     /// Requests slower than this many milliseconds are logged as warnings.
     pub slow_request_ms: u64,
+    /// Seconds in which a spent refresh token presented again (two tabs
+    /// refreshing at once) gets the same successor instead of ending the
+    /// session (0-60).
+    pub refresh_grace_secs: u64,
     /// Slug of the organization whose MFA administrators may operate the
     /// deployment through the API (the kill switch); unset: only the CLI.
     pub operator_org: Option<String>,
@@ -302,6 +306,7 @@ impl Default for Settings {
             log_redact_keys: String::new(),
             otel_endpoint: None,
             slow_request_ms: 1000,
+            refresh_grace_secs: 10,
             redis_url: None,
             trusted_proxies: String::new(),
             rate_limit_auth_per_minute: 30,
@@ -315,6 +320,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Session lifetimes, with the configured refresh grace window.
+    pub fn session_limits(&self) -> carapace_auth::local::SessionLimits {
+        carapace_auth::local::SessionLimits {
+            grace: time::Duration::seconds(i64::try_from(self.refresh_grace_secs).unwrap_or(10)),
+            ..carapace_auth::local::SessionLimits::default()
+        }
+    }
+
     /// Loads defaults, then `file` if it exists, then `CARAPACE_*` variables.
     pub fn load(file: &Path) -> anyhow::Result<Self> {
         let env = Env::prefixed("CARAPACE_")
@@ -607,6 +620,7 @@ impl Settings {
             "cursor_secret": secret(&self.cursor_secret),
             "body_limit_bytes": self.body_limit_bytes,
             "shutdown_timeout_secs": self.shutdown_timeout_secs,
+            "refresh_grace_secs": self.refresh_grace_secs,
             "data_dir": self.data_dir,
             "log_format": self.log_format,
             "log_level": self.log_level,

@@ -47,13 +47,17 @@ pub enum SecurityEventKind {
     BreakGlass,
     /// An admin changed the organization's access settings.
     OrgSettingsChanged,
+    /// An admin relaxed MFA for PHI from every staff session to admins
+    /// only (the detail holds the reason given).
+    PhiMfaRelaxed,
     /// A request named another organization's resource (answered 404).
     CrossTenantAttempt,
     /// A password login succeeded (or reached its second factor).
     LoginSucceeded,
     /// A password login failed.
     LoginFailed,
-    /// Too many failures: the account is locked for a while.
+    /// Too many failures: strangers' attempts on the account are delayed
+    /// (throttled) or, after 100 in a row, only an administrator reopens it.
     AccountLocked,
     /// A second-factor code was wrong.
     MfaFailed,
@@ -84,6 +88,7 @@ impl SecurityEventKind {
             Self::ImpersonationStarted => "impersonation_started",
             Self::BreakGlass => "break_glass",
             Self::OrgSettingsChanged => "org_settings_changed",
+            Self::PhiMfaRelaxed => "phi_mfa_relaxed",
             Self::CrossTenantAttempt => "cross_tenant_attempt",
             Self::LoginSucceeded => "login_succeeded",
             Self::LoginFailed => "login_failed",
@@ -114,6 +119,7 @@ impl SecurityEventKind {
             Self::ImpersonationStarted
             | Self::BreakGlass
             | Self::OrgSettingsChanged
+            | Self::PhiMfaRelaxed
             | Self::LoginSucceeded
             | Self::MfaSucceeded
             | Self::MfaEnrollmentStarted
@@ -146,6 +152,9 @@ pub struct SecurityEvent {
     pub origin: Origin,
     /// The account, user or key it is about, if any.
     pub resource_id: Option<String>,
+    /// The administrator really acting, when `subject` is being
+    /// impersonated: every event of an impersonated session names both.
+    pub acting_for: Option<SubjectId>,
 }
 
 impl SecurityEvent {
@@ -163,7 +172,14 @@ impl SecurityEvent {
             detail: detail.into(),
             origin: Origin::default(),
             resource_id: None,
+            acting_for: None,
         }
+    }
+
+    /// The same event, acted by `admin` impersonating the subject.
+    pub fn acted_by(mut self, admin: Option<SubjectId>) -> Self {
+        self.acting_for = admin;
+        self
     }
 
     /// The same event about `resource_id`.
@@ -180,6 +196,7 @@ impl SecurityEvent {
             ActorKind::of_subject(&self.subject),
             self.origin.clone(),
         )
+        .impersonated_by(self.acting_for.clone())
         .event(
             &format!("security.{}", self.kind.as_str()),
             "security",

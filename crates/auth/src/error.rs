@@ -42,6 +42,9 @@ pub enum AuthError {
     /// Allowed only to an MFA session: step up and retry.
     #[error("MFA required")]
     StepUpRequired,
+    /// Too many failed sign-ins from this client address: wait this long.
+    #[error("too many attempts")]
+    TooManyAttempts(std::time::Duration),
 }
 
 impl AuthError {
@@ -60,6 +63,7 @@ impl AuthError {
             Self::Storage(e) => e.code(),
             Self::Forbidden => "forbidden",
             Self::StepUpRequired => "mfa_required",
+            Self::TooManyAttempts(_) => "rate_limited",
         }
     }
 }

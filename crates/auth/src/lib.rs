@@ -14,6 +14,7 @@ pub mod policy;
 mod principal;
 pub mod rate_limit;
 pub mod service_keys;
+pub mod subjects;
 
 pub use error::AuthError;
 pub use principal::{Principal, Role, RoleSet};

@@ -32,11 +32,15 @@ pub(crate) async fn record_event(
 
 pub use flow::{IssuedTokens, LocalAuth, LoginOutcome, RefreshToken, TotpEnrolment};
 pub use password::{check_new_password, hash_password, verify_password};
-pub use policy::{LOCKOUT, LoginState, MAX_FAILURES, SessionLimits, session_alive};
+pub use policy::{
+    ADDRESS_FREE_FAILURES, ADDRESS_MEMORY, AddressState, FREE_FAILURES, FailureEffect, LoginState,
+    MAX_DELAY, MAX_FAILURES, Refusal, SessionLimits, delay_after, session_alive, within_grace,
+};
 pub use ports::{
-    AccessClaims, AccessTokenIssuer, Account, AccountStore, Email, Rotation, SessionId,
-    SessionStore, UserId,
+    AccessClaims, AccessTokenIssuer, Account, AccountStore, AddressThrottle, Challenge, Email,
+    Rotation, SessionId, SessionStore, UserId, address_hash, client_hash,
 };
 pub use reset::{
     Mailer, OutgoingMail, PasswordReset, RESET_TTL, ResetStore, ResetToken, reset_mail,
+    reset_notice,
 };

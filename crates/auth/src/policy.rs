@@ -337,6 +337,14 @@ pub fn require_phi_mfa(principal: &Principal, phi_mfa: PhiMfa) -> Decision {
     }
 }
 
+/// Whether `principal` may change its own credentials (password, second
+/// factor, recovery codes, e-mail). An impersonated session never may: the
+/// change would outlive the impersonation, and the administrator would
+/// hold the target's factor.
+pub fn may_change_own_credentials(principal: &Principal) -> bool {
+    principal.actor().is_none()
+}
+
 /// Whether `principal` may see the schedule (appointments and free slots)
 /// of `practitioner`: org-wide roles see every schedule, a practitioner
 /// their own. Patients see their own appointments through their record.
@@ -717,5 +725,13 @@ mod tests {
             authorize_access_log(&who(&[Role::Viewer]), PatientRelation::default()),
             Decision::Deny(_)
         ));
+    }
+
+    #[test]
+    fn an_impersonated_session_changes_no_credentials() {
+        let own = principal(&[Role::Clinician], true);
+        assert!(may_change_own_credentials(&own));
+        let admin = SubjectId::parse("admin-1").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!may_change_own_credentials(&own.with_actor(Some(admin))));
     }
 }

@@ -119,6 +119,7 @@ pub struct Principal {
     roles: RoleSet,
     mfa: bool,
     actor: Option<SubjectId>,
+    session: Option<crate::local::SessionId>,
 }
 
 impl Principal {
@@ -130,7 +131,20 @@ impl Principal {
             roles,
             mfa: false,
             actor: None,
+            session: None,
         }
+    }
+
+    /// The same principal, signed in through the local session `session`
+    /// (Carapace's own access tokens).
+    pub fn with_session(mut self, session: crate::local::SessionId) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// The local session this principal's token belongs to, if any.
+    pub fn session(&self) -> Option<crate::local::SessionId> {
+        self.session
     }
 
     /// The same principal, acted for by `actor` (impersonation, RFC 8693 `act`).

@@ -5,13 +5,13 @@
 use carapace_auth::local::admin::{AdminChange, AdminStore};
 use carapace_auth::local::mfa::{MfaStore, TotpState};
 use carapace_auth::local::{
-    Account, AccountStore, Email, LoginState, ResetStore, Rotation, SessionId, SessionLimits,
-    SessionStore, UserId, session_alive,
+    Account, AccountStore, AddressState, AddressThrottle, Email, LoginState, ResetStore, Rotation,
+    SessionId, SessionLimits, SessionStore, UserId, session_alive, within_grace,
 };
 use carapace_auth::{AuthError, Role, RoleSet};
 use carapace_tenancy::{OrgId, TenantContext};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -20,7 +20,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
-use crate::entity::{password_reset, recovery_code, refresh_token, security_event, session, user};
+use crate::entity::{
+    calendar_feed, login_address, login_address_failure, mfa_challenge_spent, password_reset,
+    recovery_code, refresh_token, security_event, session, user,
+};
 
 /// Kinds of security events.
 pub mod events {
@@ -54,6 +57,8 @@ impl ResetStore for SeaResets {
         expires_at: OffsetDateTime,
     ) -> Result<(), AuthError> {
         let tx = begin(&self.db, ctx).await?;
+        // Only the newest code works: earlier unused ones are void.
+        void_reset_codes(&tx, ctx, user_id.as_uuid(), OffsetDateTime::now_utc()).await?;
         password_reset::Entity::insert(password_reset::ActiveModel {
             org_id: Set(ctx.org().as_uuid()),
             hash: Set(token_hash.to_vec()),
@@ -74,7 +79,7 @@ impl ResetStore for SeaResets {
         token_hash: [u8; 32],
         new_password_hash: String,
         now: OffsetDateTime,
-    ) -> Result<bool, AuthError> {
+    ) -> Result<Option<UserId>, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let org = ctx.org().as_uuid();
         let claimed = password_reset::Entity::update_many()
@@ -88,7 +93,7 @@ impl ResetStore for SeaResets {
             .map_err(db_err)?
             .rows_affected;
         if claimed == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(reset) = password_reset::Entity::find()
             .filter(password_reset::Column::OrgId.eq(org))
@@ -97,17 +102,32 @@ impl ResetStore for SeaResets {
             .await
             .map_err(db_err)?
         else {
-            return Ok(false);
+            return Ok(None);
         };
+        // The account must still be one a code may open: active, and not
+        // locked by an administrator (a code issued before either is void).
+        let Some(account) = find_user(&tx, ctx, UserId::from_uuid(reset.user_id))
+            .await?
+            .and_then(to_account)
+            .filter(|a| a.active && !a.login.admin_locked)
+        else {
+            return Ok(None); // dropped: nothing changes
+        };
+        // Using one code voids the others.
+        void_reset_codes(&tx, ctx, reset.user_id, now).await?;
+        let login = account.login.after_reset();
         user::Entity::update_many()
             .col_expr(
                 user::Column::PasswordHash,
                 Expr::value(Some(new_password_hash)),
             )
-            .col_expr(user::Column::FailedLogins, Expr::value(0))
+            .col_expr(
+                user::Column::FailedLogins,
+                Expr::value(i32::try_from(login.failed).unwrap_or(i32::MAX)),
+            )
             .col_expr(
                 user::Column::LockedUntil,
-                Expr::value(None::<OffsetDateTime>),
+                Expr::value(login.throttled_until),
             )
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::OrgId.eq(org))
@@ -115,14 +135,7 @@ impl ResetStore for SeaResets {
             .exec(&tx)
             .await
             .map_err(db_err)?;
-        session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(now))
-            .filter(session::Column::OrgId.eq(org))
-            .filter(session::Column::UserId.eq(reset.user_id))
-            .filter(session::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+        revoke_user_sessions(&tx, ctx, reset.user_id, None, now).await?;
         record_event(
             &tx,
             ctx,
@@ -132,8 +145,64 @@ impl ResetStore for SeaResets {
         )
         .await?;
         commit(tx).await?;
-        Ok(true)
+        Ok(Some(account.id))
     }
+}
+
+/// Voids every unused reset code of `user_id` (marks it used at `now`).
+async fn void_reset_codes(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    user_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<u64, AuthError> {
+    Ok(password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::value(now))
+        .filter(password_reset::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(password_reset::Column::UserId.eq(user_id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected)
+}
+
+/// Ends every live session of `user_id` but `keep`.
+async fn revoke_user_sessions(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    user_id: Uuid,
+    keep: Option<SessionId>,
+    now: OffsetDateTime,
+) -> Result<u64, AuthError> {
+    let mut update = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null());
+    if let Some(keep) = keep {
+        update = update.filter(session::Column::Id.ne(keep.as_uuid()));
+    }
+    Ok(update.exec(tx).await.map_err(db_err)?.rows_affected)
+}
+
+/// Ends every calendar feed of the practitioner `subject` (a user locked,
+/// deactivated or gone): the feed must not outlive its practitioner.
+pub(crate) async fn revoke_feeds(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    subject: &str,
+    now: OffsetDateTime,
+) -> Result<u64, AuthError> {
+    Ok(calendar_feed::Entity::update_many()
+        .col_expr(calendar_feed::Column::RevokedAt, Expr::value(now))
+        .filter(calendar_feed::Column::OrgId.eq(ctx.org().as_uuid()))
+        .filter(calendar_feed::Column::Practitioner.eq(subject))
+        .filter(calendar_feed::Column::RevokedAt.is_null())
+        .exec(tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected)
 }
 
 /// [`AccountStore`] over the `users` table.
@@ -146,6 +215,10 @@ impl SeaAccounts {
     /// Accounts in `db`.
     pub fn new(db: Database) -> Self {
         Self { db }
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
     }
 }
 
@@ -185,7 +258,8 @@ fn to_account(r: user::Model) -> Option<Account> {
         active: r.active,
         login: LoginState {
             failed: u32::try_from(r.failed_logins).unwrap_or(0),
-            locked_until: r.locked_until,
+            throttled_until: r.locked_until,
+            admin_locked: r.admin_locked,
         },
         mfa_enabled: r.totp_enabled,
     })
@@ -246,6 +320,7 @@ impl AccountStore for SeaAccounts {
             totp_seed: Set(None),
             totp_enabled: Set(false),
             totp_last_step: Set(None),
+            admin_locked: Set(false),
         };
         match user::Entity::insert(row).exec_without_returning(&tx).await {
             Ok(_) => {}
@@ -296,38 +371,159 @@ impl AccountStore for SeaAccounts {
         Ok(row.and_then(to_account))
     }
 
-    async fn record_login(
+    async fn swap_login_state(
         &self,
         ctx: &TenantContext,
         user_id: UserId,
-        state: LoginState,
-        locked_now: bool,
-    ) -> Result<(), AuthError> {
+        expected: LoginState,
+        next: LoginState,
+    ) -> Result<bool, AuthError> {
         let tx = begin(&self.db, ctx).await?;
-        let now = OffsetDateTime::now_utc();
-        user::Entity::update_many()
+        let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let done = user::Entity::update_many()
+            .col_expr(user::Column::FailedLogins, Expr::value(count(next.failed)))
+            .col_expr(user::Column::LockedUntil, Expr::value(next.throttled_until))
             .col_expr(
-                user::Column::FailedLogins,
-                Expr::value(i32::try_from(state.failed).unwrap_or(i32::MAX)),
+                user::Column::UpdatedAt,
+                Expr::value(OffsetDateTime::now_utc()),
             )
-            .col_expr(user::Column::LockedUntil, Expr::value(state.locked_until))
-            .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
             .filter(user::Column::Id.eq(user_id.as_uuid()))
+            .filter(user::Column::FailedLogins.eq(count(expected.failed)))
             .exec(&tx)
             .await
-            .map_err(db_err)?;
-        if locked_now {
+            .map_err(db_err)?
+            .rows_affected;
+        if done == 1
+            && next.failed >= carapace_auth::local::FREE_FAILURES
+            && expected.failed < carapace_auth::local::FREE_FAILURES
+        {
             record_event(
                 &tx,
                 ctx,
                 events::ACCOUNT_LOCKED,
                 Some(user_id.to_string()),
-                now,
+                OffsetDateTime::now_utc(),
             )
             .await?;
         }
+        commit(tx).await?;
+        Ok(done == 1)
+    }
+
+    async fn is_known_address(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        address: [u8; 32],
+        since: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let found = login_address::Entity::find()
+            .filter(login_address::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
+            .filter(login_address::Column::AddressHash.eq(address.to_vec()))
+            .filter(login_address::Column::LastSuccessAt.gte(since))
+            .one(&tx)
+            .await
+            .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(found.is_some())
+    }
+
+    async fn remember_address(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        address: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let org = ctx.org().as_uuid();
+        login_address::Entity::insert(login_address::ActiveModel {
+            org_id: Set(org),
+            user_id: Set(user_id.as_uuid()),
+            address_hash: Set(address.to_vec()),
+            last_success_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                login_address::Column::OrgId,
+                login_address::Column::UserId,
+                login_address::Column::AddressHash,
+            ])
+            .update_column(login_address::Column::LastSuccessAt)
+            .to_owned(),
+        )
+        .exec_without_returning(&tx)
+        .await
+        .map_err(db_err)?;
+        // A few addresses per account: the oldest beyond them are dropped.
+        let known: Vec<Vec<u8>> = login_address::Entity::find()
+            .select_only()
+            .column(login_address::Column::AddressHash)
+            .filter(login_address::Column::OrgId.eq(org))
+            .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
+            .order_by_desc(login_address::Column::LastSuccessAt)
+            .into_tuple()
+            .all(&tx)
+            .await
+            .map_err(db_err)?;
+        let stale: Vec<Vec<u8>> = known.into_iter().skip(KNOWN_ADDRESSES).collect();
+        if !stale.is_empty() {
+            login_address::Entity::delete_many()
+                .filter(login_address::Column::OrgId.eq(org))
+                .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
+                .filter(login_address::Column::AddressHash.is_in(stale))
+                .exec(&tx)
+                .await
+                .map_err(db_err)?;
+        }
         commit(tx).await
+    }
+}
+
+/// Client addresses remembered per account.
+const KNOWN_ADDRESSES: usize = 8;
+
+impl AddressThrottle for SeaAccounts {
+    async fn address_state(&self, address: [u8; 32]) -> Result<AddressState, AuthError> {
+        let row = login_address_failure::Entity::find_by_id(address.to_vec())
+            .one(self.db.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(row.map_or_else(AddressState::default, |r| AddressState {
+            failures: u32::try_from(r.failures).unwrap_or(0),
+            last_failure: Some(r.last_failure_at),
+            throttled_until: r.throttled_until,
+        }))
+    }
+
+    async fn record_address_failure(
+        &self,
+        address: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let next = self.address_state(address).await?.after_failure(now);
+        login_address_failure::Entity::insert(login_address_failure::ActiveModel {
+            address_hash: Set(address.to_vec()),
+            failures: Set(i32::try_from(next.failures).unwrap_or(i32::MAX)),
+            last_failure_at: Set(now),
+            throttled_until: Set(next.throttled_until),
+        })
+        .on_conflict(
+            OnConflict::column(login_address_failure::Column::AddressHash)
+                .update_columns([
+                    login_address_failure::Column::Failures,
+                    login_address_failure::Column::LastFailureAt,
+                    login_address_failure::Column::ThrottledUntil,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(self.db.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 }
 
@@ -364,15 +560,21 @@ impl SessionStore for SeaSessions {
         ctx: &TenantContext,
         presented: [u8; 32],
         next: [u8; 32],
+        sealed_next: Vec<u8>,
         now: OffsetDateTime,
         limits: SessionLimits,
     ) -> Result<Rotation, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let org = ctx.org().as_uuid();
         // The conditional UPDATE is the arbiter: of concurrent rotations of
-        // one token exactly one sees `used_at IS NULL`.
+        // one token exactly one sees `used_at IS NULL`; it keeps the
+        // successor, sealed, for the grace window.
         let claimed = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .col_expr(
+                refresh_token::Column::Successor,
+                Expr::value(Some(sealed_next)),
+            )
             .filter(refresh_token::Column::OrgId.eq(org))
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
             .filter(refresh_token::Column::UsedAt.is_null())
@@ -389,8 +591,23 @@ impl SessionStore for SeaSessions {
         let Some(token) = token else {
             return Ok(Rotation::Invalid);
         };
+        let live = live_session(&tx, ctx, token.session_id, now, limits).await?;
         if claimed == 0 {
-            // Already used: someone replayed it. End the whole family.
+            // Spent already. Moments ago, by the same live session (two tabs
+            // at once): hand out the same successor. Otherwise a replay:
+            // end the whole family.
+            if let (Some((session_id, account, amr)), Some(used_at), Some(sealed)) =
+                (&live, token.used_at, token.successor.clone())
+                && within_grace(used_at, now, limits)
+            {
+                commit(tx).await?;
+                return Ok(Rotation::Repeated {
+                    session: *session_id,
+                    account: account.clone(),
+                    amr: amr.clone(),
+                    sealed_successor: sealed,
+                });
+            }
             revoke_session(&tx, ctx, token.session_id, now).await?;
             record_event(
                 &tx,
@@ -403,47 +620,36 @@ impl SessionStore for SeaSessions {
             commit(tx).await?;
             return Ok(Rotation::Reused);
         }
-        let Some(sess) = session::Entity::find()
-            .filter(session::Column::OrgId.eq(org))
-            .filter(session::Column::Id.eq(token.session_id))
-            .one(&tx)
-            .await
-            .map_err(db_err)?
-        else {
-            return Ok(Rotation::Invalid);
-        };
-        if sess.revoked_at.is_some()
-            || !session_alive(sess.created_at, sess.last_used_at, now, limits)
-        {
+        let Some((session_id, account, amr)) = live else {
             return Ok(Rotation::Invalid); // dropped: the token stays unused
-        }
-        let account = user::Entity::find()
-            .filter(user::Column::OrgId.eq(org))
-            .filter(user::Column::Id.eq(sess.user_id))
-            .one(&tx)
-            .await
-            .map_err(db_err)?
-            .and_then(to_account)
-            .filter(|a| a.active);
-        let Some(account) = account else {
-            return Ok(Rotation::Invalid);
         };
-        let session_id = SessionId::from_uuid(sess.id);
         insert_token(&tx, ctx, session_id, next, now).await?;
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .filter(session::Column::OrgId.eq(org))
-            .filter(session::Column::Id.eq(sess.id))
+            .filter(session::Column::Id.eq(session_id.as_uuid()))
             .exec(&tx)
             .await
             .map_err(db_err)?;
         commit(tx).await?;
-        let amr = sess.amr.split_whitespace().map(str::to_owned).collect();
         Ok(Rotation::Rotated {
             session: session_id,
             account,
             amr,
         })
+    }
+
+    async fn revoke_all(
+        &self,
+        ctx: &TenantContext,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<u64, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        let ended = revoke_user_sessions(&tx, ctx, user_id.as_uuid(), keep, now).await?;
+        commit(tx).await?;
+        Ok(ended)
     }
 
     async fn is_active(
@@ -516,11 +722,9 @@ impl AdminStore for SeaAccounts {
             AdminChange::Roles(roles) => {
                 update.col_expr(user::Column::Roles, Expr::value(roles_to_text(roles)))
             }
-            AdminChange::Lock => update.col_expr(
-                user::Column::LockedUntil,
-                Expr::value(Some(LOCKED_FOR_GOOD)),
-            ),
+            AdminChange::Lock => update.col_expr(user::Column::AdminLocked, Expr::value(true)),
             AdminChange::Unlock => update
+                .col_expr(user::Column::AdminLocked, Expr::value(false))
                 .col_expr(
                     user::Column::LockedUntil,
                     Expr::value(None::<OffsetDateTime>),
@@ -532,14 +736,12 @@ impl AdminStore for SeaAccounts {
             return Ok(false);
         }
         if change.ends_sessions() {
-            session::Entity::update_many()
-                .col_expr(session::Column::RevokedAt, Expr::value(now))
-                .filter(session::Column::OrgId.eq(org))
-                .filter(session::Column::UserId.eq(user_id.as_uuid()))
-                .filter(session::Column::RevokedAt.is_null())
-                .exec(&tx)
-                .await
-                .map_err(db_err)?;
+            revoke_user_sessions(&tx, ctx, user_id.as_uuid(), None, now).await?;
+        }
+        if matches!(change, AdminChange::Lock | AdminChange::Deactivate) {
+            // Containment: no reset code and no calendar feed outlives it.
+            void_reset_codes(&tx, ctx, user_id.as_uuid(), now).await?;
+            revoke_feeds(&tx, ctx, &user_id.to_string(), now).await?;
         }
         let subject = format!("{user_id} by {}", ctx.actor());
         record_event(&tx, ctx, change.event(), Some(subject), now).await?;
@@ -547,9 +749,6 @@ impl AdminStore for SeaAccounts {
         Ok(true)
     }
 }
-
-/// "Locked until unlocked": far enough to never pass.
-const LOCKED_FOR_GOOD: OffsetDateTime = time::macros::datetime!(9999-12-31 0:00 UTC);
 
 async fn find_user(
     tx: &DatabaseTransaction,
@@ -610,6 +809,7 @@ impl MfaStore for SeaAccounts {
         user_id: UserId,
         step: u64,
         recovery_hashes: Vec<[u8; 32]>,
+        keep: Option<SessionId>,
     ) -> Result<bool, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let now = OffsetDateTime::now_utc();
@@ -650,8 +850,30 @@ impl MfaStore for SeaAccounts {
             .exec_without_returning(&tx)
             .await
             .map_err(db_err)?;
+        revoke_user_sessions(&tx, ctx, user_id.as_uuid(), keep, now).await?;
         commit(tx).await?;
         Ok(true)
+    }
+
+    async fn spend_challenge(
+        &self,
+        ctx: &TenantContext,
+        id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = begin(&self.db, ctx).await?;
+        // The primary key is the arbiter: one insert per challenge wins.
+        let inserted = mfa_challenge_spent::Entity::insert(mfa_challenge_spent::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            id: Set(id),
+            expires_at: Set(expires_at),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&tx)
+        .await
+        .map_err(db_err)?;
+        commit(tx).await?;
+        Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(1)))
     }
 
     async fn claim_totp_step(
@@ -713,11 +935,45 @@ async fn insert_token(
         session_id: Set(session_id.as_uuid()),
         used_at: Set(None),
         created_at: Set(now),
+        successor: Set(None),
     })
     .exec_without_returning(tx)
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// The session `session_id`, its active account and its `amr`, if the
+/// session is neither revoked nor past its limits at `now`.
+async fn live_session(
+    tx: &DatabaseTransaction,
+    ctx: &TenantContext,
+    session_id: Uuid,
+    now: OffsetDateTime,
+    limits: SessionLimits,
+) -> Result<Option<(SessionId, Account, Vec<String>)>, AuthError> {
+    let org = ctx.org().as_uuid();
+    let Some(sess) = session::Entity::find()
+        .filter(session::Column::OrgId.eq(org))
+        .filter(session::Column::Id.eq(session_id))
+        .one(tx)
+        .await
+        .map_err(db_err)?
+    else {
+        return Ok(None);
+    };
+    if sess.revoked_at.is_some() || !session_alive(sess.created_at, sess.last_used_at, now, limits)
+    {
+        return Ok(None);
+    }
+    let account = find_user(tx, ctx, UserId::from_uuid(sess.user_id))
+        .await?
+        .and_then(to_account)
+        .filter(|a| a.active && !a.login.admin_locked);
+    Ok(account.map(|a| {
+        let amr = sess.amr.split_whitespace().map(str::to_owned).collect();
+        (SessionId::from_uuid(sess.id), a, amr)
+    }))
 }
 
 async fn revoke_session(

@@ -34,6 +34,7 @@ pub mod rate_limit;
 mod research;
 pub mod service_keys;
 pub mod sms;
+mod subjects;
 pub mod tokens;
 mod verification;
 

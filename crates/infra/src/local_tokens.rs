@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carapace_auth::local::{AccessClaims, AccessTokenIssuer, SessionId, UserId};
+use carapace_auth::local::{AccessClaims, AccessTokenIssuer, Challenge, SessionId, UserId};
 use carapace_auth::{AuthError, Principal, Role, RoleSet};
 use carapace_tenancy::{OrgId, SubjectId};
 use ed25519_dalek::SigningKey;
@@ -222,7 +222,8 @@ impl LocalTokens {
         Ok((
             Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles))
                 .with_mfa(mfa)
-                .with_actor(actor),
+                .with_actor(actor)
+                .with_session(SessionId::from_uuid(c.sid)),
             SessionId::from_uuid(c.sid),
         ))
     }
@@ -276,12 +277,21 @@ impl AccessTokenIssuer for LocalTokens {
         self.sign(CHALLENGE_TYP, &claims).map(|t| (t, ttl))
     }
 
-    fn verify_challenge(&self, token: &SecretString) -> Result<(OrgId, UserId), AuthError> {
+    fn verify_challenge(&self, token: &SecretString) -> Result<Challenge, AuthError> {
         let c: ChallengeClaims = self.decode_kind(token.expose_secret(), CHALLENGE_TYP)?;
         if c.token_use != "mfa_challenge" {
             return Err(AuthError::InvalidToken("not an MFA challenge"));
         }
-        Ok((OrgId::from_uuid(c.org_id), UserId::from_uuid(c.sub)))
+        let expires_at = i64::try_from(c.exp)
+            .ok()
+            .and_then(|exp| OffsetDateTime::from_unix_timestamp(exp).ok())
+            .ok_or(AuthError::InvalidToken("bad exp"))?;
+        Ok(Challenge {
+            org: OrgId::from_uuid(c.org_id),
+            user: UserId::from_uuid(c.sub),
+            id: c.jti,
+            expires_at,
+        })
     }
 }
 

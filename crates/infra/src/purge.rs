@@ -1,8 +1,11 @@
 //! The clean-up job: deletes sessions (with their refresh tokens) that are
-//! revoked or past their idle or absolute limit, and reset codes that are
-//! used or expired. It walks every organization, each in its own tenant
+//! revoked or past their idle or absolute limit, reset codes that are used
+//! or expired, spent MFA challenges past their expiry, idempotency records
+//! past their 24 hours, and per-address failure counts nobody added to for
+//! a day. It walks every organization, each in its own tenant
 //! transaction, so row-level security applies to it like to any request.
 
+use carapace_auth::local::ADDRESS_MEMORY;
 use carapace_auth::local::SessionLimits;
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
@@ -10,7 +13,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
-use crate::entity::{organization, password_reset, session};
+use crate::entity::{
+    idempotency_key, login_address_failure, mfa_challenge_spent, organization, password_reset,
+    session,
+};
 
 /// What one run removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,7 +67,24 @@ pub async fn purge_expired(
             .await
             .map_err(storage_error)?
             .rows_affected;
+        mfa_challenge_spent::Entity::delete_many()
+            .filter(mfa_challenge_spent::Column::OrgId.eq(org))
+            .filter(mfa_challenge_spent::Column::ExpiresAt.lte(now))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        idempotency_key::Entity::delete_many()
+            .filter(idempotency_key::Column::OrgId.eq(org))
+            .filter(idempotency_key::Column::ExpiresAt.lte(now))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)?;
     }
+    login_address_failure::Entity::delete_many()
+        .filter(login_address_failure::Column::LastFailureAt.lte(now - ADDRESS_MEMORY))
+        .exec(db.conn())
+        .await
+        .map_err(storage_error)?;
     Ok(report)
 }

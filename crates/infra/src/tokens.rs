@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 
 use carapace_auth::local::SessionStore as _;
 
-use crate::accounts::SeaSessions;
+use carapace_auth::subjects::{SubjectStore as _, admits};
+
+use crate::accounts::{SeaAccounts, SeaSessions};
 use crate::dev_token::DevTokens;
 use crate::local_tokens::LocalTokens;
 use crate::oidc::{MAX_TOKEN_LEN, OidcVerifier};
@@ -28,6 +30,7 @@ pub struct Verifiers {
     oidc: Option<OidcVerifier>,
     service_keys: Option<SeaServiceKeys>,
     sessions: Option<SeaSessions>,
+    subjects: Option<SeaAccounts>,
 }
 
 impl Verifiers {
@@ -44,7 +47,16 @@ impl Verifiers {
             oidc,
             service_keys: None,
             sessions: None,
+            subjects: None,
         }
+    }
+
+    /// Refuses issuer tokens of subjects an administrator locked or
+    /// deactivated, and those issued before the subject's last lock,
+    /// checked on every request ([`carapace_auth::subjects`]).
+    pub fn with_subject_check(mut self, subjects: SeaAccounts) -> Self {
+        self.subjects = Some(subjects);
+        self
     }
 
     /// Refuses Carapace access tokens whose session has ended (logout,
@@ -64,6 +76,21 @@ impl Verifiers {
     pub fn oidc(&self) -> Option<&OidcVerifier> {
         self.oidc.as_ref()
     }
+}
+
+/// The `iat` of a JWT whose signature and claims were already verified.
+fn issued_at(token: &str) -> Option<OffsetDateTime> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let iat = claims.get("iat")?;
+    let secs = iat
+        .as_i64()
+        .or_else(|| iat.as_f64().map(|f| f.floor() as i64))?;
+    OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 
 impl TokenVerifier for Verifiers {
@@ -98,10 +125,23 @@ impl TokenVerifier for Verifiers {
                 }
                 Ok(principal)
             }
-            _ => match &self.oidc {
-                Some(oidc) => oidc.verify(raw).await,
-                None => Err(AuthError::InvalidToken("no issuer configured")),
-            },
+            _ => {
+                let Some(oidc) = &self.oidc else {
+                    return Err(AuthError::InvalidToken("no issuer configured"));
+                };
+                let principal = oidc.verify(raw).await?;
+                if let Some(subjects) = &self.subjects {
+                    let standing = subjects
+                        .standing(&principal.tenant(), principal.subject())
+                        .await?;
+                    if !admits(standing.as_ref(), issued_at(raw)) {
+                        return Err(AuthError::InvalidToken(
+                            "subject locked or deactivated, or token issued before its lock",
+                        ));
+                    }
+                }
+                Ok(principal)
+            }
         }
     }
 }

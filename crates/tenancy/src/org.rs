@@ -120,10 +120,12 @@ impl ClinicianScope {
 /// Which sessions need MFA to reach PHI.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PhiMfa {
-    /// PHI reached through the `admin` role (default).
-    #[default]
+    /// Only PHI reached through the `admin` role: a relaxation an
+    /// administrator must choose explicitly, with a recorded reason.
     Admin,
-    /// Every non-patient role.
+    /// Every non-patient (staff) session (the default: the seeds ask for
+    /// MFA on every staff access to PHI).
+    #[default]
     AllStaff,
 }
 

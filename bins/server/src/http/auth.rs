@@ -35,7 +35,8 @@ impl Authorized {
         kind: SecurityEventKind,
         detail: impl Into<String>,
     ) -> SecurityEvent {
-        let mut event = SecurityEvent::new(kind, self.0.org(), self.0.subject().clone(), detail);
+        let mut event = SecurityEvent::new(kind, self.0.org(), self.0.subject().clone(), detail)
+            .acted_by(self.0.actor().cloned());
         event.origin = self.2.clone();
         event
     }
@@ -183,6 +184,7 @@ pub(crate) async fn denied(
             detail: format!("{what}: {reason:?}"),
             origin: origin.clone(),
             resource_id: None,
+            acting_for: principal.actor().cloned(),
         },
     )
     .await;
@@ -233,6 +235,7 @@ async fn check_host_org(
             detail: format!("host org slug {slug:?}"),
             origin: origin.clone(),
             resource_id: None,
+            acting_for: principal.actor().cloned(),
         },
     )
     .await?;

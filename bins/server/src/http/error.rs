@@ -346,6 +346,7 @@ impl From<AuthError> for ApiError {
             AuthError::WeakPassword(why) => Self::Invalid(vec![FieldError::new("password", why)]),
             AuthError::InvalidRequest(why) => Self::Invalid(vec![FieldError::new("body", why)]),
             AuthError::Storage(s) => s.into(),
+            AuthError::TooManyAttempts(wait) => Self::RateLimited(wait),
             other => Self::Unauthenticated(other),
         }
     }

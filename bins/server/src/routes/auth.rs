@@ -192,8 +192,9 @@ fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
     state.local.as_ref().ok_or(ApiError::NotFound)
 }
 
-/// Logs in with a password. Unknown organization or user, wrong password
-/// and locked account all answer the same 401.
+/// Logs in with a password. Unknown organization or user, wrong password,
+/// and a throttled, locked or inactive account all answer the same 401; an
+/// address with too many recent failures gets 429.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
@@ -201,6 +202,7 @@ fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
         (status = 429, description = "too many attempts from this address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -222,8 +224,9 @@ pub async fn login(
     // An unknown org runs the same flow against an org with no accounts,
     // so it costs the same and answers the same.
     let org = org.unwrap_or_else(|| OrgId::from_uuid(uuid::Uuid::nil()));
+    let client = crate::http::limits::client_address(&req);
     let outcome = local
-        .login(org, &email, &password, OffsetDateTime::now_utc())
+        .login(org, &email, &password, client, OffsetDateTime::now_utc())
         .await?;
     Ok(match outcome {
         LoginOutcome::Tokens(tokens) => signed_in(tokens, mode),
@@ -278,13 +281,15 @@ pub async fn logout(
     Ok(res.finish())
 }
 
-/// Completes a login with a TOTP or recovery code; each is accepted once.
+/// Completes a login with a TOTP or recovery code; each code, and each
+/// challenge, is accepted once.
 #[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerify,
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn mfa_verify(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonBody<MfaVerify>,
 ) -> Result<HttpResponse, ApiError> {
@@ -300,16 +305,19 @@ pub async fn mfa_verify(
         .verify_mfa(
             &SecretString::from(mfa_token),
             &SecretString::from(code),
+            crate::http::limits::client_address(&req),
             OffsetDateTime::now_utc(),
         )
         .await?;
     Ok(signed_in(tokens, mode))
 }
 
-/// Starts TOTP enrolment for the caller's own local account.
+/// Starts TOTP enrolment for the caller's own local account (403 while
+/// impersonating).
 #[utoipa::path(post, path = "/api/v1/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "{\"otpauth_uri\": …}"),
+        (status = 403, description = "an impersonated session changes no credentials", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already enabled", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn totp_enroll(
@@ -322,11 +330,13 @@ pub async fn totp_enroll(
 }
 
 /// Activates TOTP with a current code; answers the recovery codes, once.
+/// Every other session of the account ends (403 while impersonating).
 #[utoipa::path(post, path = "/api/v1/auth/mfa/totp/activate", tag = "auth", request_body = TotpCode,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{\"recovery_codes\": [10 codes]}"),
         (status = 401, description = "wrong code", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "an impersonated session changes no credentials", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn totp_activate(
     auth: Authorized,

@@ -32,10 +32,18 @@ pub struct SettingsBody {
     /// `organization` (every patient).
     #[schema(example = "care_team")]
     clinician_scope: String,
-    /// `admin` (default: MFA for PHI through the admin role) or `all_staff`
-    /// (every non-patient session needs MFA for PHI).
-    #[schema(example = "admin")]
+    /// `all_staff` (default: every non-patient session needs MFA for PHI)
+    /// or `admin` (only PHI through the admin role needs MFA): a
+    /// relaxation, which needs `phi_mfa_reason` and is recorded as its own
+    /// security event.
+    #[schema(example = "all_staff")]
     phi_mfa: String,
+    /// Why MFA for PHI is relaxed to `admin` (10-500 characters); required
+    /// when `phi_mfa` moves from `all_staff` to `admin`, refused otherwise.
+    /// Never returned.
+    #[serde(default, skip_serializing)]
+    #[schema(max_length = 500, write_only)]
+    phi_mfa_reason: Option<String>,
     /// What calendar feeds show: `minimal` (default: times and
     /// "Appointment") or `initials` (also the patient's initials).
     #[serde(default = "minimal")]
@@ -63,7 +71,39 @@ impl From<OrgSettings> for SettingsBody {
             calendar_detail: s.calendar_detail.as_str().to_owned(),
             external_referrals: s.external_referrals,
             ai_baa: s.ai_baa,
+            phi_mfa_reason: None,
         }
+    }
+}
+
+/// Longest and shortest reason for relaxing MFA for PHI.
+const REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
+
+/// The reason a change of `phi_mfa` from `current` to `next` carries: a
+/// relaxation (all staff → admin only) needs one; nothing else takes one.
+fn relaxation_reason(
+    current: PhiMfa,
+    next: PhiMfa,
+    reason: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let field = |msg: &str| {
+        ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+            "phi_mfa_reason",
+            msg,
+        )])
+    };
+    let relaxing = current == PhiMfa::AllStaff && next == PhiMfa::Admin;
+    match (relaxing, reason.map(str::trim)) {
+        (true, Some(r))
+            if REASON_CHARS.contains(&r.chars().count()) && !r.chars().any(char::is_control) =>
+        {
+            Ok(Some(r.to_owned()))
+        }
+        (true, _) => Err(field(
+            "relaxing MFA for PHI to admin only needs a reason of 10-500 characters",
+        )),
+        (false, Some(_)) => Err(field("only a relaxation of phi_mfa takes a reason")),
+        (false, None) => Ok(None),
     }
 }
 
@@ -136,6 +176,28 @@ pub async fn put(
     body: JsonBody<SettingsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let settings = parse(&body.0)?;
+    let current = state
+        .orgs
+        .find_by_id(auth.0.org())
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .settings;
+    let reason = relaxation_reason(
+        current.phi_mfa,
+        settings.phi_mfa,
+        body.0.phi_mfa_reason.as_deref(),
+    )?;
+    if let Some(reason) = &reason {
+        // Recorded before the change takes effect: no relaxation unseen.
+        crate::http::auth::record(
+            &state,
+            auth.security_event(
+                SecurityEventKind::PhiMfaRelaxed,
+                format!("phi_mfa all_staff -> admin: {reason}"),
+            ),
+        )
+        .await?;
+    }
     if !state.orgs.update_settings(auth.0.org(), settings).await? {
         return Err(ApiError::NotFound);
     }

@@ -3,8 +3,8 @@
 
 use actix_web::{HttpResponse, web};
 use carapace_audit::SecurityEventKind;
-use carapace_auth::local::Account;
-use carapace_auth::local::admin::AdminChange;
+use carapace_auth::local::admin::{AdminChange, UserRef};
+use carapace_auth::local::{Account, MAX_FAILURES, Refusal};
 use carapace_auth::{AuthError, Role, RoleSet};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -43,8 +43,12 @@ pub struct UserView {
     roles: Vec<&'static str>,
     /// `false` once deactivated.
     active: bool,
-    /// Whether logins are refused now (lockout or admin lock).
+    /// Whether only an administrator's unlock lets the user in again (an
+    /// administrator's lock, or 100 failures in a row).
     locked: bool,
+    /// Whether sign-ins from unknown addresses are delayed now after
+    /// failed attempts (the owner's known addresses are not).
+    throttled: bool,
     /// Whether TOTP is enabled.
     mfa_enabled: bool,
 }
@@ -56,7 +60,9 @@ impl From<Account> for UserView {
             email: a.email.as_str().to_owned(),
             roles: a.roles.iter().map(Role::as_str).collect(),
             active: a.active,
-            locked: a.login.is_locked(OffsetDateTime::now_utc()),
+            locked: a.login.admin_locked || a.login.failed >= MAX_FAILURES,
+            throttled: a.login.refusal(OffsetDateTime::now_utc(), false)
+                == Some(Refusal::Throttled),
             mfa_enabled: a.mfa_enabled,
         }
     }
@@ -122,12 +128,20 @@ pub async fn create(
     Ok(HttpResponse::Created().json(UserView::from(account)))
 }
 
+/// The user a path names: a local account's id, or an identity-provider
+/// subject `oidc:<sub>` (lock, unlock and deactivate only). Anything else
+/// names nobody: 404.
+fn user_ref(raw: &str) -> Result<UserRef, ApiError> {
+    UserRef::parse(raw).ok_or(ApiError::NotFound)
+}
+
 async fn apply(
     auth: &Authorized,
     state: &AppState,
-    id: Uuid,
+    id: String,
     change: AdminChange,
 ) -> Result<HttpResponse, ApiError> {
+    let user = user_ref(&id)?;
     let what = match &change {
         AdminChange::Roles(_) => "user.roles_changed",
         AdminChange::Lock => "user.locked",
@@ -135,59 +149,59 @@ async fn apply(
         AdminChange::Deactivate => "user.deactivated",
     };
     admin(state)?
-        .change(
-            &auth.0,
-            carapace_auth::local::UserId::from_uuid(id),
-            change,
-            OffsetDateTime::now_utc(),
-        )
+        .change(&auth.0, &user, change, OffsetDateTime::now_utc())
         .await?;
-    admin_action(state, auth, what, id.to_string()).await?;
+    admin_action(state, auth, what, user.subject()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Replaces a user's roles; the user's sessions end.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = RolesChange, security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "changed")))]
+    params(("id" = String, Path, description = "user id")), responses((status = 204, description = "changed")))]
 pub async fn change_roles(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: JsonBody<RolesChange>,
 ) -> Result<HttpResponse, ApiError> {
     let change = AdminChange::Roles(roles(&body.0.roles)?);
     apply(&auth, &state, id.into_inner(), change).await
 }
 
-/// Locks a user out until unlocked; the user's sessions end.
+/// Locks a user out until an administrator unlocks them; the user's
+/// sessions, reset codes and calendar feeds end. `id` may name an
+/// identity-provider user (`oidc:<sub>`): their unexpired tokens are
+/// refused at once.
 #[utoipa::path(post, path = "/api/v1/users/{id}/lock", tag = "users", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "locked")))]
+    params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "locked")))]
 pub async fn lock(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     apply(&auth, &state, id.into_inner(), AdminChange::Lock).await
 }
 
-/// Clears a lock (and the failure count).
+/// Clears a lock, throttling and the failure count. Issuer tokens issued
+/// before the lock stay refused.
 #[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "unlocked")))]
+    params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "unlocked")))]
 pub async fn unlock(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     apply(&auth, &state, id.into_inner(), AdminChange::Unlock).await
 }
 
-/// Deactivates a user for good; the user's sessions end.
+/// Deactivates a user for good; the user's sessions, reset codes and
+/// calendar feeds end (identity-provider users: every token is refused).
 #[utoipa::path(post, path = "/api/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "user id")), responses((status = 204, description = "deactivated")))]
+    params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "deactivated")))]
 pub async fn deactivate(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     apply(&auth, &state, id.into_inner(), AdminChange::Deactivate).await
 }

@@ -407,6 +407,12 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             ));
         }
     }
+    if s.refresh_grace_secs > 60 {
+        p.push(ConfigProblem::new(
+            "CARAPACE_REFRESH_GRACE_SECS",
+            "must be between 0 and 60 seconds",
+        ));
+    }
     if !(1024..=16 * 1024 * 1024).contains(&s.body_limit_bytes) {
         p.push(ConfigProblem::new(
             "CARAPACE_BODY_LIMIT_BYTES",

@@ -23,6 +23,8 @@ fn settings(dir: &std::path::Path, receiver: &Receiver) -> Settings {
         alert_webhook_url: Some(format!("{}/hook", receiver.base)),
         alert_webhook_secret: Some(SECRET.to_owned().into()),
         alert_webhook_allow_loopback: true,
+        // A spent refresh token presented again is a reuse at once.
+        refresh_grace_secs: 0,
         ..Settings::default()
     }
 }

@@ -266,14 +266,23 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     );
     assert_eq!(bad.status.code(), Some(2));
 
+    // Every staff session needs MFA for PHI by default: the README's
+    // tokens say so (`--mfa`), and only an admin deletes.
     let out = carapace(
         &dir,
         &env,
-        &["dev-token", "--org", "demo", "--role", "clinician"],
+        &["dev-token", "--org", "demo", "--role", "clinician", "--mfa"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout).trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
+    let out = carapace(
+        &dir,
+        &env,
+        &["dev-token", "--org", "demo", "--role", "admin", "--mfa"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let admin = text(&out.stdout).trim().to_owned();
     let missing = carapace(
         &dir,
         &env,
@@ -332,27 +341,58 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ready.status(), 200);
+    // The README's walkthrough, step by step.
     let created = http
         .post(format!("http://{addr}/api/v1/patients"))
         .bearer_auth(&token)
-        .json(
-            &serde_json::json!({"given_name":"Jane","family_name":"Roe","birth_date":"1980-02-03"}),
-        )
+        .json(&serde_json::json!({"given_name":"Jane","family_name":"Roe","birth_date":"1980-02-03","member_id":"M-778"}))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(created.status(), 201);
     let body: Value = created.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let patient = format!(
+        "http://{addr}/api/v1/patients/{}",
+        body["id"].as_str().unwrap_or_default()
+    );
     let read = http
-        .get(format!(
-            "http://{addr}/api/v1/patients/{}",
-            body["id"].as_str().unwrap_or_default()
-        ))
+        .get(&patient)
         .bearer_auth(&token)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read.status(), 200);
+    let found = http
+        .get(format!(
+            "http://{addr}/api/v1/patients?member_id=M-778&limit=20"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.status(), 200);
+    let changed = http
+        .patch(&patient)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"phone": "+1 555 010 0100"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(changed.status(), 200);
+    let by_clinician = http
+        .delete(&patient)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_clinician.status(), 403, "only admins delete");
+    let deleted = http
+        .delete(&patient)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deleted.status(), 204);
 
     let login = http
         .post(format!("http://{addr}/api/v1/auth/login"))
@@ -386,7 +426,7 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
     let verified = carapace(&dir, &env, &["audit", "verify", "--org", "demo"]);
     assert!(verified.status.success(), "{}", text(&verified.stdout));
     assert!(
-        text(&verified.stdout).contains(": ok: 5 events chained (head 5), ")
+        text(&verified.stdout).contains(": ok: 9 events chained (head 9), ")
             && text(&verified.stdout).contains("signed checkpoints matched, 0 awaiting chaining"),
         "{}",
         text(&verified.stdout)
@@ -409,7 +449,7 @@ async fn org_create_dev_token_serve_and_sigterm_as_the_readme_shows() {
         ],
     );
     assert!(exported.status.success(), "{}", text(&exported.stderr));
-    assert!(text(&exported.stdout).contains("exported 5 events (positions 1..=5)"));
+    assert!(text(&exported.stdout).contains("exported 9 events (positions 1..=9)"));
     let checked = carapace(&dir, &env, &["audit", "verify", "--export", "export-1"]);
     assert!(checked.status.success(), "{}", text(&checked.stdout));
     let events_file = dir.path().join("export-1/events.ndjson");

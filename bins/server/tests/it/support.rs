@@ -184,8 +184,26 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Creates a new organization.
+    /// Creates a new organization that chose MFA for PHI through the admin
+    /// role only (most tests are about something else than that rule; the
+    /// default, MFA for every staff session, is [`Self::org_with_defaults`]'s).
     pub async fn org(&self) -> Org {
+        let org = self.org_with_defaults().await;
+        let settings = carapace_tenancy::OrgSettings {
+            phi_mfa: carapace_tenancy::PhiMfa::Admin,
+            ..carapace_tenancy::OrgSettings::default()
+        };
+        assert!(
+            SeaOrganizations::new(self.db.clone())
+                .update_settings(org.id, settings)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+        org
+    }
+
+    /// Creates a new organization with every setting at its default.
+    pub async fn org_with_defaults(&self) -> Org {
         let slug = format!("org-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let org = SeaOrganizations::new(self.db.clone())
             .create(NewOrganization {

@@ -2,13 +2,21 @@
 //! list, create (invite), change roles, lock, unlock, deactivate. Changes
 //! that reduce access end the user's sessions; every change is recorded as
 //! a security event in the same transaction.
+//!
+//! The users administered are local accounts and identity-provider
+//! subjects (`oidc:<sub>`): locking or deactivating a subject refuses its
+//! unexpired issuer tokens at once, on every instance
+//! ([`crate::subjects`]).
 
 use std::future::Future;
 
 use carapace_tenancy::TenantContext;
 use time::OffsetDateTime;
 
+use carapace_tenancy::SubjectId;
+
 use super::{Account, AccountStore, Email, Mailer, PasswordReset, ResetStore, UserId};
+use crate::subjects::SubjectStore;
 use crate::{AuthError, Principal, RoleSet};
 
 /// An administrative change to an account.
@@ -50,8 +58,11 @@ pub trait AdminStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Account>, AuthError>> + Send;
 
     /// Applies `change` to `user` in one transaction: the change, ending the
-    /// user's sessions when [`AdminChange::ends_sessions`], and a security
-    /// event naming the acting admin. `false` if there is no such user.
+    /// user's sessions when [`AdminChange::ends_sessions`] (and, on a lock
+    /// or deactivation, its unused reset codes and its calendar feeds), and
+    /// a security event naming the acting admin. A lock sets the
+    /// administrator's lock (only an unlock ends it); an unlock also ends
+    /// throttling and a suspension. `false` if there is no such user.
     fn apply(
         &self,
         ctx: &TenantContext,
@@ -59,6 +70,37 @@ pub trait AdminStore: Send + Sync {
         change: AdminChange,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+}
+
+/// Whom an administrative change is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserRef {
+    /// A local account, by id.
+    Local(UserId),
+    /// An identity-provider subject (`oidc:<sub>`).
+    Issuer(SubjectId),
+}
+
+impl UserRef {
+    /// A local account's UUID, or an issuer subject `oidc:<sub>`; `None`
+    /// for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if let Ok(id) = uuid::Uuid::try_parse(raw) {
+            return Some(Self::Local(UserId::from_uuid(id)));
+        }
+        raw.strip_prefix(crate::issuer::SUBJECT_PREFIX)
+            .filter(|sub| !sub.is_empty() && sub.len() <= 200)
+            .and_then(|_| SubjectId::parse(raw).ok())
+            .map(Self::Issuer)
+    }
+
+    /// The subject the user acts as in tokens.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Local(id) => id.to_string(),
+            Self::Issuer(s) => s.as_str().to_owned(),
+        }
+    }
 }
 
 /// User administration over its ports. Authorization (admin + MFA) is the
@@ -71,7 +113,12 @@ pub struct UserAdmin<A, R, M> {
     pub invitations: PasswordReset<A, R, M>,
 }
 
-impl<A: AccountStore + AdminStore, R: ResetStore, M: Mailer> UserAdmin<A, R, M> {
+impl<A, R, M> UserAdmin<A, R, M>
+where
+    A: AccountStore + AdminStore + SubjectStore,
+    R: ResetStore,
+    M: Mailer,
+{
     /// The accounts of the admin's organization.
     pub async fn list(&self, admin: &Principal) -> Result<Vec<Account>, AuthError> {
         self.accounts.list(&admin.tenant()).await
@@ -99,15 +146,17 @@ impl<A: AccountStore + AdminStore, R: ResetStore, M: Mailer> UserAdmin<A, R, M> 
         Ok(account)
     }
 
-    /// Applies `change` to another user of the admin's organization.
+    /// Applies `change` to another user of the admin's organization: a
+    /// local account, or an identity-provider subject (whose roles come
+    /// from the provider, so only lock, unlock and deactivate apply).
     pub async fn change(
         &self,
         admin: &Principal,
-        user: UserId,
+        user: &UserRef,
         change: AdminChange,
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
-        if admin.subject().as_str() == user.to_string() {
+        if admin.subject().as_str() == user.subject() {
             return Err(AuthError::InvalidRequest(
                 "administrators cannot change their own account",
             ));
@@ -117,14 +166,51 @@ impl<A: AccountStore + AdminStore, R: ResetStore, M: Mailer> UserAdmin<A, R, M> 
         {
             return Err(AuthError::InvalidRequest("at least one role is required"));
         }
-        if self
-            .accounts
-            .apply(&admin.tenant(), user, change, now)
-            .await?
-        {
+        let ctx = admin.tenant();
+        let done = match user {
+            UserRef::Local(id) => self.accounts.apply(&ctx, *id, change, now).await?,
+            UserRef::Issuer(subject) => {
+                let current = self.accounts.standing(&ctx, subject).await?;
+                let next = crate::subjects::after_change(current, change, now)?;
+                self.accounts
+                    .set_standing(&ctx, subject, next, change)
+                    .await?;
+                true
+            }
+        };
+        if done {
             Ok(())
         } else {
             Err(AuthError::NotFound)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_local_ids_or_issuer_subjects() {
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(
+            UserRef::parse(&id.to_string()),
+            Some(UserRef::Local(UserId::from_uuid(id)))
+        );
+        assert!(matches!(
+            UserRef::parse("oidc:abc-123"),
+            Some(UserRef::Issuer(_))
+        ));
+        for bad in [
+            "",
+            "oidc:",
+            "abc",
+            "service:x",
+            "system:purge",
+            "oidc:a\u{0}b",
+        ] {
+            assert_eq!(UserRef::parse(bad), None, "{bad:?}");
+        }
+        assert!(UserRef::parse(&format!("oidc:{}", "a".repeat(201))).is_none());
     }
 }

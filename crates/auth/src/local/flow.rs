@@ -7,13 +7,18 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
-use carapace_audit::{SecurityEventKind, SecurityEventSink};
-use carapace_phi_crypto::SecretSealer;
+use std::net::IpAddr;
+
+use carapace_audit::{SecurityEvent, SecurityEventKind, SecurityEventSink};
+use carapace_phi_crypto::{LocalSealer, SecretSealer};
+use sha2::{Digest as _, Sha256};
+use time::Duration;
 
 use super::mfa::{self, MfaStore};
 use super::{
-    AccessClaims, AccessTokenIssuer, Account, AccountStore, Email, LoginState, Rotation, SessionId,
-    SessionLimits, SessionStore, UserId, verify_password,
+    AccessClaims, AccessTokenIssuer, Account, AccountStore, AddressThrottle, Email, FailureEffect,
+    LoginState, Refusal, Rotation, SessionId, SessionLimits, SessionStore, UserId, address_hash,
+    client_hash, verify_password,
 };
 use crate::{AuthError, Principal};
 
@@ -31,6 +36,50 @@ impl RefreshToken {
     /// The org and hash of a presented token, if it has the right shape.
     pub fn parse(presented: &SecretString) -> Option<(OrgId, [u8; 32])> {
         crate::opaque::parse(REFRESH_PREFIX, presented)
+    }
+
+    /// `successor` sealed (AES-256-GCM) under a key derived from the
+    /// `presented` token alone: the stored ciphertext opens only for a
+    /// client that holds the spent token, never from the database (which
+    /// keeps the token's plain SHA-256, a different derivation).
+    pub fn seal_successor(
+        presented: &SecretString,
+        successor: &SecretString,
+    ) -> Result<Vec<u8>, AuthError> {
+        successor_sealer(presented)
+            .seal_now(SUCCESSOR_CONTEXT, successor.expose_secret().as_bytes())
+            .map_err(|_| AuthError::Unavailable)
+    }
+
+    /// Opens what [`Self::seal_successor`] sealed for `presented`.
+    pub fn open_successor(
+        presented: &SecretString,
+        sealed: &[u8],
+    ) -> Result<SecretString, AuthError> {
+        let bytes = successor_sealer(presented)
+            .open_now(SUCCESSOR_CONTEXT, sealed)
+            .map_err(|_| AuthError::InvalidToken("refresh token reused; session revoked"))?;
+        String::from_utf8(bytes)
+            .map(SecretString::from)
+            .map_err(|_| AuthError::InvalidToken("refresh token reused; session revoked"))
+    }
+}
+
+const SUCCESSOR_CONTEXT: &[u8] = b"carapace refresh successor v1";
+
+fn successor_sealer(presented: &SecretString) -> LocalSealer {
+    let mut h = Sha256::new();
+    h.update(b"carapace-refresh-successor-key\0");
+    h.update(presented.expose_secret().as_bytes());
+    LocalSealer::new(&h.finalize().into())
+}
+
+/// The security-event detail of a refused attempt.
+fn refusal_detail(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::AdminLocked => "account locked by an administrator",
+        Refusal::Suspended => "account suspended after 100 failures",
+        Refusal::Throttled => "throttled: too many recent failures",
     }
 }
 
@@ -112,40 +161,69 @@ impl<A, S, T> LocalAuth<A, S, T> {
     }
 }
 
-impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAuth<A, S, T> {
-    /// Password login. Unknown user, wrong password, locked or inactive
+/// How long a client address stays the account's "usual situation" after
+/// a successful sign-in from it.
+pub const KNOWN_ADDRESS_FOR: Duration = Duration::days(90);
+
+impl<A, S, T> LocalAuth<A, S, T>
+where
+    A: AccountStore + MfaStore + AddressThrottle,
+    S: SessionStore,
+    T: AccessTokenIssuer,
+{
+    /// Password login from `client` (the request's address, when known).
+    /// Unknown user, wrong password, throttled, locked or inactive
     /// account: all [`AuthError::InvalidCredentials`], after the same
-    /// amount of hashing work.
+    /// amount of hashing work. An address with too many recent failures
+    /// (across accounts) gets [`AuthError::TooManyAttempts`].
     pub async fn login(
         &self,
         org: OrgId,
         email: &str,
         password: &SecretString,
+        client: Option<IpAddr>,
         now: OffsetDateTime,
     ) -> Result<LoginOutcome, AuthError> {
+        self.address_gate(client, now).await?;
+        let real_org = org.as_uuid() != uuid::Uuid::nil();
         let ctx = system(org, "system:login");
         let account = match Email::parse(email) {
             Some(email) => self.accounts.find_by_email(&ctx, &email).await?,
             None => None,
         };
-        let Some(account) = account.filter(|a| a.active && !a.login.is_locked(now)) else {
+        let Some(account) = account.filter(|a| a.active) else {
             verify_password(password, None);
-            if org.as_uuid() != uuid::Uuid::nil() {
+            self.address_failed(client, now).await?;
+            if real_org {
                 self.record(
                     SecurityEventKind::LoginFailed,
                     org,
                     None,
-                    "unknown, inactive or locked account",
+                    "unknown or inactive account",
                 )
                 .await?;
             }
             return Err(AuthError::InvalidCredentials);
         };
-        if !verify_password(password, account.password_hash.as_deref()) {
-            let (state, locked_now) = account.login.after_failure(now);
-            self.accounts
-                .record_login(&ctx, account.id, state, locked_now)
+        let known = self.known(&ctx, account.id, client, now).await?;
+        let (before, after, effect) = match self.claim_attempt(&ctx, account.id, known, now).await?
+        {
+            Ok(claimed) => claimed,
+            Err(refusal) => {
+                verify_password(password, None);
+                self.address_failed(client, now).await?;
+                self.record(
+                    SecurityEventKind::LoginFailed,
+                    org,
+                    Some(account.id),
+                    refusal_detail(refusal),
+                )
                 .await?;
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        if !verify_password(password, account.password_hash.as_deref()) {
+            self.address_failed(client, now).await?;
             self.record(
                 SecurityEventKind::LoginFailed,
                 org,
@@ -153,15 +231,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
                 "wrong password",
             )
             .await?;
-            if locked_now {
-                self.record(
-                    SecurityEventKind::AccountLocked,
-                    org,
-                    Some(account.id),
-                    "too many failures",
-                )
-                .await?;
-            }
+            self.record_effect(org, account.id, before, effect).await?;
             return Err(AuthError::InvalidCredentials);
         }
         self.record(
@@ -176,39 +246,57 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         )
         .await?;
         if account.mfa_enabled {
-            // Failures so far stand until the second factor succeeds.
+            // The password step does not count as a failure, but the
+            // failures so far stand until the second factor succeeds.
+            self.accounts
+                .swap_login_state(&ctx, account.id, after, before)
+                .await?;
             let (challenge, expires_in) = self.tokens.issue_challenge(org, account.id, now)?;
             return Ok(LoginOutcome::MfaRequired {
                 challenge,
                 expires_in,
             });
         }
-        if account.login != LoginState::default() {
-            self.accounts
-                .record_login(&ctx, account.id, LoginState::after_success(), false)
-                .await?;
-        }
+        self.succeeded(&ctx, account.id, after, client, now).await?;
         self.start(&ctx, &account, &["pwd"], now)
             .await
             .map(LoginOutcome::Tokens)
     }
 
-    /// Completes a login with a TOTP code or a recovery code. Wrong codes
-    /// count towards the lockout; a code is accepted once.
+    /// Completes a login with a TOTP code or a recovery code from
+    /// `client`. Wrong codes count like wrong passwords (throttling); a
+    /// code is accepted once, and so is a challenge.
     pub async fn verify_mfa(
         &self,
         challenge: &SecretString,
         code: &SecretString,
+        client: Option<IpAddr>,
         now: OffsetDateTime,
     ) -> Result<IssuedTokens, AuthError> {
-        let (org, user) = self.tokens.verify_challenge(challenge)?;
+        self.address_gate(client, now).await?;
+        let challenge = self.tokens.verify_challenge(challenge)?;
+        let (org, user) = (challenge.org, challenge.user);
         let ctx = system(org, "system:mfa");
         let account = self
             .accounts
             .find_by_id(&ctx, user)
             .await?
-            .filter(|a| a.active && a.mfa_enabled && !a.login.is_locked(now))
+            .filter(|a| a.active && a.mfa_enabled)
             .ok_or(AuthError::InvalidCredentials)?;
+        let known = self.known(&ctx, user, client, now).await?;
+        let (before, after, effect) = match self.claim_attempt(&ctx, user, known, now).await? {
+            Ok(claimed) => claimed,
+            Err(refusal) => {
+                self.record(
+                    SecurityEventKind::MfaFailed,
+                    org,
+                    Some(user),
+                    refusal_detail(refusal),
+                )
+                .await?;
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
         let accepted = match self.accounts.totp_state(&ctx, user).await? {
             Some(state) if state.enabled => {
                 self.second_factor(&ctx, user, &state, code, now).await?
@@ -216,21 +304,26 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             _ => false,
         };
         if !accepted {
-            let (state, locked_now) = account.login.after_failure(now);
-            self.accounts
-                .record_login(&ctx, user, state, locked_now)
-                .await?;
+            self.address_failed(client, now).await?;
             self.record(SecurityEventKind::MfaFailed, org, Some(user), "wrong code")
                 .await?;
-            if locked_now {
-                self.record(
-                    SecurityEventKind::AccountLocked,
-                    org,
-                    Some(user),
-                    "too many failures",
-                )
-                .await?;
-            }
+            self.record_effect(org, user, before, effect).await?;
+            return Err(AuthError::InvalidCredentials);
+        }
+        // One challenge, one session: a second code (a recovery code, say)
+        // presented with the same challenge starts nothing.
+        if !self
+            .accounts
+            .spend_challenge(&ctx, challenge.id, challenge.expires_at)
+            .await?
+        {
+            self.record(
+                SecurityEventKind::MfaFailed,
+                org,
+                Some(user),
+                "challenge already used",
+            )
+            .await?;
             return Err(AuthError::InvalidCredentials);
         }
         self.record(
@@ -240,12 +333,153 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             "second factor",
         )
         .await?;
-        if account.login != LoginState::default() {
+        self.succeeded(&ctx, user, after, client, now).await?;
+        self.start(&ctx, &account, &["pwd", "mfa"], now).await
+    }
+
+    /// Refuses an address with too many recent failures (429).
+    async fn address_gate(
+        &self,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let Some(ip) = client else {
+            return Ok(());
+        };
+        match self
+            .accounts
+            .address_state(client_hash(ip))
+            .await?
+            .wait(now)
+        {
+            Some(wait) => Err(AuthError::TooManyAttempts(
+                std::time::Duration::try_from(wait).unwrap_or_default(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    async fn address_failed(
+        &self,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        match client {
+            Some(ip) => {
+                self.accounts
+                    .record_address_failure(client_hash(ip), now)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `client` is where the account signed in before.
+    async fn known(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        match client {
+            Some(ip) => {
+                self.accounts
+                    .is_known_address(ctx, user, address_hash(user, ip), now - KNOWN_ADDRESS_FOR)
+                    .await
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Counts this attempt as a failure before any secret is checked, so
+    /// that racing attempts cannot all slip past the throttle: each must
+    /// move the failure count itself (compare and set), re-reading and
+    /// deciding again when another moved it first. Returns the state
+    /// before and after, and what the failure would change; or why the
+    /// attempt is refused without a check.
+    async fn claim_attempt(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        known: bool,
+        now: OffsetDateTime,
+    ) -> Result<Result<(LoginState, LoginState, FailureEffect), Refusal>, AuthError> {
+        for _ in 0..16 {
+            let account = self
+                .accounts
+                .find_by_id(ctx, user)
+                .await?
+                .filter(|a| a.active)
+                .ok_or(AuthError::InvalidCredentials)?;
+            if let Some(refusal) = account.login.refusal(now, known) {
+                return Ok(Err(refusal));
+            }
+            let (next, effect) = account.login.after_failure(now);
+            if self
+                .accounts
+                .swap_login_state(ctx, user, account.login, next)
+                .await?
+            {
+                return Ok(Ok((account.login, next, effect)));
+            }
+        }
+        // Contended beyond reason: refuse rather than skip the count.
+        Ok(Err(Refusal::Throttled))
+    }
+
+    /// Records what a failure changed (throttling began, or suspension).
+    async fn record_effect(
+        &self,
+        org: OrgId,
+        user: UserId,
+        before: LoginState,
+        effect: FailureEffect,
+    ) -> Result<(), AuthError> {
+        let detail = match effect {
+            FailureEffect::Counted => return Ok(()),
+            FailureEffect::Throttled if before.failed + 1 == super::FREE_FAILURES => {
+                "throttled: consecutive failures; attempts from unknown addresses are delayed"
+            }
+            FailureEffect::Throttled => return Ok(()),
+            FailureEffect::Suspended => {
+                "suspended: 100 consecutive failures; an administrator must unlock"
+            }
+        };
+        self.record(SecurityEventKind::AccountLocked, org, Some(user), detail)
+            .await
+    }
+
+    /// A complete sign-in: failures forgotten, the address remembered.
+    async fn succeeded(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        claimed: LoginState,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        // Whatever raced meanwhile, this success ends the failure streak.
+        let mut expected = claimed;
+        for _ in 0..16 {
+            if self
+                .accounts
+                .swap_login_state(ctx, user, expected, expected.after_success())
+                .await?
+            {
+                break;
+            }
+            match self.accounts.find_by_id(ctx, user).await? {
+                Some(a) => expected = a.login,
+                None => return Err(AuthError::InvalidCredentials),
+            }
+        }
+        if let Some(ip) = client {
             self.accounts
-                .record_login(&ctx, user, LoginState::after_success(), false)
+                .remember_address(ctx, user, address_hash(user, ip), now)
                 .await?;
         }
-        self.start(&ctx, &account, &["pwd", "mfa"], now).await
+        Ok(())
     }
 
     async fn second_factor(
@@ -286,11 +520,31 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             .map_err(|_| AuthError::Unavailable)
     }
 
-    /// The local account behind a principal from a Carapace access token.
+    /// The local account behind a principal from a Carapace access token,
+    /// for a change of its own credentials. An impersonated session may
+    /// change no credential (the change would outlive the impersonation,
+    /// and the administrator would hold the target's factor): refused,
+    /// and the refusal recorded naming both identities.
     async fn own_account(
         &self,
         principal: &Principal,
+        what: &str,
     ) -> Result<(TenantContext, Account), AuthError> {
+        if !crate::policy::may_change_own_credentials(principal) {
+            let mut event = SecurityEvent::new(
+                SecurityEventKind::AuthorizationDenied,
+                principal.org(),
+                principal.subject().clone(),
+                format!("{what}: credentials cannot change while impersonating"),
+            )
+            .acted_by(principal.actor().cloned());
+            event.resource_id = Some(principal.subject().as_str().to_owned());
+            self.events
+                .emit(event)
+                .await
+                .map_err(|_| AuthError::Unavailable)?;
+            return Err(AuthError::Forbidden);
+        }
         let user = uuid::Uuid::try_parse(principal.subject().as_str())
             .map(UserId::from_uuid)
             .map_err(|_| AuthError::Forbidden)?;
@@ -305,9 +559,10 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
     }
 
     /// Starts TOTP enrolment for the caller's own local account: a new seed,
-    /// stored sealed and pending until [`Self::activate_totp`].
+    /// stored sealed and pending until [`Self::activate_totp`]. Refused to
+    /// an impersonated session.
     pub async fn enroll_totp(&self, principal: &Principal) -> Result<TotpEnrolment, AuthError> {
-        let (ctx, account) = self.own_account(principal).await?;
+        let (ctx, account) = self.own_account(principal, "totp enrolment").await?;
         if account.mfa_enabled {
             return Err(AuthError::MfaAlreadyEnabled);
         }
@@ -337,14 +592,15 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
     }
 
     /// Activates a pending enrolment with a current code; returns the
-    /// recovery codes (shown once, stored hashed).
+    /// recovery codes (shown once, stored hashed). Every other session of
+    /// the account ends. Refused to an impersonated session.
     pub async fn activate_totp(
         &self,
         principal: &Principal,
         code: &SecretString,
         now: OffsetDateTime,
     ) -> Result<Vec<SecretString>, AuthError> {
-        let (ctx, account) = self.own_account(principal).await?;
+        let (ctx, account) = self.own_account(principal, "totp activation").await?;
         let state = match self.accounts.totp_state(&ctx, account.id).await? {
             Some(s) if s.enabled => return Err(AuthError::MfaAlreadyEnabled),
             Some(s) => s,
@@ -356,9 +612,11 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             .ok_or(AuthError::InvalidCredentials)?;
         let codes = mfa::new_recovery_codes();
         let hashes = codes.iter().map(mfa::recovery_hash).collect();
+        // The other sessions end with the change (access tokens included:
+        // each request checks its session); the caller's own stays.
         if !self
             .accounts
-            .enable_totp(&ctx, account.id, step, hashes)
+            .enable_totp(&ctx, account.id, step, hashes, principal.session())
             .await?
         {
             return Err(AuthError::MfaAlreadyEnabled);
@@ -367,7 +625,7 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             SecurityEventKind::MfaEnabled,
             ctx.org(),
             Some(account.id),
-            "totp",
+            "totp; the account's other sessions ended",
         )
         .await?;
         Ok(codes)
@@ -437,8 +695,10 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
         )
     }
 
-    /// Exchanges a refresh token for a new pair. A reused token revokes its
-    /// whole session (the store records the event).
+    /// Exchanges a refresh token for a new pair. The same token presented
+    /// again within the grace window (two tabs at once) gets the same
+    /// successor; any later reuse revokes the whole session (the store
+    /// records the event).
     pub async fn refresh(
         &self,
         presented: &SecretString,
@@ -448,9 +708,10 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
             .ok_or(AuthError::InvalidToken("malformed refresh token"))?;
         let ctx = system(org, "system:refresh");
         let (next, next_hash) = RefreshToken::generate(org);
+        let sealed_next = RefreshToken::seal_successor(presented, &next)?;
         match self
             .sessions
-            .rotate(&ctx, hash, next_hash, now, self.limits)
+            .rotate(&ctx, hash, next_hash, sealed_next, now, self.limits)
             .await?
         {
             Rotation::Rotated {
@@ -458,6 +719,15 @@ impl<A: AccountStore + MfaStore, S: SessionStore, T: AccessTokenIssuer> LocalAut
                 account,
                 amr,
             } => self.issue(&account, session, next, amr, now),
+            Rotation::Repeated {
+                session,
+                account,
+                amr,
+                sealed_successor,
+            } => {
+                let same = RefreshToken::open_successor(presented, &sealed_successor)?;
+                self.issue(&account, session, same, amr, now)
+            }
             Rotation::Reused => {
                 self.record(
                     SecurityEventKind::RefreshTokenReused,
@@ -526,6 +796,18 @@ mod tests {
         let (token, hash) = RefreshToken::generate(org);
         assert!(token.expose_secret().starts_with("crt_"));
         assert_eq!(RefreshToken::parse(&token), Some((org, hash)));
+        let (next, _) = RefreshToken::generate(org);
+        let sealed = RefreshToken::seal_successor(&token, &next).unwrap_or_default();
+        assert_eq!(
+            RefreshToken::open_successor(&token, &sealed)
+                .map(|s| s.expose_secret().to_owned())
+                .ok(),
+            Some(next.expose_secret().to_owned())
+        );
+        assert!(
+            RefreshToken::open_successor(&next, &sealed).is_err(),
+            "only the spent token opens its successor"
+        );
         let (other, other_hash) = RefreshToken::generate(org);
         assert_ne!(hash, other_hash);
         assert_ne!(token.expose_secret(), other.expose_secret());

@@ -55,14 +55,26 @@ pub trait MfaStore: Send + Sync {
         sealed_seed: Vec<u8>,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 
-    /// Enables the pending seed, marks `step` used and stores the recovery
-    /// code hashes (replacing any earlier ones).
+    /// Enables the pending seed, marks `step` used, stores the recovery
+    /// code hashes (replacing any earlier ones) and, in the same
+    /// transaction, ends every other session of the account but `keep`
+    /// (a credential change ends the other sessions, ASVS 7.4.3).
     fn enable_totp(
         &self,
         ctx: &TenantContext,
         user: UserId,
         step: u64,
         recovery_hashes: Vec<[u8; 32]>,
+        keep: Option<super::SessionId>,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
+    /// Spends the MFA challenge `id` (expiring at `expires_at`): `true`
+    /// the first time only, however many requests race with it.
+    fn spend_challenge(
+        &self,
+        ctx: &TenantContext,
+        id: uuid::Uuid,
+        expires_at: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 
     /// Atomically records `step` as used if it is later than the last used

@@ -2,14 +2,16 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
 use carapace_tenancy::{OrgId, TenantContext};
 use secrecy::SecretString;
+use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use validator::ValidateEmail as _;
 
-use super::{LoginState, SessionLimits};
+use super::{AddressState, LoginState, SessionLimits};
 use crate::{AuthError, RoleSet};
 
 /// A local user's id.
@@ -35,6 +37,25 @@ impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// The hash under which an account remembers a client address it signed
+/// in from (the account's "usual situation"), salted with the account.
+pub fn address_hash(user: UserId, address: IpAddr) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"carapace-login-address\0");
+    h.update(user.as_uuid().as_bytes());
+    h.update(address.to_string().as_bytes());
+    h.finalize().into()
+}
+
+/// The hash under which failures from a client address are counted
+/// across organizations.
+pub fn client_hash(address: IpAddr) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"carapace-client-address\0");
+    h.update(address.to_string().as_bytes());
+    h.finalize().into()
 }
 
 /// A session (refresh-token family) id.
@@ -93,7 +114,7 @@ pub struct Account {
     pub roles: RoleSet,
     /// Deactivated accounts cannot log in or refresh.
     pub active: bool,
-    /// Failures and lockout.
+    /// Failures, throttling and the administrator's lock.
     pub login: LoginState,
     /// Whether TOTP is enabled (login then needs a second factor).
     pub mfa_enabled: bool,
@@ -121,6 +142,20 @@ pub enum Rotation {
         account: Account,
         /// How the session was authenticated (`pwd`, `mfa`).
         amr: Vec<String>,
+    },
+    /// The token was spent moments ago (within the grace window) by a
+    /// rotation of the same session that is still live: the same successor
+    /// is handed out again, sealed under a key only the presented token
+    /// derives (two tabs refreshing at once).
+    Repeated {
+        /// The session.
+        session: SessionId,
+        /// Its (active) account.
+        account: Account,
+        /// How the session was authenticated.
+        amr: Vec<String>,
+        /// The successor token, sealed ([`super::RefreshToken::open_successor`]).
+        sealed_successor: Vec<u8>,
     },
     /// The token had already been used: the whole family is now revoked.
     Reused,
@@ -153,14 +188,53 @@ pub trait AccountStore: Send + Sync {
         user: UserId,
     ) -> impl Future<Output = Result<Option<Account>, AuthError>> + Send;
 
-    /// Stores the login state; when `locked_now`, also records a lockout
-    /// security event in the same transaction.
-    fn record_login(
+    /// Moves the account's failure count and throttling from `expected`
+    /// to `next`, only if nobody else moved them meanwhile (compare and
+    /// set on the failure count): `false` means re-read and decide again.
+    /// The administrator's lock is never changed here.
+    fn swap_login_state(
         &self,
         ctx: &TenantContext,
         user: UserId,
-        state: LoginState,
-        locked_now: bool,
+        expected: LoginState,
+        next: LoginState,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
+    /// Whether the account signed in successfully from the client address
+    /// hashing to `address` (see [`super::address_hash`]) within `since`.
+    fn is_known_address(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        address: [u8; 32],
+        since: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
+    /// Remembers a successful sign-in from `address` (a few per account).
+    fn remember_address(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        address: [u8; 32],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), AuthError>> + Send;
+}
+
+/// Failed sign-ins per client address, across organizations (addresses
+/// are hashed; this is not tenant data).
+pub trait AddressThrottle: Send + Sync {
+    /// The address's state.
+    fn address_state(
+        &self,
+        address: [u8; 32],
+    ) -> impl Future<Output = Result<AddressState, AuthError>> + Send;
+
+    /// Records a failure from `address` at `now` (the policy's
+    /// [`AddressState::after_failure`]).
+    fn record_address_failure(
+        &self,
+        address: [u8; 32],
+        now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), AuthError>> + Send;
 }
 
@@ -176,17 +250,31 @@ pub trait SessionStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<SessionId, AuthError>> + Send;
 
-    /// Atomically uses the token hashing to `presented` and stores `next`.
-    /// Exactly one of concurrent rotations of one token succeeds; using a
-    /// used token revokes the family and records a security event.
+    /// Atomically uses the token hashing to `presented` and stores `next`
+    /// (keeping `sealed_next`, the successor sealed for the grace window).
+    /// Exactly one of concurrent rotations of one token succeeds; the same
+    /// token presented again within `limits.grace` of its use, while its
+    /// session lives, is [`Rotation::Repeated`]; any later use revokes the
+    /// family and records a security event.
     fn rotate(
         &self,
         ctx: &TenantContext,
         presented: [u8; 32],
         next: [u8; 32],
+        sealed_next: Vec<u8>,
         now: OffsetDateTime,
         limits: SessionLimits,
     ) -> impl Future<Output = Result<Rotation, AuthError>> + Send;
+
+    /// Ends every live session of `user` but `keep` (the caller's own,
+    /// after a credential change); returns how many ended.
+    fn revoke_all(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, AuthError>> + Send;
 
     /// Whether the session is still live (not revoked). Checked on every
     /// request made with a Carapace access token.
@@ -240,8 +328,22 @@ pub trait AccessTokenIssuer: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<(SecretString, u64), AuthError>;
 
-    /// The org and user of a valid, unexpired MFA challenge.
-    fn verify_challenge(&self, token: &SecretString) -> Result<(OrgId, UserId), AuthError>;
+    /// The org, user, id and expiry of a valid, unexpired MFA challenge
+    /// (that it is unspent is the [`super::mfa::MfaStore`]'s to say).
+    fn verify_challenge(&self, token: &SecretString) -> Result<Challenge, AuthError>;
+}
+
+/// A verified MFA challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The organization.
+    pub org: OrgId,
+    /// The user who passed the password step.
+    pub user: UserId,
+    /// Its unique id (spent once).
+    pub id: Uuid,
+    /// When it expires.
+    pub expires_at: OffsetDateTime,
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ pub trait Mailer: Send + Sync {
 
 /// Storage of reset tokens (hashes only).
 pub trait ResetStore: Send + Sync {
-    /// Stores a reset token for `user`, valid until `expires_at`.
+    /// Stores a reset token for `user`, valid until `expires_at`, and in
+    /// the same transaction voids every earlier unused one of the user:
+    /// only the newest code works.
     fn create(
         &self,
         ctx: &TenantContext,
@@ -43,16 +45,19 @@ pub trait ResetStore: Send + Sync {
     ) -> impl Future<Output = Result<(), AuthError>> + Send;
 
     /// In one transaction: spends the unexpired, unused token hashing to
-    /// `token_hash`, sets the account's password hash, clears its lockout,
-    /// revokes all its sessions and records a security event. `false` if
-    /// there was no such usable token (nothing changes then).
+    /// `token_hash` of an active account that no administrator locked,
+    /// voids the account's other codes, sets its password hash, ends its
+    /// throttling ([`super::LoginState::after_reset`]: never an
+    /// administrator's lock), revokes all its sessions and records a
+    /// security event. The account, or `None` if there was no such usable
+    /// token (nothing changes then).
     fn complete(
         &self,
         ctx: &TenantContext,
         token_hash: [u8; 32],
         new_password_hash: String,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+    ) -> impl Future<Output = Result<Option<UserId>, AuthError>> + Send;
 }
 
 /// A reset code: `crr_…` (see [`crate::opaque`]), 70 characters, so it
@@ -82,6 +87,22 @@ pub fn reset_mail(to: Email, token: &SecretString) -> OutgoingMail {
              If it was not you, ignore this message; your password is unchanged.\n",
             token.expose_secret()
         )),
+    }
+}
+
+/// The notice sent to an account's address after its password was reset:
+/// no code, no link, nothing usable.
+pub fn reset_notice(to: Email) -> OutgoingMail {
+    OutgoingMail {
+        to,
+        subject: "Your Carapace password was changed".into(),
+        body: SecretString::from(
+            "The password of this account was just changed with a reset code, and every \
+             session of the account was ended.\n\n\
+             If this was you, nothing more is needed. If it was not, contact your \
+             organization's administrator at once.\n"
+                .to_owned(),
+        ),
     }
 }
 
@@ -116,9 +137,10 @@ impl<A, R, M> PasswordReset<A, R, M> {
 }
 
 impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
-    /// Sends a reset code to the account's address, if the account exists
-    /// and is active. Returns `Ok` either way: callers answer the same
-    /// whether or not the account exists.
+    /// Sends a reset code to the account's address, if the account exists,
+    /// is active and no administrator locked it; earlier codes stop working.
+    /// Returns `Ok` either way: callers answer the same whether or not the
+    /// account exists.
     pub async fn request(
         &self,
         org: OrgId,
@@ -133,7 +155,7 @@ impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
             .accounts
             .find_by_email(&ctx, &email)
             .await?
-            .filter(|a| a.active)
+            .filter(|a| a.active && !a.login.admin_locked)
         else {
             return Ok(());
         };
@@ -152,8 +174,11 @@ impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
     }
 
     /// Sets a new password with a reset code; every session of the account
-    /// ends. [`AuthError::WeakPassword`] if the password breaks the rules,
-    /// [`AuthError::InvalidToken`] if the code is unknown, used or expired.
+    /// ends, every other code is void, and the account's address gets a
+    /// notice (without any code). [`AuthError::WeakPassword`] if the
+    /// password breaks the rules, [`AuthError::InvalidToken`] if the code
+    /// is unknown, used, void or expired, or its account was locked or
+    /// deactivated since.
     pub async fn confirm(
         &self,
         token: &SecretString,
@@ -165,14 +190,31 @@ impl<A: super::AccountStore, R: ResetStore, M: Mailer> PasswordReset<A, R, M> {
             ResetToken::parse(token).ok_or(AuthError::InvalidToken("malformed reset code"))?;
         let new_hash = super::hash_password(new_password)?;
         let ctx = super::flow::system(org, "system:reset");
-        if self.resets.complete(&ctx, hash, new_hash, now).await? {
+        if let Some(user) = self.resets.complete(&ctx, hash, new_hash, now).await? {
             self.record(
                 carapace_audit::SecurityEventKind::PasswordReset,
                 org,
-                None,
-                "password set with a reset code; sessions ended",
+                Some(user),
+                "password set with a reset code; sessions ended; notice mailed",
             )
-            .await
+            .await?;
+            // The change is made; a notice that cannot go out is recorded,
+            // not a reason to answer as if the reset had failed.
+            let account = self.accounts.find_by_id(&ctx, user).await?;
+            let sent = match account {
+                Some(a) => self.mailer.send(reset_notice(a.email)).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                self.record(
+                    carapace_audit::SecurityEventKind::PasswordReset,
+                    org,
+                    Some(user),
+                    "the notice of this reset could not be mailed",
+                )
+                .await?;
+            }
+            Ok(())
         } else {
             self.record(
                 carapace_audit::SecurityEventKind::PasswordResetFailed,

@@ -90,42 +90,97 @@ async fn events_of(raw: &DatabaseConnection, ctx: &TenantContext, kind: &str) ->
     n
 }
 
-async fn lockout(url: &str) {
+async fn throttling(url: &str) {
     let (raw, db) = one_connection(url).await;
     let ctx = new_org(&db).await;
     account(&db, &ctx, "nurse@example.org").await;
     let auth = auth(&db);
     let now = OffsetDateTime::now_utc();
+    let owner: std::net::IpAddr = "192.0.2.10".parse().unwrap_or_else(|e| panic!("{e}"));
+    let stranger: std::net::IpAddr = "198.51.100.66".parse().unwrap_or_else(|e| panic!("{e}"));
+    // The owner has signed in from their usual address before.
+    signed_in(
+        auth.login(
+            ctx.org(),
+            "nurse@example.org",
+            &pw(PASSWORD),
+            Some(owner),
+            now,
+        )
+        .await,
+    );
     for _ in 0..5 {
         let r = auth
-            .login(ctx.org(), "nurse@example.org", &pw("wrong password!!"), now)
+            .login(
+                ctx.org(),
+                "nurse@example.org",
+                &pw("wrong password!!"),
+                Some(stranger),
+                now,
+            )
             .await;
         assert!(matches!(r, Err(AuthError::InvalidCredentials)));
     }
-    let locked = auth
-        .login(ctx.org(), "nurse@example.org", &pw(PASSWORD), now)
+    let refused = auth
+        .login(
+            ctx.org(),
+            "nurse@example.org",
+            &pw(PASSWORD),
+            Some(stranger),
+            now,
+        )
         .await;
     assert!(
-        matches!(locked, Err(AuthError::InvalidCredentials)),
-        "locked even with the right password"
+        matches!(refused, Err(AuthError::InvalidCredentials)),
+        "a stranger waits even with the right password"
     );
     assert_eq!(events_of(&raw, &ctx, events::ACCOUNT_LOCKED).await, 1);
-    let later = now + time::Duration::minutes(16);
-    assert!(
-        auth.login(ctx.org(), "NURSE@example.org ", &pw(PASSWORD), later)
-            .await
-            .is_ok(),
-        "unlocked after 15 minutes"
+    signed_in(
+        auth.login(
+            ctx.org(),
+            "NURSE@example.org ",
+            &pw(PASSWORD),
+            Some(owner),
+            now,
+        )
+        .await,
+    );
+    // The owner's success ended the streak: anyone may try again.
+    signed_in(
+        auth.login(
+            ctx.org(),
+            "nurse@example.org",
+            &pw(PASSWORD),
+            Some(stranger),
+            now,
+        )
+        .await,
+    );
+    for _ in 0..5 {
+        let _ = auth
+            .login(
+                ctx.org(),
+                "nurse@example.org",
+                &pw("wrong password!!"),
+                None,
+                now,
+            )
+            .await;
+    }
+    let later = now + time::Duration::minutes(1);
+    signed_in(
+        auth.login(ctx.org(), "nurse@example.org", &pw(PASSWORD), None, later)
+            .await,
     );
     // Unknown user and unknown org answer exactly the same way.
     assert!(matches!(
-        auth.login(ctx.org(), "nobody@example.org", &pw(PASSWORD), now)
+        auth.login(ctx.org(), "nobody@example.org", &pw(PASSWORD), None, now)
             .await,
         Err(AuthError::InvalidCredentials)
     ));
     let other = new_org(&db).await;
     assert!(matches!(
-        auth.login(other.org(), "nurse@example.org", &pw(PASSWORD), now)
+        auth.login(other.org(), "nurse@example.org", &pw(PASSWORD), None, now)
             .await,
         Err(AuthError::InvalidCredentials)
     ));
@@ -138,7 +193,7 @@ async fn refresh_family(url: &str) {
     let auth = auth(&db);
     let now = OffsetDateTime::now_utc();
     let first = signed_in(
-        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
+        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), None, now)
             .await,
     );
     let p = auth
@@ -157,9 +212,20 @@ async fn refresh_family(url: &str) {
         first.refresh_token.expose_secret()
     );
     assert_eq!(second.session, first.session);
-    // Replaying the spent token revokes the family...
+    // Presented again at once (a second tab): the same successor.
+    let again = auth
+        .refresh(&first.refresh_token, now + time::Duration::seconds(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        again.refresh_token.expose_secret(),
+        second.refresh_token.expose_secret()
+    );
+    assert_eq!(events_of(&raw, &ctx, events::REFRESH_REUSE).await, 0);
+    // Replaying the spent token after the grace window revokes the family...
     assert!(matches!(
-        auth.refresh(&first.refresh_token, now).await,
+        auth.refresh(&first.refresh_token, now + time::Duration::seconds(11))
+            .await,
         Err(AuthError::InvalidToken(_))
     ));
     assert_eq!(events_of(&raw, &ctx, events::REFRESH_REUSE).await, 1);
@@ -168,7 +234,7 @@ async fn refresh_family(url: &str) {
 
     // Idle and absolute limits.
     let s = signed_in(
-        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
+        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), None, now)
             .await,
     );
     assert!(
@@ -179,7 +245,7 @@ async fn refresh_family(url: &str) {
     );
     // Logout ends a session; logging out again is fine.
     let s = signed_in(
-        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), now)
+        auth.login(ctx.org(), "doc@example.org", &pw(PASSWORD), None, now)
             .await,
     );
     auth.logout(&s.refresh_token, now)
@@ -200,39 +266,53 @@ async fn concurrent_rotation(url: &str) {
     let auth = auth(&db);
     let now = OffsetDateTime::now_utc();
     let s = signed_in(
-        auth.login(ctx.org(), "race@example.org", &pw(PASSWORD), now)
+        auth.login(ctx.org(), "race@example.org", &pw(PASSWORD), None, now)
             .await,
     );
     let (_, hash) = carapace_auth::local::RefreshToken::parse(&s.refresh_token)
         .unwrap_or_else(|| panic!("shape"));
     let sessions = SeaSessions::new(db.clone());
     let (a, b) = tokio::join!(
-        sessions.rotate(&ctx, hash, [1; 32], now, SessionLimits::default()),
-        sessions.rotate(&ctx, hash, [2; 32], now, SessionLimits::default()),
+        sessions.rotate(&ctx, hash, [1; 32], vec![1], now, SessionLimits::default()),
+        sessions.rotate(&ctx, hash, [2; 32], vec![2], now, SessionLimits::default()),
     );
     let rotated = [&a, &b]
         .iter()
         .filter(|r| matches!(r, Ok(Rotation::Rotated { .. })))
         .count();
     assert_eq!(rotated, 1, "{a:?} {b:?}");
+    // The loser (inside the grace window) gets the winner's successor,
+    // never a second family member of its own.
+    let repeated: Vec<&Vec<u8>> = [&a, &b]
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(Rotation::Repeated {
+                sealed_successor, ..
+            }) => Some(sealed_successor),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(repeated.len(), 1, "{a:?} {b:?}");
+    assert!(repeated[0] == &vec![1] || repeated[0] == &vec![2]);
 }
 
 #[tokio::test]
-async fn sqlite_lockout_after_five_failures_records_an_event() {
+async fn sqlite_five_failures_throttle_strangers_but_not_the_owner() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = crate::support::sqlite(&dir).await;
     db.close().await;
-    lockout(&format!("sqlite://{}/carapace.db", dir.path().display())).await;
+    throttling(&format!("sqlite://{}/carapace.db", dir.path().display())).await;
 }
 
 #[tokio::test]
-async fn postgres_lockout_after_five_failures_records_an_event() {
+async fn postgres_five_failures_throttle_strangers_but_not_the_owner() {
     let Some(pg) =
-        carapace_testkit::postgres("postgres_lockout_after_five_failures_records_an_event").await
+        carapace_testkit::postgres("postgres_five_failures_throttle_strangers_but_not_the_owner")
+            .await
     else {
         return;
     };
-    lockout(&pg.app_url).await;
+    throttling(&pg.app_url).await;
 }
 
 #[tokio::test]
@@ -331,12 +411,17 @@ async fn purge(url: &str) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.sessions >= 2 && report.resets >= 1, "{report:?}");
     // What was live still works; what was purged is gone.
-    match sessions.rotate(&ctx, [1; 32], [6; 32], now, limits).await {
+    match sessions
+        .rotate(&ctx, [1; 32], [6; 32], vec![], now, limits)
+        .await
+    {
         Ok(Rotation::Rotated { session, .. }) => assert_eq!(session, alive),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        sessions.rotate(&ctx, [2; 32], [7; 32], now, limits).await,
+        sessions
+            .rotate(&ctx, [2; 32], [7; 32], vec![], now, limits)
+            .await,
         Ok(Rotation::Invalid)
     ));
     let hash = hash_password(&SecretString::from("another fine passphrase".to_owned()))
@@ -346,12 +431,14 @@ async fn purge(url: &str) {
             .complete(&ctx, [5; 32], hash.clone(), now)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
     );
     assert!(
-        !resets
+        resets
             .complete(&ctx, [4; 32], hash, now)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
     );
     let again = purge_expired(&db, now, limits)
         .await
