@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use crate::http::headers::{self, SecurityHeaders};
 use crate::http::kill_switch::{self, KillSwitchWatch};
-use crate::http::{extract, limits, request_id};
+use crate::http::{extract, request_id};
 use crate::routes;
 use crate::settings::{Profile, Settings};
 use crate::state::AppState;
@@ -579,7 +579,6 @@ pub fn start(
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(Compress::default())
-            .wrap(from_fn(limits::middleware))
             .wrap(from_fn(kill_switch::middleware))
             .wrap(headers::cors(&origins))
             .wrap(from_fn(request_id::middleware))
