@@ -3,6 +3,7 @@
 //! encodings, replays, races, a dependency that hangs) through the real
 //! server on a random port, on both databases where storage is involved.
 
+mod oidc_claims;
 mod rate_limit_paths;
 
 /// Requests written byte for byte onto a TCP connection: the request
