@@ -221,6 +221,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             .map(|d| d.to_ascii_lowercase()),
         limiter,
         trusted_proxies: settings.trusted_proxies(),
+        trusted_origins: crate::http::cookies::TrustedOrigins::new(&settings.cors_origins()),
         cursor_key,
         db,
     })

@@ -3,6 +3,7 @@
 //! encodings, replays, races, a dependency that hangs) through the real
 //! server on a random port, on both databases where storage is involved.
 
+mod cookies;
 mod oidc_claims;
 mod rate_limit_paths;
 
