@@ -1,4 +1,5 @@
-//! Cross-site requests against a cookie session.
+//! Cross-site requests against a cookie session, and bodies in media types
+//! that merely look like JSON.
 //!
 //! A page on another origin can make the victim's browser send their
 //! cookies, and an attacker who learnt the CSRF token (or a sibling page
@@ -6,7 +7,11 @@
 //! unsafe cookie request also needs an `Origin` (or, without one, a
 //! `Referer`) among the configured origins: none, another origin,
 //! `null`, a look-alike host or a Referer from elsewhere is 403 and
-//! changes nothing; the configured origin works.
+//! changes nothing; the configured origin works. JSON endpoints take
+//! `application/json` (a patient PATCH also `application/merge-patch+json`)
+//! and nothing else: `text/json`, `application/json-patch+json`,
+//! `application/vnd.api+json`, a form, none at all is 415 and writes
+//! nothing.
 
 use carapace_auth::Role;
 use serde_json::{Value, json};
@@ -209,5 +214,143 @@ async fn with_no_configured_origin_no_cookie_request_is_trusted() {
         refused(res, &format!("{from:?}")).await;
     }
     assert_eq!(patients_seen(&app, &session).await, 0);
+    app.stop().await;
+}
+
+/// Sends `body` to `path` with `method` as `token`, with these
+/// `Content-Type` headers (none for an empty list).
+async fn with_types(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    types: &[&str],
+    body: &Value,
+) -> reqwest::Response {
+    let mut req = app
+        .http
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .body(serde_json::to_vec(body).unwrap_or_default());
+    for t in types {
+        req = req.header("content-type", *t);
+    }
+    send(req).await
+}
+
+#[tokio::test]
+async fn json_endpoints_take_application_json_only() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, "attack_json_media_types", |_| {}).await else {
+        return;
+    };
+    let org = app.org().await;
+    let token = app.token(&org, Role::Clinician);
+    let refused_types: &[&[&str]] = &[
+        &["text/json"],
+        &["application/json-patch+json"],
+        &["application/vnd.api+json"],
+        &["application/x-www-form-urlencoded"],
+        &["text/plain"],
+        &[],
+        &["application/merge-patch+json"],
+        &["application/json; charset=utf-16"],
+        &["application/jsonp"],
+        &["application/json", "text/plain"],
+    ];
+    for types in refused_types {
+        let res = with_types(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/patients",
+            &token,
+            types,
+            &patient("Mallory"),
+        )
+        .await;
+        problem(res, 415).await;
+        // The authentication routes read their bodies the same way.
+        let login = with_types(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            "",
+            types,
+            &json!({"org": org.slug, "email": "doc@example.org", "password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(login.status(), 415, "login as {types:?}");
+    }
+    assert!(app.all_patients(&token).await.is_empty(), "nothing created");
+
+    for (n, t) in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let res = with_types(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/patients",
+            &token,
+            &[t],
+            &patient(&format!("Ok{n}")),
+        )
+        .await;
+        assert_eq!(res.status(), 201, "{t}");
+    }
+    let patients = app.all_patients(&token).await;
+    assert_eq!(patients.len(), 3);
+    let id = patients[0]["id"].as_str().unwrap_or_default().to_owned();
+
+    // The patient PATCH is a JSON merge patch: it documents and takes
+    // application/merge-patch+json as well; a JSON Patch is not one.
+    let record = format!("/api/v1/patients/{id}");
+    for t in [
+        "application/json-patch+json",
+        "text/json",
+        "application/x-www-form-urlencoded",
+    ] {
+        let res = with_types(
+            &app,
+            reqwest::Method::PATCH,
+            &record,
+            &token,
+            &[t],
+            &json!({"given_name": "Eve"}),
+        )
+        .await;
+        problem(res, 415).await;
+    }
+    for (t, name) in [
+        ("application/merge-patch+json", "Mae"),
+        ("application/json", "Jay"),
+    ] {
+        let res = with_types(
+            &app,
+            reqwest::Method::PATCH,
+            &record,
+            &token,
+            &[t],
+            &json!({"given_name": name}),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{t}");
+        let body: Value = res.json().await.unwrap_or_default();
+        assert_eq!(body["given_name"], name);
+    }
+    let openapi: Value = app
+        .get_public("/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let content = &openapi["paths"]["/api/v1/patients/{id}"]["patch"]["requestBody"]["content"];
+    assert!(
+        content.get("application/merge-patch+json").is_some(),
+        "{content}"
+    );
     app.stop().await;
 }
