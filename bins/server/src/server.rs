@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use crate::http::headers::{self, SecurityHeaders};
 use crate::http::kill_switch::{self, KillSwitchWatch};
-use crate::http::{extract, limits, request_id};
+use crate::http::{extract, request_id};
 use crate::routes;
 use crate::settings::{Profile, Settings};
 use crate::state::AppState;
@@ -222,6 +222,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             .map(|d| d.to_ascii_lowercase()),
         limiter,
         trusted_proxies: settings.trusted_proxies(),
+        trusted_origins: crate::http::cookies::TrustedOrigins::new(&settings.cors_origins()),
         cursor_key,
         db,
     })
@@ -580,7 +581,6 @@ pub fn start(
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(Compress::default())
-            .wrap(from_fn(limits::middleware))
             .wrap(from_fn(kill_switch::middleware))
             .wrap(headers::cors(&origins))
             .wrap(from_fn(request_id::middleware))

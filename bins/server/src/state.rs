@@ -90,6 +90,8 @@ pub struct AppState {
     /// The organization whose administrators operate the deployment (the
     /// kill switch API); none: only the CLI may.
     pub operator_org: Option<carapace_tenancy::OrgSlug>,
+    /// The origins whose pages may make unsafe cookie-session requests.
+    pub trusted_origins: crate::http::cookies::TrustedOrigins,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: carapace_auth::rate_limit::TrustedProxies,
     /// Service keys.

@@ -1,8 +1,11 @@
 //! Reading an external identity provider's access-token claims (after the
-//! adapter has checked signature, algorithm, issuer, expiry and not-before).
+//! adapter has checked the signature and algorithm).
 //!
 //! Pure: the rules for which claims make a principal live here, so they are
-//! tested without a network or a key.
+//! tested without a network or a key. [`check_registered_claims`] holds
+//! every token to `iss`, the audience, `exp`, `sub` and (when present)
+//! `nbf`, with the exact JSON types the JWT specification gives them, on
+//! top of whatever the adapter's JWT library checks.
 
 use carapace_tenancy::{OrgId, SubjectId};
 use serde_json::{Map, Value};
@@ -49,6 +52,91 @@ pub struct IssuerClaims {
     pub roles: RoleSet,
     /// `amr` contains `mfa` or `otp`.
     pub mfa: bool,
+}
+
+/// What a token's registered claims must say, and the clock they are read
+/// against.
+#[derive(Clone, Copy, Debug)]
+pub struct RegisteredClaims<'a> {
+    /// The configured issuer; `iss` must be this string exactly.
+    pub issuer: &'a str,
+    /// The configured audience (Cognito: app client id). An empty one
+    /// matches no token.
+    pub audience: &'a str,
+    /// Token conventions (where the audience is).
+    pub flavor: IssuerFlavor,
+    /// Now, in seconds since the Unix epoch.
+    pub now: u64,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway: u64,
+}
+
+/// Checks the registered claims of a token whose signature verified, for
+/// every provider (fail closed: absent, `null` or mistyped is refused):
+/// - `iss`: a string equal to the configured issuer;
+/// - the audience: `aud` a string equal to it, or an array of strings
+///   containing it; Cognito access tokens carry no `aud` but `client_id`,
+///   a string equal to it (an `aud` there, if any, must name it too);
+/// - `exp`: a number, not before `now - leeway`;
+/// - `nbf`: absent, or a number not after `now + leeway`;
+/// - `sub`: a non-empty string.
+pub fn check_registered_claims(
+    claims: &Map<String, Value>,
+    expected: &RegisteredClaims<'_>,
+) -> Result<(), AuthError> {
+    match claims.get("iss") {
+        Some(Value::String(iss)) if iss == expected.issuer && !iss.is_empty() => {}
+        _ => return Err(AuthError::InvalidToken("iss missing or not this issuer")),
+    }
+    let audience = expected.audience;
+    let names_audience = |aud: &Value| match aud {
+        Value::String(a) => a == audience,
+        Value::Array(items) => {
+            items.iter().all(Value::is_string) && items.iter().any(|a| a.as_str() == Some(audience))
+        }
+        _ => false,
+    };
+    let audience_ok = !audience.is_empty()
+        && match expected.flavor {
+            IssuerFlavor::Standard => claims.get("aud").is_some_and(names_audience),
+            IssuerFlavor::Cognito => {
+                claims.get("client_id").and_then(Value::as_str) == Some(audience)
+                    && claims.get("aud").is_none_or(names_audience)
+            }
+        };
+    if !audience_ok {
+        return Err(AuthError::InvalidToken("audience missing or not this one"));
+    }
+    let exp = claims
+        .get("exp")
+        .and_then(numeric_date)
+        .ok_or(AuthError::InvalidToken("exp missing or not a number"))?;
+    if exp.saturating_add(expected.leeway) < expected.now {
+        return Err(AuthError::InvalidToken("expired"));
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = numeric_date(nbf).ok_or(AuthError::InvalidToken("nbf not a number"))?;
+        if nbf > expected.now.saturating_add(expected.leeway) {
+            return Err(AuthError::InvalidToken("not valid yet (nbf)"));
+        }
+    }
+    match claims.get("sub") {
+        Some(Value::String(sub)) if !sub.is_empty() => Ok(()),
+        _ => Err(AuthError::InvalidToken("sub missing or empty")),
+    }
+}
+
+/// A JSON number as seconds since the epoch (fractions allowed, as the
+/// JWT specification says); negative, non-finite or absurd values are not.
+fn numeric_date(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
+                .map(|f| f.floor() as u64)
+        }),
+        _ => None,
+    }
 }
 
 /// Applies the claim rules to a verified token's claims.
@@ -194,6 +282,203 @@ mod tests {
         for c in cases {
             assert!(read(c.clone(), IssuerFlavor::Standard).is_err(), "{c}");
         }
+    }
+
+    const ISS: &str = "https://issuer.example";
+    const NOW: u64 = 1_800_000_000;
+
+    fn registered(flavor: IssuerFlavor) -> RegisteredClaims<'static> {
+        RegisteredClaims {
+            issuer: ISS,
+            audience: "carapace-api",
+            flavor,
+            now: NOW,
+            leeway: 60,
+        }
+    }
+
+    fn check(claims: &Value, flavor: IssuerFlavor) -> Result<(), AuthError> {
+        match claims {
+            Value::Object(m) => check_registered_claims(m, &registered(flavor)),
+            _ => panic!("object"),
+        }
+    }
+
+    /// `base` with `claim` set to `value` (removed for `None`).
+    fn with(base: &Value, claim: &str, value: Option<Value>) -> Value {
+        let mut c = base.clone();
+        if let Some(m) = c.as_object_mut() {
+            match value {
+                Some(v) => m.insert(claim.to_owned(), v),
+                None => m.remove(claim),
+            };
+        }
+        c
+    }
+
+    /// For `iss`, `exp`, `sub` and `nbf`: missing (but `nbf`), null, each
+    /// wrong JSON type, and wrong values.
+    fn refused_cases() -> Vec<(&'static str, Option<Value>)> {
+        let mut cases = Vec::new();
+        for v in [
+            None,
+            Some(Value::Null),
+            Some(json!(7)),
+            Some(json!(true)),
+            Some(json!({"iss": ISS})),
+            Some(json!([ISS])),
+            Some(json!("https://evil.example")),
+            Some(json!(format!("{ISS}/"))),
+            Some(json!("")),
+        ] {
+            cases.push(("iss", v));
+        }
+        for v in [
+            None,
+            Some(Value::Null),
+            Some(json!("1800000600")),
+            Some(json!(true)),
+            Some(json!({"exp": NOW + 600})),
+            Some(json!([NOW + 600])),
+            Some(json!(NOW - 61)),
+            Some(json!(-1)),
+        ] {
+            cases.push(("exp", v));
+        }
+        for v in [
+            Some(Value::Null),
+            Some(json!("1800000000")),
+            Some(json!(false)),
+            Some(json!({})),
+            Some(json!([NOW])),
+            Some(json!(NOW + 61)),
+        ] {
+            cases.push(("nbf", v));
+        }
+        for v in [
+            None,
+            Some(Value::Null),
+            Some(json!(7)),
+            Some(json!(true)),
+            Some(json!({"sub": "u"})),
+            Some(json!(["u"])),
+            Some(json!("")),
+        ] {
+            cases.push(("sub", v));
+        }
+        cases
+    }
+
+    #[test]
+    fn registered_claims_of_standard_tokens() {
+        let good =
+            json!({"iss": ISS, "aud": "carapace-api", "sub": "u", "exp": NOW + 600, "nbf": NOW});
+        assert!(check(&good, IssuerFlavor::Standard).is_ok());
+        assert!(check(&with(&good, "nbf", None), IssuerFlavor::Standard).is_ok());
+        assert!(
+            check(
+                &with(&good, "exp", Some(json!(NOW - 59))),
+                IssuerFlavor::Standard
+            )
+            .is_ok(),
+            "within the leeway"
+        );
+        assert!(
+            check(
+                &with(&good, "nbf", Some(json!(NOW + 59))),
+                IssuerFlavor::Standard
+            )
+            .is_ok(),
+            "within the leeway"
+        );
+        assert!(
+            check(
+                &with(&good, "exp", Some(json!(1_800_000_600.5))),
+                IssuerFlavor::Standard
+            )
+            .is_ok()
+        );
+        for aud in [json!(["carapace-api"]), json!(["other", "carapace-api"])] {
+            assert!(
+                check(
+                    &with(&good, "aud", Some(aud.clone())),
+                    IssuerFlavor::Standard
+                )
+                .is_ok(),
+                "{aud}"
+            );
+        }
+        let mut refused = refused_cases();
+        for v in [
+            None,
+            Some(Value::Null),
+            Some(json!(7)),
+            Some(json!(true)),
+            Some(json!({"aud": "carapace-api"})),
+            Some(json!([])),
+            Some(json!(["other"])),
+            Some(json!(["carapace-api", 7])),
+            Some(json!("other")),
+            Some(json!("")),
+        ] {
+            refused.push(("aud", v));
+        }
+        for (claim, value) in refused {
+            let c = with(&good, claim, value.clone());
+            assert!(
+                check(&c, IssuerFlavor::Standard).is_err(),
+                "{claim} = {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn registered_claims_of_cognito_access_tokens() {
+        let good = json!({"iss": ISS, "client_id": "carapace-api", "token_use": "access",
+                          "sub": "u", "exp": NOW + 600});
+        assert!(check(&good, IssuerFlavor::Cognito).is_ok());
+        assert!(
+            check(
+                &with(&good, "aud", Some(json!("carapace-api"))),
+                IssuerFlavor::Cognito
+            )
+            .is_ok()
+        );
+        let mut refused = refused_cases();
+        for v in [
+            None,
+            Some(Value::Null),
+            Some(json!(7)),
+            Some(json!(true)),
+            Some(json!({})),
+            Some(json!(["carapace-api"])),
+            Some(json!("other")),
+            Some(json!("")),
+        ] {
+            refused.push(("client_id", v));
+        }
+        refused.push(("aud", Some(json!("other"))));
+        refused.push(("aud", Some(json!(7))));
+        for (claim, value) in refused {
+            let c = with(&good, claim, value.clone());
+            assert!(
+                check(&c, IssuerFlavor::Cognito).is_err(),
+                "{claim} = {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_configured_audience_matches_nothing() {
+        let c = json!({"iss": ISS, "aud": "", "sub": "u", "exp": NOW + 600});
+        let Value::Object(m) = c else {
+            panic!("object")
+        };
+        let expected = RegisteredClaims {
+            audience: "",
+            ..registered(IssuerFlavor::Standard)
+        };
+        assert!(check_registered_claims(&m, &expected).is_err());
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   is only a key into an in-memory map;
 //! - an unknown `kid` causes at most one JWKS refresh per
 //!   `min_refresh_interval`, however many requests carry it;
+//! - `iss`, the audience (`aud`; Cognito access tokens: `client_id`),
+//!   `exp` and `sub` are required and `nbf` is honoured when present, each
+//!   with its specified JSON type
+//!   ([`carapace_auth::issuer::check_registered_claims`]);
 //! - when the issuer is unreachable, cached keys keep working for
 //!   `max_stale`; with no usable keys verification fails fast with
 //!   [`AuthError::Unavailable`].
@@ -19,7 +23,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use carapace_auth::issuer::{ClaimRules, read_issuer_claims};
+use carapace_auth::issuer::{
+    ClaimRules, IssuerFlavor, RegisteredClaims, check_registered_claims, read_issuer_claims,
+};
 use carapace_auth::{AuthError, Principal};
 use carapace_tenancy::{OrgId, OrganizationRepository as _};
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
@@ -137,22 +143,39 @@ impl OidcVerifier {
         }
         let key = self.keys.key(kid, family).await?;
 
+        let rules = &self.settings.rules;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.settings.leeway_secs;
-        match self.settings.rules.flavor {
-            carapace_auth::issuer::IssuerFlavor::Standard => {
-                validation.set_audience(&[&self.settings.rules.audience]);
+        match rules.flavor {
+            IssuerFlavor::Standard => {
+                validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                validation.set_audience(&[&rules.audience]);
             }
             // Cognito access tokens carry `client_id` instead of `aud`;
-            // read_issuer_claims checks it.
-            carapace_auth::issuer::IssuerFlavor::Cognito => validation.validate_aud = false,
+            // check_registered_claims requires it.
+            IssuerFlavor::Cognito => {
+                validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+                validation.validate_aud = false;
+            }
         }
         let data = decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|_| AuthError::InvalidToken("signature or registered claims rejected"))?;
-        let claims = read_issuer_claims(&data.claims, &self.settings.rules)?;
+        // The library is lenient where the specification is not (an `iss`
+        // array, a `null` nbf): every registered claim is checked again,
+        // strictly, by the pure rule.
+        check_registered_claims(
+            &data.claims,
+            &RegisteredClaims {
+                issuer: &self.settings.issuer,
+                audience: &rules.audience,
+                flavor: rules.flavor,
+                now: jsonwebtoken::get_current_timestamp(),
+                leeway: self.settings.leeway_secs,
+            },
+        )?;
+        let claims = read_issuer_claims(&data.claims, rules)?;
         self.ensure_org_exists(claims.org).await?;
         Ok(Principal::new(claims.subject, claims.org, claims.roles).with_mfa(claims.mfa))
     }

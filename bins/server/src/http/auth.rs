@@ -78,7 +78,7 @@ impl FromRequest for Authorized {
             .and_then(|pattern| access::rule(req.method().as_str(), &pattern));
         let token = credentials(req);
         let origin = origin(req);
-        let class = super::limits::principal_class(req.path());
+        let class = super::limits::principal_class(req);
         let host_slug = state
             .as_ref()
             .and_then(|s| s.base_domain.as_deref())

@@ -1,11 +1,12 @@
 //! Browser sessions: `__Host-` cookies (`Secure`, `Path=/`, no `Domain`),
-//! the access and refresh tokens `HttpOnly`, `SameSite=Strict`, and a
-//! double-submit CSRF token that every unsafe method must echo in
-//! `X-CSRF-Token`.
+//! the access and refresh tokens `HttpOnly`, `SameSite=Strict`, and two
+//! CSRF defences on every unsafe method: a double-submit token echoed in
+//! `X-CSRF-Token`, and an `Origin` (or, without one, a `Referer`) among the
+//! configured origins (`CARAPACE_CORS_ORIGINS`).
 
-use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
-use actix_web::http::Method;
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carapace_auth::local::IssuedTokens;
@@ -13,6 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 
 use super::ApiError;
+use crate::state::AppState;
 
 /// The access-token cookie.
 pub const SESSION: &str = "__Host-carapace_session";
@@ -77,21 +79,147 @@ pub fn value(req: &HttpRequest, name: &str) -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-/// For unsafe methods, the `X-CSRF-Token` header must equal the CSRF cookie.
+/// The origins whose pages may make unsafe requests in a cookie session:
+/// the configured CORS origins, compared as (scheme, host, port).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedOrigins(Vec<url::Origin>);
+
+impl TrustedOrigins {
+    /// The origins of `listed`; entries that are not origins (the
+    /// configuration check refuses them) are left out, never widened.
+    pub fn new(listed: &[String]) -> Self {
+        Self(
+            listed
+                .iter()
+                .filter_map(|o| url::Url::parse(o).ok())
+                .map(|u| u.origin())
+                .filter(url::Origin::is_tuple)
+                .collect(),
+        )
+    }
+
+    /// Whether an `Origin` header's value is one of these: exactly a
+    /// serialized origin (`null`, paths and anything else are not).
+    fn allows_origin(&self, value: &str) -> bool {
+        url::Url::parse(value).is_ok_and(|u| {
+            let origin = u.origin();
+            origin.ascii_serialization() == value && self.0.contains(&origin)
+        })
+    }
+
+    /// Whether a `Referer` header's value is a URL of one of these.
+    fn allows_referer(&self, value: &str) -> bool {
+        url::Url::parse(value).is_ok_and(|u| self.0.contains(&u.origin()))
+    }
+}
+
+/// Whether an unsafe request came from a page of a trusted origin: its
+/// one `Origin` header decides when present (so `Origin: null` is
+/// refused); without one, its one `Referer`; with neither, it did not.
+fn from_trusted_origin(req: &HttpRequest, trusted: &TrustedOrigins) -> bool {
+    let only = |name| {
+        let mut values = req.headers().get_all(name);
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v.to_str().ok()),
+            (None, _) => None,
+            // Two of them: neither is believed.
+            (Some(_), Some(_)) => Some(None),
+        }
+    };
+    match only(header::ORIGIN) {
+        Some(origin) => origin.is_some_and(|o| trusted.allows_origin(o)),
+        None => only(header::REFERER).is_some_and(|r| r.is_some_and(|r| trusted.allows_referer(r))),
+    }
+}
+
+/// For unsafe methods, the `X-CSRF-Token` header must equal the CSRF
+/// cookie, and the request must come from a trusted origin
+/// ([`TrustedOrigins`], from the application state; none: refused).
 pub fn check_csrf(req: &HttpRequest) -> Result<(), ApiError> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     let cookie = req.cookie(CSRF);
-    match (header, cookie) {
+    let token_matches = match (header, cookie) {
         // Compare digests: equal-length, and no early exit on the secret.
-        (Some(h), Some(c))
-            if !h.is_empty()
-                && Sha256::digest(h.as_bytes()) == Sha256::digest(c.value().as_bytes()) =>
-        {
-            Ok(())
+        (Some(h), Some(c)) => {
+            !h.is_empty() && Sha256::digest(h.as_bytes()) == Sha256::digest(c.value().as_bytes())
         }
-        _ => Err(ApiError::CsrfFailed),
+        _ => false,
+    };
+    let origin_trusted = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| from_trusted_origin(req, &state.trusted_origins));
+    if token_matches && origin_trusted {
+        Ok(())
+    } else {
+        Err(ApiError::CsrfFailed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn trusted() -> TrustedOrigins {
+        TrustedOrigins::new(&[
+            "https://app.example.org".into(),
+            "http://localhost:3000".into(),
+        ])
+    }
+
+    fn from(headers: &[(&str, &str)]) -> bool {
+        let mut req = TestRequest::post();
+        for (n, v) in headers {
+            req = req.append_header((*n, *v));
+        }
+        from_trusted_origin(&req.to_http_request(), &trusted())
+    }
+
+    #[test]
+    fn only_configured_origins_are_trusted() {
+        assert!(from(&[("origin", "https://app.example.org")]));
+        assert!(from(&[("origin", "http://localhost:3000")]));
+        assert!(from(&[(
+            "referer",
+            "https://app.example.org/patients/1?x=y"
+        )]));
+        for refused in [
+            vec![],
+            vec![("origin", "https://evil.example")],
+            vec![("origin", "null")],
+            vec![("origin", "https://app.example.org.evil.example")],
+            vec![("origin", "https://app.example.org/")],
+            vec![("origin", "https://app.example.org:8443")],
+            vec![("origin", "http://app.example.org")],
+            vec![("origin", "HTTPS://APP.EXAMPLE.ORG")],
+            vec![("origin", "")],
+            vec![
+                ("origin", "https://app.example.org"),
+                ("origin", "https://evil.example"),
+            ],
+            // An Origin decides, whatever the Referer says.
+            vec![
+                ("origin", "https://evil.example"),
+                ("referer", "https://app.example.org/"),
+            ],
+            vec![("referer", "https://evil.example/https://app.example.org")],
+            vec![("referer", "https://app.example.org@evil.example/")],
+            vec![("referer", "https://app.example.org.evil.example/")],
+            vec![("referer", "not a url")],
+        ] {
+            assert!(!from(&refused), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn no_configured_origin_trusts_nothing() {
+        let none = TrustedOrigins::new(&["not an origin".into(), "null".into()]);
+        let req = TestRequest::post()
+            .append_header(("origin", "null"))
+            .to_http_request();
+        assert!(!from_trusted_origin(&req, &none));
     }
 }

@@ -66,8 +66,9 @@ pub enum ApiError {
     /// Allowed only to an MFA session: the client must step up.
     #[error("MFA required")]
     StepUpRequired,
-    /// A cookie session's unsafe request lacked the matching CSRF token.
-    #[error("CSRF token missing or wrong")]
+    /// A cookie session's unsafe request lacked the matching CSRF token,
+    /// or an `Origin`/`Referer` among the configured origins.
+    #[error("CSRF check failed")]
     CsrfFailed,
     /// No such resource (or another tenant's).
     #[error("not found")]
@@ -178,6 +179,10 @@ impl ApiError {
                 Some("the request headers exceed 32 KiB in all; send less".to_owned())
             }
             Self::UnsupportedMediaType => Some("send Content-Type: application/json".to_owned()),
+            Self::CsrfFailed => Some(
+                "cookie sessions need X-CSRF-Token and an Origin among the configured origins on unsafe requests"
+                    .to_owned(),
+            ),
             Self::Suspended => Some(
                 "the service is stopped by its operators (kill switch); retry later".to_owned(),
             ),

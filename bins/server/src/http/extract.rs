@@ -11,22 +11,45 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
-/// JSON bodies: at most `limit` bytes, `application/json` (or
-/// `application/merge-patch+json`) only.
+/// JSON bodies: at most `limit` bytes. The media type is checked by
+/// [`JsonBody`] and [`MergePatchBody`] themselves: actix's own check lets
+/// any `*/json` or `*+json` through whatever the predicate says.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .content_type_required(true)
-        .content_type(|mime| {
-            matches!(
-                mime.essence_str(),
-                "application/json" | "application/merge-patch+json"
-            )
-        })
+        .content_type(|mime| media_type_is(&mime, JSON))
         .error_handler(|err, _req: &HttpRequest| json_error(err).into())
 }
 
-/// A JSON body of type `T`. The body is first parsed as JSON, so anything
+/// The media type of JSON bodies.
+const JSON: &[&str] = &["application/json"];
+/// The media types of a JSON merge patch (RFC 7396).
+const JSON_OR_MERGE_PATCH: &[&str] = &["application/json", "application/merge-patch+json"];
+
+/// Whether `mime`'s essence is one of `accepted` and its charset, if
+/// given, is UTF-8 (the only encoding of JSON).
+fn media_type_is(mime: &actix_web::mime::Mime, accepted: &[&str]) -> bool {
+    let essence = mime.essence_str();
+    accepted.iter().any(|a| a.eq_ignore_ascii_case(essence))
+        && mime
+            .get_param(actix_web::mime::CHARSET)
+            .is_none_or(|c| c.as_str().eq_ignore_ascii_case("utf-8"))
+}
+
+/// Whether `req` carries exactly one `Content-Type`, of one of `accepted`.
+fn content_type_is(req: &HttpRequest, accepted: &[&str]) -> bool {
+    use actix_web::HttpMessage as _;
+    req.headers()
+        .get_all(actix_web::http::header::CONTENT_TYPE)
+        .count()
+        == 1
+        && matches!(req.mime_type(), Ok(Some(mime)) if media_type_is(&mime, accepted))
+}
+
+/// A JSON body of type `T`, sent as `application/json` (parameters such
+/// as `charset=utf-8` allowed); any other media type, or none, is 415
+/// before the body is read. The body is then parsed as JSON, so anything
 /// malformed anywhere is 400; only then is its shape checked against `T`
 /// (unknown, missing or mistyped fields are 422).
 #[derive(Debug)]
@@ -37,15 +60,44 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = web::Json::<serde_json::Value>::from_request(req, payload);
-        Box::pin(async move {
-            let value = json.await?.into_inner();
-            bounded(&value, 1).map_err(ApiError::Malformed)?;
-            serde_json::from_value(value)
-                .map(JsonBody)
-                .map_err(|e| ApiError::Invalid(vec![shape_error(&e)]).into())
-        })
+        let body = read::<T>(req, payload, JSON);
+        Box::pin(async move { body.await.map(JsonBody) })
     }
+}
+
+/// A JSON merge patch (RFC 7396) of type `T`, for the PATCH routes that
+/// document it: `application/merge-patch+json` or `application/json`;
+/// otherwise as [`JsonBody`].
+#[derive(Debug)]
+pub struct MergePatchBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for MergePatchBody<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read::<T>(req, payload, JSON_OR_MERGE_PATCH);
+        Box::pin(async move { body.await.map(MergePatchBody) })
+    }
+}
+
+/// Reads a body of one of the `accepted` media types as `T`.
+fn read<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    accepted: &'static [&'static str],
+) -> Pin<Box<dyn Future<Output = Result<T, actix_web::Error>>>> {
+    if !content_type_is(req, accepted) {
+        return Box::pin(async { Err(ApiError::UnsupportedMediaType.into()) });
+    }
+    // The media type is checked; actix's check (which would let
+    // `text/json` through) is not relied on.
+    let json = web::Json::<serde_json::Value>::from_request(req, payload);
+    Box::pin(async move {
+        let value = json.await?.into_inner();
+        bounded(&value, 1).map_err(ApiError::Malformed)?;
+        serde_json::from_value(value).map_err(|e| ApiError::Invalid(vec![shape_error(&e)]).into())
+    })
 }
 
 /// Deepest nesting of arrays and objects accepted in a body.

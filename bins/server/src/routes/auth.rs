@@ -2,6 +2,7 @@
 //! and the public keys of Carapace's access tokens at
 //! `/.well-known/jwks.json`.
 
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_auth::AuthError;
 use carapace_auth::local::{IssuedTokens, LoginOutcome};
@@ -13,9 +14,9 @@ use utoipa::ToSchema;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::cookies;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{cookies, limits};
 use crate::state::{AppState, LocalAuthService};
 
 /// Longest password looked at; longer ones cannot have been set.
@@ -23,16 +24,38 @@ const MAX_PASSWORD_CHARS: usize = 128;
 
 /// Registers the auth routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/auth/login").route(web::post().to(login)))
-        .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
-        .service(web::resource("/auth/logout").route(web::post().to(logout)))
-        .service(web::resource("/auth/mfa/verify").route(web::post().to(mfa_verify)))
-        .service(web::resource("/auth/mfa/totp/enroll").route(web::post().to(totp_enroll)))
-        .service(web::resource("/auth/mfa/totp/activate").route(web::post().to(totp_activate)))
-        .service(web::resource("/auth/password-reset/request").route(web::post().to(reset_request)))
-        .service(
-            web::resource("/auth/password-reset/confirm").route(web::post().to(reset_confirm)),
-        );
+    // The routes that guess or spend secrets without credentials are
+    // charged per client address on the resource itself (after routing),
+    // so every spelling of the path that reaches them is charged.
+    let charged = || from_fn(limits::charge_client);
+    cfg.service(
+        web::resource("/auth/login")
+            .wrap(charged())
+            .route(web::post().to(login)),
+    )
+    .service(
+        web::resource("/auth/refresh")
+            .wrap(charged())
+            .route(web::post().to(refresh)),
+    )
+    .service(web::resource("/auth/logout").route(web::post().to(logout)))
+    .service(
+        web::resource("/auth/mfa/verify")
+            .wrap(charged())
+            .route(web::post().to(mfa_verify)),
+    )
+    .service(web::resource("/auth/mfa/totp/enroll").route(web::post().to(totp_enroll)))
+    .service(web::resource("/auth/mfa/totp/activate").route(web::post().to(totp_activate)))
+    .service(
+        web::resource("/auth/password-reset/request")
+            .wrap(charged())
+            .route(web::post().to(reset_request)),
+    )
+    .service(
+        web::resource("/auth/password-reset/confirm")
+            .wrap(charged())
+            .route(web::post().to(reset_confirm)),
+    );
 }
 
 /// Registers `/.well-known/jwks.json` (at the root).

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::http::ApiError;
 use crate::http::auth::{Authorized, denied, record};
 use crate::http::error::Problem;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, MergePatchBody};
 use crate::state::AppState;
 
 /// Registers the patient routes.
@@ -232,8 +232,14 @@ async fn cross_tenant_check(
     Ok(())
 }
 
-/// Changes some fields of a patient (`null` clears an optional field).
-#[utoipa::path(patch, path = "/api/v1/patients/{id}", tag = "patients", request_body = UpdatePatient,
+/// Changes some fields of a patient (`null` clears an optional field): a
+/// JSON merge patch, sent as `application/merge-patch+json` or
+/// `application/json`.
+#[utoipa::path(patch, path = "/api/v1/patients/{id}", tag = "patients",
+    request_body(content(
+        (UpdatePatient = "application/json"),
+        (UpdatePatient = "application/merge-patch+json"),
+    )),
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
@@ -245,7 +251,7 @@ pub async fn update(
     auth: Authorized,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    body: JsonBody<UpdatePatient>,
+    body: MergePatchBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
     let access = related(&state, &auth, id, Permission::PatientWrite).await?;

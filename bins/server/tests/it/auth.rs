@@ -12,6 +12,9 @@ use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
+/// The origin of the browser app in the cookie-session tests.
+pub(crate) const APP_ORIGIN: &str = "https://app.example.org";
+
 pub(crate) async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
     let ctx = TenantContext::new(
         org.id,
@@ -649,7 +652,7 @@ async fn totp_enrol_activate_verify_replay_and_recovery_codes_on_postgres() {
 
 /// `name=value` pairs from a response's Set-Cookie headers, with the
 /// attributes of each, checked for the `__Host-` rules.
-fn set_cookies(res: &reqwest::Response) -> Vec<(String, String, String)> {
+pub(crate) fn set_cookies(res: &reqwest::Response) -> Vec<(String, String, String)> {
     res.headers()
         .get_all("set-cookie")
         .iter()
@@ -666,7 +669,7 @@ fn set_cookies(res: &reqwest::Response) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn cookie_header(cookies: &[(String, String, String)]) -> String {
+pub(crate) fn cookie_header(cookies: &[(String, String, String)]) -> String {
     cookies
         .iter()
         .map(|(n, v, _)| format!("{n}={v}"))
@@ -676,14 +679,19 @@ fn cookie_header(cookies: &[(String, String, String)]) -> String {
 
 #[tokio::test]
 async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
-    let Some((app, org)) = setup(
-        "cookie_sessions_need_the_csrf_token_on_unsafe_methods",
+    // Unsafe cookie requests also need a configured Origin (attack::cookies
+    // tries the others).
+    let Some(app) = crate::support::spawn_app_with(
         Backend::Sqlite,
+        "cookie_sessions_need_the_csrf_token_on_unsafe_methods",
+        |s| s.cors_origins = APP_ORIGIN.into(),
     )
     .await
     else {
         return;
     };
+    let org = app.org().await;
+    user(&app, &org, "doc@example.org", Role::Clinician).await;
     let res = send(app.http.post(app.url("/api/v1/auth/login")).json(&json!({
         "org": org.slug, "email": "doc@example.org", "password": PASSWORD, "mode": "cookie"
     })))
@@ -735,6 +743,7 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
             .http
             .post(app.url("/api/v1/patients"))
             .header("cookie", &jar)
+            .header("origin", APP_ORIGIN)
             .json(&patient("Cora"));
         if let Some(c) = csrf {
             req = req.header("x-csrf-token", c);
@@ -750,6 +759,7 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
         app.http
             .post(app.url("/api/v1/auth/refresh"))
             .header("cookie", &jar)
+            .header("origin", APP_ORIGIN)
             .json(&json!({})),
     )
     .await;
@@ -758,6 +768,7 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
         app.http
             .post(app.url("/api/v1/auth/refresh"))
             .header("cookie", &jar)
+            .header("origin", APP_ORIGIN)
             .header("x-csrf-token", &csrf)
             .json(&json!({})),
     )
@@ -774,6 +785,7 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
         app.http
             .post(app.url("/api/v1/auth/logout"))
             .header("cookie", &jar)
+            .header("origin", APP_ORIGIN)
             .header("x-csrf-token", &new_csrf)
             .json(&json!({})),
     )
@@ -788,6 +800,7 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
         app.http
             .post(app.url("/api/v1/auth/refresh"))
             .header("cookie", &jar)
+            .header("origin", APP_ORIGIN)
             .header("x-csrf-token", &new_csrf)
             .json(&json!({})),
     )

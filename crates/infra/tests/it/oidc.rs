@@ -156,6 +156,12 @@ async fn registered_claims_are_checked() {
             json!({"org_id": "0190d5a4-0000-7000-8000-00000000dead"}),
         ),
         ("id token", json!({"token_use": "id"})),
+        ("no aud", json!({"aud": null})),
+        ("aud of the wrong type", json!({"aud": 7})),
+        ("aud array with a non-string", json!({"aud": [AUDIENCE, 7]})),
+        ("iss as an array", json!({"iss": [f.issuer.url]})),
+        ("no sub", json!({"sub": null})),
+        ("nbf not a number", json!({"nbf": "0"})),
     ];
     for (name, change) in cases {
         let mut claims = f.claims();
