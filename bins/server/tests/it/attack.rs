@@ -4,8 +4,14 @@
 //! server on a random port, on both databases where storage is involved.
 
 mod cookies;
+mod impersonation;
+mod issuer_revocation;
+mod kit;
+mod lockout;
 mod oidc_claims;
 mod rate_limit_paths;
+mod reset_codes;
+mod sessions;
 
 /// Requests written byte for byte onto a TCP connection: the request
 /// target reaches the server exactly as written (an HTTP client would

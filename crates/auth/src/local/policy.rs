@@ -188,9 +188,11 @@ impl Default for SessionLimits {
 }
 
 /// Whether a refresh token used at `used_at` and presented again at `now`
-/// is within the grace window (a concurrent refresh, not a replay).
+/// is within the grace window (a concurrent refresh, not a replay). Two
+/// racing requests read the clock in either order, so `now` may be a hair
+/// before `used_at`.
 pub fn within_grace(used_at: OffsetDateTime, now: OffsetDateTime, limits: SessionLimits) -> bool {
-    now >= used_at && now - used_at <= limits.grace
+    (now - used_at).abs() <= limits.grace
 }
 
 /// Whether a session created at `created` and last used at `last_used` may
@@ -316,6 +318,10 @@ mod tests {
         assert!(within_grace(T0, T0, limits));
         assert!(within_grace(T0, T0 + Duration::seconds(10), limits));
         assert!(!within_grace(T0, T0 + Duration::seconds(11), limits));
-        assert!(!within_grace(T0, T0 - Duration::seconds(1), limits));
+        assert!(
+            within_grace(T0, T0 - Duration::milliseconds(3), limits),
+            "racing clocks"
+        );
+        assert!(!within_grace(T0, T0 - Duration::seconds(11), limits));
     }
 }
