@@ -400,14 +400,18 @@ pub trait PatientRepository: Send + Sync {
         until: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// Whether a patient with this id exists in *some* organization. Asked
-    /// only after `ctx`'s own organization found none: `true` then means a
-    /// cross-tenant attempt. Reveals nothing about whose patient it is.
-    fn exists_anywhere(
+    /// Records that `access` asked for patient `id` (to do `action`) and
+    /// its organization has none: a `not_found` audit event and, when a
+    /// patient of that id exists in another organization, a cross-tenant
+    /// security event (and its alert). One transaction with the same
+    /// statements either way, so neither the answer nor its timing tells a
+    /// foreign id from a random one.
+    fn record_miss(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
-    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+        action: &str,
+    ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
 
     /// Links (or unlinks) the patient record to a patient's own account.
     fn link_account(

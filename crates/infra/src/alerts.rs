@@ -1,6 +1,8 @@
-//! Alert delivery: alerts are queued in `alert_outbox` in the same
-//! transaction as the security event that raised them ([`enqueue_for`]),
-//! then POSTed as HMAC-signed JSON to the configured webhook through the
+//! Alert delivery: alerts are queued in `alert_outbox` when the security
+//! event that raises them is chained, in the chaining transaction
+//! ([`enqueue_for`], called by the audit chainer: exactly once per event,
+//! about a second after it commits, and never on the request path), then
+//! POSTed as HMAC-signed JSON to the configured webhook through the
 //! SSRF-safe client, retried with exponential backoff until delivered
 //! ([`AlertDeliverer`]). Nothing is lost on a restart: the queue is the
 //! database.
@@ -29,8 +31,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Alerts sent per organization and pass.
 const BATCH: u64 = 50;
 
-/// Queues the alert `event` raises, if any, on `conn` (the event's own
-/// transaction).
+/// Queues the alert `event` raises, if any, on `conn` (the transaction
+/// that chains it). A failed-login burst counts the failures up to and
+/// including this one, so the answer does not depend on when it runs.
 pub(crate) async fn enqueue_for<C: ConnectionTrait>(
     conn: &C,
     event: &AuditEvent,
@@ -41,6 +44,7 @@ pub(crate) async fn enqueue_for<C: ConnectionTrait>(
                 .filter(audit_event::Column::OrgId.eq(event.org.as_uuid()))
                 .filter(audit_event::Column::Action.eq("security.login_failed"))
                 .filter(audit_event::Column::ResourceId.eq(account.as_str()))
+                .filter(audit_event::Column::Id.lte(event.id))
                 .filter(
                     audit_event::Column::RecordedAt
                         .gte(event.at - time::Duration::seconds(FAILED_LOGIN_WINDOW_SECS)),

@@ -1,8 +1,8 @@
 //! The audit trail over SeaORM: events appended inside the transaction of
 //! the access they record ([`append`]), security events in their own
 //! ([`SeaAuditLog`]), the chaining job that links events into each
-//! organization's hash chain and signs checkpoints ([`AuditChainer`]), and
-//! verification ([`verify_org`]).
+//! organization's hash chain, signs checkpoints and raises the alerts the
+//! events call for ([`AuditChainer`]), and verification ([`verify_org`]).
 //!
 //! Appending takes no lock: events are chained afterwards by one chainer at
 //! a time per organization (an advisory lock on PostgreSQL), which assigns
@@ -61,7 +61,9 @@ pub(crate) async fn commit_with(
 }
 
 /// Appends `events` on `conn`: call it inside the transaction of the access
-/// they record, so both commit or neither does.
+/// they record, so both commit or neither does. The alerts they raise are
+/// queued when they are chained ([`AuditChainer`]), off the request path:
+/// a request costs the same whether its events raise an alert or not.
 pub async fn append<C: ConnectionTrait>(
     conn: &C,
     events: &[AuditEvent],
@@ -122,15 +124,11 @@ impl SeaAuditLog {
         Self { db }
     }
 
-    /// Records one event in its own transaction, with the alert it raises
-    /// (if any) queued in the same transaction.
+    /// Records one event in its own transaction.
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
         let ctx = TenantContext::new(event.org, event.actor.clone());
         let tx = self.db.begin_tenant(&ctx).await?;
         append(&tx, std::slice::from_ref(event)).await?;
-        if let Some(rule) = crate::alerts::enqueue_for(&tx, event).await? {
-            tracing::warn!(alert = rule.as_str(), org = %event.org, event = %event.id, "alert raised");
-        }
         tx.commit().await.map_err(storage_error)
     }
 
@@ -382,6 +380,15 @@ impl AuditChainer {
         for p in &pending {
             let id: Uuid = p.try_get("", "id").map_err(storage_error)?;
             let body: String = p.try_get("", "body").map_err(storage_error)?;
+            // Alerts are raised here, exactly once per event (chaining is),
+            // in the chaining transaction: durable, and off the request path.
+            if body.contains("\"action\":\"security.") {
+                let event = AuditEvent::from_canonical(body.as_bytes())
+                    .ok_or_else(|| StorageError::Internal("unreadable audit event".into()))?;
+                if let Some(rule) = crate::alerts::enqueue_for(&tx, &event).await? {
+                    tracing::warn!(alert = rule.as_str(), org = %org, event = %id, "alert raised");
+                }
+            }
             let (position, leaf, link) = head.append(body.as_bytes());
             rows.push(audit_chain::ActiveModel {
                 org_id: Set(org.as_uuid()),

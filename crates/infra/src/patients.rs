@@ -417,6 +417,38 @@ fn event(access: &Access, action: &str, id: Option<PatientId>, outcome: Outcome)
     )
 }
 
+/// The audit events of a miss: `action` on `id` not found in `access`'s
+/// organization, and a cross-tenant attempt when the id is another
+/// organization's. The lookup runs either way (the id-hash table holds
+/// every organization's ids and nothing else), so both outcomes cost the
+/// same statements; only the number of event rows differs.
+async fn miss_events(
+    tx: &DatabaseTransaction,
+    access: &Access,
+    id: PatientId,
+    action: &str,
+) -> Result<Vec<AuditEvent>, StorageError> {
+    let elsewhere = patient_id_hash::Entity::find_by_id(id_hash(id))
+        .one(tx)
+        .await
+        .map_err(storage_error)?
+        .is_some();
+    let mut events = vec![event(access, action, Some(id), Outcome::NotFound)];
+    if elsewhere {
+        events.push(
+            access
+                .event(
+                    "security.cross_tenant_attempt",
+                    "security",
+                    None,
+                    Outcome::Denied,
+                )
+                .with_detail(format!("patient {id}")),
+        );
+    }
+    Ok(events)
+}
+
 /// What a related read found, before decryption.
 enum Related {
     Missing,
@@ -567,8 +599,8 @@ impl PatientRepository for SeaPatients {
                 let (subject, decide) = (subject.clone(), decide.clone());
                 Box::pin(async move {
                     let Some((r, relations)) = select_row(tx, select).await? else {
-                        let missing = event(&access, "patient.read", Some(id), Outcome::NotFound);
-                        return Ok((Related::Missing, vec![missing]));
+                        let missed = miss_events(tx, &access, id, "patient.read").await?;
+                        return Ok((Related::Missing, missed));
                     };
                     let (care_team, break_glass) = relations.ok_or_else(|| {
                         StorageError::Internal("relationship columns missing".into())
@@ -811,18 +843,20 @@ impl PatientRepository for SeaPatients {
         Ok(true)
     }
 
-    async fn exists_anywhere(
+    async fn record_miss(
         &self,
-        ctx: &TenantContext,
+        access: &Access,
         id: PatientId,
-    ) -> Result<bool, ClinicalError> {
-        let tx = self.db.begin_tenant(ctx).await?;
-        let found = patient_id_hash::Entity::find_by_id(id_hash(id))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        commit(tx).await?;
-        Ok(found.is_some())
+        action: &str,
+    ) -> Result<(), ClinicalError> {
+        let (access, action) = (access.clone(), action.to_owned());
+        self.db
+            .grouped(access.org(), move |tx| {
+                let (access, action) = (access.clone(), action.clone());
+                Box::pin(async move { Ok(((), miss_events(tx, &access, id, &action).await?)) })
+            })
+            .await?;
+        Ok(())
     }
 
     async fn link_account(

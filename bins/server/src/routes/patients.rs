@@ -8,7 +8,7 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_audit::{Access, Outcome, SecurityEventKind};
+use carapace_audit::{Access, Outcome};
 use carapace_auth::Role;
 use carapace_auth::policy::{
     Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
@@ -24,7 +24,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::{Authorized, denied, record};
+use crate::http::auth::{Authorized, denied};
 use crate::http::error::Problem;
 use crate::http::extract::{JsonBody, MergePatchBody};
 use crate::state::AppState;
@@ -66,7 +66,8 @@ fn action_of(permission: Permission) -> &'static str {
 /// The caller's access for `permission` on patient `id`, if the caller is
 /// related to it (care team, break-glass, own record, or an org-wide role).
 /// No such patient: 404. Unrelated: 403. Both are recorded (and a
-/// cross-tenant attempt also as a security event) before answering.
+/// cross-tenant attempt also as a security event, in the same transaction
+/// and with the same work as any miss) before answering.
 pub(crate) async fn related(
     state: &AppState,
     auth: &Authorized,
@@ -88,8 +89,10 @@ pub(crate) async fn related(
         .links(ctx, id, auth.0.subject(), OffsetDateTime::now_utc())
         .await?
     else {
-        state.audit.record(&refused(Outcome::NotFound)).await?;
-        cross_tenant_check(state, auth, id).await?;
+        state
+            .patients
+            .record_miss(&access, id, action_of(permission))
+            .await?;
         return Err(ApiError::NotFound);
     };
     let scope = auth.1.clinician_scope;
@@ -195,10 +198,8 @@ pub async fn get(
             )
             .await)
         }
-        RelatedRead::NotFound => {
-            cross_tenant_check(&state, &auth, id).await?;
-            Err(ApiError::NotFound)
-        }
+        // Recorded in the read's own transaction, cross-tenant or not.
+        RelatedRead::NotFound => Err(ApiError::NotFound),
     }
 }
 
@@ -209,27 +210,6 @@ fn relation(links: PatientLinks) -> PatientRelation {
         break_glass: links.break_glass,
         own_record: links.own_record,
     }
-}
-
-/// After a miss in the caller's organization: a patient of that id in
-/// another one is a cross-tenant attempt, recorded (and alerted). The answer
-/// stays 404 either way.
-async fn cross_tenant_check(
-    state: &AppState,
-    auth: &Authorized,
-    id: PatientId,
-) -> Result<(), ApiError> {
-    if state.patients.exists_anywhere(&auth.0.tenant(), id).await? {
-        record(
-            state,
-            auth.security_event(
-                SecurityEventKind::CrossTenantAttempt,
-                format!("patient {id}"),
-            ),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// Changes some fields of a patient (`null` clears an optional field): a

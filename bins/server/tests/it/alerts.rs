@@ -29,7 +29,15 @@ fn settings(dir: &std::path::Path, receiver: &Receiver) -> Settings {
     }
 }
 
+/// Chains what is pending (which raises the alerts, as the server's
+/// chainer does every second), then runs one delivery pass.
 async fn deliver(app: &TestApp, settings: &Settings) -> (u64, u64) {
+    let key =
+        carapace_server::server::audit_signing_key(settings).unwrap_or_else(|e| panic!("{e}"));
+    carapace_infra::audit::AuditChainer::new(app.db.clone(), key, std::time::Duration::ZERO)
+        .run_once()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let deliverer = carapace_server::server::alert_deliverer(settings, &app.db)
         .unwrap_or_else(|| panic!("webhook configured"));
     let r = deliverer.run_once().await.unwrap_or_else(|e| panic!("{e}"));

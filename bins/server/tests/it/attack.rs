@@ -12,6 +12,7 @@ mod oidc_claims;
 mod rate_limit_paths;
 mod reset_codes;
 mod sessions;
+mod timing;
 
 /// Requests written byte for byte onto a TCP connection: the request
 /// target reaches the server exactly as written (an HTTP client would
