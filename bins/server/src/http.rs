@@ -8,6 +8,7 @@ pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod headers;
+pub mod idempotency;
 pub mod kill_switch;
 pub mod limits;
 pub mod request_id;

@@ -198,6 +198,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             SeaPatients::new(db.clone(), keys.clone()),
             SeaMedications::new(db.clone(), keys.clone()),
         ),
+        idempotency: carapace_infra::idempotency::SeaIdempotency::new(db.clone(), keys.clone()),
         calendar: SeaCalendarFeeds::new(
             db.clone(),
             SeaAppointments::new(db.clone(), keys.clone()),

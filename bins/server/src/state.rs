@@ -98,4 +98,6 @@ pub struct AppState {
     pub service_keys: SeaServiceKeys,
     /// Seals pagination cursors to the caller's org.
     pub cursor_key: CursorKey,
+    /// `Idempotency-Key` records of creating requests.
+    pub idempotency: carapace_infra::idempotency::SeaIdempotency,
 }

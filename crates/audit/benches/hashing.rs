@@ -20,6 +20,7 @@ fn hashing(c: &mut Criterion) {
             request_id: Some("0190f2a1b2c3d4e5f60718293a4b5c6d".into()),
             client_ip: Some("192.0.2.10".into()),
             user_agent: Some("clinic-app/4.2 (iOS 18)".into()),
+            idempotency_key: None,
         },
     );
     let event = access

@@ -79,6 +79,12 @@ pub struct Origin {
     pub client_ip: Option<String>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The hashed `Idempotency-Key` record of the request, when it sent
+    /// one: the write that this event records marks that record committed
+    /// in its own transaction. Never part of the event itself (not
+    /// serialized, not chained).
+    #[serde(skip)]
+    pub idempotency_key: Option<[u8; 32]>,
 }
 
 /// Who is acting, in which organization, from where: everything an audit
@@ -103,6 +109,7 @@ impl Access {
                 request_id: origin.request_id.map(clip),
                 client_ip: origin.client_ip.map(clip),
                 user_agent: origin.user_agent.map(clip),
+                idempotency_key: origin.idempotency_key,
             },
         }
     }
@@ -255,6 +262,7 @@ mod tests {
                 request_id: Some("req-1".into()),
                 client_ip: Some("192.0.2.1".into()),
                 user_agent: Some("x".repeat(1000)),
+                idempotency_key: None,
             },
         )
     }

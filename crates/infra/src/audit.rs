@@ -77,7 +77,7 @@ pub async fn append<C: ConnectionTrait>(
             .await
             .map_err(|e| StorageError::Unavailable(format!("audit write failed: {e}").into()))?;
     }
-    Ok(())
+    crate::idempotency::mark_committed(conn, events).await
 }
 
 /// Which events to read.

@@ -17,6 +17,7 @@ pub mod db;
 pub mod dev_token;
 mod entity;
 mod fields;
+pub mod idempotency;
 pub mod jwt_crypto;
 pub mod keys;
 pub mod kill_switch;

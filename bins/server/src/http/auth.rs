@@ -64,6 +64,7 @@ pub fn origin(req: &HttpRequest) -> Origin {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        idempotency_key: super::idempotency::marker(req),
     }
 }
 
@@ -244,7 +245,7 @@ async fn check_host_org(
 
 /// The bearer token, or, without an `Authorization` header, the browser
 /// session cookie (then unsafe methods need the CSRF token).
-fn credentials(req: &HttpRequest) -> Result<SecretString, ApiError> {
+pub(crate) fn credentials(req: &HttpRequest) -> Result<SecretString, ApiError> {
     if req.headers().contains_key(header::AUTHORIZATION) {
         return bearer(req);
     }

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// The query string is not acceptable.
     #[error("bad query: {0}")]
     BadQuery(String),
+    /// A request header is malformed (the detail says which and how).
+    #[error("bad header: {0}")]
+    BadHeader(&'static str),
     /// Authentication failed or was missing.
     #[error(transparent)]
     Unauthenticated(AuthError),
@@ -100,6 +103,16 @@ pub enum ApiError {
         /// What clashed, in words.
         detail: &'static str,
     },
+    /// Well-formed, but it cannot be processed as sent (422), with a
+    /// specific code and explanation (an idempotency key reused with
+    /// another request).
+    #[error("unprocessable: {code}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong, in words.
+        detail: &'static str,
+    },
     /// The rules refuse this whatever the input (403), with a specific
     /// code and explanation.
     #[error("refused: {code}")]
@@ -140,6 +153,7 @@ impl ApiError {
         match self {
             Self::Malformed(_) => "malformed_body",
             Self::BadQuery(_) => "bad_query",
+            Self::BadHeader(_) => "bad_header",
             Self::Unauthenticated(e) => e.code(),
             Self::Forbidden => "forbidden",
             Self::CsrfFailed => "csrf_failed",
@@ -152,7 +166,10 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Invalid(_) => "validation_failed",
             Self::Conflict => "conflict",
-            Self::Clash { code, .. } | Self::Refused { code, .. } | Self::Off { code, .. } => code,
+            Self::Clash { code, .. }
+            | Self::Unprocessable { code, .. }
+            | Self::Refused { code, .. }
+            | Self::Off { code, .. } => code,
             Self::Unavailable(_) => "unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
@@ -166,9 +183,10 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let status = self.status_code();
         let detail = match self {
-            Self::Malformed(d) => Some((*d).to_owned()),
+            Self::Malformed(d) | Self::BadHeader(d) => Some((*d).to_owned()),
             Self::BadQuery(d) | Self::NotReady(d) => Some(d.clone()),
             Self::Clash { detail, .. }
+            | Self::Unprocessable { detail, .. }
             | Self::Refused { detail, .. }
             | Self::Off { detail, .. } => Some((*detail).to_owned()),
             Self::Unauthenticated(AuthError::MissingCredentials) => {
@@ -218,7 +236,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Malformed(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::BadQuery(_) | Self::BadHeader(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(AuthError::Forbidden | AuthError::StepUpRequired)
             | Self::Forbidden
             | Self::CsrfFailed
@@ -232,7 +250,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict | Self::Clash { .. } => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::NotReady(_) | Self::Suspended | Self::Off { .. } => {

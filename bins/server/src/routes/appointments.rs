@@ -38,6 +38,9 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/appointments")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(book))
             .route(web::get().to(list)),
     )

@@ -28,6 +28,9 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/assistant/messages")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(send))
             .route(web::get().to(history)),
     );

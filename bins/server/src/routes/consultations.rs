@@ -35,6 +35,9 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/patients/{id}/consents")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(record_consent))
             .route(web::get().to(consents)),
     )
@@ -44,6 +47,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/referrals")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(refer))
             .route(web::get().to(referrals)),
     )

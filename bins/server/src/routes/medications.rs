@@ -25,10 +25,19 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/patients/{id}/medications")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(add_medication))
             .route(web::get().to(history)),
     )
-    .service(web::resource("/patients/{id}/side-effects").route(web::post().to(add_side_effect)))
+    .service(
+        web::resource("/patients/{id}/side-effects")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
+            .route(web::post().to(add_side_effect)),
+    )
     .service(
         web::resource("/patients/{id}/side-effect-correlations").route(web::get().to(correlate)),
     )

@@ -22,6 +22,9 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/service-keys")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::credential_middleware,
+            ))
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )

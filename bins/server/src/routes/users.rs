@@ -22,6 +22,9 @@ use crate::state::{AppState, UserAdminService};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/users")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )

@@ -29,6 +29,9 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/verification-tasks")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
@@ -40,6 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/verification-tasks/{id}/progress").route(web::post().to(progress)))
     .service(
         web::resource("/verification-tasks/{id}/transcript")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::idempotency::middleware,
+            ))
             .route(web::post().to(upload))
             .route(web::get().to(transcript)),
     );

@@ -4,6 +4,7 @@
 //! server on a random port, on both databases where storage is involved.
 
 mod cookies;
+mod idempotency;
 mod impersonation;
 mod issuer_revocation;
 mod kit;

@@ -20,6 +20,9 @@ pub(crate) fn proxied(s: &mut carapace_server::settings::Settings) {
     s.trusted_proxies = "127.0.0.1".into();
 }
 
+/// Settings as they come (for [`on_both`]).
+pub(crate) fn defaults(_: &mut carapace_server::settings::Settings) {}
+
 /// Runs the scenario `async fn $name(app: &TestApp)` on SQLite and, when
 /// configured, on PostgreSQL, each on a fresh app whose settings
 /// `$configure` adjusted (tests `$name::sqlite` and `$name::postgres`).
