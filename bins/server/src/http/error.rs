@@ -116,8 +116,9 @@ pub enum ApiError {
         /// Why, in words.
         detail: &'static str,
     },
-    /// A dependency (database) is unavailable.
-    #[error("unavailable")]
+    /// The database (or the key provider behind it) is unavailable: 503
+    /// `storage_unavailable` with `Retry-After`, and never the cause.
+    #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
     /// Too many requests; retry after the duration.
     #[error("rate limited")]
@@ -152,7 +153,7 @@ impl ApiError {
             Self::Invalid(_) => "validation_failed",
             Self::Conflict => "conflict",
             Self::Clash { code, .. } | Self::Refused { code, .. } | Self::Off { code, .. } => code,
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) => "storage_unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
             Self::RateLimited(_) => "rate_limited",
@@ -298,7 +299,12 @@ fn log(err: &ApiError) {
 
 impl From<carapace_audit::AuditError> for ApiError {
     fn from(e: carapace_audit::AuditError) -> Self {
-        Self::Internal(Box::new(e))
+        match e.into_storage() {
+            // The trail's database is out: an outage like any other (503).
+            s @ StorageError::Unavailable(_) => Self::Unavailable(s),
+            // A trail that refuses a write is no conflict of the client's.
+            other => Self::Internal(Box::new(other)),
+        }
     }
 }
 
@@ -417,7 +423,7 @@ mod tests {
             (
                 ApiError::Unavailable(StorageError::Unavailable(boxed())),
                 503,
-                "unavailable",
+                "storage_unavailable",
             ),
             (
                 ApiError::NotReady("database: unreachable".into()),
