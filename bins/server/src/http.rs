@@ -11,5 +11,6 @@ pub mod headers;
 pub mod kill_switch;
 pub mod limits;
 pub mod request_id;
+pub mod wait_budget;
 
 pub use error::ApiError;

@@ -3,6 +3,7 @@
 
 mod group;
 mod posture;
+pub(crate) mod wait;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -257,7 +258,7 @@ impl Database {
         let tx = if writes {
             self.begin_writing().await?
         } else {
-            self.conn.begin().await.map_err(storage_error)?
+            wait::bounded(self.conn.begin()).await?
         };
         self.set_tenant(&tx, ctx.org()).await?;
         Ok(tx)
@@ -266,18 +267,25 @@ impl Database {
     /// Begins a transaction that will write. Reads write their audit
     /// event: on SQLite this takes the single write lock at BEGIN (waiting
     /// on busy_timeout) rather than fail to upgrade a read midway.
+    /// The wait for the connection (and, on SQLite, the write lock) spends
+    /// from the request's budget ([`wait`]).
     pub(crate) async fn begin_writing(&self) -> Result<DatabaseTransaction, StorageError> {
+        wait::bounded(self.begin_writing_unbounded()).await
+    }
+
+    /// [`Self::begin_writing`] bounded by the pool alone.
+    async fn begin_writing_unbounded(&self) -> Result<DatabaseTransaction, DbErr> {
         match self.backend {
-            Backend::Sqlite => self
-                .conn
-                .begin_with_options(sea_orm::TransactionOptions {
-                    isolation_level: None,
-                    access_mode: None,
-                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                })
-                .await
-                .map_err(storage_error),
-            Backend::Postgres => self.conn.begin().await.map_err(storage_error),
+            Backend::Sqlite => {
+                self.conn
+                    .begin_with_options(sea_orm::TransactionOptions {
+                        isolation_level: None,
+                        access_mode: None,
+                        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    })
+                    .await
+            }
+            Backend::Postgres => self.conn.begin().await,
         }
     }
 
@@ -313,7 +321,7 @@ impl Database {
         if self.backend == Backend::Sqlite {
             return Ok(Some(work.await));
         }
-        let tx = self.conn.begin().await.map_err(storage_error)?;
+        let tx = wait::bounded(self.conn.begin()).await?;
         let got = tx
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
