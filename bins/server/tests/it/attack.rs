@@ -2,3 +2,5 @@
 //! security promise the way an attacker would (raw requests, odd
 //! encodings, replays, races, a dependency that hangs) through the real
 //! server on a random port, on both databases where storage is involved.
+
+mod faults;
