@@ -3,6 +3,7 @@
 
 mod errors;
 mod group;
+mod migrate;
 mod posture;
 pub(crate) mod wait;
 
@@ -195,12 +196,6 @@ impl Database {
     /// The engine behind this pool.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Applies pending migrations. On PostgreSQL this must run as the
-    /// schema owner, never as the server's role.
-    pub async fn migrate(&self) -> Result<(), StorageError> {
-        Migrator::up(&self.conn, None).await.map_err(storage_error)
     }
 
     /// Names of migrations this binary knows but the database lacks.

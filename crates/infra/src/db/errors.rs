@@ -77,8 +77,7 @@ fn sqlx_unavailable(err: &sea_orm::sqlx::Error) -> bool {
                 .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
                 .is_some()
             {
-                // Extended result codes: the primary code is the low byte.
-                code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_BUSY)
+                sqlite_busy(&code)
             } else {
                 false
             }
@@ -89,6 +88,31 @@ fn sqlx_unavailable(err: &sea_orm::sqlx::Error) -> bool {
 
 /// SQLite's `SQLITE_BUSY`: the lock was not had within `busy_timeout`.
 const SQLITE_BUSY: i32 = 5;
+
+/// Whether a SQLite result code (extended: the primary code is its low
+/// byte) is `SQLITE_BUSY`.
+fn sqlite_busy(code: &str) -> bool {
+    code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_BUSY)
+}
+
+/// Whether `err` is SQLite giving up on a lock another process holds.
+pub(crate) fn is_sqlite_busy(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    let (DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        sea_orm::sqlx::Error::Database(d) => {
+            d.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+                && d.code().is_some_and(|c| sqlite_busy(&c))
+        }
+        _ => false,
+    }
+}
 
 /// PostgreSQL SQLSTATEs of a server that cannot serve now.
 fn pg_unavailable(code: &str) -> bool {
