@@ -4,3 +4,4 @@
 //! server on a random port, on both databases where storage is involved.
 
 mod faults;
+mod migrations;
