@@ -54,7 +54,7 @@ CREATE TABLE idempotency_keys (
     org_id        uuid        NOT NULL,
     key_hash      bytea       NOT NULL,
     request_hash  bytea       NOT NULL,
-    state         text        NOT NULL CHECK (state IN ('pending', 'committed', 'complete')),
+    state         text        NOT NULL CHECK (state IN ('pending', 'committed', 'lost', 'complete')),
     status        integer,
     response      bytea,
     resource_type text        CHECK (length(resource_type) <= 64),

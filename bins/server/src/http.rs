@@ -12,5 +12,6 @@ pub mod idempotency;
 pub mod kill_switch;
 pub mod limits;
 pub mod request_id;
+pub mod wait_budget;
 
 pub use error::ApiError;

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use crate::http::headers::{self, SecurityHeaders};
 use crate::http::kill_switch::{self, KillSwitchWatch};
-use crate::http::{extract, request_id};
+use crate::http::{extract, request_id, wait_budget};
 use crate::routes;
 use crate::settings::{Profile, Settings};
 use crate::state::AppState;
@@ -584,6 +584,7 @@ pub fn start(
             .wrap(Compress::default())
             .wrap(from_fn(kill_switch::middleware))
             .wrap(headers::cors(&origins))
+            .wrap(from_fn(wait_budget::middleware))
             .wrap(from_fn(request_id::middleware))
             .configure(routes::configure)
             .configure(|cfg| debug_routes(cfg, dev))

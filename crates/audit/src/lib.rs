@@ -26,9 +26,19 @@ use carapace_tenancy::{OrgId, SubjectId};
 pub use event::{Access, ActorKind, AuditEvent, Origin, Outcome};
 
 /// The audit trail could not be written (or read): the operation fails.
+/// It keeps the store's error, so an outage of the trail's database stays
+/// an outage (503) rather than becoming an internal error; its text is for
+/// logs only.
 #[derive(Debug, thiserror::Error)]
-#[error("audit trail unavailable: {0}")]
-pub struct AuditError(pub String);
+#[error("audit trail unavailable")]
+pub struct AuditError(#[from] pub carapace_tenancy::StorageError);
+
+impl AuditError {
+    /// The store's error behind this one.
+    pub fn into_storage(self) -> carapace_tenancy::StorageError {
+        self.0
+    }
+}
 
 /// What recording an event returns.
 pub type AuditFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send + 'a>>;

@@ -11,7 +11,8 @@ mod ports;
 mod reset;
 
 /// Records an authentication event about `account` (or `anonymous`) in
-/// `org`; fails closed with [`crate::AuthError::Unavailable`].
+/// `org`; fails closed: [`crate::AuthError::Storage`] when the database is
+/// out, else [`crate::AuthError::Unavailable`].
 pub(crate) async fn record_event(
     events: &dyn carapace_audit::SecurityEventSink,
     kind: carapace_audit::SecurityEventKind,
@@ -27,7 +28,12 @@ pub(crate) async fn record_event(
     events
         .emit(event)
         .await
-        .map_err(|_| crate::AuthError::Unavailable)
+        .map_err(|e| match e.into_storage() {
+            // The database is out: say so (503 storage_unavailable).
+            s @ carapace_tenancy::StorageError::Unavailable(_) => crate::AuthError::Storage(s),
+            // Any other failure to record still stops the action (503).
+            _ => crate::AuthError::Unavailable,
+        })
 }
 
 pub use flow::{IssuedTokens, LocalAuth, LoginOutcome, RefreshToken, TotpEnrolment};

@@ -75,10 +75,16 @@ pub async fn append<C: ConnectionTrait>(
         audit_event::Entity::insert_many(chunk.iter().map(row))
             .exec_without_returning(conn)
             .await
-            .map_err(|e| StorageError::Unavailable(format!("audit write failed: {e}").into()))?;
+            .map_err(|e| StorageError::Unavailable(Box::new(AuditWriteFailed(e))))?;
     }
     crate::idempotency::mark_committed(conn, events).await
 }
+
+/// Why an event could not be appended (for the log). Whatever the cause,
+/// the access it records is refused as an outage: no event, no data.
+#[derive(Debug, thiserror::Error)]
+#[error("audit write failed")]
+struct AuditWriteFailed(#[source] sea_orm::DbErr);
 
 /// Which events to read.
 #[derive(Clone, Debug, Default)]
@@ -203,7 +209,7 @@ impl SecurityEventSink for SeaAuditLog {
             );
             self.record(&event.to_audit_event())
                 .await
-                .map_err(|e| carapace_audit::AuditError(e.to_string()))
+                .map_err(carapace_audit::AuditError)
         })
     }
 }

@@ -1,8 +1,11 @@
 //! Connecting, migrating, checking readiness and posture, and running
 //! tenant work inside one transaction that carries the tenant setting.
 
+mod errors;
 mod group;
+mod migrate;
 mod posture;
+pub(crate) mod wait;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,11 +17,12 @@ use sea_orm::sqlx::postgres::PgSslMode;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqlErr, Statement, TransactionTrait,
+    Statement, TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use errors::{is_overlap, storage_error};
 pub use posture::PostureProblem;
 
 /// Which database engine a URL points at.
@@ -194,12 +198,6 @@ impl Database {
         self.backend
     }
 
-    /// Applies pending migrations. On PostgreSQL this must run as the
-    /// schema owner, never as the server's role.
-    pub async fn migrate(&self) -> Result<(), StorageError> {
-        Migrator::up(&self.conn, None).await.map_err(storage_error)
-    }
-
     /// Names of migrations this binary knows but the database lacks.
     /// Never creates anything, so the server's role may call it.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
@@ -257,7 +255,7 @@ impl Database {
         let tx = if writes {
             self.begin_writing().await?
         } else {
-            self.conn.begin().await.map_err(storage_error)?
+            wait::bounded(self.conn.begin()).await?
         };
         self.set_tenant(&tx, ctx.org()).await?;
         Ok(tx)
@@ -266,18 +264,25 @@ impl Database {
     /// Begins a transaction that will write. Reads write their audit
     /// event: on SQLite this takes the single write lock at BEGIN (waiting
     /// on busy_timeout) rather than fail to upgrade a read midway.
+    /// The wait for the connection (and, on SQLite, the write lock) spends
+    /// from the request's budget ([`wait`]).
     pub(crate) async fn begin_writing(&self) -> Result<DatabaseTransaction, StorageError> {
+        wait::bounded(self.begin_writing_unbounded()).await
+    }
+
+    /// [`Self::begin_writing`] bounded by the pool alone.
+    async fn begin_writing_unbounded(&self) -> Result<DatabaseTransaction, DbErr> {
         match self.backend {
-            Backend::Sqlite => self
-                .conn
-                .begin_with_options(sea_orm::TransactionOptions {
-                    isolation_level: None,
-                    access_mode: None,
-                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                })
-                .await
-                .map_err(storage_error),
-            Backend::Postgres => self.conn.begin().await.map_err(storage_error),
+            Backend::Sqlite => {
+                self.conn
+                    .begin_with_options(sea_orm::TransactionOptions {
+                        isolation_level: None,
+                        access_mode: None,
+                        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    })
+                    .await
+            }
+            Backend::Postgres => self.conn.begin().await,
         }
     }
 
@@ -313,7 +318,7 @@ impl Database {
         if self.backend == Backend::Sqlite {
             return Ok(Some(work.await));
         }
-        let tx = self.conn.begin().await.map_err(storage_error)?;
+        let tx = wait::bounded(self.conn.begin()).await?;
         let got = tx
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -380,36 +385,5 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StorageError> {
                 .map_err(|e| StorageError::Unavailable(Box::new(e)))
         }
         _ => Ok(()),
-    }
-}
-
-/// Maps a database error to the port's error. Constraint violations drop
-/// the driver's message: it can quote row values (PHI).
-/// Whether `err` is the database refusing overlapping booked appointments
-/// (PostgreSQL's exclusion constraint, SQSTATE 23P01, or SQLite's trigger).
-pub(crate) fn is_overlap(err: &DbErr) -> bool {
-    use sea_orm::RuntimeErr;
-    if let DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) = err
-        && let sea_orm::sqlx::Error::Database(d) = e.as_ref()
-    {
-        return d.code().as_deref() == Some("23P01")
-            || d.message().contains(carapace_migrations::SQLITE_OVERLAP);
-    }
-    false
-}
-
-pub(crate) fn storage_error(err: DbErr) -> StorageError {
-    match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            return StorageError::Constraint("unique constraint violated".into());
-        }
-        Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
-            return StorageError::Constraint("foreign key constraint violated".into());
-        }
-        _ => {}
-    }
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StorageError::Unavailable(Box::new(err)),
-        other => StorageError::Internal(Box::new(other)),
     }
 }

@@ -6,9 +6,11 @@
 //!
 //! - `pending`: the first request is running;
 //! - `committed`: its write committed (set in the write's own transaction
-//!   by [`crate::audit::append`], from the audit event that records it),
-//!   but no response was stored: the answer was lost (a 5xx after the
-//!   commit), and a retry must not do the work again;
+//!   by [`crate::audit::append`], from the audit event that records it);
+//!   the request is finishing;
+//! - `lost`: it committed but ended without an answer to keep (a 5xx
+//!   after the commit, or its server died): a retry must not do the work
+//!   again;
 //! - `complete`: its response, sealed under the organization's data key
 //!   (it may hold PHI), is what every retry gets for 24 hours.
 
@@ -29,8 +31,9 @@ use crate::keys::KeyRing;
 
 /// How long a key is remembered.
 pub const KEY_TTL: Duration = Duration::hours(24);
-/// A `pending` record older than this belongs to a request that died with
-/// its server (every request ends long before): it no longer blocks.
+/// A `pending` or `committed` record older than this belongs to a request
+/// that died with its server (every request ends long before): it no
+/// longer blocks (pending: the key is free; committed: the answer is lost).
 const STALE_PENDING: Duration = Duration::seconds(60);
 
 /// A response kept for replay.
@@ -73,8 +76,8 @@ pub enum Begin {
     Mismatch,
     /// The first request with the key is still running.
     InProgress,
-    /// The first request's write committed but its answer was lost; this
-    /// is what it created.
+    /// The first request's write committed but its answer was lost (it
+    /// ended, or its server died, without one); this is what it created.
     Committed {
         /// The kind of resource (`patient`, `appointment`, …).
         resource_type: Option<String>,
@@ -128,19 +131,24 @@ impl SeaIdempotency {
             .one(&tx)
             .await
             .map_err(storage_error)?;
-        let reusable = found.as_ref().is_some_and(|r| {
-            r.expires_at <= now || (r.state == "pending" && r.created_at <= now - STALE_PENDING)
-        });
+        let stale = |r: &idempotency_key::Model| r.created_at <= now - STALE_PENDING;
+        let reusable = found
+            .as_ref()
+            .is_some_and(|r| r.expires_at <= now || (r.state == "pending" && stale(r)));
         let begin = match found {
             Some(row) if !reusable => {
                 if row.request_hash != request_hash {
                     Begin::Mismatch
                 } else {
+                    // Pending, or committed and still finishing: the first
+                    // request is running.
+                    let finishing = row.state == "pending"
+                        || (row.state == "committed" && !stale(&row));
                     match (row.state.as_str(), row.response) {
                         ("complete", Some(sealed)) => {
                             Begin::Replay(self.open(ctx, &key_hash, &sealed).await?)
                         }
-                        ("pending", _) => Begin::InProgress,
+                        _ if finishing => Begin::InProgress,
                         _ => Begin::Committed {
                             resource_type: row.resource_type,
                             resource_id: row.resource_id,
@@ -217,17 +225,27 @@ impl SeaIdempotency {
 
     /// The request holding `key_hash` ended without a response to keep:
     /// unless its write committed, the key is free again (a retry does the
-    /// work, nothing having been done).
+    /// work, nothing having been done); if it did, the record says the
+    /// answer was lost.
     pub async fn release(
         &self,
         ctx: &TenantContext,
         key_hash: [u8; 32],
     ) -> Result<(), StorageError> {
+        let org = ctx.org().as_uuid();
         let tx = self.db.begin_tenant(ctx).await?;
         idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(idempotency_key::Column::OrgId.eq(org))
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        idempotency_key::Entity::update_many()
+            .col_expr(idempotency_key::Column::State, Expr::value("lost"))
+            .filter(idempotency_key::Column::OrgId.eq(org))
+            .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
+            .filter(idempotency_key::Column::State.eq("committed"))
             .exec(&tx)
             .await
             .map_err(storage_error)?;

@@ -191,7 +191,14 @@ impl OidcVerifier {
         }
         let found = self.orgs.find_by_id(org).await.map_err(|e| {
             tracing::error!(error = %e, "organization lookup failed during token verification");
-            AuthError::Unavailable
+            match e {
+                // The database is out: 503 storage_unavailable, like any
+                // other request that needs it.
+                carapace_tenancy::TenancyError::Storage(
+                    s @ carapace_tenancy::StorageError::Unavailable(_),
+                ) => AuthError::Storage(s),
+                _ => AuthError::Unavailable,
+            }
         })?;
         if found.is_none() {
             return Err(AuthError::InvalidToken("organization unknown to Carapace"));

@@ -156,9 +156,10 @@ impl OrganizationRepository for SeaOrganizations {
             external_referrals: Set(false),
             ai_baa: Set(false),
         };
-        match org::Entity::insert(row)
-            .exec_without_returning(self.db.conn())
-            .await
+        match crate::db::wait::bounded(
+            org::Entity::insert(row).exec_without_returning(self.db.conn()),
+        )
+        .await
         {
             Ok(_) => Ok(Organization {
                 id,
@@ -166,7 +167,7 @@ impl OrganizationRepository for SeaOrganizations {
                 name: new.name,
                 settings: OrgSettings::default(),
             }),
-            Err(e) => match storage_error(e) {
+            Err(e) => match e {
                 StorageError::Constraint(_) => Err(TenancyError::SlugTaken),
                 other => Err(other.into()),
             },
@@ -179,9 +180,8 @@ impl OrganizationRepository for SeaOrganizations {
         }
         let row = org::Entity::find_by_id(id.as_uuid())
             .filter(org::Column::DeletedAt.is_null())
-            .one(self.db.conn())
-            .await
-            .map_err(storage_error)?;
+            .one(self.db.conn());
+        let row = crate::db::wait::bounded(row).await?;
         let found = row.map(to_org).transpose()?;
         if let Some(o) = &found {
             self.remember(o);
@@ -213,9 +213,8 @@ impl OrganizationRepository for SeaOrganizations {
             .col_expr(org::Column::AiBaa, Expr::value(settings.ai_baa))
             .filter(org::Column::Id.eq(id.as_uuid()))
             .filter(org::Column::DeletedAt.is_null())
-            .exec(self.db.conn())
-            .await
-            .map_err(storage_error)?;
+            .exec(self.db.conn());
+        let done = crate::db::wait::bounded(done).await?;
         // Again: a read between the first forget and the update may have
         // remembered the old settings.
         self.forget(id);
@@ -226,9 +225,8 @@ impl OrganizationRepository for SeaOrganizations {
         let row = org::Entity::find()
             .filter(org::Column::Slug.eq(slug.as_str()))
             .filter(org::Column::DeletedAt.is_null())
-            .one(self.db.conn())
-            .await
-            .map_err(storage_error)?;
+            .one(self.db.conn());
+        let row = crate::db::wait::bounded(row).await?;
         row.map(to_org).transpose()
     }
 }

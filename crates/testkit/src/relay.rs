@@ -1,19 +1,42 @@
 //! A TCP relay in front of a real service (PostgreSQL, Redis) that a test
-//! can cut and restore, to see what Carapace does while the service is
-//! unreachable and after it comes back.
+//! can break in the ways networks break, to see what Carapace does while
+//! the service is unreachable and after it comes back:
+//!
+//! - [`Relay::reset`]: every connection is aborted with a TCP RST (as when
+//!   the server's process dies or a firewall rejects), and new ones too;
+//! - [`Relay::black_hole`]: connections stay open but nothing is forwarded
+//!   either way (a partition, or a server that accepts and never answers);
+//!   bytes sent meanwhile are delivered after [`Relay::restore`], as TCP
+//!   retransmission would;
+//! - [`Relay::terminate`] (or [`Relay::cut`]): every connection is closed
+//!   cleanly (FIN), and new ones are closed as soon as they are accepted.
+//!
+//! [`Relay::restore`] forwards again.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What the relay does with connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward both ways.
+    Forward,
+    /// Abort every connection with a RST.
+    Reset,
+    /// Keep connections open, forward nothing.
+    BlackHole,
+    /// Close every connection cleanly.
+    Terminate,
+}
 
 /// A relay listening on a local port and forwarding to a target.
 #[derive(Debug)]
 pub struct Relay {
     addr: SocketAddr,
-    up: Arc<AtomicBool>,
+    mode: watch::Sender<Mode>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -25,34 +48,13 @@ impl Relay {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let up = Arc::new(AtomicBool::new(true));
-        let flag = up.clone();
+        let (mode, watching) = watch::channel(Mode::Forward);
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !flag.load(Ordering::Relaxed) {
-                    continue; // dropped at once: the peer sees the connection close
-                }
-                let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                    continue;
-                };
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    let pipe = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    tokio::pin!(pipe);
-                    loop {
-                        tokio::select! {
-                            _ = &mut pipe => return,
-                            () = tokio::time::sleep(Duration::from_millis(20)) => {
-                                if !flag.load(Ordering::Relaxed) {
-                                    return; // dropping both ends cuts the connection
-                                }
-                            }
-                        }
-                    }
-                });
+            while let Ok((inbound, _)) = listener.accept().await {
+                tokio::spawn(serve(inbound, target.clone(), watching.clone()));
             }
         });
-        Self { addr, up, accept }
+        Self { addr, mode, accept }
     }
 
     /// The local address (`127.0.0.1:port`).
@@ -60,15 +62,44 @@ impl Relay {
         self.addr
     }
 
-    /// Cuts every connection and refuses new ones until [`Self::restore`].
-    pub async fn cut(&self) {
-        self.up.store(false, Ordering::Relaxed);
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        *self.mode.borrow()
+    }
+
+    async fn switch(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+        // Every connection's task sees the change at once; give them a
+        // moment to act on it.
         tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+
+    /// Aborts every connection with a RST, and each new one as it comes,
+    /// until [`Self::restore`].
+    pub async fn reset(&self) {
+        self.switch(Mode::Reset).await;
+    }
+
+    /// Stops forwarding: connections (old and new) stay open and silent
+    /// until [`Self::restore`], which delivers what was sent meanwhile.
+    pub async fn black_hole(&self) {
+        self.switch(Mode::BlackHole).await;
+    }
+
+    /// Closes every connection cleanly, and each new one as it comes,
+    /// until [`Self::restore`].
+    pub async fn terminate(&self) {
+        self.switch(Mode::Terminate).await;
+    }
+
+    /// The same as [`Self::terminate`].
+    pub async fn cut(&self) {
+        self.terminate().await;
     }
 
     /// Forwards again.
     pub fn restore(&self) {
-        self.up.store(true, Ordering::Relaxed);
+        self.mode.send_replace(Mode::Forward);
     }
 }
 
@@ -76,4 +107,61 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.accept.abort();
     }
+}
+
+/// Ends `stream` the way `mode` says: a RST for [`Mode::Reset`], else a
+/// clean close.
+fn end(stream: TcpStream, mode: Mode) {
+    if mode == Mode::Reset {
+        let _ = stream.set_zero_linger();
+    }
+    drop(stream);
+}
+
+/// One accepted connection, for its whole life.
+async fn serve(inbound: TcpStream, target: String, mut mode: watch::Receiver<Mode>) {
+    // A new connection waits while the relay is a black hole, and is ended
+    // at once while it resets or terminates.
+    let now = loop {
+        let now = *mode.borrow_and_update();
+        if now != Mode::BlackHole {
+            break now;
+        }
+        if mode.changed().await.is_err() {
+            return;
+        }
+    };
+    if now != Mode::Forward {
+        return end(inbound, now);
+    }
+    let Ok(outbound) = TcpStream::connect(&target).await else {
+        return end(inbound, Mode::Reset);
+    };
+    let (mut inbound, mut outbound) = (inbound, outbound);
+    {
+        let pipe = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+        tokio::pin!(pipe);
+        loop {
+            let now = *mode.borrow_and_update();
+            match now {
+                Mode::Forward => {
+                    tokio::select! {
+                        _ = &mut pipe => return,
+                        changed = mode.changed() => if changed.is_err() { return },
+                    }
+                }
+                // The pipe is not polled: nothing moves until the mode
+                // changes, and then it carries on where it stopped.
+                Mode::BlackHole => {
+                    if mode.changed().await.is_err() {
+                        return;
+                    }
+                }
+                Mode::Reset | Mode::Terminate => break,
+            }
+        }
+    }
+    let now = *mode.borrow();
+    end(outbound, now);
+    end(inbound, now);
 }

@@ -130,8 +130,9 @@ pub enum ApiError {
         /// Why, in words.
         detail: &'static str,
     },
-    /// A dependency (database) is unavailable.
-    #[error("unavailable")]
+    /// The database (or the key provider behind it) is unavailable: 503
+    /// `storage_unavailable` with `Retry-After`, and never the cause.
+    #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
     /// Too many requests; retry after the duration.
     #[error("rate limited")]
@@ -170,7 +171,7 @@ impl ApiError {
             | Self::Unprocessable { code, .. }
             | Self::Refused { code, .. }
             | Self::Off { code, .. } => code,
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) => "storage_unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
             Self::RateLimited(_) => "rate_limited",
@@ -321,7 +322,12 @@ fn log(err: &ApiError) {
 
 impl From<carapace_audit::AuditError> for ApiError {
     fn from(e: carapace_audit::AuditError) -> Self {
-        Self::Internal(Box::new(e))
+        match e.into_storage() {
+            // The trail's database is out: an outage like any other (503).
+            s @ StorageError::Unavailable(_) => Self::Unavailable(s),
+            // A trail that refuses a write is no conflict of the client's.
+            other => Self::Internal(Box::new(other)),
+        }
     }
 }
 
@@ -441,7 +447,7 @@ mod tests {
             (
                 ApiError::Unavailable(StorageError::Unavailable(boxed())),
                 503,
-                "unavailable",
+                "storage_unavailable",
             ),
             (
                 ApiError::NotReady("database: unreachable".into()),

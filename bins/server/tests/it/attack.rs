@@ -4,11 +4,13 @@
 //! server on a random port, on both databases where storage is involved.
 
 mod cookies;
+mod faults;
 mod idempotency;
 mod impersonation;
 mod issuer_revocation;
 mod kit;
 mod lockout;
+mod migrations;
 mod oidc_claims;
 mod rate_limit_paths;
 mod reset_codes;

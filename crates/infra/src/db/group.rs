@@ -18,19 +18,30 @@
 //!
 //! If anything in a shared transaction fails, it is rolled back and each of
 //! its units is run again alone, so one unit's failure is only its own.
+//!
+//! No wait multiplies: a caller waits for its unit to be taken only as long
+//! as its request's wait budget allows ([`super::wait`]) and then withdraws
+//! it; a transaction that cannot get a connection fails all its units at
+//! once instead of retrying each; and when the database goes away during
+//! the one-by-one runs, the units still to run fail at once.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use carapace_audit::AuditEvent;
 use carapace_tenancy::{OrgId, StorageError};
 use sea_orm::DatabaseTransaction;
 use tokio::sync::{Semaphore, oneshot};
 
-use super::Database;
+use super::{Database, wait};
+
+mod ticket;
+
+use ticket::Ticket;
 
 /// What a unit of work returns: its statements' future on the transaction.
 pub(crate) type UnitFuture<'a, T> =
@@ -46,6 +57,7 @@ struct Job {
     org: OrgId,
     unit: Unit,
     done: oneshot::Sender<Result<(), StorageError>>,
+    ticket: Arc<Ticket>,
 }
 
 /// Units of tenant work waiting to share a commit.
@@ -80,6 +92,8 @@ impl GroupCommit {
 
     fn take(&self) -> Vec<Job> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        // Units whose callers gave up are dropped on the way.
+        queue.retain(|j| !j.ticket.withdrawn());
         let n = queue.len().min(self.max_batch);
         queue.drain(..n).collect()
     }
@@ -92,6 +106,30 @@ impl GroupCommit {
     }
 }
 
+/// A shared transaction failed for every unit in it (it could not begin,
+/// or the database went away); each unit's caller gets its own copy.
+#[derive(Debug, thiserror::Error)]
+#[error("shared transaction failed: {0}")]
+struct SharedFailure(String);
+
+/// `err` for one more caller: the same class, the cause as text (logs only).
+fn copy_of(err: &StorageError) -> StorageError {
+    let mut chain = String::new();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&c.to_string());
+        cause = c.source();
+    }
+    let failure = Box::new(SharedFailure(chain));
+    match err {
+        StorageError::Unavailable(_) => StorageError::Unavailable(failure),
+        _ => StorageError::Internal(failure),
+    }
+}
+
 impl Database {
     /// Runs `unit` for `org` in a transaction that may be shared with other
     /// organizations' units, writes the audit events it returns in that
@@ -100,6 +138,11 @@ impl Database {
     /// already carries `org`'s tenant setting when `unit` starts; `unit`
     /// may be run more than once (after a shared transaction failed), so it
     /// must only touch the transaction.
+    ///
+    /// Waiting for a transaction to take the unit spends from the request's
+    /// wait budget ([`wait`]; outside a request, one acquire timeout): when
+    /// it runs out first, the unit is withdrawn (it never runs) and the
+    /// call fails as [`StorageError::Unavailable`].
     pub(crate) async fn grouped<T, F>(&self, org: OrgId, unit: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -119,20 +162,39 @@ impl Database {
                 Ok(events)
             })
         });
+        let budget = wait::left().unwrap_or_else(|| self.acquire_timeout());
+        let ticket = Arc::new(Ticket::new(budget));
         let (done, mut finished) = oneshot::channel();
         let group = &self.group;
-        group.push(Job { org, unit, done });
-        loop {
+        group.push(Job {
+            org,
+            unit,
+            done,
+            ticket: ticket.clone(),
+        });
+        let give_up = tokio::time::sleep_until(ticket.deadline.into());
+        tokio::pin!(give_up);
+        let mut leading = true;
+        let result = loop {
             tokio::select! {
                 biased;
-                result = &mut finished => return settle(result, &slot),
-                permit = group.permits.clone().acquire_owned() => {
+                result = &mut finished => break result,
+                () = &mut give_up => {
+                    if ticket.withdraw() {
+                        wait::spend(budget);
+                        return Err(wait::spent());
+                    }
+                    // Taken: it has its connection; stay for the outcome.
+                    break (&mut finished).await;
+                }
+                permit = group.permits.clone().acquire_owned(), if leading => {
                     let permit = permit.map_err(|_| StorageError::Internal("group commit closed".into()))?;
                     let jobs = group.take();
                     if jobs.is_empty() {
                         // Ours is already in somebody's transaction.
                         drop(permit);
-                        return settle(finished.await, &slot);
+                        leading = false;
+                        continue;
                     }
                     let db = self.clone();
                     // Spawned so that a caller going away (a dropped request)
@@ -143,32 +205,85 @@ impl Database {
                     });
                 }
             }
+        };
+        wait::spend(ticket.waited());
+        settle(result, &slot)
+    }
+
+    /// Begins a transaction, waiting for a connection at most until
+    /// `until` (nobody waits for it after that) and never longer than the
+    /// pool's acquire timeout.
+    async fn begin_until(&self, until: Instant) -> Result<DatabaseTransaction, StorageError> {
+        match tokio::time::timeout_at(until.into(), self.begin_writing_unbounded()).await {
+            Ok(begun) => begun.map_err(super::storage_error),
+            Err(_) => Err(wait::spent()),
         }
     }
 
     async fn run_jobs(&self, mut jobs: Vec<Job>) {
+        jobs.retain(|j| !j.ticket.withdrawn());
+        let Some(until) = jobs.iter().map(|j| j.ticket.deadline).max() else {
+            return;
+        };
         // One organization's units next to each other share its setting.
         jobs.sort_by_key(|j| j.org.as_uuid());
-        if jobs.len() > 1 && self.run_together(&jobs).await.is_ok() {
-            for job in jobs {
-                let _ = job.done.send(Ok(()));
+        let tx = match self.begin_until(until).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                // No connection: no unit has run, and running them one by
+                // one would only wait again, once per unit.
+                return fail(jobs, e);
             }
-            return;
+        };
+        if jobs.len() == 1 {
+            let result = self.run_together(tx, &jobs).await;
+            return finish(jobs, result.map_err(Failure::into_error));
         }
-        // Alone, or the shared transaction rolled back (nothing of any unit
-        // is kept): each unit runs in its own.
-        for job in jobs {
-            let result = self.run_together(std::slice::from_ref(&job)).await;
-            let _ = job.done.send(result);
+        match self.run_together(tx, &jobs).await {
+            Ok(()) => return finish(jobs, Ok(())),
+            // The COMMIT itself failed (the connection died on it, say): it
+            // may have gone through. Running the units again could do each
+            // twice, so they all fail instead, as the caller of a single
+            // transaction would.
+            Err(Failure::AtCommit(e)) => return fail(jobs, e),
+            Err(Failure::Before(_)) => {}
+        }
+        // The shared transaction rolled back (nothing of any unit is kept):
+        // each unit runs again in its own, so one unit's failure is only
+        // its own.
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            if job.ticket.withdrawn() {
+                continue;
+            }
+            // A unit that ran already has a caller waiting for its outcome;
+            // one that never ran, a caller with a deadline.
+            let until = if job.ticket.claimed() {
+                Instant::now() + self.acquire_timeout()
+            } else {
+                job.ticket.deadline
+            };
+            match self.begin_until(until).await {
+                Ok(tx) => {
+                    let result = self.run_together(tx, std::slice::from_ref(&job)).await;
+                    finish(vec![job], result.map_err(Failure::into_error));
+                }
+                Err(e) => {
+                    // The database went away: the others would only wait
+                    // for it one after another.
+                    let rest: Vec<Job> = std::iter::once(job).chain(jobs).collect();
+                    return fail(rest, e);
+                }
+            }
         }
     }
 
-    async fn run_together(&self, jobs: &[Job]) -> Result<(), StorageError> {
-        let tx = self.begin_writing().await?;
-        // Jobs come sorted by organization: each organization's units run
-        // under its setting, then its events go in with one INSERT, before
-        // the setting moves on (row-level security checks every event row
-        // against it).
+    /// Runs `jobs` (sorted by organization) in `tx` and commits. A unit
+    /// whose caller withdrew it is skipped.
+    async fn run_together(&self, tx: DatabaseTransaction, jobs: &[Job]) -> Result<(), Failure> {
+        // Each organization's units run under its setting, then its events
+        // go in with one INSERT, before the setting moves on (row-level
+        // security checks every event row against it).
         let mut start = 0;
         while start < jobs.len() {
             let org = jobs[start].org;
@@ -176,15 +291,63 @@ impl Database {
                 .iter()
                 .position(|j| j.org != org)
                 .map_or(jobs.len(), |n| start + n);
-            self.set_tenant(&tx, org).await?;
+            self.set_tenant(&tx, org).await.map_err(Failure::Before)?;
             let mut events = Vec::new();
             for job in &jobs[start..end] {
-                events.extend((job.unit)(&tx).await?);
+                if job.ticket.claim() {
+                    events.extend((job.unit)(&tx).await.map_err(Failure::Before)?);
+                }
             }
-            crate::audit::append(&tx, &events).await?;
+            crate::audit::append(&tx, &events)
+                .await
+                .map_err(Failure::Before)?;
             start = end;
         }
-        tx.commit().await.map_err(super::storage_error)
+        tx.commit()
+            .await
+            .map_err(|e| Failure::AtCommit(super::storage_error(e)))
+    }
+}
+
+/// How a transaction of units failed.
+enum Failure {
+    /// Before COMMIT: rolled back, nothing of it is kept.
+    Before(StorageError),
+    /// The COMMIT failed: whether it went through is unknown.
+    AtCommit(StorageError),
+}
+
+impl Failure {
+    fn into_error(self) -> StorageError {
+        match self {
+            Self::Before(e) | Self::AtCommit(e) => e,
+        }
+    }
+}
+
+/// Tells each job that ran (or still waits) how its transaction ended.
+fn finish(jobs: Vec<Job>, result: Result<(), StorageError>) {
+    match result {
+        Ok(()) => {
+            for job in jobs {
+                if job.ticket.claimed() {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+        }
+        Err(e) => fail(jobs, e),
+    }
+}
+
+/// Fails every job still waiting with `err` (each its own copy).
+fn fail(jobs: Vec<Job>, err: StorageError) {
+    let mut waiting: Vec<Job> = jobs.into_iter().filter(|j| !j.ticket.withdrawn()).collect();
+    let last = waiting.pop();
+    for job in waiting {
+        let _ = job.done.send(Err(copy_of(&err)));
+    }
+    if let Some(job) = last {
+        let _ = job.done.send(Err(err));
     }
 }
 
@@ -201,6 +364,8 @@ fn settle<T>(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 
     use super::*;
@@ -266,5 +431,61 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .and_then(|r| r.try_get::<i64>("", "n").ok());
         assert_eq!(count, Some(23), "every other unit committed exactly once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_unit_that_gets_no_connection_within_the_budget_fails_fast_and_never_runs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}/group.db", dir.path().display());
+        let mut settings = DbSettings::new(url.into());
+        settings.pool_max = 3;
+        settings.acquire_timeout = Duration::from_secs(1);
+        let db = Database::connect(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.conn()
+            .execute_unprepared("CREATE TABLE t (n integer)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Somebody holds the write lock for longer than any budget.
+        let holder = db.begin_writing().await.unwrap_or_else(|e| panic!("{e}"));
+        let org = OrgId::generate();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let started = Instant::now();
+                let out = db
+                    .with_wait_budget(db.grouped(org, unit("INSERT INTO t VALUES (1)")))
+                    .await;
+                (out.err().map(|e| e.code()), started.elapsed())
+            }));
+        }
+        for t in tasks {
+            let (err, took) = t.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(err, Some("storage_unavailable"));
+            assert!(
+                took < Duration::from_millis(1800),
+                "one budget, not one acquire timeout per queued unit: {took:?}"
+            );
+        }
+        drop(holder);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let count = || async {
+            db.conn()
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT count(*) AS n FROM t",
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .and_then(|r| r.try_get::<i64>("", "n").ok())
+        };
+        assert_eq!(count().await, Some(0), "a unit that answered 503 never ran");
+        let rows = db
+            .with_wait_budget(db.grouped(org, unit("INSERT INTO t VALUES (1)")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((rows, count().await), (1, Some(1)), "and the next one does");
     }
 }

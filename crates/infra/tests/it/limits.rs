@@ -80,3 +80,54 @@ async fn redis_counts_one_quota_for_every_limiter_and_falls_back_to_memory_when_
     assert!(!one.healthy());
     assert!(one.ping().await.is_err());
 }
+
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_one_deadline_then_nothing_until_a_probe() {
+    let Some(redis) = carapace_testkit::redis_url("redis_black_hole") else {
+        return;
+    };
+    let target = redis.trim_start_matches("redis://").trim_end_matches('/');
+    let relay = carapace_testkit::relay::Relay::start(target).await;
+    let url = SecretString::from(format!("redis://{}", relay.addr()));
+    let limiter = RedisLimiter::connect(&url, quotas(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = someone();
+    assert_eq!(allowed(&limiter, &key, 1).await, 1);
+
+    relay.black_hole().await;
+    let fresh = someone();
+    let started = std::time::Instant::now();
+    assert_eq!(limiter.check(RouteClass::Api, &fresh).await, Verdict::Allow);
+    let first = started.elapsed();
+    assert!(
+        first < carapace_infra::rate_limit::REDIS_DEADLINE * 2,
+        "one call waits at most the deadline: {first:?}"
+    );
+    assert!(!limiter.healthy(), "the circuit is open");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        allowed(&limiter, &fresh, 50).await,
+        2,
+        "the burst is counted locally"
+    );
+    let fifty = started.elapsed();
+    assert!(
+        fifty < std::time::Duration::from_millis(100),
+        "an open circuit calls nobody: {fifty:?}"
+    );
+    assert!(limiter.ping().await.is_err(), "readiness sees it at once");
+
+    // Back: after the cool-down one probe closes the circuit.
+    relay.restore();
+    tokio::time::sleep(carapace_infra::rate_limit::COOL_DOWN).await;
+    let mut healthy = false;
+    for _ in 0..20 {
+        if limiter.ping().await.is_ok() {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(healthy && limiter.healthy(), "Redis is used again");
+}

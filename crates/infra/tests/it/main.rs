@@ -5,6 +5,7 @@ mod appointments;
 mod audit;
 mod limits;
 mod mail;
+mod migrations;
 mod oidc;
 mod outbound;
 mod patients;

@@ -10,7 +10,7 @@
 //!   sent to what was created (303), never a second patient.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use carapace_auth::Role;
 use serde_json::Value;
@@ -93,13 +93,14 @@ async fn a_retried_create_is_replayed_never_repeated(app: &TestApp) {
     assert!(!names.iter().any(|n| n == "Eve" || n == "Mal"), "{names:?}");
 }
 
-/// A PostgreSQL proxy that, once armed, lets the transaction that inserts
-/// a patient commit in the database and then cuts the connection instead
-/// of passing the commit's acknowledgement on: the write is durable, and
-/// Carapace sees a lost connection.
+/// A PostgreSQL proxy that, once armed with `n`, lets `n - 1` transactions
+/// that insert a patient commit normally, then lets the `n`-th commit in
+/// the database and cuts the connection instead of passing the commit's
+/// acknowledgement on: the write is durable, and Carapace sees a lost
+/// connection.
 struct CommitEater {
     port: u16,
-    armed: Arc<AtomicBool>,
+    armed: Arc<AtomicUsize>,
 }
 
 impl CommitEater {
@@ -108,7 +109,7 @@ impl CommitEater {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let armed = Arc::new(AtomicBool::new(false));
+        let armed = Arc::new(AtomicUsize::new(0));
         let flag = armed.clone();
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
@@ -122,7 +123,7 @@ impl CommitEater {
     }
 }
 
-async fn pipe(inbound: TcpStream, outbound: TcpStream, armed: Arc<AtomicBool>) {
+async fn pipe(inbound: TcpStream, outbound: TcpStream, armed: Arc<AtomicUsize>) {
     let (mut client_rx, mut client_tx) = inbound.into_split();
     let (mut server_rx, mut server_tx) = outbound.into_split();
     let inserting = Arc::new(AtomicBool::new(false));
@@ -153,8 +154,13 @@ async fn pipe(inbound: TcpStream, outbound: TcpStream, armed: Arc<AtomicBool>) {
         };
         // CommandComplete 'C', length 11, "COMMIT\0".
         let commit = buf[..n].windows(12).any(|w| w == b"C\0\0\0\x0bCOMMIT\0");
-        if commit && inserting.load(Ordering::SeqCst) && armed.swap(false, Ordering::SeqCst) {
-            break; // the acknowledgement is eaten; both ends close
+        if commit && inserting.swap(false, Ordering::SeqCst) {
+            let left = armed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .unwrap_or(0);
+            if left == 1 {
+                break; // the acknowledgement is eaten; both ends close
+            }
         }
         if client_tx.write_all(&buf[..n]).await.is_err() {
             break;
@@ -186,10 +192,14 @@ async fn a_retry_after_a_lost_commit_acknowledgement_creates_nothing() {
     let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
     let key = uuid::Uuid::new_v4().to_string();
 
-    eater.armed.store(true, Ordering::SeqCst);
+    eater.armed.store(1, Ordering::SeqCst);
     let lost = create(&app, &ada, &key, &patient("Ivy")).await;
     assert!(lost.status().is_server_error(), "{}", lost.status());
-    assert!(!eater.armed.load(Ordering::SeqCst), "the commit was eaten");
+    assert_eq!(
+        eater.armed.load(Ordering::SeqCst),
+        0,
+        "the commit was eaten"
+    );
     let body = lost.text().await.unwrap_or_default();
     assert!(
         !body.contains("COMMIT") && !body.contains("Connection"),
@@ -210,5 +220,68 @@ async fn a_retry_after_a_lost_commit_acknowledgement_creates_nothing() {
     assert_eq!(read.status(), 200);
     let names: Vec<Value> = app.all_patients(&app.token(&org, Role::Admin)).await;
     assert_eq!(names.len(), 1, "{names:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_shared_commit_whose_acknowledgement_is_lost_is_never_run_again() {
+    let Some(pg) = carapace_testkit::postgres_fresh("lost_shared_commit", true).await else {
+        return;
+    };
+    let mut url = url::Url::parse(&pg.app_url).unwrap_or_else(|e| panic!("{e}"));
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    let eater = CommitEater::start(target).await;
+    let _ = url.set_port(Some(eater.port));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = settings_with(url.to_string());
+    settings.data_dir = dir.path().join("data");
+    settings.database_tls = carapace_infra::TlsMode::Disable;
+    // One shared transaction at a time: concurrent creates share commits.
+    settings.database_group_workers = 1;
+    let app = spawn_with(settings, Some(dir)).await;
+    let org = app.org().await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    app.new_patient(&ada, "Warm").await;
+
+    // The first create runs alone; the others wait and share the next
+    // commit, which is the one eaten.
+    eater.armed.store(2, Ordering::SeqCst);
+    let bodies: Vec<Value> = (0..16).map(|i| patient(&format!("Batch{i:02}"))).collect();
+    let creates = bodies.iter().map(|body| {
+        send(
+            app.http
+                .post(app.url("/api/v1/patients"))
+                .bearer_auth(&ada)
+                .json(body),
+        )
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    assert_eq!(eater.armed.load(Ordering::SeqCst), 0, "a commit was eaten");
+    // Whatever the eaten commit held is there once; nothing ran twice.
+    let names: Vec<String> = app
+        .all_patients(&app.token(&org, Role::Admin))
+        .await
+        .iter()
+        .map(|p| p["given_name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for i in 0..16 {
+        let name = format!("Batch{i:02}");
+        let n = names.iter().filter(|n| **n == name).count();
+        assert!(n <= 1, "{name} created {n} times: {names:?}");
+    }
+    // Its requests learn that the outcome is unknown (503: retry, with an
+    // Idempotency-Key to be safe), never a false 409 from running them
+    // again into their own committed rows.
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    let failed = statuses.iter().filter(|s| **s == 503).count();
+    assert!(failed > 1, "the eaten commit was shared: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "{statuses:?}"
+    );
     app.stop().await;
 }
