@@ -142,8 +142,8 @@ impl SeaIdempotency {
                 } else {
                     // Pending, or committed and still finishing: the first
                     // request is running.
-                    let finishing = row.state == "pending"
-                        || (row.state == "committed" && !stale(&row));
+                    let finishing =
+                        row.state == "pending" || (row.state == "committed" && !stale(&row));
                     match (row.state.as_str(), row.response) {
                         ("complete", Some(sealed)) => {
                             Begin::Replay(self.open(ctx, &key_hash, &sealed).await?)

@@ -10,6 +10,7 @@ mod impersonation;
 mod issuer_revocation;
 mod kit;
 mod lockout;
+mod mfa_default;
 mod migrations;
 mod oidc_claims;
 mod rate_limit_paths;
