@@ -20,6 +20,9 @@ fn unlimited(s: &mut carapace_server::settings::Settings) {
     s.rate_limit_api_burst = 100_000;
 }
 
+/// A request for patient `id` as `token`.
+type Probe = fn(&TestApp, &str, &str) -> reqwest::RequestBuilder;
+
 /// Median of `samples`.
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort_unstable();
@@ -33,7 +36,7 @@ async fn a_foreign_id_and_a_random_one_cost_the_same(app: &TestApp) {
         .new_patient(&app.token(&theirs, Role::Admin), "Zephyrine")
         .await;
     let admin = app.token(&ours, Role::Admin);
-    let probes: [(&str, fn(&TestApp, &str, &str) -> reqwest::RequestBuilder); 2] = [
+    let probes: [(&str, Probe); 2] = [
         ("read", |app, token, id| {
             app.http
                 .get(app.url(&format!("/api/v1/patients/{id}")))
