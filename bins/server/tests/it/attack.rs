@@ -8,7 +8,7 @@ mod faults;
 mod idempotency;
 mod impersonation;
 mod issuer_revocation;
-mod kit;
+pub(crate) mod kit;
 mod lockout;
 mod mfa_default;
 mod migrations;
