@@ -39,7 +39,7 @@ ci:
 # Create an organization and print a clinician dev token for it.
 dev-token slug="demo":
     -cargo run --release -- org create --name "{{slug}}" --slug {{slug}}
-    cargo run --release -- dev-token --org {{slug}} --role clinician
+    cargo run --release -- dev-token --org {{slug}} --role clinician --mfa
 
 # The load harness (bench/): W1 read, W2 write, W3 search over HTTP against
 # pgbench running the same SQL, alternating slices; needs PostgreSQL and

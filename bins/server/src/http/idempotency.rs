@@ -36,6 +36,27 @@ use time::OffsetDateTime;
 use super::ApiError;
 use crate::state::AppState;
 
+/// The creating resources wrapped by this middleware (path template, and
+/// whether their answers are kept), for the API document. Each resource's
+/// route registration wraps it with [`middleware`] or
+/// [`credential_middleware`] accordingly.
+pub const RESOURCES: &[(&str, bool)] = &[
+    ("/api/v1/patients", true),
+    ("/api/v1/appointments", true),
+    ("/api/v1/patients/{id}/medications", true),
+    ("/api/v1/patients/{id}/side-effects", true),
+    ("/api/v1/patients/{id}/consents", true),
+    ("/api/v1/referrals", true),
+    ("/api/v1/verification-tasks", true),
+    ("/api/v1/verification-tasks/{id}/transcript", true),
+    ("/api/v1/assistant/messages", true),
+    ("/api/v1/users", true),
+    ("/api/v1/patients/{id}/break-glass", true),
+    ("/api/v1/patients/{id}/care-team", true),
+    ("/api/v1/service-keys", false),
+    ("/api/v1/calendar-feeds", false),
+];
+
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
 /// The response header of a replayed answer.

@@ -43,7 +43,7 @@ use crate::http::error::{Problem, ProblemField};
         research::summary, assistant::send, assistant::history,
     ),
     components(schemas(Problem, ProblemField)),
-    modifiers(&BearerAuth, &CommonErrors, &AccessRules),
+    modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
          (name = "appointments", description = "Appointments, availability and reminder preferences"),
@@ -69,6 +69,50 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The optional `Idempotency-Key` header on the creating operations that
+/// honour it ([`crate::http::idempotency::RESOURCES`]).
+struct IdempotencyKeys;
+
+impl Modify for IdempotencyKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, ResponseBuilder, Type};
+        for (path, keeps) in crate::http::idempotency::RESOURCES {
+            let Some(op) = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            let replay = if *keeps {
+                "the same key with the same request within 24 hours gets the first answer again (`Idempotent-Replayed: true`)"
+            } else {
+                "the same key with the same request within 24 hours is 409 (the answer holds a credential and is never kept)"
+            };
+            let param = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(format!(
+                    "Makes a retry safe: {replay}; with another request it is 422, while the first still runs 409, and when the first committed but its answer was lost 303 to what it created. 1-255 visible characters, optionally quoted."
+                )))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String).max_length(Some(257))))
+                .build();
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(param.into());
+            op.responses.responses.entry("303".to_owned()).or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description("a request with this Idempotency-Key committed but its answer was lost: see Location")
+                    .build()
+                    .into()
+            });
+        }
+    }
+}
+
 /// The problem responses any operation may give, added where an
 /// operation does not describe its own: malformed input, credentials,
 /// permissions, absence, method, size, media type, validation, rate limit,
@@ -80,6 +124,10 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
     ("401", "missing or invalid credentials"),
     ("403", "not allowed"),
     ("404", "no such resource (or another organization's)"),
+    (
+        "409",
+        "conflict with the current state, or a request with the same Idempotency-Key still running",
+    ),
     ("405", "method not allowed on this resource"),
     ("413", "body too large"),
     ("415", "body is not JSON"),
