@@ -15,7 +15,8 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 /// The origin of the browser app in the cookie-session tests.
 pub(crate) const APP_ORIGIN: &str = "https://app.example.org";
 
-pub(crate) async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
+/// Creates a local account with [`PASSWORD`]; returns its id.
+pub(crate) async fn user(app: &TestApp, org: &Org, email: &str, role: Role) -> String {
     let ctx = TenantContext::new(
         org.id,
         SubjectId::parse("test").unwrap_or_else(|e| panic!("{e}")),
@@ -30,7 +31,9 @@ pub(crate) async fn user(app: &TestApp, org: &Org, email: &str, role: Role) {
             RoleSet::of(&[role]),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id
+        .to_string()
 }
 
 pub(crate) async fn login(

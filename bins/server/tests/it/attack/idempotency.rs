@@ -169,25 +169,34 @@ async fn pipe(inbound: TcpStream, outbound: TcpStream, armed: Arc<AtomicUsize>) 
     up.abort();
 }
 
-#[tokio::test]
-async fn a_retry_after_a_lost_commit_acknowledgement_creates_nothing() {
-    let Some(pg) = carapace_testkit::postgres_fresh("idempotency_lost_commit", true).await else {
-        return;
-    };
+/// An app on a fresh PostgreSQL database reached through a [`CommitEater`]
+/// (in plain text, so the proxy can read the protocol).
+async fn behind_eater(
+    test: &str,
+    configure: impl FnOnce(&mut carapace_server::settings::Settings),
+) -> Option<(TestApp, CommitEater)> {
+    let pg = carapace_testkit::postgres_fresh(test, true).await?;
     let mut url = url::Url::parse(&pg.app_url).unwrap_or_else(|e| panic!("{e}"));
     let target = format!(
         "{}:{}",
         url.host_str().unwrap_or("127.0.0.1"),
         url.port().unwrap_or(5432)
     );
-    let eater = CommitEater::start(target.clone()).await;
+    let eater = CommitEater::start(target).await;
     let _ = url.set_port(Some(eater.port));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut settings = settings_with(url.to_string());
     settings.data_dir = dir.path().join("data");
-    // Plain text, so the proxy can see the protocol.
     settings.database_tls = carapace_infra::TlsMode::Disable;
-    let app = spawn_with(settings, Some(dir)).await;
+    configure(&mut settings);
+    Some((spawn_with(settings, Some(dir)).await, eater))
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_commit_acknowledgement_creates_nothing() {
+    let Some((app, eater)) = behind_eater("idempotency_lost_commit", |_| {}).await else {
+        return;
+    };
     let org = app.org().await;
     let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
     let key = uuid::Uuid::new_v4().to_string();
@@ -225,24 +234,12 @@ async fn a_retry_after_a_lost_commit_acknowledgement_creates_nothing() {
 
 #[tokio::test]
 async fn a_shared_commit_whose_acknowledgement_is_lost_is_never_run_again() {
-    let Some(pg) = carapace_testkit::postgres_fresh("lost_shared_commit", true).await else {
+    // One shared transaction at a time: concurrent creates share commits.
+    let Some((app, eater)) =
+        behind_eater("lost_shared_commit", |s| s.database_group_workers = 1).await
+    else {
         return;
     };
-    let mut url = url::Url::parse(&pg.app_url).unwrap_or_else(|e| panic!("{e}"));
-    let target = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port().unwrap_or(5432)
-    );
-    let eater = CommitEater::start(target).await;
-    let _ = url.set_port(Some(eater.port));
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut settings = settings_with(url.to_string());
-    settings.data_dir = dir.path().join("data");
-    settings.database_tls = carapace_infra::TlsMode::Disable;
-    // One shared transaction at a time: concurrent creates share commits.
-    settings.database_group_workers = 1;
-    let app = spawn_with(settings, Some(dir)).await;
     let org = app.org().await;
     let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
     app.new_patient(&ada, "Warm").await;

@@ -3,11 +3,7 @@
 //! client), the mail outbox, TOTP enrolment, and a way to run one scenario
 //! on both databases with adjusted settings.
 
-use carapace_auth::local::{AccountStore as _, Email, hash_password};
-use carapace_auth::{Role, RoleSet};
-use carapace_infra::accounts::SeaAccounts;
-use carapace_tenancy::{SubjectId, TenantContext};
-use secrecy::SecretString;
+use carapace_auth::Role;
 use serde_json::{Value, json};
 
 use crate::support::{Org, TestApp, send};
@@ -107,23 +103,7 @@ pub(crate) fn of<'a>(trail: &'a [Value], action: &str) -> Vec<&'a Value> {
 
 /// Creates a local account with [`PASSWORD`] and returns its id.
 pub(crate) async fn account(app: &TestApp, org: &Org, email: &str, role: Role) -> String {
-    let ctx = TenantContext::new(
-        org.id,
-        SubjectId::parse("test").unwrap_or_else(|e| panic!("{e}")),
-    );
-    let hash =
-        hash_password(&SecretString::from(PASSWORD.to_owned())).unwrap_or_else(|e| panic!("{e}"));
-    SeaAccounts::new(app.db.clone())
-        .create(
-            &ctx,
-            &Email::parse(email).unwrap_or_else(|| panic!("email")),
-            Some(hash),
-            RoleSet::of(&[role]),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .id
-        .to_string()
+    crate::auth::user(app, org, email, role).await
 }
 
 /// A password login forwarded for `client`.
