@@ -111,7 +111,9 @@ impl ResetStore for SeaResets {
             .and_then(to_account)
             .filter(|a| a.active && !a.login.admin_locked)
         else {
-            return Ok(None); // dropped: nothing changes
+            // The code is spent all the same; nothing else changes.
+            commit(tx).await?;
+            return Ok(None);
         };
         // Using one code voids the others.
         void_reset_codes(&tx, ctx, reset.user_id, now).await?;

@@ -424,8 +424,11 @@ where
                 return Ok(Ok((account.login, next, effect)));
             }
         }
-        // Contended beyond reason: refuse rather than skip the count.
-        Ok(Err(Refusal::Throttled))
+        // Contended beyond reason (a swarm of attempts at once): refuse
+        // rather than skip the count, and say so (429), not "wrong password".
+        Err(AuthError::TooManyAttempts(std::time::Duration::from_secs(
+            1,
+        )))
     }
 
     /// Records what a failure changed (throttling began, or suspension).

@@ -50,7 +50,8 @@ pub trait ResetStore: Send + Sync {
     /// throttling ([`super::LoginState::after_reset`]: never an
     /// administrator's lock), revokes all its sessions and records a
     /// security event. The account, or `None` if there was no such usable
-    /// token (nothing changes then).
+    /// token (nothing changes then; a code whose account can no longer use
+    /// it is spent all the same).
     fn complete(
         &self,
         ctx: &TenantContext,
