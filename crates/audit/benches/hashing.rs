@@ -47,6 +47,7 @@ fn hashing(c: &mut Criterion) {
         leaf,
         link,
         event: Some(bytes),
+        columns: Some(carapace_audit::chain::StoredColumns::of(&event)),
     };
     let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
     c.bench_function("audit: verify one chain position", |b| {

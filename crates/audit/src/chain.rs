@@ -1,7 +1,15 @@
 //! The per-organization hash chain over audit events, its Ed25519-signed
 //! checkpoints, and the verifier that names the first bad position.
 //!
-//! `leaf = SHA-256("carapace-audit-leaf-v1" 0x00 canonical_event)`,
+//! `leaf = SHA-256("carapace-audit-leaf-v1" 0x00 canonical_event)`, where
+//! the canonical event is the one encoding of every field of the event
+//! (organization, id, time, actor and its kind, acting-for, action,
+//! resource type and id, PHI fields, outcome, origin with the request id,
+//! detail). The columns stored beside it for searching (actor, action,
+//! resource, outcome, time) are projections of it: the verifier requires
+//! each stored column to equal its field of the hashed encoding, so an edit
+//! of any column is found at its position like an edit of the body.
+//!
 //! `link_n = SHA-256("carapace-audit-link-v1" 0x00 link_{n-1} leaf_n)`,
 //! `link_0 = SHA-256("carapace-audit-genesis-v1" 0x00 org_id)`. The three
 //! domains are distinct, so a leaf can never pass for a link or the start
@@ -149,6 +157,54 @@ impl Checkpoint {
     }
 }
 
+/// The searchable columns stored beside an event's canonical bytes, as
+/// stored (what filters and listings read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredColumns {
+    /// When (`recorded_at`).
+    pub at: OffsetDateTime,
+    /// The actor.
+    pub actor: String,
+    /// The action.
+    pub action: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// The resource id.
+    pub resource_id: Option<String>,
+    /// The outcome's stored name.
+    pub outcome: String,
+}
+
+impl StoredColumns {
+    /// The columns an intact row stores for `event`.
+    pub fn of(event: &AuditEvent) -> Self {
+        Self {
+            at: event.at,
+            actor: event.actor.as_str().to_owned(),
+            action: event.action.clone(),
+            resource_type: event.resource_type.clone(),
+            resource_id: event.resource_id.clone(),
+            outcome: event.outcome.as_str().to_owned(),
+        }
+    }
+
+    /// The first column that differs from the hashed `event`'s field.
+    fn first_edit(&self, event: &AuditEvent) -> Option<&'static str> {
+        let intact = Self::of(event);
+        [
+            ("recorded_at", self.at == intact.at),
+            ("actor", self.actor == intact.actor),
+            ("action", self.action == intact.action),
+            ("resource_type", self.resource_type == intact.resource_type),
+            ("resource_id", self.resource_id == intact.resource_id),
+            ("outcome", self.outcome == intact.outcome),
+        ]
+        .into_iter()
+        .find(|(_, same)| !same)
+        .map(|(column, _)| column)
+    }
+}
+
 /// One stored chain position and the event it covers.
 #[derive(Clone, Debug)]
 pub struct ChainEntry {
@@ -162,6 +218,8 @@ pub struct ChainEntry {
     pub link: Hash,
     /// The event's stored canonical bytes; `None` when the event is gone.
     pub event: Option<Vec<u8>>,
+    /// The event row's searchable columns (with `event`).
+    pub columns: Option<StoredColumns>,
 }
 
 /// What is wrong at a position.
@@ -188,6 +246,13 @@ pub enum Problem {
     /// The event belongs elsewhere (another organization or id).
     #[error("event does not belong at this position")]
     Misplaced,
+    /// A searchable column was changed: it no longer equals its field of
+    /// the hashed event (a filter would now hide or misattribute it).
+    #[error("column {column} modified")]
+    ColumnModified {
+        /// The column.
+        column: &'static str,
+    },
     /// A checkpoint's signature is invalid.
     #[error("checkpoint signature invalid")]
     BadSignature,
@@ -296,9 +361,17 @@ impl ChainVerifier {
         if leaf_hash(bytes) != entry.leaf {
             return fail(Problem::Modified);
         }
-        match AuditEvent::from_canonical(bytes) {
-            Some(e) if e.id == entry.event_id && e.org == self.org => {}
+        let event = match AuditEvent::from_canonical(bytes) {
+            Some(e) if e.id == entry.event_id && e.org == self.org => e,
             _ => return fail(Problem::Misplaced),
+        };
+        match &entry.columns {
+            Some(columns) => {
+                if let Some(column) = columns.first_edit(&event) {
+                    return fail(Problem::ColumnModified { column });
+                }
+            }
+            None => return fail(Problem::Deleted),
         }
         if link_hash(&self.prev, &entry.leaf) != entry.link {
             return fail(Problem::BrokenLink);
@@ -400,6 +473,7 @@ mod tests {
                     leaf,
                     link,
                     event: Some(bytes),
+                    columns: Some(StoredColumns::of(&e)),
                 }
             })
             .collect()
@@ -430,6 +504,33 @@ mod tests {
 
     fn at(position: u64, problem: Problem) -> Result<Verified, Finding> {
         Err(Finding { position, problem })
+    }
+
+    #[test]
+    fn an_edit_of_any_searchable_column_is_found_at_its_position() {
+        let org = OrgId::generate();
+        let edits: [(&str, fn(&mut StoredColumns)); 6] = [
+            ("recorded_at", |c| c.at += time::Duration::microseconds(1)),
+            ("actor", |c| c.actor = "system:purge".into()),
+            ("action", |c| c.action = "patient.list".into()),
+            ("resource_type", |c| c.resource_type = "user".into()),
+            ("resource_id", |c| c.resource_id = None),
+            ("outcome", |c| c.outcome = "denied".into()),
+        ];
+        for (column, edit) in edits {
+            let mut entries = chain(org, 6);
+            if let Some(c) = entries[3].columns.as_mut() {
+                edit(c);
+            }
+            assert_eq!(
+                verify(org, &entries, vec![]),
+                at(4, Problem::ColumnModified { column }),
+                "{column}"
+            );
+        }
+        let mut gone = chain(org, 3);
+        gone[1].columns = None;
+        assert_eq!(verify(org, &gone, vec![]), at(2, Problem::Deleted));
     }
 
     #[test]
@@ -513,6 +614,7 @@ mod tests {
                 leaf,
                 link,
                 event: Some(bytes),
+                columns: extra.columns.clone(),
             },
         );
         for (i, e) in inserted.iter_mut().enumerate().skip(4) {
@@ -546,6 +648,7 @@ mod tests {
                 let forged = chain(org, 1).remove(0);
                 e.event_id = forged.event_id;
                 e.event = forged.event;
+                e.columns = forged.columns;
             }
             let (_, leaf, link) = head.append(e.event.as_deref().unwrap_or_default());
             e.leaf = leaf;

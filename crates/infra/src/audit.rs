@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use carapace_audit::chain::{
-    ChainEntry, ChainHead, ChainVerifier, Checkpoint, CheckpointKind, Finding, Hash, Verified,
+    ChainEntry, ChainHead, ChainVerifier, Checkpoint, CheckpointKind, Finding, Hash, StoredColumns,
+    Verified,
 };
 use carapace_audit::{Access, AuditEvent, AuditFuture, Outcome, SecurityEvent, SecurityEventSink};
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
@@ -628,7 +629,9 @@ async fn entries<C: ConnectionTrait>(
         .query_all_raw(statement(
             backend,
             "SELECT c.position AS position, c.event_id AS event_id, c.leaf AS leaf,
-                    c.link AS link, e.body AS body
+                    c.link AS link, e.body AS body, e.recorded_at AS recorded_at,
+                    e.actor AS actor, e.action AS action, e.resource_type AS resource_type,
+                    e.resource_id AS resource_id, e.outcome AS outcome
              FROM audit_chain c
              LEFT JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.event_id
              WHERE c.org_id = $1 AND c.position > $2 AND c.position <= $3
@@ -646,12 +649,24 @@ async fn entries<C: ConnectionTrait>(
         .map(|r| {
             let position: i64 = r.try_get("", "position").map_err(storage_error)?;
             let body: Option<String> = r.try_get("", "body").map_err(storage_error)?;
+            let columns = match body {
+                Some(_) => Some(StoredColumns {
+                    at: r.try_get("", "recorded_at").map_err(storage_error)?,
+                    actor: r.try_get("", "actor").map_err(storage_error)?,
+                    action: r.try_get("", "action").map_err(storage_error)?,
+                    resource_type: r.try_get("", "resource_type").map_err(storage_error)?,
+                    resource_id: r.try_get("", "resource_id").map_err(storage_error)?,
+                    outcome: r.try_get("", "outcome").map_err(storage_error)?,
+                }),
+                None => None,
+            };
             Ok(ChainEntry {
                 position: u64::try_from(position).unwrap_or(0),
                 event_id: r.try_get("", "event_id").map_err(storage_error)?,
                 leaf: hash_of(&r.try_get::<Vec<u8>>("", "leaf").map_err(storage_error)?)?,
                 link: hash_of(&r.try_get::<Vec<u8>>("", "link").map_err(storage_error)?)?,
                 event: body.map(String::into_bytes),
+                columns,
             })
         })
         .collect()

@@ -721,6 +721,78 @@ async fn verify_names_each_kind_of_tampering_at_its_position() {
     assert_eq!(finding(&db, &ctx).await, Some((7, Problem::BadSignature)));
 }
 
+/// Each searchable column, and an edit an attacker would make to it
+/// (hiding a user's events from `?actor=`, turning a denial into an
+/// allowance, moving an event in time, pointing it at another resource).
+const COLUMN_EDITS: [(&str, &str); 6] = [
+    ("actor", "actor = 'system:purge'"),
+    ("action", "action = 'patient.list'"),
+    ("resource_type", "resource_type = 'user'"),
+    ("resource_id", "resource_id = 'elsewhere'"),
+    ("outcome", "outcome = 'denied'"),
+    ("recorded_at", "recorded_at = '2001-01-01 00:00:00+00'"),
+];
+
+#[tokio::test]
+async fn sqlite_verify_finds_an_edit_of_each_searchable_column() {
+    for (column, set) in COLUMN_EDITS {
+        let (_d, db, ctx, raw) = tamperable(8).await;
+        exec(&raw, &format!("UPDATE audit_events SET {set} WHERE id = (SELECT event_id FROM audit_chain WHERE position = 5)")).await;
+        assert_eq!(
+            finding(&db, &ctx).await,
+            Some((5, Problem::ColumnModified { column })),
+            "{column}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_verify_finds_a_superusers_edit_of_each_searchable_column() {
+    let Some(pg) = carapace_testkit::postgres_fresh("audit_column_edits", true).await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    for (column, set) in COLUMN_EDITS {
+        // An organization per column, each with a chained trail of eight.
+        let ctx = new_org(&db).await;
+        let p = repo
+            .create(&acc(&ctx), &demographics("Ann", None), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 1..8 {
+            repo.get(&acc(&ctx), p.id)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        chainer(&db)
+            .chain_org(ctx.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(finding(&db, &ctx).await, None, "intact before the edit");
+        // The superuser, with the append-only triggers off for the session.
+        let org = ctx.org();
+        carapace_testkit::exec_as_owner(
+            &pg,
+            &format!(
+                "SET session_replication_role = replica;
+                 UPDATE audit_events SET {set}
+                 WHERE org_id = '{org}' AND id = (SELECT event_id FROM audit_chain
+                                                   WHERE org_id = '{org}' AND position = 5);"
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            finding(&db, &ctx).await,
+            Some((5, Problem::ColumnModified { column })),
+            "{column}"
+        );
+    }
+}
+
 async fn export_and_purge(db: Database, owner: Database) {
     let repo = SeaPatients::new(db.clone(), keys(&db));
     let ctx = new_org(&db).await;
