@@ -509,7 +509,8 @@ mod tests {
     #[test]
     fn an_edit_of_any_searchable_column_is_found_at_its_position() {
         let org = OrgId::generate();
-        let edits: [(&str, fn(&mut StoredColumns)); 6] = [
+        type Edit = fn(&mut StoredColumns);
+        let edits: [(&str, Edit); 6] = [
             ("recorded_at", |c| c.at += time::Duration::microseconds(1)),
             ("actor", |c| c.actor = "system:purge".into()),
             ("action", |c| c.action = "patient.list".into()),
