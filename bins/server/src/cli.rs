@@ -554,6 +554,20 @@ async fn audit_export(
         return usage_error(format!("no organization with slug {slug:?}"));
     };
     let key = server::audit_signing_key(settings)?;
+    // Nothing is left out silently: what is pending is chained first, and
+    // an export that would still miss events is refused, naming them.
+    carapace_infra::audit::AuditChainer::new(db.clone(), key.clone(), std::time::Duration::ZERO)
+        .chain_org_to_completion(org)
+        .await?;
+    let unchained = carapace_infra::audit::unchained_in(&db, org, from, to).await?;
+    if unchained > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{slug}: refusing to export: {unchained} events in the range are not chained yet (a transaction is still open, or the chain is broken: run `carapace audit verify`); nothing written"
+        );
+        db.close().await;
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
     let (manifest, events) = carapace_infra::audit::export_org(&db, org, from, to, &key).await?;
     std::fs::create_dir(out_dir)?;
     std::fs::write(out_dir.join(carapace_audit::export::EVENTS_FILE), &events)?;

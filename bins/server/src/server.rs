@@ -326,16 +326,22 @@ const CHAIN_EVERY: Duration = Duration::from_secs(1);
 /// How often (at most) a checkpoint is signed per organization.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
-/// Links audit events into their chains every `every`, until aborted.
+/// Links audit events into their chains every `every`, until `stop` says
+/// so; a pass under way always finishes (it is never cut off holding an
+/// organization's chain lock).
 async fn chain_periodically(
     db: Database,
     chainer: Arc<AuditChainer>,
     metrics: Arc<crate::metrics::Metrics>,
     every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
         match db.exclusively("audit.chain", chainer.run_once()).await {
             Ok(Some(Ok(chained))) => metrics.audit_pass(chained),
             Ok(Some(Err(e))) => tracing::error!(error = %e, "chaining audit events failed"),
@@ -628,11 +634,13 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         audit_signing_key(settings)?,
         CHECKPOINT_EVERY,
     ));
+    let (stop_chaining, chaining_stopped) = tokio::sync::watch::channel(false);
     let chaining = tokio::spawn(chain_periodically(
         running.db.clone(),
         chainer.clone(),
         metrics.clone(),
         CHAIN_EVERY,
+        chaining_stopped,
     ));
     let alerting = alert_deliverer(settings, &running.db).map(|d| {
         tokio::spawn(deliver_periodically(
@@ -657,18 +665,37 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     )
     .await
     .context("shutdown timed out")?;
-    chaining.abort();
+    // The periodic pass under way finishes; no new one starts.
+    let _ = stop_chaining.send(true);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(settings.shutdown_timeout_secs),
+        chaining,
+    )
+    .await;
     if let Some(a) = alerting {
         a.abort();
     }
-    // The last events of the drained requests join their chains, signed.
+    drop(db_for_shutdown);
+    // Every event written before the stop joins its chain, signed, before
+    // the process ends: on a pool of its own (the server's pooled
+    // connections may belong to the workers that just stopped), waiting
+    // for each organization's chain lock rather than skipping it.
+    let last_db = Database::connect(&settings.db())
+        .await
+        .context("connecting to chain the last audit events")?;
     let last = AuditChainer::new(
-        db_for_shutdown,
+        last_db.clone(),
         audit_signing_key(settings)?,
         Duration::ZERO,
     );
-    if let Err(e) = last.run_once().await {
-        tracing::error!(error = %e, "chaining the last audit events failed");
+    let chained = last.run_to_completion().await;
+    last_db.close().await;
+    match chained {
+        Ok(n) => tracing::info!(chained = n, "the last audit events are chained"),
+        Err(e) => {
+            tracing::error!(error = %e, "chaining the last audit events failed");
+            bail!("chaining the last audit events failed: run `carapace audit verify`");
+        }
     }
     tracing::info!("stopped");
     // The exporter blocks while it sends: off the async threads.

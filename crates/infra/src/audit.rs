@@ -284,8 +284,38 @@ impl AuditChainer {
         Ok(total)
     }
 
-    /// Chains `org`'s pending events; returns how many.
+    /// Chains every pending event of every organization, waiting for each
+    /// organization's chain lock instead of skipping an organization that
+    /// another chainer holds, and going on until nothing visible is left
+    /// (the last pass of a stopping server); returns how many.
+    pub async fn run_to_completion(&self) -> Result<u64, StorageError> {
+        let mut total = 0;
+        for org in every_org(&self.db).await? {
+            total += self.chain_org_to_completion(org).await?;
+        }
+        Ok(total)
+    }
+
+    /// Chains every pending event of `org` that is visible now, waiting for
+    /// its chain lock (before an export, or at a stop); returns how many.
+    pub async fn chain_org_to_completion(&self, org: OrgId) -> Result<u64, StorageError> {
+        let mut total = 0;
+        loop {
+            let added = self.chain_org_as(org, true).await?;
+            total += added;
+            if added < CHAIN_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Chains `org`'s pending events; returns how many (none when another
+    /// chainer holds the organization's chain at this moment).
     pub async fn chain_org(&self, org: OrgId) -> Result<u64, StorageError> {
+        self.chain_org_as(org, false).await
+    }
+
+    async fn chain_org_as(&self, org: OrgId, wait: bool) -> Result<u64, StorageError> {
         let backend = self.db.conn().get_database_backend();
         let tx = self
             .db
@@ -293,10 +323,15 @@ impl AuditChainer {
             .await?;
         if backend == DbBackend::Postgres {
             // One chainer per organization at a time, across all servers.
+            let sql = if wait {
+                "SELECT true AS got FROM (SELECT pg_advisory_xact_lock(1633906017, hashtext($1::text))) AS l"
+            } else {
+                "SELECT pg_try_advisory_xact_lock(1633906017, hashtext($1::text)) AS got"
+            };
             let got = tx
                 .query_one_raw(statement(
                     backend,
-                    "SELECT pg_try_advisory_xact_lock(1633906017, hashtext($1::text)) AS got",
+                    sql,
                     vec![org.as_uuid().to_string().into()],
                 ))
                 .await
@@ -612,6 +647,35 @@ pub async fn verify_org(
         chain: verifier.finish(),
         pending: u64::try_from(pending).unwrap_or(0),
     })
+}
+
+/// How many of `org`'s events recorded in `[from, to)` are not chained
+/// (an export of that range would leave them out).
+pub async fn unchained_in(
+    db: &Database,
+    org: OrgId,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<u64, StorageError> {
+    let backend = db.conn().get_database_backend();
+    let tx = db
+        .begin_tenant_read(&system(org, "system:audit-export"))
+        .await?;
+    let n = tx
+        .query_one_raw(statement(
+            backend,
+            "SELECT COUNT(*) AS n FROM audit_events e
+             WHERE e.org_id = $1 AND e.recorded_at >= $2 AND e.recorded_at < $3
+               AND NOT EXISTS (SELECT 1 FROM audit_chain c
+                               WHERE c.org_id = e.org_id AND c.event_id = e.id)",
+            vec![org.as_uuid().into(), from.into(), to.into()],
+        ))
+        .await
+        .map_err(storage_error)?
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .unwrap_or(0);
+    tx.commit().await.map_err(storage_error)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Reads at most `limit` chain entries (with their events' bytes) of `org`

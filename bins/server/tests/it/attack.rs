@@ -16,6 +16,7 @@ mod oidc_claims;
 mod rate_limit_paths;
 mod reset_codes;
 mod sessions;
+mod stops;
 mod timing;
 
 /// Requests written byte for byte onto a TCP connection: the request
