@@ -125,6 +125,10 @@ enum AuditAction {
         /// An export directory to check (needs no database).
         #[arg(long)]
         export: Option<PathBuf>,
+        /// With `--org`: the archive a retention purge wrote; checked with
+        /// the chain, which must resume exactly where the archive ends.
+        #[arg(long, requires = "org")]
+        archive: Option<PathBuf>,
     },
     /// Export an organization's events recorded in [--from, --to) as
     /// NDJSON plus a signed manifest.
@@ -145,13 +149,19 @@ enum AuditAction {
     /// Delete the prefix of an organization's trail older than the
     /// retention period (CARAPACE_AUDIT_RETENTION_DAYS) that a verified
     /// export holds, leaving a signed tombstone. Runs as the schema owner.
+    /// With `--archive DIR` it first exports that prefix to the archive
+    /// itself (and verifies what it wrote).
     Purge {
         /// Organization slug.
         #[arg(long)]
         org: String,
-        /// The export covering what is deleted.
+        /// An export covering what is deleted.
+        #[arg(long, required_unless_present = "archive", conflicts_with = "archive")]
+        export: Option<PathBuf>,
+        /// A new archive directory: export what is past retention there,
+        /// then delete it.
         #[arg(long)]
-        export: PathBuf,
+        archive: Option<PathBuf>,
     },
 }
 
@@ -319,8 +329,13 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             keys_rotate(settings, org.as_deref(), new_kek, batch).await
         }
         Command::Audit {
-            action: AuditAction::Verify { org, export: None },
-        } => audit_verify(settings, org.as_deref()).await,
+            action:
+                AuditAction::Verify {
+                    org,
+                    export: None,
+                    archive,
+                },
+        } => audit_verify(settings, org.as_deref(), archive.as_deref()).await,
         Command::Audit {
             action: AuditAction::Verify {
                 export: Some(dir), ..
@@ -330,8 +345,13 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             action: AuditAction::Export { org, from, to, out },
         } => audit_export(settings, &org, &from, &to, &out).await,
         Command::Audit {
-            action: AuditAction::Purge { org, export },
-        } => audit_purge(settings, &org, &export).await,
+            action:
+                AuditAction::Purge {
+                    org,
+                    export,
+                    archive,
+                },
+        } => audit_purge(settings, &org, export.as_deref(), archive.as_deref()).await,
         Command::Org {
             action: OrgAction::Create { name, slug },
         } => org_create(settings, &name, &slug).await,
@@ -568,13 +588,7 @@ async fn audit_export(
         db.close().await;
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
-    let (manifest, events) = carapace_infra::audit::export_org(&db, org, from, to, &key).await?;
-    std::fs::create_dir(out_dir)?;
-    std::fs::write(out_dir.join(carapace_audit::export::EVENTS_FILE), &events)?;
-    std::fs::write(
-        out_dir.join(carapace_audit::export::MANIFEST_FILE),
-        serde_json::to_vec_pretty(&manifest)?,
-    )?;
+    let manifest = write_export(&db, org, from, to, &key, out_dir).await?;
     let _ = writeln!(
         std::io::stdout(),
         "{slug}: exported {} events (positions {}..={}) to {}",
@@ -587,13 +601,55 @@ async fn audit_export(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Streams an export of `org`'s `[from, to)` into the new directory
+/// `out_dir` (written under a temporary name, renamed when complete, so a
+/// directory of that name is always a whole export).
+async fn write_export(
+    db: &carapace_infra::Database,
+    org: carapace_tenancy::OrgId,
+    from: time::OffsetDateTime,
+    to: time::OffsetDateTime,
+    key: &ed25519_dalek::SigningKey,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<carapace_audit::export::Manifest> {
+    use anyhow::Context as _;
+    if out_dir.exists() {
+        anyhow::bail!(
+            "{} exists: an export goes into a new directory",
+            out_dir.display()
+        );
+    }
+    let mut partial = out_dir.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::create_dir(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let written = async {
+        let file = std::fs::File::create(partial.join(carapace_audit::export::EVENTS_FILE))?;
+        let mut out = std::io::BufWriter::new(file);
+        let manifest =
+            carapace_infra::audit::export_org_to(db, org, from, to, key, &mut out).await?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::write(
+            partial.join(carapace_audit::export::MANIFEST_FILE),
+            serde_json::to_vec_pretty(&manifest)?,
+        )?;
+        std::fs::rename(&partial, out_dir)?;
+        anyhow::Ok(manifest)
+    }
+    .await;
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    written
+}
+
 async fn audit_purge(
     settings: &Settings,
     slug: &str,
-    export: &std::path::Path,
+    export: Option<&std::path::Path>,
+    archive: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
-    let (manifest, events) = read_export(export)?;
     let owner = carapace_infra::Database::connect(&settings.owner_db())
         .await
         .context("connecting as the schema owner (CARAPACE_DATABASE_OWNER_URL)")?;
@@ -603,6 +659,47 @@ async fn audit_purge(
     let cutoff = time::OffsetDateTime::now_utc()
         - time::Duration::days(i64::from(settings.audit_retention_days));
     let key = server::audit_signing_key(settings)?;
+    let export = match (export, archive) {
+        (Some(dir), _) => dir.to_owned(),
+        (None, Some(dir)) => {
+            // Everything before the cutoff goes to the archive first,
+            // chained and signed; what is written is read back and checked
+            // before anything is removed.
+            carapace_infra::audit::AuditChainer::new(
+                owner.clone(),
+                key.clone(),
+                std::time::Duration::ZERO,
+            )
+            .chain_org_to_completion(org)
+            .await?;
+            let manifest = write_export(
+                &owner,
+                org,
+                time::OffsetDateTime::UNIX_EPOCH,
+                cutoff,
+                &key,
+                dir,
+            )
+            .await?;
+            if manifest.body.count == 0 {
+                let _ = std::fs::remove_dir_all(dir);
+                let _ = writeln!(std::io::stdout(), "{slug}: nothing is past retention");
+                owner.close().await;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let _ = writeln!(
+                std::io::stdout(),
+                "{slug}: archived {} events (positions {}..={}) to {}",
+                manifest.body.count,
+                manifest.body.first_position,
+                manifest.body.last_position,
+                dir.display()
+            );
+            dir.to_owned()
+        }
+        (None, None) => return usage_error("--export or --archive is required"),
+    };
+    let (manifest, events) = read_export(&export)?;
     let purged =
         carapace_infra::audit::purge_org(&owner, org, cutoff, &manifest, &events, &key).await?;
     let mut out = std::io::stdout();
@@ -619,7 +716,11 @@ async fn audit_purge(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(settings: &Settings, org: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn audit_verify(
+    settings: &Settings,
+    org: Option<&str>,
+    archive: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
     let key = server::audit_signing_key(settings)?.verifying_key();
     let orgs = match org {
@@ -631,6 +732,41 @@ async fn audit_verify(settings: &Settings, org: Option<&str>) -> anyhow::Result<
     };
     let mut out = std::io::stdout();
     let mut failed = false;
+    if let (Some(dir), [org]) = (archive, orgs.as_slice()) {
+        // The archive alone, then its join with the stored chain.
+        let (manifest, events) = read_export(dir)?;
+        let resumes = carapace_infra::audit::chain_resumes(&db, *org).await?;
+        let checked =
+            carapace_audit::export::verify_export(&manifest, &events, &key).and_then(|n| {
+                if manifest.body.org != *org {
+                    return Err(carapace_audit::export::ExportProblem::BadManifestSignature);
+                }
+                match resumes {
+                    Some((position, link)) => {
+                        carapace_audit::export::joins(&manifest, position, &link).map(|()| n)
+                    }
+                    None => Err(carapace_audit::export::ExportProblem::Disjoint {
+                        ends: manifest.body.last_position,
+                        resumes: 0,
+                    }),
+                }
+            });
+        match checked {
+            Ok(n) => {
+                let _ = writeln!(
+                    out,
+                    "{org}: archive ok: {n} events, positions {}..={}, the chain resumes after {}",
+                    manifest.body.first_position,
+                    manifest.body.last_position,
+                    manifest.body.last_position
+                );
+            }
+            Err(problem) => {
+                failed = true;
+                let _ = writeln!(out, "{org}: archive TAMPERED: {problem}");
+            }
+        }
+    }
     for org in orgs {
         let v = carapace_infra::audit::verify_org(&db, org, &key).await?;
         match v.chain {

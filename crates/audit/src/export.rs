@@ -171,6 +171,32 @@ pub enum ExportProblem {
     /// A checkpoint inside the range does not match or is not signed.
     #[error("checkpoint at position {0} does not match or is not signed")]
     Checkpoint(u64),
+    /// The chain in the database does not resume where the archive ends.
+    #[error("the archive ends at position {ends} but the chain resumes after position {resumes}")]
+    Disjoint {
+        /// The archive's last position.
+        ends: u64,
+        /// Where the stored chain's tombstone says it resumes.
+        resumes: u64,
+    },
+}
+
+/// Whether the archive `manifest` (already verified) ends exactly where the
+/// stored chain resumes: at the tombstone's position, with its link. Then
+/// the archive and the remaining chain prove the organization's whole
+/// trail together.
+pub fn joins(manifest: &Manifest, resumes_after: u64, link: &Hash) -> Result<(), ExportProblem> {
+    let body = &manifest.body;
+    if body.last_position != resumes_after {
+        return Err(ExportProblem::Disjoint {
+            ends: body.last_position,
+            resumes: resumes_after,
+        });
+    }
+    if body.last_link != hex(link) {
+        return Err(ExportProblem::LastLink);
+    }
+    Ok(())
 }
 
 /// Verifies an export: the manifest's signature under `key`, the events

@@ -649,6 +649,19 @@ pub async fn verify_org(
     })
 }
 
+/// Where `org`'s stored chain resumes after a retention purge: the
+/// latest tombstone's position and link (`None`: it starts at genesis).
+pub async fn chain_resumes(db: &Database, org: OrgId) -> Result<Option<(u64, Hash)>, StorageError> {
+    let tx = db
+        .begin_tenant_read(&system(org, "system:audit-verify"))
+        .await?;
+    let found = tombstone(&tx, org).await?;
+    tx.commit().await.map_err(storage_error)?;
+    found
+        .map(|t| Ok((u64::try_from(t.position).unwrap_or(0), hash_of(&t.link)?)))
+        .transpose()
+}
+
 /// How many of `org`'s events recorded in `[from, to)` are not chained
 /// (an export of that range would leave them out).
 pub async fn unchained_in(
@@ -785,9 +798,26 @@ pub async fn export_org(
     to: OffsetDateTime,
     key: &SigningKey,
 ) -> Result<(carapace_audit::export::Manifest, Vec<u8>), StorageError> {
-    use carapace_audit::export::{
-        ExportedCheckpoint, Manifest, ManifestBody, bytes_hex, file_sha256, line,
-    };
+    let mut file = Vec::new();
+    let manifest = export_org_to(db, org, from, to, key, &mut file).await?;
+    Ok((manifest, file))
+}
+
+/// Positions read per page of an export.
+const EXPORT_PAGE: u64 = 1000;
+
+/// Like [`export_org`], writing `events.ndjson` to `out` a page at a time
+/// (memory stays flat however long the range), hashing as it writes.
+pub async fn export_org_to<W: std::io::Write>(
+    db: &Database,
+    org: OrgId,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    key: &SigningKey,
+    out: &mut W,
+) -> Result<carapace_audit::export::Manifest, StorageError> {
+    use carapace_audit::export::{ExportedCheckpoint, Manifest, ManifestBody, bytes_hex, line};
+    use sha2::Digest as _;
     use time::format_description::well_known::Rfc3339;
     let backend = db.conn().get_database_backend();
     let tx = db
@@ -812,7 +842,7 @@ pub async fn export_org(
         (Some(f), Some(l)) => (f, l),
         _ => (0, 0),
     };
-    let mut file = Vec::new();
+    let mut hasher = sha2::Sha256::new();
     let mut count = 0;
     let prev = if first == 0 {
         carapace_audit::chain::genesis(org)
@@ -820,19 +850,26 @@ pub async fn export_org(
         link_before(&tx, org, first).await?
     };
     let mut last_link = prev;
-    if first > 0 {
-        for e in entries(&tx, org, first - 1, last, u64::MAX).await? {
+    let mut after = first.saturating_sub(1);
+    while first > 0 && after < last {
+        let page = entries(&tx, org, after, last, EXPORT_PAGE).await?;
+        let Some(end) = page.last().map(|e| e.position) else {
+            break;
+        };
+        for e in &page {
             let bytes = e.event.as_deref().ok_or_else(|| {
                 StorageError::Internal("an exported position has no event: run audit verify".into())
             })?;
-            let l = line(e.position, &e.leaf, &e.link, bytes);
-            file.extend(
-                serde_json::to_vec(&l).map_err(|e| StorageError::Internal(e.to_string().into()))?,
-            );
-            file.push(b'\n');
+            let mut text = serde_json::to_vec(&line(e.position, &e.leaf, &e.link, bytes))
+                .map_err(|e| StorageError::Internal(e.to_string().into()))?;
+            text.push(b'\n');
+            hasher.update(&text);
+            out.write_all(&text)
+                .map_err(|e| StorageError::Internal(Box::new(e)))?;
             last_link = e.link;
             count += 1;
         }
+        after = end;
     }
     let checkpoints = audit_checkpoint::Entity::find()
         .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
@@ -864,11 +901,13 @@ pub async fn export_org(
         count,
         prev_link: carapace_audit::chain::hex(&prev),
         last_link: carapace_audit::chain::hex(&last_link),
-        events_sha256: file_sha256(&file),
+        events_sha256: bytes_hex(&hasher.finalize()),
         checkpoints,
         public_key: bytes_hex(key.verifying_key().as_bytes()),
     };
-    Ok((Manifest::sign(body, key), file))
+    out.flush()
+        .map_err(|e| StorageError::Internal(Box::new(e)))?;
+    Ok(Manifest::sign(body, key))
 }
 
 /// What a retention purge removed.

@@ -25,6 +25,7 @@ mod oidc;
 mod otel;
 mod patients;
 mod relationships;
+mod retention;
 mod service_keys;
 mod support;
 mod users;
