@@ -1048,6 +1048,7 @@ fn traces(_: &Settings) -> Option<crate::logging::Traces> {
 }
 
 fn init_tracing(settings: &Settings) {
+    crate::logging::route_panics_through_logs();
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let rule = crate::logging::Redaction::new(&settings.log_redact_keys);
     let traces = traces(settings);

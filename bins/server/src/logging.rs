@@ -3,7 +3,10 @@
 //! id (the `request` span), and a redaction pass over every JSON line so
 //! that fields named like secrets or PHI never reach the log, whatever code
 //! logged them. PHI types already print as `[redacted]`; this catches plain
-//! strings under a sensitive name.
+//! strings under a sensitive name, and masks identifiers (e-mail, phone,
+//! dates, SSN, addresses, record numbers …,
+//! [`carapace_phi_crypto::identifiers`]) inside any other text: a message,
+//! an error string, a panic, an upstream error body.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -44,8 +47,54 @@ pub const REDACTED_KEYS: &[&str] = &[
     "transcript",
 ];
 
+/// Panics are logged like everything else: through `tracing`, so their
+/// messages (which may quote a value) pass the redacting writer, instead of
+/// the default hook's raw line on stderr.
+pub fn route_panics_through_logs() {
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// Logs a panic through `tracing` (the redacting writer).
+pub fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = %message, location = %location, "panicked");
+    }
+}
+
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[redacted]";
+
+/// Fields whose values are the log's own structure (times, levels, ids,
+/// route templates), written as they are; every other text is masked.
+const VERBATIM_KEYS: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "request_id",
+    "route",
+    "method",
+    "name",
+    "org",
+    "event",
+    "alert",
+    "code",
+    "class",
+    "security_event",
+    "threadName",
+    "threadId",
+    "filename",
+    "line_number",
+];
 
 /// The redaction rule: the default keys plus `extra` (comma-separated).
 #[derive(Clone, Debug)]
@@ -77,12 +126,20 @@ impl Redaction {
                 for (key, v) in members.iter_mut() {
                     if self.sensitive(key) {
                         *v = Value::String(REDACTED.to_owned());
+                    } else if VERBATIM_KEYS.contains(&key.as_str()) && !v.is_object() {
+                        // The log's own structure.
                     } else {
                         self.scrub(v);
                     }
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.scrub(v)),
+            Value::String(text) => {
+                let masked = carapace_phi_crypto::identifiers::mask(text);
+                if masked != *text {
+                    *text = masked;
+                }
+            }
             _ => {}
         }
     }
@@ -294,5 +351,28 @@ mod tests {
         assert!(out.contains(r#""message":"m""#), "{out}");
         assert!(out.ends_with('\n'));
         assert_eq!(rule.line(b"not json\n"), None);
+    }
+
+    #[test]
+    fn identifiers_inside_any_text_are_masked() {
+        let rule = Redaction::new("");
+        let line = br#"{"timestamp":"2026-12-06T12:00:00Z","level":"ERROR","target":"carapace_server","fields":{"message":"upstream said: no patient jane.roe@example.org born 02/03/1980, call 555-010-0100","cause":"storage failure: duplicate key (ssn)=(123-45-6789)"},"span":{"request_id":"0190d5a4-0000-7000-8000-000000000001"}}
+"#;
+        let out = String::from_utf8(rule.line(line).unwrap_or_default()).unwrap_or_default();
+        for phi in [
+            "jane.roe@example.org",
+            "02/03/1980",
+            "555-010-0100",
+            "123-45-6789",
+        ] {
+            assert!(!out.contains(phi), "{phi} leaked: {out}");
+        }
+        for kept in [
+            r#""timestamp":"2026-12-06T12:00:00Z""#,
+            r#""request_id":"0190d5a4-0000-7000-8000-000000000001""#,
+            "upstream said: no patient [EMAIL] born [DATE], call [PHONE]",
+        ] {
+            assert!(out.contains(kept), "{kept} missing: {out}");
+        }
     }
 }

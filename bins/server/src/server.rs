@@ -552,8 +552,14 @@ const ORG_MEMORY: Duration = Duration::from_secs(1);
 /// that a panicking handler answers a generic 500 and the worker survives.
 #[cfg(debug_assertions)]
 fn debug_routes(cfg: &mut web::ServiceConfig, dev: bool) {
-    async fn deliberate_panic() -> actix_web::HttpResponse {
-        panic!("deliberate panic (debug route)")
+    /// Panics, quoting `?say=` (what a careless `unwrap` on user data does).
+    async fn deliberate_panic(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+        let said =
+            web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.get("say").cloned())
+                .unwrap_or_default();
+        panic!("deliberate panic (debug route) {said}")
     }
     if dev {
         cfg.route("/__debug/panic", web::get().to(deliberate_panic));

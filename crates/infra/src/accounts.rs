@@ -490,10 +490,12 @@ const KNOWN_ADDRESSES: usize = 8;
 
 impl AddressThrottle for SeaAccounts {
     async fn address_state(&self, address: [u8; 32]) -> Result<AddressState, AuthError> {
-        let row = login_address_failure::Entity::find_by_id(address.to_vec())
-            .one(self.db.conn())
-            .await
-            .map_err(db_err)?;
+        // One statement on the pool, within the request's wait budget.
+        let row = crate::db::wait::bounded(
+            login_address_failure::Entity::find_by_id(address.to_vec()).one(self.db.conn()),
+        )
+        .await
+        .map_err(AuthError::Storage)?;
         Ok(row.map_or_else(AddressState::default, |r| AddressState {
             failures: u32::try_from(r.failures).unwrap_or(0),
             last_failure: Some(r.last_failure_at),
@@ -507,7 +509,7 @@ impl AddressThrottle for SeaAccounts {
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
         let next = self.address_state(address).await?.after_failure(now);
-        login_address_failure::Entity::insert(login_address_failure::ActiveModel {
+        let upsert = login_address_failure::Entity::insert(login_address_failure::ActiveModel {
             address_hash: Set(address.to_vec()),
             failures: Set(i32::try_from(next.failures).unwrap_or(i32::MAX)),
             last_failure_at: Set(now),
@@ -522,9 +524,10 @@ impl AddressThrottle for SeaAccounts {
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(self.db.conn())
-        .await
-        .map_err(db_err)?;
+        .exec_without_returning(self.db.conn());
+        crate::db::wait::bounded(upsert)
+            .await
+            .map_err(AuthError::Storage)?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! crate never touches a database, the network, or a log.
 
 pub mod envelope;
+pub mod identifiers;
 mod sealer;
 
 pub use sealer::{LocalSealer, SealError, SealFuture, SecretSealer};

@@ -333,6 +333,32 @@ async fn a_panicking_handler_answers_a_generic_500_and_the_server_keeps_serving(
 }
 
 #[tokio::test]
+async fn phi_in_a_panic_message_is_masked_in_the_logs() {
+    let Some(app) = crate::support::spawn_app(crate::support::Backend::Sqlite, "panic_phi").await
+    else {
+        return;
+    };
+    // A handler that panics quoting what it was given (a careless unwrap).
+    let said = "mail panic.marker@example.org, phone 555-010-4477, born 03/04/1961, MRN 8812-PANIC";
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("say", said)
+        .finish();
+    let res = send(app.http.get(app.url(&format!("/__debug/panic?{query}")))).await;
+    crate::support::problem(res, 500).await;
+    app.stop().await;
+    let logs = crate::support::captured_log_text();
+    assert!(logs.contains("deliberate panic (debug route) mail [EMAIL], phone [PHONE], born [DATE], [RECORD_NUMBER]"), "the panic was logged, masked");
+    for phi in [
+        "panic.marker@example.org",
+        "555-010-4477",
+        "03/04/1961",
+        "8812-PANIC",
+    ] {
+        assert!(!logs.contains(phi), "{phi} appears in the logs");
+    }
+}
+
+#[tokio::test]
 async fn oversized_headers_are_refused_before_any_work() {
     let Some((app, token)) = app_with_token("oversized_headers").await else {
         return;

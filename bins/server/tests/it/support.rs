@@ -120,6 +120,13 @@ pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
             None,
         );
         let _ = tracing::subscriber::set_global_default(subscriber);
+        // Panics reach the logs as they do in the server, and the test
+        // harness still prints its own failures.
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            carapace_server::logging::log_panic(info);
+            default(info);
+        }));
         buffer
     })
 }

@@ -91,25 +91,36 @@ fn token(org: OrgId) -> String {
 
 /// Busy clients against `addr` until `stop`; errors (the server going
 /// away) are expected and ignored.
-fn load(addr: &str, token: &str, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn load(
+    addr: &str,
+    token: &str,
+    stop: &Arc<AtomicBool>,
+    created: &Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..6)
         .map(|n| {
-            let (addr, token, stop) = (addr.to_owned(), token.to_owned(), stop.clone());
+            let (addr, token, stop, created) = (
+                addr.to_owned(),
+                token.to_owned(),
+                stop.clone(),
+                created.clone(),
+            );
             tokio::spawn(async move {
                 let http = reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
                     .build()
                     .unwrap_or_else(|e| panic!("{e}"));
                 while !stop.load(Ordering::Relaxed) {
-                    let created = http
+                    let created_now = http
                         .post(format!("http://{addr}/api/v1/patients"))
                         .bearer_auth(&token)
                         .json(&patient(&format!("Load{n}")))
                         .send()
                         .await;
-                    let Ok(created) = created else { continue };
-                    let body: serde_json::Value = created.json().await.unwrap_or_default();
+                    let Ok(answer) = created_now else { continue };
+                    let body: serde_json::Value = answer.json().await.unwrap_or_default();
                     if let Some(id) = body["id"].as_str() {
+                        created.fetch_add(1, Ordering::Relaxed);
                         let _ = http
                             .get(format!("http://{addr}/api/v1/patients/{id}"))
                             .bearer_auth(&token)
@@ -173,8 +184,18 @@ async fn stops_under_load(db_url: &str, dir: &std::path::Path, lock_url: Option<
     for round in 0..ROUNDS {
         let (mut served, addr) = serve(&env, dir);
         let stop = Arc::new(AtomicBool::new(false));
-        let clients = load(&addr, &token, &stop);
-        // Stop at a different moment each round, clients still busy.
+        let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let clients = load(&addr, &token, &stop, &created);
+        // The clients are at work (however slow the machine)...
+        let started = Instant::now();
+        while created.load(Ordering::Relaxed) < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: no load"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // ...then stop at a different moment each round, clients still busy.
         tokio::time::sleep(Duration::from_millis(200 + 37 * round as u64)).await;
         let held = match lock_url {
             Some(url) if round % 2 == 1 => {
