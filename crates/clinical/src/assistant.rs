@@ -1,15 +1,19 @@
 //! The AI assistant: who may use it (both the deployment's and the
 //! organization's business associate agreements, [`ai_gate`]), what leaves
-//! Carapace ([`prompt`], with the patient in context replaced by
-//! placeholders by a [`Redactor`]), and the ports to the provider and to
-//! the stored conversation.
+//! Carapace ([`prompt`]: every text passes a [`Redactor`], which replaces
+//! the identifiers of the patient in context and every identifier a pattern
+//! finds in free text by placeholders, and puts them back in the answer),
+//! and the ports to the provider and to the stored conversations. A
+//! conversation belongs to one user and at most one patient context,
+//! chosen when it starts: nothing said about one patient is sent with a
+//! message about another.
 
 use std::future::Future;
 
 use carapace_audit::Access;
 use carapace_phi_crypto::Phi;
 
-use crate::patient::Demographics;
+use crate::patient::{Demographics, PatientId};
 use crate::{ClinicalError, FieldError};
 
 /// Longest message, in characters.
@@ -92,14 +96,21 @@ pub fn ai_gate(a: Availability) -> Result<(), ClinicalError> {
     Ok(())
 }
 
-/// Replaces a patient's identifiers by placeholders before text leaves
-/// Carapace, and puts them back in the answer.
+/// Replaces identifiers by placeholders before text leaves Carapace, and
+/// puts them back in the answer: the patient in context's (names, birth
+/// date, member id, phone, e-mail, in the notations people type them), and
+/// every identifier a pattern finds in free text (another phone number, an
+/// e-mail, a date, an SSN, an address …,
+/// [`carapace_phi_crypto::identifiers`]), each as a numbered placeholder
+/// (`[PHONE_1]`) that the same value keeps throughout a prompt.
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// (value as it may appear, placeholder), longest value first.
     pairs: Vec<(String, &'static str)>,
     /// (placeholder, value to put back).
     back: Vec<(&'static str, String)>,
+    /// Identifiers found in free text: (value, numbered placeholder).
+    found: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -178,19 +189,52 @@ impl Redactor {
         }
     }
 
-    /// `text` with every identifier replaced (names and e-mail ignoring
-    /// case).
-    pub fn redact(&self, text: &str) -> String {
+    /// `text` with every identifier replaced: the patient's (names and
+    /// e-mail ignoring case), then whatever a pattern finds in the rest.
+    pub fn redact(&mut self, text: &str) -> String {
         let mut out = text.to_owned();
         for (value, placeholder) in &self.pairs {
             out = replace_ignoring_case(&out, value, placeholder);
         }
-        out
+        let found = carapace_phi_crypto::identifiers::find(&out);
+        if found.is_empty() {
+            return out;
+        }
+        let mut masked = String::with_capacity(out.len());
+        let mut at = 0;
+        for f in found {
+            masked.push_str(&out[at..f.start]);
+            masked.push_str(&self.numbered(&out[f.start..f.end], f.kind));
+            at = f.end;
+        }
+        masked.push_str(&out[at..]);
+        masked
+    }
+
+    /// The placeholder of a free-text identifier: the same value keeps its
+    /// number.
+    fn numbered(&mut self, value: &str, kind: carapace_phi_crypto::identifiers::Kind) -> String {
+        if let Some((_, p)) = self.found.iter().find(|(v, _)| v == value) {
+            return p.clone();
+        }
+        let label = kind.placeholder().trim_matches(['[', ']']);
+        let n = self
+            .found
+            .iter()
+            .filter(|(_, p)| p.starts_with(&format!("[{label}_")))
+            .count()
+            + 1;
+        let placeholder = format!("[{label}_{n}]");
+        self.found.push((value.to_owned(), placeholder.clone()));
+        placeholder
     }
 
     /// `text` with the placeholders put back.
     pub fn restore(&self, text: &str) -> String {
         let mut out = text.to_owned();
+        for (value, placeholder) in self.found.iter().rev() {
+            out = out.replace(placeholder.as_str(), value);
+        }
         for (placeholder, value) in &self.back {
             out = out.replace(placeholder, value);
         }
@@ -226,21 +270,29 @@ fn replace_ignoring_case(haystack: &str, needle: &str, with: &str) -> String {
 pub const SYSTEM_PROMPT: &str = "You are a clinical documentation assistant. Bracketed placeholders such as [PATIENT_NAME] stand for patient details; use them as they are.";
 
 /// What is sent to the provider: the instructions, then the earlier turns
-/// and the new message, each redacted. The only text that leaves
-/// Carapace for a model is built here.
+/// of the same conversation and the new message, every text redacted. The
+/// only text that leaves Carapace for a model is built here.
 pub fn prompt(
     history: &[(Speaker, Phi<String>)],
     new: &Phi<String>,
-    redactor: &Redactor,
-) -> Vec<(Speaker, String)> {
-    history
+    redactor: &mut Redactor,
+) -> Prompt {
+    let system = redactor.redact(SYSTEM_PROMPT);
+    let mut turns: Vec<(Speaker, String)> = history
         .iter()
         .map(|(s, t)| (*s, redactor.redact(t.expose_phi())))
-        .chain(std::iter::once((
-            Speaker::User,
-            redactor.redact(new.expose_phi()),
-        )))
-        .collect()
+        .collect();
+    turns.push((Speaker::User, redactor.redact(new.expose_phi())));
+    Prompt { system, turns }
+}
+
+/// A redacted prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    /// The instructions.
+    pub system: String,
+    /// The turns, oldest first, ending with the new message.
+    pub turns: Vec<(Speaker, String)>,
 }
 
 /// Why a provider call failed.
@@ -254,6 +306,10 @@ pub enum AiError {
 
 /// A chat model.
 pub trait AiProvider: Send + Sync {
+    /// Who receives what is sent (named in each disclosure record), e.g.
+    /// `openai:gpt-4o-mini`.
+    fn name(&self) -> String;
+
     /// The next assistant message after `turns` (system prompt first).
     fn complete(
         &self,
@@ -262,21 +318,46 @@ pub trait AiProvider: Send + Sync {
     ) -> impl Future<Output = Result<String, AiError>> + Send;
 }
 
-/// Each user's conversation, sealed per message.
+/// Each user's conversations, one per patient context (or none), sealed
+/// per message.
 pub trait AssistantRepository: Send + Sync {
-    /// The caller's last `limit` turns, oldest first (`assistant.history`).
+    /// The caller's last `limit` turns of the conversation about `patient`
+    /// (or about no patient), oldest first (`assistant.history`).
     fn history(
         &self,
         access: &Access,
+        patient: Option<PatientId>,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<(Speaker, Phi<String>)>, ClinicalError>> + Send;
 
-    /// Appends turns to the caller's conversation (`assistant.message`).
+    /// Appends turns to the caller's conversation about `patient` (or
+    /// about no patient) (`assistant.message`).
     fn append(
         &self,
         access: &Access,
+        patient: Option<PatientId>,
         turns: &[(Speaker, Phi<String>)],
     ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
+}
+
+/// The record of a disclosure to the AI provider: an event on the patient
+/// in context (so it is in the patient's access log), naming the provider.
+/// Written before anything is sent; if it cannot be written, nothing is.
+pub fn disclosure(
+    access: &Access,
+    patient: PatientId,
+    provider: &str,
+) -> carapace_audit::AuditEvent {
+    access
+        .event(
+            "patient.disclosed",
+            "patient",
+            Some(patient.as_uuid().to_string()),
+            carapace_audit::Outcome::Allowed,
+        )
+        .with_detail(format!(
+            "to the AI provider {provider} (assistant, redacted)"
+        ))
 }
 
 #[cfg(test)]
@@ -332,7 +413,7 @@ mod tests {
 
     #[test]
     fn identifiers_leave_as_placeholders_and_come_back() {
-        let r = Redactor::for_patient(&jane());
+        let mut r = Redactor::for_patient(&jane());
         let text = "JANE ROE (born 02/03/1980, member M-778) called from 15550100100, \
                     mail Jane.Roe@example.org; Roe says Jane is better. Also 1980-02-03.";
         let out = r.redact(text);
@@ -361,12 +442,43 @@ mod tests {
     }
 
     #[test]
-    fn the_prompt_is_redacted_turn_by_turn() {
-        let r = Redactor::for_patient(&jane());
-        let history = vec![(Speaker::Assistant, Phi::new("Hello Jane".to_owned()))];
-        let p = prompt(&history, &Phi::new("Summarise Roe's visit".to_owned()), &r);
+    fn free_text_identifiers_are_numbered_and_restored() {
+        let mut r = Redactor::for_patient(&jane());
+        let out = r.redact(
+            "Jane's sister (SSN 123-45-6789) calls from 555-010-0177 and 555-010-0188; \
+             write to sis@example.net, born 04/05/1971. Call 555-010-0177 again.",
+        );
+        for secret in [
+            "123-45-6789",
+            "555-010-0177",
+            "555-010-0188",
+            "sis@example.net",
+            "04/05/1971",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(
+            out.contains("[PHONE_1] and [PHONE_2]") && out.ends_with("Call [PHONE_1] again."),
+            "{out}"
+        );
         assert_eq!(
-            p,
+            r.restore("Ring [PHONE_2], then mail [EMAIL_1] about [PATIENT_GIVEN_NAME]."),
+            "Ring 555-010-0188, then mail sis@example.net about Jane."
+        );
+    }
+
+    #[test]
+    fn the_prompt_is_redacted_turn_by_turn() {
+        let mut r = Redactor::for_patient(&jane());
+        let history = vec![(Speaker::Assistant, Phi::new("Hello Jane".to_owned()))];
+        let p = prompt(
+            &history,
+            &Phi::new("Summarise Roe's visit".to_owned()),
+            &mut r,
+        );
+        assert_eq!(p.system, SYSTEM_PROMPT);
+        assert_eq!(
+            p.turns,
             vec![
                 (Speaker::Assistant, "Hello [PATIENT_GIVEN_NAME]".to_owned()),
                 (

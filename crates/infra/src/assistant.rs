@@ -8,6 +8,7 @@ use std::sync::Arc;
 use carapace_audit::{Access, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::assistant::{AiError, AiProvider, AssistantRepository, Speaker};
+use carapace_clinical::patient::PatientId;
 use carapace_phi_crypto::Phi;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -38,6 +39,14 @@ impl SeaAssistant {
     }
 }
 
+/// The turns of the conversation about `patient` (or about no patient).
+fn conversation(patient: Option<PatientId>) -> sea_orm::sea_query::SimpleExpr {
+    match patient {
+        Some(p) => turn::Column::PatientId.eq(p.as_uuid()),
+        None => turn::Column::PatientId.is_null(),
+    }
+}
+
 fn place(org: Uuid, id: Uuid) -> Place<'static> {
     Place {
         org,
@@ -51,6 +60,7 @@ impl AssistantRepository for SeaAssistant {
     async fn history(
         &self,
         access: &Access,
+        patient: Option<PatientId>,
         limit: u64,
     ) -> Result<Vec<(Speaker, Phi<String>)>, ClinicalError> {
         let ctx = access.tenant();
@@ -58,6 +68,7 @@ impl AssistantRepository for SeaAssistant {
         let mut rows = turn::Entity::find()
             .filter(turn::Column::OrgId.eq(ctx.org().as_uuid()))
             .filter(turn::Column::Subject.eq(ctx.actor().as_str()))
+            .filter(conversation(patient))
             .filter(crate::patients::live_org(ctx))
             .order_by_desc(turn::Column::Id)
             .limit(limit)
@@ -84,6 +95,7 @@ impl AssistantRepository for SeaAssistant {
     async fn append(
         &self,
         access: &Access,
+        patient: Option<PatientId>,
         turns: &[(Speaker, Phi<String>)],
     ) -> Result<(), ClinicalError> {
         let ctx = access.tenant();
@@ -104,6 +116,7 @@ impl AssistantRepository for SeaAssistant {
                     text.expose_phi().as_bytes(),
                 )?),
                 created_at: Set(carapace_audit::event::now_micros()),
+                patient_id: Set(patient.map(|p| p.as_uuid())),
             })
             .exec_without_returning(&tx)
             .await
@@ -124,6 +137,10 @@ impl AssistantRepository for SeaAssistant {
 pub struct LocalAi;
 
 impl AiProvider for LocalAi {
+    fn name(&self) -> String {
+        "local".to_owned()
+    }
+
     async fn complete(
         &self,
         _system: &str,
@@ -169,6 +186,10 @@ impl OpenAiChat {
 }
 
 impl AiProvider for OpenAiChat {
+    fn name(&self) -> String {
+        format!("openai-compatible:{}", self.settings.model)
+    }
+
     async fn complete(&self, system: &str, turns: &[(Speaker, String)]) -> Result<String, AiError> {
         let mut messages = vec![serde_json::json!({"role": "system", "content": system})];
         messages.extend(
@@ -216,6 +237,13 @@ pub enum Ai {
 }
 
 impl AiProvider for Ai {
+    fn name(&self) -> String {
+        match self {
+            Self::Local(p) => p.name(),
+            Self::OpenAi(p) => p.name(),
+        }
+    }
+
     async fn complete(&self, system: &str, turns: &[(Speaker, String)]) -> Result<String, AiError> {
         match self {
             Self::Local(p) => p.complete(system, turns).await,

@@ -733,6 +733,7 @@ pub mod assistant_turn {
         pub key_version: i32,
         pub content: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,
+        pub patient_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

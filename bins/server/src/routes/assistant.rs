@@ -8,8 +8,8 @@
 use actix_web::{HttpResponse, web};
 use carapace_auth::policy::Permission;
 use carapace_clinical::assistant::{
-    AiProvider as _, AssistantRepository as _, Availability, HISTORY_TURNS, Redactor,
-    SYSTEM_PROMPT, Speaker, ai_gate, message, prompt,
+    AiProvider as _, AssistantRepository as _, Availability, HISTORY_TURNS, Redactor, Speaker,
+    ai_gate, disclosure, message, prompt,
 };
 use carapace_clinical::patient::{PatientId, PatientRepository as _};
 use carapace_phi_crypto::Phi;
@@ -43,8 +43,21 @@ pub struct MessageBody {
     /// 1-4000 characters.
     #[schema(max_length = 4000)]
     message: String,
-    /// A patient of yours the conversation is about (their identifiers are
-    /// replaced by placeholders before anything leaves Carapace).
+    /// A patient of yours the conversation is about: each patient (and
+    /// "no patient") has a conversation of its own. Their identifiers, and
+    /// any identifier in the text, leave Carapace only as placeholders;
+    /// each message is recorded in the patient's access log as a
+    /// disclosure to the provider.
+    patient_id: Option<Uuid>,
+}
+
+/// Which conversation to read.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationParams {
+    /// The patient the conversation is about (none: the conversation about
+    /// no patient).
     patient_id: Option<Uuid>,
 }
 
@@ -89,10 +102,11 @@ pub async fn send(
         return Err(ApiError::Internal("gate passed without a provider".into()));
     };
     let text = message(&body.0.message)?;
-    let (access, redactor) = match body.0.patient_id {
+    // The conversation: this user's about this patient (or about none).
+    let context = body.0.patient_id.map(PatientId::from_uuid);
+    let (access, mut redactor) = match context {
         None => (auth.access(), Redactor::none()),
         Some(id) => {
-            let id = PatientId::from_uuid(id);
             let access = related(&state, &auth, id, Permission::PatientRead).await?;
             let patient = state
                 .patients
@@ -102,20 +116,34 @@ pub async fn send(
             (access, Redactor::for_patient(&patient.demographics))
         }
     };
-    let earlier = state.assistant.history(&access, HISTORY_TURNS).await?;
-    let outgoing = prompt(&earlier, &text, &redactor);
-    let raw = ai.complete(SYSTEM_PROMPT, &outgoing).await.map_err(|e| {
-        tracing::warn!(error = %e, "AI provider failed");
-        ApiError::Off {
-            code: "ai_unavailable",
-            detail: "the AI provider did not answer; try again later",
-        }
-    })?;
+    let earlier = state
+        .assistant
+        .history(&access, context, HISTORY_TURNS)
+        .await?;
+    let outgoing = prompt(&earlier, &text, &mut redactor);
+    if let Some(id) = context {
+        // A disclosure, on the record before anything is sent.
+        state
+            .audit
+            .record(&disclosure(&access, id, &ai.name()))
+            .await?;
+    }
+    let raw = ai
+        .complete(&outgoing.system, &outgoing.turns)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "AI provider failed");
+            ApiError::Off {
+                code: "ai_unavailable",
+                detail: "the AI provider did not answer; try again later",
+            }
+        })?;
     let answer = redactor.restore(&raw);
     state
         .assistant
         .append(
             &access,
+            context,
             &[
                 (Speaker::User, text),
                 (Speaker::Assistant, Phi::new(answer.clone())),
@@ -125,8 +153,10 @@ pub async fn send(
     Ok(HttpResponse::Ok().json(AnswerBody { answer }))
 }
 
-/// The caller's conversation (the last 20 turns).
+/// The caller's conversation about `patient_id` (or about no patient): the
+/// last 20 turns.
 #[utoipa::path(get, path = "/api/v1/assistant/messages", tag = "assistant", security(("bearer" = [])),
+    params(ConversationParams),
     responses(
         (status = 200, body = [TurnView]),
         (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
@@ -135,11 +165,17 @@ pub async fn send(
 pub async fn history(
     auth: Authorized,
     state: web::Data<AppState>,
+    params: web::Query<ConversationParams>,
 ) -> Result<HttpResponse, ApiError> {
     gate(&state, &auth)?;
+    let context = params.into_inner().patient_id.map(PatientId::from_uuid);
+    let access = match context {
+        Some(id) => related(&state, &auth, id, Permission::PatientRead).await?,
+        None => auth.access(),
+    };
     let turns = state
         .assistant
-        .history(&auth.access(), HISTORY_TURNS)
+        .history(&access, context, HISTORY_TURNS)
         .await?;
     let views: Vec<TurnView> = turns
         .into_iter()

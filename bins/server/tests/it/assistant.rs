@@ -165,7 +165,7 @@ async fn placeholders_only(backend: Backend, test: &str) {
     );
     // The stored conversation is the user's own, with the real text.
     let history: Value = app
-        .get("/api/v1/assistant/messages", &ada)
+        .get(&format!("/api/v1/assistant/messages?patient_id={p}"), &ada)
         .await
         .json()
         .await
@@ -175,6 +175,14 @@ async fn placeholders_only(backend: Backend, test: &str) {
         history[1]["text"],
         "Summary for Zelda Roe, born 1980-02-03."
     );
+    // The conversation about no patient is another one.
+    let none: Value = app
+        .get("/api/v1/assistant/messages", &ada)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(none, json!([]));
     let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
     let theirs: Value = app
         .get("/api/v1/assistant/messages", &bob)
@@ -227,4 +235,156 @@ async fn assistant_requests_have_their_own_stricter_limit() {
     let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
     assert_eq!(ask(&app, &bob, &hello).await.status(), 200);
     app.stop().await;
+}
+
+/// A provider stand-in that records every request body and answers with
+/// placeholders, so restoring can be seen.
+async fn recording_app(backend: Backend, test: &str) -> Option<(TestApp, Receiver)> {
+    let provider = Receiver::start().await;
+    provider.answer(Answer {
+        status: "200 OK".into(),
+        headers: vec!["content-type: application/json".into()],
+        body: json!({"choices": [{"message": {"role": "assistant",
+            "content": "Noted for [PATIENT_GIVEN_NAME]; ring [PHONE_1]."}}]})
+        .to_string()
+        .into_bytes(),
+    });
+    let base = provider.base.clone();
+    let app = spawn_app_with(backend, test, move |s| {
+        s.ai_provider = "openai".into();
+        s.ai_baa_signed = true;
+        s.ai_url = Some(base);
+        s.ai_api_key = Some("sk-test-key".to_owned().into());
+        s.ai_allow_loopback = true;
+    })
+    .await?;
+    Some((app, provider))
+}
+
+async fn across_patients(backend: Backend, test: &str) {
+    let Some((app, provider)) = recording_app(backend, test).await else {
+        return;
+    };
+    let org = app.org().await;
+    org_baa(&app, &org, true).await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let zelda = json!({"given_name": "Zelda", "family_name": "Quartermain", "birth_date": "1961-07-14",
+        "member_id": "ZQ-40417", "phone": "+1 555 010 0141", "email": "zelda.q@example.org"});
+    let yara = json!({"given_name": "Yara", "family_name": "Oxenford", "birth_date": "1975-11-02",
+        "member_id": "YO-77310", "phone": "+1 555 010 0177", "email": "yara.o@example.net"});
+    let mut ids = Vec::new();
+    for body in [&zelda, &yara] {
+        let res = app.create_patient(&ada, body).await;
+        assert_eq!(res.status(), 201);
+        let made: Value = res.json().await.unwrap_or_default();
+        ids.push(made["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let turns = [
+        (
+            Some(&ids[0]),
+            "Zelda Quartermain (DOB 07/14/1961, member ZQ-40417) says her neighbour, SSN 123-45-6789, reached her at zelda.q@example.org and on 555-010-0199.",
+        ),
+        (
+            Some(&ids[1]),
+            "Yara Oxenford, born 1975-11-02, mail yara.o@example.net or call +1 555 010 0177; lives at 12 Harbor View Road, 02139.",
+        ),
+        (
+            None,
+            "Draft a letter to the daughter, born March 3rd, 1990, at daughter@example.com or 555-010-0123, account #7731-22; portal https://portal.example.org/x?id=9 from 10.2.3.4.",
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (patient, message) in turns {
+        let mut body = json!({"message": message});
+        if let Some(p) = patient {
+            body["patient_id"] = json!(p);
+        }
+        let res = ask(&app, &ada, &body).await;
+        assert_eq!(res.status(), 200);
+        let answer: Value = res.json().await.unwrap_or_default();
+        answers.push(answer["answer"].as_str().unwrap_or_default().to_owned());
+    }
+    let identifiers = [
+        "Zelda",
+        "Quartermain",
+        "1961",
+        "ZQ-40417",
+        "0141",
+        "zelda.q@example.org",
+        "Yara",
+        "Oxenford",
+        "1975",
+        "YO-77310",
+        "0177",
+        "yara.o@example.net",
+        "123-45-6789",
+        "555-010-0199",
+        "Harbor View",
+        "02139",
+        "1990",
+        "daughter@example.com",
+        "555-010-0123",
+        "7731-22",
+        "portal.example.org",
+        "10.2.3.4",
+    ];
+    let calls = provider.received();
+    assert_eq!(calls.len(), 3);
+    for call in &calls {
+        let sent = String::from_utf8_lossy(&call.body).to_string();
+        for id in identifiers {
+            assert!(!sent.contains(id), "{id} reached the provider: {sent}");
+        }
+        // Each conversation is its own: a system prompt and one message.
+        let messages: Value = serde_json::from_slice(&call.body).unwrap_or_default();
+        assert_eq!(
+            messages["messages"].as_array().map(Vec::len),
+            Some(2),
+            "{sent}"
+        );
+    }
+    // The answers come back whole: placeholders restored for the user.
+    assert_eq!(answers[0], "Noted for Zelda; ring 555-010-0199.");
+    assert_eq!(answers[1], "Noted for Yara; ring [PHONE_1].");
+    assert_eq!(
+        answers[2],
+        "Noted for [PATIENT_GIVEN_NAME]; ring 555-010-0123."
+    );
+    // Each message about a patient is a disclosure in that patient's access
+    // log, naming the provider; the one about nobody is in no access log.
+    let compliance = app.token(&org, Role::Compliance);
+    for id in &ids {
+        let log: Value = app
+            .get(&format!("/api/v1/patients/{id}/access-log"), &compliance)
+            .await
+            .json()
+            .await
+            .unwrap_or_default();
+        let disclosed: Vec<&Value> = log["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["action"] == "patient.disclosed")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(disclosed.len(), 1, "{log}");
+        assert!(
+            disclosed[0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("openai-compatible:")),
+            "{log}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_across_two_patients_and_free_text_sends_no_identifier_on_sqlite() {
+    across_patients(Backend::Sqlite, "assistant_across_sqlite").await;
+}
+
+#[tokio::test]
+async fn a_conversation_across_two_patients_and_free_text_sends_no_identifier_on_postgres() {
+    across_patients(Backend::Postgres, "assistant_across_postgres").await;
 }
