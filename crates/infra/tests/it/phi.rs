@@ -154,10 +154,10 @@ async fn marked_appointment(
         Speaker::User,
         carapace_phi_crypto::Phi::new(MARKERS[10].to_owned()),
     );
-    chat.append(&acc(ctx), &[turn])
+    chat.append(&acc(ctx), None, &[turn])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let said = chat.history(&acc(ctx), 5).await.unwrap_or_default();
+    let said = chat.history(&acc(ctx), None, 5).await.unwrap_or_default();
     assert_eq!(
         said.first().map(|(_, t)| t.expose_phi().as_str()),
         Some(MARKERS[10])
