@@ -15,6 +15,7 @@ mod error;
 pub mod medication;
 pub mod patient;
 pub mod research;
+pub mod small_cells;
 pub mod verification;
 
 pub use error::{ClinicalError, FieldError};

@@ -261,9 +261,10 @@ impl Window {
     }
 }
 
-/// A drug or symptom as correlations compare it: trimmed, lower-case.
+/// A drug or symptom as correlations compare it: the one normalisation of
+/// [`crate::small_cells::normalise_label`].
 pub fn normalise(s: &str) -> String {
-    s.trim().to_lowercase()
+    crate::small_cells::normalise_label(s)
 }
 
 /// One patient's medication and symptom timeline (the correlation input).
@@ -342,24 +343,43 @@ pub fn patient_correlations(timeline: &Timeline, window: Window) -> Vec<Correlat
 }
 
 /// The correlations across an organization: for each pair, how many
-/// patients have it, withheld (`None`) when fewer than
-/// [`limits::SMALL_CELL`]. Never per-patient rows.
+/// patients have it. A pair of fewer than [`limits::SMALL_CELL`] patients
+/// is not named at all: such pairs are folded into one last
+/// `other`/`other` row of the distinct patients behind them, itself
+/// withheld (`None`) when small (the rules of [`crate::small_cells`]).
+/// Never per-patient rows.
 pub fn organization_correlations(timelines: &[Timeline], window: Window) -> Vec<Correlation> {
-    let mut patients: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for t in timelines {
-        let pairs: BTreeSet<(String, String)> = t.pairs(window).into_keys().collect();
-        for pair in pairs {
-            *patients.entry(pair).or_insert(0) += 1;
+    // The patients (by index) behind each pair, keyed so the pair comes back.
+    let mut patients: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (patient, t) in timelines.iter().enumerate() {
+        for (drug, symptom) in t.pairs(window).into_keys() {
+            patients
+                .entry(pair_key(&drug, &symptom))
+                .or_default()
+                .insert(patient);
         }
     }
-    patients
+    crate::small_cells::open_categories(patients)
         .into_iter()
-        .map(|((drug, symptom), n)| Correlation {
-            drug,
-            symptom,
-            count: suppress(n),
+        .map(|cell| {
+            let (drug, symptom) = cell.label.split_once(PAIR_SEPARATOR).map_or(
+                (crate::small_cells::OTHER, crate::small_cells::OTHER),
+                |p| p,
+            );
+            Correlation {
+                drug: drug.to_owned(),
+                symptom: symptom.to_owned(),
+                count: cell.count,
+            }
         })
         .collect()
+}
+
+/// Separates drug and symptom in a pair's key (no normalised label holds it).
+const PAIR_SEPARATOR: char = '\u{1f}';
+
+fn pair_key(drug: &str, symptom: &str) -> String {
+    format!("{drug}{PAIR_SEPARATOR}{symptom}")
 }
 
 /// `n`, or `None` when it is a small cell (under 11).
@@ -523,16 +543,30 @@ mod tests {
             out,
             vec![
                 Correlation {
-                    drug: "amoxicillin".into(),
-                    symptom: "rash".into(),
-                    count: None
-                },
-                Correlation {
                     drug: "lisinopril".into(),
                     symptom: "cough".into(),
                     count: Some(12)
                 },
+                // Ten patients: not even the pair is named.
+                Correlation {
+                    drug: "other".into(),
+                    symptom: "other".into(),
+                    count: None
+                },
             ]
+        );
+        assert!(!format!("{out:?}").contains("amoxicillin"));
+        // Eleven patients behind rare pairs together: the other row counts them.
+        let mut all = vec![coughing; 11];
+        for n in 0..11 {
+            let drug = format!("rarezumab {n}");
+            all.push(timeline(&[(drug.as_str(), start)], &[("rash", start)]));
+        }
+        let out = organization_correlations(&all, w);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[1].drug.as_str(), out[1].symptom.as_str(), out[1].count),
+            ("other", "other", Some(11))
         );
         assert_eq!(suppress(10), None);
         assert_eq!(suppress(11), Some(11));
