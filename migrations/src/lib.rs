@@ -33,6 +33,7 @@ mod m0019_assistant;
 mod m0020_patient_sex;
 mod m0021_credentials_hardening;
 mod m0024_assistant_conversations;
+mod m0026_verification_settings;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0020_patient_sex::Migration),
             Box::new(m0021_credentials_hardening::Migration),
             Box::new(m0024_assistant_conversations::Migration),
+            Box::new(m0026_verification_settings::Migration),
         ]
     }
 }

@@ -183,17 +183,36 @@ fn text(field: &str, raw: &str, max: usize, errors: &mut Vec<FieldError>) -> Opt
 
 /// A phone number: 7-15 digits, optionally with `+`, spaces, `-`, `.`,
 /// `(`, `)`; at most 32 characters.
-fn phone(raw: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+fn phone(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<String> {
     let t = raw.trim();
     let digits = t.chars().filter(char::is_ascii_digit).count();
     let allowed = t
         .chars()
         .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
     if t.len() > 32 || !allowed || !(7..=15).contains(&digits) {
-        errors.push(FieldError::new("payer_phone", "must be a phone number"));
+        errors.push(FieldError::new(field, "must be a phone number"));
         return None;
     }
     Some(t.to_owned())
+}
+
+/// The organization's supervisor number, the one a bot hands a call to
+/// when it escalates: a phone number as [`TaskInput::payer_phone`] takes
+/// (seed 001 kept it in plaintext patient data, shown to the bot on every
+/// call). Sealed at rest as an organization setting.
+pub fn supervisor_phone(raw: &str) -> Result<Phi<String>, ClinicalError> {
+    let mut errors = Vec::new();
+    match phone("supervisor_phone", raw, &mut errors) {
+        Some(p) => Ok(Phi::new(p)),
+        None => Err(ClinicalError::Invalid(errors)),
+    }
+}
+
+/// Whether a bot working a task in `status` may escalate to the
+/// supervisor: only while it is on the phone with the payer. Before the
+/// call there is no one to hand over; after it, nothing to escalate.
+pub fn may_escalate(status: TaskStatus) -> bool {
+    status == TaskStatus::Calling
 }
 
 fn code_ok(c: &str) -> bool {
@@ -210,7 +229,7 @@ impl TaskInput {
             limits::NAME_MAX,
             &mut errors,
         );
-        let payer_phone = phone(&self.payer_phone, &mut errors);
+        let payer_phone = phone("payer_phone", &self.payer_phone, &mut errors);
         let plan = text("plan", &self.plan, limits::NAME_MAX, &mut errors);
         let codes: Vec<String> = self
             .procedure_codes
@@ -266,8 +285,9 @@ pub fn transcript_chunk(raw: String) -> Result<Phi<String>, ClinicalError> {
 }
 
 /// What a bot sees of a task: exactly what verifying needs. No address,
-/// no contact details of the patient, no notes, no appointments, no
-/// supervisor's number, no other tasks.
+/// no contact details of the patient, no notes, no appointments, no other
+/// tasks; the supervisor's number only while escalating is allowed
+/// ([`may_escalate`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct BotView {
     /// The task.
@@ -286,6 +306,9 @@ pub struct BotView {
     pub plan: Phi<String>,
     /// Codes to verify.
     pub procedure_codes: Phi<Vec<String>>,
+    /// The organization's supervisor number, while the task is in a state
+    /// that allows escalation and the organization has one.
+    pub supervisor_phone: Option<Phi<String>>,
 }
 
 impl fmt::Debug for BotView {
@@ -307,8 +330,14 @@ pub const BOT_VIEW_FIELDS: [&str; 7] = [
     "procedure_codes",
 ];
 
-/// The minimal view of `task` about `patient` for the bot that calls.
-pub fn bot_view(task: &Task, patient: &Patient) -> BotView {
+/// The name of the supervisor's number in audit events, listed beside
+/// [`BOT_VIEW_FIELDS`] when a view holds it.
+pub const SUPERVISOR_FIELD: &str = "supervisor_phone";
+
+/// The minimal view of `task` about `patient` for the bot that calls,
+/// with the organization's `supervisor` number only when the task's status
+/// allows escalation.
+pub fn bot_view(task: &Task, patient: &Patient, supervisor: Option<&Phi<String>>) -> BotView {
     let d = &patient.demographics;
     BotView {
         task_id: task.id,
@@ -323,6 +352,7 @@ pub fn bot_view(task: &Task, patient: &Patient) -> BotView {
         payer_phone: task.request.payer_phone.clone(),
         plan: task.request.plan.clone(),
         procedure_codes: task.request.procedure_codes.clone(),
+        supervisor_phone: supervisor.filter(|_| may_escalate(task.status)).cloned(),
     }
 }
 
@@ -412,6 +442,21 @@ pub trait VerificationRepository: Send + Sync {
         seq: u32,
         text: &Phi<String>,
     ) -> impl Future<Output = Result<Option<u32>, ClinicalError>> + Send;
+
+    /// The organization's supervisor number, for its administrators
+    /// (`verification.settings_read`).
+    fn supervisor_phone(
+        &self,
+        access: &Access,
+    ) -> impl Future<Output = Result<Option<Phi<String>>, ClinicalError>> + Send;
+
+    /// Sets or removes the organization's supervisor number
+    /// (`verification.settings_update`).
+    fn set_supervisor_phone(
+        &self,
+        access: &Access,
+        phone: Option<&Phi<String>>,
+    ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
 
     /// The whole transcript of a task, for staff (`verification.transcript_read`).
     fn transcript(
@@ -534,7 +579,8 @@ mod tests {
             payer_phone,
             plan,
             procedure_codes,
-        } = bot_view(&task, &p);
+            supervisor_phone,
+        } = bot_view(&task, &p, None);
         assert_eq!(task_id, task.id);
         assert_eq!(patient_name.expose_phi(), "Jane Roe");
         assert_eq!(birth_date, p.demographics.birth_date);
@@ -546,10 +592,54 @@ mod tests {
         assert_eq!(payer_phone.expose_phi(), "+1 800 555 0199");
         assert_eq!(plan.expose_phi(), "Gold PPO");
         assert_eq!(procedure_codes.expose_phi().len(), 2);
+        assert_eq!(supervisor_phone, None);
         assert_eq!(BOT_VIEW_FIELDS.len(), 7, "one name per field above");
-        let printed = format!("{:?}", bot_view(&task, &p));
+        let printed = format!("{:?}", bot_view(&task, &p, None));
         for secret in ["Jane", "555", "M-778", "jane@", "Acme"] {
             assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn the_supervisor_is_offered_only_while_escalating_is_allowed() {
+        let p = patient();
+        let supervisor =
+            supervisor_phone(" +1 (617) 555-0123 ").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(supervisor.expose_phi(), "+1 (617) 555-0123");
+        for status in TaskStatus::ALL {
+            let task = Task {
+                id: Uuid::now_v7(),
+                request: input().parse().unwrap_or_else(|e| panic!("{e:?}")),
+                status,
+                claimed_by: None,
+                reference_number: None,
+                transcript_chunks: 0,
+                created_by: SubjectId::parse("staff").unwrap_or_else(|_| unreachable!()),
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                updated_at: OffsetDateTime::UNIX_EPOCH,
+            };
+            let view = bot_view(&task, &p, Some(&supervisor));
+            assert_eq!(
+                view.supervisor_phone.is_some(),
+                status == TaskStatus::Calling,
+                "{status}"
+            );
+            assert_eq!(may_escalate(status), status == TaskStatus::Calling);
+            assert!(!format!("{view:?}").contains("0123"));
+        }
+        for bad in [
+            "",
+            "call me",
+            "12345",
+            "+1 617 555 0123 4567 8901",
+            "617\n5550123",
+        ] {
+            match supervisor_phone(bad) {
+                Err(ClinicalError::Invalid(errors)) => {
+                    assert_eq!(errors[0].field, "supervisor_phone", "{bad:?}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 }

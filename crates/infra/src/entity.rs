@@ -694,6 +694,26 @@ pub mod verification_task {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod verification_setting {
+    use sea_orm::entity::prelude::*;
+
+    // `supervisor_phone` is ciphertext.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "verification_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        pub key_version: i32,
+        pub supervisor_phone: Option<Vec<u8>>,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod verification_transcript {
     use sea_orm::entity::prelude::*;
 

@@ -9,8 +9,8 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::PatientId;
 use carapace_clinical::verification::{
-    BOT_VIEW_FIELDS, BotView, Progress, Task, TaskRequest, TaskStatus, VerificationRepository,
-    bot_view, check_transition, limits,
+    BOT_VIEW_FIELDS, BotView, Progress, SUPERVISOR_FIELD, Task, TaskRequest, TaskStatus,
+    VerificationRepository, bot_view, check_transition, limits, may_escalate,
 };
 use carapace_phi_crypto::Phi;
 use carapace_phi_crypto::envelope::DataKey;
@@ -24,12 +24,15 @@ use uuid::Uuid;
 
 use crate::SeaPatients;
 use crate::db::{Backend, Database, storage_error};
-use crate::entity::{verification_task as row, verification_transcript as chunk};
+use crate::entity::{
+    verification_setting as setting, verification_task as row, verification_transcript as chunk,
+};
 use crate::fields::{self, KeyVersions, Place};
 use crate::keys::KeyRing;
 
 const TASKS: &str = "verification_tasks";
 const TRANSCRIPTS: &str = "verification_transcripts";
+const SETTINGS: &str = "verification_settings";
 /// Most tasks one listing returns.
 const LIST_MAX: u64 = 200;
 
@@ -133,7 +136,46 @@ fn event(access: &Access, action: &str, id: Uuid, outcome: Outcome) -> AuditEven
     access.event(action, "verification_task", Some(id.to_string()), outcome)
 }
 
+/// Where the organization's supervisor number is sealed: its own row.
+fn supervisor_place(org: Uuid) -> Place<'static> {
+    Place {
+        org,
+        table: SETTINGS,
+        column: SUPERVISOR_FIELD,
+        row: org,
+    }
+}
+
+fn settings_event(access: &Access, action: &str) -> AuditEvent {
+    let org = access.org().as_uuid().to_string();
+    access.event(action, "verification_settings", Some(org), Outcome::Allowed)
+}
+
 impl SeaVerifications {
+    /// The organization's supervisor number, read in `tx`.
+    async fn supervisor_in(
+        &self,
+        tx: &DatabaseTransaction,
+        ctx: &TenantContext,
+    ) -> Result<Option<Phi<String>>, ClinicalError> {
+        let org = ctx.org().as_uuid();
+        let found = setting::Entity::find_by_id(org)
+            .one(tx)
+            .await
+            .map_err(storage_error)?;
+        let Some((version, sealed)) =
+            found.and_then(|r| Some((r.key_version, r.supervisor_phone?)))
+        else {
+            return Ok(None);
+        };
+        let key = KeyVersions::new(&self.keys, ctx).get(version).await?;
+        Ok(Some(Phi::new(fields::open_text(
+            &key,
+            supervisor_place(org),
+            &sealed,
+        )?)))
+    }
+
     async fn decrypt(
         &self,
         ctx: &TenantContext,
@@ -373,12 +415,23 @@ impl VerificationRepository for SeaVerifications {
             .await?;
             return Ok(None);
         };
+        // The supervisor's number is read only while the bot may escalate.
+        let escalating = TaskStatus::parse(&r.status).is_some_and(may_escalate);
+        let supervisor = if escalating {
+            self.supervisor_in(&tx, ctx).await?
+        } else {
+            None
+        };
+        let mut disclosed = BOT_VIEW_FIELDS.to_vec();
+        if supervisor.is_some() {
+            disclosed.push(SUPERVISOR_FIELD);
+        }
         let read = event(access, "verification.bot_view", id, Outcome::Allowed)
-            .with_phi_fields(&BOT_VIEW_FIELDS)
+            .with_phi_fields(&disclosed)
             .with_detail(format!("patient {}", patient.id));
         crate::audit::commit_with(tx, &[read]).await?;
         let task = self.decrypt(ctx, &[r]).await?.pop().ok_or_else(integrity)?;
-        Ok(Some(bot_view(&task, &patient)))
+        Ok(Some(bot_view(&task, &patient, supervisor.as_ref())))
     }
 
     async fn report(
@@ -496,6 +549,64 @@ impl VerificationRepository for SeaVerifications {
             .with_detail(format!("chunk {seq}, {} bytes", text.expose_phi().len()));
         crate::audit::commit_with(tx, &[stored]).await?;
         Ok(Some(seq + 1))
+    }
+
+    async fn supervisor_phone(
+        &self,
+        access: &Access,
+    ) -> Result<Option<Phi<String>>, ClinicalError> {
+        let ctx = access.tenant();
+        let tx = self.db.begin_tenant(ctx).await?;
+        let phone = self.supervisor_in(&tx, ctx).await?;
+        let mut read = settings_event(access, "verification.settings_read");
+        if phone.is_some() {
+            read = read.with_phi_fields(&[SUPERVISOR_FIELD]);
+        }
+        crate::audit::commit_with(tx, &[read]).await?;
+        Ok(phone)
+    }
+
+    async fn set_supervisor_phone(
+        &self,
+        access: &Access,
+        phone: Option<&Phi<String>>,
+    ) -> Result<(), ClinicalError> {
+        use sea_orm::sea_query::OnConflict;
+        let ctx = access.tenant();
+        let org = ctx.org().as_uuid();
+        let key = self.keys.current(ctx).await?;
+        let sealed = phone
+            .map(|p| fields::seal(&key, supervisor_place(org), p.expose_phi().as_bytes()))
+            .transpose()?;
+        let tx = self.db.begin_tenant(ctx).await?;
+        let model = setting::ActiveModel {
+            org_id: Set(org),
+            key_version: Set(i32::try_from(key.version()).map_err(|_| integrity())?),
+            supervisor_phone: Set(sealed),
+            updated_at: Set(time::OffsetDateTime::now_utc()),
+        };
+        setting::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(setting::Column::OrgId)
+                    .update_columns([
+                        setting::Column::KeyVersion,
+                        setting::Column::SupervisorPhone,
+                        setting::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&tx)
+            .await
+            .map_err(storage_error)?;
+        let change = settings_event(access, "verification.settings_update").with_detail(
+            if phone.is_some() {
+                "supervisor_phone set"
+            } else {
+                "supervisor_phone removed"
+            },
+        );
+        crate::audit::commit_with(tx, &[change]).await?;
+        Ok(())
     }
 
     async fn transcript(

@@ -62,6 +62,16 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PUT", "/api/v1/patients/{id}/account", Needs(CareAdmin)),
     ("GET", "/api/v1/organization/settings", Needs(OrgAdmin)),
     ("PUT", "/api/v1/organization/settings", Needs(OrgAdmin)),
+    (
+        "GET",
+        "/api/v1/organization/verification-settings",
+        Needs(OrgAdmin),
+    ),
+    (
+        "PUT",
+        "/api/v1/organization/verification-settings",
+        Needs(OrgAdmin),
+    ),
     ("GET", "/api/v1/users", Needs(UserAdmin)),
     ("POST", "/api/v1/users", Needs(UserAdmin)),
     ("PATCH", "/api/v1/users/{id}", Needs(UserAdmin)),

@@ -10,7 +10,7 @@ use carapace_auth::policy::Permission;
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{
     BotView, Progress, Task, TaskInput, TaskStatus, VerificationRepository as _, reference_number,
-    transcript_chunk,
+    supervisor_phone, transcript_chunk,
 };
 use carapace_phi_crypto::Phi;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ))
             .route(web::post().to(upload))
             .route(web::get().to(transcript)),
+    )
+    .service(
+        web::resource("/organization/verification-settings")
+            .route(web::get().to(settings))
+            .route(web::put().to(put_settings)),
     );
 }
 
@@ -123,6 +128,10 @@ pub struct BotViewBody {
     payer_phone: String,
     plan: String,
     procedure_codes: Vec<String>,
+    /// The organization's supervisor number, present only while the task is
+    /// `calling` (the bot may escalate) and the organization has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supervisor_phone: Option<String>,
 }
 
 impl From<BotView> for BotViewBody {
@@ -136,8 +145,57 @@ impl From<BotView> for BotViewBody {
             payer_phone: v.payer_phone.expose_phi().clone(),
             plan: v.plan.expose_phi().clone(),
             procedure_codes: v.procedure_codes.expose_phi().clone(),
+            supervisor_phone: v.supervisor_phone.map(|p| p.expose_phi().clone()),
         }
     }
+}
+
+/// The organization's verification settings.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSettingsBody {
+    /// The number a bot hands a call to when it escalates (7-15 digits
+    /// with `+ ( ) - .` and spaces), or `null` for none. Sealed at rest;
+    /// offered to a bot only while its task is `calling`.
+    #[schema(example = "+1 617 555 0123", max_length = 32)]
+    supervisor_phone: Option<String>,
+}
+
+/// Reads the verification settings (administrators).
+#[utoipa::path(get, path = "/api/v1/organization/verification-settings", tag = "verification", security(("bearer" = [])),
+    responses((status = 200, body = VerificationSettingsBody), (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn settings(
+    auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = state.verifications.supervisor_phone(&auth.access()).await?;
+    Ok(HttpResponse::Ok().json(VerificationSettingsBody {
+        supervisor_phone: phone.map(|p| p.expose_phi().clone()),
+    }))
+}
+
+/// Replaces the verification settings (administrators).
+#[utoipa::path(put, path = "/api/v1/organization/verification-settings", tag = "verification",
+    request_body = VerificationSettingsBody, security(("bearer" = [])),
+    responses((status = 200, body = VerificationSettingsBody), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_settings(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: JsonBody<VerificationSettingsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = body
+        .0
+        .supervisor_phone
+        .as_deref()
+        .map(supervisor_phone)
+        .transpose()?;
+    state
+        .verifications
+        .set_supervisor_phone(&auth.access(), phone.as_ref())
+        .await?;
+    Ok(HttpResponse::Ok().json(VerificationSettingsBody {
+        supervisor_phone: phone.map(|p| p.expose_phi().clone()),
+    }))
 }
 
 /// Asks for a payer to be called about a patient's procedures.

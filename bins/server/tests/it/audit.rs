@@ -519,6 +519,25 @@ async fn every_phi_endpoint_leaves_exactly_its_events(app: &TestApp) {
             vec![("verification.transcript_read", "allowed")],
         ),
         (
+            "set the supervisor's number",
+            h.put(app.url("/api/v1/organization/verification-settings"))
+                .bearer_auth(&admin)
+                .json(&json!({"supervisor_phone": "+1 617 555 0123"})),
+            vec![("verification.settings_update", "allowed")],
+        ),
+        (
+            "read the supervisor's number",
+            h.get(app.url("/api/v1/organization/verification-settings"))
+                .bearer_auth(&admin),
+            vec![("verification.settings_read", "allowed")],
+        ),
+        (
+            "bot view while calling, with the supervisor",
+            h.get(app.url(&format!("{worked}/bot-view")))
+                .bearer_auth(&bot),
+            vec![("verification.bot_view", "allowed")],
+        ),
+        (
             "cancel a verification task",
             h.post(app.url(&format!("{withdrawn}/cancel")))
                 .bearer_auth(&admin),

@@ -296,3 +296,201 @@ on_both_backends!(
     a_bot_verifies_a_prior_authorization_end_to_end,
     call_session
 );
+
+/// The keys of a JSON object, sorted.
+fn keys_of(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    keys
+}
+
+async fn put(app: &TestApp, token: &str, path: &str, body: &Value) -> reqwest::Response {
+    send(app.http.put(app.url(path)).bearer_auth(token).json(body)).await
+}
+
+/// Seed 001 kept the supervisor's number in the patient's data and sent it
+/// to the bot on every call. Here it is an organization setting, sealed,
+/// set by an administrator, and offered to the bot only while its task is
+/// `calling`: not in the queue, not before the call, not after it, not to
+/// another organization's bot, and not to staff.
+async fn supervisor_only_while_calling(app: &TestApp) {
+    const SETTINGS: &str = "/api/v1/organization/verification-settings";
+    let org = app.org().await;
+    let other = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let staff = app.token_as(&org, Role::Staff, "front-desk");
+    let (bot, _) = bot_key(app, &admin).await;
+    let (foreign_bot, _) = bot_key(app, &app.token(&other, Role::Admin)).await;
+
+    // Only administrators set or read it; bad numbers change nothing.
+    let none: Value = app
+        .get(SETTINGS, &admin)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(none, json!({"supervisor_phone": null}));
+    for token in [&staff, &bot] {
+        let refused = put(
+            app,
+            token,
+            SETTINGS,
+            &json!({"supervisor_phone": "+1 617 555 0123"}),
+        )
+        .await;
+        problem(refused, 403).await;
+        problem(app.get(SETTINGS, token).await, 403).await;
+    }
+    let set = put(
+        app,
+        &admin,
+        SETTINGS,
+        &json!({"supervisor_phone": " +1 617 555 0123 "}),
+    )
+    .await;
+    assert_eq!(set.status(), 200);
+    for bad in [
+        json!({"supervisor_phone": "call the front desk"}),
+        json!({"supervisor_phone": "1".repeat(33)}),
+        json!({"supervisor_phone": "+1 617 555 0123", "extra": true}),
+    ] {
+        let refused = put(app, &admin, SETTINGS, &bad).await;
+        assert!(matches!(refused.status().as_u16(), 400 | 422), "{bad}");
+    }
+    let kept: Value = app
+        .get(SETTINGS, &admin)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(kept, json!({"supervisor_phone": "+1 617 555 0123"}));
+    let theirs = put(
+        app,
+        &app.token(&other, Role::Admin),
+        SETTINGS,
+        &json!({"supervisor_phone": "+44 20 7946 0000"}),
+    )
+    .await;
+    assert_eq!(theirs.status(), 200);
+
+    let p = app.new_patient(&admin, "Escalated").await;
+    let created = post(app, &staff, "/api/v1/verification-tasks", &json!({"patient_id": p, "payer_name": "Acme Health", "payer_phone": "+1 800 555 0199", "plan": "Gold PPO", "procedure_codes": ["99213"]})).await;
+    let task: Value = created.json().await.unwrap_or_default();
+    let base = format!(
+        "/api/v1/verification-tasks/{}",
+        task["id"].as_str().unwrap_or_default()
+    );
+    let view = |token: String| {
+        let path = format!("{base}/bot-view");
+        async move {
+            let res = app.get(&path, &token).await;
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let queue = app
+        .get("/api/v1/verification-tasks/queue", &bot)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(!queue.contains("617"), "{queue}");
+    assert_eq!(
+        post(app, &bot, &format!("{base}/claim"), &json!({}))
+            .await
+            .status(),
+        204
+    );
+
+    // Claimed, not yet calling: no supervisor.
+    let (status, claimed) = view(bot.clone()).await;
+    assert_eq!(status, 200);
+    assert!(
+        !keys_of(&claimed).contains(&"supervisor_phone".to_owned()),
+        "{claimed}"
+    );
+    // Calling: the organization's own number, and only to its bot.
+    let calling = post(
+        app,
+        &bot,
+        &format!("{base}/progress"),
+        &json!({"status": "calling"}),
+    )
+    .await;
+    assert_eq!(calling.status(), 204);
+    let (_, on_call) = view(bot.clone()).await;
+    assert_eq!(on_call["supervisor_phone"], "+1 617 555 0123");
+    let (status, foreign) = view(foreign_bot.clone()).await;
+    assert_eq!(status, 404);
+    assert!(!foreign.to_string().contains("617"), "{foreign}");
+    // Staff see the task, never the supervisor in it.
+    let staff_view = app
+        .get(&base, &staff)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(!staff_view.contains("617"), "{staff_view}");
+    // Removed by the administrator: gone from the next view at once.
+    assert_eq!(
+        put(app, &admin, SETTINGS, &json!({"supervisor_phone": null}))
+            .await
+            .status(),
+        200
+    );
+    let (_, removed) = view(bot.clone()).await;
+    assert!(
+        !keys_of(&removed).contains(&"supervisor_phone".to_owned()),
+        "{removed}"
+    );
+    assert_eq!(
+        put(
+            app,
+            &admin,
+            SETTINGS,
+            &json!({"supervisor_phone": "+1 617 555 0123"})
+        )
+        .await
+        .status(),
+        200
+    );
+    // The call is over: nothing to escalate.
+    let done = post(
+        app,
+        &bot,
+        &format!("{base}/progress"),
+        &json!({"status": "completed", "reference_number": "PA-1"}),
+    )
+    .await;
+    assert_eq!(done.status(), 204);
+    let (_, after) = view(bot.clone()).await;
+    assert!(!after.to_string().contains("617"), "{after}");
+
+    // The trail names the disclosure exactly when it happened.
+    let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
+    let trail: Value = app
+        .get("/api/v1/audit-events?limit=500", &compliance)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let views: Vec<bool> = trail["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == "verification.bot_view" && e["outcome"] == "allowed")
+        .map(|e| e["phi_fields"].to_string().contains("supervisor_phone"))
+        .collect();
+    assert_eq!(views.iter().filter(|d| **d).count(), 1, "{views:?}");
+    assert!(
+        !trail.to_string().contains("617 555"),
+        "no value in the trail"
+    );
+}
+on_both_backends!(
+    a_bot_is_offered_the_supervisor_only_while_calling,
+    supervisor_only_while_calling
+);

@@ -9,7 +9,7 @@ use time::macros::date;
 
 use crate::support::{acc, keys, new_org, sqlite};
 
-const MARKERS: [&str; 11] = [
+const MARKERS: [&str; 12] = [
     "Zephyrine",
     "Quillfeather",
     "MBR-4242-XYZZY",
@@ -21,6 +21,7 @@ const MARKERS: [&str; 11] = [
     "Platinum Quokka Plan",
     "Agent said reference Xylophant-9",
     "Quixotic assistant chatter",
+    "+1 617 555 0123",
 ];
 
 /// Books an appointment for `patient` whose reason is a marker, records a
@@ -161,6 +162,19 @@ async fn marked_appointment(
     assert_eq!(
         said.first().map(|(_, t)| t.expose_phi().as_str()),
         Some(MARKERS[10])
+    );
+    // The organization's supervisor number, offered to the calling bot.
+    let supervisor = carapace_clinical::verification::supervisor_phone(MARKERS[11])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    tasks
+        .set_supervisor_phone(&acc(ctx), Some(&supervisor))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let view = tasks.bot_view(&acc(ctx), task.id).await.ok().flatten();
+    assert_eq!(
+        view.and_then(|v| v.supervisor_phone)
+            .map(|p| p.expose_phi().clone()),
+        Some(MARKERS[11].to_owned())
     );
     let back = tasks.get(&acc(ctx), task.id).await.ok().flatten();
     assert_eq!(
