@@ -64,7 +64,7 @@ fn invalid(field: &str, message: &str) -> ApiError {
 /// Books an appointment with a member of the patient's care team; its
 /// reminders are scheduled with it. An overlap with the practitioner's or
 /// the patient's booked appointments is 409 `slot_taken`.
-#[utoipa::path(post, path = "/api/v1/appointments", tag = "appointments", request_body = BookAppointment,
+#[utoipa::path(post, operation_id = "appointments_book", path = "/api/v1/appointments", tag = "appointments", request_body = BookAppointment,
     security(("bearer" = [])),
     responses(
         (status = 201, body = AppointmentView),
@@ -126,7 +126,7 @@ async fn through_patient(
 }
 
 /// Reads an appointment.
-#[utoipa::path(get, path = "/api/v1/appointments/{id}", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_get", path = "/api/v1/appointments/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -155,7 +155,7 @@ pub async fn get(
 }
 
 /// Moves a booked appointment; its pending reminders move with it.
-#[utoipa::path(post, path = "/api/v1/appointments/{id}/reschedule", tag = "appointments", request_body = Reschedule,
+#[utoipa::path(post, operation_id = "appointments_reschedule", path = "/api/v1/appointments/{id}/reschedule", tag = "appointments", request_body = Reschedule,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
@@ -222,7 +222,7 @@ async fn finish(
 
 /// Cancels a booked appointment (its slot is free again; pending
 /// reminders are dropped).
-#[utoipa::path(post, path = "/api/v1/appointments/{id}/cancel", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "appointments_cancel", path = "/api/v1/appointments/{id}/cancel", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -245,7 +245,7 @@ pub async fn cancel(
 }
 
 /// Marks a booked appointment that has started as completed.
-#[utoipa::path(post, path = "/api/v1/appointments/{id}/complete", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "appointments_complete", path = "/api/v1/appointments/{id}/complete", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -268,7 +268,7 @@ pub async fn complete(
 }
 
 /// Marks a booked appointment that has started as a no-show.
-#[utoipa::path(post, path = "/api/v1/appointments/{id}/no-show", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "appointments_no_show", path = "/api/v1/appointments/{id}/no-show", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -313,7 +313,7 @@ pub struct ListParams {
 /// practitioner's (`practitioner`), or by default the organization's
 /// (org-wide roles) or the caller's own schedule (clinicians); `from`/`to`
 /// bound the day range.
-#[utoipa::path(get, path = "/api/v1/appointments", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_list", path = "/api/v1/appointments", tag = "appointments", security(("bearer" = [])),
     params(ListParams),
     responses(
         (status = 200, body = AppointmentList),
@@ -458,7 +458,7 @@ pub struct FreeSlotParams {
 
 /// The practitioner's free slots of one day within working hours: times
 /// only, for booking.
-#[utoipa::path(get, path = "/api/v1/practitioners/{subject}/free-slots", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_free", path = "/api/v1/practitioners/{subject}/free-slots", tag = "appointments", security(("bearer" = [])),
     params(("subject" = String, Path, description = "the practitioner"), FreeSlotParams),
     responses(
         (status = 200, body = FreeSlots),
@@ -541,7 +541,7 @@ pub async fn free(
 }
 
 /// Whether the patient gets reminders by e-mail and by SMS.
-#[utoipa::path(get, path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_preferences", path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = ReminderPreferences),
@@ -567,7 +567,7 @@ pub async fn preferences(
 
 /// Turns reminders on or off per channel (a patient for their own record,
 /// or staff for them).
-#[utoipa::path(put, path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", request_body = ReminderPreferences,
+#[utoipa::path(put, operation_id = "appointments_set_preferences", path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", request_body = ReminderPreferences,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(

@@ -84,7 +84,7 @@ fn gate(state: &AppState, auth: &Authorized) -> Result<(), ApiError> {
 }
 
 /// Sends a message and returns the answer.
-#[utoipa::path(post, path = "/api/v1/assistant/messages", tag = "assistant", request_body = MessageBody,
+#[utoipa::path(post, operation_id = "assistant_send", path = "/api/v1/assistant/messages", tag = "assistant", request_body = MessageBody,
     security(("bearer" = [])),
     responses(
         (status = 200, body = AnswerBody),
@@ -155,7 +155,7 @@ pub async fn send(
 
 /// The caller's conversation about `patient_id` (or about no patient): the
 /// last 20 turns.
-#[utoipa::path(get, path = "/api/v1/assistant/messages", tag = "assistant", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "assistant_history", path = "/api/v1/assistant/messages", tag = "assistant", security(("bearer" = [])),
     params(ConversationParams),
     responses(
         (status = 200, body = [TurnView]),

@@ -218,7 +218,7 @@ fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
 /// Logs in with a password. Unknown organization or user, wrong password,
 /// and a throttled, locked or inactive account all answer the same 401; an
 /// address with too many recent failures gets 429.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, operation_id = "auth_login", path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "invalid credentials", body = Problem, content_type = "application/problem+json"),
@@ -266,7 +266,7 @@ pub async fn login(
 
 /// Exchanges a refresh token for a new pair (the old one is spent).
 /// Presenting a spent token ends the whole session.
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, operation_id = "auth_refresh", path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -284,7 +284,7 @@ pub async fn refresh(
 }
 
 /// Ends the session of a refresh token (idempotent).
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, operation_id = "auth_logout", path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "session ended")))]
 pub async fn logout(
     req: HttpRequest,
@@ -306,7 +306,7 @@ pub async fn logout(
 
 /// Completes a login with a TOTP or recovery code; each code, and each
 /// challenge, is accepted once.
-#[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerify,
+#[utoipa::path(post, operation_id = "auth_mfa_verify", path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerify,
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -337,7 +337,7 @@ pub async fn mfa_verify(
 
 /// Starts TOTP enrolment for the caller's own local account (403 while
 /// impersonating).
-#[utoipa::path(post, path = "/api/v1/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "auth_totp_enroll", path = "/api/v1/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "{\"otpauth_uri\": …}"),
         (status = 403, description = "an impersonated session changes no credentials", body = Problem, content_type = "application/problem+json"),
@@ -354,7 +354,7 @@ pub async fn totp_enroll(
 
 /// Activates TOTP with a current code; answers the recovery codes, once.
 /// Every other session of the account ends (403 while impersonating).
-#[utoipa::path(post, path = "/api/v1/auth/mfa/totp/activate", tag = "auth", request_body = TotpCode,
+#[utoipa::path(post, operation_id = "auth_totp_activate", path = "/api/v1/auth/mfa/totp/activate", tag = "auth", request_body = TotpCode,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{\"recovery_codes\": [10 codes]}"),
@@ -400,7 +400,7 @@ pub struct ResetConfirm {
 
 /// Requests a reset code. Always 202 with the same body, whether or not
 /// the account exists; the code goes only to the account's e-mail.
-#[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
+#[utoipa::path(post, operation_id = "auth_reset_request", path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
     responses((status = 202, description = "accepted (always)")))]
 pub async fn reset_request(
     state: web::Data<AppState>,
@@ -458,7 +458,7 @@ pub async fn reset_request(
 }
 
 /// Sets a new password; all of the account's sessions end.
-#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
+#[utoipa::path(post, operation_id = "auth_reset_confirm", path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
     responses(
         (status = 204, description = "password changed"),
         (status = 401, description = "unknown, used or expired code", body = Problem, content_type = "application/problem+json"),
@@ -484,7 +484,7 @@ pub async fn reset_confirm(
 }
 
 /// Public keys that verify Carapace access tokens.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JWK set")))]
+#[utoipa::path(get, operation_id = "auth_jwks_get", path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JWK set")))]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let keys = state
         .local

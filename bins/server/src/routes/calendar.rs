@@ -64,7 +64,7 @@ fn view(f: &FeedInfo, token: Option<&SecretString>) -> FeedView {
 }
 
 /// Makes a feed of the caller's own schedule; the URL is shown once.
-#[utoipa::path(post, path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "calendar_create", path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
     responses((status = 201, body = FeedView), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     auth: Authorized,
@@ -79,7 +79,7 @@ pub async fn create(
 }
 
 /// The caller's feeds.
-#[utoipa::path(get, path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "calendar_list", path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
     responses((status = 200, body = [FeedView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let feeds = state
@@ -91,7 +91,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Revokes one of the caller's feeds: its URL stops working at once.
-#[utoipa::path(delete, path = "/api/v1/calendar-feeds/{id}", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "calendar_revoke", path = "/api/v1/calendar-feeds/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "feed id")),
     responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke(
@@ -121,7 +121,7 @@ pub struct FeedParams {
 
 /// An iCalendar feed of one practitioner's booked appointments (30 days
 /// back, 180 ahead). Unknown or revoked token: 404.
-#[utoipa::path(get, path = "/api/v1/calendar.ics", tag = "appointments", params(FeedParams),
+#[utoipa::path(get, operation_id = "calendar_feed", path = "/api/v1/calendar.ics", tag = "appointments", params(FeedParams),
     responses(
         (status = 200, description = "text/calendar", content_type = "text/calendar", body = String),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -111,7 +111,7 @@ impl From<&Consent> for ConsentView {
 
 /// Records the patient's consent to share sections of their record with
 /// one clinician until a time.
-#[utoipa::path(post, path = "/api/v1/patients/{id}/consents", tag = "consultations", request_body = ConsentBody,
+#[utoipa::path(post, operation_id = "consultations_record_consent", path = "/api/v1/patients/{id}/consents", tag = "consultations", request_body = ConsentBody,
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = ConsentView),
@@ -160,7 +160,7 @@ pub async fn record_consent(
 }
 
 /// The patient's consents.
-#[utoipa::path(get, path = "/api/v1/patients/{id}/consents", tag = "consultations",
+#[utoipa::path(get, operation_id = "consultations_consents", path = "/api/v1/patients/{id}/consents", tag = "consultations",
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = [ConsentView]), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn consents(
@@ -180,7 +180,7 @@ pub async fn consents(
 }
 
 /// Withdraws a consent: what it shared stops at once.
-#[utoipa::path(post, path = "/api/v1/patients/{id}/consents/{consent}/revoke", tag = "consultations",
+#[utoipa::path(post, operation_id = "consultations_revoke_consent", path = "/api/v1/patients/{id}/consents/{consent}/revoke", tag = "consultations",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id"), ("consent" = Uuid, Path, description = "consent id")),
     responses((status = 204, description = "withdrawn"), (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -244,7 +244,7 @@ impl From<&Referral> for ReferralView {
 /// Refers a patient of one's care team to the clinician named by an
 /// active consent of the patient: in this organization, or another one
 /// when both allow external referrals.
-#[utoipa::path(post, path = "/api/v1/referrals", tag = "consultations", request_body = ReferBody,
+#[utoipa::path(post, operation_id = "consultations_refer", path = "/api/v1/referrals", tag = "consultations", request_body = ReferBody,
     security(("bearer" = [])),
     responses(
         (status = 201, body = ReferralView),
@@ -298,7 +298,7 @@ pub struct Direction {
 }
 
 /// Referrals to the caller, or from the caller.
-#[utoipa::path(get, path = "/api/v1/referrals", tag = "consultations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consultations_referrals", path = "/api/v1/referrals", tag = "consultations", security(("bearer" = [])),
     params(Direction),
     responses((status = 200, body = [ReferralView]), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn referrals(
@@ -342,7 +342,7 @@ pub struct SharedRecord {
 /// The record a referral shares with the caller: exactly the consented
 /// sections, while the consent is in force (403 `consent_inactive` once it
 /// is withdrawn or expired). Every read is recorded in both organizations.
-#[utoipa::path(get, path = "/api/v1/referrals/{id}/record", tag = "consultations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consultations_shared_record", path = "/api/v1/referrals/{id}/record", tag = "consultations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "referral id")),
     responses(
         (status = 200, body = SharedRecord),

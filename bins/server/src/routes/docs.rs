@@ -240,3 +240,70 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .config(Config::default().validator_url("none")),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use utoipa::OpenApi as _;
+
+    /// Every operation of the document: (method, path) → operation id.
+    fn operations() -> BTreeMap<(String, String), Option<String>> {
+        let doc = super::ApiDoc::openapi();
+        let mut out = BTreeMap::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ] {
+                if let Some(op) = op {
+                    out.insert((method.to_owned(), path.clone()), op.operation_id.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Client generators name a method after each operation id: each is
+    /// given (not the handler's name), unique, and `<resource>_<action>`
+    /// in lower snake case.
+    #[test]
+    fn operation_ids_are_unique_and_named_for_their_resource() {
+        let ops = operations();
+        assert!(ops.len() >= 70, "{} operations", ops.len());
+        let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for ((method, path), id) in &ops {
+            let id = id
+                .clone()
+                .unwrap_or_else(|| panic!("{method} {path} has no operation id"));
+            assert!(
+                id.contains('_')
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{method} {path}: {id}"
+            );
+            if let Some(first) = seen.insert(id.clone(), (method.clone(), path.clone())) {
+                panic!("{id} names both {first:?} and {method} {path}");
+            }
+        }
+        // A few that clients already call by name.
+        for (method, path, id) in [
+            ("GET", "/api/v1/patients/{id}", "patients_get"),
+            ("GET", "/api/v1/patients", "patients_list"),
+            ("GET", "/api/v1/appointments", "appointments_list"),
+            ("POST", "/api/v1/auth/login", "auth_login"),
+        ] {
+            assert_eq!(
+                ops.get(&(method.to_owned(), path.to_owned()))
+                    .cloned()
+                    .flatten()
+                    .as_deref(),
+                Some(id)
+            );
+        }
+    }
+}

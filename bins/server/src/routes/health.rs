@@ -39,13 +39,13 @@ pub struct Check {
 }
 
 /// Liveness: the process is up.
-#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, operation_id = "health_live", path = "/health/live", tag = "health", responses((status = 200, description = "alive")))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
 }
 
 /// Readiness: 200 when every check passes, else 503 naming the failures.
-#[utoipa::path(get, path = "/health/ready", tag = "health", responses(
+#[utoipa::path(get, operation_id = "health_ready", path = "/health/ready", tag = "health", responses(
     (status = 200, body = Readiness),
     (status = 503, description = "a check failed", body = crate::http::error::Problem, content_type = "application/problem+json"),
 ))]

@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Prometheus metrics (`Authorization: Bearer <CARAPACE_METRICS_TOKEN>`;
 /// 404 when no token is configured).
-#[utoipa::path(get, path = "/metrics", tag = "health",
+#[utoipa::path(get, operation_id = "metrics_get", path = "/metrics", tag = "health",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain"),

@@ -155,7 +155,7 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
 }
 
 /// Reads the settings.
-#[utoipa::path(get, path = "/api/v1/organization/settings", tag = "organization", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "organization_settings_get", path = "/api/v1/organization/settings", tag = "organization", security(("bearer" = [])),
     responses((status = 200, body = SettingsBody), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let org = state
@@ -167,7 +167,7 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
 }
 
 /// Replaces the settings.
-#[utoipa::path(put, path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
+#[utoipa::path(put, operation_id = "organization_settings_put", path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
     security(("bearer" = [])),
     responses((status = 200, body = SettingsBody), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put(

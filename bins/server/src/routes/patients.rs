@@ -120,7 +120,7 @@ fn today() -> time::Date {
 }
 
 /// Creates a patient in the caller's organization.
-#[utoipa::path(post, path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
+#[utoipa::path(post, operation_id = "patients_create", path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
     security(("bearer" = [])),
     responses(
         (status = 201, body = PatientView),
@@ -153,7 +153,7 @@ pub async fn create(
 }
 
 /// Reads a patient.
-#[utoipa::path(get, path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "patients_get", path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = PatientView),
@@ -218,7 +218,7 @@ fn relation(links: PatientLinks) -> PatientRelation {
 /// Changes some fields of a patient (`null` clears an optional field): a
 /// JSON merge patch, sent as `application/merge-patch+json` or
 /// `application/json`.
-#[utoipa::path(patch, path = "/api/v1/patients/{id}", tag = "patients",
+#[utoipa::path(patch, operation_id = "patients_update", path = "/api/v1/patients/{id}", tag = "patients",
     request_body(content(
         (UpdatePatient = "application/json"),
         (UpdatePatient = "application/merge-patch+json"),
@@ -248,7 +248,7 @@ pub async fn update(
 }
 
 /// Deletes a patient.
-#[utoipa::path(delete, path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "patients_delete", path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 204, description = "deleted"),
@@ -286,7 +286,7 @@ pub struct ListParams {
 }
 
 /// Lists patients, oldest first, a page at a time.
-#[utoipa::path(get, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "patients_list", path = "/api/v1/patients", tag = "patients", security(("bearer" = [])),
     params(ListParams),
     responses(
         (status = 200, body = PatientList),

@@ -52,7 +52,7 @@ fn view(cells: Vec<Cell>) -> Vec<CellView> {
 }
 
 /// De-identified aggregates of the organization, small cells withheld.
-#[utoipa::path(get, path = "/api/v1/analytics/research", tag = "medications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "research_summary", path = "/api/v1/analytics/research", tag = "medications", security(("bearer" = [])),
     responses((status = 200, body = ResearchView), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn summary(
     auth: Authorized,

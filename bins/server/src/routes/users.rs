@@ -105,7 +105,7 @@ fn roles(names: &[String]) -> Result<RoleSet, ApiError> {
 }
 
 /// Lists the organization's users.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = [UserView]), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let users = admin(&state)?.list(&auth.0).await?;
@@ -113,7 +113,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Creates a user and mails an invitation code.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
     responses((status = 201, body = UserView), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     auth: Authorized,
@@ -159,7 +159,7 @@ async fn apply(
 }
 
 /// Replaces a user's roles; the user's sessions end.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = RolesChange, security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "users_change_roles", path = "/api/v1/users/{id}", tag = "users", request_body = RolesChange, security(("bearer" = [])),
     params(("id" = String, Path, description = "user id")), responses((status = 204, description = "changed")))]
 pub async fn change_roles(
     auth: Authorized,
@@ -175,7 +175,7 @@ pub async fn change_roles(
 /// sessions, reset codes and calendar feeds end. `id` may name an
 /// identity-provider user (`oidc:<sub>`): their unexpired tokens are
 /// refused at once.
-#[utoipa::path(post, path = "/api/v1/users/{id}/lock", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_lock", path = "/api/v1/users/{id}/lock", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "locked")))]
 pub async fn lock(
     auth: Authorized,
@@ -187,7 +187,7 @@ pub async fn lock(
 
 /// Clears a lock, throttling and the failure count. Issuer tokens issued
 /// before the lock stay refused.
-#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_unlock", path = "/api/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "unlocked")))]
 pub async fn unlock(
     auth: Authorized,
@@ -199,7 +199,7 @@ pub async fn unlock(
 
 /// Deactivates a user for good; the user's sessions, reset codes and
 /// calendar feeds end (identity-provider users: every token is refused).
-#[utoipa::path(post, path = "/api/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_deactivate", path = "/api/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "deactivated")))]
 pub async fn deactivate(
     auth: Authorized,
@@ -222,7 +222,7 @@ pub struct ImpersonationToken {
 
 /// Acts as a non-admin user of your organization for 15 minutes; every
 /// request with the token is attributed to both of you.
-#[utoipa::path(post, path = "/api/v1/users/{id}/impersonate", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_impersonate", path = "/api/v1/users/{id}/impersonate", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses(
         (status = 200, body = ImpersonationToken),

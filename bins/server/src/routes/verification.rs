@@ -162,7 +162,7 @@ pub struct VerificationSettingsBody {
 }
 
 /// Reads the verification settings (administrators).
-#[utoipa::path(get, path = "/api/v1/organization/verification-settings", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_settings_get", path = "/api/v1/organization/verification-settings", tag = "verification", security(("bearer" = [])),
     responses((status = 200, body = VerificationSettingsBody), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn settings(
     auth: Authorized,
@@ -175,7 +175,7 @@ pub async fn settings(
 }
 
 /// Replaces the verification settings (administrators).
-#[utoipa::path(put, path = "/api/v1/organization/verification-settings", tag = "verification",
+#[utoipa::path(put, operation_id = "verification_settings_put", path = "/api/v1/organization/verification-settings", tag = "verification",
     request_body = VerificationSettingsBody, security(("bearer" = [])),
     responses((status = 200, body = VerificationSettingsBody), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put_settings(
@@ -199,7 +199,7 @@ pub async fn put_settings(
 }
 
 /// Asks for a payer to be called about a patient's procedures.
-#[utoipa::path(post, path = "/api/v1/verification-tasks", tag = "verification", request_body = TaskBody,
+#[utoipa::path(post, operation_id = "verification_create", path = "/api/v1/verification-tasks", tag = "verification", request_body = TaskBody,
     security(("bearer" = [])),
     responses(
         (status = 201, body = TaskView),
@@ -254,7 +254,7 @@ fn status_filter(raw: Option<&str>) -> Result<Option<TaskStatus>, ApiError> {
 }
 
 /// The organization's tasks, newest first (at most 200).
-#[utoipa::path(get, path = "/api/v1/verification-tasks", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_list", path = "/api/v1/verification-tasks", tag = "verification", security(("bearer" = [])),
     params(StatusFilter),
     responses((status = 200, body = [TaskView]), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
@@ -276,7 +276,7 @@ pub struct QueuedTask {
 }
 
 /// The pending tasks a bot may claim: ids only, oldest first.
-#[utoipa::path(get, path = "/api/v1/verification-tasks/queue", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_queue", path = "/api/v1/verification-tasks/queue", tag = "verification", security(("bearer" = [])),
     responses((status = 200, body = [QueuedTask])))]
 pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut tasks = state
@@ -295,7 +295,7 @@ pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// One task.
-#[utoipa::path(get, path = "/api/v1/verification-tasks/{id}", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_get", path = "/api/v1/verification-tasks/{id}", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = TaskView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
@@ -312,7 +312,7 @@ pub async fn get(
 }
 
 /// Withdraws a task that is not under way.
-#[utoipa::path(post, path = "/api/v1/verification-tasks/{id}/cancel", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verification_cancel", path = "/api/v1/verification-tasks/{id}/cancel", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 200, body = TaskView),
@@ -333,7 +333,7 @@ pub async fn cancel(
 }
 
 /// A bot takes a pending task (409 if another took it first).
-#[utoipa::path(post, path = "/api/v1/verification-tasks/{id}/claim", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verification_claim", path = "/api/v1/verification-tasks/{id}/claim", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "claimed"),
@@ -354,7 +354,7 @@ pub async fn claim(
 }
 
 /// The bot's minimal view of the task it claimed.
-#[utoipa::path(get, path = "/api/v1/verification-tasks/{id}/bot-view", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_bot_view", path = "/api/v1/verification-tasks/{id}/bot-view", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = BotViewBody), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn view(
@@ -385,7 +385,7 @@ pub struct ProgressBody {
 }
 
 /// The bot reports progress on the task it claimed.
-#[utoipa::path(post, path = "/api/v1/verification-tasks/{id}/progress", tag = "verification", request_body = ProgressBody,
+#[utoipa::path(post, operation_id = "verification_progress", path = "/api/v1/verification-tasks/{id}/progress", tag = "verification", request_body = ProgressBody,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses(
@@ -449,7 +449,7 @@ pub struct ChunkReceipt {
 
 /// The bot uploads the next transcript chunk of the task it is calling on
 /// (text only; audio is never accepted).
-#[utoipa::path(post, path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", request_body = ChunkBody,
+#[utoipa::path(post, operation_id = "verification_upload", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", request_body = ChunkBody,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses(
@@ -481,7 +481,7 @@ pub struct TranscriptBody {
 }
 
 /// The task's whole transcript, for staff.
-#[utoipa::path(get, path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_transcript", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = TranscriptBody), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn transcript(
