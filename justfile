@@ -23,6 +23,8 @@ test-all:
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+    cargo machete
 
 # Dependency policy without network (bans, licenses, sources).
 deny:

@@ -9,6 +9,10 @@
 //! server (`--server`, a built `carapace` binary) started as a child process
 //! in the dev profile with that `http://127.0.0.1` issuer (production
 //! refuses a plain-http issuer), dev tokens off.
+#![expect(
+    clippy::as_conversions,
+    reason = "rates and percentiles: counts and durations as f64, whole numbers back"
+)]
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};

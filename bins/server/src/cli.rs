@@ -1009,7 +1009,7 @@ async fn dev_token(
             "no organization with slug {slug:?}; create it with `carapace org create`"
         ));
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     let token = tokens.mint_session(
         found.id,
         &subject,

@@ -619,7 +619,7 @@ mod tests {
             },
         );
         for (i, e) in inserted.iter_mut().enumerate().skip(4) {
-            e.position = i as u64 + 1;
+            e.position = u64::try_from(i + 1).unwrap_or(u64::MAX);
         }
         assert_eq!(verify(org, &inserted, cps()), at(5, Problem::BrokenLink));
 

@@ -221,8 +221,8 @@ pub fn verify_export(
         .filter(|l| !l.is_empty())
         .enumerate()
     {
-        let n = i as u64 + 1;
-        let expected = body.first_position + i as u64;
+        let n = u64::try_from(i + 1).unwrap_or(u64::MAX);
+        let expected = body.first_position + n - 1;
         let bad = |what| ExportProblem::BadLine {
             line: n,
             position: expected,
@@ -316,8 +316,8 @@ mod tests {
             from: "2026-01-01T00:00:00Z".into(),
             to: "2027-01-01T00:00:00Z".into(),
             first_position: 1,
-            last_position: n as u64,
-            count: n as u64,
+            last_position: u64::try_from(n).unwrap_or(u64::MAX),
+            count: u64::try_from(n).unwrap_or(u64::MAX),
             prev_link: hex(&prev),
             last_link: hex(&head.link),
             events_sha256: file_sha256(&file),

@@ -133,7 +133,14 @@ fn numeric_date(value: &Value) -> Option<u64> {
         Value::Number(n) => n.as_u64().or_else(|| {
             n.as_f64()
                 .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
-                .map(|f| f.floor() as u64)
+                .map(|f| {
+                    #[expect(
+                        clippy::as_conversions,
+                        reason = "finite, non-negative and under 1e15: exact in u64"
+                    )]
+                    let whole = f.floor() as u64;
+                    whole
+                })
         }),
         _ => None,
     }

@@ -247,7 +247,9 @@ impl Window {
     pub fn parse(days: Option<u32>) -> Result<Self, ClinicalError> {
         match days {
             None => Ok(Self(Self::DEFAULT_DAYS)),
-            Some(d) if (1..=u32::from(limits::WINDOW_MAX_DAYS)).contains(&d) => Ok(Self(d as u16)),
+            Some(d) if (1..=u32::from(limits::WINDOW_MAX_DAYS)).contains(&d) => {
+                Ok(Self(u16::try_from(d).unwrap_or(limits::WINDOW_MAX_DAYS)))
+            }
             Some(_) => Err(ClinicalError::Invalid(vec![FieldError::new(
                 "window_days",
                 format!("must be between 1 and {}", limits::WINDOW_MAX_DAYS),

@@ -211,7 +211,9 @@ impl PageLimit {
     pub fn parse(requested: Option<u32>) -> Result<Self, ClinicalError> {
         match requested {
             None => Ok(Self(Self::DEFAULT)),
-            Some(n) if (1..=u32::from(Self::MAX)).contains(&n) => Ok(Self(n as u16)),
+            Some(n) if (1..=u32::from(Self::MAX)).contains(&n) => {
+                Ok(Self(u16::try_from(n).unwrap_or(Self::MAX)))
+            }
             Some(_) => Err(ClinicalError::Invalid(vec![crate::FieldError::new(
                 "limit",
                 format!("must be between 1 and {}", Self::MAX),

@@ -60,7 +60,7 @@ pub struct ResearchSummary {
 
 fn age_on(birth: Date, today: Date) -> u16 {
     let mut years = today.year() - birth.year();
-    if (today.month() as u8, today.day()) < (birth.month() as u8, birth.day()) {
+    if (u8::from(today.month()), today.day()) < (u8::from(birth.month()), birth.day()) {
         years -= 1;
     }
     u16::try_from(years.max(0)).unwrap_or(0)

@@ -10,6 +10,10 @@
 //! Prints `workload ops_per_s ratio_to_plain` per workload (medians of 3
 //! rounds). Chaining runs beside, as in the server. Run: `cargo bench -p
 //! carapace-infra --bench audit_overhead`.
+#![expect(
+    clippy::as_conversions,
+    reason = "rates and percentiles: counts and durations as f64, whole numbers back"
+)]
 
 use std::io::Write as _;
 use std::sync::Arc;

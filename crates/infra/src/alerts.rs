@@ -1,6 +1,6 @@
 //! Alert delivery: alerts are queued in `alert_outbox` when the security
 //! event that raises them is chained, in the chaining transaction
-//! ([`enqueue_for`], called by the audit chainer: exactly once per event,
+//! (`enqueue_for`, called by the audit chainer: exactly once per event,
 //! about a second after it commits, and never on the request path), then
 //! POSTed as HMAC-signed JSON to the configured webhook through the
 //! SSRF-safe client, retried with exponential backoff until delivered

@@ -492,7 +492,7 @@ impl AppointmentRepository for SeaAppointments {
         let rows = query
             .order_by_asc(row::Column::StartsAt)
             .order_by_asc(row::Column::Id)
-            .limit(limit as u64 + 1)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
             .all(&tx)
             .await
             .map_err(storage_error)?;
@@ -688,7 +688,7 @@ pub struct ReminderReport {
     /// channel not configured).
     pub skipped: u64,
     /// Failed this time (retried later, or given up after
-    /// [`MAX_ATTEMPTS`]).
+    /// `MAX_ATTEMPTS`).
     pub failed: u64,
 }
 

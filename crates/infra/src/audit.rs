@@ -184,7 +184,7 @@ impl SeaAuditLog {
             .map_err(storage_error)?;
         append(&tx, std::slice::from_ref(&read_event)).await?;
         tx.commit().await.map_err(storage_error)?;
-        let more = rows.len() as u64 > limit;
+        let more = u64::try_from(rows.len()).unwrap_or(u64::MAX) > limit;
         let items: Vec<AuditEvent> = rows
             .into_iter()
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
@@ -403,7 +403,7 @@ impl AuditChainer {
                 .await?
                 .unwrap_or_else(|| "0".to_owned());
                 let pending = unchained(&tx, org, "e.tx >= $2::xid8", last_horizon.into()).await?;
-                if (pending.len() as u64) < CHAIN_BATCH {
+                if u64::try_from(pending.len()).unwrap_or(u64::MAX) < CHAIN_BATCH {
                     // Everything up to the horizon is about to be chained.
                     tx.execute_raw(statement(
                         backend,
@@ -440,7 +440,7 @@ impl AuditChainer {
                 link: Set(link.to_vec()),
             });
         }
-        let added = rows.len() as u64;
+        let added = u64::try_from(rows.len()).unwrap_or(u64::MAX);
         for chunk in rows.chunks(500) {
             audit_chain::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(&tx)

@@ -186,7 +186,7 @@ impl KmsSealer {
         let status = response.status();
         if response
             .content_length()
-            .is_some_and(|n| n > MAX_RESPONSE as u64)
+            .is_some_and(|n| n > u64::try_from(MAX_RESPONSE).unwrap_or(u64::MAX))
         {
             return Err(SealError::Key);
         }

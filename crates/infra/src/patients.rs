@@ -155,7 +155,7 @@ impl SeaPatients {
             query = query.lock_exclusive();
         }
         let rows = query.all(&tx).await.map_err(storage_error)?;
-        let n = rows.len() as u64;
+        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
         for r in rows {
             let old = self
                 .keys
@@ -941,7 +941,7 @@ impl PatientRepository for SeaPatients {
         }
         let select = query
             .order_by_asc(row::Column::Id)
-            .limit(limit as u64 + 1)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
             .build(self.db.conn().get_database_backend());
         let action = if q.member_id.is_some() || q.name_dob.is_some() {
             "patient.search"

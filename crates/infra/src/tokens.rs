@@ -87,9 +87,15 @@ fn issued_at(token: &str) -> Option<OffsetDateTime> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let iat = claims.get("iat")?;
-    let secs = iat
-        .as_i64()
-        .or_else(|| iat.as_f64().map(|f| f.floor() as i64))?;
+    let secs = iat.as_i64().or_else(|| {
+        iat.as_f64()
+            .filter(|f| f.is_finite() && f.abs() < 1e15)
+            .map(|f| {
+                #[expect(clippy::as_conversions, reason = "finite and under 1e15: exact in i64")]
+                let whole = f.floor() as i64;
+                whole
+            })
+    })?;
     OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 

@@ -42,7 +42,7 @@ impl Binding<'_> {
         aad.extend_from_slice(b"carapace-field-v1\0");
         aad.extend_from_slice(self.org);
         for part in [self.table, self.column] {
-            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            aad.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
             aad.extend_from_slice(part.as_bytes());
         }
         aad.extend_from_slice(self.row);

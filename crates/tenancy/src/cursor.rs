@@ -85,7 +85,7 @@ impl CursorKey {
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         mac.update(b"carapace-cursor-v1\0");
         mac.update(org.as_uuid().as_bytes());
-        mac.update(&(scope.len() as u64).to_be_bytes());
+        mac.update(&u64::try_from(scope.len()).unwrap_or(u64::MAX).to_be_bytes());
         mac.update(scope.as_bytes());
         mac.update(position);
         mac

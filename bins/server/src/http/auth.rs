@@ -1,4 +1,4 @@
-//! The credentials extractor: a handler that takes [`Authenticated`] runs
+//! The credentials extractor: a handler that takes [`Authorized`] runs
 //! only for a verified principal (bearer token, or browser session cookie
 //! with CSRF protection).
 

@@ -524,7 +524,7 @@ async fn mfa_flow(backend: Backend, test: &str) {
         "seed is encrypted at rest"
     );
 
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     problem(
         bearer_post(
             &app,

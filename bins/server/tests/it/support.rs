@@ -242,7 +242,7 @@ impl TestApp {
     }
 
     fn mint_as(&self, org: &Org, role: Role, mfa: bool, subject: &str) -> String {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
         let subject = SubjectId::parse(subject).unwrap_or_else(|e| panic!("{e}"));
         self.tokens
             .mint_session(

@@ -24,7 +24,7 @@ use crate::{AuthError, Principal};
 
 const REFRESH_PREFIX: &str = "crt_";
 
-/// An opaque refresh token (`crt_…`, see [`crate::opaque`]).
+/// An opaque refresh token (`crt_…`, see `crate::opaque`).
 pub struct RefreshToken;
 
 impl RefreshToken {

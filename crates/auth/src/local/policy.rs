@@ -2,7 +2,7 @@
 //!
 //! Failed passwords do not lock an account (anyone could lock anyone out
 //! that way). They throttle it (NIST SP 800-63B §5.2.2): after
-//! [`FREE_FAILURES`] consecutive failures each further attempt must wait a
+//! `FREE_FAILURES` consecutive failures each further attempt must wait a
 //! rising delay, except from a situation where the account's owner signed
 //! in before (a known client address), so a stranger's guessing does not
 //! keep the owner out; after [`MAX_FAILURES`] consecutive failures only an
@@ -17,14 +17,14 @@ pub const FREE_FAILURES: u32 = 5;
 /// Consecutive failures after which only an administrator reopens the
 /// account (NIST SP 800-63B allows at most 100).
 pub const MAX_FAILURES: u32 = 100;
-/// The first delay; each further failure doubles it up to [`MAX_DELAY`].
+/// The first delay; each further failure doubles it up to `MAX_DELAY`.
 pub const FIRST_DELAY: Duration = Duration::minutes(1);
 /// The longest delay between two attempts.
 pub const MAX_DELAY: Duration = Duration::minutes(30);
 
 /// The delay that `failures` consecutive failures impose on the next
-/// attempt: none below [`FREE_FAILURES`], then [`FIRST_DELAY`] doubling
-/// with each failure, at most [`MAX_DELAY`].
+/// attempt: none below `FREE_FAILURES`, then `FIRST_DELAY` doubling
+/// with each failure, at most `MAX_DELAY`.
 pub fn delay_after(failures: u32, free: u32) -> Option<Duration> {
     let over = failures.checked_sub(free)?;
     let factor = 1_i32.checked_shl(over.min(16)).unwrap_or(i32::MAX);

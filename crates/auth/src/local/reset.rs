@@ -61,7 +61,7 @@ pub trait ResetStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<UserId>, AuthError>> + Send;
 }
 
-/// A reset code: `crr_…` (see [`crate::opaque`]), 70 characters, so it
+/// A reset code: `crr_…` (see `crate::opaque`), 70 characters, so it
 /// fits one line of a 7-bit mail body.
 pub struct ResetToken;
 

@@ -195,7 +195,7 @@ impl KeyCache {
         }
         if res
             .content_length()
-            .is_some_and(|n| n > MAX_DOC_BYTES as u64)
+            .is_some_and(|n| n > u64::try_from(MAX_DOC_BYTES).unwrap_or(u64::MAX))
         {
             return Err(format!("GET {url}: document too large"));
         }

@@ -112,7 +112,7 @@ async fn races(f: Fixture, n: usize) {
                     booking(
                         patients[0],
                         &format!("dr-{i}"),
-                        at + Duration::minutes(i as i64),
+                        at + Duration::minutes(i64::try_from(i).unwrap_or(0)),
                         30,
                     )
                 };

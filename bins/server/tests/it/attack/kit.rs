@@ -203,7 +203,7 @@ pub(crate) async fn enable_totp(app: &TestApp, access: &str) -> (totp_rs::Totp, 
         ok_json(post(app, "/api/v1/auth/mfa/totp/enroll", Some(access), json!({})).await).await;
     let totp =
         totp_rs::Totp::from_url(text(&enrolled, "otpauth_uri")).unwrap_or_else(|e| panic!("{e:?}"));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     let activated = ok_json(
         post(
             app,

@@ -72,7 +72,7 @@ fn serve(env: &[(&'static str, String)], cwd: &std::path::Path) -> (Served, Stri
 
 fn token(org: OrgId) -> String {
     let tokens = DevTokens::new(&SecretString::from(DEV_SECRET)).unwrap_or_else(|e| panic!("{e}"));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
     let subject =
         carapace_tenancy::SubjectId::parse("clinician-cleo").unwrap_or_else(|e| panic!("{e}"));
     tokens
@@ -196,7 +196,10 @@ async fn stops_under_load(db_url: &str, dir: &std::path::Path, lock_url: Option<
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // ...then stop at a different moment each round, clients still busy.
-        tokio::time::sleep(Duration::from_millis(200 + 37 * round as u64)).await;
+        tokio::time::sleep(Duration::from_millis(
+            200 + 37 * u64::try_from(round).unwrap_or(0),
+        ))
+        .await;
         let held = match lock_url {
             Some(url) if round % 2 == 1 => {
                 Some(hold_chain_lock(url, org, Duration::from_millis(700)).await)
