@@ -2,8 +2,9 @@
 //!
 //! This crate owns [`Principal`] and [`Role`], the [`TokenVerifier`] port
 //! that turns a bearer token into a principal, and the pure authorization
-//! [`policy`] functions. Verifier adapters (dev tokens today, OIDC later) live
-//! in `carapace-infra`; this crate never does I/O.
+//! [`policy`] functions. Verifier adapters (dev tokens, OIDC with its JWKS,
+//! local sessions, service keys) live in `carapace-infra`; this crate never
+//! does I/O.
 
 mod error;
 pub mod feed_tokens;
