@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use crate::http::headers::{self, SecurityHeaders};
 use crate::http::kill_switch::{self, KillSwitchWatch};
+use crate::http::witness::WitnessGate;
 use crate::http::{extract, request_id, wait_budget};
 use crate::routes;
 use crate::settings::{Profile, Settings};
@@ -159,6 +160,16 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             .context("CARAPACE_REDIS_URL: Redis did not answer")?,
     );
     let kill_switch = Arc::new(KillSwitchWatch::load(SeaKillSwitch::new(db.clone())).await);
+    let witness = match settings.audit_witness_url {
+        Some(_) => Some(Arc::new(
+            WitnessGate::load(
+                db.clone(),
+                Duration::from_secs(settings.audit_witness_max_backlog_secs),
+            )
+            .await,
+        )),
+        None => None,
+    };
     let operator_org = match &settings.operator_org {
         Some(slug) => Some(
             carapace_tenancy::OrgSlug::parse(slug)
@@ -174,6 +185,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }),
         slow_request: Duration::from_millis(settings.slow_request_ms),
         kill_switch,
+        witness,
         operator_org,
         patients: SeaPatients::new(db.clone(), keys.clone()),
         appointments: SeaAppointments::new(db.clone(), keys.clone()),
@@ -323,8 +335,23 @@ async fn deliver_periodically(
 
 /// How often new audit events are linked into their chains.
 const CHAIN_EVERY: Duration = Duration::from_secs(1);
-/// How often (at most) a checkpoint is signed per organization.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// The audit chainer of these settings: a checkpoint at most every
+/// `CARAPACE_AUDIT_ANCHOR_EVERY_SECS` per organization (`every` overrides
+/// it: zero for the last pass), each anchored in the witness when one is
+/// configured.
+pub fn audit_chainer(
+    settings: &Settings,
+    db: &Database,
+    every: Option<Duration>,
+) -> anyhow::Result<AuditChainer> {
+    let every = every.unwrap_or_else(|| crate::witness::anchor_every(settings));
+    let chainer = AuditChainer::new(db.clone(), audit_signing_key(settings)?, every);
+    Ok(match crate::witness::audit_witness(settings)? {
+        Some(w) => chainer.with_witness(w),
+        None => chainer,
+    })
+}
 
 /// Links audit events into their chains every `every`, until aborted.
 async fn chain_periodically(
@@ -557,6 +584,17 @@ fn debug_routes(cfg: &mut web::ServiceConfig, dev: bool) {
 #[cfg(not(debug_assertions))]
 fn debug_routes(_: &mut web::ServiceConfig, _: bool) {}
 
+/// Re-reads the kill switch, and the witness backlog when there is one,
+/// until aborted.
+async fn watch(kill_switch: Arc<KillSwitchWatch>, witness: Option<Arc<WitnessGate>>) {
+    match witness {
+        Some(gate) => {
+            tokio::join!(kill_switch.poll(), gate.poll());
+        }
+        None => kill_switch.poll().await,
+    }
+}
+
 /// Starts serving `state` on `listener`.
 pub fn start(
     state: AppState,
@@ -565,7 +603,7 @@ pub fn start(
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let db = state.db.clone();
-    let watcher = tokio::spawn(state.kill_switch.clone().poll());
+    let watcher = tokio::spawn(watch(state.kill_switch.clone(), state.witness.clone()));
     let state = web::Data::new(state);
     let limit = settings.body_limit_bytes;
     let origins = settings.cors_origins();
@@ -582,6 +620,7 @@ pub fn start(
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(Compress::default())
+            .wrap(from_fn(crate::http::witness::middleware))
             .wrap(from_fn(kill_switch::middleware))
             .wrap(headers::cors(&origins))
             .wrap(from_fn(wait_budget::middleware))
@@ -623,11 +662,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     let purge = tokio::spawn(purge_periodically(running.db.clone(), PURGE_EVERY));
-    let chainer = Arc::new(AuditChainer::new(
-        running.db.clone(),
-        audit_signing_key(settings)?,
-        CHECKPOINT_EVERY,
-    ));
+    let chainer = Arc::new(audit_chainer(settings, &running.db, None)?);
     let chaining = tokio::spawn(chain_periodically(
         running.db.clone(),
         chainer.clone(),
@@ -661,12 +696,9 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     if let Some(a) = alerting {
         a.abort();
     }
-    // The last events of the drained requests join their chains, signed.
-    let last = AuditChainer::new(
-        db_for_shutdown,
-        audit_signing_key(settings)?,
-        Duration::ZERO,
-    );
+    // The last events of the drained requests join their chains, signed
+    // (and anchored).
+    let last = audit_chainer(settings, &db_for_shutdown, Some(Duration::ZERO))?;
     if let Err(e) = last.run_once().await {
         tracing::error!(error = %e, "chaining the last audit events failed");
     }
