@@ -96,6 +96,20 @@ pub enum Witnessed {
     },
 }
 
+/// One stored version under an organization's names, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Its name relative to the witness's prefix.
+    pub name: String,
+    /// The store's version id, if it keeps versions.
+    pub version: Option<String>,
+    /// The store's digest of the bytes, when it is their MD5 (lower-case
+    /// hex; compare with [`etag`]).
+    pub etag: Option<String>,
+    /// A deletion marker rather than an object.
+    pub delete_marker: bool,
+}
+
 /// A store outside the database that keeps what is written to it.
 pub trait Witness: Send + Sync {
     /// Writes `checkpoint` under [`object_name`], locked against deletion
@@ -104,8 +118,11 @@ pub trait Witness: Send + Sync {
     fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> WitnessFuture<'a, ()>;
 
     /// Every version of every object under `org`'s names, deletion markers
-    /// included, with its bytes.
-    fn list(&self, org: OrgId) -> WitnessFuture<'_, Vec<Witnessed>>;
+    /// included.
+    fn list(&self, org: OrgId) -> WitnessFuture<'_, Vec<Listed>>;
+
+    /// The bytes of one listed version.
+    fn get<'a>(&'a self, name: &'a str, version: Option<&'a str>) -> WitnessFuture<'a, Vec<u8>>;
 
     /// The names of the organizations the witness holds objects of.
     fn orgs(&self) -> WitnessFuture<'_, Vec<String>>;
@@ -120,6 +137,25 @@ pub fn object_name(checkpoint: &Checkpoint) -> String {
         checkpoint.position,
         checkpoint.kind.as_str()
     )
+}
+
+/// The MD5 of `checkpoint`'s object bytes (lower-case hex): what S3
+/// reports as the ETag of a single-part upload without KMS encryption.
+/// A listed version whose ETag equals the database checkpoint's need not
+/// be fetched: its bytes are that checkpoint's (whose signature is
+/// checked either way).
+pub fn etag(checkpoint: &Checkpoint) -> String {
+    use md5::Digest as _;
+    crate::export::bytes_hex(&md5::Md5::digest(encode(checkpoint)))
+}
+
+/// The position an object name claims (`<org>/<position>-<kind>.json`).
+pub fn position_in(name: &str) -> Option<u64> {
+    let file = name.rsplit('/').next()?;
+    let (digits, _) = file.split_once('-')?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// The object body of a checkpoint.
@@ -316,8 +352,8 @@ pub struct DatabaseSide {
     /// The latest tombstone's position: positions up to it were removed
     /// by retention (0 when none were).
     pub starts_after: u64,
-    /// The stored link at each position [`WitnessView::positions`] asked
-    /// for (absent when the position is not stored).
+    /// The stored link at each position the witness names (absent when
+    /// the position is not stored).
     pub links: BTreeMap<u64, Hash>,
     /// Every stored checkpoint of the organization, as stored.
     pub checkpoints: Vec<Checkpoint>,
@@ -396,13 +432,6 @@ impl WitnessView {
             }
         }
         view
-    }
-
-    /// The chain positions whose stored links the comparison needs.
-    pub fn positions(&self) -> Vec<u64> {
-        let mut p: Vec<u64> = self.checkpoints.keys().map(|(p, _)| *p).collect();
-        p.dedup();
-        p
     }
 
     /// Compares the database's side with the witness. A database

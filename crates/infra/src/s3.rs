@@ -26,9 +26,7 @@ use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use carapace_audit::chain::Checkpoint;
-use carapace_audit::witness::{
-    Witness, WitnessError, WitnessFuture, Witnessed, encode, object_name,
-};
+use carapace_audit::witness::{Listed, Witness, WitnessError, WitnessFuture, encode, object_name};
 use carapace_tenancy::OrgId;
 use md5::Digest as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -328,36 +326,41 @@ impl S3Witness {
         }
     }
 
-    async fn everything(&self, org: OrgId) -> Result<Vec<Witnessed>, WitnessError> {
+    async fn everything(&self, org: OrgId) -> Result<Vec<Listed>, WitnessError> {
         let prefix = format!("{}/", self.key(&org.to_string()));
         let mut out = Vec::new();
         for page in self.versions(&prefix, None).await? {
-            for block in blocks(&page, "DeleteMarker") {
-                let key = first(block, "Key").unwrap_or_default();
-                out.push(Witnessed::DeleteMarker {
-                    name: self.name(&key).to_owned(),
-                    version: first(block, "VersionId"),
-                });
-            }
-            for block in blocks(&page, "Version") {
-                let key = first(block, "Key").unwrap_or_default();
-                let version = first(block, "VersionId").filter(|v| v != "null");
-                let mut url = self.url(&key)?;
-                if let Some(v) = &version {
-                    url.query_pairs_mut().append_pair("versionId", v);
+            for (tag, delete_marker) in [("DeleteMarker", true), ("Version", false)] {
+                for block in blocks(&page, tag) {
+                    let key = first(block, "Key").unwrap_or_default();
+                    // A plain MD5 is 32 hex digits; multipart and KMS
+                    // ETags are not, and are then no digest of the bytes.
+                    let etag = first(block, "ETag")
+                        .map(|e| e.trim_matches('"').to_ascii_lowercase())
+                        .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+                    out.push(Listed {
+                        name: self.name(&key).to_owned(),
+                        version: first(block, "VersionId").filter(|v| v != "null"),
+                        etag,
+                        delete_marker,
+                    });
                 }
-                let answer = self.call("GET", url, &[], Vec::new(), MAX_OBJECT).await?;
-                if !(200..300).contains(&answer.status) {
-                    return Err(Self::refusal(&answer));
-                }
-                out.push(Witnessed::Object {
-                    name: self.name(&key).to_owned(),
-                    version,
-                    body: answer.body,
-                });
             }
         }
         Ok(out)
+    }
+
+    async fn fetch(&self, name: &str, version: Option<&str>) -> Result<Vec<u8>, WitnessError> {
+        let mut url = self.url(&self.key(name))?;
+        if let Some(v) = version {
+            url.query_pairs_mut().append_pair("versionId", v);
+        }
+        let answer = self.call("GET", url, &[], Vec::new(), MAX_OBJECT).await?;
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
+        } else {
+            Err(Self::refusal(&answer))
+        }
     }
 
     async fn org_names(&self) -> Result<Vec<String>, WitnessError> {
@@ -386,8 +389,12 @@ impl Witness for S3Witness {
         Box::pin(self.write(checkpoint))
     }
 
-    fn list(&self, org: OrgId) -> WitnessFuture<'_, Vec<Witnessed>> {
+    fn list(&self, org: OrgId) -> WitnessFuture<'_, Vec<Listed>> {
         Box::pin(self.everything(org))
+    }
+
+    fn get<'a>(&'a self, name: &'a str, version: Option<&'a str>) -> WitnessFuture<'a, Vec<u8>> {
+        Box::pin(self.fetch(name, version))
     }
 
     fn orgs(&self) -> WitnessFuture<'_, Vec<String>> {

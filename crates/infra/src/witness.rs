@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use carapace_audit::chain::{Checkpoint, CheckpointKind};
 use carapace_audit::witness::{
-    DatabaseSide, Witness, WitnessError, WitnessReport, WitnessView, unknown_orgs as unknown,
+    DatabaseSide, Witness, WitnessError, WitnessReport, WitnessView, Witnessed, etag, object_name,
+    position_in, unknown_orgs as unknown,
 };
 use carapace_tenancy::{OrgId, StorageError};
 use ed25519_dalek::VerifyingKey;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,6 +33,8 @@ use crate::entity::audit_checkpoint;
 
 /// Checkpoints written per anchoring pass, at most.
 const ANCHOR_BATCH: u64 = 500;
+/// Witness objects fetched at once by a comparison.
+const FETCHES_AT_ONCE: usize = 8;
 
 /// Queues `org`'s checkpoints that the queue does not hold yet: every
 /// checkpoint of a kind newer than the newest queued one of that kind, or
@@ -292,6 +296,12 @@ pub enum CompareError {
 /// Compares `org`'s stored chain and checkpoints with what `witness`
 /// holds (read-only). A stored checkpoint signed more than `overdue`
 /// before now and absent from the witness is reported as never anchored.
+///
+/// The witness is listed first: whatever it holds was stored in the
+/// database before it was written there, so the database read after it
+/// sees it. A listed version whose digest equals the stored checkpoint of
+/// its name is not fetched (its bytes are that checkpoint's); the others
+/// are, a few at a time.
 pub async fn compare_org(
     db: &Database,
     org: OrgId,
@@ -299,8 +309,60 @@ pub async fn compare_org(
     witness: &dyn Witness,
     overdue: Duration,
 ) -> Result<WitnessReport, CompareError> {
-    let objects = witness.list(org).await?;
+    let listed = witness.list(org).await?;
+    let side = database_side(db, org, listed.iter().filter_map(|l| position_in(&l.name))).await?;
+    let stored: BTreeMap<String, &Checkpoint> = side
+        .checkpoints
+        .iter()
+        .map(|c| (object_name(c), c))
+        .collect();
+    let objects: Vec<Witnessed> = futures_util::stream::iter(listed)
+        .map(|l| {
+            let known = stored
+                .get(&l.name)
+                .filter(|c| l.etag.as_deref() == Some(etag(c).as_str()))
+                .map(|c| carapace_audit::witness::encode(c));
+            async move {
+                Ok::<_, WitnessError>(match (l.delete_marker, known) {
+                    (true, _) => Witnessed::DeleteMarker {
+                        name: l.name,
+                        version: l.version,
+                    },
+                    (false, Some(body)) => Witnessed::Object {
+                        name: l.name,
+                        version: l.version,
+                        body,
+                    },
+                    (false, None) => {
+                        let body = witness.get(&l.name, l.version.as_deref()).await?;
+                        Witnessed::Object {
+                            name: l.name,
+                            version: l.version,
+                            body,
+                        }
+                    }
+                })
+            }
+        })
+        .buffered(FETCHES_AT_ONCE)
+        .try_collect()
+        .await?;
     let view = WitnessView::read(org, &objects, key);
+    Ok(view.compare(
+        &side,
+        OffsetDateTime::now_utc(),
+        time::Duration::try_from(overdue).unwrap_or(time::Duration::MAX),
+    ))
+}
+
+/// The database's side of a comparison: every checkpoint of `org`, where
+/// its chain starts and ends, and the stored links at `positions` (those
+/// inside the chain).
+async fn database_side(
+    db: &Database,
+    org: OrgId,
+    positions: impl Iterator<Item = u64>,
+) -> Result<DatabaseSide, StorageError> {
     let backend = db.conn().get_database_backend();
     let tx = db
         .begin_tenant_read(&system(org, "system:audit-verify"))
@@ -330,11 +392,11 @@ pub async fn compare_org(
         .and_then(|r| r.try_get::<Option<i64>>("", "p").ok().flatten())
         .and_then(|p| u64::try_from(p).ok());
     let ends_at = last.unwrap_or(0).max(starts_after);
-    let wanted: Vec<u64> = view
-        .positions()
-        .into_iter()
+    let mut wanted: Vec<u64> = positions
         .filter(|p| *p > starts_after && *p <= ends_at)
         .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut links = BTreeMap::new();
     for chunk in wanted.chunks(500) {
         let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -362,17 +424,12 @@ pub async fn compare_org(
         }
     }
     tx.commit().await.map_err(storage_error)?;
-    let side = DatabaseSide {
+    Ok(DatabaseSide {
         ends_at,
         starts_after,
         links,
         checkpoints,
-    };
-    Ok(view.compare(
-        &side,
-        OffsetDateTime::now_utc(),
-        time::Duration::try_from(overdue).unwrap_or(time::Duration::MAX),
-    ))
+    })
 }
 
 /// The organizations the witness holds checkpoints of that the database

@@ -72,6 +72,10 @@ fn objects_are_named_by_org_position_and_kind_and_round_trip() {
     );
     assert_eq!(decode(&encode(&cp)), Some(cp.clone()));
     assert_eq!(decode(b"{}"), None);
+    assert_eq!(position_in(&object_name(&cp)), Some(3));
+    assert_eq!(position_in("x/3-head.json"), None);
+    assert_eq!(etag(&cp).len(), 32);
+    assert_ne!(etag(&cp), etag(&head(org, &l, 2)));
     let text = String::from_utf8_lossy(&encode(&cp)).into_owned();
     assert!(text.contains("\"format\":1") && text.contains(&hex(&l[&3])));
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carapace_audit::chain::{CheckpointKind, Problem};
-use carapace_audit::witness::{Witness, WitnessFinding, WitnessReport};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use carapace_audit::chain::Checkpoint;
+use carapace_audit::witness::{Listed, Witness, WitnessFinding, WitnessFuture, WitnessReport};
 use carapace_clinical::patient::{PatientId, PatientRepository as _};
 use carapace_infra::audit::{AuditChainer, verify_org};
 use carapace_infra::s3::S3Witness;
@@ -212,6 +215,25 @@ impl Bench {
     }
 }
 
+/// The bucket, counting the objects a comparison fetches.
+struct Counting(Arc<S3Witness>, AtomicUsize);
+
+impl Witness for Counting {
+    fn put<'a>(&'a self, checkpoint: &'a Checkpoint) -> WitnessFuture<'a, ()> {
+        self.0.put(checkpoint)
+    }
+    fn list(&self, org: OrgId) -> WitnessFuture<'_, Vec<Listed>> {
+        self.0.list(org)
+    }
+    fn get<'a>(&'a self, name: &'a str, version: Option<&'a str>) -> WitnessFuture<'a, Vec<u8>> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.get(name, version)
+    }
+    fn orgs(&self) -> WitnessFuture<'_, Vec<String>> {
+        self.0.orgs()
+    }
+}
+
 fn missing(position: u64, report: &WitnessReport) -> bool {
     report.findings.iter().any(|f| {
         matches!(f, WitnessFinding::Missing { kind: CheckpointKind::Head, position: p, .. } if *p == position)
@@ -268,6 +290,24 @@ async fn anchoring_writes_each_checkpoint_locked(bench: Bench) {
         0
     );
     assert_eq!(bench.compare(org).await.findings, vec![]);
+    // The listing's digests match the stored checkpoints: nothing is
+    // fetched. A version that differs is.
+    let counting = Counting(bench.witness.clone(), AtomicUsize::new(0));
+    let vk = signing_key().verifying_key();
+    let quiet = compare_org(&bench.db, org, &vk, &counting, Duration::from_secs(3600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((quiet.matched, counting.1.load(Ordering::Relaxed)), (2, 0));
+    assert_eq!(bench.s3.put_raw(&Bench::key(org, 10), b"{}").await, 200);
+    let loud = compare_org(&bench.db, org, &vk, &counting, Duration::from_secs(3600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counting.1.load(Ordering::Relaxed), 1);
+    assert_eq!(loud.matched, 2, "the locked versions still match");
+    assert!(matches!(
+        loud.findings.as_slice(),
+        [WitnessFinding::Forged { .. }]
+    ));
 }
 
 #[tokio::test]
