@@ -1,5 +1,7 @@
 use super::*;
-use crate::chain::{ChainHead, Checkpoint, CheckpointKind};
+use std::collections::BTreeMap;
+
+use crate::chain::{ChainHead, Checkpoint, CheckpointKind, Hash};
 use ed25519_dalek::SigningKey;
 
 fn key() -> SigningKey {
