@@ -128,9 +128,9 @@ pub struct Settings {
     pub audit_witness_endpoint: Option<String>,
     /// Signing region of the witness; default `AWS_REGION`.
     pub audit_witness_region: Option<String>,
-    /// Witness credentials (only `s3:PutObject`, `s3:GetObject`,
-    /// `s3:GetObjectVersion`, `s3:ListBucketVersions`); default
-    /// `AWS_ACCESS_KEY_ID`.
+    /// Witness credentials (needing only `s3:PutObject`,
+    /// `s3:PutObjectRetention`, `s3:GetObject`, `s3:GetObjectVersion` and
+    /// `s3:ListBucketVersions`; no delete); default `AWS_ACCESS_KEY_ID`.
     pub audit_witness_access_key_id: Option<String>,
     /// Default `AWS_SECRET_ACCESS_KEY`.
     pub audit_witness_secret_access_key: Option<SecretString>,
