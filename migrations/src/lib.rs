@@ -32,6 +32,7 @@ mod m0018_verification;
 mod m0019_assistant;
 mod m0020_patient_sex;
 mod m0021_credentials_hardening;
+mod m0022_audit_witness;
 mod m0024_assistant_conversations;
 mod m0026_verification_settings;
 
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0019_assistant::Migration),
             Box::new(m0020_patient_sex::Migration),
             Box::new(m0021_credentials_hardening::Migration),
+            Box::new(m0022_audit_witness::Migration),
             Box::new(m0024_assistant_conversations::Migration),
             Box::new(m0026_verification_settings::Migration),
         ]

@@ -723,6 +723,7 @@ async fn audit_verify(
 ) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
     let key = server::audit_signing_key(settings)?.verifying_key();
+    let witness = crate::witness::audit_witness(settings)?;
     let orgs = match org {
         Some(slug) => match org_id(&db, slug).await? {
             Some(id) => vec![id],
@@ -786,6 +787,31 @@ async fn audit_verify(
                 );
             }
         }
+        if let Some(w) = &witness {
+            failed |= !witness_verify(&db, org, &key, w.as_ref(), settings, &mut out).await;
+        }
+    }
+    if let Some(w) = &witness
+        && org.is_none()
+    {
+        match carapace_infra::witness::unknown_orgs(&db, w.as_ref()).await {
+            Ok(names) => {
+                for name in names {
+                    failed = true;
+                    let _ = writeln!(
+                        out,
+                        "{name}: WITNESS: the witness holds checkpoints of this organization, which the database does not have (restored from an older copy?)"
+                    );
+                }
+            }
+            Err(e) => {
+                failed = true;
+                let _ = writeln!(
+                    out,
+                    "WITNESS UNAVAILABLE: {e}: cannot list its organizations"
+                );
+            }
+        }
     }
     db.close().await;
     Ok(if failed {
@@ -793,6 +819,39 @@ async fn audit_verify(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Compares `org`'s trail with the witness and prints the outcome; false
+/// when anything is wrong or the witness cannot be read.
+async fn witness_verify(
+    db: &carapace_infra::Database,
+    org: carapace_tenancy::OrgId,
+    key: &ed25519_dalek::VerifyingKey,
+    witness: &dyn carapace_audit::witness::Witness,
+    settings: &Settings,
+    out: &mut impl std::io::Write,
+) -> bool {
+    let overdue = crate::witness::overdue(settings);
+    match carapace_infra::witness::compare_org(db, org, key, witness, overdue).await {
+        Ok(r) if r.findings.is_empty() => {
+            let _ = writeln!(
+                out,
+                "{org}: witness: ok: {} witnessed checkpoints matched (anchored head {}), {} awaiting anchoring",
+                r.matched, r.anchored, r.unanchored
+            );
+            true
+        }
+        Ok(r) => {
+            for f in &r.findings {
+                let _ = writeln!(out, "{org}: WITNESS: {f}");
+            }
+            false
+        }
+        Err(e) => {
+            let _ = writeln!(out, "{org}: WITNESS UNAVAILABLE: {e}: cannot compare");
+            false
+        }
+    }
 }
 
 /// Where `keys rotate` moves the data keys.

@@ -13,5 +13,6 @@ pub mod kill_switch;
 pub mod limits;
 pub mod request_id;
 pub mod wait_budget;
+pub mod witness;
 
 pub use error::ApiError;

@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use crate::http::headers::{self, SecurityHeaders};
 use crate::http::kill_switch::{self, KillSwitchWatch};
+use crate::http::witness::WitnessGate;
 use crate::http::{extract, request_id, wait_budget};
 use crate::routes;
 use crate::settings::{Profile, Settings};
@@ -159,6 +160,16 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             .context("CARAPACE_REDIS_URL: Redis did not answer")?,
     );
     let kill_switch = Arc::new(KillSwitchWatch::load(SeaKillSwitch::new(db.clone())).await);
+    let witness = match settings.audit_witness_url {
+        Some(_) => Some(Arc::new(
+            WitnessGate::load(
+                db.clone(),
+                Duration::from_secs(settings.audit_witness_max_backlog_secs),
+            )
+            .await,
+        )),
+        None => None,
+    };
     let operator_org = match &settings.operator_org {
         Some(slug) => Some(
             carapace_tenancy::OrgSlug::parse(slug)
@@ -174,6 +185,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         }),
         slow_request: Duration::from_millis(settings.slow_request_ms),
         kill_switch,
+        witness,
         operator_org,
         patients: SeaPatients::new(db.clone(), keys.clone()),
         appointments: SeaAppointments::new(db.clone(), keys.clone()),
@@ -323,8 +335,23 @@ async fn deliver_periodically(
 
 /// How often new audit events are linked into their chains.
 const CHAIN_EVERY: Duration = Duration::from_secs(1);
-/// How often (at most) a checkpoint is signed per organization.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// The audit chainer of these settings: a checkpoint at most every
+/// `CARAPACE_AUDIT_ANCHOR_EVERY_SECS` per organization (`every` overrides
+/// it: zero for the last pass), each anchored in the witness when one is
+/// configured.
+pub fn audit_chainer(
+    settings: &Settings,
+    db: &Database,
+    every: Option<Duration>,
+) -> anyhow::Result<AuditChainer> {
+    let every = every.unwrap_or_else(|| crate::witness::anchor_every(settings));
+    let chainer = AuditChainer::new(db.clone(), audit_signing_key(settings)?, every);
+    Ok(match crate::witness::audit_witness(settings)? {
+        Some(w) => chainer.with_witness(w),
+        None => chainer,
+    })
+}
 
 /// Links audit events into their chains every `every`, until `stop` says
 /// so; a pass under way always finishes (it is never cut off holding an
@@ -569,6 +596,17 @@ fn debug_routes(cfg: &mut web::ServiceConfig, dev: bool) {
 #[cfg(not(debug_assertions))]
 fn debug_routes(_: &mut web::ServiceConfig, _: bool) {}
 
+/// Re-reads the kill switch, and the witness backlog when there is one,
+/// until aborted.
+async fn watch(kill_switch: Arc<KillSwitchWatch>, witness: Option<Arc<WitnessGate>>) {
+    match witness {
+        Some(gate) => {
+            tokio::join!(kill_switch.poll(), gate.poll());
+        }
+        None => kill_switch.poll().await,
+    }
+}
+
 /// Starts serving `state` on `listener`.
 pub fn start(
     state: AppState,
@@ -577,7 +615,7 @@ pub fn start(
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let db = state.db.clone();
-    let watcher = tokio::spawn(state.kill_switch.clone().poll());
+    let watcher = tokio::spawn(watch(state.kill_switch.clone(), state.witness.clone()));
     let state = web::Data::new(state);
     let limit = settings.body_limit_bytes;
     let origins = settings.cors_origins();
@@ -594,6 +632,7 @@ pub fn start(
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(Compress::default())
+            .wrap(from_fn(crate::http::witness::middleware))
             .wrap(from_fn(kill_switch::middleware))
             .wrap(headers::cors(&origins))
             .wrap(from_fn(wait_budget::middleware))
@@ -635,11 +674,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     let purge = tokio::spawn(purge_periodically(running.db.clone(), PURGE_EVERY));
-    let chainer = Arc::new(AuditChainer::new(
-        running.db.clone(),
-        audit_signing_key(settings)?,
-        CHECKPOINT_EVERY,
-    ));
+    let chainer = Arc::new(audit_chainer(settings, &running.db, None)?);
     let (stop_chaining, chaining_stopped) = tokio::sync::watch::channel(false);
     let chaining = tokio::spawn(chain_periodically(
         running.db.clone(),
@@ -682,18 +717,15 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         a.abort();
     }
     drop(db_for_shutdown);
-    // Every event written before the stop joins its chain, signed, before
-    // the process ends: on a pool of its own (the server's pooled
-    // connections may belong to the workers that just stopped), waiting
-    // for each organization's chain lock rather than skipping it.
+    // Every event written before the stop joins its chain, signed (and
+    // anchored in the witness), before the process ends: on a pool of its
+    // own (the server's pooled connections may belong to the workers that
+    // just stopped), waiting for each organization's chain lock rather
+    // than skipping it.
     let last_db = Database::connect(&settings.db())
         .await
         .context("connecting to chain the last audit events")?;
-    let last = AuditChainer::new(
-        last_db.clone(),
-        audit_signing_key(settings)?,
-        Duration::ZERO,
-    );
+    let last = audit_chainer(settings, &last_db, Some(Duration::ZERO))?;
     let chained = last.run_to_completion().await;
     last_db.close().await;
     match chained {

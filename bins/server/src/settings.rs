@@ -113,6 +113,41 @@ pub struct Settings {
     /// How long audit events are kept before `audit purge` may remove
     /// them (days; HIPAA's six years by default).
     pub audit_retention_days: u32,
+    /// Seconds between signed checkpoints of an organization's chain, and
+    /// so between anchors in the witness: the longest stretch of newest
+    /// events a database superuser could cut unseen while the witness
+    /// answers.
+    pub audit_anchor_every_secs: u64,
+    /// The witness outside the database that every signed checkpoint is
+    /// also written to: `s3://bucket/prefix`, a bucket created with Object
+    /// Lock enabled. Needs the `s3` feature (on by default).
+    pub audit_witness_url: Option<String>,
+    /// The witness's S3 endpoint; default `https://s3.<region>.amazonaws.com`
+    /// (virtual-hosted buckets). A configured endpoint is addressed
+    /// path-style (`<endpoint>/<bucket>/<key>`: MinIO and others).
+    pub audit_witness_endpoint: Option<String>,
+    /// Signing region of the witness; default `AWS_REGION`.
+    pub audit_witness_region: Option<String>,
+    /// Witness credentials (needing only `s3:PutObject`,
+    /// `s3:PutObjectRetention`, `s3:GetObject`, `s3:GetObjectVersion` and
+    /// `s3:ListBucketVersions`; no delete); default `AWS_ACCESS_KEY_ID`.
+    pub audit_witness_access_key_id: Option<String>,
+    /// Default `AWS_SECRET_ACCESS_KEY`.
+    pub audit_witness_secret_access_key: Option<SecretString>,
+    /// Default `AWS_SESSION_TOKEN`.
+    pub audit_witness_session_token: Option<SecretString>,
+    /// Days each witness object is locked in compliance mode; default
+    /// `audit_retention_days`.
+    pub audit_witness_retention_days: Option<u32>,
+    /// Seconds a checkpoint may wait for an unreachable witness before
+    /// readiness fails and PHI routes answer 503 (fail closed).
+    pub audit_witness_max_backlog_secs: u64,
+    /// Let the witness be an `http://` loopback stand-in (tests; refused
+    /// in production).
+    pub audit_witness_allow_loopback: bool,
+    /// Production without a witness: the operator accepts that a database
+    /// superuser can cut the newest events, with their checkpoints, unseen.
+    pub audit_witness_waived: bool,
     /// Where alerts (failed-login bursts, cross-tenant attempts,
     /// break-glass, refresh-token reuse) are POSTed, HMAC-signed.
     pub alert_webhook_url: Option<String>,
@@ -268,6 +303,17 @@ impl Default for Settings {
             master_key_file: None,
             audit_signing_key_file: None,
             audit_retention_days: 6 * 365,
+            audit_anchor_every_secs: 60,
+            audit_witness_url: None,
+            audit_witness_endpoint: None,
+            audit_witness_region: None,
+            audit_witness_access_key_id: None,
+            audit_witness_secret_access_key: None,
+            audit_witness_session_token: None,
+            audit_witness_retention_days: None,
+            audit_witness_max_backlog_secs: 300,
+            audit_witness_allow_loopback: false,
+            audit_witness_waived: false,
             alert_webhook_url: None,
             alert_webhook_secret: None,
             alert_webhook_allowed_hosts: None,
@@ -362,6 +408,22 @@ impl Settings {
         settings.kms_session_token = settings
             .kms_session_token
             .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
+        // So does the audit witness.
+        if settings.audit_witness_url.is_some() {
+            settings.audit_witness_region = settings
+                .audit_witness_region
+                .or_else(|| aws("AWS_REGION"))
+                .or_else(|| aws("AWS_DEFAULT_REGION"));
+            settings.audit_witness_access_key_id = settings
+                .audit_witness_access_key_id
+                .or_else(|| aws("AWS_ACCESS_KEY_ID"));
+            settings.audit_witness_secret_access_key = settings
+                .audit_witness_secret_access_key
+                .or_else(|| aws("AWS_SECRET_ACCESS_KEY").map(SecretString::from));
+            settings.audit_witness_session_token = settings
+                .audit_witness_session_token
+                .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
+        }
         Ok(settings)
     }
 
@@ -487,6 +549,38 @@ impl Settings {
         match (&self.kms_endpoint, &self.kms_region) {
             (Some(e), _) => url::Url::parse(e).ok(),
             (None, Some(r)) => url::Url::parse(&format!("https://kms.{r}.amazonaws.com/")).ok(),
+            (None, None) => None,
+        }
+    }
+
+    /// The witness's bucket and key prefix, if `audit_witness_url` is a
+    /// valid `s3://bucket[/prefix]`.
+    pub fn audit_witness_bucket(&self) -> Option<(String, String)> {
+        let rest = self.audit_witness_url.as_deref()?.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, prefix) = (bucket.to_owned(), prefix.trim_end_matches('/').to_owned());
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        let prefix_ok = prefix.is_empty()
+            || (prefix.len() <= 512
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+                && !prefix
+                    .split('/')
+                    .any(|s| s.is_empty() || s == "." || s == ".."));
+        (bucket_ok && prefix_ok).then_some((bucket, prefix))
+    }
+
+    /// The witness's endpoint: the configured one, else AWS's for the region.
+    pub fn audit_witness_endpoint_url(&self) -> Option<url::Url> {
+        match (&self.audit_witness_endpoint, &self.audit_witness_region) {
+            (Some(e), _) => url::Url::parse(e).ok(),
+            (None, Some(r)) => url::Url::parse(&format!("https://s3.{r}.amazonaws.com/")).ok(),
             (None, None) => None,
         }
     }
@@ -628,6 +722,25 @@ impl Settings {
             "master_key_file": self.master_key_file,
             "audit_signing_key_file": self.audit_signing_key_file,
             "audit_retention_days": self.audit_retention_days,
+            "audit_anchor_every_secs": self.audit_anchor_every_secs,
+            "audit_witness": match (&self.audit_witness_url, self.audit_witness_waived) {
+                (Some(url), _) => serde_json::Value::from(url.as_str()),
+                (None, true) => serde_json::Value::from(
+                    "none (waived: a database superuser can cut the newest events unseen)",
+                ),
+                (None, false) => serde_json::Value::from(
+                    "none (checkpoints are kept in the database only; production refuses this unless waived)",
+                ),
+            },
+            "audit_witness_endpoint": self.audit_witness_endpoint_url().map(String::from),
+            "audit_witness_region": self.audit_witness_region,
+            "audit_witness_access_key_id": self.audit_witness_access_key_id,
+            "audit_witness_secret_access_key": secret(&self.audit_witness_secret_access_key),
+            "audit_witness_session_token": secret(&self.audit_witness_session_token),
+            "audit_witness_retention_days": self.audit_witness_retention_days.unwrap_or(self.audit_retention_days),
+            "audit_witness_max_backlog_secs": self.audit_witness_max_backlog_secs,
+            "audit_witness_allow_loopback": self.audit_witness_allow_loopback,
+            "audit_witness_waived": self.audit_witness_waived,
             "alert_webhook_url": self.alert_webhook_url,
             "alert_webhook_secret": secret(&self.alert_webhook_secret),
             "alert_webhook_allowed_hosts": self.alert_webhook_allowed_hosts,

@@ -87,6 +87,9 @@ pub struct AppState {
     pub slow_request: std::time::Duration,
     /// The kill switch as this instance last read it.
     pub kill_switch: Arc<crate::http::kill_switch::KillSwitchWatch>,
+    /// The audit witness's backlog against its bound, when a witness is
+    /// configured: closes PHI routes while it is over.
+    pub witness: Option<Arc<crate::http::witness::WitnessGate>>,
     /// The organization whose administrators operate the deployment (the
     /// kill switch API); none: only the CLI may.
     pub operator_org: Option<carapace_tenancy::OrgSlug>,

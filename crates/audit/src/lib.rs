@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod chain;
 pub mod event;
 pub mod export;
+pub mod witness;
 
 use std::fmt;
 use std::future::Future;

@@ -216,7 +216,7 @@ impl SecurityEventSink for SeaAuditLog {
 }
 
 /// `pg` with `$n` placeholders, or `?` ones for SQLite.
-fn statement(backend: DbBackend, pg: &str, values: Vec<Value>) -> Statement {
+pub(crate) fn statement(backend: DbBackend, pg: &str, values: Vec<Value>) -> Statement {
     let sql = if backend == DbBackend::Postgres {
         pg.to_owned()
     } else {
@@ -237,24 +237,27 @@ fn statement(backend: DbBackend, pg: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-fn hash_of(bytes: &[u8]) -> Result<Hash, StorageError> {
+pub(crate) fn hash_of(bytes: &[u8]) -> Result<Hash, StorageError> {
     bytes
         .try_into()
         .map_err(|_| StorageError::Internal("malformed audit hash".into()))
 }
 
-fn system(org: OrgId, what: &str) -> TenantContext {
+pub(crate) fn system(org: OrgId, what: &str) -> TenantContext {
     TenantContext::new(
         org,
         SubjectId::parse(what).unwrap_or_else(|_| unreachable!("static subject")),
     )
 }
 
-/// Links new events into their organization's chain and signs checkpoints.
+/// Links new events into their organization's chain and signs checkpoints;
+/// with a witness ([`Self::with_witness`]) it also queues each checkpoint
+/// and writes the waiting ones to the witness after every pass.
 pub struct AuditChainer {
     db: Database,
     key: SigningKey,
     checkpoint_every: Duration,
+    witness: Option<crate::witness::Anchoring>,
 }
 
 impl std::fmt::Debug for AuditChainer {
@@ -272,14 +275,31 @@ impl AuditChainer {
             db,
             key,
             checkpoint_every,
+            witness: None,
         }
     }
 
-    /// One pass over every organization; returns how many events it chained.
+    /// Anchors every checkpoint in `witness` too: queued when signed,
+    /// written after each pass (an unreachable witness is retried at most
+    /// every checkpoint interval, and at least every 10 s).
+    pub fn with_witness(
+        mut self,
+        witness: std::sync::Arc<dyn carapace_audit::witness::Witness>,
+    ) -> Self {
+        let longest = self.checkpoint_every.min(Duration::from_secs(10));
+        self.witness = Some(crate::witness::Anchoring::new(witness, longest));
+        self
+    }
+
+    /// One pass over every organization, then (with a witness) one
+    /// anchoring pass; returns how many events it chained.
     pub async fn run_once(&self) -> Result<u64, StorageError> {
         let mut total = 0;
         for org in every_org(&self.db).await? {
             total += self.chain_org(org).await?;
+        }
+        if let Some(anchoring) = &self.witness {
+            anchoring.pass(&self.db, &self.key.verifying_key()).await;
         }
         Ok(total)
     }
@@ -287,11 +307,16 @@ impl AuditChainer {
     /// Chains every pending event of every organization, waiting for each
     /// organization's chain lock instead of skipping an organization that
     /// another chainer holds, and going on until nothing visible is left
-    /// (the last pass of a stopping server); returns how many.
+    /// (the last pass of a stopping server), then (with a witness) anchors
+    /// what waits; returns how many were chained. Checkpoints the witness
+    /// cannot take now wait in the queue for the next server.
     pub async fn run_to_completion(&self) -> Result<u64, StorageError> {
         let mut total = 0;
         for org in every_org(&self.db).await? {
             total += self.chain_org_to_completion(org).await?;
+        }
+        if let Some(anchoring) = &self.witness {
+            anchoring.pass(&self.db, &self.key.verifying_key()).await;
         }
         Ok(total)
     }
@@ -479,6 +504,9 @@ impl AuditChainer {
                 ),
             )
             .await?;
+        }
+        if self.witness.is_some() {
+            crate::witness::queue(&tx, org, now).await?;
         }
         tx.commit().await.map_err(storage_error)?;
         Ok(added)

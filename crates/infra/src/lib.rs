@@ -33,11 +33,14 @@ mod patients;
 pub mod purge;
 pub mod rate_limit;
 mod research;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod service_keys;
 pub mod sms;
 mod subjects;
 pub mod tokens;
 mod verification;
+pub mod witness;
 
 pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};
 pub use calendar::SeaCalendarFeeds;

@@ -15,6 +15,7 @@ pub mod issuer;
 pub mod kms;
 pub mod receiver;
 pub mod relay;
+pub mod s3;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -143,6 +143,10 @@ pub enum ApiError {
     /// The kill switch is on: the service is stopped on purpose.
     #[error("suspended by the kill switch")]
     Suspended,
+    /// Signed audit checkpoints have waited longer than the bound for the
+    /// witness outside the database: PHI is not served (fail closed).
+    #[error("audit witness backlog over its bound")]
+    WitnessBacklog,
     /// Anything else; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -174,6 +178,7 @@ impl ApiError {
             Self::Unavailable(_) => "storage_unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Suspended => "kill_switch_on",
+            Self::WitnessBacklog => "audit_witness_backlog",
             Self::RateLimited(_) => "rate_limited",
             Self::Internal(_) => "internal",
         }
@@ -207,6 +212,10 @@ impl ApiError {
             ),
             Self::StepUpRequired => Some(
                 "this needs an MFA session: complete MFA (amr must contain mfa) and retry"
+                    .to_owned(),
+            ),
+            Self::WitnessBacklog => Some(
+                "the audit trail cannot be anchored outside the database right now; PHI is served again once it is"
                     .to_owned(),
             ),
             _ => None,
@@ -254,9 +263,11 @@ impl ResponseError for ApiError {
             Self::Invalid(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict | Self::Clash { .. } => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::NotReady(_) | Self::Suspended | Self::Off { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable(_)
+            | Self::NotReady(_)
+            | Self::Suspended
+            | Self::WitnessBacklog
+            | Self::Off { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -285,6 +296,9 @@ impl ResponseError for ApiError {
             }
             Self::Suspended => {
                 res.insert_header((header::RETRY_AFTER, "60"));
+            }
+            Self::WitnessBacklog => {
+                res.insert_header((header::RETRY_AFTER, "30"));
             }
             Self::Off { .. } => {
                 // A feature switched off by configuration: not back soon.

@@ -31,8 +31,8 @@ pub struct Readiness {
 /// One readiness check.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `database`, `migrations`, `key_provider`, `oidc`, `redis` or
-    /// `traces`.
+    /// `database`, `migrations`, `key_provider`, `oidc`, `audit_witness`,
+    /// `redis` or `traces`.
     pub name: &'static str,
     /// `ok`, or a short reason.
     pub status: String,
@@ -42,6 +42,32 @@ pub struct Check {
 #[utoipa::path(get, operation_id = "health_live", path = "/health/live", tag = "health", responses((status = 200, description = "alive")))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "live" }))
+}
+
+/// The audit witness: ok while no signed checkpoint has waited for it
+/// longer than the bound (saying how many wait), failing beyond it (PHI
+/// routes are closed then).
+async fn witness_check(gate: &crate::http::witness::WitnessGate) -> Result<String, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, gate.refresh()).await {
+        Ok(Ok(b)) => {
+            let age = b.age(time::OffsetDateTime::now_utc()).as_secs();
+            let bound = gate.bound().as_secs();
+            match b.waiting {
+                0 => Ok("ok".to_owned()),
+                n if !gate.closed() => Ok(format!(
+                    "ok ({n} checkpoints waiting for the witness, oldest {age} s, bound {bound} s)"
+                )),
+                n => Err(format!(
+                    "{n} checkpoints waiting for the witness, oldest {age} s, over the bound of {bound} s: PHI routes answer 503"
+                )),
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: audit witness backlog check failed");
+            Err("backlog unknown".to_owned())
+        }
+        Err(_) => Err("timed out".to_owned()),
+    }
 }
 
 /// Readiness: 200 when every check passes, else 503 naming the failures.
@@ -102,6 +128,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     if let Some(traces) = crate::logging::trace_export_status() {
         // Optional, but never silently dropped.
         results.push(("traces", traces.map(|()| "ok".to_owned())));
+    }
+    if let Some(gate) = &state.witness {
+        results.push(("audit_witness", witness_check(gate).await));
     }
     if let Some(redis) = state.limiter.redis_check().await {
         // Down: limits fall back to each instance's memory (logged); the

@@ -162,6 +162,31 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "audit witness outside the database",
+        check: |s| {
+            (s.audit_witness_url.is_none() && !s.audit_witness_waived).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_AUDIT_WITNESS_URL",
+                    "audit checkpoints are anchored outside the database in production: set s3://bucket/prefix (a bucket created with Object Lock), or CARAPACE_AUDIT_WITNESS_WAIVED=true to accept that a database superuser can cut the newest events unseen",
+                )
+            })
+        },
+    },
+    ProductionCheck {
+        name: "audit witness over https, never loopback",
+        check: |s| {
+            let http = s
+                .audit_witness_endpoint_url()
+                .is_some_and(|u| u.scheme() != "https");
+            (s.audit_witness_url.is_some() && (http || s.audit_witness_allow_loopback)).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_AUDIT_WITNESS_ENDPOINT",
+                    "the witness is reached over https in production (no loopback stand-in)",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "alert webhook over https, never to loopback",
         check: |s| {
             let http = s
@@ -509,6 +534,7 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
             }
         }
     }
+    witness_problems(s, &mut p);
     if !(1..=36_500).contains(&s.audit_retention_days) {
         p.push(ConfigProblem::new(
             "CARAPACE_AUDIT_RETENTION_DAYS",
@@ -522,6 +548,89 @@ pub(super) fn general(s: &Settings) -> Vec<ConfigProblem> {
         ));
     }
     p
+}
+
+fn witness_problems(s: &Settings, p: &mut Vec<ConfigProblem>) {
+    if !(1..=3600).contains(&s.audit_anchor_every_secs) {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_ANCHOR_EVERY_SECS",
+            "must be between 1 and 3600 seconds",
+        ));
+    }
+    if !(1..=86_400).contains(&s.audit_witness_max_backlog_secs) {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_MAX_BACKLOG_SECS",
+            "must be between 1 and 86400 seconds",
+        ));
+    }
+    if s.audit_witness_url.is_none() {
+        return;
+    }
+    if !cfg!(feature = "s3") {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_URL",
+            "this build has no S3 witness (build with the `s3` feature)",
+        ));
+    }
+    if s.audit_witness_bucket().is_none() {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_URL",
+            "must be s3://bucket or s3://bucket/prefix (a valid bucket name; the prefix of letters, digits and -_./)",
+        ));
+    }
+    let region_ok = s.audit_witness_region.as_deref().is_some_and(|r| {
+        !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !region_ok {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_REGION",
+            "is required with CARAPACE_AUDIT_WITNESS_URL (or AWS_REGION), e.g. eu-west-1",
+        ));
+    }
+    match s.audit_witness_endpoint_url() {
+        Some(u) if u.scheme() == "https" && u.host().is_some() => {}
+        Some(u) if u.scheme() == "http" && u.host().is_some() => {
+            let loopback = match u.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if !(loopback && s.audit_witness_allow_loopback) {
+                p.push(ConfigProblem::new(
+                    "CARAPACE_AUDIT_WITNESS_ENDPOINT",
+                    "must be https (http only for a loopback stand-in with CARAPACE_AUDIT_WITNESS_ALLOW_LOOPBACK=true)",
+                ));
+            }
+        }
+        Some(_) => p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_ENDPOINT",
+            "must be an https URL",
+        )),
+        None if s.audit_witness_endpoint.is_some() => p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_ENDPOINT",
+            "must be an https URL",
+        )),
+        None => {}
+    }
+    if s.audit_witness_access_key_id
+        .as_deref()
+        .is_none_or(str::is_empty)
+        || s.audit_witness_secret_access_key.is_none()
+    {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_ACCESS_KEY_ID",
+            "the witness needs credentials: CARAPACE_AUDIT_WITNESS_ACCESS_KEY_ID and CARAPACE_AUDIT_WITNESS_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+        ));
+    }
+    if s.audit_witness_retention_days
+        .is_some_and(|d| !(1..=36_500).contains(&d))
+    {
+        p.push(ConfigProblem::new(
+            "CARAPACE_AUDIT_WITNESS_RETENTION_DAYS",
+            "must be between 1 and 36500 days",
+        ));
+    }
 }
 
 fn kms_problems(s: &Settings, p: &mut Vec<ConfigProblem>) {
@@ -613,7 +722,8 @@ mod tests {
                 "CARAPACE_CURSOR_SECRET",
                 "CARAPACE_OIDC_ISSUER",
                 "CARAPACE_MASTER_KEY_FILE",
-                "CARAPACE_AUDIT_SIGNING_KEY_FILE"
+                "CARAPACE_AUDIT_SIGNING_KEY_FILE",
+                "CARAPACE_AUDIT_WITNESS_URL"
             ]
         );
     }
@@ -776,6 +886,7 @@ mod tests {
             cursor_secret: Some(SecretString::from("c".repeat(32))),
             master_key_file: Some("/run/secrets/master.key".into()),
             audit_signing_key_file: Some("/run/secrets/audit.pem".into()),
+            audit_witness_waived: true,
             ..Settings::default()
         };
         assert_eq!(keys(&base), vec!["CARAPACE_OIDC_ISSUER"]);
@@ -831,9 +942,102 @@ mod tests {
             oidc_audience: Some("client-123".into()),
             kms_endpoint: Some("http://127.0.0.1:4566".into()),
             audit_signing_key_file: Some("/run/secrets/audit.pem".into()),
+            audit_witness_waived: true,
             ..ok
         };
         assert_eq!(keys(&production), vec!["CARAPACE_KMS_ENDPOINT"]);
+    }
+
+    #[test]
+    fn the_witness_needs_a_bucket_region_and_credentials_and_https_in_production() {
+        let witness = Settings {
+            audit_witness_url: Some("s3://Not_A_Bucket/x".into()),
+            audit_witness_endpoint: Some("http://minio.internal:9000".into()),
+            audit_anchor_every_secs: 0,
+            audit_witness_max_backlog_secs: 0,
+            audit_witness_retention_days: Some(0),
+            ..Settings::default()
+        };
+        assert_eq!(
+            keys(&witness),
+            vec![
+                "CARAPACE_AUDIT_ANCHOR_EVERY_SECS",
+                "CARAPACE_AUDIT_WITNESS_MAX_BACKLOG_SECS",
+                "CARAPACE_AUDIT_WITNESS_URL",
+                "CARAPACE_AUDIT_WITNESS_REGION",
+                "CARAPACE_AUDIT_WITNESS_ENDPOINT",
+                "CARAPACE_AUDIT_WITNESS_ACCESS_KEY_ID",
+                "CARAPACE_AUDIT_WITNESS_RETENTION_DAYS",
+            ]
+        );
+        let loopback = Settings {
+            audit_witness_url: Some("s3://carapace-audit/prod/eu".into()),
+            audit_witness_endpoint: Some("http://127.0.0.1:9000".into()),
+            audit_witness_allow_loopback: true,
+            audit_witness_region: Some("us-east-1".into()),
+            audit_witness_access_key_id: Some("AKIDEXAMPLE".into()),
+            audit_witness_secret_access_key: Some(SecretString::from("s".repeat(40))),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&loopback), Vec::<&str>::new());
+        assert_eq!(
+            loopback.audit_witness_bucket(),
+            Some(("carapace-audit".into(), "prod/eu".into()))
+        );
+        for bad in [
+            "s3://ab",
+            "https://bucket/x",
+            "s3://bucket/a//b",
+            "s3://bucket/../x",
+        ] {
+            let s = Settings {
+                audit_witness_url: Some(bad.into()),
+                ..loopback.clone()
+            };
+            assert_eq!(keys(&s), vec!["CARAPACE_AUDIT_WITNESS_URL"], "{bad}");
+        }
+        let aws = Settings {
+            audit_witness_endpoint: None,
+            audit_witness_allow_loopback: false,
+            ..loopback.clone()
+        };
+        assert_eq!(
+            aws.audit_witness_endpoint_url()
+                .map(String::from)
+                .as_deref(),
+            Some("https://s3.us-east-1.amazonaws.com/")
+        );
+        let production = |s: Settings| Settings {
+            profile: Profile::Production,
+            database_url: SecretString::from("postgres://carapace_app@db/carapace"),
+            database_tls: TlsMode::Require,
+            cursor_secret: Some(SecretString::from("c".repeat(32))),
+            oidc_issuer: Some("https://idp.example".into()),
+            oidc_audience: Some("client-123".into()),
+            master_key_file: Some("/run/secrets/master.key".into()),
+            audit_signing_key_file: Some("/run/secrets/audit.pem".into()),
+            ..s
+        };
+        assert_eq!(keys(&production(aws.clone())), Vec::<&str>::new());
+        assert_eq!(
+            keys(&production(loopback)),
+            vec!["CARAPACE_AUDIT_WITNESS_ENDPOINT"]
+        );
+        let none = Settings {
+            audit_witness_url: None,
+            ..aws
+        };
+        assert_eq!(
+            keys(&production(none.clone())),
+            vec!["CARAPACE_AUDIT_WITNESS_URL"]
+        );
+        let waived = Settings {
+            audit_witness_waived: true,
+            ..none
+        };
+        assert_eq!(keys(&production(waived.clone())), Vec::<&str>::new());
+        let shown = waived.redacted().to_string();
+        assert!(shown.contains("waived: a database superuser can cut the newest events unseen"));
     }
 
     #[test]

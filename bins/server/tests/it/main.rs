@@ -30,3 +30,4 @@ mod service_keys;
 mod support;
 mod users;
 mod verification;
+mod witness;

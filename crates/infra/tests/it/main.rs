@@ -13,3 +13,4 @@ mod phi;
 mod posture;
 mod rls;
 mod support;
+mod witness;
