@@ -33,6 +33,7 @@ mod patients;
 pub mod purge;
 pub mod rate_limit;
 mod research;
+pub mod sealed;
 pub mod service_keys;
 pub mod sms;
 mod subjects;
