@@ -135,23 +135,6 @@ impl SeaPatients {
     }
 }
 
-impl SeaPatients {
-    /// Re-encrypts up to `batch` of the organization's patients under an
-    /// older key (the `patients` part of
-    /// [`crate::sealed::rotation::Rotation`]); returns how many.
-    pub async fn reencrypt_batch(
-        &self,
-        ctx: &TenantContext,
-        batch: u64,
-    ) -> Result<u64, ClinicalError> {
-        Ok(
-            crate::sealed::rotation::Rotation::new(self.db.clone(), self.keys.clone())
-                .reencrypt_batch(ctx, &crate::sealed::patients::SEALED, batch)
-                .await?,
-        )
-    }
-}
-
 use crate::sealed::patients::{
     BIRTH_DATE, EMAIL, FAMILY_NAME, GIVEN_NAME, MEMBER_ID, MEMBER_ID_INDEX, NAME_DOB_INDEX, PHONE,
     SEX, TABLE,
