@@ -1,5 +1,7 @@
 //! The command line. `--help` and `config check` never touch a database.
 
+mod keys;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -181,24 +183,50 @@ enum KeysAction {
         out: PathBuf,
     },
     /// Rotate keys: `--org SLUG` starts a new data key for one organization
-    /// and re-encrypts its rows in batches (online, resumable); `--kek NEW`
-    /// re-wraps every data key under a new key-encryption key file (then
-    /// point CARAPACE_MASTER_KEY_FILE at it), `--kek-kms-key-id ID` under a
-    /// KMS key (same region, endpoint and credentials; then set
-    /// CARAPACE_KMS_KEY_ID to it).
+    /// and re-encrypts every row of every sealed table under an older one,
+    /// in batches (online; `--resume` finishes an interrupted run without
+    /// starting another version); `--kek NEW` re-wraps every data key under
+    /// a new key-encryption key file (then point CARAPACE_MASTER_KEY_FILE
+    /// at it), `--kek-kms-key-id ID` under a KMS key (same region, endpoint
+    /// and credentials; then set CARAPACE_KMS_KEY_ID to it).
     Rotate {
         /// Organization whose data key to rotate.
         #[arg(long, conflicts_with_all = ["kek", "kek_kms_key_id"])]
         org: Option<String>,
+        /// With `--org`: start no new version; re-encrypt the rows still
+        /// under an older one (an interrupted run, or rows sealed by a
+        /// server that had not yet seen the new version).
+        #[arg(long, requires = "org")]
+        resume: bool,
         /// New key-encryption key file (from `carapace keys init`).
         #[arg(long, conflicts_with = "kek_kms_key_id")]
         kek: Option<PathBuf>,
         /// New KMS key (id, ARN or alias).
         #[arg(long)]
         kek_kms_key_id: Option<String>,
-        /// Rows per batch.
+        /// Rows per batch (one transaction each).
         #[arg(long, default_value_t = 200)]
         batch: u64,
+    },
+    /// Print, for each sealed table, an organization's rows per data-key
+    /// version, its current version, and the versions no row uses. Exit 1
+    /// if rows are under a version whose key no longer exists.
+    Status {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+    },
+    /// Destroy an old data-key version of an organization: only when it is
+    /// not the current one, no row of any sealed table is under it, and the
+    /// next version is older than servers' key cache (6 minutes); refuses
+    /// otherwise, naming the table and count. Irreversible.
+    Retire {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// The version to destroy.
+        #[arg(long)]
+        version: u32,
     },
 }
 
@@ -316,6 +344,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
             action:
                 KeysAction::Rotate {
                     org,
+                    resume,
                     kek,
                     kek_kms_key_id,
                     batch,
@@ -326,8 +355,20 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> 
                 (None, Some(id)) => Some(NewKek::Kms(id)),
                 _ => None,
             };
-            keys_rotate(settings, org.as_deref(), new_kek, batch).await
+            match (org, new_kek) {
+                (Some(org), None) => keys::rotate_org(settings, &org, resume, batch).await,
+                (None, Some(target)) => keys_rotate_kek(settings, target).await,
+                _ => usage_error(
+                    "give exactly one of --org SLUG, --kek NEW_KEY_FILE or --kek-kms-key-id ID",
+                ),
+            }
         }
+        Command::Keys {
+            action: KeysAction::Status { org },
+        } => keys::status(settings, &org).await,
+        Command::Keys {
+            action: KeysAction::Retire { org, version },
+        } => keys::retire(settings, &org, version).await,
         Command::Audit {
             action:
                 AuditAction::Verify {
@@ -861,83 +902,37 @@ enum NewKek {
     Kms(String),
 }
 
-async fn keys_rotate(
-    settings: &Settings,
-    org: Option<&str>,
-    new_kek: Option<NewKek>,
-    batch: u64,
-) -> anyhow::Result<ExitCode> {
+/// `keys rotate --kek` / `--kek-kms-key-id`: re-wraps every data key of
+/// every organization under the new key-encryption key.
+async fn keys_rotate_kek(settings: &Settings, target: NewKek) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
-    let keys = std::sync::Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
+    let keys = KeyRing::new(db.clone(), server::sealer(settings)?);
     let actor = SubjectId::parse("system:keys")?;
     let mut out = std::io::stdout();
-    match (org, new_kek) {
-        (Some(slug), None) => {
-            let Ok(slug) = OrgSlug::parse(slug) else {
-                return usage_error("--org is not a valid slug");
-            };
-            let Some(found) = carapace_infra::SeaOrganizations::new(db.clone())
-                .find_by_slug(&slug)
-                .await?
-            else {
-                return usage_error(format!("no organization with slug {slug:?}"));
-            };
-            let ctx = TenantContext::new(found.id, actor);
-            let version = keys.rotate(&ctx).await?;
-            cli_audit(
-                &db,
-                found.id,
-                "keys.rotate_data_key",
-                format!("version {version}"),
-            )
+    let (new, then) = match &target {
+        NewKek::File(path) => (
+            server::sealer_from_file(path)?,
+            format!("CARAPACE_MASTER_KEY_FILE={}", path.display()),
+        ),
+        NewKek::Kms(id) => (
+            server::kms_sealer(settings, id)?,
+            format!("CARAPACE_KMS_KEY_ID={id} (and unset CARAPACE_MASTER_KEY_FILE)"),
+        ),
+    };
+    for org in carapace_infra::all_org_ids(&db).await? {
+        let n = keys
+            .rewrap(&TenantContext::new(org, actor.clone()), &*new)
             .await?;
-            let _ = writeln!(out, "{slug}: data key version {version}");
-            let patients = carapace_infra::SeaPatients::new(db.clone(), keys);
-            let mut total = 0;
-            loop {
-                let n = patients
-                    .reencrypt_batch(&ctx, batch.clamp(1, 10_000))
-                    .await?;
-                if n == 0 {
-                    break;
-                }
-                total += n;
-                let _ = writeln!(out, "{slug}: {total} patients re-encrypted");
-            }
-            let _ = writeln!(out, "{slug}: done ({total} patients)");
-        }
-        (None, Some(target)) => {
-            let (new, then) = match &target {
-                NewKek::File(path) => (
-                    server::sealer_from_file(path)?,
-                    format!("CARAPACE_MASTER_KEY_FILE={}", path.display()),
-                ),
-                NewKek::Kms(id) => (
-                    server::kms_sealer(settings, id)?,
-                    format!("CARAPACE_KMS_KEY_ID={id} (and unset CARAPACE_MASTER_KEY_FILE)"),
-                ),
-            };
-            for org in carapace_infra::all_org_ids(&db).await? {
-                let n = keys
-                    .rewrap(&TenantContext::new(org, actor.clone()), &*new)
-                    .await?;
-                cli_audit(
-                    &db,
-                    org,
-                    "keys.rewrap_under_new_kek",
-                    format!("{n} data keys"),
-                )
-                .await?;
-                let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
-            }
-            let _ = writeln!(out, "done: now set {then}");
-        }
-        _ => {
-            return usage_error(
-                "give exactly one of --org SLUG, --kek NEW_KEY_FILE or --kek-kms-key-id ID",
-            );
-        }
+        cli_audit(
+            &db,
+            org,
+            "keys.rewrap_under_new_kek",
+            format!("{n} data keys"),
+        )
+        .await?;
+        let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
     }
+    let _ = writeln!(out, "done: now set {then}");
     db.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,7 @@ use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_ou
 use crate::fields::{self, KeyVersions, Place};
 use crate::keys::KeyRing;
 
-const TABLE: &str = "appointments";
+use crate::sealed::appointments::{REASON, TABLE};
 
 /// [`AppointmentRepository`] over the `appointments` table.
 #[derive(Clone, Debug)]
@@ -127,7 +127,7 @@ fn place(org: Uuid, id: Uuid) -> Place<'static> {
     Place {
         org,
         table: TABLE,
-        column: "reason",
+        column: REASON,
         row: id,
     }
 }

@@ -23,7 +23,7 @@ use crate::fields::{self, KeyVersions, Place};
 use crate::keys::KeyRing;
 use crate::outbound::SafeHttp;
 
-const TABLE: &str = "assistant_turns";
+use crate::sealed::assistant_turns::{CONTENT, TABLE};
 
 /// [`AssistantRepository`] over `assistant_turns`.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ fn place(org: Uuid, id: Uuid) -> Place<'static> {
     Place {
         org,
         table: TABLE,
-        column: "content",
+        column: CONTENT,
         row: id,
     }
 }

@@ -102,8 +102,8 @@ impl std::fmt::Debug for SeaIdempotency {
 fn binding<'a>(org: &'a [u8; 16], key_hash: &'a [u8; 32]) -> Binding<'a> {
     Binding {
         org,
-        table: "idempotency_keys",
-        column: "response",
+        table: crate::sealed::idempotency_keys::TABLE,
+        column: crate::sealed::idempotency_keys::RESPONSE,
         row: key_hash[..16].try_into().unwrap_or(&[0; 16]),
     }
 }

@@ -27,11 +27,18 @@ pub struct KeyRing {
     ttl: Duration,
     keys: Mutex<HashMap<(OrgId, u32), Cached>>,
     current: Mutex<HashMap<OrgId, (u32, Instant)>>,
+    listed: Mutex<HashMap<OrgId, (Vec<u32>, Instant)>>,
 }
 
 /// How long an unwrapped data key (and the knowledge of which version is
 /// current) is trusted before the key provider is asked again.
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(300);
+
+/// How long the list of an organization's versions (which searches look
+/// under) is trusted: a version made or retired by another process is
+/// searched under, or no longer, within this. Rotation waits this long
+/// after making a version before it moves rows to it.
+pub const VERSION_LIST_TTL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +73,7 @@ impl KeyRing {
             ttl,
             keys: Mutex::new(HashMap::new()),
             current: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,6 +106,106 @@ impl KeyRing {
         ctx: &TenantContext,
         version: u32,
     ) -> Result<Arc<DataKey>, StorageError> {
+        // No key: retired, shredded or never made. The data is unreadable,
+        // not wrong.
+        self.find_version(ctx, version)
+            .await?
+            .ok_or_else(|| StorageError::Internal("data key not found".into()))
+    }
+
+    /// Every data key of the organization that rows may be under, newest
+    /// first (searches compute their blind index under each, so a row is
+    /// found whichever version it is under, during a rotation too). The
+    /// list of versions is read again after a second.
+    pub async fn live(&self, ctx: &TenantContext) -> Result<Vec<Arc<DataKey>>, StorageError> {
+        let org = ctx.org();
+        let known = self
+            .listed
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&org).cloned())
+            .filter(|(_, at)| at.elapsed() < VERSION_LIST_TTL)
+            .map(|(v, _)| v);
+        let listed = match known {
+            Some(v) => v,
+            None => {
+                let mut v: Vec<u32> = self.versions(ctx).await?.iter().map(|(v, _)| *v).collect();
+                v.reverse();
+                if let Ok(mut l) = self.listed.lock() {
+                    l.insert(org, (v.clone(), Instant::now()));
+                }
+                v
+            }
+        };
+        let mut keys = Vec::with_capacity(listed.len().max(1));
+        for version in listed {
+            // Retired since the list was read: nothing is under it.
+            if let Some(key) = self.find_version(ctx, version).await? {
+                keys.push(key);
+            }
+        }
+        if keys.is_empty() {
+            keys.push(self.current(ctx).await?);
+        }
+        Ok(keys)
+    }
+
+    /// The organization's data-key versions and when each was made,
+    /// oldest first.
+    pub async fn versions(
+        &self,
+        ctx: &TenantContext,
+    ) -> Result<Vec<(u32, OffsetDateTime)>, StorageError> {
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        let rows = org_key::Entity::find()
+            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .order_by_asc(org_key::Column::Version)
+            .all(&tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| u32::try_from(r.version).ok().map(|v| (v, r.created_at)))
+            .collect())
+    }
+
+    /// Deletes version `version` of the organization's keys in `tx` (the
+    /// caller has checked nothing uses it; see
+    /// [`crate::sealed::rotation::Rotation::retire`]); whether it existed.
+    pub(crate) async fn delete_version(
+        &self,
+        tx: &sea_orm::DatabaseTransaction,
+        ctx: &TenantContext,
+        version: u32,
+    ) -> Result<bool, StorageError> {
+        let done = org_key::Entity::delete_many()
+            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
+            .exec(tx)
+            .await
+            .map_err(storage_error)?;
+        Ok(done.rows_affected == 1)
+    }
+
+    /// Drops what this process remembers of a version destroyed by
+    /// [`Self::delete_version`].
+    pub(crate) fn forget(&self, ctx: &TenantContext, version: u32) {
+        if let Ok(mut k) = self.keys.lock() {
+            k.remove(&(ctx.org(), version));
+        }
+        if let Ok(mut l) = self.listed.lock() {
+            l.remove(&ctx.org());
+        }
+    }
+
+    /// Version `version` of the organization's data key; `None` when there
+    /// is no such key.
+    async fn find_version(
+        &self,
+        ctx: &TenantContext,
+        version: u32,
+    ) -> Result<Option<Arc<DataKey>>, StorageError> {
         let org = ctx.org();
         let cached = self
             .keys
@@ -107,7 +215,7 @@ impl KeyRing {
         if let Some((key, at)) = cached
             && at.elapsed() < self.ttl
         {
-            return Ok(key);
+            return Ok(Some(key));
         }
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
@@ -117,8 +225,9 @@ impl KeyRing {
             .await
             .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)?;
-        // No key: shredded or never made. The data is unreadable, not wrong.
-        let row = row.ok_or_else(|| StorageError::Internal("data key not found".into()))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         let (dek_ctx, index_ctx) = contexts(org, version);
         let dek = self
             .kek
@@ -148,12 +257,12 @@ impl KeyRing {
         if let Ok(mut k) = self.keys.lock() {
             k.insert((org, version), (key.clone(), Instant::now()));
         }
-        Ok(key)
+        Ok(Some(key))
     }
 
     /// Starts a new data-key version for the organization and makes it
     /// current here; returns it. Rows move to it with
-    /// [`crate::SeaPatients::reencrypt_batch`].
+    /// [`crate::sealed::rotation::Rotation`].
     pub async fn rotate(&self, ctx: &TenantContext) -> Result<u32, StorageError> {
         let latest = self.latest_version(ctx).await?;
         if let Some(v) = latest {
@@ -164,6 +273,9 @@ impl KeyRing {
         let version = self.create(ctx, next).await?;
         if let Ok(mut c) = self.current.lock() {
             c.insert(ctx.org(), (version, Instant::now()));
+        }
+        if let Ok(mut l) = self.listed.lock() {
+            l.remove(&ctx.org());
         }
         Ok(version)
     }
@@ -240,6 +352,9 @@ impl KeyRing {
         }
         if let Ok(mut c) = self.current.lock() {
             c.remove(&ctx.org());
+        }
+        if let Ok(mut l) = self.listed.lock() {
+            l.remove(&ctx.org());
         }
         Ok(done.rows_affected)
     }

@@ -35,6 +35,7 @@ pub mod rate_limit;
 mod research;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod sealed;
 pub mod service_keys;
 pub mod sms;
 mod subjects;

@@ -96,8 +96,12 @@ fn parse_date(s: &str) -> Result<Date, ClinicalError> {
         .map_err(|_| ClinicalError::Storage(fields::integrity()))
 }
 
-const MEDS: &str = "medication_statements";
-const EFFECTS: &str = "side_effects";
+use crate::sealed::medication_statements::{
+    self as meds, DOSE, DRUG_NAME, SCHEDULE, STARTED_ON, STOPPED_ON,
+};
+use crate::sealed::side_effects::{self as effects, ONSET_ON, SEVERITY, SYMPTOM};
+const MEDS: &str = meds::TABLE;
+const EFFECTS: &str = effects::TABLE;
 
 fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, ClinicalError> {
     let o = |column: &str, v: &[u8]| open(key, MEDS, column, r.org_id, r.id, v);
@@ -105,12 +109,12 @@ fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, Clinical
         id: r.id,
         patient: PatientId::from_uuid(r.patient_id),
         details: MedicationDetails {
-            drug_name: Phi::new(o("drug_name", &r.drug_name)?),
-            dose: Phi::new(o("dose", &r.dose)?),
-            schedule: Phi::new(o("schedule", &r.schedule)?),
-            started_on: Phi::new(parse_date(&o("started_on", &r.started_on)?)?),
+            drug_name: Phi::new(o(DRUG_NAME, &r.drug_name)?),
+            dose: Phi::new(o(DOSE, &r.dose)?),
+            schedule: Phi::new(o(SCHEDULE, &r.schedule)?),
+            started_on: Phi::new(parse_date(&o(STARTED_ON, &r.started_on)?)?),
             stopped_on: match &r.stopped_on {
-                Some(v) => Some(Phi::new(parse_date(&o("stopped_on", v)?)?)),
+                Some(v) => Some(Phi::new(parse_date(&o(STOPPED_ON, v)?)?)),
                 None => None,
             },
         },
@@ -124,12 +128,12 @@ fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalE
         id: r.id,
         patient: PatientId::from_uuid(r.patient_id),
         details: SideEffectDetails {
-            symptom: Phi::new(o("symptom", &r.symptom)?),
+            symptom: Phi::new(o(SYMPTOM, &r.symptom)?),
             severity: Phi::new(
-                Severity::parse(&o("severity", &r.severity)?)
+                Severity::parse(&o(SEVERITY, &r.severity)?)
                     .ok_or(ClinicalError::Storage(fields::integrity()))?,
             ),
-            onset_on: Phi::new(parse_date(&o("onset_on", &r.onset_on)?)?),
+            onset_on: Phi::new(parse_date(&o(ONSET_ON, &r.onset_on)?)?),
         },
         created_at: r.created_at,
     })
@@ -209,14 +213,14 @@ impl MedicationRepository for SeaMedications {
             id: Set(id),
             patient_id: Set(patient.as_uuid()),
             key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-            drug_name: Set(s("drug_name", d.drug_name.expose_phi())?),
-            dose: Set(s("dose", d.dose.expose_phi())?),
-            schedule: Set(s("schedule", d.schedule.expose_phi())?),
-            started_on: Set(s("started_on", &date_text(*d.started_on.expose_phi()))?),
+            drug_name: Set(s(DRUG_NAME, d.drug_name.expose_phi())?),
+            dose: Set(s(DOSE, d.dose.expose_phi())?),
+            schedule: Set(s(SCHEDULE, d.schedule.expose_phi())?),
+            started_on: Set(s(STARTED_ON, &date_text(*d.started_on.expose_phi()))?),
             stopped_on: Set(d
                 .stopped_on
                 .as_ref()
-                .map(|v| s("stopped_on", &date_text(*v.expose_phi())))
+                .map(|v| s(STOPPED_ON, &date_text(*v.expose_phi())))
                 .transpose()?),
             created_at: Set(created_at),
         };
@@ -266,9 +270,9 @@ impl MedicationRepository for SeaMedications {
             id: Set(id),
             patient_id: Set(patient.as_uuid()),
             key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-            symptom: Set(s("symptom", d.symptom.expose_phi())?),
-            severity: Set(s("severity", d.severity.expose_phi().as_str())?),
-            onset_on: Set(s("onset_on", &date_text(*d.onset_on.expose_phi()))?),
+            symptom: Set(s(SYMPTOM, d.symptom.expose_phi())?),
+            severity: Set(s(SEVERITY, d.severity.expose_phi().as_str())?),
+            onset_on: Set(s(ONSET_ON, &date_text(*d.onset_on.expose_phi()))?),
             created_at: Set(created_at),
         };
         let tx = self.db.begin_tenant(ctx).await?;

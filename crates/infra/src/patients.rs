@@ -17,7 +17,7 @@ use carapace_clinical::patient::{
 use std::sync::Arc;
 
 use carapace_phi_crypto::Phi;
-use carapace_phi_crypto::envelope::{Binding, DataKey, normalise};
+use carapace_phi_crypto::envelope::{Binding, DataKey};
 
 use crate::fields::{self, KeyVersions, Place};
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
@@ -135,51 +135,10 @@ impl SeaPatients {
     }
 }
 
-impl SeaPatients {
-    /// Re-encrypts up to `batch` of the organization's patients that are
-    /// under a key older than the current one; returns how many. Call until
-    /// it returns 0: reads keep working throughout (each row names its key
-    /// version), and an interrupted rotation resumes where it stopped.
-    pub async fn reencrypt_batch(
-        &self,
-        ctx: &TenantContext,
-        batch: u64,
-    ) -> Result<u64, ClinicalError> {
-        let key = self.keys.current(ctx).await?;
-        let current = i32::try_from(key.version()).unwrap_or(i32::MAX);
-        let tx = self.db.begin_tenant(ctx).await?;
-        let mut query = scoped(ctx)
-            .filter(row::Column::KeyVersion.lt(current))
-            .limit(batch);
-        if self.db.backend() == Backend::Postgres {
-            query = query.lock_exclusive();
-        }
-        let rows = query.all(&tx).await.map_err(storage_error)?;
-        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-        for r in rows {
-            let old = self
-                .keys
-                .version(ctx, u32::try_from(r.key_version).map_err(|_| integrity())?)
-                .await?;
-            let p = from_row(&old, r)?;
-            let mut model = to_row(
-                &key,
-                p.org,
-                p.id,
-                &p.demographics,
-                p.created_at,
-                p.updated_at,
-            )?;
-            // Re-encryption is not a change: keep the times.
-            model.updated_at = NotSet;
-            model.update(&tx).await.map_err(storage_error)?;
-        }
-        commit(tx).await?;
-        Ok(n)
-    }
-}
-
-const TABLE: &str = "patients";
+use crate::sealed::patients::{
+    BIRTH_DATE, EMAIL, FAMILY_NAME, GIVEN_NAME, MEMBER_ID, MEMBER_ID_INDEX, NAME_DOB_INDEX, PHONE,
+    SEX, TABLE,
+};
 
 /// What the plaintext `reason` column holds now that reasons are encrypted.
 const SEALED_REASON: &str = "[encrypted: see reason_sealed]";
@@ -231,17 +190,19 @@ fn date_text(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-/// Blind index of a member id (exact match after [`normalise`]).
+/// Blind index of a member id (exact match after normalising).
 fn member_index(key: &DataKey, member_id: &str) -> Vec<u8> {
-    key.blind_index(TABLE, "member_id", normalise(member_id).as_bytes())
-        .to_vec()
+    crate::sealed::blind_index(key, TABLE, &MEMBER_ID_INDEX, &[member_id])
 }
 
 /// Blind index of (family name, birth date).
 fn name_dob_index(key: &DataKey, family_name: &str, birth_date: Date) -> Vec<u8> {
-    let value = format!("{}|{}", normalise(family_name), date_text(birth_date));
-    key.blind_index(TABLE, "family_name,birth_date", value.as_bytes())
-        .to_vec()
+    crate::sealed::blind_index(
+        key,
+        TABLE,
+        &NAME_DOB_INDEX,
+        &[family_name, &date_text(birth_date)],
+    )
 }
 
 /// Field storage lives here and in [`from_row`] only: every PHI column is
@@ -264,22 +225,16 @@ fn to_row(
         org_id: Set(org.as_uuid()),
         id: Set(id.as_uuid()),
         key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-        given_name: Set(seal(key, org, id, "given_name", d.given_name.expose_phi())?),
-        family_name: Set(seal(
-            key,
-            org,
-            id,
-            "family_name",
-            d.family_name.expose_phi(),
-        )?),
-        birth_date: Set(seal(key, org, id, "birth_date", &date_text(birth_date))?),
-        member_id: Set(opt("member_id", &d.member_id)?),
-        phone: Set(opt("phone", &d.phone)?),
-        email: Set(opt("email", &d.email)?),
+        given_name: Set(seal(key, org, id, GIVEN_NAME, d.given_name.expose_phi())?),
+        family_name: Set(seal(key, org, id, FAMILY_NAME, d.family_name.expose_phi())?),
+        birth_date: Set(seal(key, org, id, BIRTH_DATE, &date_text(birth_date))?),
+        member_id: Set(opt(MEMBER_ID, &d.member_id)?),
+        phone: Set(opt(PHONE, &d.phone)?),
+        email: Set(opt(EMAIL, &d.email)?),
         sex: Set(d
             .sex
             .as_ref()
-            .map(|v| seal(key, org, id, "sex", v.expose_phi().as_str()))
+            .map(|v| seal(key, org, id, SEX, v.expose_phi().as_str()))
             .transpose()?),
         member_id_idx: Set(d
             .member_id
@@ -297,24 +252,24 @@ fn from_row(key: &DataKey, r: row::Model) -> Result<Patient, ClinicalError> {
     let (org, id) = (r.org_id, r.id);
     let text = |column: &str, v: &[u8]| open(key, org, id, column, v).map(Phi::new);
     let opt = |column: &str, v: &Option<Vec<u8>>| v.as_deref().map(|v| text(column, v)).transpose();
-    let birth_date = open(key, org, id, "birth_date", &r.birth_date)?;
+    let birth_date = open(key, org, id, BIRTH_DATE, &r.birth_date)?;
     let birth_date = Date::parse(&birth_date, format_description!("[year]-[month]-[day]"))
         .map_err(|_| integrity())?;
     Ok(Patient {
         id: PatientId::from_uuid(id),
         org: OrgId::from_uuid(org),
         demographics: Demographics {
-            given_name: text("given_name", &r.given_name)?,
-            family_name: text("family_name", &r.family_name)?,
+            given_name: text(GIVEN_NAME, &r.given_name)?,
+            family_name: text(FAMILY_NAME, &r.family_name)?,
             birth_date: Phi::new(birth_date),
-            member_id: opt("member_id", &r.member_id)?,
-            phone: opt("phone", &r.phone)?,
-            email: opt("email", &r.email)?,
+            member_id: opt(MEMBER_ID, &r.member_id)?,
+            phone: opt(PHONE, &r.phone)?,
+            email: opt(EMAIL, &r.email)?,
             sex: r
                 .sex
                 .as_deref()
                 .map(|v| {
-                    open(key, org, id, "sex", v)
+                    open(key, org, id, SEX, v)
                         .and_then(|t| Sex::parse(&t).ok_or_else(integrity))
                         .map(Phi::new)
                 })
@@ -813,8 +768,8 @@ impl PatientRepository for SeaPatients {
             .encrypt(
                 &Binding {
                     org: &org_bytes,
-                    table: "break_glass_grants",
-                    column: "reason",
+                    table: crate::sealed::break_glass_grants::TABLE,
+                    column: crate::sealed::break_glass_grants::REASON,
                     row: &grant.into_bytes(),
                 },
                 reason.expose_phi().as_bytes(),
@@ -882,19 +837,23 @@ impl PatientRepository for SeaPatients {
 
     async fn list(&self, access: &Access, q: &PatientQuery) -> Result<PatientPage, ClinicalError> {
         let ctx = access.tenant();
-        // Searching needs the current key's blind index; listing alone does not.
-        let key = match (&q.member_id, &q.name_dob) {
-            (None, None) => None,
-            _ => Some(self.keys.current(ctx).await?),
+        // Searching needs blind indexes, under every version a row may be
+        // under (during a rotation, or before this process learns of one);
+        // listing alone does not.
+        let keys = match (&q.member_id, &q.name_dob) {
+            (None, None) => Vec::new(),
+            _ => self.keys.live(ctx).await?,
         };
-        let member_idx = key
-            .as_ref()
-            .zip(q.member_id.as_ref())
-            .map(|(k, m)| member_index(k, m.expose_phi()));
-        let name_dob_idx = key
-            .as_ref()
-            .zip(q.name_dob.as_ref())
-            .map(|(k, (n, d))| name_dob_index(k, n.expose_phi(), *d.expose_phi()));
+        let member_idx = q.member_id.as_ref().map(|m| {
+            keys.iter()
+                .map(|k| member_index(k, m.expose_phi()))
+                .collect::<Vec<_>>()
+        });
+        let name_dob_idx = q.name_dob.as_ref().map(|(n, d)| {
+            keys.iter()
+                .map(|k| name_dob_index(k, n.expose_phi(), *d.expose_phi()))
+                .collect::<Vec<_>>()
+        });
         let limit = usize::from(q.limit.get());
         let mut query = scoped(ctx);
         query = match &q.visibility {
@@ -931,10 +890,10 @@ impl PatientRepository for SeaPatients {
             }
         };
         if let Some(idx) = name_dob_idx {
-            query = query.filter(row::Column::NameDobIdx.eq(idx));
+            query = query.filter(row::Column::NameDobIdx.is_in(idx));
         }
         if let Some(idx) = member_idx {
-            query = query.filter(row::Column::MemberIdIdx.eq(idx));
+            query = query.filter(row::Column::MemberIdIdx.is_in(idx));
         }
         if let Some(after) = q.after {
             query = query.filter(row::Column::Id.gt(after.as_uuid()));

@@ -30,9 +30,14 @@ use crate::entity::{
 use crate::fields::{self, KeyVersions, Place};
 use crate::keys::KeyRing;
 
-const TASKS: &str = "verification_tasks";
-const TRANSCRIPTS: &str = "verification_transcripts";
-const SETTINGS: &str = "verification_settings";
+use crate::sealed::verification_settings::{SUPERVISOR_PHONE, TABLE as SETTINGS};
+use crate::sealed::verification_tasks::{
+    FAILURE_REASON, PAYER_NAME, PAYER_PHONE, PLAN, PROCEDURE_CODES, REFERENCE_NUMBER,
+    TABLE as TASKS,
+};
+use crate::sealed::verification_transcripts::{
+    TABLE as TRANSCRIPTS, chunk_binding as chunk_column,
+};
 /// Most tasks one listing returns.
 const LIST_MAX: u64 = 200;
 
@@ -97,21 +102,15 @@ fn open(
     )?)
 }
 
-/// The column name a transcript chunk is bound to: its number, so a chunk
-/// moved to another position fails to open.
-fn chunk_column(seq: u32) -> String {
-    format!("chunk.{seq}")
-}
-
 fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
-    let codes = open(key, r, "procedure_codes", &r.procedure_codes)?;
+    let codes = open(key, r, PROCEDURE_CODES, &r.procedure_codes)?;
     Ok(Task {
         id: r.id,
         request: TaskRequest {
             patient: PatientId::from_uuid(r.patient_id),
-            payer_name: Phi::new(open(key, r, "payer_name", &r.payer_name)?),
-            payer_phone: Phi::new(open(key, r, "payer_phone", &r.payer_phone)?),
-            plan: Phi::new(open(key, r, "plan", &r.plan)?),
+            payer_name: Phi::new(open(key, r, PAYER_NAME, &r.payer_name)?),
+            payer_phone: Phi::new(open(key, r, PAYER_PHONE, &r.payer_phone)?),
+            plan: Phi::new(open(key, r, PLAN, &r.plan)?),
             procedure_codes: Phi::new(codes.split(',').map(str::to_owned).collect()),
         },
         status: TaskStatus::parse(&r.status).ok_or_else(integrity)?,
@@ -123,7 +122,7 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
         reference_number: r
             .reference_number
             .as_deref()
-            .map(|v| open(key, r, "reference_number", v).map(Phi::new))
+            .map(|v| open(key, r, REFERENCE_NUMBER, v).map(Phi::new))
             .transpose()?,
         transcript_chunks: u32::try_from(r.transcript_chunks).map_err(|_| integrity())?,
         created_by: SubjectId::parse(&r.created_by).map_err(|_| integrity())?,
@@ -141,7 +140,7 @@ fn supervisor_place(org: Uuid) -> Place<'static> {
     Place {
         org,
         table: SETTINGS,
-        column: SUPERVISOR_FIELD,
+        column: SUPERVISOR_PHONE,
         row: org,
     }
 }
@@ -261,14 +260,14 @@ impl VerificationRepository for SeaVerifications {
             id,
             patient_id: t.patient.as_uuid(),
             key_version: i32::try_from(key.version()).unwrap_or(i32::MAX),
-            payer_name: seal(&key, org, id, "payer_name", t.payer_name.expose_phi())?,
-            payer_phone: seal(&key, org, id, "payer_phone", t.payer_phone.expose_phi())?,
-            plan: seal(&key, org, id, "plan", t.plan.expose_phi())?,
+            payer_name: seal(&key, org, id, PAYER_NAME, t.payer_name.expose_phi())?,
+            payer_phone: seal(&key, org, id, PAYER_PHONE, t.payer_phone.expose_phi())?,
+            plan: seal(&key, org, id, PLAN, t.plan.expose_phi())?,
             procedure_codes: seal(
                 &key,
                 org,
                 id,
-                "procedure_codes",
+                PROCEDURE_CODES,
                 &t.procedure_codes.expose_phi().join(","),
             )?,
             status: TaskStatus::Pending.as_str().to_owned(),
@@ -457,7 +456,7 @@ impl VerificationRepository for SeaVerifications {
                             key,
                             org,
                             id,
-                            "reference_number",
+                            REFERENCE_NUMBER,
                             reference.expose_phi(),
                         )?));
                     }
@@ -466,7 +465,7 @@ impl VerificationRepository for SeaVerifications {
                             key,
                             org,
                             id,
-                            "failure_reason",
+                            FAILURE_REASON,
                             reason.expose_phi(),
                         )?));
                     }

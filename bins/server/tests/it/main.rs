@@ -16,6 +16,7 @@ mod faults;
 mod headers;
 mod health;
 mod isolation;
+mod keys;
 mod kill_switch;
 mod limits;
 mod medications;

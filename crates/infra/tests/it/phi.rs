@@ -520,7 +520,41 @@ async fn a_wrong_key_encryption_key_reads_nothing() {
     );
 }
 
+/// Stores an idempotent response and a break-glass reason for `patient`,
+/// so every sealed table has a row.
+async fn marked_extras(
+    db: &Database,
+    ctx: &carapace_tenancy::TenantContext,
+    patient: carapace_clinical::patient::PatientId,
+) -> [u8; 32] {
+    use carapace_infra::idempotency::{Begin, SeaIdempotency, StoredResponse};
+    let subject =
+        carapace_tenancy::SubjectId::parse("clinician-bob").unwrap_or_else(|e| panic!("{e}"));
+    let until = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let reason = Phi::new(MARKERS[5].to_owned());
+    let glass = SeaPatients::new(db.clone(), keys(db))
+        .break_glass(&acc(ctx), patient, &subject, &reason, until)
+        .await;
+    assert!(glass.unwrap_or_else(|e| panic!("{e}")));
+    let records = SeaIdempotency::new(db.clone(), keys(db));
+    let (key_hash, now) = ([9; 32], time::OffsetDateTime::now_utc());
+    let begun = records.begin(ctx, key_hash, [8; 32], now).await;
+    assert_eq!(begun.unwrap_or_else(|e| panic!("{e}")), Begin::New);
+    let response = StoredResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: None,
+        body: MARKERS[0].as_bytes().to_vec(),
+    };
+    records
+        .complete(ctx, key_hash, &response)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    key_hash
+}
+
 async fn rotation(db: Database) {
+    use carapace_infra::sealed::{self, rotation::Rotation};
     let ring = keys(&db);
     let repo = SeaPatients::new(db.clone(), ring.clone());
     let ctx = new_org(&db).await;
@@ -537,6 +571,14 @@ async fn rotation(db: Database) {
         .unwrap_or_else(|e| panic!("{e}"))
         .items;
     assert_eq!(before.len(), 25);
+    // A row in every other sealed table too.
+    marked_appointment(&db, &ctx, before[0].id).await;
+    let key_hash = marked_extras(&db, &ctx, before[0].id).await;
+    let rotation = Rotation::new(db.clone(), ring.clone());
+    let usage = rotation.usage(&ctx).await.unwrap_or_else(|e| panic!("{e}"));
+    for t in &usage {
+        assert!(t.rows.get(&1).is_some_and(|n| *n > 0), "{}: a row", t.table);
+    }
     assert_eq!(ring.rotate(&ctx).await.unwrap_or_else(|e| panic!("{e}")), 2);
 
     // Readers keep reading while rows move.
@@ -557,29 +599,57 @@ async fn rotation(db: Database) {
             reads
         })
     };
-    // One batch, then "the process dies": a fresh key ring and repository resume.
+    // One batch, then "the process dies": a fresh key ring resumes.
     assert_eq!(
-        repo.reencrypt_batch(&ctx, 7)
+        rotation
+            .reencrypt_batch(&ctx, &sealed::patients::SEALED, 7)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
         7
     );
-    let resumed = SeaPatients::new(db.clone(), keys(&db));
+    // Half moved: searches find rows under either version.
+    let q = PatientQuery {
+        member_id: Some(Phi::new(MARKERS[2].to_owned())),
+        ..all_orgs()
+    };
+    let found = repo.list(&acc(&ctx), &q).await;
+    assert_eq!(found.unwrap_or_else(|e| panic!("{e}")).items.len(), 25);
+    let fresh = keys(&db);
+    let resumed = Rotation::new(db.clone(), fresh.clone());
     let mut moved = 7;
-    loop {
-        let n = resumed
-            .reencrypt_batch(&ctx, 7)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        if n == 0 {
-            break;
+    for table in sealed::REGISTRY {
+        loop {
+            let n = resumed
+                .reencrypt_batch(&ctx, table, 7)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", table.table));
+            if n == 0 {
+                break;
+            }
+            moved += n;
         }
-        moved += n;
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let reads = reader.await.unwrap_or_else(|e| panic!("{e}"));
     assert!(reads > 0);
-    assert_eq!(moved, 25);
+    let others: u64 = usage
+        .iter()
+        .filter(|t| t.table != "patients")
+        .map(|t| t.rows.values().sum::<u64>())
+        .sum();
+    assert_eq!(moved, 25 + others);
+    for t in resumed.usage(&ctx).await.unwrap_or_else(|e| panic!("{e}")) {
+        assert_eq!(t.rows.keys().collect::<Vec<_>>(), vec![&2], "{}", t.table);
+    }
+    let resumed = SeaPatients::new(db.clone(), fresh.clone());
+    let replay = carapace_infra::idempotency::SeaIdempotency::new(db.clone(), fresh)
+        .begin(&ctx, key_hash, [8; 32], time::OffsetDateTime::now_utc())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&replay, carapace_infra::idempotency::Begin::Replay(r) if r.body == MARKERS[0].as_bytes()),
+        "the stored response reads under the new key"
+    );
     let after = resumed
         .list(&acc(&ctx), &all_orgs())
         .await
@@ -587,10 +657,6 @@ async fn rotation(db: Database) {
         .items;
     assert_eq!(after, before, "every row, unchanged, under the new key");
     // The member-id index follows the new key.
-    let q = PatientQuery {
-        member_id: Some(Phi::new(MARKERS[2].to_owned())),
-        ..all_orgs()
-    };
     assert_eq!(
         resumed
             .list(&acc(&ctx), &q)

@@ -1,0 +1,259 @@
+//! `keys rotate --org`, `keys status` and `keys retire`: an organization's
+//! data-key versions and the rows of every sealed table under each
+//! (`carapace_infra::sealed`).
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use carapace_infra::Database;
+use carapace_infra::keys::{DEFAULT_KEY_TTL, KeyRing, VERSION_LIST_TTL};
+use carapace_infra::sealed::REGISTRY;
+use carapace_infra::sealed::rotation::{Retire, Rotation};
+use carapace_tenancy::{OrgSlug, OrganizationRepository as _, SubjectId, TenantContext};
+
+use super::{EXIT_FAILURE, cli_audit, usage_error};
+use crate::server;
+use crate::settings::Settings;
+
+/// An organization's tenant context for the key commands, or the usage
+/// error to print.
+async fn org_context(db: &Database, slug: &str) -> anyhow::Result<Result<TenantContext, String>> {
+    let Ok(slug) = OrgSlug::parse(slug) else {
+        return Ok(Err("--org is not a valid slug".into()));
+    };
+    let Some(found) = carapace_infra::SeaOrganizations::new(db.clone())
+        .find_by_slug(&slug)
+        .await?
+    else {
+        return Ok(Err(format!("no organization with slug {slug:?}")));
+    };
+    Ok(Ok(TenantContext::new(
+        found.id,
+        SubjectId::parse("system:keys")?,
+    )))
+}
+
+/// `keys rotate --org SLUG [--resume]`: starts a new data-key version
+/// (unless resuming) and re-encrypts every row of every sealed table under
+/// an older one, printing progress per table.
+pub(super) async fn rotate_org(
+    settings: &Settings,
+    slug: &str,
+    resume: bool,
+    batch: u64,
+) -> anyhow::Result<ExitCode> {
+    let db = server::connect(settings).await?;
+    let ctx = match org_context(&db, slug).await? {
+        Ok(ctx) => ctx,
+        Err(e) => return usage_error(e),
+    };
+    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
+    let rotation = Rotation::new(db.clone(), keys.clone());
+    let mut out = std::io::stdout();
+    let version = if resume {
+        let version = rotation.current(&ctx).await?;
+        let _ = writeln!(
+            out,
+            "{slug}: resuming: rows move to data key version {version}"
+        );
+        version
+    } else {
+        let version = keys.rotate(&ctx).await?;
+        cli_audit(
+            &db,
+            ctx.org(),
+            "keys.rotate_data_key",
+            format!("version {version}"),
+        )
+        .await?;
+        let _ = writeln!(out, "{slug}: data key version {version}");
+        // Every server searches under the new version before a row moves
+        // to it.
+        tokio::time::sleep(2 * VERSION_LIST_TTL).await;
+        version
+    };
+    let batch = batch.clamp(1, 10_000);
+    let mut moved = 0;
+    for table in REGISTRY {
+        let pending = rotation
+            .pending(&ctx, table)
+            .await
+            .with_context(|| format!("counting {}", table.table))?;
+        let mut done = 0;
+        loop {
+            let n = rotation
+                .reencrypt_batch(&ctx, table, batch)
+                .await
+                .with_context(|| format!("re-encrypting {}", table.table))?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+            let _ = writeln!(
+                out,
+                "{slug}: {}: {done} of {} re-encrypted",
+                table.table,
+                pending.max(done)
+            );
+        }
+        if done == 0 {
+            let _ = writeln!(out, "{slug}: {}: 0 of 0 re-encrypted", table.table);
+        }
+        moved += done;
+    }
+    cli_audit(
+        &db,
+        ctx.org(),
+        "keys.reencrypt",
+        format!("{moved} rows under version {version}"),
+    )
+    .await?;
+    let _ = writeln!(
+        out,
+        "{slug}: done ({moved} rows re-encrypted under version {version})"
+    );
+    if !resume {
+        let _ = writeln!(
+            out,
+            "{slug}: servers that have not yet looked the key up again keep sealing under the \
+             previous version for up to {} s: run `carapace keys rotate --org {slug} --resume` \
+             after that, then `carapace keys status --org {slug}`",
+            DEFAULT_KEY_TTL.as_secs()
+        );
+    }
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys status --org SLUG`: rows per table and version, the current
+/// version, and the versions nothing uses.
+pub(super) async fn status(settings: &Settings, slug: &str) -> anyhow::Result<ExitCode> {
+    let db = server::connect(settings).await?;
+    let ctx = match org_context(&db, slug).await? {
+        Ok(ctx) => ctx,
+        Err(e) => return usage_error(e),
+    };
+    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
+    let versions: Vec<u32> = keys.versions(&ctx).await?.iter().map(|(v, _)| *v).collect();
+    let rotation = Rotation::new(db.clone(), keys);
+    let usage = rotation.usage(&ctx).await?;
+    let current = versions.last().copied();
+    let mut out = std::io::stdout();
+    let listed: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
+    let _ = writeln!(
+        out,
+        "{slug}: data key versions {}; current {}",
+        if listed.is_empty() {
+            "none".to_owned()
+        } else {
+            listed.join(", ")
+        },
+        current.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
+    );
+    let mut shown: BTreeSet<u32> = versions.iter().copied().collect();
+    let mut keyless = Vec::new();
+    for t in &usage {
+        shown.extend(t.rows.keys().copied());
+        for (v, n) in &t.rows {
+            if !versions.contains(v) {
+                keyless.push(format!("{} v{v}: {n}", t.table));
+            }
+        }
+    }
+    for t in &usage {
+        let counts: Vec<String> = shown
+            .iter()
+            .map(|v| format!("v{v}: {}", t.rows.get(v).copied().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(out, "{:<26}{}", t.table, counts.join("  "));
+    }
+    let unused: Vec<String> = versions
+        .iter()
+        .filter(|v| Some(**v) != current && usage.iter().all(|t| !t.rows.contains_key(v)))
+        .map(|v| format!("v{v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "unused versions: {}",
+        if unused.is_empty() {
+            "none".to_owned()
+        } else {
+            format!(
+                "{} (retire with `carapace keys retire --org {slug} --version N`)",
+                unused.join(", ")
+            )
+        }
+    );
+    db.close().await;
+    if keyless.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // Rows under a version whose key is gone can never be read.
+        eprintln!(
+            "error: rows under a data key that no longer exists: {}",
+            keyless.join(", ")
+        );
+        Ok(ExitCode::from(EXIT_FAILURE))
+    }
+}
+
+/// `keys retire --org SLUG --version N`: destroys an old version's wrapped
+/// keys when nothing uses it; refuses otherwise, saying why.
+pub(super) async fn retire(
+    settings: &Settings,
+    slug: &str,
+    version: u32,
+) -> anyhow::Result<ExitCode> {
+    let db = server::connect(settings).await?;
+    let ctx = match org_context(&db, slug).await? {
+        Ok(ctx) => ctx,
+        Err(e) => return usage_error(e),
+    };
+    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
+    let rotation = Rotation::new(db.clone(), keys);
+    let refused = match rotation
+        .retire(&ctx, version, time::OffsetDateTime::now_utc())
+        .await?
+    {
+        Retire::Retired => {
+            cli_audit(
+                &db,
+                ctx.org(),
+                "keys.retire_data_key",
+                format!("version {version}"),
+            )
+            .await?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "{slug}: data key version {version} retired (its wrapped keys are destroyed)"
+            );
+            None
+        }
+        Retire::Unknown => Some(format!("{slug} has no data key version {version}")),
+        Retire::Current => Some(format!(
+            "version {version} is {slug}'s current data key: rotate first"
+        )),
+        Retire::InUse { table, rows } => Some(format!(
+            "{rows} rows of {table} are still under version {version}: run `carapace keys \
+             rotate --org {slug} --resume`, then retry"
+        )),
+        Retire::TooRecent { until } => Some(format!(
+            "the version after {version} is too new: a server may still seal under version \
+             {version} until {}; retry after then",
+            until
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )),
+    };
+    db.close().await;
+    match refused {
+        None => Ok(ExitCode::SUCCESS),
+        Some(why) => {
+            eprintln!("refused: {why}");
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
