@@ -556,24 +556,7 @@ impl Settings {
     /// The witness's bucket and key prefix, if `audit_witness_url` is a
     /// valid `s3://bucket[/prefix]`.
     pub fn audit_witness_bucket(&self) -> Option<(String, String)> {
-        let rest = self.audit_witness_url.as_deref()?.strip_prefix("s3://")?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let (bucket, prefix) = (bucket.to_owned(), prefix.trim_end_matches('/').to_owned());
-        let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-        let prefix_ok = prefix.is_empty()
-            || (prefix.len() <= 512
-                && prefix
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-                && !prefix
-                    .split('/')
-                    .any(|s| s.is_empty() || s == "." || s == ".."));
-        (bucket_ok && prefix_ok).then_some((bucket, prefix))
+        s3_location(self.audit_witness_url.as_deref()?)
     }
 
     /// The witness's endpoint: the configured one, else AWS's for the region.
@@ -787,6 +770,29 @@ fn redact_url(raw: &str) -> String {
         Ok(u) => u.to_string(),
         Err(_) => "[unparseable]".into(),
     }
+}
+
+/// The bucket and prefix of `s3://bucket/prefix` (a valid bucket name; a
+/// prefix of safe segments, no trailing `/`), or `None`.
+pub fn s3_location(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let (bucket, prefix) = (bucket.to_owned(), prefix.trim_end_matches('/').to_owned());
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_empty()
+        || (prefix.len() <= 512
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+            && !prefix
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == ".."));
+    (bucket_ok && prefix_ok).then_some((bucket, prefix))
 }
 
 #[cfg(test)]

@@ -47,6 +47,57 @@ pub fn audit_witness(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Witne
     Ok(Some(Arc::new(carapace_infra::s3::S3Witness::new(&s3)?)))
 }
 
+/// The S3 archive at `bucket`/`prefix` (audit exports and retention
+/// archives), reached with the witness's endpoint, region and credentials
+/// (or the `AWS_*` variables), every object locked for `retention_days`.
+#[cfg(feature = "s3")]
+pub fn archive(
+    settings: &Settings,
+    bucket: &str,
+    prefix: &str,
+    retention_days: u32,
+) -> anyhow::Result<carapace_infra::s3::S3Archive> {
+    use anyhow::Context as _;
+    let endpoint = settings.audit_witness_endpoint_url().context(
+        "an s3:// archive needs CARAPACE_AUDIT_WITNESS_REGION (or AWS_REGION) or CARAPACE_AUDIT_WITNESS_ENDPOINT",
+    )?;
+    let loopback = match endpoint.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    let secure = endpoint.scheme() == "https"
+        || (endpoint.scheme() == "http" && loopback && settings.audit_witness_allow_loopback);
+    anyhow::ensure!(
+        secure,
+        "CARAPACE_AUDIT_WITNESS_ENDPOINT must be https (http only for a loopback stand-in with CARAPACE_AUDIT_WITNESS_ALLOW_LOOPBACK=true)"
+    );
+    let s3 = carapace_infra::s3::S3WitnessSettings {
+        endpoint,
+        path_style: settings.audit_witness_endpoint.is_some(),
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        region: settings
+            .audit_witness_region
+            .clone()
+            .context("CARAPACE_AUDIT_WITNESS_REGION (or AWS_REGION) is required")?,
+        access_key_id: settings
+            .audit_witness_access_key_id
+            .clone()
+            .context("archive credentials are required (CARAPACE_AUDIT_WITNESS_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID)")?,
+        secret_access_key: settings
+            .audit_witness_secret_access_key
+            .clone()
+            .context("archive credentials are required (CARAPACE_AUDIT_WITNESS_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY)")?,
+        session_token: settings.audit_witness_session_token.clone(),
+        retention_days,
+        // One 8 MiB part on a slow link.
+        timeout: Duration::from_secs(300),
+    };
+    Ok(carapace_infra::s3::S3Archive::new(&s3)?)
+}
+
 /// Without the `s3` feature there is no witness.
 #[cfg(not(feature = "s3"))]
 pub fn audit_witness(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Witness>>> {

@@ -33,6 +33,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
 use url::Url;
 
+pub mod archive;
+pub use archive::S3Archive;
+
 /// Largest listing page read (1000 entries are well under this).
 const MAX_LISTING: usize = 4 * 1024 * 1024;
 /// Largest object read (a checkpoint is about 300 bytes).
@@ -99,6 +102,12 @@ impl std::fmt::Debug for S3Witness {
 /// A call's answer.
 struct Answer {
     status: u16,
+    /// The `ETag` header (an uploaded part's, for its completion).
+    etag: Option<String>,
+    /// The `x-amz-version-id` header (the version a write made).
+    version: Option<String>,
+    /// The `x-amz-object-lock-mode` header (a HEAD's).
+    lock_mode: Option<String>,
     body: Vec<u8>,
 }
 
@@ -187,6 +196,52 @@ impl S3Witness {
         body: Vec<u8>,
         cap: usize,
     ) -> Result<Answer, WitnessError> {
+        let mut response = self
+            .signed(method, url, headers, body)?
+            .send()
+            .await
+            .map_err(|e| WitnessError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, version, lock_mode) = (
+            header("etag"),
+            header("x-amz-version-id"),
+            header("x-amz-object-lock-mode"),
+        );
+        let mut answer = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| WitnessError::Unreachable(e.to_string()))?
+        {
+            answer.extend_from_slice(&chunk);
+            if answer.len() > cap {
+                return Err(WitnessError::Malformed("answer too large".into()));
+            }
+        }
+        Ok(Answer {
+            status,
+            etag,
+            version,
+            lock_mode,
+            body: answer,
+        })
+    }
+
+    /// The request, signed with SigV4 (not sent).
+    fn signed(
+        &self,
+        method: &str,
+        url: Url,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::RequestBuilder, WitnessError> {
         let refused = |e: String| WitnessError::Malformed(format!("signing: {e}"));
         let identity = self.credentials.clone().into();
         let mut settings = SigningSettings::default();
@@ -221,27 +276,7 @@ impl S3Witness {
         for (name, value) in instructions.headers() {
             request = request.header(name, value);
         }
-        let mut response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| WitnessError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let mut answer = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| WitnessError::Unreachable(e.to_string()))?
-        {
-            answer.extend_from_slice(&chunk);
-            if answer.len() > cap {
-                return Err(WitnessError::Malformed("answer too large".into()));
-            }
-        }
-        Ok(Answer {
-            status,
-            body: answer,
-        })
+        Ok(request.body(body))
     }
 
     /// A non-2xx answer as an error naming the status and S3's code.
@@ -251,14 +286,18 @@ impl S3Witness {
         WitnessError::Refused(format!("status {} {code}", answer.status))
     }
 
+    /// The retain-until date of an object written now (RFC 3339).
+    fn retain_until(&self) -> Result<String, WitnessError> {
+        (OffsetDateTime::now_utc() + self.retention)
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc())
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| WitnessError::Malformed(e.to_string()))
+    }
+
     async fn write(&self, checkpoint: &Checkpoint) -> Result<(), WitnessError> {
         let body = encode(checkpoint);
-        let until = (OffsetDateTime::now_utc() + self.retention)
-            .replace_nanosecond(0)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let until = until
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| WitnessError::Malformed(e.to_string()))?;
+        let until = self.retain_until()?;
         let headers = [
             ("content-type", "application/json".to_owned()),
             ("content-md5", STANDARD.encode(md5::Md5::digest(&body))),

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod appointments;
+mod archive;
 mod audit;
 mod limits;
 mod mail;
