@@ -26,7 +26,14 @@ use crate::state::AppState;
 /// resolves (unknown or deleted) opens nothing, and a PHI route also passes
 /// the organization's PHI MFA rule.
 #[derive(Debug)]
-pub struct Authorized(pub Principal, pub OrgSettings, pub Origin);
+pub struct Authorized {
+    /// Who is calling.
+    pub principal: Principal,
+    /// Their organization's access settings, as read for this request.
+    pub settings: OrgSettings,
+    /// Where the request came from (for audit events).
+    pub origin: Origin,
+}
 
 impl Authorized {
     /// A security event of `kind` by this principal, from this request.
@@ -35,21 +42,26 @@ impl Authorized {
         kind: SecurityEventKind,
         detail: impl Into<String>,
     ) -> SecurityEvent {
-        let mut event = SecurityEvent::new(kind, self.0.org(), self.0.subject().clone(), detail)
-            .acted_by(self.0.actor().cloned());
-        event.origin = self.2.clone();
+        let mut event = SecurityEvent::new(
+            kind,
+            self.principal.org(),
+            self.principal.subject().clone(),
+            detail,
+        )
+        .acted_by(self.principal.actor().cloned());
+        event.origin = self.origin.clone();
         event
     }
 
     /// The principal's access for PHI repositories and audit events.
     pub fn access(&self) -> AuditAccess {
-        let kind = if self.0.roles().contains(Role::Service) {
+        let kind = if self.principal.roles().contains(Role::Service) {
             ActorKind::Service
         } else {
             ActorKind::User
         };
-        AuditAccess::new(self.0.tenant(), kind, self.2.clone())
-            .impersonated_by(self.0.actor().cloned())
+        AuditAccess::new(self.principal.tenant(), kind, self.origin.clone())
+            .impersonated_by(self.principal.actor().cloned())
     }
 }
 
@@ -141,7 +153,11 @@ impl FromRequest for Authorized {
                 // Every impersonated request is attributed to both.
                 tracing::info!(subject = %principal.subject(), actor = %actor, org = %principal.org(), "impersonated request");
             }
-            Ok(Self(principal, settings, origin))
+            Ok(Self {
+                principal,
+                settings,
+                origin,
+            })
         })
     }
 }

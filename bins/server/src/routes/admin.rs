@@ -67,13 +67,13 @@ async fn operator(auth: &Authorized, state: &AppState) -> Result<(), ApiError> {
         Some(slug) => state.orgs.find_by_slug(slug).await?.map(|o| o.id),
         None => None,
     };
-    if operator == Some(auth.0.org()) {
+    if operator == Some(auth.principal.org()) {
         return Ok(());
     }
     Err(denied(
         state,
-        &auth.0,
-        &auth.2,
+        &auth.principal,
+        &auth.origin,
         "kill switch (not the operator organization)".to_owned(),
         DenyReason::MissingPermission(Permission::KillSwitchWrite),
     )
@@ -124,8 +124,8 @@ pub async fn put(
         .set(&KillSwitchChange {
             engaged,
             reason,
-            by: auth.0.subject().clone(),
-            origin: auth.2.clone(),
+            by: auth.principal.subject().clone(),
+            origin: auth.origin.clone(),
         })
         .await?;
     Ok(HttpResponse::Ok().json(KillSwitchView::from(state_now)))

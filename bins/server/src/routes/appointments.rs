@@ -109,7 +109,7 @@ async fn through_patient(
     permission: Permission,
     action: &str,
 ) -> Result<carapace_audit::Access, ApiError> {
-    let ctx = auth.0.tenant();
+    let ctx = auth.principal.tenant();
     match state.appointments.patient_of(&ctx, id).await? {
         Some(patient) => related(state, auth, patient, permission).await,
         None => {
@@ -327,7 +327,7 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
-    let ctx = auth.0.tenant();
+    let ctx = auth.principal.tenant();
     let mut errors = Vec::new();
     let from = p
         .from
@@ -390,10 +390,10 @@ pub async fn list(
             schedule_of(&state, &auth, &practitioner).await?;
             (AppointmentScope::Practitioner(practitioner), auth.access())
         }
-        (None, None) => match schedule_scope(&auth.0) {
+        (None, None) => match schedule_scope(&auth.principal) {
             Some(ScheduleScope::Organization) => (AppointmentScope::Organization, auth.access()),
             Some(ScheduleScope::Own) => (
-                AppointmentScope::Practitioner(auth.0.subject().clone()),
+                AppointmentScope::Practitioner(auth.principal.subject().clone()),
                 auth.access(),
             ),
             None => return Err(invalid("patient_id", "is required for your role")),
@@ -424,12 +424,12 @@ async fn schedule_of(
     auth: &Authorized,
     practitioner: &carapace_tenancy::SubjectId,
 ) -> Result<(), ApiError> {
-    match authorize_schedule(&auth.0, practitioner) {
+    match authorize_schedule(&auth.principal, practitioner) {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(denied(
             state,
-            &auth.0,
-            &auth.2,
+            &auth.principal,
+            &auth.origin,
             format!("schedule of {practitioner}"),
             reason,
         )

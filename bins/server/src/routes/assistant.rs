@@ -79,7 +79,7 @@ fn gate(state: &AppState, auth: &Authorized) -> Result<(), ApiError> {
     Ok(ai_gate(Availability {
         deployment_enabled: state.ai.is_some(),
         deployment_baa: state.ai_baa_signed,
-        org_baa: auth.1.ai_baa,
+        org_baa: auth.settings.ai_baa,
     })?)
 }
 

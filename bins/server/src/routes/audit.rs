@@ -164,7 +164,7 @@ fn query(state: &AppState, auth: &Authorized, p: AuditParams) -> Result<AuditQue
     };
     let after = crate::http::extract::open_cursor(
         &state.cursor_key,
-        auth.0.org(),
+        auth.principal.org(),
         CURSOR_SCOPE,
         p.cursor.as_deref(),
         |b| Uuid::from_slice(b).ok(),
@@ -217,7 +217,7 @@ async fn page(
     let next_cursor = page.next_after.map(|id| {
         state
             .cursor_key
-            .seal(auth.0.org(), CURSOR_SCOPE, id.as_bytes())
+            .seal(auth.principal.org(), CURSOR_SCOPE, id.as_bytes())
     });
     Ok(HttpResponse::Ok().json(AuditEventList {
         items: page.items.into_iter().map(AuditEventView::from).collect(),
@@ -278,7 +278,7 @@ pub async fn access_log(
         .links(
             access.tenant(),
             id,
-            auth.0.subject(),
+            auth.principal.subject(),
             OffsetDateTime::now_utc(),
         )
         .await?
@@ -288,11 +288,11 @@ pub async fn access_log(
         break_glass: links.break_glass,
         own_record: links.own_record,
     };
-    if let Decision::Deny(reason) = authorize_access_log(&auth.0, relation) {
+    if let Decision::Deny(reason) = authorize_access_log(&auth.principal, relation) {
         return Err(denied(
             &state,
-            &auth.0,
-            &auth.2,
+            &auth.principal,
+            &auth.origin,
             format!("access log of patient {id}"),
             reason,
         )

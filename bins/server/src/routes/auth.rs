@@ -347,7 +347,7 @@ pub async fn totp_enroll(
     auth: Authorized,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let enrolment = local(&state)?.enroll_totp(&auth.0).await?;
+    let enrolment = local(&state)?.enroll_totp(&auth.principal).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "otpauth_uri": enrolment.otpauth_uri.expose_secret() })))
 }
@@ -368,7 +368,7 @@ pub async fn totp_activate(
 ) -> Result<HttpResponse, ApiError> {
     let code = SecretString::from(body.0.code);
     let codes = local(&state)?
-        .activate_totp(&auth.0, &code, OffsetDateTime::now_utc())
+        .activate_totp(&auth.principal, &code, OffsetDateTime::now_utc())
         .await?;
     let codes: Vec<&str> = codes.iter().map(|c| c.expose_secret()).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "recovery_codes": codes })))

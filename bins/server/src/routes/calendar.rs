@@ -70,10 +70,10 @@ pub async fn create(
     auth: Authorized,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (token, hash) = carapace_auth::feed_tokens::generate(auth.0.org());
+    let (token, hash) = carapace_auth::feed_tokens::generate(auth.principal.org());
     let made = state
         .calendar
-        .create(&auth.access(), auth.0.subject(), hash)
+        .create(&auth.access(), auth.principal.subject(), hash)
         .await?;
     Ok(HttpResponse::Created().json(view(&made, Some(&token))))
 }
@@ -84,7 +84,7 @@ pub async fn create(
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let feeds = state
         .calendar
-        .list(&auth.access(), auth.0.subject())
+        .list(&auth.access(), auth.principal.subject())
         .await?;
     let views: Vec<FeedView> = feeds.iter().map(|f| view(f, None)).collect();
     Ok(HttpResponse::Ok().json(views))
@@ -101,7 +101,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     if state
         .calendar
-        .revoke(&auth.access(), auth.0.subject(), id.into_inner())
+        .revoke(&auth.access(), auth.principal.subject(), id.into_inner())
         .await?
     {
         Ok(HttpResponse::NoContent().finish())

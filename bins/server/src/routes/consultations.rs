@@ -126,7 +126,7 @@ pub async fn record_consent(
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
     let recipient_org = match b.recipient_org.as_deref() {
-        None => auth.0.org(),
+        None => auth.principal.org(),
         Some(slug) => {
             let unknown = || {
                 ApiError::Invalid(vec![carapace_clinical::FieldError::new(
@@ -273,13 +273,18 @@ pub async fn refer(
         .find_by_id(consent.recipient_org)
         .await?
         .ok_or(ApiError::NotFound)?;
-    may_refer(auth.0.org(), &auth.1, receiving.id, &receiving.settings)?;
+    may_refer(
+        auth.principal.org(),
+        &auth.settings,
+        receiving.id,
+        &receiving.settings,
+    )?;
     let referral = Referral {
         id: Uuid::now_v7(),
-        org: auth.0.org(),
+        org: auth.principal.org(),
         patient,
         consent: consent.id,
-        from: auth.0.subject().clone(),
+        from: auth.principal.subject().clone(),
         to_org: consent.recipient_org,
         to: consent.recipient.clone(),
         created_at: carapace_audit::event::now_micros(),
@@ -376,9 +381,9 @@ pub async fn shared_record(
     let there = here.in_org(incoming.org);
     let found = state.consultations.shared(there.tenant(), id).await?;
     let Some((referral, consent)) = found.filter(|(r, c)| {
-        r.to == *auth.0.subject()
-            && r.to_org == auth.0.org()
-            && c.is_for(auth.0.org(), auth.0.subject())
+        r.to == *auth.principal.subject()
+            && r.to_org == auth.principal.org()
+            && c.is_for(auth.principal.org(), auth.principal.subject())
     }) else {
         state
             .audit
@@ -397,7 +402,12 @@ pub async fn shared_record(
         .await?
         .ok_or(ApiError::NotFound)?;
     let sections = consent.readable(now);
-    let refusal = if let Err(e) = may_refer(source.id, &source.settings, auth.0.org(), &auth.1) {
+    let refusal = if let Err(e) = may_refer(
+        source.id,
+        &source.settings,
+        auth.principal.org(),
+        &auth.settings,
+    ) {
         Some(ApiError::from(e))
     } else if sections.is_empty() {
         Some(ApiError::Refused {
@@ -425,7 +435,7 @@ pub async fn shared_record(
             "patient {} of org {} for {}: {}",
             referral.patient,
             referral.org,
-            auth.0.subject(),
+            auth.principal.subject(),
             names.join(", ")
         );
         state

@@ -160,7 +160,7 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
 pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let org = state
         .orgs
-        .find_by_id(auth.0.org())
+        .find_by_id(auth.principal.org())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(SettingsBody::from(org.settings)))
@@ -178,7 +178,7 @@ pub async fn put(
     let settings = parse(&body.0)?;
     let current = state
         .orgs
-        .find_by_id(auth.0.org())
+        .find_by_id(auth.principal.org())
         .await?
         .ok_or(ApiError::NotFound)?
         .settings;
@@ -198,7 +198,11 @@ pub async fn put(
         )
         .await?;
     }
-    if !state.orgs.update_settings(auth.0.org(), settings).await? {
+    if !state
+        .orgs
+        .update_settings(auth.principal.org(), settings)
+        .await?
+    {
         return Err(ApiError::NotFound);
     }
     crate::http::auth::record(

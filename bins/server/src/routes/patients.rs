@@ -89,7 +89,7 @@ pub(crate) async fn related(
     };
     let Some(links) = state
         .patients
-        .links(ctx, id, auth.0.subject(), OffsetDateTime::now_utc())
+        .links(ctx, id, auth.principal.subject(), OffsetDateTime::now_utc())
         .await?
     else {
         state
@@ -98,15 +98,15 @@ pub(crate) async fn related(
             .await?;
         return Err(ApiError::NotFound);
     };
-    let scope = auth.1.clinician_scope;
-    match authorize_patient(&auth.0, permission, relation(links), scope) {
+    let scope = auth.settings.clinician_scope;
+    match authorize_patient(&auth.principal, permission, relation(links), scope) {
         Decision::Allow => Ok(access),
         Decision::Deny(reason) => {
             state.audit.record(&refused(Outcome::Denied)).await?;
             Err(denied(
                 state,
-                &auth.0,
-                &auth.2,
+                &auth.principal,
+                &auth.origin,
                 format!("{permission} on patient {id}"),
                 reason,
             )
@@ -139,10 +139,10 @@ pub async fn create(
     let demographics = body.0.into_input().parse(today())?;
     // A clinician who registers a patient joins its care team.
     let care_team = auth
-        .0
+        .principal
         .roles()
         .contains(Role::Clinician)
-        .then(|| auth.0.subject());
+        .then(|| auth.principal.subject());
     let patient = state
         .patients
         .create(&auth.access(), &demographics, care_team)
@@ -166,9 +166,9 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
     let access = auth.access();
-    let scope = auth.1.clinician_scope;
+    let scope = auth.settings.clinician_scope;
     let decide = {
-        let principal = auth.0.clone();
+        let principal = auth.principal.clone();
         move |links: PatientLinks| {
             authorize_patient(&principal, Permission::PatientRead, relation(links), scope)
         }
@@ -179,7 +179,7 @@ pub async fn get(
         .read_related(
             &access,
             id,
-            auth.0.subject(),
+            auth.principal.subject(),
             OffsetDateTime::now_utc(),
             move |links| decide(links) == Decision::Allow,
         )
@@ -187,15 +187,18 @@ pub async fn get(
     match read {
         RelatedRead::Found(patient) => Ok(HttpResponse::Ok().json(PatientView::from(&patient))),
         RelatedRead::Denied(links) => {
-            let Decision::Deny(reason) =
-                authorize_patient(&auth.0, Permission::PatientRead, relation(links), scope)
-            else {
+            let Decision::Deny(reason) = authorize_patient(
+                &auth.principal,
+                Permission::PatientRead,
+                relation(links),
+                scope,
+            ) else {
                 return Err(ApiError::Internal("denied without a reason".into()));
             };
             Err(denied(
                 &state,
-                &auth.0,
-                &auth.2,
+                &auth.principal,
+                &auth.origin,
                 format!("{} on patient {id}", Permission::PatientRead),
                 reason,
             )
@@ -298,7 +301,7 @@ pub async fn list(
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = auth.0.tenant();
+    let ctx = auth.principal.tenant();
     let params = params.into_inner();
     let after = crate::http::extract::open_cursor(
         &state.cursor_key,
@@ -325,10 +328,12 @@ pub async fn list(
         },
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
-        visibility: match patient_list_scope(&auth.0, auth.1.clinician_scope) {
+        visibility: match patient_list_scope(&auth.principal, auth.settings.clinician_scope) {
             PatientListScope::Organization => Visibility::Organization,
-            PatientListScope::CareTeam => Visibility::CareTeamOf(auth.0.subject().clone()),
-            PatientListScope::OwnRecord => Visibility::OwnRecordOf(auth.0.subject().clone()),
+            PatientListScope::CareTeam => Visibility::CareTeamOf(auth.principal.subject().clone()),
+            PatientListScope::OwnRecord => {
+                Visibility::OwnRecordOf(auth.principal.subject().clone())
+            }
         },
     };
     let page = state.patients.list(&auth.access(), &query).await?;

@@ -100,7 +100,7 @@ pub async fn create(
     }
     let roles: Vec<Role> = roles.iter().filter_map(|r| r.parse().ok()).collect();
     service_keys::check_new_key(&name, &roles)?;
-    let ctx = auth.0.tenant();
+    let ctx = auth.principal.tenant();
     let (key, hash) = service_keys::generate(ctx.org());
     let info = state
         .service_keys
@@ -116,7 +116,7 @@ pub async fn create(
 #[utoipa::path(get, operation_id = "service_keys_list", path = "/api/v1/service-keys", tag = "service keys", security(("bearer" = [])),
     responses((status = 200, body = [ServiceKeyView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = state.service_keys.list(&auth.0.tenant()).await?;
+    let keys = state.service_keys.list(&auth.principal.tenant()).await?;
     Ok(HttpResponse::Ok().json(
         keys.into_iter()
             .map(ServiceKeyView::from)
@@ -136,7 +136,7 @@ pub async fn revoke(
     let id = id.into_inner();
     if state
         .service_keys
-        .revoke(&auth.0.tenant(), id, OffsetDateTime::now_utc())
+        .revoke(&auth.principal.tenant(), id, OffsetDateTime::now_utc())
         .await?
     {
         admin_action(&state, &auth, "service_key.revoke", id.to_string()).await?;

@@ -108,7 +108,7 @@ fn roles(names: &[String]) -> Result<RoleSet, ApiError> {
 #[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = [UserView]), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let users = admin(&state)?.list(&auth.0).await?;
+    let users = admin(&state)?.list(&auth.principal).await?;
     Ok(HttpResponse::Ok().json(users.into_iter().map(UserView::from).collect::<Vec<_>>()))
 }
 
@@ -125,7 +125,12 @@ pub async fn create(
         roles: names,
     } = body.0;
     let account = admin(&state)?
-        .invite(&auth.0, &email, roles(&names)?, OffsetDateTime::now_utc())
+        .invite(
+            &auth.principal,
+            &email,
+            roles(&names)?,
+            OffsetDateTime::now_utc(),
+        )
         .await?;
     admin_action(&state, &auth, "user.create", account.id.to_string()).await?;
     Ok(HttpResponse::Created().json(UserView::from(account)))
@@ -152,7 +157,7 @@ async fn apply(
         AdminChange::Deactivate => "user.deactivated",
     };
     admin(state)?
-        .change(&auth.0, &user, change, OffsetDateTime::now_utc())
+        .change(&auth.principal, &user, change, OffsetDateTime::now_utc())
         .await?;
     admin_action(state, auth, what, user.subject()).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -236,7 +241,7 @@ pub async fn impersonate(
     let local = state.local.as_ref().ok_or(ApiError::NotFound)?;
     let target = carapace_auth::local::UserId::from_uuid(id.into_inner());
     let (token, expires_in) = local
-        .impersonate(&auth.0, target, OffsetDateTime::now_utc())
+        .impersonate(&auth.principal, target, OffsetDateTime::now_utc())
         .await?;
     crate::http::auth::record(
         &state,

@@ -116,10 +116,10 @@ pub async fn break_glass(
     let reason = break_glass_reason(&body.0.reason)?;
     let id = PatientId::from_uuid(id.into_inner());
     let until = OffsetDateTime::now_utc() + BREAK_GLASS_FOR;
-    let ctx = auth.0.tenant();
+    let ctx = auth.principal.tenant();
     if !state
         .patients
-        .break_glass(&auth.access(), id, auth.0.subject(), &reason, until)
+        .break_glass(&auth.access(), id, auth.principal.subject(), &reason, until)
         .await?
     {
         return Err(ApiError::NotFound);
@@ -136,7 +136,7 @@ pub async fn break_glass(
     )
     .await?;
     // The alert (delivery arrives with the audit issue's alert outbox).
-    tracing::error!(alert = "break_glass", org = %ctx.org(), subject = %auth.0.subject(), patient = %id, "ALERT: break-glass access");
+    tracing::error!(alert = "break_glass", org = %ctx.org(), subject = %auth.principal.subject(), patient = %id, "ALERT: break-glass access");
     Ok(HttpResponse::Created().json(BreakGlassGrant {
         expires_at: until.format(&Rfc3339).unwrap_or_default(),
     }))
@@ -182,7 +182,7 @@ pub async fn assign(
         use carapace_auth::local::{AccountStore as _, UserId};
         let account = local
             .accounts
-            .find_by_id(&auth.0.tenant(), UserId::from_uuid(user))
+            .find_by_id(&auth.principal.tenant(), UserId::from_uuid(user))
             .await?;
         if account.is_some_and(|a| !a.active || !carapace_auth::policy::may_practise(a.roles)) {
             return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
@@ -194,7 +194,7 @@ pub async fn assign(
     let id = PatientId::from_uuid(id.into_inner());
     if state
         .patients
-        .assign(&auth.0.tenant(), id, &who, role)
+        .assign(&auth.principal.tenant(), id, &who, role)
         .await?
     {
         admin_action(
@@ -250,7 +250,7 @@ pub async fn link_account(
     let id = PatientId::from_uuid(id.into_inner());
     if state
         .patients
-        .link_account(&auth.0.tenant(), id, who.as_ref())
+        .link_account(&auth.principal.tenant(), id, who.as_ref())
         .await?
     {
         admin_action(&state, &auth, "patient.account_link", id.to_string()).await?;
