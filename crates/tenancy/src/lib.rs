@@ -10,7 +10,11 @@
 
 pub mod cursor;
 mod error;
+mod id;
 mod org;
+
+#[doc(hidden)]
+pub use uuid as __uuid;
 
 pub use error::{StorageError, TenancyError};
 pub use org::{

@@ -2,36 +2,14 @@ use std::fmt;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::TenancyError;
 
-/// The identifier of an organization (a tenant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OrgId(Uuid);
-
-impl OrgId {
-    /// A new random (time-ordered) id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps an existing UUID.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for OrgId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+crate::entity_id! {
+    /// The identifier of an organization (a tenant).
+    #[derive(Serialize, Deserialize)]
+    #[serde(transparent)]
+    pub struct OrgId;
 }
 
 /// A URL-safe organization handle: 3-63 of `a-z`, `0-9`, `-`, not starting or
