@@ -3,8 +3,11 @@
 //! takes. No decisions here.
 
 use carapace_clinical::access::{Caller, PatientAccess};
+use carapace_clinical::consultation::RecordSharing;
 use carapace_infra::audit::SeaAuditLog;
-use carapace_infra::SeaPatients;
+use carapace_infra::{
+    SeaAppointments, SeaConsultations, SeaMedications, SeaOrganizations, SeaPatients,
+};
 
 use crate::http::auth::Authorized;
 use crate::state::AppState;
@@ -25,5 +28,28 @@ pub(crate) fn patient_access(state: &AppState) -> PatientAccess<'_, SeaPatients,
         patients: &state.patients,
         trail: &state.audit,
         events: state.events.as_ref(),
+    }
+}
+
+/// The record-sharing use cases over the server's adapters.
+pub(crate) fn record_sharing(
+    state: &AppState,
+) -> RecordSharing<
+    '_,
+    SeaConsultations,
+    SeaOrganizations,
+    SeaAuditLog,
+    SeaPatients,
+    SeaAppointments,
+    SeaMedications,
+> {
+    RecordSharing {
+        consultations: &state.consultations,
+        orgs: &state.orgs,
+        trail: &state.audit,
+        events: state.events.as_ref(),
+        patients: &state.patients,
+        appointments: &state.appointments,
+        medications: &state.medications,
     }
 }
