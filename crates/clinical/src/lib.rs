@@ -16,6 +16,7 @@
 pub mod access;
 pub mod appointment;
 pub mod assistant;
+pub mod care_team;
 pub mod consultation;
 mod error;
 pub mod medication;

@@ -12,8 +12,7 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
     CareRole, Demographics, PHI_FIELDS, Patient, PatientAdmission, PatientId, PatientLinks,
-    PatientPage,
-    PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Visibility,
+    PatientPage, PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Visibility,
 };
 use std::sync::Arc;
 

@@ -3,7 +3,10 @@
 //! takes. No decisions here.
 
 use carapace_clinical::access::{Caller, PatientAccess};
+use carapace_clinical::appointment::Scheduling;
+use carapace_clinical::care_team::CareTeams;
 use carapace_clinical::consultation::RecordSharing;
+use carapace_infra::accounts::SeaAccounts;
 use carapace_infra::audit::SeaAuditLog;
 use carapace_infra::{
     SeaAppointments, SeaConsultations, SeaMedications, SeaOrganizations, SeaPatients,
@@ -51,5 +54,26 @@ pub(crate) fn record_sharing(
         patients: &state.patients,
         appointments: &state.appointments,
         medications: &state.medications,
+    }
+}
+
+/// The appointment use cases over the server's adapters.
+pub(crate) fn scheduling(
+    state: &AppState,
+) -> Scheduling<'_, SeaPatients, SeaAuditLog, SeaAppointments> {
+    Scheduling {
+        patients: &state.patients,
+        trail: &state.audit,
+        events: state.events.as_ref(),
+        appointments: &state.appointments,
+    }
+}
+
+/// The care-team use cases over the server's adapters.
+pub(crate) fn care_teams(state: &AppState) -> CareTeams<'_, SeaPatients, SeaAccounts> {
+    CareTeams {
+        patients: &state.patients,
+        accounts: state.local.as_ref().map(|l| &l.accounts),
+        events: state.events.as_ref(),
     }
 }

@@ -56,9 +56,19 @@ fn org_error(e: TenancyError) -> ClinicalError {
 }
 
 /// The `referral.shared_read` event of referral `id` under `access`.
-fn shared_read(access: &Access, id: Uuid, outcome: Outcome, detail: String) -> carapace_audit::AuditEvent {
+fn shared_read(
+    access: &Access,
+    id: Uuid,
+    outcome: Outcome,
+    detail: String,
+) -> carapace_audit::AuditEvent {
     access
-        .event("referral.shared_read", "referral", Some(id.to_string()), outcome)
+        .event(
+            "referral.shared_read",
+            "referral",
+            Some(id.to_string()),
+            outcome,
+        )
         .with_detail(detail)
 }
 
@@ -142,9 +152,9 @@ where
         };
         let there = here.in_org(incoming.org);
         let found = self.consultations.shared(there.tenant(), id).await?;
-        let Some((referral, consent)) = found.filter(|(r, c)| {
-            r.to == *subject && r.to_org == org && c.is_for(org, subject)
-        }) else {
+        let Some((referral, consent)) =
+            found.filter(|(r, c)| r.to == *subject && r.to_org == org && c.is_for(org, subject))
+        else {
             let gone = shared_read(here, id, Outcome::NotFound, "gone at the source".into());
             self.trail.record(&gone).await?;
             return Err(ClinicalError::NotFound);
