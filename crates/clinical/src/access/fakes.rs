@@ -339,12 +339,23 @@ impl AppointmentRepository for FakeAppointments {
 
     async fn book(
         &self,
-        _: &Access,
+        access: &Access,
         new: &NewAppointment,
         reminders: &[PlannedReminder],
     ) -> Result<Appointment, ClinicalError> {
         lock(&self.booked).push((new.clone(), reminders.to_vec()));
-        unused()
+        Ok(Appointment {
+            id: AppointmentId::generate(),
+            org: access.org(),
+            patient: new.patient,
+            practitioner: new.practitioner.clone(),
+            slot: new.slot,
+            time_zone: new.time_zone.clone(),
+            status: AppointmentStatus::Booked,
+            reason: None,
+            created_at: NOW,
+            updated_at: NOW,
+        })
     }
 
     async fn get(
