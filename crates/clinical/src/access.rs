@@ -10,13 +10,19 @@ use std::future::Future;
 use carapace_audit::{
     Access, AuditEvent, Origin, Outcome, SecurityEvent, SecurityEventKind, SecurityEventSink,
 };
-use carapace_auth::Principal;
-use carapace_auth::policy::{Decision, DenyReason, Permission, authorize_patient};
+use carapace_auth::policy::{
+    Decision, DenyReason, PatientListScope, Permission, authorize_access_log, authorize_patient,
+    patient_list_scope,
+};
+use carapace_auth::{Principal, Role};
 use carapace_tenancy::{OrgSettings, StorageError};
 use time::OffsetDateTime;
 
 use crate::ClinicalError;
-use crate::patient::{Patient, PatientAdmission, PatientId, PatientRepository, RelatedRead};
+use crate::patient::{
+    Demographics, Patient, PatientAdmission, PatientId, PatientPage, PatientQuery,
+    PatientRepository, RelatedRead, Visibility,
+};
 
 /// Who calls: the principal, their organization's settings as read for
 /// this call, where the call came from, and the access their reads and
@@ -101,6 +107,17 @@ pub async fn refuse(
     }
 }
 
+/// Which patients `caller`'s listings may show: the widest set the policy
+/// allows (ADR 0006), applied by the repository in SQL.
+pub fn visibility(caller: &Caller<'_>) -> Visibility {
+    let subject = caller.principal.subject().clone();
+    match patient_list_scope(caller.principal, caller.settings.clinician_scope) {
+        PatientListScope::Organization => Visibility::Organization,
+        PatientListScope::CareTeam => Visibility::CareTeamOf(subject),
+        PatientListScope::OwnRecord => Visibility::OwnRecordOf(subject),
+    }
+}
+
 /// The ports the patient-access use cases work over.
 pub struct PatientAccess<'a, P, T> {
     /// Patients and the facts of how a subject relates to one.
@@ -154,6 +171,65 @@ impl<P: PatientRepository, T: AuditTrail> PatientAccess<'_, P, T> {
                 )
                 .await)
             }
+        }
+    }
+
+    /// Registers a patient (`patient.create`); a clinician who registers
+    /// one joins its care team.
+    pub async fn register(
+        &self,
+        caller: &Caller<'_>,
+        demographics: &Demographics,
+    ) -> Result<Patient, ClinicalError> {
+        let principal = caller.principal;
+        let care_team = principal
+            .roles()
+            .contains(Role::Clinician)
+            .then(|| principal.subject());
+        self.patients
+            .create(&caller.access, demographics, care_team)
+            .await
+    }
+
+    /// A page of the patients `query` asks for among those `caller` may
+    /// see ([`visibility`]; whatever `query.visibility` said).
+    pub async fn list(
+        &self,
+        caller: &Caller<'_>,
+        query: PatientQuery,
+    ) -> Result<PatientPage, ClinicalError> {
+        let query = PatientQuery {
+            visibility: visibility(caller),
+            ..query
+        };
+        self.patients.list(&caller.access, &query).await
+    }
+
+    /// The access under which `caller` may read patient `id`'s accounting
+    /// of disclosures: the patient themself, and whoever may read the audit
+    /// trail. No such patient: [`ClinicalError::NotFound`]; anyone else:
+    /// [`ClinicalError::Denied`] (a security event).
+    pub async fn reach_access_log(
+        &self,
+        caller: &Caller<'_>,
+        id: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<Access, ClinicalError> {
+        let access = &caller.access;
+        let links = self
+            .patients
+            .links(access.tenant(), id, caller.principal.subject(), now)
+            .await?
+            .ok_or(ClinicalError::NotFound)?;
+        match authorize_access_log(caller.principal, links.into()) {
+            Decision::Allow => Ok(access.clone()),
+            Decision::Deny(reason) => Err(refuse(
+                self.events,
+                caller,
+                format!("access log of patient {id}"),
+                reason,
+            )
+            .await),
         }
     }
 

@@ -9,8 +9,7 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use carapace_audit::Access;
-use carapace_auth::Role;
-use carapace_auth::policy::{PatientListScope, Permission, patient_list_scope};
+use carapace_auth::policy::Permission;
 use carapace_clinical::patient::{
     CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
@@ -81,15 +80,8 @@ pub async fn create(
     body: JsonBody<CreatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let demographics = body.0.into_input().parse(today())?;
-    // A clinician who registers a patient joins its care team.
-    let care_team = auth
-        .principal
-        .roles()
-        .contains(Role::Clinician)
-        .then(|| auth.principal.subject());
-    let patient = state
-        .patients
-        .create(&auth.access(), &demographics, care_team)
+    let patient = patient_access(&state)
+        .register(&caller(&auth), &demographics)
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/patients/{}", patient.id)))
@@ -225,15 +217,9 @@ pub async fn list(
         },
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
-        visibility: match patient_list_scope(&auth.principal, auth.settings.clinician_scope) {
-            PatientListScope::Organization => Visibility::Organization,
-            PatientListScope::CareTeam => Visibility::CareTeamOf(auth.principal.subject().clone()),
-            PatientListScope::OwnRecord => {
-                Visibility::OwnRecordOf(auth.principal.subject().clone())
-            }
-        },
+        visibility: Visibility::Nothing,
     };
-    let page = state.patients.list(&auth.access(), &query).await?;
+    let page = patient_access(&state).list(&caller(&auth), query).await?;
     let next_cursor = page.next_after.map(|id| {
         state
             .cursor_key
