@@ -274,9 +274,3 @@ impl<P: PatientRepository, T: AuditTrail> PatientAccess<'_, P, T> {
         }
     }
 }
-
-#[cfg(test)]
-pub(crate) mod fakes;
-
-#[cfg(test)]
-mod tests;

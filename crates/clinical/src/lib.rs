@@ -26,3 +26,6 @@ pub mod small_cells;
 pub mod verification;
 
 pub use error::{ClinicalError, FieldError};
+
+#[cfg(test)]
+mod use_case_tests;

@@ -7,7 +7,8 @@ use carapace_auth::policy::{Decision, DenyReason, Permission, authorize_patient}
 use carapace_tenancy::{ClinicianScope, OrgId, OrgSettings};
 
 use super::fakes::{FakeEvents, FakePatients, FakeTrail, NOW, block_on, caller, lock, principal};
-use super::*;
+use crate::ClinicalError;
+use crate::access::{PatientAccess, admission};
 use crate::patient::PatientLinks;
 
 struct World {

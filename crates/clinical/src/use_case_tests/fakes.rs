@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 use time::macros::{date, datetime};
 use uuid::Uuid;
 
-use super::{AuditTrail, Caller};
 use crate::ClinicalError;
+use crate::access::{AuditTrail, Caller};
 use crate::appointment::{
     Appointment, AppointmentId, AppointmentPage, AppointmentQuery, AppointmentRepository,
     AppointmentScope, AppointmentStatus, Channel, NewAppointment, PlannedReminder, Slot,
