@@ -3,6 +3,7 @@
 //! every port, add no import between those modules.
 
 mod access;
+mod assistant;
 mod care_team;
 mod fakes;
 mod schedule;
