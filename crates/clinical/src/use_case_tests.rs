@@ -8,3 +8,4 @@ mod care_team;
 mod fakes;
 mod schedule;
 mod sharing;
+mod stores;

@@ -7,9 +7,8 @@ use carapace_audit::SecurityEventKind;
 use carapace_tenancy::SubjectId;
 use uuid::Uuid;
 
-use super::fakes::{
-    FakeAccounts, FakeEvents, FakePatients, block_on, caller, lock, principal, subject,
-};
+use super::fakes::{FakeEvents, FakePatients, block_on, caller, lock, principal, subject};
+use super::stores::FakeAccounts;
 use crate::ClinicalError;
 use crate::care_team::CareTeams;
 use crate::patient::CareRole;

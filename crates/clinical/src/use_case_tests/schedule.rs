@@ -11,9 +11,9 @@ use carapace_auth::policy::Permission;
 use time::{Duration, OffsetDateTime};
 
 use super::fakes::{
-    FakeAppointments, FakeEvents, FakePatients, FakeTrail, NOW, block_on, caller, lock, principal,
-    subject,
+    FakeEvents, FakePatients, FakeTrail, NOW, block_on, caller, lock, principal, subject,
 };
+use super::stores::FakeAppointments;
 use crate::ClinicalError;
 use crate::appointment::TimeZoneName;
 use crate::appointment::{

@@ -10,9 +10,9 @@ use carapace_audit::Outcome;
 use uuid::Uuid;
 
 use super::fakes::{
-    FakeAppointments, FakeConsultations, FakeEvents, FakeMedications, FakeOrgs, FakePatients,
-    FakeTrail, NOW, block_on, caller, lock, principal, subject,
+    FakeEvents, FakePatients, FakeTrail, NOW, block_on, caller, lock, principal, subject,
 };
+use super::stores::{FakeAppointments, FakeConsultations, FakeMedications, FakeOrgs};
 use crate::ClinicalError;
 use crate::consultation::Consent;
 use crate::consultation::{RecordSharing, Referral, Section, SharedRecord};
