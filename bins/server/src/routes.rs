@@ -18,6 +18,8 @@ pub mod service_keys;
 pub mod users;
 pub mod verification;
 
+mod use_cases;
+
 use actix_web::web;
 
 use crate::http::ApiError;

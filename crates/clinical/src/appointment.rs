@@ -11,6 +11,7 @@
 pub mod calendar;
 mod model;
 mod reminder;
+mod schedule;
 
 pub use model::{
     Appointment, AppointmentId, AppointmentInput, AppointmentPage, AppointmentQuery,
@@ -19,6 +20,7 @@ pub use model::{
     reason,
 };
 pub use reminder::{Notifier, NotifyError, REMINDER_SUBJECT, ReminderMessage, reminder_text};
+pub use schedule::{ListingRequest, Scheduling};
 
 use std::fmt;
 

@@ -8,6 +8,10 @@
 //! chosen when it starts: nothing said about one patient is sent with a
 //! message about another.
 
+mod conversation;
+
+pub use conversation::Conversations;
+
 use std::future::Future;
 
 use carapace_audit::Access;

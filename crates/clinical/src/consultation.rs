@@ -7,6 +7,10 @@
 //! [`Consent::allows`]: it follows the consent exactly and stops when the
 //! consent is revoked or expires.
 
+mod sharing;
+
+pub use sharing::{RecordSharing, SharedRecord};
+
 use std::fmt;
 use std::future::Future;
 

@@ -1,3 +1,5 @@
+use carapace_audit::AuditError;
+use carapace_auth::policy::DenyReason;
 use carapace_tenancy::StorageError;
 
 /// One problem with one input field. Messages describe the rule, never echo
@@ -56,9 +58,17 @@ pub enum ClinicalError {
         /// Why, in words.
         detail: &'static str,
     },
+    /// The access policy refused the caller (the refusal is already
+    /// recorded as a security event).
+    #[error("denied: {0:?}")]
+    Denied(DenyReason),
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A security event could not be recorded: the request fails (fail
+    /// closed).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 impl ClinicalError {
@@ -70,7 +80,11 @@ impl ClinicalError {
             Self::Conflict { code, .. }
             | Self::Refused { code, .. }
             | Self::Unavailable { code, .. } => code,
+            Self::Denied(DenyReason::MissingPermission(_)) => "forbidden",
+            Self::Denied(DenyReason::StepUpRequired(_)) => "mfa_required",
+            Self::Denied(DenyReason::NoRelationship(_)) => "no_relationship",
             Self::Storage(e) => e.code(),
+            Self::Audit(e) => e.0.code(),
         }
     }
 }

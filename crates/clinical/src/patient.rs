@@ -41,6 +41,7 @@ use std::fmt;
 use std::future::Future;
 
 use carapace_audit::Access;
+use carapace_auth::policy::{Decision, PatientRelation};
 use carapace_phi_crypto::Phi;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use time::{Date, OffsetDateTime};
@@ -287,15 +288,64 @@ pub struct PatientLinks {
     pub own_record: bool,
 }
 
-/// What a read decided on the caller's relationship to the patient found.
+impl From<PatientLinks> for PatientRelation {
+    fn from(links: PatientLinks) -> Self {
+        Self {
+            care_team: links.care_team,
+            break_glass: links.break_glass,
+            own_record: links.own_record,
+        }
+    }
+}
+
+/// The access policy's answer for one caller and one permission, worked
+/// out in advance for each of the eight ways the caller may relate to a
+/// patient. It is data, like [`Visibility`] for listings: a repository
+/// applies it to the facts it reads, in the transaction that reads them
+/// and records the outcome, and reports those facts; it runs no caller
+/// code. Built by the use cases in [`crate::access`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatientAdmission([Decision; 8]);
+
+impl PatientAdmission {
+    /// The answers of `policy` (a pure function of the facts).
+    pub fn from_policy(policy: impl Fn(PatientLinks) -> Decision) -> Self {
+        Self(std::array::from_fn(|i| {
+            policy(PatientLinks {
+                care_team: i & 1 != 0,
+                break_glass: i & 2 != 0,
+                own_record: i & 4 != 0,
+            })
+        }))
+    }
+
+    /// The decision for a caller related to the patient by `links`.
+    pub fn decision(&self, links: PatientLinks) -> Decision {
+        let i = usize::from(links.care_team)
+            | usize::from(links.break_glass) << 1
+            | usize::from(links.own_record) << 2;
+        self.0.get(i).copied().unwrap_or(Decision::Deny(
+            carapace_auth::policy::DenyReason::MissingPermission(
+                carapace_auth::policy::Permission::PatientRead,
+            ),
+        ))
+    }
+
+    /// Whether a caller related by `links` is admitted.
+    pub fn admits(&self, links: PatientLinks) -> bool {
+        self.decision(links) == Decision::Allow
+    }
+}
+
+/// What a related read found: facts, the patient only when admitted.
 #[derive(Clone, Debug)]
 pub enum RelatedRead {
     /// No such patient in the caller's organization (recorded `not_found`).
     NotFound,
-    /// The decision refused it (recorded `denied`); nothing was returned.
-    /// Carries the facts it was refused on, so the caller can say why.
+    /// The admission refused the caller (recorded `denied`); nothing was
+    /// returned but the facts it was refused on.
     Denied(PatientLinks),
-    /// Allowed and read (recorded `allowed`).
+    /// Admitted and read (recorded `allowed`).
     Found(Patient),
 }
 
@@ -423,23 +473,20 @@ pub trait PatientRepository: Send + Sync {
         account: Option<&SubjectId>,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// Reads a patient if `decide` allows it given how `subject` relates to
-    /// it at `now`: relationship, decision, audit event (`patient.read`:
-    /// allowed, denied or not found) and data in one transaction, so the
-    /// hot read path costs what its SQL costs. `decide` is the caller's
-    /// policy (a pure function); the repository only supplies the facts.
-    /// It may be called more than once (a repository may retry), so it must
-    /// not keep state.
-    fn read_related<D>(
+    /// Reads a patient if `admission` admits `subject` as it relates to
+    /// the patient at `now`: relationship facts, audit event
+    /// (`patient.read`: allowed, denied or not found) and data in one
+    /// transaction, so the hot read path costs what its SQL costs. The
+    /// admission is the policy's answer computed in advance (data); the
+    /// repository reports the facts it applied it to.
+    fn read_related(
         &self,
         access: &Access,
         id: PatientId,
         subject: &SubjectId,
         now: OffsetDateTime,
-        decide: D,
-    ) -> impl Future<Output = Result<RelatedRead, ClinicalError>> + Send
-    where
-        D: Fn(PatientLinks) -> bool + Send + Sync + 'static;
+        admission: PatientAdmission,
+    ) -> impl Future<Output = Result<RelatedRead, ClinicalError>> + Send;
 
     /// Reads a patient (`patient.read`; `not_found` when there is none).
     fn get(

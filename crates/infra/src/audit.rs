@@ -198,6 +198,12 @@ impl SeaAuditLog {
     }
 }
 
+impl carapace_clinical::access::AuditTrail for SeaAuditLog {
+    async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
+        SeaAuditLog::record(self, event).await
+    }
+}
+
 impl SecurityEventSink for SeaAuditLog {
     fn emit(&self, event: SecurityEvent) -> AuditFuture<'_> {
         Box::pin(async move {

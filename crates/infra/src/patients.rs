@@ -11,8 +11,8 @@
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
-    CareRole, Demographics, PHI_FIELDS, Patient, PatientId, PatientLinks, PatientPage,
-    PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Visibility,
+    CareRole, Demographics, PHI_FIELDS, Patient, PatientAdmission, PatientId, PatientLinks,
+    PatientPage, PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Visibility,
 };
 use std::sync::Arc;
 
@@ -509,17 +509,14 @@ impl PatientRepository for SeaPatients {
         }
     }
 
-    async fn read_related<D>(
+    async fn read_related(
         &self,
         access: &Access,
         id: PatientId,
         subject: &SubjectId,
         now: OffsetDateTime,
-        decide: D,
-    ) -> Result<RelatedRead, ClinicalError>
-    where
-        D: Fn(PatientLinks) -> bool + Send + Sync + 'static,
-    {
+        admission: PatientAdmission,
+    ) -> Result<RelatedRead, ClinicalError> {
         let ctx = access.tenant();
         let org = ctx.org().as_uuid();
         let care_team = care_assignment::Entity::find()
@@ -545,13 +542,12 @@ impl PatientRepository for SeaPatients {
             .build(self.db.conn().get_database_backend());
         let subject = subject.clone();
         let unit_access = access.clone();
-        let decide = Arc::new(decide);
         // Relationship, decision, audit event and row in one transaction.
         let read = self
             .db
             .grouped(ctx.org(), move |tx| {
                 let (select, access) = (select.clone(), unit_access.clone());
-                let (subject, decide) = (subject.clone(), decide.clone());
+                let subject = subject.clone();
                 Box::pin(async move {
                     let Some((r, relations)) = select_row(tx, select).await? else {
                         let missed = miss_events(tx, &access, id, "patient.read").await?;
@@ -565,7 +561,7 @@ impl PatientRepository for SeaPatients {
                         break_glass,
                         own_record: r.account_subject.as_deref() == Some(subject.as_str()),
                     };
-                    if !decide(links) {
+                    if !admission.admits(links) {
                         let refused = event(&access, "patient.read", Some(id), Outcome::Denied);
                         return Ok((Related::Refused(links), vec![refused]));
                     }

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use carapace_auth::AuthError;
+use carapace_auth::policy::DenyReason;
 use carapace_clinical::{ClinicalError, FieldError};
 use carapace_tenancy::{StorageError, TenancyError};
 use serde::Serialize;
@@ -364,6 +365,12 @@ impl From<ClinicalError> for ApiError {
             ClinicalError::Refused { code, detail } => Self::Refused { code, detail },
             ClinicalError::Unavailable { code, detail } => Self::Off { code, detail },
             ClinicalError::Storage(s) => s.into(),
+            ClinicalError::Denied(reason) => match reason {
+                DenyReason::StepUpRequired(_) => Self::StepUpRequired,
+                DenyReason::MissingPermission(_) => Self::Forbidden,
+                DenyReason::NoRelationship(_) => Self::NoRelationship,
+            },
+            ClinicalError::Audit(e) => e.into(),
             other => Self::Internal(Box::new(other)),
         }
     }

@@ -12,26 +12,24 @@ pub use dto::{
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_auth::policy::{
-    Decision, Permission, ScheduleScope, authorize_schedule, schedule_scope,
-};
+use carapace_auth::policy::Permission;
 use carapace_clinical::FieldError;
 use carapace_clinical::appointment::{
-    AppointmentId, AppointmentQuery, AppointmentRepository as _, AppointmentScope,
-    AppointmentStatus, CURSOR_SCOPE, Channel, TimeZoneName, free_slots, instant_field,
-    plan_reminders, practitioner_field,
+    AppointmentId, AppointmentRepository as _, AppointmentStatus, CURSOR_SCOPE, Channel,
+    ListingRequest, TimeZoneName, instant_field, plan_reminders, practitioner_field,
 };
-use carapace_clinical::patient::{PageLimit, PatientId, PatientRepository as _};
+use carapace_clinical::patient::PatientId;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::{Authorized, denied};
+use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
+use crate::routes::use_cases::{caller, scheduling};
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -57,10 +55,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError::new(field, message)])
-}
-
 /// Books an appointment with a member of the patient's care team; its
 /// reminders are scheduled with it. An overlap with the practitioner's or
 /// the patient's booked appointments is 409 `slot_taken`.
@@ -79,20 +73,9 @@ pub async fn book(
 ) -> Result<HttpResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
     let new = body.0.into_input().parse(&state.booking_rules, now)?;
-    let access = related(&state, &auth, new.patient, Permission::AppointmentWrite).await?;
-    let links = state
-        .patients
-        .links(access.tenant(), new.patient, &new.practitioner, now)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if !links.care_team {
-        return Err(invalid(
-            "practitioner",
-            "must be a member of the patient's care team",
-        ));
-    }
-    let reminders = plan_reminders(new.slot.start(), now, &state.reminder_offsets);
-    let booked = state.appointments.book(&access, &new, &reminders).await?;
+    let booked = scheduling(&state)
+        .book(&caller(&auth), &new, &state.reminder_offsets, now)
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,
@@ -109,20 +92,15 @@ async fn through_patient(
     permission: Permission,
     action: &str,
 ) -> Result<carapace_audit::Access, ApiError> {
-    let ctx = auth.principal.tenant();
-    match state.appointments.patient_of(&ctx, id).await? {
-        Some(patient) => related(state, auth, patient, permission).await,
-        None => {
-            let missing = auth.access().event(
-                action,
-                "appointment",
-                Some(id.to_string()),
-                carapace_audit::Outcome::NotFound,
-            );
-            state.audit.record(&missing).await?;
-            Err(ApiError::NotFound)
-        }
-    }
+    Ok(scheduling(state)
+        .through_patient(
+            &caller(auth),
+            id,
+            permission,
+            action,
+            OffsetDateTime::now_utc(),
+        )
+        .await?)
 }
 
 /// Reads an appointment.
@@ -349,7 +327,6 @@ pub async fn list(
     {
         errors.push(FieldError::new("to", "must be after from"));
     }
-    let limit = PageLimit::parse_text(p.limit.as_deref());
     let practitioner = p
         .practitioner
         .as_deref()
@@ -380,33 +357,17 @@ pub async fn list(
             Some((start, AppointmentId::from_uuid(Uuid::from_slice(id).ok()?)))
         },
     )?;
-    let (scope, access) = match (p.patient_id, practitioner) {
-        (Some(patient), _) => {
-            let patient = PatientId::from_uuid(patient);
-            let access = related(&state, &auth, patient, Permission::AppointmentRead).await?;
-            (AppointmentScope::Patient(patient), access)
-        }
-        (None, Some(practitioner)) => {
-            schedule_of(&state, &auth, &practitioner).await?;
-            (AppointmentScope::Practitioner(practitioner), auth.access())
-        }
-        (None, None) => match schedule_scope(&auth.principal) {
-            Some(ScheduleScope::Organization) => (AppointmentScope::Organization, auth.access()),
-            Some(ScheduleScope::Own) => (
-                AppointmentScope::Practitioner(auth.principal.subject().clone()),
-                auth.access(),
-            ),
-            None => return Err(invalid("patient_id", "is required for your role")),
-        },
-    };
-    let query = AppointmentQuery {
-        scope,
+    let request = ListingRequest {
+        patient: p.patient_id.map(PatientId::from_uuid),
+        practitioner,
         from,
         to,
-        limit: limit?,
+        limit: p.limit,
         after,
     };
-    let page = state.appointments.list(&access, &query).await?;
+    let page = scheduling(&state)
+        .list(&caller(&auth), request, OffsetDateTime::now_utc())
+        .await?;
     let next_cursor = page.next_after.map(|(start, id)| {
         let mut position = start.unix_timestamp().to_be_bytes().to_vec();
         position.extend_from_slice(id.as_uuid().as_bytes());
@@ -416,25 +377,6 @@ pub async fn list(
         items: page.items.iter().map(AppointmentView::from).collect(),
         next_cursor,
     }))
-}
-
-/// Refuses (and records) a look at another practitioner's schedule.
-async fn schedule_of(
-    state: &AppState,
-    auth: &Authorized,
-    practitioner: &carapace_tenancy::SubjectId,
-) -> Result<(), ApiError> {
-    match authorize_schedule(&auth.principal, practitioner) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(reason) => Err(denied(
-            state,
-            &auth.principal,
-            &auth.origin,
-            format!("schedule of {practitioner}"),
-            reason,
-        )
-        .await),
-    }
 }
 
 /// Free-slot parameters.
@@ -518,25 +460,19 @@ pub async fn free(
     let Some(hours) = hours.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    let busy = state
-        .appointments
-        .busy(&auth.access(), &practitioner, hours)
-        .await?;
-    let booked: Vec<_> = busy
-        .into_iter()
-        .map(|s| (s, AppointmentStatus::Booked))
+    let slots = scheduling(&state)
+        .free_slots(
+            &caller(&auth),
+            &practitioner,
+            hours,
+            time::Duration::minutes(length.into()),
+            time::Duration::minutes(step.into()),
+            OffsetDateTime::now_utc(),
+        )
+        .await?
+        .iter()
+        .map(|s| FreeSlot::new(s, &zone))
         .collect();
-    let now = OffsetDateTime::now_utc();
-    let slots = free_slots(
-        &[hours],
-        &booked,
-        time::Duration::minutes(length.into()),
-        time::Duration::minutes(step.into()),
-    )
-    .into_iter()
-    .filter(|s| s.start() >= now)
-    .map(|s| FreeSlot::new(&s, &zone))
-    .collect();
     Ok(HttpResponse::Ok().json(FreeSlots { slots }))
 }
 

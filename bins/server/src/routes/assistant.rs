@@ -6,14 +6,9 @@
 //! Requests count against the `ai` rate-limit class.
 
 use actix_web::{HttpResponse, web};
-use carapace_auth::policy::Permission;
-use carapace_clinical::assistant::{
-    AiProvider as _, AssistantRepository as _, Availability, HISTORY_TURNS, Redactor, Speaker,
-    ai_gate, disclosure, message, prompt,
-};
-use carapace_clinical::patient::{PatientId, PatientRepository as _};
-use carapace_phi_crypto::Phi;
+use carapace_clinical::patient::PatientId;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -21,7 +16,7 @@ use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
-use crate::routes::patients::related;
+use crate::routes::use_cases::{assistant, caller};
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -75,14 +70,6 @@ pub struct TurnView {
     text: String,
 }
 
-fn gate(state: &AppState, auth: &Authorized) -> Result<(), ApiError> {
-    Ok(ai_gate(Availability {
-        deployment_enabled: state.ai.is_some(),
-        deployment_baa: state.ai_baa_signed,
-        org_baa: auth.settings.ai_baa,
-    })?)
-}
-
 /// Sends a message and returns the answer.
 #[utoipa::path(post, operation_id = "assistant_send", path = "/api/v1/assistant/messages", tag = "assistant", request_body = MessageBody,
     security(("bearer" = [])),
@@ -97,57 +84,13 @@ pub async fn send(
     state: web::Data<AppState>,
     body: JsonBody<MessageBody>,
 ) -> Result<HttpResponse, ApiError> {
-    gate(&state, &auth)?;
-    let Some(ai) = state.ai.as_ref() else {
-        return Err(ApiError::Internal("gate passed without a provider".into()));
-    };
-    let text = message(&body.0.message)?;
-    // The conversation: this user's about this patient (or about none).
     let context = body.0.patient_id.map(PatientId::from_uuid);
-    let (access, mut redactor) = match context {
-        None => (auth.access(), Redactor::none()),
-        Some(id) => {
-            let access = related(&state, &auth, id, Permission::PatientRead).await?;
-            let patient = state
-                .patients
-                .get(&access, id)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            (access, Redactor::for_patient(&patient.demographics))
-        }
-    };
-    let earlier = state
-        .assistant
-        .history(&access, context, HISTORY_TURNS)
-        .await?;
-    let outgoing = prompt(&earlier, &text, &mut redactor);
-    if let Some(id) = context {
-        // A disclosure, on the record before anything is sent.
-        state
-            .audit
-            .record(&disclosure(&access, id, &ai.name()))
-            .await?;
-    }
-    let raw = ai
-        .complete(&outgoing.system, &outgoing.turns)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "AI provider failed");
-            ApiError::Off {
-                code: "ai_unavailable",
-                detail: "the AI provider did not answer; try again later",
-            }
-        })?;
-    let answer = redactor.restore(&raw);
-    state
-        .assistant
-        .append(
-            &access,
+    let answer = assistant(&state)
+        .send(
+            &caller(&auth),
             context,
-            &[
-                (Speaker::User, text),
-                (Speaker::Assistant, Phi::new(answer.clone())),
-            ],
+            &body.0.message,
+            OffsetDateTime::now_utc(),
         )
         .await?;
     Ok(HttpResponse::Ok().json(AnswerBody { answer }))
@@ -167,15 +110,9 @@ pub async fn history(
     state: web::Data<AppState>,
     params: web::Query<ConversationParams>,
 ) -> Result<HttpResponse, ApiError> {
-    gate(&state, &auth)?;
     let context = params.into_inner().patient_id.map(PatientId::from_uuid);
-    let access = match context {
-        Some(id) => related(&state, &auth, id, Permission::PatientRead).await?,
-        None => auth.access(),
-    };
-    let turns = state
-        .assistant
-        .history(&access, context, HISTORY_TURNS)
+    let turns = assistant(&state)
+        .history(&caller(&auth), context, OffsetDateTime::now_utc())
         .await?;
     let views: Vec<TurnView> = turns
         .into_iter()

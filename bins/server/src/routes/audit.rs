@@ -4,9 +4,8 @@
 
 use actix_web::{HttpResponse, web};
 use carapace_audit::{AuditEvent, Outcome};
-use carapace_auth::policy::{Decision, PatientRelation, authorize_access_log};
 use carapace_clinical::FieldError;
-use carapace_clinical::patient::{PatientId, PatientRepository as _};
+use carapace_clinical::patient::PatientId;
 use carapace_infra::audit::AuditQuery;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -15,8 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::{Authorized, denied};
+use crate::http::auth::Authorized;
 use crate::http::error::Problem;
+use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
 
 const CURSOR_SCOPE: &str = "audit-events";
@@ -272,32 +272,9 @@ pub async fn access_log(
     params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let access = auth.access();
-    let links = state
-        .patients
-        .links(
-            access.tenant(),
-            id,
-            auth.principal.subject(),
-            OffsetDateTime::now_utc(),
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let relation = PatientRelation {
-        care_team: links.care_team,
-        break_glass: links.break_glass,
-        own_record: links.own_record,
-    };
-    if let Decision::Deny(reason) = authorize_access_log(&auth.principal, relation) {
-        return Err(denied(
-            &state,
-            &auth.principal,
-            &auth.origin,
-            format!("access log of patient {id}"),
-            reason,
-        )
-        .await);
-    }
+    let access = patient_access(&state)
+        .reach_access_log(&caller(&auth), id, OffsetDateTime::now_utc())
+        .await?;
     let params = params.into_inner();
     let query = query(
         &state,

@@ -5,16 +5,11 @@
 //! consent is in force, audited in both organizations.
 
 use actix_web::{HttpResponse, web};
-use carapace_audit::Outcome;
 use carapace_auth::policy::Permission;
-use carapace_clinical::appointment::{
-    AppointmentQuery, AppointmentRepository as _, AppointmentScope,
-};
 use carapace_clinical::consultation::{
-    Consent, ConsentInput, ConsultationRepository as _, Referral, Section, check_consent, may_refer,
+    Consent, ConsentInput, ConsultationRepository as _, Referral,
 };
-use carapace_clinical::medication::MedicationRepository as _;
-use carapace_clinical::patient::{PageLimit, PatientId, PatientRepository as _};
+use carapace_clinical::patient::PatientId;
 use carapace_tenancy::{OrgSlug, OrganizationRepository as _};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -29,6 +24,7 @@ use crate::http::extract::JsonBody;
 use crate::routes::appointments::AppointmentView;
 use crate::routes::medications::{History, history_view};
 use crate::routes::patients::{PatientView, related};
+use crate::routes::use_cases::{caller, record_sharing};
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -258,38 +254,14 @@ pub async fn refer(
     body: JsonBody<ReferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let patient = PatientId::from_uuid(body.0.patient_id);
-    let access = related(&state, &auth, patient, Permission::Consultation).await?;
-    let now = OffsetDateTime::now_utc();
-    let consent = state
-        .consultations
-        .consent(access.tenant(), body.0.consent_id)
+    let referral = record_sharing(&state)
+        .refer(
+            &caller(&auth),
+            patient,
+            body.0.consent_id,
+            OffsetDateTime::now_utc(),
+        )
         .await?;
-    check_consent(consent.as_ref(), patient, now)?;
-    let Some(consent) = consent else {
-        return Err(ApiError::NotFound);
-    };
-    let receiving = state
-        .orgs
-        .find_by_id(consent.recipient_org)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    may_refer(
-        auth.principal.org(),
-        &auth.settings,
-        receiving.id,
-        &receiving.settings,
-    )?;
-    let referral = Referral {
-        id: Uuid::now_v7(),
-        org: auth.principal.org(),
-        patient,
-        consent: consent.id,
-        from: auth.principal.subject().clone(),
-        to_org: consent.recipient_org,
-        to: consent.recipient.clone(),
-        created_at: carapace_audit::event::now_micros(),
-    };
-    state.consultations.refer(&access, &referral).await?;
     Ok(HttpResponse::Created().json(ReferralView::from(&referral)))
 }
 
@@ -360,124 +332,21 @@ pub async fn shared_record(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let here = auth.access();
-    let event = |access: &carapace_audit::Access, outcome: Outcome, detail: String| {
-        access
-            .event(
-                "referral.shared_read",
-                "referral",
-                Some(id.to_string()),
-                outcome,
-            )
-            .with_detail(detail)
-    };
-    let Some(incoming) = state.consultations.incoming(&here, id).await? else {
-        state
-            .audit
-            .record(&event(&here, Outcome::NotFound, String::new()))
-            .await?;
-        return Err(ApiError::NotFound);
-    };
-    let there = here.in_org(incoming.org);
-    let found = state.consultations.shared(there.tenant(), id).await?;
-    let Some((referral, consent)) = found.filter(|(r, c)| {
-        r.to == *auth.principal.subject()
-            && r.to_org == auth.principal.org()
-            && c.is_for(auth.principal.org(), auth.principal.subject())
-    }) else {
-        state
-            .audit
-            .record(&event(
-                &here,
-                Outcome::NotFound,
-                "gone at the source".into(),
-            ))
-            .await?;
-        return Err(ApiError::NotFound);
-    };
-    let now = OffsetDateTime::now_utc();
-    let source = state
-        .orgs
-        .find_by_id(referral.org)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let sections = consent.readable(now);
-    let refusal = if let Err(e) = may_refer(
-        source.id,
-        &source.settings,
-        auth.principal.org(),
-        &auth.settings,
-    ) {
-        Some(ApiError::from(e))
-    } else if sections.is_empty() {
-        Some(ApiError::Refused {
-            code: "consent_inactive",
-            detail: "the patient's consent was withdrawn or has expired",
-        })
-    } else {
-        None
-    };
-    if let Some(refused) = refusal {
-        for side in [&here, &there] {
-            let why = format!("refused: {}", refused.code());
-            state
-                .audit
-                .record(&event(side, Outcome::Denied, why))
-                .await?;
-        }
-        return Err(refused);
-    }
-    let names: Vec<String> = sections.iter().map(|s| s.as_str().to_owned()).collect();
-    // Both trails first (fail closed), then the reads, each also recorded
-    // at the source by its repository.
-    for side in [&here, &there] {
-        let detail = format!(
-            "patient {} of org {} for {}: {}",
-            referral.patient,
-            referral.org,
-            auth.principal.subject(),
-            names.join(", ")
-        );
-        state
-            .audit
-            .record(&event(side, Outcome::Allowed, detail))
-            .await?;
-    }
-    let mut record = SharedRecord {
+    let shared = record_sharing(&state)
+        .read(&caller(&auth), id, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::Ok().json(SharedRecord {
         referral_id: id,
-        patient_id: referral.patient.as_uuid(),
-        sections: names,
-        demographics: None,
-        appointments: None,
-        medications: None,
-    };
-    for section in sections {
-        match section {
-            Section::Demographics => {
-                let p = state.patients.get(&there, referral.patient).await?;
-                record.demographics = p.as_ref().map(PatientView::from);
-            }
-            Section::Appointments => {
-                let page = state
-                    .appointments
-                    .list(
-                        &there,
-                        &AppointmentQuery {
-                            scope: AppointmentScope::Patient(referral.patient),
-                            from: None,
-                            to: None,
-                            limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
-                            after: None,
-                        },
-                    )
-                    .await?;
-                record.appointments = Some(page.items.iter().map(AppointmentView::from).collect());
-            }
-            Section::Medications => {
-                let h = state.medications.history(&there, referral.patient).await?;
-                record.medications = h.map(|(m, e)| history_view(&m, &e));
-            }
-        }
-    }
-    Ok(HttpResponse::Ok().json(record))
+        patient_id: shared.referral.patient.as_uuid(),
+        sections: shared
+            .sections
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        demographics: shared.demographics.as_ref().map(PatientView::from),
+        appointments: shared
+            .appointments
+            .map(|items| items.iter().map(AppointmentView::from).collect()),
+        medications: shared.medications.map(|(m, e)| history_view(&m, &e)),
+    }))
 }

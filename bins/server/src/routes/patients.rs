@@ -8,14 +8,10 @@ pub use dto::{CreatePatient, PatientList, PatientView, UpdatePatient};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use carapace_audit::{Access, Outcome};
-use carapace_auth::Role;
-use carapace_auth::policy::{
-    Decision, PatientListScope, PatientRelation, Permission, authorize_patient, patient_list_scope,
-};
+use carapace_audit::Access;
+use carapace_auth::policy::Permission;
 use carapace_clinical::patient::{
-    CURSOR_SCOPE, PatientId, PatientLinks, PatientQuery, PatientRepository as _, RelatedRead,
-    Visibility,
+    CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
 };
 use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
 use serde::Deserialize;
@@ -24,9 +20,10 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
-use crate::http::auth::{Authorized, denied};
+use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::{JsonBody, MergePatchBody};
+use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
 
 /// Registers the patient routes.
@@ -48,71 +45,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(care::configure);
 }
 
-/// The audit action of `permission` on one patient.
-fn action_of(permission: Permission) -> &'static str {
-    match permission {
-        Permission::PatientRead => "patient.read",
-        Permission::PatientWrite => "patient.update",
-        Permission::PatientDelete => "patient.delete",
-        Permission::BreakGlass => "patient.break_glass",
-        Permission::AuditRead => "patient.access_log",
-        Permission::AppointmentRead => "appointment.read",
-        Permission::AppointmentWrite => "appointment.write",
-        Permission::SideEffectReport => "side_effect.create",
-        Permission::ConsentManage => "consent.manage",
-        Permission::Consultation => "referral.create",
-        Permission::VerificationManage => "verification.create",
-        _ => "patient.access",
-    }
-}
-
-/// The caller's access for `permission` on patient `id`, if the caller is
-/// related to it (care team, break-glass, own record, or an org-wide role).
-/// No such patient: 404. Unrelated: 403. Both are recorded (and a
-/// cross-tenant attempt also as a security event, in the same transaction
-/// and with the same work as any miss) before answering.
+/// The caller's access for `permission` on patient `id`: the
+/// patient-access use case ([`PatientAccess::reach`](carapace_clinical::access::PatientAccess::reach)).
 pub(crate) async fn related(
     state: &AppState,
     auth: &Authorized,
     id: PatientId,
     permission: Permission,
 ) -> Result<Access, ApiError> {
-    let access = auth.access();
-    let ctx = access.tenant();
-    let refused = |outcome| {
-        access.event(
-            action_of(permission),
-            "patient",
-            Some(id.as_uuid().to_string()),
-            outcome,
-        )
-    };
-    let Some(links) = state
-        .patients
-        .links(ctx, id, auth.principal.subject(), OffsetDateTime::now_utc())
-        .await?
-    else {
-        state
-            .patients
-            .record_miss(&access, id, action_of(permission))
-            .await?;
-        return Err(ApiError::NotFound);
-    };
-    let scope = auth.settings.clinician_scope;
-    match authorize_patient(&auth.principal, permission, relation(links), scope) {
-        Decision::Allow => Ok(access),
-        Decision::Deny(reason) => {
-            state.audit.record(&refused(Outcome::Denied)).await?;
-            Err(denied(
-                state,
-                &auth.principal,
-                &auth.origin,
-                format!("{permission} on patient {id}"),
-                reason,
-            )
-            .await)
-        }
-    }
+    Ok(patient_access(state)
+        .reach(&caller(auth), id, permission, OffsetDateTime::now_utc())
+        .await?)
 }
 
 fn today() -> time::Date {
@@ -137,15 +80,8 @@ pub async fn create(
     body: JsonBody<CreatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let demographics = body.0.into_input().parse(today())?;
-    // A clinician who registers a patient joins its care team.
-    let care_team = auth
-        .principal
-        .roles()
-        .contains(Role::Clinician)
-        .then(|| auth.principal.subject());
-    let patient = state
-        .patients
-        .create(&auth.access(), &demographics, care_team)
+    let patient = patient_access(&state)
+        .register(&caller(&auth), &demographics)
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/patients/{}", patient.id)))
@@ -165,57 +101,10 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let access = auth.access();
-    let scope = auth.settings.clinician_scope;
-    let decide = {
-        let principal = auth.principal.clone();
-        move |links: PatientLinks| {
-            authorize_patient(&principal, Permission::PatientRead, relation(links), scope)
-        }
-    };
-    // Relationship, decision, audit event and data in one transaction.
-    let read = state
-        .patients
-        .read_related(
-            &access,
-            id,
-            auth.principal.subject(),
-            OffsetDateTime::now_utc(),
-            move |links| decide(links) == Decision::Allow,
-        )
+    let patient = patient_access(&state)
+        .read(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;
-    match read {
-        RelatedRead::Found(patient) => Ok(HttpResponse::Ok().json(PatientView::from(&patient))),
-        RelatedRead::Denied(links) => {
-            let Decision::Deny(reason) = authorize_patient(
-                &auth.principal,
-                Permission::PatientRead,
-                relation(links),
-                scope,
-            ) else {
-                return Err(ApiError::Internal("denied without a reason".into()));
-            };
-            Err(denied(
-                &state,
-                &auth.principal,
-                &auth.origin,
-                format!("{} on patient {id}", Permission::PatientRead),
-                reason,
-            )
-            .await)
-        }
-        // Recorded in the read's own transaction, cross-tenant or not.
-        RelatedRead::NotFound => Err(ApiError::NotFound),
-    }
-}
-
-/// The policy's view of how the caller relates to a patient.
-fn relation(links: PatientLinks) -> PatientRelation {
-    PatientRelation {
-        care_team: links.care_team,
-        break_glass: links.break_glass,
-        own_record: links.own_record,
-    }
+    Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
 }
 
 /// Changes some fields of a patient (`null` clears an optional field): a
@@ -328,15 +217,9 @@ pub async fn list(
         },
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
-        visibility: match patient_list_scope(&auth.principal, auth.settings.clinician_scope) {
-            PatientListScope::Organization => Visibility::Organization,
-            PatientListScope::CareTeam => Visibility::CareTeamOf(auth.principal.subject().clone()),
-            PatientListScope::OwnRecord => {
-                Visibility::OwnRecordOf(auth.principal.subject().clone())
-            }
-        },
+        visibility: Visibility::Nothing,
     };
-    let page = state.patients.list(&auth.access(), &query).await?;
+    let page = patient_access(&state).list(&caller(&auth), query).await?;
     let next_cursor = page.next_after.map(|id| {
         state
             .cursor_key

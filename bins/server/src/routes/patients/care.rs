@@ -16,6 +16,7 @@ use crate::http::ApiError;
 use crate::http::auth::{Authorized, admin_action, record};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::routes::use_cases::{caller, care_teams};
 use crate::state::AppState;
 
 /// How long a break-glass grant lasts.
@@ -176,38 +177,11 @@ pub async fn assign(
     let (Some(who), Some(role)) = (who, role) else {
         return Err(ApiError::Invalid(errors));
     };
-    // A local account joins only if it is an active clinician (identity-
-    // provider subjects are the provider's to vouch for).
-    if let (Some(local), Ok(user)) = (&state.local, uuid::Uuid::try_parse(who.as_str())) {
-        use carapace_auth::local::{AccountStore as _, UserId};
-        let account = local
-            .accounts
-            .find_by_id(&auth.principal.tenant(), UserId::from_uuid(user))
-            .await?;
-        if account.is_some_and(|a| !a.active || !carapace_auth::policy::may_practise(a.roles)) {
-            return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
-                "subject",
-                "must be an active clinician",
-            )]));
-        }
-    }
     let id = PatientId::from_uuid(id.into_inner());
-    if state
-        .patients
-        .assign(&auth.principal.tenant(), id, &who, role)
-        .await?
-    {
-        admin_action(
-            &state,
-            &auth,
-            &format!("care_team.assign {who} as {}", role.as_str()),
-            id.to_string(),
-        )
+    care_teams(&state)
+        .assign(&caller(&auth), id, &who, role)
         .await?;
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The patient's care team, with each practitioner's role.
