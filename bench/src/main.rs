@@ -32,10 +32,9 @@ use clap::Parser;
 use sea_orm::ConnectionTrait as _;
 
 use pgbench::pgbench;
-use report::Slice;
 use seed::seed;
 use server::{process_stats, start_server};
-use workload::{Target, Workload, closed_loop, fixed_rate};
+use workload::{Slice, Target, Workload, closed_loop, fixed_rate};
 
 /// Load harness for Carapace's audited PHI paths.
 #[derive(Debug, Parser)]

@@ -1,17 +1,9 @@
-//! What a slice measured, and the machine-readable lines printed at the end.
+//! The summary: percentiles and medians of the slices, and the
+//! machine-readable lines printed at the end.
 
 use std::io::Write;
 
-use crate::workload::Workload;
-
-/// What one slice measured.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Slice {
-    pub(crate) rps: f64,
-    pub(crate) latencies_us: Vec<u64>,
-    pub(crate) errors: u64,
-    pub(crate) requests: u64,
-}
+use crate::workload::{Slice, Workload};
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {

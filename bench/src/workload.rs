@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::report::Slice;
 use crate::seed::Seeded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +40,15 @@ pub(crate) struct Target {
     pub(crate) http: reqwest::Client,
     pub(crate) tokens: Vec<String>,
     pub(crate) patients: Vec<Seeded>,
+}
+
+/// What one slice measured.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Slice {
+    pub(crate) rps: f64,
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) errors: u64,
+    pub(crate) requests: u64,
 }
 
 /// A cheap deterministic spread of request numbers over the seeded data.
