@@ -6,6 +6,7 @@
 //! local sessions, service keys) live in `carapace-infra`; this crate never
 //! does I/O.
 
+mod admin_change;
 mod error;
 pub mod feed_tokens;
 pub mod issuer;

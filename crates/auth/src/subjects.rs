@@ -13,7 +13,7 @@ use carapace_tenancy::{SubjectId, TenantContext};
 use time::OffsetDateTime;
 
 use crate::AuthError;
-use crate::local::admin::AdminChange;
+use crate::admin_change::AdminChange;
 
 /// What an administrator made of a subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,37 +17,9 @@ use carapace_tenancy::SubjectId;
 
 use super::{Account, AccountStore, Email, Mailer, PasswordReset, ResetStore, UserId};
 use crate::subjects::SubjectStore;
+
+pub use crate::admin_change::AdminChange;
 use crate::{AuthError, Principal, RoleSet};
-
-/// An administrative change to an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AdminChange {
-    /// Replace the roles (ends the user's sessions).
-    Roles(RoleSet),
-    /// Refuse logins until unlocked (ends the user's sessions).
-    Lock,
-    /// Clear a lock and the failure count.
-    Unlock,
-    /// Disable the account for good (ends the user's sessions).
-    Deactivate,
-}
-
-impl AdminChange {
-    /// The security-event kind recorded for it.
-    pub fn event(self) -> &'static str {
-        match self {
-            Self::Roles(_) => "user_roles_changed",
-            Self::Lock => "user_locked",
-            Self::Unlock => "user_unlocked",
-            Self::Deactivate => "user_deactivated",
-        }
-    }
-
-    /// Whether the user's sessions end with it.
-    pub fn ends_sessions(self) -> bool {
-        !matches!(self, Self::Unlock)
-    }
-}
 
 /// Storage side of user administration.
 pub trait AdminStore: Send + Sync {
