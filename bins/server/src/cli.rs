@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::server;
-use crate::settings::{LogFormat, Settings};
+use crate::settings::{Config, LogFormat, Settings};
 
 /// Exit code for invalid configuration or arguments.
 pub const EXIT_CONFIG: u8 = 2;
@@ -110,6 +110,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Read grouped from here on: validated once, then passed down.
+    let settings = settings.config();
     let problems = settings.problems();
     if let Some(Command::Config {
         action: ConfigAction::Check,
@@ -158,7 +160,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, settings: &Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => server::serve(settings).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
@@ -213,8 +215,8 @@ async fn cli_audit(
 /// is printed and the server runs without it (readiness is unaffected:
 /// traces are optional).
 #[cfg(feature = "otel")]
-fn traces(settings: &Settings) -> Option<crate::logging::Traces> {
-    let endpoint = settings.otel_endpoint.as_deref()?;
+fn traces(settings: &Config) -> Option<crate::logging::Traces> {
+    let endpoint = settings.telemetry.otel_endpoint.as_deref()?;
     match crate::logging::Traces::to(endpoint) {
         Ok(t) => {
             crate::logging::keep_for_exit(t.handle());
@@ -230,16 +232,17 @@ fn traces(settings: &Settings) -> Option<crate::logging::Traces> {
 }
 
 #[cfg(not(feature = "otel"))]
-fn traces(_: &Settings) -> Option<crate::logging::Traces> {
+fn traces(_: &Config) -> Option<crate::logging::Traces> {
     None
 }
 
-fn init_tracing(settings: &Settings) {
+fn init_tracing(settings: &Config) {
     crate::logging::route_panics_through_logs();
-    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let rule = crate::logging::Redaction::new(&settings.log_redact_keys);
+    let filter = EnvFilter::try_new(&settings.telemetry.log_level)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let rule = crate::logging::Redaction::new(&settings.telemetry.log_redact_keys);
     let traces = traces(settings);
-    let _ = match settings.log_format {
+    let _ = match settings.telemetry.log_format {
         LogFormat::Json => tracing::subscriber::set_global_default(
             crate::logging::json_subscriber(filter, std::io::stderr, rule, traces),
         )

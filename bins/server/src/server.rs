@@ -43,13 +43,13 @@ use crate::http::kill_switch::{self, KillSwitchWatch};
 use crate::http::witness::WitnessGate;
 use crate::http::{extract, request_id, wait_budget};
 use crate::routes;
-use crate::settings::{Profile, Settings};
+use crate::settings::{AsConfig, Config, Profile};
 use crate::state::AppState;
 
 /// Connects to the database for commands: on SQLite migrations are applied
 /// (embedded, single-user); on PostgreSQL only `migrate` changes the schema.
-pub async fn connect(settings: &Settings) -> anyhow::Result<Database> {
-    let db = Database::connect(&settings.db())
+pub async fn connect(settings: &Config) -> anyhow::Result<Database> {
+    let db = Database::connect(&settings.database.db())
         .await
         .context("connecting to CARAPACE_DATABASE_URL")?;
     if db.backend() == Backend::Sqlite {
@@ -62,13 +62,15 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Database> {
 
 /// Applies migrations as the owner (`CARAPACE_DATABASE_OWNER_URL`, or the
 /// database URL on SQLite).
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    if settings.backend() == Some(Backend::Postgres) && settings.database_owner_url.is_none() {
+pub async fn migrate(settings: &Config) -> anyhow::Result<()> {
+    if settings.database.backend() == Some(Backend::Postgres)
+        && settings.database.owner_url.is_none()
+    {
         bail!(
             "CARAPACE_DATABASE_OWNER_URL is not set: migrations run as the schema owner, not as the server's role"
         );
     }
-    let db = Database::connect(&settings.owner_db())
+    let db = Database::connect(&settings.database.owner_db())
         .await
         .context("connecting as the schema owner")?;
     db.migrate().await.context("applying migrations")?;
@@ -78,9 +80,13 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// Builds the application state: database (migrated if allowed, posture
 /// checked), token verifier and cursor key. Fails closed on any problem.
-pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
+pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
+    let settings = settings.as_config();
+    let settings: &Config = &settings;
     carapace_infra::jwt_crypto::install();
-    if settings.backend() == Some(Backend::Postgres) && settings.database_owner_url.is_some() {
+    if settings.database.backend() == Some(Backend::Postgres)
+        && settings.database.owner_url.is_some()
+    {
         migrate(settings).await?;
     }
     let db = connect(settings).await?;
@@ -105,7 +111,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             "database migrations are pending; /health/ready reports 503 until `carapace migrate` runs"
         );
     }
-    let oidc = match settings.oidc() {
+    let oidc = match settings.oidc.settings() {
         Some(oidc) => {
             let verifier = OidcVerifier::new(oidc, SeaOrganizations::new(db.clone()))
                 .context("building the OIDC HTTP client")?;
@@ -122,7 +128,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         accounts: SeaAccounts::new(db.clone()),
         sessions: SeaSessions::new(db.clone()),
         tokens,
-        limits: settings.session_limits(),
+        limits: settings.auth.session_limits(),
         sealer: kek.clone(),
         events: Arc::new(SeaAuditLog::new(db.clone())),
     });
@@ -151,27 +157,27 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         .with_service_keys(SeaServiceKeys::new(db.clone()))
         .with_session_check(SeaSessions::new(db.clone()))
         .with_subject_check(SeaAccounts::new(db.clone()));
-    let cursor_key = match &settings.cursor_secret {
+    let cursor_key = match &settings.auth.cursor_secret {
         Some(secret) => CursorKey::from_secret(secret.expose_secret().as_bytes()),
         None => CursorKey::random(),
     };
     let limiter = Arc::new(
-        Limiter::connect(settings.redis_url.as_ref(), settings.quotas())
+        Limiter::connect(settings.limits.redis_url.as_ref(), settings.limits.quotas())
             .await
             .context("CARAPACE_REDIS_URL: Redis did not answer")?,
     );
     let kill_switch = Arc::new(KillSwitchWatch::load(SeaKillSwitch::new(db.clone())).await);
-    let witness = match settings.audit_witness_url {
+    let witness = match settings.audit.witness.url {
         Some(_) => Some(Arc::new(
             WitnessGate::load(
                 db.clone(),
-                Duration::from_secs(settings.audit_witness_max_backlog_secs),
+                Duration::from_secs(settings.audit.witness.max_backlog_secs),
             )
             .await,
         )),
         None => None,
     };
-    let operator_org = match &settings.operator_org {
+    let operator_org = match &settings.auth.operator_org {
         Some(slug) => Some(
             carapace_tenancy::OrgSlug::parse(slug)
                 .map_err(|e| anyhow::anyhow!("CARAPACE_OPERATOR_ORG: {e}"))?,
@@ -180,11 +186,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
     };
     Ok(AppState {
         metrics: Arc::new(crate::metrics::Metrics::new()),
-        metrics_token: settings.metrics_token.as_ref().map(|t| {
+        metrics_token: settings.telemetry.metrics_token.as_ref().map(|t| {
             use sha2::Digest as _;
             sha2::Sha256::digest(t.expose_secret().as_bytes()).into()
         }),
-        slow_request: Duration::from_millis(settings.slow_request_ms),
+        slow_request: Duration::from_millis(settings.telemetry.slow_request_ms),
         kill_switch,
         witness,
         operator_org,
@@ -193,18 +199,20 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         medications: SeaMedications::new(db.clone(), keys.clone()),
         consultations: SeaConsultations::new(db.clone()),
         verifications: SeaVerifications::new(db.clone(), keys.clone()),
-        ai: match settings.ai_provider.as_str() {
+        ai: match settings.assistant.provider.as_str() {
             "local" => Some(carapace_infra::assistant::Ai::Local(
                 carapace_infra::assistant::LocalAi,
             )),
-            _ => settings.openai().map(|(openai, policy)| {
-                carapace_infra::assistant::Ai::OpenAi(carapace_infra::assistant::OpenAiChat::new(
-                    SafeHttp::new(policy),
-                    openai,
-                ))
-            }),
+            _ => settings
+                .assistant
+                .openai(settings.profile)
+                .map(|(openai, policy)| {
+                    carapace_infra::assistant::Ai::OpenAi(
+                        carapace_infra::assistant::OpenAiChat::new(SafeHttp::new(policy), openai),
+                    )
+                }),
         },
-        ai_baa_signed: settings.ai_baa_signed,
+        ai_baa_signed: settings.assistant.baa_signed,
         assistant: carapace_infra::assistant::SeaAssistant::new(db.clone(), keys.clone()),
         research: SeaResearch::new(
             db.clone(),
@@ -217,8 +225,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
             SeaAppointments::new(db.clone(), keys.clone()),
             SeaPatients::new(db.clone(), keys),
         ),
-        booking_rules: settings.booking_rules(),
-        reminder_offsets: settings.reminder_offset_list().unwrap_or_default(),
+        booking_rules: settings.scheduling.booking_rules(),
+        reminder_offsets: settings
+            .scheduling
+            .reminder_offset_list()
+            .unwrap_or_default(),
         // Read on every request; another instance's change shows within
         // a second, and a deleted organization's patients are hidden in
         // the patient queries themselves.
@@ -231,12 +242,13 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<AppState> {
         events: Arc::new(SeaAuditLog::new(db.clone())),
         audit: SeaAuditLog::new(db.clone()),
         base_domain: settings
+            .http
             .base_domain
             .as_ref()
             .map(|d| d.to_ascii_lowercase()),
         limiter,
-        trusted_proxies: settings.trusted_proxies(),
-        trusted_origins: crate::http::cookies::TrustedOrigins::new(&settings.cors_origins()),
+        trusted_proxies: settings.http.trusted_proxies(),
+        trusted_origins: crate::http::cookies::TrustedOrigins::new(&settings.http.cors_origins()),
         cursor_key,
         db,
     })
@@ -299,15 +311,17 @@ async fn watch(kill_switch: Arc<KillSwitchWatch>, witness: Option<Arc<WitnessGat
 /// Starts serving `state` on `listener`.
 pub fn start(
     state: AppState,
-    settings: &Settings,
+    settings: &impl AsConfig,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
+    let settings = settings.as_config();
+    let settings: &Config = &settings;
     let addr = listener.local_addr()?;
     let db = state.db.clone();
     let watcher = tokio::spawn(watch(state.kill_switch.clone(), state.witness.clone()));
     let state = web::Data::new(state);
-    let limit = settings.body_limit_bytes;
-    let origins = settings.cors_origins();
+    let limit = settings.limits.body_limit_bytes;
+    let origins = settings.http.cors_origins();
     let dev = settings.profile == Profile::Dev;
     let security_headers = SecurityHeaders {
         hsts: settings.profile == Profile::Production,
@@ -332,7 +346,7 @@ pub fn start(
     })
     .listen(listener)?
     .disable_signals()
-    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .shutdown_timeout(settings.http.shutdown_timeout_secs)
     .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
@@ -346,8 +360,8 @@ pub fn start(
 }
 
 /// `carapace serve`: runs until SIGTERM or SIGINT, then drains.
-pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    let addr = settings.bind_addr()?;
+pub async fn serve(settings: &Config) -> anyhow::Result<()> {
+    let addr = settings.http.bind_addr()?;
     let state = prepare(settings).await?;
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     let metrics = state.metrics.clone();
@@ -367,13 +381,13 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     jobs.abort_before_drain();
     tracing::info!("shutdown signal received; draining in-flight requests");
     tokio::time::timeout(
-        Duration::from_secs(settings.shutdown_timeout_secs + 5),
+        Duration::from_secs(settings.http.shutdown_timeout_secs + 5),
         running.stop(),
     )
     .await
     .context("shutdown timed out")?;
     // The periodic pass under way finishes; no new one starts.
-    jobs.finish(Duration::from_secs(settings.shutdown_timeout_secs))
+    jobs.finish(Duration::from_secs(settings.http.shutdown_timeout_secs))
         .await;
     drop(db_for_shutdown);
     // Every event written before the stop joins its chain, signed (and
@@ -381,7 +395,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     // own (the server's pooled connections may belong to the workers that
     // just stopped), waiting for each organization's chain lock rather
     // than skipping it.
-    let last_db = Database::connect(&settings.db())
+    let last_db = Database::connect(&settings.database.db())
         .await
         .context("connecting to chain the last audit events")?;
     let last = audit_chainer(settings, &last_db, Some(Duration::ZERO))?;

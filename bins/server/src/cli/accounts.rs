@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{cli_audit, usage_error};
 use crate::server;
-use crate::settings::{Profile, Settings};
+use crate::settings::{Config, Profile};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UserAction {
@@ -34,7 +34,7 @@ pub(super) enum UserAction {
 }
 
 /// Runs `action`.
-pub(super) async fn run(settings: &Settings, action: UserAction) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(settings: &Config, action: UserAction) -> anyhow::Result<ExitCode> {
     match action {
         UserAction::Create { org, email, roles } => {
             user_create(settings, &org, &email, &roles).await
@@ -54,7 +54,7 @@ fn parse_roles(roles: &[String]) -> Result<Vec<Role>, String> {
 }
 
 async fn user_create(
-    settings: &Settings,
+    settings: &Config,
     org: &str,
     email: &str,
     roles: &[String],
@@ -109,7 +109,7 @@ async fn user_create(
 }
 
 pub(super) async fn dev_token(
-    settings: &Settings,
+    settings: &Config,
     org: &str,
     roles: &[String],
     sub: &str,

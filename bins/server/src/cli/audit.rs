@@ -15,7 +15,7 @@ use clap::Subcommand;
 use self::export::audit_export;
 use self::purge::audit_purge;
 use self::verify::{audit_verify, audit_verify_export};
-use crate::settings::Settings;
+use crate::settings::Config;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditAction {
@@ -124,7 +124,7 @@ fn place(raw: &str) -> Result<Place, String> {
 }
 
 /// Runs `action`.
-pub(super) async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(settings: &Config, action: AuditAction) -> anyhow::Result<ExitCode> {
     match action {
         AuditAction::Verify {
             org,
@@ -142,7 +142,7 @@ pub(super) async fn run(settings: &Settings, action: AuditAction) -> anyhow::Res
             out,
             retain_days,
         } => {
-            let days = retain_days.unwrap_or(settings.audit_retention_days);
+            let days = retain_days.unwrap_or(settings.audit.retention_days);
             audit_export(settings, &org, &from, &to, &out, days).await
         }
         AuditAction::Purge {
@@ -151,7 +151,7 @@ pub(super) async fn run(settings: &Settings, action: AuditAction) -> anyhow::Res
             archive,
             retain_days,
         } => {
-            let days = retain_days.unwrap_or(settings.audit_retention_days);
+            let days = retain_days.unwrap_or(settings.audit.retention_days);
             audit_purge(settings, &org, export.as_ref(), archive.as_ref(), days).await
         }
     }

@@ -18,7 +18,7 @@ use clap::Subcommand;
 
 use super::{EXIT_FAILURE, cli_audit, usage_error};
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeysAction {
@@ -78,7 +78,7 @@ pub(super) enum KeysAction {
 }
 
 /// Runs `action`.
-pub(super) async fn run(settings: &Settings, action: KeysAction) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(settings: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
     match action {
         KeysAction::Init { out } => keys_init(&out),
         KeysAction::Rotate {
@@ -115,7 +115,7 @@ enum NewKek {
 
 /// `keys rotate --kek` / `--kek-kms-key-id`: re-wraps every data key of
 /// every organization under the new key-encryption key.
-async fn keys_rotate_kek(settings: &Settings, target: NewKek) -> anyhow::Result<ExitCode> {
+async fn keys_rotate_kek(settings: &Config, target: NewKek) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
     let keys = KeyRing::new(db.clone(), server::sealer(settings)?);
     let actor = SubjectId::parse("system:keys")?;
@@ -192,7 +192,7 @@ async fn org_context(db: &Database, slug: &str) -> anyhow::Result<Result<TenantC
 /// (unless resuming) and re-encrypts every row of every sealed table under
 /// an older one, printing progress per table.
 pub(super) async fn rotate_org(
-    settings: &Settings,
+    settings: &Config,
     slug: &str,
     resume: bool,
     batch: u64,
@@ -282,7 +282,7 @@ pub(super) async fn rotate_org(
 
 /// `keys status --org SLUG`: rows per table and version, the current
 /// version, and the versions nothing uses.
-pub(super) async fn status(settings: &Settings, slug: &str) -> anyhow::Result<ExitCode> {
+pub(super) async fn status(settings: &Config, slug: &str) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
     let ctx = match org_context(&db, slug).await? {
         Ok(ctx) => ctx,
@@ -355,7 +355,7 @@ pub(super) async fn status(settings: &Settings, slug: &str) -> anyhow::Result<Ex
 /// `keys retire --org SLUG --version N`: destroys an old version's wrapped
 /// keys when nothing uses it; refuses otherwise, saying why.
 pub(super) async fn retire(
-    settings: &Settings,
+    settings: &Config,
     slug: &str,
     version: u32,
 ) -> anyhow::Result<ExitCode> {

@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use super::usage_error;
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KillSwitchAction {
@@ -32,7 +32,7 @@ pub(super) enum KillSwitchAction {
 }
 
 /// Runs `action`.
-pub(super) async fn run(settings: &Settings, action: KillSwitchAction) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(settings: &Config, action: KillSwitchAction) -> anyhow::Result<ExitCode> {
     use carapace_infra::kill_switch::{KillSwitchChange, REASON_MAX, SeaKillSwitch};
     let (engaged, reason) = match action {
         KillSwitchAction::Status => {

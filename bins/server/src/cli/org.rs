@@ -12,7 +12,7 @@ use clap::Subcommand;
 
 use super::{cli_audit, usage_error};
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum OrgAction {
@@ -38,14 +38,14 @@ pub(super) enum OrgAction {
 }
 
 /// Runs `action`.
-pub(super) async fn run(settings: &Settings, action: OrgAction) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(settings: &Config, action: OrgAction) -> anyhow::Result<ExitCode> {
     match action {
         OrgAction::Create { name, slug } => org_create(settings, &name, &slug).await,
         OrgAction::Delete { slug, confirm } => org_delete(settings, &slug, &confirm).await,
     }
 }
 
-async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Result<ExitCode> {
+async fn org_create(settings: &Config, name: &str, slug: &str) -> anyhow::Result<ExitCode> {
     let (slug, name) = match (OrgSlug::parse(slug), OrgName::parse(name)) {
         (Ok(s), Ok(n)) => (s, n),
         (Err(e), _) => return usage_error(format!("--slug: {e}")),
@@ -63,7 +63,7 @@ async fn org_create(settings: &Settings, name: &str, slug: &str) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-async fn org_delete(settings: &Settings, slug: &str, confirm: &str) -> anyhow::Result<ExitCode> {
+async fn org_delete(settings: &Config, slug: &str, confirm: &str) -> anyhow::Result<ExitCode> {
     let Ok(slug) = OrgSlug::parse(slug) else {
         return usage_error("--slug is not a valid slug");
     };

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::secrets::{audit_signing_key, mailer, sealer};
 use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::settings::{AsConfig, Config};
 
 /// Tells a job to stop between passes (see [`Job::run`]).
 pub type Stop = tokio::sync::watch::Receiver<bool>;
@@ -147,7 +147,7 @@ pub(super) struct Jobs {
 impl Jobs {
     /// Starts every job of `settings` on `db`.
     pub(super) fn start(
-        settings: &Settings,
+        settings: &Config,
         db: &Database,
         metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Self> {
@@ -251,11 +251,13 @@ impl Jobs {
 /// it: zero for the last pass), each anchored in the witness when one is
 /// configured.
 pub fn audit_chainer(
-    settings: &Settings,
+    settings: &impl AsConfig,
     db: &Database,
     every: Option<Duration>,
 ) -> anyhow::Result<AuditChainer> {
-    let every = every.unwrap_or_else(|| crate::witness::anchor_every(settings));
+    let settings = settings.as_config();
+    let settings: &Config = &settings;
+    let every = every.unwrap_or_else(|| settings.audit.anchor_every());
     let chainer = AuditChainer::new(db.clone(), audit_signing_key(settings)?, every);
     Ok(match crate::witness::audit_witness(settings)? {
         Some(w) => chainer.with_witness(w),
@@ -264,12 +266,14 @@ pub fn audit_chainer(
 }
 
 /// The alert deliverer, when a webhook is configured.
-pub fn alert_deliverer(settings: &Settings, db: &Database) -> Option<AlertDeliverer> {
-    let url = settings.alert_webhook_url.clone()?;
-    let secret = settings.alert_webhook_secret.clone()?;
+pub fn alert_deliverer(settings: &impl AsConfig, db: &Database) -> Option<AlertDeliverer> {
+    let settings = settings.as_config();
+    let settings: &Config = &settings;
+    let url = settings.alerts.webhook_url.clone()?;
+    let secret = settings.alerts.webhook_secret.clone()?;
     Some(AlertDeliverer::new(
         db.clone(),
-        SafeHttp::new(settings.alert_policy()),
+        SafeHttp::new(settings.alerts.policy(settings.profile)),
         WebhookTarget { url, secret },
     ))
 }
@@ -278,10 +282,11 @@ pub fn alert_deliverer(settings: &Settings, db: &Database) -> Option<AlertDelive
 pub type Reminders = ReminderDeliverer<Channels<LettreMailer, TwilioSms>>;
 
 /// The reminder deliverer of these settings.
-pub fn reminder_deliverer(settings: &Settings, db: &Database) -> anyhow::Result<Reminders> {
+pub fn reminder_deliverer(settings: &Config, db: &Database) -> anyhow::Result<Reminders> {
     let keys = Arc::new(KeyRing::new(db.clone(), sealer(settings)?));
     let sms = settings
-        .sms()
+        .sms
+        .adapter(settings.profile)
         .map(|(sms, policy)| TwilioSms::new(SafeHttp::new(policy), sms));
     Ok(ReminderDeliverer::new(
         db.clone(),

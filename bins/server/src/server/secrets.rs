@@ -13,13 +13,15 @@ use carapace_infra::mail::LettreMailer;
 use carapace_phi_crypto::{LocalSealer, SecretSealer};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::settings::{Profile, Settings};
+use crate::settings::{AsConfig, Config, Profile};
 
 /// The Ed25519 key signing audit checkpoints (PKCS#8 PEM). In `dev`, with
 /// no configured key, one is generated into `<data_dir>/audit-signing-key.pem`.
-pub fn audit_signing_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::SigningKey> {
+pub fn audit_signing_key(settings: &impl AsConfig) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let settings = settings.as_config();
+    let settings: &Config = &settings;
     use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-    let pem = match &settings.audit_signing_key_file {
+    let pem = match &settings.audit.signing_key_file {
         Some(path) => read_secret(path)?,
         None => read_or_create(&settings.data_dir.join("audit-signing-key.pem"), || {
             LocalTokens::generate_pem().map_err(anyhow::Error::from)
@@ -33,11 +35,11 @@ pub fn audit_signing_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::S
 /// The dev-token signer/verifier when dev tokens are on. In `dev`, with no
 /// configured secret, a random one is kept in `<data_dir>/dev-token-secret`
 /// so `carapace dev-token` and the server agree.
-pub fn dev_tokens(settings: &Settings) -> anyhow::Result<Option<DevTokens>> {
+pub fn dev_tokens(settings: &Config) -> anyhow::Result<Option<DevTokens>> {
     if !settings.dev_tokens_enabled() {
         return Ok(None);
     }
-    let secret = match (&settings.dev_token_secret, settings.profile) {
+    let secret = match (&settings.auth.dev_token_secret, settings.profile) {
         (Some(s), _) => s.clone(),
         (None, Profile::Dev) => local_dev_secret(&settings.data_dir)?,
         (None, Profile::Production) => {
@@ -61,11 +63,11 @@ fn local_dev_secret(dir: &Path) -> anyhow::Result<SecretString> {
 /// The key provider sealing secrets at rest: KMS when `kms_key_id` is set,
 /// else the local key file (in `dev` generated under the data directory
 /// when unset).
-pub fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
-    if let Some(key_id) = &settings.kms_key_id {
+pub fn sealer(settings: &Config) -> anyhow::Result<Arc<dyn SecretSealer>> {
+    if let Some(key_id) = &settings.keys.kms_key_id {
         return kms_sealer(settings, key_id);
     }
-    let hex = match &settings.master_key_file {
+    let hex = match &settings.keys.master_key_file {
         Some(path) => read_secret(path)?,
         None => read_or_create(&settings.data_dir.join("master.key"), || {
             let key: [u8; 32] = rand::random();
@@ -78,28 +80,32 @@ pub fn sealer(settings: &Settings) -> anyhow::Result<Arc<dyn SecretSealer>> {
 }
 
 /// A KMS key provider for `key_id`, with the endpoint, region and
-/// credentials of `settings` (validated by [`Settings::problems`]).
+/// credentials of `settings` (validated by [`Config::problems`]).
 #[cfg(feature = "kms")]
-pub fn kms_sealer(settings: &Settings, key_id: &str) -> anyhow::Result<Arc<dyn SecretSealer>> {
+pub fn kms_sealer(settings: &Config, key_id: &str) -> anyhow::Result<Arc<dyn SecretSealer>> {
     use anyhow::Context as _;
     let kms = carapace_infra::kms::KmsSettings {
         endpoint: settings
+            .keys
             .kms_endpoint_url()
             .context("CARAPACE_KMS_REGION or CARAPACE_KMS_ENDPOINT is required for KMS")?,
         region: settings
+            .keys
             .kms_region
             .clone()
             .context("CARAPACE_KMS_REGION is required for KMS")?,
         key_id: key_id.to_owned(),
         access_key_id: settings
+            .keys
             .kms_access_key_id
             .clone()
             .context("KMS credentials are required")?,
         secret_access_key: settings
+            .keys
             .kms_secret_access_key
             .clone()
             .context("KMS credentials are required")?,
-        session_token: settings.kms_session_token.clone(),
+        session_token: settings.keys.kms_session_token.clone(),
         timeout: std::time::Duration::from_secs(5),
     };
     Ok(Arc::new(carapace_infra::kms::KmsSealer::new(&kms)?))
@@ -107,7 +113,7 @@ pub fn kms_sealer(settings: &Settings, key_id: &str) -> anyhow::Result<Arc<dyn S
 
 /// Without the `kms` feature there is no KMS provider.
 #[cfg(not(feature = "kms"))]
-pub fn kms_sealer(_: &Settings, _: &str) -> anyhow::Result<Arc<dyn SecretSealer>> {
+pub fn kms_sealer(_: &Config, _: &str) -> anyhow::Result<Arc<dyn SecretSealer>> {
     bail!("this build has no KMS support (build with the `kms` feature)")
 }
 
@@ -133,10 +139,10 @@ fn sealer_from_hex(hex: &SecretString) -> anyhow::Result<Arc<dyn SecretSealer>> 
 }
 
 /// The mailer: SMTP when configured, else (dev) the outbox directory.
-pub(super) fn mailer(settings: &Settings) -> anyhow::Result<LettreMailer> {
-    let mailer = match &settings.smtp_url {
-        Some(url) => LettreMailer::smtp(url, &settings.mail_from)?,
-        None => LettreMailer::outbox(settings.data_dir.join("outbox"), &settings.mail_from)?,
+pub(super) fn mailer(settings: &Config) -> anyhow::Result<LettreMailer> {
+    let mailer = match &settings.mail.smtp_url {
+        Some(url) => LettreMailer::smtp(url, &settings.mail.from)?,
+        None => LettreMailer::outbox(settings.data_dir.join("outbox"), &settings.mail.from)?,
     };
     Ok(mailer)
 }
@@ -144,17 +150,18 @@ pub(super) fn mailer(settings: &Settings) -> anyhow::Result<LettreMailer> {
 /// The signer of Carapace's own access tokens, when local accounts are on.
 /// In `dev`, with no configured key, one is generated into
 /// `<data_dir>/signing-key.pem`.
-pub fn local_tokens(settings: &Settings) -> anyhow::Result<Option<LocalTokens>> {
+pub fn local_tokens(settings: &Config) -> anyhow::Result<Option<LocalTokens>> {
     if !settings.local_accounts_enabled() {
         return Ok(None);
     }
-    let current = match &settings.signing_key_file {
+    let current = match &settings.auth.signing_key_file {
         Some(path) => read_secret(path)?,
         None => read_or_create(&settings.data_dir.join("signing-key.pem"), || {
             LocalTokens::generate_pem().map_err(anyhow::Error::from)
         })?,
     };
     let previous = settings
+        .auth
         .signing_key_previous_files
         .as_deref()
         .unwrap_or_default()

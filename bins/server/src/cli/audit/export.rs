@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use super::{Place, org_id};
 use crate::cli::{EXIT_FAILURE, usage_error};
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
 
 /// Largest manifest read back from an archive.
 const MANIFEST_MAX: u64 = 1024 * 1024;
@@ -31,7 +31,7 @@ fn scratch() -> anyhow::Result<PathBuf> {
 /// The manifest and events of the export at `place` (an S3 export is
 /// downloaded to a scratch directory first, then removed).
 pub(super) async fn fetch_export(
-    settings: &Settings,
+    settings: &Config,
     place: &Place,
 ) -> anyhow::Result<(carapace_audit::export::Manifest, Vec<u8>)> {
     match place {
@@ -39,7 +39,7 @@ pub(super) async fn fetch_export(
         Place::S3 { bucket, prefix } => {
             use carapace_audit::export::{EVENTS_FILE, MANIFEST_FILE};
             let archive =
-                crate::witness::archive(settings, bucket, prefix, settings.audit_retention_days)?;
+                crate::witness::archive(settings, bucket, prefix, settings.audit.retention_days)?;
             let dir = scratch()?;
             let fetched = async {
                 archive
@@ -68,7 +68,7 @@ pub(super) async fn fetch_export(
     reason = "the range, its key and where it goes are each needed"
 )]
 pub(super) async fn export_to(
-    settings: &Settings,
+    settings: &Config,
     db: &carapace_infra::Database,
     org: carapace_tenancy::OrgId,
     from: time::OffsetDateTime,
@@ -128,7 +128,7 @@ fn read_export(
 }
 
 pub(super) async fn audit_export(
-    settings: &Settings,
+    settings: &Config,
     slug: &str,
     from: &str,
     to: &str,

@@ -9,24 +9,24 @@ use super::export::{export_to, fetch_export};
 use super::{Place, org_id};
 use crate::cli::usage_error;
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
 
 pub(super) async fn audit_purge(
-    settings: &Settings,
+    settings: &Config,
     slug: &str,
     export: Option<&Place>,
     archive: Option<&Place>,
     retain_days: u32,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
-    let owner = carapace_infra::Database::connect(&settings.owner_db())
+    let owner = carapace_infra::Database::connect(&settings.database.owner_db())
         .await
         .context("connecting as the schema owner (CARAPACE_DATABASE_OWNER_URL)")?;
     let Some(org) = org_id(&owner, slug).await? else {
         return usage_error(format!("no organization with slug {slug:?}"));
     };
     let cutoff = time::OffsetDateTime::now_utc()
-        - time::Duration::days(i64::from(settings.audit_retention_days));
+        - time::Duration::days(i64::from(settings.audit.retention_days));
     let key = server::audit_signing_key(settings)?;
     let export = match (export, archive) {
         (Some(place), _) => place.clone(),

@@ -8,10 +8,10 @@ use super::export::fetch_export;
 use super::{Place, org_id};
 use crate::cli::{EXIT_FAILURE, usage_error};
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
 
 pub(super) async fn audit_verify_export(
-    settings: &Settings,
+    settings: &Config,
     place: &Place,
 ) -> anyhow::Result<ExitCode> {
     let key = server::audit_signing_key(settings)?.verifying_key();
@@ -34,7 +34,7 @@ pub(super) async fn audit_verify_export(
 }
 
 pub(super) async fn audit_verify(
-    settings: &Settings,
+    settings: &Config,
     org: Option<&str>,
     archive: Option<&Place>,
 ) -> anyhow::Result<ExitCode> {
@@ -145,10 +145,10 @@ async fn witness_verify(
     org: carapace_tenancy::OrgId,
     key: &ed25519_dalek::VerifyingKey,
     witness: &dyn carapace_audit::witness::Witness,
-    settings: &Settings,
+    settings: &Config,
     out: &mut impl std::io::Write,
 ) -> bool {
-    let overdue = crate::witness::overdue(settings);
+    let overdue = settings.audit.overdue();
     match carapace_infra::witness::compare_org(db, org, key, witness, overdue).await {
         Ok(r) if r.findings.is_empty() => {
             let _ = writeln!(
