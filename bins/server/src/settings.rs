@@ -321,6 +321,29 @@ impl AsConfig for Settings {
     }
 }
 
+/// The outbound policy for an API at `base_url` under `profile`: that
+/// host only (none when `base_url` is not a URL with a host).
+fn api_policy(
+    base_url: &str,
+    profile: Profile,
+    allow_loopback: bool,
+    timeout: std::time::Duration,
+    max_response_bytes: usize,
+) -> Option<carapace_infra::outbound::OutboundPolicy> {
+    let host = url::Url::parse(base_url)
+        .ok()?
+        .host_str()?
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    Some(carapace_infra::outbound::OutboundPolicy {
+        https_only: profile == Profile::Production,
+        allowed_hosts: vec![host],
+        allow_loopback,
+        timeout,
+        max_response_bytes,
+    })
+}
+
 /// A database URL with any password replaced.
 pub(crate) fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {

@@ -19,6 +19,25 @@ use carapace_infra::{
 };
 use carapace_tenancy::cursor::CursorKey;
 
+/// Calls `read` every `every` until the task is aborted; a failed read
+/// keeps the last state and is logged as a warning, `failed`.
+pub(crate) async fn reread<T, F>(
+    every: std::time::Duration,
+    failed: &'static str,
+    read: impl Fn() -> F,
+) where
+    F: std::future::Future<Output = Result<T, carapace_tenancy::StorageError>>,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = read().await {
+            tracing::warn!(error = %e, "{failed}");
+        }
+    }
+}
+
 /// Local-account authentication as wired here.
 pub type LocalAuthService = LocalAuth<SeaAccounts, SeaSessions, LocalTokens>;
 

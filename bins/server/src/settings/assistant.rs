@@ -6,8 +6,8 @@ use carapace_infra::assistant::OpenAiSettings;
 use carapace_infra::outbound::OutboundPolicy;
 use secrecy::SecretString;
 
-use super::Profile;
 use super::checks::ConfigProblem;
+use super::{Profile, api_policy};
 
 /// The AI assistant's provider.
 #[derive(Clone, Debug)]
@@ -39,24 +39,20 @@ impl AssistantSection {
             return None;
         }
         let base_url = self.url.clone()?;
-        let host = url::Url::parse(&base_url)
-            .ok()?
-            .host_str()?
-            .trim_matches(['[', ']'])
-            .to_ascii_lowercase();
+        let policy = api_policy(
+            &base_url,
+            profile,
+            self.allow_loopback,
+            Duration::from_secs(60),
+            1024 * 1024,
+        )?;
         Some((
             OpenAiSettings {
                 base_url,
                 api_key: self.api_key.clone()?,
                 model: self.model.clone(),
             },
-            OutboundPolicy {
-                https_only: profile == Profile::Production,
-                allowed_hosts: vec![host],
-                allow_loopback: self.allow_loopback,
-                timeout: Duration::from_secs(60),
-                max_response_bytes: 1024 * 1024,
-            },
+            policy,
         ))
     }
 

@@ -6,8 +6,8 @@ use carapace_infra::outbound::OutboundPolicy;
 use carapace_infra::sms::SmsSettings;
 use secrecy::SecretString;
 
-use super::Profile;
 use super::checks::ConfigProblem;
+use super::{Profile, api_policy};
 
 /// SMS reminders through a Twilio-compatible API.
 #[derive(Clone, Debug)]
@@ -30,11 +30,13 @@ impl SmsSection {
     /// SMS is configured.
     pub fn adapter(&self, profile: Profile) -> Option<(SmsSettings, OutboundPolicy)> {
         let base_url = self.url.clone()?;
-        let host = url::Url::parse(&base_url)
-            .ok()?
-            .host_str()?
-            .trim_matches(['[', ']'])
-            .to_ascii_lowercase();
+        let policy = api_policy(
+            &base_url,
+            profile,
+            self.allow_loopback,
+            Duration::from_secs(10),
+            64 * 1024,
+        )?;
         Some((
             SmsSettings {
                 base_url,
@@ -42,13 +44,7 @@ impl SmsSection {
                 auth_token: self.auth_token.clone()?,
                 from: self.from.clone()?,
             },
-            OutboundPolicy {
-                https_only: profile == Profile::Production,
-                allowed_hosts: vec![host],
-                allow_loopback: self.allow_loopback,
-                timeout: Duration::from_secs(10),
-                max_response_bytes: 64 * 1024,
-            },
+            policy,
         ))
     }
 

@@ -69,13 +69,11 @@ impl WitnessGate {
     /// Re-reads every [`POLL`] until the task is aborted; a failed read
     /// keeps the last state (and is logged).
     pub async fn poll(self: std::sync::Arc<Self>) {
-        let mut ticker = tokio::time::interval(POLL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "reading the audit witness backlog failed; keeping the last state");
-            }
-        }
+        super::reread(
+            POLL,
+            "reading the audit witness backlog failed; keeping the last state",
+            || self.refresh(),
+        )
+        .await;
     }
 }
