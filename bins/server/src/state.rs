@@ -1,5 +1,9 @@
 //! The application state shared by handlers: ports wired to adapters.
 
+pub mod kill_switch;
+pub mod origins;
+pub mod witness_gate;
+
 use std::sync::Arc;
 
 use carapace_auth::local::admin::UserAdmin;
@@ -14,6 +18,25 @@ use carapace_infra::{
     SeaOrganizations, SeaPatients, SeaResearch, SeaVerifications,
 };
 use carapace_tenancy::cursor::CursorKey;
+
+/// Calls `read` every `every` until the task is aborted; a failed read
+/// keeps the last state and is logged as a warning, `failed`.
+pub(crate) async fn reread<T, F>(
+    every: std::time::Duration,
+    failed: &'static str,
+    read: impl Fn() -> F,
+) where
+    F: std::future::Future<Output = Result<T, carapace_tenancy::StorageError>>,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = read().await {
+            tracing::warn!(error = %e, "{failed}");
+        }
+    }
+}
 
 /// Local-account authentication as wired here.
 pub type LocalAuthService = LocalAuth<SeaAccounts, SeaSessions, LocalTokens>;
@@ -86,15 +109,15 @@ pub struct AppState {
     /// Requests slower than this are logged as warnings.
     pub slow_request: std::time::Duration,
     /// The kill switch as this instance last read it.
-    pub kill_switch: Arc<crate::http::kill_switch::KillSwitchWatch>,
+    pub kill_switch: Arc<kill_switch::KillSwitchWatch>,
     /// The audit witness's backlog against its bound, when a witness is
     /// configured: closes PHI routes while it is over.
-    pub witness: Option<Arc<crate::http::witness::WitnessGate>>,
+    pub witness: Option<Arc<witness_gate::WitnessGate>>,
     /// The organization whose administrators operate the deployment (the
     /// kill switch API); none: only the CLI may.
     pub operator_org: Option<carapace_tenancy::OrgSlug>,
     /// The origins whose pages may make unsafe cookie-session requests.
-    pub trusted_origins: crate::http::cookies::TrustedOrigins,
+    pub trusted_origins: origins::TrustedOrigins,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: carapace_auth::rate_limit::TrustedProxies,
     /// Service keys.

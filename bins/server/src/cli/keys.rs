@@ -1,9 +1,10 @@
-//! `keys rotate --org`, `keys status` and `keys retire`: an organization's
-//! data-key versions and the rows of every sealed table under each
-//! (`carapace_infra::sealed`).
+//! `keys init`, `keys rotate`, `keys status` and `keys retire`: the
+//! key-encryption key, and an organization's data-key versions and the
+//! rows of every sealed table under each (`carapace_infra::sealed`).
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,10 +14,161 @@ use carapace_infra::keys::{DEFAULT_KEY_TTL, KeyRing, VERSION_LIST_TTL};
 use carapace_infra::sealed::REGISTRY;
 use carapace_infra::sealed::rotation::{Retire, Rotation};
 use carapace_tenancy::{OrgSlug, OrganizationRepository as _, SubjectId, TenantContext};
+use clap::Subcommand;
 
 use super::{EXIT_FAILURE, cli_audit, usage_error};
 use crate::server;
-use crate::settings::Settings;
+use crate::settings::Config;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum KeysAction {
+    /// Create a new key-encryption key file (64 hex characters, mode 0600)
+    /// for CARAPACE_MASTER_KEY_FILE; never overwrites.
+    Init {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rotate keys: `--org SLUG` starts a new data key for one organization
+    /// and re-encrypts every row of every sealed table under an older one,
+    /// in batches (online; `--resume` finishes an interrupted run without
+    /// starting another version); `--kek NEW` re-wraps every data key under
+    /// a new key-encryption key file (then point CARAPACE_MASTER_KEY_FILE
+    /// at it), `--kek-kms-key-id ID` under a KMS key (same region, endpoint
+    /// and credentials; then set CARAPACE_KMS_KEY_ID to it).
+    Rotate {
+        /// Organization whose data key to rotate.
+        #[arg(long, conflicts_with_all = ["kek", "kek_kms_key_id"])]
+        org: Option<String>,
+        /// With `--org`: start no new version; re-encrypt the rows still
+        /// under an older one (an interrupted run, or rows sealed by a
+        /// server that had not yet seen the new version).
+        #[arg(long, requires = "org")]
+        resume: bool,
+        /// New key-encryption key file (from `carapace keys init`).
+        #[arg(long, conflicts_with = "kek_kms_key_id")]
+        kek: Option<PathBuf>,
+        /// New KMS key (id, ARN or alias).
+        #[arg(long)]
+        kek_kms_key_id: Option<String>,
+        /// Rows per batch (one transaction each).
+        #[arg(long, default_value_t = 200)]
+        batch: u64,
+    },
+    /// Print, for each sealed table, an organization's rows per data-key
+    /// version, its current version, and the versions no row uses. Exit 1
+    /// if rows are under a version whose key no longer exists.
+    Status {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+    },
+    /// Destroy an old data-key version of an organization: only when it is
+    /// not the current one, no row of any sealed table is under it, and the
+    /// next version is older than servers' key cache (6 minutes); refuses
+    /// otherwise, naming the table and count. Irreversible.
+    Retire {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// The version to destroy.
+        #[arg(long)]
+        version: u32,
+    },
+}
+
+/// Runs `action`.
+pub(super) async fn run(settings: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
+    match action {
+        KeysAction::Init { out } => keys_init(&out),
+        KeysAction::Rotate {
+            org,
+            resume,
+            kek,
+            kek_kms_key_id,
+            batch,
+        } => {
+            let new_kek = match (kek, kek_kms_key_id) {
+                (Some(file), None) => Some(NewKek::File(file)),
+                (None, Some(id)) => Some(NewKek::Kms(id)),
+                _ => None,
+            };
+            match (org, new_kek) {
+                (Some(org), None) => rotate_org(settings, &org, resume, batch).await,
+                (None, Some(target)) => keys_rotate_kek(settings, target).await,
+                _ => usage_error(
+                    "give exactly one of --org SLUG, --kek NEW_KEY_FILE or --kek-kms-key-id ID",
+                ),
+            }
+        }
+        KeysAction::Status { org } => status(settings, &org).await,
+        KeysAction::Retire { org, version } => retire(settings, &org, version).await,
+    }
+}
+
+/// Where `keys rotate` moves the data keys.
+#[derive(Debug)]
+enum NewKek {
+    File(PathBuf),
+    Kms(String),
+}
+
+/// `keys rotate --kek` / `--kek-kms-key-id`: re-wraps every data key of
+/// every organization under the new key-encryption key.
+async fn keys_rotate_kek(settings: &Config, target: NewKek) -> anyhow::Result<ExitCode> {
+    let db = server::connect(settings).await?;
+    let keys = KeyRing::new(db.clone(), server::sealer(settings)?);
+    let actor = SubjectId::parse("system:keys")?;
+    let mut out = std::io::stdout();
+    let (new, then) = match &target {
+        NewKek::File(path) => (
+            server::sealer_from_file(path)?,
+            format!("CARAPACE_MASTER_KEY_FILE={}", path.display()),
+        ),
+        NewKek::Kms(id) => (
+            server::kms_sealer(settings, id)?,
+            format!("CARAPACE_KMS_KEY_ID={id} (and unset CARAPACE_MASTER_KEY_FILE)"),
+        ),
+    };
+    for org in carapace_infra::all_org_ids(&db).await? {
+        let n = keys
+            .rewrap(&TenantContext::new(org, actor.clone()), &*new)
+            .await?;
+        cli_audit(
+            &db,
+            org,
+            "keys.rewrap_under_new_kek",
+            format!("{n} data keys"),
+        )
+        .await?;
+        let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
+    }
+    let _ = writeln!(out, "done: now set {then}");
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys_init(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(out) {
+        Ok(mut f) => {
+            f.write_all(hex.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            let _ = writeln!(std::io::stdout(), "wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => usage_error(format!(
+            "{} exists; refusing to overwrite a key",
+            out.display()
+        )),
+        Err(e) => Err(e).with_context(|| format!("creating {}", out.display())),
+    }
+}
 
 /// An organization's tenant context for the key commands, or the usage
 /// error to print.
@@ -40,7 +192,7 @@ async fn org_context(db: &Database, slug: &str) -> anyhow::Result<Result<TenantC
 /// (unless resuming) and re-encrypts every row of every sealed table under
 /// an older one, printing progress per table.
 pub(super) async fn rotate_org(
-    settings: &Settings,
+    settings: &Config,
     slug: &str,
     resume: bool,
     batch: u64,
@@ -130,7 +282,7 @@ pub(super) async fn rotate_org(
 
 /// `keys status --org SLUG`: rows per table and version, the current
 /// version, and the versions nothing uses.
-pub(super) async fn status(settings: &Settings, slug: &str) -> anyhow::Result<ExitCode> {
+pub(super) async fn status(settings: &Config, slug: &str) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
     let ctx = match org_context(&db, slug).await? {
         Ok(ctx) => ctx,
@@ -203,7 +355,7 @@ pub(super) async fn status(settings: &Settings, slug: &str) -> anyhow::Result<Ex
 /// `keys retire --org SLUG --version N`: destroys an old version's wrapped
 /// keys when nothing uses it; refuses otherwise, saying why.
 pub(super) async fn retire(
-    settings: &Settings,
+    settings: &Config,
     slug: &str,
     version: u32,
 ) -> anyhow::Result<ExitCode> {

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::ApiError;
 use crate::state::AppState;
+pub use crate::state::origins::TrustedOrigins;
 
 /// The access-token cookie.
 pub const SESSION: &str = "__Host-carapace_session";
@@ -77,40 +78,6 @@ pub fn value(req: &HttpRequest, name: &str) -> Option<SecretString> {
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty() && v.len() <= 8 * 1024)
         .map(SecretString::from)
-}
-
-/// The origins whose pages may make unsafe requests in a cookie session:
-/// the configured CORS origins, compared as (scheme, host, port).
-#[derive(Clone, Debug, Default)]
-pub struct TrustedOrigins(Vec<url::Origin>);
-
-impl TrustedOrigins {
-    /// The origins of `listed`; entries that are not origins (the
-    /// configuration check refuses them) are left out, never widened.
-    pub fn new(listed: &[String]) -> Self {
-        Self(
-            listed
-                .iter()
-                .filter_map(|o| url::Url::parse(o).ok())
-                .map(|u| u.origin())
-                .filter(url::Origin::is_tuple)
-                .collect(),
-        )
-    }
-
-    /// Whether an `Origin` header's value is one of these: exactly a
-    /// serialized origin (`null`, paths and anything else are not).
-    fn allows_origin(&self, value: &str) -> bool {
-        url::Url::parse(value).is_ok_and(|u| {
-            let origin = u.origin();
-            origin.ascii_serialization() == value && self.0.contains(&origin)
-        })
-    }
-
-    /// Whether a `Referer` header's value is a URL of one of these.
-    fn allows_referer(&self, value: &str) -> bool {
-        url::Url::parse(value).is_ok_and(|u| self.0.contains(&u.origin()))
-    }
 }
 
 /// Whether an unsafe request came from a page of a trusted origin: its

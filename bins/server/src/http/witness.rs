@@ -9,23 +9,14 @@
 //! Deny by default: every matched route is gated except the few that
 //! serve no PHI and that operators need during an incident (`open`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
-use carapace_infra::Database;
-use carapace_infra::witness::{Backlog, backlog};
-use carapace_tenancy::StorageError;
-use time::OffsetDateTime;
 
 use super::ApiError;
 use crate::state::AppState;
-
-/// How often each instance re-reads the backlog.
-pub const POLL: Duration = Duration::from_secs(1);
+pub use crate::state::witness_gate::{POLL, WitnessGate};
 
 /// Routes that stay open while the gate is closed: health, keys, docs,
 /// sign-in, the kill switch, the audit trail itself, and the
@@ -47,72 +38,6 @@ fn open(pattern: &str) -> bool {
         "/api/v1/audit-events",
     ];
     EXACT.contains(&pattern) || PREFIXES.iter().any(|p| pattern.starts_with(p))
-}
-
-/// The backlog as this instance last read it, against its bound.
-#[derive(Debug)]
-pub struct WitnessGate {
-    db: Database,
-    bound: Duration,
-    closed: AtomicBool,
-}
-
-impl WitnessGate {
-    /// Reads the backlog once. If it cannot be read, the gate starts
-    /// closed and opens once a later read finds the backlog within bound.
-    pub async fn load(db: Database, bound: Duration) -> Self {
-        let gate = Self {
-            db,
-            bound,
-            closed: AtomicBool::new(true),
-        };
-        if let Err(e) = gate.refresh().await {
-            tracing::warn!(error = %e, "cannot read the audit witness backlog; PHI routes are closed until it can be read");
-        }
-        gate
-    }
-
-    /// The bound.
-    pub fn bound(&self) -> Duration {
-        self.bound
-    }
-
-    /// Whether PHI routes are closed, as last read.
-    pub fn closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
-    }
-
-    /// Re-reads the backlog and opens or closes the gate.
-    pub async fn refresh(&self) -> Result<Backlog, StorageError> {
-        let now = backlog(&self.db).await?;
-        let over = now.age(OffsetDateTime::now_utc()) > self.bound;
-        let was = self.closed.swap(over, Ordering::Relaxed);
-        if was != over {
-            if over {
-                tracing::error!(
-                    waiting = now.waiting,
-                    bound_secs = self.bound.as_secs(),
-                    "audit checkpoints have waited for the witness longer than the bound: PHI routes answer 503"
-                );
-            } else {
-                tracing::warn!("audit witness backlog within bound: PHI routes open");
-            }
-        }
-        Ok(now)
-    }
-
-    /// Re-reads every [`POLL`] until the task is aborted; a failed read
-    /// keeps the last state (and is logged).
-    pub async fn poll(self: std::sync::Arc<Self>) {
-        let mut ticker = tokio::time::interval(POLL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "reading the audit witness backlog failed; keeping the last state");
-            }
-        }
-    }
 }
 
 /// Middleware: 503 on every gated route while the gate is closed.
