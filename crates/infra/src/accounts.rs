@@ -24,6 +24,7 @@ use crate::entity::{
     calendar_feed, login_address, login_address_failure, mfa_challenge_spent, password_reset,
     recovery_code, refresh_token, security_event, session, user,
 };
+use crate::scope::Scoped as _;
 
 /// Kinds of security events.
 pub mod events {
@@ -84,7 +85,7 @@ impl ResetStore for SeaResets {
         let org = ctx.org().as_uuid();
         let claimed = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(now))
-            .filter(password_reset::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(password_reset::Column::Hash.eq(token_hash.to_vec()))
             .filter(password_reset::Column::UsedAt.is_null())
             .filter(password_reset::Column::ExpiresAt.gt(now))
@@ -96,7 +97,7 @@ impl ResetStore for SeaResets {
             return Ok(None);
         }
         let Some(reset) = password_reset::Entity::find()
-            .filter(password_reset::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(password_reset::Column::Hash.eq(token_hash.to_vec()))
             .one(&tx)
             .await
@@ -132,7 +133,7 @@ impl ResetStore for SeaResets {
                 Expr::value(login.throttled_until),
             )
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
-            .filter(user::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(user::Column::Id.eq(reset.user_id))
             .exec(&tx)
             .await
@@ -160,7 +161,7 @@ async fn void_reset_codes(
 ) -> Result<u64, AuthError> {
     Ok(password_reset::Entity::update_many()
         .col_expr(password_reset::Column::UsedAt, Expr::value(now))
-        .filter(password_reset::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(password_reset::Column::UserId.eq(user_id))
         .filter(password_reset::Column::UsedAt.is_null())
         .exec(tx)
@@ -179,7 +180,7 @@ async fn revoke_user_sessions(
 ) -> Result<u64, AuthError> {
     let mut update = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .filter(session::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null());
     if let Some(keep) = keep {
@@ -198,7 +199,7 @@ pub(crate) async fn revoke_feeds(
 ) -> Result<u64, AuthError> {
     Ok(calendar_feed::Entity::update_many()
         .col_expr(calendar_feed::Column::RevokedAt, Expr::value(now))
-        .filter(calendar_feed::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(calendar_feed::Column::Practitioner.eq(subject))
         .filter(calendar_feed::Column::RevokedAt.is_null())
         .exec(tx)
@@ -353,7 +354,7 @@ impl AccountStore for SeaAccounts {
     ) -> Result<Option<Account>, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let row = user::Entity::find()
-            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(user::Column::Email.eq(email.as_str()))
             .one(&tx)
             .await
@@ -389,7 +390,7 @@ impl AccountStore for SeaAccounts {
                 user::Column::UpdatedAt,
                 Expr::value(OffsetDateTime::now_utc()),
             )
-            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(user::Column::FailedLogins.eq(count(expected.failed)))
             .exec(&tx)
@@ -422,7 +423,7 @@ impl AccountStore for SeaAccounts {
     ) -> Result<bool, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let found = login_address::Entity::find()
-            .filter(login_address::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
             .filter(login_address::Column::AddressHash.eq(address.to_vec()))
             .filter(login_address::Column::LastSuccessAt.gte(since))
@@ -464,7 +465,7 @@ impl AccountStore for SeaAccounts {
         let known: Vec<Vec<u8>> = login_address::Entity::find()
             .select_only()
             .column(login_address::Column::AddressHash)
-            .filter(login_address::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
             .order_by_desc(login_address::Column::LastSuccessAt)
             .into_tuple()
@@ -474,7 +475,7 @@ impl AccountStore for SeaAccounts {
         let stale: Vec<Vec<u8>> = known.into_iter().skip(KNOWN_ADDRESSES).collect();
         if !stale.is_empty() {
             login_address::Entity::delete_many()
-                .filter(login_address::Column::OrgId.eq(org))
+                .in_org(org)
                 .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
                 .filter(login_address::Column::AddressHash.is_in(stale))
                 .exec(&tx)
@@ -580,7 +581,7 @@ impl SessionStore for SeaSessions {
                 refresh_token::Column::Successor,
                 Expr::value(Some(sealed_next)),
             )
-            .filter(refresh_token::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
             .filter(refresh_token::Column::UsedAt.is_null())
             .exec(&tx)
@@ -588,7 +589,7 @@ impl SessionStore for SeaSessions {
             .map_err(db_err)?
             .rows_affected;
         let token = refresh_token::Entity::find()
-            .filter(refresh_token::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
             .one(&tx)
             .await
@@ -631,7 +632,7 @@ impl SessionStore for SeaSessions {
         insert_token(&tx, ctx, session_id, next, now).await?;
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .filter(session::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(session::Column::Id.eq(session_id.as_uuid()))
             .exec(&tx)
             .await
@@ -664,7 +665,7 @@ impl SessionStore for SeaSessions {
     ) -> Result<bool, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let found = session::Entity::find()
-            .filter(session::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(session::Column::Id.eq(session_id.as_uuid()))
             .filter(session::Column::RevokedAt.is_null())
             .one(&tx)
@@ -682,7 +683,7 @@ impl SessionStore for SeaSessions {
     ) -> Result<bool, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let token = refresh_token::Entity::find()
-            .filter(refresh_token::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
             .one(&tx)
             .await
@@ -700,7 +701,7 @@ impl AdminStore for SeaAccounts {
     async fn list(&self, ctx: &TenantContext) -> Result<Vec<Account>, AuthError> {
         let tx = begin(&self.db, ctx).await?;
         let rows = user::Entity::find()
-            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_asc(user::Column::Id)
             .limit(1000)
             .all(&tx)
@@ -721,7 +722,7 @@ impl AdminStore for SeaAccounts {
         let org = ctx.org().as_uuid();
         let update = user::Entity::update_many()
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
-            .filter(user::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(user::Column::Id.eq(user_id.as_uuid()));
         let update = match change {
             AdminChange::Roles(roles) => {
@@ -761,7 +762,7 @@ async fn find_user(
     user_id: UserId,
 ) -> Result<Option<user::Model>, AuthError> {
     user::Entity::find()
-        .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(user::Column::Id.eq(user_id.as_uuid()))
         .one(tx)
         .await
@@ -798,7 +799,7 @@ impl MfaStore for SeaAccounts {
                 user::Column::UpdatedAt,
                 Expr::value(OffsetDateTime::now_utc()),
             )
-            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(user::Column::TotpEnabled.eq(false))
             .exec(&tx)
@@ -826,7 +827,7 @@ impl MfaStore for SeaAccounts {
                 Expr::value(Some(i64::try_from(step).unwrap_or(i64::MAX))),
             )
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
-            .filter(user::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(user::Column::TotpEnabled.eq(false))
             .filter(user::Column::TotpSeed.is_not_null())
@@ -837,7 +838,7 @@ impl MfaStore for SeaAccounts {
             return Ok(false);
         }
         recovery_code::Entity::delete_many()
-            .filter(recovery_code::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
             .exec(&tx)
             .await
@@ -891,7 +892,7 @@ impl MfaStore for SeaAccounts {
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         let done = user::Entity::update_many()
             .col_expr(user::Column::TotpLastStep, Expr::value(Some(step)))
-            .filter(user::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(
                 sea_orm::Condition::any()
@@ -915,7 +916,7 @@ impl MfaStore for SeaAccounts {
         let tx = begin(&self.db, ctx).await?;
         let done = recovery_code::Entity::update_many()
             .col_expr(recovery_code::Column::UsedAt, Expr::value(now))
-            .filter(recovery_code::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
             .filter(recovery_code::Column::Hash.eq(hash.to_vec()))
             .filter(recovery_code::Column::UsedAt.is_null())
@@ -959,7 +960,7 @@ async fn live_session(
 ) -> Result<Option<(SessionId, Account, Vec<String>)>, AuthError> {
     let org = ctx.org().as_uuid();
     let Some(sess) = session::Entity::find()
-        .filter(session::Column::OrgId.eq(org))
+        .in_org(org)
         .filter(session::Column::Id.eq(session_id))
         .one(tx)
         .await
@@ -989,7 +990,7 @@ async fn revoke_session(
 ) -> Result<bool, AuthError> {
     let done = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .filter(session::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(session::Column::Id.eq(session_id))
         .filter(session::Column::RevokedAt.is_null())
         .exec(tx)

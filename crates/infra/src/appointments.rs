@@ -42,8 +42,10 @@ use crate::SeaPatients;
 use crate::db::{Backend, Database, is_overlap, storage_error};
 use crate::entity::appointment as row;
 use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_out};
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
+use crate::repo::Sealer;
+use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::appointments::{REASON, TABLE};
 
@@ -71,11 +73,8 @@ impl SeaAppointments {
             let reason = match &r.reason {
                 Some(sealed) => {
                     let key = keys.get(r.key_version).await?;
-                    Some(Phi::new(fields::open_text(
-                        &key,
-                        place(r.org_id, r.id),
-                        sealed,
-                    )?))
+                    let sealer = Sealer::new(&key, r.org_id, TABLE, r.id);
+                    Some(Phi::new(sealer.open(REASON, sealed)?))
                 }
                 None => None,
             };
@@ -123,15 +122,6 @@ impl SeaAppointments {
     }
 }
 
-fn place(org: Uuid, id: Uuid) -> Place<'static> {
-    Place {
-        org,
-        table: TABLE,
-        column: REASON,
-        row: id,
-    }
-}
-
 fn integrity() -> ClinicalError {
     ClinicalError::Storage(fields::integrity())
 }
@@ -152,9 +142,7 @@ fn from_row(r: row::Model, reason: Option<Phi<String>>) -> Result<Appointment, C
 }
 
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
-    row::Entity::find()
-        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-        .filter(crate::patients::live_org(ctx))
+    row::Entity::find().live(ctx)
 }
 
 fn now() -> OffsetDateTime {
@@ -188,7 +176,7 @@ async fn clashes(
     except: Option<Uuid>,
 ) -> Result<bool, ClinicalError> {
     let mut q = row::Entity::find()
-        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(row::Column::Status.eq(AppointmentStatus::Booked.as_str()))
         .filter(
             Condition::any()
@@ -247,7 +235,7 @@ async fn unschedule(
     appointment: Uuid,
 ) -> Result<(), ClinicalError> {
     reminder::Entity::delete_many()
-        .filter(reminder::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(reminder::Column::AppointmentId.eq(appointment))
         .filter(reminder::Column::Status.eq("pending"))
         .exec(tx)
@@ -297,11 +285,11 @@ impl AppointmentRepository for SeaAppointments {
         let reason = new
             .reason
             .as_ref()
-            .map(|r| fields::seal(&key, place(org, id.as_uuid()), r.expose_phi().as_bytes()))
+            .map(|r| Sealer::new(&key, org, TABLE, id.as_uuid()).seal(REASON, r.expose_phi()))
             .transpose()?;
         let at = now();
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, new.patient)
+        if crate::repo::patient_row(&tx, ctx, new.patient)
             .await?
             .is_none()
         {
@@ -566,14 +554,14 @@ impl AppointmentRepository for SeaAppointments {
     ) -> Result<bool, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             let missing = preferences_event(access, "update", patient, Outcome::NotFound);
             crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(false);
         }
         let org = ctx.org().as_uuid();
         opt_out::Entity::delete_many()
-            .filter(opt_out::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
             .exec(&tx)
             .await
@@ -603,7 +591,7 @@ impl AppointmentRepository for SeaAppointments {
     ) -> Result<Option<Vec<Channel>>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             let missing = preferences_event(access, "read", patient, Outcome::NotFound);
             crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
@@ -640,7 +628,7 @@ async fn opted_out(
     let names: Vec<String> = opt_out::Entity::find()
         .select_only()
         .column(opt_out::Column::Channel)
-        .filter(opt_out::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(opt_out::Column::PatientId.eq(patient))
         .into_tuple()
         .all(tx)
@@ -720,7 +708,7 @@ impl<N: Notifier> ReminderDeliverer<N> {
     /// One pass over every organization's due reminders at `now`.
     pub async fn run_once(&self, now: OffsetDateTime) -> Result<ReminderReport, StorageError> {
         let mut report = ReminderReport::default();
-        for org in crate::audit::every_org(&self.db).await? {
+        for org in crate::organizations::every_org(&self.db).await? {
             let r = self.deliver_org(org, now).await.map_err(|e| match e {
                 ClinicalError::Storage(s) => s,
                 other => StorageError::Internal(other.to_string().into()),
@@ -743,7 +731,7 @@ impl<N: Notifier> ReminderDeliverer<N> {
         let access = Access::system(ctx.clone());
         let tx = self.db.begin_tenant(&ctx).await?;
         let mut due = reminder::Entity::find()
-            .filter(reminder::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(reminder::Column::Status.eq("pending"))
             .filter(reminder::Column::NextAttemptAt.lte(now))
             .order_by_asc(reminder::Column::NextAttemptAt)

@@ -16,7 +16,7 @@ use carapace_audit::chain::{
     Verified,
 };
 use carapace_audit::{Access, AuditEvent, AuditFuture, Outcome, SecurityEvent, SecurityEventSink};
-use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
+use carapace_tenancy::{OrgId, StorageError, TenantContext};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
 use crate::entity::{audit_chain, audit_checkpoint, audit_event};
+use crate::scope::Scoped as _;
 
 /// Largest page of events returned by a query.
 pub const MAX_PAGE: u64 = 500;
@@ -79,6 +80,14 @@ pub async fn append<C: ConnectionTrait>(
             .map_err(|e| StorageError::Unavailable(Box::new(AuditWriteFailed(e))))?;
     }
     crate::idempotency::mark_committed(conn, events).await
+}
+
+/// [`append`] in `tx`, as group commit takes it.
+pub(crate) fn append_in<'a>(
+    tx: &'a sea_orm::DatabaseTransaction,
+    events: &'a [AuditEvent],
+) -> crate::db::UnitFuture<'a, ()> {
+    Box::pin(append(tx, events))
 }
 
 /// Why an event could not be appended (for the log). Whatever the cause,
@@ -148,8 +157,7 @@ impl SeaAuditLog {
         read_event: AuditEvent,
     ) -> Result<AuditPage, StorageError> {
         let tx = self.db.begin_tenant(access.tenant()).await?;
-        let mut select = audit_event::Entity::find()
-            .filter(audit_event::Column::OrgId.eq(access.org().as_uuid()));
+        let mut select = audit_event::Entity::find().in_org(access.org());
         if let Some(a) = &query.actor {
             select = select.filter(audit_event::Column::Actor.eq(a.as_str()));
         }
@@ -215,40 +223,8 @@ impl SecurityEventSink for SeaAuditLog {
     }
 }
 
-/// `pg` with `$n` placeholders, or `?` ones for SQLite.
-pub(crate) fn statement(backend: DbBackend, pg: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        pg.to_owned()
-    } else {
-        let mut out = String::with_capacity(pg.len());
-        let mut chars = pg.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '$' {
-                while chars.peek().is_some_and(char::is_ascii_digit) {
-                    chars.next();
-                }
-                out.push('?');
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-pub(crate) fn hash_of(bytes: &[u8]) -> Result<Hash, StorageError> {
-    bytes
-        .try_into()
-        .map_err(|_| StorageError::Internal("malformed audit hash".into()))
-}
-
-pub(crate) fn system(org: OrgId, what: &str) -> TenantContext {
-    TenantContext::new(
-        org,
-        SubjectId::parse(what).unwrap_or_else(|_| unreachable!("static subject")),
-    )
-}
+use crate::db::statement;
+use crate::trail::{hash_of, system};
 
 /// Links new events into their organization's chain and signs checkpoints;
 /// with a witness ([`Self::with_witness`]) it also queues each checkpoint
@@ -368,7 +344,7 @@ impl AuditChainer {
             }
         }
         let last = audit_chain::Entity::find()
-            .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .order_by_desc(audit_chain::Column::Position)
             .one(&tx)
             .await
@@ -376,7 +352,7 @@ impl AuditChainer {
         let (mut head, since) = match &last {
             Some(l) => {
                 let at = audit_event::Entity::find()
-                    .filter(audit_event::Column::OrgId.eq(org.as_uuid()))
+                    .in_org(org)
                     .filter(audit_event::Column::Id.eq(l.event_id))
                     .one(&tx)
                     .await
@@ -476,7 +452,7 @@ impl AuditChainer {
             return Ok(0);
         }
         let last_checkpoint = audit_checkpoint::Entity::find()
-            .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Head.as_str()))
             .order_by_desc(audit_checkpoint::Column::Position)
             .one(&tx)
@@ -573,17 +549,7 @@ async fn insert_checkpoint<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Every organization, deleted ones included (their trail outlives them).
-pub async fn every_org(db: &Database) -> Result<Vec<OrgId>, StorageError> {
-    let ids: Vec<Uuid> = crate::entity::organization::Entity::find()
-        .select_only()
-        .column(crate::entity::organization::Column::Id)
-        .into_tuple()
-        .all(db.conn())
-        .await
-        .map_err(storage_error)?;
-    Ok(ids.into_iter().map(OrgId::from_uuid).collect())
-}
+pub use crate::organizations::every_org;
 
 /// The result of verifying one organization's trail.
 #[derive(Debug)]
@@ -605,7 +571,7 @@ pub async fn verify_org(
     let mut checkpoints = Vec::new();
     let mut tombstone: Option<Checkpoint> = None;
     for c in audit_checkpoint::Entity::find()
-        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .all(&tx)
         .await
         .map_err(storage_error)?
@@ -783,7 +749,7 @@ async fn tombstone<C: ConnectionTrait>(
     org: OrgId,
 ) -> Result<Option<audit_checkpoint::Model>, StorageError> {
     audit_checkpoint::Entity::find()
-        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Tombstone.as_str()))
         .order_by_desc(audit_checkpoint::Column::Position)
         .one(conn)
@@ -807,7 +773,7 @@ async fn link_before<C: ConnectionTrait>(
         return hash_of(&t.link);
     }
     let row = audit_chain::Entity::find()
-        .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .filter(audit_chain::Column::Position.eq(i64::try_from(position - 1).unwrap_or(i64::MAX)))
         .one(conn)
         .await
@@ -900,7 +866,7 @@ pub async fn export_org_to<W: std::io::Write>(
         after = end;
     }
     let checkpoints = audit_checkpoint::Entity::find()
-        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Head.as_str()))
         .filter(
             audit_checkpoint::Column::Position.gte(i64::try_from(first.max(1)).unwrap_or(i64::MAX)),
@@ -1005,7 +971,7 @@ pub async fn purge_org(
         .and_then(|r| r.try_get::<Option<i64>>("", "p").ok().flatten())
         .and_then(|p| u64::try_from(p).ok());
     let head = audit_chain::Entity::find()
-        .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .order_by_desc(audit_chain::Column::Position)
         .one(&tx)
         .await
@@ -1054,14 +1020,14 @@ pub async fn purge_org(
     let ids: Vec<Uuid> = doomed.iter().map(|e| e.event_id).collect();
     for chunk in ids.chunks(500) {
         audit_event::Entity::delete_many()
-            .filter(audit_event::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(audit_event::Column::Id.is_in(chunk.to_vec()))
             .exec(&tx)
             .await
             .map_err(storage_error)?;
     }
     audit_chain::Entity::delete_many()
-        .filter(audit_chain::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .filter(audit_chain::Column::Position.lte(i64::try_from(end).unwrap_or(i64::MAX)))
         .exec(&tx)
         .await

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
 use crate::entity::calendar_feed as feed;
+use crate::scope::{Live as _, Scoped as _};
 use crate::{SeaAppointments, SeaPatients};
 
 /// [`CalendarFeedRepository`] over `calendar_feeds` and `appointments`.
@@ -93,7 +94,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let rows = feed::Entity::find()
-            .filter(feed::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(feed::Column::Practitioner.eq(practitioner.as_str()))
             .order_by_asc(feed::Column::Id)
             .all(&tx)
@@ -124,7 +125,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
                 feed::Column::RevokedAt,
                 sea_orm::sea_query::Expr::value(Some(carapace_audit::event::now_micros())),
             )
-            .filter(feed::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(feed::Column::Id.eq(id))
             .filter(feed::Column::Practitioner.eq(practitioner.as_str()))
             .filter(feed::Column::RevokedAt.is_null())
@@ -153,10 +154,9 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
     ) -> Result<Option<FeedInfo>, ClinicalError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = feed::Entity::find()
-            .filter(feed::Column::OrgId.eq(ctx.org().as_uuid()))
+            .live(ctx)
             .filter(feed::Column::TokenHash.eq(token_hash.to_vec()))
             .filter(feed::Column::RevokedAt.is_null())
-            .filter(crate::patients::live_org(ctx))
             .one(&tx)
             .await
             .map_err(storage_error)?;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
 use crate::entity::{consent as c, incoming_referral as inc, referral as r};
+use crate::scope::{Live as _, Scoped as _};
 
 /// Most consents or referrals one listing returns.
 const LIST_MAX: u64 = 500;
@@ -104,7 +105,7 @@ impl ConsultationRepository for SeaConsultations {
     ) -> Result<Option<Consent>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             crate::audit::commit_with(
                 tx,
                 &[on_patient(
@@ -161,7 +162,7 @@ impl ConsultationRepository for SeaConsultations {
     ) -> Result<Option<Vec<Consent>>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             crate::audit::commit_with(
                 tx,
                 &[on_patient(
@@ -175,7 +176,7 @@ impl ConsultationRepository for SeaConsultations {
             return Ok(None);
         }
         let rows = c::Entity::find()
-            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(c::Column::PatientId.eq(patient.as_uuid()))
             .order_by_asc(c::Column::Id)
             .limit(LIST_MAX)
@@ -209,7 +210,7 @@ impl ConsultationRepository for SeaConsultations {
         let tx = self.db.begin_tenant(ctx).await?;
         let done = c::Entity::update_many()
             .col_expr(c::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(c::Column::PatientId.eq(patient.as_uuid()))
             .filter(c::Column::Id.eq(id))
             .filter(c::Column::RevokedAt.is_null())
@@ -234,9 +235,8 @@ impl ConsultationRepository for SeaConsultations {
     ) -> Result<Option<Consent>, ClinicalError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = c::Entity::find()
-            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .live(ctx)
             .filter(c::Column::Id.eq(id))
-            .filter(crate::patients::live_org(ctx))
             .one(&tx)
             .await
             .map_err(storage_error)?;
@@ -294,7 +294,7 @@ impl ConsultationRepository for SeaConsultations {
         if let Err(e) = mirror.await {
             let tx = self.db.begin_tenant(source).await?;
             r::Entity::delete_many()
-                .filter(r::Column::OrgId.eq(x.org.as_uuid()))
+                .in_org(x.org)
                 .filter(r::Column::Id.eq(x.id))
                 .exec(&tx)
                 .await
@@ -319,7 +319,7 @@ impl ConsultationRepository for SeaConsultations {
         let tx = self.db.begin_tenant(ctx).await?;
         let found = if incoming {
             inc::Entity::find()
-                .filter(inc::Column::OrgId.eq(ctx.org().as_uuid()))
+                .scoped(ctx)
                 .filter(inc::Column::ToSubject.eq(me))
                 .order_by_asc(inc::Column::Id)
                 .limit(LIST_MAX)
@@ -331,7 +331,7 @@ impl ConsultationRepository for SeaConsultations {
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             r::Entity::find()
-                .filter(r::Column::OrgId.eq(ctx.org().as_uuid()))
+                .scoped(ctx)
                 .filter(r::Column::FromSubject.eq(me))
                 .order_by_asc(r::Column::Id)
                 .limit(LIST_MAX)
@@ -357,10 +357,9 @@ impl ConsultationRepository for SeaConsultations {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = inc::Entity::find()
-            .filter(inc::Column::OrgId.eq(ctx.org().as_uuid()))
+            .live(ctx)
             .filter(inc::Column::Id.eq(id))
             .filter(inc::Column::ToSubject.eq(ctx.actor().as_str()))
-            .filter(crate::patients::live_org(ctx))
             .one(&tx)
             .await
             .map_err(storage_error)?;
@@ -375,9 +374,8 @@ impl ConsultationRepository for SeaConsultations {
     ) -> Result<Option<(Referral, Consent)>, ClinicalError> {
         let tx = self.db.begin_tenant_read(source).await?;
         let found = r::Entity::find()
-            .filter(r::Column::OrgId.eq(source.org().as_uuid()))
+            .live(source)
             .filter(r::Column::Id.eq(id))
-            .filter(crate::patients::live_org(source))
             .one(&tx)
             .await
             .map_err(storage_error)?;
@@ -386,7 +384,7 @@ impl ConsultationRepository for SeaConsultations {
             return Ok(None);
         };
         let consent = c::Entity::find()
-            .filter(c::Column::OrgId.eq(source.org().as_uuid()))
+            .scoped(source)
             .filter(c::Column::Id.eq(referral.consent_id))
             .one(&tx)
             .await

@@ -28,6 +28,7 @@ use time::{Duration, OffsetDateTime};
 use crate::db::{Database, storage_error};
 use crate::entity::idempotency_key;
 use crate::keys::KeyRing;
+use crate::scope::Scoped as _;
 
 /// How long a key is remembered.
 pub const KEY_TTL: Duration = Duration::hours(24);
@@ -126,7 +127,7 @@ impl SeaIdempotency {
         let org = ctx.org().as_uuid();
         let tx = self.db.begin_tenant(ctx).await?;
         let found = idempotency_key::Entity::find()
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .one(&tx)
             .await
@@ -159,7 +160,7 @@ impl SeaIdempotency {
             _ => {
                 if reusable {
                     idempotency_key::Entity::delete_many()
-                        .filter(idempotency_key::Column::OrgId.eq(org))
+                        .in_org(org)
                         .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
                         .exec(&tx)
                         .await
@@ -215,7 +216,7 @@ impl SeaIdempotency {
                 Expr::value(i32::from(response.status)),
             )
             .col_expr(idempotency_key::Column::Response, Expr::value(Some(sealed)))
-            .filter(idempotency_key::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .exec(&tx)
             .await
@@ -235,7 +236,7 @@ impl SeaIdempotency {
         let org = ctx.org().as_uuid();
         let tx = self.db.begin_tenant(ctx).await?;
         idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
             .exec(&tx)
@@ -243,7 +244,7 @@ impl SeaIdempotency {
             .map_err(storage_error)?;
         idempotency_key::Entity::update_many()
             .col_expr(idempotency_key::Column::State, Expr::value("lost"))
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("committed"))
             .exec(&tx)
@@ -294,7 +295,7 @@ pub(crate) async fn mark_committed<C: ConnectionTrait>(
                 idempotency_key::Column::ResourceId,
                 Expr::value(event.resource_id.clone()),
             )
-            .filter(idempotency_key::Column::OrgId.eq(event.org.as_uuid()))
+            .in_org(event.org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
             .exec(conn)

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::db::{Database, storage_error};
 use crate::entity::org_key;
+use crate::scope::Scoped as _;
 
 /// An unwrapped key and when it was unwrapped.
 type Cached = (Arc<DataKey>, Instant);
@@ -158,7 +159,7 @@ impl KeyRing {
     ) -> Result<Vec<(u32, OffsetDateTime)>, StorageError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
         let rows = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_asc(org_key::Column::Version)
             .all(&tx)
             .await
@@ -180,7 +181,7 @@ impl KeyRing {
         version: u32,
     ) -> Result<bool, StorageError> {
         let done = org_key::Entity::delete_many()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
             .exec(tx)
             .await
@@ -219,7 +220,7 @@ impl KeyRing {
         }
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
             .one(&tx)
             .await
@@ -289,7 +290,7 @@ impl KeyRing {
     ) -> Result<u64, StorageError> {
         let tx = self.db.begin_tenant(ctx).await?;
         let rows = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .all(&tx)
             .await
             .map_err(storage_error)?;
@@ -342,7 +343,7 @@ impl KeyRing {
     pub async fn shred(&self, ctx: &TenantContext) -> Result<u64, StorageError> {
         let tx = self.db.begin_tenant(ctx).await?;
         let done = org_key::Entity::delete_many()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .exec(&tx)
             .await
             .map_err(storage_error)?;
@@ -362,7 +363,7 @@ impl KeyRing {
     async fn latest_version(&self, ctx: &TenantContext) -> Result<Option<u32>, StorageError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_desc(org_key::Column::Version)
             .one(&tx)
             .await

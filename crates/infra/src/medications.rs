@@ -25,8 +25,10 @@ use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
 use crate::entity::{medication as med, side_effect as effect};
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
+use crate::repo::Sealer;
+use crate::scope::Live as _;
 
 /// Most records of each kind one history or aggregation reads per patient.
 const HISTORY_MAX: u64 = 1000;
@@ -47,46 +49,6 @@ impl SeaMedications {
     }
 }
 
-fn seal(
-    key: &DataKey,
-    table: &str,
-    column: &str,
-    org: Uuid,
-    row: Uuid,
-    plain: &str,
-) -> Result<Vec<u8>, ClinicalError> {
-    Ok(fields::seal(
-        key,
-        Place {
-            org,
-            table,
-            column,
-            row,
-        },
-        plain.as_bytes(),
-    )?)
-}
-
-fn open(
-    key: &DataKey,
-    table: &str,
-    column: &str,
-    org: Uuid,
-    row: Uuid,
-    sealed: &[u8],
-) -> Result<String, ClinicalError> {
-    Ok(fields::open_text(
-        key,
-        Place {
-            org,
-            table,
-            column,
-            row,
-        },
-        sealed,
-    )?)
-}
-
 fn date_text(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
@@ -104,7 +66,8 @@ const MEDS: &str = meds::TABLE;
 const EFFECTS: &str = effects::TABLE;
 
 fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, ClinicalError> {
-    let o = |column: &str, v: &[u8]| open(key, MEDS, column, r.org_id, r.id, v);
+    let sealer = Sealer::new(key, r.org_id, MEDS, r.id);
+    let o = |column: &str, v: &[u8]| sealer.open(column, v);
     Ok(Medication {
         id: r.id,
         patient: PatientId::from_uuid(r.patient_id),
@@ -123,7 +86,8 @@ fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, Clinical
 }
 
 fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalError> {
-    let o = |column: &str, v: &[u8]| open(key, EFFECTS, column, r.org_id, r.id, v);
+    let sealer = Sealer::new(key, r.org_id, EFFECTS, r.id);
+    let o = |column: &str, v: &[u8]| sealer.open(column, v);
     Ok(SideEffect {
         id: r.id,
         patient: PatientId::from_uuid(r.patient_id),
@@ -151,13 +115,8 @@ impl SeaMedications {
         patient: Option<PatientId>,
         max: u64,
     ) -> Result<(Vec<med::Model>, Vec<effect::Model>), ClinicalError> {
-        let org = ctx.org().as_uuid();
-        let mut m = med::Entity::find()
-            .filter(med::Column::OrgId.eq(org))
-            .filter(crate::patients::live_org(ctx));
-        let mut e = effect::Entity::find()
-            .filter(effect::Column::OrgId.eq(org))
-            .filter(crate::patients::live_org(ctx));
+        let mut m = med::Entity::find().live(ctx);
+        let mut e = effect::Entity::find().live(ctx);
         if let Some(p) = patient {
             m = m.filter(med::Column::PatientId.eq(p.as_uuid()));
             e = e.filter(effect::Column::PatientId.eq(p.as_uuid()));
@@ -206,7 +165,8 @@ impl MedicationRepository for SeaMedications {
         let ctx = access.tenant();
         let key = self.keys.current(ctx).await?;
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
-        let s = |column: &str, v: &str| seal(&key, MEDS, column, org, id, v);
+        let sealer = Sealer::new(&key, org, MEDS, id);
+        let s = |column: &str, v: &str| sealer.seal(column, v);
         let created_at = carapace_audit::event::now_micros();
         let row = med::ActiveModel {
             org_id: Set(org),
@@ -225,7 +185,7 @@ impl MedicationRepository for SeaMedications {
             created_at: Set(created_at),
         };
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             crate::audit::commit_with(
                 tx,
                 &[event(
@@ -263,7 +223,8 @@ impl MedicationRepository for SeaMedications {
         let ctx = access.tenant();
         let key = self.keys.current(ctx).await?;
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
-        let s = |column: &str, v: &str| seal(&key, EFFECTS, column, org, id, v);
+        let sealer = Sealer::new(&key, org, EFFECTS, id);
+        let s = |column: &str, v: &str| sealer.seal(column, v);
         let created_at = carapace_audit::event::now_micros();
         let row = effect::ActiveModel {
             org_id: Set(org),
@@ -276,7 +237,7 @@ impl MedicationRepository for SeaMedications {
             created_at: Set(created_at),
         };
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             crate::audit::commit_with(
                 tx,
                 &[event(
@@ -312,7 +273,7 @@ impl MedicationRepository for SeaMedications {
     ) -> Result<Option<MedicationHistory>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
+        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
             crate::audit::commit_with(
                 tx,
                 &[event(access, "medication.read", patient, Outcome::NotFound)],

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::db::{Database, storage_error};
 use crate::entity::organization as org;
+use crate::scope::Scoped as _;
 
 /// [`OrganizationRepository`] over the `organizations` table.
 #[derive(Clone, Debug)]
@@ -110,14 +111,14 @@ impl SeaOrganizations {
         }
         session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(now))
-            .filter(session::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(session::Column::RevokedAt.is_null())
             .exec(&tx)
             .await
             .map_err(storage_error)?;
         service_key::Entity::update_many()
             .col_expr(service_key::Column::RevokedAt, Expr::value(now))
-            .filter(service_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(service_key::Column::RevokedAt.is_null())
             .exec(&tx)
             .await
@@ -254,6 +255,19 @@ pub async fn all_org_ids(db: &Database) -> Result<Vec<OrgId>, StorageError> {
         .select_only()
         .column(org::Column::Id)
         .filter(org::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(db.conn())
+        .await
+        .map_err(storage_error)?;
+    Ok(ids.into_iter().map(OrgId::from_uuid).collect())
+}
+
+/// Every organization, deleted ones included (their trail outlives them).
+pub async fn every_org(db: &Database) -> Result<Vec<OrgId>, StorageError> {
+    use sea_orm::QuerySelect as _;
+    let ids: Vec<uuid::Uuid> = org::Entity::find()
+        .select_only()
+        .column(org::Column::Id)
         .into_tuple()
         .all(db.conn())
         .await

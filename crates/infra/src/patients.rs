@@ -19,7 +19,9 @@ use std::sync::Arc;
 use carapace_phi_crypto::Phi;
 use carapace_phi_crypto::envelope::{Binding, DataKey};
 
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
+use crate::repo::{Sealer, patient_row};
+use crate::scope::{Live as _, Scoped as _};
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
@@ -30,7 +32,6 @@ use sea_orm::{
 use sea_orm::{Condition, QueryTrait as _};
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 use crate::db::{Backend, Database, storage_error};
 use crate::entity::patient as row;
@@ -73,7 +74,7 @@ impl SeaPatients {
         ctx: &TenantContext,
         id: PatientId,
     ) -> Result<Option<Patient>, ClinicalError> {
-        let Some(r) = exists(tx, ctx, id).await? else {
+        let Some(r) = patient_row(tx, ctx, id).await? else {
             return Ok(None);
         };
         Ok(self.decrypt_all(ctx, vec![r]).await?.pop())
@@ -153,39 +154,6 @@ fn integrity() -> ClinicalError {
     ClinicalError::Storage(fields::integrity())
 }
 
-fn place(org: Uuid, id: Uuid, column: &str) -> Place<'_> {
-    Place {
-        org,
-        table: TABLE,
-        column,
-        row: id,
-    }
-}
-
-fn seal(
-    key: &DataKey,
-    org: OrgId,
-    id: PatientId,
-    column: &str,
-    plain: &str,
-) -> Result<Vec<u8>, ClinicalError> {
-    Ok(fields::seal(
-        key,
-        place(org.as_uuid(), id.as_uuid(), column),
-        plain.as_bytes(),
-    )?)
-}
-
-fn open(
-    key: &DataKey,
-    org: Uuid,
-    id: Uuid,
-    column: &str,
-    sealed: &[u8],
-) -> Result<String, ClinicalError> {
-    Ok(fields::open_text(key, place(org, id, column), sealed)?)
-}
-
 fn date_text(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
@@ -215,26 +183,26 @@ fn to_row(
     created: OffsetDateTime,
     updated: OffsetDateTime,
 ) -> Result<row::ActiveModel, ClinicalError> {
+    let sealer = Sealer::new(key, org, TABLE, id.as_uuid());
+    let seal = |column: &str, plain: &str| sealer.seal(column, plain);
     let opt = |column: &str, v: &Option<Phi<String>>| {
-        v.as_ref()
-            .map(|v| seal(key, org, id, column, v.expose_phi()))
-            .transpose()
+        v.as_ref().map(|v| seal(column, v.expose_phi())).transpose()
     };
     let birth_date = *d.birth_date.expose_phi();
     Ok(row::ActiveModel {
         org_id: Set(org.as_uuid()),
         id: Set(id.as_uuid()),
         key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-        given_name: Set(seal(key, org, id, GIVEN_NAME, d.given_name.expose_phi())?),
-        family_name: Set(seal(key, org, id, FAMILY_NAME, d.family_name.expose_phi())?),
-        birth_date: Set(seal(key, org, id, BIRTH_DATE, &date_text(birth_date))?),
+        given_name: Set(seal(GIVEN_NAME, d.given_name.expose_phi())?),
+        family_name: Set(seal(FAMILY_NAME, d.family_name.expose_phi())?),
+        birth_date: Set(seal(BIRTH_DATE, &date_text(birth_date))?),
         member_id: Set(opt(MEMBER_ID, &d.member_id)?),
         phone: Set(opt(PHONE, &d.phone)?),
         email: Set(opt(EMAIL, &d.email)?),
         sex: Set(d
             .sex
             .as_ref()
-            .map(|v| seal(key, org, id, SEX, v.expose_phi().as_str()))
+            .map(|v| seal(SEX, v.expose_phi().as_str()))
             .transpose()?),
         member_id_idx: Set(d
             .member_id
@@ -250,9 +218,10 @@ fn to_row(
 
 fn from_row(key: &DataKey, r: row::Model) -> Result<Patient, ClinicalError> {
     let (org, id) = (r.org_id, r.id);
-    let text = |column: &str, v: &[u8]| open(key, org, id, column, v).map(Phi::new);
+    let sealer = Sealer::new(key, org, TABLE, id);
+    let text = |column: &str, v: &[u8]| sealer.open(column, v).map(Phi::new);
     let opt = |column: &str, v: &Option<Vec<u8>>| v.as_deref().map(|v| text(column, v)).transpose();
-    let birth_date = open(key, org, id, BIRTH_DATE, &r.birth_date)?;
+    let birth_date = sealer.open(BIRTH_DATE, &r.birth_date)?;
     let birth_date = Date::parse(&birth_date, format_description!("[year]-[month]-[day]"))
         .map_err(|_| integrity())?;
     Ok(Patient {
@@ -269,7 +238,9 @@ fn from_row(key: &DataKey, r: row::Model) -> Result<Patient, ClinicalError> {
                 .sex
                 .as_deref()
                 .map(|v| {
-                    open(key, org, id, SEX, v)
+                    sealer
+                        .open(SEX, v)
+                        .map_err(ClinicalError::from)
                         .and_then(|t| Sex::parse(&t).ok_or_else(integrity))
                         .map(Phi::new)
                 })
@@ -296,7 +267,7 @@ async fn insert_assignment(
     now: OffsetDateTime,
 ) -> Result<(), StorageError> {
     let exists = care_assignment::Entity::find()
-        .filter(care_assignment::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
         .filter(care_assignment::Column::Subject.eq(subject.as_str()))
         .one(tx)
@@ -325,37 +296,8 @@ async fn insert_assignment(
     Ok(())
 }
 
-pub(crate) async fn exists(
-    tx: &DatabaseTransaction,
-    ctx: &TenantContext,
-    id: PatientId,
-) -> Result<Option<row::Model>, ClinicalError> {
-    scoped(ctx)
-        .filter(row::Column::Id.eq(id.as_uuid()))
-        .one(tx)
-        .await
-        .map_err(|e| storage_error(e).into())
-}
-
-/// True while `ctx`'s organization is not deleted: every tenant query
-/// carries it, so a deleted organization's rows are gone in the same
-/// statement and no cache of the directory (or of its data keys) can reach
-/// them.
-pub(crate) fn live_org(ctx: &TenantContext) -> sea_orm::sea_query::SimpleExpr {
-    use crate::entity::organization;
-    let live = organization::Entity::find()
-        .select_only()
-        .expr(Expr::val(1))
-        .filter(organization::Column::Id.eq(ctx.org().as_uuid()))
-        .filter(organization::Column::DeletedAt.is_null())
-        .into_query();
-    Expr::exists(live)
-}
-
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
-    row::Entity::find()
-        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-        .filter(live_org(ctx))
+    row::Entity::find().live(ctx)
 }
 
 async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {
@@ -449,30 +391,29 @@ impl PatientRepository for SeaPatients {
         row.account_subject = Set(None);
         let (unit_access, unit_ctx) = (access.clone(), ctx.clone());
         let care_team = care_team.cloned();
-        self.db
-            .grouped(ctx.org(), move |tx| {
-                let (row, access, ctx) = (row.clone(), unit_access.clone(), unit_ctx.clone());
-                let care_team = care_team.clone();
-                Box::pin(async move {
-                    row::Entity::insert(row)
-                        .exec_without_returning(tx)
-                        .await
-                        .map_err(storage_error)?;
-                    patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
-                        hash: Set(id_hash(id)),
-                    })
+        crate::repo::grouped(&self.db, ctx.org(), move |tx| {
+            let (row, access, ctx) = (row.clone(), unit_access.clone(), unit_ctx.clone());
+            let care_team = care_team.clone();
+            Box::pin(async move {
+                row::Entity::insert(row)
                     .exec_without_returning(tx)
                     .await
                     .map_err(storage_error)?;
-                    if let Some(subject) = &care_team {
-                        insert_assignment(tx, &ctx, id, subject, CareRole::Primary, now).await?;
-                    }
-                    let written = event(&access, "patient.create", Some(id), Outcome::Allowed)
-                        .with_phi_fields(&PHI_FIELDS);
-                    Ok(((), vec![written]))
+                patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
+                    hash: Set(id_hash(id)),
                 })
+                .exec_without_returning(tx)
+                .await
+                .map_err(storage_error)?;
+                if let Some(subject) = &care_team {
+                    insert_assignment(tx, &ctx, id, subject, CareRole::Primary, now).await?;
+                }
+                let written = event(&access, "patient.create", Some(id), Outcome::Allowed)
+                    .with_phi_fields(&PHI_FIELDS);
+                Ok(((), vec![written]))
             })
-            .await?;
+        })
+        .await?;
         Ok(Patient {
             id,
             org: ctx.org(),
@@ -488,21 +429,19 @@ impl PatientRepository for SeaPatients {
             .filter(row::Column::Id.eq(id.as_uuid()))
             .build(self.db.conn().get_database_backend());
         let unit_access = access.clone();
-        let found = self
-            .db
-            .grouped(ctx.org(), move |tx| {
-                let (select, access) = (select.clone(), unit_access.clone());
-                Box::pin(async move {
-                    let found = select_row(tx, select).await?;
-                    let read = match found {
-                        Some(_) => event(&access, "patient.read", Some(id), Outcome::Allowed)
-                            .with_phi_fields(&PHI_FIELDS),
-                        None => event(&access, "patient.read", Some(id), Outcome::NotFound),
-                    };
-                    Ok((found.map(|(r, _)| r), vec![read]))
-                })
+        let found = crate::repo::grouped(&self.db, ctx.org(), move |tx| {
+            let (select, access) = (select.clone(), unit_access.clone());
+            Box::pin(async move {
+                let found = select_row(tx, select).await?;
+                let read = match found {
+                    Some(_) => event(&access, "patient.read", Some(id), Outcome::Allowed)
+                        .with_phi_fields(&PHI_FIELDS),
+                    None => event(&access, "patient.read", Some(id), Outcome::NotFound),
+                };
+                Ok((found.map(|(r, _)| r), vec![read]))
             })
-            .await?;
+        })
+        .await?;
         match found {
             Some(r) => Ok(self.decrypt_all(ctx, vec![r]).await?.pop()),
             None => Ok(None),
@@ -525,14 +464,14 @@ impl PatientRepository for SeaPatients {
         let care_team = care_assignment::Entity::find()
             .select_only()
             .expr(Expr::val(1))
-            .filter(care_assignment::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
             .filter(care_assignment::Column::Subject.eq(subject.as_str()))
             .into_query();
         let glass = break_glass::Entity::find()
             .select_only()
             .expr(Expr::val(1))
-            .filter(break_glass::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(break_glass::Column::PatientId.eq(id.as_uuid()))
             .filter(break_glass::Column::Subject.eq(subject.as_str()))
             .filter(break_glass::Column::ExpiresAt.gt(now))
@@ -547,34 +486,31 @@ impl PatientRepository for SeaPatients {
         let unit_access = access.clone();
         let decide = Arc::new(decide);
         // Relationship, decision, audit event and row in one transaction.
-        let read = self
-            .db
-            .grouped(ctx.org(), move |tx| {
-                let (select, access) = (select.clone(), unit_access.clone());
-                let (subject, decide) = (subject.clone(), decide.clone());
-                Box::pin(async move {
-                    let Some((r, relations)) = select_row(tx, select).await? else {
-                        let missed = miss_events(tx, &access, id, "patient.read").await?;
-                        return Ok((Related::Missing, missed));
-                    };
-                    let (care_team, break_glass) = relations.ok_or_else(|| {
-                        StorageError::Internal("relationship columns missing".into())
-                    })?;
-                    let links = PatientLinks {
-                        care_team,
-                        break_glass,
-                        own_record: r.account_subject.as_deref() == Some(subject.as_str()),
-                    };
-                    if !decide(links) {
-                        let refused = event(&access, "patient.read", Some(id), Outcome::Denied);
-                        return Ok((Related::Refused(links), vec![refused]));
-                    }
-                    let read = event(&access, "patient.read", Some(id), Outcome::Allowed)
-                        .with_phi_fields(&PHI_FIELDS);
-                    Ok((Related::Read(Box::new(r)), vec![read]))
-                })
+        let read = crate::repo::grouped(&self.db, ctx.org(), move |tx| {
+            let (select, access) = (select.clone(), unit_access.clone());
+            let (subject, decide) = (subject.clone(), decide.clone());
+            Box::pin(async move {
+                let Some((r, relations)) = select_row(tx, select).await? else {
+                    let missed = miss_events(tx, &access, id, "patient.read").await?;
+                    return Ok((Related::Missing, missed));
+                };
+                let (care_team, break_glass) = relations
+                    .ok_or_else(|| StorageError::Internal("relationship columns missing".into()))?;
+                let links = PatientLinks {
+                    care_team,
+                    break_glass,
+                    own_record: r.account_subject.as_deref() == Some(subject.as_str()),
+                };
+                if !decide(links) {
+                    let refused = event(&access, "patient.read", Some(id), Outcome::Denied);
+                    return Ok((Related::Refused(links), vec![refused]));
+                }
+                let read = event(&access, "patient.read", Some(id), Outcome::Allowed)
+                    .with_phi_fields(&PHI_FIELDS);
+                Ok((Related::Read(Box::new(r)), vec![read]))
             })
-            .await?;
+        })
+        .await?;
         match read {
             Related::Missing => Ok(RelatedRead::NotFound),
             Related::Refused(links) => Ok(RelatedRead::Denied(links)),
@@ -637,7 +573,7 @@ impl PatientRepository for SeaPatients {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let done = row::Entity::delete_many()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
             .exec(&tx)
             .await
@@ -666,12 +602,12 @@ impl PatientRepository for SeaPatients {
         now: OffsetDateTime,
     ) -> Result<Option<PatientLinks>, ClinicalError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
-        let Some(patient) = exists(&tx, ctx, id).await? else {
+        let Some(patient) = patient_row(&tx, ctx, id).await? else {
             return Ok(None);
         };
         let org = ctx.org().as_uuid();
         let care_team = care_assignment::Entity::find()
-            .filter(care_assignment::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
             .filter(care_assignment::Column::Subject.eq(subject.as_str()))
             .one(&tx)
@@ -679,7 +615,7 @@ impl PatientRepository for SeaPatients {
             .map_err(storage_error)?
             .is_some();
         let break_glass = break_glass::Entity::find()
-            .filter(break_glass::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(break_glass::Column::PatientId.eq(id.as_uuid()))
             .filter(break_glass::Column::Subject.eq(subject.as_str()))
             .filter(break_glass::Column::ExpiresAt.gt(now))
@@ -704,7 +640,7 @@ impl PatientRepository for SeaPatients {
         role: CareRole,
     ) -> Result<bool, ClinicalError> {
         let tx = self.db.begin_tenant(ctx).await?;
-        if exists(&tx, ctx, id).await?.is_none() {
+        if patient_row(&tx, ctx, id).await?.is_none() {
             return Ok(false);
         }
         insert_assignment(&tx, ctx, id, subject, role, now()).await?;
@@ -719,13 +655,13 @@ impl PatientRepository for SeaPatients {
     ) -> Result<Option<Vec<(SubjectId, CareRole)>>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        if exists(&tx, ctx, id).await?.is_none() {
+        if patient_row(&tx, ctx, id).await?.is_none() {
             let missing = event(access, "patient.care_team", Some(id), Outcome::NotFound);
             crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         }
         let rows = care_assignment::Entity::find()
-            .filter(care_assignment::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
             .order_by_asc(care_assignment::Column::CreatedAt)
             .limit(500)
@@ -757,7 +693,7 @@ impl PatientRepository for SeaPatients {
         // The key first (its own transaction), as for patient rows.
         let key = self.keys.current(ctx).await?;
         let tx = self.db.begin_tenant(ctx).await?;
-        if exists(&tx, ctx, id).await?.is_none() {
+        if patient_row(&tx, ctx, id).await?.is_none() {
             let missing = event(access, "patient.break_glass", Some(id), Outcome::NotFound);
             crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(false);
@@ -805,12 +741,11 @@ impl PatientRepository for SeaPatients {
         action: &str,
     ) -> Result<(), ClinicalError> {
         let (access, action) = (access.clone(), action.to_owned());
-        self.db
-            .grouped(access.org(), move |tx| {
-                let (access, action) = (access.clone(), action.clone());
-                Box::pin(async move { Ok(((), miss_events(tx, &access, id, &action).await?)) })
-            })
-            .await?;
+        crate::repo::grouped(&self.db, access.org(), move |tx| {
+            let (access, action) = (access.clone(), action.clone());
+            Box::pin(async move { Ok(((), miss_events(tx, &access, id, &action).await?)) })
+        })
+        .await?;
         Ok(())
     }
 
@@ -826,7 +761,7 @@ impl PatientRepository for SeaPatients {
                 row::Column::AccountSubject,
                 Expr::value(account.map(|a| a.as_str().to_owned())),
             )
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
             .exec(&tx)
             .await
@@ -869,13 +804,13 @@ impl PatientRepository for SeaPatients {
                 let assigned = care_assignment::Entity::find()
                     .select_only()
                     .column(care_assignment::Column::PatientId)
-                    .filter(care_assignment::Column::OrgId.eq(org))
+                    .in_org(org)
                     .filter(care_assignment::Column::Subject.eq(subject.as_str()))
                     .into_query();
                 let glass = break_glass::Entity::find()
                     .select_only()
                     .column(break_glass::Column::PatientId)
-                    .filter(break_glass::Column::OrgId.eq(org))
+                    .in_org(org)
                     .filter(break_glass::Column::Subject.eq(subject.as_str()))
                     .filter(break_glass::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
                     .into_query();
@@ -908,42 +843,40 @@ impl PatientRepository for SeaPatients {
             "patient.list"
         };
         let unit_access = access.clone();
-        let rows = self
-            .db
-            .grouped(ctx.org(), move |tx| {
-                let (select, access) = (select.clone(), unit_access.clone());
-                Box::pin(async move {
-                    use sea_orm::{ConnectionTrait as _, FromQueryResult as _};
-                    let rows = tx
-                        .query_all_raw(select)
-                        .await
-                        .map_err(storage_error)?
-                        .iter()
-                        .map(|r| row::Model::from_query_result(r, ""))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(storage_error)?;
-                    // One event per patient shown: the accounting of
-                    // disclosures of each patient is complete.
-                    let mut shown: Vec<AuditEvent> = rows
-                        .iter()
-                        .take(limit)
-                        .map(|r| {
-                            event(
-                                &access,
-                                action,
-                                Some(PatientId::from_uuid(r.id)),
-                                Outcome::Allowed,
-                            )
-                            .with_phi_fields(&PHI_FIELDS)
-                        })
-                        .collect();
-                    if shown.is_empty() {
-                        shown.push(event(&access, action, None, Outcome::NotFound));
-                    }
-                    Ok((rows, shown))
-                })
+        let rows = crate::repo::grouped(&self.db, ctx.org(), move |tx| {
+            let (select, access) = (select.clone(), unit_access.clone());
+            Box::pin(async move {
+                use sea_orm::{ConnectionTrait as _, FromQueryResult as _};
+                let rows = tx
+                    .query_all_raw(select)
+                    .await
+                    .map_err(storage_error)?
+                    .iter()
+                    .map(|r| row::Model::from_query_result(r, ""))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(storage_error)?;
+                // One event per patient shown: the accounting of
+                // disclosures of each patient is complete.
+                let mut shown: Vec<AuditEvent> = rows
+                    .iter()
+                    .take(limit)
+                    .map(|r| {
+                        event(
+                            &access,
+                            action,
+                            Some(PatientId::from_uuid(r.id)),
+                            Outcome::Allowed,
+                        )
+                        .with_phi_fields(&PHI_FIELDS)
+                    })
+                    .collect();
+                if shown.is_empty() {
+                    shown.push(event(&access, action, None, Outcome::NotFound));
+                }
+                Ok((rows, shown))
             })
-            .await?;
+        })
+        .await?;
         let mut items = self.decrypt_all(ctx, rows).await?;
         let next_after = if items.len() > limit {
             items.truncate(limit);

@@ -17,6 +17,7 @@ use crate::entity::{
     idempotency_key, login_address_failure, mfa_challenge_spent, organization, password_reset,
     session,
 };
+use crate::scope::Scoped as _;
 
 /// What one run removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub async fn purge_expired(
             .add(session::Column::CreatedAt.lte(now - limits.absolute))
             .add(session::Column::LastUsedAt.lte(now - limits.idle));
         report.sessions += session::Entity::delete_many()
-            .filter(session::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(dead)
             .exec(&tx)
             .await
@@ -61,20 +62,20 @@ pub async fn purge_expired(
             .add(password_reset::Column::UsedAt.is_not_null())
             .add(password_reset::Column::ExpiresAt.lte(now));
         report.resets += password_reset::Entity::delete_many()
-            .filter(password_reset::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(spent)
             .exec(&tx)
             .await
             .map_err(storage_error)?
             .rows_affected;
         mfa_challenge_spent::Entity::delete_many()
-            .filter(mfa_challenge_spent::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(mfa_challenge_spent::Column::ExpiresAt.lte(now))
             .exec(&tx)
             .await
             .map_err(storage_error)?;
         idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::ExpiresAt.lte(now))
             .exec(&tx)
             .await

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::accounts::{roles_from_text, roles_to_text};
 use crate::db::{Database, storage_error};
 use crate::entity::service_key as row;
+use crate::scope::Scoped as _;
 
 /// [`ServiceKeyStore`] over `service_keys`.
 #[derive(Clone, Debug)]
@@ -90,7 +91,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             .await
             .map_err(AuthError::Storage)?;
         let rows = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_asc(row::Column::Id)
             .all(&tx)
             .await
@@ -112,7 +113,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             .map_err(AuthError::Storage)?;
         let done = row::Entity::update_many()
             .col_expr(row::Column::RevokedAt, Expr::value(now))
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(row::Column::Id.eq(id))
             .filter(row::Column::RevokedAt.is_null())
             .exec(&tx)
@@ -134,7 +135,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             .await
             .map_err(AuthError::Storage)?;
         let found = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(row::Column::Hash.eq(hash.to_vec()))
             .filter(row::Column::RevokedAt.is_null())
             .one(&tx)
@@ -143,7 +144,7 @@ impl ServiceKeyStore for SeaServiceKeys {
         if let Some(key) = &found {
             row::Entity::update_many()
                 .col_expr(row::Column::LastUsedAt, Expr::value(now))
-                .filter(row::Column::OrgId.eq(key.org_id))
+                .in_org(key.org_id)
                 .filter(row::Column::Id.eq(key.id))
                 .exec(&tx)
                 .await

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use crate::accounts::{SeaAccounts, revoke_feeds};
 use crate::db::storage_error;
 use crate::entity::{security_event, subject_block};
+use crate::scope::Scoped as _;
 
 fn db_err(e: sea_orm::DbErr) -> AuthError {
     AuthError::Storage(storage_error(e))
@@ -31,7 +32,7 @@ impl SubjectStore for SeaAccounts {
             .await
             .map_err(AuthError::Storage)?;
         let row = subject_block::Entity::find()
-            .filter(subject_block::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(subject_block::Column::Subject.eq(subject.as_str()))
             .one(&tx)
             .await

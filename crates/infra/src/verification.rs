@@ -27,8 +27,10 @@ use crate::db::{Backend, Database, storage_error};
 use crate::entity::{
     verification_setting as setting, verification_task as row, verification_transcript as chunk,
 };
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
+use crate::repo::Sealer;
+use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::verification_settings::{SUPERVISOR_PHONE, TABLE as SETTINGS};
 use crate::sealed::verification_tasks::{
@@ -65,52 +67,22 @@ fn integrity() -> ClinicalError {
     ClinicalError::Storage(fields::integrity())
 }
 
-fn seal(
-    key: &DataKey,
-    org: Uuid,
-    id: Uuid,
-    column: &str,
-    plain: &str,
-) -> Result<Vec<u8>, ClinicalError> {
-    Ok(fields::seal(
-        key,
-        Place {
-            org,
-            table: TASKS,
-            column,
-            row: id,
-        },
-        plain.as_bytes(),
-    )?)
-}
-
-fn open(
-    key: &DataKey,
-    r: &row::Model,
-    column: &str,
-    sealed: &[u8],
-) -> Result<String, ClinicalError> {
-    Ok(fields::open_text(
-        key,
-        Place {
-            org: r.org_id,
-            table: TASKS,
-            column,
-            row: r.id,
-        },
-        sealed,
-    )?)
+/// The sealed columns of task `id`.
+fn task_sealer(key: &DataKey, org: Uuid, id: Uuid) -> Sealer<'_> {
+    Sealer::new(key, org, TASKS, id)
 }
 
 fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
-    let codes = open(key, r, PROCEDURE_CODES, &r.procedure_codes)?;
+    let sealer = task_sealer(key, r.org_id, r.id);
+    let open = |column: &str, sealed: &[u8]| sealer.open(column, sealed);
+    let codes = open(PROCEDURE_CODES, &r.procedure_codes)?;
     Ok(Task {
         id: r.id,
         request: TaskRequest {
             patient: PatientId::from_uuid(r.patient_id),
-            payer_name: Phi::new(open(key, r, PAYER_NAME, &r.payer_name)?),
-            payer_phone: Phi::new(open(key, r, PAYER_PHONE, &r.payer_phone)?),
-            plan: Phi::new(open(key, r, PLAN, &r.plan)?),
+            payer_name: Phi::new(open(PAYER_NAME, &r.payer_name)?),
+            payer_phone: Phi::new(open(PAYER_PHONE, &r.payer_phone)?),
+            plan: Phi::new(open(PLAN, &r.plan)?),
             procedure_codes: Phi::new(codes.split(',').map(str::to_owned).collect()),
         },
         status: TaskStatus::parse(&r.status).ok_or_else(integrity)?,
@@ -122,7 +94,7 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
         reference_number: r
             .reference_number
             .as_deref()
-            .map(|v| open(key, r, REFERENCE_NUMBER, v).map(Phi::new))
+            .map(|v| open(REFERENCE_NUMBER, v).map(Phi::new))
             .transpose()?,
         transcript_chunks: u32::try_from(r.transcript_chunks).map_err(|_| integrity())?,
         created_by: SubjectId::parse(&r.created_by).map_err(|_| integrity())?,
@@ -136,13 +108,8 @@ fn event(access: &Access, action: &str, id: Uuid, outcome: Outcome) -> AuditEven
 }
 
 /// Where the organization's supervisor number is sealed: its own row.
-fn supervisor_place(org: Uuid) -> Place<'static> {
-    Place {
-        org,
-        table: SETTINGS,
-        column: SUPERVISOR_PHONE,
-        row: org,
-    }
+fn supervisor_sealer(key: &DataKey, org: Uuid) -> Sealer<'_> {
+    Sealer::new(key, org, SETTINGS, org)
 }
 
 fn settings_event(access: &Access, action: &str) -> AuditEvent {
@@ -168,11 +135,8 @@ impl SeaVerifications {
             return Ok(None);
         };
         let key = KeyVersions::new(&self.keys, ctx).get(version).await?;
-        Ok(Some(Phi::new(fields::open_text(
-            &key,
-            supervisor_place(org),
-            &sealed,
-        )?)))
+        let phone = supervisor_sealer(&key, org).open(SUPERVISOR_PHONE, &sealed)?;
+        Ok(Some(Phi::new(phone)))
     }
 
     async fn decrypt(
@@ -198,10 +162,7 @@ impl SeaVerifications {
         bot: Option<&SubjectId>,
         lock: bool,
     ) -> Result<Option<row::Model>, ClinicalError> {
-        let mut q = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(row::Column::Id.eq(id))
-            .filter(crate::patients::live_org(ctx));
+        let mut q = row::Entity::find().live(ctx).filter(row::Column::Id.eq(id));
         if let Some(bot) = bot {
             q = q.filter(row::Column::ClaimedBy.eq(bot.as_str()));
         }
@@ -255,21 +216,16 @@ impl VerificationRepository for SeaVerifications {
         let key = self.keys.current(ctx).await?;
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
         let now = carapace_audit::event::now_micros();
+        let seal = |column: &str, plain: &str| task_sealer(&key, org, id).seal(column, plain);
         let model = row::Model {
             org_id: org,
             id,
             patient_id: t.patient.as_uuid(),
             key_version: i32::try_from(key.version()).unwrap_or(i32::MAX),
-            payer_name: seal(&key, org, id, PAYER_NAME, t.payer_name.expose_phi())?,
-            payer_phone: seal(&key, org, id, PAYER_PHONE, t.payer_phone.expose_phi())?,
-            plan: seal(&key, org, id, PLAN, t.plan.expose_phi())?,
-            procedure_codes: seal(
-                &key,
-                org,
-                id,
-                PROCEDURE_CODES,
-                &t.procedure_codes.expose_phi().join(","),
-            )?,
+            payer_name: seal(PAYER_NAME, t.payer_name.expose_phi())?,
+            payer_phone: seal(PAYER_PHONE, t.payer_phone.expose_phi())?,
+            plan: seal(PLAN, t.plan.expose_phi())?,
+            procedure_codes: seal(PROCEDURE_CODES, &t.procedure_codes.expose_phi().join(","))?,
             status: TaskStatus::Pending.as_str().to_owned(),
             claimed_by: None,
             reference_number: None,
@@ -280,7 +236,7 @@ impl VerificationRepository for SeaVerifications {
             updated_at: now,
         };
         let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, t.patient)
+        if crate::repo::patient_row(&tx, ctx, t.patient)
             .await?
             .is_none()
         {
@@ -328,9 +284,7 @@ impl VerificationRepository for SeaVerifications {
     ) -> Result<Vec<Task>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        let mut q = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(crate::patients::live_org(ctx));
+        let mut q = row::Entity::find().live(ctx);
         if let Some(s) = status {
             q = q.filter(row::Column::Status.eq(s.as_str()));
         }
@@ -452,22 +406,15 @@ impl VerificationRepository for SeaVerifications {
                 match &progress {
                     Progress::Calling => {}
                     Progress::Completed(reference) => {
-                        m.reference_number = Set(Some(seal(
-                            key,
-                            org,
-                            id,
-                            REFERENCE_NUMBER,
-                            reference.expose_phi(),
-                        )?));
+                        m.reference_number = Set(Some(
+                            task_sealer(key, org, id)
+                                .seal(REFERENCE_NUMBER, reference.expose_phi())?,
+                        ));
                     }
                     Progress::Failed(reason) => {
-                        m.failure_reason = Set(Some(seal(
-                            key,
-                            org,
-                            id,
-                            FAILURE_REASON,
-                            reason.expose_phi(),
-                        )?));
+                        m.failure_reason = Set(Some(
+                            task_sealer(key, org, id).seal(FAILURE_REASON, reason.expose_phi())?,
+                        ));
                     }
                 }
                 Ok(())
@@ -521,13 +468,7 @@ impl VerificationRepository for SeaVerifications {
         }
         let org = ctx.org().as_uuid();
         let column = chunk_column(seq);
-        let place = Place {
-            org,
-            table: TRANSCRIPTS,
-            column: &column,
-            row: id,
-        };
-        let sealed = fields::seal(&key, place, text.expose_phi().as_bytes())?;
+        let sealed = Sealer::new(&key, org, TRANSCRIPTS, id).seal(&column, text.expose_phi())?;
         chunk::Entity::insert(chunk::ActiveModel {
             org_id: Set(org),
             task_id: Set(id),
@@ -575,7 +516,7 @@ impl VerificationRepository for SeaVerifications {
         let org = ctx.org().as_uuid();
         let key = self.keys.current(ctx).await?;
         let sealed = phone
-            .map(|p| fields::seal(&key, supervisor_place(org), p.expose_phi().as_bytes()))
+            .map(|p| supervisor_sealer(&key, org).seal(SUPERVISOR_PHONE, p.expose_phi()))
             .transpose()?;
         let tx = self.db.begin_tenant(ctx).await?;
         let model = setting::ActiveModel {
@@ -629,7 +570,7 @@ impl VerificationRepository for SeaVerifications {
             return Ok(None);
         }
         let rows = chunk::Entity::find()
-            .filter(chunk::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(chunk::Column::TaskId.eq(id))
             .order_by_asc(chunk::Column::Seq)
             .all(&tx)
@@ -643,17 +584,8 @@ impl VerificationRepository for SeaVerifications {
         for c in rows {
             let seq = u32::try_from(c.seq).map_err(|_| integrity())?;
             let column = chunk_column(seq);
-            let place = Place {
-                org: c.org_id,
-                table: TRANSCRIPTS,
-                column: &column,
-                row: id,
-            };
-            text.push_str(&fields::open_text(
-                &*keys.get(c.key_version).await?,
-                place,
-                &c.chunk,
-            )?);
+            let key = keys.get(c.key_version).await?;
+            text.push_str(&Sealer::new(&key, c.org_id, TRANSCRIPTS, id).open(&column, &c.chunk)?);
         }
         Ok(Some(Phi::new(text)))
     }

@@ -27,9 +27,11 @@ use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter a
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{hash_of, statement, system};
+use crate::db::statement;
 use crate::db::{Database, storage_error};
 use crate::entity::audit_checkpoint;
+use crate::scope::Scoped as _;
+use crate::trail::{hash_of, system};
 
 /// Checkpoints written per anchoring pass, at most.
 const ANCHOR_BATCH: u64 = 500;
@@ -163,7 +165,7 @@ pub async fn anchor_waiting(
         let mut found = Vec::new();
         for (kind, position) in &waiting {
             let row = audit_checkpoint::Entity::find()
-                .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+                .in_org(org)
                 .filter(audit_checkpoint::Column::Kind.eq(kind.as_str()))
                 .filter(audit_checkpoint::Column::Position.eq(*position))
                 .one(&tx)
@@ -368,7 +370,7 @@ async fn database_side(
         .begin_tenant_read(&system(org, "system:audit-verify"))
         .await?;
     let checkpoints = audit_checkpoint::Entity::find()
-        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+        .in_org(org)
         .all(&tx)
         .await
         .map_err(storage_error)?
@@ -439,6 +441,6 @@ pub async fn unknown_orgs(
     witness: &dyn Witness,
 ) -> Result<Vec<String>, CompareError> {
     let named = witness.orgs().await?;
-    let known = crate::audit::every_org(db).await?;
+    let known = crate::organizations::every_org(db).await?;
     Ok(unknown(&named, &known))
 }
