@@ -44,7 +44,7 @@ use crate::entity::appointment as row;
 use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_out};
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
-use crate::repo::Sealer;
+use crate::repo::{self, Sealer, on_patient};
 use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::appointments::{REASON, TABLE};
@@ -150,10 +150,11 @@ fn now() -> OffsetDateTime {
 }
 
 fn event(access: &Access, action: &str, id: Option<AppointmentId>, outcome: Outcome) -> AuditEvent {
-    access.event(
+    repo::event(
+        access,
         action,
         "appointment",
-        id.map(|i| i.as_uuid().to_string()),
+        id.map(|i| i.as_uuid()),
         outcome,
     )
 }
@@ -288,53 +289,44 @@ impl AppointmentRepository for SeaAppointments {
             .map(|r| Sealer::new(&key, org, TABLE, id.as_uuid()).seal(REASON, r.expose_phi()))
             .transpose()?;
         let at = now();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, new.patient)
-            .await?
-            .is_none()
-        {
-            let missing = access.event(
+        let missing = || {
+            repo::event(
+                access,
                 "appointment.create",
                 "patient",
-                Some(new.patient.to_string()),
+                Some(new.patient),
                 Outcome::NotFound,
-            );
-            crate::audit::commit_with(tx, &[missing]).await?;
+            )
+        };
+        let booked = on_patient(&self.db, ctx, new.patient, missing, async |tx| {
+            let patient = new.patient.as_uuid();
+            if clashes(tx, ctx, new.practitioner.as_str(), patient, &new.slot, None).await? {
+                return Err(slot_taken());
+            }
+            row::Entity::insert(row::ActiveModel {
+                org_id: Set(org),
+                id: Set(id.as_uuid()),
+                patient_id: Set(patient),
+                practitioner: Set(new.practitioner.as_str().to_owned()),
+                starts_at: Set(new.slot.start()),
+                ends_at: Set(new.slot.end()),
+                time_zone: Set(new.time_zone.as_str().to_owned()),
+                status: Set(AppointmentStatus::Booked.as_str().to_owned()),
+                key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+                reason: Set(reason),
+                created_at: Set(at),
+                updated_at: Set(at),
+            })
+            .exec_without_returning(tx)
+            .await
+            .map_err(write_error)?;
+            schedule(tx, ctx, id.as_uuid(), reminders).await?;
+            Ok(((), vec![allowed(access, "appointment.create", id, patient)]))
+        })
+        .await?;
+        if booked.is_none() {
             return Err(ClinicalError::NotFound);
         }
-        let patient = new.patient.as_uuid();
-        if clashes(
-            &tx,
-            ctx,
-            new.practitioner.as_str(),
-            patient,
-            &new.slot,
-            None,
-        )
-        .await?
-        {
-            return Err(slot_taken());
-        }
-        row::Entity::insert(row::ActiveModel {
-            org_id: Set(org),
-            id: Set(id.as_uuid()),
-            patient_id: Set(patient),
-            practitioner: Set(new.practitioner.as_str().to_owned()),
-            starts_at: Set(new.slot.start()),
-            ends_at: Set(new.slot.end()),
-            time_zone: Set(new.time_zone.as_str().to_owned()),
-            status: Set(AppointmentStatus::Booked.as_str().to_owned()),
-            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-            reason: Set(reason),
-            created_at: Set(at),
-            updated_at: Set(at),
-        })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(write_error)?;
-        schedule(&tx, ctx, id.as_uuid(), reminders).await?;
-        crate::audit::commit_with(tx, &[allowed(access, "appointment.create", id, patient)])
-            .await?;
         Ok(Appointment {
             id,
             org: ctx.org(),
@@ -553,35 +545,33 @@ impl AppointmentRepository for SeaAppointments {
         off: &[Channel],
     ) -> Result<bool, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            let missing = preferences_event(access, "update", patient, Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(false);
-        }
-        let org = ctx.org().as_uuid();
-        opt_out::Entity::delete_many()
-            .in_org(org)
-            .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
-        for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {
-            opt_out::Entity::insert(opt_out::ActiveModel {
-                org_id: Set(org),
-                patient_id: Set(patient.as_uuid()),
-                channel: Set(channel.as_str().to_owned()),
-                created_at: Set(now()),
-            })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        }
-        let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
-        let changed = preferences_event(access, "update", patient, Outcome::Allowed)
-            .with_detail(format!("opted out of: [{}]", names.join(", ")));
-        crate::audit::commit_with(tx, &[changed]).await?;
-        Ok(true)
+        let missing = || preferences_event(access, "update", patient, Outcome::NotFound);
+        let changed = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let org = ctx.org().as_uuid();
+            opt_out::Entity::delete_many()
+                .in_org(org)
+                .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
+                .exec(tx)
+                .await
+                .map_err(storage_error)?;
+            for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {
+                opt_out::Entity::insert(opt_out::ActiveModel {
+                    org_id: Set(org),
+                    patient_id: Set(patient.as_uuid()),
+                    channel: Set(channel.as_str().to_owned()),
+                    created_at: Set(now()),
+                })
+                .exec_without_returning(tx)
+                .await
+                .map_err(storage_error)?;
+            }
+            let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
+            let changed = preferences_event(access, "update", patient, Outcome::Allowed)
+                .with_detail(format!("opted out of: [{}]", names.join(", ")));
+            Ok(((), vec![changed]))
+        })
+        .await?;
+        Ok(changed.is_some())
     }
 
     async fn opt_outs(
@@ -590,19 +580,13 @@ impl AppointmentRepository for SeaAppointments {
         patient: PatientId,
     ) -> Result<Option<Vec<Channel>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            let missing = preferences_event(access, "read", patient, Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(None);
-        }
-        let channels = opted_out(&tx, ctx, patient.as_uuid()).await?;
-        crate::audit::commit_with(
-            tx,
-            &[preferences_event(access, "read", patient, Outcome::Allowed)],
-        )
-        .await?;
-        Ok(Some(channels))
+        let missing = || preferences_event(access, "read", patient, Outcome::NotFound);
+        on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let channels = opted_out(tx, ctx, patient.as_uuid()).await?;
+            let read = preferences_event(access, "read", patient, Outcome::Allowed);
+            Ok((channels, vec![read]))
+        })
+        .await
     }
 }
 
@@ -612,10 +596,11 @@ fn preferences_event(
     patient: PatientId,
     outcome: Outcome,
 ) -> AuditEvent {
-    access.event(
+    repo::event(
+        access,
         &format!("patient.reminder_preferences.{verb}"),
         "patient",
-        Some(patient.to_string()),
+        Some(patient),
         outcome,
     )
 }

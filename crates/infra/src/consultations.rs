@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
 use crate::entity::{consent as c, incoming_referral as inc, referral as r};
+use crate::repo::{self, on_patient};
 use crate::scope::{Live as _, Scoped as _};
 
 /// Most consents or referrals one listing returns.
@@ -92,8 +93,13 @@ fn mirrored(m: inc::Model) -> Result<Referral, ClinicalError> {
     })
 }
 
-fn on_patient(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
-    access.event(action, "patient", Some(patient.to_string()), outcome)
+fn patient_event(
+    access: &Access,
+    action: &str,
+    patient: PatientId,
+    outcome: Outcome,
+) -> AuditEvent {
+    repo::event(access, action, "patient", Some(patient), outcome)
 }
 
 impl ConsultationRepository for SeaConsultations {
@@ -104,20 +110,7 @@ impl ConsultationRepository for SeaConsultations {
         new: &NewConsent,
     ) -> Result<Option<Consent>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[on_patient(
-                    access,
-                    "consent.create",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
+        let missing = || patient_event(access, "consent.create", patient, Outcome::NotFound);
         let names: Vec<&str> = new.sections.iter().map(|s| s.as_str()).collect();
         let row = c::Model {
             org_id: ctx.org().as_uuid(),
@@ -131,28 +124,31 @@ impl ConsultationRepository for SeaConsultations {
             recorded_by: ctx.actor().as_str().to_owned(),
             created_at: carapace_audit::event::now_micros(),
         };
-        c::Entity::insert(c::ActiveModel {
-            org_id: Set(row.org_id),
-            id: Set(row.id),
-            patient_id: Set(row.patient_id),
-            recipient_org: Set(row.recipient_org),
-            recipient: Set(row.recipient.clone()),
-            sections: Set(row.sections.clone()),
-            expires_at: Set(row.expires_at),
-            revoked_at: Set(None),
-            recorded_by: Set(row.recorded_by.clone()),
-            created_at: Set(row.created_at),
+        let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            c::Entity::insert(c::ActiveModel {
+                org_id: Set(row.org_id),
+                id: Set(row.id),
+                patient_id: Set(row.patient_id),
+                recipient_org: Set(row.recipient_org),
+                recipient: Set(row.recipient.clone()),
+                sections: Set(row.sections.clone()),
+                expires_at: Set(row.expires_at),
+                revoked_at: Set(None),
+                recorded_by: Set(row.recorded_by.clone()),
+                created_at: Set(row.created_at),
+            })
+            .exec_without_returning(tx)
+            .await
+            .map_err(storage_error)?;
+            let made = patient_event(access, "consent.create", patient, Outcome::Allowed)
+                .with_detail(format!(
+                    "consent {} for {} of org {}: {} until {}",
+                    row.id, row.recipient, row.recipient_org, row.sections, row.expires_at
+                ));
+            Ok(((), vec![made]))
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
-        let made =
-            on_patient(access, "consent.create", patient, Outcome::Allowed).with_detail(format!(
-                "consent {} for {} of org {}: {} until {}",
-                row.id, row.recipient, row.recipient_org, row.sections, row.expires_at
-            ));
-        crate::audit::commit_with(tx, &[made]).await?;
-        consent_of(row).map(Some)
+        .await?;
+        made.map(|()| consent_of(row)).transpose()
     }
 
     async fn consents(
@@ -161,42 +157,23 @@ impl ConsultationRepository for SeaConsultations {
         patient: PatientId,
     ) -> Result<Option<Vec<Consent>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[on_patient(
-                    access,
-                    "consent.list",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
-        let rows = c::Entity::find()
-            .scoped(ctx)
-            .filter(c::Column::PatientId.eq(patient.as_uuid()))
-            .order_by_asc(c::Column::Id)
-            .limit(LIST_MAX)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
-        crate::audit::commit_with(
-            tx,
-            &[on_patient(
-                access,
-                "consent.list",
-                patient,
-                Outcome::Allowed,
-            )],
-        )
+        let missing = || patient_event(access, "consent.list", patient, Outcome::NotFound);
+        let found = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let rows = c::Entity::find()
+                .scoped(ctx)
+                .filter(c::Column::PatientId.eq(patient.as_uuid()))
+                .order_by_asc(c::Column::Id)
+                .limit(LIST_MAX)
+                .all(tx)
+                .await
+                .map_err(storage_error)?;
+            let listed = patient_event(access, "consent.list", patient, Outcome::Allowed);
+            Ok((rows, vec![listed]))
+        })
         .await?;
-        rows.into_iter()
-            .map(consent_of)
-            .collect::<Result<_, _>>()
-            .map(Some)
+        found
+            .map(|rows| rows.into_iter().map(consent_of).collect::<Result<_, _>>())
+            .transpose()
     }
 
     async fn revoke_consent(
@@ -222,7 +199,7 @@ impl ConsultationRepository for SeaConsultations {
         } else {
             Outcome::NotFound
         };
-        let revoked = on_patient(access, "consent.revoke", patient, outcome)
+        let revoked = patient_event(access, "consent.revoke", patient, outcome)
             .with_detail(format!("consent {id}"));
         crate::audit::commit_with(tx, &[revoked]).await?;
         Ok(done.rows_affected == 1)
@@ -261,8 +238,8 @@ impl ConsultationRepository for SeaConsultations {
         .await
         .map_err(storage_error)?;
         let detail = format!("referral {} to {} of org {}", x.id, x.to, x.to_org);
-        let made =
-            on_patient(access, "referral.create", x.patient, Outcome::Allowed).with_detail(detail);
+        let made = patient_event(access, "referral.create", x.patient, Outcome::Allowed)
+            .with_detail(detail);
         crate::audit::commit_with(tx, &[made]).await?;
         // The mirror, in the receiving organization's own transaction.
         let receiving = access.in_org(x.to_org);
@@ -300,7 +277,7 @@ impl ConsultationRepository for SeaConsultations {
                 .await
                 .map_err(storage_error)?;
             let undone =
-                on_patient(access, "referral.create", x.patient, Outcome::Error).with_detail(
+                patient_event(access, "referral.create", x.patient, Outcome::Error).with_detail(
                     format!("referral {} withdrawn: the receiving side failed", x.id),
                 );
             crate::audit::commit_with(tx, &[undone]).await?;

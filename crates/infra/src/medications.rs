@@ -27,7 +27,7 @@ use crate::db::{Database, storage_error};
 use crate::entity::{medication as med, side_effect as effect};
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
-use crate::repo::Sealer;
+use crate::repo::{self, Sealer, on_patient};
 use crate::scope::Live as _;
 
 /// Most records of each kind one history or aggregation reads per patient.
@@ -104,7 +104,7 @@ fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalE
 }
 
 fn event(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
-    access.event(action, "patient", Some(patient.to_string()), outcome)
+    repo::event(access, action, "patient", Some(patient), outcome)
 }
 
 impl SeaMedications {
@@ -184,29 +184,19 @@ impl MedicationRepository for SeaMedications {
                 .transpose()?),
             created_at: Set(created_at),
         };
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "medication.create",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
-        med::Entity::insert(row)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        let made = event(access, "medication.create", patient, Outcome::Allowed)
-            .with_phi_fields(&MEDICATION_FIELDS)
-            .with_detail(format!("medication {id}"));
-        crate::audit::commit_with(tx, &[made]).await?;
-        Ok(Some(Medication {
+        let missing = || event(access, "medication.create", patient, Outcome::NotFound);
+        let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            med::Entity::insert(row)
+                .exec_without_returning(tx)
+                .await
+                .map_err(storage_error)?;
+            let made = event(access, "medication.create", patient, Outcome::Allowed)
+                .with_phi_fields(&MEDICATION_FIELDS)
+                .with_detail(format!("medication {id}"));
+            Ok(((), vec![made]))
+        })
+        .await?;
+        Ok(made.map(|()| Medication {
             id,
             patient,
             details: d.clone(),
@@ -236,29 +226,19 @@ impl MedicationRepository for SeaMedications {
             onset_on: Set(s(ONSET_ON, &date_text(*d.onset_on.expose_phi()))?),
             created_at: Set(created_at),
         };
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "side_effect.create",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
-        effect::Entity::insert(row)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        let made = event(access, "side_effect.create", patient, Outcome::Allowed)
-            .with_phi_fields(&SIDE_EFFECT_FIELDS)
-            .with_detail(format!("side effect {id}"));
-        crate::audit::commit_with(tx, &[made]).await?;
-        Ok(Some(SideEffect {
+        let missing = || event(access, "side_effect.create", patient, Outcome::NotFound);
+        let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            effect::Entity::insert(row)
+                .exec_without_returning(tx)
+                .await
+                .map_err(storage_error)?;
+            let made = event(access, "side_effect.create", patient, Outcome::Allowed)
+                .with_phi_fields(&SIDE_EFFECT_FIELDS)
+                .with_detail(format!("side effect {id}"));
+            Ok(((), vec![made]))
+        })
+        .await?;
+        Ok(made.map(|()| SideEffect {
             id,
             patient,
             details: d.clone(),
@@ -272,27 +252,25 @@ impl MedicationRepository for SeaMedications {
         patient: PatientId,
     ) -> Result<Option<MedicationHistory>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(access, "medication.read", patient, Outcome::NotFound)],
-            )
-            .await?;
-            return Ok(None);
+        let missing = || event(access, "medication.read", patient, Outcome::NotFound);
+        let found = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let (meds, effects) = self.rows(tx, ctx, Some(patient), HISTORY_MAX).await?;
+            let mut read_fields: Vec<&str> = MEDICATION_FIELDS.to_vec();
+            read_fields.extend(SIDE_EFFECT_FIELDS);
+            let read = event(access, "medication.read", patient, Outcome::Allowed)
+                .with_phi_fields(&read_fields)
+                .with_detail(format!(
+                    "{} medications, {} side effects",
+                    meds.len(),
+                    effects.len()
+                ));
+            Ok(((meds, effects), vec![read]))
+        })
+        .await?;
+        match found {
+            Some((meds, effects)) => Ok(Some(self.open_all(ctx, &meds, &effects).await?)),
+            None => Ok(None),
         }
-        let (meds, effects) = self.rows(&tx, ctx, Some(patient), HISTORY_MAX).await?;
-        let mut read_fields: Vec<&str> = MEDICATION_FIELDS.to_vec();
-        read_fields.extend(SIDE_EFFECT_FIELDS);
-        let read = event(access, "medication.read", patient, Outcome::Allowed)
-            .with_phi_fields(&read_fields)
-            .with_detail(format!(
-                "{} medications, {} side effects",
-                meds.len(),
-                effects.len()
-            ));
-        crate::audit::commit_with(tx, &[read]).await?;
-        Ok(Some(self.open_all(ctx, &meds, &effects).await?))
     }
 
     async fn timelines(&self, access: &Access) -> Result<Vec<Timeline>, ClinicalError> {

@@ -17,10 +17,10 @@ use carapace_clinical::patient::{
 use std::sync::Arc;
 
 use carapace_phi_crypto::Phi;
-use carapace_phi_crypto::envelope::{Binding, DataKey};
+use carapace_phi_crypto::envelope::DataKey;
 
 use crate::fields::{self, KeyVersions};
-use crate::repo::{Sealer, patient_row};
+use crate::repo::{Sealer, commit, on_patient, patient_row};
 use crate::scope::{Live as _, Scoped as _};
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
 use sea_orm::ActiveValue::{NotSet, Set};
@@ -300,18 +300,9 @@ fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
     row::Entity::find().live(ctx)
 }
 
-async fn commit(tx: DatabaseTransaction) -> Result<(), ClinicalError> {
-    tx.commit().await.map_err(|e| storage_error(e).into())
-}
-
 /// The audit event of `action` on patient `id`.
 fn event(access: &Access, action: &str, id: Option<PatientId>, outcome: Outcome) -> AuditEvent {
-    access.event(
-        action,
-        "patient",
-        id.map(|i| i.as_uuid().to_string()),
-        outcome,
-    )
+    crate::repo::event(access, action, "patient", id.map(|i| i.as_uuid()), outcome)
 }
 
 /// The audit events of a miss: `action` on `id` not found in `access`'s
@@ -623,7 +614,7 @@ impl PatientRepository for SeaPatients {
             .await
             .map_err(storage_error)?
             .is_some();
-        commit(tx).await?;
+        commit::<ClinicalError>(tx).await?;
         let own_record = patient.account_subject.as_deref() == Some(subject.as_str());
         Ok(Some(PatientLinks {
             care_team,
@@ -644,7 +635,7 @@ impl PatientRepository for SeaPatients {
             return Ok(false);
         }
         insert_assignment(&tx, ctx, id, subject, role, now()).await?;
-        commit(tx).await?;
+        commit::<ClinicalError>(tx).await?;
         Ok(true)
     }
 
@@ -654,22 +645,23 @@ impl PatientRepository for SeaPatients {
         id: PatientId,
     ) -> Result<Option<Vec<(SubjectId, CareRole)>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if patient_row(&tx, ctx, id).await?.is_none() {
-            let missing = event(access, "patient.care_team", Some(id), Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
+        let missing = || event(access, "patient.care_team", Some(id), Outcome::NotFound);
+        let rows = on_patient(&self.db, ctx, id, missing, async |tx| {
+            let rows = care_assignment::Entity::find()
+                .scoped(ctx)
+                .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
+                .order_by_asc(care_assignment::Column::CreatedAt)
+                .limit(500)
+                .all(tx)
+                .await
+                .map_err(storage_error)?;
+            let read = event(access, "patient.care_team", Some(id), Outcome::Allowed);
+            Ok((rows, vec![read]))
+        })
+        .await?;
+        let Some(rows) = rows else {
             return Ok(None);
-        }
-        let rows = care_assignment::Entity::find()
-            .scoped(ctx)
-            .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
-            .order_by_asc(care_assignment::Column::CreatedAt)
-            .limit(500)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
-        let read = event(access, "patient.care_team", Some(id), Outcome::Allowed);
-        crate::audit::commit_with(tx, &[read]).await?;
+        };
         rows.into_iter()
             .map(|r| {
                 Ok((
@@ -692,46 +684,33 @@ impl PatientRepository for SeaPatients {
         let ctx = access.tenant();
         // The key first (its own transaction), as for patient rows.
         let key = self.keys.current(ctx).await?;
-        let tx = self.db.begin_tenant(ctx).await?;
-        if patient_row(&tx, ctx, id).await?.is_none() {
-            let missing = event(access, "patient.break_glass", Some(id), Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(false);
-        }
+        let missing = || event(access, "patient.break_glass", Some(id), Outcome::NotFound);
         let grant = uuid::Uuid::now_v7();
-        let org_bytes = ctx.org().as_uuid().into_bytes();
-        let sealed_reason = key
-            .encrypt(
-                &Binding {
-                    org: &org_bytes,
-                    table: crate::sealed::break_glass_grants::TABLE,
-                    column: crate::sealed::break_glass_grants::REASON,
-                    row: &grant.into_bytes(),
-                },
-                reason.expose_phi().as_bytes(),
-            )
-            .map_err(|_| {
-                ClinicalError::Storage(StorageError::Unavailable("encryption failed".into()))
-            })?;
-        break_glass::Entity::insert(break_glass::ActiveModel {
-            org_id: Set(ctx.org().as_uuid()),
-            id: Set(grant),
-            patient_id: Set(id.as_uuid()),
-            subject: Set(subject.as_str().to_owned()),
-            reason: Set(SEALED_REASON.to_owned()),
-            reason_sealed: Set(Some(sealed_reason)),
-            expires_at: Set(until),
-            created_at: Set(now()),
+        let declared = on_patient(&self.db, ctx, id, missing, async |tx| {
+            use crate::sealed::break_glass_grants::{REASON, TABLE};
+            let sealed_reason =
+                Sealer::new(&key, ctx.org(), TABLE, grant).seal(REASON, reason.expose_phi())?;
+            break_glass::Entity::insert(break_glass::ActiveModel {
+                org_id: Set(ctx.org().as_uuid()),
+                id: Set(grant),
+                patient_id: Set(id.as_uuid()),
+                subject: Set(subject.as_str().to_owned()),
+                reason: Set(SEALED_REASON.to_owned()),
+                reason_sealed: Set(Some(sealed_reason)),
+                expires_at: Set(until),
+                created_at: Set(now()),
+            })
+            .exec_without_returning(tx)
+            .await
+            .map_err(storage_error)?;
+            // The reason is PHI-adjacent free text: the event names the grant
+            // (where the reason is kept), not the reason itself.
+            let declared = event(access, "patient.break_glass", Some(id), Outcome::Allowed)
+                .with_detail(format!("grant {grant} until {until}"));
+            Ok(((), vec![declared]))
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
-        // The reason is PHI-adjacent free text: the event names the grant
-        // (where the reason is kept), not the reason itself.
-        let declared = event(access, "patient.break_glass", Some(id), Outcome::Allowed)
-            .with_detail(format!("grant {grant} until {until}"));
-        crate::audit::commit_with(tx, &[declared]).await?;
-        Ok(true)
+        .await?;
+        Ok(declared.is_some())
     }
 
     async fn record_miss(
@@ -766,7 +745,7 @@ impl PatientRepository for SeaPatients {
             .exec(&tx)
             .await
             .map_err(storage_error)?;
-        commit(tx).await?;
+        commit::<ClinicalError>(tx).await?;
         Ok(done.rows_affected == 1)
     }
 

@@ -29,7 +29,7 @@ use crate::entity::{
 };
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
-use crate::repo::Sealer;
+use crate::repo::{self, Sealer, on_patient};
 use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::verification_settings::{SUPERVISOR_PHONE, TABLE as SETTINGS};
@@ -104,7 +104,7 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
 }
 
 fn event(access: &Access, action: &str, id: Uuid, outcome: Outcome) -> AuditEvent {
-    access.event(action, "verification_task", Some(id.to_string()), outcome)
+    repo::event(access, action, "verification_task", Some(id), outcome)
 }
 
 /// Where the organization's supervisor number is sealed: its own row.
@@ -235,30 +235,28 @@ impl VerificationRepository for SeaVerifications {
             created_at: now,
             updated_at: now,
         };
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::repo::patient_row(&tx, ctx, t.patient)
-            .await?
-            .is_none()
-        {
-            let missing = access.event(
+        let missing = || {
+            repo::event(
+                access,
                 "verification.create",
                 "patient",
-                Some(t.patient.to_string()),
+                Some(t.patient),
                 Outcome::NotFound,
-            );
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(None);
-        }
-        let active: row::ActiveModel = model.clone().into();
-        row::Entity::insert(active)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        let made = event(access, "verification.create", id, Outcome::Allowed)
-            .with_phi_fields(&["payer_name", "payer_phone", "plan", "procedure_codes"])
-            .with_detail(format!("patient {}", t.patient));
-        crate::audit::commit_with(tx, &[made]).await?;
-        from_row(&key, &model).map(Some)
+            )
+        };
+        let made = on_patient(&self.db, ctx, t.patient, missing, async |tx| {
+            let active: row::ActiveModel = model.clone().into();
+            row::Entity::insert(active)
+                .exec_without_returning(tx)
+                .await
+                .map_err(storage_error)?;
+            let made = event(access, "verification.create", id, Outcome::Allowed)
+                .with_phi_fields(&["payer_name", "payer_phone", "plan", "procedure_codes"])
+                .with_detail(format!("patient {}", t.patient));
+            Ok(((), vec![made]))
+        })
+        .await?;
+        made.map(|()| from_row(&key, &model)).transpose()
     }
 
     async fn get(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
