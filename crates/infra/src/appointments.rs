@@ -44,7 +44,7 @@ use crate::entity::appointment as row;
 use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_out};
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
-use crate::repo::{self, Sealer, on_patient};
+use crate::repo::{self, Sealer, on_patient, on_row};
 use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::appointments::{REASON, TABLE};
@@ -372,41 +372,42 @@ impl AppointmentRepository for SeaAppointments {
         reminders: &[PlannedReminder],
     ) -> Result<Option<Appointment>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(current) = self.locked(&tx, ctx, id).await? else {
-            let missing = event(
+        let find = async |tx: &DatabaseTransaction| self.locked(tx, ctx, id).await;
+        let missing = || {
+            event(
                 access,
                 "appointment.reschedule",
                 Some(id),
                 Outcome::NotFound,
-            );
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(None);
+            )
         };
-        let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
-        if !carapace_clinical::appointment::may_reschedule(status) {
-            return Err(ClinicalError::Conflict {
-                code: "invalid_transition",
-                detail: "only a booked appointment can be rescheduled",
-            });
-        }
-        let (patient, practitioner) = (current.patient_id, current.practitioner.clone());
-        if clashes(&tx, ctx, &practitioner, patient, &slot, Some(id.as_uuid())).await? {
-            return Err(slot_taken());
-        }
-        let mut update: row::ActiveModel = current.into();
-        update.starts_at = Set(slot.start());
-        update.ends_at = Set(slot.end());
-        update.updated_at = Set(now());
-        let updated = update.update(&tx).await.map_err(write_error)?;
-        unschedule(&tx, ctx, id.as_uuid()).await?;
-        schedule(&tx, ctx, id.as_uuid(), reminders).await?;
-        crate::audit::commit_with(
-            tx,
-            &[allowed(access, "appointment.reschedule", id, patient)],
-        )
+        let updated = on_row(&self.db, ctx, find, missing, async |tx, current| {
+            let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
+            if !carapace_clinical::appointment::may_reschedule(status) {
+                return Err(ClinicalError::Conflict {
+                    code: "invalid_transition",
+                    detail: "only a booked appointment can be rescheduled",
+                });
+            }
+            let (patient, practitioner) = (current.patient_id, current.practitioner.clone());
+            if clashes(tx, ctx, &practitioner, patient, &slot, Some(id.as_uuid())).await? {
+                return Err(slot_taken());
+            }
+            let mut update: row::ActiveModel = current.into();
+            update.starts_at = Set(slot.start());
+            update.ends_at = Set(slot.end());
+            update.updated_at = Set(now());
+            let updated = update.update(tx).await.map_err(write_error)?;
+            unschedule(tx, ctx, id.as_uuid()).await?;
+            schedule(tx, ctx, id.as_uuid(), reminders).await?;
+            let rescheduled = allowed(access, "appointment.reschedule", id, patient);
+            Ok((updated, vec![rescheduled]))
+        })
         .await?;
-        Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
+        match updated {
+            Some(updated) => Ok(self.decrypt_all(ctx, vec![updated]).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     async fn finish(
@@ -417,24 +418,26 @@ impl AppointmentRepository for SeaAppointments {
     ) -> Result<Option<Appointment>, ClinicalError> {
         let ctx = access.tenant();
         let action = action_of(to);
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(current) = self.locked(&tx, ctx, id).await? else {
-            let missing = event(access, action, Some(id), Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
+        let find = async |tx: &DatabaseTransaction| self.locked(tx, ctx, id).await;
+        let missing = || event(access, action, Some(id), Outcome::NotFound);
+        let updated = on_row(&self.db, ctx, find, missing, async |tx, current| {
+            let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
+            let slot = Slot::new(current.starts_at, current.ends_at).ok_or_else(integrity)?;
+            check_transition(status, to, &slot, OffsetDateTime::now_utc())?;
+            let patient = current.patient_id;
+            let mut update: row::ActiveModel = current.into();
+            update.status = Set(to.as_str().to_owned());
+            update.updated_at = Set(now());
+            let updated = update.update(tx).await.map_err(write_error)?;
+            unschedule(tx, ctx, id.as_uuid()).await?;
+            let changed = event(access, action, Some(id), Outcome::Allowed)
+                .with_detail(format!("patient {patient}"));
+            Ok((updated, vec![changed]))
+        })
+        .await?;
+        let Some(updated) = updated else {
             return Ok(None);
         };
-        let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
-        let slot = Slot::new(current.starts_at, current.ends_at).ok_or_else(integrity)?;
-        check_transition(status, to, &slot, OffsetDateTime::now_utc())?;
-        let patient = current.patient_id;
-        let mut update: row::ActiveModel = current.into();
-        update.status = Set(to.as_str().to_owned());
-        update.updated_at = Set(now());
-        let updated = update.update(&tx).await.map_err(write_error)?;
-        unschedule(&tx, ctx, id.as_uuid()).await?;
-        let changed = event(access, action, Some(id), Outcome::Allowed)
-            .with_detail(format!("patient {patient}"));
-        crate::audit::commit_with(tx, &[changed]).await?;
         Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
     }
 

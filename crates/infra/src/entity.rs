@@ -1,5 +1,16 @@
 //! SeaORM entities. Private to this crate: nothing outside infra sees a row.
 
+/// The parts of an entity that has no relations, which SeaORM wants
+/// spelled out in every entity module.
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
 mod tenancy;
 pub use tenancy::{idempotency_key, org_key, organization};
 

@@ -4,8 +4,8 @@
 //! - Sealing a PHI column: [`Sealer`] (one `seal`, one `open`).
 //! - The audit event of an access: [`event`].
 //! - A tenant transaction that commits with its audit events
-//!   ([`audited`]), and the same on one patient's record, which records
-//!   the miss when there is no such patient ([`on_patient`]).
+//!   ([`audited`]), and the same on one row, which records the miss when
+//!   there is no such row ([`on_row`], [`on_patient`]).
 //! - A unit of audited work that may share its commit ([`grouped`]).
 //! - The organization filter ([`crate::scope`]).
 
@@ -51,10 +51,32 @@ where
     Ok(value)
 }
 
-/// Like [`audited`], on patient `patient`'s record: when `ctx`'s
-/// organization has no such patient, only the event `missing` makes is
-/// committed and the answer is `None`; otherwise `work` runs in the same
+/// Like [`audited`], on the row `find` looks up in the transaction: when
+/// there is none, only the event `missing` makes is committed and the
+/// answer is `None`; otherwise `work` runs on the row in the same
 /// transaction.
+pub(crate) async fn on_row<R, T, L, F>(
+    db: &Database,
+    ctx: &TenantContext,
+    find: L,
+    missing: impl FnOnce() -> AuditEvent,
+    work: F,
+) -> Result<Option<T>, ClinicalError>
+where
+    L: AsyncFnOnce(&DatabaseTransaction) -> Result<Option<R>, ClinicalError>,
+    F: AsyncFnOnce(&DatabaseTransaction, R) -> Result<Audited<T>, ClinicalError>,
+{
+    audited(db, ctx, async |tx: &DatabaseTransaction| {
+        let Some(row) = find(tx).await? else {
+            return Ok((None, vec![missing()]));
+        };
+        let (value, events) = work(tx, row).await?;
+        Ok((Some(value), events))
+    })
+    .await
+}
+
+/// [`on_row`] on patient `patient`'s record (its row is not needed).
 pub(crate) async fn on_patient<T, F>(
     db: &Database,
     ctx: &TenantContext,
@@ -65,14 +87,8 @@ pub(crate) async fn on_patient<T, F>(
 where
     F: AsyncFnOnce(&DatabaseTransaction) -> Result<Audited<T>, ClinicalError>,
 {
-    audited(db, ctx, async |tx: &DatabaseTransaction| {
-        if patient_row(tx, ctx, patient).await?.is_none() {
-            return Ok((None, vec![missing()]));
-        }
-        let (value, events) = work(tx).await?;
-        Ok((Some(value), events))
-    })
-    .await
+    let find = async |tx: &DatabaseTransaction| patient_row(tx, ctx, patient).await;
+    on_row(db, ctx, find, missing, async |tx, _| work(tx).await).await
 }
 
 /// Patient `id`'s row in `ctx`'s (live) organization, read in `tx`.

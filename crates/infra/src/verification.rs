@@ -29,7 +29,7 @@ use crate::entity::{
 };
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
-use crate::repo::{self, Sealer, on_patient};
+use crate::repo::{self, Sealer, on_patient, on_row};
 use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::verification_settings::{SUPERVISOR_PHONE, TABLE as SETTINGS};
@@ -184,25 +184,28 @@ impl SeaVerifications {
         change: impl FnOnce(&mut row::ActiveModel, &DataKey) -> Result<(), ClinicalError>,
     ) -> Result<Option<Task>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(current) = self.find(&tx, ctx, id, bot, true).await? else {
-            crate::audit::commit_with(tx, &[event(access, action, id, Outcome::NotFound)]).await?;
-            return Ok(None);
-        };
-        // New sealed columns join the row under the key its others use.
-        let version = u32::try_from(current.key_version).map_err(|_| integrity())?;
-        let key = self.keys.version(ctx, version).await?;
-        let from = TaskStatus::parse(&current.status).ok_or_else(integrity)?;
-        check_transition(from, to)?;
-        let mut update: row::ActiveModel = current.into();
-        update.status = Set(to.as_str().to_owned());
-        update.updated_at = Set(carapace_audit::event::now_micros());
-        change(&mut update, &key)?;
-        let saved = update.update(&tx).await.map_err(storage_error)?;
-        let done =
-            event(access, action, id, Outcome::Allowed).with_detail(format!("{from} -> {to}"));
-        crate::audit::commit_with(tx, &[done]).await?;
-        Ok(self.decrypt(ctx, &[saved]).await?.pop())
+        let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, bot, true).await;
+        let missing = || event(access, action, id, Outcome::NotFound);
+        let saved = on_row(&self.db, ctx, find, missing, async |tx, current| {
+            // New sealed columns join the row under the key its others use.
+            let version = u32::try_from(current.key_version).map_err(|_| integrity())?;
+            let key = self.keys.version(ctx, version).await?;
+            let from = TaskStatus::parse(&current.status).ok_or_else(integrity)?;
+            check_transition(from, to)?;
+            let mut update: row::ActiveModel = current.into();
+            update.status = Set(to.as_str().to_owned());
+            update.updated_at = Set(carapace_audit::event::now_micros());
+            change(&mut update, &key)?;
+            let saved = update.update(tx).await.map_err(storage_error)?;
+            let done =
+                event(access, action, id, Outcome::Allowed).with_detail(format!("{from} -> {to}"));
+            Ok((saved, vec![done]))
+        })
+        .await?;
+        match saved {
+            Some(saved) => Ok(self.decrypt(ctx, &[saved]).await?.pop()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -431,62 +434,53 @@ impl VerificationRepository for SeaVerifications {
         let ctx = access.tenant();
         let bot = ctx.actor().clone();
         let key = self.keys.current(ctx).await?;
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(task) = self.find(&tx, ctx, id, Some(&bot), true).await? else {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "verification.transcript",
-                    id,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        };
-        if task.status != TaskStatus::Calling.as_str() {
-            return Err(ClinicalError::Conflict {
-                code: "invalid_transition",
-                detail: "transcripts are uploaded while the task is calling",
-            });
-        }
-        let have = u32::try_from(task.transcript_chunks).map_err(|_| integrity())?;
-        if seq != have {
-            return Err(ClinicalError::Conflict {
-                code: "chunk_out_of_order",
-                detail: "send transcript chunks in order, each once, starting at 0",
-            });
-        }
-        if have >= limits::CHUNKS_MAX {
-            return Err(ClinicalError::Conflict {
-                code: "transcript_full",
-                detail: "a transcript holds at most 16 chunks of 16 KiB",
-            });
-        }
-        let org = ctx.org().as_uuid();
-        let column = chunk_column(seq);
-        let sealed = Sealer::new(&key, org, TRANSCRIPTS, id).seal(&column, text.expose_phi())?;
-        chunk::Entity::insert(chunk::ActiveModel {
-            org_id: Set(org),
-            task_id: Set(id),
-            seq: Set(i32::try_from(seq).map_err(|_| integrity())?),
-            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-            chunk: Set(sealed),
-            created_at: Set(carapace_audit::event::now_micros()),
+        let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, Some(&bot), true).await;
+        let missing = || event(access, "verification.transcript", id, Outcome::NotFound);
+        on_row(&self.db, ctx, find, missing, async |tx, task| {
+            if task.status != TaskStatus::Calling.as_str() {
+                return Err(ClinicalError::Conflict {
+                    code: "invalid_transition",
+                    detail: "transcripts are uploaded while the task is calling",
+                });
+            }
+            let have = u32::try_from(task.transcript_chunks).map_err(|_| integrity())?;
+            if seq != have {
+                return Err(ClinicalError::Conflict {
+                    code: "chunk_out_of_order",
+                    detail: "send transcript chunks in order, each once, starting at 0",
+                });
+            }
+            if have >= limits::CHUNKS_MAX {
+                return Err(ClinicalError::Conflict {
+                    code: "transcript_full",
+                    detail: "a transcript holds at most 16 chunks of 16 KiB",
+                });
+            }
+            let org = ctx.org().as_uuid();
+            let column = chunk_column(seq);
+            let sealed =
+                Sealer::new(&key, org, TRANSCRIPTS, id).seal(&column, text.expose_phi())?;
+            chunk::Entity::insert(chunk::ActiveModel {
+                org_id: Set(org),
+                task_id: Set(id),
+                seq: Set(i32::try_from(seq).map_err(|_| integrity())?),
+                key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+                chunk: Set(sealed),
+                created_at: Set(carapace_audit::event::now_micros()),
+            })
+            .exec_without_returning(tx)
+            .await
+            .map_err(storage_error)?;
+            let mut update: row::ActiveModel = task.into();
+            update.transcript_chunks = Set(i32::try_from(seq + 1).map_err(|_| integrity())?);
+            update.updated_at = Set(carapace_audit::event::now_micros());
+            update.update(tx).await.map_err(storage_error)?;
+            let stored = event(access, "verification.transcript", id, Outcome::Allowed)
+                .with_phi_fields(&["transcript"])
+                .with_detail(format!("chunk {seq}, {} bytes", text.expose_phi().len()));
+            Ok((seq + 1, vec![stored]))
         })
-        .exec_without_returning(&tx)
         .await
-        .map_err(storage_error)?;
-        let mut update: row::ActiveModel = task.into();
-        update.transcript_chunks = Set(i32::try_from(seq + 1).map_err(|_| integrity())?);
-        update.updated_at = Set(carapace_audit::event::now_micros());
-        update.update(&tx).await.map_err(storage_error)?;
-        let stored = event(access, "verification.transcript", id, Outcome::Allowed)
-            .with_phi_fields(&["transcript"])
-            .with_detail(format!("chunk {seq}, {} bytes", text.expose_phi().len()));
-        crate::audit::commit_with(tx, &[stored]).await?;
-        Ok(Some(seq + 1))
     }
 
     async fn supervisor_phone(
@@ -553,30 +547,31 @@ impl VerificationRepository for SeaVerifications {
         id: Uuid,
     ) -> Result<Option<Phi<String>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if self.find(&tx, ctx, id, None, false).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "verification.transcript_read",
-                    id,
-                    Outcome::NotFound,
-                )],
+        let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, None, false).await;
+        let missing = || {
+            event(
+                access,
+                "verification.transcript_read",
+                id,
+                Outcome::NotFound,
             )
-            .await?;
+        };
+        let rows = on_row(&self.db, ctx, find, missing, async |tx, _| {
+            let rows = chunk::Entity::find()
+                .scoped(ctx)
+                .filter(chunk::Column::TaskId.eq(id))
+                .order_by_asc(chunk::Column::Seq)
+                .all(tx)
+                .await
+                .map_err(storage_error)?;
+            let read = event(access, "verification.transcript_read", id, Outcome::Allowed)
+                .with_phi_fields(&["transcript"]);
+            Ok((rows, vec![read]))
+        })
+        .await?;
+        let Some(rows) = rows else {
             return Ok(None);
-        }
-        let rows = chunk::Entity::find()
-            .scoped(ctx)
-            .filter(chunk::Column::TaskId.eq(id))
-            .order_by_asc(chunk::Column::Seq)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
-        let read = event(access, "verification.transcript_read", id, Outcome::Allowed)
-            .with_phi_fields(&["transcript"]);
-        crate::audit::commit_with(tx, &[read]).await?;
+        };
         let mut keys = KeyVersions::new(&self.keys, ctx);
         let mut text = String::new();
         for c in rows {

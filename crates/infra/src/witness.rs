@@ -31,7 +31,7 @@ use crate::db::statement;
 use crate::db::{Database, storage_error};
 use crate::entity::audit_checkpoint;
 use crate::scope::Scoped as _;
-use crate::trail::{hash_of, system};
+use crate::trail::{checkpoint_of, hash_of, system};
 
 /// Checkpoints written per anchoring pass, at most.
 const ANCHOR_BATCH: u64 = 500;
@@ -266,22 +266,6 @@ impl Anchoring {
             }
         }
     }
-}
-
-fn checkpoint_of(c: &audit_checkpoint::Model) -> Result<Checkpoint, StorageError> {
-    Ok(Checkpoint {
-        org: OrgId::from_uuid(c.org_id),
-        kind: CheckpointKind::parse(&c.kind)
-            .ok_or_else(|| StorageError::Internal("unknown checkpoint kind".into()))?,
-        position: u64::try_from(c.position).unwrap_or(0),
-        link: hash_of(&c.link)?,
-        signed_at: c.signed_at,
-        signature: c
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| StorageError::Internal("malformed signature".into()))?,
-    })
 }
 
 /// Why a comparison could not be made.

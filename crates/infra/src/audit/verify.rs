@@ -27,19 +27,7 @@ pub async fn verify_org(
         .await
         .map_err(storage_error)?
     {
-        let cp = Checkpoint {
-            org: OrgId::from_uuid(c.org_id),
-            kind: CheckpointKind::parse(&c.kind)
-                .ok_or_else(|| StorageError::Internal("unknown checkpoint kind".into()))?,
-            position: u64::try_from(c.position).unwrap_or(0),
-            link: hash_of(&c.link)?,
-            signed_at: c.signed_at,
-            signature: c
-                .signature
-                .as_slice()
-                .try_into()
-                .map_err(|_| StorageError::Internal("malformed signature".into()))?,
-        };
+        let cp = crate::trail::checkpoint_of(&c)?;
         match cp.kind {
             CheckpointKind::Tombstone
                 if tombstone.as_ref().is_none_or(|t| t.position < cp.position) =>

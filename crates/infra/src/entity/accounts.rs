@@ -33,10 +33,7 @@ pub mod user {
         }
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod session {
@@ -56,10 +53,7 @@ pub mod session {
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod refresh_token {
@@ -78,10 +72,7 @@ pub mod refresh_token {
         pub successor: Option<Vec<u8>>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod security_event {
@@ -99,10 +90,7 @@ pub mod security_event {
         pub at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod password_reset {
@@ -121,10 +109,7 @@ pub mod password_reset {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod recovery_code {
@@ -143,10 +128,7 @@ pub mod recovery_code {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod service_key {
@@ -167,10 +149,7 @@ pub mod service_key {
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod login_address {
@@ -188,10 +167,7 @@ pub mod login_address {
         pub last_success_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod login_address_failure {
@@ -207,10 +183,7 @@ pub mod login_address_failure {
         pub throttled_until: Option<TimeDateTimeWithTimeZone>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod mfa_challenge_spent {
@@ -226,10 +199,7 @@ pub mod mfa_challenge_spent {
         pub expires_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod subject_block {
@@ -247,8 +217,5 @@ pub mod subject_block {
         pub updated_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }

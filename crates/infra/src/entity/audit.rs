@@ -19,10 +19,7 @@ pub mod audit_event {
         pub body: String,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod audit_chain {
@@ -40,10 +37,7 @@ pub mod audit_chain {
         pub link: Vec<u8>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod audit_checkpoint {
@@ -63,10 +57,7 @@ pub mod audit_checkpoint {
         pub signature: Vec<u8>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod alert_outbox {
@@ -88,8 +79,5 @@ pub mod alert_outbox {
         pub last_error: Option<String>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }

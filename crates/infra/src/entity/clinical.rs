@@ -21,10 +21,7 @@ pub mod medication {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod side_effect {
@@ -46,10 +43,7 @@ pub mod side_effect {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod consent {
@@ -72,10 +66,7 @@ pub mod consent {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod referral {
@@ -96,10 +87,7 @@ pub mod referral {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod incoming_referral {
@@ -120,10 +108,7 @@ pub mod incoming_referral {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod assistant_turn {
@@ -145,8 +130,5 @@ pub mod assistant_turn {
         pub patient_id: Option<Uuid>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }

@@ -23,10 +23,7 @@ pub mod appointment {
         pub updated_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod appointment_reminder {
@@ -50,10 +47,7 @@ pub mod appointment_reminder {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod reminder_opt_out {
@@ -71,10 +65,7 @@ pub mod reminder_opt_out {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod calendar_feed {
@@ -93,8 +84,5 @@ pub mod calendar_feed {
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }

@@ -20,10 +20,7 @@ pub mod organization {
         pub ai_baa: bool,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod org_key {
@@ -49,10 +46,7 @@ pub mod org_key {
         }
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod idempotency_key {
@@ -75,8 +69,5 @@ pub mod idempotency_key {
         pub expires_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }

@@ -27,10 +27,7 @@ pub mod verification_task {
         pub updated_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod verification_setting {
@@ -47,10 +44,7 @@ pub mod verification_setting {
         pub updated_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
 
 pub mod verification_transcript {
@@ -70,8 +64,5 @@ pub mod verification_transcript {
         pub created_at: TimeDateTimeWithTimeZone,
     }
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    no_relations!();
 }
