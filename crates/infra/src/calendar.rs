@@ -152,15 +152,11 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
         ctx: &TenantContext,
         token_hash: [u8; 32],
     ) -> Result<Option<FeedInfo>, ClinicalError> {
-        let tx = self.db.begin_tenant_read(ctx).await?;
-        let row = feed::Entity::find()
+        let select = feed::Entity::find()
             .live(ctx)
             .filter(feed::Column::TokenHash.eq(token_hash.to_vec()))
-            .filter(feed::Column::RevokedAt.is_null())
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
+            .filter(feed::Column::RevokedAt.is_null());
+        let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(info).transpose()
     }
 

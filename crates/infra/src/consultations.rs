@@ -210,14 +210,8 @@ impl ConsultationRepository for SeaConsultations {
         ctx: &TenantContext,
         id: Uuid,
     ) -> Result<Option<Consent>, ClinicalError> {
-        let tx = self.db.begin_tenant_read(ctx).await?;
-        let row = c::Entity::find()
-            .live(ctx)
-            .filter(c::Column::Id.eq(id))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
+        let select = c::Entity::find().live(ctx).filter(c::Column::Id.eq(id));
+        let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(consent_of).transpose()
     }
 
@@ -332,15 +326,11 @@ impl ConsultationRepository for SeaConsultations {
 
     async fn incoming(&self, access: &Access, id: Uuid) -> Result<Option<Referral>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant_read(ctx).await?;
-        let row = inc::Entity::find()
+        let select = inc::Entity::find()
             .live(ctx)
             .filter(inc::Column::Id.eq(id))
-            .filter(inc::Column::ToSubject.eq(ctx.actor().as_str()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
+            .filter(inc::Column::ToSubject.eq(ctx.actor().as_str()));
+        let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(mirrored).transpose()
     }
 

@@ -2,7 +2,8 @@
 //! written once.
 //!
 //! - Sealing a PHI column: [`Sealer`] (one `seal`, one `open`).
-//! - The audit event of an access: [`event`].
+//! - The audit event of an access: [`event`]; a read that records none:
+//!   [`read_one`].
 //! - A tenant transaction that commits with its audit events
 //!   ([`audited`]), and the same on one row, which records the miss when
 //!   there is no such row ([`on_row`], [`on_patient`]).
@@ -36,6 +37,19 @@ pub(crate) fn event(
 /// Commits `tx` (work that records no event).
 pub(crate) async fn commit<E: From<StorageError>>(tx: DatabaseTransaction) -> Result<(), E> {
     tx.commit().await.map_err(|e| storage_error(e).into())
+}
+
+/// The one row `select` finds, read in a read-only tenant transaction of
+/// `ctx` (a read that records no event).
+pub(crate) async fn read_one<E: sea_orm::EntityTrait>(
+    db: &Database,
+    ctx: &TenantContext,
+    select: sea_orm::Select<E>,
+) -> Result<Option<E::Model>, StorageError> {
+    let tx = db.begin_tenant_read(ctx).await?;
+    let row = select.one(&tx).await.map_err(storage_error)?;
+    tx.commit().await.map_err(storage_error)?;
+    Ok(row)
 }
 
 /// Runs `work` in one tenant transaction of `ctx` and commits it together
