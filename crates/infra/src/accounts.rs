@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{
     calendar_feed, login_address, login_address_failure, mfa_challenge_spent, password_reset,
     recovery_code, refresh_token, security_event, session, user,
@@ -135,9 +136,8 @@ async fn record_event(
         subject: Set(subject),
         at: Set(now),
     })
-    .exec_without_returning(tx)
-    .await
-    .map_err(db_err)?;
+    .run(tx)
+    .await?;
     Ok(())
 }
 

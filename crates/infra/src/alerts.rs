@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{alert_outbox, audit_event};
 use crate::outbound::SafeHttp;
 use crate::scope::Scoped as _;
@@ -75,9 +76,8 @@ pub(crate) async fn enqueue_for<C: ConnectionTrait>(
         delivered_at: Set(None),
         last_error: Set(None),
     })
-    .exec_without_returning(conn)
-    .await
-    .map_err(storage_error)?;
+    .run(conn)
+    .await?;
     Ok(Some(rule))
 }
 
@@ -157,7 +157,7 @@ impl AlertDeliverer {
                 sea_orm::sea_query::LockBehavior::SkipLocked,
             );
         }
-        let rows = due.all(&tx).await.map_err(storage_error)?;
+        let rows = due.all_in(&tx).await?;
         let mut report = DeliveryReport::default();
         for row in rows {
             let timestamp = OffsetDateTime::now_utc().unix_timestamp();

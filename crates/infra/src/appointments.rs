@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use crate::SeaPatients;
 use crate::db::{Backend, Database, is_overlap, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::appointment as row;
 use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_out};
 use crate::fields::{self, KeyVersions};
@@ -95,7 +96,7 @@ impl SeaAppointments {
         if self.db.backend() == Backend::Postgres {
             q = q.lock_exclusive();
         }
-        Ok(q.one(tx).await.map_err(storage_error)?)
+        Ok(q.one_in(tx).await?)
     }
 }
 
@@ -115,9 +116,8 @@ impl SeaAppointments {
             .filter(row::Column::StartsAt.lt(window.end()))
             .order_by_asc(row::Column::StartsAt)
             .limit(2000)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         self.decrypt_all(ctx, rows).await
     }
 }
@@ -189,7 +189,7 @@ async fn clashes(
     if let Some(id) = except {
         q = q.filter(row::Column::Id.ne(id));
     }
-    Ok(q.one(tx).await.map_err(storage_error)?.is_some())
+    Ok(q.one_in(tx).await?.is_some())
 }
 
 /// The database's refusal of an overlap as the domain's conflict.
@@ -222,9 +222,8 @@ async fn schedule(
             last_error: Set(None),
             created_at: Set(created),
         })
-        .exec_without_returning(tx)
-        .await
-        .map_err(storage_error)?;
+        .run(tx)
+        .await?;
     }
     Ok(())
 }
@@ -239,9 +238,8 @@ async fn unschedule(
         .scoped(ctx)
         .filter(reminder::Column::AppointmentId.eq(appointment))
         .filter(reminder::Column::Status.eq("pending"))
-        .exec(tx)
-        .await
-        .map_err(storage_error)?;
+        .run(tx)
+        .await?;
     Ok(())
 }
 
@@ -266,9 +264,8 @@ impl AppointmentRepository for SeaAppointments {
             .column(row::Column::PatientId)
             .filter(row::Column::Id.eq(id.as_uuid()))
             .into_tuple()
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(found.map(PatientId::from_uuid))
     }
@@ -350,9 +347,8 @@ impl AppointmentRepository for SeaAppointments {
         let tx = self.db.begin_tenant(ctx).await?;
         let found = scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let read = match &found {
             Some(r) => allowed(access, "appointment.read", id, r.patient_id),
             None => event(access, "appointment.read", Some(id), Outcome::NotFound),
@@ -476,9 +472,8 @@ impl AppointmentRepository for SeaAppointments {
             .order_by_asc(row::Column::StartsAt)
             .order_by_asc(row::Column::Id)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let mut shown: Vec<AuditEvent> = rows
             .iter()
             .take(limit)
@@ -523,9 +518,8 @@ impl AppointmentRepository for SeaAppointments {
             .filter(row::Column::EndsAt.gt(window.start()))
             .order_by_asc(row::Column::StartsAt)
             .into_tuple()
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         // Times only, no patient: not a disclosure of PHI, but recorded.
         let read = access
             .event(
@@ -554,9 +548,8 @@ impl AppointmentRepository for SeaAppointments {
             opt_out::Entity::delete_many()
                 .in_org(org)
                 .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
-                .exec(tx)
-                .await
-                .map_err(storage_error)?;
+                .run(tx)
+                .await?;
             for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {
                 opt_out::Entity::insert(opt_out::ActiveModel {
                     org_id: Set(org),
@@ -564,9 +557,8 @@ impl AppointmentRepository for SeaAppointments {
                     channel: Set(channel.as_str().to_owned()),
                     created_at: Set(now()),
                 })
-                .exec_without_returning(tx)
-                .await
-                .map_err(storage_error)?;
+                .run(tx)
+                .await?;
             }
             let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
             let changed = preferences_event(access, "update", patient, Outcome::Allowed)

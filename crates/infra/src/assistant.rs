@@ -17,7 +17,8 @@ use sea_orm::{
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::assistant_turn as turn;
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
@@ -64,9 +65,8 @@ impl AssistantRepository for SeaAssistant {
             .filter(conversation(patient))
             .order_by_desc(turn::Column::Id)
             .limit(limit)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         rows.reverse();
         let read = access
             .event("assistant.history", "assistant", None, Outcome::Allowed)
@@ -106,9 +106,8 @@ impl AssistantRepository for SeaAssistant {
                 created_at: Set(carapace_audit::event::now_micros()),
                 patient_id: Set(patient.map(|p| p.as_uuid())),
             })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         }
         let stored = access
             .event("assistant.message", "assistant", None, Outcome::Allowed)

@@ -14,7 +14,8 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use uuid::Uuid;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::calendar_feed as feed;
 use crate::scope::{Live as _, Scoped as _};
 use crate::{SeaAppointments, SeaPatients};
@@ -73,9 +74,8 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             created_at: Set(row.created_at),
             revoked_at: Set(None),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
+        .run(&tx)
+        .await?;
         let made = access.event(
             "calendar_feed.create",
             "calendar_feed",
@@ -97,9 +97,8 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             .scoped(ctx)
             .filter(feed::Column::Practitioner.eq(practitioner.as_str()))
             .order_by_asc(feed::Column::Id)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let listed = access
             .event(
                 "calendar_feed.list",
@@ -129,9 +128,8 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             .filter(feed::Column::Id.eq(id))
             .filter(feed::Column::Practitioner.eq(practitioner.as_str()))
             .filter(feed::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         let outcome = if done.rows_affected == 1 {
             Outcome::Allowed
         } else {

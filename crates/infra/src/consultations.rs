@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{consent as c, incoming_referral as inc, referral as r};
 use crate::repo::{self, on_patient};
 use crate::scope::{Live as _, Scoped as _};
@@ -137,9 +138,8 @@ impl ConsultationRepository for SeaConsultations {
                 recorded_by: Set(row.recorded_by.clone()),
                 created_at: Set(row.created_at),
             })
-            .exec_without_returning(tx)
-            .await
-            .map_err(storage_error)?;
+            .run(tx)
+            .await?;
             let made = patient_event(access, "consent.create", patient, Outcome::Allowed)
                 .with_detail(format!(
                     "consent {} for {} of org {}: {} until {}",
@@ -164,9 +164,8 @@ impl ConsultationRepository for SeaConsultations {
                 .filter(c::Column::PatientId.eq(patient.as_uuid()))
                 .order_by_asc(c::Column::Id)
                 .limit(LIST_MAX)
-                .all(tx)
-                .await
-                .map_err(storage_error)?;
+                .all_in(tx)
+                .await?;
             let listed = patient_event(access, "consent.list", patient, Outcome::Allowed);
             Ok((rows, vec![listed]))
         })
@@ -191,9 +190,8 @@ impl ConsultationRepository for SeaConsultations {
             .filter(c::Column::PatientId.eq(patient.as_uuid()))
             .filter(c::Column::Id.eq(id))
             .filter(c::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         let outcome = if done.rows_affected == 1 {
             Outcome::Allowed
         } else {
@@ -228,9 +226,8 @@ impl ConsultationRepository for SeaConsultations {
             to_subject: Set(x.to.as_str().to_owned()),
             created_at: Set(x.created_at),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
+        .run(&tx)
+        .await?;
         let detail = format!("referral {} to {} of org {}", x.id, x.to, x.to_org);
         let made = patient_event(access, "referral.create", x.patient, Outcome::Allowed)
             .with_detail(detail);
@@ -249,9 +246,8 @@ impl ConsultationRepository for SeaConsultations {
                 to_subject: Set(x.to.as_str().to_owned()),
                 created_at: Set(x.created_at),
             })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
             let received = receiving
                 .event(
                     "referral.received",
@@ -267,9 +263,8 @@ impl ConsultationRepository for SeaConsultations {
             r::Entity::delete_many()
                 .in_org(x.org)
                 .filter(r::Column::Id.eq(x.id))
-                .exec(&tx)
-                .await
-                .map_err(storage_error)?;
+                .run(&tx)
+                .await?;
             let undone =
                 patient_event(access, "referral.create", x.patient, Outcome::Error).with_detail(
                     format!("referral {} withdrawn: the receiving side failed", x.id),
@@ -294,9 +289,8 @@ impl ConsultationRepository for SeaConsultations {
                 .filter(inc::Column::ToSubject.eq(me))
                 .order_by_asc(inc::Column::Id)
                 .limit(LIST_MAX)
-                .all(&tx)
-                .await
-                .map_err(storage_error)?
+                .all_in(&tx)
+                .await?
                 .into_iter()
                 .map(mirrored)
                 .collect::<Result<Vec<_>, _>>()?
@@ -306,9 +300,8 @@ impl ConsultationRepository for SeaConsultations {
                 .filter(r::Column::FromSubject.eq(me))
                 .order_by_asc(r::Column::Id)
                 .limit(LIST_MAX)
-                .all(&tx)
-                .await
-                .map_err(storage_error)?
+                .all_in(&tx)
+                .await?
                 .into_iter()
                 .map(referral_of)
                 .collect::<Result<Vec<_>, _>>()?
@@ -343,9 +336,8 @@ impl ConsultationRepository for SeaConsultations {
         let found = r::Entity::find()
             .live(source)
             .filter(r::Column::Id.eq(id))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let Some(referral) = found else {
             tx.commit().await.map_err(storage_error)?;
             return Ok(None);
@@ -353,9 +345,8 @@ impl ConsultationRepository for SeaConsultations {
         let consent = c::Entity::find()
             .scoped(source)
             .filter(c::Column::Id.eq(referral.consent_id))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         match consent {
             Some(c) => Ok(Some((referral_of(referral)?, consent_of(c)?))),

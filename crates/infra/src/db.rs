@@ -5,6 +5,7 @@ mod errors;
 mod group;
 mod migrate;
 mod posture;
+mod run;
 pub(crate) mod wait;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use errors::{is_overlap, storage_error};
 pub(crate) use group::{Audited, UnitFuture};
 pub use posture::PostureProblem;
+pub(crate) use run::{Fetch, Run};
 
 /// Which database engine a URL points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::idempotency_key;
 use crate::keys::KeyRing;
 use crate::scope::Scoped as _;
@@ -129,9 +130,8 @@ impl SeaIdempotency {
         let found = idempotency_key::Entity::find()
             .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let stale = |r: &idempotency_key::Model| r.created_at <= now - STALE_PENDING;
         let reusable = found
             .as_ref()
@@ -162,9 +162,8 @@ impl SeaIdempotency {
                     idempotency_key::Entity::delete_many()
                         .in_org(org)
                         .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
-                        .exec(&tx)
-                        .await
-                        .map_err(storage_error)?;
+                        .run(&tx)
+                        .await?;
                 }
                 let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
                     org_id: Set(org),
@@ -218,9 +217,8 @@ impl SeaIdempotency {
             .col_expr(idempotency_key::Column::Response, Expr::value(Some(sealed)))
             .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)
     }
 
@@ -239,17 +237,15 @@ impl SeaIdempotency {
             .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         idempotency_key::Entity::update_many()
             .col_expr(idempotency_key::Column::State, Expr::value("lost"))
             .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("committed"))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)
     }
 
@@ -298,9 +294,8 @@ pub(crate) async fn mark_committed<C: ConnectionTrait>(
             .in_org(event.org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
-            .exec(conn)
-            .await
-            .map_err(storage_error)?;
+            .run(conn)
+            .await?;
     }
     Ok(())
 }

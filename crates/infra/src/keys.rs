@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::org_key;
 use crate::scope::Scoped as _;
 
@@ -161,9 +162,8 @@ impl KeyRing {
         let rows = org_key::Entity::find()
             .scoped(ctx)
             .order_by_asc(org_key::Column::Version)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(rows
             .iter()
@@ -183,9 +183,8 @@ impl KeyRing {
         let done = org_key::Entity::delete_many()
             .scoped(ctx)
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
-            .exec(tx)
-            .await
-            .map_err(storage_error)?;
+            .run(tx)
+            .await?;
         Ok(done.rows_affected == 1)
     }
 
@@ -222,9 +221,8 @@ impl KeyRing {
         let row = org_key::Entity::find()
             .in_org(org)
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         let Some(row) = row else {
             return Ok(None);
@@ -289,11 +287,7 @@ impl KeyRing {
         new_kek: &dyn SecretSealer,
     ) -> Result<u64, StorageError> {
         let tx = self.db.begin_tenant(ctx).await?;
-        let rows = org_key::Entity::find()
-            .scoped(ctx)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+        let rows = org_key::Entity::find().scoped(ctx).all_in(&tx).await?;
         let mut done = 0;
         for row in rows {
             let version = u32::try_from(row.version)
@@ -342,11 +336,7 @@ impl KeyRing {
     /// ciphertexts can never be decrypted again. Returns how many went.
     pub async fn shred(&self, ctx: &TenantContext) -> Result<u64, StorageError> {
         let tx = self.db.begin_tenant(ctx).await?;
-        let done = org_key::Entity::delete_many()
-            .scoped(ctx)
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+        let done = org_key::Entity::delete_many().scoped(ctx).run(&tx).await?;
         tx.commit().await.map_err(storage_error)?;
         if let Ok(mut k) = self.keys.lock() {
             k.retain(|(org, _), _| *org != ctx.org());
@@ -365,9 +355,8 @@ impl KeyRing {
         let row = org_key::Entity::find()
             .scoped(ctx)
             .order_by_desc(org_key::Column::Version)
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(row.and_then(|r| u32::try_from(r.version).ok()))
     }

@@ -23,7 +23,8 @@ use time::Date;
 use time::macros::format_description;
 use uuid::Uuid;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{medication as med, side_effect as effect};
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
@@ -124,15 +125,13 @@ impl SeaMedications {
         let meds = m
             .order_by_asc(med::Column::Id)
             .limit(max)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         let effects = e
             .order_by_asc(effect::Column::Id)
             .limit(max)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         Ok((meds, effects))
     }
 
@@ -186,10 +185,7 @@ impl MedicationRepository for SeaMedications {
         };
         let missing = || event(access, "medication.create", patient, Outcome::NotFound);
         let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
-            med::Entity::insert(row)
-                .exec_without_returning(tx)
-                .await
-                .map_err(storage_error)?;
+            med::Entity::insert(row).run(tx).await?;
             let made = event(access, "medication.create", patient, Outcome::Allowed)
                 .with_phi_fields(&MEDICATION_FIELDS)
                 .with_detail(format!("medication {id}"));
@@ -228,10 +224,7 @@ impl MedicationRepository for SeaMedications {
         };
         let missing = || event(access, "side_effect.create", patient, Outcome::NotFound);
         let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
-            effect::Entity::insert(row)
-                .exec_without_returning(tx)
-                .await
-                .map_err(storage_error)?;
+            effect::Entity::insert(row).run(tx).await?;
             let made = event(access, "side_effect.create", patient, Outcome::Allowed)
                 .with_phi_fields(&SIDE_EFFECT_FIELDS)
                 .with_detail(format!("side effect {id}"));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::organization as org;
 use crate::scope::Scoped as _;
 
@@ -103,9 +104,8 @@ impl SeaOrganizations {
             .col_expr(org::Column::DeletedAt, Expr::value(now))
             .filter(org::Column::Id.eq(org))
             .filter(org::Column::DeletedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         if done.rows_affected != 1 {
             return Ok(false);
         }
@@ -113,16 +113,14 @@ impl SeaOrganizations {
             .col_expr(session::Column::RevokedAt, Expr::value(now))
             .in_org(org)
             .filter(session::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         service_key::Entity::update_many()
             .col_expr(service_key::Column::RevokedAt, Expr::value(now))
             .in_org(org)
             .filter(service_key::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         self.forget(ctx.org());
         Ok(true)
@@ -136,9 +134,8 @@ pub(crate) async fn is_live(
 ) -> Result<bool, StorageError> {
     let found = org::Entity::find_by_id(id.as_uuid())
         .filter(org::Column::DeletedAt.is_null())
-        .one(conn)
-        .await
-        .map_err(storage_error)?;
+        .one_in(conn)
+        .await?;
     Ok(found.is_some())
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use carapace_phi_crypto::Phi;
 use carapace_phi_crypto::envelope::DataKey;
 
+use crate::db::Fetch as _;
 use crate::fields::{self, KeyVersions};
 use crate::repo::{Sealer, commit, on_patient, patient_row};
 use crate::scope::{Live as _, Scoped as _};
@@ -90,9 +91,8 @@ impl SeaPatients {
         let rows = scoped(ctx)
             .order_by_asc(row::Column::Id)
             .limit(100_000)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         Ok(self
             .decrypt_all(ctx, rows)
             .await?

@@ -12,6 +12,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::db::Run as _;
 use crate::db::{Database, storage_error};
 use crate::entity::{
     idempotency_key, login_address_failure, mfa_challenge_spent, organization, password_reset,
@@ -54,9 +55,8 @@ pub async fn purge_expired(
         report.sessions += session::Entity::delete_many()
             .in_org(org)
             .filter(dead)
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?
+            .run(&tx)
+            .await?
             .rows_affected;
         let spent = Condition::any()
             .add(password_reset::Column::UsedAt.is_not_null())
@@ -64,22 +64,19 @@ pub async fn purge_expired(
         report.resets += password_reset::Entity::delete_many()
             .in_org(org)
             .filter(spent)
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?
+            .run(&tx)
+            .await?
             .rows_affected;
         mfa_challenge_spent::Entity::delete_many()
             .in_org(org)
             .filter(mfa_challenge_spent::Column::ExpiresAt.lte(now))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         idempotency_key::Entity::delete_many()
             .in_org(org)
             .filter(idempotency_key::Column::ExpiresAt.lte(now))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
     }
     login_address_failure::Entity::delete_many()

@@ -16,6 +16,7 @@ use carapace_clinical::patient::PatientId;
 use carapace_tenancy::{OrgId, StorageError, TenantContext};
 use sea_orm::{ColumnTrait as _, DatabaseTransaction, EntityTrait as _, QueryFilter as _};
 
+use crate::db::Fetch as _;
 use crate::db::{Audited, Database, UnitFuture, storage_error};
 use crate::entity::patient;
 use crate::scope::Live as _;
@@ -47,7 +48,7 @@ pub(crate) async fn read_one<E: sea_orm::EntityTrait>(
     select: sea_orm::Select<E>,
 ) -> Result<Option<E::Model>, StorageError> {
     let tx = db.begin_tenant_read(ctx).await?;
-    let row = select.one(&tx).await.map_err(storage_error)?;
+    let row = select.one_in(&tx).await?;
     tx.commit().await.map_err(storage_error)?;
     Ok(row)
 }

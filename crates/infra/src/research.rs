@@ -8,7 +8,8 @@ use carapace_clinical::research::{Cohort, ResearchRepository};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QuerySelect as _};
 use time::OffsetDateTime;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::Fetch as _;
 use crate::entity::appointment;
 use crate::scope::Live as _;
 use crate::{SeaMedications, SeaPatients};
@@ -55,9 +56,8 @@ impl ResearchRepository for SeaResearch {
             .filter(appointment::Column::Status.ne(AppointmentStatus::Cancelled.as_str()))
             .limit(100_000)
             .into_tuple()
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let read = access
             .event(
                 "research.aggregate",

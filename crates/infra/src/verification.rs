@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::SeaPatients;
 use crate::db::{Backend, Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{
     verification_setting as setting, verification_task as row, verification_transcript as chunk,
 };
@@ -125,10 +126,7 @@ impl SeaVerifications {
         ctx: &TenantContext,
     ) -> Result<Option<Phi<String>>, ClinicalError> {
         let org = ctx.org().as_uuid();
-        let found = setting::Entity::find_by_id(org)
-            .one(tx)
-            .await
-            .map_err(storage_error)?;
+        let found = setting::Entity::find_by_id(org).one_in(tx).await?;
         let Some((version, sealed)) =
             found.and_then(|r| Some((r.key_version, r.supervisor_phone?)))
         else {
@@ -169,7 +167,7 @@ impl SeaVerifications {
         if lock && self.db.backend() == Backend::Postgres {
             q = q.lock_exclusive();
         }
-        Ok(q.one(tx).await.map_err(storage_error)?)
+        Ok(q.one_in(tx).await?)
     }
 
     /// Moves task `id` to `to` (checked), with `change` applied, recording
@@ -249,10 +247,7 @@ impl VerificationRepository for SeaVerifications {
         };
         let made = on_patient(&self.db, ctx, t.patient, missing, async |tx| {
             let active: row::ActiveModel = model.clone().into();
-            row::Entity::insert(active)
-                .exec_without_returning(tx)
-                .await
-                .map_err(storage_error)?;
+            row::Entity::insert(active).run(tx).await?;
             let made = event(access, "verification.create", id, Outcome::Allowed)
                 .with_phi_fields(&["payer_name", "payer_phone", "plan", "procedure_codes"])
                 .with_detail(format!("patient {}", t.patient));
@@ -292,9 +287,8 @@ impl VerificationRepository for SeaVerifications {
         let rows = q
             .order_by_desc(row::Column::Id)
             .limit(LIST_MAX)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let listed = access
             .event(
                 "verification.list",
@@ -468,9 +462,8 @@ impl VerificationRepository for SeaVerifications {
                 chunk: Set(sealed),
                 created_at: Set(carapace_audit::event::now_micros()),
             })
-            .exec_without_returning(tx)
-            .await
-            .map_err(storage_error)?;
+            .run(tx)
+            .await?;
             let mut update: row::ActiveModel = task.into();
             update.transcript_chunks = Set(i32::try_from(seq + 1).map_err(|_| integrity())?);
             update.updated_at = Set(carapace_audit::event::now_micros());
@@ -527,9 +520,8 @@ impl VerificationRepository for SeaVerifications {
                     ])
                     .to_owned(),
             )
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         let change = settings_event(access, "verification.settings_update").with_detail(
             if phone.is_some() {
                 "supervisor_phone set"
@@ -561,9 +553,8 @@ impl VerificationRepository for SeaVerifications {
                 .scoped(ctx)
                 .filter(chunk::Column::TaskId.eq(id))
                 .order_by_asc(chunk::Column::Seq)
-                .all(tx)
-                .await
-                .map_err(storage_error)?;
+                .all_in(tx)
+                .await?;
             let read = event(access, "verification.transcript_read", id, Outcome::Allowed)
                 .with_phi_fields(&["transcript"]);
             Ok((rows, vec![read]))

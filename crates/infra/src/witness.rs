@@ -27,6 +27,7 @@ use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter a
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::db::Fetch as _;
 use crate::db::statement;
 use crate::db::{Database, storage_error};
 use crate::entity::audit_checkpoint;
@@ -168,9 +169,8 @@ pub async fn anchor_waiting(
                 .in_org(org)
                 .filter(audit_checkpoint::Column::Kind.eq(kind.as_str()))
                 .filter(audit_checkpoint::Column::Position.eq(*position))
-                .one(&tx)
-                .await
-                .map_err(storage_error)?;
+                .one_in(&tx)
+                .await?;
             match row.map(|r| checkpoint_of(&r)).transpose()? {
                 Some(cp) if cp.is_signed_by(key) => found.push(cp),
                 Some(_) => {
@@ -355,9 +355,8 @@ async fn database_side(
         .await?;
     let checkpoints = audit_checkpoint::Entity::find()
         .in_org(org)
-        .all(&tx)
-        .await
-        .map_err(storage_error)?
+        .all_in(&tx)
+        .await?
         .iter()
         .map(checkpoint_of)
         .collect::<Result<Vec<_>, _>>()?;

@@ -9,9 +9,8 @@ impl AdminStore for SeaAccounts {
             .scoped(ctx)
             .order_by_asc(user::Column::Id)
             .limit(1000)
-            .all(&tx)
-            .await
-            .map_err(db_err)?;
+            .all_in(&tx)
+            .await?;
         commit(tx).await?;
         Ok(rows.into_iter().filter_map(to_account).collect())
     }
@@ -43,7 +42,7 @@ impl AdminStore for SeaAccounts {
                 .col_expr(user::Column::FailedLogins, Expr::value(0)),
             AdminChange::Deactivate => update.col_expr(user::Column::Active, Expr::value(false)),
         };
-        if update.exec(&tx).await.map_err(db_err)?.rows_affected == 0 {
+        if update.run(&tx).await?.rows_affected == 0 {
             return Ok(false);
         }
         if change.ends_sessions() {
@@ -107,9 +106,8 @@ impl MfaStore for SeaAccounts {
             .scoped(ctx)
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(user::Column::TotpEnabled.eq(false))
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         commit(tx).await?;
         Ok(done.rows_affected == 1)
     }
@@ -136,18 +134,16 @@ impl MfaStore for SeaAccounts {
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(user::Column::TotpEnabled.eq(false))
             .filter(user::Column::TotpSeed.is_not_null())
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         if done.rows_affected != 1 {
             return Ok(false);
         }
         recovery_code::Entity::delete_many()
             .in_org(org)
             .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         let rows = recovery_hashes
             .into_iter()
             .map(|h| recovery_code::ActiveModel {
@@ -157,10 +153,7 @@ impl MfaStore for SeaAccounts {
                 used_at: Set(None),
                 created_at: Set(now),
             });
-        recovery_code::Entity::insert_many(rows)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(db_err)?;
+        recovery_code::Entity::insert_many(rows).run(&tx).await?;
         revoke_user_sessions(&tx, ctx, user_id.as_uuid(), keep, now).await?;
         commit(tx).await?;
         Ok(true)
@@ -180,9 +173,8 @@ impl MfaStore for SeaAccounts {
             expires_at: Set(expires_at),
         })
         .on_conflict_do_nothing()
-        .exec_without_returning(&tx)
-        .await
-        .map_err(db_err)?;
+        .run(&tx)
+        .await?;
         commit(tx).await?;
         Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(1)))
     }
@@ -204,9 +196,8 @@ impl MfaStore for SeaAccounts {
                     .add(user::Column::TotpLastStep.is_null())
                     .add(user::Column::TotpLastStep.lt(step)),
             )
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         commit(tx).await?;
         Ok(done.rows_affected == 1)
     }
@@ -225,9 +216,8 @@ impl MfaStore for SeaAccounts {
             .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
             .filter(recovery_code::Column::Hash.eq(hash.to_vec()))
             .filter(recovery_code::Column::UsedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         commit(tx).await?;
         Ok(done.rows_affected == 1)
     }

@@ -34,9 +34,8 @@ impl ResetStore for SeaResets {
             used_at: Set(None),
             created_at: Set(OffsetDateTime::now_utc()),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(db_err)?;
+        .run(&tx)
+        .await?;
         commit(tx).await
     }
 
@@ -55,9 +54,8 @@ impl ResetStore for SeaResets {
             .filter(password_reset::Column::Hash.eq(token_hash.to_vec()))
             .filter(password_reset::Column::UsedAt.is_null())
             .filter(password_reset::Column::ExpiresAt.gt(now))
-            .exec(&tx)
-            .await
-            .map_err(db_err)?
+            .run(&tx)
+            .await?
             .rows_affected;
         if claimed == 0 {
             return Ok(None);
@@ -65,9 +63,8 @@ impl ResetStore for SeaResets {
         let Some(reset) = password_reset::Entity::find()
             .in_org(org)
             .filter(password_reset::Column::Hash.eq(token_hash.to_vec()))
-            .one(&tx)
-            .await
-            .map_err(db_err)?
+            .one_in(&tx)
+            .await?
         else {
             return Ok(None);
         };
@@ -101,9 +98,8 @@ impl ResetStore for SeaResets {
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .in_org(org)
             .filter(user::Column::Id.eq(reset.user_id))
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         revoke_user_sessions(&tx, ctx, reset.user_id, None, now).await?;
         record_event(
             &tx,
@@ -130,9 +126,8 @@ pub(super) async fn void_reset_codes(
         .scoped(ctx)
         .filter(password_reset::Column::UserId.eq(user_id))
         .filter(password_reset::Column::UsedAt.is_null())
-        .exec(tx)
-        .await
-        .map_err(db_err)?
+        .run(tx)
+        .await?
         .rows_affected)
 }
 
@@ -152,7 +147,7 @@ pub(super) async fn revoke_user_sessions(
     if let Some(keep) = keep {
         update = update.filter(session::Column::Id.ne(keep.as_uuid()));
     }
-    Ok(update.exec(tx).await.map_err(db_err)?.rows_affected)
+    Ok(update.run(tx).await?.rows_affected)
 }
 
 /// Ends every calendar feed of the practitioner `subject` (a user locked,
@@ -168,8 +163,7 @@ pub(crate) async fn revoke_feeds(
         .scoped(ctx)
         .filter(calendar_feed::Column::Practitioner.eq(subject))
         .filter(calendar_feed::Column::RevokedAt.is_null())
-        .exec(tx)
-        .await
-        .map_err(db_err)?
+        .run(tx)
+        .await?
         .rows_affected)
 }

@@ -17,9 +17,8 @@ pub(super) async fn insert_token(
         created_at: Set(now),
         successor: Set(None),
     })
-    .exec_without_returning(tx)
-    .await
-    .map_err(db_err)?;
+    .run(tx)
+    .await?;
     Ok(())
 }
 
@@ -36,9 +35,8 @@ pub(super) async fn live_session(
     let Some(sess) = session::Entity::find()
         .in_org(org)
         .filter(session::Column::Id.eq(session_id))
-        .one(tx)
-        .await
-        .map_err(db_err)?
+        .one_in(tx)
+        .await?
     else {
         return Ok(None);
     };
@@ -67,8 +65,7 @@ pub(super) async fn revoke_session(
         .scoped(ctx)
         .filter(session::Column::Id.eq(session_id))
         .filter(session::Column::RevokedAt.is_null())
-        .exec(tx)
-        .await
-        .map_err(db_err)?;
+        .run(tx)
+        .await?;
     Ok(done.rows_affected > 0)
 }

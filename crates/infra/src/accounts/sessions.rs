@@ -22,9 +22,8 @@ impl SessionStore for SeaSessions {
             last_used_at: Set(now),
             revoked_at: Set(None),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(db_err)?;
+        .run(&tx)
+        .await?;
         insert_token(&tx, ctx, id, refresh_hash, now).await?;
         commit(tx).await?;
         Ok(id)
@@ -53,16 +52,14 @@ impl SessionStore for SeaSessions {
             .in_org(org)
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
             .filter(refresh_token::Column::UsedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(db_err)?
+            .run(&tx)
+            .await?
             .rows_affected;
         let token = refresh_token::Entity::find()
             .in_org(org)
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         let Some(token) = token else {
             return Ok(Rotation::Invalid);
         };
@@ -103,9 +100,8 @@ impl SessionStore for SeaSessions {
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .in_org(org)
             .filter(session::Column::Id.eq(session_id.as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         commit(tx).await?;
         Ok(Rotation::Rotated {
             session: session_id,
@@ -137,9 +133,8 @@ impl SessionStore for SeaSessions {
             .scoped(ctx)
             .filter(session::Column::Id.eq(session_id.as_uuid()))
             .filter(session::Column::RevokedAt.is_null())
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         commit(tx).await?;
         Ok(found.is_some())
     }
@@ -154,9 +149,8 @@ impl SessionStore for SeaSessions {
         let token = refresh_token::Entity::find()
             .scoped(ctx)
             .filter(refresh_token::Column::Hash.eq(presented.to_vec()))
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         let revoked = match token {
             Some(t) => revoke_session(&tx, ctx, t.session_id, now).await?,
             None => false,

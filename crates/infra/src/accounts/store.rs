@@ -60,9 +60,8 @@ impl AccountStore for SeaAccounts {
         let row = user::Entity::find()
             .scoped(ctx)
             .filter(user::Column::Email.eq(email.as_str()))
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         commit(tx).await?;
         Ok(row.and_then(to_account))
     }
@@ -97,9 +96,8 @@ impl AccountStore for SeaAccounts {
             .scoped(ctx)
             .filter(user::Column::Id.eq(user_id.as_uuid()))
             .filter(user::Column::FailedLogins.eq(count(expected.failed)))
-            .exec(&tx)
-            .await
-            .map_err(db_err)?
+            .run(&tx)
+            .await?
             .rows_affected;
         if done == 1
             && next.failed >= carapace_auth::local::FREE_FAILURES
@@ -131,9 +129,8 @@ impl AccountStore for SeaAccounts {
             .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
             .filter(login_address::Column::AddressHash.eq(address.to_vec()))
             .filter(login_address::Column::LastSuccessAt.gte(since))
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         commit(tx).await?;
         Ok(found.is_some())
     }
@@ -162,9 +159,8 @@ impl AccountStore for SeaAccounts {
             .update_column(login_address::Column::LastSuccessAt)
             .to_owned(),
         )
-        .exec_without_returning(&tx)
-        .await
-        .map_err(db_err)?;
+        .run(&tx)
+        .await?;
         // A few addresses per account: the oldest beyond them are dropped.
         let known: Vec<Vec<u8>> = login_address::Entity::find()
             .select_only()
@@ -173,18 +169,16 @@ impl AccountStore for SeaAccounts {
             .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
             .order_by_desc(login_address::Column::LastSuccessAt)
             .into_tuple()
-            .all(&tx)
-            .await
-            .map_err(db_err)?;
+            .all_in(&tx)
+            .await?;
         let stale: Vec<Vec<u8>> = known.into_iter().skip(KNOWN_ADDRESSES).collect();
         if !stale.is_empty() {
             login_address::Entity::delete_many()
                 .in_org(org)
                 .filter(login_address::Column::UserId.eq(user_id.as_uuid()))
                 .filter(login_address::Column::AddressHash.is_in(stale))
-                .exec(&tx)
-                .await
-                .map_err(db_err)?;
+                .run(&tx)
+                .await?;
         }
         commit(tx).await
     }

@@ -28,9 +28,8 @@ pub(super) async fn opted_out(
         .scoped(ctx)
         .filter(opt_out::Column::PatientId.eq(patient))
         .into_tuple()
-        .all(tx)
-        .await
-        .map_err(storage_error)?;
+        .all_in(tx)
+        .await?;
     Ok(names.iter().filter_map(|n| Channel::parse(n)).collect())
 }
 
@@ -136,7 +135,7 @@ impl<N: Notifier> ReminderDeliverer<N> {
         if self.db.backend() == Backend::Postgres {
             due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
-        let rows = due.all(&tx).await.map_err(storage_error)?;
+        let rows = due.all_in(&tx).await?;
         let mut report = ReminderReport::default();
         let mut events = Vec::new();
         for r in rows {
@@ -223,9 +222,8 @@ impl<N: Notifier> ReminderDeliverer<N> {
         };
         let appointment = scoped(ctx)
             .filter(row::Column::Id.eq(r.appointment_id))
-            .one(tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(tx)
+            .await?;
         let Some(a) = appointment else {
             return Ok(Fate::Skipped("appointment gone"));
         };

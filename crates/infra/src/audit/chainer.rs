@@ -1,6 +1,7 @@
 //! The chaining job: links appended events into each organization's hash chain, signs checkpoints, queues alerts and witness anchors.
 
 use super::*;
+use crate::db::{Fetch as _, Run as _};
 
 /// Links new events into their organization's chain and signs checkpoints;
 /// with a witness ([`Self::with_witness`]) it also queues each checkpoint
@@ -122,17 +123,15 @@ impl AuditChainer {
         let last = audit_chain::Entity::find()
             .in_org(org)
             .order_by_desc(audit_chain::Column::Position)
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let (mut head, since) = match &last {
             Some(l) => {
                 let at = audit_event::Entity::find()
                     .in_org(org)
                     .filter(audit_event::Column::Id.eq(l.event_id))
-                    .one(&tx)
-                    .await
-                    .map_err(storage_error)?
+                    .one_in(&tx)
+                    .await?
                     .map(|e| e.recorded_at);
                 (
                     ChainHead {
@@ -231,9 +230,8 @@ impl AuditChainer {
             .in_org(org)
             .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Head.as_str()))
             .order_by_desc(audit_checkpoint::Column::Position)
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let now = OffsetDateTime::now_utc();
         // A checkpoint when the head moved past the last one and it is due.
         let due = match &last_checkpoint {
@@ -319,8 +317,7 @@ pub(super) async fn insert_checkpoint<C: ConnectionTrait>(
         signed_at: Set(cp.signed_at),
         signature: Set(cp.signature.to_vec()),
     })
-    .exec_without_returning(conn)
-    .await
-    .map_err(storage_error)?;
+    .run(conn)
+    .await?;
     Ok(())
 }

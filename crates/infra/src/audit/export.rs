@@ -1,6 +1,7 @@
 //! Exporting an organization's chained events with a signed manifest.
 
 use super::*;
+use crate::db::Fetch as _;
 
 /// Exports the chained events of `org` recorded in `[from, to)`: the
 /// contiguous positions from the first to the last such event, as
@@ -93,9 +94,8 @@ pub async fn export_org_to<W: std::io::Write>(
         )
         .filter(audit_checkpoint::Column::Position.lte(i64::try_from(last).unwrap_or(i64::MAX)))
         .order_by_asc(audit_checkpoint::Column::Position)
-        .all(&tx)
-        .await
-        .map_err(storage_error)?
+        .all_in(&tx)
+        .await?
         .into_iter()
         .map(|c| ExportedCheckpoint {
             position: u64::try_from(c.position).unwrap_or(0),

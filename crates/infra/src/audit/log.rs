@@ -1,6 +1,7 @@
 //! Reading the trail (queries by organization, actor, resource) and recording security events outside any access.
 
 use super::*;
+use crate::db::Fetch as _;
 
 /// Which events to read.
 #[derive(Clone, Debug, Default)]
@@ -93,9 +94,8 @@ impl SeaAuditLog {
         let rows = select
             .order_by_asc(audit_event::Column::Id)
             .limit(limit + 1)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         append(&tx, std::slice::from_ref(&read_event)).await?;
         tx.commit().await.map_err(storage_error)?;
         let more = u64::try_from(rows.len()).unwrap_or(u64::MAX) > limit;

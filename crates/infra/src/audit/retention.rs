@@ -1,6 +1,7 @@
 //! Retention: purging an exported, verified prefix of an organization's chain.
 
 use super::*;
+use crate::db::{Fetch as _, Run as _};
 
 /// What a retention purge removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,9 +72,8 @@ pub async fn purge_org(
     let head = audit_chain::Entity::find()
         .in_org(org)
         .order_by_desc(audit_chain::Column::Position)
-        .one(&tx)
-        .await
-        .map_err(storage_error)?
+        .one_in(&tx)
+        .await?
         .map_or(0, |h| u64::try_from(h.position).unwrap_or(0));
     let end = keep_from
         .map_or(head, |k| k.saturating_sub(1))
@@ -120,16 +120,14 @@ pub async fn purge_org(
         audit_event::Entity::delete_many()
             .in_org(org)
             .filter(audit_event::Column::Id.is_in(chunk.to_vec()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
     }
     audit_chain::Entity::delete_many()
         .in_org(org)
         .filter(audit_chain::Column::Position.lte(i64::try_from(end).unwrap_or(i64::MAX)))
-        .exec(&tx)
-        .await
-        .map_err(storage_error)?;
+        .run(&tx)
+        .await?;
     if backend != DbBackend::Postgres {
         tx.execute_raw(Statement::from_string(
             backend,

@@ -1,6 +1,7 @@
 //! Verifying an organization's chain against its signed checkpoints, and the reads that verification and export share.
 
 use super::*;
+use crate::db::Fetch as _;
 
 /// The result of verifying one organization's trail.
 #[derive(Debug)]
@@ -23,9 +24,8 @@ pub async fn verify_org(
     let mut tombstone: Option<Checkpoint> = None;
     for c in audit_checkpoint::Entity::find()
         .in_org(org)
-        .all(&tx)
-        .await
-        .map_err(storage_error)?
+        .all_in(&tx)
+        .await?
     {
         let cp = crate::trail::checkpoint_of(&c)?;
         match cp.kind {
@@ -191,9 +191,8 @@ pub(super) async fn tombstone<C: ConnectionTrait>(
         .in_org(org)
         .filter(audit_checkpoint::Column::Kind.eq(CheckpointKind::Tombstone.as_str()))
         .order_by_desc(audit_checkpoint::Column::Position)
-        .one(conn)
+        .one_in(conn)
         .await
-        .map_err(storage_error)
 }
 
 /// The link just before `position`: the genesis, a tombstone's, or the
@@ -214,9 +213,8 @@ pub(super) async fn link_before<C: ConnectionTrait>(
     let row = audit_chain::Entity::find()
         .in_org(org)
         .filter(audit_chain::Column::Position.eq(i64::try_from(position - 1).unwrap_or(i64::MAX)))
-        .one(conn)
-        .await
-        .map_err(storage_error)?
+        .one_in(conn)
+        .await?
         .ok_or_else(|| StorageError::Internal("chain position missing: run audit verify".into()))?;
     hash_of(&row.link)
 }

@@ -1,6 +1,7 @@
 //! Care-team assignments (who is on a patient's care team, in which role).
 
 use super::*;
+use crate::db::Run as _;
 
 pub(super) async fn insert_assignment(
     tx: &DatabaseTransaction,
@@ -14,9 +15,8 @@ pub(super) async fn insert_assignment(
         .scoped(ctx)
         .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
         .filter(care_assignment::Column::Subject.eq(subject.as_str()))
-        .one(tx)
-        .await
-        .map_err(storage_error)?;
+        .one_in(tx)
+        .await?;
     match exists {
         None => {
             care_assignment::Entity::insert(care_assignment::ActiveModel {
@@ -26,9 +26,8 @@ pub(super) async fn insert_assignment(
                 created_at: Set(now),
                 role: Set(role.as_str().to_owned()),
             })
-            .exec_without_returning(tx)
-            .await
-            .map_err(storage_error)?;
+            .run(tx)
+            .await?;
         }
         Some(found) if found.role != role.as_str() => {
             let mut change: care_assignment::ActiveModel = found.into();

@@ -1,6 +1,7 @@
 //! [`PatientRepository`] over the `patients` table: each read and write in one tenant transaction with its audit events (group commit for the hot paths).
 
 use super::*;
+use crate::db::Run as _;
 
 pub(super) fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
     row::Entity::find().live(ctx)
@@ -23,9 +24,8 @@ async fn miss_events(
     action: &str,
 ) -> Result<Vec<AuditEvent>, StorageError> {
     let elsewhere = patient_id_hash::Entity::find_by_id(id_hash(id))
-        .one(tx)
-        .await
-        .map_err(storage_error)?
+        .one_in(tx)
+        .await?
         .is_some();
     let mut events = vec![event(access, action, Some(id), Outcome::NotFound)];
     if elsewhere {
@@ -92,16 +92,12 @@ impl PatientRepository for SeaPatients {
             let (row, access, ctx) = (row.clone(), unit_access.clone(), unit_ctx.clone());
             let care_team = care_team.clone();
             Box::pin(async move {
-                row::Entity::insert(row)
-                    .exec_without_returning(tx)
-                    .await
-                    .map_err(storage_error)?;
+                row::Entity::insert(row).run(tx).await?;
                 patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
                     hash: Set(id_hash(id)),
                 })
-                .exec_without_returning(tx)
-                .await
-                .map_err(storage_error)?;
+                .run(tx)
+                .await?;
                 if let Some(subject) = &care_team {
                     insert_assignment(tx, &ctx, id, subject, CareRole::Primary, now).await?;
                 }
@@ -231,7 +227,7 @@ impl PatientRepository for SeaPatients {
         if self.db.backend() == Backend::Postgres {
             query = query.lock_exclusive();
         }
-        let Some(current) = query.one(&tx).await.map_err(storage_error)? else {
+        let Some(current) = query.one_in(&tx).await? else {
             let missing = event(access, "patient.update", Some(id), Outcome::NotFound);
             crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
@@ -272,9 +268,8 @@ impl PatientRepository for SeaPatients {
         let done = row::Entity::delete_many()
             .scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         if done.rows_affected > 0 {
             patient_id_hash::Entity::delete_by_id(id_hash(id))
                 .exec(&tx)
@@ -307,18 +302,16 @@ impl PatientRepository for SeaPatients {
             .in_org(org)
             .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
             .filter(care_assignment::Column::Subject.eq(subject.as_str()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?
+            .one_in(&tx)
+            .await?
             .is_some();
         let break_glass = break_glass::Entity::find()
             .in_org(org)
             .filter(break_glass::Column::PatientId.eq(id.as_uuid()))
             .filter(break_glass::Column::Subject.eq(subject.as_str()))
             .filter(break_glass::Column::ExpiresAt.gt(now))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?
+            .one_in(&tx)
+            .await?
             .is_some();
         commit::<ClinicalError>(tx).await?;
         let own_record = patient.account_subject.as_deref() == Some(subject.as_str());
@@ -358,9 +351,8 @@ impl PatientRepository for SeaPatients {
                 .filter(care_assignment::Column::PatientId.eq(id.as_uuid()))
                 .order_by_asc(care_assignment::Column::CreatedAt)
                 .limit(500)
-                .all(tx)
-                .await
-                .map_err(storage_error)?;
+                .all_in(tx)
+                .await?;
             let read = event(access, "patient.care_team", Some(id), Outcome::Allowed);
             Ok((rows, vec![read]))
         })
@@ -406,9 +398,8 @@ impl PatientRepository for SeaPatients {
                 expires_at: Set(until),
                 created_at: Set(now()),
             })
-            .exec_without_returning(tx)
-            .await
-            .map_err(storage_error)?;
+            .run(tx)
+            .await?;
             // The reason is PHI-adjacent free text: the event names the grant
             // (where the reason is kept), not the reason itself.
             let declared = event(access, "patient.break_glass", Some(id), Outcome::Allowed)
@@ -448,9 +439,8 @@ impl PatientRepository for SeaPatients {
             )
             .scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         commit::<ClinicalError>(tx).await?;
         Ok(done.rows_affected == 1)
     }
