@@ -23,8 +23,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{alert_outbox, audit_event};
 use crate::outbound::SafeHttp;
+use crate::scope::Scoped as _;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -41,7 +43,7 @@ pub(crate) async fn enqueue_for<C: ConnectionTrait>(
     let failures = if event.action == "security.login_failed" {
         match &event.resource_id {
             Some(account) => audit_event::Entity::find()
-                .filter(audit_event::Column::OrgId.eq(event.org.as_uuid()))
+                .in_org(event.org)
                 .filter(audit_event::Column::Action.eq("security.login_failed"))
                 .filter(audit_event::Column::ResourceId.eq(account.as_str()))
                 .filter(audit_event::Column::Id.lte(event.id))
@@ -74,9 +76,8 @@ pub(crate) async fn enqueue_for<C: ConnectionTrait>(
         delivered_at: Set(None),
         last_error: Set(None),
     })
-    .exec_without_returning(conn)
-    .await
-    .map_err(storage_error)?;
+    .run(conn)
+    .await?;
     Ok(Some(rule))
 }
 
@@ -128,7 +129,7 @@ impl AlertDeliverer {
     /// One pass over every organization's due alerts.
     pub async fn run_once(&self) -> Result<DeliveryReport, StorageError> {
         let mut report = DeliveryReport::default();
-        for org in crate::audit::every_org(&self.db).await? {
+        for org in crate::organizations::every_org(&self.db).await? {
             let r = self.deliver_org(org).await?;
             report.delivered += r.delivered;
             report.failed += r.failed;
@@ -144,7 +145,7 @@ impl AlertDeliverer {
         let now = OffsetDateTime::now_utc();
         let tx = self.db.begin_tenant(&ctx).await?;
         let mut due = alert_outbox::Entity::find()
-            .filter(alert_outbox::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(alert_outbox::Column::DeliveredAt.is_null())
             .filter(alert_outbox::Column::NextAttemptAt.lte(now))
             .order_by_asc(alert_outbox::Column::Id)
@@ -156,7 +157,7 @@ impl AlertDeliverer {
                 sea_orm::sea_query::LockBehavior::SkipLocked,
             );
         }
-        let rows = due.all(&tx).await.map_err(storage_error)?;
+        let rows = due.all_in(&tx).await?;
         let mut report = DeliveryReport::default();
         for row in rows {
             let timestamp = OffsetDateTime::now_utc().unix_timestamp();

@@ -40,10 +40,13 @@ use uuid::Uuid;
 
 use crate::SeaPatients;
 use crate::db::{Backend, Database, is_overlap, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::appointment as row;
 use crate::entity::{appointment_reminder as reminder, reminder_opt_out as opt_out};
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
+use crate::repo::{self, Sealer, on_patient, on_row};
+use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::appointments::{REASON, TABLE};
 
@@ -71,11 +74,8 @@ impl SeaAppointments {
             let reason = match &r.reason {
                 Some(sealed) => {
                     let key = keys.get(r.key_version).await?;
-                    Some(Phi::new(fields::open_text(
-                        &key,
-                        place(r.org_id, r.id),
-                        sealed,
-                    )?))
+                    let sealer = Sealer::new(&key, r.org_id, TABLE, r.id);
+                    Some(Phi::new(sealer.open(REASON, sealed)?))
                 }
                 None => None,
             };
@@ -96,7 +96,7 @@ impl SeaAppointments {
         if self.db.backend() == Backend::Postgres {
             q = q.lock_exclusive();
         }
-        Ok(q.one(tx).await.map_err(storage_error)?)
+        Ok(q.one_in(tx).await?)
     }
 }
 
@@ -116,19 +116,9 @@ impl SeaAppointments {
             .filter(row::Column::StartsAt.lt(window.end()))
             .order_by_asc(row::Column::StartsAt)
             .limit(2000)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         self.decrypt_all(ctx, rows).await
-    }
-}
-
-fn place(org: Uuid, id: Uuid) -> Place<'static> {
-    Place {
-        org,
-        table: TABLE,
-        column: REASON,
-        row: id,
     }
 }
 
@@ -152,9 +142,7 @@ fn from_row(r: row::Model, reason: Option<Phi<String>>) -> Result<Appointment, C
 }
 
 fn scoped(ctx: &TenantContext) -> sea_orm::Select<row::Entity> {
-    row::Entity::find()
-        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-        .filter(crate::patients::live_org(ctx))
+    row::Entity::find().live(ctx)
 }
 
 fn now() -> OffsetDateTime {
@@ -162,10 +150,11 @@ fn now() -> OffsetDateTime {
 }
 
 fn event(access: &Access, action: &str, id: Option<AppointmentId>, outcome: Outcome) -> AuditEvent {
-    access.event(
+    repo::event(
+        access,
         action,
         "appointment",
-        id.map(|i| i.as_uuid().to_string()),
+        id.map(|i| i.as_uuid()),
         outcome,
     )
 }
@@ -188,7 +177,7 @@ async fn clashes(
     except: Option<Uuid>,
 ) -> Result<bool, ClinicalError> {
     let mut q = row::Entity::find()
-        .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(row::Column::Status.eq(AppointmentStatus::Booked.as_str()))
         .filter(
             Condition::any()
@@ -200,7 +189,7 @@ async fn clashes(
     if let Some(id) = except {
         q = q.filter(row::Column::Id.ne(id));
     }
-    Ok(q.one(tx).await.map_err(storage_error)?.is_some())
+    Ok(q.one_in(tx).await?.is_some())
 }
 
 /// The database's refusal of an overlap as the domain's conflict.
@@ -233,9 +222,8 @@ async fn schedule(
             last_error: Set(None),
             created_at: Set(created),
         })
-        .exec_without_returning(tx)
-        .await
-        .map_err(storage_error)?;
+        .run(tx)
+        .await?;
     }
     Ok(())
 }
@@ -247,12 +235,11 @@ async fn unschedule(
     appointment: Uuid,
 ) -> Result<(), ClinicalError> {
     reminder::Entity::delete_many()
-        .filter(reminder::Column::OrgId.eq(ctx.org().as_uuid()))
+        .scoped(ctx)
         .filter(reminder::Column::AppointmentId.eq(appointment))
         .filter(reminder::Column::Status.eq("pending"))
-        .exec(tx)
-        .await
-        .map_err(storage_error)?;
+        .run(tx)
+        .await?;
     Ok(())
 }
 
@@ -277,9 +264,8 @@ impl AppointmentRepository for SeaAppointments {
             .column(row::Column::PatientId)
             .filter(row::Column::Id.eq(id.as_uuid()))
             .into_tuple()
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(found.map(PatientId::from_uuid))
     }
@@ -297,56 +283,47 @@ impl AppointmentRepository for SeaAppointments {
         let reason = new
             .reason
             .as_ref()
-            .map(|r| fields::seal(&key, place(org, id.as_uuid()), r.expose_phi().as_bytes()))
+            .map(|r| Sealer::new(&key, org, TABLE, id.as_uuid()).seal(REASON, r.expose_phi()))
             .transpose()?;
         let at = now();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, new.patient)
-            .await?
-            .is_none()
-        {
-            let missing = access.event(
+        let missing = || {
+            repo::event(
+                access,
                 "appointment.create",
                 "patient",
-                Some(new.patient.to_string()),
+                Some(new.patient),
                 Outcome::NotFound,
-            );
-            crate::audit::commit_with(tx, &[missing]).await?;
+            )
+        };
+        let booked = on_patient(&self.db, ctx, new.patient, missing, async |tx| {
+            let patient = new.patient.as_uuid();
+            if clashes(tx, ctx, new.practitioner.as_str(), patient, &new.slot, None).await? {
+                return Err(slot_taken());
+            }
+            row::Entity::insert(row::ActiveModel {
+                org_id: Set(org),
+                id: Set(id.as_uuid()),
+                patient_id: Set(patient),
+                practitioner: Set(new.practitioner.as_str().to_owned()),
+                starts_at: Set(new.slot.start()),
+                ends_at: Set(new.slot.end()),
+                time_zone: Set(new.time_zone.as_str().to_owned()),
+                status: Set(AppointmentStatus::Booked.as_str().to_owned()),
+                key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+                reason: Set(reason),
+                created_at: Set(at),
+                updated_at: Set(at),
+            })
+            .exec_without_returning(tx)
+            .await
+            .map_err(write_error)?;
+            schedule(tx, ctx, id.as_uuid(), reminders).await?;
+            Ok(((), vec![allowed(access, "appointment.create", id, patient)]))
+        })
+        .await?;
+        if booked.is_none() {
             return Err(ClinicalError::NotFound);
         }
-        let patient = new.patient.as_uuid();
-        if clashes(
-            &tx,
-            ctx,
-            new.practitioner.as_str(),
-            patient,
-            &new.slot,
-            None,
-        )
-        .await?
-        {
-            return Err(slot_taken());
-        }
-        row::Entity::insert(row::ActiveModel {
-            org_id: Set(org),
-            id: Set(id.as_uuid()),
-            patient_id: Set(patient),
-            practitioner: Set(new.practitioner.as_str().to_owned()),
-            starts_at: Set(new.slot.start()),
-            ends_at: Set(new.slot.end()),
-            time_zone: Set(new.time_zone.as_str().to_owned()),
-            status: Set(AppointmentStatus::Booked.as_str().to_owned()),
-            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-            reason: Set(reason),
-            created_at: Set(at),
-            updated_at: Set(at),
-        })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(write_error)?;
-        schedule(&tx, ctx, id.as_uuid(), reminders).await?;
-        crate::audit::commit_with(tx, &[allowed(access, "appointment.create", id, patient)])
-            .await?;
         Ok(Appointment {
             id,
             org: ctx.org(),
@@ -370,9 +347,8 @@ impl AppointmentRepository for SeaAppointments {
         let tx = self.db.begin_tenant(ctx).await?;
         let found = scoped(ctx)
             .filter(row::Column::Id.eq(id.as_uuid()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let read = match &found {
             Some(r) => allowed(access, "appointment.read", id, r.patient_id),
             None => event(access, "appointment.read", Some(id), Outcome::NotFound),
@@ -392,41 +368,42 @@ impl AppointmentRepository for SeaAppointments {
         reminders: &[PlannedReminder],
     ) -> Result<Option<Appointment>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(current) = self.locked(&tx, ctx, id).await? else {
-            let missing = event(
+        let find = async |tx: &DatabaseTransaction| self.locked(tx, ctx, id).await;
+        let missing = || {
+            event(
                 access,
                 "appointment.reschedule",
                 Some(id),
                 Outcome::NotFound,
-            );
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(None);
+            )
         };
-        let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
-        if !carapace_clinical::appointment::may_reschedule(status) {
-            return Err(ClinicalError::Conflict {
-                code: "invalid_transition",
-                detail: "only a booked appointment can be rescheduled",
-            });
-        }
-        let (patient, practitioner) = (current.patient_id, current.practitioner.clone());
-        if clashes(&tx, ctx, &practitioner, patient, &slot, Some(id.as_uuid())).await? {
-            return Err(slot_taken());
-        }
-        let mut update: row::ActiveModel = current.into();
-        update.starts_at = Set(slot.start());
-        update.ends_at = Set(slot.end());
-        update.updated_at = Set(now());
-        let updated = update.update(&tx).await.map_err(write_error)?;
-        unschedule(&tx, ctx, id.as_uuid()).await?;
-        schedule(&tx, ctx, id.as_uuid(), reminders).await?;
-        crate::audit::commit_with(
-            tx,
-            &[allowed(access, "appointment.reschedule", id, patient)],
-        )
+        let updated = on_row(&self.db, ctx, find, missing, async |tx, current| {
+            let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
+            if !carapace_clinical::appointment::may_reschedule(status) {
+                return Err(ClinicalError::Conflict {
+                    code: "invalid_transition",
+                    detail: "only a booked appointment can be rescheduled",
+                });
+            }
+            let (patient, practitioner) = (current.patient_id, current.practitioner.clone());
+            if clashes(tx, ctx, &practitioner, patient, &slot, Some(id.as_uuid())).await? {
+                return Err(slot_taken());
+            }
+            let mut update: row::ActiveModel = current.into();
+            update.starts_at = Set(slot.start());
+            update.ends_at = Set(slot.end());
+            update.updated_at = Set(now());
+            let updated = update.update(tx).await.map_err(write_error)?;
+            unschedule(tx, ctx, id.as_uuid()).await?;
+            schedule(tx, ctx, id.as_uuid(), reminders).await?;
+            let rescheduled = allowed(access, "appointment.reschedule", id, patient);
+            Ok((updated, vec![rescheduled]))
+        })
         .await?;
-        Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
+        match updated {
+            Some(updated) => Ok(self.decrypt_all(ctx, vec![updated]).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     async fn finish(
@@ -437,24 +414,26 @@ impl AppointmentRepository for SeaAppointments {
     ) -> Result<Option<Appointment>, ClinicalError> {
         let ctx = access.tenant();
         let action = action_of(to);
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(current) = self.locked(&tx, ctx, id).await? else {
-            let missing = event(access, action, Some(id), Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
+        let find = async |tx: &DatabaseTransaction| self.locked(tx, ctx, id).await;
+        let missing = || event(access, action, Some(id), Outcome::NotFound);
+        let updated = on_row(&self.db, ctx, find, missing, async |tx, current| {
+            let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
+            let slot = Slot::new(current.starts_at, current.ends_at).ok_or_else(integrity)?;
+            check_transition(status, to, &slot, OffsetDateTime::now_utc())?;
+            let patient = current.patient_id;
+            let mut update: row::ActiveModel = current.into();
+            update.status = Set(to.as_str().to_owned());
+            update.updated_at = Set(now());
+            let updated = update.update(tx).await.map_err(write_error)?;
+            unschedule(tx, ctx, id.as_uuid()).await?;
+            let changed = event(access, action, Some(id), Outcome::Allowed)
+                .with_detail(format!("patient {patient}"));
+            Ok((updated, vec![changed]))
+        })
+        .await?;
+        let Some(updated) = updated else {
             return Ok(None);
         };
-        let status = AppointmentStatus::parse(&current.status).ok_or_else(integrity)?;
-        let slot = Slot::new(current.starts_at, current.ends_at).ok_or_else(integrity)?;
-        check_transition(status, to, &slot, OffsetDateTime::now_utc())?;
-        let patient = current.patient_id;
-        let mut update: row::ActiveModel = current.into();
-        update.status = Set(to.as_str().to_owned());
-        update.updated_at = Set(now());
-        let updated = update.update(&tx).await.map_err(write_error)?;
-        unschedule(&tx, ctx, id.as_uuid()).await?;
-        let changed = event(access, action, Some(id), Outcome::Allowed)
-            .with_detail(format!("patient {patient}"));
-        crate::audit::commit_with(tx, &[changed]).await?;
         Ok(self.decrypt_all(ctx, vec![updated]).await?.pop())
     }
 
@@ -493,9 +472,8 @@ impl AppointmentRepository for SeaAppointments {
             .order_by_asc(row::Column::StartsAt)
             .order_by_asc(row::Column::Id)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let mut shown: Vec<AuditEvent> = rows
             .iter()
             .take(limit)
@@ -540,9 +518,8 @@ impl AppointmentRepository for SeaAppointments {
             .filter(row::Column::EndsAt.gt(window.start()))
             .order_by_asc(row::Column::StartsAt)
             .into_tuple()
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         // Times only, no patient: not a disclosure of PHI, but recorded.
         let read = access
             .event(
@@ -565,35 +542,31 @@ impl AppointmentRepository for SeaAppointments {
         off: &[Channel],
     ) -> Result<bool, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            let missing = preferences_event(access, "update", patient, Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(false);
-        }
-        let org = ctx.org().as_uuid();
-        opt_out::Entity::delete_many()
-            .filter(opt_out::Column::OrgId.eq(org))
-            .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
-        for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {
-            opt_out::Entity::insert(opt_out::ActiveModel {
-                org_id: Set(org),
-                patient_id: Set(patient.as_uuid()),
-                channel: Set(channel.as_str().to_owned()),
-                created_at: Set(now()),
-            })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        }
-        let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
-        let changed = preferences_event(access, "update", patient, Outcome::Allowed)
-            .with_detail(format!("opted out of: [{}]", names.join(", ")));
-        crate::audit::commit_with(tx, &[changed]).await?;
-        Ok(true)
+        let missing = || preferences_event(access, "update", patient, Outcome::NotFound);
+        let changed = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let org = ctx.org().as_uuid();
+            opt_out::Entity::delete_many()
+                .in_org(org)
+                .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
+                .run(tx)
+                .await?;
+            for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {
+                opt_out::Entity::insert(opt_out::ActiveModel {
+                    org_id: Set(org),
+                    patient_id: Set(patient.as_uuid()),
+                    channel: Set(channel.as_str().to_owned()),
+                    created_at: Set(now()),
+                })
+                .run(tx)
+                .await?;
+            }
+            let names: Vec<&str> = off.iter().map(|c| c.as_str()).collect();
+            let changed = preferences_event(access, "update", patient, Outcome::Allowed)
+                .with_detail(format!("opted out of: [{}]", names.join(", ")));
+            Ok(((), vec![changed]))
+        })
+        .await?;
+        Ok(changed.is_some())
     }
 
     async fn opt_outs(
@@ -602,288 +575,16 @@ impl AppointmentRepository for SeaAppointments {
         patient: PatientId,
     ) -> Result<Option<Vec<Channel>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            let missing = preferences_event(access, "read", patient, Outcome::NotFound);
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(None);
-        }
-        let channels = opted_out(&tx, ctx, patient.as_uuid()).await?;
-        crate::audit::commit_with(
-            tx,
-            &[preferences_event(access, "read", patient, Outcome::Allowed)],
-        )
-        .await?;
-        Ok(Some(channels))
-    }
-}
-
-fn preferences_event(
-    access: &Access,
-    verb: &str,
-    patient: PatientId,
-    outcome: Outcome,
-) -> AuditEvent {
-    access.event(
-        &format!("patient.reminder_preferences.{verb}"),
-        "patient",
-        Some(patient.to_string()),
-        outcome,
-    )
-}
-
-async fn opted_out(
-    tx: &DatabaseTransaction,
-    ctx: &TenantContext,
-    patient: Uuid,
-) -> Result<Vec<Channel>, ClinicalError> {
-    let names: Vec<String> = opt_out::Entity::find()
-        .select_only()
-        .column(opt_out::Column::Channel)
-        .filter(opt_out::Column::OrgId.eq(ctx.org().as_uuid()))
-        .filter(opt_out::Column::PatientId.eq(patient))
-        .into_tuple()
-        .all(tx)
-        .await
-        .map_err(storage_error)?;
-    Ok(names.iter().filter_map(|n| Channel::parse(n)).collect())
-}
-
-/// Routes each reminder to its channel's adapter; a channel without one
-/// answers [`NotifyError::NotConfigured`] (the reminder is skipped).
-#[derive(Debug, Default)]
-pub struct Channels<E, S> {
-    /// E-mail.
-    pub email: Option<E>,
-    /// SMS.
-    pub sms: Option<S>,
-}
-
-impl<E: Notifier, S: Notifier> Notifier for Channels<E, S> {
-    async fn send(&self, message: &ReminderMessage) -> Result<(), NotifyError> {
-        match message.channel {
-            Channel::Email => match &self.email {
-                Some(n) => n.send(message).await,
-                None => Err(NotifyError::NotConfigured),
-            },
-            Channel::Sms => match &self.sms {
-                Some(n) => n.send(message).await,
-                None => Err(NotifyError::NotConfigured),
-            },
-        }
-    }
-}
-
-/// Attempts before a reminder is given up as failed.
-pub const MAX_ATTEMPTS: i32 = 8;
-/// Reminders sent per organization and pass.
-const BATCH: u64 = 50;
-
-/// What one delivery pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReminderReport {
-    /// Accepted by the channel.
-    pub sent: u64,
-    /// Not sent, on purpose (opt-out, no address, appointment gone,
-    /// channel not configured).
-    pub skipped: u64,
-    /// Failed this time (retried later, or given up after
-    /// `MAX_ATTEMPTS`).
-    pub failed: u64,
-}
-
-/// Sends due reminders through `N`.
-#[derive(Debug)]
-pub struct ReminderDeliverer<N> {
-    db: Database,
-    patients: SeaPatients,
-    notifier: N,
-}
-
-enum Fate {
-    Sent,
-    Skipped(&'static str),
-    Retry(String),
-    GiveUp(String),
-}
-
-impl<N: Notifier> ReminderDeliverer<N> {
-    /// A deliverer reading contacts through `patients`.
-    pub fn new(db: Database, patients: SeaPatients, notifier: N) -> Self {
-        Self {
-            db,
-            patients,
-            notifier,
-        }
-    }
-
-    /// One pass over every organization's due reminders at `now`.
-    pub async fn run_once(&self, now: OffsetDateTime) -> Result<ReminderReport, StorageError> {
-        let mut report = ReminderReport::default();
-        for org in crate::audit::every_org(&self.db).await? {
-            let r = self.deliver_org(org, now).await.map_err(|e| match e {
-                ClinicalError::Storage(s) => s,
-                other => StorageError::Internal(other.to_string().into()),
-            })?;
-            report.sent += r.sent;
-            report.skipped += r.skipped;
-            report.failed += r.failed;
-        }
-        Ok(report)
-    }
-
-    async fn deliver_org(
-        &self,
-        org: OrgId,
-        now: OffsetDateTime,
-    ) -> Result<ReminderReport, ClinicalError> {
-        let system =
-            SubjectId::parse("system:reminders").unwrap_or_else(|_| unreachable!("static subject"));
-        let ctx = TenantContext::new(org, system);
-        let access = Access::system(ctx.clone());
-        let tx = self.db.begin_tenant(&ctx).await?;
-        let mut due = reminder::Entity::find()
-            .filter(reminder::Column::OrgId.eq(org.as_uuid()))
-            .filter(reminder::Column::Status.eq("pending"))
-            .filter(reminder::Column::NextAttemptAt.lte(now))
-            .order_by_asc(reminder::Column::NextAttemptAt)
-            .limit(BATCH);
-        if self.db.backend() == Backend::Postgres {
-            due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let rows = due.all(&tx).await.map_err(storage_error)?;
-        let mut report = ReminderReport::default();
-        let mut events = Vec::new();
-        for r in rows {
-            let fate = self.attempt(&tx, &ctx, &r).await?;
-            let id = AppointmentId::from_uuid(r.appointment_id);
-            let attempts = r.attempts.saturating_add(1);
-            let mut update = reminder::ActiveModel {
-                org_id: Set(r.org_id),
-                id: Set(r.id),
-                attempts: Set(attempts),
-                ..Default::default()
-            };
-            let detail = format!("reminder {} by {}", r.id, r.channel);
-            match fate {
-                Fate::Sent => {
-                    update.status = Set("sent".to_owned());
-                    update.sent_at = Set(Some(OffsetDateTime::now_utc()));
-                    update.last_error = Set(None);
-                    let field = if r.channel == "sms" { "phone" } else { "email" };
-                    events.push(
-                        event(
-                            &access,
-                            "appointment.reminder_sent",
-                            Some(id),
-                            Outcome::Allowed,
-                        )
-                        .with_phi_fields(&[field, "slot"])
-                        .with_detail(detail),
-                    );
-                    report.sent += 1;
-                }
-                Fate::Skipped(why) => {
-                    update.status = Set("skipped".to_owned());
-                    update.last_error = Set(Some(why.to_owned()));
-                    events.push(
-                        event(
-                            &access,
-                            "appointment.reminder_sent",
-                            Some(id),
-                            Outcome::Denied,
-                        )
-                        .with_detail(format!("{detail}: {why}")),
-                    );
-                    report.skipped += 1;
-                }
-                Fate::Retry(why) if attempts < MAX_ATTEMPTS => {
-                    let wait = crate::alerts::backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
-                    update.next_attempt_at = Set(now + wait);
-                    tracing::warn!(reminder = %r.id, error = %why, retry_in_secs = wait.as_secs(), "reminder delivery failed");
-                    update.last_error = Set(Some(why));
-                    report.failed += 1;
-                }
-                Fate::Retry(why) | Fate::GiveUp(why) => {
-                    tracing::error!(reminder = %r.id, error = %why, "reminder given up");
-                    update.status = Set("failed".to_owned());
-                    update.last_error = Set(Some(why));
-                    events.push(
-                        event(
-                            &access,
-                            "appointment.reminder_sent",
-                            Some(id),
-                            Outcome::Error,
-                        )
-                        .with_detail(detail),
-                    );
-                    report.failed += 1;
-                }
-            }
-            update.update(&tx).await.map_err(storage_error)?;
-        }
-        // Marks and their audit events commit together.
-        crate::audit::commit_with(tx, &events).await?;
-        Ok(report)
-    }
-
-    async fn attempt(
-        &self,
-        tx: &DatabaseTransaction,
-        ctx: &TenantContext,
-        r: &reminder::Model,
-    ) -> Result<Fate, ClinicalError> {
-        let Some(channel) = Channel::parse(&r.channel) else {
-            return Ok(Fate::Skipped("unknown channel"));
-        };
-        let appointment = scoped(ctx)
-            .filter(row::Column::Id.eq(r.appointment_id))
-            .one(tx)
-            .await
-            .map_err(storage_error)?;
-        let Some(a) = appointment else {
-            return Ok(Fate::Skipped("appointment gone"));
-        };
-        if a.status != AppointmentStatus::Booked.as_str() {
-            return Ok(Fate::Skipped("appointment no longer booked"));
-        }
-        if opted_out(tx, ctx, a.patient_id).await?.contains(&channel) {
-            return Ok(Fate::Skipped("patient opted out"));
-        }
-        let patient = PatientId::from_uuid(a.patient_id);
-        let Some((email, phone)) = self.patients.contact(tx, ctx, patient).await? else {
-            return Ok(Fate::Skipped("patient gone"));
-        };
-        let to = match channel {
-            Channel::Email => email,
-            Channel::Sms => phone,
-        };
-        let Some(to) = to else {
-            return Ok(Fate::Skipped("no address for the channel"));
-        };
-        let zone = TimeZoneName::parse(&a.time_zone).map_err(|_| integrity())?;
-        let message = ReminderMessage {
-            channel,
-            to,
-            text: reminder_text(a.starts_at, &zone),
-            idempotency_key: format!("reminder-{}", r.id),
-        };
-        Ok(match self.notifier.send(&message).await {
-            Ok(()) => Fate::Sent,
-            Err(NotifyError::NotConfigured) => Fate::Skipped("channel not configured"),
-            Err(NotifyError::Permanent(why)) => Fate::GiveUp(clip(why)),
-            Err(e) => Fate::Retry(clip(e.to_string())),
+        let missing = || preferences_event(access, "read", patient, Outcome::NotFound);
+        on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let channels = opted_out(tx, ctx, patient.as_uuid()).await?;
+            let read = preferences_event(access, "read", patient, Outcome::Allowed);
+            Ok((channels, vec![read]))
         })
+        .await
     }
 }
 
-fn clip(mut s: String) -> String {
-    if s.len() > 500 {
-        let mut end = 500;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
+mod reminders;
+pub use reminders::{Channels, ReminderDeliverer, ReminderReport};
+use reminders::{opted_out, preferences_event};

@@ -17,11 +17,14 @@ use sea_orm::{
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::assistant_turn as turn;
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
 use crate::outbound::SafeHttp;
+use crate::repo::Sealer;
+use crate::scope::Live as _;
 
 use crate::sealed::assistant_turns::{CONTENT, TABLE};
 
@@ -47,15 +50,6 @@ fn conversation(patient: Option<PatientId>) -> sea_orm::sea_query::SimpleExpr {
     }
 }
 
-fn place(org: Uuid, id: Uuid) -> Place<'static> {
-    Place {
-        org,
-        table: TABLE,
-        column: CONTENT,
-        row: id,
-    }
-}
-
 impl AssistantRepository for SeaAssistant {
     async fn history(
         &self,
@@ -66,15 +60,13 @@ impl AssistantRepository for SeaAssistant {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let mut rows = turn::Entity::find()
-            .filter(turn::Column::OrgId.eq(ctx.org().as_uuid()))
+            .live(ctx)
             .filter(turn::Column::Subject.eq(ctx.actor().as_str()))
             .filter(conversation(patient))
-            .filter(crate::patients::live_org(ctx))
             .order_by_desc(turn::Column::Id)
             .limit(limit)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         rows.reverse();
         let read = access
             .event("assistant.history", "assistant", None, Outcome::Allowed)
@@ -84,7 +76,7 @@ impl AssistantRepository for SeaAssistant {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let key = keys.get(r.key_version).await?;
-            let text = fields::open_text(&key, place(r.org_id, r.id), &r.content)?;
+            let text = Sealer::new(&key, r.org_id, TABLE, r.id).open(CONTENT, &r.content)?;
             let speaker =
                 Speaker::parse(&r.speaker).ok_or(ClinicalError::Storage(fields::integrity()))?;
             out.push((speaker, Phi::new(text)));
@@ -110,17 +102,12 @@ impl AssistantRepository for SeaAssistant {
                 subject: Set(ctx.actor().as_str().to_owned()),
                 speaker: Set(speaker.as_str().to_owned()),
                 key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-                content: Set(fields::seal(
-                    &key,
-                    place(org, id),
-                    text.expose_phi().as_bytes(),
-                )?),
+                content: Set(Sealer::new(&key, org, TABLE, id).seal(CONTENT, text.expose_phi())?),
                 created_at: Set(carapace_audit::event::now_micros()),
                 patient_id: Set(patient.map(|p| p.as_uuid())),
             })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         }
         let stored = access
             .event("assistant.message", "assistant", None, Outcome::Allowed)

@@ -14,8 +14,10 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use uuid::Uuid;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::calendar_feed as feed;
+use crate::scope::{Live as _, Scoped as _};
 use crate::{SeaAppointments, SeaPatients};
 
 /// [`CalendarFeedRepository`] over `calendar_feeds` and `appointments`.
@@ -72,9 +74,8 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             created_at: Set(row.created_at),
             revoked_at: Set(None),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
+        .run(&tx)
+        .await?;
         let made = access.event(
             "calendar_feed.create",
             "calendar_feed",
@@ -93,12 +94,11 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let rows = feed::Entity::find()
-            .filter(feed::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(feed::Column::Practitioner.eq(practitioner.as_str()))
             .order_by_asc(feed::Column::Id)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let listed = access
             .event(
                 "calendar_feed.list",
@@ -124,13 +124,12 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
                 feed::Column::RevokedAt,
                 sea_orm::sea_query::Expr::value(Some(carapace_audit::event::now_micros())),
             )
-            .filter(feed::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(feed::Column::Id.eq(id))
             .filter(feed::Column::Practitioner.eq(practitioner.as_str()))
             .filter(feed::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         let outcome = if done.rows_affected == 1 {
             Outcome::Allowed
         } else {
@@ -151,16 +150,11 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
         ctx: &TenantContext,
         token_hash: [u8; 32],
     ) -> Result<Option<FeedInfo>, ClinicalError> {
-        let tx = self.db.begin_tenant_read(ctx).await?;
-        let row = feed::Entity::find()
-            .filter(feed::Column::OrgId.eq(ctx.org().as_uuid()))
+        let select = feed::Entity::find()
+            .live(ctx)
             .filter(feed::Column::TokenHash.eq(token_hash.to_vec()))
-            .filter(feed::Column::RevokedAt.is_null())
-            .filter(crate::patients::live_org(ctx))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
+            .filter(feed::Column::RevokedAt.is_null());
+        let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(info).transpose()
     }
 

@@ -19,7 +19,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{consent as c, incoming_referral as inc, referral as r};
+use crate::repo::{self, on_patient};
+use crate::scope::{Live as _, Scoped as _};
 
 /// Most consents or referrals one listing returns.
 const LIST_MAX: u64 = 500;
@@ -91,8 +94,13 @@ fn mirrored(m: inc::Model) -> Result<Referral, ClinicalError> {
     })
 }
 
-fn on_patient(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
-    access.event(action, "patient", Some(patient.to_string()), outcome)
+fn patient_event(
+    access: &Access,
+    action: &str,
+    patient: PatientId,
+    outcome: Outcome,
+) -> AuditEvent {
+    repo::event(access, action, "patient", Some(patient), outcome)
 }
 
 impl ConsultationRepository for SeaConsultations {
@@ -103,20 +111,7 @@ impl ConsultationRepository for SeaConsultations {
         new: &NewConsent,
     ) -> Result<Option<Consent>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[on_patient(
-                    access,
-                    "consent.create",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
+        let missing = || patient_event(access, "consent.create", patient, Outcome::NotFound);
         let names: Vec<&str> = new.sections.iter().map(|s| s.as_str()).collect();
         let row = c::Model {
             org_id: ctx.org().as_uuid(),
@@ -130,28 +125,30 @@ impl ConsultationRepository for SeaConsultations {
             recorded_by: ctx.actor().as_str().to_owned(),
             created_at: carapace_audit::event::now_micros(),
         };
-        c::Entity::insert(c::ActiveModel {
-            org_id: Set(row.org_id),
-            id: Set(row.id),
-            patient_id: Set(row.patient_id),
-            recipient_org: Set(row.recipient_org),
-            recipient: Set(row.recipient.clone()),
-            sections: Set(row.sections.clone()),
-            expires_at: Set(row.expires_at),
-            revoked_at: Set(None),
-            recorded_by: Set(row.recorded_by.clone()),
-            created_at: Set(row.created_at),
+        let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            c::Entity::insert(c::ActiveModel {
+                org_id: Set(row.org_id),
+                id: Set(row.id),
+                patient_id: Set(row.patient_id),
+                recipient_org: Set(row.recipient_org),
+                recipient: Set(row.recipient.clone()),
+                sections: Set(row.sections.clone()),
+                expires_at: Set(row.expires_at),
+                revoked_at: Set(None),
+                recorded_by: Set(row.recorded_by.clone()),
+                created_at: Set(row.created_at),
+            })
+            .run(tx)
+            .await?;
+            let made = patient_event(access, "consent.create", patient, Outcome::Allowed)
+                .with_detail(format!(
+                    "consent {} for {} of org {}: {} until {}",
+                    row.id, row.recipient, row.recipient_org, row.sections, row.expires_at
+                ));
+            Ok(((), vec![made]))
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
-        let made =
-            on_patient(access, "consent.create", patient, Outcome::Allowed).with_detail(format!(
-                "consent {} for {} of org {}: {} until {}",
-                row.id, row.recipient, row.recipient_org, row.sections, row.expires_at
-            ));
-        crate::audit::commit_with(tx, &[made]).await?;
-        consent_of(row).map(Some)
+        .await?;
+        made.map(|()| consent_of(row)).transpose()
     }
 
     async fn consents(
@@ -160,42 +157,22 @@ impl ConsultationRepository for SeaConsultations {
         patient: PatientId,
     ) -> Result<Option<Vec<Consent>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[on_patient(
-                    access,
-                    "consent.list",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
-        let rows = c::Entity::find()
-            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(c::Column::PatientId.eq(patient.as_uuid()))
-            .order_by_asc(c::Column::Id)
-            .limit(LIST_MAX)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
-        crate::audit::commit_with(
-            tx,
-            &[on_patient(
-                access,
-                "consent.list",
-                patient,
-                Outcome::Allowed,
-            )],
-        )
+        let missing = || patient_event(access, "consent.list", patient, Outcome::NotFound);
+        let found = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let rows = c::Entity::find()
+                .scoped(ctx)
+                .filter(c::Column::PatientId.eq(patient.as_uuid()))
+                .order_by_asc(c::Column::Id)
+                .limit(LIST_MAX)
+                .all_in(tx)
+                .await?;
+            let listed = patient_event(access, "consent.list", patient, Outcome::Allowed);
+            Ok((rows, vec![listed]))
+        })
         .await?;
-        rows.into_iter()
-            .map(consent_of)
-            .collect::<Result<_, _>>()
-            .map(Some)
+        found
+            .map(|rows| rows.into_iter().map(consent_of).collect::<Result<_, _>>())
+            .transpose()
     }
 
     async fn revoke_consent(
@@ -209,19 +186,18 @@ impl ConsultationRepository for SeaConsultations {
         let tx = self.db.begin_tenant(ctx).await?;
         let done = c::Entity::update_many()
             .col_expr(c::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(c::Column::PatientId.eq(patient.as_uuid()))
             .filter(c::Column::Id.eq(id))
             .filter(c::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         let outcome = if done.rows_affected == 1 {
             Outcome::Allowed
         } else {
             Outcome::NotFound
         };
-        let revoked = on_patient(access, "consent.revoke", patient, outcome)
+        let revoked = patient_event(access, "consent.revoke", patient, outcome)
             .with_detail(format!("consent {id}"));
         crate::audit::commit_with(tx, &[revoked]).await?;
         Ok(done.rows_affected == 1)
@@ -232,15 +208,8 @@ impl ConsultationRepository for SeaConsultations {
         ctx: &TenantContext,
         id: Uuid,
     ) -> Result<Option<Consent>, ClinicalError> {
-        let tx = self.db.begin_tenant_read(ctx).await?;
-        let row = c::Entity::find()
-            .filter(c::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(c::Column::Id.eq(id))
-            .filter(crate::patients::live_org(ctx))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
+        let select = c::Entity::find().live(ctx).filter(c::Column::Id.eq(id));
+        let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(consent_of).transpose()
     }
 
@@ -257,12 +226,11 @@ impl ConsultationRepository for SeaConsultations {
             to_subject: Set(x.to.as_str().to_owned()),
             created_at: Set(x.created_at),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(storage_error)?;
+        .run(&tx)
+        .await?;
         let detail = format!("referral {} to {} of org {}", x.id, x.to, x.to_org);
-        let made =
-            on_patient(access, "referral.create", x.patient, Outcome::Allowed).with_detail(detail);
+        let made = patient_event(access, "referral.create", x.patient, Outcome::Allowed)
+            .with_detail(detail);
         crate::audit::commit_with(tx, &[made]).await?;
         // The mirror, in the receiving organization's own transaction.
         let receiving = access.in_org(x.to_org);
@@ -278,9 +246,8 @@ impl ConsultationRepository for SeaConsultations {
                 to_subject: Set(x.to.as_str().to_owned()),
                 created_at: Set(x.created_at),
             })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
             let received = receiving
                 .event(
                     "referral.received",
@@ -294,13 +261,12 @@ impl ConsultationRepository for SeaConsultations {
         if let Err(e) = mirror.await {
             let tx = self.db.begin_tenant(source).await?;
             r::Entity::delete_many()
-                .filter(r::Column::OrgId.eq(x.org.as_uuid()))
+                .in_org(x.org)
                 .filter(r::Column::Id.eq(x.id))
-                .exec(&tx)
-                .await
-                .map_err(storage_error)?;
+                .run(&tx)
+                .await?;
             let undone =
-                on_patient(access, "referral.create", x.patient, Outcome::Error).with_detail(
+                patient_event(access, "referral.create", x.patient, Outcome::Error).with_detail(
                     format!("referral {} withdrawn: the receiving side failed", x.id),
                 );
             crate::audit::commit_with(tx, &[undone]).await?;
@@ -319,25 +285,23 @@ impl ConsultationRepository for SeaConsultations {
         let tx = self.db.begin_tenant(ctx).await?;
         let found = if incoming {
             inc::Entity::find()
-                .filter(inc::Column::OrgId.eq(ctx.org().as_uuid()))
+                .scoped(ctx)
                 .filter(inc::Column::ToSubject.eq(me))
                 .order_by_asc(inc::Column::Id)
                 .limit(LIST_MAX)
-                .all(&tx)
-                .await
-                .map_err(storage_error)?
+                .all_in(&tx)
+                .await?
                 .into_iter()
                 .map(mirrored)
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             r::Entity::find()
-                .filter(r::Column::OrgId.eq(ctx.org().as_uuid()))
+                .scoped(ctx)
                 .filter(r::Column::FromSubject.eq(me))
                 .order_by_asc(r::Column::Id)
                 .limit(LIST_MAX)
-                .all(&tx)
-                .await
-                .map_err(storage_error)?
+                .all_in(&tx)
+                .await?
                 .into_iter()
                 .map(referral_of)
                 .collect::<Result<Vec<_>, _>>()?
@@ -355,16 +319,11 @@ impl ConsultationRepository for SeaConsultations {
 
     async fn incoming(&self, access: &Access, id: Uuid) -> Result<Option<Referral>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant_read(ctx).await?;
-        let row = inc::Entity::find()
-            .filter(inc::Column::OrgId.eq(ctx.org().as_uuid()))
+        let select = inc::Entity::find()
+            .live(ctx)
             .filter(inc::Column::Id.eq(id))
-            .filter(inc::Column::ToSubject.eq(ctx.actor().as_str()))
-            .filter(crate::patients::live_org(ctx))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
+            .filter(inc::Column::ToSubject.eq(ctx.actor().as_str()));
+        let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(mirrored).transpose()
     }
 
@@ -375,22 +334,19 @@ impl ConsultationRepository for SeaConsultations {
     ) -> Result<Option<(Referral, Consent)>, ClinicalError> {
         let tx = self.db.begin_tenant_read(source).await?;
         let found = r::Entity::find()
-            .filter(r::Column::OrgId.eq(source.org().as_uuid()))
+            .live(source)
             .filter(r::Column::Id.eq(id))
-            .filter(crate::patients::live_org(source))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let Some(referral) = found else {
             tx.commit().await.map_err(storage_error)?;
             return Ok(None);
         };
         let consent = c::Entity::find()
-            .filter(c::Column::OrgId.eq(source.org().as_uuid()))
+            .scoped(source)
             .filter(c::Column::Id.eq(referral.consent_id))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         match consent {
             Some(c) => Ok(Some((referral_of(referral)?, consent_of(c)?))),

@@ -5,6 +5,7 @@ mod errors;
 mod group;
 mod migrate;
 mod posture;
+mod run;
 pub(crate) mod wait;
 
 use std::path::Path;
@@ -23,7 +24,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use errors::{is_overlap, storage_error};
+pub(crate) use group::{Audited, UnitFuture};
 pub use posture::PostureProblem;
+pub(crate) use run::{Fetch, Run};
 
 /// Which database engine a URL points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,6 +364,28 @@ impl Database {
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.conn
     }
+}
+
+/// `pg` with `$n` placeholders, or `?` ones for SQLite.
+pub(crate) fn statement(backend: DbBackend, pg: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        pg.to_owned()
+    } else {
+        let mut out = String::with_capacity(pg.len());
+        let mut chars = pg.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' {
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+                out.push('?');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 fn ensure_sqlite_dir(url: &str) -> Result<(), StorageError> {

@@ -11,14 +11,15 @@ use carapace_tenancy::{StorageError, TenantContext};
 use uuid::Uuid;
 
 use crate::keys::KeyRing;
+use crate::scope::OrgKey;
 
 /// Where a sealed value lives.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Place<'a> {
-    pub org: Uuid,
-    pub table: &'a str,
-    pub column: &'a str,
-    pub row: Uuid,
+struct Place<'a> {
+    org: Uuid,
+    table: &'a str,
+    column: &'a str,
+    row: Uuid,
 }
 
 /// A value that does not open for its place: an error, never wrong data.
@@ -26,8 +27,53 @@ pub(crate) fn integrity() -> StorageError {
     StorageError::Internal("stored value failed authentication".into())
 }
 
+/// The sealed columns of one row: its data key, organization, table and
+/// row id. Every repository seals and opens PHI through this, with one
+/// signature each: [`Sealer::seal`] and [`Sealer::open`].
+#[derive(Clone, Copy)]
+pub(crate) struct Sealer<'a> {
+    key: &'a DataKey,
+    org: Uuid,
+    table: &'a str,
+    row: Uuid,
+}
+
+impl<'a> Sealer<'a> {
+    /// Row `row` of `table` in organization `org`, under `key`.
+    pub(crate) fn new(key: &'a DataKey, org: impl OrgKey, table: &'a str, row: Uuid) -> Self {
+        Self {
+            key,
+            org: org.org_uuid(),
+            table,
+            row,
+        }
+    }
+
+    fn place<'c>(&self, column: &'c str) -> Place<'c>
+    where
+        'a: 'c,
+    {
+        Place {
+            org: self.org,
+            table: self.table,
+            column,
+            row: self.row,
+        }
+    }
+
+    /// Encrypts `plain` for `column` of this row.
+    pub(crate) fn seal(&self, column: &str, plain: &str) -> Result<Vec<u8>, StorageError> {
+        seal(self.key, self.place(column), plain.as_bytes())
+    }
+
+    /// Decrypts the text sealed in `column` of this row.
+    pub(crate) fn open(&self, column: &str, sealed: &[u8]) -> Result<String, StorageError> {
+        open_text(self.key, self.place(column), sealed)
+    }
+}
+
 /// Encrypts `plain` for `place`.
-pub(crate) fn seal(key: &DataKey, place: Place<'_>, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+fn seal(key: &DataKey, place: Place<'_>, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
     let (org, row) = (place.org.into_bytes(), place.row.into_bytes());
     key.encrypt(
         &Binding {
@@ -42,11 +88,7 @@ pub(crate) fn seal(key: &DataKey, place: Place<'_>, plain: &[u8]) -> Result<Vec<
 }
 
 /// Decrypts a text value sealed for `place`.
-pub(crate) fn open_text(
-    key: &DataKey,
-    place: Place<'_>,
-    sealed: &[u8],
-) -> Result<String, StorageError> {
+fn open_text(key: &DataKey, place: Place<'_>, sealed: &[u8]) -> Result<String, StorageError> {
     let (org, row) = (place.org.into_bytes(), place.row.into_bytes());
     let plain = key
         .decrypt(

@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::idempotency_key;
 use crate::keys::KeyRing;
+use crate::scope::Scoped as _;
 
 /// How long a key is remembered.
 pub const KEY_TTL: Duration = Duration::hours(24);
@@ -126,11 +128,10 @@ impl SeaIdempotency {
         let org = ctx.org().as_uuid();
         let tx = self.db.begin_tenant(ctx).await?;
         let found = idempotency_key::Entity::find()
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         let stale = |r: &idempotency_key::Model| r.created_at <= now - STALE_PENDING;
         let reusable = found
             .as_ref()
@@ -159,11 +160,10 @@ impl SeaIdempotency {
             _ => {
                 if reusable {
                     idempotency_key::Entity::delete_many()
-                        .filter(idempotency_key::Column::OrgId.eq(org))
+                        .in_org(org)
                         .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
-                        .exec(&tx)
-                        .await
-                        .map_err(storage_error)?;
+                        .run(&tx)
+                        .await?;
                 }
                 let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
                     org_id: Set(org),
@@ -215,11 +215,10 @@ impl SeaIdempotency {
                 Expr::value(i32::from(response.status)),
             )
             .col_expr(idempotency_key::Column::Response, Expr::value(Some(sealed)))
-            .filter(idempotency_key::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)
     }
 
@@ -235,20 +234,18 @@ impl SeaIdempotency {
         let org = ctx.org().as_uuid();
         let tx = self.db.begin_tenant(ctx).await?;
         idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         idempotency_key::Entity::update_many()
             .col_expr(idempotency_key::Column::State, Expr::value("lost"))
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("committed"))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)
     }
 
@@ -294,12 +291,11 @@ pub(crate) async fn mark_committed<C: ConnectionTrait>(
                 idempotency_key::Column::ResourceId,
                 Expr::value(event.resource_id.clone()),
             )
-            .filter(idempotency_key::Column::OrgId.eq(event.org.as_uuid()))
+            .in_org(event.org)
             .filter(idempotency_key::Column::KeyHash.eq(key_hash.to_vec()))
             .filter(idempotency_key::Column::State.eq("pending"))
-            .exec(conn)
-            .await
-            .map_err(storage_error)?;
+            .run(conn)
+            .await?;
     }
     Ok(())
 }

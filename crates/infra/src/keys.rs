@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::org_key;
+use crate::scope::Scoped as _;
 
 /// An unwrapped key and when it was unwrapped.
 type Cached = (Arc<DataKey>, Instant);
@@ -158,11 +160,10 @@ impl KeyRing {
     ) -> Result<Vec<(u32, OffsetDateTime)>, StorageError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
         let rows = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_asc(org_key::Column::Version)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(rows
             .iter()
@@ -180,11 +181,10 @@ impl KeyRing {
         version: u32,
     ) -> Result<bool, StorageError> {
         let done = org_key::Entity::delete_many()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
-            .exec(tx)
-            .await
-            .map_err(storage_error)?;
+            .run(tx)
+            .await?;
         Ok(done.rows_affected == 1)
     }
 
@@ -219,11 +219,10 @@ impl KeyRing {
         }
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(org.as_uuid()))
+            .in_org(org)
             .filter(org_key::Column::Version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         let Some(row) = row else {
             return Ok(None);
@@ -288,11 +287,7 @@ impl KeyRing {
         new_kek: &dyn SecretSealer,
     ) -> Result<u64, StorageError> {
         let tx = self.db.begin_tenant(ctx).await?;
-        let rows = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+        let rows = org_key::Entity::find().scoped(ctx).all_in(&tx).await?;
         let mut done = 0;
         for row in rows {
             let version = u32::try_from(row.version)
@@ -341,11 +336,7 @@ impl KeyRing {
     /// ciphertexts can never be decrypted again. Returns how many went.
     pub async fn shred(&self, ctx: &TenantContext) -> Result<u64, StorageError> {
         let tx = self.db.begin_tenant(ctx).await?;
-        let done = org_key::Entity::delete_many()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+        let done = org_key::Entity::delete_many().scoped(ctx).run(&tx).await?;
         tx.commit().await.map_err(storage_error)?;
         if let Ok(mut k) = self.keys.lock() {
             k.retain(|(org, _), _| *org != ctx.org());
@@ -362,11 +353,10 @@ impl KeyRing {
     async fn latest_version(&self, ctx: &TenantContext) -> Result<Option<u32>, StorageError> {
         let tx = self.db.begin_tenant_read(ctx).await?;
         let row = org_key::Entity::find()
-            .filter(org_key::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_desc(org_key::Column::Version)
-            .one(&tx)
-            .await
-            .map_err(storage_error)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         Ok(row.and_then(|r| u32::try_from(r.version).ok()))
     }

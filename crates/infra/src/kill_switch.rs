@@ -123,7 +123,7 @@ impl SeaKillSwitch {
         } else {
             "kill_switch.off"
         };
-        for org in crate::audit::every_org(&self.db).await? {
+        for org in crate::organizations::every_org(&self.db).await? {
             self.db.set_tenant(&tx, org).await?;
             let mut event =
                 SecurityEvent::new(SecurityEventKind::AdminAction, org, change.by.clone(), what);

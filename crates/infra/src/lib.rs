@@ -32,14 +32,17 @@ pub mod outbound;
 mod patients;
 pub mod purge;
 pub mod rate_limit;
+mod repo;
 mod research;
 #[cfg(feature = "s3")]
 pub mod s3;
+mod scope;
 pub mod sealed;
 pub mod service_keys;
 pub mod sms;
 mod subjects;
 pub mod tokens;
+mod trail;
 mod verification;
 pub mod witness;
 

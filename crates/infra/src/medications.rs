@@ -23,10 +23,13 @@ use time::Date;
 use time::macros::format_description;
 use uuid::Uuid;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{medication as med, side_effect as effect};
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
+use crate::repo::{self, Sealer, on_patient};
+use crate::scope::Live as _;
 
 /// Most records of each kind one history or aggregation reads per patient.
 const HISTORY_MAX: u64 = 1000;
@@ -47,46 +50,6 @@ impl SeaMedications {
     }
 }
 
-fn seal(
-    key: &DataKey,
-    table: &str,
-    column: &str,
-    org: Uuid,
-    row: Uuid,
-    plain: &str,
-) -> Result<Vec<u8>, ClinicalError> {
-    Ok(fields::seal(
-        key,
-        Place {
-            org,
-            table,
-            column,
-            row,
-        },
-        plain.as_bytes(),
-    )?)
-}
-
-fn open(
-    key: &DataKey,
-    table: &str,
-    column: &str,
-    org: Uuid,
-    row: Uuid,
-    sealed: &[u8],
-) -> Result<String, ClinicalError> {
-    Ok(fields::open_text(
-        key,
-        Place {
-            org,
-            table,
-            column,
-            row,
-        },
-        sealed,
-    )?)
-}
-
 fn date_text(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
@@ -104,7 +67,8 @@ const MEDS: &str = meds::TABLE;
 const EFFECTS: &str = effects::TABLE;
 
 fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, ClinicalError> {
-    let o = |column: &str, v: &[u8]| open(key, MEDS, column, r.org_id, r.id, v);
+    let sealer = Sealer::new(key, r.org_id, MEDS, r.id);
+    let o = |column: &str, v: &[u8]| sealer.open(column, v);
     Ok(Medication {
         id: r.id,
         patient: PatientId::from_uuid(r.patient_id),
@@ -123,7 +87,8 @@ fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, Clinical
 }
 
 fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalError> {
-    let o = |column: &str, v: &[u8]| open(key, EFFECTS, column, r.org_id, r.id, v);
+    let sealer = Sealer::new(key, r.org_id, EFFECTS, r.id);
+    let o = |column: &str, v: &[u8]| sealer.open(column, v);
     Ok(SideEffect {
         id: r.id,
         patient: PatientId::from_uuid(r.patient_id),
@@ -140,7 +105,7 @@ fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalE
 }
 
 fn event(access: &Access, action: &str, patient: PatientId, outcome: Outcome) -> AuditEvent {
-    access.event(action, "patient", Some(patient.to_string()), outcome)
+    repo::event(access, action, "patient", Some(patient), outcome)
 }
 
 impl SeaMedications {
@@ -151,13 +116,8 @@ impl SeaMedications {
         patient: Option<PatientId>,
         max: u64,
     ) -> Result<(Vec<med::Model>, Vec<effect::Model>), ClinicalError> {
-        let org = ctx.org().as_uuid();
-        let mut m = med::Entity::find()
-            .filter(med::Column::OrgId.eq(org))
-            .filter(crate::patients::live_org(ctx));
-        let mut e = effect::Entity::find()
-            .filter(effect::Column::OrgId.eq(org))
-            .filter(crate::patients::live_org(ctx));
+        let mut m = med::Entity::find().live(ctx);
+        let mut e = effect::Entity::find().live(ctx);
         if let Some(p) = patient {
             m = m.filter(med::Column::PatientId.eq(p.as_uuid()));
             e = e.filter(effect::Column::PatientId.eq(p.as_uuid()));
@@ -165,15 +125,13 @@ impl SeaMedications {
         let meds = m
             .order_by_asc(med::Column::Id)
             .limit(max)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         let effects = e
             .order_by_asc(effect::Column::Id)
             .limit(max)
-            .all(tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(tx)
+            .await?;
         Ok((meds, effects))
     }
 
@@ -206,7 +164,8 @@ impl MedicationRepository for SeaMedications {
         let ctx = access.tenant();
         let key = self.keys.current(ctx).await?;
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
-        let s = |column: &str, v: &str| seal(&key, MEDS, column, org, id, v);
+        let sealer = Sealer::new(&key, org, MEDS, id);
+        let s = |column: &str, v: &str| sealer.seal(column, v);
         let created_at = carapace_audit::event::now_micros();
         let row = med::ActiveModel {
             org_id: Set(org),
@@ -224,29 +183,16 @@ impl MedicationRepository for SeaMedications {
                 .transpose()?),
             created_at: Set(created_at),
         };
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "medication.create",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
-        med::Entity::insert(row)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        let made = event(access, "medication.create", patient, Outcome::Allowed)
-            .with_phi_fields(&MEDICATION_FIELDS)
-            .with_detail(format!("medication {id}"));
-        crate::audit::commit_with(tx, &[made]).await?;
-        Ok(Some(Medication {
+        let missing = || event(access, "medication.create", patient, Outcome::NotFound);
+        let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            med::Entity::insert(row).run(tx).await?;
+            let made = event(access, "medication.create", patient, Outcome::Allowed)
+                .with_phi_fields(&MEDICATION_FIELDS)
+                .with_detail(format!("medication {id}"));
+            Ok(((), vec![made]))
+        })
+        .await?;
+        Ok(made.map(|()| Medication {
             id,
             patient,
             details: d.clone(),
@@ -263,7 +209,8 @@ impl MedicationRepository for SeaMedications {
         let ctx = access.tenant();
         let key = self.keys.current(ctx).await?;
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
-        let s = |column: &str, v: &str| seal(&key, EFFECTS, column, org, id, v);
+        let sealer = Sealer::new(&key, org, EFFECTS, id);
+        let s = |column: &str, v: &str| sealer.seal(column, v);
         let created_at = carapace_audit::event::now_micros();
         let row = effect::ActiveModel {
             org_id: Set(org),
@@ -275,29 +222,16 @@ impl MedicationRepository for SeaMedications {
             onset_on: Set(s(ONSET_ON, &date_text(*d.onset_on.expose_phi()))?),
             created_at: Set(created_at),
         };
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "side_effect.create",
-                    patient,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
-        }
-        effect::Entity::insert(row)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        let made = event(access, "side_effect.create", patient, Outcome::Allowed)
-            .with_phi_fields(&SIDE_EFFECT_FIELDS)
-            .with_detail(format!("side effect {id}"));
-        crate::audit::commit_with(tx, &[made]).await?;
-        Ok(Some(SideEffect {
+        let missing = || event(access, "side_effect.create", patient, Outcome::NotFound);
+        let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            effect::Entity::insert(row).run(tx).await?;
+            let made = event(access, "side_effect.create", patient, Outcome::Allowed)
+                .with_phi_fields(&SIDE_EFFECT_FIELDS)
+                .with_detail(format!("side effect {id}"));
+            Ok(((), vec![made]))
+        })
+        .await?;
+        Ok(made.map(|()| SideEffect {
             id,
             patient,
             details: d.clone(),
@@ -311,27 +245,25 @@ impl MedicationRepository for SeaMedications {
         patient: PatientId,
     ) -> Result<Option<MedicationHistory>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, patient).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(access, "medication.read", patient, Outcome::NotFound)],
-            )
-            .await?;
-            return Ok(None);
+        let missing = || event(access, "medication.read", patient, Outcome::NotFound);
+        let found = on_patient(&self.db, ctx, patient, missing, async |tx| {
+            let (meds, effects) = self.rows(tx, ctx, Some(patient), HISTORY_MAX).await?;
+            let mut read_fields: Vec<&str> = MEDICATION_FIELDS.to_vec();
+            read_fields.extend(SIDE_EFFECT_FIELDS);
+            let read = event(access, "medication.read", patient, Outcome::Allowed)
+                .with_phi_fields(&read_fields)
+                .with_detail(format!(
+                    "{} medications, {} side effects",
+                    meds.len(),
+                    effects.len()
+                ));
+            Ok(((meds, effects), vec![read]))
+        })
+        .await?;
+        match found {
+            Some((meds, effects)) => Ok(Some(self.open_all(ctx, &meds, &effects).await?)),
+            None => Ok(None),
         }
-        let (meds, effects) = self.rows(&tx, ctx, Some(patient), HISTORY_MAX).await?;
-        let mut read_fields: Vec<&str> = MEDICATION_FIELDS.to_vec();
-        read_fields.extend(SIDE_EFFECT_FIELDS);
-        let read = event(access, "medication.read", patient, Outcome::Allowed)
-            .with_phi_fields(&read_fields)
-            .with_detail(format!(
-                "{} medications, {} side effects",
-                meds.len(),
-                effects.len()
-            ));
-        crate::audit::commit_with(tx, &[read]).await?;
-        Ok(Some(self.open_all(ctx, &meds, &effects).await?))
     }
 
     async fn timelines(&self, access: &Access) -> Result<Vec<Timeline>, ClinicalError> {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::organization as org;
+use crate::scope::Scoped as _;
 
 /// [`OrganizationRepository`] over the `organizations` table.
 #[derive(Clone, Debug)]
@@ -102,26 +104,23 @@ impl SeaOrganizations {
             .col_expr(org::Column::DeletedAt, Expr::value(now))
             .filter(org::Column::Id.eq(org))
             .filter(org::Column::DeletedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         if done.rows_affected != 1 {
             return Ok(false);
         }
         session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(now))
-            .filter(session::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(session::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         service_key::Entity::update_many()
             .col_expr(service_key::Column::RevokedAt, Expr::value(now))
-            .filter(service_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(service_key::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
         self.forget(ctx.org());
         Ok(true)
@@ -135,9 +134,8 @@ pub(crate) async fn is_live(
 ) -> Result<bool, StorageError> {
     let found = org::Entity::find_by_id(id.as_uuid())
         .filter(org::Column::DeletedAt.is_null())
-        .one(conn)
-        .await
-        .map_err(storage_error)?;
+        .one_in(conn)
+        .await?;
     Ok(found.is_some())
 }
 
@@ -254,6 +252,19 @@ pub async fn all_org_ids(db: &Database) -> Result<Vec<OrgId>, StorageError> {
         .select_only()
         .column(org::Column::Id)
         .filter(org::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(db.conn())
+        .await
+        .map_err(storage_error)?;
+    Ok(ids.into_iter().map(OrgId::from_uuid).collect())
+}
+
+/// Every organization, deleted ones included (their trail outlives them).
+pub async fn every_org(db: &Database) -> Result<Vec<OrgId>, StorageError> {
+    use sea_orm::QuerySelect as _;
+    let ids: Vec<uuid::Uuid> = org::Entity::find()
+        .select_only()
+        .column(org::Column::Id)
         .into_tuple()
         .all(db.conn())
         .await

@@ -12,11 +12,13 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::db::Run as _;
 use crate::db::{Database, storage_error};
 use crate::entity::{
     idempotency_key, login_address_failure, mfa_challenge_spent, organization, password_reset,
     session,
 };
+use crate::scope::Scoped as _;
 
 /// What one run removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,34 +53,30 @@ pub async fn purge_expired(
             .add(session::Column::CreatedAt.lte(now - limits.absolute))
             .add(session::Column::LastUsedAt.lte(now - limits.idle));
         report.sessions += session::Entity::delete_many()
-            .filter(session::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(dead)
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?
+            .run(&tx)
+            .await?
             .rows_affected;
         let spent = Condition::any()
             .add(password_reset::Column::UsedAt.is_not_null())
             .add(password_reset::Column::ExpiresAt.lte(now));
         report.resets += password_reset::Entity::delete_many()
-            .filter(password_reset::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(spent)
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?
+            .run(&tx)
+            .await?
             .rows_affected;
         mfa_challenge_spent::Entity::delete_many()
-            .filter(mfa_challenge_spent::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(mfa_challenge_spent::Column::ExpiresAt.lte(now))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::OrgId.eq(org))
+            .in_org(org)
             .filter(idempotency_key::Column::ExpiresAt.lte(now))
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(storage_error)?;
     }
     login_address_failure::Entity::delete_many()

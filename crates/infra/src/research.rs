@@ -8,8 +8,10 @@ use carapace_clinical::research::{Cohort, ResearchRepository};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QuerySelect as _};
 use time::OffsetDateTime;
 
-use crate::db::{Database, storage_error};
+use crate::db::Database;
+use crate::db::Fetch as _;
 use crate::entity::appointment;
+use crate::scope::Live as _;
 use crate::{SeaMedications, SeaPatients};
 
 /// [`ResearchRepository`] over patients, medications and appointments.
@@ -49,15 +51,13 @@ impl ResearchRepository for SeaResearch {
         let appointment_starts: Vec<OffsetDateTime> = appointment::Entity::find()
             .select_only()
             .column(appointment::Column::StartsAt)
-            .filter(appointment::Column::OrgId.eq(ctx.org().as_uuid()))
+            .live(ctx)
             .filter(appointment::Column::StartsAt.gte(since))
             .filter(appointment::Column::Status.ne(AppointmentStatus::Cancelled.as_str()))
-            .filter(crate::patients::live_org(ctx))
             .limit(100_000)
             .into_tuple()
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let read = access
             .event(
                 "research.aggregate",

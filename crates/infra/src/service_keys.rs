@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::accounts::{roles_from_text, roles_to_text};
 use crate::db::{Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::service_key as row;
+use crate::scope::Scoped as _;
 
 /// [`ServiceKeyStore`] over `service_keys`.
 #[derive(Clone, Debug)]
@@ -75,10 +77,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             last_used_at: Set(None),
             revoked_at: Set(None),
         };
-        row::Entity::insert(active)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(db_err)?;
+        row::Entity::insert(active).run(&tx).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(info(model))
     }
@@ -90,11 +89,10 @@ impl ServiceKeyStore for SeaServiceKeys {
             .await
             .map_err(AuthError::Storage)?;
         let rows = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .order_by_asc(row::Column::Id)
-            .all(&tx)
-            .await
-            .map_err(db_err)?;
+            .all_in(&tx)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(rows.into_iter().map(info).collect())
     }
@@ -112,12 +110,11 @@ impl ServiceKeyStore for SeaServiceKeys {
             .map_err(AuthError::Storage)?;
         let done = row::Entity::update_many()
             .col_expr(row::Column::RevokedAt, Expr::value(now))
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(row::Column::Id.eq(id))
             .filter(row::Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await
-            .map_err(db_err)?;
+            .run(&tx)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected == 1)
     }
@@ -134,20 +131,18 @@ impl ServiceKeyStore for SeaServiceKeys {
             .await
             .map_err(AuthError::Storage)?;
         let found = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(row::Column::Hash.eq(hash.to_vec()))
             .filter(row::Column::RevokedAt.is_null())
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         if let Some(key) = &found {
             row::Entity::update_many()
                 .col_expr(row::Column::LastUsedAt, Expr::value(now))
-                .filter(row::Column::OrgId.eq(key.org_id))
+                .in_org(key.org_id)
                 .filter(row::Column::Id.eq(key.id))
-                .exec(&tx)
-                .await
-                .map_err(db_err)?;
+                .run(&tx)
+                .await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(found.map(|k| ServiceKeyInfo {

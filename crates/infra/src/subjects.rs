@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 
 use crate::accounts::{SeaAccounts, revoke_feeds};
 use crate::db::storage_error;
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{security_event, subject_block};
+use crate::scope::Scoped as _;
 
 fn db_err(e: sea_orm::DbErr) -> AuthError {
     AuthError::Storage(storage_error(e))
@@ -31,11 +33,10 @@ impl SubjectStore for SeaAccounts {
             .await
             .map_err(AuthError::Storage)?;
         let row = subject_block::Entity::find()
-            .filter(subject_block::Column::OrgId.eq(ctx.org().as_uuid()))
+            .scoped(ctx)
             .filter(subject_block::Column::Subject.eq(subject.as_str()))
-            .one(&tx)
-            .await
-            .map_err(db_err)?;
+            .one_in(&tx)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(row.map(|r| Standing {
             state: SubjectState::parse(&r.state),
@@ -72,9 +73,8 @@ impl SubjectStore for SeaAccounts {
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(&tx)
-        .await
-        .map_err(db_err)?;
+        .run(&tx)
+        .await?;
         if matches!(change, AdminChange::Lock | AdminChange::Deactivate) {
             revoke_feeds(&tx, ctx, subject.as_str(), now).await?;
         }
@@ -85,9 +85,8 @@ impl SubjectStore for SeaAccounts {
             subject: Set(Some(format!("{} by {}", subject.as_str(), ctx.actor()))),
             at: Set(now),
         })
-        .exec_without_returning(&tx)
-        .await
-        .map_err(db_err)?;
+        .run(&tx)
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 }

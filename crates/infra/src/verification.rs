@@ -24,11 +24,14 @@ use uuid::Uuid;
 
 use crate::SeaPatients;
 use crate::db::{Backend, Database, storage_error};
+use crate::db::{Fetch as _, Run as _};
 use crate::entity::{
     verification_setting as setting, verification_task as row, verification_transcript as chunk,
 };
-use crate::fields::{self, KeyVersions, Place};
+use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
+use crate::repo::{self, Sealer, on_patient, on_row};
+use crate::scope::{Live as _, Scoped as _};
 
 use crate::sealed::verification_settings::{SUPERVISOR_PHONE, TABLE as SETTINGS};
 use crate::sealed::verification_tasks::{
@@ -65,52 +68,22 @@ fn integrity() -> ClinicalError {
     ClinicalError::Storage(fields::integrity())
 }
 
-fn seal(
-    key: &DataKey,
-    org: Uuid,
-    id: Uuid,
-    column: &str,
-    plain: &str,
-) -> Result<Vec<u8>, ClinicalError> {
-    Ok(fields::seal(
-        key,
-        Place {
-            org,
-            table: TASKS,
-            column,
-            row: id,
-        },
-        plain.as_bytes(),
-    )?)
-}
-
-fn open(
-    key: &DataKey,
-    r: &row::Model,
-    column: &str,
-    sealed: &[u8],
-) -> Result<String, ClinicalError> {
-    Ok(fields::open_text(
-        key,
-        Place {
-            org: r.org_id,
-            table: TASKS,
-            column,
-            row: r.id,
-        },
-        sealed,
-    )?)
+/// The sealed columns of task `id`.
+fn task_sealer(key: &DataKey, org: Uuid, id: Uuid) -> Sealer<'_> {
+    Sealer::new(key, org, TASKS, id)
 }
 
 fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
-    let codes = open(key, r, PROCEDURE_CODES, &r.procedure_codes)?;
+    let sealer = task_sealer(key, r.org_id, r.id);
+    let open = |column: &str, sealed: &[u8]| sealer.open(column, sealed);
+    let codes = open(PROCEDURE_CODES, &r.procedure_codes)?;
     Ok(Task {
         id: r.id,
         request: TaskRequest {
             patient: PatientId::from_uuid(r.patient_id),
-            payer_name: Phi::new(open(key, r, PAYER_NAME, &r.payer_name)?),
-            payer_phone: Phi::new(open(key, r, PAYER_PHONE, &r.payer_phone)?),
-            plan: Phi::new(open(key, r, PLAN, &r.plan)?),
+            payer_name: Phi::new(open(PAYER_NAME, &r.payer_name)?),
+            payer_phone: Phi::new(open(PAYER_PHONE, &r.payer_phone)?),
+            plan: Phi::new(open(PLAN, &r.plan)?),
             procedure_codes: Phi::new(codes.split(',').map(str::to_owned).collect()),
         },
         status: TaskStatus::parse(&r.status).ok_or_else(integrity)?,
@@ -122,7 +95,7 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
         reference_number: r
             .reference_number
             .as_deref()
-            .map(|v| open(key, r, REFERENCE_NUMBER, v).map(Phi::new))
+            .map(|v| open(REFERENCE_NUMBER, v).map(Phi::new))
             .transpose()?,
         transcript_chunks: u32::try_from(r.transcript_chunks).map_err(|_| integrity())?,
         created_by: SubjectId::parse(&r.created_by).map_err(|_| integrity())?,
@@ -132,17 +105,12 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
 }
 
 fn event(access: &Access, action: &str, id: Uuid, outcome: Outcome) -> AuditEvent {
-    access.event(action, "verification_task", Some(id.to_string()), outcome)
+    repo::event(access, action, "verification_task", Some(id), outcome)
 }
 
 /// Where the organization's supervisor number is sealed: its own row.
-fn supervisor_place(org: Uuid) -> Place<'static> {
-    Place {
-        org,
-        table: SETTINGS,
-        column: SUPERVISOR_PHONE,
-        row: org,
-    }
+fn supervisor_sealer(key: &DataKey, org: Uuid) -> Sealer<'_> {
+    Sealer::new(key, org, SETTINGS, org)
 }
 
 fn settings_event(access: &Access, action: &str) -> AuditEvent {
@@ -158,21 +126,15 @@ impl SeaVerifications {
         ctx: &TenantContext,
     ) -> Result<Option<Phi<String>>, ClinicalError> {
         let org = ctx.org().as_uuid();
-        let found = setting::Entity::find_by_id(org)
-            .one(tx)
-            .await
-            .map_err(storage_error)?;
+        let found = setting::Entity::find_by_id(org).one_in(tx).await?;
         let Some((version, sealed)) =
             found.and_then(|r| Some((r.key_version, r.supervisor_phone?)))
         else {
             return Ok(None);
         };
         let key = KeyVersions::new(&self.keys, ctx).get(version).await?;
-        Ok(Some(Phi::new(fields::open_text(
-            &key,
-            supervisor_place(org),
-            &sealed,
-        )?)))
+        let phone = supervisor_sealer(&key, org).open(SUPERVISOR_PHONE, &sealed)?;
+        Ok(Some(Phi::new(phone)))
     }
 
     async fn decrypt(
@@ -198,17 +160,14 @@ impl SeaVerifications {
         bot: Option<&SubjectId>,
         lock: bool,
     ) -> Result<Option<row::Model>, ClinicalError> {
-        let mut q = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(row::Column::Id.eq(id))
-            .filter(crate::patients::live_org(ctx));
+        let mut q = row::Entity::find().live(ctx).filter(row::Column::Id.eq(id));
         if let Some(bot) = bot {
             q = q.filter(row::Column::ClaimedBy.eq(bot.as_str()));
         }
         if lock && self.db.backend() == Backend::Postgres {
             q = q.lock_exclusive();
         }
-        Ok(q.one(tx).await.map_err(storage_error)?)
+        Ok(q.one_in(tx).await?)
     }
 
     /// Moves task `id` to `to` (checked), with `change` applied, recording
@@ -223,25 +182,28 @@ impl SeaVerifications {
         change: impl FnOnce(&mut row::ActiveModel, &DataKey) -> Result<(), ClinicalError>,
     ) -> Result<Option<Task>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(current) = self.find(&tx, ctx, id, bot, true).await? else {
-            crate::audit::commit_with(tx, &[event(access, action, id, Outcome::NotFound)]).await?;
-            return Ok(None);
-        };
-        // New sealed columns join the row under the key its others use.
-        let version = u32::try_from(current.key_version).map_err(|_| integrity())?;
-        let key = self.keys.version(ctx, version).await?;
-        let from = TaskStatus::parse(&current.status).ok_or_else(integrity)?;
-        check_transition(from, to)?;
-        let mut update: row::ActiveModel = current.into();
-        update.status = Set(to.as_str().to_owned());
-        update.updated_at = Set(carapace_audit::event::now_micros());
-        change(&mut update, &key)?;
-        let saved = update.update(&tx).await.map_err(storage_error)?;
-        let done =
-            event(access, action, id, Outcome::Allowed).with_detail(format!("{from} -> {to}"));
-        crate::audit::commit_with(tx, &[done]).await?;
-        Ok(self.decrypt(ctx, &[saved]).await?.pop())
+        let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, bot, true).await;
+        let missing = || event(access, action, id, Outcome::NotFound);
+        let saved = on_row(&self.db, ctx, find, missing, async |tx, current| {
+            // New sealed columns join the row under the key its others use.
+            let version = u32::try_from(current.key_version).map_err(|_| integrity())?;
+            let key = self.keys.version(ctx, version).await?;
+            let from = TaskStatus::parse(&current.status).ok_or_else(integrity)?;
+            check_transition(from, to)?;
+            let mut update: row::ActiveModel = current.into();
+            update.status = Set(to.as_str().to_owned());
+            update.updated_at = Set(carapace_audit::event::now_micros());
+            change(&mut update, &key)?;
+            let saved = update.update(tx).await.map_err(storage_error)?;
+            let done =
+                event(access, action, id, Outcome::Allowed).with_detail(format!("{from} -> {to}"));
+            Ok((saved, vec![done]))
+        })
+        .await?;
+        match saved {
+            Some(saved) => Ok(self.decrypt(ctx, &[saved]).await?.pop()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -255,21 +217,16 @@ impl VerificationRepository for SeaVerifications {
         let key = self.keys.current(ctx).await?;
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
         let now = carapace_audit::event::now_micros();
+        let seal = |column: &str, plain: &str| task_sealer(&key, org, id).seal(column, plain);
         let model = row::Model {
             org_id: org,
             id,
             patient_id: t.patient.as_uuid(),
             key_version: i32::try_from(key.version()).unwrap_or(i32::MAX),
-            payer_name: seal(&key, org, id, PAYER_NAME, t.payer_name.expose_phi())?,
-            payer_phone: seal(&key, org, id, PAYER_PHONE, t.payer_phone.expose_phi())?,
-            plan: seal(&key, org, id, PLAN, t.plan.expose_phi())?,
-            procedure_codes: seal(
-                &key,
-                org,
-                id,
-                PROCEDURE_CODES,
-                &t.procedure_codes.expose_phi().join(","),
-            )?,
+            payer_name: seal(PAYER_NAME, t.payer_name.expose_phi())?,
+            payer_phone: seal(PAYER_PHONE, t.payer_phone.expose_phi())?,
+            plan: seal(PLAN, t.plan.expose_phi())?,
+            procedure_codes: seal(PROCEDURE_CODES, &t.procedure_codes.expose_phi().join(","))?,
             status: TaskStatus::Pending.as_str().to_owned(),
             claimed_by: None,
             reference_number: None,
@@ -279,30 +236,25 @@ impl VerificationRepository for SeaVerifications {
             created_at: now,
             updated_at: now,
         };
-        let tx = self.db.begin_tenant(ctx).await?;
-        if crate::patients::exists(&tx, ctx, t.patient)
-            .await?
-            .is_none()
-        {
-            let missing = access.event(
+        let missing = || {
+            repo::event(
+                access,
                 "verification.create",
                 "patient",
-                Some(t.patient.to_string()),
+                Some(t.patient),
                 Outcome::NotFound,
-            );
-            crate::audit::commit_with(tx, &[missing]).await?;
-            return Ok(None);
-        }
-        let active: row::ActiveModel = model.clone().into();
-        row::Entity::insert(active)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(storage_error)?;
-        let made = event(access, "verification.create", id, Outcome::Allowed)
-            .with_phi_fields(&["payer_name", "payer_phone", "plan", "procedure_codes"])
-            .with_detail(format!("patient {}", t.patient));
-        crate::audit::commit_with(tx, &[made]).await?;
-        from_row(&key, &model).map(Some)
+            )
+        };
+        let made = on_patient(&self.db, ctx, t.patient, missing, async |tx| {
+            let active: row::ActiveModel = model.clone().into();
+            row::Entity::insert(active).run(tx).await?;
+            let made = event(access, "verification.create", id, Outcome::Allowed)
+                .with_phi_fields(&["payer_name", "payer_phone", "plan", "procedure_codes"])
+                .with_detail(format!("patient {}", t.patient));
+            Ok(((), vec![made]))
+        })
+        .await?;
+        made.map(|()| from_row(&key, &model)).transpose()
     }
 
     async fn get(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
@@ -328,18 +280,15 @@ impl VerificationRepository for SeaVerifications {
     ) -> Result<Vec<Task>, ClinicalError> {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
-        let mut q = row::Entity::find()
-            .filter(row::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(crate::patients::live_org(ctx));
+        let mut q = row::Entity::find().live(ctx);
         if let Some(s) = status {
             q = q.filter(row::Column::Status.eq(s.as_str()));
         }
         let rows = q
             .order_by_desc(row::Column::Id)
             .limit(LIST_MAX)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
+            .all_in(&tx)
+            .await?;
         let listed = access
             .event(
                 "verification.list",
@@ -452,22 +401,15 @@ impl VerificationRepository for SeaVerifications {
                 match &progress {
                     Progress::Calling => {}
                     Progress::Completed(reference) => {
-                        m.reference_number = Set(Some(seal(
-                            key,
-                            org,
-                            id,
-                            REFERENCE_NUMBER,
-                            reference.expose_phi(),
-                        )?));
+                        m.reference_number = Set(Some(
+                            task_sealer(key, org, id)
+                                .seal(REFERENCE_NUMBER, reference.expose_phi())?,
+                        ));
                     }
                     Progress::Failed(reason) => {
-                        m.failure_reason = Set(Some(seal(
-                            key,
-                            org,
-                            id,
-                            FAILURE_REASON,
-                            reason.expose_phi(),
-                        )?));
+                        m.failure_reason = Set(Some(
+                            task_sealer(key, org, id).seal(FAILURE_REASON, reason.expose_phi())?,
+                        ));
                     }
                 }
                 Ok(())
@@ -486,68 +428,52 @@ impl VerificationRepository for SeaVerifications {
         let ctx = access.tenant();
         let bot = ctx.actor().clone();
         let key = self.keys.current(ctx).await?;
-        let tx = self.db.begin_tenant(ctx).await?;
-        let Some(task) = self.find(&tx, ctx, id, Some(&bot), true).await? else {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "verification.transcript",
-                    id,
-                    Outcome::NotFound,
-                )],
-            )
+        let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, Some(&bot), true).await;
+        let missing = || event(access, "verification.transcript", id, Outcome::NotFound);
+        on_row(&self.db, ctx, find, missing, async |tx, task| {
+            if task.status != TaskStatus::Calling.as_str() {
+                return Err(ClinicalError::Conflict {
+                    code: "invalid_transition",
+                    detail: "transcripts are uploaded while the task is calling",
+                });
+            }
+            let have = u32::try_from(task.transcript_chunks).map_err(|_| integrity())?;
+            if seq != have {
+                return Err(ClinicalError::Conflict {
+                    code: "chunk_out_of_order",
+                    detail: "send transcript chunks in order, each once, starting at 0",
+                });
+            }
+            if have >= limits::CHUNKS_MAX {
+                return Err(ClinicalError::Conflict {
+                    code: "transcript_full",
+                    detail: "a transcript holds at most 16 chunks of 16 KiB",
+                });
+            }
+            let org = ctx.org().as_uuid();
+            let column = chunk_column(seq);
+            let sealed =
+                Sealer::new(&key, org, TRANSCRIPTS, id).seal(&column, text.expose_phi())?;
+            chunk::Entity::insert(chunk::ActiveModel {
+                org_id: Set(org),
+                task_id: Set(id),
+                seq: Set(i32::try_from(seq).map_err(|_| integrity())?),
+                key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
+                chunk: Set(sealed),
+                created_at: Set(carapace_audit::event::now_micros()),
+            })
+            .run(tx)
             .await?;
-            return Ok(None);
-        };
-        if task.status != TaskStatus::Calling.as_str() {
-            return Err(ClinicalError::Conflict {
-                code: "invalid_transition",
-                detail: "transcripts are uploaded while the task is calling",
-            });
-        }
-        let have = u32::try_from(task.transcript_chunks).map_err(|_| integrity())?;
-        if seq != have {
-            return Err(ClinicalError::Conflict {
-                code: "chunk_out_of_order",
-                detail: "send transcript chunks in order, each once, starting at 0",
-            });
-        }
-        if have >= limits::CHUNKS_MAX {
-            return Err(ClinicalError::Conflict {
-                code: "transcript_full",
-                detail: "a transcript holds at most 16 chunks of 16 KiB",
-            });
-        }
-        let org = ctx.org().as_uuid();
-        let column = chunk_column(seq);
-        let place = Place {
-            org,
-            table: TRANSCRIPTS,
-            column: &column,
-            row: id,
-        };
-        let sealed = fields::seal(&key, place, text.expose_phi().as_bytes())?;
-        chunk::Entity::insert(chunk::ActiveModel {
-            org_id: Set(org),
-            task_id: Set(id),
-            seq: Set(i32::try_from(seq).map_err(|_| integrity())?),
-            key_version: Set(i32::try_from(key.version()).unwrap_or(i32::MAX)),
-            chunk: Set(sealed),
-            created_at: Set(carapace_audit::event::now_micros()),
+            let mut update: row::ActiveModel = task.into();
+            update.transcript_chunks = Set(i32::try_from(seq + 1).map_err(|_| integrity())?);
+            update.updated_at = Set(carapace_audit::event::now_micros());
+            update.update(tx).await.map_err(storage_error)?;
+            let stored = event(access, "verification.transcript", id, Outcome::Allowed)
+                .with_phi_fields(&["transcript"])
+                .with_detail(format!("chunk {seq}, {} bytes", text.expose_phi().len()));
+            Ok((seq + 1, vec![stored]))
         })
-        .exec_without_returning(&tx)
         .await
-        .map_err(storage_error)?;
-        let mut update: row::ActiveModel = task.into();
-        update.transcript_chunks = Set(i32::try_from(seq + 1).map_err(|_| integrity())?);
-        update.updated_at = Set(carapace_audit::event::now_micros());
-        update.update(&tx).await.map_err(storage_error)?;
-        let stored = event(access, "verification.transcript", id, Outcome::Allowed)
-            .with_phi_fields(&["transcript"])
-            .with_detail(format!("chunk {seq}, {} bytes", text.expose_phi().len()));
-        crate::audit::commit_with(tx, &[stored]).await?;
-        Ok(Some(seq + 1))
     }
 
     async fn supervisor_phone(
@@ -575,7 +501,7 @@ impl VerificationRepository for SeaVerifications {
         let org = ctx.org().as_uuid();
         let key = self.keys.current(ctx).await?;
         let sealed = phone
-            .map(|p| fields::seal(&key, supervisor_place(org), p.expose_phi().as_bytes()))
+            .map(|p| supervisor_sealer(&key, org).seal(SUPERVISOR_PHONE, p.expose_phi()))
             .transpose()?;
         let tx = self.db.begin_tenant(ctx).await?;
         let model = setting::ActiveModel {
@@ -594,9 +520,8 @@ impl VerificationRepository for SeaVerifications {
                     ])
                     .to_owned(),
             )
-            .exec(&tx)
-            .await
-            .map_err(storage_error)?;
+            .run(&tx)
+            .await?;
         let change = settings_event(access, "verification.settings_update").with_detail(
             if phone.is_some() {
                 "supervisor_phone set"
@@ -614,46 +539,37 @@ impl VerificationRepository for SeaVerifications {
         id: Uuid,
     ) -> Result<Option<Phi<String>>, ClinicalError> {
         let ctx = access.tenant();
-        let tx = self.db.begin_tenant(ctx).await?;
-        if self.find(&tx, ctx, id, None, false).await?.is_none() {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "verification.transcript_read",
-                    id,
-                    Outcome::NotFound,
-                )],
+        let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, None, false).await;
+        let missing = || {
+            event(
+                access,
+                "verification.transcript_read",
+                id,
+                Outcome::NotFound,
             )
-            .await?;
+        };
+        let rows = on_row(&self.db, ctx, find, missing, async |tx, _| {
+            let rows = chunk::Entity::find()
+                .scoped(ctx)
+                .filter(chunk::Column::TaskId.eq(id))
+                .order_by_asc(chunk::Column::Seq)
+                .all_in(tx)
+                .await?;
+            let read = event(access, "verification.transcript_read", id, Outcome::Allowed)
+                .with_phi_fields(&["transcript"]);
+            Ok((rows, vec![read]))
+        })
+        .await?;
+        let Some(rows) = rows else {
             return Ok(None);
-        }
-        let rows = chunk::Entity::find()
-            .filter(chunk::Column::OrgId.eq(ctx.org().as_uuid()))
-            .filter(chunk::Column::TaskId.eq(id))
-            .order_by_asc(chunk::Column::Seq)
-            .all(&tx)
-            .await
-            .map_err(storage_error)?;
-        let read = event(access, "verification.transcript_read", id, Outcome::Allowed)
-            .with_phi_fields(&["transcript"]);
-        crate::audit::commit_with(tx, &[read]).await?;
+        };
         let mut keys = KeyVersions::new(&self.keys, ctx);
         let mut text = String::new();
         for c in rows {
             let seq = u32::try_from(c.seq).map_err(|_| integrity())?;
             let column = chunk_column(seq);
-            let place = Place {
-                org: c.org_id,
-                table: TRANSCRIPTS,
-                column: &column,
-                row: id,
-            };
-            text.push_str(&fields::open_text(
-                &*keys.get(c.key_version).await?,
-                place,
-                &c.chunk,
-            )?);
+            let key = keys.get(c.key_version).await?;
+            text.push_str(&Sealer::new(&key, c.org_id, TRANSCRIPTS, id).open(&column, &c.chunk)?);
         }
         Ok(Some(Phi::new(text)))
     }

@@ -27,9 +27,12 @@ use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter a
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{hash_of, statement, system};
+use crate::db::Fetch as _;
+use crate::db::statement;
 use crate::db::{Database, storage_error};
 use crate::entity::audit_checkpoint;
+use crate::scope::Scoped as _;
+use crate::trail::{checkpoint_of, hash_of, system};
 
 /// Checkpoints written per anchoring pass, at most.
 const ANCHOR_BATCH: u64 = 500;
@@ -163,12 +166,11 @@ pub async fn anchor_waiting(
         let mut found = Vec::new();
         for (kind, position) in &waiting {
             let row = audit_checkpoint::Entity::find()
-                .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
+                .in_org(org)
                 .filter(audit_checkpoint::Column::Kind.eq(kind.as_str()))
                 .filter(audit_checkpoint::Column::Position.eq(*position))
-                .one(&tx)
-                .await
-                .map_err(storage_error)?;
+                .one_in(&tx)
+                .await?;
             match row.map(|r| checkpoint_of(&r)).transpose()? {
                 Some(cp) if cp.is_signed_by(key) => found.push(cp),
                 Some(_) => {
@@ -266,22 +268,6 @@ impl Anchoring {
     }
 }
 
-fn checkpoint_of(c: &audit_checkpoint::Model) -> Result<Checkpoint, StorageError> {
-    Ok(Checkpoint {
-        org: OrgId::from_uuid(c.org_id),
-        kind: CheckpointKind::parse(&c.kind)
-            .ok_or_else(|| StorageError::Internal("unknown checkpoint kind".into()))?,
-        position: u64::try_from(c.position).unwrap_or(0),
-        link: hash_of(&c.link)?,
-        signed_at: c.signed_at,
-        signature: c
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| StorageError::Internal("malformed signature".into()))?,
-    })
-}
-
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -368,10 +354,9 @@ async fn database_side(
         .begin_tenant_read(&system(org, "system:audit-verify"))
         .await?;
     let checkpoints = audit_checkpoint::Entity::find()
-        .filter(audit_checkpoint::Column::OrgId.eq(org.as_uuid()))
-        .all(&tx)
-        .await
-        .map_err(storage_error)?
+        .in_org(org)
+        .all_in(&tx)
+        .await?
         .iter()
         .map(checkpoint_of)
         .collect::<Result<Vec<_>, _>>()?;
@@ -439,6 +424,6 @@ pub async fn unknown_orgs(
     witness: &dyn Witness,
 ) -> Result<Vec<String>, CompareError> {
     let named = witness.orgs().await?;
-    let known = crate::audit::every_org(db).await?;
+    let known = crate::organizations::every_org(db).await?;
     Ok(unknown(&named, &known))
 }

@@ -53,9 +53,15 @@ pub(crate) type Audited<T> = (T, Vec<AuditEvent>);
 type Unit =
     Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, Vec<AuditEvent>> + Send + Sync>;
 
+/// Writes audit events in a transaction: the audit log's append, supplied
+/// by the caller, so this room knows nothing of how events are stored.
+pub(crate) type Append =
+    for<'a> fn(&'a DatabaseTransaction, &'a [AuditEvent]) -> UnitFuture<'a, ()>;
+
 struct Job {
     org: OrgId,
     unit: Unit,
+    append: Append,
     done: oneshot::Sender<Result<(), StorageError>>,
     ticket: Arc<Ticket>,
 }
@@ -133,7 +139,8 @@ fn copy_of(err: &StorageError) -> StorageError {
 impl Database {
     /// Runs `unit` for `org` in a transaction that may be shared with other
     /// organizations' units, writes the audit events it returns in that
-    /// same transaction (one INSERT per organization's units), and returns
+    /// same transaction with `append` (once per organization's units: every
+    /// caller passes the audit log's one append), and returns
     /// its result once the transaction has committed. The transaction
     /// already carries `org`'s tenant setting when `unit` starts; `unit`
     /// may be run more than once (after a shared transaction failed), so it
@@ -143,7 +150,12 @@ impl Database {
     /// wait budget ([`wait`]; outside a request, one acquire timeout): when
     /// it runs out first, the unit is withdrawn (it never runs) and the
     /// call fails as [`StorageError::Unavailable`].
-    pub(crate) async fn grouped<T, F>(&self, org: OrgId, unit: F) -> Result<T, StorageError>
+    pub(crate) async fn grouped<T, F>(
+        &self,
+        org: OrgId,
+        append: Append,
+        unit: F,
+    ) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: for<'a> Fn(&'a DatabaseTransaction) -> UnitFuture<'a, Audited<T>>
@@ -169,6 +181,7 @@ impl Database {
         group.push(Job {
             org,
             unit,
+            append,
             done,
             ticket: ticket.clone(),
         });
@@ -298,7 +311,7 @@ impl Database {
                     events.extend((job.unit)(&tx).await.map_err(Failure::Before)?);
                 }
             }
-            crate::audit::append(&tx, &events)
+            (jobs[start].append)(&tx, &events)
                 .await
                 .map_err(Failure::Before)?;
             start = end;
@@ -410,7 +423,7 @@ mod tests {
                 } else {
                     "INSERT INTO t VALUES (1)"
                 };
-                db.grouped(org, unit(sql)).await
+                crate::repo::grouped(&db, org, unit(sql)).await
             }));
         }
         let mut failed = 0;
@@ -456,7 +469,11 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let started = Instant::now();
                 let out = db
-                    .with_wait_budget(db.grouped(org, unit("INSERT INTO t VALUES (1)")))
+                    .with_wait_budget(crate::repo::grouped(
+                        &db,
+                        org,
+                        unit("INSERT INTO t VALUES (1)"),
+                    ))
                     .await;
                 (out.err().map(|e| e.code()), started.elapsed())
             }));
@@ -483,7 +500,11 @@ mod tests {
         };
         assert_eq!(count().await, Some(0), "a unit that answered 503 never ran");
         let rows = db
-            .with_wait_budget(db.grouped(org, unit("INSERT INTO t VALUES (1)")))
+            .with_wait_budget(crate::repo::grouped(
+                &db,
+                org,
+                unit("INSERT INTO t VALUES (1)"),
+            ))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((rows, count().await), (1, Some(1)), "and the next one does");

@@ -1,0 +1,136 @@
+//! Reading the trail (queries by organization, actor, resource) and recording security events outside any access.
+
+use super::*;
+use crate::db::Fetch as _;
+
+/// Which events to read.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this resource type.
+    pub resource_type: Option<String>,
+    /// Only this resource id.
+    pub resource_id: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// From this time (inclusive).
+    pub from: Option<OffsetDateTime>,
+    /// Before this time.
+    pub to: Option<OffsetDateTime>,
+    /// After this event (the previous page's last).
+    pub after: Option<Uuid>,
+    /// Page size (capped at [`MAX_PAGE`]).
+    pub limit: u64,
+}
+
+/// A page of events, oldest first.
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    /// The events.
+    pub items: Vec<AuditEvent>,
+    /// The last event's id when there may be more.
+    pub next_after: Option<Uuid>,
+}
+
+/// The persisted audit log.
+#[derive(Clone, Debug)]
+pub struct SeaAuditLog {
+    db: Database,
+}
+
+impl SeaAuditLog {
+    /// The log in `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Records one event in its own transaction.
+    pub async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
+        let ctx = TenantContext::new(event.org, event.actor.clone());
+        let tx = self.db.begin_tenant(&ctx).await?;
+        append(&tx, std::slice::from_ref(event)).await?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    /// Reads events of `access`'s organization; the read is itself
+    /// recorded (`audit.read`), in the same transaction.
+    pub async fn query(
+        &self,
+        access: &Access,
+        query: &AuditQuery,
+        read_event: AuditEvent,
+    ) -> Result<AuditPage, StorageError> {
+        let tx = self.db.begin_tenant(access.tenant()).await?;
+        let mut select = audit_event::Entity::find().in_org(access.org());
+        if let Some(a) = &query.actor {
+            select = select.filter(audit_event::Column::Actor.eq(a.as_str()));
+        }
+        if let Some(t) = &query.resource_type {
+            select = select.filter(audit_event::Column::ResourceType.eq(t.as_str()));
+        }
+        if let Some(r) = &query.resource_id {
+            select = select.filter(audit_event::Column::ResourceId.eq(r.as_str()));
+        }
+        if let Some(a) = &query.action {
+            select = select.filter(audit_event::Column::Action.eq(a.as_str()));
+        }
+        if let Some(o) = query.outcome {
+            select = select.filter(audit_event::Column::Outcome.eq(o.as_str()));
+        }
+        if let Some(from) = query.from {
+            select = select.filter(audit_event::Column::RecordedAt.gte(from));
+        }
+        if let Some(to) = query.to {
+            select = select.filter(audit_event::Column::RecordedAt.lt(to));
+        }
+        if let Some(after) = query.after {
+            // Ids are UUIDv7: time-ordered, so the id alone is the cursor.
+            select = select.filter(audit_event::Column::Id.gt(after));
+        }
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let rows = select
+            .order_by_asc(audit_event::Column::Id)
+            .limit(limit + 1)
+            .all_in(&tx)
+            .await?;
+        append(&tx, std::slice::from_ref(&read_event)).await?;
+        tx.commit().await.map_err(storage_error)?;
+        let more = u64::try_from(rows.len()).unwrap_or(u64::MAX) > limit;
+        let items: Vec<AuditEvent> = rows
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|r| {
+                AuditEvent::from_canonical(r.body.as_bytes())
+                    .ok_or_else(|| StorageError::Internal("unreadable audit event".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let next_after = more.then(|| items.last().map(|e| e.id)).flatten();
+        Ok(AuditPage { items, next_after })
+    }
+}
+
+impl carapace_clinical::access::AuditTrail for SeaAuditLog {
+    async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
+        SeaAuditLog::record(self, event).await
+    }
+}
+
+impl SecurityEventSink for SeaAuditLog {
+    fn emit(&self, event: SecurityEvent) -> AuditFuture<'_> {
+        Box::pin(async move {
+            tracing::warn!(
+                security_event = event.kind.as_str(),
+                org = %event.org,
+                subject = %event.subject,
+                detail = %event.detail,
+                "security event"
+            );
+            self.record(&event.to_audit_event())
+                .await
+                .map_err(carapace_audit::AuditError)
+        })
+    }
+}
