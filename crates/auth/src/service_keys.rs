@@ -8,7 +8,11 @@ use std::future::Future;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use secrecy::SecretString;
 use time::OffsetDateTime;
-use uuid::Uuid;
+
+carapace_tenancy::entity_id! {
+    /// A service key's id.
+    pub struct ServiceKeyId;
+}
 
 use crate::{AuthError, Principal, Role, RoleSet};
 
@@ -23,7 +27,7 @@ pub const ALLOWED_ROLES: [Role; 4] = [Role::Service, Role::Viewer, Role::Staff, 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceKeyInfo {
     /// Its id.
-    pub id: Uuid,
+    pub id: ServiceKeyId,
     /// A label for people.
     pub name: String,
     /// What it may do.
@@ -57,7 +61,7 @@ pub trait ServiceKeyStore: Send + Sync {
     fn revoke(
         &self,
         ctx: &TenantContext,
-        id: Uuid,
+        id: ServiceKeyId,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 

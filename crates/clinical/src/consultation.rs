@@ -18,7 +18,6 @@ use carapace_audit::Access;
 use carapace_tenancy::{OrgId, OrgSettings, SubjectId, TenantContext};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 use crate::patient::PatientId;
 use crate::{ClinicalError, FieldError};
@@ -62,11 +61,21 @@ impl fmt::Display for Section {
 /// Longest a consent may run.
 pub const CONSENT_MAX: Duration = Duration::days(366);
 
+carapace_tenancy::entity_id! {
+    /// A consent's id.
+    pub struct ConsentId;
+}
+
+carapace_tenancy::entity_id! {
+    /// A referral's id (the same in both organizations).
+    pub struct ReferralId;
+}
+
 /// A recorded consent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Consent {
     /// Its id.
-    pub id: Uuid,
+    pub id: ConsentId,
     /// Whose record.
     pub patient: PatientId,
     /// The organization of the clinician it is for.
@@ -198,13 +207,13 @@ impl ConsentInput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referral {
     /// Its id (the same on both sides).
-    pub id: Uuid,
+    pub id: ReferralId,
     /// The patient's organization.
     pub org: OrgId,
     /// The patient.
     pub patient: PatientId,
     /// The consent it rests on.
-    pub consent: Uuid,
+    pub consent: ConsentId,
     /// The referring clinician.
     pub from: SubjectId,
     /// The receiving clinician's organization.
@@ -276,7 +285,7 @@ pub trait ConsultationRepository: Send + Sync {
         &self,
         access: &Access,
         patient: PatientId,
-        id: Uuid,
+        id: ConsentId,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
@@ -284,7 +293,7 @@ pub trait ConsultationRepository: Send + Sync {
     fn consent(
         &self,
         ctx: &TenantContext,
-        id: Uuid,
+        id: ConsentId,
     ) -> impl Future<Output = Result<Option<Consent>, ClinicalError>> + Send;
 
     /// Makes a referral (`referral.create` in the patient's organization,
@@ -307,7 +316,7 @@ pub trait ConsultationRepository: Send + Sync {
     fn incoming(
         &self,
         access: &Access,
-        id: Uuid,
+        id: ReferralId,
     ) -> impl Future<Output = Result<Option<Referral>, ClinicalError>> + Send;
 
     /// The referral and its consent as the patient's organization holds
@@ -315,7 +324,7 @@ pub trait ConsultationRepository: Send + Sync {
     fn shared(
         &self,
         source: &TenantContext,
-        id: Uuid,
+        id: ReferralId,
     ) -> impl Future<Output = Result<Option<(Referral, Consent)>, ClinicalError>> + Send;
 }
 
@@ -336,9 +345,9 @@ mod tests {
 
     fn consent(sections: &[Section]) -> Consent {
         Consent {
-            id: Uuid::nil(),
-            patient: PatientId::from_uuid(Uuid::nil()),
-            recipient_org: OrgId::from_uuid(Uuid::nil()),
+            id: ConsentId::from_uuid(uuid::Uuid::nil()),
+            patient: PatientId::from_uuid(uuid::Uuid::nil()),
+            recipient_org: OrgId::from_uuid(uuid::Uuid::nil()),
             recipient: SubjectId::parse("dr-who").unwrap_or_else(|_| unreachable!()),
             sections: sections.to_vec(),
             expires_at: NOW + Duration::days(7),

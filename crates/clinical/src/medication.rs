@@ -9,7 +9,16 @@ use std::future::Future;
 use carapace_audit::Access;
 use carapace_phi_crypto::Phi;
 use time::{Date, Duration, OffsetDateTime, macros::format_description};
-use uuid::Uuid;
+
+carapace_tenancy::entity_id! {
+    /// A medication statement's id.
+    pub struct MedicationId;
+}
+
+carapace_tenancy::entity_id! {
+    /// A side-effect report's id.
+    pub struct SideEffectId;
+}
 
 use crate::patient::PatientId;
 use crate::{ClinicalError, FieldError};
@@ -63,7 +72,7 @@ impl Severity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Medication {
     /// Its id.
-    pub id: Uuid,
+    pub id: MedicationId,
     /// Whose.
     pub patient: PatientId,
     /// What.
@@ -91,7 +100,7 @@ pub struct MedicationDetails {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SideEffect {
     /// Its id.
-    pub id: Uuid,
+    pub id: SideEffectId,
     /// Whose.
     pub patient: PatientId,
     /// What.

@@ -37,7 +37,6 @@ impl Sex {
     }
 }
 
-use std::fmt;
 use std::future::Future;
 
 use carapace_audit::Access;
@@ -45,35 +44,12 @@ use carapace_auth::policy::{Decision, PatientRelation};
 use carapace_phi_crypto::Phi;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 use crate::ClinicalError;
 
-/// A patient's id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PatientId(Uuid);
-
-impl PatientId {
-    /// A new time-ordered id (UUIDv7), so ids sort by creation.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps an existing UUID.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for PatientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+carapace_tenancy::entity_id! {
+    /// A patient's id.
+    pub struct PatientId;
 }
 
 /// Validated demographics of a patient. Built only by

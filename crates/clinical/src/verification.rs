@@ -15,7 +15,11 @@ use carapace_audit::Access;
 use carapace_phi_crypto::Phi;
 use carapace_tenancy::SubjectId;
 use time::OffsetDateTime;
-use uuid::Uuid;
+
+carapace_tenancy::entity_id! {
+    /// A verification task's id.
+    pub struct TaskId;
+}
 
 use crate::ClinicalError;
 use crate::patient::PatientId;
@@ -140,7 +144,7 @@ pub struct TaskRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
     /// Its id.
-    pub id: Uuid,
+    pub id: TaskId,
     /// What it asks.
     pub request: TaskRequest,
     /// Where it stands.
@@ -197,7 +201,7 @@ pub trait VerificationRepository: Send + Sync {
     fn get(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
     ) -> impl Future<Output = Result<Option<Task>, ClinicalError>> + Send;
 
     /// Tasks, newest first, optionally in one status (`verification.list`).
@@ -211,28 +215,28 @@ pub trait VerificationRepository: Send + Sync {
     fn cancel(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
     ) -> impl Future<Output = Result<Option<Task>, ClinicalError>> + Send;
 
     /// The bot takes a pending task (`verification.claim`).
     fn claim(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
     ) -> impl Future<Output = Result<Option<Task>, ClinicalError>> + Send;
 
     /// The bot's minimal view of its task (`verification.bot_view`).
     fn bot_view(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
     ) -> impl Future<Output = Result<Option<BotView>, ClinicalError>> + Send;
 
     /// The bot reports progress on its task (`verification.progress`).
     fn report(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
         progress: &Progress,
     ) -> impl Future<Output = Result<Option<Task>, ClinicalError>> + Send;
 
@@ -241,7 +245,7 @@ pub trait VerificationRepository: Send + Sync {
     fn append_transcript(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
         seq: u32,
         text: &Phi<String>,
     ) -> impl Future<Output = Result<Option<u32>, ClinicalError>> + Send;
@@ -265,7 +269,7 @@ pub trait VerificationRepository: Send + Sync {
     fn transcript(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
     ) -> impl Future<Output = Result<Option<Phi<String>>, ClinicalError>> + Send;
 }
 

@@ -5,7 +5,7 @@
 use carapace_audit::{Access, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::appointment::calendar::{
-    CalendarFeedRepository, FeedEvent, FeedInfo, feed_event,
+    CalendarFeedRepository, FeedEvent, FeedId, FeedInfo, feed_event,
 };
 use carapace_clinical::appointment::{AppointmentStatus, Slot};
 use carapace_clinical::patient::PatientId;
@@ -41,7 +41,7 @@ impl SeaCalendarFeeds {
 
 fn info(r: feed::Model) -> Result<FeedInfo, ClinicalError> {
     Ok(FeedInfo {
-        id: r.id,
+        id: FeedId::from_uuid(r.id),
         practitioner: SubjectId::parse(&r.practitioner)
             .map_err(|_| ClinicalError::Storage(crate::fields::integrity()))?,
         created_at: r.created_at,
@@ -115,8 +115,9 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
         &self,
         access: &Access,
         practitioner: &SubjectId,
-        id: Uuid,
+        id: FeedId,
     ) -> Result<bool, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let done = feed::Entity::update_many()

@@ -6,7 +6,7 @@
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::consultation::{
-    Consent, ConsultationRepository, NewConsent, Referral, Section,
+    Consent, ConsentId, ConsultationRepository, NewConsent, Referral, ReferralId, Section,
 };
 use carapace_clinical::patient::PatientId;
 use carapace_tenancy::{OrgId, SubjectId, TenantContext};
@@ -56,7 +56,7 @@ fn consent_of(m: c::Model) -> Result<Consent, ClinicalError> {
         .map(|s| Section::parse(s).ok_or_else(integrity))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Consent {
-        id: m.id,
+        id: ConsentId::from_uuid(m.id),
         patient: PatientId::from_uuid(m.patient_id),
         recipient_org: OrgId::from_uuid(m.recipient_org),
         recipient: subject(&m.recipient)?,
@@ -70,10 +70,10 @@ fn consent_of(m: c::Model) -> Result<Consent, ClinicalError> {
 
 fn referral_of(m: r::Model) -> Result<Referral, ClinicalError> {
     Ok(Referral {
-        id: m.id,
+        id: ReferralId::from_uuid(m.id),
         org: OrgId::from_uuid(m.org_id),
         patient: PatientId::from_uuid(m.patient_id),
-        consent: m.consent_id,
+        consent: ConsentId::from_uuid(m.consent_id),
         from: subject(&m.from_subject)?,
         to_org: OrgId::from_uuid(m.to_org),
         to: subject(&m.to_subject)?,
@@ -83,10 +83,10 @@ fn referral_of(m: r::Model) -> Result<Referral, ClinicalError> {
 
 fn mirrored(m: inc::Model) -> Result<Referral, ClinicalError> {
     Ok(Referral {
-        id: m.id,
+        id: ReferralId::from_uuid(m.id),
         org: OrgId::from_uuid(m.source_org),
         patient: PatientId::from_uuid(m.patient_id),
-        consent: m.consent_id,
+        consent: ConsentId::from_uuid(m.consent_id),
         from: subject(&m.from_subject)?,
         to_org: OrgId::from_uuid(m.org_id),
         to: subject(&m.to_subject)?,
@@ -179,9 +179,10 @@ impl ConsultationRepository for SeaConsultations {
         &self,
         access: &Access,
         patient: PatientId,
-        id: Uuid,
+        id: ConsentId,
         now: OffsetDateTime,
     ) -> Result<bool, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let done = c::Entity::update_many()
@@ -206,8 +207,9 @@ impl ConsultationRepository for SeaConsultations {
     async fn consent(
         &self,
         ctx: &TenantContext,
-        id: Uuid,
+        id: ConsentId,
     ) -> Result<Option<Consent>, ClinicalError> {
+        let id = id.as_uuid();
         let select = c::Entity::find().live(ctx).filter(c::Column::Id.eq(id));
         let row = crate::repo::read_one(&self.db, ctx, select).await?;
         row.map(consent_of).transpose()
@@ -218,9 +220,9 @@ impl ConsultationRepository for SeaConsultations {
         let tx = self.db.begin_tenant(source).await?;
         r::Entity::insert(r::ActiveModel {
             org_id: Set(x.org.as_uuid()),
-            id: Set(x.id),
+            id: Set(x.id.as_uuid()),
             patient_id: Set(x.patient.as_uuid()),
-            consent_id: Set(x.consent),
+            consent_id: Set(x.consent.as_uuid()),
             from_subject: Set(x.from.as_str().to_owned()),
             to_org: Set(x.to_org.as_uuid()),
             to_subject: Set(x.to.as_str().to_owned()),
@@ -238,10 +240,10 @@ impl ConsultationRepository for SeaConsultations {
             let tx = self.db.begin_tenant(receiving.tenant()).await?;
             inc::Entity::insert(inc::ActiveModel {
                 org_id: Set(x.to_org.as_uuid()),
-                id: Set(x.id),
+                id: Set(x.id.as_uuid()),
                 source_org: Set(x.org.as_uuid()),
                 patient_id: Set(x.patient.as_uuid()),
-                consent_id: Set(x.consent),
+                consent_id: Set(x.consent.as_uuid()),
                 from_subject: Set(x.from.as_str().to_owned()),
                 to_subject: Set(x.to.as_str().to_owned()),
                 created_at: Set(x.created_at),
@@ -262,7 +264,7 @@ impl ConsultationRepository for SeaConsultations {
             let tx = self.db.begin_tenant(source).await?;
             r::Entity::delete_many()
                 .in_org(x.org)
-                .filter(r::Column::Id.eq(x.id))
+                .filter(r::Column::Id.eq(x.id.as_uuid()))
                 .run(&tx)
                 .await?;
             let undone =
@@ -317,7 +319,12 @@ impl ConsultationRepository for SeaConsultations {
         Ok(found)
     }
 
-    async fn incoming(&self, access: &Access, id: Uuid) -> Result<Option<Referral>, ClinicalError> {
+    async fn incoming(
+        &self,
+        access: &Access,
+        id: ReferralId,
+    ) -> Result<Option<Referral>, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let select = inc::Entity::find()
             .live(ctx)
@@ -330,8 +337,9 @@ impl ConsultationRepository for SeaConsultations {
     async fn shared(
         &self,
         source: &TenantContext,
-        id: Uuid,
+        id: ReferralId,
     ) -> Result<Option<(Referral, Consent)>, ClinicalError> {
+        let id = id.as_uuid();
         let tx = self.db.begin_tenant_read(source).await?;
         let found = r::Entity::find()
             .live(source)

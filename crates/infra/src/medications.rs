@@ -7,8 +7,9 @@ use std::sync::Arc;
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::medication::{
-    MEDICATION_FIELDS, Medication, MedicationDetails, MedicationHistory, MedicationRepository,
-    SIDE_EFFECT_FIELDS, Severity, SideEffect, SideEffectDetails, Timeline, normalise,
+    MEDICATION_FIELDS, Medication, MedicationDetails, MedicationHistory, MedicationId,
+    MedicationRepository, SIDE_EFFECT_FIELDS, Severity, SideEffect, SideEffectDetails,
+    SideEffectId, Timeline, normalise,
 };
 use carapace_clinical::patient::PatientId;
 use carapace_phi_crypto::Phi;
@@ -70,7 +71,7 @@ fn open_medication(key: &DataKey, r: &med::Model) -> Result<Medication, Clinical
     let sealer = Sealer::new(key, r.org_id, MEDS, r.id);
     let o = |column: &str, v: &[u8]| sealer.open(column, v);
     Ok(Medication {
-        id: r.id,
+        id: MedicationId::from_uuid(r.id),
         patient: PatientId::from_uuid(r.patient_id),
         details: MedicationDetails {
             drug_name: Phi::new(o(DRUG_NAME, &r.drug_name)?),
@@ -90,7 +91,7 @@ fn open_effect(key: &DataKey, r: &effect::Model) -> Result<SideEffect, ClinicalE
     let sealer = Sealer::new(key, r.org_id, EFFECTS, r.id);
     let o = |column: &str, v: &[u8]| sealer.open(column, v);
     Ok(SideEffect {
-        id: r.id,
+        id: SideEffectId::from_uuid(r.id),
         patient: PatientId::from_uuid(r.patient_id),
         details: SideEffectDetails {
             symptom: Phi::new(o(SYMPTOM, &r.symptom)?),
@@ -193,7 +194,7 @@ impl MedicationRepository for SeaMedications {
         })
         .await?;
         Ok(made.map(|()| Medication {
-            id,
+            id: MedicationId::from_uuid(id),
             patient,
             details: d.clone(),
             created_at,
@@ -232,7 +233,7 @@ impl MedicationRepository for SeaMedications {
         })
         .await?;
         Ok(made.map(|()| SideEffect {
-            id,
+            id: SideEffectId::from_uuid(id),
             patient,
             details: d.clone(),
             created_at,

@@ -2,7 +2,7 @@
 
 use carapace_auth::AuthError;
 use carapace_auth::RoleSet;
-use carapace_auth::service_keys::{ServiceKeyInfo, ServiceKeyStore};
+use carapace_auth::service_keys::{ServiceKeyId, ServiceKeyInfo, ServiceKeyStore};
 use carapace_tenancy::TenantContext;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
@@ -35,7 +35,7 @@ fn db_err(e: sea_orm::DbErr) -> AuthError {
 
 fn info(r: row::Model) -> ServiceKeyInfo {
     ServiceKeyInfo {
-        id: r.id,
+        id: ServiceKeyId::from_uuid(r.id),
         name: r.name,
         roles: roles_from_text(&r.roles),
         created_at: r.created_at,
@@ -100,9 +100,10 @@ impl ServiceKeyStore for SeaServiceKeys {
     async fn revoke(
         &self,
         ctx: &TenantContext,
-        id: Uuid,
+        id: ServiceKeyId,
         now: OffsetDateTime,
     ) -> Result<bool, AuthError> {
+        let id = id.as_uuid();
         let tx = self
             .db
             .begin_tenant(ctx)

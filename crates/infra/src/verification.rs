@@ -9,7 +9,7 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::PatientId;
 use carapace_clinical::verification::{
-    BOT_VIEW_FIELDS, BotView, Progress, SUPERVISOR_FIELD, Task, TaskRequest, TaskStatus,
+    BOT_VIEW_FIELDS, BotView, Progress, SUPERVISOR_FIELD, Task, TaskId, TaskRequest, TaskStatus,
     VerificationRepository, bot_view, check_transition, limits, may_escalate,
 };
 use carapace_phi_crypto::Phi;
@@ -78,7 +78,7 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
     let open = |column: &str, sealed: &[u8]| sealer.open(column, sealed);
     let codes = open(PROCEDURE_CODES, &r.procedure_codes)?;
     Ok(Task {
-        id: r.id,
+        id: TaskId::from_uuid(r.id),
         request: TaskRequest {
             patient: PatientId::from_uuid(r.patient_id),
             payer_name: Phi::new(open(PAYER_NAME, &r.payer_name)?),
@@ -257,7 +257,8 @@ impl VerificationRepository for SeaVerifications {
         made.map(|()| from_row(&key, &model)).transpose()
     }
 
-    async fn get(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
+    async fn get(&self, access: &Access, id: TaskId) -> Result<Option<Task>, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let found = self.find(&tx, ctx, id, None, false).await?;
@@ -301,7 +302,8 @@ impl VerificationRepository for SeaVerifications {
         self.decrypt(ctx, &rows).await
     }
 
-    async fn cancel(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
+    async fn cancel(&self, access: &Access, id: TaskId) -> Result<Option<Task>, ClinicalError> {
+        let id = id.as_uuid();
         self.transition(
             access,
             id,
@@ -313,7 +315,8 @@ impl VerificationRepository for SeaVerifications {
         .await
     }
 
-    async fn claim(&self, access: &Access, id: Uuid) -> Result<Option<Task>, ClinicalError> {
+    async fn claim(&self, access: &Access, id: TaskId) -> Result<Option<Task>, ClinicalError> {
+        let id = id.as_uuid();
         let bot = access.tenant().actor().clone();
         self.transition(
             access,
@@ -329,7 +332,12 @@ impl VerificationRepository for SeaVerifications {
         .await
     }
 
-    async fn bot_view(&self, access: &Access, id: Uuid) -> Result<Option<BotView>, ClinicalError> {
+    async fn bot_view(
+        &self,
+        access: &Access,
+        id: TaskId,
+    ) -> Result<Option<BotView>, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let bot = ctx.actor().clone();
         let tx = self.db.begin_tenant(ctx).await?;
@@ -385,9 +393,10 @@ impl VerificationRepository for SeaVerifications {
     async fn report(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
         progress: &Progress,
     ) -> Result<Option<Task>, ClinicalError> {
+        let id = id.as_uuid();
         let bot = access.tenant().actor().clone();
         let org = access.org().as_uuid();
         let progress = progress.clone();
@@ -421,10 +430,11 @@ impl VerificationRepository for SeaVerifications {
     async fn append_transcript(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
         seq: u32,
         text: &Phi<String>,
     ) -> Result<Option<u32>, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let bot = ctx.actor().clone();
         let key = self.keys.current(ctx).await?;
@@ -536,8 +546,9 @@ impl VerificationRepository for SeaVerifications {
     async fn transcript(
         &self,
         access: &Access,
-        id: Uuid,
+        id: TaskId,
     ) -> Result<Option<Phi<String>>, ClinicalError> {
+        let id = id.as_uuid();
         let ctx = access.tenant();
         let find = async |tx: &DatabaseTransaction| self.find(tx, ctx, id, None, false).await;
         let missing = || {

@@ -7,7 +7,9 @@
 use actix_web::{HttpResponse, web};
 use carapace_audit::{Access, ActorKind};
 use carapace_clinical::appointment::Slot;
-use carapace_clinical::appointment::calendar::{CalendarFeedRepository as _, FeedEvent, FeedInfo};
+use carapace_clinical::appointment::calendar::{
+    CalendarFeedRepository as _, FeedEvent, FeedId, FeedInfo,
+};
 use carapace_tenancy::{OrganizationRepository as _, SubjectId, TenantContext};
 use icalendar::{Calendar, Component as _, Event, EventLike as _};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -55,7 +57,7 @@ pub struct FeedView {
 
 fn view(f: &FeedInfo, token: Option<&SecretString>) -> FeedView {
     FeedView {
-        id: f.id,
+        id: f.id.as_uuid(),
         practitioner: f.practitioner.as_str().to_owned(),
         created_at: f.created_at.format(&Rfc3339).unwrap_or_default(),
         revoked_at: f.revoked_at.map(|t| t.format(&Rfc3339).unwrap_or_default()),
@@ -101,7 +103,11 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     if state
         .calendar
-        .revoke(&auth.access(), auth.principal.subject(), id.into_inner())
+        .revoke(
+            &auth.access(),
+            auth.principal.subject(),
+            FeedId::from_uuid(id.into_inner()),
+        )
         .await?
     {
         Ok(HttpResponse::NoContent().finish())

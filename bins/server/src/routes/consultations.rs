@@ -7,7 +7,7 @@
 use actix_web::{HttpResponse, web};
 use carapace_auth::policy::Permission;
 use carapace_clinical::consultation::{
-    Consent, ConsentInput, ConsultationRepository as _, Referral,
+    Consent, ConsentId, ConsentInput, ConsultationRepository as _, Referral, ReferralId,
 };
 use carapace_clinical::patient::PatientId;
 use carapace_tenancy::{OrgSlug, OrganizationRepository as _};
@@ -92,7 +92,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 impl From<&Consent> for ConsentView {
     fn from(c: &Consent) -> Self {
         Self {
-            id: c.id,
+            id: c.id.as_uuid(),
             patient_id: c.patient.as_uuid(),
             recipient: c.recipient.as_str().to_owned(),
             recipient_org: c.recipient_org.as_uuid(),
@@ -190,7 +190,12 @@ pub async fn revoke_consent(
     let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
     if state
         .consultations
-        .revoke_consent(&access, patient, consent, OffsetDateTime::now_utc())
+        .revoke_consent(
+            &access,
+            patient,
+            ConsentId::from_uuid(consent),
+            OffsetDateTime::now_utc(),
+        )
         .await?
     {
         Ok(HttpResponse::NoContent().finish())
@@ -225,10 +230,10 @@ pub struct ReferralView {
 impl From<&Referral> for ReferralView {
     fn from(r: &Referral) -> Self {
         Self {
-            id: r.id,
+            id: r.id.as_uuid(),
             org: r.org.as_uuid(),
             patient_id: r.patient.as_uuid(),
-            consent_id: r.consent,
+            consent_id: r.consent.as_uuid(),
             from: r.from.as_str().to_owned(),
             to_org: r.to_org.as_uuid(),
             to: r.to.as_str().to_owned(),
@@ -258,7 +263,7 @@ pub async fn refer(
         .refer(
             &caller(&auth),
             patient,
-            body.0.consent_id,
+            ConsentId::from_uuid(body.0.consent_id),
             OffsetDateTime::now_utc(),
         )
         .await?;
@@ -333,7 +338,11 @@ pub async fn shared_record(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let shared = record_sharing(&state)
-        .read(&caller(&auth), id, OffsetDateTime::now_utc())
+        .read(
+            &caller(&auth),
+            ReferralId::from_uuid(id),
+            OffsetDateTime::now_utc(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(SharedRecord {
         referral_id: id,

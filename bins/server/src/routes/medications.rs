@@ -95,7 +95,7 @@ impl From<&Medication> for MedicationView {
     fn from(m: &Medication) -> Self {
         let d = &m.details;
         Self {
-            id: m.id,
+            id: m.id.as_uuid(),
             drug_name: d.drug_name.expose_phi().clone(),
             dose: d.dose.expose_phi().clone(),
             schedule: d.schedule.expose_phi().clone(),
@@ -120,7 +120,7 @@ impl From<&SideEffect> for SideEffectView {
     fn from(e: &SideEffect) -> Self {
         let d = &e.details;
         Self {
-            id: e.id,
+            id: e.id.as_uuid(),
             symptom: d.symptom.expose_phi().clone(),
             severity: d.severity.expose_phi().as_str().to_owned(),
             onset_on: d.onset_on.expose_phi().to_string(),

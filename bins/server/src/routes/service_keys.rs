@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use carapace_auth::Role;
 use carapace_auth::RoleSet;
-use carapace_auth::service_keys::{self, ServiceKeyInfo, ServiceKeyStore as _};
+use carapace_auth::service_keys::{self, ServiceKeyId, ServiceKeyInfo, ServiceKeyStore as _};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -70,7 +70,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 impl From<ServiceKeyInfo> for ServiceKeyView {
     fn from(k: ServiceKeyInfo) -> Self {
         Self {
-            id: k.id,
+            id: k.id.as_uuid(),
             name: k.name,
             roles: k.roles.iter().map(Role::as_str).collect(),
             created_at: rfc3339(k.created_at),
@@ -136,7 +136,11 @@ pub async fn revoke(
     let id = id.into_inner();
     if state
         .service_keys
-        .revoke(&auth.principal.tenant(), id, OffsetDateTime::now_utc())
+        .revoke(
+            &auth.principal.tenant(),
+            ServiceKeyId::from_uuid(id),
+            OffsetDateTime::now_utc(),
+        )
         .await?
     {
         admin_action(&state, &auth, "service_key.revoke", id.to_string()).await?;

@@ -9,8 +9,8 @@ use actix_web::{HttpResponse, web};
 use carapace_auth::policy::Permission;
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{
-    BotView, Progress, Task, TaskInput, TaskStatus, VerificationRepository as _, reference_number,
-    supervisor_phone, transcript_chunk,
+    BotView, Progress, Task, TaskId, TaskInput, TaskStatus, VerificationRepository as _,
+    reference_number, supervisor_phone, transcript_chunk,
 };
 use carapace_phi_crypto::Phi;
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ impl From<&Task> for TaskView {
     fn from(t: &Task) -> Self {
         let r = &t.request;
         Self {
-            id: t.id,
+            id: t.id.as_uuid(),
             patient_id: r.patient.as_uuid(),
             payer_name: r.payer_name.expose_phi().clone(),
             payer_phone: r.payer_phone.expose_phi().clone(),
@@ -137,7 +137,7 @@ pub struct BotViewBody {
 impl From<BotView> for BotViewBody {
     fn from(v: BotView) -> Self {
         Self {
-            task_id: v.task_id,
+            task_id: v.task_id.as_uuid(),
             patient_name: v.patient_name.expose_phi().clone(),
             birth_date: v.birth_date.expose_phi().to_string(),
             member_id: v.member_id.map(|m| m.expose_phi().clone()),
@@ -287,7 +287,7 @@ pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
     let ids: Vec<QueuedTask> = tasks
         .iter()
         .map(|t| QueuedTask {
-            id: t.id,
+            id: t.id.as_uuid(),
             created_at: rfc3339(t.created_at),
         })
         .collect();
@@ -305,7 +305,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let task = state
         .verifications
-        .get(&auth.access(), id.into_inner())
+        .get(&auth.access(), TaskId::from_uuid(id.into_inner()))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
@@ -326,7 +326,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let task = state
         .verifications
-        .cancel(&auth.access(), id.into_inner())
+        .cancel(&auth.access(), TaskId::from_uuid(id.into_inner()))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
@@ -347,7 +347,7 @@ pub async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     state
         .verifications
-        .claim(&auth.access(), id.into_inner())
+        .claim(&auth.access(), TaskId::from_uuid(id.into_inner()))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::NoContent().finish())
@@ -364,7 +364,7 @@ pub async fn view(
 ) -> Result<HttpResponse, ApiError> {
     let view = state
         .verifications
-        .bot_view(&auth.access(), id.into_inner())
+        .bot_view(&auth.access(), TaskId::from_uuid(id.into_inner()))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(BotViewBody::from(view)))
@@ -423,7 +423,7 @@ pub async fn progress(
     };
     state
         .verifications
-        .report(&auth.access(), id.into_inner(), &report)
+        .report(&auth.access(), TaskId::from_uuid(id.into_inner()), &report)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::NoContent().finish())
@@ -468,7 +468,12 @@ pub async fn upload(
     let text = transcript_chunk(b.text)?;
     let chunks = state
         .verifications
-        .append_transcript(&auth.access(), id.into_inner(), b.seq, &text)
+        .append_transcript(
+            &auth.access(),
+            TaskId::from_uuid(id.into_inner()),
+            b.seq,
+            &text,
+        )
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(ChunkReceipt { chunks }))
@@ -491,7 +496,7 @@ pub async fn transcript(
 ) -> Result<HttpResponse, ApiError> {
     let text = state
         .verifications
-        .transcript(&auth.access(), id.into_inner())
+        .transcript(&auth.access(), TaskId::from_uuid(id.into_inner()))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TranscriptBody {

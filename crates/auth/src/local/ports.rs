@@ -14,29 +14,9 @@ use validator::ValidateEmail as _;
 use super::{AddressState, LoginState, SessionLimits};
 use crate::{AuthError, RoleSet};
 
-/// A local user's id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct UserId(Uuid);
-
-impl UserId {
-    /// A new time-ordered id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-    /// Wraps a UUID.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-    /// The UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+carapace_tenancy::entity_id! {
+    /// A local user's id.
+    pub struct UserId;
 }
 
 /// The hash under which an account remembers a client address it signed
@@ -58,23 +38,9 @@ pub fn client_hash(address: IpAddr) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A session (refresh-token family) id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SessionId(Uuid);
-
-impl SessionId {
-    /// A new time-ordered id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-    /// Wraps a UUID.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-    /// The UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
+carapace_tenancy::entity_id! {
+    /// A session (refresh-token family) id.
+    pub struct SessionId;
 }
 
 /// A login e-mail address: trimmed, lower-cased, at most 254 characters.

@@ -6,7 +6,11 @@ use std::future::Future;
 use carapace_audit::Access;
 use carapace_tenancy::{CalendarDetail, SubjectId, TenantContext};
 use time::OffsetDateTime;
-use uuid::Uuid;
+
+carapace_tenancy::entity_id! {
+    /// A calendar feed's id.
+    pub struct FeedId;
+}
 
 use super::{Appointment, Slot};
 use crate::ClinicalError;
@@ -52,7 +56,7 @@ pub fn initials(given: &str, family: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedInfo {
     /// Its id.
-    pub id: Uuid,
+    pub id: FeedId,
     /// Whose schedule.
     pub practitioner: SubjectId,
     /// Made.
@@ -85,7 +89,7 @@ pub trait CalendarFeedRepository: Send + Sync {
         &self,
         access: &Access,
         practitioner: &SubjectId,
-        id: Uuid,
+        id: FeedId,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
     /// The unrevoked feed with this token hash.

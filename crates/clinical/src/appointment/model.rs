@@ -1,7 +1,6 @@
 //! Appointments as stored: ids, the IANA time zone they are shown in, the
 //! validated booking input, listings, and the repository port.
 
-use std::fmt;
 use std::future::Future;
 
 use carapace_audit::Access;
@@ -15,31 +14,9 @@ use super::{AppointmentStatus, BookingRules, Slot};
 use crate::patient::{PageLimit, PatientId};
 use crate::{ClinicalError, FieldError};
 
-/// An appointment's id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppointmentId(Uuid);
-
-impl AppointmentId {
-    /// A new time-ordered id (UUIDv7).
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps an existing UUID.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for AppointmentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+carapace_tenancy::entity_id! {
+    /// An appointment's id.
+    pub struct AppointmentId;
 }
 
 /// A valid IANA time zone name (`Europe/Berlin`, `UTC`), used to show and to

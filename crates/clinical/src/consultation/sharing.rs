@@ -5,9 +5,10 @@ use carapace_audit::{Access, Outcome, SecurityEventSink};
 use carapace_auth::policy::Permission;
 use carapace_tenancy::{OrganizationRepository, StorageError, TenancyError};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::{ConsultationRepository, Referral, Section, check_consent, may_refer};
+use super::{
+    ConsentId, ConsultationRepository, Referral, ReferralId, Section, check_consent, may_refer,
+};
 use crate::ClinicalError;
 use crate::access::{AuditTrail, Caller, PatientAccess};
 use crate::appointment::{Appointment, AppointmentQuery, AppointmentRepository, AppointmentScope};
@@ -58,7 +59,7 @@ fn org_error(e: TenancyError) -> ClinicalError {
 /// The `referral.shared_read` event of referral `id` under `access`.
 fn shared_read(
     access: &Access,
-    id: Uuid,
+    id: ReferralId,
     outcome: Outcome,
     detail: String,
 ) -> carapace_audit::AuditEvent {
@@ -90,7 +91,7 @@ where
         &self,
         caller: &Caller<'_>,
         patient: PatientId,
-        consent: Uuid,
+        consent: ConsentId,
         now: OffsetDateTime,
     ) -> Result<Referral, ClinicalError> {
         let reach = PatientAccess {
@@ -115,7 +116,7 @@ where
         let org = caller.principal.org();
         may_refer(org, &caller.settings, receiving.id, &receiving.settings)?;
         let referral = Referral {
-            id: Uuid::now_v7(),
+            id: ReferralId::generate(),
             org,
             patient,
             consent: consent.id,
@@ -140,7 +141,7 @@ where
     pub async fn read(
         &self,
         caller: &Caller<'_>,
-        id: Uuid,
+        id: ReferralId,
         now: OffsetDateTime,
     ) -> Result<SharedRecord, ClinicalError> {
         let here = &caller.access;

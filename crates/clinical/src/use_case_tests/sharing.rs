@@ -7,14 +7,13 @@ use carapace_tenancy::{OrgId, OrgSettings};
 use time::Duration;
 
 use carapace_audit::Outcome;
-use uuid::Uuid;
 
 use super::fakes::{
     FakeEvents, FakePatients, FakeTrail, NOW, block_on, caller, lock, principal, subject,
 };
 use super::stores::{FakeAppointments, FakeConsultations, FakeMedications, FakeOrgs};
 use crate::ClinicalError;
-use crate::consultation::Consent;
+use crate::consultation::{Consent, ConsentId, ReferralId};
 use crate::consultation::{RecordSharing, Referral, Section, SharedRecord};
 use crate::patient::PatientId;
 
@@ -45,8 +44,8 @@ struct Case {
     source: OrgId,
     receiving: OrgId,
     patient: PatientId,
-    consent: Uuid,
-    referral: Uuid,
+    consent: ConsentId,
+    referral: ReferralId,
 }
 
 fn on() -> OrgSettings {
@@ -74,7 +73,7 @@ impl World {
         let patient = self.patients.add(source);
         self.patients.join(patient, "dr-ada");
         let consent = Consent {
-            id: Uuid::now_v7(),
+            id: ConsentId::generate(),
             patient,
             recipient_org: receiving,
             recipient: subject("dr-bob"),
@@ -85,7 +84,7 @@ impl World {
             created_at: NOW,
         };
         let referral = Referral {
-            id: Uuid::now_v7(),
+            id: ReferralId::generate(),
             org: source,
             patient,
             consent: consent.id,
@@ -106,7 +105,12 @@ impl World {
         case
     }
 
-    fn read_as(&self, who: &str, org: OrgId, id: Uuid) -> Result<SharedRecord, ClinicalError> {
+    fn read_as(
+        &self,
+        who: &str,
+        org: OrgId,
+        id: ReferralId,
+    ) -> Result<SharedRecord, ClinicalError> {
         let p = principal(who, org, &[Role::Clinician]);
         let settings = lock(&self.orgs.orgs).get(&org).copied().unwrap_or_default();
         block_on(self.sharing().read(&caller(&p, settings), id, NOW))
@@ -215,7 +219,7 @@ fn a_consent_for_someone_else_is_gone_at_the_source() {
 fn referrals_need_the_care_team_an_active_consent_and_both_organizations() {
     let w = World::default();
     let case = w.case(&[Section::Demographics]);
-    let refer = |who: &str, patient: PatientId, consent: Uuid| {
+    let refer = |who: &str, patient: PatientId, consent: ConsentId| {
         let p = principal(who, case.source, &[Role::Clinician]);
         block_on(w.sharing().refer(&caller(&p, on()), patient, consent, NOW))
     };

@@ -20,7 +20,9 @@ use crate::appointment::{
     Appointment, AppointmentId, AppointmentPage, AppointmentQuery, AppointmentRepository,
     AppointmentScope, AppointmentStatus, Channel, NewAppointment, PlannedReminder, Slot,
 };
-use crate::consultation::{Consent, ConsultationRepository, NewConsent, Referral};
+use crate::consultation::{
+    Consent, ConsentId, ConsultationRepository, NewConsent, Referral, ReferralId,
+};
 use crate::medication::{
     MedicationDetails, MedicationHistory, MedicationRepository, SideEffectDetails, Timeline,
 };
@@ -142,9 +144,9 @@ impl AppointmentRepository for FakeAppointments {
 #[derive(Default)]
 pub(crate) struct FakeConsultations {
     /// Consents, by id.
-    pub consents: Mutex<HashMap<Uuid, (OrgId, Consent)>>,
+    pub consents: Mutex<HashMap<ConsentId, (OrgId, Consent)>>,
     /// Referrals at the source, by id, with their consent.
-    pub referrals: Mutex<HashMap<Uuid, Referral>>,
+    pub referrals: Mutex<HashMap<ReferralId, Referral>>,
     /// Referrals made through `refer`.
     pub made: Mutex<Vec<Referral>>,
 }
@@ -171,7 +173,7 @@ impl ConsultationRepository for FakeConsultations {
         &self,
         _: &Access,
         _: PatientId,
-        _: Uuid,
+        _: ConsentId,
         _: OffsetDateTime,
     ) -> Result<bool, ClinicalError> {
         unused()
@@ -180,7 +182,7 @@ impl ConsultationRepository for FakeConsultations {
     async fn consent(
         &self,
         ctx: &TenantContext,
-        id: Uuid,
+        id: ConsentId,
     ) -> Result<Option<Consent>, ClinicalError> {
         Ok(lock(&self.consents)
             .get(&id)
@@ -197,7 +199,11 @@ impl ConsultationRepository for FakeConsultations {
         unused()
     }
 
-    async fn incoming(&self, access: &Access, id: Uuid) -> Result<Option<Referral>, ClinicalError> {
+    async fn incoming(
+        &self,
+        access: &Access,
+        id: ReferralId,
+    ) -> Result<Option<Referral>, ClinicalError> {
         Ok(lock(&self.referrals)
             .get(&id)
             .filter(|r| r.to_org == access.org() && &r.to == access.tenant().actor())
@@ -207,7 +213,7 @@ impl ConsultationRepository for FakeConsultations {
     async fn shared(
         &self,
         source: &TenantContext,
-        id: Uuid,
+        id: ReferralId,
     ) -> Result<Option<(Referral, Consent)>, ClinicalError> {
         let Some(r) = lock(&self.referrals)
             .get(&id)

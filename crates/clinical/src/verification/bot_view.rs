@@ -5,7 +5,6 @@ use std::fmt;
 
 use carapace_phi_crypto::Phi;
 use time::Date;
-use uuid::Uuid;
 
 use super::{Task, TaskStatus};
 use crate::patient::Patient;
@@ -24,7 +23,7 @@ pub fn may_escalate(status: TaskStatus) -> bool {
 #[derive(Clone, PartialEq, Eq)]
 pub struct BotView {
     /// The task.
-    pub task_id: Uuid,
+    pub task_id: super::TaskId,
     /// Given and family name.
     pub patient_name: Phi<String>,
     /// Date of birth.

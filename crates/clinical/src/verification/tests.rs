@@ -24,7 +24,7 @@ fn patient() -> Patient {
 
 fn input() -> TaskInput {
     TaskInput {
-        patient_id: Uuid::nil(),
+        patient_id: uuid::Uuid::nil(),
         payer_name: "Acme Health".into(),
         payer_phone: "+1 800 555 0199".into(),
         plan: "Gold PPO".into(),
@@ -90,7 +90,7 @@ fn task_input_is_checked_field_by_field() {
 fn the_bot_view_holds_exactly_what_verifying_needs() {
     let p = patient();
     let task = Task {
-        id: Uuid::now_v7(),
+        id: TaskId::generate(),
         request: input().parse().unwrap_or_else(|e| panic!("{e:?}")),
         status: TaskStatus::Claimed,
         claimed_by: None,
@@ -137,7 +137,7 @@ fn the_supervisor_is_offered_only_while_escalating_is_allowed() {
     assert_eq!(supervisor.expose_phi(), "+1 (617) 555-0123");
     for status in TaskStatus::ALL {
         let task = Task {
-            id: Uuid::now_v7(),
+            id: TaskId::generate(),
             request: input().parse().unwrap_or_else(|e| panic!("{e:?}")),
             status,
             claimed_by: None,
