@@ -674,6 +674,10 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     let purge = tokio::spawn(purge_periodically(running.db.clone(), PURGE_EVERY));
+    let partitions = tokio::spawn(carapace_infra::audit_partitions::maintain_periodically(
+        running.db.clone(),
+        carapace_infra::audit_partitions::MAINTAIN_EVERY,
+    ));
     let chainer = Arc::new(audit_chainer(settings, &running.db, None)?);
     let (stop_chaining, chaining_stopped) = tokio::sync::watch::channel(false);
     let chaining = tokio::spawn(chain_periodically(
@@ -698,6 +702,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     ));
     shutdown_signal().await;
     purge.abort();
+    partitions.abort();
     reminding.abort();
     tracing::info!("shutdown signal received; draining in-flight requests");
     tokio::time::timeout(
