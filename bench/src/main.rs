@@ -33,6 +33,8 @@ use carapace_testkit::issuer::{TestIssuer, TestKey};
 use clap::Parser;
 use sea_orm::ConnectionTrait as _;
 
+mod audit_scale;
+
 /// Load harness for Carapace's audited PHI paths.
 #[derive(Debug, Parser)]
 struct Args {
@@ -66,6 +68,12 @@ struct Args {
     /// The server's `CARAPACE_DATABASE_GROUP_WORKERS` (0: its default).
     #[arg(long, default_value_t = 0)]
     group_workers: u32,
+    /// Audit events at scale (issue #17): first fill the audit trail with
+    /// this many synthetic events of the past 24 months, generated in SQL
+    /// and already chained; then measure the chainer on the seeded
+    /// patients' events, and run only W1 and the access log.
+    #[arg(long, default_value_t = 0)]
+    audit_events: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +81,8 @@ enum Workload {
     Read,
     Write,
     Search,
+    /// `GET /api/v1/patients/{id}/access-log` (no pgbench counterpart).
+    AccessLog,
 }
 
 impl Workload {
@@ -83,6 +93,7 @@ impl Workload {
             Self::Read => "W1_read",
             Self::Write => "W2_write",
             Self::Search => "W3_search",
+            Self::AccessLog => "access_log",
         }
     }
 
@@ -91,6 +102,7 @@ impl Workload {
             Self::Read => include_str!("../sql/w1_read.sql"),
             Self::Write => include_str!("../sql/w2_write.sql"),
             Self::Search => include_str!("../sql/w3_search.sql"),
+            Self::AccessLog => "",
         }
     }
 }
@@ -107,6 +119,8 @@ struct Target {
     base: String,
     http: reqwest::Client,
     tokens: Vec<String>,
+    /// Compliance officers' tokens (the access log), one per organization.
+    audit_tokens: Vec<String>,
     patients: Vec<Seeded>,
 }
 
@@ -155,6 +169,13 @@ async fn request(t: &Target, w: Workload, n: u64) -> bool {
                     t.base, p.member_id
                 ))
                 .bearer_auth(token)
+                .send()
+                .await
+        }
+        Workload::AccessLog => {
+            t.http
+                .get(format!("{}/api/v1/patients/{}/access-log", t.base, p.id))
+                .bearer_auth(&t.audit_tokens[p.org])
                 .send()
                 .await
         }
@@ -492,6 +513,29 @@ async fn main() -> anyhow::Result<()> {
             carapace_testkit::APP_ROLE
         ))
         .await?;
+    if args.audit_events > 0 {
+        let secs = audit_scale::prefill(&owner, args.audit_events).await?;
+        writeln!(
+            out,
+            "# generated {} chained audit events in {secs:.1} s",
+            args.audit_events
+        )?;
+        let c = audit_scale::measure_chainer(&owner, &pg.app_url).await?;
+        writeln!(out, "audit_events_in_table {}", args.audit_events)?;
+        writeln!(
+            out,
+            "chainer events {} wall_s {:.2} client_cpu_s {:.2} db_cpu_s {:.2} cpu_s_per_1000_events {:.4}",
+            c.events,
+            c.wall_s,
+            c.client_cpu_s,
+            c.db_cpu_s,
+            if c.events > 0 {
+                (c.client_cpu_s + c.db_cpu_s) / c.events as f64 * 1000.0
+            } else {
+                0.0
+            }
+        )?;
+    }
     owner.close().await?;
     db.close().await;
 
@@ -501,6 +545,16 @@ async fn main() -> anyhow::Result<()> {
         .map(|org| {
             let mut claims = issuer.claims(&org.to_string(), &["clinician"]);
             claims["sub"] = "bench-clinician".into();
+            claims["exp"] = (carapace_testkit::issuer::now() + 6 * 3600).into();
+            issuer.sign(TestKey::Rsa1, &claims)
+        })
+        .collect();
+    let audit_tokens: Vec<String> = orgs
+        .iter()
+        .map(|org| {
+            let mut claims = issuer.claims(&org.to_string(), &["compliance"]);
+            claims["sub"] = "bench-compliance".into();
+            claims["amr"] = serde_json::json!(["pwd", "mfa"]);
             claims["exp"] = (carapace_testkit::issuer::now() + 6 * 3600).into();
             issuer.sign(TestKey::Rsa1, &claims)
         })
@@ -522,6 +576,7 @@ async fn main() -> anyhow::Result<()> {
         base,
         http,
         tokens,
+        audit_tokens,
         patients,
     });
     // Warm-up: connections, JWKS, data keys.
@@ -530,21 +585,30 @@ async fn main() -> anyhow::Result<()> {
     let pid = server.0.id();
     let (_, cpu_before) = process_stats(pid);
     let mut served: u64 = 0;
-    let mut carapace: Vec<Vec<Slice>> = vec![Vec::new(); 3];
-    let mut baseline: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let workloads: &[Workload] = if args.audit_events > 0 {
+        &[Workload::Read, Workload::AccessLog]
+    } else {
+        &Workload::ALL
+    };
+    let mut carapace: Vec<Vec<Slice>> = vec![Vec::new(); workloads.len()];
+    let mut baseline: Vec<Vec<f64>> = vec![Vec::new(); workloads.len()];
     let count = args.orgs * args.patients;
     for round in 0..args.rounds {
-        for (i, w) in Workload::ALL.iter().enumerate() {
+        for (i, w) in workloads.iter().enumerate() {
             let s = closed_loop(&target, *w, args.clients, args.seconds, args.max_requests).await;
             served += s.requests;
-            let tps = pgbench(
-                &pg.app_url,
-                *w,
-                work.path(),
-                args.clients,
-                args.seconds,
-                count,
-            )?;
+            let tps = if *w == Workload::AccessLog {
+                0.0
+            } else {
+                pgbench(
+                    &pg.app_url,
+                    *w,
+                    work.path(),
+                    args.clients,
+                    args.seconds,
+                    count,
+                )?
+            };
             writeln!(
                 out,
                 "# round {round} {}: carapace {:.0} rps ({} errors), pgbench {:.0} tps",
@@ -562,7 +626,7 @@ async fn main() -> anyhow::Result<()> {
     let (rss_kib, _) = process_stats(pid);
 
     writeln!(out, "workload rps p50_ms p99_ms errors ratio_to_pgbench")?;
-    for (i, w) in Workload::ALL.iter().enumerate() {
+    for (i, w) in workloads.iter().enumerate() {
         let rps = median(carapace[i].iter().map(|s| s.rps).collect());
         let p50 = median(
             carapace[i]
