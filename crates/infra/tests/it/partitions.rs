@@ -472,12 +472,12 @@ async fn postgres_time_bounded_audit_queries_prune_partitions_and_use_indexes() 
     }
     // Bound as parameters (what the server sends) and planned generically,
     // pruning happens when the statement runs.
-    app.execute_unprepared(&format!(
+    app.execute_unprepared(
         "SET plan_cache_mode = force_generic_plan;
          PREPARE bounded(uuid, text, timestamptz, timestamptz) AS
            SELECT id FROM audit_events WHERE org_id = $1 AND actor = $2
-             AND recorded_at >= $3 AND recorded_at < $4 ORDER BY id LIMIT 51"
-    ))
+             AND recorded_at >= $3 AND recorded_at < $4 ORDER BY id LIMIT 51",
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let plan = explain(
@@ -547,7 +547,11 @@ async fn postgres_retention_purges_row_wise_and_drops_a_month_once_empty() {
         if i == 0 {
             assert!(dropped.is_empty(), "the other organization's month stays");
         } else {
-            assert_eq!(dropped, [old_month.name.clone()], "emptied: dropped");
+            assert_eq!(
+                dropped,
+                std::slice::from_ref(&old_month.name),
+                "emptied: dropped"
+            );
         }
     }
     let left = partitions(&db).await.unwrap_or_else(|e| panic!("{e}"));
