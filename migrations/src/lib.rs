@@ -35,6 +35,7 @@ mod m0021_credentials_hardening;
 mod m0022_audit_witness;
 mod m0024_assistant_conversations;
 mod m0026_verification_settings;
+mod m0027_audit_partitions;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0022_audit_witness::Migration),
             Box::new(m0024_assistant_conversations::Migration),
             Box::new(m0026_verification_settings::Migration),
+            Box::new(m0027_audit_partitions::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ pub mod alerts;
 mod appointments;
 pub mod assistant;
 pub mod audit;
+pub mod audit_partitions;
 mod calendar;
 mod consultations;
 pub mod db;

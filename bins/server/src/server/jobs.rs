@@ -1,5 +1,6 @@
 //! The periodic jobs of a serving instance (audit chaining, alert and
-//! reminder delivery, the purge of expired credentials), all run by one
+//! reminder delivery, the purge of expired credentials, the audit trail's
+//! monthly partitions), all run by one
 //! runner: [`Job::run`].
 
 use std::future::Future;
@@ -135,9 +136,20 @@ const PURGE: Job = Job {
     not_elected: "purging expired credentials failed",
 };
 
+/// Creates the audit trail's monthly partitions ahead (PostgreSQL; a
+/// no-op on SQLite). The first pass runs at start-up.
+const PARTITIONS: Job = Job {
+    lock: "audit.partitions",
+    every: carapace_infra::audit_partitions::MAINTAIN_EVERY,
+    wait_first: false,
+    failed: "creating audit event partitions failed",
+    not_elected: "electing the audit partition maintainer failed",
+};
+
 /// The jobs of a serving instance.
 pub(super) struct Jobs {
     purge: JoinHandle<()>,
+    partitions: JoinHandle<()>,
     chaining: JoinHandle<()>,
     stop_chaining: tokio::sync::watch::Sender<bool>,
     alerting: Option<JoinHandle<()>>,
@@ -173,6 +185,21 @@ impl Jobs {
                     reset_codes = r.resets,
                     "purged expired credentials"
                 );
+            },
+        );
+        let partitions = PARTITIONS.spawn(
+            db.clone(),
+            {
+                let db = db.clone();
+                move || {
+                    let db = db.clone();
+                    async move { carapace_infra::audit_partitions::add_partitions(&db).await }
+                }
+            },
+            |created| {
+                if created > 0 {
+                    tracing::info!(created, "audit event partitions created");
+                }
             },
         );
         let chainer = Arc::new(audit_chainer(settings, db, None)?);
@@ -222,6 +249,7 @@ impl Jobs {
         );
         Ok(Self {
             purge,
+            partitions,
             chaining,
             stop_chaining,
             alerting,
@@ -232,6 +260,7 @@ impl Jobs {
     /// Before the drain: no more purging or reminding.
     pub(super) fn abort_before_drain(&self) {
         self.purge.abort();
+        self.partitions.abort();
         self.reminding.abort();
     }
 

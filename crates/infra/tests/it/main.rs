@@ -9,6 +9,7 @@ mod mail;
 mod migrations;
 mod oidc;
 mod outbound;
+mod partitions;
 mod patients;
 mod phi;
 mod posture;

@@ -85,6 +85,10 @@ pub(super) async fn audit_purge(
             purged.from, purged.to
         );
     }
+    // Months that every organization's purges have emptied go whole.
+    for name in carapace_infra::audit_partitions::drop_empty_before(&owner, cutoff).await? {
+        let _ = writeln!(out, "dropped the emptied partition {name}");
+    }
     owner.close().await;
     Ok(ExitCode::SUCCESS)
 }
