@@ -54,7 +54,7 @@ bench:
 # PostgreSQL with pg_stat_statements, one round, a perf profile of the server.
 bench-breakdown:
     cargo build --release -p carapace-server -p carapace-bench
-    bench/breakdown.sh --server target/release/carapace --rounds 1 --perf-dir target/bench-perf
+    bench/private-pg.sh target/release/carapace-bench --server target/release/carapace --breakdown --rounds 1 --perf-dir target/bench-perf
 
 # The harness in smoke mode (seconds; what CI runs).
 bench-smoke:

@@ -6,7 +6,7 @@
 //!
 //! `pg_stat_statements` must be in `shared_preload_libraries`, and its
 //! reset clears the whole cluster's statistics: run it against a private
-//! instance (`bench/breakdown.sh` starts one), not a shared one.
+//! instance (`bench/private-pg.sh` starts one), not a shared one.
 #![expect(clippy::as_conversions, reason = "per-request figures: counts as f64")]
 
 use std::io::Write;
@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     wal_bytes: f64,
     wal_write: f64,
     wal_sync: f64,
+    wal_sync_ms: f64,
     checkpoints: f64,
     buffers_checkpoint: f64,
 }
@@ -55,7 +56,7 @@ impl Breakdown {
         if !libs.contains("pg_stat_statements") {
             bail!(
                 "--breakdown needs pg_stat_statements in shared_preload_libraries \
-                 (it is {libs:?}); bench/breakdown.sh runs the harness against a private instance"
+                 (it is {libs:?}); bench/private-pg.sh runs the harness against a private instance"
             );
         }
         conn.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -75,7 +76,7 @@ impl Breakdown {
         let r = one(
             &self.conn,
             "SELECT w.wal_records::float8 AS wal_records, w.wal_bytes::float8 AS wal_bytes,
-                    w.wal_write::float8 AS wal_write, w.wal_sync::float8 AS wal_sync,
+                    w.wal_write::float8 AS wal_write, w.wal_sync::float8 AS wal_sync, w.wal_sync_time::float8 AS wal_sync_ms,
                     (b.checkpoints_timed + b.checkpoints_req)::float8 AS checkpoints,
                     b.buffers_checkpoint::float8 AS buffers_checkpoint
              FROM pg_stat_wal w, pg_stat_bgwriter b",
@@ -86,6 +87,7 @@ impl Breakdown {
             wal_bytes: r.try_get("", "wal_bytes")?,
             wal_write: r.try_get("", "wal_write")?,
             wal_sync: r.try_get("", "wal_sync")?,
+            wal_sync_ms: r.try_get("", "wal_sync_ms")?,
             checkpoints: r.try_get("", "checkpoints")?,
             buffers_checkpoint: r.try_get("", "buffers_checkpoint")?,
         })
@@ -112,20 +114,32 @@ impl Breakdown {
                 [served.datname.into()],
             ))
             .await?;
-        let mut stmts = Vec::with_capacity(rows.len());
+        // Statements that differ only after their first 100 characters (the
+        // multi-row audit INSERTs of group commit, one entry per row count)
+        // are counted together.
+        let mut stmts: Vec<(f64, f64, String, usize)> = Vec::with_capacity(rows.len());
         for r in &rows {
             let calls: i64 = r.try_get("", "calls")?;
             let ms: f64 = r.try_get("", "ms")?;
             let query: String = r.try_get("", "query")?;
-            stmts.push((calls as f64, ms, query));
+            let key: String = query.chars().take(100).collect();
+            match stmts.iter_mut().find(|s| s.2.starts_with(&key)) {
+                Some(s) => {
+                    s.0 += calls as f64;
+                    s.1 += ms;
+                    s.3 += 1;
+                }
+                None => stmts.push((calls as f64, ms, query, 1)),
+            }
         }
+        stmts.sort_by(|a, b| b.1.total_cmp(&a.1));
         let n = served.requests.max(1) as f64;
         let calls: f64 = stmts.iter().map(|s| s.0).sum();
         let ms: f64 = stmts.iter().map(|s| s.1).sum();
         writeln!(
             out,
             "# breakdown {}: {} requests, {:.2} statements/request, {:.3} ms database time/request; \
-             per request: WAL {:.2} records {:.0} bytes {:.3} writes {:.3} flushes; \
+             per request: WAL {:.2} records {:.0} bytes {:.3} writes {:.3} flushes {:.3} ms flushing; \
              checkpoints {:.0} ({:.0} buffers)",
             served.label,
             served.requests,
@@ -135,14 +149,15 @@ impl Breakdown {
             (after.wal_bytes - before.wal_bytes) / n,
             (after.wal_write - before.wal_write) / n,
             (after.wal_sync - before.wal_sync) / n,
+            (after.wal_sync_ms - before.wal_sync_ms) / n,
             after.checkpoints - before.checkpoints,
             after.buffers_checkpoint - before.buffers_checkpoint,
         )?;
-        writeln!(out, "#   calls/req share mean_ms statement")?;
-        for (c, t, q) in stmts.iter().take(TOP) {
+        writeln!(out, "#   calls/req share mean_ms variants statement")?;
+        for (c, t, q, variants) in stmts.iter().take(TOP) {
             writeln!(
                 out,
-                "#   {:.3} {:.1}% {:.3} {q}",
+                "#   {:.3} {:.1}% {:.3} {variants} {q}",
                 c / n,
                 if ms > 0.0 { t / ms * 100.0 } else { 0.0 },
                 if *c > 0.0 { t / c } else { 0.0 },
@@ -208,7 +223,8 @@ impl Profile {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .take(TOP)
         {
-            writeln!(out, "# perf {label} {}", line.trim())?;
+            let words: Vec<&str> = line.split_whitespace().filter(|w| *w != "-").collect();
+            writeln!(out, "# perf {label} {}", words.join(" "))?;
         }
         Ok(())
     }

@@ -76,7 +76,7 @@ struct Args {
     /// Per workload, statements per request and their share of database
     /// time (`pg_stat_statements`, which must be preloaded: clears the
     /// cluster's statement statistics, so use a private instance,
-    /// `bench/breakdown.sh`), WAL and checkpoints, in the last round.
+    /// `bench/private-pg.sh`), WAL and checkpoints, in the last round.
     #[arg(long)]
     breakdown: bool,
     /// Record a `perf` profile of the server during each workload's slice
