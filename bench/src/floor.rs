@@ -8,12 +8,14 @@
 //! the scripts scaled to that size.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 use carapace_testkit::PgTestDb;
 use sea_orm::ConnectionTrait as _;
 
+use crate::pgbench::{Done, Run, pgbench};
 use crate::workload::Workload;
 
 /// The reference schema's owner and app roles (created when missing).
@@ -27,7 +29,7 @@ pub(crate) struct Floor {
     /// The database as the superuser (statistics, clean-up).
     pub(crate) db: PgTestDb,
     /// The database as the reference app role (what pgbench connects as).
-    pub(crate) app_url: String,
+    app_url: String,
     orgs: usize,
     per_org: usize,
 }
@@ -47,6 +49,23 @@ impl Floor {
             Workload::Search => ("floor_w3", include_str!("../sql/floor/w3.sql")),
         };
         self.scaled(name, text)
+    }
+
+    /// pgbench running `script` as the reference app role.
+    pub(crate) fn pgbench(
+        &self,
+        script: &Script,
+        dir: &Path,
+        clients: usize,
+        secs: u64,
+    ) -> anyhow::Result<Done> {
+        let run = Run {
+            url: &self.app_url,
+            name: &script.name,
+            script: &script.text,
+            vars: &[],
+        };
+        pgbench(&run, dir, clients, secs)
     }
 
     /// W1 without the audit row: what auditing costs at the floor.

@@ -235,22 +235,12 @@ async fn main() -> anyhow::Result<()> {
                 args.seconds,
             )?
             .tps;
-            let script = floor.script(*w)?;
             let before = match stats {
                 Some(b) => Some(b.start().await?),
                 None => None,
             };
-            let at_floor = pgbench(
-                &Run {
-                    url: &floor.app_url,
-                    name: &script.name,
-                    script: &script.text,
-                    vars: &[],
-                },
-                work.path(),
-                args.clients,
-                args.seconds,
-            )?;
+            let at_floor =
+                floor.pgbench(&floor.script(*w)?, work.path(), args.clients, args.seconds)?;
             if let (Some(b), Some(before)) = (stats, before) {
                 let label = format!("{} floor", w.name());
                 let requests = at_floor.transactions;
@@ -277,19 +267,9 @@ async fn main() -> anyhow::Result<()> {
             own_sql[i].push(own);
             floor_tps[i].push(at_floor.tps);
         }
-        let script = floor.noaudit()?;
-        let tps = pgbench(
-            &Run {
-                url: &floor.app_url,
-                name: &script.name,
-                script: &script.text,
-                vars: &[],
-            },
-            work.path(),
-            args.clients,
-            args.seconds,
-        )?
-        .tps;
+        let tps = floor
+            .pgbench(&floor.noaudit()?, work.path(), args.clients, args.seconds)?
+            .tps;
         writeln!(
             out,
             "# round {round} W1 floor without the audit row: {tps:.0} tps"
