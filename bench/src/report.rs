@@ -18,7 +18,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Everything the run measured, for [`write`].
+/// Everything the run measured, for [`write()`].
 pub(crate) struct Measured {
     /// Per workload, the slice of each round against Carapace.
     pub(crate) carapace: Vec<Vec<Slice>>,
