@@ -44,11 +44,17 @@ dev-token slug="demo":
     cargo run --release -- dev-token --org {{slug}} --role clinician --mfa
 
 # The load harness (bench/): W1 read, W2 write, W3 search over HTTP against
-# pgbench running the same SQL, alternating slices; needs PostgreSQL and
-# pgbench. Release build first (about 7 minutes cold).
+# pgbench running the same SQL and the floor's, alternating slices; needs
+# PostgreSQL, psql and pgbench. Release build first (about 7 minutes cold).
 bench:
     cargo build --release -p carapace-server -p carapace-bench
     CARAPACE_TEST_PG_URL={{pg_url}} target/release/carapace-bench --server target/release/carapace
+
+# Where the database's time goes (issue #20): the harness against a private
+# PostgreSQL with pg_stat_statements, one round, a perf profile of the server.
+bench-breakdown:
+    cargo build --release -p carapace-server -p carapace-bench
+    bench/private-pg.sh target/release/carapace-bench --server target/release/carapace --breakdown --rounds 1 --perf-dir target/bench-perf
 
 # The harness in smoke mode (seconds; what CI runs).
 bench-smoke:

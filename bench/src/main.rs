@@ -1,6 +1,7 @@
 //! `carapace-bench`: drives Carapace's audited PHI paths over HTTP and, in
-//! the same invocation, pgbench running the same SQL, alternating slices so
-//! machine drift hits both alike; prints one machine-readable line per
+//! the same invocation, pgbench running the same SQL and pgbench running the
+//! floor (the least SQL the work needs, `floor.rs`), alternating slices so
+//! machine drift hits all alike; prints one machine-readable line per
 //! workload. `just bench` runs it; CI runs `--smoke` so it never rots.
 //!
 //! Setup: a fresh PostgreSQL database (`CARAPACE_TEST_PG_URL`, superuser),
@@ -13,6 +14,8 @@
     clippy::as_conversions,
     reason = "rates and percentiles: counts and durations as f64, whole numbers back"
 )]
+mod breakdown;
+mod floor;
 mod pgbench;
 mod report;
 mod seed;
@@ -31,7 +34,8 @@ use carapace_testkit::issuer::{TestIssuer, TestKey};
 use clap::Parser;
 use sea_orm::ConnectionTrait as _;
 
-use pgbench::pgbench;
+use breakdown::{Breakdown, Served};
+use pgbench::{Run, pgbench};
 use seed::seed;
 use server::{process_stats, start_server};
 use workload::{Slice, Target, Workload, closed_loop, fixed_rate};
@@ -69,6 +73,16 @@ struct Args {
     /// The server's `CARAPACE_DATABASE_GROUP_WORKERS` (0: its default).
     #[arg(long, default_value_t = 0)]
     group_workers: u32,
+    /// Per workload, statements per request and their share of database
+    /// time (`pg_stat_statements`, which must be preloaded: clears the
+    /// cluster's statement statistics, so use a private instance,
+    /// `bench/private-pg.sh`), WAL and checkpoints, in the last round.
+    #[arg(long)]
+    breakdown: bool,
+    /// Record a `perf` profile of the server during each workload's slice
+    /// of the last round into this directory.
+    #[arg(long)]
+    perf_dir: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -120,6 +134,20 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     owner.close().await?;
     db.close().await;
+    let started = Instant::now();
+    let floor = floor::load(args.orgs, args.patients).await?;
+    writeln!(
+        out,
+        "# floor loaded: {} orgs x {} patients in {:.1} s",
+        args.orgs,
+        args.patients,
+        started.elapsed().as_secs_f64()
+    )?;
+    let stats = if args.breakdown {
+        Some(Breakdown::open(&pg.owner_url).await?)
+    } else {
+        None
+    };
 
     let issuer = TestIssuer::start();
     let tokens: Vec<String> = orgs
@@ -157,31 +185,96 @@ async fn main() -> anyhow::Result<()> {
     let (_, cpu_before) = process_stats(pid);
     let mut served: u64 = 0;
     let mut carapace: Vec<Vec<Slice>> = vec![Vec::new(); 3];
-    let mut baseline: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let count = args.orgs * args.patients;
+    let mut own_sql: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut floor_tps: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut noaudit: Vec<f64> = Vec::new();
+    let count = [("count", (args.orgs * args.patients).to_string())];
+    let floor_db = floor.db.name.clone();
     for round in 0..args.rounds {
+        let last = round + 1 == args.rounds;
+        let stats = stats.as_ref().filter(|_| last);
         for (i, w) in Workload::ALL.iter().enumerate() {
-            let s = closed_loop(&target, *w, args.clients, args.seconds, args.max_requests).await;
+            let profile = match &args.perf_dir {
+                Some(dir) if last => Some(breakdown::profile(dir, w.name(), pid, args.seconds)?),
+                _ => None,
+            };
+            let before = match stats {
+                Some(b) => Some(b.start().await?),
+                None => None,
+            };
+            let (_, cpu_start) = process_stats(pid);
+            let mut s =
+                closed_loop(&target, *w, args.clients, args.seconds, args.max_requests).await;
+            s.server_cpu_s = process_stats(pid).1 - cpu_start;
             served += s.requests;
-            let tps = pgbench(
-                &pg.app_url,
-                *w,
+            if let (Some(b), Some(before)) = (stats, before) {
+                let label = format!("{} carapace", w.name());
+                b.finish(
+                    &mut out,
+                    before,
+                    &Served {
+                        datname: &pg.name,
+                        label: &label,
+                        requests: s.requests,
+                    },
+                )
+                .await?;
+            }
+            if let Some(p) = profile {
+                p.finish(&mut out, w.name())?;
+            }
+            let own = pgbench(
+                &Run {
+                    url: &pg.app_url,
+                    name: w.name(),
+                    script: w.script(),
+                    vars: &count,
+                },
                 work.path(),
                 args.clients,
                 args.seconds,
-                count,
-            )?;
+            )?
+            .tps;
+            let before = match stats {
+                Some(b) => Some(b.start().await?),
+                None => None,
+            };
+            let at_floor =
+                floor.pgbench(&floor.script(*w)?, work.path(), args.clients, args.seconds)?;
+            if let (Some(b), Some(before)) = (stats, before) {
+                let label = format!("{} floor", w.name());
+                let requests = at_floor.transactions;
+                b.finish(
+                    &mut out,
+                    before,
+                    &Served {
+                        datname: &floor_db,
+                        label: &label,
+                        requests,
+                    },
+                )
+                .await?;
+            }
             writeln!(
                 out,
-                "# round {round} {}: carapace {:.0} rps ({} errors), pgbench {:.0} tps",
+                "# round {round} {}: carapace {:.0} rps ({} errors), own SQL {own:.0} tps, floor {:.0} tps",
                 w.name(),
                 s.rps,
                 s.errors,
-                tps
+                at_floor.tps,
             )?;
             carapace[i].push(s);
-            baseline[i].push(tps);
+            own_sql[i].push(own);
+            floor_tps[i].push(at_floor.tps);
         }
+        let tps = floor
+            .pgbench(&floor.noaudit()?, work.path(), args.clients, args.seconds)?
+            .tps;
+        writeln!(
+            out,
+            "# round {round} W1 floor without the audit row: {tps:.0} tps"
+        )?;
+        noaudit.push(tps);
     }
     let (_, cpu_after) = process_stats(pid);
     let fixed = fixed_rate(&target, args.fixed_rate, args.seconds.max(1) * 2).await;
@@ -191,7 +284,9 @@ async fn main() -> anyhow::Result<()> {
         &mut out,
         &report::Measured {
             carapace,
-            baseline,
+            own_sql,
+            floor: floor_tps,
+            noaudit,
             fixed,
             fixed_rate: args.fixed_rate,
             rss_kib,

@@ -18,12 +18,16 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Everything the run measured, for [`write`].
+/// Everything the run measured, for [`write()`].
 pub(crate) struct Measured {
     /// Per workload, the slice of each round against Carapace.
     pub(crate) carapace: Vec<Vec<Slice>>,
-    /// Per workload, pgbench's TPS of each round.
-    pub(crate) baseline: Vec<Vec<f64>>,
+    /// Per workload, pgbench's TPS running Carapace's own SQL, each round.
+    pub(crate) own_sql: Vec<Vec<f64>>,
+    /// Per workload, pgbench's TPS running the floor's SQL, each round.
+    pub(crate) floor: Vec<Vec<f64>>,
+    /// The floor's W1 without the audit row, each round.
+    pub(crate) noaudit: Vec<f64>,
     /// The fixed-load latency run.
     pub(crate) fixed: Slice,
     /// Its rate, requests per second.
@@ -36,10 +40,34 @@ pub(crate) struct Measured {
     pub(crate) served: u64,
 }
 
-/// Prints the summary: one line per workload, the fixed-load latencies,
-/// the server's memory and CPU per request.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+fn joined(v: impl Iterator<Item = f64>) -> String {
+    v.map(|x| format!("{x:.0}")).collect::<Vec<_>>().join("/")
+}
+
+/// Prints the summary: one line per workload (medians of the rounds; the
+/// ratios are Carapace's median rps over pgbench's median tps running
+/// Carapace's own SQL and the floor's), the rounds' figures, the floor's
+/// cost of auditing, the fixed-load latencies, the server's memory and CPU
+/// per request.
 pub(crate) fn write(out: &mut impl Write, m: &Measured) -> anyhow::Result<()> {
-    writeln!(out, "workload rps p50_ms p99_ms errors ratio_to_pgbench")?;
+    for (i, w) in Workload::ALL.iter().enumerate() {
+        writeln!(
+            out,
+            "# rounds {}: carapace rps {}, own SQL tps {}, floor tps {}",
+            w.name(),
+            joined(m.carapace[i].iter().map(|s| s.rps)),
+            joined(m.own_sql[i].iter().copied()),
+            joined(m.floor[i].iter().copied()),
+        )?;
+    }
+    writeln!(
+        out,
+        "workload rps p50_ms p99_ms errors own_sql_tps floor_tps ratio_to_own_sql ratio_to_floor server_cpu_ms_per_request"
+    )?;
     for (i, w) in Workload::ALL.iter().enumerate() {
         let rps = median(m.carapace[i].iter().map(|s| s.rps).collect());
         let p50 = median(
@@ -55,14 +83,26 @@ pub(crate) fn write(out: &mut impl Write, m: &Measured) -> anyhow::Result<()> {
                 .collect(),
         );
         let errors: u64 = m.carapace[i].iter().map(|s| s.errors).sum();
-        let tps = median(m.baseline[i].clone());
+        let requests: u64 = m.carapace[i].iter().map(|s| s.requests).sum();
+        let cpu: f64 = m.carapace[i].iter().map(|s| s.server_cpu_s).sum();
+        let own = median(m.own_sql[i].clone());
+        let floor = median(m.floor[i].clone());
         writeln!(
             out,
-            "{} {rps:.0} {p50:.2} {p99:.2} {errors} {:.2}",
+            "{} {rps:.0} {p50:.2} {p99:.2} {errors} {own:.0} {floor:.0} {:.2} {:.2} {:.3}",
             w.name(),
-            if tps > 0.0 { rps / tps } else { 0.0 }
+            ratio(rps, own),
+            ratio(rps, floor),
+            ratio(cpu * 1000.0, requests as f64),
         )?;
     }
+    let noaudit = median(m.noaudit.clone());
+    let audited = median(m.floor[0].clone());
+    writeln!(
+        out,
+        "floor_W1_noaudit_tps {noaudit:.0} floor_W1_tps {audited:.0} audited_to_noaudit {:.2}",
+        ratio(audited, noaudit)
+    )?;
     writeln!(
         out,
         "fixed_load_{}rps_W1 p50_ms {:.2} p99_ms {:.2} errors {}",

@@ -26,6 +26,7 @@ impl Workload {
         }
     }
 
+    /// Carapace's own SQL for the workload (pgbench, as the server's role).
     pub(crate) fn script(self) -> &'static str {
         match self {
             Self::Read => include_str!("../sql/w1_read.sql"),
@@ -49,6 +50,8 @@ pub(crate) struct Slice {
     pub(crate) latencies_us: Vec<u64>,
     pub(crate) errors: u64,
     pub(crate) requests: u64,
+    /// CPU seconds the server spent during the slice.
+    pub(crate) server_cpu_s: f64,
 }
 
 /// A cheap deterministic spread of request numbers over the seeded data.
