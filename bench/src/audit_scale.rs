@@ -13,6 +13,8 @@
 //! transaction (`tx` = 1) below each organization's chaining horizon, as
 //! history the chainer finished with long ago.
 
+use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use carapace_infra::audit::AuditChainer;
@@ -86,7 +88,7 @@ async fn backend_cpu(owner: &DatabaseConnection) -> anyhow::Result<Vec<(u32, f64
         .iter()
         .filter_map(|r| r.try_get::<i32>("", "pid").ok())
         .filter_map(|pid| u32::try_from(pid).ok())
-        .map(|pid| (pid, crate::process_stats(pid).1))
+        .map(|pid| (pid, crate::server::process_stats(pid).1))
         .collect())
 }
 
@@ -102,7 +104,7 @@ pub async fn measure_chainer(
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let chainer = AuditChainer::new(db.clone(), key, std::time::Duration::from_secs(60));
     let before = backend_cpu(owner).await?;
-    let (_, self_before) = crate::process_stats(std::process::id());
+    let (_, self_before) = crate::server::process_stats(std::process::id());
     let started = Instant::now();
     let events = chainer.run_to_completion().await?;
     let wall_s = started.elapsed().as_secs_f64();
@@ -125,4 +127,58 @@ pub async fn measure_chainer(
         client_cpu_s: self_after - self_before,
         db_cpu_s,
     })
+}
+
+/// The rounds of an audit-at-scale run: W1 and the access log against
+/// Carapace, alternating, then their medians (rps and p99).
+pub async fn rounds(
+    out: &mut impl Write,
+    target: &Arc<crate::workload::Target>,
+    clients: usize,
+    seconds: u64,
+    rounds: usize,
+    max: u64,
+) -> anyhow::Result<()> {
+    use crate::report::{median, percentile};
+    use crate::workload::{Workload, closed_loop};
+    let workloads = [Workload::Read, Workload::AccessLog];
+    let mut slices: Vec<Vec<crate::workload::Slice>> = vec![Vec::new(); workloads.len()];
+    for round in 0..rounds {
+        for (i, w) in workloads.iter().enumerate() {
+            let s = closed_loop(target, *w, clients, seconds, max).await;
+            writeln!(
+                out,
+                "# round {round} {}: {:.0} rps ({} errors)",
+                w.name(),
+                s.rps,
+                s.errors
+            )?;
+            slices[i].push(s);
+        }
+    }
+    writeln!(out, "workload rps p50_ms p99_ms errors")?;
+    for (i, w) in workloads.iter().enumerate() {
+        let rps = median(slices[i].iter().map(|s| s.rps).collect());
+        let p = |q: f64| {
+            median(
+                slices[i]
+                    .iter()
+                    .map(|s| {
+                        let mut l = s.latencies_us.clone();
+                        l.sort_unstable();
+                        percentile(&l, q)
+                    })
+                    .collect(),
+            )
+        };
+        let errors: u64 = slices[i].iter().map(|s| s.errors).sum();
+        writeln!(
+            out,
+            "{} {rps:.0} {:.2} {:.2} {errors}",
+            w.name(),
+            p(0.50),
+            p(0.99)
+        )?;
+    }
+    Ok(())
 }

@@ -47,6 +47,7 @@ impl Floor {
             Workload::Read => ("floor_w1", include_str!("../sql/floor/w1.sql")),
             Workload::Write => ("floor_w2", include_str!("../sql/floor/w2.sql")),
             Workload::Search => ("floor_w3", include_str!("../sql/floor/w3.sql")),
+            Workload::AccessLog => anyhow::bail!("the access log has no floor script"),
         };
         self.scaled(name, text)
     }

@@ -14,6 +14,7 @@
     clippy::as_conversions,
     reason = "rates and percentiles: counts and durations as f64, whole numbers back"
 )]
+mod audit_scale;
 mod breakdown;
 mod floor;
 mod pgbench;
@@ -73,6 +74,12 @@ struct Args {
     /// The server's `CARAPACE_DATABASE_GROUP_WORKERS` (0: its default).
     #[arg(long, default_value_t = 0)]
     group_workers: u32,
+    /// Audit events at scale (issue #17): first fill the audit trail with
+    /// this many synthetic events of the past 24 months, generated in SQL
+    /// and already chained; then measure the chainer on the seeded
+    /// patients' events, and run only W1 and the access log.
+    #[arg(long, default_value_t = 0)]
+    audit_events: u64,
     /// Per workload, statements per request and their share of database
     /// time (`pg_stat_statements`, which must be preloaded: clears the
     /// cluster's statement statistics, so use a private instance,
@@ -132,6 +139,26 @@ async fn main() -> anyhow::Result<()> {
             carapace_testkit::APP_ROLE
         ))
         .await?;
+    if args.audit_events > 0 {
+        let secs = audit_scale::prefill(&owner, args.audit_events).await?;
+        writeln!(
+            out,
+            "# generated {} chained audit events in {secs:.1} s",
+            args.audit_events
+        )?;
+        let c = audit_scale::measure_chainer(&owner, &pg.app_url).await?;
+        let per_1000 = if c.events > 0 {
+            (c.client_cpu_s + c.db_cpu_s) / c.events as f64 * 1000.0
+        } else {
+            0.0
+        };
+        writeln!(out, "audit_events_in_table {}", args.audit_events)?;
+        writeln!(
+            out,
+            "chainer events {} wall_s {:.2} client_cpu_s {:.2} db_cpu_s {:.2} cpu_s_per_1000_events {per_1000:.4}",
+            c.events, c.wall_s, c.client_cpu_s, c.db_cpu_s,
+        )?;
+    }
     owner.close().await?;
     db.close().await;
     let started = Instant::now();
@@ -159,6 +186,16 @@ async fn main() -> anyhow::Result<()> {
             issuer.sign(TestKey::Rsa1, &claims)
         })
         .collect();
+    let audit_tokens: Vec<String> = orgs
+        .iter()
+        .map(|org| {
+            let mut claims = issuer.claims(&org.to_string(), &["compliance"]);
+            claims["sub"] = "bench-compliance".into();
+            claims["amr"] = serde_json::json!(["pwd", "mfa"]);
+            claims["exp"] = (carapace_testkit::issuer::now() + 6 * 3600).into();
+            issuer.sign(TestKey::Rsa1, &claims)
+        })
+        .collect();
     let (server, base) = start_server(
         &args.server,
         work.path(),
@@ -176,10 +213,24 @@ async fn main() -> anyhow::Result<()> {
         base,
         http,
         tokens,
+        audit_tokens,
         patients,
     });
     // Warm-up: connections, JWKS, data keys.
     let _ = closed_loop(&target, Workload::Read, args.clients, 1, args.max_requests).await;
+    if args.audit_events > 0 {
+        audit_scale::rounds(
+            &mut out,
+            &target,
+            args.clients,
+            args.seconds,
+            args.rounds,
+            args.max_requests,
+        )
+        .await?;
+        drop(server);
+        return Ok(());
+    }
 
     let pid = server.0.id();
     let (_, cpu_before) = process_stats(pid);

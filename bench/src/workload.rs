@@ -13,6 +13,8 @@ pub(crate) enum Workload {
     Read,
     Write,
     Search,
+    /// `GET /api/v1/patients/{id}/access-log` (`--audit-events` runs only).
+    AccessLog,
 }
 
 impl Workload {
@@ -23,6 +25,7 @@ impl Workload {
             Self::Read => "W1_read",
             Self::Write => "W2_write",
             Self::Search => "W3_search",
+            Self::AccessLog => "access_log",
         }
     }
 
@@ -32,6 +35,8 @@ impl Workload {
             Self::Read => include_str!("../sql/w1_read.sql"),
             Self::Write => include_str!("../sql/w2_write.sql"),
             Self::Search => include_str!("../sql/w3_search.sql"),
+            // No pgbench counterpart: `--audit-events` runs measure it alone.
+            Self::AccessLog => "",
         }
     }
 }
@@ -40,6 +45,8 @@ pub(crate) struct Target {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
     pub(crate) tokens: Vec<String>,
+    /// Compliance officers' tokens (the access log), one per organization.
+    pub(crate) audit_tokens: Vec<String>,
     pub(crate) patients: Vec<Seeded>,
 }
 
@@ -77,6 +84,13 @@ async fn request(t: &Target, w: Workload, n: u64) -> bool {
                     t.base, p.member_id
                 ))
                 .bearer_auth(token)
+                .send()
+                .await
+        }
+        Workload::AccessLog => {
+            t.http
+                .get(format!("{}/api/v1/patients/{}/access-log", t.base, p.id))
+                .bearer_auth(&t.audit_tokens[p.org])
                 .send()
                 .await
         }
