@@ -123,6 +123,21 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A security event of `kind` by this principal (naming the
+    /// impersonating administrator too, if any), from `origin`.
+    pub fn security_event(
+        &self,
+        kind: carapace_audit::SecurityEventKind,
+        detail: impl Into<String>,
+        origin: &carapace_audit::Origin,
+    ) -> carapace_audit::SecurityEvent {
+        let mut event =
+            carapace_audit::SecurityEvent::new(kind, self.org, self.subject.clone(), detail)
+                .acted_by(self.actor().cloned());
+        event.origin = origin.clone();
+        event
+    }
+
     /// A principal. Only token verifiers should build these.
     pub fn new(subject: SubjectId, org: OrgId, roles: RoleSet) -> Self {
         Self {

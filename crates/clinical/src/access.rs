@@ -42,15 +42,7 @@ pub struct Caller<'a> {
 impl Caller<'_> {
     /// A security event of `kind` by this caller.
     pub fn security_event(&self, kind: SecurityEventKind, detail: String) -> SecurityEvent {
-        let mut event = SecurityEvent::new(
-            kind,
-            self.principal.org(),
-            self.principal.subject().clone(),
-            detail,
-        )
-        .acted_by(self.principal.actor().cloned());
-        event.origin = self.origin.clone();
-        event
+        self.principal.security_event(kind, detail, self.origin)
     }
 }
 

@@ -42,15 +42,7 @@ impl Authorized {
         kind: SecurityEventKind,
         detail: impl Into<String>,
     ) -> SecurityEvent {
-        let mut event = SecurityEvent::new(
-            kind,
-            self.principal.org(),
-            self.principal.subject().clone(),
-            detail,
-        )
-        .acted_by(self.principal.actor().cloned());
-        event.origin = self.origin.clone();
-        event
+        self.principal.security_event(kind, detail, &self.origin)
     }
 
     /// The principal's access for PHI repositories and audit events.

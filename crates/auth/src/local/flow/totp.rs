@@ -1,6 +1,6 @@
 //! TOTP enrolment and activation on the caller's own account.
 
-use carapace_audit::{SecurityEvent, SecurityEventKind};
+use carapace_audit::SecurityEventKind;
 use carapace_tenancy::TenantContext;
 use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
@@ -42,13 +42,11 @@ where
         what: &str,
     ) -> Result<(TenantContext, Account), AuthError> {
         if !crate::policy::may_change_own_credentials(principal) {
-            let mut event = SecurityEvent::new(
+            let mut event = principal.security_event(
                 SecurityEventKind::AuthorizationDenied,
-                principal.org(),
-                principal.subject().clone(),
                 format!("{what}: credentials cannot change while impersonating"),
-            )
-            .acted_by(principal.actor().cloned());
+                &carapace_audit::Origin::default(),
+            );
             event.resource_id = Some(principal.subject().as_str().to_owned());
             self.events
                 .emit(event)
