@@ -404,6 +404,7 @@ pub struct FreeSlotParams {
     params(("subject" = String, Path, description = "the practitioner"), FreeSlotParams),
     responses(
         (status = 200, body = FreeSlots),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn free(

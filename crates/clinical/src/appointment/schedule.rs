@@ -4,7 +4,7 @@
 
 use carapace_audit::{Access, Outcome, SecurityEventSink};
 use carapace_auth::policy::{
-    Decision, Permission, ScheduleScope, authorize_schedule, schedule_scope,
+    Decision, Permission, ScheduleScope, authorize, authorize_schedule, schedule_scope,
 };
 use carapace_tenancy::SubjectId;
 use time::{Duration, OffsetDateTime};
@@ -171,7 +171,9 @@ impl<P: PatientRepository, T: AuditTrail, A: AppointmentRepository> Scheduling<'
 
     /// The slots of `length`, every `step`, within `hours` that
     /// `practitioner` has free and that have not started at `now` (times
-    /// only: `appointment.availability`).
+    /// only: `appointment.availability`), for whoever may see appointments
+    /// (`appointment:read`: those who book, patients included); anyone
+    /// else (compliance, a service key) is refused and recorded.
     pub async fn free_slots(
         &self,
         caller: &Caller<'_>,
@@ -181,6 +183,10 @@ impl<P: PatientRepository, T: AuditTrail, A: AppointmentRepository> Scheduling<'
         step: Duration,
         now: OffsetDateTime,
     ) -> Result<Vec<Slot>, ClinicalError> {
+        if let Decision::Deny(reason) = authorize(caller.principal, Permission::AppointmentRead) {
+            let what = format!("free slots of {practitioner}");
+            return Err(refuse(self.events, caller, what, reason).await);
+        }
         let busy = self
             .appointments
             .busy(&caller.access, practitioner, hours)

@@ -207,3 +207,29 @@ fn free_slots_skip_busy_and_past_times() {
         ]
     );
 }
+
+#[test]
+fn free_slots_need_appointment_read_and_a_refusal_is_recorded() {
+    let w = World::default();
+    let org = OrgId::generate();
+    let auditor = principal("auditor", org, &[Role::Compliance]);
+    let free = block_on(w.scheduling().free_slots(
+        &caller(&auditor, settings()),
+        &subject("dr-ada"),
+        slot(datetime!(2026-12-01 11:00 UTC), 180),
+        Duration::minutes(30),
+        Duration::minutes(30),
+        NOW,
+    ));
+    assert!(
+        matches!(
+            free,
+            Err(ClinicalError::Denied(DenyReason::MissingPermission(_)))
+        ),
+        "{free:?}"
+    );
+    let events = lock(&w.events.events);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, SecurityEventKind::AuthorizationDenied);
+    assert!(events[0].detail.starts_with("free slots of dr-ada: "));
+}
