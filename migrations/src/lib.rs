@@ -36,6 +36,7 @@ mod m0022_audit_witness;
 mod m0024_assistant_conversations;
 mod m0026_verification_settings;
 mod m0027_audit_partitions;
+mod m0028_subject_standing;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0024_assistant_conversations::Migration),
             Box::new(m0026_verification_settings::Migration),
             Box::new(m0027_audit_partitions::Migration),
+            Box::new(m0028_subject_standing::Migration),
         ]
     }
 }

@@ -8,11 +8,14 @@ use carapace_auth::subjects::{Standing, SubjectState, SubjectStore};
 use carapace_tenancy::{SubjectId, TenantContext};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait as _, DbBackend, EntityTrait as _, QueryFilter as _,
+    Statement,
+};
 use time::OffsetDateTime;
 
 use crate::accounts::{SeaAccounts, revoke_feeds};
-use crate::db::storage_error;
+use crate::db::{Backend, Database, storage_error, wait};
 use crate::db::{Fetch as _, Run as _};
 use crate::entity::{security_event, subject_block};
 use crate::scope::Scoped as _;
@@ -27,9 +30,12 @@ impl SubjectStore for SeaAccounts {
         ctx: &TenantContext,
         subject: &SubjectId,
     ) -> Result<Option<Standing>, AuthError> {
+        if self.db().backend() == Backend::Postgres {
+            return standing_in_one_statement(self.db(), ctx, subject).await;
+        }
         let tx = self
             .db()
-            .begin_tenant(ctx)
+            .begin_tenant_read(ctx)
             .await
             .map_err(AuthError::Storage)?;
         let row = subject_block::Entity::find()
@@ -89,4 +95,31 @@ impl SubjectStore for SeaAccounts {
         .await?;
         tx.commit().await.map_err(db_err)
     }
+}
+
+/// On PostgreSQL the standing is one statement, `subject_standing` (m0028):
+/// it sets the tenant and reads under row-level security as the server's
+/// role, in the statement's own transaction, so the check every request
+/// makes costs one round trip and no transaction of its own.
+async fn standing_in_one_statement(
+    db: &Database,
+    ctx: &TenantContext,
+    subject: &SubjectId,
+) -> Result<Option<Standing>, AuthError> {
+    let row = wait::bounded(db.conn().query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT standing_state, standing_not_before FROM subject_standing($1, $2)",
+        [ctx.org().as_uuid().into(), subject.as_str().into()],
+    )))
+    .await
+    .map_err(AuthError::Storage)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let state: String = row.try_get("", "standing_state").map_err(db_err)?;
+    let not_before: OffsetDateTime = row.try_get("", "standing_not_before").map_err(db_err)?;
+    Ok(Some(Standing {
+        state: SubjectState::parse(&state),
+        not_before,
+    }))
 }

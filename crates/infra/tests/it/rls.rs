@@ -264,3 +264,56 @@ async fn a_job_runs_on_one_instance_at_a_time() {
             .is_some()
     );
 }
+
+/// The one-statement standing read (`subject_standing`, m0028) binds the
+/// tenant for itself only: called inside a transaction bound to another
+/// organization it leaves that binding as it was, and called alone it
+/// leaves nothing on the pooled connection.
+#[tokio::test]
+async fn the_standing_function_leaves_the_callers_tenant_as_it_was() {
+    let Some(pg) =
+        carapace_testkit::postgres("the_standing_function_leaves_the_callers_tenant_as_it_was")
+            .await
+    else {
+        return;
+    };
+    let (raw, a, b) = two_orgs(&pg.app_url).await;
+    let tx = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.execute_unprepared(&format!(
+        "SET LOCAL app.org_id = '{}';
+         INSERT INTO subject_blocks (org_id, subject, state, not_before, updated_at)
+         VALUES ('{}', 'oidc:nurse', 'locked', now(), now())",
+        a.org(),
+        a.org()
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let standing = |org: &TenantContext| {
+        format!(
+            "SELECT count(*) FROM subject_standing('{}', 'oidc:nurse') WHERE standing_state = 'locked'",
+            org.org()
+        )
+    };
+    // Inside B's transaction: A's standing is read, B stays bound.
+    let tx = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.execute_unprepared(&format!("SET LOCAL app.org_id = '{}'", b.org()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&tx, &standing(&a)).await, 1);
+    assert_eq!(count(&tx, &standing(&b)).await, 0, "B has no such block");
+    assert_eq!(
+        count(&tx, "SELECT count(*) FROM patients").await,
+        3,
+        "still bound to B"
+    );
+    tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    // Alone: nothing stays bound on the connection afterwards.
+    assert_eq!(count(&raw, &standing(&a)).await, 1);
+    assert_eq!(count(&raw, "SELECT count(*) FROM patients").await, 0);
+    assert_eq!(
+        count(&raw, "SELECT count(*) FROM subject_blocks").await,
+        0,
+        "the table itself is still under its policy"
+    );
+}
