@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use errors::{is_overlap, storage_error};
 pub(crate) use group::{Audited, UnitFuture};
 pub use posture::PostureProblem;
-pub(crate) use run::{Fetch, Run};
+pub(crate) use run::{Fetch, Run, insert_all};
 
 /// Which database engine a URL points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -147,7 +147,7 @@ use codec::{
 };
 
 mod care;
-use care::insert_assignment;
+use care::{insert_assignment, new_assignment};
 
 mod query;
 use query::scoped;

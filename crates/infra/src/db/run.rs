@@ -3,9 +3,12 @@
 //! hand.
 
 use carapace_tenancy::StorageError;
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, InsertStatement, PostgresQueryBuilder, WithClause,
+};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DeleteMany, EntityTrait, Insert, Select, Selector,
-    SelectorTrait, UpdateMany,
+    ActiveModelTrait, ConnectionTrait, DbBackend, DeleteMany, EntityTrait, Insert, Select,
+    Selector, SelectorTrait, Statement, UpdateMany,
 };
 
 use super::storage_error;
@@ -96,4 +99,45 @@ impl<A: ActiveModelTrait> Run for sea_orm::TryInsert<A> {
     async fn run<C: ConnectionTrait>(self, c: &C) -> Result<Self::Done, StorageError> {
         self.exec_without_returning(c).await.map_err(storage_error)
     }
+}
+
+/// Writes `inserts` in `tx`, in order: on PostgreSQL in one statement and
+/// one round trip (each but the last a data-modifying `WITH` part, which
+/// PostgreSQL runs exactly once and to completion; foreign keys are checked
+/// at the statement's end, so a later part may reference an earlier one's
+/// row); on SQLite one after another.
+pub(crate) async fn insert_all(
+    tx: &sea_orm::DatabaseTransaction,
+    mut inserts: Vec<InsertStatement>,
+) -> Result<(), StorageError> {
+    let backend = tx.get_database_backend();
+    if backend != DbBackend::Postgres {
+        for insert in &inserts {
+            tx.execute_raw(backend.build(insert))
+                .await
+                .map_err(storage_error)?;
+        }
+        return Ok(());
+    }
+    let Some(last) = inserts.pop() else {
+        return Ok(());
+    };
+    let mut with = WithClause::new();
+    for (i, insert) in inserts.into_iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(insert)
+                .table_name(Alias::new(format!("written_{i}")))
+                .to_owned(),
+        );
+    }
+    let (sql, values) = with.query(last).build(PostgresQueryBuilder);
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+    .map_err(storage_error)?;
+    Ok(())
 }

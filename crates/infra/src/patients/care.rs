@@ -19,15 +19,7 @@ pub(super) async fn insert_assignment(
         .await?;
     match exists {
         None => {
-            care_assignment::Entity::insert(care_assignment::ActiveModel {
-                org_id: Set(ctx.org().as_uuid()),
-                patient_id: Set(id.as_uuid()),
-                subject: Set(subject.as_str().to_owned()),
-                created_at: Set(now),
-                role: Set(role.as_str().to_owned()),
-            })
-            .run(tx)
-            .await?;
+            new_assignment(ctx, id, subject, role, now).run(tx).await?;
         }
         Some(found) if found.role != role.as_str() => {
             let mut change: care_assignment::ActiveModel = found.into();
@@ -37,4 +29,21 @@ pub(super) async fn insert_assignment(
         Some(_) => {}
     }
     Ok(())
+}
+
+/// The insert of an assignment the patient does not have yet.
+pub(super) fn new_assignment(
+    ctx: &TenantContext,
+    id: PatientId,
+    subject: &SubjectId,
+    role: CareRole,
+    now: OffsetDateTime,
+) -> sea_orm::Insert<care_assignment::ActiveModel> {
+    care_assignment::Entity::insert(care_assignment::ActiveModel {
+        org_id: Set(ctx.org().as_uuid()),
+        patient_id: Set(id.as_uuid()),
+        subject: Set(subject.as_str().to_owned()),
+        created_at: Set(now),
+        role: Set(role.as_str().to_owned()),
+    })
 }

@@ -92,15 +92,21 @@ impl PatientRepository for SeaPatients {
             let (row, access, ctx) = (row.clone(), unit_access.clone(), unit_ctx.clone());
             let care_team = care_team.clone();
             Box::pin(async move {
-                row::Entity::insert(row).run(tx).await?;
-                patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
-                    hash: Set(id_hash(id)),
-                })
-                .run(tx)
-                .await?;
+                // The patient, its id hash and (a new patient has none
+                // yet) its first care-team member: one round trip.
+                let mut rows = vec![
+                    row::Entity::insert(row).into_query(),
+                    patient_id_hash::Entity::insert(patient_id_hash::ActiveModel {
+                        hash: Set(id_hash(id)),
+                    })
+                    .into_query(),
+                ];
                 if let Some(subject) = &care_team {
-                    insert_assignment(tx, &ctx, id, subject, CareRole::Primary, now).await?;
+                    rows.push(
+                        new_assignment(&ctx, id, subject, CareRole::Primary, now).into_query(),
+                    );
                 }
+                crate::db::insert_all(tx, rows).await?;
                 let written = event(&access, "patient.create", Some(id), Outcome::Allowed)
                     .with_phi_fields(&PHI_FIELDS);
                 Ok(((), vec![written]))
