@@ -74,6 +74,10 @@ struct Args {
     /// The server's `CARAPACE_DATABASE_GROUP_WORKERS` (0: its default).
     #[arg(long, default_value_t = 0)]
     group_workers: u32,
+    /// More of the server's settings, `CARAPACE_NAME=value` (repeatable):
+    /// the server starts with a cleared environment.
+    #[arg(long, value_parser = server_env)]
+    server_env: Vec<(String, String)>,
     /// Audit events at scale (issue #17): first fill the audit trail with
     /// this many synthetic events of the past 24 months, generated in SQL
     /// and already chained; then measure the chainer on the seeded
@@ -204,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
         &key_hex,
         args.clients,
         args.group_workers,
+        &args.server_env,
     )?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
@@ -368,5 +373,15 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `--server-env CARAPACE_NAME=value`.
+fn server_env(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, value)) if name.starts_with("CARAPACE_") => {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{arg:?} is not CARAPACE_NAME=value")),
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn start_server(
     master_key_hex: &str,
     pool: usize,
     group_workers: u32,
+    extra_env: &[(String, String)],
 ) -> anyhow::Result<(Server, String)> {
     let key_file = dir.join("master.key");
     std::fs::write(&key_file, master_key_hex)?;
@@ -69,6 +70,7 @@ pub(crate) fn start_server(
             "CARAPACE_CURSOR_SECRET",
             "bench-cursor-secret-0123456789abcdef",
         )
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -326,6 +326,7 @@ pub fn start(
     let security_headers = SecurityHeaders {
         hsts: settings.profile == Profile::Production,
     };
+    let workers = settings.http.workers;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -343,6 +344,11 @@ pub fn start(
             .configure(routes::configure)
             .configure(|cfg| debug_routes(cfg, dev))
             .default_service(web::to(routes::not_found))
+    })
+    .workers(if workers == 0 {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    } else {
+        usize::try_from(workers).unwrap_or(1)
     })
     .listen(listener)?
     .disable_signals()

@@ -165,6 +165,7 @@ impl Settings {
                 trusted_proxies: self.trusted_proxies.clone(),
                 base_domain: self.base_domain.clone(),
                 shutdown_timeout_secs: self.shutdown_timeout_secs,
+                workers: self.http_workers,
             },
             database: DatabaseSection {
                 url: self.database_url.clone(),

@@ -23,6 +23,8 @@ pub struct HttpSection {
     pub base_domain: Option<String>,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads (0: one per CPU).
+    pub workers: u32,
 }
 
 impl HttpSection {
@@ -68,6 +70,12 @@ impl HttpSection {
             p.push(ConfigProblem::new(
                 "CARAPACE_TRUSTED_PROXIES",
                 e.to_string(),
+            ));
+        }
+        if self.workers > 256 {
+            p.push(ConfigProblem::new(
+                "CARAPACE_HTTP_WORKERS",
+                "must be between 0 (one per CPU) and 256",
             ));
         }
         if !(1..=3600).contains(&self.shutdown_timeout_secs) {

@@ -62,6 +62,8 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads (0: one per CPU).
+    pub http_workers: u32,
     /// Where local state lives (SQLite file, dev secrets).
     pub data_dir: PathBuf,
     /// Log format.
@@ -257,6 +259,7 @@ impl Default for Settings {
             cursor_secret: None,
             body_limit_bytes: 64 * 1024,
             shutdown_timeout_secs: 20,
+            http_workers: 0,
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Json,
             log_level: "info".into(),

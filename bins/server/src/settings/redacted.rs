@@ -27,6 +27,7 @@ impl Config {
             "cursor_secret": secret(&self.auth.cursor_secret),
             "body_limit_bytes": self.limits.body_limit_bytes,
             "shutdown_timeout_secs": self.http.shutdown_timeout_secs,
+            "http_workers": self.http.workers,
             "refresh_grace_secs": self.auth.refresh_grace_secs,
             "data_dir": self.data_dir,
             "log_format": self.telemetry.log_format,

@@ -71,6 +71,8 @@ pub(crate) struct GroupCommit {
     queue: Mutex<VecDeque<Job>>,
     permits: Arc<Semaphore>,
     max_batch: usize,
+    /// The runtime the pool was opened on, where shared transactions run.
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for GroupCommit {
@@ -93,6 +95,7 @@ impl GroupCommit {
             queue: Mutex::new(VecDeque::new()),
             permits: Arc::new(Semaphore::new(workers.max(1))),
             max_batch: max_batch.max(1),
+            home: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -211,11 +214,22 @@ impl Database {
                     }
                     let db = self.clone();
                     // Spawned so that a caller going away (a dropped request)
-                    // never abandons the other units in the transaction.
-                    tokio::spawn(async move {
+                    // never abandons the other units in the transaction; on
+                    // the pool's home runtime, not the caller's: a
+                    // connection's socket stays with the runtime that opened
+                    // it (each HTTP worker has its own), so shared
+                    // transactions opening and driving their connections on
+                    // one runtime spare a thread hand-off per statement, and
+                    // none of them dies with an HTTP worker's runtime when
+                    // the server stops.
+                    let run = async move {
                         db.run_jobs(jobs).await;
                         drop(permit);
-                    });
+                    };
+                    match &group.home {
+                        Some(home) => drop(home.spawn(run)),
+                        None => drop(tokio::spawn(run)),
+                    }
                 }
             }
         };

@@ -182,6 +182,21 @@ fn general_rules_apply_in_every_profile() {
 }
 
 #[test]
+fn http_workers_are_bounded() {
+    for (workers, refused) in [(0, false), (1, false), (256, false), (257, true)] {
+        let s = Settings {
+            http_workers: workers,
+            ..Settings::default()
+        };
+        assert_eq!(
+            keys(&s).contains(&"CARAPACE_HTTP_WORKERS"),
+            refused,
+            "{workers}"
+        );
+    }
+}
+
+#[test]
 fn production_needs_an_https_issuer_with_an_audience() {
     let base = Settings {
         profile: Profile::Production,
