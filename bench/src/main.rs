@@ -74,8 +74,9 @@ struct Args {
     /// The server's `CARAPACE_DATABASE_GROUP_WORKERS` (0: its default).
     #[arg(long, default_value_t = 0)]
     group_workers: u32,
-    /// More of the server's settings, `CARAPACE_NAME=value` (repeatable):
-    /// the server starts with a cleared environment.
+    /// More of the server's settings, `CARAPACE_NAME=value` or
+    /// `TOKIO_WORKER_THREADS=n` (repeatable): the server starts with a
+    /// cleared environment.
     #[arg(long, value_parser = server_env)]
     server_env: Vec<(String, String)>,
     /// Audit events at scale (issue #17): first fill the audit trail with
@@ -376,10 +377,11 @@ impl Drop for TempDir {
     }
 }
 
-/// `--server-env CARAPACE_NAME=value`.
+/// `--server-env CARAPACE_NAME=value` (or `TOKIO_WORKER_THREADS=n`, the
+/// size of the server's main runtime).
 fn server_env(arg: &str) -> Result<(String, String), String> {
     match arg.split_once('=') {
-        Some((name, value)) if name.starts_with("CARAPACE_") => {
+        Some((name, value)) if name.starts_with("CARAPACE_") || name == "TOKIO_WORKER_THREADS" => {
             Ok((name.to_owned(), value.to_owned()))
         }
         _ => Err(format!("{arg:?} is not CARAPACE_NAME=value")),

@@ -326,7 +326,9 @@ pub fn start(
     let security_headers = SecurityHeaders {
         hsts: settings.profile == Profile::Production,
     };
-    let workers = settings.http.workers;
+    let workers = settings
+        .http
+        .worker_threads(std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -345,11 +347,7 @@ pub fn start(
             .configure(|cfg| debug_routes(cfg, dev))
             .default_service(web::to(routes::not_found))
     })
-    .workers(if workers == 0 {
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    } else {
-        usize::try_from(workers).unwrap_or(1)
-    })
+    .workers(workers)
     .listen(listener)?
     .disable_signals()
     .shutdown_timeout(settings.http.shutdown_timeout_secs)

@@ -23,7 +23,7 @@ pub struct HttpSection {
     pub base_domain: Option<String>,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_secs: u64,
-    /// HTTP worker threads (0: one per CPU).
+    /// HTTP worker threads (0: half the CPUs, at least one).
     pub workers: u32,
 }
 
@@ -33,6 +33,17 @@ impl HttpSection {
         self.bind
             .parse()
             .with_context(|| format!("CARAPACE_BIND {:?} is not host:port", self.bind))
+    }
+
+    /// How many HTTP worker threads to run on `cpus` CPUs: as configured,
+    /// or half of them (at least one). Each worker has its own event loop;
+    /// the database's shared transactions run on the main runtime, whose
+    /// threads need the other half (docs/adr/0016-round-trips-and-runtimes.md).
+    pub fn worker_threads(&self, cpus: usize) -> usize {
+        match self.workers {
+            0 => (cpus / 2).max(1),
+            n => usize::try_from(n).unwrap_or(1),
+        }
     }
 
     /// The CORS origins, as listed.

@@ -62,7 +62,7 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_secs: u64,
-    /// HTTP worker threads (0: one per CPU).
+    /// HTTP worker threads (0: half the CPUs, at least one).
     pub http_workers: u32,
     /// Where local state lives (SQLite file, dev secrets).
     pub data_dir: PathBuf,

@@ -182,6 +182,20 @@ fn general_rules_apply_in_every_profile() {
 }
 
 #[test]
+fn http_workers_default_to_half_the_cpus() {
+    let http = |workers| Settings {
+        http_workers: workers,
+        ..Settings::default()
+    };
+    let threads = |workers, cpus| http(workers).config().http.worker_threads(cpus);
+    assert_eq!(
+        [threads(0, 1), threads(0, 2), threads(0, 3), threads(0, 16)],
+        [1, 1, 1, 8]
+    );
+    assert_eq!(threads(3, 16), 3, "as configured");
+}
+
+#[test]
 fn http_workers_are_bounded() {
     for (workers, refused) in [(0, false), (1, false), (256, false), (257, true)] {
         let s = Settings {
