@@ -201,6 +201,12 @@ async fn main() -> anyhow::Result<()> {
             issuer.sign(TestKey::Rsa1, &claims)
         })
         .collect();
+    let server_env: Vec<(String, String)> = std::iter::once((
+        "CARAPACE_DATABASE_GROUP_WORKERS".to_owned(),
+        args.group_workers.to_string(),
+    ))
+    .chain(args.server_env.iter().cloned())
+    .collect();
     let (server, base) = start_server(
         &args.server,
         work.path(),
@@ -208,8 +214,7 @@ async fn main() -> anyhow::Result<()> {
         &issuer.url,
         &key_hex,
         args.clients,
-        args.group_workers,
-        &args.server_env,
+        &server_env,
     )?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)

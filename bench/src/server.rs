@@ -44,7 +44,6 @@ pub(crate) fn start_server(
     issuer: &str,
     master_key_hex: &str,
     pool: usize,
-    group_workers: u32,
     extra_env: &[(String, String)],
 ) -> anyhow::Result<(Server, String)> {
     let key_file = dir.join("master.key");
@@ -55,7 +54,6 @@ pub(crate) fn start_server(
         .env("CARAPACE_BIND", "127.0.0.1:0")
         .env("CARAPACE_DATABASE_URL", app_url)
         .env("CARAPACE_DATABASE_POOL_MAX", pool.to_string())
-        .env("CARAPACE_DATABASE_GROUP_WORKERS", group_workers.to_string())
         .env("CARAPACE_DEV_TOKENS", "false")
         .env("CARAPACE_OIDC_ISSUER", issuer)
         .env("CARAPACE_OIDC_AUDIENCE", carapace_testkit::issuer::AUDIENCE)

@@ -81,6 +81,24 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Runs `sql`, then `grants` (with `{app}` standing for [`APP_ROLE`]), on
+/// PostgreSQL only: what SQLite has no counterpart for (functions,
+/// partitions, row-level security, roles).
+pub(crate) async fn postgres_only(
+    manager: &SchemaManager<'_>,
+    sql: &str,
+    grants: &str,
+) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait as _, DbBackend};
+    let db = manager.get_connection();
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(sql).await?;
+        db.execute_unprepared(&grants.replace("{app}", APP_ROLE))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Runs `sql` (table definitions) and, on PostgreSQL, puts each of
 /// `tenant_tables` under forced row-level security for the app role.
 pub(crate) async fn create_tenant_tables(

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -31,14 +28,11 @@ CREATE POLICY audit_chain_horizons_tenant_isolation ON audit_chain_horizons
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(PG).await?;
-            db.execute_unprepared(&format!(
-                "GRANT SELECT, INSERT, UPDATE ON audit_chain_horizons TO {APP_ROLE}"
-            ))
-            .await?;
-        }
-        Ok(())
+        crate::postgres_only(
+            manager,
+            PG,
+            "GRANT SELECT, INSERT, UPDATE ON audit_chain_horizons TO {app}",
+        )
+        .await
     }
 }

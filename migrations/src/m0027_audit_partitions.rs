@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -159,15 +156,12 @@ CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(PG).await?;
-            db.execute_unprepared(&format!(
-                "GRANT SELECT, INSERT ON audit_events TO {APP_ROLE};
-                 GRANT EXECUTE ON FUNCTION audit_events_add_partitions() TO {APP_ROLE};"
-            ))
-            .await?;
-        }
-        Ok(())
+        crate::postgres_only(
+            manager,
+            PG,
+            "GRANT SELECT, INSERT ON audit_events TO {app};
+             GRANT EXECUTE ON FUNCTION audit_events_add_partitions() TO {app};",
+        )
+        .await
     }
 }
