@@ -37,6 +37,7 @@ mod m0024_assistant_conversations;
 mod m0026_verification_settings;
 mod m0027_audit_partitions;
 mod m0028_subject_standing;
+mod m0029_telephony;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -77,6 +78,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0026_verification_settings::Migration),
             Box::new(m0027_audit_partitions::Migration),
             Box::new(m0028_subject_standing::Migration),
+            Box::new(m0029_telephony::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ pub mod organization;
 pub mod patients;
 pub mod research;
 pub mod service_keys;
+pub mod telephony;
 pub mod users;
 pub mod verification;
 
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(medications::configure)
                 .configure(consultations::configure)
                 .configure(verification::configure)
+                .configure(telephony::configure)
                 .configure(research::configure)
                 .configure(assistant::configure)
                 .configure(service_keys::configure)

@@ -199,6 +199,14 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         medications: SeaMedications::new(db.clone(), keys.clone()),
         consultations: SeaConsultations::new(db.clone()),
         verifications: SeaVerifications::new(db.clone(), keys.clone()),
+        calls: carapace_infra::calls::SeaCalls::new(db.clone(), keys.clone()),
+        voice: settings
+            .voice
+            .adapter(settings.profile)
+            .map(|(base, policy, public_url)| crate::state::Voice {
+                api: carapace_infra::voice::TwilioVoice::new(SafeHttp::new(policy), base),
+                public_url,
+            }),
         ai: match settings.assistant.provider.as_str() {
             "local" => Some(carapace_infra::assistant::Ai::Local(
                 carapace_infra::assistant::LocalAi,

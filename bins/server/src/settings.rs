@@ -23,6 +23,7 @@ mod redacted;
 mod scheduling;
 mod sms;
 mod telemetry;
+mod voice;
 
 use std::borrow::Cow;
 #[cfg(test)]
@@ -46,6 +47,7 @@ pub use oidc::OidcSection;
 pub use scheduling::SchedulingSection;
 pub use sms::SmsSection;
 pub use telemetry::TelemetrySection;
+pub use voice::VoiceSection;
 
 /// Which rules apply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -109,6 +111,8 @@ pub struct Config {
     pub mail: MailSection,
     /// SMS reminders through a Twilio-compatible API.
     pub sms: SmsSection,
+    /// Telephony through a Twilio-compatible voice API.
+    pub voice: VoiceSection,
     /// The AI assistant's provider.
     pub assistant: AssistantSection,
     /// Appointments and their reminders.
@@ -134,6 +138,7 @@ impl Config {
         self.audit.problems(&mut p);
         self.scheduling.problems(&mut p);
         self.sms.problems(&mut p);
+        self.voice.problems(&mut p);
         self.assistant.problems(&mut p);
         if self.profile == Profile::Production {
             p.extend(PRODUCTION_CHECKS.iter().filter_map(|c| (c.check)(self)));
@@ -246,6 +251,11 @@ impl Settings {
                 auth_token: self.sms_auth_token.clone(),
                 from: self.sms_from.clone(),
                 allow_loopback: self.sms_allow_loopback,
+            },
+            voice: VoiceSection {
+                url: self.voice_url.clone(),
+                public_url: self.public_url.clone(),
+                allow_loopback: self.voice_allow_loopback,
             },
             assistant: AssistantSection {
                 provider: self.ai_provider.clone(),

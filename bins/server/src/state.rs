@@ -55,6 +55,15 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// The voice API and the public URL its callbacks come to.
+#[derive(Clone, Debug)]
+pub struct Voice {
+    /// The provider's REST API.
+    pub api: carapace_infra::voice::TwilioVoice,
+    /// The server's public base URL, no trailing `/`.
+    pub public_url: String,
+}
+
 /// Everything handlers need.
 pub struct AppState {
     /// The database pool (health checks).
@@ -79,6 +88,10 @@ pub struct AppState {
     pub research: SeaResearch,
     /// Prior-authorization verification tasks.
     pub verifications: SeaVerifications,
+    /// Telephony accounts, calls and recordings.
+    pub calls: carapace_infra::calls::SeaCalls,
+    /// The voice API, when telephony is configured.
+    pub voice: Option<Voice>,
     /// Length limits and horizon of bookings.
     pub booking_rules: carapace_clinical::appointment::BookingRules,
     /// When reminders go out before an appointment.

@@ -146,6 +146,11 @@ impl Access {
         self.tenant.org()
     }
 
+    /// Where the request came from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
     /// An event of this access: `action` on `resource_type`/`resource_id`.
     pub fn event(
         &self,

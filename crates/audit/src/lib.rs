@@ -88,6 +88,9 @@ pub enum SecurityEventKind {
     PasswordResetFailed,
     /// An admin action on users, service keys or care relationships.
     AdminAction,
+    /// An inbound webhook (a telephony callback) was unsigned, badly
+    /// signed, for an organization without an account, or a replay.
+    WebhookRejected,
 }
 
 impl SecurityEventKind {
@@ -113,6 +116,7 @@ impl SecurityEventKind {
             Self::PasswordReset => "password_reset",
             Self::PasswordResetFailed => "password_reset_failed",
             Self::AdminAction => "admin_action",
+            Self::WebhookRejected => "webhook_rejected",
         }
     }
 
@@ -126,7 +130,8 @@ impl SecurityEventKind {
             | Self::AccountLocked
             | Self::MfaFailed
             | Self::RefreshTokenReused
-            | Self::PasswordResetFailed => Outcome::Denied,
+            | Self::PasswordResetFailed
+            | Self::WebhookRejected => Outcome::Denied,
             Self::ImpersonationStarted
             | Self::BreakGlass
             | Self::OrgSettingsChanged

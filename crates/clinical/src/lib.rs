@@ -1,7 +1,8 @@
 //! The clinical domain: patients and their care relationships, and
 //! appointments with their reminders, medications and side
 //! effects, consents and referrals, and
-//! prior-authorization verification tasks.
+//! prior-authorization verification tasks and the calls Carapace places
+//! for them ([`telephony`]).
 //!
 //! This crate owns the domain types, their validation rules and the
 //! repository ports. Every repository method takes a
@@ -23,6 +24,7 @@ pub mod medication;
 pub mod patient;
 pub mod research;
 pub mod small_cells;
+pub mod telephony;
 pub mod verification;
 
 pub use error::{ClinicalError, FieldError};

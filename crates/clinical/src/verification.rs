@@ -185,6 +185,10 @@ impl Progress {
     }
 }
 
+/// What escalating needs of a bot's task: its status and, only while it
+/// may escalate, the organization's supervisor number.
+pub type EscalationTarget = (TaskStatus, Option<Phi<String>>);
+
 /// Storage of tasks and transcripts. Confined to the caller's
 /// organization; every call audited in its transaction, bots' as the
 /// service account. `None`: no such task (or patient) here; a bot's calls
@@ -271,6 +275,16 @@ pub trait VerificationRepository: Send + Sync {
         access: &Access,
         id: TaskId,
     ) -> impl Future<Output = Result<Option<Phi<String>>, ClinicalError>> + Send;
+
+    /// For the bot's own task `id`: its status and, only while it may
+    /// escalate ([`may_escalate`]), the organization's supervisor number,
+    /// read for the provider to transfer the call to (never shown to the
+    /// bot; the escalation's own event records the disclosure).
+    fn escalation_target(
+        &self,
+        access: &Access,
+        id: TaskId,
+    ) -> impl Future<Output = Result<Option<EscalationTarget>, ClinicalError>> + Send;
 }
 
 #[cfg(test)]

@@ -34,3 +34,6 @@ pub use clinical::{assistant_turn, consent, incoming_referral, medication, refer
 
 mod verification;
 pub use verification::{verification_setting, verification_task, verification_transcript};
+
+mod telephony;
+pub use telephony::{telephony_account, telephony_call, telephony_callback, telephony_recording};

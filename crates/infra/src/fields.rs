@@ -70,6 +70,16 @@ impl<'a> Sealer<'a> {
     pub(crate) fn open(&self, column: &str, sealed: &[u8]) -> Result<String, StorageError> {
         open_text(self.key, self.place(column), sealed)
     }
+
+    /// Encrypts the bytes `plain` (audio) for `column` of this row.
+    pub(crate) fn seal_bytes(&self, column: &str, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+        seal(self.key, self.place(column), plain)
+    }
+
+    /// Decrypts the bytes sealed in `column` of this row.
+    pub(crate) fn open_bytes(&self, column: &str, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
+        open_bytes(self.key, self.place(column), sealed)
+    }
 }
 
 /// Encrypts `plain` for `place`.
@@ -87,8 +97,8 @@ fn seal(key: &DataKey, place: Place<'_>, plain: &[u8]) -> Result<Vec<u8>, Storag
     .map_err(|_| StorageError::Unavailable("encryption failed".into()))
 }
 
-/// Decrypts a text value sealed for `place`.
-fn open_text(key: &DataKey, place: Place<'_>, sealed: &[u8]) -> Result<String, StorageError> {
+/// Decrypts a value sealed for `place`.
+fn open_bytes(key: &DataKey, place: Place<'_>, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
     let (org, row) = (place.org.into_bytes(), place.row.into_bytes());
     let plain = key
         .decrypt(
@@ -101,7 +111,12 @@ fn open_text(key: &DataKey, place: Place<'_>, sealed: &[u8]) -> Result<String, S
             sealed,
         )
         .map_err(|_| integrity())?;
-    String::from_utf8(plain.to_vec()).map_err(|_| integrity())
+    Ok(plain.to_vec())
+}
+
+/// Decrypts a text value sealed for `place`.
+fn open_text(key: &DataKey, place: Place<'_>, sealed: &[u8]) -> Result<String, StorageError> {
+    String::from_utf8(open_bytes(key, place, sealed)?).map_err(|_| integrity())
 }
 
 /// The data keys of one organization, each version fetched once.

@@ -13,6 +13,7 @@ pub mod assistant;
 pub mod audit;
 pub mod audit_partitions;
 mod calendar;
+pub mod calls;
 mod consultations;
 pub mod db;
 pub mod dev_token;
@@ -45,6 +46,7 @@ mod subjects;
 pub mod tokens;
 mod trail;
 mod verification;
+pub mod voice;
 pub mod witness;
 
 pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};

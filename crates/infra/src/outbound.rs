@@ -187,10 +187,67 @@ impl SafeHttp {
             .map(|(status, _)| status)
     }
 
+    /// Like [`Self::post_form`], returning the 2xx answer's body.
+    pub async fn post_form_read(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        form: &[(&str, &str)],
+    ) -> Result<Vec<u8>, OutboundError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish()
+            .into_bytes();
+        self.post(url, "application/x-www-form-urlencoded", headers, body)
+            .await
+            .map(|(_, answer)| answer)
+    }
+
+    /// GETs `url` with `headers`: the 2xx answer's body (at most the
+    /// policy's response size).
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Vec<u8>, OutboundError> {
+        self.send(reqwest::Method::GET, url, None, headers, Vec::new())
+            .await
+            .map(|(_, answer)| answer)
+    }
+
+    /// DELETEs `url` with `headers`: the 2xx status.
+    pub async fn delete(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<u16, OutboundError> {
+        self.send(reqwest::Method::DELETE, url, None, headers, Vec::new())
+            .await
+            .map(|(status, _)| status)
+    }
+
     async fn post(
         &self,
         url: &str,
         content_type: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), OutboundError> {
+        self.send(
+            reqwest::Method::POST,
+            url,
+            Some(content_type),
+            headers,
+            body,
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        content_type: Option<&str>,
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), OutboundError> {
@@ -204,10 +261,10 @@ impl SafeHttp {
             .no_proxy()
             .build()
             .map_err(|e| OutboundError::Failed(e.to_string()))?;
-        let mut request = client
-            .post(url)
-            .header("content-type", content_type)
-            .body(body);
+        let mut request = client.request(method, url);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type).body(body);
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }

@@ -69,6 +69,10 @@ org_scoped!(
     mfa_challenge_spent,
     subject_block,
     idempotency_key,
+    telephony_account,
+    telephony_call,
+    telephony_callback,
+    telephony_recording,
 );
 
 /// An organization named by its id or its raw uuid.

@@ -329,6 +329,47 @@ pub mod verification_settings {
     };
 }
 
+/// `telephony_accounts`: the organization's provider auth token, bound
+/// to the organization itself.
+pub mod telephony_accounts {
+    use super::*;
+
+    /// The table.
+    pub const TABLE: &str = "telephony_accounts";
+    /// The auth token.
+    pub const AUTH_TOKEN: &str = "auth_token";
+    /// The registry entry.
+    pub const SEALED: SealedTable = SealedTable {
+        table: TABLE,
+        org: "org_id",
+        key: &[KeyPart::Uuid("org_id")],
+        row: RowBinding::Uuid("org_id"),
+        version: VersionAt::Column("key_version"),
+        columns: &[fixed(AUTH_TOKEN)],
+        blind_indexes: &[],
+    };
+}
+
+/// `telephony_recordings`: a call recording's audio, bound to its row.
+pub mod telephony_recordings {
+    use super::*;
+
+    /// The table.
+    pub const TABLE: &str = "telephony_recordings";
+    /// The audio.
+    pub const AUDIO: &str = "audio";
+    /// The registry entry.
+    pub const SEALED: SealedTable = SealedTable {
+        table: TABLE,
+        org: "org_id",
+        key: &[KeyPart::Uuid("id")],
+        row: RowBinding::Uuid("id"),
+        version: VersionAt::Column("key_version"),
+        columns: &[fixed(AUDIO)],
+        blind_indexes: &[],
+    };
+}
+
 /// `verification_transcripts`: each chunk, bound to its task and position.
 pub mod verification_transcripts {
     use super::*;
@@ -413,6 +454,8 @@ pub const REGISTRY: &[SealedTable] = &[
     verification_tasks::SEALED,
     verification_transcripts::SEALED,
     verification_settings::SEALED,
+    telephony_accounts::SEALED,
+    telephony_recordings::SEALED,
     assistant_turns::SEALED,
     idempotency_keys::SEALED,
 ];

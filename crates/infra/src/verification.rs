@@ -9,8 +9,9 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::PatientId;
 use carapace_clinical::verification::{
-    BOT_VIEW_FIELDS, BotView, Progress, SUPERVISOR_FIELD, Task, TaskId, TaskRequest, TaskStatus,
-    VerificationRepository, bot_view, check_transition, limits, may_escalate,
+    BOT_VIEW_FIELDS, BotView, EscalationTarget, Progress, SUPERVISOR_FIELD, Task, TaskId,
+    TaskRequest, TaskStatus, VerificationRepository, bot_view, check_transition, limits,
+    may_escalate,
 };
 use carapace_phi_crypto::Phi;
 use carapace_phi_crypto::envelope::DataKey;
@@ -102,6 +103,16 @@ fn from_row(key: &DataKey, r: &row::Model) -> Result<Task, ClinicalError> {
         created_at: r.created_at,
         updated_at: r.updated_at,
     })
+}
+
+/// Task `id`'s failure `reason`, sealed (a call that failed the task).
+pub(crate) fn seal_failure_reason(
+    key: &DataKey,
+    org: Uuid,
+    id: Uuid,
+    reason: &str,
+) -> Result<Vec<u8>, ClinicalError> {
+    Ok(task_sealer(key, org, id).seal(FAILURE_REASON, reason)?)
 }
 
 fn event(access: &Access, action: &str, id: Uuid, outcome: Outcome) -> AuditEvent {
@@ -583,5 +594,27 @@ impl VerificationRepository for SeaVerifications {
             text.push_str(&Sealer::new(&key, c.org_id, TRANSCRIPTS, id).open(&column, &c.chunk)?);
         }
         Ok(Some(Phi::new(text)))
+    }
+
+    async fn escalation_target(
+        &self,
+        access: &Access,
+        id: TaskId,
+    ) -> Result<Option<EscalationTarget>, ClinicalError> {
+        let ctx = access.tenant();
+        let bot = ctx.actor().clone();
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        let Some(r) = self.find(&tx, ctx, id.as_uuid(), Some(&bot), false).await? else {
+            repo::commit::<ClinicalError>(tx).await?;
+            return Ok(None);
+        };
+        let status = TaskStatus::parse(&r.status).ok_or_else(integrity)?;
+        let supervisor = if may_escalate(status) {
+            self.supervisor_in(&tx, ctx).await?
+        } else {
+            None
+        };
+        repo::commit::<ClinicalError>(tx).await?;
+        Ok(Some((status, supervisor)))
     }
 }

@@ -16,6 +16,7 @@ pub mod kms;
 pub mod receiver;
 pub mod relay;
 pub mod s3;
+pub mod voice;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

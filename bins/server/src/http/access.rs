@@ -231,6 +231,30 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/verification-tasks/{id}/transcript",
         Needs(VerificationWork),
     ),
+    ("GET", "/api/v1/organization/telephony", Needs(OrgAdmin)),
+    ("PUT", "/api/v1/organization/telephony", Needs(OrgAdmin)),
+    (
+        "POST",
+        "/api/v1/verification-tasks/{id}/call",
+        Needs(VerificationManage),
+    ),
+    (
+        "POST",
+        "/api/v1/verification-tasks/{id}/escalate",
+        Needs(VerificationWork),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks/{id}/recordings",
+        Needs(VerificationManage),
+    ),
+    (
+        "GET",
+        "/api/v1/verification-tasks/{id}/recordings/{recording}",
+        Needs(VerificationManage),
+    ),
+    ("POST", "/api/v1/telephony/{org}/status", Public),
+    ("POST", "/api/v1/telephony/{org}/recording", Public),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

@@ -8,7 +8,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
     admin, appointments, assistant, audit, auth, calendar, consultations, health, medications,
-    metrics, organization, patients, research, service_keys, users, verification,
+    metrics, organization, patients, research, service_keys, telephony, users, verification,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -41,6 +41,9 @@ use crate::http::error::{Problem, ProblemField};
         verification::cancel, verification::claim, verification::view, verification::progress,
         verification::upload, verification::transcript, verification::settings,
         verification::put_settings,
+        telephony::account, telephony::put_account, telephony::call, telephony::escalate,
+        telephony::recordings, telephony::play, telephony::status_callback,
+        telephony::recording_callback,
         research::summary, assistant::send, assistant::history,
     ),
     components(schemas(Problem, ProblemField)),
@@ -51,6 +54,7 @@ use crate::http::error::{Problem, ProblemField};
          (name = "medications", description = "Medication statements, side effects and their correlation"),
          (name = "consultations", description = "Consents, referrals and shared records"),
          (name = "verification", description = "Prior-authorization calls: staff tasks and bot sessions"),
+         (name = "telephony", description = "Calls placed for verification tasks, their recordings, and the provider's signed callbacks"),
          (name = "assistant", description = "The AI assistant (off without both BAAs)"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
          (name = "health", description = "Liveness and readiness"),

@@ -255,6 +255,19 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "telephony over https, never to loopback, with an https public URL",
+        check: |s| {
+            let plain =
+                |u: &Option<String>| u.as_deref().is_some_and(|u| !u.starts_with("https://"));
+            (plain(&s.voice.url) || plain(&s.voice.public_url) || s.voice.allow_loopback).then(|| {
+                ConfigProblem::new(
+                    "CARAPACE_VOICE_URL",
+                    "telephony goes over https to a public API and is called back on an https public URL in production (no loopback)",
+                )
+            })
+        },
+    },
+    ProductionCheck {
         name: "key provider over https",
         check: |s| {
             (s.keys.kms_key_id.is_some()

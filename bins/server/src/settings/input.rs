@@ -199,6 +199,16 @@ pub struct Settings {
     pub sms_from: Option<String>,
     /// Let SMS go to a loopback address (tests; refused in production).
     pub sms_allow_loopback: bool,
+    /// Base URL of the Twilio-compatible voice API
+    /// (`https://api.twilio.com`); unset: no telephony.
+    pub voice_url: Option<String>,
+    /// Let voice requests go to a loopback address (tests; refused in
+    /// production).
+    pub voice_allow_loopback: bool,
+    /// The server's public base URL as outside services reach it
+    /// (telephony callbacks are addressed to it and their signatures
+    /// checked over it).
+    pub public_url: Option<String>,
     /// The AI provider: `none` (default: the assistant is off), `local`
     /// (deterministic, development only) or `openai` (an
     /// OpenAI-compatible chat-completions API).
@@ -306,6 +316,9 @@ impl Default for Settings {
             sms_auth_token: None,
             sms_from: None,
             sms_allow_loopback: false,
+            voice_url: None,
+            voice_allow_loopback: false,
+            public_url: None,
             ai_provider: "none".into(),
             ai_baa_signed: false,
             ai_url: None,

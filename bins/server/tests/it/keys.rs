@@ -26,6 +26,8 @@ use sea_orm::{ConnectionTrait as _, DbBackend, Statement, Value};
 use serde_json::{Value as Json, json};
 use time::format_description::well_known::Rfc3339;
 
+use carapace_testkit::voice::{VoiceApi, signed_callback, wav};
+
 use crate::support::{Backend, Org, TestApp, send, spawn_app_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carapace");
@@ -423,8 +425,47 @@ struct Made {
 }
 
 const SEARCHED: &str = "MBR-ROTATE-77";
+const PUBLIC: &str = "https://carapace.rotation.example";
+const VOICE_ACCOUNT: &str = "ACrotation";
+const VOICE_TOKEN: &str = "rotation-voice-token-0123456789";
+const RECORDING: &str = "RErotation";
 
-async fn fill(app: &TestApp, patients: usize) -> Made {
+/// Sets the organization's telephony account, places the call of the
+/// claimed task at `base` and plays the provider's `in-progress`
+/// callback: the call's id.
+async fn telephone(
+    app: &TestApp,
+    voice: &VoiceApi,
+    org: &Org,
+    admin: &str,
+    staff: &str,
+    base: &str,
+) -> String {
+    voice.account(VOICE_ACCOUNT, VOICE_TOKEN);
+    let set = send(
+        app.http
+            .put(app.url("/api/v1/organization/telephony"))
+            .bearer_auth(admin)
+            .json(&json!({"account_sid": VOICE_ACCOUNT, "auth_token": VOICE_TOKEN, "caller_number": "+16175550100", "bot_stream_url": "wss://bot.example/media"})),
+    )
+    .await;
+    assert_eq!(set.status(), 200);
+    let placed = post(app, staff, &format!("{base}/call"), &json!({})).await;
+    let call = placed["call_sid"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/api/v1/telephony/{}/status", org.id.as_uuid());
+    let live = signed_callback(
+        &app.http,
+        &app.url(&path),
+        &format!("{PUBLIC}{path}"),
+        VOICE_TOKEN,
+        &[("CallSid", call.as_str()), ("CallStatus", "in-progress")],
+    )
+    .await;
+    assert_eq!(live.status(), 204);
+    call
+}
+
+async fn fill(app: &TestApp, voice: &VoiceApi, patients: usize) -> Made {
     let org = app.org().await;
     let admin = app.token(&org, Role::Admin);
     let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
@@ -515,13 +556,20 @@ async fn fill(app: &TestApp, patients: usize) -> Made {
             task["id"].as_str().unwrap_or_default()
         );
         post(app, &bot, &format!("{base}/claim"), &json!({})).await;
-        post(
-            app,
-            &bot,
-            &format!("{base}/progress"),
-            &json!({"status": "calling"}),
-        )
-        .await;
+        let call = if outcome == "completed" {
+            // Carapace places this one: the provider's callback puts the
+            // task on the phone, and its recording is stored sealed.
+            Some(telephone(app, voice, &org, &admin, &staff, &base).await)
+        } else {
+            post(
+                app,
+                &bot,
+                &format!("{base}/progress"),
+                &json!({"status": "calling"}),
+            )
+            .await;
+            None
+        };
         for (seq, text) in ["Agent: Acme Health. ", "Agent: approved, ref PA-77."]
             .iter()
             .enumerate()
@@ -540,6 +588,24 @@ async fn fill(app: &TestApp, patients: usize) -> Made {
             json!({"status": "failed", "reason": "the payer hung up"})
         };
         post(app, &bot, &format!("{base}/progress"), &end).await;
+        if let Some(call) = call {
+            voice.put_recording(RECORDING, wav(2));
+            let path = format!("/api/v1/telephony/{}/recording", org.id.as_uuid());
+            let stored = signed_callback(
+                &app.http,
+                &app.url(&path),
+                &format!("{PUBLIC}{path}"),
+                VOICE_TOKEN,
+                &[
+                    ("CallSid", call.as_str()),
+                    ("RecordingSid", RECORDING),
+                    ("RecordingStatus", "completed"),
+                    ("RecordingDuration", "2"),
+                ],
+            )
+            .await;
+            assert_eq!(stored.status(), 204);
+        }
         tasks.push(task["id"].as_str().unwrap_or_default().to_owned());
     }
     // The supervisor's number, sealed as an organization setting.
@@ -664,6 +730,19 @@ async fn reads_back(app: &TestApp, made: &Made) {
     let admin = app.token(&made.org, Role::Admin);
     let settings = get(app, &admin, "/api/v1/organization/verification-settings").await;
     assert_eq!(settings["supervisor_phone"], "+1 617 555 0123");
+    let account = get(app, &admin, "/api/v1/organization/telephony").await;
+    assert_eq!(account["account_sid"], VOICE_ACCOUNT);
+    let played = app
+        .get(
+            &format!(
+                "/api/v1/verification-tasks/{}/recordings/{RECORDING}",
+                made.task
+            ),
+            &staff,
+        )
+        .await;
+    assert_eq!(played.status(), 200);
+    assert_eq!(played.bytes().await.unwrap_or_default().to_vec(), wav(2));
     let turns = get(app, &ada, "/api/v1/assistant/messages").await;
     let texts: Vec<&str> = turns
         .as_array()
@@ -707,9 +786,9 @@ fn all_under(versions: &BTreeMap<&'static str, BTreeMap<u32, u64>>, version: u32
     }
 }
 
-async fn rotate_everything(app: &TestApp, backend: Backend, test: &str) {
-    let made = fill(app, 12).await;
-    let other = fill(app, 2).await;
+async fn rotate_everything(app: &TestApp, voice: &VoiceApi, backend: Backend, test: &str) {
+    let made = fill(app, voice, 12).await;
+    let other = fill(app, voice, 2).await;
     let env = Env::of(app, backend, test).await;
     let slug = made.org.slug.clone();
     all_under(&env.versions(made.org.id).await, 1);
@@ -887,19 +966,25 @@ async fn rotate_everything(app: &TestApp, backend: Backend, test: &str) {
     assert_eq!(code, Some(2));
 }
 
-async fn spawn(backend: Backend, test: &str) -> Option<TestApp> {
-    spawn_app_with(backend, test, |s| {
+async fn spawn(backend: Backend, test: &str) -> Option<(TestApp, VoiceApi)> {
+    let voice = VoiceApi::start();
+    let base = voice.base.clone();
+    let app = spawn_app_with(backend, test, move |s| {
         s.ai_provider = "local".into();
         s.ai_baa_signed = true;
+        s.voice_url = Some(base);
+        s.voice_allow_loopback = true;
+        s.public_url = Some(PUBLIC.to_owned());
     })
-    .await
+    .await?;
+    Some((app, voice))
 }
 
 #[tokio::test]
 async fn rotation_reencrypts_every_sealed_table_resumes_and_retires_sqlite() {
     let test = "rotation_reencrypts_every_sealed_table_sqlite";
-    if let Some(app) = spawn(Backend::Sqlite, test).await {
-        rotate_everything(&app, Backend::Sqlite, test).await;
+    if let Some((app, voice)) = spawn(Backend::Sqlite, test).await {
+        rotate_everything(&app, &voice, Backend::Sqlite, test).await;
         app.stop().await;
     }
 }
@@ -907,8 +992,8 @@ async fn rotation_reencrypts_every_sealed_table_resumes_and_retires_sqlite() {
 #[tokio::test]
 async fn rotation_reencrypts_every_sealed_table_resumes_and_retires_postgres() {
     let test = "rotation_reencrypts_every_sealed_table_postgres";
-    if let Some(app) = spawn(Backend::Postgres, test).await {
-        rotate_everything(&app, Backend::Postgres, test).await;
+    if let Some((app, voice)) = spawn(Backend::Postgres, test).await {
+        rotate_everything(&app, &voice, Backend::Postgres, test).await;
         app.stop().await;
     }
 }

@@ -29,6 +29,7 @@ mod relationships;
 mod retention;
 mod service_keys;
 mod support;
+mod telephony;
 mod users;
 mod verification;
 mod witness;

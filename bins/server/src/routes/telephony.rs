@@ -1,0 +1,396 @@
+//! Telephony: the organization's provider account (administrators), the
+//! payer call of a verification task (staff place it, the bot escalates
+//! it), its recordings (staff list and play them, every play audited), and
+//! the provider's callbacks, which carry no bearer token: each is verified
+//! against the organization's auth token over the configured public URL
+//! before anything else ([`carapace_clinical::telephony::receive_callback`]).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_audit::{Access, ActorKind};
+use carapace_clinical::FieldError;
+use carapace_clinical::telephony::{
+    self, AccountInput, CallbackKind, Callbacks, Inbound, ProviderSid, WebhookRefusal,
+};
+use carapace_clinical::verification::TaskId;
+use carapace_tenancy::{OrgId, SubjectId, TenantContext};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::error::Problem;
+use crate::http::extract::JsonBody;
+use crate::state::{AppState, Voice};
+
+/// Largest callback body, in bytes.
+const CALLBACK_BYTES_MAX: usize = 16 * 1024;
+
+/// Registers the routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/organization/telephony")
+            .route(web::get().to(account))
+            .route(web::put().to(put_account)),
+    )
+    .service(web::resource("/verification-tasks/{id}/call").route(web::post().to(call)))
+    .service(web::resource("/verification-tasks/{id}/escalate").route(web::post().to(escalate)))
+    .service(web::resource("/verification-tasks/{id}/recordings").route(web::get().to(recordings)))
+    .service(
+        web::resource("/verification-tasks/{id}/recordings/{recording}").route(web::get().to(play)),
+    )
+    .service(web::resource("/telephony/{org}/status").route(web::post().to(status_callback)))
+    .service(web::resource("/telephony/{org}/recording").route(web::post().to(recording_callback)));
+}
+
+fn voice(state: &AppState) -> Result<&Voice, ApiError> {
+    state.voice.as_ref().ok_or(ApiError::Clash {
+        code: "telephony_not_configured",
+        detail: "this deployment has no voice API (CARAPACE_VOICE_URL)",
+    })
+}
+
+/// The organization's provider account as administrators see it: never
+/// the auth token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    #[schema(example = "AC0123456789abcdef0123456789abcdef")]
+    account_sid: String,
+    #[schema(example = "+16175550100")]
+    caller_number: String,
+    #[schema(example = "wss://bot.clinic.example/media")]
+    bot_stream_url: String,
+    /// Always true: a token is set (it is never shown).
+    auth_token_set: bool,
+}
+
+/// The account to set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountBody {
+    #[schema(example = "AC0123456789abcdef0123456789abcdef", max_length = 64)]
+    account_sid: String,
+    /// 16 to 128 visible ASCII characters; sealed at rest, never shown.
+    #[schema(max_length = 128)]
+    auth_token: String,
+    /// E.164.
+    #[schema(example = "+16175550100", max_length = 16)]
+    caller_number: String,
+    /// The bot's media-stream endpoint.
+    #[schema(example = "wss://bot.clinic.example/media", max_length = 500)]
+    bot_stream_url: String,
+}
+
+/// The organization's telephony account (administrators).
+#[utoipa::path(get, operation_id = "telephony_account_get", path = "/api/v1/organization/telephony", tag = "telephony", security(("bearer" = [])),
+    responses((status = 200, body = AccountView), (status = 404, description = "no account set", body = Problem, content_type = "application/problem+json")))]
+pub async fn account(
+    auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use carapace_clinical::telephony::CallRepository as _;
+    let found = state
+        .calls
+        .account(auth.access().tenant())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(AccountView {
+        account_sid: found.account_sid.to_string(),
+        caller_number: found.caller_number,
+        bot_stream_url: found.bot_stream_url,
+        auth_token_set: true,
+    }))
+}
+
+/// Sets the organization's telephony account (administrators).
+#[utoipa::path(put, operation_id = "telephony_account_put", path = "/api/v1/organization/telephony", tag = "telephony",
+    request_body = AccountBody, security(("bearer" = [])),
+    responses((status = 200, body = AccountView), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_account(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    body: JsonBody<AccountBody>,
+) -> Result<HttpResponse, ApiError> {
+    use carapace_clinical::telephony::CallRepository as _;
+    let b = body.0;
+    let parsed = AccountInput {
+        account_sid: b.account_sid,
+        auth_token: b.auth_token.into(),
+        caller_number: b.caller_number,
+        bot_stream_url: b.bot_stream_url,
+    }
+    .parse()?;
+    state.calls.set_account(&auth.access(), &parsed).await?;
+    Ok(HttpResponse::Ok().json(AccountView {
+        account_sid: parsed.account_sid.to_string(),
+        caller_number: parsed.caller_number,
+        bot_stream_url: parsed.bot_stream_url,
+        auth_token_set: true,
+    }))
+}
+
+/// A placed call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallView {
+    /// The provider's call id.
+    call_sid: String,
+}
+
+/// Places the payer call of a task a bot has claimed; the provider
+/// connects it to the bot's media stream.
+#[utoipa::path(post, operation_id = "verification_call", path = "/api/v1/verification-tasks/{id}/call", tag = "telephony", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses(
+        (status = 201, body = CallView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "not_claimed, call_in_progress or telephony_not_configured", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "telephony_unavailable: the provider did not answer; nothing changed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn call(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let voice = voice(&state)?;
+    let access = auth.access();
+    let org = access.org().as_uuid();
+    let callbacks = Callbacks {
+        status: format!("{}/api/v1/telephony/{org}/status", voice.public_url),
+        recording: format!("{}/api/v1/telephony/{org}/recording", voice.public_url),
+    };
+    let sid = telephony::start_verification_call(
+        &voice.api,
+        &state.calls,
+        &state.verifications,
+        &access,
+        TaskId::from_uuid(id.into_inner()),
+        &callbacks,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(CallView {
+        call_sid: sid.to_string(),
+    }))
+}
+
+/// The bot hands the live call of its task to the organization's
+/// supervisor (whose number it never sees).
+#[utoipa::path(post, operation_id = "verification_escalate", path = "/api/v1/verification-tasks/{id}/escalate", tag = "telephony", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses(
+        (status = 204, description = "transferred"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invalid_transition, no_call, no_supervisor or telephony_not_configured", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "telephony_unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn escalate(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let voice = voice(&state)?;
+    telephony::escalate(
+        &voice.api,
+        &state.calls,
+        &state.verifications,
+        &auth.access(),
+        TaskId::from_uuid(id.into_inner()),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A stored recording (its audio is fetched separately).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingView {
+    recording_sid: String,
+    call_sid: String,
+    duration_seconds: u32,
+    /// When the provider's copy was deleted (null: not yet).
+    deleted_at_provider: Option<String>,
+    created_at: String,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The recordings of a task's calls.
+#[utoipa::path(get, operation_id = "verification_recordings", path = "/api/v1/verification-tasks/{id}/recordings", tag = "telephony", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses((status = 200, body = [RecordingView])))]
+pub async fn recordings(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let found = state
+        .calls
+        .recordings(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .await?;
+    let views: Vec<RecordingView> = found
+        .into_iter()
+        .map(|r| RecordingView {
+            recording_sid: r.sid.to_string(),
+            call_sid: r.call.to_string(),
+            duration_seconds: r.duration_secs,
+            deleted_at_provider: r.deleted_at_provider.map(rfc3339),
+            created_at: rfc3339(r.created_at),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+/// Plays one recording (WAV); every play is audited.
+#[utoipa::path(get, operation_id = "verification_recording_play", path = "/api/v1/verification-tasks/{id}/recordings/{recording}", tag = "telephony", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id"), ("recording" = String, Path, description = "recording id")),
+    responses(
+        (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn play(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, recording) = path.into_inner();
+    let sid = ProviderSid::parse(&recording).ok_or(ApiError::NotFound)?;
+    let audio = state
+        .calls
+        .play(&auth.access(), TaskId::from_uuid(id), &sid)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("audio/wav")
+        .insert_header(("cache-control", "no-store"))
+        .body(audio.expose_phi().clone()))
+}
+
+/// A provider callback's form (the fields Carapace reads; the provider
+/// sends more, all of them signed).
+#[derive(Debug, Deserialize, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the form in the OpenAPI document; the handler reads the raw pairs"
+)]
+pub struct CallbackForm {
+    #[serde(rename = "CallSid")]
+    #[schema(rename = "CallSid", max_length = 64)]
+    call_sid: String,
+    /// Status callbacks.
+    #[serde(rename = "CallStatus")]
+    #[schema(rename = "CallStatus", max_length = 20)]
+    call_status: Option<String>,
+    /// Recording callbacks.
+    #[serde(rename = "RecordingSid")]
+    #[schema(rename = "RecordingSid", max_length = 64)]
+    recording_sid: Option<String>,
+}
+
+async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    org: Uuid,
+    body: web::Bytes,
+    kind: CallbackKind,
+) -> Result<HttpResponse, ApiError> {
+    let voice = voice(&state).map_err(|_| ApiError::NotFound)?;
+    if body.len() > CALLBACK_BYTES_MAX {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let form = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    // The URL the provider was given: the configured public URL, the
+    // organization's id as Carapace writes it and the query as received.
+    let route = match kind {
+        CallbackKind::Status => "status",
+        CallbackKind::Recording => "recording",
+    };
+    let mut url = format!("{}/api/v1/telephony/{org}/{route}", voice.public_url);
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    let system = SubjectId::parse("system:telephony")
+        .map_err(|_| ApiError::Internal("static subject".into()))?;
+    let access = Access::new(
+        TenantContext::new(OrgId::from_uuid(org), system),
+        ActorKind::System,
+        crate::http::auth::origin(&req),
+    );
+    let signature = req
+        .headers()
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    let inbound = Inbound {
+        kind,
+        url: &url,
+        params: &params,
+        signature,
+    };
+    match telephony::receive_callback(
+        &voice.api,
+        &state.calls,
+        state.events.as_ref(),
+        &access,
+        inbound,
+    )
+    .await
+    {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(WebhookRefusal::Forbidden(_)) => Err(ApiError::Forbidden),
+        Err(WebhookRefusal::Invalid(why)) => {
+            Err(ApiError::Invalid(vec![FieldError::new("body", why)]))
+        }
+        Err(WebhookRefusal::UnknownCall) => Err(ApiError::NotFound),
+        Err(WebhookRefusal::Failed(e)) => Err(ApiError::from(e)),
+    }
+}
+
+/// The provider reports a call's status (signed; no bearer token).
+#[utoipa::path(post, operation_id = "telephony_status_callback", path = "/api/v1/telephony/{org}/status", tag = "telephony",
+    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "processed"),
+        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn status_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    org: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    callback(req, state, org.into_inner(), body, CallbackKind::Status).await
+}
+
+/// The provider reports a finished recording (signed; no bearer token):
+/// Carapace fetches it from the provider, seals and stores it with the
+/// task, and deletes the provider's copy.
+#[utoipa::path(post, operation_id = "telephony_recording_callback", path = "/api/v1/telephony/{org}/recording", tag = "telephony",
+    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "stored"),
+        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the provider did not serve the recording; it will retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn recording_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    org: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    callback(req, state, org.into_inner(), body, CallbackKind::Recording).await
+}

@@ -1,0 +1,211 @@
+//! The telephony vocabulary: provider ids, call states, scripts, the
+//! organization's account.
+
+use std::fmt;
+
+use carapace_phi_crypto::Phi;
+use secrecy::SecretString;
+
+use crate::verification::TaskId;
+
+/// Limits of what telephony accepts.
+pub mod limits {
+    /// Longest provider id (call, recording, account), in characters.
+    pub const SID_MAX: usize = 64;
+    /// Largest recording fetched, in bytes (about 10 minutes of 8 kHz
+    /// 16-bit mono WAV).
+    pub const RECORDING_BYTES_MAX: usize = 10 * 1024 * 1024;
+    /// Longest recording stored, in seconds.
+    pub const RECORDING_SECONDS_MAX: u32 = 600;
+    /// Most parameters one callback may carry.
+    pub const PARAMS_MAX: usize = 64;
+    /// Longest URL (bot stream), in characters.
+    pub const URL_MAX: usize = 500;
+}
+
+/// An id the provider gave a call, recording or account (`CA…`, `RE…`,
+/// `AC…`): 2 to 64 ASCII letters and digits. Not PHI.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProviderSid(String);
+
+impl ProviderSid {
+    /// `s` if it has the shape of a provider id.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (2..=limits::SID_MAX).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProviderSid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a call stands, as the provider reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallState {
+    /// Accepted, not yet ringing (`queued`, `initiated`).
+    Queued,
+    /// Ringing.
+    Ringing,
+    /// Answered, live.
+    InProgress,
+    /// Ended after being answered.
+    Completed,
+    /// The line was busy.
+    Busy,
+    /// No one answered.
+    NoAnswer,
+    /// The call could not be made.
+    Failed,
+    /// Cancelled before it was answered.
+    Canceled,
+}
+
+impl CallState {
+    /// Every state.
+    pub const ALL: [CallState; 8] = [
+        Self::Queued,
+        Self::Ringing,
+        Self::InProgress,
+        Self::Completed,
+        Self::Busy,
+        Self::NoAnswer,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    /// The provider's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// The state the provider names `s` (`initiated` is `queued`).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "initiated" {
+            return Some(Self::Queued);
+        }
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether the call is over.
+    pub fn ended(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled
+        )
+    }
+}
+
+/// What a call does once answered. The adapter renders it in the
+/// provider's language (TwiML).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Script {
+    /// Record the call and connect its audio to the bot's media stream at
+    /// `url`, naming the task (and nothing else) as a stream parameter.
+    BotStream {
+        /// The bot's `wss://` media-stream endpoint.
+        url: String,
+        /// The task the call is for.
+        task: TaskId,
+    },
+    /// Hand the call to `number` (the supervisor).
+    Transfer {
+        /// Where to.
+        number: Phi<String>,
+    },
+}
+
+impl fmt::Debug for Script {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BotStream { task, .. } => {
+                f.debug_struct("BotStream").field("task", task).finish()
+            }
+            Self::Transfer { .. } => f.write_str("Transfer"),
+        }
+    }
+}
+
+/// Where the provider reports on a call: absolute URLs under the server's
+/// configured public URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callbacks {
+    /// Status changes.
+    pub status: String,
+    /// Finished recordings.
+    pub recording: String,
+}
+
+/// An organization's account at the provider. The auth token signs the
+/// provider's callbacks and authenticates Carapace's requests: sealed at
+/// rest, never shown.
+#[derive(Clone)]
+pub struct TelephonyAccount {
+    /// The account id (`AC…`).
+    pub account_sid: ProviderSid,
+    /// The auth token.
+    pub auth_token: SecretString,
+    /// The organization's number calls come from (E.164).
+    pub caller_number: String,
+    /// The bot's `wss://` media-stream endpoint.
+    pub bot_stream_url: String,
+}
+
+impl fmt::Debug for TelephonyAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelephonyAccount")
+            .field("account_sid", &self.account_sid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call Carapace placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The provider's id.
+    pub sid: ProviderSid,
+    /// The task it is for.
+    pub task: TaskId,
+    /// Its last reported state.
+    pub state: CallState,
+}
+
+/// What became of a callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Processed now.
+    Processed,
+    /// Already processed before: a replay.
+    Replay,
+    /// No such call in this organization.
+    UnknownCall,
+}
+
+/// Why the provider did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TelephonyError {
+    /// It could not be reached, timed out or failed (5xx, 429).
+    #[error("telephony provider unavailable: {0}")]
+    Unavailable(String),
+    /// It refused the request (4xx) or the request broke the outbound
+    /// policy.
+    #[error("telephony provider refused: {0}")]
+    Refused(String),
+}

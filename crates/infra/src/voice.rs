@@ -1,0 +1,328 @@
+//! Voice calls through a Twilio-compatible REST API, always through the
+//! SSRF-safe client: `POST {base}/2010-04-01/Accounts/{sid}/Calls.json`
+//! (place), `POST …/Calls/{call}.json` (redirect with new TwiML), `GET
+//! …/Recordings/{rec}.wav` and `DELETE …/Recordings/{rec}.json`; HTTP
+//! basic auth with the organization's account id and auth token. And the
+//! webhook protocol: `X-Twilio-Signature` is HMAC-SHA1 over the public
+//! URL followed by every form parameter's name and value, sorted by name,
+//! base64; checked in constant time ([`signature_valid`]).
+
+use base64::Engine as _;
+use carapace_clinical::telephony::{
+    Callbacks, ProviderSid, Script, Telephony, TelephonyAccount, TelephonyError,
+};
+use carapace_phi_crypto::Phi;
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+
+use crate::outbound::{OutboundError, SafeHttp};
+
+/// Whether `signature` (base64) is the HMAC-SHA1 under `auth_token` of
+/// `url` followed by each of `params` as name then value, sorted by name
+/// (then value): Twilio's request signature. Constant time.
+pub fn signature_valid(
+    auth_token: &str,
+    url: &str,
+    params: &[(String, String)],
+    signature: &str,
+) -> bool {
+    let Ok(given) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        auth_token.as_bytes(),
+    );
+    ring::hmac::verify(&key, &signed_data(url, params), &given).is_ok()
+}
+
+/// The signature of `url` and `params` under `auth_token` (what the
+/// provider sends; the test stand-in signs with it).
+pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        auth_token.as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD
+        .encode(ring::hmac::sign(&key, &signed_data(url, params)).as_ref())
+}
+
+fn signed_data(url: &str, params: &[(String, String)]) -> Vec<u8> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut data = url.as_bytes().to_vec();
+    for (name, value) in sorted {
+        data.extend_from_slice(name.as_bytes());
+        data.extend_from_slice(value.as_bytes());
+    }
+    data
+}
+
+/// `s` safe inside XML text and attribute values.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `script` in TwiML.
+pub fn twiml(script: &Script) -> String {
+    let body = match script {
+        Script::BotStream { url, task } => format!(
+            "<Connect><Stream url=\"{}\"><Parameter name=\"task_id\" value=\"{task}\"/></Stream></Connect>",
+            xml(url)
+        ),
+        Script::Transfer { number } => format!("<Dial>{}</Dial>", xml(number.expose_phi())),
+    };
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{body}</Response>")
+}
+
+/// The voice [`Telephony`] adapter.
+#[derive(Clone, Debug)]
+pub struct TwilioVoice {
+    http: SafeHttp,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    sid: String,
+}
+
+fn failure(e: OutboundError) -> TelephonyError {
+    match e {
+        OutboundError::Status(code) if code == 429 || code >= 500 => {
+            TelephonyError::Unavailable(format!("status {code}"))
+        }
+        OutboundError::Status(code) => TelephonyError::Refused(format!("status {code}")),
+        OutboundError::Refused(why) => TelephonyError::Refused(why),
+        OutboundError::Failed(why) => TelephonyError::Unavailable(why),
+    }
+}
+
+impl TwilioVoice {
+    /// Calls the API at `base_url` (e.g. `https://api.twilio.com`)
+    /// through `http`, whose policy allows only that host.
+    pub fn new(http: SafeHttp, base_url: String) -> Self {
+        Self { http, base_url }
+    }
+
+    fn url(&self, account: &TelephonyAccount, rest: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/{rest}",
+            self.base_url.trim_end_matches('/'),
+            account.account_sid
+        )
+    }
+
+    fn auth(account: &TelephonyAccount) -> [(&'static str, String); 1] {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            account.account_sid,
+            account.auth_token.expose_secret()
+        ));
+        [("authorization", format!("Basic {credentials}"))]
+    }
+}
+
+impl Telephony for TwilioVoice {
+    async fn place(
+        &self,
+        account: &TelephonyAccount,
+        to: &Phi<String>,
+        script: &Script,
+        callbacks: &Callbacks,
+    ) -> Result<ProviderSid, TelephonyError> {
+        let twiml = twiml(script);
+        let form = [
+            ("To", to.expose_phi().as_str()),
+            ("From", account.caller_number.as_str()),
+            ("Twiml", twiml.as_str()),
+            ("StatusCallback", callbacks.status.as_str()),
+            ("StatusCallbackMethod", "POST"),
+            ("StatusCallbackEvent", "initiated"),
+            ("StatusCallbackEvent", "ringing"),
+            ("StatusCallbackEvent", "answered"),
+            ("StatusCallbackEvent", "completed"),
+            ("Record", "true"),
+            ("RecordingStatusCallback", callbacks.recording.as_str()),
+            ("RecordingStatusCallbackMethod", "POST"),
+            ("RecordingStatusCallbackEvent", "completed"),
+        ];
+        let answer = self
+            .http
+            .post_form_read(
+                &self.url(account, "Calls.json"),
+                &Self::auth(account),
+                &form,
+            )
+            .await
+            .map_err(failure)?;
+        let created: Created = serde_json::from_slice(&answer)
+            .map_err(|_| TelephonyError::Unavailable("the answer names no call".into()))?;
+        ProviderSid::parse(&created.sid)
+            .ok_or_else(|| TelephonyError::Unavailable("the answer's call id is malformed".into()))
+    }
+
+    async fn redirect(
+        &self,
+        account: &TelephonyAccount,
+        call: &ProviderSid,
+        script: &Script,
+    ) -> Result<(), TelephonyError> {
+        let twiml = twiml(script);
+        self.http
+            .post_form(
+                &self.url(account, &format!("Calls/{call}.json")),
+                &Self::auth(account),
+                &[("Twiml", twiml.as_str())],
+            )
+            .await
+            .map(|_| ())
+            .map_err(failure)
+    }
+
+    async fn fetch_recording(
+        &self,
+        account: &TelephonyAccount,
+        recording: &ProviderSid,
+    ) -> Result<Vec<u8>, TelephonyError> {
+        self.http
+            .get(
+                &self.url(account, &format!("Recordings/{recording}.wav")),
+                &Self::auth(account),
+            )
+            .await
+            .map_err(failure)
+    }
+
+    async fn delete_recording(
+        &self,
+        account: &TelephonyAccount,
+        recording: &ProviderSid,
+    ) -> Result<(), TelephonyError> {
+        self.http
+            .delete(
+                &self.url(account, &format!("Recordings/{recording}.json")),
+                &Self::auth(account),
+            )
+            .await
+            .map(|_| ())
+            .map_err(failure)
+    }
+
+    fn signature_valid(
+        &self,
+        account: &TelephonyAccount,
+        url: &str,
+        params: &[(String, String)],
+        signature: &str,
+    ) -> bool {
+        signature_valid(account.auth_token.expose_secret(), url, params, signature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// The example of Twilio's public documentation ("Validating
+    /// requests"): auth token `12345`, this URL and these parameters.
+    fn documented() -> (String, Vec<(String, String)>) {
+        (
+            "https://mycompany.com/myapp.php?foo=1&bar=2".to_owned(),
+            params(&[
+                ("CallSid", "CA1234567890ABCDE"),
+                ("Caller", "+14158675309"),
+                ("Digits", "1234"),
+                ("From", "+14158675309"),
+                ("To", "+18005551212"),
+            ]),
+        )
+    }
+
+    #[test]
+    fn the_documented_signature_verifies_in_any_parameter_order() {
+        let (url, mut p) = documented();
+        assert!(signature_valid(
+            "12345",
+            &url,
+            &p,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        p.reverse();
+        assert!(signature_valid(
+            "12345",
+            &url,
+            &p,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        assert_eq!(sign("12345", &url, &p), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+    }
+
+    #[test]
+    fn any_change_breaks_the_signature() {
+        let (url, p) = documented();
+        let good = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
+        // Another token, another host (a Host header an attacker set),
+        // another scheme, a changed or added or dropped parameter.
+        assert!(!signature_valid("54321", &url, &p, good));
+        assert!(!signature_valid(
+            "12345",
+            "https://attacker.example/myapp.php?foo=1&bar=2",
+            &p,
+            good
+        ));
+        assert!(!signature_valid(
+            "12345",
+            "http://mycompany.com/myapp.php?foo=1&bar=2",
+            &p,
+            good
+        ));
+        let mut changed = p.clone();
+        changed[2].1 = "1235".to_owned();
+        assert!(!signature_valid("12345", &url, &changed, good));
+        let mut added = p.clone();
+        added.push(("CallStatus".to_owned(), "completed".to_owned()));
+        assert!(!signature_valid("12345", &url, &added, good));
+        assert!(!signature_valid("12345", &url, &p[1..], good));
+        // Garbage, empty and truncated signatures.
+        for bad in ["", "not base64!", "RSOYDt4T1cUTdK1PDd93", "AAAA"] {
+            assert!(!signature_valid("12345", &url, &p, bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn twiml_escapes_what_it_is_given() {
+        let script = Script::Transfer {
+            number: Phi::new("+1 617\"/><Play>x</Play>".to_owned()),
+        };
+        let doc = twiml(&script);
+        assert!(!doc.contains("<Play>"), "{doc}");
+        assert!(doc.starts_with("<?xml") && doc.ends_with("</Response>"));
+        let task = carapace_clinical::verification::TaskId::generate();
+        let stream = twiml(&Script::BotStream {
+            url: "wss://bot.example/media?a=1&b=2".to_owned(),
+            task,
+        });
+        assert!(stream.contains("url=\"wss://bot.example/media?a=1&amp;b=2\""));
+        assert!(stream.contains(&format!("value=\"{task}\"")));
+    }
+}
