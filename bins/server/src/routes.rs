@@ -18,6 +18,7 @@ pub mod service_keys;
 pub mod telephony;
 pub mod users;
 pub mod verification;
+pub mod voice;
 
 mod use_cases;
 
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(telephony::configure)
                 .configure(research::configure)
                 .configure(assistant::configure)
+                .configure(voice::configure)
                 .configure(service_keys::configure)
                 .configure(admin::configure)
                 .configure(users::configure)

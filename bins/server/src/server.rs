@@ -220,6 +220,19 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
                     )
                 }),
         },
+        speech: match settings.assistant.speech_provider.as_str() {
+            "local" => Some(carapace_infra::speech::Speech::Local(
+                carapace_infra::speech::LocalSpeech::default(),
+            )),
+            _ => settings
+                .assistant
+                .openai_speech(settings.profile)
+                .map(|(openai, policy)| {
+                    carapace_infra::speech::Speech::OpenAi(
+                        carapace_infra::speech::OpenAiSpeech::new(SafeHttp::new(policy), openai),
+                    )
+                }),
+        },
         ai_baa_signed: settings.assistant.baa_signed,
         assistant: carapace_infra::assistant::SeaAssistant::new(db.clone(), keys.clone()),
         research: SeaResearch::new(

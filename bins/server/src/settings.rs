@@ -264,6 +264,9 @@ impl Settings {
                 api_key: self.ai_api_key.clone(),
                 model: self.ai_model.clone(),
                 allow_loopback: self.ai_allow_loopback,
+                speech_provider: self.speech_provider.clone(),
+                stt_model: self.stt_model.clone(),
+                tts_model: self.tts_model.clone(),
             },
             scheduling: SchedulingSection {
                 appointment_max_minutes: self.appointment_max_minutes,

@@ -92,6 +92,8 @@ pub struct AppState {
     pub calls: carapace_infra::calls::SeaCalls,
     /// The voice API, when telephony is configured.
     pub voice: Option<Voice>,
+    /// The speech provider, when one is configured.
+    pub speech: Option<carapace_infra::speech::Speech>,
     /// Length limits and horizon of bookings.
     pub booking_rules: carapace_clinical::appointment::BookingRules,
     /// When reminders go out before an appointment.

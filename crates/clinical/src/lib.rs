@@ -24,6 +24,7 @@ pub mod medication;
 pub mod patient;
 pub mod research;
 pub mod small_cells;
+pub mod speech;
 pub mod telephony;
 pub mod verification;
 

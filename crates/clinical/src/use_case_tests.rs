@@ -8,4 +8,5 @@ mod care_team;
 mod fakes;
 mod schedule;
 mod sharing;
+mod speech;
 mod stores;

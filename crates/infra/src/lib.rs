@@ -42,6 +42,7 @@ mod scope;
 pub mod sealed;
 pub mod service_keys;
 pub mod sms;
+pub mod speech;
 mod subjects;
 pub mod tokens;
 mod trail;

@@ -203,6 +203,20 @@ impl SafeHttp {
             .map(|(_, answer)| answer)
     }
 
+    /// POSTs `body` of `content_type` (multipart uploads) with `headers`
+    /// to `url`: the 2xx answer's body.
+    pub async fn post_read(
+        &self,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, OutboundError> {
+        self.post(url, content_type, headers, body)
+            .await
+            .map(|(_, answer)| answer)
+    }
+
     /// GETs `url` with `headers`: the 2xx answer's body (at most the
     /// policy's response size).
     pub async fn get(

@@ -253,6 +253,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/verification-tasks/{id}/recordings/{recording}",
         Needs(VerificationManage),
     ),
+    ("POST", "/api/v1/voice/transcriptions", Needs(AssistantUse)),
+    ("POST", "/api/v1/voice/speech", Needs(AssistantUse)),
     ("POST", "/api/v1/telephony/{org}/status", Public),
     ("POST", "/api/v1/telephony/{org}/recording", Public),
 ];

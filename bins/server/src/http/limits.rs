@@ -19,8 +19,9 @@ use carapace_auth::rate_limit::{LimitKey, RateLimiter as _, RouteClass, Verdict,
 use super::ApiError;
 use crate::state::AppState;
 
-/// The route template of the assistant (the `ai` class).
-const AI_PREFIX: &str = "/api/v1/assistant";
+/// The route templates of the AI surfaces (the `ai` class): the
+/// assistant and speech.
+const AI_PREFIXES: [&str; 2] = ["/api/v1/assistant", "/api/v1/voice"];
 
 /// The class an authenticated request is charged to, from the route
 /// template the router matched: `/api/v1/%61ssistant/messages` is the
@@ -34,10 +35,12 @@ pub fn principal_class(req: &HttpRequest) -> RouteClass {
 }
 
 fn is_ai(pattern: &str) -> bool {
-    pattern == AI_PREFIX
-        || pattern
-            .strip_prefix(AI_PREFIX)
-            .is_some_and(|rest| rest.starts_with('/'))
+    AI_PREFIXES.iter().any(|prefix| {
+        pattern == *prefix
+            || pattern
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// The client's address: the socket peer, or what a trusted proxy says.
@@ -97,6 +100,8 @@ mod tests {
         assert!(is_ai("/api/v1/assistant"));
         assert!(is_ai("/api/v1/assistant/messages"));
         assert!(!is_ai("/api/v1/assistants"));
+        assert!(is_ai("/api/v1/voice/transcriptions"));
+        assert!(!is_ai("/api/v1/voicemails"));
         assert!(!is_ai("/api/v1/patients/{id}"));
     }
 }

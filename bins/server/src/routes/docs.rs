@@ -8,7 +8,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
     admin, appointments, assistant, audit, auth, calendar, consultations, health, medications,
-    metrics, organization, patients, research, service_keys, telephony, users, verification,
+    metrics, organization, patients, research, service_keys, telephony, users, verification, voice,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -44,7 +44,7 @@ use crate::http::error::{Problem, ProblemField};
         telephony::account, telephony::put_account, telephony::call, telephony::escalate,
         telephony::recordings, telephony::play, telephony::status_callback,
         telephony::recording_callback,
-        research::summary, assistant::send, assistant::history,
+        research::summary, assistant::send, assistant::history, voice::transcribe, voice::speak,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),

@@ -209,6 +209,32 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         },
     },
     ProductionCheck {
+        name: "speech only with a signed BAA, never the local stand-in, https, no loopback",
+        check: |s| match s.assistant.speech_provider.as_str() {
+            "none" => None,
+            "local" => Some(ConfigProblem::new(
+                "CARAPACE_SPEECH_PROVIDER",
+                "the local speech provider transcribes with a stand-in; production needs openai or none",
+            )),
+            _ if !s.assistant.baa_signed => Some(ConfigProblem::new(
+                "CARAPACE_AI_BAA_SIGNED",
+                "a speech provider is set but no business associate agreement is declared",
+            )),
+            _ if s.assistant.allow_loopback
+                || s.assistant
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| !u.starts_with("https://")) =>
+            {
+                Some(ConfigProblem::new(
+                    "CARAPACE_AI_URL",
+                    "the speech provider is reached over https, never on loopback, in production",
+                ))
+            }
+            _ => None,
+        },
+    },
+    ProductionCheck {
         name: "AI only with a signed BAA, never the local provider, https, no loopback",
         check: |s| {
             if s.assistant.provider == "none" {

@@ -226,6 +226,14 @@ pub struct Settings {
     /// Let the AI provider be a loopback address (tests; refused in
     /// production).
     pub ai_allow_loopback: bool,
+    /// The speech provider: `none` (default), `local` (espeak-ng and a
+    /// transcription stand-in, development only) or `openai` (the
+    /// OpenAI-compatible audio API at `CARAPACE_AI_URL`).
+    pub speech_provider: String,
+    /// Transcription model of the openai speech provider.
+    pub stt_model: String,
+    /// Speech model of the openai speech provider.
+    pub tts_model: String,
     /// Browser origins allowed to call the API (comma-separated exact
     /// `scheme://host[:port]`); empty: none.
     pub cors_origins: String,
@@ -325,6 +333,9 @@ impl Default for Settings {
             ai_api_key: None,
             ai_model: "gpt-4o-mini".into(),
             ai_allow_loopback: false,
+            speech_provider: "none".into(),
+            stt_model: "whisper-1".into(),
+            tts_model: "tts-1".into(),
             metrics_token: None,
             log_redact_keys: String::new(),
             otel_endpoint: None,

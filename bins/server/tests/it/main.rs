@@ -28,6 +28,7 @@ mod patients;
 mod relationships;
 mod retention;
 mod service_keys;
+mod speech;
 mod support;
 mod telephony;
 mod users;

@@ -14,5 +14,6 @@ mod patients;
 mod phi;
 mod posture;
 mod rls;
+mod speech;
 mod support;
 mod witness;
