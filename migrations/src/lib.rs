@@ -38,6 +38,7 @@ mod m0026_verification_settings;
 mod m0027_audit_partitions;
 mod m0028_subject_standing;
 mod m0029_telephony;
+mod m0030_voicemail;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -79,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0027_audit_partitions::Migration),
             Box::new(m0028_subject_standing::Migration),
             Box::new(m0029_telephony::Migration),
+            Box::new(m0030_voicemail::Migration),
         ]
     }
 }

@@ -19,6 +19,7 @@ pub mod telephony;
 pub mod users;
 pub mod verification;
 pub mod voice;
+pub mod voicemail;
 
 mod use_cases;
 
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(consultations::configure)
                 .configure(verification::configure)
                 .configure(telephony::configure)
+                .configure(voicemail::configure)
                 .configure(research::configure)
                 .configure(assistant::configure)
                 .configure(voice::configure)

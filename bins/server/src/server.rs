@@ -200,6 +200,7 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         consultations: SeaConsultations::new(db.clone()),
         verifications: SeaVerifications::new(db.clone(), keys.clone()),
         calls: carapace_infra::calls::SeaCalls::new(db.clone(), keys.clone()),
+        voicemails: carapace_infra::voicemail::SeaVoicemails::new(db.clone(), keys.clone()),
         voice: settings
             .voice
             .adapter(settings.profile)

@@ -90,6 +90,8 @@ pub struct AppState {
     pub verifications: SeaVerifications,
     /// Telephony accounts, calls and recordings.
     pub calls: carapace_infra::calls::SeaCalls,
+    /// Voicemails.
+    pub voicemails: carapace_infra::voicemail::SeaVoicemails,
     /// The voice API, when telephony is configured.
     pub voice: Option<Voice>,
     /// The speech provider, when one is configured.

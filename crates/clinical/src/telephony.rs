@@ -7,7 +7,8 @@
 //! ([`after_call`], the one function that decides how); the bot may hand
 //! the call to the organization's supervisor ([`escalate`]); the call's
 //! recording is fetched from the provider, sealed, attached to the task and
-//! deleted at the provider ([`receive_callback`]).
+//! deleted at the provider ([`Line::receive`]); a call to the
+//! organization's number reaches voicemail ([`voicemail`]).
 //!
 //! Every inbound callback is verified against the organization's own
 //! (sealed) auth token before anything else is read from it; a callback
@@ -18,6 +19,7 @@
 mod callback;
 mod input;
 mod types;
+pub mod voicemail;
 
 use std::future::Future;
 
@@ -28,7 +30,7 @@ use carapace_tenancy::TenantContext;
 use crate::ClinicalError;
 use crate::verification::{TaskId, TaskStatus, VerificationRepository, may_escalate};
 
-pub use callback::{Callback, CallbackKind, Inbound, WebhookRefusal, receive_callback};
+pub use callback::{Callback, CallbackKind, Inbound, Line, WebhookRefusal};
 pub use input::AccountInput;
 pub use types::{
     CallRecord, CallState, Callbacks, Delivery, ProviderSid, Script, TelephonyAccount,
@@ -71,6 +73,10 @@ pub trait Telephony: Send + Sync {
         account: &TelephonyAccount,
         recording: &ProviderSid,
     ) -> impl Future<Output = Result<(), TelephonyError>> + Send;
+
+    /// `script` as the answer to an inbound call: its content type and
+    /// body (TwiML for a Twilio-compatible provider).
+    fn answer(&self, script: &Script) -> (&'static str, String);
 
     /// Whether `signature` signs the callback to `url` with `params` under
     /// `account`'s auth token (compared in constant time).

@@ -36,4 +36,6 @@ mod verification;
 pub use verification::{verification_setting, verification_task, verification_transcript};
 
 mod telephony;
-pub use telephony::{telephony_account, telephony_call, telephony_callback, telephony_recording};
+pub use telephony::{
+    telephony_account, telephony_call, telephony_callback, telephony_recording, telephony_voicemail,
+};

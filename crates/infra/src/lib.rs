@@ -48,6 +48,7 @@ pub mod tokens;
 mod trail;
 mod verification;
 pub mod voice;
+pub mod voicemail;
 pub mod witness;
 
 pub use appointments::{Channels, ReminderDeliverer, ReminderReport, SeaAppointments};

@@ -138,10 +138,11 @@ impl SeaPatients {
 
 use crate::sealed::patients::{
     BIRTH_DATE, EMAIL, FAMILY_NAME, GIVEN_NAME, MEMBER_ID, MEMBER_ID_INDEX, NAME_DOB_INDEX, PHONE,
-    SEX, TABLE,
+    PHONE_INDEX, SEX, TABLE,
 };
 
 mod codec;
+pub(crate) use codec::phone_index;
 use codec::{
     SEALED_REASON, from_row, id_hash, integrity, member_index, name_dob_index, now, to_row,
 };

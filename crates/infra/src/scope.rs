@@ -73,6 +73,7 @@ org_scoped!(
     telephony_call,
     telephony_callback,
     telephony_recording,
+    telephony_voicemail,
 );
 
 /// An organization named by its id or its raw uuid.

@@ -89,6 +89,30 @@ pub struct BlindIndex {
     pub name: &'static str,
     /// The sealed columns it is computed from, in order.
     pub from: &'static [&'static str],
+    /// How each value is normalised first.
+    pub normalise: Normalise,
+}
+
+/// How a blind index's values are normalised before they are hashed, so
+/// that the notations people type find each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalise {
+    /// White space folded, lower case.
+    Text,
+    /// The last ten digits (`+1 (617) 555-0100`, `617.555.0100` and
+    /// `+16175550100` are one number).
+    Phone,
+}
+
+/// `value` as `how` normalises it.
+pub fn normalised(how: Normalise, value: &str) -> String {
+    match how {
+        Normalise::Text => normalise(value),
+        Normalise::Phone => {
+            let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+            digits[digits.len().saturating_sub(10)..].iter().collect()
+        }
+    }
 }
 
 /// A table with sealed columns.
@@ -117,7 +141,8 @@ const fn fixed(column: &'static str) -> SealedColumn {
     }
 }
 
-/// `patients`: demographics; two blind indexes for exact-match search.
+/// `patients`: demographics; blind indexes for exact-match search and
+/// for matching a caller's number.
 pub mod patients {
     use super::*;
 
@@ -142,12 +167,21 @@ pub mod patients {
         column: "member_id_idx",
         name: "member_id",
         from: &[MEMBER_ID],
+        normalise: Normalise::Text,
     };
     /// The (family name, birth date) search index.
     pub const NAME_DOB_INDEX: BlindIndex = BlindIndex {
         column: "name_dob_idx",
         name: "family_name,birth_date",
         from: &[FAMILY_NAME, BIRTH_DATE],
+        normalise: Normalise::Text,
+    };
+    /// The phone index (who left a voicemail).
+    pub const PHONE_INDEX: BlindIndex = BlindIndex {
+        column: "phone_idx",
+        name: "phone",
+        from: &[PHONE],
+        normalise: Normalise::Phone,
     };
     /// The registry entry.
     pub const SEALED: SealedTable = SealedTable {
@@ -165,7 +199,7 @@ pub mod patients {
             fixed(EMAIL),
             fixed(SEX),
         ],
-        blind_indexes: &[MEMBER_ID_INDEX, NAME_DOB_INDEX],
+        blind_indexes: &[MEMBER_ID_INDEX, NAME_DOB_INDEX, PHONE_INDEX],
     };
 }
 
@@ -370,6 +404,31 @@ pub mod telephony_recordings {
     };
 }
 
+/// `telephony_voicemails`: the caller's number, the message and its
+/// transcript, bound to the voicemail's row.
+pub mod telephony_voicemails {
+    use super::*;
+
+    /// The table.
+    pub const TABLE: &str = "telephony_voicemails";
+    /// The caller's number.
+    pub const CALLER: &str = "caller";
+    /// The message.
+    pub const AUDIO: &str = "audio";
+    /// Its transcript.
+    pub const TRANSCRIPT: &str = "transcript";
+    /// The registry entry.
+    pub const SEALED: SealedTable = SealedTable {
+        table: TABLE,
+        org: "org_id",
+        key: &[KeyPart::Uuid("id")],
+        row: RowBinding::Uuid("id"),
+        version: VersionAt::Column("key_version"),
+        columns: &[fixed(CALLER), fixed(AUDIO), fixed(TRANSCRIPT)],
+        blind_indexes: &[],
+    };
+}
+
 /// `verification_transcripts`: each chunk, bound to its task and position.
 pub mod verification_transcripts {
     use super::*;
@@ -456,6 +515,7 @@ pub const REGISTRY: &[SealedTable] = &[
     verification_settings::SEALED,
     telephony_accounts::SEALED,
     telephony_recordings::SEALED,
+    telephony_voicemails::SEALED,
     assistant_turns::SEALED,
     idempotency_keys::SEALED,
 ];
@@ -475,7 +535,7 @@ pub(crate) fn blind_index(
 ) -> Vec<u8> {
     let value = values
         .iter()
-        .map(|v| normalise(v))
+        .map(|v| normalised(index.normalise, v))
         .collect::<Vec<_>>()
         .join("|");
     key.blind_index(table, index.name, value.as_bytes())

@@ -83,6 +83,15 @@ pub fn twiml(script: &Script) -> String {
             xml(url)
         ),
         Script::Transfer { number } => format!("<Dial>{}</Dial>", xml(number.expose_phi())),
+        Script::Voicemail {
+            greeting,
+            callback,
+            max_seconds,
+        } => format!(
+            "<Say>{}</Say><Record maxLength=\"{max_seconds}\" playBeep=\"true\" recordingStatusCallback=\"{}\" recordingStatusCallbackMethod=\"POST\" recordingStatusCallbackEvent=\"completed\"/><Say>Goodbye.</Say>",
+            xml(greeting),
+            xml(callback)
+        ),
     };
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{body}</Response>")
 }
@@ -219,6 +228,10 @@ impl Telephony for TwilioVoice {
             .await
             .map(|_| ())
             .map_err(failure)
+    }
+
+    fn answer(&self, script: &Script) -> (&'static str, String) {
+        ("text/xml", twiml(script))
     }
 
     fn signature_valid(

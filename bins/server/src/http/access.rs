@@ -22,7 +22,9 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
-use Permission::{AssistantUse, ConsentManage, Consultation, VerificationManage, VerificationWork};
+use Permission::{
+    AssistantUse, ConsentManage, Consultation, VerificationManage, VerificationWork, VoicemailRead,
+};
 
 /// Method, route pattern (as actix and OpenAPI write it) and rule.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -257,6 +259,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/voice/speech", Needs(AssistantUse)),
     ("POST", "/api/v1/telephony/{org}/status", Public),
     ("POST", "/api/v1/telephony/{org}/recording", Public),
+    ("POST", "/api/v1/telephony/{org}/voice", Public),
+    ("POST", "/api/v1/telephony/{org}/voicemail", Public),
+    ("GET", "/api/v1/voicemails", Needs(VoicemailRead)),
+    ("GET", "/api/v1/voicemails/{id}", Needs(VoicemailRead)),
+    ("GET", "/api/v1/voicemails/{id}/audio", Needs(VoicemailRead)),
 ];
 
 /// The rule for `method` on the route `pattern`, if there is one.

@@ -9,6 +9,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use super::{
     admin, appointments, assistant, audit, auth, calendar, consultations, health, medications,
     metrics, organization, patients, research, service_keys, telephony, users, verification, voice,
+    voicemail,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -43,7 +44,8 @@ use crate::http::error::{Problem, ProblemField};
         verification::put_settings,
         telephony::account, telephony::put_account, telephony::call, telephony::escalate,
         telephony::recordings, telephony::play, telephony::status_callback,
-        telephony::recording_callback,
+        telephony::recording_callback, telephony::inbound_call, telephony::voicemail_callback,
+        voicemail::list, voicemail::get, voicemail::play,
         research::summary, assistant::send, assistant::history, voice::transcribe, voice::speak,
     ),
     components(schemas(Problem, ProblemField)),

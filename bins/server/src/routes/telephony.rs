@@ -3,16 +3,18 @@
 //! it), its recordings (staff list and play them, every play audited), and
 //! the provider's callbacks, which carry no bearer token: each is verified
 //! against the organization's auth token over the configured public URL
-//! before anything else ([`carapace_clinical::telephony::receive_callback`]).
+//! before anything else ([`carapace_clinical::telephony::Line::receive`]).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_audit::{Access, ActorKind};
 use carapace_clinical::FieldError;
+use carapace_clinical::assistant::Availability;
 use carapace_clinical::telephony::{
-    self, AccountInput, CallbackKind, Callbacks, Inbound, ProviderSid, WebhookRefusal,
+    self, AccountInput, CallbackKind, Callbacks, Inbound, Line, ProviderSid, Telephony as _,
+    WebhookRefusal,
 };
 use carapace_clinical::verification::TaskId;
-use carapace_tenancy::{OrgId, SubjectId, TenantContext};
+use carapace_tenancy::{OrgId, OrganizationRepository as _, SubjectId, TenantContext};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -41,7 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/verification-tasks/{id}/recordings/{recording}").route(web::get().to(play)),
     )
     .service(web::resource("/telephony/{org}/status").route(web::post().to(status_callback)))
-    .service(web::resource("/telephony/{org}/recording").route(web::post().to(recording_callback)));
+    .service(web::resource("/telephony/{org}/recording").route(web::post().to(recording_callback)))
+    .service(web::resource("/telephony/{org}/voice").route(web::post().to(inbound_call)))
+    .service(web::resource("/telephony/{org}/voicemail").route(web::post().to(voicemail_callback)));
 }
 
 fn voice(state: &AppState) -> Result<&Voice, ApiError> {
@@ -312,8 +316,11 @@ async fn callback(
     let route = match kind {
         CallbackKind::Status => "status",
         CallbackKind::Recording => "recording",
+        CallbackKind::Inbound => "voice",
+        CallbackKind::Voicemail => "voicemail",
     };
-    let mut url = format!("{}/api/v1/telephony/{org}/{route}", voice.public_url);
+    let org_url = format!("{}/api/v1/telephony/{org}", voice.public_url);
+    let mut url = format!("{org_url}/{route}");
     if !req.query_string().is_empty() {
         url.push('?');
         url.push_str(req.query_string());
@@ -335,16 +342,39 @@ async fn callback(
         params: &params,
         signature,
     };
-    match telephony::receive_callback(
-        &voice.api,
-        &state.calls,
-        state.events.as_ref(),
-        &access,
-        inbound,
-    )
-    .await
-    {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+    // Voicemails are transcribed under the assistant's agreements.
+    let speech = match &state.speech {
+        Some(provider) => {
+            let org_baa = state
+                .orgs
+                .find_by_id(OrgId::from_uuid(org))
+                .await?
+                .is_some_and(|o| o.settings.ai_baa);
+            let availability = Availability {
+                deployment_enabled: true,
+                deployment_baa: state.ai_baa_signed,
+                org_baa,
+            };
+            Some((provider, availability))
+        }
+        None => None,
+    };
+    let voicemail_url = format!("{org_url}/voicemail");
+    let line = Line {
+        telephony: &voice.api,
+        calls: &state.calls,
+        voicemails: &state.voicemails,
+        speech,
+        trail: &state.audit,
+        events: state.events.as_ref(),
+        voicemail_url: &voicemail_url,
+    };
+    match line.receive(&access, inbound).await {
+        Ok(None) => Ok(HttpResponse::NoContent().finish()),
+        Ok(Some(script)) => {
+            let (content_type, body) = voice.api.answer(&script);
+            Ok(HttpResponse::Ok().content_type(content_type).body(body))
+        }
         Err(WebhookRefusal::Forbidden(_)) => Err(ApiError::Forbidden),
         Err(WebhookRefusal::Invalid(why)) => {
             Err(ApiError::Invalid(vec![FieldError::new("body", why)]))
@@ -393,4 +423,47 @@ pub async fn recording_callback(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     callback(req, state, org.into_inner(), body, CallbackKind::Recording).await
+}
+
+/// A call to the organization's number (signed; no bearer token): answered
+/// with the voicemail greeting and a recording.
+#[utoipa::path(post, operation_id = "telephony_inbound_call", path = "/api/v1/telephony/{org}/voice", tag = "telephony",
+    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the voicemail script (TwiML)", content_type = "text/xml", body = String),
+        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "telephony is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn inbound_call(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    org: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    callback(req, state, org.into_inner(), body, CallbackKind::Inbound).await
+}
+
+/// The provider reports a recorded voicemail (signed; no bearer token):
+/// Carapace fetches it from the provider, seals and transcribes it,
+/// attaches it to the caller's patient record or the organization's
+/// inbox, and deletes the provider's copy.
+#[utoipa::path(post, operation_id = "telephony_voicemail_callback", path = "/api/v1/telephony/{org}/voicemail", tag = "telephony",
+    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "stored"),
+        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the provider did not serve the recording; it will retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn voicemail_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    org: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    callback(req, state, org.into_inner(), body, CallbackKind::Voicemail).await
 }

@@ -462,6 +462,35 @@ async fn telephone(
     )
     .await;
     assert_eq!(live.status(), 204);
+    // And a voicemail left on the organization's number.
+    let caller = format!("CAvm{}", uuid::Uuid::new_v4().simple());
+    let inbound = format!("/api/v1/telephony/{}/voice", org.id.as_uuid());
+    let answered = signed_callback(
+        &app.http,
+        &app.url(&inbound),
+        &format!("{PUBLIC}{inbound}"),
+        VOICE_TOKEN,
+        &[("CallSid", caller.as_str()), ("From", "+16175550199")],
+    )
+    .await;
+    assert_eq!(answered.status(), 200);
+    let message = format!("REvm{}", uuid::Uuid::new_v4().simple());
+    voice.put_recording(&message, wav(1));
+    let path = format!("/api/v1/telephony/{}/voicemail", org.id.as_uuid());
+    let left = signed_callback(
+        &app.http,
+        &app.url(&path),
+        &format!("{PUBLIC}{path}"),
+        VOICE_TOKEN,
+        &[
+            ("CallSid", caller.as_str()),
+            ("RecordingSid", message.as_str()),
+            ("RecordingStatus", "completed"),
+            ("RecordingDuration", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(left.status(), 204);
     call
 }
 
@@ -743,6 +772,13 @@ async fn reads_back(app: &TestApp, made: &Made) {
         .await;
     assert_eq!(played.status(), 200);
     assert_eq!(played.bytes().await.unwrap_or_default().to_vec(), wav(2));
+    let voicemails = get(app, &staff, "/api/v1/voicemails").await;
+    assert_eq!(voicemails[0]["caller"], "+16175550199");
+    let id = voicemails[0]["id"].as_str().unwrap_or_default();
+    let heard = app
+        .get(&format!("/api/v1/voicemails/{id}/audio"), &staff)
+        .await;
+    assert_eq!(heard.bytes().await.unwrap_or_default().to_vec(), wav(1));
     let turns = get(app, &ada, "/api/v1/assistant/messages").await;
     let texts: Vec<&str> = turns
         .as_array()

@@ -54,11 +54,14 @@ pub enum Permission {
     VerificationWork,
     /// Use the AI assistant (where both BAAs are in place).
     AssistantUse,
+    /// List, read and play the organization's voicemails (the front desk
+    /// and administrators; a voicemail is not yet tied to a care team).
+    VoicemailRead,
 }
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 20] = [
         Permission::PatientRead,
         Permission::PatientWrite,
         Permission::PatientDelete,
@@ -78,6 +81,7 @@ impl Permission {
         Permission::VerificationManage,
         Permission::VerificationWork,
         Permission::AssistantUse,
+        Permission::VoicemailRead,
     ];
 
     /// The permission's name, `resource:action`.
@@ -102,6 +106,7 @@ impl Permission {
             Permission::VerificationManage => "verification:manage",
             Permission::VerificationWork => "verification:work",
             Permission::AssistantUse => "assistant:use",
+            Permission::VoicemailRead => "voicemail:read",
         }
     }
 
@@ -119,6 +124,7 @@ impl Permission {
                 | Permission::Consultation
                 | Permission::VerificationManage
                 | Permission::VerificationWork
+                | Permission::VoicemailRead
         )
     }
 
@@ -146,7 +152,9 @@ use Permission::{
     KillSwitchWrite, OrgAdmin, PatientDelete, PatientRead, PatientWrite, ServiceKeyAdmin,
     SideEffectReport, UserAdmin,
 };
-use Permission::{AssistantUse, ConsentManage, Consultation, VerificationManage, VerificationWork};
+use Permission::{
+    AssistantUse, ConsentManage, Consultation, VerificationManage, VerificationWork, VoicemailRead,
+};
 
 /// The role → permission matrix. Patient permissions of `clinician` reach
 /// the care team only and `patient`'s its own record only: see
@@ -171,6 +179,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             ConsentManage,
             VerificationManage,
             AssistantUse,
+            VoicemailRead,
         ],
     ),
     (
@@ -195,6 +204,7 @@ pub const MATRIX: &[(Role, &[Permission])] = &[
             AppointmentWrite,
             VerificationManage,
             AssistantUse,
+            VoicemailRead,
         ],
     ),
     (Role::Viewer, &[PatientRead, AppointmentRead]),

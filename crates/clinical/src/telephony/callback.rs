@@ -1,13 +1,17 @@
 //! The provider's callbacks: verified first, then parsed, then processed
-//! once ([`receive_callback`]).
+//! once ([`Line::receive`]).
 
 use carapace_audit::{Access, SecurityEvent, SecurityEventKind, SecurityEventSink};
 use carapace_phi_crypto::Phi;
 
+use super::voicemail::{GREETING, MESSAGE_SECONDS_MAX, Message, VoicemailRepository};
 use super::{
-    CallRepository, CallState, Delivery, ProviderSid, Telephony, TelephonyAccount, limits,
+    CallRepository, CallState, Delivery, ProviderSid, Script, Telephony, TelephonyAccount, limits,
 };
 use crate::ClinicalError;
+use crate::access::AuditTrail;
+use crate::assistant::Availability;
+use crate::speech::{SpeechToText, audio, transcribe};
 
 /// A callback, as its (verified) parameters say.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +32,13 @@ pub enum Callback {
         /// Its length in seconds.
         duration_secs: u32,
     },
+    /// Call `call` from `caller` came in to the organization's number.
+    Inbound {
+        /// The call.
+        call: ProviderSid,
+        /// Who is calling.
+        caller: Phi<String>,
+    },
 }
 
 /// Which callback a request claims to be (the route it came to).
@@ -35,8 +46,12 @@ pub enum Callback {
 pub enum CallbackKind {
     /// A status callback.
     Status,
-    /// A recording-status callback.
+    /// A recording-status callback of a call Carapace placed.
     Recording,
+    /// A call to the organization's number.
+    Inbound,
+    /// A recording-status callback of a voicemail.
+    Voicemail,
 }
 
 fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
@@ -57,7 +72,18 @@ impl Callback {
                 call,
                 state: CallState::parse(param(params, "CallStatus")?)?,
             }),
-            CallbackKind::Recording => {
+            CallbackKind::Inbound => {
+                let caller = param(params, "From")?;
+                let ok = (1..=32).contains(&caller.len())
+                    && caller
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-() .".contains(c));
+                ok.then(|| Self::Inbound {
+                    call,
+                    caller: Phi::new(caller.to_owned()),
+                })
+            }
+            CallbackKind::Recording | CallbackKind::Voicemail => {
                 if param(params, "RecordingStatus")? != "completed" {
                     return None;
                 }
@@ -122,76 +148,179 @@ async fn refuse(
     }
 }
 
-/// Processes one inbound callback for `access`'s organization (the system
-/// acting in it): the signature over the request's URL and parameters is checked
-/// against the organization's auth token before anything else; then the
-/// callback is parsed and processed exactly once. A status moves the call
-/// and its task; a recording is fetched from the provider (bounded in
-/// size and length), sealed, stored with its task and deleted at the
-/// provider.
-pub async fn receive_callback<T: Telephony, C: CallRepository>(
-    telephony: &T,
-    calls: &C,
-    events: &dyn SecurityEventSink,
-    access: &Access,
-    inbound: Inbound<'_>,
-) -> Result<(), WebhookRefusal> {
-    let Inbound {
-        kind,
-        url,
-        params,
-        signature,
-    } = inbound;
-    let ctx = access.tenant();
-    let Some(account) = calls.account(ctx).await? else {
-        return Err(refuse(events, access, "no telephony account").await);
-    };
-    let Some(signature) = signature else {
-        return Err(refuse(events, access, "unsigned callback").await);
-    };
-    if params.len() > limits::PARAMS_MAX
-        || !telephony.signature_valid(&account, url, params, signature)
-    {
-        return Err(refuse(events, access, "bad signature").await);
-    }
-    match Callback::parse(kind, params) {
-        Some(Callback::Status { call, state }) => {
-            let event = format!("status:{}", state.as_str());
-            match calls.apply_status(access, &call, &event, state).await? {
-                Delivery::Processed => Ok(()),
-                Delivery::Replay => Err(refuse(events, access, "replayed callback").await),
-                Delivery::UnknownCall => Err(WebhookRefusal::UnknownCall),
+/// What takes the provider's callbacks for an organization: the ports and,
+/// where voicemails may be transcribed, the speech provider with the
+/// agreements in force.
+pub struct Line<'a, T, C, V, S, A> {
+    /// The provider.
+    pub telephony: &'a T,
+    /// Calls placed.
+    pub calls: &'a C,
+    /// Voicemails.
+    pub voicemails: &'a V,
+    /// Speech to text for voicemails, with what the assistant's rules say
+    /// of it here (none: messages are kept without a transcript).
+    pub speech: Option<(&'a S, Availability)>,
+    /// Where the transcription's disclosure is recorded.
+    pub trail: &'a A,
+    /// Where refusals are recorded.
+    pub events: &'a dyn SecurityEventSink,
+    /// The public URL of the voicemail recording callback.
+    pub voicemail_url: &'a str,
+}
+
+impl<T, C, V, S, A> Line<'_, T, C, V, S, A>
+where
+    T: Telephony,
+    C: CallRepository,
+    V: VoicemailRepository,
+    S: SpeechToText,
+    A: AuditTrail,
+{
+    /// Processes one inbound callback for `access`'s organization (the
+    /// system acting in it): the signature over the request's URL and
+    /// parameters is checked against the organization's auth token before
+    /// anything else; then the callback is parsed and processed exactly
+    /// once. A status moves the call and its task; a recording is fetched
+    /// from the provider (bounded in size and length), sealed, stored and
+    /// deleted at the provider; an inbound call is answered with the
+    /// voicemail script (the answer).
+    pub async fn receive(
+        &self,
+        access: &Access,
+        inbound: Inbound<'_>,
+    ) -> Result<Option<Script>, WebhookRefusal> {
+        let Inbound {
+            kind,
+            url,
+            params,
+            signature,
+        } = inbound;
+        let events = self.events;
+        let ctx = access.tenant();
+        let Some(account) = self.calls.account(ctx).await? else {
+            return Err(refuse(events, access, "no telephony account").await);
+        };
+        let Some(signature) = signature else {
+            return Err(refuse(events, access, "unsigned callback").await);
+        };
+        if params.len() > limits::PARAMS_MAX
+            || !self
+                .telephony
+                .signature_valid(&account, url, params, signature)
+        {
+            return Err(refuse(events, access, "bad signature").await);
+        }
+        match Callback::parse(kind, params) {
+            Some(Callback::Status { call, state }) => {
+                let event = format!("status:{}", state.as_str());
+                match self
+                    .calls
+                    .apply_status(access, &call, &event, state)
+                    .await?
+                {
+                    Delivery::Processed => Ok(None),
+                    Delivery::Replay => Err(refuse(events, access, "replayed callback").await),
+                    Delivery::UnknownCall => Err(WebhookRefusal::UnknownCall),
+                }
             }
+            Some(Callback::Recording {
+                call,
+                recording,
+                duration_secs,
+            }) if kind == CallbackKind::Recording => {
+                store_recording(self, access, &account, (&call, &recording, duration_secs))
+                    .await
+                    .map(|()| None)
+            }
+            Some(Callback::Recording {
+                call,
+                recording,
+                duration_secs,
+            }) => self
+                .voicemail(access, &account, (&call, &recording, duration_secs))
+                .await
+                .map(|()| None),
+            Some(Callback::Inbound { call, caller }) => {
+                match self.voicemails.open(access, &call, &caller).await? {
+                    Delivery::Processed => Ok(Some(Script::Voicemail {
+                        greeting: GREETING.to_owned(),
+                        callback: self.voicemail_url.to_owned(),
+                        max_seconds: MESSAGE_SECONDS_MAX,
+                    })),
+                    Delivery::Replay | Delivery::UnknownCall => {
+                        Err(refuse(events, access, "replayed callback").await)
+                    }
+                }
+            }
+            None => Err(WebhookRefusal::Invalid("not a callback this route takes")),
         }
-        Some(Callback::Recording {
-            call,
-            recording,
-            duration_secs,
-        }) => {
-            store_recording(
-                telephony,
-                calls,
-                events,
-                access,
-                &account,
-                (&call, &recording, duration_secs),
-            )
+    }
+
+    async fn voicemail(
+        &self,
+        access: &Access,
+        account: &TelephonyAccount,
+        (call, recording, duration_secs): (&ProviderSid, &ProviderSid, u32),
+    ) -> Result<(), WebhookRefusal> {
+        match self.voicemails.recorded(access.tenant(), call).await? {
+            None => return Err(WebhookRefusal::UnknownCall),
+            Some(true) => return Err(refuse(self.events, access, "replayed callback").await),
+            Some(false) => {}
+        }
+        if duration_secs > limits::RECORDING_SECONDS_MAX {
+            return Err(WebhookRefusal::Invalid("the recording is too long"));
+        }
+        let bytes = self
+            .telephony
+            .fetch_recording(account, recording)
             .await
+            .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
+        // Transcribed where the agreements allow and the audio is one
+        // Carapace reads; otherwise kept without a transcript (the message
+        // is never lost for want of one).
+        let transcript = match (&self.speech, audio(bytes.clone())) {
+            (Some((stt, availability)), Ok(sound)) => {
+                transcribe(*stt, self.trail, access, *availability, &sound)
+                    .await
+                    .ok()
+            }
+            _ => None,
+        };
+        let message = Message {
+            recording: recording.clone(),
+            duration_secs,
+            audio: Phi::new(bytes),
+            transcript,
+        };
+        match self.voicemails.attach(access, call, &message).await? {
+            Delivery::Processed => {}
+            Delivery::Replay => return Err(refuse(self.events, access, "replayed callback").await),
+            Delivery::UnknownCall => return Err(WebhookRefusal::UnknownCall),
         }
-        None => Err(WebhookRefusal::Invalid(
-            "not a status or completed-recording callback",
-        )),
+        if self
+            .telephony
+            .delete_recording(account, recording)
+            .await
+            .is_ok()
+        {
+            self.voicemails.recording_deleted(access, recording).await?;
+        }
+        Ok(())
     }
 }
 
-async fn store_recording<T: Telephony, C: CallRepository>(
-    telephony: &T,
-    calls: &C,
-    events: &dyn SecurityEventSink,
+async fn store_recording<T, C, V, S, A>(
+    line: &Line<'_, T, C, V, S, A>,
     access: &Access,
     account: &TelephonyAccount,
     (call, recording, duration_secs): (&ProviderSid, &ProviderSid, u32),
-) -> Result<(), WebhookRefusal> {
+) -> Result<(), WebhookRefusal>
+where
+    T: Telephony,
+    C: CallRepository,
+{
+    let (telephony, calls, events) = (line.telephony, line.calls, line.events);
     let ctx = access.tenant();
     let Some(found) = calls.find_call(ctx, call).await? else {
         return Err(WebhookRefusal::UnknownCall);
@@ -216,8 +345,8 @@ async fn store_recording<T: Telephony, C: CallRepository>(
         Delivery::UnknownCall => return Err(WebhookRefusal::UnknownCall),
     }
     // Stored sealed: the provider's copy goes. If deleting fails, the
-    // stored row says so and the callback still succeeds (a retry would be
-    // a replay); `carapace` operators see `deleted_at_provider` unset.
+    // stored row says so (`deleted_at_provider` unset) and the callback
+    // still succeeds (a retry would be a replay).
     if telephony.delete_recording(account, recording).await.is_ok() {
         calls.recording_deleted(access, recording).await?;
     }

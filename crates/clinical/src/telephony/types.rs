@@ -130,6 +130,16 @@ pub enum Script {
         /// Where to.
         number: Phi<String>,
     },
+    /// Say `greeting`, then record a message of at most `max_seconds`,
+    /// reporting the recording to `callback`.
+    Voicemail {
+        /// What the caller hears first.
+        greeting: String,
+        /// The recording callback's public URL.
+        callback: String,
+        /// Longest message.
+        max_seconds: u32,
+    },
 }
 
 impl fmt::Debug for Script {
@@ -139,6 +149,10 @@ impl fmt::Debug for Script {
                 f.debug_struct("BotStream").field("task", task).finish()
             }
             Self::Transfer { .. } => f.write_str("Transfer"),
+            Self::Voicemail { max_seconds, .. } => f
+                .debug_struct("Voicemail")
+                .field("max_seconds", max_seconds)
+                .finish_non_exhaustive(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod patient {
         pub sex: Option<Vec<u8>>,
         pub member_id_idx: Option<Vec<u8>>,
         pub name_dob_idx: Vec<u8>,
+        pub phone_idx: Option<Vec<u8>>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
         pub account_subject: Option<String>,

@@ -83,3 +83,30 @@ pub mod telephony_recording {
 
     no_relations!();
 }
+
+pub mod telephony_voicemail {
+    use sea_orm::entity::prelude::*;
+
+    // `caller`, `audio` and `transcript` are ciphertext.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "telephony_voicemails")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub call_sid: String,
+        pub key_version: i32,
+        pub caller: Vec<u8>,
+        pub patient_id: Option<Uuid>,
+        pub recording_sid: Option<String>,
+        pub audio: Option<Vec<u8>>,
+        pub transcript: Option<Vec<u8>>,
+        pub duration_seconds: Option<i32>,
+        pub deleted_at_provider: Option<TimeDateTimeWithTimeZone>,
+        pub received_at: TimeDateTimeWithTimeZone,
+        pub recorded_at: Option<TimeDateTimeWithTimeZone>,
+    }
+
+    no_relations!();
+}

@@ -34,6 +34,11 @@ pub(super) fn name_dob_index(key: &DataKey, family_name: &str, birth_date: Date)
     )
 }
 
+/// Blind index of a phone number (its last ten digits).
+pub(crate) fn phone_index(key: &DataKey, phone: &str) -> Vec<u8> {
+    crate::sealed::blind_index(key, TABLE, &PHONE_INDEX, &[phone])
+}
+
 /// Field storage lives here and in [`from_row`] only: every PHI column is
 /// encrypted, bound to its org, table, column and row.
 pub(super) fn to_row(
@@ -70,6 +75,7 @@ pub(super) fn to_row(
             .as_ref()
             .map(|m| member_index(key, m.expose_phi()))),
         name_dob_idx: Set(name_dob_index(key, d.family_name.expose_phi(), birth_date)),
+        phone_idx: Set(d.phone.as_ref().map(|p| phone_index(key, p.expose_phi()))),
         created_at: Set(created),
         updated_at: Set(updated),
         // Linking is its own operation; updates leave it alone.
