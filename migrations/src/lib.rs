@@ -39,6 +39,7 @@ mod m0027_audit_partitions;
 mod m0028_subject_standing;
 mod m0029_telephony;
 mod m0030_voicemail;
+mod m0031_reminder_calls;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -81,6 +82,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0028_subject_standing::Migration),
             Box::new(m0029_telephony::Migration),
             Box::new(m0030_voicemail::Migration),
+            Box::new(m0031_reminder_calls::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@
 //! single writer transaction), so concurrent bookings cannot both win.
 
 pub mod calendar;
+pub mod ivr;
 mod model;
 mod reminder;
 mod schedule;

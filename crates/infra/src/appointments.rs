@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
+use carapace_clinical::appointment::ivr::{
+    AnswerOutcome, ReminderAnswer, ReminderAnswers, reminder_call_text,
+};
 use carapace_clinical::appointment::{
     Appointment, AppointmentId, AppointmentPage, AppointmentQuery, AppointmentRepository,
     AppointmentScope, AppointmentStatus, Channel, NewAppointment, Notifier, NotifyError,
@@ -221,6 +224,8 @@ async fn schedule(
             sent_at: Set(None),
             last_error: Set(None),
             created_at: Set(created),
+            answer: Set(None),
+            answered_at: Set(None),
         })
         .run(tx)
         .await?;
@@ -539,15 +544,22 @@ impl AppointmentRepository for SeaAppointments {
         &self,
         access: &Access,
         patient: PatientId,
-        off: &[Channel],
+        choices: &[(Channel, bool)],
     ) -> Result<bool, ClinicalError> {
         let ctx = access.tenant();
         let missing = || preferences_event(access, "update", patient, Outcome::NotFound);
+        let listed: Vec<&str> = choices.iter().map(|(c, _)| c.as_str()).collect();
+        let off: Vec<Channel> = choices
+            .iter()
+            .filter(|(_, on)| !on)
+            .map(|(c, _)| *c)
+            .collect();
         let changed = on_patient(&self.db, ctx, patient, missing, async |tx| {
             let org = ctx.org().as_uuid();
             opt_out::Entity::delete_many()
                 .in_org(org)
                 .filter(opt_out::Column::PatientId.eq(patient.as_uuid()))
+                .filter(opt_out::Column::Channel.is_in(listed.clone()))
                 .run(tx)
                 .await?;
             for channel in Channel::ALL.into_iter().filter(|c| off.contains(c)) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
+use carapace_clinical::appointment::ivr::CallingHours;
 use carapace_clinical::telephony::{
     CallRecord, CallRepository, CallState, Delivery, ProviderSid, TelephonyAccount, after_call,
 };
@@ -190,6 +191,12 @@ impl CallRepository for SeaCalls {
             auth_token: token.into(),
             caller_number: r.caller_number,
             bot_stream_url: r.bot_stream_url,
+            front_desk_number: r.front_desk_number,
+            calling_hours: u8::try_from(r.call_from_hour)
+                .ok()
+                .zip(u8::try_from(r.call_until_hour).ok())
+                .and_then(|(from, until)| CallingHours::new(from, until))
+                .ok_or_else(integrity)?,
         }))
     }
 
@@ -211,6 +218,9 @@ impl CallRepository for SeaCalls {
             caller_number: Set(a.caller_number.clone()),
             bot_stream_url: Set(a.bot_stream_url.clone()),
             updated_at: Set(OffsetDateTime::now_utc()),
+            front_desk_number: Set(a.front_desk_number.clone()),
+            call_from_hour: Set(i32::from(a.calling_hours.from)),
+            call_until_hour: Set(i32::from(a.calling_hours.until)),
         };
         audited(&self.db, ctx, async |tx: &DatabaseTransaction| {
             account::Entity::insert(model)
@@ -223,6 +233,9 @@ impl CallRepository for SeaCalls {
                             account::Column::CallerNumber,
                             account::Column::BotStreamUrl,
                             account::Column::UpdatedAt,
+                            account::Column::FrontDeskNumber,
+                            account::Column::CallFromHour,
+                            account::Column::CallUntilHour,
                         ])
                         .to_owned(),
                 )

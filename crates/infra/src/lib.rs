@@ -34,6 +34,7 @@ pub mod outbound;
 mod patients;
 pub mod purge;
 pub mod rate_limit;
+pub mod reminder_calls;
 mod repo;
 mod research;
 #[cfg(feature = "s3")]

@@ -83,6 +83,15 @@ pub fn twiml(script: &Script) -> String {
             xml(url)
         ),
         Script::Transfer { number } => format!("<Dial>{}</Dial>", xml(number.expose_phi())),
+        Script::Menu { text, answer_url } => format!(
+            "<Gather numDigits=\"1\" action=\"{}\" method=\"POST\" timeout=\"8\"><Say>{}</Say></Gather><Say>We did not receive an answer. Goodbye.</Say>",
+            xml(answer_url),
+            xml(text)
+        ),
+        Script::Say { text, then_dial } => match then_dial {
+            Some(number) => format!("<Say>{}</Say><Dial>{}</Dial>", xml(text), xml(number)),
+            None => format!("<Say>{}</Say><Hangup/>", xml(text)),
+        },
         Script::Voicemail {
             greeting,
             callback,
@@ -153,21 +162,29 @@ impl Telephony for TwilioVoice {
         callbacks: &Callbacks,
     ) -> Result<ProviderSid, TelephonyError> {
         let twiml = twiml(script);
-        let form = [
+        let mut form = vec![
             ("To", to.expose_phi().as_str()),
             ("From", account.caller_number.as_str()),
             ("Twiml", twiml.as_str()),
-            ("StatusCallback", callbacks.status.as_str()),
-            ("StatusCallbackMethod", "POST"),
-            ("StatusCallbackEvent", "initiated"),
-            ("StatusCallbackEvent", "ringing"),
-            ("StatusCallbackEvent", "answered"),
-            ("StatusCallbackEvent", "completed"),
-            ("Record", "true"),
-            ("RecordingStatusCallback", callbacks.recording.as_str()),
-            ("RecordingStatusCallbackMethod", "POST"),
-            ("RecordingStatusCallbackEvent", "completed"),
         ];
+        if let Some(status) = &callbacks.status {
+            form.extend([
+                ("StatusCallback", status.as_str()),
+                ("StatusCallbackMethod", "POST"),
+                ("StatusCallbackEvent", "initiated"),
+                ("StatusCallbackEvent", "ringing"),
+                ("StatusCallbackEvent", "answered"),
+                ("StatusCallbackEvent", "completed"),
+            ]);
+        }
+        if let Some(recording) = &callbacks.recording {
+            form.extend([
+                ("Record", "true"),
+                ("RecordingStatusCallback", recording.as_str()),
+                ("RecordingStatusCallbackMethod", "POST"),
+                ("RecordingStatusCallbackEvent", "completed"),
+            ]);
+        }
         let answer = self
             .http
             .post_form_read(

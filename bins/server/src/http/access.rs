@@ -260,6 +260,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/telephony/{org}/status", Public),
     ("POST", "/api/v1/telephony/{org}/recording", Public),
     ("POST", "/api/v1/telephony/{org}/voice", Public),
+    (
+        "POST",
+        "/api/v1/telephony/{org}/reminders/{reminder}/answer",
+        Public,
+    ),
     ("POST", "/api/v1/telephony/{org}/voicemail", Public),
     ("GET", "/api/v1/voicemails", Needs(VoicemailRead)),
     ("GET", "/api/v1/voicemails/{id}", Needs(VoicemailRead)),

@@ -499,6 +499,7 @@ pub async fn preferences(
     Ok(HttpResponse::Ok().json(ReminderPreferences {
         email: !off.contains(&Channel::Email),
         sms: !off.contains(&Channel::Sms),
+        voice: Some(!off.contains(&Channel::Voice)),
     }))
 }
 
@@ -519,16 +520,18 @@ pub async fn set_preferences(
 ) -> Result<HttpResponse, ApiError> {
     let patient = PatientId::from_uuid(id.into_inner());
     let access = related(&state, &auth, patient, Permission::AppointmentWrite).await?;
-    let off: Vec<Channel> = [(Channel::Email, body.0.email), (Channel::Sms, body.0.sms)]
-        .into_iter()
-        .filter_map(|(channel, on)| (!on).then_some(channel))
-        .collect();
+    let wanted = body.0;
+    // A channel left out of the body keeps its setting.
+    let mut choices = vec![(Channel::Email, wanted.email), (Channel::Sms, wanted.sms)];
+    if let Some(voice) = wanted.voice {
+        choices.push((Channel::Voice, voice));
+    }
     if !state
         .appointments
-        .set_opt_outs(&access, patient, &off)
+        .set_opt_outs(&access, patient, &choices)
         .await?
     {
         return Err(ApiError::NotFound);
     }
-    Ok(HttpResponse::Ok().json(body.0))
+    Ok(HttpResponse::Ok().json(wanted))
 }

@@ -45,6 +45,7 @@ use crate::http::error::{Problem, ProblemField};
         telephony::account, telephony::put_account, telephony::call, telephony::escalate,
         telephony::recordings, telephony::play, telephony::status_callback,
         telephony::recording_callback, telephony::inbound_call, telephony::voicemail_callback,
+        telephony::reminder_answer,
         voicemail::list, voicemail::get, voicemail::play,
         research::summary, assistant::send, assistant::history, voice::transcribe, voice::speak,
     ),

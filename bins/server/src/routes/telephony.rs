@@ -11,7 +11,7 @@ use carapace_clinical::FieldError;
 use carapace_clinical::assistant::Availability;
 use carapace_clinical::telephony::{
     self, AccountInput, CallbackKind, Callbacks, Inbound, Line, ProviderSid, Telephony as _,
-    WebhookRefusal,
+    TelephonyAccount, WebhookRefusal,
 };
 use carapace_clinical::verification::TaskId;
 use carapace_tenancy::{OrgId, OrganizationRepository as _, SubjectId, TenantContext};
@@ -45,6 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/telephony/{org}/status").route(web::post().to(status_callback)))
     .service(web::resource("/telephony/{org}/recording").route(web::post().to(recording_callback)))
     .service(web::resource("/telephony/{org}/voice").route(web::post().to(inbound_call)))
+    .service(
+        web::resource("/telephony/{org}/reminders/{reminder}/answer")
+            .route(web::post().to(reminder_answer)),
+    )
     .service(web::resource("/telephony/{org}/voicemail").route(web::post().to(voicemail_callback)));
 }
 
@@ -65,8 +69,25 @@ pub struct AccountView {
     caller_number: String,
     #[schema(example = "wss://bot.clinic.example/media")]
     bot_stream_url: String,
+    front_desk_number: Option<String>,
+    call_from_hour: u8,
+    call_until_hour: u8,
     /// Always true: a token is set (it is never shown).
     auth_token_set: bool,
+}
+
+impl From<TelephonyAccount> for AccountView {
+    fn from(a: TelephonyAccount) -> Self {
+        Self {
+            account_sid: a.account_sid.to_string(),
+            caller_number: a.caller_number,
+            bot_stream_url: a.bot_stream_url,
+            front_desk_number: a.front_desk_number,
+            call_from_hour: a.calling_hours.from,
+            call_until_hour: a.calling_hours.until,
+            auth_token_set: true,
+        }
+    }
 }
 
 /// The account to set.
@@ -84,6 +105,17 @@ pub struct AccountBody {
     /// The bot's media-stream endpoint.
     #[schema(example = "wss://bot.clinic.example/media", max_length = 500)]
     bot_stream_url: String,
+    /// Where a reminder call's key 3 goes (E.164); none: the caller is
+    /// asked to call the clinic.
+    #[schema(example = "+16175550111", max_length = 16)]
+    front_desk_number: Option<String>,
+    /// First hour reminder calls may ring, in the appointment's zone
+    /// (default 9).
+    #[schema(maximum = 23)]
+    call_from_hour: Option<u8>,
+    /// Hour they stop (default 18).
+    #[schema(minimum = 1, maximum = 24)]
+    call_until_hour: Option<u8>,
 }
 
 /// The organization's telephony account (administrators).
@@ -99,12 +131,7 @@ pub async fn account(
         .account(auth.access().tenant())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(AccountView {
-        account_sid: found.account_sid.to_string(),
-        caller_number: found.caller_number,
-        bot_stream_url: found.bot_stream_url,
-        auth_token_set: true,
-    }))
+    Ok(HttpResponse::Ok().json(AccountView::from(found)))
 }
 
 /// Sets the organization's telephony account (administrators).
@@ -123,15 +150,13 @@ pub async fn put_account(
         auth_token: b.auth_token.into(),
         caller_number: b.caller_number,
         bot_stream_url: b.bot_stream_url,
+        front_desk_number: b.front_desk_number,
+        call_from_hour: b.call_from_hour,
+        call_until_hour: b.call_until_hour,
     }
     .parse()?;
     state.calls.set_account(&auth.access(), &parsed).await?;
-    Ok(HttpResponse::Ok().json(AccountView {
-        account_sid: parsed.account_sid.to_string(),
-        caller_number: parsed.caller_number,
-        bot_stream_url: parsed.bot_stream_url,
-        auth_token_set: true,
-    }))
+    Ok(HttpResponse::Ok().json(AccountView::from(parsed)))
 }
 
 /// A placed call.
@@ -160,8 +185,14 @@ pub async fn call(
     let access = auth.access();
     let org = access.org().as_uuid();
     let callbacks = Callbacks {
-        status: format!("{}/api/v1/telephony/{org}/status", voice.public_url),
-        recording: format!("{}/api/v1/telephony/{org}/recording", voice.public_url),
+        status: Some(format!(
+            "{}/api/v1/telephony/{org}/status",
+            voice.public_url
+        )),
+        recording: Some(format!(
+            "{}/api/v1/telephony/{org}/recording",
+            voice.public_url
+        )),
     };
     let sid = telephony::start_verification_call(
         &voice.api,
@@ -291,12 +322,20 @@ pub struct CallbackForm {
     recording_sid: Option<String>,
 }
 
+/// Which callback a request is: one of the provider's kinds, or the key
+/// pressed on reminder call `reminder`.
+#[derive(Clone, Copy)]
+enum Target {
+    Kind(CallbackKind),
+    Answer(Uuid),
+}
+
 async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
     org: Uuid,
     body: web::Bytes,
-    kind: CallbackKind,
+    target: Target,
 ) -> Result<HttpResponse, ApiError> {
     let voice = voice(&state).map_err(|_| ApiError::NotFound)?;
     if body.len() > CALLBACK_BYTES_MAX {
@@ -313,11 +352,12 @@ async fn callback(
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     // The URL the provider was given: the configured public URL, the
     // organization's id as Carapace writes it and the query as received.
-    let route = match kind {
-        CallbackKind::Status => "status",
-        CallbackKind::Recording => "recording",
-        CallbackKind::Inbound => "voice",
-        CallbackKind::Voicemail => "voicemail",
+    let (kind, route) = match target {
+        Target::Kind(CallbackKind::Status) => (CallbackKind::Status, "status".to_owned()),
+        Target::Kind(CallbackKind::Recording) => (CallbackKind::Recording, "recording".to_owned()),
+        Target::Kind(CallbackKind::Inbound) => (CallbackKind::Inbound, "voice".to_owned()),
+        Target::Kind(CallbackKind::Voicemail) => (CallbackKind::Voicemail, "voicemail".to_owned()),
+        Target::Answer(reminder) => (CallbackKind::Status, format!("reminders/{reminder}/answer")),
     };
     let org_url = format!("{}/api/v1/telephony/{org}", voice.public_url);
     let mut url = format!("{org_url}/{route}");
@@ -369,7 +409,14 @@ async fn callback(
         events: state.events.as_ref(),
         voicemail_url: &voicemail_url,
     };
-    match line.receive(&access, inbound).await {
+    let answered = match target {
+        Target::Kind(_) => line.receive(&access, inbound).await,
+        Target::Answer(reminder) => line
+            .answer_reminder(&state.appointments, &access, inbound, reminder)
+            .await
+            .map(Some),
+    };
+    match answered {
         Ok(None) => Ok(HttpResponse::NoContent().finish()),
         Ok(Some(script)) => {
             let (content_type, body) = voice.api.answer(&script);
@@ -400,7 +447,14 @@ pub async fn status_callback(
     org: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    callback(req, state, org.into_inner(), body, CallbackKind::Status).await
+    callback(
+        req,
+        state,
+        org.into_inner(),
+        body,
+        Target::Kind(CallbackKind::Status),
+    )
+    .await
 }
 
 /// The provider reports a finished recording (signed; no bearer token):
@@ -422,7 +476,14 @@ pub async fn recording_callback(
     org: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    callback(req, state, org.into_inner(), body, CallbackKind::Recording).await
+    callback(
+        req,
+        state,
+        org.into_inner(),
+        body,
+        Target::Kind(CallbackKind::Recording),
+    )
+    .await
 }
 
 /// A call to the organization's number (signed; no bearer token): answered
@@ -442,7 +503,14 @@ pub async fn inbound_call(
     org: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    callback(req, state, org.into_inner(), body, CallbackKind::Inbound).await
+    callback(
+        req,
+        state,
+        org.into_inner(),
+        body,
+        Target::Kind(CallbackKind::Inbound),
+    )
+    .await
 }
 
 /// The provider reports a recorded voicemail (signed; no bearer token):
@@ -465,5 +533,35 @@ pub async fn voicemail_callback(
     org: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    callback(req, state, org.into_inner(), body, CallbackKind::Voicemail).await
+    callback(
+        req,
+        state,
+        org.into_inner(),
+        body,
+        Target::Kind(CallbackKind::Voicemail),
+    )
+    .await
+}
+
+/// The key a patient pressed on a reminder call (signed; no bearer token;
+/// the URL names the reminder): 1 confirms, 2 cancels, 3 reaches the front
+/// desk. Recorded once, as the patient by phone; answered with what the
+/// caller hears next.
+#[utoipa::path(post, operation_id = "telephony_reminder_answer", path = "/api/v1/telephony/{org}/reminders/{reminder}/answer", tag = "telephony",
+    params(("org" = Uuid, Path, description = "organization id"), ("reminder" = Uuid, Path, description = "reminder id"),
+        ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "what the caller hears next (TwiML)", content_type = "text/xml", body = String),
+        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such reminder call", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reminder_answer(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (org, reminder) = path.into_inner();
+    callback(req, state, org, body, Target::Answer(reminder)).await
 }

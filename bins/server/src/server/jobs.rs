@@ -307,8 +307,11 @@ pub fn alert_deliverer(settings: &impl AsConfig, db: &Database) -> Option<AlertD
     ))
 }
 
-/// The reminder deliverer: e-mail through the mailer, SMS when configured.
-pub type Reminders = ReminderDeliverer<Channels<LettreMailer, TwilioSms>>;
+/// The reminder deliverer: e-mail through the mailer, SMS and calls when
+/// configured.
+pub type Reminders = ReminderDeliverer<
+    Channels<LettreMailer, TwilioSms, carapace_infra::reminder_calls::VoiceReminders>,
+>;
 
 /// The reminder deliverer of these settings.
 pub fn reminder_deliverer(settings: &Config, db: &Database) -> anyhow::Result<Reminders> {
@@ -319,10 +322,20 @@ pub fn reminder_deliverer(settings: &Config, db: &Database) -> anyhow::Result<Re
         .map(|(sms, policy)| TwilioSms::new(SafeHttp::new(policy), sms));
     Ok(ReminderDeliverer::new(
         db.clone(),
-        SeaPatients::new(db.clone(), keys),
+        SeaPatients::new(db.clone(), keys.clone()),
         Channels {
             email: Some(mailer(settings)?),
             sms,
+            voice: settings
+                .voice
+                .adapter(settings.profile)
+                .map(|(base, policy, public_url)| {
+                    carapace_infra::reminder_calls::VoiceReminders::new(
+                        carapace_infra::voice::TwilioVoice::new(SafeHttp::new(policy), base),
+                        carapace_infra::calls::SeaCalls::new(db.clone(), keys.clone()),
+                        public_url,
+                    )
+                }),
         },
     ))
 }

@@ -362,7 +362,7 @@ async fn preferences(app: &TestApp) {
     let me = app.token_as(&org, Role::Patient, "patient-quiet");
     let path = format!("/api/v1/patients/{p}/reminder-preferences");
     let before = json_of(app.get(&path, &me).await, 200).await;
-    assert_eq!(before, json!({"email": true, "sms": true}));
+    assert_eq!(before, json!({"email": true, "sms": true, "voice": true}));
     let set = send(
         app.http
             .put(app.url(&path))
@@ -373,7 +373,7 @@ async fn preferences(app: &TestApp) {
     assert_eq!(set.status(), 200);
     assert_eq!(
         json_of(app.get(&path, &me).await, 200).await,
-        json!({"email": false, "sms": true})
+        json!({"email": false, "sms": true, "voice": true})
     );
     // Someone else's record, a viewer's write, a malformed body.
     let q = app.new_patient(&admin, "Other").await;
@@ -400,7 +400,7 @@ async fn preferences(app: &TestApp) {
     assert!(malformed.status().is_client_error());
     assert_eq!(
         json_of(app.get(&path, &me).await, 200).await,
-        json!({"email": false, "sms": true})
+        json!({"email": false, "sms": true, "voice": true})
     );
 }
 on_both_backends!(patients_choose_their_reminder_channels, preferences);

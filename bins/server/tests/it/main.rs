@@ -26,6 +26,7 @@ mod oidc;
 mod otel;
 mod patients;
 mod relationships;
+mod reminder_calls;
 mod retention;
 mod service_keys;
 mod speech;

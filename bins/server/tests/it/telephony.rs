@@ -312,6 +312,11 @@ async fn a_prior_authorization_call(backend: Backend, test: &str) {
         );
     }
     app.stop().await;
+    // Neither the payer's nor the supervisor's number reaches the logs.
+    let logs = crate::support::captured_log_text();
+    for number in ["800 555 0199", "8005550199", "617 555 0123", "6175550123"] {
+        assert!(!logs.contains(number), "{number} appears in the logs");
+    }
 }
 
 #[tokio::test]
@@ -694,6 +699,12 @@ async fn a_voicemail(backend: Backend, test: &str) {
         );
     }
     app.stop().await;
+    // Callers' numbers never reach the logs.
+    let logs = crate::support::captured_log_text();
+    assert!(logs.contains("request completed"), "logs were captured");
+    for number in ["+16175550142", "6175550142", "+15550009999", "5550009999"] {
+        assert!(!logs.contains(number), "{number} appears in the logs");
+    }
 }
 
 #[tokio::test]

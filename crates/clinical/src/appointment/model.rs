@@ -60,6 +60,20 @@ impl TimeZoneName {
         }
     }
 
+    /// The local date at instant `t`.
+    pub fn local_date(&self, t: OffsetDateTime) -> Option<Date> {
+        let zoned = jiff::Timestamp::from_second(t.unix_timestamp())
+            .ok()?
+            .to_zoned_datetime(self.zone.clone());
+        let month = time::Month::try_from(u8::try_from(zoned.month()).ok()?).ok()?;
+        Date::from_calendar_date(
+            i32::from(zoned.year()),
+            month,
+            u8::try_from(zoned.day()).ok()?,
+        )
+        .ok()
+    }
+
     /// The UTC instant of local `date` at `time` (a time skipped by a
     /// daylight-saving change resolves to the later side).
     pub fn instant(&self, date: Date, time: Time) -> Option<OffsetDateTime> {
@@ -269,17 +283,20 @@ pub enum Channel {
     Email,
     /// SMS to the patient's phone.
     Sms,
+    /// A call to the patient's phone, with a keypad menu.
+    Voice,
 }
 
 impl Channel {
-    /// Both channels.
-    pub const ALL: [Channel; 2] = [Channel::Email, Channel::Sms];
+    /// Every channel.
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Voice];
 
     /// Stable name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
             Self::Sms => "sms",
+            Self::Voice => "voice",
         }
     }
 
@@ -299,17 +316,21 @@ pub struct PlannedReminder {
 }
 
 /// The reminders for an appointment starting at `start`: each of
-/// `offsets` still ahead at `now`, on every channel.
+/// `offsets` still ahead at `now` by e-mail and SMS, and one call, at the
+/// earliest of them (a phone rings once per appointment).
 pub fn plan_reminders(
     start: OffsetDateTime,
     now: OffsetDateTime,
     offsets: &[time::Duration],
 ) -> Vec<PlannedReminder> {
-    super::reminder_times(start, now, offsets)
+    let times = super::reminder_times(start, now, offsets);
+    let first = times.first().copied();
+    times
         .into_iter()
         .flat_map(|due_at| {
             Channel::ALL
                 .into_iter()
+                .filter(move |c| *c != Channel::Voice || Some(due_at) == first)
                 .map(move |channel| PlannedReminder { due_at, channel })
         })
         .collect()
@@ -381,13 +402,14 @@ pub trait AppointmentRepository: Send + Sync {
         window: Slot,
     ) -> impl Future<Output = Result<Vec<Slot>, ClinicalError>> + Send;
 
-    /// Replaces the patient's reminder opt-outs with `opted_out`
+    /// Turns each listed channel on (`true`) or off for the patient's
+    /// reminders, leaving the channels not listed as they are
     /// (`patient.reminder_preferences.update`); `false` if no such patient.
     fn set_opt_outs(
         &self,
         access: &Access,
         patient: PatientId,
-        opted_out: &[Channel],
+        choices: &[(Channel, bool)],
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
     /// The channels the patient opted out of
@@ -504,7 +526,37 @@ mod tests {
                     due_at: datetime!(2026-12-02 08:00 UTC),
                     channel: Channel::Sms
                 },
+                PlannedReminder {
+                    due_at: datetime!(2026-12-02 08:00 UTC),
+                    channel: Channel::Voice
+                },
             ]
+        );
+    }
+
+    #[test]
+    fn a_phone_rings_once_per_appointment_at_the_earliest_reminder() {
+        let start = datetime!(2026-12-03 10:00 UTC);
+        let plan = plan_reminders(
+            start,
+            datetime!(2026-12-01 12:00 UTC),
+            &super::super::DEFAULT_REMINDER_OFFSETS,
+        );
+        let calls: Vec<_> = plan
+            .iter()
+            .filter(|r| r.channel == Channel::Voice)
+            .collect();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].due_at, datetime!(2026-12-02 10:00 UTC));
+        assert_eq!(plan.len(), 5);
+    }
+
+    #[test]
+    fn local_dates_follow_the_zone() {
+        let zone = TimeZoneName::parse("America/New_York").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            zone.local_date(datetime!(2026-12-02 03:00 UTC)),
+            Some(time::macros::date!(2026 - 12 - 01))
         );
     }
 }

@@ -21,6 +21,14 @@ pub struct ReminderMessage {
     /// The same for every attempt of one reminder, so a receiver can drop
     /// repeats (delivery is at least once).
     pub idempotency_key: String,
+    /// The reminder (a call's keypad answer comes back to it).
+    pub reminder: uuid::Uuid,
+    /// The organization.
+    pub org: carapace_tenancy::OrgId,
+    /// When the appointment starts (a call is never placed after).
+    pub starts_at: OffsetDateTime,
+    /// The appointment's zone (calls keep to its calling hours).
+    pub zone: TimeZoneName,
 }
 
 impl fmt::Debug for ReminderMessage {
@@ -57,6 +65,12 @@ pub enum NotifyError {
     /// Retrying will not help (bad address, 4xx).
     #[error("permanent delivery failure: {0}")]
     Permanent(String),
+    /// Not now: outside the calling hours; try again at this instant.
+    #[error("not before {0}")]
+    NotBefore(OffsetDateTime),
+    /// Not at all: no calling hours are left before the appointment.
+    #[error("no calling hours left before the appointment")]
+    TooLate,
     /// This deployment has no adapter for the channel.
     #[error("channel not configured")]
     NotConfigured,
@@ -95,6 +109,10 @@ mod tests {
             to: Phi::new("+15550100".into()),
             text: "see you on Tuesday".into(),
             idempotency_key: "k".into(),
+            reminder: uuid::Uuid::nil(),
+            org: carapace_tenancy::OrgId::generate(),
+            starts_at: datetime!(2026-12-01 14:30 UTC),
+            zone: TimeZoneName::parse("UTC").unwrap_or_else(|e| panic!("{e:?}")),
         };
         let printed = format!("{m:?}");
         assert!(!printed.contains("555") && !printed.contains("Tuesday"));

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::ClinicalError;
 use crate::access::AuditTrail;
+use crate::appointment::ivr::{AnswerOutcome, ReminderAnswer, ReminderAnswers};
 use crate::assistant::Availability;
 use crate::speech::{SpeechToText, audio, transcribe};
 
@@ -190,27 +191,8 @@ where
         access: &Access,
         inbound: Inbound<'_>,
     ) -> Result<Option<Script>, WebhookRefusal> {
-        let Inbound {
-            kind,
-            url,
-            params,
-            signature,
-        } = inbound;
-        let events = self.events;
-        let ctx = access.tenant();
-        let Some(account) = self.calls.account(ctx).await? else {
-            return Err(refuse(events, access, "no telephony account").await);
-        };
-        let Some(signature) = signature else {
-            return Err(refuse(events, access, "unsigned callback").await);
-        };
-        if params.len() > limits::PARAMS_MAX
-            || !self
-                .telephony
-                .signature_valid(&account, url, params, signature)
-        {
-            return Err(refuse(events, access, "bad signature").await);
-        }
+        let account = self.verify(access, inbound).await?;
+        let (kind, params, events) = (inbound.kind, inbound.params, self.events);
         match Callback::parse(kind, params) {
             Some(Callback::Status { call, state }) => {
                 let event = format!("status:{}", state.as_str());
@@ -255,6 +237,76 @@ where
             }
             None => Err(WebhookRefusal::Invalid("not a callback this route takes")),
         }
+    }
+
+    /// The organization's account, if `inbound` is signed with its token
+    /// over the configured URL; otherwise the refusal, recorded.
+    pub async fn verify(
+        &self,
+        access: &Access,
+        inbound: Inbound<'_>,
+    ) -> Result<TelephonyAccount, WebhookRefusal> {
+        let events = self.events;
+        let Some(account) = self.calls.account(access.tenant()).await? else {
+            return Err(refuse(events, access, "no telephony account").await);
+        };
+        let Some(signature) = inbound.signature else {
+            return Err(refuse(events, access, "unsigned callback").await);
+        };
+        if inbound.params.len() > limits::PARAMS_MAX
+            || !self
+                .telephony
+                .signature_valid(&account, inbound.url, inbound.params, signature)
+        {
+            return Err(refuse(events, access, "bad signature").await);
+        }
+        Ok(account)
+    }
+
+    /// The patient's key press on reminder call `reminder` (signed, like
+    /// every callback, over a URL that names the reminder): recorded once
+    /// and acted on ([`ReminderAnswers`]); the answer is what the caller
+    /// hears next. A key that means nothing changes nothing.
+    pub async fn answer_reminder<R: ReminderAnswers>(
+        &self,
+        answers: &R,
+        access: &Access,
+        inbound: Inbound<'_>,
+        reminder: uuid::Uuid,
+    ) -> Result<Script, WebhookRefusal> {
+        let account = self.verify(access, inbound).await?;
+        let digits = inbound
+            .params
+            .iter()
+            .find(|(n, _)| n == "Digits")
+            .map(|(_, v)| v.as_str());
+        let Some(answer) = digits.and_then(ReminderAnswer::from_digits) else {
+            return Ok(Script::Say {
+                text: "No change was made. Please contact your clinic. Goodbye.".to_owned(),
+                then_dial: None,
+            });
+        };
+        match answers.answer(access, reminder, answer).await? {
+            AnswerOutcome::Recorded => {}
+            AnswerOutcome::Replay => {
+                return Err(refuse(self.events, access, "replayed callback").await);
+            }
+            AnswerOutcome::Unknown => return Err(WebhookRefusal::UnknownCall),
+        }
+        Ok(match (answer, account.front_desk_number) {
+            (ReminderAnswer::Clinic, Some(desk)) => Script::Say {
+                text: answer.reply().to_owned(),
+                then_dial: Some(desk),
+            },
+            (ReminderAnswer::Clinic, None) => Script::Say {
+                text: "Please call your clinic. Goodbye.".to_owned(),
+                then_dial: None,
+            },
+            (answer, _) => Script::Say {
+                text: answer.reply().to_owned(),
+                then_dial: None,
+            },
+        })
     }
 
     async fn voicemail(

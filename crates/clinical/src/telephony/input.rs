@@ -3,6 +3,7 @@
 use secrecy::SecretString;
 
 use super::{ProviderSid, TelephonyAccount, limits};
+use crate::appointment::ivr::CallingHours;
 use crate::{ClinicalError, FieldError};
 
 /// The account fields as received.
@@ -16,6 +17,12 @@ pub struct AccountInput {
     pub caller_number: String,
     /// The bot's media-stream endpoint (`wss://host/…`).
     pub bot_stream_url: String,
+    /// The front desk's number (E.164), where a reminder call's key 3 goes.
+    pub front_desk_number: Option<String>,
+    /// First calling hour (0-23, default 9).
+    pub call_from_hour: Option<u8>,
+    /// Hour calls stop (1-24, default 18).
+    pub call_until_hour: Option<u8>,
 }
 
 fn e164(s: &str) -> bool {
@@ -65,12 +72,30 @@ impl AccountInput {
                 "must be a wss:// URL of at most 500 characters",
             ));
         }
-        match sid {
-            Some(account_sid) if errors.is_empty() => Ok(TelephonyAccount {
+        if self.front_desk_number.as_deref().is_some_and(|n| !e164(n)) {
+            errors.push(FieldError::new(
+                "front_desk_number",
+                "must be E.164: + and 8 to 15 digits",
+            ));
+        }
+        let hours = CallingHours::new(
+            self.call_from_hour.unwrap_or(CallingHours::DEFAULT.from),
+            self.call_until_hour.unwrap_or(CallingHours::DEFAULT.until),
+        );
+        if hours.is_none() {
+            errors.push(FieldError::new(
+                "call_until_hour",
+                "calling hours must run from 0-23 to a later hour up to 24",
+            ));
+        }
+        match (sid, hours) {
+            (Some(account_sid), Some(calling_hours)) if errors.is_empty() => Ok(TelephonyAccount {
                 account_sid,
                 auth_token: self.auth_token,
                 caller_number: self.caller_number,
                 bot_stream_url: self.bot_stream_url,
+                front_desk_number: self.front_desk_number,
+                calling_hours,
             }),
             _ => Err(ClinicalError::Invalid(errors)),
         }
@@ -87,6 +112,9 @@ mod tests {
             auth_token: token.to_owned().into(),
             caller_number: number.to_owned(),
             bot_stream_url: url.to_owned(),
+            front_desk_number: None,
+            call_from_hour: None,
+            call_until_hour: None,
         }
     }
 

@@ -126,6 +126,8 @@ fn debug_never_shows_the_token_or_the_number() {
         auth_token: "s3cret-token".to_owned().into(),
         caller_number: "+15550100".to_owned(),
         bot_stream_url: "wss://bot.example/stream".to_owned(),
+        front_desk_number: None,
+        calling_hours: crate::appointment::ivr::CallingHours::DEFAULT,
     };
     assert!(!format!("{account:?}").contains("s3cret"));
     let transfer = Script::Transfer {

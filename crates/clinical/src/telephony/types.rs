@@ -6,6 +6,7 @@ use std::fmt;
 use carapace_phi_crypto::Phi;
 use secrecy::SecretString;
 
+use crate::appointment::ivr::CallingHours;
 use crate::verification::TaskId;
 
 /// Limits of what telephony accepts.
@@ -130,6 +131,22 @@ pub enum Script {
         /// Where to.
         number: Phi<String>,
     },
+    /// Say `text` and wait for one key, sent to `answer_url` (a reminder
+    /// call's menu).
+    Menu {
+        /// What is said.
+        text: String,
+        /// Where the key goes (the provider signs the request).
+        answer_url: String,
+    },
+    /// Say `text`, then hand the call to `number` if there is one, or
+    /// hang up.
+    Say {
+        /// What is said.
+        text: String,
+        /// Where to transfer the caller after it.
+        then_dial: Option<String>,
+    },
     /// Say `greeting`, then record a message of at most `max_seconds`,
     /// reporting the recording to `callback`.
     Voicemail {
@@ -149,6 +166,8 @@ impl fmt::Debug for Script {
                 f.debug_struct("BotStream").field("task", task).finish()
             }
             Self::Transfer { .. } => f.write_str("Transfer"),
+            Self::Menu { .. } => f.write_str("Menu"),
+            Self::Say { .. } => f.write_str("Say"),
             Self::Voicemail { max_seconds, .. } => f
                 .debug_struct("Voicemail")
                 .field("max_seconds", max_seconds)
@@ -158,13 +177,14 @@ impl fmt::Debug for Script {
 }
 
 /// Where the provider reports on a call: absolute URLs under the server's
-/// configured public URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// configured public URL. A call without a recording callback is not
+/// recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Callbacks {
     /// Status changes.
-    pub status: String,
-    /// Finished recordings.
-    pub recording: String,
+    pub status: Option<String>,
+    /// Finished recordings (none: the call is not recorded).
+    pub recording: Option<String>,
 }
 
 /// An organization's account at the provider. The auth token signs the
@@ -180,6 +200,10 @@ pub struct TelephonyAccount {
     pub caller_number: String,
     /// The bot's `wss://` media-stream endpoint.
     pub bot_stream_url: String,
+    /// The front desk's number, where a reminder call's key 3 goes.
+    pub front_desk_number: Option<String>,
+    /// When reminder calls may ring, in the appointment's zone.
+    pub calling_hours: CallingHours,
 }
 
 impl fmt::Debug for TelephonyAccount {

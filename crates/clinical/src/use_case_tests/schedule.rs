@@ -155,8 +155,8 @@ fn bookings_need_a_care_team_practitioner() {
     assert_eq!(booked.len(), 1);
     assert_eq!(
         booked[0].1.len(),
-        2,
-        "one reminder a day ahead on each channel"
+        3,
+        "one reminder a day ahead on each channel (e-mail, SMS, a call)"
     );
 }
 

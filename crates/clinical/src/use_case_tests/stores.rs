@@ -126,7 +126,7 @@ impl AppointmentRepository for FakeAppointments {
         &self,
         _: &Access,
         _: PatientId,
-        _: &[Channel],
+        _: &[(Channel, bool)],
     ) -> Result<bool, ClinicalError> {
         unused()
     }

@@ -36,24 +36,28 @@ pub(super) async fn opted_out(
 /// Routes each reminder to its channel's adapter; a channel without one
 /// answers [`NotifyError::NotConfigured`] (the reminder is skipped).
 #[derive(Debug, Default)]
-pub struct Channels<E, S> {
+pub struct Channels<E, S, V> {
     /// E-mail.
     pub email: Option<E>,
     /// SMS.
     pub sms: Option<S>,
+    /// Calls.
+    pub voice: Option<V>,
 }
 
-impl<E: Notifier, S: Notifier> Notifier for Channels<E, S> {
+async fn through<N: Notifier>(n: Option<&N>, message: &ReminderMessage) -> Result<(), NotifyError> {
+    match n {
+        Some(n) => n.send(message).await,
+        None => Err(NotifyError::NotConfigured),
+    }
+}
+
+impl<E: Notifier, S: Notifier, V: Notifier> Notifier for Channels<E, S, V> {
     async fn send(&self, message: &ReminderMessage) -> Result<(), NotifyError> {
         match message.channel {
-            Channel::Email => match &self.email {
-                Some(n) => n.send(message).await,
-                None => Err(NotifyError::NotConfigured),
-            },
-            Channel::Sms => match &self.sms {
-                Some(n) => n.send(message).await,
-                None => Err(NotifyError::NotConfigured),
-            },
+            Channel::Email => through(self.email.as_ref(), message).await,
+            Channel::Sms => through(self.sms.as_ref(), message).await,
+            Channel::Voice => through(self.voice.as_ref(), message).await,
         }
     }
 }
@@ -86,6 +90,7 @@ pub struct ReminderDeliverer<N> {
 
 enum Fate {
     Sent,
+    Later(OffsetDateTime),
     Skipped(&'static str),
     Retry(String),
     GiveUp(String),
@@ -150,11 +155,20 @@ impl<N: Notifier> ReminderDeliverer<N> {
             };
             let detail = format!("reminder {} by {}", r.id, r.channel);
             match fate {
+                Fate::Later(at) => {
+                    // Outside calling hours: not an attempt.
+                    update.attempts = Set(r.attempts);
+                    update.next_attempt_at = Set(at);
+                }
                 Fate::Sent => {
                     update.status = Set("sent".to_owned());
                     update.sent_at = Set(Some(OffsetDateTime::now_utc()));
                     update.last_error = Set(None);
-                    let field = if r.channel == "sms" { "phone" } else { "email" };
+                    let field = if r.channel == "email" {
+                        "email"
+                    } else {
+                        "phone"
+                    };
                     events.push(
                         event(
                             &access,
@@ -239,21 +253,33 @@ impl<N: Notifier> ReminderDeliverer<N> {
         };
         let to = match channel {
             Channel::Email => email,
-            Channel::Sms => phone,
+            Channel::Sms | Channel::Voice => phone,
         };
         let Some(to) = to else {
             return Ok(Fate::Skipped("no address for the channel"));
         };
         let zone = TimeZoneName::parse(&a.time_zone).map_err(|_| integrity())?;
+        let text = match channel {
+            Channel::Voice => reminder_call_text(a.starts_at, &zone),
+            Channel::Email | Channel::Sms => reminder_text(a.starts_at, &zone),
+        };
         let message = ReminderMessage {
             channel,
             to,
-            text: reminder_text(a.starts_at, &zone),
+            text,
             idempotency_key: format!("reminder-{}", r.id),
+            reminder: r.id,
+            org: ctx.org(),
+            starts_at: a.starts_at,
+            zone,
         };
         Ok(match self.notifier.send(&message).await {
             Ok(()) => Fate::Sent,
             Err(NotifyError::NotConfigured) => Fate::Skipped("channel not configured"),
+            Err(NotifyError::NotBefore(at)) => Fate::Later(at),
+            Err(NotifyError::TooLate) => {
+                Fate::Skipped("no calling hours left before the appointment")
+            }
             Err(NotifyError::Permanent(why)) => Fate::GiveUp(clip(why)),
             Err(e) => Fate::Retry(clip(e.to_string())),
         })
@@ -269,4 +295,81 @@ fn clip(mut s: String) -> String {
         s.truncate(end);
     }
     s
+}
+
+impl ReminderAnswers for SeaAppointments {
+    async fn answer(
+        &self,
+        access: &Access,
+        reminder_id: Uuid,
+        answer: ReminderAnswer,
+    ) -> Result<AnswerOutcome, ClinicalError> {
+        let ctx = access.tenant();
+        let postgres = self.db.backend() == Backend::Postgres;
+        crate::repo::audited(&self.db, ctx, async |tx: &DatabaseTransaction| {
+            let mut q = reminder::Entity::find()
+                .in_org(ctx.org())
+                .filter(reminder::Column::Id.eq(reminder_id))
+                .filter(reminder::Column::Channel.eq(Channel::Voice.as_str()))
+                .filter(reminder::Column::Status.eq("sent"));
+            if postgres {
+                q = q.lock_exclusive();
+            }
+            let Some(r) = q.one_in(tx).await? else {
+                return Ok((AnswerOutcome::Unknown, Vec::new()));
+            };
+            if r.answered_at.is_some() {
+                return Ok((AnswerOutcome::Replay, Vec::new()));
+            }
+            let id = AppointmentId::from_uuid(r.appointment_id);
+            let Some(a) = self.locked(tx, ctx, id).await? else {
+                return Ok((AnswerOutcome::Unknown, Vec::new()));
+            };
+            // The patient, on the phone the reminder rang.
+            let by_phone = SubjectId::parse(&format!("phone:patient-{}", a.patient_id))
+                .map_err(|_| integrity())?;
+            let patient = Access::new(
+                TenantContext::new(ctx.org(), by_phone),
+                carapace_audit::ActorKind::User,
+                access.origin().clone(),
+            );
+            let mut marked: reminder::ActiveModel = r.clone().into();
+            marked.answer = Set(Some(answer.as_str().to_owned()));
+            marked.answered_at = Set(Some(OffsetDateTime::now_utc()));
+            marked.update(tx).await.map_err(storage_error)?;
+            let detail = format!("by phone, reminder {}", r.id);
+            let done = match answer {
+                ReminderAnswer::Confirm => {
+                    event(&patient, "appointment.confirm", Some(id), Outcome::Allowed)
+                        .with_detail(detail)
+                }
+                ReminderAnswer::Clinic => event(
+                    &patient,
+                    "appointment.reminder_answer",
+                    Some(id),
+                    Outcome::Allowed,
+                )
+                .with_detail(format!("{detail}: asked for the clinic")),
+                ReminderAnswer::Cancel => {
+                    let status = AppointmentStatus::parse(&a.status).ok_or_else(integrity)?;
+                    let slot = Slot::new(a.starts_at, a.ends_at).ok_or_else(integrity)?;
+                    let to = AppointmentStatus::Cancelled;
+                    if check_transition(status, to, &slot, OffsetDateTime::now_utc()).is_ok() {
+                        let mut update: row::ActiveModel = a.into();
+                        update.status = Set(to.as_str().to_owned());
+                        update.updated_at = Set(now());
+                        update.update(tx).await.map_err(write_error)?;
+                        unschedule(tx, ctx, id.as_uuid()).await?;
+                        event(&patient, "appointment.cancel", Some(id), Outcome::Allowed)
+                            .with_detail(detail)
+                    } else {
+                        event(&patient, "appointment.cancel", Some(id), Outcome::Denied)
+                            .with_detail(format!("{detail}: no longer booked"))
+                    }
+                }
+            };
+            Ok((AnswerOutcome::Recorded, vec![done]))
+        })
+        .await
+    }
 }

@@ -45,6 +45,8 @@ pub mod appointment_reminder {
         pub sent_at: Option<TimeDateTimeWithTimeZone>,
         pub last_error: Option<String>,
         pub created_at: TimeDateTimeWithTimeZone,
+        pub answer: Option<String>,
+        pub answered_at: Option<TimeDateTimeWithTimeZone>,
     }
 
     no_relations!();

@@ -15,6 +15,9 @@ pub mod telephony_account {
         pub caller_number: String,
         pub bot_stream_url: String,
         pub updated_at: TimeDateTimeWithTimeZone,
+        pub front_desk_number: Option<String>,
+        pub call_from_hour: i32,
+        pub call_until_hour: i32,
     }
 
     no_relations!();

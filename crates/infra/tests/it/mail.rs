@@ -111,6 +111,11 @@ async fn appointment_reminders_go_through_smtp_with_a_stable_message_id() {
         to: carapace_phi_crypto::Phi::new("pat@example.org".into()),
         text: "Reminder: you have an appointment on Tue 1 Dec 2026, 09:30 (UTC).".into(),
         idempotency_key: "reminder-42".into(),
+        reminder: uuid::Uuid::nil(),
+        org: carapace_tenancy::OrgId::generate(),
+        starts_at: time::macros::datetime!(2026-12-01 09:30 UTC),
+        zone: carapace_clinical::appointment::TimeZoneName::parse("UTC")
+            .unwrap_or_else(|e| panic!("{e:?}")),
     };
     for _ in 0..2 {
         Notifier::send(&mailer, &message)

@@ -181,6 +181,62 @@ async fn marked_appointment(
         back.map(|t| t.request.plan.expose_phi().clone()),
         Some(MARKERS[8].to_owned())
     );
+    // Telephony: the account's token, a call's recording, a voicemail.
+    use carapace_clinical::appointment::ivr::CallingHours;
+    use carapace_clinical::telephony::voicemail::{Message, VoicemailRepository as _};
+    use carapace_clinical::telephony::{
+        CallRecord, CallRepository as _, CallState, Delivery, ProviderSid, TelephonyAccount,
+    };
+    let sid = |s: &str| ProviderSid::parse(s).unwrap_or_else(|| panic!("{s}"));
+    let calls = carapace_infra::calls::SeaCalls::new(db.clone(), keys(db));
+    let account = TelephonyAccount {
+        account_sid: sid("ACmarked"),
+        auth_token: "marked-auth-token-0123456789".to_owned().into(),
+        caller_number: "+16175550100".into(),
+        bot_stream_url: "wss://bot.example/media".into(),
+        front_desk_number: None,
+        calling_hours: CallingHours::DEFAULT,
+    };
+    calls
+        .set_account(&acc(ctx), &account)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    calls
+        .record_call(&acc(ctx), task.id, &sid("CAmarked"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let call = CallRecord {
+        sid: sid("CAmarked"),
+        task: task.id,
+        state: CallState::InProgress,
+    };
+    let audio = Phi::new(MARKERS[5].as_bytes().to_vec());
+    let stored = calls
+        .store_recording(&acc(ctx), &call, &sid("REmarked"), 3, &audio)
+        .await;
+    assert_eq!(
+        stored.unwrap_or_else(|e| panic!("{e}")),
+        Delivery::Processed
+    );
+    let voicemails = carapace_infra::voicemail::SeaVoicemails::new(db.clone(), keys(db));
+    let caller = Phi::new(MARKERS[11].to_owned());
+    let opened = voicemails
+        .open(&acc(ctx), &sid("CAvmmarked"), &caller)
+        .await;
+    assert_eq!(
+        opened.unwrap_or_else(|e| panic!("{e}")),
+        Delivery::Processed
+    );
+    let message = Message {
+        recording: sid("REvmmarked"),
+        duration_secs: 2,
+        audio: Phi::new(MARKERS[7].as_bytes().to_vec()),
+        transcript: Some(Phi::new(MARKERS[9].to_owned())),
+    };
+    let left = voicemails
+        .attach(&acc(ctx), &sid("CAvmmarked"), &message)
+        .await;
+    assert_eq!(left.unwrap_or_else(|e| panic!("{e}")), Delivery::Processed);
 }
 
 fn marked() -> carapace_clinical::patient::Demographics {

@@ -146,4 +146,8 @@ pub struct ReminderPreferences {
     pub email: bool,
     /// Reminders by SMS.
     pub sms: bool,
+    /// A reminder call (once per appointment, in the clinic's calling
+    /// hours); left as it was when absent from a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<bool>,
 }
