@@ -7,7 +7,8 @@ pub struct Migration;
 /// Reminder calls: `voice` joins the reminder channels (and the opt-outs);
 /// a reminder records the patient's answer on the phone (once); an
 /// organization's telephony account gains the front desk's number (key 3)
-/// and its calling hours in the patient's time zone.
+/// and its calling hours in the patient's time zone; a call recording
+/// gains its (sealed) transcript.
 const POSTGRES: &str = "
 ALTER TABLE appointment_reminders DROP CONSTRAINT appointment_reminders_channel_check;
 ALTER TABLE appointment_reminders ADD CONSTRAINT appointment_reminders_channel_check
@@ -65,6 +66,7 @@ const BOTH: &str = "
 ALTER TABLE telephony_accounts ADD COLUMN front_desk_number text CHECK (length(front_desk_number) BETWEEN 1 AND 32);
 ALTER TABLE telephony_accounts ADD COLUMN call_from_hour integer NOT NULL DEFAULT 9 CHECK (call_from_hour BETWEEN 0 AND 23);
 ALTER TABLE telephony_accounts ADD COLUMN call_until_hour integer NOT NULL DEFAULT 18 CHECK (call_until_hour BETWEEN 1 AND 24);
+ALTER TABLE telephony_recordings ADD COLUMN transcript bytea CHECK (length(transcript) <= 70000);
 ";
 
 #[async_trait::async_trait]

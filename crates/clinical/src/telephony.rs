@@ -158,16 +158,14 @@ pub trait CallRepository: Send + Sync {
         recording: &ProviderSid,
     ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
 
-    /// Stores `audio` of `recording` of `call`, sealed, attached to its
-    /// task (`verification.recording`), marking the callback processed (a
-    /// replay if it already was).
+    /// Stores the recording of `call` and its transcript, if any, sealed,
+    /// attached to its task (`verification.recording`), marking the
+    /// callback processed (a replay if it already was).
     fn store_recording(
         &self,
         access: &Access,
         call: &CallRecord,
-        recording: &ProviderSid,
-        duration_secs: u32,
-        audio: &Phi<Vec<u8>>,
+        recording: &voicemail::Message,
     ) -> impl Future<Output = Result<Delivery, ClinicalError>> + Send;
 
     /// Notes that `recording` was deleted at the provider

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::appointment::ivr::CallingHours;
+use carapace_clinical::telephony::voicemail::Message;
 use carapace_clinical::telephony::{
     CallRecord, CallRepository, CallState, Delivery, ProviderSid, TelephonyAccount, after_call,
 };
@@ -36,7 +37,7 @@ use crate::keys::KeyRing;
 use crate::repo::{self, Sealer, audited};
 use crate::scope::Live as _;
 use crate::sealed::telephony_accounts::{AUTH_TOKEN, TABLE as ACCOUNTS};
-use crate::sealed::telephony_recordings::{AUDIO, TABLE as RECORDINGS};
+use crate::sealed::telephony_recordings::{AUDIO, TABLE as RECORDINGS, TRANSCRIPT};
 
 /// [`CallRepository`] over the `telephony_*` tables.
 #[derive(Clone, Debug)]
@@ -79,6 +80,8 @@ pub struct RecordingInfo {
     pub duration_secs: u32,
     /// When it was deleted at the provider (none: not yet).
     pub deleted_at_provider: Option<OffsetDateTime>,
+    /// What was said, where it could be transcribed.
+    pub transcript: Option<Phi<String>>,
     /// When it was stored.
     pub created_at: OffsetDateTime,
 }
@@ -103,36 +106,47 @@ impl SeaCalls {
         task: TaskId,
     ) -> Result<Vec<RecordingInfo>, ClinicalError> {
         let ctx = access.tenant();
-        audited(&self.db, ctx, async |tx: &DatabaseTransaction| {
-            let rows = recording::Entity::find()
-                .live(ctx)
-                .filter(recording::Column::TaskId.eq(task.as_uuid()))
-                .order_by_asc(recording::Column::Id)
-                .all_in(tx)
-                .await?;
-            let infos = rows
-                .iter()
-                .map(|r| {
-                    Ok(RecordingInfo {
-                        sid: ProviderSid::parse(&r.recording_sid).ok_or_else(integrity)?,
-                        call: ProviderSid::parse(&r.call_sid).ok_or_else(integrity)?,
-                        duration_secs: u32::try_from(r.duration_seconds)
-                            .map_err(|_| integrity())?,
-                        deleted_at_provider: r.deleted_at_provider,
-                        created_at: r.created_at,
-                    })
-                })
-                .collect::<Result<Vec<_>, ClinicalError>>()?;
-            let listed = task_event(
-                access,
-                "verification.recordings_list",
-                task,
-                Outcome::Allowed,
-            )
-            .with_detail(format!("{} recordings", infos.len()));
-            Ok((infos, vec![listed]))
-        })
-        .await
+        let rows =
+            audited::<_, ClinicalError, _>(&self.db, ctx, async |tx: &DatabaseTransaction| {
+                let rows = recording::Entity::find()
+                    .live(ctx)
+                    .filter(recording::Column::TaskId.eq(task.as_uuid()))
+                    .order_by_asc(recording::Column::Id)
+                    .all_in(tx)
+                    .await?;
+                let listed = task_event(
+                    access,
+                    "verification.recordings_list",
+                    task,
+                    Outcome::Allowed,
+                )
+                .with_phi_fields(&["recording_transcript"])
+                .with_detail(format!("{} recordings", rows.len()));
+                Ok((rows, vec![listed]))
+            })
+            .await?;
+        let mut versions = KeyVersions::new(&self.keys, ctx);
+        let mut infos = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let transcript = match &r.transcript {
+                Some(sealed) => {
+                    let key = versions.get(r.key_version).await?;
+                    Some(Phi::new(
+                        Sealer::new(&key, r.org_id, RECORDINGS, r.id).open(TRANSCRIPT, sealed)?,
+                    ))
+                }
+                None => None,
+            };
+            infos.push(RecordingInfo {
+                sid: ProviderSid::parse(&r.recording_sid).ok_or_else(integrity)?,
+                call: ProviderSid::parse(&r.call_sid).ok_or_else(integrity)?,
+                duration_secs: u32::try_from(r.duration_seconds).map_err(|_| integrity())?,
+                deleted_at_provider: r.deleted_at_provider,
+                created_at: r.created_at,
+                transcript,
+            });
+        }
+        Ok(infos)
     }
 
     /// The audio of recording `sid` of task `task`, for staff to play
@@ -441,15 +455,19 @@ impl CallRepository for SeaCalls {
         &self,
         access: &Access,
         c: &CallRecord,
-        sid: &ProviderSid,
-        duration_secs: u32,
-        audio: &Phi<Vec<u8>>,
+        message: &Message,
     ) -> Result<Delivery, ClinicalError> {
         let ctx = access.tenant();
+        let (sid, duration_secs) = (&message.recording, message.duration_secs);
         let (org, id) = (ctx.org().as_uuid(), Uuid::now_v7());
         let key = self.keys.current(ctx).await?;
-        let sealed =
-            Sealer::new(&key, org, RECORDINGS, id).seal_bytes(AUDIO, audio.expose_phi())?;
+        let sealer = Sealer::new(&key, org, RECORDINGS, id);
+        let sealed = sealer.seal_bytes(AUDIO, message.audio.expose_phi())?;
+        let transcript = message
+            .transcript
+            .as_ref()
+            .map(|t| sealer.seal(TRANSCRIPT, t.expose_phi()))
+            .transpose()?;
         let model = recording::ActiveModel {
             org_id: Set(org),
             id: Set(id),
@@ -458,6 +476,7 @@ impl CallRepository for SeaCalls {
             task_id: Set(c.task.as_uuid()),
             key_version: Set(i32::try_from(key.version()).map_err(|_| integrity())?),
             audio: Set(sealed),
+            transcript: Set(transcript),
             duration_seconds: Set(i32::try_from(duration_secs).map_err(|_| integrity())?),
             deleted_at_provider: Set(None),
             created_at: Set(carapace_audit::event::now_micros()),
@@ -478,8 +497,13 @@ impl CallRepository for SeaCalls {
             if stored == 0 {
                 return Ok((Delivery::Replay, Vec::new()));
             }
+            let fields: &[&str] = if message.transcript.is_some() {
+                &["recording", "recording_transcript"]
+            } else {
+                &["recording"]
+            };
             let kept = task_event(access, "verification.recording", c.task, Outcome::Allowed)
-                .with_phi_fields(&["recording"])
+                .with_phi_fields(fields)
                 .with_detail(format!("call {} recording {sid}, {duration_secs} s", c.sid));
             Ok((Delivery::Processed, vec![kept]))
         })

@@ -392,6 +392,8 @@ pub mod telephony_recordings {
     pub const TABLE: &str = "telephony_recordings";
     /// The audio.
     pub const AUDIO: &str = "audio";
+    /// Its transcript.
+    pub const TRANSCRIPT: &str = "transcript";
     /// The registry entry.
     pub const SEALED: SealedTable = SealedTable {
         table: TABLE,
@@ -399,7 +401,7 @@ pub mod telephony_recordings {
         key: &[KeyPart::Uuid("id")],
         row: RowBinding::Uuid("id"),
         version: VersionAt::Column("key_version"),
-        columns: &[fixed(AUDIO)],
+        columns: &[fixed(AUDIO), fixed(TRANSCRIPT)],
         blind_indexes: &[],
     };
 }

@@ -244,6 +244,9 @@ pub struct RecordingView {
     /// When the provider's copy was deleted (null: not yet).
     deleted_at_provider: Option<String>,
     created_at: String,
+    /// What was said (null where it could not be transcribed: no speech
+    /// provider, or no agreements for one).
+    transcript: Option<String>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -271,6 +274,7 @@ pub async fn recordings(
             duration_seconds: r.duration_secs,
             deleted_at_provider: r.deleted_at_provider.map(rfc3339),
             created_at: rfc3339(r.created_at),
+            transcript: r.transcript.map(|t| t.expose_phi().clone()),
         })
         .collect();
     Ok(HttpResponse::Ok().json(views))

@@ -26,6 +26,9 @@ async fn app(backend: Backend, test: &str, voice: &VoiceApi) -> Option<TestApp> 
         s.voice_url = Some(base);
         s.voice_allow_loopback = true;
         s.public_url = Some(PUBLIC.to_owned());
+        // Recordings are transcribed under the assistant's agreements.
+        s.speech_provider = "local".into();
+        s.ai_baa_signed = true;
     })
     .await
 }
@@ -164,6 +167,15 @@ async fn a_prior_authorization_call(backend: Backend, test: &str) {
     assert_eq!(shown["account_sid"], ACCOUNT);
     assert_eq!(shown["auth_token_set"], true);
     assert!(!shown.to_string().contains(TOKEN));
+    let baa = put(
+        &app,
+        &admin,
+        "/api/v1/organization/settings",
+        &json!({"clinician_scope": "care_team", "phi_mfa": "admin", "ai_baa": true}),
+    )
+    .await;
+    assert_eq!(baa.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let supervisor = put(
         &app,
         &admin,
@@ -259,6 +271,10 @@ async fn a_prior_authorization_call(backend: Backend, test: &str) {
     assert_eq!(listed[0]["call_sid"], call.as_str());
     assert_eq!(listed[0]["duration_seconds"], 3);
     assert!(listed[0]["deleted_at_provider"].is_string());
+    assert_eq!(
+        listed[0]["transcript"],
+        "(local transcription) 3.000 seconds of audio"
+    );
     let played = app
         .get(&format!("{base}/recordings/REtest01"), &staff)
         .await;

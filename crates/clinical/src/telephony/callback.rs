@@ -210,11 +210,10 @@ where
                 call,
                 recording,
                 duration_secs,
-            }) if kind == CallbackKind::Recording => {
-                store_recording(self, access, &account, (&call, &recording, duration_secs))
-                    .await
-                    .map(|()| None)
-            }
+            }) if kind == CallbackKind::Recording => self
+                .store_recording(access, &account, (&call, &recording, duration_secs))
+                .await
+                .map(|()| None),
             Some(Callback::Recording {
                 call,
                 recording,
@@ -309,6 +308,59 @@ where
         })
     }
 
+    /// What `bytes` say, where the agreements allow transcribing and the
+    /// audio is one Carapace reads; otherwise none (a message is never lost
+    /// for want of a transcript).
+    async fn transcript_of(&self, access: &Access, bytes: &[u8]) -> Option<Phi<String>> {
+        let (stt, availability) = self.speech?;
+        let sound = audio(bytes.to_vec()).ok()?;
+        transcribe(stt, self.trail, access, availability, &sound)
+            .await
+            .ok()
+    }
+
+    async fn store_recording(
+        &self,
+        access: &Access,
+        account: &TelephonyAccount,
+        (call, recording, duration_secs): (&ProviderSid, &ProviderSid, u32),
+    ) -> Result<(), WebhookRefusal> {
+        let (telephony, calls, events) = (self.telephony, self.calls, self.events);
+        let ctx = access.tenant();
+        let Some(found) = calls.find_call(ctx, call).await? else {
+            return Err(WebhookRefusal::UnknownCall);
+        };
+        if calls.recording_stored(ctx, recording).await? {
+            return Err(refuse(events, access, "replayed callback").await);
+        }
+        if duration_secs > limits::RECORDING_SECONDS_MAX {
+            return Err(WebhookRefusal::Invalid("the recording is too long"));
+        }
+        let bytes = telephony
+            .fetch_recording(account, recording)
+            .await
+            .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
+        let transcript = self.transcript_of(access, &bytes).await;
+        let message = Message {
+            recording: recording.clone(),
+            duration_secs,
+            audio: Phi::new(bytes),
+            transcript,
+        };
+        match calls.store_recording(access, &found, &message).await? {
+            Delivery::Processed => {}
+            Delivery::Replay => return Err(refuse(events, access, "replayed callback").await),
+            Delivery::UnknownCall => return Err(WebhookRefusal::UnknownCall),
+        }
+        // Stored sealed: the provider's copy goes. If deleting fails, the
+        // stored row says so (`deleted_at_provider` unset) and the callback
+        // still succeeds (a retry would be a replay).
+        if telephony.delete_recording(account, recording).await.is_ok() {
+            calls.recording_deleted(access, recording).await?;
+        }
+        Ok(())
+    }
+
     async fn voicemail(
         &self,
         access: &Access,
@@ -328,17 +380,7 @@ where
             .fetch_recording(account, recording)
             .await
             .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
-        // Transcribed where the agreements allow and the audio is one
-        // Carapace reads; otherwise kept without a transcript (the message
-        // is never lost for want of one).
-        let transcript = match (&self.speech, audio(bytes.clone())) {
-            (Some((stt, availability)), Ok(sound)) => {
-                transcribe(*stt, self.trail, access, *availability, &sound)
-                    .await
-                    .ok()
-            }
-            _ => None,
-        };
+        let transcript = self.transcript_of(access, &bytes).await;
         let message = Message {
             recording: recording.clone(),
             duration_secs,
@@ -360,47 +402,4 @@ where
         }
         Ok(())
     }
-}
-
-async fn store_recording<T, C, V, S, A>(
-    line: &Line<'_, T, C, V, S, A>,
-    access: &Access,
-    account: &TelephonyAccount,
-    (call, recording, duration_secs): (&ProviderSid, &ProviderSid, u32),
-) -> Result<(), WebhookRefusal>
-where
-    T: Telephony,
-    C: CallRepository,
-{
-    let (telephony, calls, events) = (line.telephony, line.calls, line.events);
-    let ctx = access.tenant();
-    let Some(found) = calls.find_call(ctx, call).await? else {
-        return Err(WebhookRefusal::UnknownCall);
-    };
-    if calls.recording_stored(ctx, recording).await? {
-        return Err(refuse(events, access, "replayed callback").await);
-    }
-    if duration_secs > limits::RECORDING_SECONDS_MAX {
-        return Err(WebhookRefusal::Invalid("the recording is too long"));
-    }
-    let audio = telephony
-        .fetch_recording(account, recording)
-        .await
-        .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
-    let audio = Phi::new(audio);
-    match calls
-        .store_recording(access, &found, recording, duration_secs, &audio)
-        .await?
-    {
-        Delivery::Processed => {}
-        Delivery::Replay => return Err(refuse(events, access, "replayed callback").await),
-        Delivery::UnknownCall => return Err(WebhookRefusal::UnknownCall),
-    }
-    // Stored sealed: the provider's copy goes. If deleting fails, the
-    // stored row says so (`deleted_at_provider` unset) and the callback
-    // still succeeds (a retry would be a replay).
-    if telephony.delete_recording(account, recording).await.is_ok() {
-        calls.recording_deleted(access, recording).await?;
-    }
-    Ok(())
 }

@@ -80,6 +80,7 @@ pub mod telephony_recording {
         pub key_version: i32,
         pub audio: Vec<u8>,
         pub duration_seconds: i32,
+        pub transcript: Option<Vec<u8>>,
         pub deleted_at_provider: Option<TimeDateTimeWithTimeZone>,
         pub created_at: TimeDateTimeWithTimeZone,
     }

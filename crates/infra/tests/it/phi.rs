@@ -210,10 +210,13 @@ async fn marked_appointment(
         task: task.id,
         state: CallState::InProgress,
     };
-    let audio = Phi::new(MARKERS[5].as_bytes().to_vec());
-    let stored = calls
-        .store_recording(&acc(ctx), &call, &sid("REmarked"), 3, &audio)
-        .await;
+    let recording = Message {
+        recording: sid("REmarked"),
+        duration_secs: 3,
+        audio: Phi::new(MARKERS[5].as_bytes().to_vec()),
+        transcript: Some(Phi::new(MARKERS[10].to_owned())),
+    };
+    let stored = calls.store_recording(&acc(ctx), &call, &recording).await;
     assert_eq!(
         stored.unwrap_or_else(|e| panic!("{e}")),
         Delivery::Processed
