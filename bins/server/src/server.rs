@@ -203,11 +203,8 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         voicemails: carapace_infra::voicemail::SeaVoicemails::new(db.clone(), keys.clone()),
         voice: settings
             .voice
-            .adapter(settings.profile)
-            .map(|(base, policy, public_url)| crate::state::Voice {
-                api: carapace_infra::voice::TwilioVoice::new(SafeHttp::new(policy), base),
-                public_url,
-            }),
+            .provider(settings.profile)
+            .map(|(api, public_url)| crate::state::Voice { api, public_url }),
         ai: match settings.assistant.provider.as_str() {
             "local" => Some(carapace_infra::assistant::Ai::Local(
                 carapace_infra::assistant::LocalAi,

@@ -58,8 +58,8 @@ impl std::fmt::Debug for AppState {
 /// The voice API and the public URL its callbacks come to.
 #[derive(Clone, Debug)]
 pub struct Voice {
-    /// The provider's REST API.
-    pub api: carapace_infra::voice::TwilioVoice,
+    /// The provider's REST API (or the development provider).
+    pub api: carapace_infra::voice::VoiceProvider,
     /// The server's public base URL, no trailing `/`.
     pub public_url: String,
 }

@@ -13,12 +13,12 @@ use carapace_tenancy::{SubjectId, TenantContext};
 use time::OffsetDateTime;
 
 use crate::calls::SeaCalls;
-use crate::voice::TwilioVoice;
+use crate::voice::VoiceProvider;
 
 /// The voice [`Notifier`].
 #[derive(Clone, Debug)]
 pub struct VoiceReminders {
-    api: TwilioVoice,
+    api: VoiceProvider,
     calls: SeaCalls,
     public_url: String,
 }
@@ -26,7 +26,7 @@ pub struct VoiceReminders {
 impl VoiceReminders {
     /// Calls through `api` with each organization's account in `calls`;
     /// answers come back under `public_url`.
-    pub fn new(api: TwilioVoice, calls: SeaCalls, public_url: String) -> Self {
+    pub fn new(api: VoiceProvider, calls: SeaCalls, public_url: String) -> Self {
         Self {
             api,
             calls,

@@ -339,6 +339,38 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_local_provider_places_nothing_but_answers_like_one() {
+        let account = TelephonyAccount {
+            account_sid: ProviderSid::parse("AClocal").unwrap_or_else(|| unreachable!()),
+            auth_token: "local-token-0123456789".to_owned().into(),
+            caller_number: "+16175550100".into(),
+            bot_stream_url: "wss://bot.example/media".into(),
+            front_desk_number: None,
+            calling_hours: carapace_clinical::appointment::ivr::CallingHours::DEFAULT,
+        };
+        let local = VoiceProvider::Local(LocalVoice);
+        let to = Phi::new("+18005550199".to_owned());
+        let script = Script::Transfer { number: to.clone() };
+        let call = local
+            .place(&account, &to, &script, &Callbacks::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(call.as_str().starts_with("CA") && call.as_str().len() == 34);
+        let audio = local
+            .fetch_recording(&account, &call)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            carapace_clinical::speech::sniff(&audio).map(|(_, ms)| ms),
+            Some(1000)
+        );
+        let (url, p) = documented();
+        let signed = sign("local-token-0123456789", &url, &p);
+        assert!(local.signature_valid(&account, &url, &p, &signed));
+        assert!(!local.signature_valid(&account, &url, &p, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+    }
+
     #[test]
     fn twiml_escapes_what_it_is_given() {
         let script = Script::Transfer {
@@ -354,5 +386,168 @@ mod tests {
         });
         assert!(stream.contains("url=\"wss://bot.example/media?a=1&amp;b=2\""));
         assert!(stream.contains(&format!("value=\"{task}\"")));
+    }
+}
+
+/// A provider for development: no call is placed and no network is used.
+/// Calls and recordings get provider-shaped ids, a recording is a second
+/// of silence, and callbacks are checked exactly as Twilio's are (sign
+/// them with the auth token set for the organization, e.g. with a Twilio
+/// helper library's request validator). Production refuses it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalVoice;
+
+fn local_sid(prefix: &str) -> Result<ProviderSid, TelephonyError> {
+    ProviderSid::parse(&format!("{prefix}{}", uuid::Uuid::new_v4().simple()))
+        .ok_or_else(|| TelephonyError::Unavailable("id".into()))
+}
+
+/// A second of 8 kHz 16-bit mono silence as WAV.
+fn silence() -> Vec<u8> {
+    let data: u32 = 16_000;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    for v in [
+        16u32.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+        8000u32.to_le_bytes().to_vec(),
+        16_000u32.to_le_bytes().to_vec(),
+        2u16.to_le_bytes().to_vec(),
+        16u16.to_le_bytes().to_vec(),
+    ] {
+        out.extend_from_slice(&v);
+    }
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    out.resize(out.len() + 16_000, 0);
+    out
+}
+
+impl Telephony for LocalVoice {
+    async fn place(
+        &self,
+        _: &TelephonyAccount,
+        _: &Phi<String>,
+        script: &Script,
+        _: &Callbacks,
+    ) -> Result<ProviderSid, TelephonyError> {
+        let sid = local_sid("CA")?;
+        tracing::info!(call = %sid, script = ?script, "local telephony: call recorded, none placed");
+        Ok(sid)
+    }
+
+    async fn redirect(
+        &self,
+        _: &TelephonyAccount,
+        call: &ProviderSid,
+        script: &Script,
+    ) -> Result<(), TelephonyError> {
+        tracing::info!(call = %call, script = ?script, "local telephony: call redirected");
+        Ok(())
+    }
+
+    async fn fetch_recording(
+        &self,
+        _: &TelephonyAccount,
+        _: &ProviderSid,
+    ) -> Result<Vec<u8>, TelephonyError> {
+        Ok(silence())
+    }
+
+    async fn delete_recording(
+        &self,
+        _: &TelephonyAccount,
+        _: &ProviderSid,
+    ) -> Result<(), TelephonyError> {
+        Ok(())
+    }
+
+    fn answer(&self, script: &Script) -> (&'static str, String) {
+        ("text/xml", twiml(script))
+    }
+
+    fn signature_valid(
+        &self,
+        account: &TelephonyAccount,
+        url: &str,
+        params: &[(String, String)],
+        signature: &str,
+    ) -> bool {
+        signature_valid(account.auth_token.expose_secret(), url, params, signature)
+    }
+}
+
+/// The configured voice provider.
+#[derive(Clone, Debug)]
+pub enum VoiceProvider {
+    /// [`TwilioVoice`].
+    Twilio(TwilioVoice),
+    /// [`LocalVoice`].
+    Local(LocalVoice),
+}
+
+impl Telephony for VoiceProvider {
+    async fn place(
+        &self,
+        account: &TelephonyAccount,
+        to: &Phi<String>,
+        script: &Script,
+        callbacks: &Callbacks,
+    ) -> Result<ProviderSid, TelephonyError> {
+        match self {
+            Self::Twilio(p) => p.place(account, to, script, callbacks).await,
+            Self::Local(p) => p.place(account, to, script, callbacks).await,
+        }
+    }
+
+    async fn redirect(
+        &self,
+        account: &TelephonyAccount,
+        call: &ProviderSid,
+        script: &Script,
+    ) -> Result<(), TelephonyError> {
+        match self {
+            Self::Twilio(p) => p.redirect(account, call, script).await,
+            Self::Local(p) => p.redirect(account, call, script).await,
+        }
+    }
+
+    async fn fetch_recording(
+        &self,
+        account: &TelephonyAccount,
+        recording: &ProviderSid,
+    ) -> Result<Vec<u8>, TelephonyError> {
+        match self {
+            Self::Twilio(p) => p.fetch_recording(account, recording).await,
+            Self::Local(p) => p.fetch_recording(account, recording).await,
+        }
+    }
+
+    async fn delete_recording(
+        &self,
+        account: &TelephonyAccount,
+        recording: &ProviderSid,
+    ) -> Result<(), TelephonyError> {
+        match self {
+            Self::Twilio(p) => p.delete_recording(account, recording).await,
+            Self::Local(p) => p.delete_recording(account, recording).await,
+        }
+    }
+
+    fn answer(&self, script: &Script) -> (&'static str, String) {
+        ("text/xml", twiml(script))
+    }
+
+    fn signature_valid(
+        &self,
+        account: &TelephonyAccount,
+        url: &str,
+        params: &[(String, String)],
+        signature: &str,
+    ) -> bool {
+        signature_valid(account.auth_token.expose_secret(), url, params, signature)
     }
 }

@@ -328,10 +328,10 @@ pub fn reminder_deliverer(settings: &Config, db: &Database) -> anyhow::Result<Re
             sms,
             voice: settings
                 .voice
-                .adapter(settings.profile)
-                .map(|(base, policy, public_url)| {
+                .provider(settings.profile)
+                .map(|(api, public_url)| {
                     carapace_infra::reminder_calls::VoiceReminders::new(
-                        carapace_infra::voice::TwilioVoice::new(SafeHttp::new(policy), base),
+                        api,
                         carapace_infra::calls::SeaCalls::new(db.clone(), keys.clone()),
                         public_url,
                     )

@@ -288,7 +288,7 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
             (plain(&s.voice.url) || plain(&s.voice.public_url) || s.voice.allow_loopback).then(|| {
                 ConfigProblem::new(
                     "CARAPACE_VOICE_URL",
-                    "telephony goes over https to a public API and is called back on an https public URL in production (no loopback)",
+                    "telephony goes over https to a public API (not the local development provider) and is called back on an https public URL in production (no loopback)",
                 )
             })
         },

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use carapace_clinical::telephony::limits::RECORDING_BYTES_MAX;
-use carapace_infra::outbound::OutboundPolicy;
+use carapace_infra::outbound::{OutboundPolicy, SafeHttp};
+use carapace_infra::voice::{LocalVoice, TwilioVoice, VoiceProvider};
 
 use super::checks::ConfigProblem;
 use super::{Profile, api_policy};
@@ -13,8 +14,8 @@ use super::{Profile, api_policy};
 /// account (id, auth token, number) is set through the API, not here.
 #[derive(Clone, Debug)]
 pub struct VoiceSection {
-    /// Base URL of the voice API (`https://api.twilio.com`); unset: no
-    /// telephony.
+    /// Base URL of the voice API (`https://api.twilio.com`), or `local`
+    /// (development: no call is placed); unset: no telephony.
     pub url: Option<String>,
     /// The server's public base URL as the provider reaches it
     /// (`https://api.clinic.example`): callbacks are addressed to it and
@@ -42,6 +43,18 @@ impl VoiceSection {
         Some((base, policy, public))
     }
 
+    /// The voice provider and the public URL, when telephony is
+    /// configured: `CARAPACE_VOICE_URL=local` is the development provider
+    /// (no call is placed), any other URL a Twilio-compatible API.
+    pub fn provider(&self, profile: Profile) -> Option<(VoiceProvider, String)> {
+        if self.url.as_deref() == Some("local") {
+            return Some((VoiceProvider::Local(LocalVoice), self.public_url()?));
+        }
+        let (base, policy, public) = self.adapter(profile)?;
+        let api = TwilioVoice::new(SafeHttp::new(policy), base);
+        Some((VoiceProvider::Twilio(api), public))
+    }
+
     /// The public URL without a trailing `/`, if it is an http(s) URL
     /// with a host and no query or fragment.
     fn public_url(&self) -> Option<String> {
@@ -56,7 +69,8 @@ impl VoiceSection {
 
     /// Adds this section's problems to `p`.
     pub fn problems(&self, p: &mut Vec<ConfigProblem>) {
-        if (self.url.is_some() || self.public_url.is_some()) && self.adapter(Profile::Dev).is_none()
+        if (self.url.is_some() || self.public_url.is_some())
+            && self.provider(Profile::Dev).is_none()
         {
             p.push(ConfigProblem::new(
                 "CARAPACE_VOICE_URL",
@@ -104,6 +118,11 @@ mod tests {
         .adapter(Profile::Production)
         .unwrap_or_else(|| unreachable!());
         assert_eq!(public, "https://api.clinic.example");
+        let local = section(Some("local"), Some("http://localhost:8080"));
+        assert!(matches!(
+            local.provider(Profile::Dev),
+            Some((VoiceProvider::Local(_), _))
+        ));
         assert_eq!(policy.allowed_hosts, vec!["api.twilio.com".to_owned()]);
         assert!(policy.https_only);
     }

@@ -732,3 +732,41 @@ async fn a_voicemail_reaches_the_callers_patient_or_the_inbox_sqlite() {
 async fn a_voicemail_reaches_the_callers_patient_or_the_inbox_postgres() {
     a_voicemail(Backend::Postgres, "telephony_voicemail::postgres").await;
 }
+
+#[tokio::test]
+async fn the_local_provider_places_no_call_but_keeps_every_rule() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, "telephony_local", |s| {
+        s.voice_url = Some("local".into());
+        s.public_url = Some(PUBLIC.to_owned());
+    })
+    .await
+    else {
+        return;
+    };
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let staff = app.token_as(&org, Role::Staff, "front-desk");
+    let bot = bot_key(&app, &admin).await;
+    set_account(&app, &admin, ACCOUNT, TOKEN).await;
+    let id = claimed_task(&app, &admin, &staff, &bot).await;
+    let placed = post(
+        &app,
+        &staff,
+        &format!("/api/v1/verification-tasks/{id}/call"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(placed.status(), 201);
+    let call: Value = placed.json().await.unwrap_or_default();
+    let call = call["call_sid"].as_str().unwrap_or_default().to_owned();
+    // Its callbacks are checked as a real provider's are.
+    assert_eq!(
+        status(&app, &org, "not-the-token-0123456789", &call, "in-progress").await,
+        403
+    );
+    assert_eq!(status(&app, &org, TOKEN, &call, "in-progress").await, 204);
+    assert_eq!(task_status(&app, &staff, &id).await, "calling");
+    // Its recording is a second of silence, stored like any other.
+    assert_eq!(recording(&app, &org, &call, "RElocal").await, 204);
+    app.stop().await;
+}
