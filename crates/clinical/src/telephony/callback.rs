@@ -319,6 +319,41 @@ where
             .ok()
     }
 
+    /// Recording `recording` fetched from the provider (bounded in
+    /// length), with its transcript where one may be made.
+    async fn fetch_message(
+        &self,
+        access: &Access,
+        account: &TelephonyAccount,
+        recording: &ProviderSid,
+        duration_secs: u32,
+    ) -> Result<Message, WebhookRefusal> {
+        if duration_secs > limits::RECORDING_SECONDS_MAX {
+            return Err(WebhookRefusal::Invalid("the recording is too long"));
+        }
+        let bytes = self
+            .telephony
+            .fetch_recording(account, recording)
+            .await
+            .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
+        let transcript = self.transcript_of(access, &bytes).await;
+        Ok(Message {
+            recording: recording.clone(),
+            duration_secs,
+            audio: Phi::new(bytes),
+            transcript,
+        })
+    }
+
+    /// What storing a recording came to, as the callback's answer.
+    async fn stored(&self, access: &Access, delivery: Delivery) -> Result<(), WebhookRefusal> {
+        match delivery {
+            Delivery::Processed => Ok(()),
+            Delivery::Replay => Err(refuse(self.events, access, "replayed callback").await),
+            Delivery::UnknownCall => Err(WebhookRefusal::UnknownCall),
+        }
+    }
+
     async fn store_recording(
         &self,
         access: &Access,
@@ -333,25 +368,14 @@ where
         if calls.recording_stored(ctx, recording).await? {
             return Err(refuse(events, access, "replayed callback").await);
         }
-        if duration_secs > limits::RECORDING_SECONDS_MAX {
-            return Err(WebhookRefusal::Invalid("the recording is too long"));
-        }
-        let bytes = telephony
-            .fetch_recording(account, recording)
-            .await
-            .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
-        let transcript = self.transcript_of(access, &bytes).await;
-        let message = Message {
-            recording: recording.clone(),
-            duration_secs,
-            audio: Phi::new(bytes),
-            transcript,
-        };
-        match calls.store_recording(access, &found, &message).await? {
-            Delivery::Processed => {}
-            Delivery::Replay => return Err(refuse(events, access, "replayed callback").await),
-            Delivery::UnknownCall => return Err(WebhookRefusal::UnknownCall),
-        }
+        let message = self
+            .fetch_message(access, account, recording, duration_secs)
+            .await?;
+        self.stored(
+            access,
+            calls.store_recording(access, &found, &message).await?,
+        )
+        .await?;
         // Stored sealed: the provider's copy goes. If deleting fails, the
         // stored row says so (`deleted_at_provider` unset) and the callback
         // still succeeds (a retry would be a replay).
@@ -372,26 +396,14 @@ where
             Some(true) => return Err(refuse(self.events, access, "replayed callback").await),
             Some(false) => {}
         }
-        if duration_secs > limits::RECORDING_SECONDS_MAX {
-            return Err(WebhookRefusal::Invalid("the recording is too long"));
-        }
-        let bytes = self
-            .telephony
-            .fetch_recording(account, recording)
-            .await
-            .map_err(|e| WebhookRefusal::Failed(super::telephony_unavailable(e)))?;
-        let transcript = self.transcript_of(access, &bytes).await;
-        let message = Message {
-            recording: recording.clone(),
-            duration_secs,
-            audio: Phi::new(bytes),
-            transcript,
-        };
-        match self.voicemails.attach(access, call, &message).await? {
-            Delivery::Processed => {}
-            Delivery::Replay => return Err(refuse(self.events, access, "replayed callback").await),
-            Delivery::UnknownCall => return Err(WebhookRefusal::UnknownCall),
-        }
+        let message = self
+            .fetch_message(access, account, recording, duration_secs)
+            .await?;
+        self.stored(
+            access,
+            self.voicemails.attach(access, call, &message).await?,
+        )
+        .await?;
         if self
             .telephony
             .delete_recording(account, recording)
