@@ -43,7 +43,7 @@ pub struct TranscriptionBody {
 
 /// Transcribes audio (PCM WAV, at most 10 MiB and 300 seconds).
 #[utoipa::path(post, operation_id = "voice_transcribe", path = "/api/v1/voice/transcriptions", tag = "assistant",
-    request_body(content = Vec<u8>, content_type = "audio/wav", description = "the audio; its type is read from its bytes"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "PCM WAV audio; its type is read from its bytes, whatever Content-Type says"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = TranscriptionBody),
