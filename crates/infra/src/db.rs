@@ -23,7 +23,7 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use errors::{is_overlap, storage_error};
+pub(crate) use errors::{is_deadlock, is_overlap, storage_error};
 pub(crate) use group::{Audited, UnitFuture};
 pub use posture::PostureProblem;
 pub(crate) use run::{Fetch, Run, insert_all};

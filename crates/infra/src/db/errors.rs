@@ -17,6 +17,20 @@ pub(crate) fn is_overlap(err: &DbErr) -> bool {
     false
 }
 
+/// Whether `err` is PostgreSQL ending a deadlock (`40P01`). Two
+/// transactions inserting overlapping rows under an exclusion constraint
+/// each wait for the other's row: one of them is chosen to fail, and its
+/// row overlapped the other's.
+pub(crate) fn is_deadlock(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    if let DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) = err
+        && let sea_orm::sqlx::Error::Database(d) = e.as_ref()
+    {
+        return d.code().as_deref() == Some("40P01");
+    }
+    false
+}
+
 /// Maps a database error to the port's error. Constraint violations drop
 /// the driver's message: it can quote row values (PHI). Every way of
 /// losing the database ([`is_unavailable`]) is `Unavailable`, whatever
