@@ -402,27 +402,24 @@ fn local_sid(prefix: &str) -> Result<ProviderSid, TelephonyError> {
         .ok_or_else(|| TelephonyError::Unavailable("id".into()))
 }
 
-/// A second of 8 kHz 16-bit mono silence as WAV.
-fn silence() -> Vec<u8> {
-    let data: u32 = 16_000;
-    let mut out = Vec::new();
+/// `seconds` of 8 kHz 16-bit mono PCM silence as a WAV file (the local
+/// provider's recordings; the test stand-in serves the same).
+pub fn silent_wav(seconds: u32) -> Vec<u8> {
+    let data_len = seconds.saturating_mul(16_000);
+    let mut out = Vec::with_capacity(44 + usize::try_from(data_len).unwrap_or(0));
     out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
-    for v in [
-        16u32.to_le_bytes().to_vec(),
-        1u16.to_le_bytes().to_vec(),
-        1u16.to_le_bytes().to_vec(),
-        8000u32.to_le_bytes().to_vec(),
-        16_000u32.to_le_bytes().to_vec(),
-        2u16.to_le_bytes().to_vec(),
-        16u16.to_le_bytes().to_vec(),
-    ] {
-        out.extend_from_slice(&v);
-    }
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
     out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    out.resize(out.len() + 16_000, 0);
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.resize(out.len() + usize::try_from(data_len).unwrap_or(0), 0);
     out
 }
 
@@ -454,7 +451,7 @@ impl Telephony for LocalVoice {
         _: &TelephonyAccount,
         _: &ProviderSid,
     ) -> Result<Vec<u8>, TelephonyError> {
-        Ok(silence())
+        Ok(silent_wav(1))
     }
 
     async fn delete_recording(

@@ -270,20 +270,5 @@ pub async fn signed_callback(
 
 /// A PCM WAV file of `seconds` of silence (8 kHz, 16-bit, mono).
 pub fn wav(seconds: u32) -> Vec<u8> {
-    let data_len = seconds * 8000 * 2;
-    let mut out = Vec::with_capacity(44 + usize::try_from(data_len).unwrap_or(0));
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&8000u32.to_le_bytes());
-    out.extend_from_slice(&16000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    out.resize(out.len() + usize::try_from(data_len).unwrap_or(0), 0);
-    out
+    carapace_infra::voice::silent_wav(seconds)
 }

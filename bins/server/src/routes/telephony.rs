@@ -386,8 +386,13 @@ async fn callback(
         params: &params,
         signature,
     };
-    // Voicemails are transcribed under the assistant's agreements.
-    let speech = match &state.speech {
+    // Recordings and voicemails are transcribed under the assistant's
+    // agreements; no other callback needs the organization's settings.
+    let transcribes = matches!(
+        target,
+        Target::Kind(CallbackKind::Recording | CallbackKind::Voicemail)
+    );
+    let speech = match state.speech.as_ref().filter(|_| transcribes) {
         Some(provider) => {
             let org_baa = state
                 .orgs
