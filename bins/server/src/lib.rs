@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 pub mod cli;
+pub mod fhir;
 pub mod http;
 pub mod logging;
 pub mod metrics;

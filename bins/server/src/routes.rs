@@ -8,6 +8,7 @@ pub mod auth;
 pub mod calendar;
 pub mod consultations;
 pub mod docs;
+pub mod fhir;
 pub mod health;
 pub mod medications;
 pub mod metrics;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(organization::configure)
                 .configure(audit::configure),
         )
+        .service(web::scope(crate::fhir::BASE_PATH).configure(fhir::configure))
         .configure(auth::configure_well_known)
         .configure(docs::configure);
 }

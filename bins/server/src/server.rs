@@ -201,6 +201,12 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         verifications: SeaVerifications::new(db.clone(), keys.clone()),
         calls: carapace_infra::calls::SeaCalls::new(db.clone(), keys.clone()),
         voicemails: carapace_infra::voicemail::SeaVoicemails::new(db.clone(), keys.clone()),
+        public_url: settings
+            .voice
+            .public_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned()),
+        oidc_issuer: settings.oidc.issuer.clone(),
         voice: settings
             .voice
             .provider(settings.profile)
@@ -356,12 +362,16 @@ pub fn start(
             .app_data(web::PayloadConfig::new(limit))
             .app_data(extract::path_config())
             .app_data(extract::query_config())
-            .wrap(Compress::default())
             .wrap(from_fn(crate::http::witness::middleware))
             .wrap(from_fn(kill_switch::middleware))
             .wrap(headers::cors(&origins))
             .wrap(from_fn(wait_budget::middleware))
             .wrap(from_fn(request_id::middleware))
+            // Outermost: every problem on /fhir/ (the framework's own too)
+            // leaves as an OperationOutcome.
+            .wrap(from_fn(crate::fhir::outcome::middleware))
+            // Outside what rewrites bodies: compresses the final one.
+            .wrap(Compress::default())
             .configure(routes::configure)
             .configure(|cfg| debug_routes(cfg, dev))
             .default_service(web::to(routes::not_found))

@@ -94,6 +94,12 @@ pub struct AppState {
     pub voicemails: carapace_infra::voicemail::SeaVoicemails,
     /// The voice API, when telephony is configured.
     pub voice: Option<Voice>,
+    /// The server's public base URL (`CARAPACE_PUBLIC_URL`), no trailing
+    /// `/`: FHIR's `fullUrl`s and links are built on it when set.
+    pub public_url: Option<String>,
+    /// The external OIDC issuer, when configured (the SMART configuration
+    /// names it).
+    pub oidc_issuer: Option<String>,
     /// The speech provider, when one is configured.
     pub speech: Option<carapace_infra::speech::Speech>,
     /// Length limits and horizon of bookings.

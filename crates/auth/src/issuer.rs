@@ -10,6 +10,7 @@
 use carapace_tenancy::{OrgId, SubjectId};
 use serde_json::{Map, Value};
 
+use crate::smart::Scopes;
 use crate::{AuthError, Role, RoleSet};
 
 /// Prefix of subjects from issuer tokens (`oidc:<sub>`).
@@ -52,6 +53,9 @@ pub struct IssuerClaims {
     pub roles: RoleSet,
     /// `amr` contains `mfa` or `otp`.
     pub mfa: bool,
+    /// The SMART scopes of `scope` (a space-separated string) or `scp`
+    /// (an array): they narrow the roles ([`crate::smart`]).
+    pub scopes: Scopes,
 }
 
 /// What a token's registered claims must say, and the clock they are read
@@ -203,11 +207,27 @@ pub fn read_issuer_claims(
         .get("amr")
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|m| matches!(m.as_str(), Some("mfa" | "otp"))));
+    let scope_claim = match (claims.get("scope"), claims.get("scp")) {
+        (None | Some(Value::Null), None | Some(Value::Null)) => String::new(),
+        (Some(Value::String(s)), None) => s.clone(),
+        (None, Some(Value::Array(items))) if items.len() <= crate::smart::MAX_SCOPES => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or(AuthError::InvalidToken("scp holds a non-string"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "),
+        _ => return Err(AuthError::InvalidToken("scope claim has the wrong type")),
+    };
+    let scopes =
+        Scopes::from_claim(&scope_claim).ok_or(AuthError::InvalidToken("too many scopes"))?;
     Ok(IssuerClaims {
         subject,
         org,
         roles: RoleSet::of(&roles),
         mfa,
+        scopes,
     })
 }
 
@@ -257,6 +277,44 @@ mod tests {
             spaced.map(|c| c.roles).ok(),
             Some(RoleSet::of(&[Role::Viewer, Role::Staff]))
         );
+    }
+
+    #[test]
+    fn scopes_narrow_and_malformed_scope_claims_are_refused() {
+        use crate::smart::{Interaction, Reach, ResourceType};
+        let claims =
+            |scope: Value| json!({"sub": "u", "org_id": ORG, "roles": ["staff"], "scope": scope});
+        let c = read(
+            claims(json!("openid user/Patient.rs")),
+            IssuerFlavor::Standard,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.scopes.reach(ResourceType::Patient, Interaction::Read),
+            Some(Reach::Roles)
+        );
+        assert_eq!(
+            c.scopes.reach(ResourceType::Patient, Interaction::Update),
+            None
+        );
+        let scp = json!({"sub": "u", "org_id": ORG, "scp": ["patient/Patient.r"]});
+        let c = read(scp, IssuerFlavor::Standard).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.scopes.reach(ResourceType::Patient, Interaction::Read),
+            Some(Reach::OwnRecord)
+        );
+        let none = read(json!({"sub": "u", "org_id": ORG}), IssuerFlavor::Standard)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!none.scopes.is_restricted());
+        for bad in [
+            claims(json!(["user/Patient.rs"])),
+            claims(json!(7)),
+            json!({"sub": "u", "org_id": ORG, "scp": ["user/Patient.rs", 1]}),
+            json!({"sub": "u", "org_id": ORG, "scope": "user/Patient.rs", "scp": ["system/*.*"]}),
+            claims(json!(vec!["user/Patient.r"; 65].join(" "))),
+        ] {
+            assert!(read(bad.clone(), IssuerFlavor::Standard).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod policy;
 mod principal;
 pub mod rate_limit;
 pub mod service_keys;
+pub mod smart;
 pub mod subjects;
 
 pub use error::AuthError;

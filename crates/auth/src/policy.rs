@@ -6,6 +6,7 @@ mod matrix;
 
 use carapace_tenancy::{ClinicianScope, PhiMfa};
 
+use crate::smart::{Interaction, Reach, ResourceType};
 use crate::{Principal, Role};
 
 use Permission::{AppointmentRead, AuditRead, PatientRead};
@@ -20,6 +21,8 @@ pub enum DenyReason {
     StepUpRequired(Permission),
     /// Granted for related patients only, and this one is not related.
     NoRelationship(Permission),
+    /// Granted to the roles, but outside the token's SMART scopes.
+    OutOfScope(Permission),
 }
 
 /// The outcome of [`authorize`].
@@ -35,7 +38,41 @@ pub enum Decision {
 ///
 /// MFA step-up: administrative operations always need an MFA session, and
 /// so does PHI access by a principal whose only grant comes from `admin`.
+/// A token with SMART scopes needs one that covers the permission
+/// ([`crate::smart`]): scopes narrow the roles, never widen them.
 pub fn authorize(principal: &Principal, permission: Permission) -> Decision {
+    if let Decision::Deny(reason) = authorize_roles(principal, permission) {
+        return Decision::Deny(reason);
+    }
+    match principal.scopes().reach_of(permission) {
+        Some(_) => Decision::Allow,
+        None => Decision::Deny(DenyReason::OutOfScope(permission)),
+    }
+}
+
+/// Whether `principal`'s token scopes allow `interaction` on `resource`
+/// (after [`authorize`] allowed the permission the route needs): how a
+/// FHIR interaction is checked against `user/Patient.rs`-style scopes,
+/// one letter at a time.
+pub fn authorize_interaction(
+    principal: &Principal,
+    permission: Permission,
+    resource: ResourceType,
+    interaction: Interaction,
+) -> Decision {
+    match principal.scopes().reach(resource, interaction) {
+        Some(_) => Decision::Allow,
+        None => Decision::Deny(DenyReason::OutOfScope(permission)),
+    }
+}
+
+/// Whether the token's scopes confine `permission` to the patient record
+/// linked to the user (`patient/` scopes only).
+fn own_record_only(principal: &Principal, permission: Permission) -> bool {
+    principal.scopes().reach_of(permission) == Some(Reach::OwnRecord)
+}
+
+fn authorize_roles(principal: &Principal, permission: Permission) -> Decision {
     let granting: Vec<Role> = principal
         .roles()
         .iter()
@@ -78,6 +115,13 @@ pub fn authorize_patient(
 ) -> Decision {
     if let Decision::Deny(reason) = authorize(principal, permission) {
         return Decision::Deny(reason);
+    }
+    if own_record_only(principal, permission) {
+        return if relation.own_record {
+            Decision::Allow
+        } else {
+            Decision::Deny(DenyReason::OutOfScope(permission))
+        };
     }
     let grants = |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&permission);
     let allowed = ORG_WIDE.iter().any(|r| grants(*r))
@@ -144,6 +188,9 @@ pub fn authorize_schedule(
     }
     let reads =
         |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&AppointmentRead);
+    if own_record_only(principal, AppointmentRead) {
+        return Decision::Deny(DenyReason::OutOfScope(AppointmentRead));
+    }
     if ORG_WIDE.iter().any(|r| reads(*r)) || principal.subject() == practitioner {
         Decision::Allow
     } else {
@@ -172,7 +219,9 @@ pub enum ScheduleScope {
 pub fn schedule_scope(principal: &Principal) -> Option<ScheduleScope> {
     let reads =
         |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&AppointmentRead);
-    if ORG_WIDE.iter().any(|r| reads(*r)) {
+    if own_record_only(principal, AppointmentRead) {
+        None
+    } else if ORG_WIDE.iter().any(|r| reads(*r)) {
         Some(ScheduleScope::Organization)
     } else if reads(Role::Clinician) {
         Some(ScheduleScope::Own)
@@ -196,7 +245,9 @@ pub enum PatientListScope {
 /// `patient:read`).
 pub fn patient_list_scope(principal: &Principal, scope: ClinicianScope) -> PatientListScope {
     let reads = |r: Role| principal.roles().contains(r) && permissions_of(r).contains(&PatientRead);
-    if ORG_WIDE.iter().any(|r| reads(*r))
+    if own_record_only(principal, PatientRead) {
+        PatientListScope::OwnRecord
+    } else if ORG_WIDE.iter().any(|r| reads(*r))
         || (reads(Role::Clinician) && scope == ClinicianScope::Organization)
     {
         PatientListScope::Organization

@@ -120,6 +120,7 @@ pub struct Principal {
     mfa: bool,
     actor: Option<SubjectId>,
     session: Option<crate::local::SessionId>,
+    scopes: crate::smart::Scopes,
 }
 
 impl Principal {
@@ -138,6 +139,18 @@ impl Principal {
         event
     }
 
+    /// The principal limited to what `scopes` allow (SMART scopes only
+    /// narrow the roles).
+    pub fn with_scopes(mut self, scopes: crate::smart::Scopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// What the token's SMART scopes allow.
+    pub fn scopes(&self) -> &crate::smart::Scopes {
+        &self.scopes
+    }
+
     /// A principal. Only token verifiers should build these.
     pub fn new(subject: SubjectId, org: OrgId, roles: RoleSet) -> Self {
         Self {
@@ -147,6 +160,7 @@ impl Principal {
             mfa: false,
             actor: None,
             session: None,
+            scopes: crate::smart::Scopes::unrestricted(),
         }
     }
 

@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 
 use crate::ClinicalError;
 use crate::patient::{
-    Demographics, Patient, PatientAdmission, PatientId, PatientPage, PatientQuery,
-    PatientRepository, RelatedRead, Visibility,
+    Demographics, Patient, PatientAdmission, PatientId, PatientPage, PatientPatch, PatientQuery,
+    PatientRepository, RelatedRead, Version, Visibility,
 };
 
 /// Who calls: the principal, their organization's settings as read for
@@ -181,6 +181,44 @@ impl<P: PatientRepository, T: AuditTrail> PatientAccess<'_, P, T> {
         self.patients
             .create(&caller.access, demographics, care_team)
             .await
+    }
+
+    /// Applies `patch` to patient `id` for `caller` (`patient:write` and a
+    /// relationship, [`Self::reach`]); with `expected`, only while the
+    /// patient is at that version ([`ClinicalError::VersionConflict`]).
+    pub async fn update(
+        &self,
+        caller: &Caller<'_>,
+        id: PatientId,
+        patch: &PatientPatch,
+        expected: Option<Version>,
+        now: OffsetDateTime,
+    ) -> Result<Patient, ClinicalError> {
+        let access = self
+            .reach(caller, id, Permission::PatientWrite, now)
+            .await?;
+        self.patients
+            .update(&access, id, patch, expected)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Deletes patient `id` for `caller` (`patient:delete` and a
+    /// relationship, [`Self::reach`]).
+    pub async fn delete(
+        &self,
+        caller: &Caller<'_>,
+        id: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<(), ClinicalError> {
+        let access = self
+            .reach(caller, id, Permission::PatientDelete, now)
+            .await?;
+        if self.patients.delete(&access, id).await? {
+            Ok(())
+        } else {
+            Err(ClinicalError::NotFound)
+        }
     }
 
     /// A page of the patients `query` asks for among those `caller` may

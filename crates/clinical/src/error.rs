@@ -62,6 +62,10 @@ pub enum ClinicalError {
     /// recorded as a security event).
     #[error("denied: {0:?}")]
     Denied(DenyReason),
+    /// The record changed since the version the caller based its change
+    /// on (a stale `If-Match`): nothing was written.
+    #[error("version conflict")]
+    VersionConflict,
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -83,6 +87,8 @@ impl ClinicalError {
             Self::Denied(DenyReason::MissingPermission(_)) => "forbidden",
             Self::Denied(DenyReason::StepUpRequired(_)) => "mfa_required",
             Self::Denied(DenyReason::NoRelationship(_)) => "no_relationship",
+            Self::Denied(DenyReason::OutOfScope(_)) => "insufficient_scope",
+            Self::VersionConflict => "version_conflict",
             Self::Storage(e) => e.code(),
             Self::Audit(e) => e.0.code(),
         }

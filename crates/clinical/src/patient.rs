@@ -92,6 +92,22 @@ pub struct PatientPatch {
     pub sex: Option<Option<Phi<Sex>>>,
 }
 
+impl PatientPatch {
+    /// The patch that replaces every field with `d`'s (a whole-record
+    /// update, FHIR's `PUT`): optional fields `d` lacks are cleared.
+    pub fn replacing(d: Demographics) -> Self {
+        Self {
+            given_name: Some(d.given_name),
+            family_name: Some(d.family_name),
+            birth_date: Some(d.birth_date),
+            member_id: Some(d.member_id),
+            phone: Some(d.phone),
+            email: Some(d.email),
+            sex: Some(d.sex),
+        }
+    }
+}
+
 /// Names of the PHI fields of a patient record, as audit events list them.
 pub const PHI_FIELDS: [&str; 7] = [
     "given_name",
@@ -160,6 +176,42 @@ pub struct Patient {
     pub created_at: OffsetDateTime,
     /// When it was last changed.
     pub updated_at: OffsetDateTime,
+}
+
+impl Patient {
+    /// Its current version.
+    pub fn version(&self) -> Version {
+        Version::of(self.updated_at)
+    }
+}
+
+/// A version of a record (FHIR's `meta.versionId`, an `ETag`): the instant
+/// of its last change in microseconds since the epoch. Repositories keep
+/// it strictly increasing per record, so every change makes a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(i64);
+
+impl Version {
+    /// The version of a record last changed at `updated_at`.
+    pub fn of(updated_at: OffsetDateTime) -> Self {
+        let micros = updated_at.unix_timestamp_nanos() / 1_000;
+        Self(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    /// A version as [`fmt::Display`] writes it (decimal digits); `None`
+    /// for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 /// How many items one page holds: 1 to [`PageLimit::MAX`], default
@@ -358,6 +410,18 @@ pub struct PatientQuery {
     pub limit: PageLimit,
     /// Continue after this patient (ids ascend).
     pub after: Option<PatientId>,
+    /// Only patients last changed within these bounds.
+    pub updated: UpdatedWithin,
+}
+
+/// Bounds on when a record was last changed (FHIR `_lastUpdated`); each
+/// bound inclusive when its flag says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdatedWithin {
+    /// Changed at or after (`true`), or strictly after (`false`).
+    pub after: Option<(OffsetDateTime, bool)>,
+    /// Changed at or before (`true`), or strictly before (`false`).
+    pub before: Option<(OffsetDateTime, bool)>,
 }
 
 /// One page of patients.
@@ -471,12 +535,15 @@ pub trait PatientRepository: Send + Sync {
         id: PatientId,
     ) -> impl Future<Output = Result<Option<Patient>, ClinicalError>> + Send;
 
-    /// Applies `patch` (`patient.update`); `None` if there is no such patient.
+    /// Applies `patch` (`patient.update`); `None` if there is no such
+    /// patient; [`ClinicalError::VersionConflict`] (nothing written) when
+    /// `expected` is given and the patient is at another version.
     fn update(
         &self,
         access: &Access,
         id: PatientId,
         patch: &PatientPatch,
+        expected: Option<Version>,
     ) -> impl Future<Output = Result<Option<Patient>, ClinicalError>> + Send;
 
     /// Deletes a patient (`patient.delete`); `false` if there was none.

@@ -177,7 +177,9 @@ impl OidcVerifier {
         )?;
         let claims = read_issuer_claims(&data.claims, rules)?;
         self.ensure_org_exists(claims.org).await?;
-        Ok(Principal::new(claims.subject, claims.org, claims.roles).with_mfa(claims.mfa))
+        Ok(Principal::new(claims.subject, claims.org, claims.roles)
+            .with_mfa(claims.mfa)
+            .with_scopes(claims.scopes))
     }
 
     async fn ensure_org_exists(&self, org: OrgId) -> Result<(), AuthError> {

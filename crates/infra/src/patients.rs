@@ -12,7 +12,8 @@ use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::patient::{
     CareRole, Demographics, PHI_FIELDS, Patient, PatientAdmission, PatientId, PatientLinks,
-    PatientPage, PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Visibility,
+    PatientPage, PatientPatch, PatientQuery, PatientRepository, RelatedRead, Sex, Version,
+    Visibility,
 };
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 //! every route of the OpenAPI document has exactly one rule.
 
 use carapace_auth::policy::Permission;
+use carapace_auth::smart::{Interaction, ResourceType};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,7 +270,90 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/voicemails", Needs(VoicemailRead)),
     ("GET", "/api/v1/voicemails/{id}", Needs(VoicemailRead)),
     ("GET", "/api/v1/voicemails/{id}/audio", Needs(VoicemailRead)),
+    ("GET", "/fhir/R4/metadata", Public),
+    ("GET", "/fhir/R4/.well-known/smart-configuration", Public),
+    ("GET", "/fhir/R4/Patient", Needs(PatientRead)),
+    ("POST", "/fhir/R4/Patient", Needs(PatientWrite)),
+    ("GET", "/fhir/R4/Patient/{id}", Needs(PatientRead)),
+    ("PUT", "/fhir/R4/Patient/{id}", Needs(PatientWrite)),
+    ("DELETE", "/fhir/R4/Patient/{id}", Needs(PatientDelete)),
 ];
+
+/// The FHIR interaction each FHIR route is (and each REST route of the
+/// same resource), checked against the token's SMART scopes
+/// ([`carapace_auth::policy::authorize_interaction`]) after its rule in
+/// [`ROUTES`]: a `user/Patient.r` token reads a patient either way and
+/// searches neither way.
+pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
+    (
+        "GET",
+        "/api/v1/patients",
+        ResourceType::Patient,
+        Interaction::Search,
+    ),
+    (
+        "POST",
+        "/api/v1/patients",
+        ResourceType::Patient,
+        Interaction::Create,
+    ),
+    (
+        "GET",
+        "/api/v1/patients/{id}",
+        ResourceType::Patient,
+        Interaction::Read,
+    ),
+    (
+        "PATCH",
+        "/api/v1/patients/{id}",
+        ResourceType::Patient,
+        Interaction::Update,
+    ),
+    (
+        "DELETE",
+        "/api/v1/patients/{id}",
+        ResourceType::Patient,
+        Interaction::Delete,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Patient",
+        ResourceType::Patient,
+        Interaction::Search,
+    ),
+    (
+        "POST",
+        "/fhir/R4/Patient",
+        ResourceType::Patient,
+        Interaction::Create,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Patient/{id}",
+        ResourceType::Patient,
+        Interaction::Read,
+    ),
+    (
+        "PUT",
+        "/fhir/R4/Patient/{id}",
+        ResourceType::Patient,
+        Interaction::Update,
+    ),
+    (
+        "DELETE",
+        "/fhir/R4/Patient/{id}",
+        ResourceType::Patient,
+        Interaction::Delete,
+    ),
+];
+
+/// The FHIR interaction of `method` on the route `pattern`, if it is one.
+pub fn interaction(method: &str, pattern: &str) -> Option<(ResourceType, Interaction)> {
+    INTERACTIONS
+        .iter()
+        .find(|(m, p, _, _)| *m == method && *p == pattern)
+        .map(|(_, _, t, i)| (*t, *i))
+}
 
 /// The rule for `method` on the route `pattern`, if there is one.
 pub fn rule(method: &str, pattern: &str) -> Option<Access> {
@@ -347,6 +431,20 @@ mod tests {
                     .is_some_and(|d| d.contains("Access: `")),
                 "{method} {pattern}"
             );
+        }
+    }
+
+    #[test]
+    fn every_fhir_route_that_needs_a_permission_is_an_interaction() {
+        for (method, pattern, rule) in ROUTES {
+            let fhir = pattern.starts_with("/fhir/");
+            let needs = matches!(rule, Needs(_));
+            let is_interaction = interaction(method, pattern).is_some();
+            assert!(!(fhir && needs) || is_interaction, "{method} {pattern}");
+            assert!(!is_interaction || needs, "{method} {pattern}");
+        }
+        for (method, pattern, _, _) in INTERACTIONS {
+            assert!(rule(method, pattern).is_some(), "{method} {pattern}");
         }
     }
 

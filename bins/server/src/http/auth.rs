@@ -9,7 +9,9 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use carapace_audit::{Access as AuditAccess, ActorKind, Origin, SecurityEvent, SecurityEventKind};
-use carapace_auth::policy::{Decision, DenyReason, authorize, require_phi_mfa};
+use carapace_auth::policy::{
+    Decision, DenyReason, authorize, authorize_interaction, require_phi_mfa,
+};
 use carapace_auth::rate_limit::{LimitKey, RateLimiter as _, Verdict};
 use carapace_auth::{AuthError, Principal, Role, TokenVerifier as _};
 use carapace_tenancy::{OrgSettings, OrgSlug, OrganizationRepository as _};
@@ -78,9 +80,13 @@ impl FromRequest for Authorized {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let rule = req
-            .match_pattern()
-            .and_then(|pattern| access::rule(req.method().as_str(), &pattern));
+        let pattern = req.match_pattern();
+        let rule = pattern
+            .as_deref()
+            .and_then(|pattern| access::rule(req.method().as_str(), pattern));
+        let interaction = pattern
+            .as_deref()
+            .and_then(|pattern| access::interaction(req.method().as_str(), pattern));
         let token = credentials(req);
         let origin = origin(req);
         let class = super::limits::principal_class(req);
@@ -112,7 +118,13 @@ impl FromRequest for Authorized {
                 check_host_org(&state, &principal, &slug, &origin).await?;
             }
             if let Some(permission) = needed {
-                match authorize(&principal, permission) {
+                let decision = match (authorize(&principal, permission), interaction) {
+                    (Decision::Allow, Some((resource, i))) => {
+                        authorize_interaction(&principal, permission, resource, i)
+                    }
+                    (decision, _) => decision,
+                };
+                match decision {
                     Decision::Allow => {}
                     Decision::Deny(reason) => {
                         return Err(denied(
@@ -204,6 +216,7 @@ pub(crate) async fn denied(
         DenyReason::StepUpRequired(_) => ApiError::StepUpRequired,
         DenyReason::MissingPermission(_) => ApiError::Forbidden,
         DenyReason::NoRelationship(_) => ApiError::NoRelationship,
+        DenyReason::OutOfScope(_) => ApiError::OutOfScope,
     }
 }
 

@@ -67,6 +67,12 @@ pub enum ApiError {
     /// relationship; an emergency may use break-glass).
     #[error("no relationship to this patient")]
     NoRelationship,
+    /// Allowed to the roles, but outside the token's SMART scopes.
+    #[error("insufficient scope")]
+    OutOfScope,
+    /// The record changed since the version named in `If-Match`.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// Allowed only to an MFA session: the client must step up.
     #[error("MFA required")]
     StepUpRequired,
@@ -165,6 +171,8 @@ impl ApiError {
             Self::CsrfFailed => "csrf_failed",
             Self::StepUpRequired => "mfa_required",
             Self::NoRelationship => "no_relationship",
+            Self::OutOfScope => "insufficient_scope",
+            Self::PreconditionFailed => "version_conflict",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -215,6 +223,13 @@ impl ApiError {
                 "this needs an MFA session: complete MFA (amr must contain mfa) and retry"
                     .to_owned(),
             ),
+            Self::OutOfScope => Some(
+                "the token's SMART scopes do not cover this; ask for a wider scope".to_owned(),
+            ),
+            Self::PreconditionFailed => Some(
+                "the record changed since the version in If-Match; read it again and retry"
+                    .to_owned(),
+            ),
             Self::WitnessBacklog => Some(
                 "the audit trail cannot be anchored outside the database right now; PHI is served again once it is"
                     .to_owned(),
@@ -253,7 +268,9 @@ impl ResponseError for ApiError {
             | Self::CsrfFailed
             | Self::StepUpRequired
             | Self::NoRelationship
+            | Self::OutOfScope
             | Self::Refused { .. } => StatusCode::FORBIDDEN,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::Unauthenticated(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -369,7 +386,9 @@ impl From<ClinicalError> for ApiError {
                 DenyReason::StepUpRequired(_) => Self::StepUpRequired,
                 DenyReason::MissingPermission(_) => Self::Forbidden,
                 DenyReason::NoRelationship(_) => Self::NoRelationship,
+                DenyReason::OutOfScope(_) => Self::OutOfScope,
             },
+            ClinicalError::VersionConflict => Self::PreconditionFailed,
             ClinicalError::Audit(e) => e.into(),
             other => Self::Internal(Box::new(other)),
         }
@@ -431,6 +450,8 @@ mod tests {
             (ApiError::CsrfFailed, 403, "csrf_failed"),
             (ApiError::StepUpRequired, 403, "mfa_required"),
             (ApiError::NoRelationship, 403, "no_relationship"),
+            (ApiError::OutOfScope, 403, "insufficient_scope"),
+            (ApiError::PreconditionFailed, 412, "version_conflict"),
             (
                 ApiError::Refused {
                     code: "org_baa_missing",

@@ -81,6 +81,25 @@ impl<T: DeserializeOwned + 'static> FromRequest for MergePatchBody<T> {
     }
 }
 
+/// The media types of a FHIR resource.
+const FHIR_OR_JSON: &[&str] = &["application/fhir+json", "application/json"];
+
+/// A FHIR resource body as JSON, sent as `application/fhir+json` (or
+/// `application/json`); otherwise as [`JsonBody`]. Its elements are read
+/// by [`crate::fhir`], which names any at fault.
+#[derive(Debug)]
+pub struct FhirBody(pub serde_json::Value);
+
+impl FromRequest for FhirBody {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read::<serde_json::Value>(req, payload, FHIR_OR_JSON);
+        Box::pin(async move { body.await.map(FhirBody) })
+    }
+}
+
 /// Reads a body of one of the `accepted` media types as `T`.
 fn read<T: DeserializeOwned + 'static>(
     req: &HttpRequest,

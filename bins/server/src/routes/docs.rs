@@ -7,9 +7,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    admin, appointments, assistant, audit, auth, calendar, consultations, health, medications,
-    metrics, organization, patients, research, service_keys, telephony, users, verification, voice,
-    voicemail,
+    admin, appointments, assistant, audit, auth, calendar, consultations, fhir, health,
+    medications, metrics, organization, patients, research, service_keys, telephony, users,
+    verification, voice, voicemail,
 };
 use crate::http::error::{Problem, ProblemField};
 
@@ -48,8 +48,10 @@ use crate::http::error::{Problem, ProblemField};
         telephony::reminder_answer,
         voicemail::list, voicemail::get, voicemail::play,
         research::summary, assistant::send, assistant::history, voice::transcribe, voice::speak,
+        fhir::metadata, fhir::smart_configuration, fhir::patient::search, fhir::patient::create,
+        fhir::patient::read, fhir::patient::update, fhir::patient::delete,
     ),
-    components(schemas(Problem, ProblemField)),
+    components(schemas(Problem, ProblemField, fhir::Resource, fhir::OperationOutcome)),
     modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),
     tags((name = "auth", description = "Local accounts and sessions"),
          (name = "patients", description = "Patient records of the caller's organization"),
@@ -60,6 +62,7 @@ use crate::http::error::{Problem, ProblemField};
          (name = "telephony", description = "Calls placed for verification tasks, their recordings, and the provider's signed callbacks"),
          (name = "assistant", description = "The AI assistant (off without both BAAs)"),
          (name = "audit", description = "The audit trail and patients' accounting of disclosures"),
+         (name = "fhir", description = "FHIR R4 (4.0.1), application/fhir+json; errors are OperationOutcome"),
          (name = "health", description = "Liveness and readiness"),
          (name = "operations", description = "Operating the deployment (kill switch)")),
 )]
@@ -152,7 +155,13 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
 impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in &mut openapi.paths.paths {
+            // FHIR answers errors as OperationOutcome (crate::fhir::outcome).
+            let (media, schema) = if path.starts_with(crate::fhir::PREFIX) {
+                ("application/fhir+json", "OperationOutcome")
+            } else {
+                ("application/problem+json", "Problem")
+            };
             let ops = [
                 item.get.as_mut(),
                 item.post.as_mut(),
@@ -169,9 +178,9 @@ impl Modify for CommonErrors {
                             ResponseBuilder::new()
                                 .description(*description)
                                 .content(
-                                    "application/problem+json",
+                                    media,
                                     ContentBuilder::new()
-                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .schema(Some(Ref::from_schema_name(schema)))
                                         .build(),
                                 )
                                 .build()

@@ -10,9 +10,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use carapace_audit::Access;
 use carapace_auth::policy::Permission;
-use carapace_clinical::patient::{
-    CURSOR_SCOPE, PatientId, PatientQuery, PatientRepository as _, Visibility,
-};
+use carapace_clinical::patient::{CURSOR_SCOPE, PatientId, PatientQuery, Visibility};
 use carapace_clinical::patient::{PageLimit, member_id_filter, name_dob_filter};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -129,13 +127,10 @@ pub async fn update(
     body: MergePatchBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, id, Permission::PatientWrite).await?;
     let patch = body.0.into_input().parse(today())?;
-    let patient = state
-        .patients
-        .update(&access, id, &patch)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let patient = patient_access(&state)
+        .update(&caller(&auth), id, &patch, None, OffsetDateTime::now_utc())
+        .await?;
     Ok(HttpResponse::Ok().json(PatientView::from(&patient)))
 }
 
@@ -152,12 +147,10 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, id, Permission::PatientDelete).await?;
-    if state.patients.delete(&access, id).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    patient_access(&state)
+        .delete(&caller(&auth), id, OffsetDateTime::now_utc())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Listing parameters.
@@ -218,6 +211,7 @@ pub async fn list(
         limit: PageLimit::parse_text(params.limit.as_deref())?,
         after,
         visibility: Visibility::Nothing,
+        updated: Default::default(),
     };
     let page = patient_access(&state).list(&caller(&auth), query).await?;
     let next_cursor = page.next_after.map(|id| {

@@ -49,7 +49,15 @@ async fn every_protected_route_refuses_anonymous_callers() {
                 .json(&json!({})),
         )
         .await;
-        problem(res, 401).await;
+        if path.starts_with("/fhir/") {
+            // The FHIR surface answers the same refusal as an OperationOutcome.
+            assert_eq!(res.status(), 401, "{method} {path}");
+            let body: serde_json::Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(body["resourceType"], "OperationOutcome", "{method} {path}");
+            assert_eq!(body["issue"][0]["code"], "login", "{method} {path}");
+        } else {
+            problem(res, 401).await;
+        }
         checked += 1;
     }
     assert!(checked >= 10, "checked {checked} routes");

@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod consultations;
 mod faults;
+mod fhir;
 mod headers;
 mod health;
 mod isolation;

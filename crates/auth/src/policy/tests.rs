@@ -281,3 +281,104 @@ fn an_impersonated_session_changes_no_credentials() {
     let admin = SubjectId::parse("admin-1").unwrap_or_else(|e| panic!("{e}"));
     assert!(!may_change_own_credentials(&own.with_actor(Some(admin))));
 }
+
+mod smart_scopes {
+    use super::super::*;
+    use crate::smart::Scopes;
+    use carapace_tenancy::{OrgId, SubjectId};
+
+    fn scoped(roles: &[Role], claim: &str) -> Principal {
+        Principal::new(
+            SubjectId::parse("oidc:u").unwrap_or_else(|e| panic!("{e:?}")),
+            OrgId::from_uuid(uuid::Uuid::nil()),
+            crate::RoleSet::of(roles),
+        )
+        .with_mfa(true)
+        .with_scopes(Scopes::from_claim(claim).unwrap_or_else(|| panic!("claim")))
+    }
+
+    #[test]
+    fn scopes_never_widen_the_roles() {
+        let viewer = scoped(&[Role::Viewer], "system/*.cruds");
+        assert_eq!(authorize(&viewer, PatientRead), Decision::Allow);
+        assert_eq!(
+            authorize(&viewer, Permission::PatientWrite),
+            Decision::Deny(DenyReason::MissingPermission(Permission::PatientWrite))
+        );
+    }
+
+    #[test]
+    fn scopes_narrow_the_roles() {
+        let admin = scoped(&[Role::Admin], "user/Patient.rs");
+        assert_eq!(authorize(&admin, PatientRead), Decision::Allow);
+        for p in [
+            Permission::PatientWrite,
+            Permission::PatientDelete,
+            Permission::UserAdmin,
+            AuditRead,
+            AppointmentRead,
+        ] {
+            assert_eq!(
+                authorize(&admin, p),
+                Decision::Deny(DenyReason::OutOfScope(p)),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            authorize_interaction(
+                &admin,
+                PatientRead,
+                ResourceType::Patient,
+                Interaction::Read
+            ),
+            Decision::Allow
+        );
+        let read_only = scoped(&[Role::Admin], "user/Patient.r");
+        assert_eq!(
+            authorize_interaction(
+                &read_only,
+                PatientRead,
+                ResourceType::Patient,
+                Interaction::Search
+            ),
+            Decision::Deny(DenyReason::OutOfScope(PatientRead))
+        );
+    }
+
+    #[test]
+    fn patient_scopes_confine_to_the_own_record_whatever_the_role() {
+        let clinician = scoped(&[Role::Clinician, Role::Staff], "patient/*.rs");
+        let related = PatientRelation {
+            care_team: true,
+            break_glass: true,
+            own_record: false,
+        };
+        assert_eq!(
+            authorize_patient(
+                &clinician,
+                PatientRead,
+                related,
+                ClinicianScope::Organization
+            ),
+            Decision::Deny(DenyReason::OutOfScope(PatientRead))
+        );
+        let own = PatientRelation {
+            own_record: true,
+            ..PatientRelation::default()
+        };
+        assert_eq!(
+            authorize_patient(&clinician, PatientRead, own, ClinicianScope::CareTeam),
+            Decision::Allow
+        );
+        assert_eq!(
+            patient_list_scope(&clinician, ClinicianScope::Organization),
+            PatientListScope::OwnRecord
+        );
+        assert_eq!(schedule_scope(&clinician), None);
+        let user_too = scoped(&[Role::Staff], "patient/*.rs user/Patient.rs");
+        assert_eq!(
+            patient_list_scope(&user_too, ClinicianScope::CareTeam),
+            PatientListScope::Organization
+        );
+    }
+}

@@ -254,6 +254,7 @@ impl PatientRepository for FakePatients {
         _: &Access,
         _: PatientId,
         _: &PatientPatch,
+        _: Option<crate::patient::Version>,
     ) -> Result<Option<Patient>, ClinicalError> {
         unused()
     }

@@ -221,6 +221,7 @@ impl PatientRepository for SeaPatients {
         access: &Access,
         id: PatientId,
         patch: &PatientPatch,
+        expected: Option<Version>,
     ) -> Result<Option<Patient>, ClinicalError> {
         let ctx = access.tenant();
         let key = self.keys.current(ctx).await?;
@@ -234,6 +235,10 @@ impl PatientRepository for SeaPatients {
             crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         };
+        if expected.is_some_and(|v| v != Version::of(current.updated_at)) {
+            // Nothing read, nothing written: the transaction rolls back.
+            return Err(ClinicalError::VersionConflict);
+        }
         // Usually the row is under the current key; an older version is
         // fetched (and cached) only after a rotation.
         let mut patient = if i64::from(current.key_version) == i64::from(key.version()) {
@@ -245,7 +250,9 @@ impl PatientRepository for SeaPatients {
             p
         };
         patch.apply(&mut patient.demographics);
-        patient.updated_at = now();
+        // Strictly later than the version it replaces, whatever the clock
+        // says: every change is a new version.
+        patient.updated_at = now().max(patient.updated_at + time::Duration::microseconds(1));
         // Re-encrypted whole, under the current key.
         to_row(
             &key,
@@ -510,6 +517,16 @@ impl PatientRepository for SeaPatients {
         if let Some(after) = q.after {
             query = query.filter(row::Column::Id.gt(after.as_uuid()));
         }
+        query = match q.updated.after {
+            Some((t, true)) => query.filter(row::Column::UpdatedAt.gte(t)),
+            Some((t, false)) => query.filter(row::Column::UpdatedAt.gt(t)),
+            None => query,
+        };
+        query = match q.updated.before {
+            Some((t, true)) => query.filter(row::Column::UpdatedAt.lte(t)),
+            Some((t, false)) => query.filter(row::Column::UpdatedAt.lt(t)),
+            None => query,
+        };
         let select = query
             .order_by_asc(row::Column::Id)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))

@@ -120,7 +120,7 @@ async fn every_phi_call_records_exactly_its_events(db: Database) {
         vec![("patient.read", Outcome::NotFound, id(missing))],
         events(&db, &ctx).await,
     );
-    let _ = repo.update(&who, q.id, &patch).await;
+    let _ = repo.update(&who, q.id, &patch, None).await;
     check(
         "update",
         vec![("patient.update", Outcome::Allowed, id(q.id))],

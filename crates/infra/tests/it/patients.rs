@@ -40,7 +40,7 @@ async fn crud_and_isolation(db: Database) {
         ..PatientPatch::default()
     };
     assert!(
-        repo.update(&acc(&b), jane.id, &patch)
+        repo.update(&acc(&b), jane.id, &patch, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none()
@@ -75,7 +75,7 @@ async fn crud_and_isolation(db: Database) {
 
     // A's own update and delete work.
     let updated = repo
-        .update(&acc(&a), jane.id, &patch)
+        .update(&acc(&a), jane.id, &patch, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(

@@ -1,0 +1,115 @@
+//! The `CapabilityStatement` (`/metadata`) and the SMART configuration
+//! (`/.well-known/smart-configuration`): exactly what is served, no more.
+
+use serde_json::{Value, json};
+
+use super::FHIR_VERSION;
+
+/// The search parameters of `Patient`.
+pub const PATIENT_SEARCH: &[(&str, &str, &str)] = &[
+    (
+        "_id",
+        "token",
+        "the patient's id (a read: the same audit event)",
+    ),
+    (
+        "identifier",
+        "token",
+        "the insurance member id: urn:carapace:member-id|<value>, or <value>",
+    ),
+    (
+        "family",
+        "string",
+        "exact family name; only together with birthdate",
+    ),
+    (
+        "birthdate",
+        "date",
+        "exact birth date (YYYY-MM-DD); only together with family",
+    ),
+    (
+        "_lastUpdated",
+        "date",
+        "gt, ge, lt or le an instant (at most two)",
+    ),
+];
+
+/// The capability statement of this server, its FHIR base at `base`.
+pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
+    let patient_search: Vec<Value> = PATIENT_SEARCH
+        .iter()
+        .map(|(name, kind, doc)| json!({"name": name, "type": kind, "documentation": doc}))
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": published,
+        "publisher": "Carapace",
+        "kind": "instance",
+        "software": {"name": "Carapace", "version": software_version},
+        "implementation": {"description": "Carapace FHIR R4 API", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": true,
+                "service": [{
+                    "coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }],
+                }],
+                "description": "Bearer tokens (OAuth 2.0 / OpenID Connect). SMART v2 scopes in the token's scope claim narrow what the roles allow, never widen it; patient/ scopes reach the record linked to the user only. See .well-known/smart-configuration.",
+            },
+            "resource": [{
+                "type": "Patient",
+                "versioning": "versioned-update",
+                "readHistory": false,
+                "updateCreate": false,
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "interaction": [
+                    {"code": "read"},
+                    {"code": "create"},
+                    {"code": "update"},
+                    {"code": "delete"},
+                    {"code": "search-type"},
+                ],
+                "searchParam": patient_search,
+            }],
+        }],
+    })
+}
+
+/// The SMART configuration: the capabilities and scopes honoured, and
+/// the authorization server's endpoints where one is configured.
+pub fn smart_configuration(issuer: Option<&str>) -> Value {
+    let mut config = json!({
+        "capabilities": [
+            "permission-v1",
+            "permission-v2",
+            "permission-patient",
+            "permission-user",
+        ],
+        "scopes_supported": [
+            "patient/*.rs",
+            "user/*.cruds",
+            "system/*.rs",
+            "patient/Patient.rs",
+            "user/Patient.cruds",
+            "system/Patient.rs",
+        ],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+        "response_types_supported": ["code"],
+    });
+    if let Some(issuer) = issuer {
+        let issuer = issuer.trim_end_matches('/');
+        config["issuer"] = issuer.into();
+        config["authorization_server_metadata"] =
+            format!("{issuer}/.well-known/openid-configuration").into();
+    }
+    config
+}

@@ -1,0 +1,108 @@
+//! `/fhir/R4`: the FHIR R4 API. Each interaction parses, calls the same
+//! use case as its REST route, and writes the answer as FHIR JSON
+//! ([`crate::fhir`]); access rules and SMART scopes are checked at the door
+//! ([`crate::http::access::ROUTES`], [`crate::http::access::INTERACTIONS`]).
+
+pub mod patient;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::fhir::{FHIR_JSON, base_url, capability};
+use crate::http::ApiError;
+use crate::state::AppState;
+
+/// Registers the FHIR routes (under [`crate::fhir::BASE_PATH`]).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metadata", web::get().to(metadata))
+        .route(
+            "/.well-known/smart-configuration",
+            web::get().to(smart_configuration),
+        )
+        .configure(patient::configure)
+        .default_service(web::to(crate::routes::not_found));
+}
+
+/// A FHIR resource (`application/fhir+json`): its shape is the FHIR R4
+/// specification's for its `resourceType`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resource {
+    /// The resource type.
+    #[serde(rename = "resourceType")]
+    pub resource_type: String,
+}
+
+/// A FHIR `OperationOutcome`: what went wrong, each issue naming the
+/// element at fault (`expression`) where there is one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationOutcome {
+    /// Always `OperationOutcome`.
+    #[serde(rename = "resourceType")]
+    pub resource_type: String,
+    /// The issues.
+    pub issue: Vec<serde_json::Value>,
+}
+
+/// A FHIR JSON answer.
+pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, FHIR_JSON))
+        .body(body.to_string())
+}
+
+/// The FHIR base URL for `req`.
+pub(crate) fn base(req: &HttpRequest, state: &AppState) -> String {
+    base_url(req, state.public_url.as_deref())
+}
+
+/// The query of `req` as name-value pairs (a name may repeat); `_format`
+/// other than JSON is 406: this server speaks JSON only.
+pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    let query = req.query_string();
+    if query.len() > 2048 {
+        return Err(ApiError::BadQuery(
+            "the query is longer than 2048 bytes".into(),
+        ));
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.len() > 16 {
+        return Err(ApiError::BadQuery("more than 16 query parameters".into()));
+    }
+    for (k, v) in &pairs {
+        if k == "_format"
+            && !matches!(
+                v.as_str(),
+                "json" | "application/json" | "application/fhir+json"
+            )
+        {
+            return Err(ApiError::Unprocessable {
+                code: "format_not_supported",
+                detail: "this server answers FHIR JSON only (_format=json)",
+            });
+        }
+    }
+    Ok(pairs.into_iter().filter(|(k, _)| k != "_format").collect())
+}
+
+/// The server's capabilities.
+#[utoipa::path(get, operation_id = "fhir_metadata", path = "/fhir/R4/metadata", tag = "fhir",
+    responses((status = 200, description = "the CapabilityStatement", body = Resource, content_type = "application/fhir+json")))]
+pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let statement =
+        capability::statement(&base(&req, &state), env!("CARGO_PKG_VERSION"), "2026-12-06");
+    fhir_json(StatusCode::OK, &statement)
+}
+
+/// The SMART on FHIR configuration.
+#[utoipa::path(get, operation_id = "fhir_smart_configuration", path = "/fhir/R4/.well-known/smart-configuration", tag = "fhir",
+    responses((status = 200, description = "the SMART configuration", body = Object, content_type = "application/json")))]
+pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(capability::smart_configuration(
+        state.oidc_issuer.as_deref(),
+    ))
+}

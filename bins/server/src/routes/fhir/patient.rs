@@ -1,0 +1,368 @@
+//! `Patient`: read, search, create, update (versioned) and delete, through
+//! the patient-access use cases ([`carapace_clinical::access::PatientAccess`])
+//! that `/api/v1/patients` calls: the same permissions, relationships, MFA
+//! rules, encryption and audit events.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_clinical::patient::{
+    CURSOR_SCOPE, PageLimit, Patient, PatientId, PatientPatch, PatientQuery, UpdatedWithin,
+    Version, Visibility, member_id_filter, name_dob_filter,
+};
+use carapace_clinical::{ClinicalError, FieldError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{Resource, base, fhir_json, query_pairs};
+use crate::fhir::bundle::{self, Entry, Mode};
+use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
+use crate::fhir::{etag, if_match_version};
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::extract::FhirBody;
+use crate::routes::use_cases::{caller, patient_access};
+use crate::state::AppState;
+
+/// Registers the `Patient` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/Patient")
+            .route(web::get().to(search))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/Patient/{id}")
+            .route(web::get().to(read))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    );
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// A patient id from the URL; anything that is not one of ours is no
+/// patient (404), like another organization's.
+fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
+    Uuid::parse_str(raw)
+        .ok()
+        .filter(|_| raw.len() == 36)
+        .map(PatientId::from_uuid)
+        .ok_or(ApiError::NotFound)
+}
+
+/// A patient as a FHIR answer: its JSON, `ETag` and `Last-Modified`.
+fn answer(status: StatusCode, patient: &Patient, base: &str) -> HttpResponse {
+    let mut res = fhir_json(status, &to_fhir(patient));
+    let headers = res.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&etag(patient.version())) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(
+        &patient
+            .updated_at
+            .to_offset(time::UtcOffset::UTC)
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default()
+            .replace("+0000", "GMT"),
+    ) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(v) = header::HeaderValue::from_str(&format!(
+            "{base}/Patient/{}/_history/{}",
+            patient.id,
+            patient.version()
+        ))
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Reads a patient (the REST read's audit event: `patient.read`).
+#[utoipa::path(get, operation_id = "fhir_patient_read", path = "/fhir/R4/Patient/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "patient id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Patient, with ETag")))]
+pub async fn read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = patient_id(&id)?;
+    let patient = patient_access(&state)
+        .read(&caller(&auth), id, now())
+        .await?;
+    Ok(answer(StatusCode::OK, &patient, &base(&req, &state)))
+}
+
+/// Registers a patient.
+#[utoipa::path(post, operation_id = "fhir_patient_create", path = "/fhir/R4/Patient", tag = "fhir",
+    security(("bearer" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "created; Location names its version")))]
+pub async fn create(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let demographics = from_fhir(&body.0, None)?.parse(now().date())?;
+    let patient = patient_access(&state)
+        .register(&caller(&auth), &demographics)
+        .await?;
+    Ok(answer(StatusCode::CREATED, &patient, &base(&req, &state)))
+}
+
+/// Replaces a patient; with `If-Match: W/"<versionId>"` only while it is
+/// at that version (else 412, nothing written).
+#[utoipa::path(put, operation_id = "fhir_patient_update", path = "/fhir/R4/Patient/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "patient id"),
+           ("If-Match" = Option<String>, Header, description = "W/\"<versionId>\": update only that version")),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the new version"),
+              (status = 412, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the patient is at another version")))]
+pub async fn update(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let expected = match req.headers().get(header::IF_MATCH) {
+        None => None,
+        Some(v) => {
+            let text = v
+                .to_str()
+                .ok()
+                .and_then(if_match_version)
+                .ok_or(ApiError::BadHeader("If-Match must be W/\"<versionId>\""))?;
+            // A version this server never writes matches nothing.
+            Some(Version::parse(text).ok_or(ApiError::PreconditionFailed)?)
+        }
+    };
+    let raw = id.into_inner();
+    let patch = PatientPatch::replacing(from_fhir(&body.0, Some(&raw))?.parse(now().date())?);
+    let id = patient_id(&raw)?;
+    let patient = patient_access(&state)
+        .update(&caller(&auth), id, &patch, expected, now())
+        .await?;
+    Ok(answer(StatusCode::OK, &patient, &base(&req, &state)))
+}
+
+/// Deletes a patient.
+#[utoipa::path(delete, operation_id = "fhir_patient_delete", path = "/fhir/R4/Patient/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "patient id")),
+    responses((status = 204, description = "deleted")))]
+pub async fn delete(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = patient_id(&id)?;
+    patient_access(&state)
+        .delete(&caller(&auth), id, now())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A search parameter's problem, naming it.
+fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
+}
+
+/// One `_lastUpdated` bound into `within`.
+fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError> {
+    let (prefix, instant) = value.split_at(value.len().min(2));
+    let at = OffsetDateTime::parse(instant, &Rfc3339).map_err(|_| {
+        bad(
+            "_lastUpdated",
+            "gt, ge, lt or le and an instant with its zone",
+        )
+    })?;
+    let slot = match prefix {
+        "gt" | "ge" => &mut within.after,
+        "lt" | "le" => &mut within.before,
+        _ => {
+            return Err(bad(
+                "_lastUpdated",
+                "gt, ge, lt or le and an instant with its zone",
+            ));
+        }
+    };
+    if slot.is_some() {
+        return Err(bad("_lastUpdated", "one lower and one upper bound at most"));
+    }
+    *slot = Some((at, prefix.ends_with('e')));
+    Ok(())
+}
+
+/// Searches patients: `_id`, `identifier`, `family` with `birthdate`,
+/// `_lastUpdated`, `_count`; a `searchset` with a `next` link.
+#[utoipa::path(get, operation_id = "fhir_patient_search", path = "/fhir/R4/Patient", tag = "fhir",
+    security(("bearer" = [])),
+    params(("_id" = Option<String>, Query, description = "the patient's id"),
+           ("identifier" = Option<String>, Query, description = "urn:carapace:member-id|<member id>"),
+           ("family" = Option<String>, Query, description = "exact family name, with birthdate"),
+           ("birthdate" = Option<String>, Query, description = "YYYY-MM-DD, with family"),
+           ("_lastUpdated" = Option<String>, Query, description = "gt, ge, lt or le an instant"),
+           ("_count" = Option<String>, Query, description = "page size, 1-100"),
+           ("_cursor" = Option<String>, Query, description = "from the next link")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn search(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let params = query_pairs(&req)?;
+    let base = base(&req, &state);
+    let search_url = format!("{base}/Patient");
+    let ctx = auth.principal.tenant();
+    let mut query = PatientQuery {
+        visibility: Visibility::Nothing,
+        ..PatientQuery::default()
+    };
+    let (mut family, mut birthdate, mut count, mut cursor, mut id) = (None, None, None, None, None);
+    let mut no_match = false;
+    for (name, value) in &params {
+        let once = |slot: &Option<&String>| {
+            slot.is_none()
+                .then_some(())
+                .ok_or_else(|| bad(name, "give this parameter once"))
+        };
+        match name.as_str() {
+            "_id" => {
+                once(&id)?;
+                id = Some(value);
+            }
+            "family" => {
+                once(&family)?;
+                family = Some(value);
+            }
+            "birthdate" => {
+                once(&birthdate)?;
+                birthdate = Some(value);
+            }
+            "_count" => {
+                once(&count)?;
+                count = Some(value);
+            }
+            "_cursor" => {
+                once(&cursor)?;
+                cursor = Some(value);
+            }
+            "identifier" => {
+                if query.member_id.is_some() || no_match {
+                    return Err(bad(name, "give this parameter once"));
+                }
+                let (system, member) = match value.split_once('|') {
+                    Some((system, member)) => (Some(system), member),
+                    None => (None, value.as_str()),
+                };
+                match system {
+                    None | Some(MEMBER_ID_SYSTEM) => {
+                        query.member_id =
+                            Some(member_id_filter(member).map_err(|e| rename(e, name))?);
+                    }
+                    // No patient carries an identifier of another system.
+                    Some(_) => no_match = true,
+                }
+            }
+            "_lastUpdated" => last_updated(value, &mut query.updated)?,
+            other => {
+                return Err(bad(
+                    other,
+                    "not a search parameter of Patient here (see /fhir/R4/metadata)",
+                ));
+            }
+        }
+    }
+    query.name_dob = match (family, birthdate) {
+        (None, None) => None,
+        (Some(f), Some(d)) => {
+            let d = d.strip_prefix("eq").unwrap_or(d);
+            Some(name_dob_filter(f, d, now().date()).map_err(|e| rename(e, "family"))?)
+        }
+        _ => return Err(bad("family", "family and birthdate are searched together")),
+    };
+    query.limit =
+        PageLimit::parse_text(count.map(String::as_str)).map_err(|e| rename(e, "_count"))?;
+    query.after = crate::http::extract::open_cursor(
+        &state.cursor_key,
+        ctx.org(),
+        CURSOR_SCOPE,
+        cursor.map(String::as_str),
+        |b| Uuid::from_slice(b).ok().map(PatientId::from_uuid),
+    )?;
+    let (items, next) = if no_match {
+        (Vec::new(), None)
+    } else if let Some(raw) = id {
+        // `_id` is a read: the same decision and audit event; a patient
+        // the caller may not see is simply not in the result.
+        let found = match patient_id(raw) {
+            Err(_) => None,
+            Ok(id) => match patient_access(&state).read(&caller(&auth), id, now()).await {
+                Ok(p) => Some(p),
+                Err(ClinicalError::NotFound | ClinicalError::Denied(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let keep = found.filter(|p| {
+            query.member_id.is_none() && query.name_dob.is_none() && within(p, query.updated)
+        });
+        (keep.into_iter().collect(), None)
+    } else {
+        let page = patient_access(&state).list(&caller(&auth), query).await?;
+        let next = page.next_after.map(|id| {
+            state
+                .cursor_key
+                .seal(ctx.org(), CURSOR_SCOPE, id.as_uuid().as_bytes())
+        });
+        (page.items, next)
+    };
+    let entries = items
+        .iter()
+        .map(|p| Entry {
+            full_url: format!("{base}/Patient/{}", p.id),
+            resource: to_fhir(p),
+            mode: Mode::Match,
+        })
+        .collect();
+    let next_url = next.map(|c| bundle::with_cursor(&search_url, &params, &c));
+    let body = bundle::searchset(
+        &bundle::self_link(&search_url, &params),
+        next_url.as_deref(),
+        entries,
+    );
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// Whether `p` was last changed within `bounds`.
+fn within(p: &Patient, bounds: UpdatedWithin) -> bool {
+    let after = bounds
+        .after
+        .is_none_or(|(t, inclusive)| p.updated_at > t || (inclusive && p.updated_at == t));
+    let before = bounds
+        .before
+        .is_none_or(|(t, inclusive)| p.updated_at < t || (inclusive && p.updated_at == t));
+    after && before
+}
+
+/// A validation error of a search parameter, named as the client named it.
+fn rename(e: ClinicalError, param: &str) -> ApiError {
+    match e {
+        ClinicalError::Invalid(errors) => ApiError::Invalid(
+            errors
+                .into_iter()
+                .map(|f| FieldError::new(param.to_owned(), f.message))
+                .collect(),
+        ),
+        other => other.into(),
+    }
+}

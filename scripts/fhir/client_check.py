@@ -1,0 +1,135 @@
+"""A real FHIR client (fhirpy) drives Carapace's FHIR R4 API, and an
+independent validator (fhir.resources 6.4.0 R4 models + the HL7 FHIR 4.0.1
+JSON schema, see validate.py) checks every resource, Bundle,
+OperationOutcome and CapabilityStatement it answers.
+
+    python client_check.py BASE_URL TOKEN      (BASE_URL ends in /fhir/R4)
+"""
+import json
+import sys
+
+import requests
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import MultipleResourcesFound, OperationOutcome, ResourceNotFound
+
+from validate import validate
+
+CHECKED = 0
+
+
+def valid(resource):
+    global CHECKED
+    problems = validate(json.loads(json.dumps(resource)))
+    assert not problems, f"{resource.get('resourceType')}: {problems}\n{json.dumps(resource)[:2000]}"
+    CHECKED += 1
+    return resource
+
+
+class Last:
+    def __init__(self):
+        self.r = None
+
+    def __call__(self, r, *args, **kwargs):
+        self.r = r
+        return r
+
+
+def client(base, token, last, extra=None):
+    return SyncFHIRClient(
+        base,
+        authorization=f"Bearer {token}",
+        extra_headers={"Content-Type": "application/fhir+json", **(extra or {})},
+        requests_config={"timeout": 10, "hooks": {"response": [last]}},
+    )
+
+
+def main(base, token):
+    last = Last()
+    fhir = client(base, token, last)
+
+    # The capability statement and SMART configuration, without a token.
+    cap = requests.get(f"{base}/metadata", timeout=10)
+    assert cap.status_code == 200 and cap.headers["content-type"].startswith("application/fhir+json")
+    valid(cap.json())
+    smart = requests.get(f"{base}/.well-known/smart-configuration", timeout=10).json()
+    assert "permission-v2" in smart["capabilities"], smart
+
+    # Create five patients; read one back.
+    ids = []
+    for given in ["Ada", "Ben", "Cy", "Di", "Ed"]:
+        p = fhir.resource(
+            "Patient",
+            identifier=[{"system": "urn:carapace:member-id", "value": f"M-{given}"}],
+            name=[{"family": "Client", "given": [given]}],
+            gender="female",
+            birthDate="1970-05-06",
+            telecom=[{"system": "phone", "value": "+1 555 010 0199"}],
+        )
+        p.save()
+        assert last.r.status_code == 201, last.r.status_code
+        assert "/_history/" in last.r.headers["Location"]
+        valid(last.r.json())
+        ids.append(p.id)
+    read = fhir.get("Patient", ids[0])
+    valid(read)
+    etag = last.r.headers["ETag"]
+    assert etag == f'W/"{read["meta"]["versionId"]}"', etag
+
+    # Search: every page through the next links, each Bundle valid.
+    search = fhir.resources("Patient").search(family="Client", birthdate="1970-05-06").limit(2)
+    found = [r.id for r in search.fetch_all()]
+    assert sorted(found) == sorted(ids), found
+    bundle = search.fetch_raw()
+    pages = 0
+    while True:
+        valid(bundle)
+        pages += 1
+        nxt = next((l["url"] for l in bundle.get("link", []) if l["relation"] == "next"), None)
+        if not nxt:
+            break
+        bundle = fhir.execute(nxt, method="get")
+    assert pages == 3, pages
+    by_member = fhir.resources("Patient").search(identifier="urn:carapace:member-id|M-Cy").fetch_all()
+    assert [r.id for r in by_member] == [ids[2]]
+
+    # Versioned update, then a stale one: 412 with an OperationOutcome.
+    read["name"][0]["family"] = "Client-Updated"
+    updated = client(base, token, last, {"If-Match": etag}).update(read)
+    assert last.r.status_code == 200
+    valid(last.r.json())
+    assert updated.meta.versionId != read["meta"]["versionId"]
+    try:
+        client(base, token, last, {"If-Match": etag}).update(read)
+        raise AssertionError("a stale If-Match must fail")
+    except MultipleResourcesFound as exc:  # fhirpy raises this for every 412
+        assert last.r.status_code == 412
+        valid(json.loads(str(exc)))
+
+    # A bad resource: 422, the OperationOutcome naming the element.
+    try:
+        fhir.resource("Patient", name=[{"family": "X", "given": ["Y"]}], birthDate="1990-13-45").save()
+        raise AssertionError("an impossible birth date must fail")
+    except OperationOutcome as exc:
+        assert last.r.status_code == 422
+        oo = valid(exc.resource)
+        assert oo["issue"][0]["expression"] == ["Patient.birthDate"], oo
+
+    # Delete, then the read is 404 with an OperationOutcome.
+    fhir.delete("Patient", ids[4])
+    assert last.r.status_code == 204
+    try:
+        fhir.get("Patient", ids[4])
+        raise AssertionError("a deleted patient must be gone")
+    except ResourceNotFound as exc:
+        assert last.r.status_code == 404
+        valid(json.loads(str(exc)))
+
+    # No token: 401 OperationOutcome.
+    anon = requests.get(f"{base}/Patient", timeout=10)
+    assert anon.status_code == 401
+    valid(anon.json())
+    print(f"fhir client check: ok ({CHECKED} answers validated against FHIR R4 4.0.1)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
