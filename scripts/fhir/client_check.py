@@ -124,6 +124,49 @@ def main(base, token):
         assert last.r.status_code == 404
         valid(json.loads(str(exc)))
 
+    # Book two appointments with the patient's clinician (the token's
+    # subject, dev-user, joined the care team by registering the patient),
+    # the second overlapping the first: 409 with an OperationOutcome.
+    from datetime import datetime, timedelta, timezone
+
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+
+    def visit(start):
+        return fhir.resource(
+            "Appointment",
+            status="booked",
+            start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            end=(start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            participant=[
+                {"actor": {"reference": f"Patient/{ids[1]}"}, "status": "accepted"},
+                {"actor": {"identifier": {"system": "urn:carapace:subject", "value": "dev-user"}}, "status": "accepted"},
+            ],
+        )
+
+    booked = visit(tomorrow)
+    booked.save()
+    assert last.r.status_code == 201, last.r.text
+    valid(last.r.json())
+    try:
+        visit(tomorrow + timedelta(minutes=15)).save()
+        raise AssertionError("an overlapping booking must fail")
+    except OperationOutcome as exc:
+        assert last.r.status_code == 409
+        valid(exc.resource)
+    valid(fhir.get("Appointment", booked.id))
+    with_patient = (
+        fhir.resources("Appointment").search(patient=f"Patient/{ids[1]}").include("Appointment", "patient").fetch_raw()
+    )
+    valid(with_patient)
+    modes = sorted(e["search"]["mode"] for e in with_patient["entry"])
+    assert modes == ["include", "match"], modes
+
+    # The patient's audit trail as AuditEvents (the token holds admin).
+    trail = fhir.resources("AuditEvent").search(patient=f"Patient/{ids[0]}").limit(2).fetch_raw()
+    valid(trail)
+    assert len(trail["entry"]) == 2, trail
+    valid(fhir.get("AuditEvent", trail["entry"][0]["resource"]["id"]))
+
     # No token: 401 OperationOutcome.
     anon = requests.get(f"{base}/Patient", timeout=10)
     assert anon.status_code == 401

@@ -5,6 +5,8 @@
 //! ([`crate::routes::fhir`]) call the same use cases as the REST routes,
 //! and nothing here decides who may see what.
 
+pub mod appointment;
+pub mod audit_event;
 pub mod bundle;
 pub mod capability;
 pub mod outcome;

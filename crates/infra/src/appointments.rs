@@ -466,6 +466,9 @@ impl AppointmentRepository for SeaAppointments {
         if let Some(to) = q.to {
             query = query.filter(row::Column::StartsAt.lt(to));
         }
+        if let Some(status) = q.status {
+            query = query.filter(row::Column::Status.eq(status.as_str()));
+        }
         if let Some((start, id)) = q.after {
             query = query.filter(
                 Condition::any().add(row::Column::StartsAt.gt(start)).add(

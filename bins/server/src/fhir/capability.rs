@@ -34,12 +34,51 @@ pub const PATIENT_SEARCH: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The search parameters of `Appointment`.
+pub const APPOINTMENT_SEARCH: &[(&str, &str, &str)] = &[
+    ("patient", "reference", "Patient/<id>"),
+    (
+        "practitioner",
+        "reference",
+        "the practitioner's subject (urn:carapace:subject)",
+    ),
+    (
+        "date",
+        "date",
+        "eq, ge, gt, le or lt a date or an instant (at most two)",
+    ),
+    ("status", "token", "booked, fulfilled, cancelled or noshow"),
+];
+
+/// The search parameters of `AuditEvent`.
+pub const AUDIT_EVENT_SEARCH: &[(&str, &str, &str)] = &[
+    ("patient", "reference", "Patient/<id>"),
+    (
+        "agent",
+        "reference",
+        "the actor's subject (urn:carapace:subject)",
+    ),
+    (
+        "date",
+        "date",
+        "eq, ge, gt, le or lt a date or an instant (one bound each way)",
+    ),
+    (
+        "subtype",
+        "token",
+        "urn:carapace:audit-action|<action>, e.g. patient.read",
+    ),
+    ("outcome", "token", "allowed, denied, not_found or error"),
+];
+
+fn params(list: &[(&str, &str, &str)]) -> Vec<Value> {
+    list.iter()
+        .map(|(name, kind, doc)| json!({"name": name, "type": kind, "documentation": doc}))
+        .collect()
+}
+
 /// The capability statement of this server, its FHIR base at `base`.
 pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
-    let patient_search: Vec<Value> = PATIENT_SEARCH
-        .iter()
-        .map(|(name, kind, doc)| json!({"name": name, "type": kind, "documentation": doc}))
-        .collect();
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -77,7 +116,29 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                     {"code": "delete"},
                     {"code": "search-type"},
                 ],
-                "searchParam": patient_search,
+                "searchParam": params(PATIENT_SEARCH),
+            }, {
+                "type": "Appointment",
+                "versioning": "versioned",
+                "readHistory": false,
+                "updateCreate": false,
+                "interaction": [
+                    {"code": "read"},
+                    {"code": "create"},
+                    {"code": "search-type"},
+                ],
+                "searchInclude": ["Appointment:patient"],
+                "searchParam": params(APPOINTMENT_SEARCH),
+            }, {
+                "type": "AuditEvent",
+                "versioning": "no-version",
+                "readHistory": false,
+                "updateCreate": false,
+                "interaction": [
+                    {"code": "read"},
+                    {"code": "search-type"},
+                ],
+                "searchParam": params(AUDIT_EVENT_SEARCH),
             }],
         }],
     })

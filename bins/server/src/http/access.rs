@@ -277,6 +277,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/Patient/{id}", Needs(PatientRead)),
     ("PUT", "/fhir/R4/Patient/{id}", Needs(PatientWrite)),
     ("DELETE", "/fhir/R4/Patient/{id}", Needs(PatientDelete)),
+    ("GET", "/fhir/R4/Appointment", Needs(AppointmentRead)),
+    ("POST", "/fhir/R4/Appointment", Needs(AppointmentWrite)),
+    ("GET", "/fhir/R4/Appointment/{id}", Needs(AppointmentRead)),
+    ("GET", "/fhir/R4/AuditEvent", Needs(AuditRead)),
+    ("GET", "/fhir/R4/AuditEvent/{id}", Needs(AuditRead)),
 ];
 
 /// The FHIR interaction each FHIR route is (and each REST route of the
@@ -344,6 +349,36 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "/fhir/R4/Patient/{id}",
         ResourceType::Patient,
         Interaction::Delete,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Appointment",
+        ResourceType::Appointment,
+        Interaction::Search,
+    ),
+    (
+        "POST",
+        "/fhir/R4/Appointment",
+        ResourceType::Appointment,
+        Interaction::Create,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Appointment/{id}",
+        ResourceType::Appointment,
+        Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/AuditEvent",
+        ResourceType::AuditEvent,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/AuditEvent/{id}",
+        ResourceType::AuditEvent,
+        Interaction::Read,
     ),
 ];
 

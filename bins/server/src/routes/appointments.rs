@@ -116,19 +116,9 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AppointmentId::from_uuid(id.into_inner());
-    let access = through_patient(
-        &state,
-        &auth,
-        id,
-        Permission::AppointmentRead,
-        "appointment.read",
-    )
-    .await?;
-    let found = state
-        .appointments
-        .get(&access, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let found = scheduling(&state)
+        .read(&caller(&auth), id, OffsetDateTime::now_utc())
+        .await?;
     Ok(HttpResponse::Ok().json(AppointmentView::from(&found)))
 }
 
@@ -344,19 +334,7 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let after = crate::http::extract::open_cursor(
-        &state.cursor_key,
-        ctx.org(),
-        CURSOR_SCOPE,
-        p.cursor.as_deref(),
-        |position| {
-            let (secs, id) = position.split_at_checked(8)?;
-            let start =
-                OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(secs.try_into().ok()?))
-                    .ok()?;
-            Some((start, AppointmentId::from_uuid(Uuid::from_slice(id).ok()?)))
-        },
-    )?;
+    let after = open_position(&state, ctx.org(), p.cursor.as_deref())?;
     let request = ListingRequest {
         patient: p.patient_id.map(PatientId::from_uuid),
         practitioner,
@@ -364,19 +342,44 @@ pub async fn list(
         to,
         limit: p.limit,
         after,
+        status: None,
     };
     let page = scheduling(&state)
         .list(&caller(&auth), request, OffsetDateTime::now_utc())
         .await?;
-    let next_cursor = page.next_after.map(|(start, id)| {
-        let mut position = start.unix_timestamp().to_be_bytes().to_vec();
-        position.extend_from_slice(id.as_uuid().as_bytes());
-        state.cursor_key.seal(ctx.org(), CURSOR_SCOPE, &position)
-    });
+    let next_cursor = page
+        .next_after
+        .map(|position| seal_position(&state, ctx.org(), position));
     Ok(HttpResponse::Ok().json(AppointmentList {
         items: page.items.iter().map(AppointmentView::from).collect(),
         next_cursor,
     }))
+}
+
+/// A listing position (start, id) as a sealed, organization-bound cursor.
+pub(crate) fn seal_position(
+    state: &AppState,
+    org: carapace_tenancy::OrgId,
+    (start, id): (OffsetDateTime, AppointmentId),
+) -> String {
+    let mut position = start.unix_timestamp().to_be_bytes().to_vec();
+    position.extend_from_slice(id.as_uuid().as_bytes());
+    state.cursor_key.seal(org, CURSOR_SCOPE, &position)
+}
+
+/// The listing position a cursor of [`seal_position`] holds (400 for a
+/// forged or foreign one).
+pub(crate) fn open_position(
+    state: &AppState,
+    org: carapace_tenancy::OrgId,
+    cursor: Option<&str>,
+) -> Result<Option<(OffsetDateTime, AppointmentId)>, ApiError> {
+    crate::http::extract::open_cursor(&state.cursor_key, org, CURSOR_SCOPE, cursor, |position| {
+        let (secs, id) = position.split_at_checked(8)?;
+        let start =
+            OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(secs.try_into().ok()?)).ok()?;
+        Some((start, AppointmentId::from_uuid(Uuid::from_slice(id).ok()?)))
+    })
 }
 
 /// Free-slot parameters.

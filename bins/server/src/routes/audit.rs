@@ -19,7 +19,7 @@ use crate::http::error::Problem;
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
 
-const CURSOR_SCOPE: &str = "audit-events";
+pub(crate) const CURSOR_SCOPE: &str = "audit-events";
 const MAX_FILTER: usize = 256;
 
 /// Registers the routes.
@@ -34,25 +34,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Only events of this actor (token subject).
-    actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Only events about this patient.
-    patient: Option<String>,
+    pub(crate) patient: Option<String>,
     /// Only events about this resource type (`patient`, `security`, `audit_log`).
-    resource_type: Option<String>,
+    pub(crate) resource_type: Option<String>,
     /// Only events about this resource id.
-    resource_id: Option<String>,
+    pub(crate) resource_id: Option<String>,
     /// Only this action (`patient.read`, `security.cross_tenant_attempt`).
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Only this outcome: `allowed`, `denied`, `not_found`, `error`.
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// From this time (RFC 3339, inclusive).
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Before this time (RFC 3339).
-    to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Page size, 1-500 (default 100).
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
     /// `next_cursor` from the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Where a request came from.
@@ -153,7 +153,11 @@ fn time(field: &'static str, value: Option<&str>) -> Result<Option<OffsetDateTim
 }
 
 /// The query of `params`, checked.
-fn query(state: &AppState, auth: &Authorized, p: AuditParams) -> Result<AuditQuery, ApiError> {
+pub(crate) fn query(
+    state: &AppState,
+    auth: &Authorized,
+    p: AuditParams,
+) -> Result<AuditQuery, ApiError> {
     let limit = match p.limit.as_deref() {
         None => 100,
         Some(l) => l
@@ -204,6 +208,7 @@ fn query(state: &AppState, auth: &Authorized, p: AuditParams) -> Result<AuditQue
         to: time("to", p.to.as_deref())?,
         after,
         limit,
+        id: None,
     })
 }
 

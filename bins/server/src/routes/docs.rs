@@ -50,6 +50,8 @@ use crate::http::error::{Problem, ProblemField};
         research::summary, assistant::send, assistant::history, voice::transcribe, voice::speak,
         fhir::metadata, fhir::smart_configuration, fhir::patient::search, fhir::patient::create,
         fhir::patient::read, fhir::patient::update, fhir::patient::delete,
+        fhir::appointment::search, fhir::appointment::create, fhir::appointment::read,
+        fhir::audit_event::search, fhir::audit_event::read,
     ),
     components(schemas(Problem, ProblemField, fhir::Resource, fhir::OperationOutcome)),
     modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),

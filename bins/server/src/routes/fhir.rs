@@ -3,6 +3,8 @@
 //! ([`crate::fhir`]); access rules and SMART scopes are checked at the door
 //! ([`crate::http::access::ROUTES`], [`crate::http::access::INTERACTIONS`]).
 
+pub mod appointment;
+pub mod audit_event;
 pub mod patient;
 
 use actix_web::http::StatusCode;
@@ -23,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(smart_configuration),
         )
         .configure(patient::configure)
+        .configure(appointment::configure)
+        .configure(audit_event::configure)
         .default_service(web::to(crate::routes::not_found));
 }
 

@@ -847,3 +847,418 @@ async fn errors_before_the_handler_are_operation_outcomes_too() {
     outcome(res, status).await;
     app.stop().await;
 }
+
+/// Tomorrow (or `days` ahead) at `hour`:00 UTC, as FHIR writes it.
+fn day_at(days: i64, hour: u8) -> String {
+    let t = (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+        .replace_time(time::Time::from_hms(hour, 0, 0).unwrap_or_else(|e| panic!("{e}")));
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn visit(patient: &str, practitioner: &str, days: i64, hour: u8) -> Value {
+    json!({
+        "resourceType": "Appointment",
+        "status": "booked",
+        "extension": [{"url": "urn:carapace:fhir:time-zone", "valueString": "Europe/Berlin"}],
+        "reasonCode": [{"text": "Vexillary tremor follow-up"}],
+        "start": day_at(days, hour),
+        "end": day_at(days, hour + 1),
+        "participant": [
+            {"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
+            {"actor": {"identifier": {"system": "urn:carapace:subject", "value": practitioner}}, "status": "accepted"},
+        ],
+    })
+}
+
+async fn appointments_book_read_search_and_include(app: &TestApp) {
+    let org = app.org().await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let (p, _) = json_of(
+        call(app, "POST", "/fhir/R4/Patient", &ada, Some(&jane("Ida"))).await,
+        201,
+    )
+    .await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let res = call(
+        app,
+        "POST",
+        "/fhir/R4/Appointment",
+        &ada,
+        Some(&visit(&pid, "clinician-ada", 1, 9)),
+    )
+    .await;
+    let (a, h) = json_of(res, 201).await;
+    let aid = a["id"].as_str().unwrap_or_default().to_owned();
+    assert!(header(&h, "location").contains(&format!("/fhir/R4/Appointment/{aid}/_history/")));
+    assert_eq!(a["status"], "booked");
+    assert_eq!(a["start"], day_at(1, 9));
+    assert_eq!(
+        a["participant"][0]["actor"]["reference"],
+        format!("Patient/{pid}")
+    );
+    // The same slot again: the database's conflict rule, as a 409.
+    let oo = outcome(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/Appointment",
+            &ada,
+            Some(&visit(&pid, "clinician-ada", 1, 9)),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(oo["issue"][0]["code"], "conflict");
+    assert_eq!(oo["issue"][0]["details"]["coding"][0]["code"], "slot_taken");
+    // Not in the care team: the same refusal as REST, naming the element.
+    let oo = outcome(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/Appointment",
+            &ada,
+            Some(&visit(&pid, "clinician-bob", 2, 9)),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(oo["issue"][0]["expression"][0], "Appointment.participant");
+    let (b, _) = json_of(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/Appointment",
+            &ada,
+            Some(&visit(&pid, "clinician-ada", 3, 9)),
+        )
+        .await,
+        201,
+    )
+    .await;
+
+    let (read, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Appointment/{aid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(read, a);
+    let rest: Value = app
+        .get(&format!("/api/v1/appointments/{aid}"), &ada)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rest["start"], a["start"]);
+
+    // Search by patient with the patient included (a patient read each).
+    let path =
+        format!("/fhir/R4/Appointment?patient=Patient/{pid}&_include=Appointment:patient&_count=1");
+    let (bundle, _) = json_of(call(app, "GET", &path, &ada, None).await, 200).await;
+    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 2, "{bundle}");
+    assert_eq!(entries[0]["search"]["mode"], "match");
+    assert_eq!(entries[1]["search"]["mode"], "include");
+    assert_eq!(entries[1]["resource"]["id"], pid.as_str());
+    let next = bundle["link"][1]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (page2, _) = json_of(call(app, "GET", &next, &ada, None).await, 200).await;
+    assert_eq!(page2["entry"][0]["resource"]["id"], b["id"]);
+    // By day, by status, by practitioner.
+    let by_day = format!(
+        "/fhir/R4/Appointment?practitioner=clinician-ada&date={}",
+        &day_at(1, 9)[..10]
+    );
+    let (bundle, _) = json_of(call(app, "GET", &by_day, &ada, None).await, 200).await;
+    assert_eq!(
+        bundle["entry"].as_array().map(Vec::len),
+        Some(1),
+        "{bundle}"
+    );
+    let (bundle, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Appointment?patient={pid}&status=cancelled"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(bundle.get("entry").is_none(), "{bundle}");
+    let (bundle, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!(
+                "/fhir/R4/Appointment?patient={pid}&date=ge{}&date=lt{}",
+                day_at(2, 0),
+                day_at(9, 0)
+            ),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(bundle["entry"][0]["resource"]["id"], b["id"]);
+    for bad in [
+        "status=maybe",
+        "date=tomorrow",
+        "_include=Appointment:practitioner",
+        "patient=x",
+        "nonsense=1",
+    ] {
+        outcome(
+            call(
+                app,
+                "GET",
+                &format!("/fhir/R4/Appointment?{bad}"),
+                &ada,
+                None,
+            )
+            .await,
+            422,
+        )
+        .await;
+    }
+
+    // Another organization sees none of it.
+    let other = app.org().await;
+    let theirs = app.token(&other, Role::Admin);
+    outcome(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Appointment/{aid}"),
+            &theirs,
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+    outcome(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Appointment?patient={pid}"),
+            &theirs,
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+    let (all, _) = json_of(
+        call(app, "GET", "/fhir/R4/Appointment", &theirs, None).await,
+        200,
+    )
+    .await;
+    assert!(all.get("entry").is_none(), "{all}");
+    // A clinician outside the care team reads neither the appointment nor
+    // the patient through an include.
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    outcome(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Appointment/{aid}"),
+            &bob,
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    let (own, _) = json_of(
+        call(
+            app,
+            "GET",
+            "/fhir/R4/Appointment?_include=Appointment:patient",
+            &bob,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(own.get("entry").is_none(), "{own}");
+}
+
+on_both_backends!(
+    appointments_book_read_search_and_include_on,
+    appointments_book_read_search_and_include
+);
+
+async fn audit_events_for_compliance(app: &TestApp) {
+    let org = app.org().await;
+    let clinician = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let (p, _) = json_of(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/Patient",
+            &clinician,
+            Some(&jane("Una")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Patient/{pid}"),
+            &clinician,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
+    // The patient's trail: who created and read it, as FHIR.
+    let path = format!("/fhir/R4/AuditEvent?patient=Patient/{pid}&_count=1");
+    let (bundle, _) = json_of(call(app, "GET", &path, &compliance, None).await, 200).await;
+    let first = bundle["entry"][0]["resource"].clone();
+    assert_eq!(first["resourceType"], "AuditEvent");
+    assert_eq!(
+        first["entity"][0]["what"]["reference"],
+        format!("Patient/{pid}")
+    );
+    assert_eq!(
+        first["agent"][0]["who"]["identifier"]["value"],
+        "clinician-ada"
+    );
+    assert_eq!(first["outcome"], "0");
+    let next = bundle["link"][1]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (second, _) = json_of(call(app, "GET", &next, &compliance, None).await, 200).await;
+    assert_eq!(
+        second["entry"][0]["resource"]["subtype"][0]["code"],
+        "patient.read"
+    );
+    assert_eq!(second["entry"][0]["resource"]["action"], "R");
+    // One event by id, and filters by agent, action and date.
+    let id = first["id"].as_str().unwrap_or_default();
+    let (one, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AuditEvent/{id}"),
+            &compliance,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(one, first);
+    let by = format!(
+        "/fhir/R4/AuditEvent?agent=clinician-ada&subtype=urn:carapace:audit-action%7Cpatient.read&date=ge{}",
+        &day_at(-1, 0)[..10]
+    );
+    let (reads, _) = json_of(call(app, "GET", &by, &compliance, None).await, 200).await;
+    assert_eq!(reads["entry"].as_array().map(Vec::len), Some(1), "{reads}");
+    let (none, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AuditEvent?patient={pid}&date=lt2000-01-01"),
+            &compliance,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(none.get("entry").is_none());
+    // Reading the trail is itself recorded, as on REST.
+    let rest = app
+        .get(
+            "/api/v1/audit-events?action=audit.read&limit=500",
+            &compliance,
+        )
+        .await;
+    let page: Value = rest.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        page["items"].as_array().is_some_and(|items| items
+            .iter()
+            .any(|e| e["detail"].as_str().is_some_and(|d| d.starts_with("fhir:")))),
+        "{page}"
+    );
+    // Clinicians may not read the trail; another organization sees nothing.
+    outcome(
+        call(app, "GET", "/fhir/R4/AuditEvent", &clinician, None).await,
+        403,
+    )
+    .await;
+    let other = app.org().await;
+    let theirs = app.token(&other, Role::Compliance);
+    outcome(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AuditEvent/{id}"),
+            &theirs,
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+    let (foreign, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AuditEvent?patient={pid}"),
+            &theirs,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(foreign.get("entry").is_none(), "{foreign}");
+    for bad in [
+        "action=R",
+        "outcome=maybe",
+        "date=yesterday",
+        "patient=x",
+        "_count=501",
+    ] {
+        outcome(
+            call(
+                app,
+                "GET",
+                &format!("/fhir/R4/AuditEvent?{bad}"),
+                &compliance,
+                None,
+            )
+            .await,
+            422,
+        )
+        .await;
+    }
+}
+
+on_both_backends!(audit_events_for_compliance_on, audit_events_for_compliance);

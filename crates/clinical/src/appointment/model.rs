@@ -259,6 +259,8 @@ pub struct AppointmentQuery {
     pub limit: PageLimit,
     /// Continue after this (start, id).
     pub after: Option<(OffsetDateTime, AppointmentId)>,
+    /// Only those in this state.
+    pub status: Option<AppointmentStatus>,
 }
 
 /// One page of appointments.

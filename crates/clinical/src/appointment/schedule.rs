@@ -45,6 +45,8 @@ pub struct ListingRequest {
     pub limit: Option<String>,
     /// Continue after this (start, id).
     pub after: Option<(OffsetDateTime, AppointmentId)>,
+    /// Only those in this state.
+    pub status: Option<AppointmentStatus>,
 }
 
 fn invalid(field: &str, message: &str) -> ClinicalError {
@@ -117,6 +119,29 @@ impl<P: PatientRepository, T: AuditTrail, A: AppointmentRepository> Scheduling<'
         }
     }
 
+    /// Reads appointment `id` for a caller who may read its patient's
+    /// appointments (`appointment.read`).
+    pub async fn read(
+        &self,
+        caller: &Caller<'_>,
+        id: AppointmentId,
+        now: OffsetDateTime,
+    ) -> Result<Appointment, ClinicalError> {
+        let access = self
+            .through_patient(
+                caller,
+                id,
+                Permission::AppointmentRead,
+                "appointment.read",
+                now,
+            )
+            .await?;
+        self.appointments
+            .get(&access, id)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
     /// A page of the appointments `request` asks for, when the caller may
     /// see them: one patient's (through the patient, as every patient
     /// route), one practitioner's (org-wide roles, or one's own), or by
@@ -165,6 +190,7 @@ impl<P: PatientRepository, T: AuditTrail, A: AppointmentRepository> Scheduling<'
             to: request.to,
             limit: limit?,
             after: request.after,
+            status: request.status,
         };
         self.appointments.list(&access, &query).await
     }

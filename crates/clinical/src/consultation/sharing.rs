@@ -218,6 +218,7 @@ where
                         to: None,
                         limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
                         after: None,
+                        status: None,
                     };
                     let page = self.appointments.list(&there, &query).await?;
                     record.appointments = Some(page.items);

@@ -22,6 +22,8 @@ pub struct AuditQuery {
     pub to: Option<OffsetDateTime>,
     /// After this event (the previous page's last).
     pub after: Option<Uuid>,
+    /// Only the event with this id.
+    pub id: Option<Uuid>,
     /// Page size (capped at [`MAX_PAGE`]).
     pub limit: u64,
 }
@@ -85,6 +87,9 @@ impl SeaAuditLog {
         }
         if let Some(to) = query.to {
             select = select.filter(audit_event::Column::RecordedAt.lt(to));
+        }
+        if let Some(id) = query.id {
+            select = select.filter(audit_event::Column::Id.eq(id));
         }
         if let Some(after) = query.after {
             // Ids are UUIDv7: time-ordered, so the id alone is the cursor.

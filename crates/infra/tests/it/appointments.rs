@@ -154,6 +154,7 @@ async fn races(f: Fixture, n: usize) {
                 to: None,
                 limit: Default::default(),
                 after: None,
+                status: None,
             },
         )
         .await

@@ -1,0 +1,308 @@
+//! `Appointment`: read, search (`_include=Appointment:patient`) and create
+//! (booking), through the appointment use cases
+//! ([`carapace_clinical::appointment::Scheduling`]) that
+//! `/api/v1/appointments` calls: the same care-team rule, the same
+//! database conflict rule (409 on a taken slot), the same audit events.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_clinical::appointment::{AppointmentId, ListingRequest};
+use carapace_clinical::patient::PatientId;
+use carapace_clinical::{ClinicalError, FieldError};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{Resource, base, fhir_json, query_pairs};
+use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
+use crate::fhir::bundle::{self, Entry, Mode};
+use crate::fhir::etag;
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::extract::FhirBody;
+use crate::routes::appointments::{open_position, seal_position};
+use crate::routes::use_cases::{caller, patient_access, scheduling};
+use crate::state::AppState;
+
+/// Registers the `Appointment` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/Appointment")
+            .route(web::get().to(search))
+            .route(web::post().to(create)),
+    )
+    .service(web::resource("/Appointment/{id}").route(web::get().to(read)));
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
+}
+
+fn answer(
+    status: StatusCode,
+    a: &carapace_clinical::appointment::Appointment,
+    base: &str,
+) -> HttpResponse {
+    let mut res = fhir_json(status, &to_fhir(a));
+    let headers = res.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&etag(version(a))) {
+        headers.insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(v) = header::HeaderValue::from_str(&format!(
+            "{base}/Appointment/{}/_history/{}",
+            a.id,
+            version(a)
+        ))
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Reads an appointment (through its patient: `appointment.read`).
+#[utoipa::path(get, operation_id = "fhir_appointment_read", path = "/fhir/R4/Appointment/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "appointment id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Appointment")))]
+pub async fn read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(AppointmentId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
+    Ok(answer(StatusCode::OK, &found, &base(&req, &state)))
+}
+
+/// Books an appointment with a member of the patient's care team (409 when
+/// the slot is taken).
+#[utoipa::path(post, operation_id = "fhir_appointment_create", path = "/fhir/R4/Appointment", tag = "fhir",
+    security(("bearer" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "booked"),
+              (status = 409, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the slot is taken")))]
+pub async fn create(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let at = now();
+    let new = from_fhir(&body.0)
+        .and_then(|input| input.parse(&state.booking_rules, at))
+        .map_err(named)?;
+    let booked = scheduling(&state)
+        .book(&caller(&auth), &new, &state.reminder_offsets, at)
+        .await
+        .map_err(named)?;
+    Ok(answer(StatusCode::CREATED, &booked, &base(&req, &state)))
+}
+
+/// A booking's field errors, each naming its FHIR element.
+fn named(e: ClinicalError) -> ClinicalError {
+    match e {
+        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
+            errors
+                .into_iter()
+                .map(|f| FieldError::new(element_of(&f.field), f.message))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// One `date` bound: an instant, or a whole (UTC) day.
+fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError> {
+    let message = "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant";
+    let (prefix, rest) = match value.get(..2) {
+        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &value[2..]),
+        _ => ("eq", value),
+    };
+    // [start, end) of what the value names.
+    let (start, end) =
+        if let Ok(day) = Date::parse(rest, format_description!("[year]-[month]-[day]")) {
+            let start = day.midnight().assume_utc();
+            (start, start + Duration::days(1))
+        } else if let Ok(t) = OffsetDateTime::parse(rest, &Rfc3339) {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            (t, t + Duration::seconds(1))
+        } else {
+            return Err(bad("date", message));
+        };
+    let (from, to) = match prefix {
+        "eq" => (Some(start), Some(end)),
+        "ge" => (Some(start), None),
+        "gt" => (Some(end), None),
+        "lt" => (None, Some(start)),
+        _ => (None, Some(end)),
+    };
+    if let Some(f) = from {
+        request.from = Some(request.from.map_or(f, |cur| cur.max(f)));
+    }
+    if let Some(t) = to {
+        request.to = Some(request.to.map_or(t, |cur| cur.min(t)));
+    }
+    Ok(())
+}
+
+/// Searches appointments: `patient`, `practitioner`, `date`, `status`,
+/// `_count`, `_include=Appointment:patient`; a `searchset` with `next`.
+#[utoipa::path(get, operation_id = "fhir_appointment_search", path = "/fhir/R4/Appointment", tag = "fhir",
+    security(("bearer" = [])),
+    params(("patient" = Option<String>, Query, description = "Patient/<id>"),
+           ("practitioner" = Option<String>, Query, description = "the practitioner's subject"),
+           ("date" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant (repeatable)"),
+           ("status" = Option<String>, Query, description = "booked, fulfilled, cancelled or noshow"),
+           ("_include" = Option<String>, Query, description = "Appointment:patient"),
+           ("_count" = Option<String>, Query, description = "page size, 1-100"),
+           ("_cursor" = Option<String>, Query, description = "from the next link")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn search(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let params = query_pairs(&req)?;
+    let base = base(&req, &state);
+    let ctx = auth.principal.tenant();
+    let mut request = ListingRequest::default();
+    let mut include_patients = false;
+    let mut cursor = None;
+    let mut dates = 0;
+    for (name, value) in &params {
+        let repeated = || bad(name, "give this parameter once");
+        match name.as_str() {
+            "patient" => {
+                if request.patient.is_some() {
+                    return Err(repeated());
+                }
+                let raw = value.strip_prefix("Patient/").unwrap_or(value);
+                // Not an id of ours: no patient, so nothing of theirs.
+                request.patient = Some(PatientId::from_uuid(
+                    Uuid::parse_str(raw).map_err(|_| bad(name, "must be Patient/<id>"))?,
+                ));
+            }
+            "practitioner" => {
+                if request.practitioner.is_some() {
+                    return Err(repeated());
+                }
+                let raw = value.strip_prefix("Practitioner/").unwrap_or(value);
+                request.practitioner = Some(
+                    carapace_clinical::appointment::practitioner_field(raw)
+                        .map_err(|e| bad(name, &e.message))?,
+                );
+            }
+            "date" => {
+                dates += 1;
+                if dates > 2 {
+                    return Err(bad(name, "at most two bounds"));
+                }
+                date_bound(value, &mut request)?;
+            }
+            "status" => {
+                if request.status.is_some() {
+                    return Err(repeated());
+                }
+                request.status = Some(
+                    status_of(value)
+                        .ok_or_else(|| bad(name, "booked, fulfilled, cancelled or noshow"))?,
+                );
+            }
+            "_include" => match value.as_str() {
+                "Appointment:patient" => include_patients = true,
+                _ => return Err(bad(name, "only Appointment:patient is supported")),
+            },
+            "_count" => {
+                if request.limit.is_some() {
+                    return Err(repeated());
+                }
+                request.limit = Some(value.clone());
+            }
+            "_cursor" => {
+                if cursor.is_some() {
+                    return Err(repeated());
+                }
+                cursor = Some(value.as_str());
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    "not a search parameter of Appointment here (see /fhir/R4/metadata)",
+                ));
+            }
+        }
+    }
+    if request.patient.is_some() && request.practitioner.is_some() {
+        return Err(bad(
+            "practitioner",
+            "give patient or practitioner, not both",
+        ));
+    }
+    if let (Some(f), Some(t)) = (request.from, request.to)
+        && t <= f
+    {
+        // An empty range matches nothing.
+        let body = bundle::searchset(
+            &bundle::self_link(&format!("{base}/Appointment"), &params),
+            None,
+            Vec::new(),
+        );
+        return Ok(fhir_json(StatusCode::OK, &body));
+    }
+    request.after = open_position(&state, ctx.org(), cursor)?;
+    let page = scheduling(&state)
+        .list(&caller(&auth), request, now())
+        .await?;
+    let mut entries: Vec<Entry> = page
+        .items
+        .iter()
+        .map(|a| Entry {
+            full_url: format!("{base}/Appointment/{}", a.id),
+            resource: to_fhir(a),
+            mode: Mode::Match,
+        })
+        .collect();
+    if include_patients {
+        let patients: BTreeSet<PatientId> = page.items.iter().map(|a| a.patient).collect();
+        for id in patients {
+            // Each included patient is a patient read: its decision, its
+            // audit event; one the caller may not read is left out.
+            match patient_access(&state).read(&caller(&auth), id, now()).await {
+                Ok(p) => entries.push(Entry {
+                    full_url: format!("{base}/Patient/{}", p.id),
+                    resource: crate::fhir::patient::to_fhir(&p),
+                    mode: Mode::Include,
+                }),
+                Err(ClinicalError::NotFound | ClinicalError::Denied(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let search_url = format!("{base}/Appointment");
+    let next_url = page.next_after.map(|position| {
+        bundle::with_cursor(
+            &search_url,
+            &params,
+            &seal_position(&state, ctx.org(), position),
+        )
+    });
+    let body = bundle::searchset(
+        &bundle::self_link(&search_url, &params),
+        next_url.as_deref(),
+        entries,
+    );
+    Ok(fhir_json(StatusCode::OK, &body))
+}

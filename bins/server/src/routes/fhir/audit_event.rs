@@ -1,0 +1,196 @@
+//! `AuditEvent`: read and search the organization's audit trail (compliance
+//! and admins, `audit:read`), through the same query as
+//! `/api/v1/audit-events`; every read is itself recorded (`audit.read`).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_audit::Outcome;
+use carapace_clinical::FieldError;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{Resource, base, fhir_json, query_pairs};
+use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
+use crate::fhir::bundle::{self, Entry, Mode};
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::routes::audit::{AuditParams, CURSOR_SCOPE, query};
+use crate::state::AppState;
+
+/// Registers the `AuditEvent` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/AuditEvent").route(web::get().to(search)))
+        .service(web::resource("/AuditEvent/{id}").route(web::get().to(read)));
+}
+
+fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
+}
+
+/// The read of the trail, recorded like the REST one.
+fn read_event(auth: &Authorized, what: String) -> carapace_audit::AuditEvent {
+    auth.access()
+        .event("audit.read", "audit_log", None, Outcome::Allowed)
+        .with_detail(format!("fhir: {what}"))
+}
+
+/// Reads one audit event.
+#[utoipa::path(get, operation_id = "fhir_audit_event_read", path = "/fhir/R4/AuditEvent/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the AuditEvent")))]
+pub async fn read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .ok_or(ApiError::NotFound)?;
+    let mut q = query(&state, &auth, AuditParams::default())?;
+    q.id = Some(id);
+    q.limit = 1;
+    let page = state
+        .audit
+        .query(
+            &auth.access(),
+            &q,
+            read_event(&auth, format!("AuditEvent/{id}")),
+        )
+        .await?;
+    let event = page.items.first().ok_or(ApiError::NotFound)?;
+    Ok(fhir_json(StatusCode::OK, &to_fhir(event)))
+}
+
+/// `date` as [from, to) bounds of the REST query (RFC 3339).
+fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
+    let message = "ge, gt, le or lt and a date (YYYY-MM-DD) or an instant";
+    let (prefix, rest) = match value.get(..2) {
+        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &value[2..]),
+        _ => ("eq", value),
+    };
+    let (start, end) =
+        if let Ok(day) = Date::parse(rest, format_description!("[year]-[month]-[day]")) {
+            let start = day.midnight().assume_utc();
+            (start, start + Duration::days(1))
+        } else if let Ok(t) = OffsetDateTime::parse(rest, &Rfc3339) {
+            (t, t + Duration::microseconds(1))
+        } else {
+            return Err(bad("date", message));
+        };
+    let text = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let (from, to) = match prefix {
+        "eq" => (Some(start), Some(end)),
+        "ge" => (Some(start), None),
+        "gt" => (Some(end), None),
+        "lt" => (None, Some(start)),
+        _ => (None, Some(end)),
+    };
+    if let Some(f) = from {
+        if params.from.is_some() {
+            return Err(bad("date", "one lower bound at most"));
+        }
+        params.from = Some(text(f));
+    }
+    if let Some(t) = to {
+        if params.to.is_some() {
+            return Err(bad("date", "one upper bound at most"));
+        }
+        params.to = Some(text(t));
+    }
+    Ok(())
+}
+
+/// Searches the audit trail: `patient`, `agent`, `date`, `subtype` (the
+/// Carapace action), `outcome`, `_count`; a `searchset` with `next`.
+#[utoipa::path(get, operation_id = "fhir_audit_event_search", path = "/fhir/R4/AuditEvent", tag = "fhir",
+    security(("bearer" = [])),
+    params(("patient" = Option<String>, Query, description = "Patient/<id>"),
+           ("agent" = Option<String>, Query, description = "the actor's subject"),
+           ("date" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),
+           ("subtype" = Option<String>, Query, description = "urn:carapace:audit-action|<action>, e.g. patient.read"),
+           ("outcome" = Option<String>, Query, description = "allowed, denied, not_found or error"),
+           ("_count" = Option<String>, Query, description = "page size, 1-500"),
+           ("_cursor" = Option<String>, Query, description = "from the next link")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn search(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let params = query_pairs(&req)?;
+    let mut p = AuditParams::default();
+    for (name, value) in &params {
+        let slot = match name.as_str() {
+            "patient" => &mut p.patient,
+            "agent" => &mut p.actor,
+            "subtype" => &mut p.action,
+            "outcome" => &mut p.outcome,
+            "_count" => &mut p.limit,
+            "_cursor" => &mut p.cursor,
+            "date" => {
+                date_bound(value, &mut p)?;
+                continue;
+            }
+            "action" => {
+                return Err(bad(
+                    name,
+                    "search by subtype (the Carapace action, e.g. patient.read) instead",
+                ));
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    "not a search parameter of AuditEvent here (see /fhir/R4/metadata)",
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(bad(name, "give this parameter once"));
+        }
+        let value = match name.as_str() {
+            "patient" => value.strip_prefix("Patient/").unwrap_or(value),
+            "agent" => value
+                .split_once('|')
+                .map_or(value.as_str(), |(_, subject)| subject),
+            "subtype" => value
+                .strip_prefix(ACTION_SYSTEM)
+                .and_then(|v| v.strip_prefix('|'))
+                .unwrap_or(value),
+            _ => value,
+        };
+        *slot = Some(value.to_owned());
+    }
+    let described = format!("{params:?}");
+    let q = query(&state, &auth, p)?;
+    let page = state
+        .audit
+        .query(&auth.access(), &q, read_event(&auth, described))
+        .await?;
+    let base = base(&req, &state);
+    let search_url = format!("{base}/AuditEvent");
+    let entries = page
+        .items
+        .iter()
+        .map(|e| Entry {
+            full_url: format!("{base}/AuditEvent/{}", e.id),
+            resource: to_fhir(e),
+            mode: Mode::Match,
+        })
+        .collect();
+    let next_url = page.next_after.map(|id| {
+        let cursor = state
+            .cursor_key
+            .seal(auth.principal.org(), CURSOR_SCOPE, id.as_bytes());
+        bundle::with_cursor(&search_url, &params, &cursor)
+    });
+    let body = bundle::searchset(
+        &bundle::self_link(&search_url, &params),
+        next_url.as_deref(),
+        entries,
+    );
+    Ok(fhir_json(StatusCode::OK, &body))
+}
