@@ -115,6 +115,13 @@ fn read<T: DeserializeOwned + 'static>(
     Box::pin(async move {
         let value = json.await?.into_inner();
         bounded(&value, 1).map_err(ApiError::Malformed)?;
+        // serde fills a struct from an array too (`[null]` would be a body
+        // whose first field is null): every body Carapace takes is an object.
+        if !value.is_object() {
+            return Err(
+                ApiError::Invalid(vec![FieldError::new("body", "must be a JSON object")]).into(),
+            );
+        }
         serde_json::from_value(value).map_err(|e| ApiError::Invalid(vec![shape_error(&e)]).into())
     })
 }

@@ -46,6 +46,31 @@ async fn malformed_json_is_400_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_an_object_is_422_and_writes_nothing() {
+    let Some((app, token)) = app_with_token("a_body_that_is_not_an_object_is_422").await else {
+        return;
+    };
+    // serde would fill the struct's fields in order from an array.
+    let as_array = json!(["Jane", "Roe", "1980-02-03", null, null, null, null]);
+    for body in [as_array, json!([null]), json!("x"), json!(7), json!(null)] {
+        let p = problem(
+            post_raw(
+                &app,
+                &token,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "body", "{body}");
+    }
+    assert!(app.all_patients(&token).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn oversized_body_is_413() {
     let Some((app, token)) = app_with_token("oversized_body_is_413").await else {
         return;

@@ -496,6 +496,7 @@ async fn bad_requests_are_operation_outcomes(app: &TestApp) {
         outcome(call(app, "GET", path, &clinician, None).await, 404).await;
     }
     for query in [
+        "_lastUpdated=I%C2%8E%C3%93",
         "unknown=1",
         "family=Roe",
         "_count=0",

@@ -179,7 +179,11 @@ fn bad(param: &str, message: &str) -> ApiError {
 
 /// One `_lastUpdated` bound into `within`.
 fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError> {
-    let (prefix, instant) = value.split_at(value.len().min(2));
+    // `get`, not slicing: the value is the client's, not ASCII.
+    let (prefix, instant) = match value.get(..2) {
+        Some(p) => (p, &value[2..]),
+        None => ("", value),
+    };
     let at = OffsetDateTime::parse(instant, &Rfc3339).map_err(|_| {
         bad(
             "_lastUpdated",
