@@ -40,6 +40,7 @@ mod m0028_subject_standing;
 mod m0029_telephony;
 mod m0030_voicemail;
 mod m0031_reminder_calls;
+mod m0032_backend_services;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0029_telephony::Migration),
             Box::new(m0030_voicemail::Migration),
             Box::new(m0031_reminder_calls::Migration),
+            Box::new(m0032_backend_services::Migration),
         ]
     }
 }

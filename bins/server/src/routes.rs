@@ -5,6 +5,7 @@ pub mod appointments;
 pub mod assistant;
 pub mod audit;
 pub mod auth;
+pub mod backend;
 pub mod calendar;
 pub mod consultations;
 pub mod docs;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .configure(auth::configure)
+                .configure(backend::configure)
                 .configure(patients::configure)
                 .configure(appointments::configure)
                 .configure(calendar::configure)

@@ -7,6 +7,7 @@
 //! does I/O.
 
 mod admin_change;
+pub mod backend;
 mod error;
 pub mod feed_tokens;
 pub mod issuer;

@@ -38,6 +38,9 @@ pub struct ServiceKeyInfo {
     pub last_used_at: Option<OffsetDateTime>,
     /// When it was revoked.
     pub revoked_at: Option<OffsetDateTime>,
+    /// The public JWKS of a SMART backend client (its assertions are
+    /// verified against it), if it is one ([`crate::backend`]).
+    pub jwks: Option<String>,
 }
 
 /// Storage of service keys.
@@ -49,6 +52,7 @@ pub trait ServiceKeyStore: Send + Sync {
         name: &str,
         roles: RoleSet,
         hash: [u8; 32],
+        jwks: Option<&str>,
     ) -> impl Future<Output = Result<ServiceKeyInfo, AuthError>> + Send;
 
     /// All keys of the organization.
@@ -63,6 +67,23 @@ pub trait ServiceKeyStore: Send + Sync {
         ctx: &TenantContext,
         id: ServiceKeyId,
         now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
+
+    /// The unrevoked key `id`, if there is one.
+    fn active(
+        &self,
+        ctx: &TenantContext,
+        id: ServiceKeyId,
+    ) -> impl Future<Output = Result<Option<ServiceKeyInfo>, AuthError>> + Send;
+
+    /// Remembers assertion `jti` of key `id` until `expires_at`; `false`
+    /// when it was already used (a replay).
+    fn use_assertion(
+        &self,
+        ctx: &TenantContext,
+        id: ServiceKeyId,
+        jti: &str,
+        expires_at: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 
     /// The unrevoked key with this hash, recording its use at `now`.

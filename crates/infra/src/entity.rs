@@ -19,8 +19,8 @@ pub use patients::{break_glass, care_assignment, patient, patient_id_hash};
 
 mod accounts;
 pub use accounts::{
-    login_address, login_address_failure, mfa_challenge_spent, password_reset, recovery_code,
-    refresh_token, security_event, service_key, session, subject_block, user,
+    backend_assertion, login_address, login_address_failure, mfa_challenge_spent, password_reset,
+    recovery_code, refresh_token, security_event, service_key, session, subject_block, user,
 };
 
 mod audit;

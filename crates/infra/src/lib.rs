@@ -12,6 +12,7 @@ mod appointments;
 pub mod assistant;
 pub mod audit;
 pub mod audit_partitions;
+pub mod backend;
 mod calendar;
 pub mod calls;
 mod consultations;

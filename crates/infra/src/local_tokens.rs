@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use carapace_auth::backend::{ACCESS_TOKEN_SECS, BackendGrant, BackendTokenIssuer};
 use carapace_auth::local::{AccessClaims, AccessTokenIssuer, Challenge, SessionId, UserId};
+use carapace_auth::service_keys::ServiceKeyId;
+use carapace_auth::smart::Scopes;
 use carapace_auth::{AuthError, Principal, Role, RoleSet};
 use carapace_tenancy::{OrgId, SubjectId};
 use ed25519_dalek::SigningKey;
@@ -30,6 +33,8 @@ pub const ISSUER: &str = "carapace";
 pub const ACCESS_TYP: &str = "at+jwt";
 /// Lifetime of an access token.
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+/// Header `typ` of SMART Backend Services access tokens.
+pub const BACKEND_TYP: &str = "backend-at+jwt";
 /// Header `typ` of MFA challenges.
 pub const CHALLENGE_TYP: &str = "mfa-challenge+jwt";
 /// Lifetime of an MFA challenge.
@@ -72,6 +77,23 @@ struct Claims {
     jti: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     act: Option<Act>,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+}
+
+/// A backend client's access token: its key, roles and scopes, no session.
+#[derive(Serialize, Deserialize)]
+struct BackendClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    org_id: Uuid,
+    key_id: Uuid,
+    roles: Vec<String>,
+    scope: String,
+    token_use: String,
+    jti: Uuid,
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -226,6 +248,59 @@ impl LocalTokens {
                 .with_session(SessionId::from_uuid(c.sid)),
             SessionId::from_uuid(c.sid),
         ))
+    }
+}
+
+impl LocalTokens {
+    /// Verifies a backend client's access token: the principal (subject
+    /// `service:<key>`, the key's roles, the granted scopes) and its key
+    /// (whose revocation the caller checks).
+    pub fn verify_backend(&self, token: &str) -> Result<(Principal, ServiceKeyId), AuthError> {
+        let c: BackendClaims = self.decode_kind(token, BACKEND_TYP)?;
+        if c.token_use != "backend" || c.roles.len() > RoleSet::MAX_CLAIMED {
+            return Err(AuthError::InvalidToken("not a backend token"));
+        }
+        let key = ServiceKeyId::from_uuid(c.key_id);
+        if c.sub != format!("service:{key}") {
+            return Err(AuthError::InvalidToken("bad sub"));
+        }
+        let subject = SubjectId::parse(&c.sub).map_err(|_| AuthError::InvalidToken("bad sub"))?;
+        let roles: Vec<Role> = c.roles.iter().filter_map(|r| r.parse().ok()).collect();
+        let scopes = Scopes::from_claim(&c.scope)
+            .filter(Scopes::is_restricted)
+            .ok_or(AuthError::InvalidToken(
+                "a backend token carries system/ scopes",
+            ))?;
+        Ok((
+            Principal::new(subject, OrgId::from_uuid(c.org_id), RoleSet::of(&roles))
+                .with_scopes(scopes),
+            key,
+        ))
+    }
+}
+
+impl BackendTokenIssuer for LocalTokens {
+    fn issue_backend(
+        &self,
+        grant: &BackendGrant,
+        now: OffsetDateTime,
+    ) -> Result<SecretString, AuthError> {
+        let now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let claims = BackendClaims {
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+            sub: format!("service:{}", grant.key),
+            org_id: grant.org.as_uuid(),
+            key_id: grant.key.as_uuid(),
+            roles: grant.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            scope: grant.scopes.to_claim().unwrap_or_default(),
+            token_use: "backend".into(),
+            jti: Uuid::new_v4(),
+            iat: now,
+            nbf: now,
+            exp: now + ACCESS_TOKEN_SECS,
+        };
+        self.sign(BACKEND_TYP, &claims)
     }
 }
 

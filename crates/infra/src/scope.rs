@@ -74,6 +74,7 @@ org_scoped!(
     telephony_callback,
     telephony_recording,
     telephony_voicemail,
+    backend_assertion,
 );
 
 /// An organization named by its id or its raw uuid.

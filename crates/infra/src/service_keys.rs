@@ -5,7 +5,7 @@ use carapace_auth::RoleSet;
 use carapace_auth::service_keys::{ServiceKeyId, ServiceKeyInfo, ServiceKeyStore};
 use carapace_tenancy::TenantContext;
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::accounts::{roles_from_text, roles_to_text};
 use crate::db::{Database, storage_error};
 use crate::db::{Fetch as _, Run as _};
+use crate::entity::backend_assertion as assertion;
 use crate::entity::service_key as row;
 use crate::scope::Scoped as _;
 
@@ -41,6 +42,7 @@ fn info(r: row::Model) -> ServiceKeyInfo {
         created_at: r.created_at,
         last_used_at: r.last_used_at,
         revoked_at: r.revoked_at,
+        jwks: r.jwks,
     }
 }
 
@@ -51,6 +53,7 @@ impl ServiceKeyStore for SeaServiceKeys {
         name: &str,
         roles: RoleSet,
         hash: [u8; 32],
+        jwks: Option<&str>,
     ) -> Result<ServiceKeyInfo, AuthError> {
         let tx = self
             .db
@@ -66,6 +69,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             created_at: OffsetDateTime::now_utc(),
             last_used_at: None,
             revoked_at: None,
+            jwks: jwks.map(str::to_owned),
         };
         let active = row::ActiveModel {
             org_id: Set(model.org_id),
@@ -76,6 +80,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             created_at: Set(model.created_at),
             last_used_at: Set(None),
             revoked_at: Set(None),
+            jwks: Set(model.jwks.clone()),
         };
         row::Entity::insert(active).run(&tx).await?;
         tx.commit().await.map_err(db_err)?;
@@ -118,6 +123,66 @@ impl ServiceKeyStore for SeaServiceKeys {
             .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected == 1)
+    }
+
+    async fn active(
+        &self,
+        ctx: &TenantContext,
+        id: ServiceKeyId,
+    ) -> Result<Option<ServiceKeyInfo>, AuthError> {
+        let tx = self
+            .db
+            .begin_tenant_read(ctx)
+            .await
+            .map_err(AuthError::Storage)?;
+        let found = row::Entity::find()
+            .scoped(ctx)
+            .filter(row::Column::Id.eq(id.as_uuid()))
+            .filter(row::Column::RevokedAt.is_null())
+            .one_in(&tx)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(found.map(info))
+    }
+
+    async fn use_assertion(
+        &self,
+        ctx: &TenantContext,
+        id: ServiceKeyId,
+        jti: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, AuthError> {
+        let tx = self
+            .db
+            .begin_tenant(ctx)
+            .await
+            .map_err(AuthError::Storage)?;
+        // Expired assertions are refused by their exp anyway: forget them.
+        assertion::Entity::delete_many()
+            .scoped(ctx)
+            .filter(assertion::Column::ExpiresAt.lt(OffsetDateTime::now_utc()))
+            .run(&tx)
+            .await?;
+        let first = assertion::Entity::insert(assertion::ActiveModel {
+            org_id: Set(ctx.org().as_uuid()),
+            key_id: Set(id.as_uuid()),
+            jti: Set(jti.to_owned()),
+            expires_at: Set(expires_at),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                assertion::Column::OrgId,
+                assertion::Column::KeyId,
+                assertion::Column::Jti,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(&tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(first == 1)
     }
 
     async fn authenticate(

@@ -9,7 +9,7 @@ use carapace_auth::{AuthError, Principal, TokenVerifier};
 use jsonwebtoken::{Algorithm, decode_header};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use carapace_auth::service_keys;
+use carapace_auth::service_keys::{self, ServiceKeyStore as _};
 use time::OffsetDateTime;
 
 use carapace_auth::local::SessionStore as _;
@@ -123,6 +123,19 @@ impl TokenVerifier for Verifiers {
                 let Some(local) = &self.local else {
                     return Err(AuthError::InvalidToken("local accounts are disabled"));
                 };
+                if header.typ.as_deref() == Some(crate::local_tokens::BACKEND_TYP) {
+                    // A backend client's token lives only while its key does.
+                    let (principal, key) = local.verify_backend(raw)?;
+                    let Some(store) = &self.service_keys else {
+                        return Err(AuthError::InvalidToken(
+                            "backend clients are not accepted here",
+                        ));
+                    };
+                    return match store.active(&principal.tenant(), key).await? {
+                        Some(_) => Ok(principal),
+                        None => Err(AuthError::InvalidToken("the client's key was revoked")),
+                    };
+                }
                 let (principal, session) = local.verify_with_session(raw)?;
                 if let Some(sessions) = &self.sessions
                     && !sessions.is_active(&principal.tenant(), session).await?

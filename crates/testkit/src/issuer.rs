@@ -58,7 +58,8 @@ impl TestKey {
         }
     }
 
-    fn jwk(self) -> Value {
+    /// The public key as a JWK (with its `kid`).
+    pub fn jwk(self) -> Value {
         let text = match self {
             Self::Rsa1 => include_str!("../fixtures/rsa1.jwk.json"),
             Self::Rsa2 => include_str!("../fixtures/rsa2.jwk.json"),
@@ -67,7 +68,8 @@ impl TestKey {
         serde_json::from_str(text).unwrap_or(Value::Null)
     }
 
-    fn encoding(self) -> EncodingKey {
+    /// The private key, for signing.
+    pub fn encoding(self) -> EncodingKey {
         let pem = self.private_pem().as_bytes();
         let key = match self {
             Self::Rsa1 | Self::Rsa2 => EncodingKey::from_rsa_pem(pem),

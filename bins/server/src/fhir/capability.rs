@@ -144,27 +144,34 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
     })
 }
 
-/// The SMART configuration: the capabilities and scopes honoured, and
-/// the authorization server's endpoints where one is configured.
-pub fn smart_configuration(issuer: Option<&str>) -> Value {
+/// The SMART configuration: the capabilities and scopes honoured, the
+/// Backend Services token endpoint (`token_url`), and the external
+/// authorization server where one is configured.
+pub fn smart_configuration(token_url: &str, issuer: Option<&str>) -> Value {
     let mut config = json!({
+        "token_endpoint": token_url,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": carapace_auth::backend::ALGORITHMS,
+        "grant_types_supported": ["client_credentials"],
         "capabilities": [
+            "client-confidential-asymmetric",
             "permission-v1",
             "permission-v2",
             "permission-patient",
             "permission-user",
         ],
         "scopes_supported": [
-            "patient/*.rs",
-            "user/*.cruds",
             "system/*.rs",
-            "patient/Patient.rs",
-            "user/Patient.cruds",
             "system/Patient.rs",
+            "system/Appointment.rs",
+            "system/AuditEvent.rs",
+            "user/*.cruds",
+            "user/Patient.cruds",
+            "patient/*.rs",
+            "patient/Patient.rs",
         ],
-        "grant_types_supported": ["authorization_code"],
         "code_challenge_methods_supported": ["S256"],
-        "response_types_supported": ["code"],
+        "response_types_supported": ["token"],
     });
     if let Some(issuer) = issuer {
         let issuer = issuer.trim_end_matches('/');

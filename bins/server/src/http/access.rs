@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/.well-known/jwks.json", Public),
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/refresh", Public),
+    ("POST", "/api/v1/auth/token", Public),
     ("POST", "/api/v1/auth/logout", Public),
     ("POST", "/api/v1/auth/mfa/verify", Public),
     ("POST", "/api/v1/auth/password-reset/request", Public),

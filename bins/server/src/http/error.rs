@@ -34,6 +34,12 @@ pub struct Problem {
     /// Field-level problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
+    /// On the OAuth token endpoint: the RFC 6749 error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// On the OAuth token endpoint: the RFC 6749 error description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
 }
 
 /// One field-level problem.
@@ -154,6 +160,10 @@ pub enum ApiError {
     /// witness outside the database: PHI is not served (fail closed).
     #[error("audit witness backlog over its bound")]
     WitnessBacklog,
+    /// The OAuth token endpoint refused (400, or 401 for `invalid_client`);
+    /// the body also carries RFC 6749's `error` and `error_description`.
+    #[error("oauth: {0}")]
+    OAuth(carapace_auth::backend::OAuthError),
     /// Anything else; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -189,6 +199,7 @@ impl ApiError {
             Self::Suspended => "kill_switch_on",
             Self::WitnessBacklog => "audit_witness_backlog",
             Self::RateLimited(_) => "rate_limited",
+            Self::OAuth(e) => e.code(),
             Self::Internal(_) => "internal",
         }
     }
@@ -230,6 +241,7 @@ impl ApiError {
                 "the record changed since the version in If-Match; read it again and retry"
                     .to_owned(),
             ),
+            Self::OAuth(e) => Some(e.description().to_owned()),
             Self::WitnessBacklog => Some(
                 "the audit trail cannot be anchored outside the database right now; PHI is served again once it is"
                     .to_owned(),
@@ -255,6 +267,14 @@ impl ApiError {
             code: self.code().to_owned(),
             detail,
             errors,
+            error: match self {
+                Self::OAuth(e) => Some(e.code().to_owned()),
+                _ => None,
+            },
+            error_description: match self {
+                Self::OAuth(e) => Some(e.description().to_owned()),
+                _ => None,
+            },
         }
     }
 }
@@ -286,6 +306,10 @@ impl ResponseError for ApiError {
             | Self::Suspended
             | Self::WitnessBacklog
             | Self::Off { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OAuth(carapace_auth::backend::OAuthError::InvalidClient(_)) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::OAuth(_) => StatusCode::BAD_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    admin, appointments, assistant, audit, auth, calendar, consultations, fhir, health,
+    admin, appointments, assistant, audit, auth, backend, calendar, consultations, fhir, health,
     medications, metrics, organization, patients, research, service_keys, telephony, users,
     verification, voice, voicemail,
 };
@@ -21,7 +21,7 @@ use crate::http::error::{Problem, ProblemField};
         health::live, health::ready, metrics::metrics,
         auth::login, auth::refresh, auth::logout, auth::jwks,
         auth::reset_request, auth::reset_confirm,
-        auth::mfa_verify, auth::totp_enroll, auth::totp_activate,
+        auth::mfa_verify, auth::totp_enroll, auth::totp_activate, backend::token,
         patients::create, patients::get, patients::update, patients::delete, patients::list,
         patients::care::break_glass, patients::care::assign, patients::care::care_team, patients::care::link_account,
         service_keys::create, service_keys::list, service_keys::revoke,

@@ -105,8 +105,9 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 /// The SMART on FHIR configuration.
 #[utoipa::path(get, operation_id = "fhir_smart_configuration", path = "/fhir/R4/.well-known/smart-configuration", tag = "fhir",
     responses((status = 200, description = "the SMART configuration", body = Object, content_type = "application/json")))]
-pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
+pub async fn smart_configuration(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(capability::smart_configuration(
+        &crate::routes::backend::token_url(&req, &state),
         state.oidc_issuer.as_deref(),
     ))
 }

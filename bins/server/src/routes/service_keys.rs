@@ -41,6 +41,11 @@ pub struct NewServiceKey {
     /// Some of `service`, `viewer`, `staff`, `clinician` (at most 4).
     #[schema(example = json!(["service", "viewer"]))]
     roles: Vec<String>,
+    /// For a SMART backend client: its public keys (a JWKS of 1-8 RSA or
+    /// EC keys, each with a `kid`). The key then also signs in with signed
+    /// assertions at `/api/v1/auth/token` as `client_id`.
+    #[schema(value_type = Option<Object>)]
+    jwks: Option<serde_json::Value>,
 }
 
 /// A service key (never its secret, except once at creation).
@@ -61,15 +66,22 @@ pub struct ServiceKeyView {
     /// The key itself: only in the response that created it.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
+    /// The SMART Backend Services `client_id`, for a key that holds a JWKS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-impl From<ServiceKeyInfo> for ServiceKeyView {
-    fn from(k: ServiceKeyInfo) -> Self {
+impl ServiceKeyView {
+    fn of(k: ServiceKeyInfo, org: carapace_tenancy::OrgId) -> Self {
         Self {
+            client_id: k
+                .jwks
+                .is_some()
+                .then(|| carapace_auth::backend::client_id(org, k.id)),
             id: k.id.as_uuid(),
             name: k.name,
             roles: k.roles.iter().map(Role::as_str).collect(),
@@ -94,7 +106,16 @@ pub async fn create(
     state: web::Data<AppState>,
     body: JsonBody<NewServiceKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let NewServiceKey { name, roles } = body.0;
+    let NewServiceKey { name, roles, jwks } = body.0;
+    let jwks = jwks
+        .map(|j| {
+            carapace_auth::backend::check_jwks(&j)
+                .map(|()| j.to_string())
+                .map_err(|why| {
+                    ApiError::Invalid(vec![carapace_clinical::FieldError::new("jwks", why)])
+                })
+        })
+        .transpose()?;
     if roles.len() > service_keys::ALLOWED_ROLES.len() {
         return Err(carapace_auth::AuthError::InvalidRequest("too many roles").into());
     }
@@ -104,9 +125,9 @@ pub async fn create(
     let (key, hash) = service_keys::generate(ctx.org());
     let info = state
         .service_keys
-        .create(&ctx, &name, RoleSet::of(&roles), hash)
+        .create(&ctx, &name, RoleSet::of(&roles), hash, jwks.as_deref())
         .await?;
-    let mut view = ServiceKeyView::from(info);
+    let mut view = ServiceKeyView::of(info, ctx.org());
     admin_action(&state, &auth, "service_key.create", view.id.to_string()).await?;
     view.key = Some(key.expose_secret().to_owned());
     Ok(HttpResponse::Created().json(view))
@@ -119,7 +140,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
     let keys = state.service_keys.list(&auth.principal.tenant()).await?;
     Ok(HttpResponse::Ok().json(
         keys.into_iter()
-            .map(ServiceKeyView::from)
+            .map(|k| ServiceKeyView::of(k, auth.principal.org()))
             .collect::<Vec<_>>(),
     ))
 }

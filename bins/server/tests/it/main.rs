@@ -9,6 +9,7 @@ mod attack;
 mod audit;
 mod auth;
 mod authorization;
+mod backend_services;
 mod bad_input;
 mod cli;
 mod consultations;

@@ -147,6 +147,25 @@ pub mod service_key {
         pub created_at: TimeDateTimeWithTimeZone,
         pub last_used_at: Option<TimeDateTimeWithTimeZone>,
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
+        pub jwks: Option<String>,
+    }
+
+    no_relations!();
+}
+
+pub mod backend_assertion {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "backend_assertions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub jti: String,
+        pub expires_at: TimeDateTimeWithTimeZone,
     }
 
     no_relations!();
