@@ -161,6 +161,22 @@ def main(base, token):
     modes = sorted(e["search"]["mode"] for e in with_patient["entry"])
     assert modes == ["include", "match"], modes
 
+    # A medication and a side effect through the REST API, then the care
+    # team, MedicationStatement and AdverseEvent through FHIR.
+    rest = base.replace("/fhir/R4", "/api/v1")
+    auth = {"Authorization": f"Bearer {token}"}
+    r = requests.post(f"{rest}/patients/{ids[0]}/medications", headers=auth, timeout=10, json={
+        "drug_name": "Lisinopril", "dose": "10 mg", "schedule": "once daily", "started_on": "2026-10-01"})
+    assert r.status_code == 201, r.text
+    r = requests.post(f"{rest}/patients/{ids[0]}/side-effects", headers=auth, timeout=10, json={
+        "symptom": "Dry cough", "severity": "mild", "onset_on": "2026-10-05"})
+    assert r.status_code == 201, r.text
+    for kind, param in [("CareTeam", "patient"), ("MedicationStatement", "patient"), ("AdverseEvent", "subject")]:
+        found = fhir.resources(kind).search(**{param: f"Patient/{ids[0]}"}).fetch_raw()
+        valid(found)
+        assert len(found["entry"]) == 1, (kind, found)
+    valid(fhir.get("CareTeam", ids[0]))
+
     # The patient's audit trail as AuditEvents (the token holds admin).
     trail = fhir.resources("AuditEvent").search(patient=f"Patient/{ids[0]}").limit(2).fetch_raw()
     valid(trail)

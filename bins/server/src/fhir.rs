@@ -9,6 +9,7 @@ pub mod appointment;
 pub mod audit_event;
 pub mod bundle;
 pub mod capability;
+pub mod clinical;
 pub mod outcome;
 pub mod patient;
 mod read;

@@ -203,6 +203,20 @@ impl<P: PatientRepository, T: AuditTrail> PatientAccess<'_, P, T> {
             .ok_or(ClinicalError::NotFound)
     }
 
+    /// The care team of patient `id`, for a caller who may read it.
+    pub async fn care_team(
+        &self,
+        caller: &Caller<'_>,
+        id: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(carapace_tenancy::SubjectId, crate::patient::CareRole)>, ClinicalError> {
+        let access = self.reach(caller, id, Permission::PatientRead, now).await?;
+        self.patients
+            .care_team(&access, id)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
     /// Deletes patient `id` for `caller` (`patient:delete` and a
     /// relationship, [`Self::reach`]).
     pub async fn delete(

@@ -443,6 +443,52 @@ pub trait MedicationRepository: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Timeline>, ClinicalError>> + Send;
 }
 
+/// The ports the medication use cases work over.
+pub struct MedicationRecords<'a, P, T, M> {
+    /// Patients and how a subject relates to one.
+    pub patients: &'a P,
+    /// Single audit events.
+    pub trail: &'a T,
+    /// Security events (refusals).
+    pub events: &'a dyn carapace_audit::SecurityEventSink,
+    /// Medications and side effects.
+    pub medications: &'a M,
+}
+
+impl<P, T, M> MedicationRecords<'_, P, T, M>
+where
+    P: crate::patient::PatientRepository,
+    T: crate::access::AuditTrail,
+    M: MedicationRepository,
+{
+    /// The medications and side effects of `patient`, for a caller who may
+    /// read the patient (through [`crate::access::PatientAccess::reach`]).
+    pub async fn history(
+        &self,
+        caller: &crate::access::Caller<'_>,
+        patient: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<MedicationHistory, ClinicalError> {
+        let reach = crate::access::PatientAccess {
+            patients: self.patients,
+            trail: self.trail,
+            events: self.events,
+        };
+        let access = reach
+            .reach(
+                caller,
+                patient,
+                carapace_auth::policy::Permission::PatientRead,
+                now,
+            )
+            .await?;
+        self.medications
+            .history(&access, patient)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,6 +139,18 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                     {"code": "search-type"},
                 ],
                 "searchParam": params(AUDIT_EVENT_SEARCH),
+            }, {
+                "type": "CareTeam",
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": params(&[("patient", "reference", "Patient/<id> (required; the team's id is the patient's)")]),
+            }, {
+                "type": "MedicationStatement",
+                "interaction": [{"code": "search-type"}],
+                "searchParam": params(&[("patient", "reference", "Patient/<id> (required)"), ("subject", "reference", "the same as patient")]),
+            }, {
+                "type": "AdverseEvent",
+                "interaction": [{"code": "search-type"}],
+                "searchParam": params(&[("subject", "reference", "Patient/<id> (required)"), ("patient", "reference", "the same as subject")]),
             }],
         }],
     })

@@ -283,6 +283,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/Appointment/{id}", Needs(AppointmentRead)),
     ("GET", "/fhir/R4/AuditEvent", Needs(AuditRead)),
     ("GET", "/fhir/R4/AuditEvent/{id}", Needs(AuditRead)),
+    ("GET", "/fhir/R4/CareTeam", Needs(PatientRead)),
+    ("GET", "/fhir/R4/CareTeam/{id}", Needs(PatientRead)),
+    ("GET", "/fhir/R4/MedicationStatement", Needs(PatientRead)),
+    ("GET", "/fhir/R4/AdverseEvent", Needs(PatientRead)),
 ];
 
 /// The FHIR interaction each FHIR route is (and each REST route of the
@@ -380,6 +384,30 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "/fhir/R4/AuditEvent/{id}",
         ResourceType::AuditEvent,
         Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/CareTeam",
+        ResourceType::CareTeam,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/CareTeam/{id}",
+        ResourceType::CareTeam,
+        Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/MedicationStatement",
+        ResourceType::MedicationStatement,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/AdverseEvent",
+        ResourceType::AdverseEvent,
+        Interaction::Search,
     ),
 ];
 

@@ -52,6 +52,8 @@ use crate::http::error::{Problem, ProblemField};
         fhir::patient::read, fhir::patient::update, fhir::patient::delete,
         fhir::appointment::search, fhir::appointment::create, fhir::appointment::read,
         fhir::audit_event::search, fhir::audit_event::read,
+        fhir::clinical::care_teams, fhir::clinical::care_team_read,
+        fhir::clinical::medication_statements, fhir::clinical::adverse_events,
     ),
     components(schemas(Problem, ProblemField, fhir::Resource, fhir::OperationOutcome)),
     modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),

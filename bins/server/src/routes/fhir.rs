@@ -5,6 +5,7 @@
 
 pub mod appointment;
 pub mod audit_event;
+pub mod clinical;
 pub mod patient;
 
 use actix_web::http::StatusCode;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(patient::configure)
         .configure(appointment::configure)
         .configure(audit_event::configure)
+        .configure(clinical::configure)
         .default_service(web::to(crate::routes::not_found));
 }
 

@@ -253,12 +253,13 @@ pub async fn history(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let patient = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, patient, Permission::PatientRead).await?;
-    let (meds, effects) = state
-        .medications
-        .history(&access, patient)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (meds, effects) = crate::routes::use_cases::medication_records(&state)
+        .history(
+            &crate::routes::use_cases::caller(&auth),
+            patient,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(history_view(&meds, &effects)))
 }
 

@@ -71,6 +71,19 @@ pub(crate) fn scheduling(
     }
 }
 
+/// The medication use cases over the server's adapters.
+pub(crate) fn medication_records(
+    state: &AppState,
+) -> carapace_clinical::medication::MedicationRecords<'_, SeaPatients, SeaAuditLog, SeaMedications>
+{
+    carapace_clinical::medication::MedicationRecords {
+        patients: &state.patients,
+        trail: &state.audit,
+        events: state.events.as_ref(),
+        medications: &state.medications,
+    }
+}
+
 /// The care-team use cases over the server's adapters.
 pub(crate) fn care_teams(state: &AppState) -> CareTeams<'_, SeaPatients, SeaAccounts> {
     CareTeams {

@@ -3,7 +3,6 @@
 
 use actix_web::{HttpResponse, web};
 use carapace_audit::SecurityEventKind;
-use carapace_auth::policy::Permission;
 use carapace_clinical::patient::{CareRole, PatientId, PatientRepository as _, break_glass_reason};
 use carapace_tenancy::SubjectId;
 use serde::{Deserialize, Serialize};
@@ -194,12 +193,13 @@ pub async fn care_team(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PatientId::from_uuid(id.into_inner());
-    let access = super::related(&state, &auth, id, Permission::PatientRead).await?;
-    let team = state
-        .patients
-        .care_team(&access, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let team = crate::routes::use_cases::patient_access(&state)
+        .care_team(
+            &crate::routes::use_cases::caller(&auth),
+            id,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
     let entries: Vec<CareTeamEntry> = team
         .into_iter()
         .map(|(subject, role)| CareTeamEntry {

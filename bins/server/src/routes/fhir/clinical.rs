@@ -1,0 +1,166 @@
+//! `CareTeam`, `MedicationStatement` and `AdverseEvent`: a patient's care
+//! team, medications and side effects, searched by patient through the
+//! same use cases as `/api/v1/patients/{id}/care-team` and
+//! `/api/v1/patients/{id}/medications` (`patient:read` and a relationship;
+//! the same audit events).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_clinical::FieldError;
+use carapace_clinical::patient::PatientId;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Resource, base, fhir_json, query_pairs};
+use crate::fhir::bundle::{self, Entry, Mode};
+use crate::fhir::clinical::{adverse_event, care_team, medication_statement};
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::routes::use_cases::{caller, medication_records, patient_access};
+use crate::state::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/CareTeam").route(web::get().to(care_teams)))
+        .service(web::resource("/CareTeam/{id}").route(web::get().to(care_team_read)))
+        .service(web::resource("/MedicationStatement").route(web::get().to(medication_statements)))
+        .service(web::resource("/AdverseEvent").route(web::get().to(adverse_events)));
+}
+
+fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
+}
+
+/// The one patient a search names (`patient`, or `subject` where
+/// `subject_too`); every other parameter is refused.
+fn patient_of(req: &HttpRequest, subject_too: bool) -> Result<PatientId, ApiError> {
+    let params = query_pairs(req)?;
+    let mut patient = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "patient" | "subject" if name == "patient" || subject_too => {
+                if patient.is_some() {
+                    return Err(bad(name, "give the patient once"));
+                }
+                let raw = value.strip_prefix("Patient/").unwrap_or(value);
+                patient = Some(
+                    Uuid::parse_str(raw)
+                        .map(PatientId::from_uuid)
+                        .map_err(|_| bad(name, "must be Patient/<id>"))?,
+                );
+            }
+            other => return Err(bad(other, "not a search parameter here: search by patient")),
+        }
+    }
+    patient.ok_or_else(|| bad("patient", "is required"))
+}
+
+fn searchset(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: &str,
+    resources: Vec<(String, serde_json::Value)>,
+) -> HttpResponse {
+    let base = base(req, state);
+    let params = query_pairs(req).unwrap_or_default();
+    let entries = resources
+        .into_iter()
+        .map(|(id, resource)| Entry {
+            full_url: format!("{base}/{kind}/{id}"),
+            resource,
+            mode: Mode::Match,
+        })
+        .collect();
+    let body = bundle::searchset(
+        &bundle::self_link(&format!("{base}/{kind}"), &params),
+        None,
+        entries,
+    );
+    fhir_json(StatusCode::OK, &body)
+}
+
+/// The patient's care team, by patient.
+#[utoipa::path(get, operation_id = "fhir_care_team_search", path = "/fhir/R4/CareTeam", tag = "fhir",
+    security(("bearer" = [])),
+    params(("patient" = String, Query, description = "Patient/<id>")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn care_teams(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let patient = patient_of(&req, true)?;
+    let team = patient_access(&state)
+        .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
+        .await?;
+    Ok(searchset(
+        &req,
+        &state,
+        "CareTeam",
+        vec![(patient.to_string(), care_team(patient, &team))],
+    ))
+}
+
+/// A patient's care team (its id is the patient's).
+#[utoipa::path(get, operation_id = "fhir_care_team_read", path = "/fhir/R4/CareTeam/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the patient's id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the CareTeam")))]
+pub async fn care_team_read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = Uuid::parse_str(&id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(PatientId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let team = patient_access(&state)
+        .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &care_team(patient, &team)))
+}
+
+/// The patient's medications.
+#[utoipa::path(get, operation_id = "fhir_medication_statement_search", path = "/fhir/R4/MedicationStatement", tag = "fhir",
+    security(("bearer" = [])),
+    params(("patient" = String, Query, description = "Patient/<id> (or subject)")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn medication_statements(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let patient = patient_of(&req, true)?;
+    let now = OffsetDateTime::now_utc();
+    let (meds, _) = medication_records(&state)
+        .history(&caller(&auth), patient, now)
+        .await?;
+    let found = meds
+        .iter()
+        .map(|m| (m.id.to_string(), medication_statement(m, now.date())))
+        .collect();
+    Ok(searchset(&req, &state, "MedicationStatement", found))
+}
+
+/// The patient's side effects.
+#[utoipa::path(get, operation_id = "fhir_adverse_event_search", path = "/fhir/R4/AdverseEvent", tag = "fhir",
+    security(("bearer" = [])),
+    params(("subject" = String, Query, description = "Patient/<id> (or patient)")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn adverse_events(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let patient = patient_of(&req, true)?;
+    let (_, effects) = medication_records(&state)
+        .history(&caller(&auth), patient, OffsetDateTime::now_utc())
+        .await?;
+    let found = effects
+        .iter()
+        .map(|s| (s.id.to_string(), adverse_event(s)))
+        .collect();
+    Ok(searchset(&req, &state, "AdverseEvent", found))
+}
