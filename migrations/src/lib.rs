@@ -41,6 +41,7 @@ mod m0029_telephony;
 mod m0030_voicemail;
 mod m0031_reminder_calls;
 mod m0032_backend_services;
+mod m0033_bulk_exports;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -85,6 +86,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0030_voicemail::Migration),
             Box::new(m0031_reminder_calls::Migration),
             Box::new(m0032_backend_services::Migration),
+            Box::new(m0033_bulk_exports::Migration),
         ]
     }
 }

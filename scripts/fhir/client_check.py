@@ -183,6 +183,32 @@ def main(base, token):
     assert len(trail["entry"]) == 2, trail
     valid(fhir.get("AuditEvent", trail["entry"][0]["resource"]["id"]))
 
+    # A bulk export (Flat FHIR): kick-off, poll, download, every line valid.
+    import time as _time
+
+    kick = requests.get(f"{base}/Patient/$export", timeout=10,
+                        headers={**auth, "Accept": "application/fhir+json", "Prefer": "respond-async"})
+    assert kick.status_code == 202, kick.text
+    status_url = kick.headers["Content-Location"]
+    for _ in range(200):
+        polled = requests.get(status_url, headers=auth, timeout=10)
+        if polled.status_code != 202:
+            break
+        _time.sleep(0.05)
+    assert polled.status_code == 200, polled.text
+    manifest = polled.json()
+    assert manifest["requiresAccessToken"] is True and manifest["output"], manifest
+    lines = 0
+    for out in manifest["output"]:
+        got = requests.get(out["url"], headers=auth, timeout=10)
+        assert got.status_code == 200 and got.headers["content-type"] == "application/fhir+ndjson"
+        for line in got.text.splitlines():
+            assert json.loads(line)["resourceType"] == out["type"]
+            valid(json.loads(line))
+            lines += 1
+    assert lines == sum(o["count"] for o in manifest["output"]), manifest
+    assert requests.delete(status_url, headers=auth, timeout=10).status_code == 202
+
     # No token: 401 OperationOutcome.
     anon = requests.get(f"{base}/Patient", timeout=10)
     assert anon.status_code == 401

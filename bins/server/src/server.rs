@@ -207,6 +207,10 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned()),
         oidc_issuer: settings.oidc.issuer.clone(),
+        exports: carapace_infra::exports::SeaExports::new(db.clone(), keys.clone()),
+        export_ttl: time::Duration::seconds(
+            i64::try_from(settings.limits.export_ttl_secs).unwrap_or(3600),
+        ),
         voice: settings
             .voice
             .provider(settings.profile)

@@ -192,6 +192,7 @@ impl Settings {
                 ai_burst: self.rate_limit_ai_burst,
                 api_per_minute: self.rate_limit_api_per_minute,
                 api_burst: self.rate_limit_api_burst,
+                export_ttl_secs: self.export_ttl_secs,
             },
             auth: AuthSection {
                 dev_tokens: self.dev_tokens,

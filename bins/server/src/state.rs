@@ -100,6 +100,10 @@ pub struct AppState {
     /// The external OIDC issuer, when configured (the SMART configuration
     /// names it).
     pub oidc_issuer: Option<String>,
+    /// FHIR bulk exports and their sealed files.
+    pub exports: carapace_infra::exports::SeaExports,
+    /// How long an export's files are kept.
+    pub export_ttl: time::Duration,
     /// The speech provider, when one is configured.
     pub speech: Option<carapace_infra::speech::Speech>,
     /// Length limits and horizon of bookings.

@@ -44,7 +44,7 @@ pub fn authorize(principal: &Principal, permission: Permission) -> Decision {
     if let Decision::Deny(reason) = authorize_roles(principal, permission) {
         return Decision::Deny(reason);
     }
-    match principal.scopes().reach_of(permission) {
+    match scope_reach(principal.scopes(), permission) {
         Some(_) => Decision::Allow,
         None => Decision::Deny(DenyReason::OutOfScope(permission)),
     }
@@ -66,10 +66,60 @@ pub fn authorize_interaction(
     }
 }
 
+/// The FHIR interactions a permission stands for (any one of them lets a
+/// SMART scope cover it). Permissions without a FHIR counterpart
+/// (administration, break-glass, analytics, the assistant) have none: a
+/// token with SMART scopes never holds them.
+pub fn interactions_of(permission: Permission) -> &'static [(ResourceType, Interaction)] {
+    use Interaction::{Create, Delete, Read, Search, Update};
+    use ResourceType as T;
+    match permission {
+        Permission::PatientRead => &[(T::Patient, Read), (T::Patient, Search)],
+        Permission::PatientWrite => &[(T::Patient, Create), (T::Patient, Update)],
+        Permission::PatientDelete => &[(T::Patient, Delete)],
+        Permission::AuditRead => &[(T::AuditEvent, Read), (T::AuditEvent, Search)],
+        Permission::AppointmentRead => &[(T::Appointment, Read), (T::Appointment, Search)],
+        Permission::AppointmentWrite => &[(T::Appointment, Create), (T::Appointment, Update)],
+        Permission::SideEffectReport => &[(T::AdverseEvent, Create)],
+        Permission::ConsentManage => &[
+            (T::Consent, Create),
+            (T::Consent, Read),
+            (T::Consent, Update),
+            (T::Consent, Search),
+        ],
+        Permission::Consultation => &[
+            (T::ServiceRequest, Create),
+            (T::ServiceRequest, Read),
+            (T::ServiceRequest, Search),
+        ],
+        Permission::VerificationManage | Permission::VerificationWork => &[
+            (T::Task, Create),
+            (T::Task, Read),
+            (T::Task, Update),
+            (T::Task, Search),
+        ],
+        _ => &[],
+    }
+}
+
+/// How far `scopes` let `permission` reach: the widest reach of any
+/// interaction it stands for ([`interactions_of`]). Without SMART scopes,
+/// as far as the roles; a permission with no FHIR counterpart is outside
+/// every SMART scope.
+pub fn scope_reach(scopes: &crate::smart::Scopes, permission: Permission) -> Option<Reach> {
+    if !scopes.is_restricted() {
+        return Some(Reach::Roles);
+    }
+    interactions_of(permission)
+        .iter()
+        .filter_map(|(resource, i)| scopes.reach(*resource, *i))
+        .max()
+}
+
 /// Whether the token's scopes confine `permission` to the patient record
 /// linked to the user (`patient/` scopes only).
 fn own_record_only(principal: &Principal, permission: Permission) -> bool {
-    principal.scopes().reach_of(permission) == Some(Reach::OwnRecord)
+    scope_reach(principal.scopes(), permission) == Some(Reach::OwnRecord)
 }
 
 fn authorize_roles(principal: &Principal, permission: Permission) -> Decision {

@@ -13,8 +13,6 @@
 
 use std::fmt;
 
-use crate::policy::Permission;
-
 /// The FHIR resource types Carapace serves, as scopes name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceType {
@@ -219,19 +217,6 @@ impl Scopes {
         }
     }
 
-    /// How far the scopes let `permission` reach: the widest reach of any
-    /// interaction it stands for ([`interactions_of`]). A permission with no
-    /// FHIR counterpart is outside every SMART scope.
-    pub fn reach_of(&self, permission: Permission) -> Option<Reach> {
-        match self.grants {
-            None => Some(Reach::Roles),
-            Some(_) => interactions_of(permission)
-                .iter()
-                .filter_map(|(resource, i)| self.reach(*resource, *i))
-                .max(),
-        }
-    }
-
     /// The scopes as SMART v2 writes them (for tokens Carapace issues).
     pub fn to_claim(&self) -> Option<String> {
         match &self.grants {
@@ -299,42 +284,6 @@ fn parse_grant(reach: Reach, rest: &str) -> Option<Grant> {
     })
 }
 
-/// The FHIR interactions a permission stands for (any one of them lets a
-/// SMART scope cover it). Permissions without a FHIR counterpart
-/// (administration, break-glass, analytics, the assistant) have none: a
-/// token with SMART scopes never holds them.
-pub fn interactions_of(permission: Permission) -> &'static [(ResourceType, Interaction)] {
-    use Interaction::{Create, Delete, Read, Search, Update};
-    use ResourceType as T;
-    match permission {
-        Permission::PatientRead => &[(T::Patient, Read), (T::Patient, Search)],
-        Permission::PatientWrite => &[(T::Patient, Create), (T::Patient, Update)],
-        Permission::PatientDelete => &[(T::Patient, Delete)],
-        Permission::AuditRead => &[(T::AuditEvent, Read), (T::AuditEvent, Search)],
-        Permission::AppointmentRead => &[(T::Appointment, Read), (T::Appointment, Search)],
-        Permission::AppointmentWrite => &[(T::Appointment, Create), (T::Appointment, Update)],
-        Permission::SideEffectReport => &[(T::AdverseEvent, Create)],
-        Permission::ConsentManage => &[
-            (T::Consent, Create),
-            (T::Consent, Read),
-            (T::Consent, Update),
-            (T::Consent, Search),
-        ],
-        Permission::Consultation => &[
-            (T::ServiceRequest, Create),
-            (T::ServiceRequest, Read),
-            (T::ServiceRequest, Search),
-        ],
-        Permission::VerificationManage | Permission::VerificationWork => &[
-            (T::Task, Create),
-            (T::Task, Read),
-            (T::Task, Update),
-            (T::Task, Search),
-        ],
-        _ => &[],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,9 +319,6 @@ mod tests {
             assert_eq!(s.reach(ResourceType::Patient, i), None, "{i:?}");
         }
         assert_eq!(s.reach(ResourceType::Appointment, Read), None);
-        assert_eq!(s.reach_of(Permission::PatientRead), Some(Reach::Roles));
-        assert_eq!(s.reach_of(Permission::PatientWrite), None);
-        assert_eq!(s.reach_of(Permission::UserAdmin), None);
     }
 
     #[test]

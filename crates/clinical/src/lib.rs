@@ -20,6 +20,7 @@ pub mod assistant;
 pub mod care_team;
 pub mod consultation;
 mod error;
+pub mod export;
 pub mod medication;
 pub mod patient;
 pub mod research;

@@ -198,7 +198,7 @@ impl Version {
         Self(i64::try_from(micros).unwrap_or(i64::MAX))
     }
 
-    /// A version as [`fmt::Display`] writes it (decimal digits); `None`
+    /// A version as [`std::fmt::Display`] writes it (decimal digits); `None`
     /// for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {

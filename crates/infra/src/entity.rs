@@ -35,6 +35,9 @@ pub use clinical::{assistant_turn, consent, incoming_referral, medication, refer
 mod verification;
 pub use verification::{verification_setting, verification_task, verification_transcript};
 
+mod exports;
+pub use exports::{bulk_export, bulk_export_file};
+
 mod telephony;
 pub use telephony::{
     telephony_account, telephony_call, telephony_callback, telephony_recording, telephony_voicemail,

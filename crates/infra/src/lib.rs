@@ -19,6 +19,7 @@ mod consultations;
 pub mod db;
 pub mod dev_token;
 mod entity;
+pub mod exports;
 mod fields;
 pub mod idempotency;
 pub mod jwt_crypto;

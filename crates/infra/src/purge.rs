@@ -1,7 +1,8 @@
 //! The clean-up job: deletes sessions (with their refresh tokens) that are
 //! revoked or past their idle or absolute limit, reset codes that are used
 //! or expired, spent MFA challenges past their expiry, idempotency records
-//! past their 24 hours, and per-address failure counts nobody added to for
+//! past their 24 hours, FHIR bulk exports past their time (with their
+//! sealed files), and per-address failure counts nobody added to for
 //! a day. It walks every organization, each in its own tenant
 //! transaction, so row-level security applies to it like to any request.
 
@@ -15,8 +16,8 @@ use uuid::Uuid;
 use crate::db::Run as _;
 use crate::db::{Database, storage_error};
 use crate::entity::{
-    idempotency_key, login_address_failure, mfa_challenge_spent, organization, password_reset,
-    session,
+    bulk_export, idempotency_key, login_address_failure, mfa_challenge_spent, organization,
+    password_reset, session,
 };
 use crate::scope::Scoped as _;
 
@@ -27,6 +28,8 @@ pub struct PurgeReport {
     pub sessions: u64,
     /// Reset codes deleted.
     pub resets: u64,
+    /// Bulk exports deleted (their files go with them).
+    pub exports: u64,
 }
 
 /// Deletes what has expired as of `now`.
@@ -77,6 +80,12 @@ pub async fn purge_expired(
             .filter(idempotency_key::Column::ExpiresAt.lte(now))
             .run(&tx)
             .await?;
+        report.exports += bulk_export::Entity::delete_many()
+            .in_org(org)
+            .filter(bulk_export::Column::ExpiresAt.lte(now))
+            .run(&tx)
+            .await?
+            .rows_affected;
         tx.commit().await.map_err(storage_error)?;
     }
     login_address_failure::Entity::delete_many()

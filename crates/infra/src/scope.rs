@@ -75,6 +75,8 @@ org_scoped!(
     telephony_recording,
     telephony_voicemail,
     backend_assertion,
+    bulk_export,
+    bulk_export_file,
 );
 
 /// An organization named by its id or its raw uuid.

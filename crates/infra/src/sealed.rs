@@ -406,6 +406,26 @@ pub mod telephony_recordings {
     };
 }
 
+/// `bulk_export_files`: an export's NDJSON, bound to its file row.
+pub mod bulk_export_files {
+    use super::*;
+
+    /// The table.
+    pub const TABLE: &str = "bulk_export_files";
+    /// The NDJSON.
+    pub const BODY: &str = "body";
+    /// The registry entry.
+    pub const SEALED: SealedTable = SealedTable {
+        table: TABLE,
+        org: "org_id",
+        key: &[KeyPart::Uuid("id")],
+        row: RowBinding::Uuid("id"),
+        version: VersionAt::Column("key_version"),
+        columns: &[fixed(BODY)],
+        blind_indexes: &[],
+    };
+}
+
 /// `telephony_voicemails`: the caller's number, the message and its
 /// transcript, bound to the voicemail's row.
 pub mod telephony_voicemails {
@@ -518,6 +538,7 @@ pub const REGISTRY: &[SealedTable] = &[
     telephony_accounts::SEALED,
     telephony_recordings::SEALED,
     telephony_voicemails::SEALED,
+    bulk_export_files::SEALED,
     assistant_turns::SEALED,
     idempotency_keys::SEALED,
 ];

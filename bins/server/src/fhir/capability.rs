@@ -117,6 +117,10 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                     {"code": "search-type"},
                 ],
                 "searchParam": params(PATIENT_SEARCH),
+                "operation": [{
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                }],
             }, {
                 "type": "Appointment",
                 "versioning": "versioned",

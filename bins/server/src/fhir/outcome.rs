@@ -1,7 +1,7 @@
 //! Errors on the FHIR surface: every `application/problem+json` answer to
 //! a `/fhir/` request (the handlers', the extractors', the kill switch's,
 //! the rate limiter's, unknown routes') leaves as an `OperationOutcome`
-//! with the same status and headers. One mapping from [`ApiError`] to
+//! with the same status and headers. One mapping from [`crate::http::ApiError`] to
 //! HTTP stays the only one (`crate::http::error`); this only changes the
 //! body's shape.
 

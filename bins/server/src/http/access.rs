@@ -287,6 +287,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/CareTeam/{id}", Needs(PatientRead)),
     ("GET", "/fhir/R4/MedicationStatement", Needs(PatientRead)),
     ("GET", "/fhir/R4/AdverseEvent", Needs(PatientRead)),
+    ("GET", "/fhir/R4/Patient/$export", Needs(PatientRead)),
+    ("GET", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
+    ("DELETE", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
+    ("GET", "/fhir/R4/$export-file/{id}/{n}", Needs(PatientRead)),
 ];
 
 /// The FHIR interaction each FHIR route is (and each REST route of the
@@ -407,6 +411,30 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "GET",
         "/fhir/R4/AdverseEvent",
         ResourceType::AdverseEvent,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Patient/$export",
+        ResourceType::Patient,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/$export-status/{id}",
+        ResourceType::Patient,
+        Interaction::Search,
+    ),
+    (
+        "DELETE",
+        "/fhir/R4/$export-status/{id}",
+        ResourceType::Patient,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/$export-file/{id}/{n}",
+        ResourceType::Patient,
         Interaction::Search,
     ),
 ];

@@ -54,6 +54,7 @@ use crate::http::error::{Problem, ProblemField};
         fhir::audit_event::search, fhir::audit_event::read,
         fhir::clinical::care_teams, fhir::clinical::care_team_read,
         fhir::clinical::medication_statements, fhir::clinical::adverse_events,
+        fhir::export::kick_off, fhir::export::status, fhir::export::cancel, fhir::export::download,
     ),
     components(schemas(Problem, ProblemField, fhir::Resource, fhir::OperationOutcome)),
     modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),

@@ -6,6 +6,7 @@
 pub mod appointment;
 pub mod audit_event;
 pub mod clinical;
+pub mod export;
 pub mod patient;
 
 use actix_web::http::StatusCode;
@@ -25,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/.well-known/smart-configuration",
             web::get().to(smart_configuration),
         )
+        // Before `Patient/{id}`, which `Patient/$export` would match.
+        .configure(export::configure)
         .configure(patient::configure)
         .configure(appointment::configure)
         .configure(audit_event::configure)

@@ -183,6 +183,7 @@ impl Jobs {
                 tracing::info!(
                     sessions = r.sessions,
                     reset_codes = r.resets,
+                    bulk_exports = r.exports,
                     "purged expired credentials"
                 );
             },

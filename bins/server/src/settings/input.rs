@@ -256,6 +256,9 @@ pub struct Settings {
     pub rate_limit_api_per_minute: u32,
     /// Burst for other API requests.
     pub rate_limit_api_burst: u32,
+    /// How long a FHIR bulk export's files are kept, in seconds (60 to
+    /// 604800, default 3600); then they are deleted.
+    pub export_ttl_secs: u64,
 }
 
 impl Default for Settings {
@@ -349,6 +352,7 @@ impl Default for Settings {
             rate_limit_ai_burst: 5,
             rate_limit_api_per_minute: 1200,
             rate_limit_api_burst: 200,
+            export_ttl_secs: 3600,
         }
     }
 }

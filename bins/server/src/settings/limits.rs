@@ -25,6 +25,8 @@ pub struct LimitsSection {
     pub api_per_minute: u32,
     /// Burst for other API requests.
     pub api_burst: u32,
+    /// How long a FHIR bulk export's files are kept.
+    pub export_ttl_secs: u64,
 }
 
 impl LimitsSection {
@@ -59,6 +61,12 @@ impl LimitsSection {
             p.push(ConfigProblem::new(
                 "CARAPACE_REDIS_URL",
                 "must start with redis:// or rediss://",
+            ));
+        }
+        if !(60..=604_800).contains(&self.export_ttl_secs) {
+            p.push(ConfigProblem::new(
+                "CARAPACE_EXPORT_TTL_SECS",
+                "must be between 60 and 604800",
             ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.body_limit_bytes) {

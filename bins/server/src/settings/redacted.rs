@@ -26,6 +26,7 @@ impl Config {
             "dev_token_secret": secret(&self.auth.dev_token_secret),
             "cursor_secret": secret(&self.auth.cursor_secret),
             "body_limit_bytes": self.limits.body_limit_bytes,
+            "export_ttl_secs": self.limits.export_ttl_secs,
             "shutdown_timeout_secs": self.http.shutdown_timeout_secs,
             "http_workers": self.http.workers,
             "refresh_grace_secs": self.auth.refresh_grace_secs,

@@ -382,3 +382,16 @@ mod smart_scopes {
         );
     }
 }
+
+#[test]
+fn scopes_reach_a_permission_through_any_of_its_interactions() {
+    use crate::smart::{Reach, Scopes};
+    let s = Scopes::from_claim("openid user/Patient.rs").unwrap_or_default();
+    assert_eq!(scope_reach(&s, Permission::PatientRead), Some(Reach::Roles));
+    assert_eq!(scope_reach(&s, Permission::PatientWrite), None);
+    assert_eq!(scope_reach(&s, Permission::UserAdmin), None);
+    assert_eq!(
+        scope_reach(&Scopes::unrestricted(), Permission::UserAdmin),
+        Some(Reach::Roles)
+    );
+}

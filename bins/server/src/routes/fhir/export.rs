@@ -1,0 +1,393 @@
+//! Bulk Data export (Flat FHIR v2) of the patients a caller may list:
+//! `GET /fhir/R4/Patient/$export` with `Prefer: respond-async` starts a
+//! job (202, `Content-Location` of its status); the status answers 202
+//! while it runs and the manifest once done; each NDJSON file is
+//! downloaded with a token of the same requester; `DELETE` on the status
+//! cancels and deletes. What a job holds is decided by the listing and
+//! history use cases, as for the REST routes; every exported patient is
+//! recorded as a disclosure (`patient.export`, in the patient's access
+//! log); files are sealed at rest and deleted after
+//! `CARAPACE_EXPORT_TTL_SECS`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_audit::Outcome;
+use carapace_auth::smart::ResourceType;
+use carapace_clinical::FieldError;
+use carapace_clinical::export::{
+    ExportFile, ExportId, ExportRepository as _, ExportStatus, NewExport, may_follow,
+    requested_types,
+};
+use carapace_clinical::patient::{PageLimit, Patient, PatientQuery, UpdatedWithin};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{base, query_pairs};
+use crate::fhir::instant;
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::routes::use_cases::{caller, medication_records, patient_access};
+use crate::state::AppState;
+
+/// Most patients one export holds.
+pub const MAX_PATIENTS: usize = 100_000;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/Patient/$export").route(web::get().to(kick_off)))
+        .service(
+            web::resource("/$export-status/{id}")
+                .route(web::get().to(status))
+                .route(web::delete().to(cancel)),
+        )
+        .service(web::resource("/$export-file/{id}/{n}").route(web::get().to(download)));
+}
+
+fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
+}
+
+fn export_id(raw: &str) -> Result<ExportId, ApiError> {
+    Uuid::parse_str(raw)
+        .ok()
+        .filter(|_| raw.len() == 36)
+        .map(ExportId::from_uuid)
+        .ok_or(ApiError::NotFound)
+}
+
+/// Starts an export of the patients the caller may list (and their
+/// medications and side effects), asynchronously.
+#[utoipa::path(get, operation_id = "fhir_patient_export", path = "/fhir/R4/Patient/$export", tag = "fhir",
+    security(("bearer" = [])),
+    params(("Prefer" = String, Header, description = "respond-async"),
+           ("_type" = Option<String>, Query, description = "Patient, MedicationStatement, AdverseEvent (comma-separated)"),
+           ("_since" = Option<String>, Query, description = "an instant: only what changed since"),
+           ("_outputFormat" = Option<String>, Query, description = "application/fhir+ndjson")),
+    responses((status = 202, description = "started; Content-Location names its status")))]
+pub async fn kick_off(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let asynchronous = req
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == "respond-async"));
+    if !asynchronous {
+        return Err(ApiError::BadHeader(
+            "a bulk export needs Prefer: respond-async",
+        ));
+    }
+    let params = query_pairs(&req)?;
+    let (mut types, mut since) = (None, None);
+    for (name, value) in &params {
+        match name.as_str() {
+            "_type" if types.is_none() => types = Some(value.as_str()),
+            "_since" if since.is_none() => {
+                since = Some(
+                    OffsetDateTime::parse(value, &Rfc3339)
+                        .map_err(|_| bad(name, "must be an instant with its zone"))?,
+                );
+            }
+            "_outputFormat"
+                if matches!(
+                    value.as_str(),
+                    "application/fhir+ndjson" | "application/ndjson" | "ndjson"
+                ) => {}
+            other => {
+                return Err(bad(
+                    other,
+                    "not a parameter of $export here (or given twice)",
+                ));
+            }
+        }
+    }
+    let types = requested_types(types)?;
+    let base = base(&req, &state);
+    let now = OffsetDateTime::now_utc();
+    let new = NewExport {
+        request_url: format!("{base}/Patient/$export?{}", req.query_string()),
+        types: types.clone(),
+        since,
+        expires_at: now + state.export_ttl,
+    };
+    let id = state.exports.create(&auth.access(), &new).await?;
+    let job = Authorized {
+        principal: auth.principal.clone(),
+        settings: auth.settings,
+        origin: auth.origin.clone(),
+    };
+    let runner = state.clone();
+    tokio::spawn(async move { run(runner, job, id, types, since).await });
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            header::CONTENT_LOCATION,
+            format!("{base}/$export-status/{id}"),
+        ))
+        .finish())
+}
+
+/// Writes the export's files, then marks it complete (or failed).
+async fn run(
+    state: web::Data<AppState>,
+    auth: Authorized,
+    id: ExportId,
+    types: Vec<ResourceType>,
+    since: Option<OffsetDateTime>,
+) {
+    let ctx = auth.principal.tenant();
+    let outcome = write(&state, &auth, id, &types, since).await;
+    let (status, error) = match &outcome {
+        Ok(()) => (ExportStatus::Complete, None),
+        Err(e) => {
+            tracing::warn!(error = %e, export = %id, "bulk export failed");
+            (
+                ExportStatus::Failed,
+                Some("the export failed; start another"),
+            )
+        }
+    };
+    if let Err(e) = state.exports.finish(&ctx, id, status, error).await {
+        tracing::warn!(error = %e, export = %id, "could not end a bulk export");
+    }
+}
+
+/// The patients the caller may list (changed since `since`, if given),
+/// page by page through the listing use case.
+async fn patients(
+    state: &AppState,
+    auth: &Authorized,
+    since: Option<OffsetDateTime>,
+) -> Result<Vec<Patient>, ApiError> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let query = PatientQuery {
+            limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
+            after,
+            updated: UpdatedWithin {
+                after: since.map(|t| (t, true)),
+                before: None,
+            },
+            ..PatientQuery::default()
+        };
+        let page = patient_access(state).list(&caller(auth), query).await?;
+        all.extend(page.items);
+        if all.len() > MAX_PATIENTS {
+            return Err(ApiError::Unprocessable {
+                code: "export_too_large",
+                detail: "more than 100000 patients: export by _since in parts",
+            });
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+fn ndjson(lines: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+async fn write(
+    state: &AppState,
+    auth: &Authorized,
+    id: ExportId,
+    types: &[ResourceType],
+    since: Option<OffsetDateTime>,
+) -> Result<(), ApiError> {
+    let ctx = auth.principal.tenant();
+    let exported = patients(state, auth, None).await?;
+    let now = OffsetDateTime::now_utc();
+    let mut files: Vec<(ResourceType, Vec<Value>)> = Vec::new();
+    if types.contains(&ResourceType::Patient) {
+        let changed = exported
+            .iter()
+            .filter(|p| since.is_none_or(|s| p.updated_at >= s))
+            .map(crate::fhir::patient::to_fhir)
+            .collect();
+        files.push((ResourceType::Patient, changed));
+    }
+    let wants_meds = types.contains(&ResourceType::MedicationStatement);
+    let wants_effects = types.contains(&ResourceType::AdverseEvent);
+    if wants_meds || wants_effects {
+        let (mut meds, mut effects) = (Vec::new(), Vec::new());
+        for p in &exported {
+            let (m, e) = medication_records(state)
+                .history(&caller(auth), p.id, now)
+                .await?;
+            meds.extend(
+                m.iter()
+                    .filter(|m| since.is_none_or(|s| m.created_at >= s))
+                    .map(|m| crate::fhir::clinical::medication_statement(m, now.date())),
+            );
+            effects.extend(
+                e.iter()
+                    .filter(|e| since.is_none_or(|s| e.created_at >= s))
+                    .map(crate::fhir::clinical::adverse_event),
+            );
+        }
+        if wants_meds {
+            files.push((ResourceType::MedicationStatement, meds));
+        }
+        if wants_effects {
+            files.push((ResourceType::AdverseEvent, effects));
+        }
+    }
+    // Every patient whose data leaves is a disclosure in their access log.
+    let access = auth.access();
+    for p in &exported {
+        let disclosed = access
+            .event(
+                "patient.export",
+                "patient",
+                Some(p.id.as_uuid().to_string()),
+                Outcome::Allowed,
+            )
+            .with_detail(format!("bulk export {id}"));
+        state.audit.record(&disclosed).await?;
+    }
+    let non_empty = files.into_iter().filter(|(_, l)| !l.is_empty());
+    for (n, (resource_type, lines)) in (1u32..).zip(non_empty) {
+        let file = ExportFile {
+            n,
+            resource_type,
+            count: u64::try_from(lines.len()).unwrap_or(u64::MAX),
+        };
+        state
+            .exports
+            .add_file(&ctx, id, &file, &ndjson(&lines))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The export's status: 202 while it runs, the manifest once done.
+#[utoipa::path(get, operation_id = "fhir_export_status", path = "/fhir/R4/$export-status/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "export id")),
+    responses((status = 200, description = "the manifest", body = Object, content_type = "application/json"),
+              (status = 202, description = "in progress (X-Progress, Retry-After)")))]
+pub async fn status(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = export_id(&id)?;
+    let now = OffsetDateTime::now_utc();
+    let job = state
+        .exports
+        .get(&auth.principal.tenant(), id, now)
+        .await?
+        .filter(|j| may_follow(j, auth.principal.subject()))
+        .ok_or(ApiError::NotFound)?;
+    match job.status {
+        ExportStatus::InProgress => Ok(HttpResponse::Accepted()
+            .insert_header(("x-progress", "in progress"))
+            .insert_header((header::RETRY_AFTER, "2"))
+            .finish()),
+        ExportStatus::Failed => Err(ApiError::Internal(
+            job.error.unwrap_or_else(|| "export failed".into()).into(),
+        )),
+        ExportStatus::Complete => {
+            let base = base(&req, &state);
+            let output: Vec<Value> = job
+                .files
+                .iter()
+                .map(|f| {
+                    json!({
+                        "type": f.resource_type.as_str(),
+                        "url": format!("{base}/$export-file/{id}/{}", f.n),
+                        "count": f.count,
+                    })
+                })
+                .collect();
+            let manifest = json!({
+                "transactionTime": instant(job.created_at),
+                "request": job.request_url,
+                "requiresAccessToken": true,
+                "output": output,
+                "error": [],
+            });
+            Ok(HttpResponse::Ok()
+                .insert_header((
+                    header::EXPIRES,
+                    job.expires_at
+                        .format(&time::format_description::well_known::Rfc2822)
+                        .unwrap_or_default()
+                        .replace("+0000", "GMT"),
+                ))
+                .json(manifest))
+        }
+    }
+}
+
+/// Cancels an export and deletes it with its files.
+#[utoipa::path(delete, operation_id = "fhir_export_cancel", path = "/fhir/R4/$export-status/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "export id")),
+    responses((status = 202, description = "cancelled and deleted")))]
+pub async fn cancel(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = export_id(&id)?;
+    let now = OffsetDateTime::now_utc();
+    state
+        .exports
+        .get(&auth.principal.tenant(), id, now)
+        .await?
+        .filter(|j| may_follow(j, auth.principal.subject()))
+        .ok_or(ApiError::NotFound)?;
+    if state.exports.delete(&auth.access(), id).await? {
+        Ok(HttpResponse::Accepted().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// One NDJSON file of a complete export, for its requester.
+#[utoipa::path(get, operation_id = "fhir_export_file", path = "/fhir/R4/$export-file/{id}/{n}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "export id"), ("n" = String, Path, description = "file number")),
+    responses((status = 200, description = "NDJSON, one resource per line", content_type = "application/fhir+ndjson")))]
+pub async fn download(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw, n) = path.into_inner();
+    let id = export_id(&raw)?;
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=16).contains(n))
+        .ok_or(ApiError::NotFound)?;
+    let now = OffsetDateTime::now_utc();
+    state
+        .exports
+        .get(&auth.principal.tenant(), id, now)
+        .await?
+        .filter(|j| may_follow(j, auth.principal.subject()))
+        .ok_or(ApiError::NotFound)?;
+    let body = state
+        .exports
+        .file(&auth.access(), id, n, now)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::build(StatusCode::OK)
+        .insert_header((header::CONTENT_TYPE, "application/fhir+ndjson"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}

@@ -1,0 +1,121 @@
+//! Care teams, medications and side effects.
+
+use carapace_auth::Role;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp, send, spawn_app};
+
+async fn care_teams_medications_and_side_effects(app: &TestApp) {
+    let org = app.org().await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let (p, _) = json_of(
+        call(app, "POST", "/fhir/R4/Patient", &ada, Some(&jane("Mia"))).await,
+        201,
+    )
+    .await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let post = |path: String, body: Value| {
+        send(app.http.post(app.url(&path)).bearer_auth(&ada).json(&body))
+    };
+    let res = post(
+        format!("/api/v1/patients/{pid}/medications"),
+        json!({"drug_name": "Lisinopril", "dose": "10 mg", "schedule": "once daily", "started_on": "2026-10-01", "stopped_on": "2026-10-20"}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let res = post(
+        format!("/api/v1/patients/{pid}/side-effects"),
+        json!({"symptom": "Dry cough", "severity": "moderate", "onset_on": "2026-10-05"}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+
+    let (team, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/CareTeam?patient=Patient/{pid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let t = &team["entry"][0]["resource"];
+    assert_eq!(t["id"], pid.as_str());
+    assert_eq!(
+        t["participant"][0]["member"]["identifier"]["value"],
+        "clinician-ada"
+    );
+    let (read, _) = json_of(
+        call(app, "GET", &format!("/fhir/R4/CareTeam/{pid}"), &ada, None).await,
+        200,
+    )
+    .await;
+    assert_eq!(&read, t);
+    let (meds, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/MedicationStatement?patient={pid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let m = &meds["entry"][0]["resource"];
+    assert_eq!(m["medicationCodeableConcept"]["text"], "Lisinopril");
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["effectivePeriod"]["end"], "2026-10-20");
+    let (effects, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AdverseEvent?subject=Patient/{pid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let e = &effects["entry"][0]["resource"];
+    assert_eq!(e["event"]["text"], "Dry cough");
+    assert_eq!(e["severity"]["coding"][0]["code"], "moderate");
+    assert_eq!(e["actuality"], "actual");
+
+    // Outside the care team, and in another organization: nothing.
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    for path in [
+        format!("/fhir/R4/CareTeam?patient={pid}"),
+        format!("/fhir/R4/CareTeam/{pid}"),
+        format!("/fhir/R4/MedicationStatement?patient={pid}"),
+        format!("/fhir/R4/AdverseEvent?subject={pid}"),
+    ] {
+        outcome(call(app, "GET", &path, &bob, None).await, 403).await;
+        let other = app.org().await;
+        outcome(
+            call(app, "GET", &path, &app.token(&other, Role::Admin), None).await,
+            404,
+        )
+        .await;
+    }
+    for bad in [
+        "/fhir/R4/MedicationStatement",
+        "/fhir/R4/MedicationStatement?code=x",
+        "/fhir/R4/CareTeam?patient=a&patient=b",
+        "/fhir/R4/AdverseEvent?subject=nope",
+    ] {
+        outcome(call(app, "GET", bad, &ada, None).await, 422).await;
+    }
+}
+
+on_both_backends!(
+    care_teams_medications_and_side_effects_on,
+    care_teams_medications_and_side_effects
+);

@@ -1,0 +1,220 @@
+//! Bulk Data export (FHIR Flat FHIR, v2): the job a client starts, its
+//! files, and the port that keeps both (files sealed under the
+//! organization's key). What a job exports is decided by the same use
+//! cases as a listing ([`crate::access::PatientAccess::list`],
+//! [`crate::medication::MedicationRecords::history`]); the FHIR wire
+//! format of the files is the server's.
+
+use std::future::Future;
+
+use carapace_audit::Access;
+use carapace_auth::smart::ResourceType;
+use carapace_tenancy::{SubjectId, TenantContext};
+use time::OffsetDateTime;
+
+use crate::ClinicalError;
+
+carapace_tenancy::entity_id! {
+    /// A bulk export's id.
+    pub struct ExportId;
+}
+
+/// The resource types an export may hold.
+pub const EXPORTABLE: [ResourceType; 3] = [
+    ResourceType::Patient,
+    ResourceType::MedicationStatement,
+    ResourceType::AdverseEvent,
+];
+
+/// Where an export stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportStatus {
+    /// Being written.
+    InProgress,
+    /// Done: its files can be downloaded until it expires.
+    Complete,
+    /// Stopped by an error (its message says what, never PHI).
+    Failed,
+}
+
+impl ExportStatus {
+    /// Stable name (storage).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::InProgress, Self::Complete, Self::Failed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A new export, as asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewExport {
+    /// The kick-off request's URL (the manifest's `request`).
+    pub request_url: String,
+    /// The types asked for (`_type`; all of [`EXPORTABLE`] by default).
+    pub types: Vec<ResourceType>,
+    /// Only resources changed since (`_since`).
+    pub since: Option<OffsetDateTime>,
+    /// When its files are deleted.
+    pub expires_at: OffsetDateTime,
+}
+
+/// One file of an export: NDJSON of one resource type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportFile {
+    /// Its number within the export (from 1).
+    pub n: u32,
+    /// The resource type of every line.
+    pub resource_type: ResourceType,
+    /// How many resources (lines) it holds.
+    pub count: u64,
+}
+
+/// An export as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportJob {
+    /// Its id.
+    pub id: ExportId,
+    /// Who started it (only they may poll, download or cancel it).
+    pub requester: SubjectId,
+    /// Where it stands.
+    pub status: ExportStatus,
+    /// The kick-off request's URL.
+    pub request_url: String,
+    /// The types asked for.
+    pub types: Vec<ResourceType>,
+    /// When it was started (the manifest's `transactionTime`).
+    pub created_at: OffsetDateTime,
+    /// When its files are deleted.
+    pub expires_at: OffsetDateTime,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Its files (once complete).
+    pub files: Vec<ExportFile>,
+}
+
+/// Where exports and their (sealed) files are kept.
+pub trait ExportRepository: Send + Sync {
+    /// Starts an export for `access`'s subject (`export.start`).
+    fn create(
+        &self,
+        access: &Access,
+        new: &NewExport,
+    ) -> impl Future<Output = Result<ExportId, ClinicalError>> + Send;
+
+    /// The export `id` of the organization, if it has not expired.
+    fn get(
+        &self,
+        ctx: &TenantContext,
+        id: ExportId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<ExportJob>, ClinicalError>> + Send;
+
+    /// Stores one file (sealed) of an export still in progress.
+    fn add_file(
+        &self,
+        ctx: &TenantContext,
+        id: ExportId,
+        file: &ExportFile,
+        ndjson: &[u8],
+    ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
+
+    /// Ends an export in progress as `status` (with `error` when failed);
+    /// `false` if it is no longer in progress (cancelled).
+    fn finish(
+        &self,
+        ctx: &TenantContext,
+        id: ExportId,
+        status: ExportStatus,
+        error: Option<&str>,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
+    /// File `n` of export `id`, opened (`export.download`, by `access`).
+    fn file(
+        &self,
+        access: &Access,
+        id: ExportId,
+        n: u32,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, ClinicalError>> + Send;
+
+    /// Deletes export `id` and its files (`export.delete`); `false` if
+    /// there was none.
+    fn delete(
+        &self,
+        access: &Access,
+        id: ExportId,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+}
+
+/// The types a `_type` parameter names (comma-separated); all exportable
+/// types when absent. Unknown or unexportable types are refused, naming
+/// the parameter.
+pub fn requested_types(param: Option<&str>) -> Result<Vec<ResourceType>, ClinicalError> {
+    let Some(list) = param else {
+        return Ok(EXPORTABLE.to_vec());
+    };
+    let mut types = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        match ResourceType::parse(name).filter(|t| EXPORTABLE.contains(t)) {
+            Some(t) if !types.contains(&t) => types.push(t),
+            Some(_) => {}
+            None => {
+                return Err(ClinicalError::Invalid(vec![crate::FieldError::new(
+                    "_type",
+                    "Patient, MedicationStatement and AdverseEvent can be exported",
+                )]));
+            }
+        }
+    }
+    if types.is_empty() {
+        return Err(ClinicalError::Invalid(vec![crate::FieldError::new(
+            "_type",
+            "name at least one type",
+        )]));
+    }
+    Ok(types)
+}
+
+/// Whether `requester` may see export `job` (poll, download, cancel): the
+/// subject that started it, nobody else.
+pub fn may_follow(job: &ExportJob, requester: &SubjectId) -> bool {
+    &job.requester == requester
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_default_to_everything_exportable_and_refuse_the_rest() {
+        assert_eq!(requested_types(None).ok(), Some(EXPORTABLE.to_vec()));
+        assert_eq!(
+            requested_types(Some("Patient,Patient")).ok(),
+            Some(vec![ResourceType::Patient])
+        );
+        for bad in ["", "Observation", "AuditEvent", "Patient,Nope", "patient"] {
+            assert!(requested_types(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            ExportStatus::InProgress,
+            ExportStatus::Complete,
+            ExportStatus::Failed,
+        ] {
+            assert_eq!(ExportStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}
