@@ -176,6 +176,12 @@ def main(base, token):
         valid(found)
         assert len(found["entry"]) == 1, (kind, found)
     valid(fhir.get("CareTeam", ids[0]))
+    r = requests.post(f"{rest}/verification-tasks", headers=auth, timeout=10, json={
+        "patient_id": ids[0], "payer_name": "Acme Health", "payer_phone": "+1 800 555 0199",
+        "plan": "Gold PPO", "procedure_codes": ["99213"]})
+    if r.status_code == 201:  # the token's roles may not manage tasks
+        valid(fhir.get("Task", r.json()["id"]))
+        valid(fhir.resources("Task").fetch_raw())
 
     # The patient's audit trail as AuditEvents (the token holds admin).
     trail = fhir.resources("AuditEvent").search(patient=f"Patient/{ids[0]}").limit(2).fetch_raw()

@@ -13,6 +13,7 @@ pub mod clinical;
 pub mod outcome;
 pub mod patient;
 mod read;
+pub mod task;
 
 use actix_web::HttpRequest;
 use time::OffsetDateTime;

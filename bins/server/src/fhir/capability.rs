@@ -152,6 +152,10 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 "interaction": [{"code": "search-type"}],
                 "searchParam": params(&[("patient", "reference", "Patient/<id> (required)"), ("subject", "reference", "the same as patient")]),
             }, {
+                "type": "Task",
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": params(&[("status", "token", "requested, accepted, in-progress, completed, failed or cancelled")]),
+            }, {
                 "type": "AdverseEvent",
                 "interaction": [{"code": "search-type"}],
                 "searchParam": params(&[("subject", "reference", "Patient/<id> (required)"), ("patient", "reference", "the same as subject")]),

@@ -291,6 +291,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
     ("DELETE", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
     ("GET", "/fhir/R4/$export-file/{id}/{n}", Needs(PatientRead)),
+    ("GET", "/fhir/R4/Task", Needs(VerificationManage)),
+    ("GET", "/fhir/R4/Task/{id}", Needs(VerificationManage)),
 ];
 
 /// The FHIR interaction each FHIR route is (and each REST route of the
@@ -436,6 +438,18 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "/fhir/R4/$export-file/{id}/{n}",
         ResourceType::Patient,
         Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Task",
+        ResourceType::Task,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Task/{id}",
+        ResourceType::Task,
+        Interaction::Read,
     ),
 ];
 

@@ -55,6 +55,7 @@ use crate::http::error::{Problem, ProblemField};
         fhir::clinical::care_teams, fhir::clinical::care_team_read,
         fhir::clinical::medication_statements, fhir::clinical::adverse_events,
         fhir::export::kick_off, fhir::export::status, fhir::export::cancel, fhir::export::download,
+        fhir::task::search, fhir::task::read,
     ),
     components(schemas(Problem, ProblemField, fhir::Resource, fhir::OperationOutcome)),
     modifiers(&BearerAuth, &IdempotencyKeys, &CommonErrors, &AccessRules),

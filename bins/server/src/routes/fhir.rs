@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod clinical;
 pub mod export;
 pub mod patient;
+pub mod task;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(appointment::configure)
         .configure(audit_event::configure)
         .configure(clinical::configure)
+        .configure(task::configure)
         .default_service(web::to(crate::routes::not_found));
 }
 

@@ -119,3 +119,92 @@ on_both_backends!(
     care_teams_medications_and_side_effects_on,
     care_teams_medications_and_side_effects
 );
+
+async fn verification_tasks_for_staff(app: &TestApp) {
+    let org = app.org().await;
+    let staff = app.token(&org, Role::Staff);
+    let (p, _) = json_of(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/Patient",
+            &app.token(&org, Role::Admin),
+            Some(&jane("Tia")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let created = send(
+        app.http
+            .post(app.url("/api/v1/verification-tasks"))
+            .bearer_auth(&staff)
+            .json(&json!({"patient_id": pid, "payer_name": "Acme Health", "payer_phone": "+1 800 555 0199",
+                          "plan": "Gold PPO", "procedure_codes": ["99213", "J3490"]})),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let task: Value = created.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let id = task["id"].as_str().unwrap_or_default().to_owned();
+    let (read, _) = json_of(
+        call(app, "GET", &format!("/fhir/R4/Task/{id}"), &staff, None).await,
+        200,
+    )
+    .await;
+    assert_eq!(read["status"], "requested");
+    assert_eq!(read["intent"], "order");
+    assert_eq!(read["for"]["reference"], format!("Patient/{pid}"));
+    assert_eq!(
+        read["input"][3]["valueCodeableConcept"]["coding"][0]["code"],
+        "99213"
+    );
+    let (found, _) = json_of(
+        call(app, "GET", "/fhir/R4/Task?status=requested", &staff, None).await,
+        200,
+    )
+    .await;
+    assert_eq!(found["entry"][0]["resource"], read);
+    let (none, _) = json_of(
+        call(app, "GET", "/fhir/R4/Task?status=completed", &staff, None).await,
+        200,
+    )
+    .await;
+    assert!(none.get("entry").is_none(), "{none}");
+    outcome(
+        call(app, "GET", "/fhir/R4/Task?status=done", &staff, None).await,
+        422,
+    )
+    .await;
+    // Clinicians do not manage tasks; another organization sees none.
+    outcome(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Task/{id}"),
+            &app.token(&org, Role::Clinician),
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    let other = app.org().await;
+    outcome(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/Task/{id}"),
+            &app.token(&other, Role::Staff),
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+}
+
+on_both_backends!(
+    verification_tasks_for_staff_on,
+    verification_tasks_for_staff
+);

@@ -1,0 +1,90 @@
+//! `Task` ← a prior-authorization verification task (read only, for the
+//! staff who manage them): what is asked (`input`), of which patient
+//! (`for`), where it stands, and the payer's reference number (`output`).
+//! Procedure codes are CPT/HCPCS, carried as the AMA's code system.
+
+use carapace_clinical::verification::{Task, TaskStatus};
+use serde_json::{Map, Value, json};
+
+use super::appointment::SUBJECT_SYSTEM;
+use super::instant;
+
+/// The FHIR `Task.status` of a task's state.
+pub fn status_code(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Pending => "requested",
+        TaskStatus::Claimed => "accepted",
+        TaskStatus::Calling => "in-progress",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Cancelled => "cancelled",
+    }
+}
+
+/// The state a FHIR `Task.status` names, if Carapace has it.
+pub fn status_of(code: &str) -> Option<TaskStatus> {
+    [
+        TaskStatus::Pending,
+        TaskStatus::Claimed,
+        TaskStatus::Calling,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| status_code(*s) == code)
+}
+
+fn input(name: &str, value: &str) -> Value {
+    json!({"type": {"text": name}, "valueString": value})
+}
+
+/// The FHIR JSON of `t`.
+pub fn to_fhir(t: &Task) -> Value {
+    let r = &t.request;
+    let mut inputs = vec![
+        input("payer_name", r.payer_name.expose_phi()),
+        input("payer_phone", r.payer_phone.expose_phi()),
+        input("plan", r.plan.expose_phi()),
+    ];
+    for code in r.procedure_codes.expose_phi() {
+        inputs.push(json!({
+            "type": {"text": "procedure_code"},
+            "valueCodeableConcept": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": code}]},
+        }));
+    }
+    let mut out = Map::new();
+    out.insert("resourceType".into(), "Task".into());
+    out.insert("id".into(), t.id.to_string().into());
+    out.insert("meta".into(), json!({"lastUpdated": instant(t.updated_at)}));
+    out.insert("status".into(), status_code(t.status).into());
+    out.insert("intent".into(), "order".into());
+    out.insert(
+        "code".into(),
+        json!({"text": "prior authorization verification call"}),
+    );
+    out.insert(
+        "for".into(),
+        json!({"reference": format!("Patient/{}", r.patient)}),
+    );
+    out.insert("authoredOn".into(), instant(t.created_at).into());
+    out.insert("lastModified".into(), instant(t.updated_at).into());
+    out.insert(
+        "requester".into(),
+        json!({"identifier": {"system": SUBJECT_SYSTEM, "value": t.created_by.as_str()}}),
+    );
+    if let Some(bot) = &t.claimed_by {
+        out.insert(
+            "owner".into(),
+            json!({"identifier": {"system": SUBJECT_SYSTEM, "value": bot.as_str()}}),
+        );
+    }
+    out.insert("input".into(), inputs.into());
+    if let Some(reference) = &t.reference_number {
+        out.insert(
+            "output".into(),
+            json!([{"type": {"text": "reference_number"}, "valueString": reference.expose_phi()}]),
+        );
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,95 @@
+//! `Task`: the organization's prior-authorization verification tasks, read
+//! and searched by the staff who manage them (`verification:manage`),
+//! through the same repository calls and audit events as
+//! `/api/v1/verification-tasks`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_clinical::FieldError;
+use carapace_clinical::verification::{TaskId, VerificationRepository as _};
+use uuid::Uuid;
+
+use super::{Resource, base, fhir_json, query_pairs};
+use crate::fhir::bundle::{self, Entry, Mode};
+use crate::fhir::task::{status_of, to_fhir};
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::state::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/Task").route(web::get().to(search)))
+        .service(web::resource("/Task/{id}").route(web::get().to(read)));
+}
+
+/// Reads a verification task.
+#[utoipa::path(get, operation_id = "fhir_task_read", path = "/fhir/R4/Task/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Task")))]
+pub async fn read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(TaskId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let task = state
+        .verifications
+        .get(&auth.access(), id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(fhir_json(StatusCode::OK, &to_fhir(&task)))
+}
+
+/// The organization's verification tasks, newest first (at most 200),
+/// optionally of one `status`.
+#[utoipa::path(get, operation_id = "fhir_task_search", path = "/fhir/R4/Task", tag = "fhir",
+    security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "requested, accepted, in-progress, completed, failed or cancelled")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn search(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let params = query_pairs(&req)?;
+    let mut status = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "status" if status.is_none() => {
+                status = Some(status_of(value).ok_or_else(|| {
+                    ApiError::Invalid(vec![FieldError::new(
+                        "status",
+                        "requested, accepted, in-progress, completed, failed or cancelled",
+                    )])
+                })?);
+            }
+            other => {
+                return Err(ApiError::Invalid(vec![FieldError::new(
+                    other.to_owned(),
+                    "not a search parameter of Task here (or given twice)",
+                )]));
+            }
+        }
+    }
+    let tasks = state.verifications.list(&auth.access(), status).await?;
+    let base = base(&req, &state);
+    let entries = tasks
+        .iter()
+        .map(|t| Entry {
+            full_url: format!("{base}/Task/{}", t.id),
+            resource: to_fhir(t),
+            mode: Mode::Match,
+        })
+        .collect();
+    let body = bundle::searchset(
+        &bundle::self_link(&format!("{base}/Task"), &params),
+        None,
+        entries,
+    );
+    Ok(fhir_json(StatusCode::OK, &body))
+}
