@@ -11,9 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::appointment::{AppointmentId, ListingRequest};
 use carapace_clinical::patient::PatientId;
 use carapace_clinical::{ClinicalError, FieldError};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Resource, base, fhir_json, query_pairs};
@@ -78,9 +76,7 @@ pub async fn read(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&id)
-        .ok()
-        .filter(|_| id.len() == 36)
+    let id = crate::fhir::path_id(&id)
         .map(AppointmentId::from_uuid)
         .ok_or(ApiError::NotFound)?;
     let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
@@ -124,31 +120,14 @@ fn named(e: ClinicalError) -> ClinicalError {
     }
 }
 
-/// One `date` bound: an instant, or a whole (UTC) day.
+/// One `date` bound into `request` (starts are whole seconds).
 fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError> {
-    let message = "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant";
-    let (prefix, rest) = match value.get(..2) {
-        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &value[2..]),
-        _ => ("eq", value),
-    };
-    // [start, end) of what the value names.
-    let (start, end) =
-        if let Ok(day) = Date::parse(rest, format_description!("[year]-[month]-[day]")) {
-            let start = day.midnight().assume_utc();
-            (start, start + Duration::days(1))
-        } else if let Ok(t) = OffsetDateTime::parse(rest, &Rfc3339) {
-            let t = t.to_offset(time::UtcOffset::UTC);
-            (t, t + Duration::seconds(1))
-        } else {
-            return Err(bad("date", message));
-        };
-    let (from, to) = match prefix {
-        "eq" => (Some(start), Some(end)),
-        "ge" => (Some(start), None),
-        "gt" => (Some(end), None),
-        "lt" => (None, Some(start)),
-        _ => (None, Some(end)),
-    };
+    let (from, to) = crate::fhir::date_bounds(value, Duration::seconds(1)).ok_or_else(|| {
+        bad(
+            "date",
+            "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
+        )
+    })?;
     if let Some(f) = from {
         request.from = Some(request.from.map_or(f, |cur| cur.max(f)));
     }

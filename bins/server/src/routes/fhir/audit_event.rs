@@ -7,9 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_audit::Outcome;
 use carapace_clinical::FieldError;
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, Duration, OffsetDateTime};
-use uuid::Uuid;
+use time::{Duration, OffsetDateTime};
 
 use super::{Resource, base, fhir_json, query_pairs};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
@@ -46,10 +44,7 @@ pub async fn read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&id)
-        .ok()
-        .filter(|_| id.len() == 36)
-        .ok_or(ApiError::NotFound)?;
+    let id = crate::fhir::path_id(&id).ok_or(ApiError::NotFound)?;
     let mut q = query(&state, &auth, AuditParams::default())?;
     q.id = Some(id);
     q.limit = 1;
@@ -65,30 +60,16 @@ pub async fn read(
     Ok(fhir_json(StatusCode::OK, &to_fhir(event)))
 }
 
-/// `date` as [from, to) bounds of the REST query (RFC 3339).
+/// `date` as [from, to) bounds of the REST query (times in microseconds).
 fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
-    let message = "ge, gt, le or lt and a date (YYYY-MM-DD) or an instant";
-    let (prefix, rest) = match value.get(..2) {
-        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &value[2..]),
-        _ => ("eq", value),
-    };
-    let (start, end) =
-        if let Ok(day) = Date::parse(rest, format_description!("[year]-[month]-[day]")) {
-            let start = day.midnight().assume_utc();
-            (start, start + Duration::days(1))
-        } else if let Ok(t) = OffsetDateTime::parse(rest, &Rfc3339) {
-            (t, t + Duration::microseconds(1))
-        } else {
-            return Err(bad("date", message));
-        };
+    let (from, to) =
+        crate::fhir::date_bounds(value, Duration::microseconds(1)).ok_or_else(|| {
+            bad(
+                "date",
+                "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
+            )
+        })?;
     let text = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-    let (from, to) = match prefix {
-        "eq" => (Some(start), Some(end)),
-        "ge" => (Some(start), None),
-        "gt" => (Some(end), None),
-        "lt" => (None, Some(start)),
-        _ => (None, Some(end)),
-    };
     if let Some(f) = from {
         if params.from.is_some() {
             return Err(bad("date", "one lower bound at most"));

@@ -111,9 +111,7 @@ pub async fn care_team_read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = Uuid::parse_str(&id)
-        .ok()
-        .filter(|_| id.len() == 36)
+    let patient = crate::fhir::path_id(&id)
         .map(PatientId::from_uuid)
         .ok_or(ApiError::NotFound)?;
     let team = patient_access(&state)

@@ -22,7 +22,6 @@ use carapace_clinical::patient::{PageLimit, Patient, PatientQuery, UpdatedWithin
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
 use super::{base, query_pairs};
 use crate::fhir::instant;
@@ -50,9 +49,7 @@ fn bad(param: &str, message: &str) -> ApiError {
 }
 
 fn export_id(raw: &str) -> Result<ExportId, ApiError> {
-    Uuid::parse_str(raw)
-        .ok()
-        .filter(|_| raw.len() == 36)
+    crate::fhir::path_id(raw)
         .map(ExportId::from_uuid)
         .ok_or(ApiError::NotFound)
 }

@@ -46,9 +46,7 @@ fn now() -> OffsetDateTime {
 /// A patient id from the URL; anything that is not one of ours is no
 /// patient (404), like another organization's.
 fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
-    Uuid::parse_str(raw)
-        .ok()
-        .filter(|_| raw.len() == 36)
+    crate::fhir::path_id(raw)
         .map(PatientId::from_uuid)
         .ok_or(ApiError::NotFound)
 }

@@ -7,7 +7,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
-use uuid::Uuid;
 
 use super::{Resource, base, fhir_json, query_pairs};
 use crate::fhir::bundle::{self, Entry, Mode};
@@ -32,9 +31,7 @@ pub async fn read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&id)
-        .ok()
-        .filter(|_| id.len() == 36)
+    let id = crate::fhir::path_id(&id)
         .map(TaskId::from_uuid)
         .ok_or(ApiError::NotFound)?;
     let task = state
