@@ -422,6 +422,8 @@ struct Made {
     task: String,
     failed_task: String,
     idempotency_key: String,
+    /// A bulk export's file URL (as the export's requester downloads it).
+    export_file: String,
 }
 
 const SEARCHED: &str = "MBR-ROTATE-77";
@@ -659,6 +661,36 @@ async fn fill(app: &TestApp, voice: &VoiceApi, patients: usize) -> Made {
         answer["answer"],
         "(local assistant) You wrote: hello rotation"
     );
+    // A bulk export: its NDJSON files are sealed too.
+    let kick = send(
+        app.http
+            .get(app.url("/fhir/R4/Patient/$export?_type=Patient"))
+            .bearer_auth(&admin)
+            .header("prefer", "respond-async"),
+    )
+    .await;
+    assert_eq!(kick.status(), 202);
+    let export = kick
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .replacen(PUBLIC, &app.url(""), 1);
+    let mut manifest = serde_json::Value::Null;
+    for _ in 0..200 {
+        let polled = send(app.http.get(&export).bearer_auth(&admin)).await;
+        if polled.status() == 200 {
+            manifest = polled.json().await.unwrap_or_default();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Links are built on the public URL; this test reaches the app directly.
+    let export_file = manifest["output"][0]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .replacen(PUBLIC, &app.url(""), 1);
+    assert!(!export_file.is_empty(), "{manifest}");
     Made {
         org,
         patients: ids,
@@ -666,6 +698,7 @@ async fn fill(app: &TestApp, voice: &VoiceApi, patients: usize) -> Made {
         task: tasks[0].clone(),
         failed_task: tasks[1].clone(),
         idempotency_key,
+        export_file,
     }
 }
 
@@ -772,6 +805,16 @@ async fn reads_back(app: &TestApp, made: &Made) {
         .await;
     assert_eq!(played.status(), 200);
     assert_eq!(played.bytes().await.unwrap_or_default().to_vec(), wav(2));
+    let ndjson = send(app.http.get(&made.export_file).bearer_auth(&admin)).await;
+    assert_eq!(ndjson.status(), 200);
+    assert!(
+        ndjson
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("\"resourceType\":\"Patient\""),
+        "the export's file opens"
+    );
     let voicemails = get(app, &staff, "/api/v1/voicemails").await;
     assert_eq!(voicemails[0]["caller"], "+16175550199");
     let id = voicemails[0]["id"].as_str().unwrap_or_default();

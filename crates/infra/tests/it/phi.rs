@@ -240,6 +240,53 @@ async fn marked_appointment(
         .attach(&acc(ctx), &sid("CAvmmarked"), &message)
         .await;
     assert_eq!(left.unwrap_or_else(|e| panic!("{e}")), Delivery::Processed);
+
+    // A bulk export whose NDJSON holds a marker (sealed at rest).
+    use carapace_auth::smart::ResourceType;
+    use carapace_clinical::export::{ExportFile, ExportRepository as _, NewExport};
+    let exports = carapace_infra::exports::SeaExports::new(db.clone(), keys(db));
+    let now = time::OffsetDateTime::now_utc();
+    let started = exports
+        .create(
+            &acc(ctx),
+            &NewExport {
+                request_url: "https://h/fhir/R4/Patient/$export".into(),
+                types: vec![ResourceType::Patient],
+                since: None,
+                expires_at: now + time::Duration::hours(1),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = format!(
+        "{{\"resourceType\":\"Patient\",\"name\":[{{\"family\":\"{}\"}}]}}\n",
+        MARKERS[1]
+    );
+    let file = ExportFile {
+        n: 1,
+        resource_type: ResourceType::Patient,
+        count: 1,
+    };
+    exports
+        .add_file(ctx, started, &file, line.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        exports
+            .finish(
+                ctx,
+                started,
+                carapace_clinical::export::ExportStatus::Complete,
+                None
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let back = exports.file(&acc(ctx), started, 1, now).await;
+    assert_eq!(
+        back.unwrap_or_else(|e| panic!("{e}")),
+        Some(line.into_bytes())
+    );
 }
 
 fn marked() -> carapace_clinical::patient::Demographics {
