@@ -30,7 +30,7 @@ pub const PATIENT_SEARCH: &[(&str, &str, &str)] = &[
     (
         "_lastUpdated",
         "date",
-        "gt, ge, lt or le an instant (at most two)",
+        "eq, ge, gt, le or lt a date or an instant (one bound each way)",
     ),
 ];
 

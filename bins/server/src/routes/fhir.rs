@@ -57,6 +57,14 @@ pub struct OperationOutcome {
     pub issue: Vec<serde_json::Value>,
 }
 
+/// A search parameter's (or element's) problem, naming it: 422.
+pub(crate) fn bad(param: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+        param.to_owned(),
+        message.to_owned(),
+    )])
+}
+
 /// A FHIR JSON answer.
 pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     HttpResponse::build(status)

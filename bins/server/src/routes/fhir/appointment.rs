@@ -14,7 +14,7 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Resource, base, fhir_json, query_pairs};
+use super::{Resource, bad, base, fhir_json, query_pairs};
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::etag;
@@ -37,10 +37,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
-}
-
-fn bad(param: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
 }
 
 fn answer(

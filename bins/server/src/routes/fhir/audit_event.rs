@@ -5,11 +5,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_audit::Outcome;
-use carapace_clinical::FieldError;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Resource, base, fhir_json, query_pairs};
+use super::{Resource, bad, base, fhir_json, query_pairs};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::http::ApiError;
@@ -21,10 +20,6 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/AuditEvent").route(web::get().to(search)))
         .service(web::resource("/AuditEvent/{id}").route(web::get().to(read)));
-}
-
-fn bad(param: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
 }
 
 /// The read of the trail, recorded like the REST one.

@@ -6,12 +6,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use carapace_clinical::FieldError;
 use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Resource, base, fhir_json, query_pairs};
+use super::{Resource, bad, base, fhir_json, query_pairs};
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::clinical::{adverse_event, care_team, medication_statement};
 use crate::http::ApiError;
@@ -25,10 +24,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/CareTeam/{id}").route(web::get().to(care_team_read)))
         .service(web::resource("/MedicationStatement").route(web::get().to(medication_statements)))
         .service(web::resource("/AdverseEvent").route(web::get().to(adverse_events)));
-}
-
-fn bad(param: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
 }
 
 /// The one patient a search names (`patient`, or `subject` where

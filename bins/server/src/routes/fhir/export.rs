@@ -13,17 +13,16 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
-use carapace_clinical::FieldError;
 use carapace_clinical::export::{
     ExportFile, ExportId, ExportRepository as _, ExportStatus, NewExport, may_follow,
     requested_types,
 };
-use carapace_clinical::patient::{PageLimit, Patient, PatientQuery, UpdatedWithin};
+use carapace_clinical::patient::{PageLimit, Patient, PatientQuery};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{base, query_pairs};
+use super::{bad, base, query_pairs};
 use crate::fhir::instant;
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -42,10 +41,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(cancel)),
         )
         .service(web::resource("/$export-file/{id}/{n}").route(web::get().to(download)));
-}
-
-fn bad(param: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
 }
 
 fn export_id(raw: &str) -> Result<ExportId, ApiError> {
@@ -152,23 +147,15 @@ async fn run(
     }
 }
 
-/// The patients the caller may list (changed since `since`, if given),
-/// page by page through the listing use case.
-async fn patients(
-    state: &AppState,
-    auth: &Authorized,
-    since: Option<OffsetDateTime>,
-) -> Result<Vec<Patient>, ApiError> {
+/// Every patient the caller may list, page by page through the listing
+/// use case (what changed since `_since` is chosen per resource after).
+async fn patients(state: &AppState, auth: &Authorized) -> Result<Vec<Patient>, ApiError> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
         let query = PatientQuery {
             limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
             after,
-            updated: UpdatedWithin {
-                after: since.map(|t| (t, true)),
-                before: None,
-            },
             ..PatientQuery::default()
         };
         let page = patient_access(state).list(&caller(auth), query).await?;
@@ -203,7 +190,7 @@ async fn write(
     since: Option<OffsetDateTime>,
 ) -> Result<(), ApiError> {
     let ctx = auth.principal.tenant();
-    let exported = patients(state, auth, None).await?;
+    let exported = patients(state, auth).await?;
     let now = OffsetDateTime::now_utc();
     let mut files: Vec<(ResourceType, Vec<Value>)> = Vec::new();
     if types.contains(&ResourceType::Patient) {

@@ -11,10 +11,9 @@ use carapace_clinical::patient::{
 };
 use carapace_clinical::{ClinicalError, FieldError};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{Resource, base, fhir_json, query_pairs};
+use super::{Resource, bad, base, fhir_json, query_pairs};
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
@@ -170,38 +169,26 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A search parameter's problem, naming it.
-fn bad(param: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError::new(param.to_owned(), message.to_owned())])
-}
-
-/// One `_lastUpdated` bound into `within`.
+/// One `_lastUpdated` bound into `within` (changes are kept in µs).
 fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError> {
-    // `get`, not slicing: the value is the client's, not ASCII.
-    let (prefix, instant) = match value.get(..2) {
-        Some(p) => (p, &value[2..]),
-        None => ("", value),
-    };
-    let at = OffsetDateTime::parse(instant, &Rfc3339).map_err(|_| {
-        bad(
-            "_lastUpdated",
-            "gt, ge, lt or le and an instant with its zone",
-        )
-    })?;
-    let slot = match prefix {
-        "gt" | "ge" => &mut within.after,
-        "lt" | "le" => &mut within.before,
-        _ => {
-            return Err(bad(
+    let (from, to) =
+        crate::fhir::date_bounds(value, time::Duration::microseconds(1)).ok_or_else(|| {
+            bad(
                 "_lastUpdated",
-                "gt, ge, lt or le and an instant with its zone",
-            ));
+                "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
+            )
+        })?;
+    for (slot, bound) in [
+        (&mut within.after, from.map(|f| (f, true))),
+        (&mut within.before, to.map(|t| (t, false))),
+    ] {
+        if let Some(b) = bound {
+            if slot.is_some() {
+                return Err(bad("_lastUpdated", "one lower and one upper bound at most"));
+            }
+            *slot = Some(b);
         }
-    };
-    if slot.is_some() {
-        return Err(bad("_lastUpdated", "one lower and one upper bound at most"));
     }
-    *slot = Some((at, prefix.ends_with('e')));
     Ok(())
 }
 
@@ -213,7 +200,7 @@ fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError>
            ("identifier" = Option<String>, Query, description = "urn:carapace:member-id|<member id>"),
            ("family" = Option<String>, Query, description = "exact family name, with birthdate"),
            ("birthdate" = Option<String>, Query, description = "YYYY-MM-DD, with family"),
-           ("_lastUpdated" = Option<String>, Query, description = "gt, ge, lt or le an instant"),
+           ("_lastUpdated" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),
            ("_count" = Option<String>, Query, description = "page size, 1-100"),
            ("_cursor" = Option<String>, Query, description = "from the next link")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]

@@ -210,6 +210,16 @@ async fn patient_lifecycle(app: &TestApp) {
     )
     .await;
     assert_eq!(past.concat().len(), 4);
+    // A whole day works too, and a day with nothing changed in it matches none.
+    let days = all_pages(
+        app,
+        "/fhir/R4/Patient?_lastUpdated=gt2000-01-01&_lastUpdated=lt2999-01-01",
+        &clinician,
+    )
+    .await;
+    assert_eq!(days.concat().len(), 4);
+    let that_day = all_pages(app, "/fhir/R4/Patient?_lastUpdated=2000-01-01", &clinician).await;
+    assert!(that_day.concat().is_empty());
 
     // Delete: admins (MFA) only, as on REST; then it is gone.
     outcome(
