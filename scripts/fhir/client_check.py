@@ -154,12 +154,19 @@ def main(base, token):
         assert last.r.status_code == 409
         valid(exc.resource)
     valid(fhir.get("Appointment", booked.id))
+    version = last.r.json()["meta"]["versionId"]
+    valid(fhir.execute(f"Appointment/{booked.id}/_history/{version}", method="get"))
     with_patient = (
         fhir.resources("Appointment").search(patient=f"Patient/{ids[1]}").include("Appointment", "patient").fetch_raw()
     )
     valid(with_patient)
     modes = sorted(e["search"]["mode"] for e in with_patient["entry"])
     assert modes == ["include", "match"], modes
+    # Cancel it by an update of its status (fhirpy's save is a PUT).
+    booked.status = "cancelled"
+    booked.save()
+    assert last.r.status_code == 200, last.r.text
+    assert valid(last.r.json())["status"] == "cancelled"
 
     # A medication and a side effect through the REST API, then the care
     # team, MedicationStatement and AdverseEvent through FHIR.
@@ -179,9 +186,39 @@ def main(base, token):
     r = requests.post(f"{rest}/verification-tasks", headers=auth, timeout=10, json={
         "patient_id": ids[0], "payer_name": "Acme Health", "payer_phone": "+1 800 555 0199",
         "plan": "Gold PPO", "procedure_codes": ["99213"]})
-    if r.status_code == 201:  # the token's roles may not manage tasks
-        valid(fhir.get("Task", r.json()["id"]))
-        valid(fhir.resources("Task").fetch_raw())
+    assert r.status_code == 201, r.text
+    task = r.json()["id"]
+    valid(fhir.get("Task", task))
+    valid(fhir.resources("Task").fetch_raw())
+    # The calling bot's minimal view, with its own key.
+    key = requests.post(f"{rest}/service-keys", headers=auth, timeout=10,
+                        json={"name": "voice bot", "roles": ["service"]}).json()["key"]
+    bot = {"Authorization": f"Bearer {key}"}
+    assert requests.post(f"{rest}/verification-tasks/{task}/claim", headers=bot, timeout=10, json={}).status_code == 204
+    view = requests.get(f"{base}/Task/{task}/$bot-view", headers=bot, timeout=10)
+    assert view.status_code == 200, view.text
+    valid(view.json())
+    assert view.json()["contained"][0]["resourceType"] == "Patient"
+
+    # A consent and a referral under it, as Consent and ServiceRequest.
+    from datetime import datetime as _dt, timedelta as _td, timezone as _tz
+
+    until = (_dt.now(_tz.utc) + _td(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = requests.post(f"{rest}/patients/{ids[0]}/consents", headers=auth, timeout=10, json={
+        "recipient": "clinician-bob", "sections": ["medications", "demographics"], "expires_at": until})
+    assert r.status_code == 201, r.text
+    consent = r.json()["id"]
+    found = fhir.resources("Consent").search(patient=f"Patient/{ids[0]}").fetch_raw()
+    valid(found)
+    assert [e["resource"]["id"] for e in found["entry"]] == [consent], found
+    valid(fhir.get("Consent", consent))
+    r = requests.post(f"{rest}/referrals", headers=auth, timeout=10,
+                      json={"patient_id": ids[0], "consent_id": consent})
+    assert r.status_code == 201, r.text
+    made = fhir.resources("ServiceRequest").fetch_raw()
+    valid(made)
+    assert [e["resource"]["id"] for e in made["entry"]] == [r.json()["id"]], made
+    valid(fhir.get("ServiceRequest", r.json()["id"]))
 
     # The patient's audit trail as AuditEvents (the token holds admin).
     trail = fhir.resources("AuditEvent").search(patient=f"Patient/{ids[0]}").limit(2).fetch_raw()

@@ -10,6 +10,7 @@ pub mod audit_event;
 pub mod bundle;
 pub mod capability;
 pub mod clinical;
+pub mod consultation;
 pub mod outcome;
 pub mod patient;
 mod read;

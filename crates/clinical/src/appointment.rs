@@ -60,6 +60,16 @@ impl AppointmentStatus {
             .find(|x| x.as_str() == s)
     }
 
+    /// The audit action of moving an appointment into this state.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Booked => "appointment.book",
+            Self::Completed => "appointment.complete",
+            Self::Cancelled => "appointment.cancel",
+            Self::NoShow => "appointment.no_show",
+        }
+    }
+
     /// Whether it holds its time slot.
     pub fn is_active(self) -> bool {
         self == Self::Booked

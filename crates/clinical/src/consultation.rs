@@ -311,6 +311,14 @@ pub trait ConsultationRepository: Send + Sync {
         incoming: bool,
     ) -> impl Future<Output = Result<Vec<Referral>, ClinicalError>> + Send;
 
+    /// The referral `id` addressed to `access`'s subject or made by it
+    /// (`referral.read`, whether found or not).
+    fn referral(
+        &self,
+        access: &Access,
+        id: ReferralId,
+    ) -> impl Future<Output = Result<Option<Referral>, ClinicalError>> + Send;
+
     /// The referral `id` addressed to `access`'s subject, as the receiving
     /// side knows it (its source organization and patient).
     fn incoming(

@@ -251,15 +251,6 @@ async fn unschedule(
     Ok(())
 }
 
-fn action_of(to: AppointmentStatus) -> &'static str {
-    match to {
-        AppointmentStatus::Cancelled => "appointment.cancel",
-        AppointmentStatus::Completed => "appointment.complete",
-        AppointmentStatus::NoShow => "appointment.no_show",
-        AppointmentStatus::Booked => "appointment.book",
-    }
-}
-
 impl AppointmentRepository for SeaAppointments {
     async fn patient_of(
         &self,
@@ -421,7 +412,7 @@ impl AppointmentRepository for SeaAppointments {
         to: AppointmentStatus,
     ) -> Result<Option<Appointment>, ClinicalError> {
         let ctx = access.tenant();
-        let action = action_of(to);
+        let action = to.action();
         let find = async |tx: &DatabaseTransaction| self.locked(tx, ctx, id).await;
         let missing = || event(access, action, Some(id), Outcome::NotFound);
         let updated = on_row(&self.db, ctx, find, missing, async |tx, current| {

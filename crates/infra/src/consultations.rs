@@ -319,6 +319,41 @@ impl ConsultationRepository for SeaConsultations {
         Ok(found)
     }
 
+    async fn referral(
+        &self,
+        access: &Access,
+        id: ReferralId,
+    ) -> Result<Option<Referral>, ClinicalError> {
+        let ctx = access.tenant();
+        let (me, uid) = (ctx.actor().as_str(), id.as_uuid());
+        let tx = self.db.begin_tenant(ctx).await?;
+        let received = inc::Entity::find()
+            .scoped(ctx)
+            .filter(inc::Column::Id.eq(uid))
+            .filter(inc::Column::ToSubject.eq(me))
+            .one_in(&tx)
+            .await?;
+        let found = match received {
+            Some(row) => Some(mirrored(row)?),
+            None => r::Entity::find()
+                .scoped(ctx)
+                .filter(r::Column::Id.eq(uid))
+                .filter(r::Column::FromSubject.eq(me))
+                .one_in(&tx)
+                .await?
+                .map(referral_of)
+                .transpose()?,
+        };
+        let outcome = if found.is_some() {
+            Outcome::Allowed
+        } else {
+            Outcome::NotFound
+        };
+        let read = access.event("referral.read", "referral", Some(id.to_string()), outcome);
+        crate::audit::commit_with(tx, &[read]).await?;
+        Ok(found)
+    }
+
     async fn incoming(
         &self,
         access: &Access,

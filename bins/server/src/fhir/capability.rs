@@ -111,6 +111,7 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 "conditionalDelete": "not-supported",
                 "interaction": [
                     {"code": "read"},
+                    {"code": "vread"},
                     {"code": "create"},
                     {"code": "update"},
                     {"code": "delete"},
@@ -128,7 +129,9 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 "updateCreate": false,
                 "interaction": [
                     {"code": "read"},
+                    {"code": "vread"},
                     {"code": "create"},
+                    {"code": "update"},
                     {"code": "search-type"},
                 ],
                 "searchInclude": ["Appointment:patient"],
@@ -155,6 +158,22 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 "type": "Task",
                 "interaction": [{"code": "read"}, {"code": "search-type"}],
                 "searchParam": params(&[("status", "token", "requested, accepted, in-progress, completed, failed or cancelled")]),
+                "operation": [{
+                    "name": "bot-view",
+                    "definition": "urn:carapace:fhir:OperationDefinition/Task-bot-view",
+                    "documentation": "GET Task/<id>/$bot-view: the calling bot's minimal view of the task it claimed (verification:work)",
+                }],
+            }, {
+                "type": "Consent",
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": params(&[("patient", "reference", "Patient/<id> (required)")]),
+            }, {
+                "type": "ServiceRequest",
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": params(&[
+                    ("performer:identifier", "token", "urn:carapace:subject|<you>: the referrals you received"),
+                    ("requester:identifier", "token", "urn:carapace:subject|<you>: the referrals you made"),
+                ]),
             }, {
                 "type": "AdverseEvent",
                 "interaction": [{"code": "search-type"}],

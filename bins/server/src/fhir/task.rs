@@ -2,8 +2,14 @@
 //! staff who manage them): what is asked (`input`), of which patient
 //! (`for`), where it stands, and the payer's reference number (`output`).
 //! Procedure codes are CPT/HCPCS, carried as the AMA's code system.
+//!
+//! The calling bot's minimal view ([`bot_task`]) is a `Task` too, with
+//! only what verifying needs: the patient as a contained resource (name,
+//! birth date, member id; no id of theirs, no contact details), the
+//! payer, plan and codes, and the supervisor's number while escalating is
+//! allowed.
 
-use carapace_clinical::verification::{Task, TaskStatus};
+use carapace_clinical::verification::{BotView, Task, TaskStatus};
 use serde_json::{Map, Value, json};
 
 use super::appointment::SUBJECT_SYSTEM;
@@ -39,20 +45,64 @@ fn input(name: &str, value: &str) -> Value {
     json!({"type": {"text": name}, "valueString": value})
 }
 
-/// The FHIR JSON of `t`.
-pub fn to_fhir(t: &Task) -> Value {
-    let r = &t.request;
+/// The inputs every view of a task holds: payer, phone, plan, codes.
+fn inputs(payer: &str, phone: &str, plan: &str, codes: &[String]) -> Vec<Value> {
     let mut inputs = vec![
-        input("payer_name", r.payer_name.expose_phi()),
-        input("payer_phone", r.payer_phone.expose_phi()),
-        input("plan", r.plan.expose_phi()),
+        input("payer_name", payer),
+        input("payer_phone", phone),
+        input("plan", plan),
     ];
-    for code in r.procedure_codes.expose_phi() {
+    for code in codes {
         inputs.push(json!({
             "type": {"text": "procedure_code"},
             "valueCodeableConcept": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": code}]},
         }));
     }
+    inputs
+}
+
+/// The bot's minimal view as a `Task`.
+pub fn bot_task(v: &BotView) -> Value {
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "id": "patient",
+        "name": [{"text": v.patient_name.expose_phi()}],
+        "birthDate": super::date(*v.birth_date.expose_phi()),
+    });
+    if let Some(member) = &v.member_id {
+        patient["identifier"] =
+            json!([{"system": super::patient::MEMBER_ID_SYSTEM, "value": member.expose_phi()}]);
+    }
+    let mut inputs = inputs(
+        v.payer_name.expose_phi(),
+        v.payer_phone.expose_phi(),
+        v.plan.expose_phi(),
+        v.procedure_codes.expose_phi(),
+    );
+    if let Some(phone) = &v.supervisor_phone {
+        inputs.push(input("supervisor_phone", phone.expose_phi()));
+    }
+    json!({
+        "resourceType": "Task",
+        "id": v.task_id.to_string(),
+        "contained": [patient],
+        "status": status_code(v.status),
+        "intent": "order",
+        "code": {"text": "prior authorization verification call"},
+        "for": {"reference": "#patient"},
+        "input": inputs,
+    })
+}
+
+/// The FHIR JSON of `t`.
+pub fn to_fhir(t: &Task) -> Value {
+    let r = &t.request;
+    let inputs = inputs(
+        r.payer_name.expose_phi(),
+        r.payer_phone.expose_phi(),
+        r.plan.expose_phi(),
+        r.procedure_codes.expose_phi(),
+    );
     let mut out = Map::new();
     out.insert("resourceType".into(), "Task".into());
     out.insert("id".into(), t.id.to_string().into());

@@ -276,11 +276,22 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/Patient", Needs(PatientRead)),
     ("POST", "/fhir/R4/Patient", Needs(PatientWrite)),
     ("GET", "/fhir/R4/Patient/{id}", Needs(PatientRead)),
+    (
+        "GET",
+        "/fhir/R4/Patient/{id}/_history/{vid}",
+        Needs(PatientRead),
+    ),
     ("PUT", "/fhir/R4/Patient/{id}", Needs(PatientWrite)),
     ("DELETE", "/fhir/R4/Patient/{id}", Needs(PatientDelete)),
     ("GET", "/fhir/R4/Appointment", Needs(AppointmentRead)),
     ("POST", "/fhir/R4/Appointment", Needs(AppointmentWrite)),
     ("GET", "/fhir/R4/Appointment/{id}", Needs(AppointmentRead)),
+    (
+        "GET",
+        "/fhir/R4/Appointment/{id}/_history/{vid}",
+        Needs(AppointmentRead),
+    ),
+    ("PUT", "/fhir/R4/Appointment/{id}", Needs(AppointmentWrite)),
     ("GET", "/fhir/R4/AuditEvent", Needs(AuditRead)),
     ("GET", "/fhir/R4/AuditEvent/{id}", Needs(AuditRead)),
     ("GET", "/fhir/R4/CareTeam", Needs(PatientRead)),
@@ -293,6 +304,15 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/$export-file/{id}/{n}", Needs(PatientRead)),
     ("GET", "/fhir/R4/Task", Needs(VerificationManage)),
     ("GET", "/fhir/R4/Task/{id}", Needs(VerificationManage)),
+    (
+        "GET",
+        "/fhir/R4/Task/{id}/$bot-view",
+        Needs(VerificationWork),
+    ),
+    ("GET", "/fhir/R4/Consent", Needs(ConsentManage)),
+    ("GET", "/fhir/R4/Consent/{id}", Needs(ConsentManage)),
+    ("GET", "/fhir/R4/ServiceRequest", Needs(Consultation)),
+    ("GET", "/fhir/R4/ServiceRequest/{id}", Needs(Consultation)),
 ];
 
 /// The FHIR interaction each FHIR route is (and each REST route of the
@@ -350,6 +370,12 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         Interaction::Read,
     ),
     (
+        "GET",
+        "/fhir/R4/Patient/{id}/_history/{vid}",
+        ResourceType::Patient,
+        Interaction::Read,
+    ),
+    (
         "PUT",
         "/fhir/R4/Patient/{id}",
         ResourceType::Patient,
@@ -378,6 +404,18 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "/fhir/R4/Appointment/{id}",
         ResourceType::Appointment,
         Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Appointment/{id}/_history/{vid}",
+        ResourceType::Appointment,
+        Interaction::Read,
+    ),
+    (
+        "PUT",
+        "/fhir/R4/Appointment/{id}",
+        ResourceType::Appointment,
+        Interaction::Update,
     ),
     (
         "GET",
@@ -449,6 +487,36 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "GET",
         "/fhir/R4/Task/{id}",
         ResourceType::Task,
+        Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Task/{id}/$bot-view",
+        ResourceType::Task,
+        Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Consent",
+        ResourceType::Consent,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Consent/{id}",
+        ResourceType::Consent,
+        Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/ServiceRequest",
+        ResourceType::ServiceRequest,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/ServiceRequest/{id}",
+        ResourceType::ServiceRequest,
         Interaction::Read,
     ),
 ];

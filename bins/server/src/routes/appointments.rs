@@ -16,7 +16,7 @@ use carapace_auth::policy::Permission;
 use carapace_clinical::FieldError;
 use carapace_clinical::appointment::{
     AppointmentId, AppointmentRepository as _, AppointmentStatus, CURSOR_SCOPE, Channel,
-    ListingRequest, TimeZoneName, instant_field, plan_reminders, practitioner_field,
+    ListingRequest, TimeZoneName, instant_field, practitioner_field,
 };
 use carapace_clinical::patient::PatientId;
 use serde::Deserialize;
@@ -84,25 +84,6 @@ pub async fn book(
         .json(AppointmentView::from(&booked)))
 }
 
-/// The access for `permission` on appointment `id`, through its patient.
-async fn through_patient(
-    state: &AppState,
-    auth: &Authorized,
-    id: AppointmentId,
-    permission: Permission,
-    action: &str,
-) -> Result<carapace_audit::Access, ApiError> {
-    Ok(scheduling(state)
-        .through_patient(
-            &caller(auth),
-            id,
-            permission,
-            action,
-            OffsetDateTime::now_utc(),
-        )
-        .await?)
-}
-
 /// Reads an appointment.
 #[utoipa::path(get, operation_id = "appointments_get", path = "/api/v1/appointments/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
@@ -153,21 +134,15 @@ pub async fn reschedule(
         .booking_rules
         .slot(start, end, now)
         .map_err(ApiError::Invalid)?;
-    let id = AppointmentId::from_uuid(id.into_inner());
-    let access = through_patient(
-        &state,
-        &auth,
-        id,
-        Permission::AppointmentWrite,
-        "appointment.reschedule",
-    )
-    .await?;
-    let reminders = plan_reminders(slot.start(), now, &state.reminder_offsets);
-    let moved = state
-        .appointments
-        .reschedule(&access, id, slot, &reminders)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let moved = scheduling(&state)
+        .reschedule(
+            &caller(&auth),
+            AppointmentId::from_uuid(id.into_inner()),
+            slot,
+            &state.reminder_offsets,
+            now,
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(AppointmentView::from(&moved)))
 }
 
@@ -176,15 +151,15 @@ async fn finish(
     state: web::Data<AppState>,
     id: Uuid,
     to: AppointmentStatus,
-    action: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let id = AppointmentId::from_uuid(id);
-    let access = through_patient(&state, &auth, id, Permission::AppointmentWrite, action).await?;
-    let done = state
-        .appointments
-        .finish(&access, id, to)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let done = scheduling(&state)
+        .finish(
+            &caller(&auth),
+            AppointmentId::from_uuid(id),
+            to,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(AppointmentView::from(&done)))
 }
 
@@ -202,14 +177,7 @@ pub async fn cancel(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    finish(
-        auth,
-        state,
-        id.into_inner(),
-        AppointmentStatus::Cancelled,
-        "appointment.cancel",
-    )
-    .await
+    finish(auth, state, id.into_inner(), AppointmentStatus::Cancelled).await
 }
 
 /// Marks a booked appointment that has started as completed.
@@ -225,14 +193,7 @@ pub async fn complete(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    finish(
-        auth,
-        state,
-        id.into_inner(),
-        AppointmentStatus::Completed,
-        "appointment.complete",
-    )
-    .await
+    finish(auth, state, id.into_inner(), AppointmentStatus::Completed).await
 }
 
 /// Marks a booked appointment that has started as a no-show.
@@ -248,14 +209,7 @@ pub async fn no_show(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    finish(
-        auth,
-        state,
-        id.into_inner(),
-        AppointmentStatus::NoShow,
-        "appointment.no_show",
-    )
-    .await
+    finish(auth, state, id.into_inner(), AppointmentStatus::NoShow).await
 }
 
 /// Listing parameters.

@@ -164,13 +164,13 @@ pub async fn consents(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
-    let all = state
-        .consultations
-        .consents(&access, patient)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let all = record_sharing(&state)
+        .consents(
+            &caller(&auth),
+            PatientId::from_uuid(id.into_inner()),
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
     let views: Vec<ConsentView> = all.iter().map(ConsentView::from).collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -298,9 +298,8 @@ pub async fn referrals(
             )]));
         }
     };
-    let found = state
-        .consultations
-        .referrals(&auth.access(), incoming)
+    let found = record_sharing(&state)
+        .referrals(&caller(&auth), incoming)
         .await?;
     let views: Vec<ReferralView> = found.iter().map(ReferralView::from).collect();
     Ok(HttpResponse::Ok().json(views))

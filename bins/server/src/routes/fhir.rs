@@ -6,6 +6,7 @@
 pub mod appointment;
 pub mod audit_event;
 pub mod clinical;
+pub mod consultation;
 pub mod export;
 pub mod patient;
 pub mod task;
@@ -16,6 +17,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use carapace_clinical::patient::PatientId;
+use uuid::Uuid;
+
+use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::{FHIR_JSON, base_url, capability};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -34,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(audit_event::configure)
         .configure(clinical::configure)
         .configure(task::configure)
+        .configure(consultation::configure)
         .default_service(web::to(crate::routes::not_found));
 }
 
@@ -106,6 +112,55 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, Ap
         }
     }
     Ok(pairs.into_iter().filter(|(k, _)| k != "_format").collect())
+}
+
+/// The one patient a search names (`patient`, or `subject` where
+/// `subject_too`); every other parameter is refused.
+pub(crate) fn patient_of(req: &HttpRequest, subject_too: bool) -> Result<PatientId, ApiError> {
+    let params = query_pairs(req)?;
+    let mut patient = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "patient" | "subject" if name == "patient" || subject_too => {
+                if patient.is_some() {
+                    return Err(bad(name, "give the patient once"));
+                }
+                let raw = value.strip_prefix("Patient/").unwrap_or(value);
+                patient = Some(
+                    Uuid::parse_str(raw)
+                        .map(PatientId::from_uuid)
+                        .map_err(|_| bad(name, "must be Patient/<id>"))?,
+                );
+            }
+            other => return Err(bad(other, "not a search parameter here: search by patient")),
+        }
+    }
+    patient.ok_or_else(|| bad("patient", "is required"))
+}
+
+/// A `searchset` Bundle of `kind` resources (id, resource), all matches.
+pub(crate) fn searchset(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: &str,
+    resources: Vec<(String, serde_json::Value)>,
+) -> HttpResponse {
+    let base = base(req, state);
+    let params = query_pairs(req).unwrap_or_default();
+    let entries = resources
+        .into_iter()
+        .map(|(id, resource)| Entry {
+            full_url: format!("{base}/{kind}/{id}"),
+            resource,
+            mode: Mode::Match,
+        })
+        .collect();
+    let body = bundle::searchset(
+        &bundle::self_link(&format!("{base}/{kind}"), &params),
+        None,
+        entries,
+    );
+    fhir_json(StatusCode::OK, &body)
 }
 
 /// The server's capabilities.

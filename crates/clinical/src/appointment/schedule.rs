@@ -142,6 +142,49 @@ impl<P: PatientRepository, T: AuditTrail, A: AppointmentRepository> Scheduling<'
             .ok_or(ClinicalError::NotFound)
     }
 
+    /// Moves appointment `id` to `slot` (already checked against the
+    /// booking rules) for a caller who may write its patient's
+    /// appointments, replacing its pending reminders
+    /// (`appointment.reschedule`; 409 `slot_taken` on an overlap).
+    pub async fn reschedule(
+        &self,
+        caller: &Caller<'_>,
+        id: AppointmentId,
+        slot: Slot,
+        reminder_offsets: &[Duration],
+        now: OffsetDateTime,
+    ) -> Result<Appointment, ClinicalError> {
+        let action = "appointment.reschedule";
+        let access = self
+            .through_patient(caller, id, Permission::AppointmentWrite, action, now)
+            .await?;
+        let reminders = plan_reminders(slot.start(), now, reminder_offsets);
+        self.appointments
+            .reschedule(&access, id, slot, &reminders)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Moves appointment `id` to the end state `to` for a caller who may
+    /// write its patient's appointments (`appointment.cancel`,
+    /// `.complete`, `.no_show`; 409 `invalid_transition` from a state that
+    /// cannot become it).
+    pub async fn finish(
+        &self,
+        caller: &Caller<'_>,
+        id: AppointmentId,
+        to: AppointmentStatus,
+        now: OffsetDateTime,
+    ) -> Result<Appointment, ClinicalError> {
+        let access = self
+            .through_patient(caller, id, Permission::AppointmentWrite, to.action(), now)
+            .await?;
+        self.appointments
+            .finish(&access, id, to)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
     /// A page of the appointments `request` asks for, when the caller may
     /// see them: one patient's (through the patient, as every patient
     /// route), one practitioner's (org-wide roles, or one's own), or by

@@ -7,7 +7,8 @@ use carapace_tenancy::{OrganizationRepository, StorageError, TenancyError};
 use time::OffsetDateTime;
 
 use super::{
-    ConsentId, ConsultationRepository, Referral, ReferralId, Section, check_consent, may_refer,
+    Consent, ConsentId, ConsultationRepository, Referral, ReferralId, Section, check_consent,
+    may_refer,
 };
 use crate::ClinicalError;
 use crate::access::{AuditTrail, Caller, PatientAccess};
@@ -82,6 +83,93 @@ where
     A: AppointmentRepository,
     M: MedicationRepository,
 {
+    fn patient_access(&self) -> PatientAccess<'_, P, T> {
+        PatientAccess {
+            patients: self.patients,
+            trail: self.trail,
+            events: self.events,
+        }
+    }
+
+    /// The consents of `patient`, for whoever may manage them
+    /// (`consent:manage` and a relationship: the patient themself or their
+    /// care team), recorded as `consent.list`.
+    pub async fn consents(
+        &self,
+        caller: &Caller<'_>,
+        patient: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Consent>, ClinicalError> {
+        let access = self
+            .patient_access()
+            .reach(caller, patient, Permission::ConsentManage, now)
+            .await?;
+        self.consultations
+            .consents(&access, patient)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Consent `id`, read by whoever may manage its patient's consents (the
+    /// same reach as [`Self::consents`]), recorded as `consent.read` on the
+    /// patient. A consent of no patient of the caller's organization is
+    /// [`ClinicalError::NotFound`], recorded too.
+    pub async fn consent(
+        &self,
+        caller: &Caller<'_>,
+        id: ConsentId,
+        now: OffsetDateTime,
+    ) -> Result<Consent, ClinicalError> {
+        let read = |access: &Access, patient: Option<String>, outcome| {
+            access
+                .event("consent.read", "patient", patient, outcome)
+                .with_detail(format!("consent {id}"))
+        };
+        let Some(consent) = self
+            .consultations
+            .consent(caller.access.tenant(), id)
+            .await?
+        else {
+            self.trail
+                .record(&read(&caller.access, None, Outcome::NotFound))
+                .await?;
+            return Err(ClinicalError::NotFound);
+        };
+        let access = self
+            .patient_access()
+            .reach(caller, consent.patient, Permission::ConsentManage, now)
+            .await?;
+        let patient = Some(consent.patient.to_string());
+        self.trail
+            .record(&read(&access, patient, Outcome::Allowed))
+            .await?;
+        Ok(consent)
+    }
+
+    /// The referrals addressed to the caller (`incoming`) or made by them,
+    /// recorded as `referral.list`.
+    pub async fn referrals(
+        &self,
+        caller: &Caller<'_>,
+        incoming: bool,
+    ) -> Result<Vec<Referral>, ClinicalError> {
+        self.consultations.referrals(&caller.access, incoming).await
+    }
+
+    /// Referral `id`, when the caller made it or it is addressed to them
+    /// (`referral.read`); [`ClinicalError::NotFound`] otherwise, whoever
+    /// else's it is.
+    pub async fn referral(
+        &self,
+        caller: &Caller<'_>,
+        id: ReferralId,
+    ) -> Result<Referral, ClinicalError> {
+        self.consultations
+            .referral(&caller.access, id)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
     /// Refers `patient` (of the caller's care team) to the clinician named
     /// by `consent`, an active consent of the patient: in the caller's
     /// organization, or another one when both allow external referrals
@@ -94,12 +182,8 @@ where
         consent: ConsentId,
         now: OffsetDateTime,
     ) -> Result<Referral, ClinicalError> {
-        let reach = PatientAccess {
-            patients: self.patients,
-            trail: self.trail,
-            events: self.events,
-        };
-        let access = reach
+        let access = self
+            .patient_access()
             .reach(caller, patient, Permission::Consultation, now)
             .await?;
         let consent = self.consultations.consent(access.tenant(), consent).await?;

@@ -199,6 +199,10 @@ impl ConsultationRepository for FakeConsultations {
         unused()
     }
 
+    async fn referral(&self, _: &Access, _: ReferralId) -> Result<Option<Referral>, ClinicalError> {
+        unused()
+    }
+
     async fn incoming(
         &self,
         access: &Access,

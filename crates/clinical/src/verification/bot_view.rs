@@ -24,6 +24,8 @@ pub fn may_escalate(status: TaskStatus) -> bool {
 pub struct BotView {
     /// The task.
     pub task_id: super::TaskId,
+    /// Where it stands (not PHI).
+    pub status: TaskStatus,
     /// Given and family name.
     pub patient_name: Phi<String>,
     /// Date of birth.
@@ -73,6 +75,7 @@ pub fn bot_view(task: &Task, patient: &Patient, supervisor: Option<&Phi<String>>
     let d = &patient.demographics;
     BotView {
         task_id: task.id,
+        status: task.status,
         patient_name: Phi::new(format!(
             "{} {}",
             d.given_name.expose_phi(),

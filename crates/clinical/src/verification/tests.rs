@@ -102,6 +102,7 @@ fn the_bot_view_holds_exactly_what_verifying_needs() {
     };
     let BotView {
         task_id,
+        status,
         patient_name,
         birth_date,
         member_id,
@@ -112,6 +113,7 @@ fn the_bot_view_holds_exactly_what_verifying_needs() {
         supervisor_phone,
     } = bot_view(&task, &p, None);
     assert_eq!(task_id, task.id);
+    assert_eq!(status, TaskStatus::Claimed);
     assert_eq!(patient_name.expose_phi(), "Jane Roe");
     assert_eq!(birth_date, p.demographics.birth_date);
     assert_eq!(

@@ -1,5 +1,5 @@
-//! `Appointment`: read, search (`_include=Appointment:patient`) and create
-//! (booking), through the appointment use cases
+//! `Appointment`: read, search (`_include=Appointment:patient`), create
+//! (booking) and update (a status transition or a new time), through the appointment use cases
 //! ([`carapace_clinical::appointment::Scheduling`]) that
 //! `/api/v1/appointments` calls: the same care-team rule, the same
 //! database conflict rule (409 on a taken slot), the same audit events.
@@ -8,14 +8,16 @@ use std::collections::BTreeSet;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use carapace_clinical::appointment::{AppointmentId, ListingRequest};
+use carapace_clinical::appointment::{AppointmentId, AppointmentStatus, ListingRequest};
 use carapace_clinical::patient::PatientId;
 use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Resource, bad, base, fhir_json, query_pairs};
-use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
+use crate::fhir::appointment::{
+    Change, change_of, element_of, from_fhir, status_of, to_fhir, version,
+};
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::etag;
 use crate::http::ApiError;
@@ -32,7 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(search))
             .route(web::post().to(create)),
     )
-    .service(web::resource("/Appointment/{id}").route(web::get().to(read)));
+    .service(
+        web::resource("/Appointment/{id}")
+            .route(web::get().to(read))
+            .route(web::put().to(update)),
+    )
+    .service(web::resource("/Appointment/{id}/_history/{vid}").route(web::get().to(vread)));
 }
 
 fn now() -> OffsetDateTime {
@@ -79,6 +86,29 @@ pub async fn read(
     Ok(answer(StatusCode::OK, &found, &base(&req, &state)))
 }
 
+/// Reads an appointment at a version: only the current one is kept, any
+/// other is 404.
+#[utoipa::path(get, operation_id = "fhir_appointment_vread", path = "/fhir/R4/Appointment/{id}/_history/{vid}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "appointment id"), ("vid" = String, Path, description = "versionId")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Appointment at that version")))]
+pub async fn vread(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, vid) = path.into_inner();
+    let id = crate::fhir::path_id(&id)
+        .map(AppointmentId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
+    if version(&found).to_string() != vid {
+        return Err(ApiError::NotFound);
+    }
+    Ok(answer(StatusCode::OK, &found, &base(&req, &state)))
+}
+
 /// Books an appointment with a member of the patient's care team (409 when
 /// the slot is taken).
 #[utoipa::path(post, operation_id = "fhir_appointment_create", path = "/fhir/R4/Appointment", tag = "fhir",
@@ -94,13 +124,77 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let at = now();
     let new = from_fhir(&body.0)
-        .and_then(|input| input.parse(&state.booking_rules, at))
+        .and_then(|(input, status)| {
+            if status == AppointmentStatus::Booked {
+                input.parse(&state.booking_rules, at)
+            } else {
+                Err(ClinicalError::Invalid(vec![FieldError::new(
+                    "Appointment.status",
+                    "a new appointment is \"booked\"",
+                )]))
+            }
+        })
         .map_err(named)?;
     let booked = scheduling(&state)
         .book(&caller(&auth), &new, &state.reminder_offsets, at)
         .await
         .map_err(named)?;
     Ok(answer(StatusCode::CREATED, &booked, &base(&req, &state)))
+}
+
+/// Changes an appointment: its status (`cancelled`, `fulfilled`,
+/// `noshow`: the REST cancel, complete and no-show) or its time (the REST
+/// reschedule), through the same use cases; everything else stays as it
+/// is (422 naming the element otherwise). A body that changes nothing
+/// writes nothing.
+#[utoipa::path(put, operation_id = "fhir_appointment_update", path = "/fhir/R4/Appointment/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "appointment id")),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the appointment as it now is"),
+              (status = 409, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the slot is taken, or the status cannot change so")))]
+pub async fn update(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::fhir::path_id(&id)
+        .map(AppointmentId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    if req.headers().contains_key(header::IF_MATCH) {
+        return Err(ApiError::Unprocessable {
+            code: "if_match_not_supported",
+            detail: "an appointment changes by status transitions the server checks; send no If-Match",
+        });
+    }
+    if body
+        .0
+        .get("id")
+        .is_some_and(|v| v.as_str() != Some(&id.to_string()))
+    {
+        return Err(bad("Appointment.id", "must be the id in the URL"));
+    }
+    let (input, status) = from_fhir(&body.0)?;
+    let at = now();
+    let who = caller(&auth);
+    let use_case = scheduling(&state);
+    let current = use_case.read(&who, id, at).await?;
+    let changed = match change_of(&current, &input, status)? {
+        Change::Nothing => current,
+        Change::Finish(to) => use_case.finish(&who, id, to, at).await?,
+        Change::Move { start, end } => {
+            let slot = state
+                .booking_rules
+                .slot(start, end, at)
+                .map_err(|errors| named(ClinicalError::Invalid(errors)))?;
+            use_case
+                .reschedule(&who, id, slot, &state.reminder_offsets, at)
+                .await?
+        }
+    };
+    Ok(answer(StatusCode::OK, &changed, &base(&req, &state)))
 }
 
 /// A booking's field errors, each naming its FHIR element.

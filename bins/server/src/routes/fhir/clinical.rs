@@ -8,10 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::{Resource, bad, base, fhir_json, query_pairs};
-use crate::fhir::bundle::{self, Entry, Mode};
+use super::{Resource, fhir_json, patient_of, searchset};
 use crate::fhir::clinical::{adverse_event, care_team, medication_statement};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -24,54 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/CareTeam/{id}").route(web::get().to(care_team_read)))
         .service(web::resource("/MedicationStatement").route(web::get().to(medication_statements)))
         .service(web::resource("/AdverseEvent").route(web::get().to(adverse_events)));
-}
-
-/// The one patient a search names (`patient`, or `subject` where
-/// `subject_too`); every other parameter is refused.
-fn patient_of(req: &HttpRequest, subject_too: bool) -> Result<PatientId, ApiError> {
-    let params = query_pairs(req)?;
-    let mut patient = None;
-    for (name, value) in &params {
-        match name.as_str() {
-            "patient" | "subject" if name == "patient" || subject_too => {
-                if patient.is_some() {
-                    return Err(bad(name, "give the patient once"));
-                }
-                let raw = value.strip_prefix("Patient/").unwrap_or(value);
-                patient = Some(
-                    Uuid::parse_str(raw)
-                        .map(PatientId::from_uuid)
-                        .map_err(|_| bad(name, "must be Patient/<id>"))?,
-                );
-            }
-            other => return Err(bad(other, "not a search parameter here: search by patient")),
-        }
-    }
-    patient.ok_or_else(|| bad("patient", "is required"))
-}
-
-fn searchset(
-    req: &HttpRequest,
-    state: &AppState,
-    kind: &str,
-    resources: Vec<(String, serde_json::Value)>,
-) -> HttpResponse {
-    let base = base(req, state);
-    let params = query_pairs(req).unwrap_or_default();
-    let entries = resources
-        .into_iter()
-        .map(|(id, resource)| Entry {
-            full_url: format!("{base}/{kind}/{id}"),
-            resource,
-            mode: Mode::Match,
-        })
-        .collect();
-    let body = bundle::searchset(
-        &bundle::self_link(&format!("{base}/{kind}"), &params),
-        None,
-        entries,
-    );
-    fhir_json(StatusCode::OK, &body)
 }
 
 /// The patient's care team, by patient.

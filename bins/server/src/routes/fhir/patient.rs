@@ -35,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(read))
             .route(web::put().to(update))
             .route(web::delete().to(delete)),
-    );
+    )
+    .service(web::resource("/Patient/{id}/_history/{vid}").route(web::get().to(vread)));
 }
 
 fn now() -> OffsetDateTime {
@@ -94,6 +95,28 @@ pub async fn read(
     let patient = patient_access(&state)
         .read(&caller(&auth), id, now())
         .await?;
+    Ok(answer(StatusCode::OK, &patient, &base(&req, &state)))
+}
+
+/// Reads a patient at a version: Carapace keeps only the current one, so
+/// any other is 404 (the read is the same use case and audit event).
+#[utoipa::path(get, operation_id = "fhir_patient_vread", path = "/fhir/R4/Patient/{id}/_history/{vid}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "patient id"), ("vid" = String, Path, description = "versionId")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Patient at that version")))]
+pub async fn vread(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, vid) = path.into_inner();
+    let patient = patient_access(&state)
+        .read(&caller(&auth), patient_id(&id)?, now())
+        .await?;
+    if patient.version().to_string() != vid {
+        return Err(ApiError::NotFound);
+    }
     Ok(answer(StatusCode::OK, &patient, &base(&req, &state)))
 }
 

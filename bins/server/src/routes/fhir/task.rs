@@ -1,7 +1,8 @@
 //! `Task`: the organization's prior-authorization verification tasks, read
 //! and searched by the staff who manage them (`verification:manage`),
 //! through the same repository calls and audit events as
-//! `/api/v1/verification-tasks`.
+//! `/api/v1/verification-tasks`; and the calling bot's minimal view of the
+//! task it works (`verification:work`), `Task/{id}/$bot-view`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,7 +11,7 @@ use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
 use super::{Resource, base, fhir_json, query_pairs};
 use crate::fhir::bundle::{self, Entry, Mode};
-use crate::fhir::task::{status_of, to_fhir};
+use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::state::AppState;
@@ -18,7 +19,30 @@ use crate::state::AppState;
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/Task").route(web::get().to(search)))
-        .service(web::resource("/Task/{id}").route(web::get().to(read)));
+        .service(web::resource("/Task/{id}").route(web::get().to(read)))
+        .service(web::resource("/Task/{id}/$bot-view").route(web::get().to(bot_view)));
+}
+
+/// The calling bot's minimal view of a task it claimed (the same use case
+/// and audit event as `/api/v1/verification-tasks/{id}/bot-view`).
+#[utoipa::path(get, operation_id = "fhir_task_bot_view", path = "/fhir/R4/Task/{id}/$bot-view", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Task, minimal")))]
+pub async fn bot_view(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::fhir::path_id(&id)
+        .map(TaskId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let view = state
+        .verifications
+        .bot_view(&auth.access(), id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(fhir_json(StatusCode::OK, &bot_task(&view)))
 }
 
 /// Reads a verification task.

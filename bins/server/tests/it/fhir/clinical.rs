@@ -202,6 +202,73 @@ async fn verification_tasks_for_staff(app: &TestApp) {
         404,
     )
     .await;
+
+    // The calling bot: its minimal view of the task it claimed, nothing of
+    // the full one.
+    let key = |token: String| async move {
+        let res = send(
+            app.http
+                .post(app.url("/api/v1/service-keys"))
+                .bearer_auth(&token)
+                .json(&json!({"name": "voice bot", "roles": ["service"]})),
+        )
+        .await;
+        let body: Value = res.json().await.unwrap_or_default();
+        body["key"].as_str().unwrap_or_default().to_owned()
+    };
+    let bot = key(app.token(&org, Role::Admin)).await;
+    let foreign_bot = key(app.token(&other, Role::Admin)).await;
+    let view = format!("/fhir/R4/Task/{id}/$bot-view");
+    // Not before it claims the task.
+    outcome(call(app, "GET", &view, &bot, None).await, 404).await;
+    let claimed = send(
+        app.http
+            .post(app.url(&format!("/api/v1/verification-tasks/{id}/claim")))
+            .bearer_auth(&bot)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(claimed.status(), 204);
+    let (minimal, _) = json_of(call(app, "GET", &view, &bot, None).await, 200).await;
+    assert_eq!(minimal["status"], "accepted");
+    assert_eq!(minimal["for"]["reference"], "#patient");
+    let patient = &minimal["contained"][0];
+    assert_eq!(patient["name"][0]["text"], "Tia Roe");
+    assert_eq!(patient["birthDate"], "1980-02-03");
+    assert_eq!(patient["identifier"][0]["value"], "M-Tia");
+    // No id, contact, requester or anything verifying does not need.
+    for absent in ["telecom", "gender"] {
+        assert!(patient.get(absent).is_none(), "{absent}: {patient}");
+    }
+    for absent in ["requester", "owner", "authoredOn", "output", "meta"] {
+        assert!(minimal.get(absent).is_none(), "{absent}: {minimal}");
+    }
+    assert!(!minimal.to_string().contains(&pid), "the patient's id");
+    let names: Vec<&str> = minimal["input"]
+        .as_array()
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| x["type"]["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        vec![
+            "payer_name",
+            "payer_phone",
+            "plan",
+            "procedure_code",
+            "procedure_code"
+        ]
+    );
+    outcome(call(app, "GET", &view, &foreign_bot, None).await, 404).await;
+    outcome(call(app, "GET", &view, &staff, None).await, 403).await;
+    outcome(
+        call(app, "GET", &format!("/fhir/R4/Task/{id}"), &bot, None).await,
+        403,
+    )
+    .await;
 }
 
 on_both_backends!(

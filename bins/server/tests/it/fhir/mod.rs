@@ -5,6 +5,7 @@
 mod appointments;
 mod audit_events;
 mod clinical;
+mod consultations;
 mod export;
 mod patients;
 mod scopes;

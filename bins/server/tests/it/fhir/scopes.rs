@@ -65,6 +65,19 @@ async fn scopes_narrow_what_roles_allow(backend: Backend, test: &str) {
         "insufficient_scope"
     );
     assert_eq!(app.get("/api/v1/patients", &read_only).await.status(), 403);
+    // Nor an appointment's change, nor a consent.
+    for (method, path) in [
+        ("PUT", format!("/fhir/R4/Appointment/{id}")),
+        ("GET", format!("/fhir/R4/Consent?patient=Patient/{id}")),
+    ] {
+        let body = json!({"resourceType": "Appointment"});
+        let res = call(&app, method, &path, &read_only, Some(&body)).await;
+        let oo = outcome(res, 403).await;
+        assert_eq!(
+            oo["issue"][0]["details"]["coding"][0]["code"], "insufficient_scope",
+            "{path}"
+        );
+    }
     outcome(
         call(
             &app,
