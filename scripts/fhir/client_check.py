@@ -182,6 +182,8 @@ def main(base, token):
         found = fhir.resources(kind).search(**{param: f"Patient/{ids[0]}"}).fetch_raw()
         valid(found)
         assert len(found["entry"]) == 1, (kind, found)
+        if kind != "CareTeam":
+            valid(fhir.get(kind, found["entry"][0]["resource"]["id"]))
     valid(fhir.get("CareTeam", ids[0]))
     r = requests.post(f"{rest}/verification-tasks", headers=auth, timeout=10, json={
         "patient_id": ids[0], "payer_name": "Acme Health", "payer_phone": "+1 800 555 0199",
@@ -199,6 +201,13 @@ def main(base, token):
     assert view.status_code == 200, view.text
     valid(view.json())
     assert view.json()["contained"][0]["resourceType"] == "Patient"
+
+    # A clinician's account as a Practitioner.
+    r = requests.post(f"{rest}/users", headers=auth, timeout=10,
+                      json={"email": "doc@example.org", "roles": ["clinician"]})
+    assert r.status_code == 201, r.text
+    valid(fhir.get("Practitioner", r.json()["id"]))
+    valid(fhir.resources("Practitioner").search(active="true").fetch_raw())
 
     # A consent and a referral under it, as Consent and ServiceRequest.
     from datetime import datetime as _dt, timedelta as _td, timezone as _tz

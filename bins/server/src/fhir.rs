@@ -13,6 +13,7 @@ pub mod clinical;
 pub mod consultation;
 pub mod outcome;
 pub mod patient;
+pub mod practitioner;
 mod read;
 pub mod task;
 

@@ -435,12 +435,29 @@ pub trait MedicationRepository: Send + Sync {
         patient: PatientId,
     ) -> impl Future<Output = Result<Option<MedicationHistory>, ClinicalError>> + Send;
 
+    /// The patient record `entry` is about (no PHI read, nothing
+    /// recorded); `None` when it is no record of the organization.
+    fn patient_of(
+        &self,
+        ctx: &carapace_tenancy::TenantContext,
+        entry: Entry,
+    ) -> impl Future<Output = Result<Option<PatientId>, ClinicalError>> + Send;
+
     /// Every patient's timeline, for aggregation only
     /// (`medication.aggregate`, one event naming how many patients).
     fn timelines(
         &self,
         access: &Access,
     ) -> impl Future<Output = Result<Vec<Timeline>, ClinicalError>> + Send;
+}
+
+/// One record of a patient's medication history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A medication statement.
+    Medication(MedicationId),
+    /// A side-effect report.
+    SideEffect(SideEffectId),
 }
 
 /// The ports the medication use cases work over.
@@ -486,6 +503,61 @@ where
             .history(&access, patient)
             .await?
             .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Medication statement `id`, for a caller who may read its patient:
+    /// read as [`Self::history`] reads (the same decision and
+    /// `medication.read` event). No such statement in the caller's
+    /// organization is [`ClinicalError::NotFound`], recorded.
+    pub async fn medication(
+        &self,
+        caller: &crate::access::Caller<'_>,
+        id: MedicationId,
+        now: OffsetDateTime,
+    ) -> Result<Medication, ClinicalError> {
+        let (meds, _) = self.history_of(caller, Entry::Medication(id), now).await?;
+        meds.into_iter()
+            .find(|m| m.id == id)
+            .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Side-effect report `id`, as [`Self::medication`] reads a statement.
+    pub async fn side_effect(
+        &self,
+        caller: &crate::access::Caller<'_>,
+        id: SideEffectId,
+        now: OffsetDateTime,
+    ) -> Result<SideEffect, ClinicalError> {
+        let (_, effects) = self.history_of(caller, Entry::SideEffect(id), now).await?;
+        effects
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or(ClinicalError::NotFound)
+    }
+
+    /// The history of the patient `entry` is about.
+    async fn history_of(
+        &self,
+        caller: &crate::access::Caller<'_>,
+        entry: Entry,
+        now: OffsetDateTime,
+    ) -> Result<MedicationHistory, ClinicalError> {
+        let ctx = caller.principal.tenant();
+        let Some(patient) = self.medications.patient_of(&ctx, entry).await? else {
+            let (kind, id) = match entry {
+                Entry::Medication(id) => ("medication", id.to_string()),
+                Entry::SideEffect(id) => ("side_effect", id.to_string()),
+            };
+            let missing = caller.access.event(
+                "medication.read",
+                kind,
+                Some(id),
+                carapace_audit::Outcome::NotFound,
+            );
+            self.trail.record(&missing).await?;
+            return Err(ClinicalError::NotFound);
+        };
+        self.history(caller, patient, now).await
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use carapace_audit::{Access, AuditEvent, Outcome};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::medication::{
-    MEDICATION_FIELDS, Medication, MedicationDetails, MedicationHistory, MedicationId,
+    Entry, MEDICATION_FIELDS, Medication, MedicationDetails, MedicationHistory, MedicationId,
     MedicationRepository, SIDE_EFFECT_FIELDS, Severity, SideEffect, SideEffectDetails,
     SideEffectId, Timeline, normalise,
 };
@@ -265,6 +265,38 @@ impl MedicationRepository for SeaMedications {
             Some((meds, effects)) => Ok(Some(self.open_all(ctx, &meds, &effects).await?)),
             None => Ok(None),
         }
+    }
+
+    async fn patient_of(
+        &self,
+        ctx: &TenantContext,
+        entry: Entry,
+    ) -> Result<Option<PatientId>, ClinicalError> {
+        let tx = self.db.begin_tenant_read(ctx).await?;
+        let found: Option<Uuid> = match entry {
+            Entry::Medication(id) => {
+                med::Entity::find()
+                    .live(ctx)
+                    .select_only()
+                    .column(med::Column::PatientId)
+                    .filter(med::Column::Id.eq(id.as_uuid()))
+                    .into_tuple()
+                    .one_in(&tx)
+                    .await?
+            }
+            Entry::SideEffect(id) => {
+                effect::Entity::find()
+                    .live(ctx)
+                    .select_only()
+                    .column(effect::Column::PatientId)
+                    .filter(effect::Column::Id.eq(id.as_uuid()))
+                    .into_tuple()
+                    .one_in(&tx)
+                    .await?
+            }
+        };
+        tx.commit().await.map_err(crate::db::storage_error)?;
+        Ok(found.map(PatientId::from_uuid))
     }
 
     async fn timelines(&self, access: &Access) -> Result<Vec<Timeline>, ClinicalError> {

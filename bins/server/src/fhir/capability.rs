@@ -152,7 +152,7 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 "searchParam": params(&[("patient", "reference", "Patient/<id> (required; the team's id is the patient's)")]),
             }, {
                 "type": "MedicationStatement",
-                "interaction": [{"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
                 "searchParam": params(&[("patient", "reference", "Patient/<id> (required)"), ("subject", "reference", "the same as patient")]),
             }, {
                 "type": "Task",
@@ -175,8 +175,15 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                     ("requester:identifier", "token", "urn:carapace:subject|<you>: the referrals you made"),
                 ]),
             }, {
+                "type": "Practitioner",
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": params(&[
+                    ("identifier", "token", "urn:carapace:subject|<subject>"),
+                    ("active", "token", "true or false"),
+                ]),
+            }, {
                 "type": "AdverseEvent",
-                "interaction": [{"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
                 "searchParam": params(&[("subject", "reference", "Patient/<id> (required)"), ("patient", "reference", "the same as subject")]),
             }],
         }],

@@ -297,7 +297,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/CareTeam", Needs(PatientRead)),
     ("GET", "/fhir/R4/CareTeam/{id}", Needs(PatientRead)),
     ("GET", "/fhir/R4/MedicationStatement", Needs(PatientRead)),
+    (
+        "GET",
+        "/fhir/R4/MedicationStatement/{id}",
+        Needs(PatientRead),
+    ),
     ("GET", "/fhir/R4/AdverseEvent", Needs(PatientRead)),
+    ("GET", "/fhir/R4/AdverseEvent/{id}", Needs(PatientRead)),
     ("GET", "/fhir/R4/Patient/$export", Needs(PatientRead)),
     ("GET", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
     ("DELETE", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
@@ -313,6 +319,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/Consent/{id}", Needs(ConsentManage)),
     ("GET", "/fhir/R4/ServiceRequest", Needs(Consultation)),
     ("GET", "/fhir/R4/ServiceRequest/{id}", Needs(Consultation)),
+    ("GET", "/fhir/R4/Practitioner", Needs(UserAdmin)),
+    ("GET", "/fhir/R4/Practitioner/{id}", Needs(UserAdmin)),
 ];
 
 /// The FHIR interaction each FHIR route is (and each REST route of the
@@ -449,9 +457,21 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
     ),
     (
         "GET",
+        "/fhir/R4/MedicationStatement/{id}",
+        ResourceType::MedicationStatement,
+        Interaction::Read,
+    ),
+    (
+        "GET",
         "/fhir/R4/AdverseEvent",
         ResourceType::AdverseEvent,
         Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/AdverseEvent/{id}",
+        ResourceType::AdverseEvent,
+        Interaction::Read,
     ),
     (
         "GET",
@@ -517,6 +537,18 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
         "GET",
         "/fhir/R4/ServiceRequest/{id}",
         ResourceType::ServiceRequest,
+        Interaction::Read,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Practitioner",
+        ResourceType::Practitioner,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Practitioner/{id}",
+        ResourceType::Practitioner,
         Interaction::Read,
     ),
 ];

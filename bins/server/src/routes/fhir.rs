@@ -9,6 +9,7 @@ pub mod clinical;
 pub mod consultation;
 pub mod export;
 pub mod patient;
+pub mod practitioner;
 pub mod task;
 
 use actix_web::http::StatusCode;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(clinical::configure)
         .configure(task::configure)
         .configure(consultation::configure)
+        .configure(practitioner::configure)
         .default_service(web::to(crate::routes::not_found));
 }
 

@@ -75,6 +75,11 @@ impl UserRef {
     }
 }
 
+/// Whether `account` is a practitioner's: it holds the clinician role.
+pub fn is_practitioner(account: &Account) -> bool {
+    account.roles.contains(crate::Role::Clinician)
+}
+
 /// User administration over its ports. Authorization (admin + MFA) is the
 /// route's; this refuses only what no admin may do (acting on oneself).
 #[derive(Debug)]
@@ -94,6 +99,25 @@ where
     /// The accounts of the admin's organization.
     pub async fn list(&self, admin: &Principal) -> Result<Vec<Account>, AuthError> {
         self.accounts.list(&admin.tenant()).await
+    }
+
+    /// The organization's practitioners: its accounts that hold the
+    /// clinician role (active or not).
+    pub async fn practitioners(&self, admin: &Principal) -> Result<Vec<Account>, AuthError> {
+        let mut all = self.list(admin).await?;
+        all.retain(is_practitioner);
+        Ok(all)
+    }
+
+    /// Practitioner `id` of the admin's organization; `None` when it is no
+    /// account there, or not a clinician's.
+    pub async fn practitioner(
+        &self,
+        admin: &Principal,
+        id: UserId,
+    ) -> Result<Option<Account>, AuthError> {
+        let found = self.accounts.find_by_id(&admin.tenant(), id).await?;
+        Ok(found.filter(is_practitioner))
     }
 
     /// Creates an account without a password and mails it a code to set

@@ -282,6 +282,14 @@ pub(crate) struct FakeMedications {
 }
 
 impl MedicationRepository for FakeMedications {
+    async fn patient_of(
+        &self,
+        _: &TenantContext,
+        _: crate::medication::Entry,
+    ) -> Result<Option<PatientId>, ClinicalError> {
+        unused()
+    }
+
     async fn add_medication(
         &self,
         _: &Access,

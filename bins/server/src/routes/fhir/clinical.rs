@@ -6,6 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_clinical::medication::{MedicationId, SideEffectId};
 use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
 
@@ -21,7 +22,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/CareTeam").route(web::get().to(care_teams)))
         .service(web::resource("/CareTeam/{id}").route(web::get().to(care_team_read)))
         .service(web::resource("/MedicationStatement").route(web::get().to(medication_statements)))
-        .service(web::resource("/AdverseEvent").route(web::get().to(adverse_events)));
+        .service(
+            web::resource("/MedicationStatement/{id}")
+                .route(web::get().to(medication_statement_read)),
+        )
+        .service(web::resource("/AdverseEvent").route(web::get().to(adverse_events)))
+        .service(web::resource("/AdverseEvent/{id}").route(web::get().to(adverse_event_read)));
 }
 
 /// The patient's care team, by patient.
@@ -106,4 +112,47 @@ pub async fn adverse_events(
         .map(|s| (s.id.to_string(), adverse_event(s)))
         .collect();
     Ok(searchset(&req, &state, "AdverseEvent", found))
+}
+
+/// One medication statement (its patient's history is read, as a search
+/// reads it: the same decision and audit event).
+#[utoipa::path(get, operation_id = "fhir_medication_statement_read", path = "/fhir/R4/MedicationStatement/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "medication statement id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the MedicationStatement")))]
+pub async fn medication_statement_read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::fhir::path_id(&id)
+        .map(MedicationId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let now = OffsetDateTime::now_utc();
+    let found = medication_records(&state)
+        .medication(&caller(&auth), id, now)
+        .await?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &medication_statement(&found, now.date()),
+    ))
+}
+
+/// One side-effect report (read as [`medication_statement_read`] reads).
+#[utoipa::path(get, operation_id = "fhir_adverse_event_read", path = "/fhir/R4/AdverseEvent/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "side-effect report id")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the AdverseEvent")))]
+pub async fn adverse_event_read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::fhir::path_id(&id)
+        .map(SideEffectId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let found = medication_records(&state)
+        .side_effect(&caller(&auth), id, OffsetDateTime::now_utc())
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &adverse_event(&found)))
 }

@@ -88,6 +88,47 @@ async fn care_teams_medications_and_side_effects(app: &TestApp) {
     assert_eq!(e["event"]["text"], "Dry cough");
     assert_eq!(e["severity"]["coding"][0]["code"], "moderate");
     assert_eq!(e["actuality"], "actual");
+    // Each reads back by its id, with the search's decision and event.
+    let (mid, eid) = (
+        m["id"].as_str().unwrap_or_default().to_owned(),
+        e["id"].as_str().unwrap_or_default().to_owned(),
+    );
+    let res = call(
+        app,
+        "GET",
+        &format!("/fhir/R4/MedicationStatement/{mid}"),
+        &ada,
+        None,
+    )
+    .await;
+    let request = header(res.headers(), "x-request-id");
+    assert_eq!(&json_of(res, 200).await.0, m);
+    assert_eq!(
+        events_of(app, &org, &request).await,
+        vec![("medication.read".to_owned(), "allowed".to_owned())]
+    );
+    let (read, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AdverseEvent/{eid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(&read, e);
+    // One kind's id is no record of the other kind; unknown ids neither.
+    for path in [
+        format!("/fhir/R4/MedicationStatement/{eid}"),
+        format!("/fhir/R4/AdverseEvent/{mid}"),
+        format!("/fhir/R4/AdverseEvent/{}", uuid::Uuid::new_v4()),
+        "/fhir/R4/AdverseEvent/not-an-id".to_owned(),
+    ] {
+        outcome(call(app, "GET", &path, &ada, None).await, 404).await;
+    }
 
     // Outside the care team, and in another organization: nothing.
     let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
@@ -96,6 +137,8 @@ async fn care_teams_medications_and_side_effects(app: &TestApp) {
         format!("/fhir/R4/CareTeam/{pid}"),
         format!("/fhir/R4/MedicationStatement?patient={pid}"),
         format!("/fhir/R4/AdverseEvent?subject={pid}"),
+        format!("/fhir/R4/MedicationStatement/{mid}"),
+        format!("/fhir/R4/AdverseEvent/{eid}"),
     ] {
         outcome(call(app, "GET", &path, &bob, None).await, 403).await;
         let other = app.org().await;

@@ -8,6 +8,7 @@ mod clinical;
 mod consultations;
 mod export;
 mod patients;
+mod practitioners;
 mod scopes;
 
 use carapace_auth::Role;

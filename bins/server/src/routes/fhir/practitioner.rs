@@ -1,0 +1,97 @@
+//! `Practitioner`: the organization's clinicians with local accounts, for
+//! whoever administers its users (`user:admin`, the permission of
+//! `/api/v1/users`), through the same use case
+//! ([`carapace_auth::local::admin::UserAdmin`]). Without local accounts
+//! there are none to show (404). A token with SMART scopes never reads
+//! them: no scope stands for user administration.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_auth::local::UserId;
+
+use super::{Resource, bad, fhir_json, query_pairs, searchset};
+use crate::fhir::appointment::SUBJECT_SYSTEM;
+use crate::fhir::practitioner::to_fhir;
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::state::{AppState, UserAdminService};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/Practitioner").route(web::get().to(search)))
+        .service(web::resource("/Practitioner/{id}").route(web::get().to(read)));
+}
+
+fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
+    state.user_admin.as_ref().ok_or(ApiError::NotFound)
+}
+
+/// The organization's practitioners, optionally by `identifier`
+/// (`urn:carapace:subject|<subject>`) and `active`.
+#[utoipa::path(get, operation_id = "fhir_practitioner_search", path = "/fhir/R4/Practitioner", tag = "fhir",
+    security(("bearer" = [])),
+    params(
+        ("identifier" = Option<String>, Query, description = "urn:carapace:subject|<subject>"),
+        ("active" = Option<String>, Query, description = "true or false"),
+    ),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+pub async fn search(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (mut subject, mut active) = (None, None);
+    for (name, value) in query_pairs(&req)? {
+        match name.as_str() {
+            "identifier" if subject.is_none() => {
+                let v = value
+                    .strip_prefix(SUBJECT_SYSTEM)
+                    .and_then(|v| v.strip_prefix('|'))
+                    .unwrap_or(&value);
+                subject = Some(v.to_owned());
+            }
+            "active" if active.is_none() => {
+                active = Some(match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("active", "must be true or false")),
+                });
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    "not a search parameter of Practitioner here (or given twice)",
+                ));
+            }
+        }
+    }
+    let found = admin(&state)?
+        .practitioners(&auth.principal)
+        .await?
+        .iter()
+        .filter(|a| subject.as_deref().is_none_or(|s| s == a.id.to_string()))
+        .filter(|a| active.is_none_or(|on| on == a.active))
+        .map(|a| (a.id.to_string(), to_fhir(a)))
+        .collect();
+    Ok(searchset(&req, &state, "Practitioner", found))
+}
+
+/// One practitioner.
+#[utoipa::path(get, operation_id = "fhir_practitioner_read", path = "/fhir/R4/Practitioner/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the account's id (its subject)")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Practitioner")))]
+pub async fn read(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::fhir::path_id(&id)
+        .map(UserId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    let found = admin(&state)?
+        .practitioner(&auth.principal, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(fhir_json(StatusCode::OK, &to_fhir(&found)))
+}
