@@ -13,6 +13,8 @@ use carapace_tenancy::{SubjectId, TenantContext};
 use time::OffsetDateTime;
 
 use crate::ClinicalError;
+use crate::consultation::{ConsentId, Section};
+use crate::patient::PatientId;
 
 carapace_tenancy::entity_id! {
     /// A bulk export's id.
@@ -185,6 +187,81 @@ pub fn requested_types(param: Option<&str>) -> Result<Vec<ResourceType>, Clinica
     Ok(types)
 }
 
+/// The group a `Group/{id}/$export` names: a patient's care team (its
+/// patient's compartment) or a consent (what it shares of its patient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The care team of a patient: `care-team-<patient id>`.
+    CareTeam(PatientId),
+    /// A consent: `consent-<consent id>`.
+    Consent(ConsentId),
+}
+
+impl Group {
+    /// The group a FHIR id names (the hyphenated uuid after its kind's
+    /// prefix); `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let id = |rest: &str| {
+            uuid::Uuid::try_parse(rest)
+                .ok()
+                .filter(|_| rest.len() == 36)
+        };
+        if let Some(rest) = raw.strip_prefix("care-team-") {
+            return id(rest).map(|u| Self::CareTeam(PatientId::from_uuid(u)));
+        }
+        raw.strip_prefix("consent-")
+            .and_then(id)
+            .map(|u| Self::Consent(ConsentId::from_uuid(u)))
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CareTeam(p) => write!(f, "care-team-{p}"),
+            Self::Consent(c) => write!(f, "consent-{c}"),
+        }
+    }
+}
+
+/// The exportable types that record `sections` cover: demographics the
+/// `Patient`, medications its statements and side effects (appointments
+/// are not exported).
+pub fn shared_types(sections: &[Section]) -> Vec<ResourceType> {
+    let mut types = Vec::new();
+    for s in sections {
+        match s {
+            Section::Demographics => types.push(ResourceType::Patient),
+            Section::Medications => types.extend([
+                ResourceType::MedicationStatement,
+                ResourceType::AdverseEvent,
+            ]),
+            Section::Appointments => {}
+        }
+    }
+    types
+}
+
+/// The `requested` types a group that shares `allowed` exports; none in
+/// common is refused, naming `_type`.
+pub fn narrow(
+    requested: &[ResourceType],
+    allowed: &[ResourceType],
+) -> Result<Vec<ResourceType>, ClinicalError> {
+    let kept: Vec<ResourceType> = requested
+        .iter()
+        .copied()
+        .filter(|t| allowed.contains(t))
+        .collect();
+    if kept.is_empty() {
+        return Err(ClinicalError::Invalid(vec![crate::FieldError::new(
+            "_type",
+            "the group shares none of these types",
+        )]));
+    }
+    Ok(kept)
+}
+
 /// Whether `requester` may see export `job` (poll, download, cancel): the
 /// subject that started it, nobody else.
 pub fn may_follow(job: &ExportJob, requester: &SubjectId) -> bool {
@@ -205,6 +282,45 @@ mod tests {
         for bad in ["", "Observation", "AuditEvent", "Patient,Nope", "patient"] {
             assert!(requested_types(Some(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn groups_are_named_by_kind_and_id() {
+        let u = "0190d5a4-0000-7000-8000-000000000001";
+        let p = PatientId::from_uuid(uuid::Uuid::parse_str(u).unwrap_or_default());
+        let team = Group::parse(&format!("care-team-{u}"));
+        assert_eq!(team, Some(Group::CareTeam(p)));
+        assert_eq!(team.map(|g| g.to_string()), Some(format!("care-team-{u}")));
+        assert!(matches!(
+            Group::parse(&format!("consent-{u}")),
+            Some(Group::Consent(_))
+        ));
+        for bad in [
+            u,
+            "care-team-",
+            "consent-x",
+            "care-team-0190d5a400007000800000000000000 1",
+            "Care-team-0190d5a4-0000-7000-8000-000000000001",
+        ] {
+            assert_eq!(Group::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn consents_export_only_what_they_share() {
+        use ResourceType::{AdverseEvent, MedicationStatement, Patient};
+        assert_eq!(shared_types(&[Section::Appointments]), vec![]);
+        assert_eq!(
+            shared_types(&[Section::Demographics, Section::Medications]),
+            vec![Patient, MedicationStatement, AdverseEvent]
+        );
+        let meds = shared_types(&[Section::Medications]);
+        assert_eq!(
+            narrow(&EXPORTABLE, &meds).ok(),
+            Some(vec![MedicationStatement, AdverseEvent])
+        );
+        assert!(narrow(&[Patient], &meds).is_err());
+        assert!(narrow(&EXPORTABLE, &[]).is_err());
     }
 
     #[test]

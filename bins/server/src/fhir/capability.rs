@@ -182,6 +182,13 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                     ("active", "token", "true or false"),
                 ]),
             }, {
+                "type": "Group",
+                "operation": [{
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+                    "documentation": "Group ids: care-team-<patient id> (the patient's compartment) or consent-<consent id> (what the consent shares)",
+                }],
+            }, {
                 "type": "AdverseEvent",
                 "interaction": [{"code": "read"}, {"code": "search-type"}],
                 "searchParam": params(&[("subject", "reference", "Patient/<id> (required)"), ("patient", "reference", "the same as subject")]),

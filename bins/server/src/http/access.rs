@@ -305,6 +305,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/fhir/R4/AdverseEvent", Needs(PatientRead)),
     ("GET", "/fhir/R4/AdverseEvent/{id}", Needs(PatientRead)),
     ("GET", "/fhir/R4/Patient/$export", Needs(PatientRead)),
+    ("GET", "/fhir/R4/Group/{id}/$export", Needs(PatientRead)),
     ("GET", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
     ("DELETE", "/fhir/R4/$export-status/{id}", Needs(PatientRead)),
     ("GET", "/fhir/R4/$export-file/{id}/{n}", Needs(PatientRead)),
@@ -476,6 +477,12 @@ pub const INTERACTIONS: &[(&str, &str, ResourceType, Interaction)] = &[
     (
         "GET",
         "/fhir/R4/Patient/$export",
+        ResourceType::Patient,
+        Interaction::Search,
+    ),
+    (
+        "GET",
+        "/fhir/R4/Group/{id}/$export",
         ResourceType::Patient,
         Interaction::Search,
     ),

@@ -1,5 +1,7 @@
-//! Bulk Data export (Flat FHIR v2) of the patients a caller may list:
-//! `GET /fhir/R4/Patient/$export` with `Prefer: respond-async` starts a
+//! Bulk Data export (Flat FHIR v2) of the patients a caller may list, or
+//! of a group (a patient's care team; what a consent shares):
+//! `GET /fhir/R4/Patient/$export` (or `Group/{id}/$export`) with
+//! `Prefer: respond-async` starts a
 //! job (202, `Content-Location` of its status); the status answers 202
 //! while it runs and the manifest once done; each NDJSON file is
 //! downloaded with a token of the same requester; `DELETE` on the status
@@ -13,11 +15,12 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
+use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportRepository as _, ExportStatus, NewExport, may_follow,
-    requested_types,
+    ExportFile, ExportId, ExportRepository as _, ExportStatus, Group, NewExport, may_follow,
+    narrow, requested_types, shared_types,
 };
-use carapace_clinical::patient::{PageLimit, Patient, PatientQuery};
+use carapace_clinical::patient::{PageLimit, Patient, PatientId, PatientQuery};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -26,7 +29,7 @@ use super::{bad, base, query_pairs};
 use crate::fhir::instant;
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::routes::use_cases::{caller, medication_records, patient_access};
+use crate::routes::use_cases::{caller, medication_records, patient_access, record_sharing};
 use crate::state::AppState;
 
 /// Most patients one export holds.
@@ -35,6 +38,7 @@ pub const MAX_PATIENTS: usize = 100_000;
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/Patient/$export").route(web::get().to(kick_off)))
+        .service(web::resource("/Group/{id}/$export").route(web::get().to(group_kick_off)))
         .service(
             web::resource("/$export-status/{id}")
                 .route(web::get().to(status))
@@ -62,6 +66,45 @@ pub async fn kick_off(
     auth: Authorized,
     state: web::Data<AppState>,
     req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    start(auth, state, req, None).await
+}
+
+/// Starts an export of a group: `care-team-<patient id>` (the patient's
+/// compartment, for whoever may read the patient) or `consent-<consent
+/// id>` (what an active consent shares, for whoever may manage it).
+#[utoipa::path(get, operation_id = "fhir_group_export", path = "/fhir/R4/Group/{id}/$export", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "care-team-<patient id> or consent-<consent id>"),
+           ("Prefer" = String, Header, description = "respond-async"),
+           ("_type" = Option<String>, Query, description = "Patient, MedicationStatement, AdverseEvent (comma-separated)"),
+           ("_since" = Option<String>, Query, description = "an instant: only what changed since"),
+           ("_outputFormat" = Option<String>, Query, description = "application/fhir+ndjson")),
+    responses((status = 202, description = "started; Content-Location names its status")))]
+pub async fn group_kick_off(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let group = Group::parse(&id).ok_or(ApiError::NotFound)?;
+    start(auth, state, req, Some(group)).await
+}
+
+/// Whose data a job holds, decided (and allowed) when it starts.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    /// Every patient the caller may list.
+    Listed,
+    /// One patient.
+    One(PatientId),
+}
+
+async fn start(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    group: Option<Group>,
 ) -> Result<HttpResponse, ApiError> {
     let asynchronous = req
         .headers()
@@ -97,11 +140,39 @@ pub async fn kick_off(
             }
         }
     }
-    let types = requested_types(types)?;
-    let base = base(&req, &state);
+    let requested = requested_types(types)?;
     let now = OffsetDateTime::now_utc();
+    let (scope, types, path) = match group {
+        None => (Scope::Listed, requested, "Patient/$export".to_owned()),
+        Some(g @ Group::CareTeam(patient)) => {
+            patient_access(&state)
+                .care_team(&caller(&auth), patient, now)
+                .await?;
+            (Scope::One(patient), requested, format!("Group/{g}/$export"))
+        }
+        Some(g @ Group::Consent(id)) => {
+            let consent = record_sharing(&state)
+                .consent(&caller(&auth), id, now)
+                .await?;
+            let shared = shared_types(&consent.readable(now));
+            if shared.is_empty() {
+                return Err(ClinicalError::Refused {
+                    code: "consent_inactive",
+                    detail: "the consent was withdrawn, has expired or shares nothing exportable",
+                }
+                .into());
+            }
+            let types = narrow(&requested, &shared)?;
+            (
+                Scope::One(consent.patient),
+                types,
+                format!("Group/{g}/$export"),
+            )
+        }
+    };
+    let base = base(&req, &state);
     let new = NewExport {
-        request_url: format!("{base}/Patient/$export?{}", req.query_string()),
+        request_url: format!("{base}/{path}?{}", req.query_string()),
         types: types.clone(),
         since,
         expires_at: now + state.export_ttl,
@@ -113,7 +184,7 @@ pub async fn kick_off(
         origin: auth.origin.clone(),
     };
     let runner = state.clone();
-    tokio::spawn(async move { run(runner, job, id, types, since).await });
+    tokio::spawn(async move { run(runner, job, id, scope, types, since).await });
     Ok(HttpResponse::Accepted()
         .insert_header((
             header::CONTENT_LOCATION,
@@ -127,11 +198,12 @@ async fn run(
     state: web::Data<AppState>,
     auth: Authorized,
     id: ExportId,
+    scope: Scope,
     types: Vec<ResourceType>,
     since: Option<OffsetDateTime>,
 ) {
     let ctx = auth.principal.tenant();
-    let outcome = write(&state, &auth, id, &types, since).await;
+    let outcome = write(&state, &auth, id, scope, &types, since).await;
     let (status, error) = match &outcome {
         Ok(()) => (ExportStatus::Complete, None),
         Err(e) => {
@@ -186,14 +258,27 @@ async fn write(
     state: &AppState,
     auth: &Authorized,
     id: ExportId,
+    scope: Scope,
     types: &[ResourceType],
     since: Option<OffsetDateTime>,
 ) -> Result<(), ApiError> {
     let ctx = auth.principal.tenant();
-    let exported = patients(state, auth).await?;
     let now = OffsetDateTime::now_utc();
+    let wants_patients = types.contains(&ResourceType::Patient);
+    // A group's patient is read only when its demographics are exported.
+    let (ids, exported): (Vec<PatientId>, Vec<Patient>) = match scope {
+        Scope::Listed => {
+            let all = patients(state, auth).await?;
+            (all.iter().map(|p| p.id).collect(), all)
+        }
+        Scope::One(id) if wants_patients => {
+            let p = patient_access(state).read(&caller(auth), id, now).await?;
+            (vec![id], vec![p])
+        }
+        Scope::One(id) => (vec![id], Vec::new()),
+    };
     let mut files: Vec<(ResourceType, Vec<Value>)> = Vec::new();
-    if types.contains(&ResourceType::Patient) {
+    if wants_patients {
         let changed = exported
             .iter()
             .filter(|p| since.is_none_or(|s| p.updated_at >= s))
@@ -205,9 +290,9 @@ async fn write(
     let wants_effects = types.contains(&ResourceType::AdverseEvent);
     if wants_meds || wants_effects {
         let (mut meds, mut effects) = (Vec::new(), Vec::new());
-        for p in &exported {
+        for p in &ids {
             let (m, e) = medication_records(state)
-                .history(&caller(auth), p.id, now)
+                .history(&caller(auth), *p, now)
                 .await?;
             meds.extend(
                 m.iter()
@@ -229,12 +314,12 @@ async fn write(
     }
     // Every patient whose data leaves is a disclosure in their access log.
     let access = auth.access();
-    for p in &exported {
+    for p in &ids {
         let disclosed = access
             .event(
                 "patient.export",
                 "patient",
-                Some(p.id.as_uuid().to_string()),
+                Some(p.as_uuid().to_string()),
                 Outcome::Allowed,
             )
             .with_detail(format!("bulk export {id}"));

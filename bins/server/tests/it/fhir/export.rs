@@ -154,3 +154,154 @@ async fn bulk_export(app: &TestApp) {
 }
 
 on_both_backends!(bulk_export_on, bulk_export);
+
+/// The types and count of each file of a manifest.
+fn files(manifest: &Value) -> Vec<(String, u64)> {
+    manifest["output"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            (
+                o["type"].as_str().unwrap_or_default().to_owned(),
+                o["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// `Group/{id}/$export`: a care team's patient, or exactly what a consent
+/// shares, for whoever may reach them; the request as the manifest says.
+async fn group_export(app: &TestApp) {
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    let mut ids = Vec::new();
+    for given in ["Gra", "Grb"] {
+        let (p, _) = json_of(
+            call(app, "POST", "/fhir/R4/Patient", &ada, Some(&jane(given))).await,
+            201,
+        )
+        .await;
+        ids.push(p["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let rest = |token: &str, path: String, body: Value| {
+        send(app.http.post(app.url(&path)).bearer_auth(token).json(&body))
+    };
+    for p in &ids {
+        let res = rest(&ada, format!("/api/v1/patients/{p}/medications"), json!({"drug_name": "Metformin", "dose": "500 mg", "schedule": "twice daily", "started_on": "2026-09-01"})).await;
+        assert_eq!(res.status(), 201);
+    }
+    let kick = |token: String, group: String, query: &'static str| {
+        send(
+            app.http
+                .get(app.url(&format!("/fhir/R4/Group/{group}/$export{query}")))
+                .bearer_auth(token)
+                .header("accept", FHIR)
+                .header("prefer", "respond-async"),
+        )
+    };
+
+    // A care team: its one patient, with its medications.
+    let team = format!("care-team-{}", ids[0]);
+    let res = kick(ada.clone(), team.clone(), "").await;
+    assert_eq!(res.status(), 202);
+    let manifest = poll_export(app, &header(res.headers(), "content-location"), &ada).await;
+    assert_eq!(
+        files(&manifest),
+        vec![
+            ("Patient".to_owned(), 1),
+            ("MedicationStatement".to_owned(), 1)
+        ]
+    );
+    assert!(
+        manifest["request"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("/fhir/R4/Group/{team}/$export"))),
+        "{manifest}"
+    );
+    // Outside the care team, another organization, unknown or malformed
+    // groups: refused before anything starts.
+    outcome(kick(bob.clone(), team.clone(), "").await, 403).await;
+    outcome(
+        kick(app.token(&app.org().await, Role::Admin), team.clone(), "").await,
+        404,
+    )
+    .await;
+    for group in [
+        format!("care-team-{}", uuid::Uuid::new_v4()),
+        format!("consent-{}", uuid::Uuid::new_v4()),
+        ids[0].clone(),
+        "care-team-x".to_owned(),
+    ] {
+        outcome(kick(ada.clone(), group, "").await, 404).await;
+    }
+
+    // A consent that shares medications only: the statements, never the
+    // demographics, and only for those who manage the consent.
+    let res = rest(&ada, format!("/api/v1/patients/{}/consents", ids[1]), json!({"recipient": "clinician-bob", "sections": ["medications"], "expires_at": day_at(30, 9)})).await;
+    assert_eq!(res.status(), 201);
+    let consent: Value = res.json().await.unwrap_or_default();
+    let cid = format!("consent-{}", consent["id"].as_str().unwrap_or_default());
+    let res = kick(ada.clone(), cid.clone(), "").await;
+    assert_eq!(res.status(), 202);
+    let status_url = header(res.headers(), "content-location");
+    let manifest = poll_export(app, &status_url, &ada).await;
+    assert_eq!(
+        files(&manifest),
+        vec![("MedicationStatement".to_owned(), 1)]
+    );
+    let url = manifest["output"][0]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let text = call(app, "GET", &url, &ada, None)
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        text.contains(&format!("Patient/{}", ids[1])) && !text.contains(&ids[0]),
+        "{text}"
+    );
+    let oo = outcome(kick(ada.clone(), cid.clone(), "?_type=Patient").await, 422).await;
+    assert_eq!(oo["issue"][0]["expression"][0], "_type");
+    outcome(kick(bob.clone(), cid.clone(), "").await, 403).await;
+    // Withdrawn: nothing more leaves under it.
+    let res = rest(
+        &admin,
+        format!(
+            "/api/v1/patients/{}/consents/{}/revoke",
+            ids[1],
+            consent["id"].as_str().unwrap_or_default()
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    let oo = outcome(kick(ada.clone(), cid, "").await, 403).await;
+    assert_eq!(
+        oo["issue"][0]["details"]["coding"][0]["code"],
+        "consent_inactive"
+    );
+    // Only one disclosure per exported patient and export: the group's.
+    let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
+    let log: Value = app
+        .get(
+            &format!("/api/v1/patients/{}/access-log", ids[1]),
+            &compliance,
+        )
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let exports = log["items"]
+        .as_array()
+        .map(|i| i.iter().filter(|e| e["action"] == "patient.export").count())
+        .unwrap_or(0);
+    assert_eq!(exports, 1, "{log}");
+}
+
+on_both_backends!(group_export_on, group_export);
