@@ -184,6 +184,20 @@ def main(base, token):
         assert len(found["entry"]) == 1, (kind, found)
         if kind != "CareTeam":
             valid(fhir.get(kind, found["entry"][0]["resource"]["id"]))
+    # And recorded through FHIR.
+    statin = fhir.resource(
+        "MedicationStatement", status="active", medicationCodeableConcept={"text": "Atorvastatin"},
+        subject={"reference": f"Patient/{ids[1]}"}, effectivePeriod={"start": "2026-10-01"},
+        dosage=[{"text": "20 mg", "timing": {"code": {"text": "at night"}}}])
+    statin.save()
+    assert last.r.status_code == 201, last.r.text
+    valid(last.r.json())
+    ache = fhir.resource(
+        "AdverseEvent", actuality="actual", event={"text": "Muscle ache"}, subject={"reference": f"Patient/{ids[1]}"},
+        date="2026-10-08", severity={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adverse-event-severity", "code": "mild"}]})
+    ache.save()
+    assert last.r.status_code == 201, last.r.text
+    valid(last.r.json())
     valid(fhir.get("CareTeam", ids[0]))
     r = requests.post(f"{rest}/verification-tasks", headers=auth, timeout=10, json={
         "patient_id": ids[0], "payer_name": "Acme Health", "payer_phone": "+1 800 555 0199",

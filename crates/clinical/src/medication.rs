@@ -21,7 +21,11 @@ carapace_tenancy::entity_id! {
 }
 
 use crate::patient::PatientId;
+
+mod records;
+
 use crate::{ClinicalError, FieldError};
+pub use records::MedicationRecords;
 
 /// Field limits, in characters.
 pub mod limits {
@@ -458,107 +462,6 @@ pub enum Entry {
     Medication(MedicationId),
     /// A side-effect report.
     SideEffect(SideEffectId),
-}
-
-/// The ports the medication use cases work over.
-pub struct MedicationRecords<'a, P, T, M> {
-    /// Patients and how a subject relates to one.
-    pub patients: &'a P,
-    /// Single audit events.
-    pub trail: &'a T,
-    /// Security events (refusals).
-    pub events: &'a dyn carapace_audit::SecurityEventSink,
-    /// Medications and side effects.
-    pub medications: &'a M,
-}
-
-impl<P, T, M> MedicationRecords<'_, P, T, M>
-where
-    P: crate::patient::PatientRepository,
-    T: crate::access::AuditTrail,
-    M: MedicationRepository,
-{
-    /// The medications and side effects of `patient`, for a caller who may
-    /// read the patient (through [`crate::access::PatientAccess::reach`]).
-    pub async fn history(
-        &self,
-        caller: &crate::access::Caller<'_>,
-        patient: PatientId,
-        now: OffsetDateTime,
-    ) -> Result<MedicationHistory, ClinicalError> {
-        let reach = crate::access::PatientAccess {
-            patients: self.patients,
-            trail: self.trail,
-            events: self.events,
-        };
-        let access = reach
-            .reach(
-                caller,
-                patient,
-                carapace_auth::policy::Permission::PatientRead,
-                now,
-            )
-            .await?;
-        self.medications
-            .history(&access, patient)
-            .await?
-            .ok_or(ClinicalError::NotFound)
-    }
-
-    /// Medication statement `id`, for a caller who may read its patient:
-    /// read as [`Self::history`] reads (the same decision and
-    /// `medication.read` event). No such statement in the caller's
-    /// organization is [`ClinicalError::NotFound`], recorded.
-    pub async fn medication(
-        &self,
-        caller: &crate::access::Caller<'_>,
-        id: MedicationId,
-        now: OffsetDateTime,
-    ) -> Result<Medication, ClinicalError> {
-        let (meds, _) = self.history_of(caller, Entry::Medication(id), now).await?;
-        meds.into_iter()
-            .find(|m| m.id == id)
-            .ok_or(ClinicalError::NotFound)
-    }
-
-    /// Side-effect report `id`, as [`Self::medication`] reads a statement.
-    pub async fn side_effect(
-        &self,
-        caller: &crate::access::Caller<'_>,
-        id: SideEffectId,
-        now: OffsetDateTime,
-    ) -> Result<SideEffect, ClinicalError> {
-        let (_, effects) = self.history_of(caller, Entry::SideEffect(id), now).await?;
-        effects
-            .into_iter()
-            .find(|s| s.id == id)
-            .ok_or(ClinicalError::NotFound)
-    }
-
-    /// The history of the patient `entry` is about.
-    async fn history_of(
-        &self,
-        caller: &crate::access::Caller<'_>,
-        entry: Entry,
-        now: OffsetDateTime,
-    ) -> Result<MedicationHistory, ClinicalError> {
-        let ctx = caller.principal.tenant();
-        let Some(patient) = self.medications.patient_of(&ctx, entry).await? else {
-            let (kind, id) = match entry {
-                Entry::Medication(id) => ("medication", id.to_string()),
-                Entry::SideEffect(id) => ("side_effect", id.to_string()),
-            };
-            let missing = caller.access.event(
-                "medication.read",
-                kind,
-                Some(id),
-                carapace_audit::Outcome::NotFound,
-            );
-            self.trail.record(&missing).await?;
-            return Err(ClinicalError::NotFound);
-        };
-        self.history(caller, patient, now).await
-    }
 }
 
 #[cfg(test)]

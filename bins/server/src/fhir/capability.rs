@@ -152,7 +152,7 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 "searchParam": params(&[("patient", "reference", "Patient/<id> (required; the team's id is the patient's)")]),
             }, {
                 "type": "MedicationStatement",
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
                 "searchParam": params(&[("patient", "reference", "Patient/<id> (required)"), ("subject", "reference", "the same as patient")]),
             }, {
                 "type": "Task",
@@ -190,7 +190,7 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 }],
             }, {
                 "type": "AdverseEvent",
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
                 "searchParam": params(&[("subject", "reference", "Patient/<id> (required)"), ("patient", "reference", "the same as subject")]),
             }],
         }],

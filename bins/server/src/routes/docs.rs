@@ -56,6 +56,7 @@ use crate::http::error::{Problem, ProblemField};
         fhir::clinical::care_teams, fhir::clinical::care_team_read,
         fhir::clinical::medication_statements, fhir::clinical::adverse_events,
         fhir::clinical::medication_statement_read, fhir::clinical::adverse_event_read,
+        fhir::clinical::medication_statement_create, fhir::clinical::adverse_event_create,
         fhir::export::kick_off, fhir::export::group_kick_off, fhir::export::status, fhir::export::cancel, fhir::export::download,
         fhir::task::search, fhir::task::read, fhir::task::bot_view,
         fhir::consultation::consents, fhir::consultation::consent_read,

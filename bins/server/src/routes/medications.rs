@@ -10,6 +10,7 @@ use carapace_clinical::medication::{
 };
 use carapace_clinical::patient::PatientId;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
+use crate::routes::use_cases::{caller, medication_records};
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -202,13 +204,14 @@ pub async fn add_medication(
         stopped_on: b.stopped_on,
     }
     .parse(today())?;
-    let patient = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, patient, Permission::PatientWrite).await?;
-    let made = state
-        .medications
-        .add_medication(&access, patient, &details)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let made = medication_records(&state)
+        .record(
+            &caller(&auth),
+            PatientId::from_uuid(id.into_inner()),
+            &details,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
     Ok(HttpResponse::Created().json(MedicationView::from(&made)))
 }
 
@@ -233,13 +236,14 @@ pub async fn add_side_effect(
         onset_on: b.onset_on,
     }
     .parse(today())?;
-    let patient = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, patient, Permission::SideEffectReport).await?;
-    let made = state
-        .medications
-        .add_side_effect(&access, patient, &details)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let made = medication_records(&state)
+        .report(
+            &caller(&auth),
+            PatientId::from_uuid(id.into_inner()),
+            &details,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
     Ok(HttpResponse::Created().json(SideEffectView::from(&made)))
 }
 

@@ -4,16 +4,22 @@
 //! `/api/v1/patients/{id}/medications` (`patient:read` and a relationship;
 //! the same audit events).
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::medication::{MedicationId, SideEffectId};
 use carapace_clinical::patient::PatientId;
+use carapace_clinical::{ClinicalError, FieldError};
+use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Resource, fhir_json, patient_of, searchset};
-use crate::fhir::clinical::{adverse_event, care_team, medication_statement};
+use super::{Resource, bad, base, fhir_json, patient_of, searchset};
+use crate::fhir::clinical::{
+    adverse_event, care_team, element_of, medication_from_fhir, medication_statement,
+    medication_status, side_effect_from_fhir,
+};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
+use crate::http::extract::FhirBody;
 use crate::routes::use_cases::{caller, medication_records, patient_access};
 use crate::state::AppState;
 
@@ -21,12 +27,20 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/CareTeam").route(web::get().to(care_teams)))
         .service(web::resource("/CareTeam/{id}").route(web::get().to(care_team_read)))
-        .service(web::resource("/MedicationStatement").route(web::get().to(medication_statements)))
+        .service(
+            web::resource("/MedicationStatement")
+                .route(web::get().to(medication_statements))
+                .route(web::post().to(medication_statement_create)),
+        )
         .service(
             web::resource("/MedicationStatement/{id}")
                 .route(web::get().to(medication_statement_read)),
         )
-        .service(web::resource("/AdverseEvent").route(web::get().to(adverse_events)))
+        .service(
+            web::resource("/AdverseEvent")
+                .route(web::get().to(adverse_events))
+                .route(web::post().to(adverse_event_create)),
+        )
         .service(web::resource("/AdverseEvent/{id}").route(web::get().to(adverse_event_read)));
 }
 
@@ -155,4 +169,95 @@ pub async fn adverse_event_read(
         .side_effect(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;
     Ok(fhir_json(StatusCode::OK, &adverse_event(&found)))
+}
+
+/// A domain parse's field errors, each naming its FHIR element.
+fn named(e: ClinicalError) -> ClinicalError {
+    match e {
+        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
+            errors
+                .into_iter()
+                .map(|f| FieldError::new(element_of(&f.field), f.message))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A created resource: 201 with its `Location`.
+fn created(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: &str,
+    id: &str,
+    body: &Value,
+) -> HttpResponse {
+    let mut res = fhir_json(StatusCode::CREATED, body);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("{}/{kind}/{id}", base(req, state))) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Records a medication statement of a patient (the REST route's use case:
+/// `patient:write` and a relationship, `medication.create`). Its `status`
+/// must be the one its dates give (`completed` once the end has passed).
+#[utoipa::path(post, operation_id = "fhir_medication_statement_create", path = "/fhir/R4/MedicationStatement", tag = "fhir",
+    security(("bearer" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
+pub async fn medication_statement_create(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let (patient, input, status) = medication_from_fhir(&body.0)?;
+    let details = input.parse(now.date()).map_err(named)?;
+    if medication_status(&details, now.date()) != status {
+        return Err(bad(
+            "MedicationStatement.status",
+            "must be completed once effectivePeriod.end has passed, active before",
+        ));
+    }
+    let made = medication_records(&state)
+        .record(&caller(&auth), patient, &details, now)
+        .await?;
+    let id = made.id.to_string();
+    Ok(created(
+        &req,
+        &state,
+        "MedicationStatement",
+        &id,
+        &medication_statement(&made, now.date()),
+    ))
+}
+
+/// Records a side-effect report of a patient (the REST route's use case:
+/// `side_effect:report` and a relationship, `side_effect.create`).
+#[utoipa::path(post, operation_id = "fhir_adverse_event_create", path = "/fhir/R4/AdverseEvent", tag = "fhir",
+    security(("bearer" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
+pub async fn adverse_event_create(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let (patient, input) = side_effect_from_fhir(&body.0)?;
+    let details = input.parse(now.date()).map_err(named)?;
+    let made = medication_records(&state)
+        .report(&caller(&auth), patient, &details, now)
+        .await?;
+    let id = made.id.to_string();
+    Ok(created(
+        &req,
+        &state,
+        "AdverseEvent",
+        &id,
+        &adverse_event(&made),
+    ))
 }

@@ -318,3 +318,220 @@ on_both_backends!(
     verification_tasks_for_staff_on,
     verification_tasks_for_staff
 );
+
+fn statement(patient: &str, end: Option<&str>, status: &str) -> Value {
+    let mut period = json!({"start": "2026-10-01"});
+    if let Some(end) = end {
+        period["end"] = end.into();
+    }
+    json!({
+        "resourceType": "MedicationStatement",
+        "status": status,
+        "medicationCodeableConcept": {"text": "Atorvastatin"},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectivePeriod": period,
+        "dosage": [{"text": "20 mg", "timing": {"code": {"text": "at night"}}}],
+    })
+}
+
+/// Statements and side effects recorded through FHIR: the REST use cases'
+/// decisions, every refused element named, nothing written when refused.
+async fn medications_recorded_through_fhir(app: &TestApp) {
+    let org = app.org().await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let (p, _) = json_of(
+        call(app, "POST", "/fhir/R4/Patient", &ada, Some(&jane("Rec"))).await,
+        201,
+    )
+    .await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let res = call(
+        app,
+        "POST",
+        "/fhir/R4/MedicationStatement",
+        &ada,
+        Some(&statement(&pid, None, "active")),
+    )
+    .await;
+    let (made, h) = json_of(res, 201).await;
+    let mid = made["id"].as_str().unwrap_or_default().to_owned();
+    assert!(header(&h, "location").ends_with(&format!("/fhir/R4/MedicationStatement/{mid}")));
+    assert_eq!(made["dosage"][0]["timing"]["code"]["text"], "at night");
+    let (read, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/MedicationStatement/{mid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(read, made);
+    let (done, _) = json_of(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/MedicationStatement",
+            &ada,
+            Some(&statement(&pid, Some("2026-10-20"), "completed")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+
+    // Refused, each naming its element, and nothing written.
+    let cases: [(&str, Value); 6] = [
+        (
+            "MedicationStatement.status",
+            statement(&pid, Some("2026-10-20"), "active"),
+        ),
+        (
+            "MedicationStatement.effectivePeriod.end",
+            statement(&pid, Some("2026-09-01"), "completed"),
+        ),
+        ("MedicationStatement.note", {
+            let mut b = statement(&pid, None, "active");
+            b["note"] = json!([{"text": "x"}]);
+            b
+        }),
+        ("MedicationStatement.dosage", {
+            let mut b = statement(&pid, None, "active");
+            b.as_object_mut().map(|o| o.remove("dosage"));
+            b
+        }),
+        (
+            "MedicationStatement.subject",
+            statement("Group/1", None, "active"),
+        ),
+        ("MedicationStatement.medicationCodeableConcept.text", {
+            let mut b = statement(&pid, None, "active");
+            b["medicationCodeableConcept"]["text"] = "x".repeat(201).into();
+            b
+        }),
+    ];
+    for (element, body) in cases {
+        let oo = outcome(
+            call(
+                app,
+                "POST",
+                "/fhir/R4/MedicationStatement",
+                &ada,
+                Some(&body),
+            )
+            .await,
+            422,
+        )
+        .await;
+        let named: Vec<&str> = oo["issue"]
+            .as_array()
+            .map(|i| {
+                i.iter()
+                    .filter_map(|x| x["expression"][0].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(named.contains(&element), "{element}: {oo}");
+    }
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    outcome(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/MedicationStatement",
+            &bob,
+            Some(&statement(&pid, None, "active")),
+        )
+        .await,
+        403,
+    )
+    .await;
+    let stranger = app.token(&app.org().await, Role::Admin);
+    outcome(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/MedicationStatement",
+            &stranger,
+            Some(&statement(&pid, None, "active")),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let (all, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/MedicationStatement?patient={pid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(all["entry"].as_array().map(Vec::len), Some(2), "{all}");
+
+    // A side effect.
+    let effect = json!({
+        "resourceType": "AdverseEvent",
+        "actuality": "actual",
+        "event": {"text": "Muscle ache"},
+        "subject": {"reference": format!("Patient/{pid}")},
+        "date": "2026-10-08",
+        "severity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adverse-event-severity", "code": "mild"}]},
+    });
+    let (reported, _) = json_of(
+        call(app, "POST", "/fhir/R4/AdverseEvent", &ada, Some(&effect)).await,
+        201,
+    )
+    .await;
+    assert_eq!(reported["event"]["text"], "Muscle ache");
+    let mut potential = effect.clone();
+    potential["actuality"] = "potential".into();
+    let mut unknown = effect.clone();
+    unknown["severity"]["coding"][0]["code"] = "catastrophic".into();
+    for (element, body) in [
+        ("AdverseEvent.actuality", potential),
+        ("AdverseEvent.severity", unknown),
+    ] {
+        let oo = outcome(
+            call(app, "POST", "/fhir/R4/AdverseEvent", &ada, Some(&body)).await,
+            422,
+        )
+        .await;
+        assert_eq!(oo["issue"][0]["expression"][0], element, "{oo}");
+    }
+    outcome(
+        call(app, "POST", "/fhir/R4/AdverseEvent", &bob, Some(&effect)).await,
+        403,
+    )
+    .await;
+    let (effects, _) = json_of(
+        call(
+            app,
+            "GET",
+            &format!("/fhir/R4/AdverseEvent?patient={pid}"),
+            &ada,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        effects["entry"].as_array().map(Vec::len),
+        Some(1),
+        "{effects}"
+    );
+}
+
+on_both_backends!(
+    medications_recorded_through_fhir_on,
+    medications_recorded_through_fhir
+);
