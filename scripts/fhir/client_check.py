@@ -223,25 +223,39 @@ def main(base, token):
     valid(fhir.get("Practitioner", r.json()["id"]))
     valid(fhir.resources("Practitioner").search(active="true").fetch_raw())
 
-    # A consent and a referral under it, as Consent and ServiceRequest.
+    # A consent and a referral under it, made through FHIR.
     from datetime import datetime as _dt, timedelta as _td, timezone as _tz
 
     until = (_dt.now(_tz.utc) + _td(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    r = requests.post(f"{rest}/patients/{ids[0]}/consents", headers=auth, timeout=10, json={
-        "recipient": "clinician-bob", "sections": ["medications", "demographics"], "expires_at": until})
-    assert r.status_code == 201, r.text
-    consent = r.json()["id"]
+    consent = fhir.resource(
+        "Consent", status="active", patient={"reference": f"Patient/{ids[0]}"},
+        scope={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        category=[{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        policyRule={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        provision={"type": "permit", "period": {"end": until},
+                   "actor": [{"reference": {"identifier": {"system": "urn:carapace:subject", "value": "clinician-bob"}}}],
+                   "code": [{"coding": [{"system": "urn:carapace:consent-section", "code": "medications"}]}]})
+    consent.save()
+    assert last.r.status_code == 201, last.r.text
+    valid(last.r.json())
     found = fhir.resources("Consent").search(patient=f"Patient/{ids[0]}").fetch_raw()
     valid(found)
-    assert [e["resource"]["id"] for e in found["entry"]] == [consent], found
-    valid(fhir.get("Consent", consent))
-    r = requests.post(f"{rest}/referrals", headers=auth, timeout=10,
-                      json={"patient_id": ids[0], "consent_id": consent})
-    assert r.status_code == 201, r.text
+    assert [e["resource"]["id"] for e in found["entry"]] == [consent.id], found
+    valid(fhir.get("Consent", consent.id))
+    referral = fhir.resource(
+        "ServiceRequest", status="active", intent="order", subject={"reference": f"Patient/{ids[0]}"},
+        supportingInfo=[{"reference": f"Consent/{consent.id}"}])
+    referral.save()
+    assert last.r.status_code == 201, last.r.text
+    valid(last.r.json())
     made = fhir.resources("ServiceRequest").fetch_raw()
     valid(made)
-    assert [e["resource"]["id"] for e in made["entry"]] == [r.json()["id"]], made
-    valid(fhir.get("ServiceRequest", r.json()["id"]))
+    assert [e["resource"]["id"] for e in made["entry"]] == [referral.id], made
+    valid(fhir.get("ServiceRequest", referral.id))
+    # Withdrawn by an update of its status.
+    current = fhir.get("Consent", consent.id)
+    current["status"] = "inactive"
+    assert valid(fhir.update(current))["status"] == "inactive"
 
     # The patient's audit trail as AuditEvents (the token holds admin).
     trail = fhir.resources("AuditEvent").search(patient=f"Patient/{ids[0]}").limit(2).fetch_raw()

@@ -174,7 +174,11 @@ impl ConsentInput {
         let expires_at = if self.expires_at.len() > 64 {
             None
         } else {
-            OffsetDateTime::parse(&self.expires_at, &Rfc3339).ok()
+            // Kept to the microsecond, as stored: what is answered is what
+            // is read back.
+            OffsetDateTime::parse(&self.expires_at, &Rfc3339)
+                .ok()
+                .and_then(|t| t.replace_microsecond(t.microsecond()).ok())
         };
         match expires_at {
             None => errors.push(FieldError::new(

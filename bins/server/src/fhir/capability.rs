@@ -165,11 +165,11 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
                 }],
             }, {
                 "type": "Consent",
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}],
                 "searchParam": params(&[("patient", "reference", "Patient/<id> (required)")]),
             }, {
                 "type": "ServiceRequest",
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
                 "searchParam": params(&[
                     ("performer:identifier", "token", "urn:carapace:subject|<you>: the referrals you received"),
                     ("requester:identifier", "token", "urn:carapace:subject|<you>: the referrals you made"),

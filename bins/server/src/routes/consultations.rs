@@ -5,10 +5,7 @@
 //! consent is in force, audited in both organizations.
 
 use actix_web::{HttpResponse, web};
-use carapace_auth::policy::Permission;
-use carapace_clinical::consultation::{
-    Consent, ConsentId, ConsentInput, ConsultationRepository as _, Referral, ReferralId,
-};
+use carapace_clinical::consultation::{Consent, ConsentId, ConsentInput, Referral, ReferralId};
 use carapace_clinical::patient::PatientId;
 use carapace_tenancy::{OrgSlug, OrganizationRepository as _};
 use serde::{Deserialize, Serialize};
@@ -23,7 +20,7 @@ use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::appointments::AppointmentView;
 use crate::routes::medications::{History, history_view};
-use crate::routes::patients::{PatientView, related};
+use crate::routes::patients::PatientView;
 use crate::routes::use_cases::{caller, record_sharing};
 use crate::state::AppState;
 
@@ -139,19 +136,20 @@ pub async fn record_consent(
                 .id
         }
     };
-    let new = ConsentInput {
+    let input = ConsentInput {
         recipient: b.recipient,
         sections: b.sections,
         expires_at: b.expires_at,
-    }
-    .parse(recipient_org, OffsetDateTime::now_utc())?;
-    let patient = PatientId::from_uuid(id.into_inner());
-    let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
-    let made = state
-        .consultations
-        .record_consent(&access, patient, &new)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    };
+    let made = record_sharing(&state)
+        .record_consent(
+            &caller(&auth),
+            PatientId::from_uuid(id.into_inner()),
+            input,
+            recipient_org,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
     Ok(HttpResponse::Created().json(ConsentView::from(&made)))
 }
 
@@ -186,22 +184,15 @@ pub async fn revoke_consent(
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
     let (patient, consent) = path.into_inner();
-    let patient = PatientId::from_uuid(patient);
-    let access = related(&state, &auth, patient, Permission::ConsentManage).await?;
-    if state
-        .consultations
+    record_sharing(&state)
         .revoke_consent(
-            &access,
-            patient,
+            &caller(&auth),
+            PatientId::from_uuid(patient),
             ConsentId::from_uuid(consent),
             OffsetDateTime::now_utc(),
         )
-        .await?
-    {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound)
-    }
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// A referral to make: the recipient is the consent's.

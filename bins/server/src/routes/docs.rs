@@ -61,6 +61,7 @@ use crate::http::error::{Problem, ProblemField};
         fhir::task::search, fhir::task::read, fhir::task::bot_view,
         fhir::consultation::consents, fhir::consultation::consent_read,
         fhir::consultation::service_requests, fhir::consultation::service_request_read,
+        fhir::consultation::consent_create, fhir::consultation::consent_update, fhir::consultation::refer,
         fhir::practitioner::search, fhir::practitioner::read,
     ),
     components(schemas(Problem, ProblemField, fhir::Resource, fhir::OperationOutcome)),

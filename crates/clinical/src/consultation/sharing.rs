@@ -7,8 +7,8 @@ use carapace_tenancy::{OrganizationRepository, StorageError, TenancyError};
 use time::OffsetDateTime;
 
 use super::{
-    Consent, ConsentId, ConsultationRepository, Referral, ReferralId, Section, check_consent,
-    may_refer,
+    Consent, ConsentId, ConsentInput, ConsultationRepository, Referral, ReferralId, Section,
+    check_consent, may_refer,
 };
 use crate::ClinicalError;
 use crate::access::{AuditTrail, Caller, PatientAccess};
@@ -108,6 +108,65 @@ where
             .consents(&access, patient)
             .await?
             .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Records `patient`'s consent to share with a clinician of
+    /// `recipient_org` (an organization that exists: 422
+    /// `recipient_org` otherwise), for whoever may manage the patient's
+    /// consents (`consent.create`).
+    pub async fn record_consent(
+        &self,
+        caller: &Caller<'_>,
+        patient: PatientId,
+        input: ConsentInput,
+        recipient_org: carapace_tenancy::OrgId,
+        now: OffsetDateTime,
+    ) -> Result<Consent, ClinicalError> {
+        let known = self
+            .orgs
+            .find_by_id(recipient_org)
+            .await
+            .map_err(org_error)?;
+        if known.is_none() {
+            return Err(ClinicalError::Invalid(vec![crate::FieldError::new(
+                "recipient_org",
+                "must be an organization",
+            )]));
+        }
+        let new = input.parse(recipient_org, now)?;
+        let access = self
+            .patient_access()
+            .reach(caller, patient, Permission::ConsentManage, now)
+            .await?;
+        self.consultations
+            .record_consent(&access, patient, &new)
+            .await?
+            .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Withdraws `patient`'s consent `id` at `now`, for whoever may manage
+    /// the patient's consents (`consent.revoke`); one already withdrawn,
+    /// or none, is [`ClinicalError::NotFound`].
+    pub async fn revoke_consent(
+        &self,
+        caller: &Caller<'_>,
+        patient: PatientId,
+        id: ConsentId,
+        now: OffsetDateTime,
+    ) -> Result<(), ClinicalError> {
+        let access = self
+            .patient_access()
+            .reach(caller, patient, Permission::ConsentManage, now)
+            .await?;
+        if self
+            .consultations
+            .revoke_consent(&access, patient, id, now)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ClinicalError::NotFound)
+        }
     }
 
     /// Consent `id`, read by whoever may manage its patient's consents (the

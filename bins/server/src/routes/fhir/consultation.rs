@@ -4,26 +4,43 @@
 //! use cases and audit events as `/api/v1/patients/{id}/consents` and
 //! `/api/v1/referrals`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use carapace_clinical::consultation::{ConsentId, ReferralId};
+use carapace_clinical::consultation::{Consent, ConsentId, ReferralId};
+use carapace_clinical::{ClinicalError, FieldError};
+use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Resource, bad, fhir_json, patient_of, query_pairs, searchset};
+use super::{Resource, bad, base, fhir_json, patient_of, query_pairs, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
-use crate::fhir::consultation::{consent, service_request};
+use crate::fhir::consultation::{
+    consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
+};
 use crate::fhir::path_id;
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
+use crate::http::extract::FhirBody;
 use crate::routes::use_cases::{caller, record_sharing};
 use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/Consent").route(web::get().to(consents)))
-        .service(web::resource("/Consent/{id}").route(web::get().to(consent_read)))
-        .service(web::resource("/ServiceRequest").route(web::get().to(service_requests)))
-        .service(web::resource("/ServiceRequest/{id}").route(web::get().to(service_request_read)));
+    cfg.service(
+        web::resource("/Consent")
+            .route(web::get().to(consents))
+            .route(web::post().to(consent_create)),
+    )
+    .service(
+        web::resource("/Consent/{id}")
+            .route(web::get().to(consent_read))
+            .route(web::put().to(consent_update)),
+    )
+    .service(
+        web::resource("/ServiceRequest")
+            .route(web::get().to(service_requests))
+            .route(web::post().to(refer)),
+    )
+    .service(web::resource("/ServiceRequest/{id}").route(web::get().to(service_request_read)));
 }
 
 /// A patient's consents.
@@ -143,4 +160,143 @@ pub async fn service_request_read(
         StatusCode::OK,
         &service_request(&found, auth.principal.org()),
     ))
+}
+
+/// Field errors of a domain parse, each naming its FHIR element.
+fn named(e: ClinicalError, element: fn(&str) -> String) -> ClinicalError {
+    match e {
+        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
+            errors
+                .into_iter()
+                .map(|f| FieldError::new(element(&f.field), f.message))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A created resource: 201 with its `Location`.
+fn created(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: &str,
+    id: &str,
+    body: &Value,
+) -> HttpResponse {
+    let mut res = fhir_json(StatusCode::CREATED, body);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("{}/{kind}/{id}", base(req, state))) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Records a patient's consent (the REST route's use case:
+/// `consent:manage` and a relationship, `consent.create`); the recipient's
+/// organization is the caller's unless the actor's identifier names
+/// another by its assigner.
+#[utoipa::path(post, operation_id = "fhir_consent_create", path = "/fhir/R4/Consent", tag = "fhir",
+    security(("bearer" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
+pub async fn consent_create(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let (patient, input, org) = consent_from_fhir(&body.0)?;
+    let now = OffsetDateTime::now_utc();
+    let made = record_sharing(&state)
+        .record_consent(
+            &caller(&auth),
+            patient,
+            input,
+            org.unwrap_or(auth.principal.org()),
+            now,
+        )
+        .await
+        .map_err(|e| named(e, consent_element))?;
+    let id = made.id.to_string();
+    Ok(created(&req, &state, "Consent", &id, &consent(&made, now)))
+}
+
+/// Withdraws a consent: the consent as read with `status` `inactive`
+/// (the REST revoke). Nothing else of a consent changes (422).
+#[utoipa::path(put, operation_id = "fhir_consent_update", path = "/fhir/R4/Consent/{id}", tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "consent id")),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the consent as it now is")))]
+pub async fn consent_update(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id)
+        .map(ConsentId::from_uuid)
+        .ok_or(ApiError::NotFound)?;
+    // To the microsecond, as stored: the answer is what a read returns.
+    let now = carapace_audit::event::now_micros();
+    let sharing = record_sharing(&state);
+    let who = caller(&auth);
+    let current = sharing.consent(&who, id, now).await?;
+    let without = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            for volatile in ["status", "meta", "text", "id"] {
+                o.remove(volatile);
+            }
+        }
+        v
+    };
+    if body
+        .0
+        .get("id")
+        .is_some_and(|v| v.as_str() != Some(&id.to_string()))
+    {
+        return Err(bad("Consent.id", "must be the id in the URL"));
+    }
+    if without(&body.0) != without(&consent(&current, now)) {
+        return Err(bad(
+            "Consent",
+            "only its status changes (to inactive, to withdraw it): record a new consent instead",
+        ));
+    }
+    let status = body.0.get("status").and_then(Value::as_str);
+    let after = if withdraws(&current, status, now)? {
+        sharing
+            .revoke_consent(&who, current.patient, id, now)
+            .await?;
+        Consent {
+            revoked_at: Some(now),
+            ..current
+        }
+    } else {
+        current
+    };
+    Ok(fhir_json(StatusCode::OK, &consent(&after, now)))
+}
+
+/// Refers a patient of one's care team under an active consent (the REST
+/// route's use case: `referral.create` in both organizations); the
+/// receiving clinician is the consent's.
+#[utoipa::path(post, operation_id = "fhir_service_request_create", path = "/fhir/R4/ServiceRequest", tag = "fhir",
+    security(("bearer" = [])),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "referred")))]
+pub async fn refer(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let (patient, consent) = referral_from_fhir(&body.0)?;
+    let made = record_sharing(&state)
+        .refer(&caller(&auth), patient, consent, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| named(e, |_| "ServiceRequest.supportingInfo[0]".to_owned()))?;
+    let id = made.id.to_string();
+    let body = service_request(&made, auth.principal.org());
+    Ok(created(&req, &state, "ServiceRequest", &id, &body))
 }

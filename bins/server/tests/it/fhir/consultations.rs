@@ -275,3 +275,235 @@ async fn consents_and_referrals(app: &TestApp) {
 }
 
 on_both_backends!(consents_and_referrals_on, consents_and_referrals);
+
+fn fhir_consent(
+    patient: &str,
+    recipient: &str,
+    org: Option<String>,
+    sections: &[&str],
+    end: &str,
+) -> Value {
+    let mut identifier = json!({"system": "urn:carapace:subject", "value": recipient});
+    if let Some(org) = org {
+        identifier["assigner"] =
+            json!({"identifier": {"system": "urn:carapace:organization", "value": org}});
+    }
+    json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{patient}")},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {
+            "type": "permit",
+            "period": {"end": end},
+            "actor": [{"reference": {"identifier": identifier}}],
+            "code": sections.iter().map(|s| json!({"coding": [{"system": "urn:carapace:consent-section", "code": s}]})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// The issues' elements of an OperationOutcome.
+fn elements(oo: &Value) -> Vec<String> {
+    oo["issue"]
+        .as_array()
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| x["expression"][0].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Consents recorded and withdrawn, and referrals made, through FHIR: the
+/// REST use cases' decisions, every refusal naming its element.
+async fn consents_and_referrals_written(app: &TestApp) {
+    let (org, other) = (app.org().await, app.org().await);
+    for o in [&org, &other] {
+        allow_external(app, o).await;
+    }
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    let bob = app.token_as(&org, Role::Clinician, "clinician-bob");
+    let cy = app.token_as(&org, Role::Clinician, "clinician-cy");
+    let p = app.new_patient(&ada, "Written").await;
+    let week = in_days(7);
+
+    let res = call(
+        app,
+        "POST",
+        "/fhir/R4/Consent",
+        &ada,
+        Some(&fhir_consent(
+            &p,
+            "clinician-bob",
+            None,
+            &["medications"],
+            &week,
+        )),
+    )
+    .await;
+    let (made, h) = json_of(res, 201).await;
+    let cid = made["id"].as_str().unwrap_or_default().to_owned();
+    assert!(header(&h, "location").ends_with(&format!("/fhir/R4/Consent/{cid}")));
+    assert_eq!(made["status"], "active");
+    assert_eq!(
+        get(app, &format!("/fhir/R4/Consent/{cid}"), &ada, 200).await,
+        made
+    );
+    let body = fhir_consent(
+        &p,
+        "clinician-dee",
+        Some(other.id.to_string()),
+        &["demographics"],
+        &week,
+    );
+    let (across, _) = json_of(
+        call(app, "POST", "/fhir/R4/Consent", &ada, Some(&body)).await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        across["provision"]["actor"][0]["reference"]["identifier"]["assigner"]["identifier"]["value"],
+        other.id.to_string()
+    );
+
+    // Refused, naming the element; nothing recorded.
+    let mut wrong_scope = fhir_consent(&p, "clinician-bob", None, &["medications"], &week);
+    wrong_scope["scope"]["coding"][0]["code"] = "research".into();
+    let mut extra = fhir_consent(&p, "clinician-bob", None, &["medications"], &week);
+    extra["verification"] = json!([{"verified": true}]);
+    let cases = [
+        ("Consent.scope", wrong_scope),
+        ("Consent.verification", extra),
+        (
+            "Consent.provision.code",
+            fhir_consent(&p, "clinician-bob", None, &["notes"], &week),
+        ),
+        (
+            "Consent.provision.period.end",
+            fhir_consent(&p, "clinician-bob", None, &["medications"], &in_days(400)),
+        ),
+        (
+            "Consent.provision.actor[0].reference.identifier",
+            fhir_consent(
+                &p,
+                "clinician-bob",
+                Some(uuid::Uuid::new_v4().to_string()),
+                &["medications"],
+                &week,
+            ),
+        ),
+        (
+            "Consent.patient",
+            fhir_consent("x", "clinician-bob", None, &["medications"], &week),
+        ),
+    ];
+    for (element, body) in cases {
+        let oo = outcome(
+            call(app, "POST", "/fhir/R4/Consent", &ada, Some(&body)).await,
+            422,
+        )
+        .await;
+        assert!(
+            elements(&oo).iter().any(|e| e == element),
+            "{element}: {oo}"
+        );
+    }
+    let body = fhir_consent(&p, "clinician-bob", None, &["medications"], &week);
+    outcome(
+        call(app, "POST", "/fhir/R4/Consent", &cy, Some(&body)).await,
+        403,
+    )
+    .await;
+    let stranger = app.token_as(&other, Role::Clinician, "clinician-dee");
+    outcome(
+        call(app, "POST", "/fhir/R4/Consent", &stranger, Some(&body)).await,
+        404,
+    )
+    .await;
+    let listed = get(
+        app,
+        &format!("/fhir/R4/Consent?patient=Patient/{p}"),
+        &ada,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&listed).len(), 2);
+
+    // A referral under the consent.
+    let referral = json!({
+        "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "subject": {"reference": format!("Patient/{p}")},
+        "supportingInfo": [{"reference": format!("Consent/{cid}")}],
+    });
+    let (sent, _) = json_of(
+        call(
+            app,
+            "POST",
+            "/fhir/R4/ServiceRequest",
+            &ada,
+            Some(&referral),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let rid = sent["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(sent["performer"][0]["identifier"]["value"], "clinician-bob");
+    assert_eq!(
+        get(app, &format!("/fhir/R4/ServiceRequest/{rid}"), &bob, 200).await["id"],
+        rid.as_str()
+    );
+    outcome(
+        call(app, "POST", "/fhir/R4/ServiceRequest", &cy, Some(&referral)).await,
+        403,
+    )
+    .await;
+    let mut named = referral.clone();
+    named["requester"] =
+        json!({"identifier": {"system": "urn:carapace:subject", "value": "clinician-cy"}});
+    let oo = outcome(
+        call(app, "POST", "/fhir/R4/ServiceRequest", &ada, Some(&named)).await,
+        422,
+    )
+    .await;
+    assert_eq!(elements(&oo), vec!["ServiceRequest.requester"]);
+    let mut unknown = referral.clone();
+    unknown["supportingInfo"][0]["reference"] = format!("Consent/{}", uuid::Uuid::new_v4()).into();
+    let oo = outcome(
+        call(app, "POST", "/fhir/R4/ServiceRequest", &ada, Some(&unknown)).await,
+        422,
+    )
+    .await;
+    assert_eq!(elements(&oo), vec!["ServiceRequest.supportingInfo[0]"]);
+
+    // Withdrawn by its status: the shared record closes; nothing else of
+    // a consent changes.
+    let url = format!("/fhir/R4/Consent/{cid}");
+    let mut widened = made.clone();
+    widened["provision"]["code"][0]["coding"][0]["code"] = "demographics".into();
+    let oo = outcome(call(app, "PUT", &url, &ada, Some(&widened)).await, 422).await;
+    assert_eq!(elements(&oo), vec!["Consent"]);
+    let mut withdrawn = made.clone();
+    withdrawn["status"] = "inactive".into();
+    outcome(call(app, "PUT", &url, &cy, Some(&withdrawn)).await, 403).await;
+    let (gone, _) = json_of(call(app, "PUT", &url, &ada, Some(&withdrawn)).await, 200).await;
+    assert_eq!(gone["status"], "inactive");
+    assert_eq!(get(app, &url, &ada, 200).await["status"], "inactive");
+    let shared = app
+        .get(&format!("/api/v1/referrals/{rid}/record"), &bob)
+        .await;
+    assert_eq!(shared.status(), 403);
+    let mut revived = gone.clone();
+    revived["status"] = "active".into();
+    let oo = outcome(call(app, "PUT", &url, &ada, Some(&revived)).await, 422).await;
+    assert_eq!(elements(&oo), vec!["Consent.status"]);
+    // Withdrawing again changes nothing.
+    json_of(call(app, "PUT", &url, &ada, Some(&gone)).await, 200).await;
+}
+
+on_both_backends!(
+    consents_and_referrals_written_on,
+    consents_and_referrals_written
+);
