@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod chain;
 pub mod event;
 pub mod export;
+mod kind;
 pub mod witness;
 
 use std::fmt;
@@ -25,6 +26,7 @@ use std::pin::Pin;
 use carapace_tenancy::{OrgId, SubjectId};
 
 pub use event::{Access, ActorKind, AuditEvent, Origin, Outcome};
+pub use kind::ActionKind;
 
 /// The audit trail could not be written (or read): the operation fails.
 /// It keeps the store's error, so an outage of the trail's database stays

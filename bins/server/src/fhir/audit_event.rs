@@ -4,7 +4,7 @@
 //! with what outcome. Like the trail itself it names resources and PHI
 //! fields, never PHI values.
 
-use carapace_audit::{AuditEvent, Outcome};
+use carapace_audit::{ActionKind, AuditEvent, Outcome};
 use serde_json::{Map, Value, json};
 
 use super::appointment::SUBJECT_SYSTEM;
@@ -12,18 +12,6 @@ use super::instant;
 
 /// The code system of Carapace audit actions (`AuditEvent.subtype`).
 pub const ACTION_SYSTEM: &str = "urn:carapace:audit-action";
-
-/// The FHIR action code (C, R, U, D, E) of a Carapace action.
-pub fn action_code(action: &str) -> &'static str {
-    let verb = action.rsplit('.').next().unwrap_or(action);
-    match verb {
-        "create" | "book" | "add" => "C",
-        "read" | "list" | "access_log" | "play" | "view" | "export" => "R",
-        "update" | "write" | "reschedule" | "cancel" | "complete" => "U",
-        "delete" | "purge" => "D",
-        _ => "E",
-    }
-}
 
 /// The FHIR outcome code of an outcome (0 success, 4 minor failure: a
 /// refusal or a miss, 8 serious failure).
@@ -83,7 +71,7 @@ pub fn to_fhir(e: &AuditEvent) -> Value {
         "subtype".into(),
         json!([{"system": ACTION_SYSTEM, "code": e.action}]),
     );
-    out.insert("action".into(), action_code(&e.action).into());
+    out.insert("action".into(), ActionKind::of(&e.action).code().into());
     out.insert("recorded".into(), instant(e.at).into());
     out.insert("outcome".into(), outcome_code(e.outcome).into());
     out.insert("outcomeDesc".into(), e.outcome.as_str().into());

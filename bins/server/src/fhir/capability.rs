@@ -64,6 +64,11 @@ pub const AUDIT_EVENT_SEARCH: &[(&str, &str, &str)] = &[
         "eq, ge, gt, le or lt a date or an instant (one bound each way)",
     ),
     (
+        "action",
+        "token",
+        "C, R, U, D or E: the kind of access (the Carapace action's verb)",
+    ),
+    (
         "subtype",
         "token",
         "urn:carapace:audit-action|<action>, e.g. patient.read",

@@ -195,6 +195,7 @@ pub(crate) fn query(
             None => text("resource_id", p.resource_id)?,
         },
         action: text("action", p.action)?,
+        kind: None,
         outcome: p
             .outcome
             .as_deref()

@@ -14,6 +14,8 @@ pub struct AuditQuery {
     pub resource_id: Option<String>,
     /// Only this action.
     pub action: Option<String>,
+    /// Only actions of this kind (their verb's).
+    pub kind: Option<carapace_audit::ActionKind>,
     /// Only this outcome.
     pub outcome: Option<Outcome>,
     /// From this time (inclusive).
@@ -26,6 +28,30 @@ pub struct AuditQuery {
     pub id: Option<Uuid>,
     /// Page size (capped at [`MAX_PAGE`]).
     pub limit: u64,
+}
+
+/// The condition that an event's action is of `kind`: its verb (after
+/// the last dot) is one of the kind's, or, for execute, none of any
+/// other kind's.
+fn kind_filter(kind: carapace_audit::ActionKind) -> sea_orm::Condition {
+    use carapace_audit::ActionKind;
+    // `_` in a verb is a character, not LIKE's wildcard.
+    let ending = |v: &str| {
+        sea_orm::sea_query::LikeExpr::new(format!("%.{}", v.replace('_', "\\_"))).escape('\\')
+    };
+    let verb = |v: &str| audit_event::Column::Action.like(ending(v));
+    match kind {
+        ActionKind::Execute => ActionKind::ALL
+            .iter()
+            .flat_map(|k| k.verbs())
+            .fold(sea_orm::Condition::all(), |c, v| {
+                c.add(audit_event::Column::Action.not_like(ending(v)))
+            }),
+        other => other
+            .verbs()
+            .iter()
+            .fold(sea_orm::Condition::any(), |c, v| c.add(verb(v))),
+    }
 }
 
 /// A page of events, oldest first.
@@ -78,6 +104,9 @@ impl SeaAuditLog {
         }
         if let Some(a) = &query.action {
             select = select.filter(audit_event::Column::Action.eq(a.as_str()));
+        }
+        if let Some(kind) = query.kind {
+            select = select.filter(kind_filter(kind));
         }
         if let Some(o) = query.outcome {
             select = select.filter(audit_event::Column::Outcome.eq(o.as_str()));

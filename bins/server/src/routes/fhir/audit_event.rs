@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use carapace_audit::ActionKind;
 use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -80,13 +81,15 @@ fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Searches the audit trail: `patient`, `agent`, `date`, `subtype` (the
-/// Carapace action), `outcome`, `_count`; a `searchset` with `next`.
+/// Searches the audit trail: `patient`, `agent`, `date`, `action` (C, R,
+/// U, D, E), `subtype` (the Carapace action), `outcome`, `_count`; a
+/// `searchset` with `next`.
 #[utoipa::path(get, operation_id = "fhir_audit_event_search", path = "/fhir/R4/AuditEvent", tag = "fhir",
     security(("bearer" = [])),
     params(("patient" = Option<String>, Query, description = "Patient/<id>"),
            ("agent" = Option<String>, Query, description = "the actor's subject"),
            ("date" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),
+           ("action" = Option<String>, Query, description = "C, R, U, D or E: the kind of the Carapace action"),
            ("subtype" = Option<String>, Query, description = "urn:carapace:audit-action|<action>, e.g. patient.read"),
            ("outcome" = Option<String>, Query, description = "allowed, denied, not_found or error"),
            ("_count" = Option<String>, Query, description = "page size, 1-500"),
@@ -99,6 +102,7 @@ pub async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let params = query_pairs(&req)?;
     let mut p = AuditParams::default();
+    let mut kind = None;
     for (name, value) in &params {
         let slot = match name.as_str() {
             "patient" => &mut p.patient,
@@ -112,10 +116,13 @@ pub async fn search(
                 continue;
             }
             "action" => {
-                return Err(bad(
-                    name,
-                    "search by subtype (the Carapace action, e.g. patient.read) instead",
-                ));
+                if kind.is_some() {
+                    return Err(bad(name, "give this parameter once"));
+                }
+                kind = Some(ActionKind::parse(value).ok_or_else(|| {
+                    bad(name, "C, R, U, D or E (subtype names one Carapace action)")
+                })?);
+                continue;
             }
             other => {
                 return Err(bad(
@@ -141,7 +148,8 @@ pub async fn search(
         *slot = Some(value.to_owned());
     }
     let described = format!("{params:?}");
-    let q = query(&state, &auth, p)?;
+    let mut q = query(&state, &auth, p)?;
+    q.kind = kind;
     let page = state
         .audit
         .query(&auth.access(), &q, read_event(&auth, described))

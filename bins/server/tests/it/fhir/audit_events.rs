@@ -94,6 +94,44 @@ async fn audit_events_for_compliance(app: &TestApp) {
     )
     .await;
     assert!(none.get("entry").is_none());
+    // By kind: the patient was created (C) and read (R); the trail has
+    // reads of itself and sign-ins (E) but nothing of theirs deleted.
+    let kinds = |k: &'static str| {
+        let path = format!("/fhir/R4/AuditEvent?patient=Patient/{pid}&action={k}");
+        let compliance = compliance.clone();
+        async move {
+            let (b, _) = json_of(call(app, "GET", &path, &compliance, None).await, 200).await;
+            b["entry"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    assert_eq!(e["resource"]["action"], k, "{e}");
+                    e["resource"]["subtype"][0]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(kinds("C").await, vec!["patient.create"]);
+    assert_eq!(kinds("R").await, vec!["patient.read"]);
+    assert!(kinds("D").await.is_empty());
+    // A refusal is a security event: of no C/R/U/D kind.
+    outcome(
+        call(app, "GET", "/fhir/R4/AuditEvent", &clinician, None).await,
+        403,
+    )
+    .await;
+    let everything = "/fhir/R4/AuditEvent?action=E&_count=500";
+    let (executed, _) = json_of(call(app, "GET", everything, &compliance, None).await, 200).await;
+    let executed = executed["entry"].as_array().cloned().unwrap_or_default();
+    assert!(!executed.is_empty());
+    for e in executed {
+        assert_eq!(e["resource"]["action"], "E", "{e}");
+    }
     // Reading the trail is itself recorded, as on REST.
     let rest = app
         .get(
@@ -142,7 +180,9 @@ async fn audit_events_for_compliance(app: &TestApp) {
     .await;
     assert!(foreign.get("entry").is_none(), "{foreign}");
     for bad in [
-        "action=R",
+        "action=X",
+        "action=r",
+        "action=R&action=C",
         "outcome=maybe",
         "date=yesterday",
         "patient=x",
