@@ -19,6 +19,21 @@ test:
 test-all:
     CARAPACE_REQUIRE_SERVICES=1 CARAPACE_TEST_PG_URL={{pg_url}} CARAPACE_TEST_REDIS_URL={{redis_url}} cargo test --workspace
 
+# Rewrite openapi.json from the served document (a test checks they match).
+openapi:
+    CARAPACE_WRITE_OPENAPI=1 cargo test -q -p carapace-server --lib -- the_committed_openapi_document_is_the_served_one
+
+# Generate the typed TypeScript client from openapi.json
+# (clients/typescript/src/schema.d.ts, with openapi-typescript; the runtime
+# is openapi-fetch) and type-check the example program.
+client:
+    cd clients/typescript && npm ci --no-audit --no-fund && npm run generate && npm run check
+
+# The TypeScript example against a served API (what CI runs).
+client-example:
+    cargo build -p carapace-server
+    scripts/ts-client target/debug/carapace
+
 # Formatting and lints, warnings as errors.
 lint:
     cargo fmt --all --check

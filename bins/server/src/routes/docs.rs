@@ -296,6 +296,25 @@ mod tests {
         out
     }
 
+    /// `openapi.json` at the top of the repository is the document the
+    /// server serves at `/openapi.json`, so clients are generated from
+    /// what runs (`just client`). Regenerate it with `just openapi`.
+    #[test]
+    fn the_committed_openapi_document_is_the_served_one() {
+        let served = super::ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
+        if std::env::var_os("CARAPACE_WRITE_OPENAPI").is_some() {
+            std::fs::write(path, format!("{served}\n")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed.trim_end() == served,
+            "openapi.json differs from the served document: run `just openapi`"
+        );
+    }
+
     /// Client generators name a method after each operation id: each is
     /// given (not the handler's name), unique, and `<resource>_<action>`
     /// in lower snake case.
