@@ -26,6 +26,8 @@ pub enum MailError {
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Outbox(PathBuf),
+    /// No way to send: every message fails (nothing is written anywhere).
+    Disabled,
 }
 
 /// Sends mail through SMTP or writes it to an outbox directory.
@@ -39,6 +41,7 @@ impl std::fmt::Debug for LettreMailer {
         let kind = match &self.transport {
             Transport::Smtp(_) => "smtp",
             Transport::Outbox(_) => "outbox",
+            Transport::Disabled => "disabled",
         };
         f.debug_struct("LettreMailer")
             .field("transport", &kind)
@@ -55,6 +58,16 @@ impl LettreMailer {
         Ok(Self {
             from: from.parse().map_err(|_| MailError::From)?,
             transport: Transport::Smtp(transport),
+        })
+    }
+
+    /// Sends nothing: every message fails, so what needs mail (reminders by
+    /// e-mail) fails and is retried or given up, and no message (which may
+    /// hold PHI) is ever written to disk instead.
+    pub fn disabled(from: &str) -> Result<Self, MailError> {
+        Ok(Self {
+            from: from.parse().map_err(|_| MailError::From)?,
+            transport: Transport::Disabled,
         })
     }
 
@@ -96,6 +109,10 @@ impl LettreMailer {
             Transport::Outbox(dir) => write_eml(dir, &message.formatted()).map_err(|e| {
                 tracing::error!(error = %e, dir = %dir.display(), "could not write to the mail outbox");
             }),
+            Transport::Disabled => {
+                tracing::error!("no mail transport (CARAPACE_SMTP_URL is unset): message not sent");
+                Err(())
+            }
         }
     }
 }
@@ -134,4 +151,34 @@ fn write_eml(dir: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use carapace_auth::local::Email;
+
+    use super::*;
+
+    fn mail() -> OutgoingMail {
+        OutgoingMail {
+            to: Email::parse("jane@example.org").unwrap_or_else(|| unreachable!()),
+            subject: "Your appointment".into(),
+            body: SecretString::from("Tomorrow at 9:00 with Dr. Ada"),
+        }
+    }
+
+    /// Without SMTP in production nothing is sent and nothing lands on
+    /// disk; the dev outbox writes the message.
+    #[tokio::test]
+    async fn a_disabled_mailer_fails_and_writes_nothing() {
+        let from = "Carapace <no-reply@carapace.invalid>";
+        let disabled = LettreMailer::disabled(from).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Mailer::send(&disabled, mail()).await.is_err());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let outbox =
+            LettreMailer::outbox(dir.path().join("outbox"), from).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Mailer::send(&outbox, mail()).await.is_ok());
+        let written = std::fs::read_dir(dir.path().join("outbox")).map_or(0, Iterator::count);
+        assert_eq!(written, 1);
+    }
 }

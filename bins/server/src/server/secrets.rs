@@ -138,11 +138,15 @@ fn sealer_from_hex(hex: &SecretString) -> anyhow::Result<Arc<dyn SecretSealer>> 
     Ok(Arc::new(LocalSealer::new(&key)))
 }
 
-/// The mailer: SMTP when configured, else (dev) the outbox directory.
+/// The mailer: SMTP when configured; else, in `dev`, the outbox directory,
+/// and in production none (mail fails: reminder e-mails, which carry PHI,
+/// are never written to a server's disk).
 pub(super) fn mailer(settings: &Config) -> anyhow::Result<LettreMailer> {
-    let mailer = match &settings.mail.smtp_url {
-        Some(url) => LettreMailer::smtp(url, &settings.mail.from)?,
-        None => LettreMailer::outbox(settings.data_dir.join("outbox"), &settings.mail.from)?,
+    let from = &settings.mail.from;
+    let mailer = match (&settings.mail.smtp_url, settings.profile) {
+        (Some(url), _) => LettreMailer::smtp(url, from)?,
+        (None, Profile::Production) => LettreMailer::disabled(from)?,
+        (None, _) => LettreMailer::outbox(settings.data_dir.join("outbox"), from)?,
     };
     Ok(mailer)
 }
