@@ -15,6 +15,10 @@ pub enum AdminChange {
     Unlock,
     /// Disable the account for good (ends the user's sessions).
     Deactivate,
+    /// Remove the second factor (TOTP) of a local account that lost it:
+    /// the user signs in with the password alone and enrols again; their
+    /// sessions end.
+    ResetMfa,
 }
 
 impl AdminChange {
@@ -25,6 +29,7 @@ impl AdminChange {
             Self::Lock => "user_locked",
             Self::Unlock => "user_unlocked",
             Self::Deactivate => "user_deactivated",
+            Self::ResetMfa => "user_mfa_reset",
         }
     }
 

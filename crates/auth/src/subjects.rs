@@ -85,6 +85,9 @@ pub fn after_change(
         (AdminChange::Roles(_), _) => Err(AuthError::InvalidRequest(
             "the roles of identity-provider users come from the provider",
         )),
+        (AdminChange::ResetMfa, _) => Err(AuthError::InvalidRequest(
+            "the second factor of identity-provider users is the provider's",
+        )),
         (_, Some(s)) if s.state == SubjectState::Deactivated => Err(AuthError::InvalidRequest(
             "a deactivated user stays deactivated",
         )),

@@ -82,6 +82,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/users/{id}/lock", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/unlock", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/deactivate", Needs(UserAdmin)),
+    ("POST", "/api/v1/users/{id}/mfa/reset", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/impersonate", Needs(UserAdmin)),
     ("GET", "/api/v1/audit-events", Needs(AuditRead)),
     // Compliance and admins, or the patient themself: decided per record

@@ -25,7 +25,7 @@ use crate::http::error::{Problem, ProblemField};
         patients::create, patients::get, patients::update, patients::delete, patients::list,
         patients::care::break_glass, patients::care::assign, patients::care::care_team, patients::care::link_account,
         service_keys::create, service_keys::list, service_keys::revoke,
-        users::list, users::create, users::change_roles, users::lock, users::unlock, users::deactivate,
+        users::list, users::create, users::change_roles, users::lock, users::unlock, users::reset_mfa, users::deactivate,
         users::impersonate,
         organization::get, organization::put,
         audit::list, audit::access_log,

@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/users/{id}/lock").route(web::post().to(lock)))
     .service(web::resource("/users/{id}/unlock").route(web::post().to(unlock)))
     .service(web::resource("/users/{id}/deactivate").route(web::post().to(deactivate)))
+    .service(web::resource("/users/{id}/mfa/reset").route(web::post().to(reset_mfa)))
     .service(web::resource("/users/{id}/impersonate").route(web::post().to(impersonate)));
 }
 
@@ -155,11 +156,66 @@ async fn apply(
         AdminChange::Lock => "user.locked",
         AdminChange::Unlock => "user.unlocked",
         AdminChange::Deactivate => "user.deactivated",
+        AdminChange::ResetMfa => "user.mfa_reset",
     };
     admin(state)?
         .change(&auth.principal, &user, change, OffsetDateTime::now_utc())
         .await?;
     admin_action(state, auth, what, user.subject()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Why an administrator removes a user's second factor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaReset {
+    /// 10-500 characters, recorded in the audit trail before anything
+    /// changes (e.g. the ticket of the user's identity check).
+    #[schema(
+        min_length = 10,
+        max_length = 500,
+        example = "lost phone; identity checked in person, ticket HD-1234"
+    )]
+    reason: String,
+}
+
+/// Removes a local user's second factor (TOTP) when they lost it: the
+/// reason is recorded first (fail closed), then the factor is removed and
+/// the user's sessions end; they sign in with their password and enrol a
+/// new authenticator. Identity-provider users' factors are the provider's
+/// and administrators cannot reset their own (422).
+#[utoipa::path(post, operation_id = "users_reset_mfa", path = "/api/v1/users/{id}/mfa/reset", tag = "users", request_body = MfaReset, security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 204, description = "reset"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "no reason, an identity-provider user, or oneself", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_mfa(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: JsonBody<MfaReset>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = body.0.reason.trim();
+    if !(10..=500).contains(&reason.chars().count()) {
+        return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
+            "reason",
+            "must be 10-500 characters",
+        )]));
+    }
+    let user = user_ref(&id)?;
+    let admin = admin(&state)?;
+    let asked = format!("user.mfa_reset requested: {reason}");
+    admin_action(&state, &auth, &asked, user.subject()).await?;
+    admin
+        .change(
+            &auth.principal,
+            &user,
+            AdminChange::ResetMfa,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -397,3 +397,120 @@ crate::on_both_backends!(
     only_clinicians_join_care_teams,
     practitioners_are_clinicians
 );
+
+/// A user who lost their authenticator: an administrator removes the
+/// factor with a reason recorded first; the user's sessions end and they
+/// sign in with the password alone, then enrol again. The attempts that
+/// must not work do not: no reason, oneself, an identity-provider user,
+/// another organization's user, a clinician.
+async fn mfa_reset(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    let org = app.org().await;
+    let admin = app.token(&org, Role::Admin);
+    let doc = user(&app, &org, "lost@example.org", Role::Clinician).await;
+    let session = tokens(login(&app, &org.slug, "lost@example.org", PASSWORD).await).await;
+    let access = session["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let enrolled: Value = post(&app, "/api/v1/auth/mfa/totp/enroll", &access, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let totp = totp_rs::Totp::from_url(enrolled["otpauth_uri"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    let activated = post(
+        &app,
+        "/api/v1/auth/mfa/totp/activate",
+        &access,
+        json!({"code": totp.generate(now).to_string()}),
+    )
+    .await;
+    assert_eq!(activated.status(), 200);
+    let challenged: Value = login(&app, &org.slug, "lost@example.org", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(challenged["mfa_required"], true, "{challenged}");
+
+    let reset = format!("/api/v1/users/{doc}/mfa/reset");
+    let reason = json!({"reason": "lost phone; identity checked in person, HD-1234"});
+    for bad in [
+        json!({"reason": "lost"}),
+        json!({}),
+        json!({"reason": "x".repeat(501)}),
+    ] {
+        let res = post(&app, &reset, &admin, bad).await;
+        assert_eq!(res.status(), 422);
+    }
+    let clinician = app.token(&org, Role::Clinician);
+    problem(post(&app, &reset, &clinician, reason.clone()).await, 403).await;
+    let elsewhere = app.token(&app.org().await, Role::Admin);
+    problem(post(&app, &reset, &elsewhere, reason.clone()).await, 404).await;
+    let issuer_user = "/api/v1/users/oidc:someone/mfa/reset";
+    problem(post(&app, issuer_user, &admin, reason.clone()).await, 422).await;
+    // Still enrolled after every refusal.
+    let still: Value = login(&app, &org.slug, "lost@example.org", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(still["mfa_required"], true, "{still}");
+
+    let res = post(&app, &reset, &admin, reason.clone()).await;
+    assert_eq!(res.status(), 204);
+    // The session is over; the password alone signs in; a new factor can
+    // be enrolled.
+    let refreshed = send(
+        app.http
+            .post(app.url("/api/v1/auth/refresh"))
+            .json(&json!({"refresh_token": session["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(refreshed.status(), 401);
+    let again = tokens(login(&app, &org.slug, "lost@example.org", PASSWORD).await).await;
+    let fresh = again["access_token"].as_str().unwrap_or_default();
+    let res = post(&app, "/api/v1/auth/mfa/totp/enroll", fresh, json!({})).await;
+    assert_eq!(res.status(), 200);
+    // The reason is in the trail, before the change.
+    let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");
+    let trail: Value = app
+        .get("/api/v1/audit-events?limit=500", &compliance)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    let actions: Vec<String> = trail["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.to_string().contains("mfa_reset"))
+        .map(|e| format!("{} {}", e["action"], e["detail"]))
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("identity checked in person")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.len() >= 2,
+        "the request and the change: {actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn admins_reset_a_users_lost_second_factor_on_sqlite() {
+    mfa_reset(Backend::Sqlite, "users::mfa_reset::sqlite").await;
+}
+
+#[tokio::test]
+async fn admins_reset_a_users_lost_second_factor_on_postgres() {
+    mfa_reset(Backend::Postgres, "users::mfa_reset::postgres").await;
+}

@@ -41,12 +41,23 @@ impl AdminStore for SeaAccounts {
                 )
                 .col_expr(user::Column::FailedLogins, Expr::value(0)),
             AdminChange::Deactivate => update.col_expr(user::Column::Active, Expr::value(false)),
+            AdminChange::ResetMfa => update
+                .col_expr(user::Column::TotpSeed, Expr::value(None::<Vec<u8>>))
+                .col_expr(user::Column::TotpEnabled, Expr::value(false)),
         };
         if update.run(&tx).await?.rows_affected == 0 {
             return Ok(false);
         }
         if change.ends_sessions() {
             revoke_user_sessions(&tx, ctx, user_id.as_uuid(), None, now).await?;
+        }
+        if change == AdminChange::ResetMfa {
+            // The removed factor's unused recovery codes go with it.
+            recovery_code::Entity::delete_many()
+                .in_org(org)
+                .filter(recovery_code::Column::UserId.eq(user_id.as_uuid()))
+                .run(&tx)
+                .await?;
         }
         if matches!(change, AdminChange::Lock | AdminChange::Deactivate) {
             // Containment: no reset code and no calendar feed outlives it.
