@@ -265,6 +265,7 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         orgs: SeaOrganizations::remembering(db.clone(), ORG_MEMORY),
         service_keys: SeaServiceKeys::new(db.clone()),
         authenticator,
+        key_provider: kek.clone(),
         local,
         reset,
         user_admin,

@@ -114,6 +114,9 @@ pub struct AppState {
     pub orgs: SeaOrganizations,
     /// Bearer-token verification (dev, local and issuer tokens).
     pub authenticator: Verifiers,
+    /// The key-encryption key's provider (a key file or KMS): it wraps
+    /// every data key, so readiness round-trips it.
+    pub key_provider: Arc<dyn carapace_phi_crypto::SecretSealer>,
     /// Local accounts, when enabled.
     pub local: Option<LocalAuthService>,
     /// Password reset, when local accounts are enabled.

@@ -100,21 +100,21 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     };
     results.push(("database", database));
     results.push(("migrations", migrations));
-    if let Some(local) = &state.local {
-        let sealer = &local.sealer;
-        // A real round trip through the provider (a KMS call when remote).
-        let round_trip = tokio::time::timeout(CHECK_TIMEOUT, async {
-            let sealed = sealer.seal(b"readiness", b"probe").await?;
-            sealer.open(b"readiness", &sealed).await
-        })
-        .await;
-        let check = match round_trip {
-            Ok(Ok(v)) if v == b"probe" => Ok("ok".to_owned()),
-            Ok(_) => Err("cannot seal and open".to_owned()),
-            Err(_) => Err("timed out".to_owned()),
-        };
-        results.push(("key_provider", check));
-    }
+    // The key-encryption key wraps every data key (PHI) and MFA seeds: a
+    // real round trip through its provider (a KMS call when remote),
+    // whatever signs users in.
+    let sealer = &state.key_provider;
+    let round_trip = tokio::time::timeout(CHECK_TIMEOUT, async {
+        let sealed = sealer.seal(b"readiness", b"probe").await?;
+        sealer.open(b"readiness", &sealed).await
+    })
+    .await;
+    let check = match round_trip {
+        Ok(Ok(v)) if v == b"probe" => Ok("ok".to_owned()),
+        Ok(_) => Err("cannot seal and open".to_owned()),
+        Err(_) => Err("timed out".to_owned()),
+    };
+    results.push(("key_provider", check));
     if let Some(oidc) = state.authenticator.oidc() {
         let s = oidc.status();
         let check = match (s.usable, s.last_error.is_some()) {
