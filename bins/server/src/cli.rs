@@ -212,8 +212,8 @@ async fn cli_audit(
 }
 
 /// The OTLP exporter when configured and built in; a failure to set it up
-/// is printed and the server runs without it (readiness is unaffected:
-/// traces are optional).
+/// is printed and the server runs without it, and readiness names it
+/// (`traces`): configured traces are never silently dropped.
 #[cfg(feature = "otel")]
 fn traces(settings: &Config) -> Option<crate::logging::Traces> {
     let endpoint = settings.telemetry.otel_endpoint.as_deref()?;
