@@ -109,7 +109,7 @@ fn concept_text(r: &mut Reader, map: &Map<String, Value>, key: &str, path: &str)
 }
 
 /// The patient the reference member `key` names (`Patient/<id>`).
-fn patient_ref(
+pub(super) fn patient_ref(
     r: &mut Reader,
     map: &Map<String, Value>,
     key: &str,

@@ -211,26 +211,7 @@ pub fn consent_from_fhir(
         );
     }
     let mut input = ConsentInput::default();
-    let patient = match map
-        .get("patient")
-        .and_then(|v| r.object(v, "Consent.patient"))
-    {
-        Some(p) => {
-            r.known(p, &["reference", "display"], "Consent.patient");
-            r.string(p, "reference", "Consent.patient")
-                .as_deref()
-                .and_then(|s| s.strip_prefix("Patient/"))
-                .and_then(super::path_id)
-                .map(PatientId::from_uuid)
-        }
-        None => None,
-    };
-    if patient.is_none() {
-        r.fail(
-            "Consent.patient",
-            "must reference the patient: Patient/<id>",
-        );
-    }
+    let patient = super::clinical::patient_ref(&mut r, map, "patient", path);
     let mut org = None;
     let at = "Consent.provision";
     match map.get("provision").and_then(|v| r.object(v, at)) {

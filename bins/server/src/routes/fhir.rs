@@ -73,6 +73,39 @@ pub(crate) fn bad(param: &str, message: &str) -> ApiError {
     )])
 }
 
+/// A domain parse's field errors, each renamed to the FHIR element
+/// `element` names for it.
+pub(crate) fn named(
+    e: carapace_clinical::ClinicalError,
+    element: impl Fn(&str) -> String,
+) -> carapace_clinical::ClinicalError {
+    use carapace_clinical::{ClinicalError, FieldError};
+    match e {
+        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
+            errors
+                .into_iter()
+                .map(|f| FieldError::new(element(&f.field), f.message))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A created resource: 201 with its `Location` (`<base>/<kind>/<id>`).
+pub(crate) fn created(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: &str,
+    id: &str,
+    body: &serde_json::Value,
+) -> HttpResponse {
+    let mut res = fhir_json(StatusCode::CREATED, body);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("{}/{kind}/{id}", base(req, state))) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
 /// A FHIR JSON answer.
 pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     HttpResponse::build(status)

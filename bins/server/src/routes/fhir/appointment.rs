@@ -14,7 +14,7 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Resource, bad, base, fhir_json, query_pairs};
+use super::{Resource, bad, base, fhir_json, named, query_pairs};
 use crate::fhir::appointment::{
     Change, change_of, element_of, from_fhir, status_of, to_fhir, version,
 };
@@ -134,11 +134,11 @@ pub async fn create(
                 )]))
             }
         })
-        .map_err(named)?;
+        .map_err(|e| named(e, element_of))?;
     let booked = scheduling(&state)
         .book(&caller(&auth), &new, &state.reminder_offsets, at)
         .await
-        .map_err(named)?;
+        .map_err(|e| named(e, element_of))?;
     Ok(answer(StatusCode::CREATED, &booked, &base(&req, &state)))
 }
 
@@ -188,26 +188,13 @@ pub async fn update(
             let slot = state
                 .booking_rules
                 .slot(start, end, at)
-                .map_err(|errors| named(ClinicalError::Invalid(errors)))?;
+                .map_err(|errors| named(ClinicalError::Invalid(errors), element_of))?;
             use_case
                 .reschedule(&who, id, slot, &state.reminder_offsets, at)
                 .await?
         }
     };
     Ok(answer(StatusCode::OK, &changed, &base(&req, &state)))
-}
-
-/// A booking's field errors, each naming its FHIR element.
-fn named(e: ClinicalError) -> ClinicalError {
-    match e {
-        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
-            errors
-                .into_iter()
-                .map(|f| FieldError::new(element_of(&f.field), f.message))
-                .collect(),
-        ),
-        other => other,
-    }
 }
 
 /// One `date` bound into `request` (starts are whole seconds).

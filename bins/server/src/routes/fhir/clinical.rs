@@ -4,15 +4,13 @@
 //! `/api/v1/patients/{id}/medications` (`patient:read` and a relationship;
 //! the same audit events).
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::medication::{MedicationId, SideEffectId};
 use carapace_clinical::patient::PatientId;
-use carapace_clinical::{ClinicalError, FieldError};
-use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Resource, bad, base, fhir_json, patient_of, searchset};
+use super::{Resource, bad, created, fhir_json, named, patient_of, searchset};
 use crate::fhir::clinical::{
     adverse_event, care_team, element_of, medication_from_fhir, medication_statement,
     medication_status, side_effect_from_fhir,
@@ -171,34 +169,6 @@ pub async fn adverse_event_read(
     Ok(fhir_json(StatusCode::OK, &adverse_event(&found)))
 }
 
-/// A domain parse's field errors, each naming its FHIR element.
-fn named(e: ClinicalError) -> ClinicalError {
-    match e {
-        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
-            errors
-                .into_iter()
-                .map(|f| FieldError::new(element_of(&f.field), f.message))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// A created resource: 201 with its `Location`.
-fn created(
-    req: &HttpRequest,
-    state: &AppState,
-    kind: &str,
-    id: &str,
-    body: &Value,
-) -> HttpResponse {
-    let mut res = fhir_json(StatusCode::CREATED, body);
-    if let Ok(v) = header::HeaderValue::from_str(&format!("{}/{kind}/{id}", base(req, state))) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    res
-}
-
 /// Records a medication statement of a patient (the REST route's use case:
 /// `patient:write` and a relationship, `medication.create`). Its `status`
 /// must be the one its dates give (`completed` once the end has passed).
@@ -214,7 +184,7 @@ pub async fn medication_statement_create(
 ) -> Result<HttpResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
     let (patient, input, status) = medication_from_fhir(&body.0)?;
-    let details = input.parse(now.date()).map_err(named)?;
+    let details = input.parse(now.date()).map_err(|e| named(e, element_of))?;
     if medication_status(&details, now.date()) != status {
         return Err(bad(
             "MedicationStatement.status",
@@ -248,7 +218,7 @@ pub async fn adverse_event_create(
 ) -> Result<HttpResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
     let (patient, input) = side_effect_from_fhir(&body.0)?;
-    let details = input.parse(now.date()).map_err(named)?;
+    let details = input.parse(now.date()).map_err(|e| named(e, element_of))?;
     let made = medication_records(&state)
         .report(&caller(&auth), patient, &details, now)
         .await?;

@@ -4,14 +4,13 @@
 //! use cases and audit events as `/api/v1/patients/{id}/consents` and
 //! `/api/v1/referrals`.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::consultation::{Consent, ConsentId, ReferralId};
-use carapace_clinical::{ClinicalError, FieldError};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Resource, bad, base, fhir_json, patient_of, query_pairs, searchset};
+use super::{Resource, bad, created, fhir_json, named, patient_of, query_pairs, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::consultation::{
     consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
@@ -160,34 +159,6 @@ pub async fn service_request_read(
         StatusCode::OK,
         &service_request(&found, auth.principal.org()),
     ))
-}
-
-/// Field errors of a domain parse, each naming its FHIR element.
-fn named(e: ClinicalError, element: fn(&str) -> String) -> ClinicalError {
-    match e {
-        ClinicalError::Invalid(errors) => ClinicalError::Invalid(
-            errors
-                .into_iter()
-                .map(|f| FieldError::new(element(&f.field), f.message))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// A created resource: 201 with its `Location`.
-fn created(
-    req: &HttpRequest,
-    state: &AppState,
-    kind: &str,
-    id: &str,
-    body: &Value,
-) -> HttpResponse {
-    let mut res = fhir_json(StatusCode::CREATED, body);
-    if let Ok(v) = header::HeaderValue::from_str(&format!("{}/{kind}/{id}", base(req, state))) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    res
 }
 
 /// Records a patient's consent (the REST route's use case:
