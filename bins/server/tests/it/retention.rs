@@ -372,3 +372,33 @@ async fn exports_and_retention_archives_go_off_site_to_a_locked_bucket() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// On PostgreSQL a purge runs as the schema owner: without
+/// `CARAPACE_DATABASE_OWNER_URL` it refuses (exit 2, naming the variable)
+/// instead of trying as the server's role.
+#[tokio::test]
+async fn purge_on_postgres_needs_the_owner() {
+    let Some(pg) = carapace_testkit::postgres("retention::purge_needs_owner").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let env = vec![
+        ("CARAPACE_DATABASE_URL", pg.app_url.clone()),
+        ("CARAPACE_DATABASE_TLS", "disable".to_owned()),
+        (
+            "CARAPACE_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+    ];
+    let archive = dir.path().join("archive").display().to_string();
+    let refused = run(
+        dir.path(),
+        &env,
+        &["audit", "purge", "--org", "any", "--archive", &archive],
+    );
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("purging runs as the schema owner"), "{said}");
+    assert!(said.contains("CARAPACE_DATABASE_OWNER_URL"), "{said}");
+    assert!(!std::path::Path::new(&archive).exists());
+}

@@ -19,6 +19,13 @@ pub(super) async fn audit_purge(
     retain_days: u32,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
+    if settings.database.backend() == Some(carapace_infra::db::Backend::Postgres)
+        && settings.database.owner_url.is_none()
+    {
+        return usage_error(
+            "CARAPACE_DATABASE_OWNER_URL is not set: purging runs as the schema owner, not as the server's role",
+        );
+    }
     let owner = carapace_infra::Database::connect(&settings.database.owner_db())
         .await
         .context("connecting as the schema owner (CARAPACE_DATABASE_OWNER_URL)")?;
