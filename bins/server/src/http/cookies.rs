@@ -99,6 +99,21 @@ fn from_trusted_origin(req: &HttpRequest, trusted: &TrustedOrigins) -> bool {
     }
 }
 
+/// A sign-in that asks for a cookie session (login, the MFA step) must
+/// come from a page of a trusted origin: otherwise another site's page
+/// could sign the browser in as the attacker's account (login CSRF). There
+/// is no CSRF cookie yet to compare, so the origin alone decides.
+pub fn check_signin_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| from_trusted_origin(req, &state.trusted_origins));
+    if trusted {
+        Ok(())
+    } else {
+        Err(ApiError::CsrfFailed)
+    }
+}
+
 /// For unsafe methods, the `X-CSRF-Token` header must equal the CSRF
 /// cookie, and the request must come from a trusted origin
 /// ([`TrustedOrigins`], from the application state; none: refused).

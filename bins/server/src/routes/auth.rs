@@ -236,6 +236,9 @@ pub async fn login(
         password,
         mode,
     } = body.0;
+    if matches!(mode, SessionMode::Cookie) {
+        cookies::check_signin_origin(&req)?;
+    }
     let password = SecretString::from(password);
     if password.expose_secret().chars().count() > MAX_PASSWORD_CHARS || email.len() > 254 {
         return Err(AuthError::InvalidCredentials.into());
@@ -321,6 +324,9 @@ pub async fn mfa_verify(
         code,
         mode,
     } = body.0;
+    if matches!(mode, SessionMode::Cookie) {
+        cookies::check_signin_origin(&req)?;
+    }
     if mfa_token.len() > 1024 || code.len() > 32 {
         return Err(AuthError::InvalidCredentials.into());
     }

@@ -704,9 +704,30 @@ async fn cookie_sessions_need_the_csrf_token_on_unsafe_methods() {
     };
     let org = app.org().await;
     user(&app, &org, "doc@example.org", Role::Clinician).await;
-    let res = send(app.http.post(app.url("/api/v1/auth/login")).json(&json!({
+    let cookie_login = json!({
         "org": org.slug, "email": "doc@example.org", "password": PASSWORD, "mode": "cookie"
-    })))
+    });
+    // Login CSRF: another site's page (or none) cannot start a cookie
+    // session, and the attempt costs the account nothing.
+    for origin in [Some("https://evil.example"), Some("null"), None] {
+        let mut req = app
+            .http
+            .post(app.url("/api/v1/auth/login"))
+            .json(&cookie_login);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let refused = send(req).await;
+        assert_eq!(refused.status(), 403, "{origin:?}");
+        assert!(set_cookies(&refused).is_empty(), "{origin:?}");
+        assert_eq!(problem(refused, 403).await["code"], "csrf_failed");
+    }
+    let res = send(
+        app.http
+            .post(app.url("/api/v1/auth/login"))
+            .header("origin", APP_ORIGIN)
+            .json(&cookie_login),
+    )
     .await;
     assert_eq!(res.status(), 200);
     let cookies = set_cookies(&res);
