@@ -113,6 +113,13 @@ impl OidcVerifier {
         self.keys.refresh(true).await;
     }
 
+    /// With no usable keys, fetches them again (at most every 2 s):
+    /// readiness calls this, so an instance recovers from an issuer outage
+    /// even when, being not ready, it gets no traffic.
+    pub async fn recover(&self) {
+        self.keys.recover().await;
+    }
+
     /// The key cache's state, for readiness.
     pub fn status(&self) -> OidcStatus {
         self.keys.status()

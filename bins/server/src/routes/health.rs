@@ -116,6 +116,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     };
     results.push(("key_provider", check));
     if let Some(oidc) = state.authenticator.oidc() {
+        // Not ready for want of keys: try the issuer again (bounded by the
+        // check's timeout and the cache's own rate limit).
+        let _ = tokio::time::timeout(CHECK_TIMEOUT, oidc.recover()).await;
         let s = oidc.status();
         let check = match (s.usable, s.last_error.is_some()) {
             (true, false) => Ok("ok".to_owned()),

@@ -153,6 +153,24 @@ async fn issuer_down_at_start_shows_in_readiness_and_fails_closed() {
     let res = app.create_patient(&token, &patient("Nobody")).await;
     let p = problem(res, 503).await;
     assert_eq!(p["code"], "auth_unavailable");
+    // The issuer comes back: readiness itself fetches the keys again, so
+    // the instance recovers although, not ready, it gets no traffic.
+    issuer.set_down(false);
+    let mut ready = false;
+    for _ in 0..40 {
+        if app.get_public("/health/ready").await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(ready, "readiness recovers once the issuer answers");
+    assert_eq!(
+        app.create_patient(&token, &patient("Somebody"))
+            .await
+            .status(),
+        201
+    );
     app.stop().await;
 }
 

@@ -48,6 +48,9 @@ pub struct OidcStatus {
     pub last_error: Option<String>,
 }
 
+/// How often [`KeyCache::recover`] may try again while no key is usable.
+const RECOVER_INTERVAL: Duration = Duration::from_secs(2);
+
 #[derive(Deserialize)]
 struct Discovery {
     issuer: String,
@@ -133,14 +136,34 @@ impl KeyCache {
     /// minimum interval (`force` skips that check). One refresh at a time;
     /// requests that waited for it reuse its result.
     pub(super) async fn refresh(&self, force: bool) {
+        let interval = if force {
+            Duration::ZERO
+        } else {
+            self.min_interval
+        };
+        self.refresh_after(interval).await;
+    }
+
+    /// With no usable keys (the issuer was down at start, or nothing has
+    /// asked for keys in the stale limit), fetches them again, at most
+    /// every [`RECOVER_INTERVAL`]: readiness calls this, so an instance
+    /// that no traffic reaches while it is not ready still recovers.
+    pub(super) async fn recover(&self) {
+        if !self.status().usable {
+            self.refresh_after(RECOVER_INTERVAL.min(self.min_interval))
+                .await;
+        }
+    }
+
+    async fn refresh_after(&self, interval: Duration) {
         let _guard = self.refresh_lock.lock().await;
         let recent = self
             .cache
             .read()
             .ok()
             .and_then(|c| c.last_attempt)
-            .is_some_and(|t| t.elapsed() < self.min_interval);
-        if recent && !force {
+            .is_some_and(|t| t.elapsed() < interval);
+        if recent {
             return;
         }
         let result = self.fetch().await;
