@@ -69,11 +69,19 @@ impl DatabaseSection {
                 "CARAPACE_DATABASE_URL",
                 "must start with postgres:// (or postgresql://) or sqlite://",
             )),
-            Some(Backend::Postgres) if url.contains("sslmode=") => p.push(ConfigProblem::new(
+            Some(Backend::Postgres) if carries_tls_mode(url) => p.push(ConfigProblem::new(
                 "CARAPACE_DATABASE_URL",
                 "carries sslmode; set the TLS mode with CARAPACE_DATABASE_TLS instead",
             )),
             _ => {}
+        }
+        if let Some(owner) = &self.owner_url
+            && carries_tls_mode(owner.expose_secret())
+        {
+            p.push(ConfigProblem::new(
+                "CARAPACE_DATABASE_OWNER_URL",
+                "carries sslmode; set the TLS mode with CARAPACE_DATABASE_TLS instead",
+            ));
         }
         if let Some(owner) = &self.owner_url
             && Backend::of_url(owner.expose_secret()) != self.backend()
@@ -109,6 +117,21 @@ impl DatabaseSection {
                     "must be between 1 and 3600 seconds",
                 ));
             }
+        }
+    }
+}
+
+/// Whether a PostgreSQL URL names a TLS mode itself (`sslmode` or
+/// `ssl-mode`, in any spelling the driver decodes), which would compete
+/// with `CARAPACE_DATABASE_TLS`.
+fn carries_tls_mode(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(parsed) => parsed
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("sslmode") || k.eq_ignore_ascii_case("ssl-mode")),
+        Err(_) => {
+            let lower = url.to_ascii_lowercase();
+            lower.contains("sslmode") || lower.contains("ssl-mode")
         }
     }
 }

@@ -86,7 +86,7 @@ impl HttpSection {
         if self.workers > 256 {
             p.push(ConfigProblem::new(
                 "CARAPACE_HTTP_WORKERS",
-                "must be between 0 (one per CPU) and 256",
+                "must be between 0 (half the CPUs) and 256",
             ));
         }
         if !(1..=3600).contains(&self.shutdown_timeout_secs) {

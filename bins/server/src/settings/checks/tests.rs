@@ -182,6 +182,34 @@ fn general_rules_apply_in_every_profile() {
 }
 
 #[test]
+fn the_tls_mode_is_set_in_one_place_only() {
+    for url in [
+        "postgres://app@db/carapace?sslmode=disable",
+        "postgres://app@db/carapace?ssl-mode=disable",
+        "postgres://app@db/carapace?SSLMODE=disable",
+        "postgres://app@db/carapace?ssl%6Dode=disable",
+        "postgres://app@db/carapace?application_name=x&sslmode=require",
+    ] {
+        let s = Settings {
+            database_url: SecretString::from(url),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&s), vec!["CARAPACE_DATABASE_URL"], "{url}");
+        let owner = Settings {
+            database_url: SecretString::from("postgres://app@db/carapace"),
+            database_owner_url: Some(SecretString::from(url)),
+            ..Settings::default()
+        };
+        assert_eq!(keys(&owner), vec!["CARAPACE_DATABASE_OWNER_URL"], "{url}");
+    }
+    let plain = Settings {
+        database_url: SecretString::from("postgres://app@db/carapace?sslrootcert=/etc/ca.pem"),
+        ..Settings::default()
+    };
+    assert!(keys(&plain).is_empty(), "{:?}", keys(&plain));
+}
+
+#[test]
 fn http_workers_default_to_half_the_cpus() {
     let http = |workers| Settings {
         http_workers: workers,
