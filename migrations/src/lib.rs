@@ -42,6 +42,7 @@ mod m0030_voicemail;
 mod m0031_reminder_calls;
 mod m0032_backend_services;
 mod m0033_bulk_exports;
+mod m0034_queue_pruning;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -87,6 +88,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0031_reminder_calls::Migration),
             Box::new(m0032_backend_services::Migration),
             Box::new(m0033_bulk_exports::Migration),
+            Box::new(m0034_queue_pruning::Migration),
         ]
     }
 }

@@ -2,22 +2,24 @@
 //! revoked or past their idle or absolute limit, reset codes that are used
 //! or expired, spent MFA challenges past their expiry, idempotency records
 //! past their 24 hours, FHIR bulk exports past their time (with their
-//! sealed files), and per-address failure counts nobody added to for
-//! a day. It walks every organization, each in its own tenant
+//! sealed files), delivered alerts and anchored witness checkpoints after
+//! 30 days, and per-address failure counts nobody added to for a day. It walks every organization, each in its own tenant
 //! transaction, so row-level security applies to it like to any request.
 
 use carapace_auth::local::ADDRESS_MEMORY;
 use carapace_auth::local::SessionLimits;
 use carapace_tenancy::{OrgId, StorageError, SubjectId, TenantContext};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait as _, EntityTrait, QueryFilter, QuerySelect,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::Run as _;
-use crate::db::{Database, storage_error};
+use crate::db::{Database, statement, storage_error};
 use crate::entity::{
-    bulk_export, idempotency_key, login_address_failure, mfa_challenge_spent, organization,
-    password_reset, session,
+    alert_outbox, bulk_export, idempotency_key, login_address_failure, mfa_challenge_spent,
+    organization, password_reset, session,
 };
 use crate::scope::Scoped as _;
 
@@ -30,7 +32,16 @@ pub struct PurgeReport {
     pub resets: u64,
     /// Bulk exports deleted (their files go with them).
     pub exports: u64,
+    /// Delivered alerts and anchored witness checkpoints taken off their
+    /// queues.
+    pub queued: u64,
 }
+
+/// How long a delivered alert or an anchored checkpoint stays in its queue
+/// (for operators looking at recent deliveries) before the clean-up job
+/// removes it. The witness keeps the checkpoints; the trail, the alerts'
+/// events.
+pub const QUEUE_MEMORY: time::Duration = time::Duration::days(30);
 
 /// Deletes what has expired as of `now`.
 pub async fn purge_expired(
@@ -86,6 +97,22 @@ pub async fn purge_expired(
             .run(&tx)
             .await?
             .rows_affected;
+        let done_before = now - QUEUE_MEMORY;
+        report.queued += alert_outbox::Entity::delete_many()
+            .in_org(org)
+            .filter(alert_outbox::Column::DeliveredAt.lte(done_before))
+            .run(&tx)
+            .await?
+            .rows_affected;
+        report.queued += tx
+            .execute_raw(statement(
+                db.conn().get_database_backend(),
+                "DELETE FROM audit_witness_queue WHERE org_id = $1 AND anchored_at <= $2",
+                vec![org.into(), done_before.into()],
+            ))
+            .await
+            .map_err(storage_error)?
+            .rows_affected();
         tx.commit().await.map_err(storage_error)?;
     }
     login_address_failure::Entity::delete_many()

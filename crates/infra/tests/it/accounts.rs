@@ -350,6 +350,62 @@ async fn postgres_exactly_one_of_two_concurrent_refreshes_succeeds() {
     concurrent_rotation(&pg.app_url).await;
 }
 
+/// Runs `pg` (PostgreSQL placeholders; `?` on SQLite) in a transaction of
+/// tenant `org`.
+async fn tenant_exec(
+    raw: &DatabaseConnection,
+    org: uuid::Uuid,
+    pg: &str,
+    values: Vec<sea_orm::Value>,
+) {
+    let backend = raw.get_database_backend();
+    let sql = if backend == DbBackend::Postgres {
+        pg.to_owned()
+    } else {
+        (1..=9)
+            .rev()
+            .fold(pg.to_owned(), |s, n| s.replace(&format!("${n}"), "?"))
+    };
+    let tx = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    if backend == DbBackend::Postgres {
+        tx.execute_unprepared(&format!("SELECT set_config('app.org_id', '{org}', true)"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    tx.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// How many rows of `table` organization `org` has (read as that tenant).
+async fn queue_rows(raw: &DatabaseConnection, org: uuid::Uuid, table: &str) -> i64 {
+    let backend = raw.get_database_backend();
+    let placeholder = if backend == DbBackend::Postgres {
+        "$1"
+    } else {
+        "?"
+    };
+    let tx = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    if backend == DbBackend::Postgres {
+        tx.execute_unprepared(&format!("SELECT set_config('app.org_id', '{org}', true)"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE org_id = {placeholder}"),
+            vec![org.into()],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("a count"));
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    row.try_get::<i64>("", "n")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn purge(url: &str) {
     use carapace_auth::local::ResetStore as _;
     use carapace_infra::accounts::SeaResets;
@@ -406,10 +462,52 @@ async fn purge(url: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
+    // Queues: a delivered alert and an anchored checkpoint from 40 days
+    // ago go; yesterday's and anything still pending stay.
+    let raw = sea_orm::Database::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let org = ctx.org().as_uuid();
+    let old = now - time::Duration::days(40);
+    let recent = now - time::Duration::days(1);
+    for (delivered, created) in [(Some(old), old), (Some(recent), old), (None, old)] {
+        tenant_exec(
+            &raw,
+            org,
+            "INSERT INTO alert_outbox (org_id, id, rule, payload, created_at, next_attempt_at, delivered_at) VALUES ($1, $2, 'break_glass', '{}', $3, $4, $5)",
+            vec![org.into(), uuid::Uuid::now_v7().into(), created.into(), created.into(), delivered.into()],
+        )
+        .await;
+    }
+    for (position, anchored) in [(1_i64, Some(old)), (2, Some(recent)), (3, None)] {
+        tenant_exec(
+            &raw,
+            org,
+            "INSERT INTO audit_witness_queue (org_id, kind, position, queued_at, anchored_at) VALUES ($1, 'head', $2, $3, $4)",
+            vec![org.into(), position.into(), old.into(), anchored.into()],
+        )
+        .await;
+    }
+    assert_eq!(queue_rows(&raw, org, "alert_outbox").await, 3);
     let report = purge_expired(&db, now, limits)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.sessions >= 2 && report.resets >= 1, "{report:?}");
+    assert_eq!(report.queued, 2, "{report:?}");
+    assert_eq!(queue_rows(&raw, org, "alert_outbox").await, 2);
+    assert_eq!(queue_rows(&raw, org, "audit_witness_queue").await, 2);
+    if raw.get_database_backend() == DbBackend::Postgres {
+        // The server's role cannot make anything still pending vanish.
+        for table in ["alert_outbox", "audit_witness_queue"] {
+            let sql = format!("DELETE FROM {table} WHERE org_id = $1");
+            tenant_exec(&raw, org, &sql, vec![org.into()]).await;
+            assert_eq!(
+                queue_rows(&raw, org, table).await,
+                1,
+                "{table}: the pending row stays"
+            );
+        }
+    }
     // What was live still works; what was purged is gone.
     match sessions
         .rotate(&ctx, [1; 32], [6; 32], vec![], now, limits)
