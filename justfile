@@ -34,6 +34,12 @@ client-example:
     cargo build -p carapace-server
     scripts/ts-client target/debug/carapace
 
+# The console in headless Chromium (apt-get install chromium); screenshots
+# in target/console-e2e.
+console-e2e:
+    cargo build -p carapace-server
+    scripts/console-e2e target/debug/carapace target/console-e2e
+
 # Formatting and lints, warnings as errors.
 lint:
     cargo fmt --all --check

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod calendar;
+pub mod console;
 pub mod consultations;
 pub mod docs;
 pub mod fhir;
@@ -56,7 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::scope(crate::fhir::BASE_PATH).configure(fhir::configure))
         .configure(auth::configure_well_known)
-        .configure(docs::configure);
+        .configure(docs::configure)
+        .configure(console::configure);
 }
 
 /// The fallback for unknown routes.

@@ -271,6 +271,8 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         user_admin,
         events: Arc::new(SeaAuditLog::new(db.clone())),
         audit: SeaAuditLog::new(db.clone()),
+        audit_key: audit_signing_key(settings)?.verifying_key(),
+        verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         base_domain: settings
             .http
             .base_domain

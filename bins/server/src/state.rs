@@ -129,6 +129,10 @@ pub struct AppState {
     pub events: std::sync::Arc<dyn carapace_audit::SecurityEventSink>,
     /// The audit log: events outside a data transaction, and reading.
     pub audit: carapace_infra::audit::SeaAuditLog,
+    /// The key that verifies the audit chain's signed checkpoints.
+    pub audit_key: ed25519_dalek::VerifyingKey,
+    /// One chain verification at a time (it reads the whole chain).
+    pub verifying: Arc<tokio::sync::Semaphore>,
     /// Rate-limit counters (per principal, or per address on the
     /// authentication routes).
     pub limiter: Arc<carapace_infra::rate_limit::Limiter>,

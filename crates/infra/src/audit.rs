@@ -97,7 +97,7 @@ pub(crate) fn append_in<'a>(
 struct AuditWriteFailed(#[source] sea_orm::DbErr);
 
 mod log;
-pub use log::{AuditPage, AuditQuery, SeaAuditLog};
+pub use log::{AuditPage, AuditQuery, DayCount, SeaAuditLog};
 
 mod chainer;
 pub use chainer::AuditChainer;

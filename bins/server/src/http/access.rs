@@ -85,6 +85,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/users/{id}/mfa/reset", Needs(UserAdmin)),
     ("POST", "/api/v1/users/{id}/impersonate", Needs(UserAdmin)),
     ("GET", "/api/v1/audit-events", Needs(AuditRead)),
+    ("GET", "/api/v1/audit-events/daily", Needs(AuditRead)),
+    ("GET", "/api/v1/audit-chain", Needs(AuditRead)),
     // Compliance and admins, or the patient themself: decided per record
     // by `policy::authorize_access_log`.
     ("GET", "/api/v1/patients/{id}/access-log", SignedIn),

@@ -19,12 +19,16 @@ use crate::http::error::Problem;
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
 
+pub mod summary;
+
 pub(crate) const CURSOR_SCOPE: &str = "audit-events";
 const MAX_FILTER: usize = 256;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/audit-events").route(web::get().to(list)))
+        .service(web::resource("/audit-events/daily").route(web::get().to(summary::daily)))
+        .service(web::resource("/audit-chain").route(web::get().to(summary::chain)))
         .service(web::resource("/patients/{id}/access-log").route(web::get().to(access_log)));
 }
 

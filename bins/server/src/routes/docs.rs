@@ -28,7 +28,7 @@ use crate::http::error::{Problem, ProblemField};
         users::list, users::create, users::change_roles, users::lock, users::unlock, users::reset_mfa, users::deactivate,
         users::impersonate,
         organization::get, organization::put,
-        audit::list, audit::access_log,
+        audit::list, audit::access_log, audit::summary::daily, audit::summary::chain,
         admin::get, admin::put,
         appointments::book, appointments::list, appointments::get, appointments::reschedule,
         appointments::cancel, appointments::complete, appointments::no_show, appointments::free,

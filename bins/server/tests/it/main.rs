@@ -12,6 +12,7 @@ mod authorization;
 mod backend_services;
 mod bad_input;
 mod cli;
+mod console;
 mod consultations;
 mod faults;
 mod fhir;

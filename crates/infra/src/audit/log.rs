@@ -146,6 +146,68 @@ impl SeaAuditLog {
     }
 }
 
+/// How many events of one outcome were recorded on one UTC day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayCount {
+    /// The day (UTC).
+    pub day: time::Date,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Events.
+    pub count: u64,
+}
+
+impl SeaAuditLog {
+    /// Counts `access`'s organization's events per UTC day and outcome,
+    /// recorded in `[from, to)`, days in order; the read is itself
+    /// recorded (`read_event`), in the same transaction.
+    pub async fn daily_counts(
+        &self,
+        access: &Access,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        read_event: AuditEvent,
+    ) -> Result<Vec<DayCount>, StorageError> {
+        let tx = self.db.begin_tenant(access.tenant()).await?;
+        let backend = tx.get_database_backend();
+        // The day in UTC: PostgreSQL's timestamptz, SQLite's stored text
+        // with its offset (date() converts to UTC).
+        let day = if backend == sea_orm::DbBackend::Postgres {
+            "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        } else {
+            "date(recorded_at)"
+        };
+        let rows = tx
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "SELECT {day} AS day, outcome, COUNT(*) AS n FROM audit_events
+                     WHERE org_id = $1 AND recorded_at >= $2 AND recorded_at < $3
+                     GROUP BY 1, 2 ORDER BY 1, 2"
+                ),
+                vec![access.org().as_uuid().into(), from.into(), to.into()],
+            ))
+            .await
+            .map_err(storage_error)?;
+        append(&tx, std::slice::from_ref(&read_event)).await?;
+        tx.commit().await.map_err(storage_error)?;
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        rows.iter()
+            .map(|r| {
+                let unreadable = || StorageError::Internal("unreadable daily audit count".into());
+                let day: String = r.try_get("", "day").map_err(|_| unreadable())?;
+                let outcome: String = r.try_get("", "outcome").map_err(|_| unreadable())?;
+                let n: i64 = r.try_get("", "n").map_err(|_| unreadable())?;
+                Ok(DayCount {
+                    day: time::Date::parse(&day, format).map_err(|_| unreadable())?,
+                    outcome: Outcome::parse(&outcome).ok_or_else(unreadable)?,
+                    count: u64::try_from(n).map_err(|_| unreadable())?,
+                })
+            })
+            .collect()
+    }
+}
+
 impl carapace_clinical::access::AuditTrail for SeaAuditLog {
     async fn record(&self, event: &AuditEvent) -> Result<(), StorageError> {
         SeaAuditLog::record(self, event).await

@@ -1,0 +1,203 @@
+//! The trail at a glance: events per day by outcome
+//! (`/api/v1/audit-events/daily`) and the chain's verification state
+//! (`/api/v1/audit-chain`). Both reads are recorded.
+
+use actix_web::{HttpResponse, web};
+use carapace_audit::Outcome;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime, Time};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{invalid, time};
+use crate::http::ApiError;
+use crate::http::auth::Authorized;
+use crate::http::error::Problem;
+use crate::state::AppState;
+
+/// The longest range of days one request counts.
+const MAX_DAYS: i64 = 366;
+
+/// The range to count.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DailyParams {
+    /// From this time (RFC 3339, inclusive; default 30 days before `to`).
+    from: Option<String>,
+    /// Before this time (RFC 3339; default the end of today, UTC). At most 366 days after `from`.
+    to: Option<String>,
+}
+
+/// One day's events by outcome.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct DayView {
+    /// The day (UTC), `YYYY-MM-DD`.
+    day: String,
+    /// Events allowed.
+    allowed: u64,
+    /// Events denied.
+    denied: u64,
+    /// Events about something that was not found.
+    not_found: u64,
+    /// Events that failed.
+    error: u64,
+}
+
+/// Events per day, only days with events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyView {
+    /// The days.
+    days: Vec<DayView>,
+}
+
+/// The organization's audit events per UTC day and outcome, for charts.
+/// The read is recorded (`audit.read`).
+#[utoipa::path(get, operation_id = "audit_daily", path = "/api/v1/audit-events/daily", tag = "audit", security(("bearer" = [])),
+    params(DailyParams),
+    responses(
+        (status = 200, body = DailyView),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn daily(
+    auth: Authorized,
+    state: web::Data<AppState>,
+    params: web::Query<DailyParams>,
+) -> Result<HttpResponse, ApiError> {
+    let p = params.into_inner();
+    let to = match time("to", p.to.as_deref())? {
+        Some(to) => to,
+        None => OffsetDateTime::now_utc().replace_time(Time::MIDNIGHT) + Duration::days(1),
+    };
+    let from = time("from", p.from.as_deref())?.unwrap_or(to - Duration::days(30));
+    if from >= to {
+        return Err(invalid("from", "must be before to"));
+    }
+    if to - from > Duration::days(MAX_DAYS) {
+        return Err(invalid("to", "must be at most 366 days after from"));
+    }
+    let read = auth
+        .access()
+        .event("audit.read", "audit_log", None, Outcome::Allowed)
+        .with_detail(format!(
+            "daily counts: from={} to={}",
+            from.format(&Rfc3339).unwrap_or_default(),
+            to.format(&Rfc3339).unwrap_or_default()
+        ));
+    let counts = state
+        .audit
+        .daily_counts(&auth.access(), from, to, read)
+        .await?;
+    let mut days: Vec<DayView> = Vec::new();
+    for c in counts {
+        let day = c.day.to_string();
+        if days.last().is_none_or(|d| d.day != day) {
+            days.push(DayView {
+                day,
+                ..DayView::default()
+            });
+        }
+        if let Some(d) = days.last_mut() {
+            match c.outcome {
+                Outcome::Allowed => d.allowed += c.count,
+                Outcome::Denied => d.denied += c.count,
+                Outcome::NotFound => d.not_found += c.count,
+                Outcome::Error => d.error += c.count,
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(DailyView { days }))
+}
+
+/// What is wrong with the chain, at its first bad position.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingView {
+    /// The first bad position.
+    position: u64,
+    /// What is wrong there.
+    problem: String,
+}
+
+/// The organization's audit chain, verified now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainView {
+    /// `verified` or `broken`.
+    state: &'static str,
+    /// Positions checked (when verified).
+    entries: u64,
+    /// The last position (when verified).
+    head: u64,
+    /// Signed checkpoints matched against the chain (when verified).
+    checkpoints: u64,
+    /// Events recorded and not chained yet.
+    pending: u64,
+    /// The first thing wrong (when broken).
+    finding: Option<FindingView>,
+    /// When it was verified (RFC 3339).
+    verified_at: String,
+}
+
+/// Verifies the organization's audit chain against its signed
+/// checkpoints, as `carapace audit verify` does for one organization (the
+/// off-site witness is compared by the CLI only). One verification runs at
+/// a time; another meanwhile is 429. The result is recorded
+/// (`audit.verify`) before it is answered.
+#[utoipa::path(get, operation_id = "audit_chain", path = "/api/v1/audit-chain", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, body = ChainView),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "a verification is running", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn chain(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Ok(_permit) = state.verifying.clone().try_acquire_owned() else {
+        return Err(ApiError::RateLimited(std::time::Duration::from_secs(5)));
+    };
+    let org = auth.principal.org();
+    let v = carapace_infra::audit::verify_org(&state.db, org, &state.audit_key).await?;
+    let (view, outcome) = match v.chain {
+        Ok(ok) => (
+            ChainView {
+                state: "verified",
+                entries: ok.entries,
+                head: ok.head,
+                checkpoints: ok.checkpoints,
+                pending: v.pending,
+                finding: None,
+                verified_at: String::new(),
+            },
+            Outcome::Allowed,
+        ),
+        Err(finding) => (
+            ChainView {
+                state: "broken",
+                entries: 0,
+                head: 0,
+                checkpoints: 0,
+                pending: v.pending,
+                finding: Some(FindingView {
+                    position: finding.position,
+                    problem: finding.problem.to_string(),
+                }),
+                verified_at: String::new(),
+            },
+            Outcome::Error,
+        ),
+    };
+    let detail = match &view.finding {
+        None => format!(
+            "verified: head {} checkpoints {}",
+            view.head, view.checkpoints
+        ),
+        Some(f) => format!("broken at {}: {}", f.position, f.problem),
+    };
+    let event = auth
+        .access()
+        .event("audit.verify", "audit_log", None, outcome)
+        .with_detail(detail);
+    state.audit.record(&event).await?;
+    Ok(HttpResponse::Ok().json(ChainView {
+        verified_at: event.at.format(&Rfc3339).unwrap_or_default(),
+        ..view
+    }))
+}
