@@ -40,6 +40,16 @@ console-e2e:
     cargo build -p carapace-server
     scripts/console-e2e target/debug/carapace target/console-e2e
 
+# Build the Containerfile with podman over bases made from Debian's
+# packages and run the image against TLS PostgreSQL, Redis and moto (root).
+container-check:
+    scripts/container-check
+
+# Carapace behind PgBouncer in transaction mode (builds PgBouncer 1.24.1
+# from Debian's source package into target/pgbouncer once).
+pgbouncer-check:
+    CARAPACE_REQUIRE_SERVICES=1 CARAPACE_TEST_PG_URL={{pg_url}} CARAPACE_TEST_REDIS_URL={{redis_url}} scripts/pgbouncer-check
+
 # Formatting and lints, warnings as errors.
 lint:
     cargo fmt --all --check

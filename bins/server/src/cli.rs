@@ -73,6 +73,10 @@ enum Command {
         #[command(subcommand)]
         action: kill_switch::KillSwitchAction,
     },
+    /// Ask this instance whether it is ready (`GET /health/ready` on the
+    /// address it binds): exit 0 when it answers 200. The container
+    /// image's HEALTHCHECK, which has no curl to do it.
+    Health,
     /// Mint a development token (dev profile only).
     DevToken {
         /// Organization slug.
@@ -174,6 +178,7 @@ async fn run(command: Command, settings: &Config) -> anyhow::Result<ExitCode> {
         Command::Org { action } => org::run(settings, action).await,
         Command::User { action } => accounts::run(settings, action).await,
         Command::KillSwitch { action } => kill_switch::run(settings, action).await,
+        Command::Health => health(settings).await,
         Command::DevToken {
             org,
             roles,
@@ -181,6 +186,43 @@ async fn run(command: Command, settings: &Config) -> anyhow::Result<ExitCode> {
             ttl_minutes,
             mfa,
         } => accounts::dev_token(settings, &org, &roles, &sub, ttl_minutes, mfa).await,
+    }
+}
+
+/// `GET /health/ready` on the bound address (loopback when it binds every
+/// address), with a short timeout: a hung server is not ready.
+async fn health(settings: &Config) -> anyhow::Result<ExitCode> {
+    let bind: std::net::SocketAddr = settings.http.bind.parse()?;
+    let host = match bind.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}/health/ready",
+        std::net::SocketAddr::new(host, bind.port())
+    );
+    // Plain HTTP, but the client is built with TLS support: ring, like the
+    // rest of the binary.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(res) if res.status() == reqwest::StatusCode::OK => {
+            let _ = writeln!(std::io::stdout(), "ready");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(res) => {
+            let body = res.text().await.unwrap_or_default();
+            eprintln!("not ready: {body}");
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
+        Err(e) => {
+            eprintln!("not ready: {url}: {e}");
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
     }
 }
 

@@ -7,9 +7,7 @@ use carapace_auth::Role;
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
-use crate::support::{
-    Backend, Org, TestApp, patient, problem, send, spawn_app, spawn_app_with, spawn_with,
-};
+use crate::support::{Backend, Org, TestApp, patient, problem, send, spawn_app, spawn_app_with};
 
 /// Every event of the org, as compliance reads it (all pages).
 async fn trail(app: &TestApp, org: &Org, filter: &str) -> Vec<Value> {
@@ -858,17 +856,9 @@ async fn audit_events_filter_page_and_refuse_bad_input() {
 #[tokio::test]
 async fn a_phi_read_whose_event_cannot_be_written_fails_without_phi() {
     let test = "phi_read_fails_when_audit_unwritable";
-    let Some(pg) = carapace_testkit::postgres_fresh(test, true).await else {
+    let Some((app, pg, _)) = crate::support::spawn_on_fresh_postgres(test, true).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let settings = carapace_server::settings::Settings {
-        database_url: pg.app_url.clone().into(),
-        dev_token_secret: Some(crate::support::DEV_SECRET.to_owned().into()),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let app = spawn_with(settings, Some(dir)).await;
     let org = app.org().await;
     let admin = app.token(&org, Role::Admin);
     let p = app.new_patient(&admin, "Zephyrine").await;

@@ -710,3 +710,54 @@ fn org_delete_needs_confirmation_then_the_org_is_gone_for_good() {
         "a deleted org's slug is never reused"
     );
 }
+
+/// `carapace health` (the container image's HEALTHCHECK) says ready only
+/// when the bound address answers 200: not when nothing listens, not when
+/// something listens and never answers (within its timeout), and a
+/// wildcard bind is asked on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_ready_only_when_the_server_answers() {
+    let Some(app) = crate::support::spawn_app(crate::support::Backend::Sqlite, "cli_health").await
+    else {
+        return;
+    };
+    let port = app.base.rsplit(':').next().unwrap_or_default().to_owned();
+    let dir = tmp();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap_or_default();
+    let health = |bind: String| {
+        let dir = &dir;
+        async move {
+            let env = [
+                ("CARAPACE_BIND", bind.as_str()),
+                ("CARAPACE_DATA_DIR", data),
+            ];
+            let started = Instant::now();
+            let out = tokio::task::block_in_place(|| carapace(dir, &env, &["health"]));
+            (out, started.elapsed())
+        }
+    };
+    for bind in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let (out, _) = health(bind.clone()).await;
+        assert!(out.status.success(), "{bind}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "ready");
+    }
+    // Nothing listens.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let closed = free.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    drop(free);
+    let (out, _) = health(closed.to_string()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("not ready"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Something listens and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let (out, took) = health(hung.local_addr().map(|a| a.to_string()).unwrap_or_default()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    drop(hung);
+    app.stop().await;
+}

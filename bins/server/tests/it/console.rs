@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp, problem, spawn_app, spawn_with};
+use crate::support::{Backend, TestApp, problem, spawn_app, spawn_on_fresh_postgres};
 
 async fn daily_counts_are_the_organizations_own_and_recorded(app: &TestApp) {
     let org = app.org().await;
@@ -132,17 +132,9 @@ on_both_backends!(
 #[tokio::test]
 async fn the_chain_state_turns_broken_when_the_owner_rewrites_an_event() {
     let test = "console_chain_state_broken_by_owner";
-    let Some(pg) = carapace_testkit::postgres_fresh(test, true).await else {
+    let Some((app, pg, settings)) = spawn_on_fresh_postgres(test, true).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let settings = carapace_server::settings::Settings {
-        database_url: pg.app_url.clone().into(),
-        dev_token_secret: Some(crate::support::DEV_SECRET.to_owned().into()),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let app = spawn_with(settings.clone(), Some(dir)).await;
     let org = app.org().await;
     let admin = app.token(&org, Role::Admin);
     let compliance = app.token_as(&org, Role::Compliance, "compliance-officer");

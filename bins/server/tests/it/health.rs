@@ -1,7 +1,7 @@
 use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp, problem, spawn_app, spawn_with};
+use crate::support::{Backend, TestApp, problem, spawn_app};
 
 async fn ready_and_live(app: &TestApp) {
     let live = app.get_public("/health/live").await;
@@ -22,19 +22,11 @@ on_both_backends!(
 #[tokio::test]
 async fn ready_is_503_naming_migrations_when_pending() {
     let test = "ready_is_503_naming_migrations_when_pending";
-    let Some(pg) = carapace_testkit::postgres_fresh(test, false).await else {
-        return;
-    };
     // The server role on a database nobody migrated yet: it starts (it may
     // not migrate) but is not ready.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let settings = carapace_server::settings::Settings {
-        database_url: pg.app_url.clone().into(),
-        dev_token_secret: Some(crate::support::DEV_SECRET.to_owned().into()),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
+    let Some((app, _pg, _)) = crate::support::spawn_on_fresh_postgres(test, false).await else {
+        return;
     };
-    let app = spawn_with(settings, Some(dir)).await;
     let res = app.get_public("/health/ready").await;
     let body = problem(res, 503).await;
     assert_eq!(body["code"], "not_ready");

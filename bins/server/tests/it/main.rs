@@ -28,6 +28,7 @@ mod oidc;
 #[cfg(feature = "otel")]
 mod otel;
 mod patients;
+mod pgbouncer;
 mod relationships;
 mod reminder_calls;
 mod retention;

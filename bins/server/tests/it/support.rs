@@ -82,6 +82,25 @@ pub fn settings_with(url: String) -> Settings {
     }
 }
 
+/// Starts the app on a fresh PostgreSQL database of its own (`migrated` or
+/// not), as the application role; also gives the database (its owner URL)
+/// and the settings. `None` (after a SKIP line) without PostgreSQL.
+pub async fn spawn_on_fresh_postgres(
+    test: &str,
+    migrated: bool,
+) -> Option<(TestApp, carapace_testkit::PgTestDb, Settings)> {
+    let pg = carapace_testkit::postgres_fresh(test, migrated).await?;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let settings = Settings {
+        database_url: pg.app_url.clone().into(),
+        dev_token_secret: Some(DEV_SECRET.to_owned().into()),
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let app = spawn_with(settings.clone(), Some(dir)).await;
+    Some((app, pg, settings))
+}
+
 /// Starts the app on `backend`; `None` (after a SKIP line) when that
 /// backend's service is not configured.
 pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
