@@ -85,6 +85,10 @@ struct Args {
     /// patients' events, and run only W1 and the access log.
     #[arg(long, default_value_t = 0)]
     audit_events: u64,
+    /// With `--audit-events`: stop after the chainer's measurement (its
+    /// backlog is each organization's `--patients` creations).
+    #[arg(long)]
+    chainer_only: bool,
     /// Per workload, statements per request and their share of database
     /// time (`pg_stat_statements`, which must be preloaded: clears the
     /// cluster's statement statistics, so use a private instance,
@@ -163,6 +167,11 @@ async fn main() -> anyhow::Result<()> {
             "chainer events {} wall_s {:.2} client_cpu_s {:.2} db_cpu_s {:.2} cpu_s_per_1000_events {per_1000:.4}",
             c.events, c.wall_s, c.client_cpu_s, c.db_cpu_s,
         )?;
+        if args.chainer_only {
+            owner.close().await?;
+            db.close().await;
+            return Ok(());
+        }
     }
     owner.close().await?;
     db.close().await;

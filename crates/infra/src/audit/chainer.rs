@@ -11,6 +11,30 @@ pub struct AuditChainer {
     key: SigningKey,
     checkpoint_every: Duration,
     witness: Option<crate::witness::Anchoring>,
+    /// Where each organization's backlog stands between passes
+    /// (PostgreSQL): see [`Backlog`].
+    backlogs: std::sync::Mutex<std::collections::HashMap<OrgId, Backlog>>,
+}
+
+/// What a pass that chained a full batch knows for the next one, so that
+/// draining a backlog reads each event once instead of every pass
+/// re-reading everything since the horizon (PostgreSQL only; held in
+/// memory: another chainer, or this one after a restart, starts from the
+/// horizon, which is always correct).
+///
+/// After such a pass every event that was visible to it, at or after the
+/// horizon and no later than `cursor` in chain order, is chained. So an
+/// event still unchained is either after `cursor`, or was not visible
+/// then: its transaction id is at least `seen_from` (the pass's snapshot
+/// horizon). The next pass reads exactly those two sets.
+#[derive(Clone, Debug)]
+struct Backlog {
+    /// The organization's horizon the pass ran against.
+    horizon: String,
+    /// The last event it chained: (recorded at, id).
+    cursor: (OffsetDateTime, Uuid),
+    /// Every transaction below this had finished when it looked.
+    seen_from: String,
 }
 
 impl std::fmt::Debug for AuditChainer {
@@ -29,6 +53,7 @@ impl AuditChainer {
             key,
             checkpoint_every,
             witness: None,
+            backlogs: std::sync::Mutex::default(),
         }
     }
 
@@ -178,8 +203,56 @@ impl AuditChainer {
                 )
                 .await?
                 .unwrap_or_else(|| "0".to_owned());
-                let pending = unchained(&tx, org, "e.tx >= $2::xid8", last_horizon.into()).await?;
-                if u64::try_from(pending.len()).unwrap_or(u64::MAX) < CHAIN_BATCH {
+                let resume = self
+                    .backlogs
+                    .lock()
+                    .ok()
+                    .and_then(|b| b.get(&org).cloned())
+                    .filter(|b| b.horizon == last_horizon);
+                let pending = match resume {
+                    None => {
+                        unchained(
+                            &tx,
+                            org,
+                            "e.tx >= $2::xid8",
+                            last_horizon.clone().into(),
+                            None,
+                        )
+                        .await?
+                    }
+                    Some(b) => {
+                        let (at, id) = b.cursor;
+                        let mut rows = unchained(
+                            &tx,
+                            org,
+                            "e.tx >= $2::xid8 AND (e.recorded_at, e.id) > ($4, $5)",
+                            last_horizon.clone().into(),
+                            Some((at, id)),
+                        )
+                        .await?;
+                        rows.extend(
+                            unchained(&tx, org, "e.tx >= $2::xid8", b.seen_from.into(), None)
+                                .await?,
+                        );
+                        first_in_chain_order(rows)?
+                    }
+                };
+                let full = u64::try_from(pending.len()).unwrap_or(u64::MAX) >= CHAIN_BATCH;
+                let next = match pending.last() {
+                    Some(last) if full => Some(Backlog {
+                        horizon: last_horizon,
+                        cursor: chain_key(last)?,
+                        seen_from: now_horizon.clone(),
+                    }),
+                    _ => None,
+                };
+                if let Ok(mut backlogs) = self.backlogs.lock() {
+                    match next {
+                        Some(b) => backlogs.insert(org, b),
+                        None => backlogs.remove(&org),
+                    };
+                }
+                if !full {
                     // Everything up to the horizon is about to be chained.
                     tx.execute_raw(statement(
                         backend,
@@ -192,7 +265,7 @@ impl AuditChainer {
                 }
                 pending
             }
-            _ => unchained(&tx, org, "e.recorded_at >= $2", since.into()).await?,
+            _ => unchained(&tx, org, "e.recorded_at >= $2", since.into(), None).await?,
         };
         let mut rows = Vec::with_capacity(pending.len());
         for p in &pending {
@@ -270,25 +343,52 @@ async fn unchained<C: ConnectionTrait>(
     org: OrgId,
     since: &str,
     bound: Value,
+    after: Option<(OffsetDateTime, Uuid)>,
 ) -> Result<Vec<sea_orm::QueryResult>, StorageError> {
     let sql = format!(
-        "SELECT e.id AS id, e.body AS body FROM audit_events e
+        "SELECT e.id AS id, e.recorded_at AS at, e.body AS body FROM audit_events e
          WHERE e.org_id = $1 AND {since}
            AND NOT EXISTS (SELECT 1 FROM audit_chain c
                            WHERE c.org_id = e.org_id AND c.event_id = e.id)
          ORDER BY e.recorded_at, e.id LIMIT $3"
     );
-    conn.query_all_raw(statement(
-        conn.get_database_backend(),
-        &sql,
-        vec![
-            org.as_uuid().into(),
-            bound,
-            i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
-        ],
+    let mut values = vec![
+        org.as_uuid().into(),
+        bound,
+        i64::try_from(CHAIN_BATCH).unwrap_or(i64::MAX).into(),
+    ];
+    if let Some((at, id)) = after {
+        values.extend([at.into(), id.into()]);
+    }
+    conn.query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await
+        .map_err(storage_error)
+}
+
+/// An unchained row's place in chain order: (recorded at, id).
+fn chain_key(row: &sea_orm::QueryResult) -> Result<(OffsetDateTime, Uuid), StorageError> {
+    Ok((
+        row.try_get("", "at").map_err(storage_error)?,
+        row.try_get("", "id").map_err(storage_error)?,
     ))
-    .await
-    .map_err(storage_error)
+}
+
+/// The first [`CHAIN_BATCH`] of `rows` in chain order, each once (the two
+/// reads of a resumed pass can both return an event).
+fn first_in_chain_order(
+    rows: Vec<sea_orm::QueryResult>,
+) -> Result<Vec<sea_orm::QueryResult>, StorageError> {
+    let mut keyed = rows
+        .into_iter()
+        .map(|r| chain_key(&r).map(|k| (k, r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    keyed.sort_by_key(|k| k.0);
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    Ok(keyed
+        .into_iter()
+        .take(usize::try_from(CHAIN_BATCH).unwrap_or(usize::MAX))
+        .map(|(_, r)| r)
+        .collect())
 }
 
 /// The text column `v` of the one row `stmt` returns, if any.

@@ -567,6 +567,110 @@ async fn an_event_committed_after_a_chaining_pass_is_still_chained() {
     assert_eq!(chain.entries, 3);
 }
 
+/// A backlog of more than two batches drains pass by pass from where the
+/// last pass stopped (not from the horizon each time), and still chains an
+/// event older than the whole backlog whose transaction commits only after
+/// the first pass: exactly once, with nothing left behind.
+#[tokio::test]
+async fn a_backlog_drains_from_where_it_stopped_and_still_takes_late_commits() {
+    let Some(pg) = carapace_testkit::postgres("backlog_drains_with_late_commit").await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = new_org(&db).await;
+    let raw = sea_orm::Database::connect(pg.app_url.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tenant = || {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('app.org_id', $1, true)",
+            [ctx.org().to_string().into()],
+        )
+    };
+    // The oldest event of all, in a transaction that stays open...
+    let slow = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    slow.execute_raw(tenant())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let late = acc(&ctx).event("patient.read", "patient", None, Outcome::Allowed);
+    carapace_infra::audit::append(&slow, std::slice::from_ref(&late))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // ...while a backlog of 4,500 newer events commits.
+    let writer = sea_orm::Database::connect(pg.app_url.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..9 {
+        let tx = writer.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        tx.execute_raw(tenant())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batch: Vec<AuditEvent> = (0..500)
+            .map(|_| acc(&ctx).event("patient.list", "patient", None, Outcome::Allowed))
+            .collect();
+        carapace_infra::audit::append(&tx, &batch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let chainer = chainer(&db);
+    let first = chainer
+        .chain_org(ctx.org())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        first, 2000,
+        "a full batch; the late event is not visible yet"
+    );
+    slow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut passes = vec![first];
+    loop {
+        let added = chainer
+            .chain_org(ctx.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        passes.push(added);
+        if added == 0 {
+            break;
+        }
+        assert!(passes.len() < 10, "{passes:?}");
+    }
+    assert_eq!(passes.iter().sum::<u64>(), 4501, "{passes:?}");
+    // A chainer that never saw the backlog (another server's) agrees.
+    assert_eq!(
+        crate::audit::chainer(&db)
+            .chain_org(ctx.org())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        0
+    );
+    let verified = verify_org(&db, ctx.org(), &signing_key().verifying_key())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verified.pending, 0);
+    let chain = verified.chain.unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(chain.entries, 4501);
+    // The late event is in the chain, once.
+    let look = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    look.execute_raw(tenant())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found = look
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM audit_chain WHERE event_id = $1",
+            [late.id.into()],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .and_then(|r| r.try_get::<i64>("", "n").ok());
+    look.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found, Some(1));
+}
+
 /// A chained SQLite trail of `n` reads, with the triggers dropped so the
 /// test can play the attacker.
 async fn tamperable(
