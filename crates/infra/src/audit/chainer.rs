@@ -179,6 +179,9 @@ impl AuditChainer {
             },
         };
         let since = since.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        // Where the next pass resumes, kept only once this pass commits: a
+        // cursor past events whose chaining rolled back would skip them.
+        let mut resume_next: Option<Backlog> = None;
         let pending = match backend {
             DbBackend::Postgres => {
                 // Taken before looking: every transaction older than this
@@ -238,7 +241,10 @@ impl AuditChainer {
                     }
                 };
                 let full = u64::try_from(pending.len()).unwrap_or(u64::MAX) >= CHAIN_BATCH;
-                let next = match pending.last() {
+                if let Ok(mut backlogs) = self.backlogs.lock() {
+                    backlogs.remove(&org);
+                }
+                resume_next = match pending.last() {
                     Some(last) if full => Some(Backlog {
                         horizon: last_horizon,
                         cursor: chain_key(last)?,
@@ -246,12 +252,6 @@ impl AuditChainer {
                     }),
                     _ => None,
                 };
-                if let Ok(mut backlogs) = self.backlogs.lock() {
-                    match next {
-                        Some(b) => backlogs.insert(org, b),
-                        None => backlogs.remove(&org),
-                    };
-                }
                 if !full {
                     // Everything up to the horizon is about to be chained.
                     tx.execute_raw(statement(
@@ -332,6 +332,9 @@ impl AuditChainer {
             crate::witness::queue(&tx, org, now).await?;
         }
         tx.commit().await.map_err(storage_error)?;
+        if let (Some(next), Ok(mut backlogs)) = (resume_next, self.backlogs.lock()) {
+            backlogs.insert(org, next);
+        }
         Ok(added)
     }
 }

@@ -528,13 +528,9 @@ async fn an_event_committed_after_a_chaining_pass_is_still_chained() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let slow = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    slow.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT set_config('app.org_id', $1, true)",
-        [ctx.org().to_string().into()],
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    slow.execute_raw(tenant_setting(&ctx))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let late = acc(&ctx).event("patient.read", "patient", None, Outcome::Allowed);
     carapace_infra::audit::append(&slow, std::slice::from_ref(&late))
         .await
@@ -567,6 +563,75 @@ async fn an_event_committed_after_a_chaining_pass_is_still_chained() {
     assert_eq!(chain.entries, 3);
 }
 
+/// `ctx`'s tenant, for this transaction only (what every repository sets).
+fn tenant_setting(ctx: &TenantContext) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.org_id', $1, true)",
+        [ctx.org().to_string().into()],
+    )
+}
+
+/// Commits `n` events of `ctx`'s organization, 500 per transaction, on a
+/// connection of its own (nothing chains them).
+async fn commit_backlog(url: &str, ctx: &TenantContext, n: usize) {
+    let writer = sea_orm::Database::connect(url.to_owned())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..n.div_ceil(500) {
+        let tx = writer.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        tx.execute_raw(tenant_setting(ctx))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batch: Vec<AuditEvent> = (0..500)
+            .map(|_| acc(ctx).event("patient.list", "patient", None, Outcome::Allowed))
+            .collect();
+        carapace_infra::audit::append(&tx, &batch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    writer.close().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A pass that chains a full batch and then fails (here: its checkpoint
+/// cannot be written) rolls back, and the next passes start from where the
+/// last *committed* pass stopped: nothing it had taken is skipped.
+#[tokio::test]
+async fn a_full_pass_that_rolls_back_leaves_nothing_behind() {
+    let test = "backlog_pass_rolls_back";
+    let Some(pg) = carapace_testkit::postgres_fresh(test, true).await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = new_org(&db).await;
+    commit_backlog(&pg.app_url, &ctx, 4500).await;
+    let app = carapace_testkit::APP_ROLE;
+    carapace_testkit::exec_as_owner(
+        &pg,
+        &format!("REVOKE INSERT ON audit_checkpoints FROM {app}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let chainer = chainer(&db);
+    assert!(chainer.chain_org(ctx.org()).await.is_err());
+    carapace_testkit::exec_as_owner(&pg, &format!("GRANT INSERT ON audit_checkpoints TO {app}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let drained = chainer
+        .chain_org_to_completion(ctx.org())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(drained, 4500);
+    let verified = verify_org(&db, ctx.org(), &signing_key().verifying_key())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verified.pending, 0);
+    assert_eq!(verified.chain.map(|c| c.entries).ok(), Some(4500));
+}
+
 /// A backlog of more than two batches drains pass by pass from where the
 /// last pass stopped (not from the horizon each time), and still chains an
 /// event older than the whole backlog whose transaction commits only after
@@ -583,16 +648,9 @@ async fn a_backlog_drains_from_where_it_stopped_and_still_takes_late_commits() {
     let raw = sea_orm::Database::connect(pg.app_url.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let tenant = || {
-        Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config('app.org_id', $1, true)",
-            [ctx.org().to_string().into()],
-        )
-    };
     // The oldest event of all, in a transaction that stays open...
     let slow = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    slow.execute_raw(tenant())
+    slow.execute_raw(tenant_setting(&ctx))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let late = acc(&ctx).event("patient.read", "patient", None, Outcome::Allowed);
@@ -600,22 +658,7 @@ async fn a_backlog_drains_from_where_it_stopped_and_still_takes_late_commits() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // ...while a backlog of 4,500 newer events commits.
-    let writer = sea_orm::Database::connect(pg.app_url.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for _ in 0..9 {
-        let tx = writer.begin().await.unwrap_or_else(|e| panic!("{e}"));
-        tx.execute_raw(tenant())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let batch: Vec<AuditEvent> = (0..500)
-            .map(|_| acc(&ctx).event("patient.list", "patient", None, Outcome::Allowed))
-            .collect();
-        carapace_infra::audit::append(&tx, &batch)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
-    }
+    commit_backlog(&pg.app_url, &ctx, 4500).await;
     let chainer = chainer(&db);
     let first = chainer
         .chain_org(ctx.org())
@@ -655,7 +698,7 @@ async fn a_backlog_drains_from_where_it_stopped_and_still_takes_late_commits() {
     assert_eq!(chain.entries, 4501);
     // The late event is in the chain, once.
     let look = raw.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    look.execute_raw(tenant())
+    look.execute_raw(tenant_setting(&ctx))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let found = look
