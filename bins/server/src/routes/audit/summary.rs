@@ -155,49 +155,37 @@ pub async fn chain(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
     };
     let org = auth.principal.org();
     let v = carapace_infra::audit::verify_org(&state.db, org, &state.audit_key).await?;
-    let (view, outcome) = match v.chain {
+    // The verdict is recorded before it is answered.
+    let (outcome, detail) = match &v.chain {
         Ok(ok) => (
-            ChainView {
-                state: "verified",
-                entries: ok.entries,
-                head: ok.head,
-                checkpoints: ok.checkpoints,
-                pending: v.pending,
-                finding: None,
-                verified_at: String::new(),
-            },
             Outcome::Allowed,
+            format!("verified: head {} checkpoints {}", ok.head, ok.checkpoints),
         ),
-        Err(finding) => (
-            ChainView {
-                state: "broken",
-                entries: 0,
-                head: 0,
-                checkpoints: 0,
-                pending: v.pending,
-                finding: Some(FindingView {
-                    position: finding.position,
-                    problem: finding.problem.to_string(),
-                }),
-                verified_at: String::new(),
-            },
+        Err(f) => (
             Outcome::Error,
+            format!("broken at {}: {}", f.position, f.problem),
         ),
-    };
-    let detail = match &view.finding {
-        None => format!(
-            "verified: head {} checkpoints {}",
-            view.head, view.checkpoints
-        ),
-        Some(f) => format!("broken at {}: {}", f.position, f.problem),
     };
     let event = auth
         .access()
         .event("audit.verify", "audit_log", None, outcome)
         .with_detail(detail);
     state.audit.record(&event).await?;
+    let verified = v.chain.as_ref().ok();
     Ok(HttpResponse::Ok().json(ChainView {
+        state: if verified.is_some() {
+            "verified"
+        } else {
+            "broken"
+        },
+        entries: verified.map_or(0, |ok| ok.entries),
+        head: verified.map_or(0, |ok| ok.head),
+        checkpoints: verified.map_or(0, |ok| ok.checkpoints),
+        pending: v.pending,
+        finding: v.chain.as_ref().err().map(|f| FindingView {
+            position: f.position,
+            problem: f.problem.to_string(),
+        }),
         verified_at: event.at.format(&Rfc3339).unwrap_or_default(),
-        ..view
     }))
 }
