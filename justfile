@@ -91,6 +91,14 @@ bench-breakdown:
 bench-smoke:
     cargo build -p carapace-server -p carapace-bench
     CARAPACE_TEST_PG_URL={{pg_url}} target/debug/carapace-bench --smoke --server target/debug/carapace
+    CARAPACE_TEST_PG_URL={{pg_url}} target/debug/carapace-bench --smoke --server target/debug/carapace --audit-events 1000,3000
+
+# The audit trail at scale (issue #17): 1 M and 20 M events side by side,
+# a second 1 M database as the run's control; about 20 minutes, 20 GB of
+# disk in a private PostgreSQL (docs/performance.md).
+bench-audit-scale:
+    cargo build --release -p carapace-server -p carapace-bench
+    PRELOAD= bench/private-pg.sh target/release/carapace-bench --server target/release/carapace --audit-events 1000000,20000000,1000000 --seconds 10 --rounds 5
 
 # Micro-benchmarks (criterion): policy, audit hashing, token verification
 # with a cached JWKS, PHI encryption per record; then audited reads against

@@ -1,7 +1,9 @@
-//! Audit events at scale (issue #17, `--audit-events N`): the audit trail
-//! is filled with `N` synthetic events before the run, generated in SQL,
-//! and the chainer's cost is measured on the seeded patients' events
-//! chained on top of them.
+//! Audit events at scale (issue #17, `--audit-events N[,M…]`): for each
+//! size, a database whose audit trail is filled with that many synthetic
+//! events before the run, generated in SQL; the chainer's cost is
+//! measured on the seeded patients' events chained on top of them, and W1
+//! and the access log are run against one server per database, the sizes
+//! alternating slice by slice.
 //!
 //! The synthetic events are spread evenly over the 24 months before
 //! yesterday (one partition a month) and over every organization, with
@@ -15,12 +17,23 @@
 //! (vacuum, analyze, checkpoint) before anything is measured.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use carapace_infra::audit::AuditChainer;
+use carapace_infra::keys::KeyRing;
 use carapace_infra::{Database, DbSettings};
+use carapace_tenancy::OrgId;
+use carapace_testkit::PgTestDb;
+use carapace_testkit::issuer::TestIssuer;
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, DbBackend, Statement};
+
+use crate::report::{median, percentile};
+use crate::seed::{Seeded, seed};
+use crate::server::start_server;
+use crate::workload::{Slice, Target, Workload, closed_loop};
 
 /// Generates `n` chained events, then lets the database settle (a
 /// `VACUUM (ANALYZE)` of both tables, so the visibility map is set and the
@@ -72,7 +85,8 @@ pub async fn prefill(owner: &DatabaseConnection, n: u64) -> anyhow::Result<f64> 
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// What chaining the pending events cost.
+/// What chaining pending events cost.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ChainerCost {
     /// Events chained.
     pub events: u64,
@@ -82,6 +96,23 @@ pub struct ChainerCost {
     pub client_cpu_s: f64,
     /// CPU seconds of the database backends serving it.
     pub db_cpu_s: f64,
+}
+
+impl ChainerCost {
+    fn add(&mut self, other: Self) {
+        self.events += other.events;
+        self.wall_s += other.wall_s;
+        self.client_cpu_s += other.client_cpu_s;
+        self.db_cpu_s += other.db_cpu_s;
+    }
+
+    /// CPU seconds (client and database) per 1,000 events chained.
+    fn per_1000(&self) -> f64 {
+        if self.events == 0 {
+            return 0.0;
+        }
+        (self.client_cpu_s + self.db_cpu_s) / self.events as f64 * 1000.0
+    }
 }
 
 /// CPU seconds so far of every client backend connected to the owner's
@@ -106,25 +137,21 @@ async fn backend_cpu(owner: &DatabaseConnection) -> anyhow::Result<Vec<(u32, f64
         .collect())
 }
 
-/// Chains every pending event (the seeded patients' creations) in this
-/// process, as the server's chainer does, and measures it.
-pub async fn measure_chainer(
+/// Chains every pending event of one organization (its seeded patients'
+/// creations) in this process, as the server's chainer does, and measures
+/// it.
+async fn measure_org(
     owner: &DatabaseConnection,
-    app_url: &str,
+    chainer: &AuditChainer,
+    org: OrgId,
 ) -> anyhow::Result<ChainerCost> {
-    let mut settings = DbSettings::new(app_url.to_owned().into());
-    settings.pool_max = 4;
-    let db = Database::connect(&settings).await?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    let chainer = AuditChainer::new(db.clone(), key, std::time::Duration::from_secs(60));
     let before = backend_cpu(owner).await?;
     let (_, self_before) = crate::server::process_stats(std::process::id());
     let started = Instant::now();
-    let events = chainer.run_to_completion().await?;
+    let events = chainer.chain_org_to_completion(org).await?;
     let wall_s = started.elapsed().as_secs_f64();
-    let (_, self_after) = crate::process_stats(std::process::id());
+    let (_, self_after) = crate::server::process_stats(std::process::id());
     let after = backend_cpu(owner).await?;
-    db.close().await;
     let db_cpu_s = after
         .iter()
         .map(|(pid, cpu)| {
@@ -143,56 +170,249 @@ pub async fn measure_chainer(
     })
 }
 
-/// The rounds of an audit-at-scale run: W1 and the access log against
-/// Carapace, alternating, then their medians (rps and p99).
-pub async fn rounds(
+/// What an audit-at-scale run needs from the command line.
+pub struct Scale<'a> {
+    /// The table sizes compared (events generated before the run).
+    pub sizes: &'a [u64],
+    /// Organizations and patients per organization, seeded in each.
+    pub orgs: usize,
+    pub patients: usize,
+    pub clients: usize,
+    pub seconds: u64,
+    pub rounds: usize,
+    pub max_requests: u64,
+    /// Stop after the chainer's measurement.
+    pub chainer_only: bool,
+    pub server: &'a Path,
+    pub server_env: &'a [(String, String)],
+}
+
+/// One table size: its database, seeded and filled.
+struct Sized {
+    events: u64,
+    pg: PgTestDb,
+    owner: DatabaseConnection,
+    orgs: Vec<OrgId>,
+    patients: Vec<Seeded>,
+}
+
+/// Runs the comparison: one fresh database per size, each seeded with the
+/// same organizations and patients and filled with its number of events;
+/// then, alternating between the sizes so that the machine's drift falls
+/// on all alike, the chainer (organization by organization, the order
+/// reversed each time) and W1 and the access log (one server per
+/// database, 32 clients, the order reversed each round). Prints each
+/// size's medians and, for every size after the first, its ratio to the
+/// first: of the medians, and the median of the rounds' paired ratios.
+pub async fn run(
     out: &mut impl Write,
-    target: &Arc<crate::workload::Target>,
-    clients: usize,
-    seconds: u64,
-    rounds: usize,
-    max: u64,
+    s: &Scale<'_>,
+    key: &[u8; 32],
+    key_hex: &str,
 ) -> anyhow::Result<()> {
-    use crate::report::{median, percentile};
-    use crate::workload::{Workload, closed_loop};
-    let workloads = [Workload::Read, Workload::AccessLog];
-    let mut slices: Vec<Vec<crate::workload::Slice>> = vec![Vec::new(); workloads.len()];
-    for round in 0..rounds {
-        for (i, w) in workloads.iter().enumerate() {
-            let s = closed_loop(target, *w, clients, seconds, max).await;
-            writeln!(
-                out,
-                "# round {round} {}: {:.0} rps ({} errors)",
-                w.name(),
-                s.rps,
-                s.errors
-            )?;
-            slices[i].push(s);
-        }
-    }
-    writeln!(out, "workload rps p50_ms p99_ms errors")?;
-    for (i, w) in workloads.iter().enumerate() {
-        let rps = median(slices[i].iter().map(|s| s.rps).collect());
-        let p = |q: f64| {
-            median(
-                slices[i]
-                    .iter()
-                    .map(|s| {
-                        let mut l = s.latencies_us.clone();
-                        l.sort_unstable();
-                        percentile(&l, q)
-                    })
-                    .collect(),
-            )
-        };
-        let errors: u64 = slices[i].iter().map(|s| s.errors).sum();
+    let mut sized = Vec::new();
+    for &events in s.sizes {
+        let pg = carapace_testkit::postgres_fresh("carapace_bench", true)
+            .await
+            .context("set CARAPACE_TEST_PG_URL (a superuser URL) to run the benchmark")?;
+        let mut settings = DbSettings::new(pg.app_url.clone().into());
+        settings.pool_max = u32::try_from(s.clients)?;
+        let db = Database::connect(&settings).await?;
+        let keys = Arc::new(KeyRing::new(
+            db.clone(),
+            Arc::new(carapace_phi_crypto::LocalSealer::new(key)),
+        ));
+        let started = Instant::now();
+        let (orgs, patients) = seed(&db, keys, s.orgs, s.patients, s.clients).await?;
+        db.close().await;
+        let seeded = started.elapsed().as_secs_f64();
+        let owner = sea_orm::Database::connect(pg.owner_url.clone()).await?;
+        let generated = prefill(&owner, events).await?;
         writeln!(
             out,
-            "{} {rps:.0} {:.2} {:.2} {errors}",
-            w.name(),
-            p(0.50),
-            p(0.99)
+            "# {events} events: seeded {} orgs x {} patients in {seeded:.1} s, generated the events in {generated:.1} s",
+            s.orgs, s.patients,
+        )?;
+        sized.push(Sized {
+            events,
+            pg,
+            owner,
+            orgs,
+            patients,
+        });
+    }
+
+    let mut costs = vec![ChainerCost::default(); sized.len()];
+    let mut chainers = Vec::new();
+    let mut pools = Vec::new();
+    for z in &sized {
+        let mut settings = DbSettings::new(z.pg.app_url.clone().into());
+        settings.pool_max = 4;
+        let db = Database::connect(&settings).await?;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        chainers.push(AuditChainer::new(
+            db.clone(),
+            signing,
+            Duration::from_secs(60),
+        ));
+        pools.push(db);
+    }
+    for o in 0..s.orgs {
+        for i in alternating(sized.len(), o) {
+            let z = &sized[i];
+            let cost = measure_org(&z.owner, &chainers[i], z.orgs[o]).await?;
+            costs[i].add(cost);
+        }
+    }
+    drop(chainers);
+    for db in pools {
+        db.close().await;
+    }
+    writeln!(
+        out,
+        "chainer database events_in_table chainer_events wall_s client_cpu_s db_cpu_s cpu_s_per_1000_events ratio_to_first"
+    )?;
+    for (i, (z, c)) in sized.iter().zip(&costs).enumerate() {
+        writeln!(
+            out,
+            "chainer {} {} {} {:.2} {:.2} {:.2} {:.4} {:.2}",
+            i + 1,
+            z.events,
+            c.events,
+            c.wall_s,
+            c.client_cpu_s,
+            c.db_cpu_s,
+            c.per_1000(),
+            ratio(c.per_1000(), costs[0].per_1000()),
         )?;
     }
+    if s.chainer_only {
+        return Ok(());
+    }
+
+    let work = crate::tempdir()?;
+    let issuer = TestIssuer::start();
+    let mut servers = Vec::new();
+    let mut targets = Vec::new();
+    for (i, z) in sized.iter().enumerate() {
+        let dir = work.path().join(i.to_string());
+        std::fs::create_dir_all(&dir)?;
+        let (server, base) = start_server(
+            s.server,
+            &dir,
+            &z.pg.app_url,
+            &issuer.url,
+            key_hex,
+            s.clients,
+            s.server_env,
+        )?;
+        servers.push(server);
+        let target = Arc::new(Target {
+            base,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(s.clients)
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            tokens: crate::tokens(&issuer, &z.orgs, "clinician", false),
+            audit_tokens: crate::tokens(&issuer, &z.orgs, "compliance", true),
+            patients: z.patients.clone(),
+        });
+        // Warm-up: connections, JWKS, data keys, each partition's plan.
+        for w in WORKLOADS {
+            let _ = closed_loop(&target, w, s.clients, 2, s.max_requests).await;
+        }
+        targets.push(target);
+    }
+
+    // slices[size][workload][round]
+    let mut slices = vec![vec![Vec::new(); WORKLOADS.len()]; sized.len()];
+    for round in 0..s.rounds {
+        for (w, workload) in WORKLOADS.iter().enumerate() {
+            for i in alternating(sized.len(), round + w) {
+                let slice =
+                    closed_loop(&targets[i], *workload, s.clients, s.seconds, s.max_requests).await;
+                writeln!(
+                    out,
+                    "# round {round} {} database {} ({} events): {:.0} rps, p99 {:.2} ms ({} errors)",
+                    workload.name(),
+                    i + 1,
+                    sized[i].events,
+                    slice.rps,
+                    percentile(&slice.latencies_us, 0.99),
+                    slice.errors
+                )?;
+                slices[i][w].push(slice);
+            }
+        }
+    }
+    drop(servers);
+    writeln!(
+        out,
+        "workload database events_in_table rps p50_ms p99_ms errors rps_to_first p99_to_first paired_rps_to_first paired_p99_to_first"
+    )?;
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        let first = &slices[0][w];
+        for (i, z) in sized.iter().enumerate() {
+            let mine = &slices[i][w];
+            let errors: u64 = mine.iter().map(|x| x.errors).sum();
+            let paired = |f: fn(&Slice) -> f64| {
+                median(
+                    mine.iter()
+                        .zip(first)
+                        .map(|(a, b)| ratio(f(a), f(b)))
+                        .collect(),
+                )
+            };
+            writeln!(
+                out,
+                "{} {} {} {:.0} {:.2} {:.2} {errors} {:.2} {:.2} {:.2} {:.2}",
+                workload.name(),
+                i + 1,
+                z.events,
+                median_of(mine, rps),
+                median_of(mine, p50),
+                median_of(mine, p99),
+                ratio(median_of(mine, rps), median_of(first, rps)),
+                ratio(median_of(mine, p99), median_of(first, p99)),
+                paired(rps),
+                paired(p99),
+            )?;
+        }
+    }
+    for z in sized {
+        z.owner.close().await?;
+    }
     Ok(())
+}
+
+const WORKLOADS: [Workload; 2] = [Workload::Read, Workload::AccessLog];
+
+/// The order of `n` sizes in turn `k`: forward, then backward, so that
+/// neither always goes first.
+fn alternating(n: usize, k: usize) -> Vec<usize> {
+    if k.is_multiple_of(2) {
+        (0..n).collect()
+    } else {
+        (0..n).rev().collect()
+    }
+}
+
+fn rps(s: &Slice) -> f64 {
+    s.rps
+}
+
+fn p50(s: &Slice) -> f64 {
+    percentile(&s.latencies_us, 0.50)
+}
+
+fn p99(s: &Slice) -> f64 {
+    percentile(&s.latencies_us, 0.99)
+}
+
+fn median_of(slices: &[Slice], f: fn(&Slice) -> f64) -> f64 {
+    median(slices.iter().map(f).collect())
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
 }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use carapace_infra::keys::KeyRing;
 use carapace_infra::{Database, DbSettings};
+use carapace_tenancy::OrgId;
 use carapace_testkit::issuer::{TestIssuer, TestKey};
 use clap::Parser;
 use sea_orm::ConnectionTrait as _;
@@ -77,14 +78,16 @@ struct Args {
     /// More of the server's settings, `CARAPACE_NAME=value` or
     /// `TOKIO_WORKER_THREADS=n` (repeatable): the server starts with a
     /// cleared environment.
-    #[arg(long, value_parser = server_env)]
+    #[arg(long, value_parser = server_env_arg)]
     server_env: Vec<(String, String)>,
-    /// Audit events at scale (issue #17): first fill the audit trail with
-    /// this many synthetic events of the past 24 months, generated in SQL
-    /// and already chained; then measure the chainer on the seeded
-    /// patients' events, and run only W1 and the access log.
-    #[arg(long, default_value_t = 0)]
-    audit_events: u64,
+    /// Audit events at scale (issue #17), one or more sizes
+    /// (`1000000,20000000`): a database for each, its audit trail first
+    /// filled with this many synthetic events of the past 24 months,
+    /// generated in SQL and already chained; then the chainer measured on
+    /// the seeded patients' events, and only W1 and the access log run,
+    /// the sizes alternating; each size's ratio to the first is printed.
+    #[arg(long, value_delimiter = ',')]
+    audit_events: Vec<u64>,
     /// With `--audit-events`: stop after the chainer's measurement (its
     /// backlog is each organization's `--patients` creations).
     #[arg(long)]
@@ -113,12 +116,27 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut out = std::io::stdout();
+    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+    let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    if !args.audit_events.is_empty() {
+        let scale = audit_scale::Scale {
+            sizes: &args.audit_events,
+            orgs: args.orgs,
+            patients: args.patients,
+            clients: args.clients,
+            seconds: args.seconds,
+            rounds: args.rounds,
+            max_requests: args.max_requests,
+            chainer_only: args.chainer_only,
+            server: &args.server,
+            server_env: &server_env(&args),
+        };
+        return audit_scale::run(&mut out, &scale, &key, &key_hex).await;
+    }
     let Some(pg) = carapace_testkit::postgres_fresh("carapace_bench", true).await else {
         bail!("set CARAPACE_TEST_PG_URL (a superuser URL) to run the benchmark");
     };
     let work = tempdir()?;
-    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
-    let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let mut settings = DbSettings::new(pg.app_url.clone().into());
     settings.pool_max = args.clients as u32;
     let db = Database::connect(&settings).await?;
@@ -148,31 +166,6 @@ async fn main() -> anyhow::Result<()> {
             carapace_testkit::APP_ROLE
         ))
         .await?;
-    if args.audit_events > 0 {
-        let secs = audit_scale::prefill(&owner, args.audit_events).await?;
-        writeln!(
-            out,
-            "# generated {} chained audit events in {secs:.1} s",
-            args.audit_events
-        )?;
-        let c = audit_scale::measure_chainer(&owner, &pg.app_url).await?;
-        let per_1000 = if c.events > 0 {
-            (c.client_cpu_s + c.db_cpu_s) / c.events as f64 * 1000.0
-        } else {
-            0.0
-        };
-        writeln!(out, "audit_events_in_table {}", args.audit_events)?;
-        writeln!(
-            out,
-            "chainer events {} wall_s {:.2} client_cpu_s {:.2} db_cpu_s {:.2} cpu_s_per_1000_events {per_1000:.4}",
-            c.events, c.wall_s, c.client_cpu_s, c.db_cpu_s,
-        )?;
-        if args.chainer_only {
-            owner.close().await?;
-            db.close().await;
-            return Ok(());
-        }
-    }
     owner.close().await?;
     db.close().await;
     let started = Instant::now();
@@ -191,31 +184,9 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let issuer = TestIssuer::start();
-    let tokens: Vec<String> = orgs
-        .iter()
-        .map(|org| {
-            let mut claims = issuer.claims(&org.to_string(), &["clinician"]);
-            claims["sub"] = "bench-clinician".into();
-            claims["exp"] = (carapace_testkit::issuer::now() + 6 * 3600).into();
-            issuer.sign(TestKey::Rsa1, &claims)
-        })
-        .collect();
-    let audit_tokens: Vec<String> = orgs
-        .iter()
-        .map(|org| {
-            let mut claims = issuer.claims(&org.to_string(), &["compliance"]);
-            claims["sub"] = "bench-compliance".into();
-            claims["amr"] = serde_json::json!(["pwd", "mfa"]);
-            claims["exp"] = (carapace_testkit::issuer::now() + 6 * 3600).into();
-            issuer.sign(TestKey::Rsa1, &claims)
-        })
-        .collect();
-    let server_env: Vec<(String, String)> = std::iter::once((
-        "CARAPACE_DATABASE_GROUP_WORKERS".to_owned(),
-        args.group_workers.to_string(),
-    ))
-    .chain(args.server_env.iter().cloned())
-    .collect();
+    let audit_tokens = tokens(&issuer, &orgs, "compliance", true);
+    let tokens = tokens(&issuer, &orgs, "clinician", false);
+    let server_env = server_env(&args);
     let (server, base) = start_server(
         &args.server,
         work.path(),
@@ -238,19 +209,6 @@ async fn main() -> anyhow::Result<()> {
     });
     // Warm-up: connections, JWKS, data keys.
     let _ = closed_loop(&target, Workload::Read, args.clients, 1, args.max_requests).await;
-    if args.audit_events > 0 {
-        audit_scale::rounds(
-            &mut out,
-            &target,
-            args.clients,
-            args.seconds,
-            args.rounds,
-            args.max_requests,
-        )
-        .await?;
-        drop(server);
-        return Ok(());
-    }
 
     let pid = server.0.id();
     let (_, cpu_before) = process_stats(pid);
@@ -369,7 +327,33 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempdir() -> anyhow::Result<TempDir> {
+/// One token per organization for a user with `role` (six hours; with
+/// `mfa`, its `amr` says a second factor was used).
+pub(crate) fn tokens(issuer: &TestIssuer, orgs: &[OrgId], role: &str, mfa: bool) -> Vec<String> {
+    orgs.iter()
+        .map(|org| {
+            let mut claims = issuer.claims(&org.to_string(), &[role]);
+            claims["sub"] = format!("bench-{role}").into();
+            if mfa {
+                claims["amr"] = serde_json::json!(["pwd", "mfa"]);
+            }
+            claims["exp"] = (carapace_testkit::issuer::now() + 6 * 3600).into();
+            issuer.sign(TestKey::Rsa1, &claims)
+        })
+        .collect()
+}
+
+/// The server's extra environment: group workers and `--server-env`.
+fn server_env(args: &Args) -> Vec<(String, String)> {
+    std::iter::once((
+        "CARAPACE_DATABASE_GROUP_WORKERS".to_owned(),
+        args.group_workers.to_string(),
+    ))
+    .chain(args.server_env.iter().cloned())
+    .collect()
+}
+
+pub(crate) fn tempdir() -> anyhow::Result<TempDir> {
     let path =
         std::env::temp_dir().join(format!("carapace-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&path)?;
@@ -377,10 +361,10 @@ fn tempdir() -> anyhow::Result<TempDir> {
 }
 
 /// A directory removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -393,7 +377,7 @@ impl Drop for TempDir {
 
 /// `--server-env CARAPACE_NAME=value` (or `TOKIO_WORKER_THREADS=n`, the
 /// size of the server's main runtime).
-fn server_env(arg: &str) -> Result<(String, String), String> {
+fn server_env_arg(arg: &str) -> Result<(String, String), String> {
     match arg.split_once('=') {
         Some((name, value)) if name.starts_with("CARAPACE_") || name == "TOKIO_WORKER_THREADS" => {
             Ok((name.to_owned(), value.to_owned()))
