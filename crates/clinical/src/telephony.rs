@@ -33,7 +33,7 @@ use crate::verification::{TaskId, TaskStatus, VerificationRepository, may_escala
 pub use callback::{Callback, CallbackKind, Inbound, Line, WebhookRefusal};
 pub use input::AccountInput;
 pub use types::{
-    CallRecord, CallState, Callbacks, Delivery, ProviderSid, Script, TelephonyAccount,
+    CallRecord, CallSlot, CallState, Callbacks, Delivery, ProviderSid, Script, TelephonyAccount,
     TelephonyError, limits,
 };
 
@@ -114,14 +114,34 @@ pub trait CallRepository: Send + Sync {
         task: TaskId,
     ) -> impl Future<Output = Result<Option<CallRecord>, ClinicalError>> + Send;
 
-    /// Records that call `call` was placed for task `task`
-    /// (`verification.call`). A conflict if the task has another call
-    /// that has not ended.
+    /// Reserves task `task`'s one live call before it is placed. A
+    /// conflict (`call_in_progress`) if the task has a call that has not
+    /// ended or a slot reserved less than [`CallSlot::ABANDONED_AFTER`]
+    /// ago; an older slot is dropped. Records no event: nothing is placed
+    /// yet.
+    fn reserve_call(
+        &self,
+        ctx: &TenantContext,
+        task: TaskId,
+    ) -> impl Future<Output = Result<CallSlot, ClinicalError>> + Send;
+
+    /// Records that call `call` was placed for task `task` in `slot`
+    /// (`verification.call`). A conflict if the slot is gone (it was
+    /// abandoned and another call reserved since).
     fn record_call(
         &self,
         access: &Access,
         task: TaskId,
+        slot: &CallSlot,
         call: &ProviderSid,
+    ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
+
+    /// Gives back `slot`, whose call could not be placed: the task is as
+    /// it was before the attempt.
+    fn release_call(
+        &self,
+        ctx: &TenantContext,
+        slot: &CallSlot,
     ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
 
     /// Records the escalation of call `call` of task `task` to the
@@ -245,22 +265,26 @@ where
     }
     let ctx = access.tenant();
     let account = account_of(calls, ctx).await?;
-    if calls.active_call(ctx, task).await?.is_some() {
-        return Err(ClinicalError::Conflict {
-            code: "call_in_progress",
-            detail: "the task already has a call that has not ended",
-        });
-    }
+    // The slot first: of two requests racing for one task, the second is
+    // refused here, before the payer's phone rings twice.
+    let slot = calls.reserve_call(ctx, task).await?;
     let script = Script::BotStream {
         url: account.bot_stream_url.clone(),
         task,
     };
-    let sid = telephony
+    let placed = telephony
         .place(&account, &found.request.payer_phone, &script, callbacks)
-        .await
-        .map_err(telephony_unavailable)?;
-    calls.record_call(access, task, &sid).await?;
-    Ok(sid)
+        .await;
+    match placed {
+        Ok(sid) => {
+            calls.record_call(access, task, &slot, &sid).await?;
+            Ok(sid)
+        }
+        Err(e) => {
+            calls.release_call(ctx, &slot).await?;
+            Err(telephony_unavailable(e))
+        }
+    }
 }
 
 /// The bot working task `task` hands its live call to the organization's
@@ -296,6 +320,7 @@ where
     let call = calls
         .active_call(ctx, task)
         .await?
+        .filter(|c| !CallSlot::is_placeholder(&c.sid))
         .ok_or(ClinicalError::Conflict {
             code: "no_call",
             detail: "the task has no live call placed by Carapace",

@@ -11,7 +11,8 @@ use carapace_clinical::ClinicalError;
 use carapace_clinical::appointment::ivr::CallingHours;
 use carapace_clinical::telephony::voicemail::Message;
 use carapace_clinical::telephony::{
-    CallRecord, CallRepository, CallState, Delivery, ProviderSid, TelephonyAccount, after_call,
+    CallRecord, CallRepository, CallSlot, CallState, Delivery, ProviderSid, TelephonyAccount,
+    after_call,
 };
 use carapace_clinical::verification::{SUPERVISOR_FIELD, TaskId, TaskStatus, check_transition};
 use carapace_phi_crypto::Phi;
@@ -35,7 +36,7 @@ use crate::entity::{
 use crate::fields::{self, KeyVersions};
 use crate::keys::KeyRing;
 use crate::repo::{self, Sealer, audited};
-use crate::scope::Live as _;
+use crate::scope::{Live as _, Scoped as _};
 use crate::sealed::telephony_accounts::{AUTH_TOKEN, TABLE as ACCOUNTS};
 use crate::sealed::telephony_recordings::{AUDIO, TABLE as RECORDINGS, TRANSCRIPT};
 
@@ -50,6 +51,13 @@ impl SeaCalls {
     /// Telephony rows in `db`, sealed with the organizations' keys.
     pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
         Self { db, keys }
+    }
+}
+
+fn call_in_progress() -> ClinicalError {
+    ClinicalError::Conflict {
+        code: "call_in_progress",
+        detail: "the task already has a call that has not ended",
     }
 }
 
@@ -284,17 +292,17 @@ impl CallRepository for SeaCalls {
             .transpose()
     }
 
-    async fn record_call(
+    async fn reserve_call(
         &self,
-        access: &Access,
+        ctx: &TenantContext,
         task: TaskId,
-        sid: &ProviderSid,
-    ) -> Result<(), ClinicalError> {
-        let ctx = access.tenant();
+    ) -> Result<CallSlot, ClinicalError> {
+        let slot = CallSlot::new(Uuid::new_v4());
         let now = carapace_audit::event::now_micros();
+        let abandoned = now - CallSlot::ABANDONED_AFTER;
         let model = call::ActiveModel {
             org_id: Set(ctx.org().as_uuid()),
-            call_sid: Set(sid.as_str().to_owned()),
+            call_sid: Set(slot.placeholder().as_str().to_owned()),
             task_id: Set(task.as_uuid()),
             state: Set(CallState::Queued.as_str().to_owned()),
             placed_by: Set(ctx.actor().as_str().to_owned()),
@@ -303,26 +311,74 @@ impl CallRepository for SeaCalls {
             created_at: Set(now),
             updated_at: Set(now),
         };
+        let tx = self.db.begin_tenant(ctx).await?;
+        // A slot whose request was dropped between reserving and
+        // recording holds the task only so long.
+        call::Entity::delete_many()
+            .scoped(ctx)
+            .filter(call::Column::TaskId.eq(task.as_uuid()))
+            .filter(call::Column::EndedAt.is_null())
+            .filter(call::Column::CallSid.starts_with("PL"))
+            .filter(call::Column::CreatedAt.lt(abandoned))
+            .run(&tx)
+            .await?;
+        model.insert(&tx).await.map_err(|e| {
+            let conflict = e
+                .sql_err()
+                .is_some_and(|s| matches!(s, sea_orm::SqlErr::UniqueConstraintViolation(_)));
+            if conflict {
+                call_in_progress()
+            } else {
+                ClinicalError::Storage(storage_error(e))
+            }
+        })?;
+        repo::commit::<ClinicalError>(tx).await?;
+        Ok(slot)
+    }
+
+    async fn record_call(
+        &self,
+        access: &Access,
+        task: TaskId,
+        slot: &CallSlot,
+        sid: &ProviderSid,
+    ) -> Result<(), ClinicalError> {
+        let ctx = access.tenant();
         audited(&self.db, ctx, async |tx: &DatabaseTransaction| {
-            model.insert(tx).await.map_err(|e| {
-                let conflict = e
-                    .sql_err()
-                    .is_some_and(|s| matches!(s, sea_orm::SqlErr::UniqueConstraintViolation(_)));
-                if conflict {
-                    ClinicalError::Conflict {
-                        code: "call_in_progress",
-                        detail: "the task already has a call that has not ended",
-                    }
-                } else {
-                    ClinicalError::Storage(storage_error(e))
-                }
-            })?;
+            let moved = call::Entity::update_many()
+                .col_expr(call::Column::CallSid, sid.as_str().into())
+                .col_expr(
+                    call::Column::UpdatedAt,
+                    carapace_audit::event::now_micros().into(),
+                )
+                .scoped(ctx)
+                .filter(call::Column::CallSid.eq(slot.placeholder().as_str()))
+                .filter(call::Column::TaskId.eq(task.as_uuid()))
+                .run(tx)
+                .await?;
+            if moved.rows_affected != 1 {
+                return Err(call_in_progress());
+            }
             let placed = task_event(access, "verification.call", task, Outcome::Allowed)
                 .with_phi_fields(&["payer_phone"])
                 .with_detail(format!("call {sid}"));
             Ok(((), vec![placed]))
         })
         .await
+    }
+
+    async fn release_call(
+        &self,
+        ctx: &TenantContext,
+        slot: &CallSlot,
+    ) -> Result<(), ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        call::Entity::delete_many()
+            .scoped(ctx)
+            .filter(call::Column::CallSid.eq(slot.placeholder().as_str()))
+            .run(&tx)
+            .await?;
+        repo::commit(tx).await
     }
 
     async fn record_escalation(

@@ -135,3 +135,21 @@ fn debug_never_shows_the_token_or_the_number() {
     };
     assert!(!format!("{transfer:?}").contains("555"));
 }
+
+#[test]
+fn a_call_slot_is_stored_like_a_call_id_and_never_taken_for_one() {
+    let slot = CallSlot::new(uuid::Uuid::from_u128(7));
+    let other = CallSlot::new(uuid::Uuid::from_u128(8));
+    // It fits where a call id is stored, and each slot's is its own.
+    assert_eq!(
+        ProviderSid::parse(slot.placeholder().as_str()).as_ref(),
+        Some(slot.placeholder())
+    );
+    assert_ne!(slot.placeholder(), other.placeholder());
+    assert!(CallSlot::is_placeholder(slot.placeholder()));
+    // A provider's call id is never read as a slot.
+    for sid in ["CA0123456789abcdef0123456789abcdef", "RE12", "AC12"] {
+        let sid = ProviderSid::parse(sid).unwrap_or_else(|| panic!("{sid}"));
+        assert!(!CallSlot::is_placeholder(&sid), "{sid}");
+    }
+}

@@ -43,6 +43,39 @@ impl ProviderSid {
     }
 }
 
+/// Task `task`'s one live call, reserved before the provider is asked to
+/// place it ([`CallRepository::reserve_call`](super::CallRepository::reserve_call)):
+/// of two requests racing to call for one task, one reserves and places
+/// the call, the other is refused before any call is placed. Until the
+/// call is recorded the slot stands in the call's place under a
+/// placeholder id (`PL` and 32 hex digits, never a provider's: Twilio's
+/// call ids start with `CA`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSlot(ProviderSid);
+
+impl CallSlot {
+    /// How long a reservation holds when its call was neither recorded
+    /// nor released (the request placing it was dropped midway): twelve
+    /// times the provider's 10-second request timeout. An older one is
+    /// dropped by the next reservation for its task.
+    pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// A new slot; `nonce` makes its placeholder id unique.
+    pub fn new(nonce: uuid::Uuid) -> Self {
+        Self(ProviderSid(format!("PL{}", nonce.simple())))
+    }
+
+    /// The placeholder id the slot is stored under.
+    pub fn placeholder(&self) -> &ProviderSid {
+        &self.0
+    }
+
+    /// Whether `sid` is a slot's placeholder rather than a placed call.
+    pub fn is_placeholder(sid: &ProviderSid) -> bool {
+        sid.0.starts_with("PL")
+    }
+}
+
 impl fmt::Display for ProviderSid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -201,8 +201,12 @@ async fn marked_appointment(
         .set_account(&acc(ctx), &account)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let slot = calls
+        .reserve_call(ctx, task.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     calls
-        .record_call(&acc(ctx), task.id, &sid("CAmarked"))
+        .record_call(&acc(ctx), task.id, &slot, &sid("CAmarked"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let call = CallRecord {
