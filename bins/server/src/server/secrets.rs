@@ -186,32 +186,144 @@ fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
 }
 
 /// Reads a secret file, or creates it (mode 0600) with `make`'s value.
+///
+/// Processes started together on a fresh data directory (`serve` and a
+/// CLI command) all end with the same secret: the new one is written whole
+/// under a name of its own, synced, then linked into place, which fails
+/// if another process got there first (then its secret is read). No one
+/// ever reads a half-written file. An empty file is refused, not replaced.
 fn read_or_create(
     path: &Path,
     make: impl FnOnce() -> anyhow::Result<SecretString>,
 ) -> anyhow::Result<SecretString> {
-    if let Ok(existing) = std::fs::read_to_string(path) {
-        return Ok(SecretString::from(existing.trim().to_owned()));
+    if let Some(existing) = read_existing(path)? {
+        return Ok(existing);
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let value = make()?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let draft = dir.join(format!(".{name}.{}.new", uuid::Uuid::new_v4().simple()));
+    let linked = match write_new(&draft, value.expose_secret()) {
+        Ok(()) => std::fs::hard_link(&draft, path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&draft);
+            return Err(e);
+        }
+    };
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(value),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_existing(path)?
+            .with_context(|| format!("{} vanished while it was being read", path.display())),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+/// The secret in `path`, or `None` if there is no such file.
+fn read_existing(path: &Path) -> anyhow::Result<Option<SecretString>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => bail!(
+            "{} is empty: put the secret in it, or remove it to have one made",
+            path.display()
+        ),
+        Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes `value` to the new file `path` (mode 0600) and syncs it.
+fn write_new(path: &Path, value: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut f) => f
-            .write_all(value.expose_secret().as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?,
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(SecretString::from(
-                std::fs::read_to_string(path)?.trim().to_owned(),
-            ));
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(value.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_racing_on_a_fresh_directory_all_get_the_one_whole_secret() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("keys").join("master.key");
+            let barrier = std::sync::Barrier::new(8);
+            let got: Vec<String> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (path, barrier) = (&path, &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            read_or_create(path, || {
+                                // Long enough that a reader could catch a
+                                // write half done.
+                                Ok(SecretString::from(format!("{i}").repeat(64 * 1024)))
+                            })
+                            .map(|v| v.expose_secret().to_owned())
+                            .unwrap_or_else(|e| panic!("round {round}, racer {i}: {e:#}"))
+                        })
+                    })
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_else(|_| panic!("racer panicked")))
+                    .collect()
+            });
+            let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(stored.len(), 64 * 1024, "whole");
+            assert!(
+                got.iter().all(|v| *v == stored),
+                "round {round}: one secret for all"
+            );
+            // No drafts left behind.
+            let entries = std::fs::read_dir(path.parent().unwrap_or(dir.path()))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .count();
+            assert_eq!(entries, 1);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(&path)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or_default();
+                assert_eq!(mode, 0o600);
+            }
         }
-        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
     }
-    Ok(value)
+
+    #[test]
+    fn an_empty_secret_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("dev-token-secret");
+        std::fs::write(&path, "\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = read_or_create(&path, || Ok(SecretString::from("fresh".to_owned())))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("is empty"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "\n");
+    }
+
+    #[test]
+    fn an_existing_secret_is_read_and_make_is_not_called() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("dev-token-secret");
+        std::fs::write(&path, "kept-secret\n").unwrap_or_else(|e| panic!("{e}"));
+        let got =
+            read_or_create(&path, || panic!("make must not run")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.expose_secret(), "kept-secret");
+    }
 }
