@@ -49,6 +49,8 @@ mod sessions;
 mod admin;
 use admin::find_user;
 
+mod rewrap;
+
 mod session_rows;
 use session_rows::{insert_token, live_session, revoke_session};
 

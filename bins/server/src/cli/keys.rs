@@ -113,11 +113,14 @@ enum NewKek {
     Kms(String),
 }
 
-/// `keys rotate --kek` / `--kek-kms-key-id`: re-wraps every data key of
-/// every organization under the new key-encryption key.
+/// `keys rotate --kek` / `--kek-kms-key-id`: re-wraps every data key and
+/// every TOTP seed (sealed under the KEK itself) of every organization
+/// under the new key-encryption key.
 async fn keys_rotate_kek(settings: &Config, target: NewKek) -> anyhow::Result<ExitCode> {
     let db = server::connect(settings).await?;
-    let keys = KeyRing::new(db.clone(), server::sealer(settings)?);
+    let old = server::sealer(settings)?;
+    let keys = KeyRing::new(db.clone(), old.clone());
+    let accounts = carapace_infra::accounts::SeaAccounts::new(db.clone());
     let actor = SubjectId::parse("system:keys")?;
     let mut out = std::io::stdout();
     let (new, then) = match &target {
@@ -131,17 +134,20 @@ async fn keys_rotate_kek(settings: &Config, target: NewKek) -> anyhow::Result<Ex
         ),
     };
     for org in carapace_infra::all_org_ids(&db).await? {
-        let n = keys
-            .rewrap(&TenantContext::new(org, actor.clone()), &*new)
-            .await?;
+        let ctx = TenantContext::new(org, actor.clone());
+        let n = keys.rewrap(&ctx, &*new).await?;
+        let seeds = accounts.rewrap_totp_seeds(&ctx, &*old, &*new).await?;
         cli_audit(
             &db,
             org,
             "keys.rewrap_under_new_kek",
-            format!("{n} data keys"),
+            format!("{n} data keys, {seeds} TOTP seeds"),
         )
         .await?;
-        let _ = writeln!(out, "{org}: {n} data keys re-wrapped");
+        let _ = writeln!(
+            out,
+            "{org}: {n} data keys re-wrapped, {seeds} TOTP seeds re-wrapped"
+        );
     }
     let _ = writeln!(out, "done: now set {then}");
     db.close().await;

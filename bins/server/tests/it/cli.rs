@@ -557,7 +557,7 @@ fn keys_rotate_for_an_org_and_for_the_kek() {
     let kek = carapace(&dir, &[], &["keys", "rotate", "--kek", "next.key"]);
     assert!(kek.status.success(), "{}", text(&kek.stderr));
     assert!(
-        text(&kek.stdout).contains("data keys re-wrapped"),
+        text(&kek.stdout).contains("data keys re-wrapped, 0 TOTP seeds re-wrapped"),
         "{}",
         text(&kek.stdout)
     );

@@ -564,3 +564,86 @@ async fn postgres_purge_removes_dead_sessions_and_spent_reset_codes() {
     };
     purge(&pg.app_url).await;
 }
+
+/// KEK rotation re-wraps the TOTP seeds, which are sealed under the KEK
+/// itself: after it only the new KEK opens them, a rerun has nothing to
+/// do, and a run with a KEK that opens nothing changes nothing.
+async fn totp_seeds_follow_the_kek(db: &Database) {
+    use carapace_auth::local::mfa::{MfaStore as _, seed_context};
+    use carapace_phi_crypto::{LocalSealer, SecretSealer as _};
+    let ctx = new_org(db).await;
+    account(db, &ctx, "mfa@example.org").await;
+    let accounts = SeaAccounts::new(db.clone());
+    let email = Email::parse("mfa@example.org").unwrap_or_else(|| panic!("email"));
+    let user = accounts
+        .find_by_email(&ctx, &email)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("account"))
+        .id;
+    let (old, new) = (LocalSealer::new(&[1; 32]), LocalSealer::new(&[2; 32]));
+    let context = seed_context(&ctx, user);
+    let seed = b"a-twenty-byte-seed!!";
+    let sealed = old
+        .seal(&context, seed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        accounts
+            .set_pending_totp(&ctx, user, sealed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let stored = async || {
+        accounts
+            .totp_state(&ctx, user)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a seed"))
+            .sealed_seed
+    };
+
+    let moved = accounts.rewrap_totp_seeds(&ctx, &old, &new).await;
+    assert_eq!(moved.ok(), Some(1));
+    let now = stored().await;
+    assert_eq!(
+        new.open(&context, &now).await.ok().as_deref(),
+        Some(&seed[..])
+    );
+    assert!(
+        old.open(&context, &now).await.is_err(),
+        "the old KEK is done"
+    );
+    // Interrupted and run again: nothing left to do.
+    assert_eq!(
+        accounts.rewrap_totp_seeds(&ctx, &old, &new).await.ok(),
+        Some(0)
+    );
+    // Keys that open nothing: refused, nothing changed.
+    let (wrong, other) = (LocalSealer::new(&[3; 32]), LocalSealer::new(&[4; 32]));
+    assert!(
+        accounts
+            .rewrap_totp_seeds(&ctx, &wrong, &other)
+            .await
+            .is_err()
+    );
+    assert_eq!(stored().await, now);
+}
+
+#[tokio::test]
+async fn sqlite_totp_seeds_follow_the_kek() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = crate::support::sqlite(&dir).await;
+    totp_seeds_follow_the_kek(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_totp_seeds_follow_the_kek() {
+    let Some(pg) = carapace_testkit::postgres("postgres_totp_seeds_follow_the_kek").await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    totp_seeds_follow_the_kek(&db).await;
+}
