@@ -31,7 +31,10 @@ use carapace_infra::{
 use carapace_tenancy::cursor::CursorKey;
 use secrecy::ExposeSecret as _;
 
-pub use jobs::{Job, Reminders, Stop, alert_deliverer, audit_chainer, reminder_deliverer};
+pub use jobs::{
+    Job, Reminders, Stop, alert_deliverer, audit_chainer, remind_unless_suspended,
+    reminder_deliverer,
+};
 pub use secrets::{
     audit_signing_key, dev_tokens, kms_sealer, local_tokens, sealer, sealer_from_file,
 };

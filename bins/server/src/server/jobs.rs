@@ -11,6 +11,7 @@ use carapace_auth::local::SessionLimits;
 use carapace_infra::alerts::{AlertDeliverer, WebhookTarget};
 use carapace_infra::audit::AuditChainer;
 use carapace_infra::keys::KeyRing;
+use carapace_infra::kill_switch::SeaKillSwitch;
 use carapace_infra::mail::LettreMailer;
 use carapace_infra::outbound::SafeHttp;
 use carapace_infra::purge::purge_expired;
@@ -230,12 +231,13 @@ impl Jobs {
             )
         });
         let reminders = Arc::new(reminder_deliverer(settings, db)?);
+        let switch = SeaKillSwitch::new(db.clone());
         let reminding = REMINDERS.spawn(
             db.clone(),
             move || {
-                let reminders = reminders.clone();
+                let (reminders, switch) = (reminders.clone(), switch.clone());
                 let now = time::OffsetDateTime::now_utc();
-                async move { reminders.run_once(now).await }
+                async move { remind_unless_suspended(&reminders, &switch, now).await }
             },
             |r| {
                 if r != ReminderReport::default() {
@@ -274,6 +276,23 @@ impl Jobs {
             a.abort();
         }
     }
+}
+
+/// One pass of `reminders` at `now`, unless the kill switch is on: read
+/// afresh from the database, so no pass starts on a stale "off", and a
+/// switch that cannot be read fails the pass. Nothing is sent to patients
+/// (text, e-mail, calls) while it is on; the due reminders wait for its
+/// release, and those past their window are skipped as always.
+pub async fn remind_unless_suspended(
+    reminders: &Reminders,
+    switch: &SeaKillSwitch,
+    now: time::OffsetDateTime,
+) -> Result<ReminderReport, StorageError> {
+    if switch.status().await?.engaged {
+        tracing::info!("kill switch engaged: no reminders sent this pass");
+        return Ok(ReminderReport::default());
+    }
+    reminders.run_once(now).await
 }
 
 /// The audit chainer of these settings: a checkpoint at most every

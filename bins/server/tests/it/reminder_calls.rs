@@ -127,8 +127,54 @@ async fn a_reminder_call_is_answered_with_one_key() {
         ids.push(book(&app, &ada, &p, start).await);
     }
 
+    // While the kill switch is on, no reminder reaches a patient: they
+    // wait for its release.
+    let switch = carapace_infra::kill_switch::SeaKillSwitch::new(app.db.clone());
+    let turn = |engaged: bool| carapace_infra::kill_switch::KillSwitchChange {
+        engaged,
+        reason: Some("suspected breach".to_owned()),
+        by: carapace_tenancy::SubjectId::parse("system:cli").unwrap_or_else(|e| panic!("{e}")),
+        origin: carapace_audit::Origin::default(),
+    };
+    switch
+        .set(&turn(true))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deliverer = carapace_server::server::reminder_deliverer(&settings.config(), &app.db)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let paused = carapace_server::server::remind_unless_suspended(
+        &deliverer,
+        &switch,
+        starts[2] - Duration::hours(23),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(paused, carapace_infra::ReminderReport::default());
+    assert!(voice.placed().is_empty(), "no call while the switch is on");
+    switch
+        .set(&turn(false))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The serving instance sees the release within a second.
+    for _ in 0..30 {
+        let res = app
+            .get(&format!("/api/v1/appointments/{}", ids[0]), &ada)
+            .await;
+        if res.status() != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // Each appointment's call rings at its first reminder, 24 hours ahead.
-    deliver(&app, &settings, starts[2] - Duration::hours(23)).await;
+    let resumed = carapace_server::server::remind_unless_suspended(
+        &deliverer,
+        &switch,
+        starts[2] - Duration::hours(23),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(resumed.sent >= 3, "{resumed:?}");
     let placed = voice.placed();
     assert_eq!(placed.len(), 3, "one call per appointment");
     let twimls: Vec<String> = placed
