@@ -421,7 +421,7 @@ pub async fn serve(settings: &Config) -> anyhow::Result<()> {
     }
     let jobs = Jobs::start(settings, &running.db, &metrics)?;
     shutdown_signal().await;
-    jobs.abort_before_drain();
+    jobs.stop_before_drain();
     tracing::info!("shutdown signal received; draining in-flight requests");
     tokio::time::timeout(
         Duration::from_secs(settings.http.shutdown_timeout_secs + 5),

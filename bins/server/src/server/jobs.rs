@@ -62,9 +62,12 @@ impl Job {
             ticker.tick().await; // the first tick is immediate; let start-up finish
         }
         loop {
+            // A stop that came during the last pass wins over the tick
+            // missed meanwhile: no pass starts after a stop.
             tokio::select! {
-                _ = ticker.tick() => {}
+                biased;
                 () = stopped(&mut stop) => return,
+                _ = ticker.tick() => {}
             }
             match db.exclusively(self.lock, pass()).await {
                 Ok(Some(Ok(report))) => done(report),
@@ -155,6 +158,7 @@ pub(super) struct Jobs {
     stop_chaining: tokio::sync::watch::Sender<bool>,
     alerting: Option<JoinHandle<()>>,
     reminding: JoinHandle<()>,
+    stop_reminding: tokio::sync::watch::Sender<bool>,
 }
 
 impl Jobs {
@@ -232,7 +236,11 @@ impl Jobs {
         });
         let reminders = Arc::new(reminder_deliverer(settings, db)?);
         let switch = SeaKillSwitch::new(db.clone());
-        let reminding = REMINDERS.spawn(
+        // A reminder pass sends its batch and marks it sent in one
+        // transaction: one cut short would send the batch again next time.
+        // So it is stopped between passes, never aborted.
+        let (stop_reminding, reminding_stopped) = tokio::sync::watch::channel(false);
+        let reminding = tokio::spawn(REMINDERS.run(
             db.clone(),
             move || {
                 let (reminders, switch) = (reminders.clone(), switch.clone());
@@ -249,7 +257,8 @@ impl Jobs {
                     );
                 }
             },
-        );
+            Some(reminding_stopped),
+        ));
         Ok(Self {
             purge,
             partitions,
@@ -257,20 +266,23 @@ impl Jobs {
             stop_chaining,
             alerting,
             reminding,
+            stop_reminding,
         })
     }
 
-    /// Before the drain: no more purging or reminding.
-    pub(super) fn abort_before_drain(&self) {
+    /// Before the drain: no more purging (a purge is one transaction,
+    /// safe to cut) and no new reminder pass (the one under way goes on).
+    pub(super) fn stop_before_drain(&self) {
         self.purge.abort();
         self.partitions.abort();
-        self.reminding.abort();
+        let _ = self.stop_reminding.send(true);
     }
 
-    /// After the drain: the chaining pass under way finishes (within
-    /// `timeout`), no new one starts; alerting stops.
+    /// After the drain: the reminder and chaining passes under way finish
+    /// (within `timeout` each), no new ones start; alerting stops.
     pub(super) async fn finish(self, timeout: Duration) {
         let _ = self.stop_chaining.send(true);
+        let _ = tokio::time::timeout(timeout, self.reminding).await;
         let _ = tokio::time::timeout(timeout, self.chaining).await;
         if let Some(a) = self.alerting {
             a.abort();
@@ -358,4 +370,59 @@ pub fn reminder_deliverer(settings: &Config, db: &Database) -> anyhow::Result<Re
                 }),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A stop that arrives while a pass is under way lets it finish (a
+    /// reminder pass cut short would send its batch again) and starts no
+    /// other.
+    #[tokio::test]
+    async fn a_stop_waits_for_the_pass_under_way_and_starts_no_other() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}/jobs.db", dir.path().display());
+        let db = Database::connect(&carapace_infra::DbSettings::new(url.into()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (started, finished) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let job = Job {
+            lock: "test.job",
+            every: Duration::from_millis(50),
+            wait_first: false,
+            failed: "failed",
+            not_elected: "not elected",
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(job.run(
+            db,
+            {
+                let (started, finished) = (started.clone(), finished.clone());
+                move || {
+                    let (started, finished) = (started.clone(), finished.clone());
+                    async move {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        finished.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, StorageError>(())
+                    }
+                }
+            },
+            |()| {},
+            Some(stopped),
+        ));
+        while started.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stop.send(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap_or_else(|_| panic!("the job did not stop"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(finished.load(Ordering::SeqCst), 1, "the pass finished");
+        assert_eq!(started.load(Ordering::SeqCst), 1, "no pass after the stop");
+    }
 }
