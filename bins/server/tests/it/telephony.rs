@@ -508,13 +508,19 @@ async fn forged_replayed_and_misaddressed_callbacks_are_refused_postgres() {
     forged_callbacks(Backend::Postgres, "telephony_forged::postgres").await;
 }
 
-#[tokio::test]
-async fn a_provider_that_fails_or_hangs_loses_no_task() {
-    let voice = VoiceApi::start();
-    voice.account(ACCOUNT, TOKEN);
-    let Some(app) = app(Backend::Sqlite, "telephony_provider_down", &voice).await else {
-        return;
-    };
+/// An app with the stand-in's account set and a task a bot claimed:
+/// ready to place its call.
+struct ReadyToCall {
+    app: TestApp,
+    org: Org,
+    staff: String,
+    id: String,
+    /// The task's call route.
+    path: String,
+}
+
+async fn ready_to_call(backend: Backend, test: &str, voice: &VoiceApi) -> Option<ReadyToCall> {
+    let app = app(backend, test, voice).await?;
     let org = app.org().await;
     let admin = app.token(&org, Role::Admin);
     let staff = app.token_as(&org, Role::Staff, "front-desk");
@@ -522,6 +528,29 @@ async fn a_provider_that_fails_or_hangs_loses_no_task() {
     set_account(&app, &admin, ACCOUNT, TOKEN).await;
     let id = claimed_task(&app, &admin, &staff, &bot).await;
     let path = format!("/api/v1/verification-tasks/{id}/call");
+    Some(ReadyToCall {
+        app,
+        org,
+        staff,
+        id,
+        path,
+    })
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_or_hangs_loses_no_task() {
+    let voice = VoiceApi::start();
+    voice.account(ACCOUNT, TOKEN);
+    let Some(ReadyToCall {
+        app,
+        staff,
+        id,
+        path,
+        ..
+    }) = ready_to_call(Backend::Sqlite, "telephony_provider_down", &voice).await
+    else {
+        return;
+    };
 
     voice.set_mode(Mode::Down);
     let down = post(&app, &staff, &path, &json!({})).await;
@@ -547,17 +576,17 @@ async fn a_provider_that_fails_or_hangs_loses_no_task() {
 async fn racing_calls(backend: Backend, test: &str) {
     let voice = VoiceApi::start();
     voice.account(ACCOUNT, TOKEN);
-    let Some(app) = app(backend, test, &voice).await else {
+    let Some(ReadyToCall {
+        app,
+        org,
+        staff,
+        id,
+        path,
+    }) = ready_to_call(backend, test, &voice).await
+    else {
         return;
     };
-    let org = app.org().await;
-    let admin = app.token(&org, Role::Admin);
-    let staff = app.token_as(&org, Role::Staff, "front-desk");
     let other = app.token_as(&org, Role::Staff, "back-office");
-    let bot = bot_key(&app, &admin).await;
-    set_account(&app, &admin, ACCOUNT, TOKEN).await;
-    let id = claimed_task(&app, &admin, &staff, &bot).await;
-    let path = format!("/api/v1/verification-tasks/{id}/call");
 
     voice.set_mode(Mode::Slow(Duration::from_millis(800)));
     let empty = json!({});
@@ -598,16 +627,12 @@ async fn two_requests_racing_to_call_for_one_task_place_one_call_postgres() {
 async fn an_abandoned_call_reservation_holds_the_task_only_so_long() {
     let voice = VoiceApi::start();
     voice.account(ACCOUNT, TOKEN);
-    let Some(app) = app(Backend::Sqlite, "telephony_abandoned", &voice).await else {
+    let Some(ReadyToCall {
+        app, staff, path, ..
+    }) = ready_to_call(Backend::Sqlite, "telephony_abandoned", &voice).await
+    else {
         return;
     };
-    let org = app.org().await;
-    let admin = app.token(&org, Role::Admin);
-    let staff = app.token_as(&org, Role::Staff, "front-desk");
-    let bot = bot_key(&app, &admin).await;
-    set_account(&app, &admin, ACCOUNT, TOKEN).await;
-    let id = claimed_task(&app, &admin, &staff, &bot).await;
-    let path = format!("/api/v1/verification-tasks/{id}/call");
     let file = app.data_dir.with_file_name("carapace.db");
     let raw = sea_orm::Database::connect(format!("sqlite://{}", file.display()))
         .await
