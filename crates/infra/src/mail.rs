@@ -23,8 +23,12 @@ pub enum MailError {
     Url,
 }
 
+/// How long a whole SMTP send may take.
+pub const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The transport, and how long a whole send may take.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>, std::time::Duration),
     Outbox(PathBuf),
     /// No way to send: every message fails (nothing is written anywhere).
     Disabled,
@@ -39,7 +43,7 @@ pub struct LettreMailer {
 impl std::fmt::Debug for LettreMailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.transport {
-            Transport::Smtp(_) => "smtp",
+            Transport::Smtp(..) => "smtp",
             Transport::Outbox(_) => "outbox",
             Transport::Disabled => "disabled",
         };
@@ -50,14 +54,27 @@ impl std::fmt::Debug for LettreMailer {
 }
 
 impl LettreMailer {
-    /// SMTP at `url` (`smtps://user:pass@host:465`, or `smtp://host:587?tls=required`).
+    /// SMTP at `url` (`smtps://user:pass@host:465`, or `smtp://host:587?tls=required`),
+    /// each exchange given up after [`SMTP_TIMEOUT`].
     pub fn smtp(url: &SecretString, from: &str) -> Result<Self, MailError> {
+        Self::smtp_within(url, from, SMTP_TIMEOUT)
+    }
+
+    /// [`Self::smtp`], giving up on a send after `timeout`: a server that
+    /// accepts and then says nothing (or a network that drops the packets)
+    /// costs a send that long instead of holding it for good.
+    pub fn smtp_within(
+        url: &SecretString,
+        from: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, MailError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
             .map_err(|_| MailError::Url)?
+            .timeout(Some(timeout))
             .build();
         Ok(Self {
             from: from.parse().map_err(|_| MailError::From)?,
-            transport: Transport::Smtp(transport),
+            transport: Transport::Smtp(transport, timeout),
         })
     }
 
@@ -103,9 +120,20 @@ impl Mailer for LettreMailer {
 impl LettreMailer {
     async fn deliver(&self, message: Message) -> Result<(), ()> {
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| {
-                tracing::error!(error = %e, "SMTP delivery failed");
-            }),
+            // lettre's own timeout does not cover every wait (a server
+            // that accepts and never greets held a send for good): the
+            // whole exchange is bounded here.
+            Transport::Smtp(smtp, timeout) => {
+                match tokio::time::timeout(*timeout, smtp.send(message)).await {
+                    Ok(sent) => sent.map(|_| ()).map_err(|e| {
+                        tracing::error!(error = %e, "SMTP delivery failed");
+                    }),
+                    Err(_) => {
+                        tracing::error!(?timeout, "SMTP delivery timed out");
+                        Err(())
+                    }
+                }
+            }
             Transport::Outbox(dir) => write_eml(dir, &message.formatted()).map_err(|e| {
                 tracing::error!(error = %e, dir = %dir.display(), "could not write to the mail outbox");
             }),

@@ -166,6 +166,43 @@ async fn smtp_mailer_reports_an_unreachable_server() {
     ));
 }
 
+/// A server that accepts the connection and then says nothing (or a
+/// network that drops the packets): the send fails within the timeout.
+#[tokio::test]
+async fn smtp_mailer_gives_up_on_a_server_that_never_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let url = SecretString::from(format!("smtp://127.0.0.1:{port}"));
+    let mailer = LettreMailer::smtp_within(
+        &url,
+        "no-reply@example.org",
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        mailer.send(mail("a@example.org", "x")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the send hung"));
+    assert!(matches!(sent, Err(AuthError::Unavailable)), "{sent:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
+
 #[tokio::test]
 async fn outbox_mailer_writes_private_eml_files() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
