@@ -141,6 +141,9 @@ pub fn line(position: u64, leaf: &Hash, link: &Hash, canonical: &[u8]) -> Export
 /// What is wrong with an export.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExportProblem {
+    /// The events file could not be read to its end.
+    #[error("the events file could not be read: {0}")]
+    Unreadable(String),
     /// The manifest's signature does not verify.
     #[error("manifest signature invalid")]
     BadManifestSignature,
@@ -199,36 +202,68 @@ pub fn joins(manifest: &Manifest, resumes_after: u64, link: &Hash) -> Result<(),
     Ok(())
 }
 
-/// Verifies an export: the manifest's signature under `key`, the events
-/// file's hash, and every line's leaf and link from the manifest's anchor
-/// (so a modified, removed, added or reordered line is named), then the
-/// checkpoints inside. Returns the number of events.
+/// Longest line of an events file, in bytes: a longer one is refused
+/// before it is held whole.
+pub const LINE_MAX: u64 = 1024 * 1024;
+
+/// Verifies an export held in memory; see [`verify_export_from`].
 pub fn verify_export(
     manifest: &Manifest,
     events_file: &[u8],
     key: &VerifyingKey,
 ) -> Result<u64, ExportProblem> {
+    verify_export_from(manifest, events_file, key)
+}
+
+/// Verifies an export, reading its events file once, a line at a time (an
+/// export of millions of events is never held whole): the manifest's
+/// signature under `key`, every line's leaf and link from the manifest's
+/// anchor (so a modified, removed, added or reordered line is named), the
+/// file's hash, then the checkpoints inside. Returns the number of events.
+pub fn verify_export_from(
+    manifest: &Manifest,
+    mut events: impl std::io::BufRead,
+    key: &VerifyingKey,
+) -> Result<u64, ExportProblem> {
+    use std::io::{BufRead as _, Read as _};
     if !manifest.is_signed_by(key) {
         return Err(ExportProblem::BadManifestSignature);
     }
     let body = &manifest.body;
+    let wanted: std::collections::HashSet<u64> =
+        body.checkpoints.iter().map(|c| c.position).collect();
     // Lines are checked first so a changed line is named, not just "hash".
     let mut prev = hash_hex(&body.prev_link).ok_or(ExportProblem::LastLink)?;
-    let mut count = 0;
+    let mut count: u64 = 0;
     let mut links = std::collections::HashMap::new();
-    for (i, raw) in events_file
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        let n = u64::try_from(i + 1).unwrap_or(u64::MAX);
-        let expected = body.first_position + n - 1;
+    let mut file_hash = Sha256::new();
+    let mut raw = Vec::new();
+    let mut n: u64 = 0;
+    loop {
+        raw.clear();
+        let read = (&mut events)
+            .take(LINE_MAX + 1)
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| ExportProblem::Unreadable(e.kind().to_string()))?;
+        if read == 0 {
+            break;
+        }
+        file_hash.update(&raw);
+        n += 1;
+        let expected = body.first_position + count;
         let bad = |what| ExportProblem::BadLine {
             line: n,
             position: expected,
             what,
         };
-        let l: ExportLine = serde_json::from_slice(raw).map_err(|_| bad("not a valid line"))?;
+        if u64::try_from(raw.len()).unwrap_or(u64::MAX) > LINE_MAX {
+            return Err(bad("longer than any event"));
+        }
+        let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        if line.is_empty() {
+            continue;
+        }
+        let l: ExportLine = serde_json::from_slice(line).map_err(|_| bad("not a valid line"))?;
         if l.position != expected {
             return Err(bad("out of sequence (a line was removed, added or moved)"));
         }
@@ -244,7 +279,9 @@ pub fn verify_export(
         if hash_hex(&l.link) != Some(link) {
             return Err(bad("chain link broken"));
         }
-        links.insert(l.position, link);
+        if wanted.contains(&l.position) {
+            links.insert(l.position, link);
+        }
         prev = link;
         count += 1;
     }
@@ -257,7 +294,7 @@ pub fn verify_export(
     if count > 0 && hash_hex(&body.last_link) != Some(prev) {
         return Err(ExportProblem::LastLink);
     }
-    if file_sha256(events_file) != body.events_sha256 {
+    if bytes_hex(&file_hash.finalize()) != body.events_sha256 {
         return Err(ExportProblem::FileHashMismatch);
     }
     for cp in &body.checkpoints {
@@ -325,6 +362,46 @@ mod tests {
             public_key: bytes_hex(key.verifying_key().as_bytes()),
         };
         (Manifest::sign(body, &key), file, key)
+    }
+
+    /// A reader that hands out `data`, then fails.
+    struct Failing(std::io::Cursor<Vec<u8>>);
+
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::other("disk gone")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn an_export_is_verified_from_a_reader_a_line_at_a_time() {
+        let (manifest, file, key) = export(50);
+        let public = key.verifying_key();
+        // Through a small buffer: lines arrive in pieces.
+        let reader = std::io::BufReader::with_capacity(7, file.as_slice());
+        assert_eq!(verify_export_from(&manifest, reader, &public), Ok(50));
+        // A file that cannot be read to its end is not "ok".
+        let cut = std::io::BufReader::new(Failing(std::io::Cursor::new(
+            file[..file.len() / 2].to_vec(),
+        )));
+        assert!(matches!(
+            verify_export_from(&manifest, cut, &public),
+            Err(ExportProblem::Unreadable(_))
+        ));
+        // A line longer than any event is refused, not held whole.
+        let mut huge = file.clone();
+        huge.extend(std::iter::repeat_n(b'x', 3 * 1024 * 1024));
+        assert!(matches!(
+            verify_export_from(&manifest, huge.as_slice(), &public),
+            Err(ExportProblem::BadLine {
+                line: 51,
+                what: "longer than any event",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -30,10 +30,15 @@ fn scratch() -> anyhow::Result<PathBuf> {
 
 /// The manifest and events of the export at `place` (an S3 export is
 /// downloaded to a scratch directory first, then removed).
+/// An export's events file, open for reading a line at a time.
+pub(super) type EventsFile = std::io::BufReader<std::fs::File>;
+
+/// The manifest of the export at `place` and its events file, open (from
+/// S3: downloaded to a scratch file, removed once opened).
 pub(super) async fn fetch_export(
     settings: &Config,
     place: &Place,
-) -> anyhow::Result<(carapace_audit::export::Manifest, Vec<u8>)> {
+) -> anyhow::Result<(carapace_audit::export::Manifest, EventsFile)> {
     match place {
         Place::Dir(dir) => read_export(dir),
         Place::S3 { bucket, prefix } => {
@@ -116,15 +121,15 @@ pub(super) async fn export_to(
 
 fn read_export(
     dir: &std::path::Path,
-) -> anyhow::Result<(carapace_audit::export::Manifest, Vec<u8>)> {
+) -> anyhow::Result<(carapace_audit::export::Manifest, EventsFile)> {
     use anyhow::Context as _;
     use carapace_audit::export::{EVENTS_FILE, MANIFEST_FILE};
     let manifest = std::fs::read(dir.join(MANIFEST_FILE))
         .with_context(|| format!("reading {}", dir.join(MANIFEST_FILE).display()))?;
     let manifest = serde_json::from_slice(&manifest).context("manifest.json is not a manifest")?;
-    let events = std::fs::read(dir.join(EVENTS_FILE))
+    let events = std::fs::File::open(dir.join(EVENTS_FILE))
         .with_context(|| format!("reading {}", dir.join(EVENTS_FILE).display()))?;
-    Ok((manifest, events))
+    Ok((manifest, std::io::BufReader::new(events)))
 }
 
 pub(super) async fn audit_export(

@@ -79,7 +79,11 @@ pub(super) async fn audit_purge(
         (None, None) => return usage_error("--export or --archive is required"),
     };
     // What is removed is what the export holds as read back now.
-    let (manifest, events) = fetch_export(settings, &export).await?;
+    let (manifest, mut file) = fetch_export(settings, &export).await?;
+    // The purge compares every position with the stored chain: it holds
+    // the export whole.
+    let mut events = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut events)?;
     let purged =
         carapace_infra::audit::purge_org(&owner, org, cutoff, &manifest, &events, &key).await?;
     let mut out = std::io::stdout();
