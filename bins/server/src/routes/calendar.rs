@@ -35,7 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list)),
     )
     .service(web::resource("/calendar-feeds/{id}").route(web::delete().to(revoke)))
-    .service(web::resource("/calendar.ics").route(web::get().to(feed)));
+    // A bearer of nothing but a token in the URL: charged per client
+    // address, like the other routes that take a secret without
+    // credentials, whatever spelling of the path reached it.
+    .service(
+        web::resource("/calendar.ics")
+            .wrap(actix_web::middleware::from_fn(
+                crate::http::limits::charge_client,
+            ))
+            .route(web::get().to(feed)),
+    );
 }
 
 /// How far back and ahead a feed reaches.

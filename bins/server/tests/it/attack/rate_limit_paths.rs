@@ -243,6 +243,42 @@ async fn every_spelling_that_reaches_an_auth_handler_is_charged_to_the_address()
     app.stop().await;
 }
 
+/// The calendar feed takes only a token in its URL: whatever spelling of
+/// its path reaches it is charged to the client address too, so no one
+/// tries tokens (or loads the database) without limit.
+#[tokio::test]
+async fn every_spelling_of_the_calendar_feed_is_charged_to_the_address() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, "attack_rate_limit_calendar", |s| {
+        s.rate_limit_auth_per_minute = 1;
+        s.rate_limit_auth_burst = BURST;
+        s.trusted_proxies = "127.0.0.1".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let authority = app.base.trim_start_matches("http://").to_owned();
+    let path = "/api/v1/calendar.ics";
+    let mut reached = Vec::new();
+    for (n, spelling) in spellings(path, &authority).into_iter().enumerate() {
+        let ip = address(n + 1);
+        let headers = [("X-Forwarded-For", ip.as_str())];
+        // Without a token the feed answers 422, never 404: a spelling
+        // that answers 404 was not routed to it.
+        if charged_like_the_route(&app, "GET", &spelling, path, &headers, "").await {
+            reached.push(spelling);
+        }
+    }
+    for m in [
+        path.to_owned(),
+        encoded_at(path, 13, false),
+        encoded_at(path, 8, true),
+    ] {
+        assert!(reached.contains(&m), "{m} reached {path}: {reached:?}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn assistant_spellings_are_charged_to_the_ai_class() {
     let Some(app) = spawn_app_with(Backend::Sqlite, "attack_rate_limit_ai_paths", |s| {
