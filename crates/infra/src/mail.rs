@@ -55,7 +55,7 @@ impl std::fmt::Debug for LettreMailer {
 
 impl LettreMailer {
     /// SMTP at `url` (`smtps://user:pass@host:465`, or `smtp://host:587?tls=required`),
-    /// each exchange given up after [`SMTP_TIMEOUT`].
+    /// each send given up after [`SMTP_TIMEOUT`].
     pub fn smtp(url: &SecretString, from: &str) -> Result<Self, MailError> {
         Self::smtp_within(url, from, SMTP_TIMEOUT)
     }
@@ -70,7 +70,6 @@ impl LettreMailer {
     ) -> Result<Self, MailError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
             .map_err(|_| MailError::Url)?
-            .timeout(Some(timeout))
             .build();
         Ok(Self {
             from: from.parse().map_err(|_| MailError::From)?,
