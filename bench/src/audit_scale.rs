@@ -21,17 +21,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use carapace_infra::audit::AuditChainer;
-use carapace_infra::keys::KeyRing;
 use carapace_infra::{Database, DbSettings};
 use carapace_tenancy::OrgId;
 use carapace_testkit::PgTestDb;
 use carapace_testkit::issuer::TestIssuer;
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, DbBackend, Statement};
 
-use crate::report::{median, percentile};
-use crate::seed::{Seeded, seed};
+use crate::report::{median, percentile, ratio};
+use crate::seed::{Seeded, fresh_seeded};
 use crate::server::start_server;
 use crate::workload::{Slice, Target, Workload, closed_loop};
 
@@ -212,20 +210,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut sized = Vec::new();
     for &events in s.sizes {
-        let pg = carapace_testkit::postgres_fresh("carapace_bench", true)
-            .await
-            .context("set CARAPACE_TEST_PG_URL (a superuser URL) to run the benchmark")?;
-        let mut settings = DbSettings::new(pg.app_url.clone().into());
-        settings.pool_max = u32::try_from(s.clients)?;
-        let db = Database::connect(&settings).await?;
-        let keys = Arc::new(KeyRing::new(
-            db.clone(),
-            Arc::new(carapace_phi_crypto::LocalSealer::new(key)),
-        ));
-        let started = Instant::now();
-        let (orgs, patients) = seed(&db, keys, s.orgs, s.patients, s.clients).await?;
-        db.close().await;
-        let seeded = started.elapsed().as_secs_f64();
+        let (pg, orgs, patients, seeded) = fresh_seeded(key, s.orgs, s.patients, s.clients).await?;
         let owner = sea_orm::Database::connect(pg.owner_url.clone()).await?;
         let generated = prefill(&owner, events).await?;
         writeln!(
@@ -411,8 +396,4 @@ fn p99(s: &Slice) -> f64 {
 
 fn median_of(slices: &[Slice], f: fn(&Slice) -> f64) -> f64 {
     median(slices.iter().map(f).collect())
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
 }

@@ -28,9 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
-use carapace_infra::keys::KeyRing;
-use carapace_infra::{Database, DbSettings};
 use carapace_tenancy::OrgId;
 use carapace_testkit::issuer::{TestIssuer, TestKey};
 use clap::Parser;
@@ -38,7 +35,7 @@ use sea_orm::ConnectionTrait as _;
 
 use breakdown::{Breakdown, Served};
 use pgbench::{Run, pgbench};
-use seed::seed;
+use seed::fresh_seeded;
 use server::{process_stats, start_server};
 use workload::{Slice, Target, Workload, closed_loop, fixed_rate};
 
@@ -133,25 +130,13 @@ async fn main() -> anyhow::Result<()> {
         };
         return audit_scale::run(&mut out, &scale, &key, &key_hex).await;
     }
-    let Some(pg) = carapace_testkit::postgres_fresh("carapace_bench", true).await else {
-        bail!("set CARAPACE_TEST_PG_URL (a superuser URL) to run the benchmark");
-    };
+    let (pg, orgs, patients, seeded) =
+        fresh_seeded(&key, args.orgs, args.patients, args.clients).await?;
     let work = tempdir()?;
-    let mut settings = DbSettings::new(pg.app_url.clone().into());
-    settings.pool_max = args.clients as u32;
-    let db = Database::connect(&settings).await?;
-    let keys = Arc::new(KeyRing::new(
-        db.clone(),
-        Arc::new(carapace_phi_crypto::LocalSealer::new(&key)),
-    ));
-    let started = Instant::now();
-    let (orgs, patients) = seed(&db, keys, args.orgs, args.patients, args.clients).await?;
     writeln!(
         out,
-        "# seeded {} orgs x {} patients in {:.1} s",
-        args.orgs,
-        args.patients,
-        started.elapsed().as_secs_f64()
+        "# seeded {} orgs x {} patients in {seeded:.1} s",
+        args.orgs, args.patients,
     )?;
     // pgbench picks rows from this table (no org_id column: not a tenant table).
     let owner = sea_orm::Database::connect(pg.owner_url.clone()).await?;
@@ -167,7 +152,6 @@ async fn main() -> anyhow::Result<()> {
         ))
         .await?;
     owner.close().await?;
-    db.close().await;
     let started = Instant::now();
     let floor = floor::load(args.orgs, args.patients).await?;
     writeln!(

@@ -40,7 +40,7 @@ pub(crate) struct Measured {
     pub(crate) served: u64,
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
 }
 

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use anyhow::Context as _;
 use carapace_clinical::patient::{PatientInput, PatientRepository as _};
 use carapace_infra::keys::KeyRing;
-use carapace_infra::{Database, SeaOrganizations, SeaPatients};
+use carapace_infra::{Database, DbSettings, SeaOrganizations, SeaPatients};
 use carapace_tenancy::{
     ClinicianScope, NewOrganization, OrgId, OrgName, OrgSettings, OrgSlug,
     OrganizationRepository as _, PhiMfa, SubjectId, TenantContext,
 };
+use carapace_testkit::PgTestDb;
 
 /// One seeded patient.
 #[derive(Clone, Debug)]
@@ -20,7 +22,34 @@ pub(crate) struct Seeded {
     pub(crate) member_id: String,
 }
 
-pub(crate) async fn seed(
+/// A fresh, migrated PostgreSQL database (`CARAPACE_TEST_PG_URL`) with
+/// `orgs` organizations of `per_org` patients each, written through the
+/// repository under the master key `key` on `clients` connections; and
+/// the seconds the seeding took.
+pub(crate) async fn fresh_seeded(
+    key: &[u8; 32],
+    orgs: usize,
+    per_org: usize,
+    clients: usize,
+) -> anyhow::Result<(PgTestDb, Vec<OrgId>, Vec<Seeded>, f64)> {
+    let pg = carapace_testkit::postgres_fresh("carapace_bench", true)
+        .await
+        .context("set CARAPACE_TEST_PG_URL (a superuser URL) to run the benchmark")?;
+    let mut settings = DbSettings::new(pg.app_url.clone().into());
+    settings.pool_max = u32::try_from(clients)?;
+    let db = Database::connect(&settings).await?;
+    let keys = Arc::new(KeyRing::new(
+        db.clone(),
+        Arc::new(carapace_phi_crypto::LocalSealer::new(key)),
+    ));
+    let started = std::time::Instant::now();
+    let (ids, seeded) = seed(&db, keys, orgs, per_org, clients).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    db.close().await;
+    Ok((pg, ids, seeded, seconds))
+}
+
+async fn seed(
     db: &Database,
     keys: Arc<KeyRing>,
     orgs: usize,
