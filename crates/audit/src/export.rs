@@ -206,21 +206,12 @@ pub fn joins(manifest: &Manifest, resumes_after: u64, link: &Hash) -> Result<(),
 /// before it is held whole.
 pub const LINE_MAX: u64 = 1024 * 1024;
 
-/// Verifies an export held in memory; see [`verify_export_from`].
-pub fn verify_export(
-    manifest: &Manifest,
-    events_file: &[u8],
-    key: &VerifyingKey,
-) -> Result<u64, ExportProblem> {
-    verify_export_from(manifest, events_file, key)
-}
-
 /// Verifies an export, reading its events file once, a line at a time (an
 /// export of millions of events is never held whole): the manifest's
 /// signature under `key`, every line's leaf and link from the manifest's
 /// anchor (so a modified, removed, added or reordered line is named), the
 /// file's hash, then the checkpoints inside. Returns the number of events.
-pub fn verify_export_from(
+pub fn verify_export(
     manifest: &Manifest,
     mut events: impl std::io::BufRead,
     key: &VerifyingKey,
@@ -382,20 +373,20 @@ mod tests {
         let public = key.verifying_key();
         // Through a small buffer: lines arrive in pieces.
         let reader = std::io::BufReader::with_capacity(7, file.as_slice());
-        assert_eq!(verify_export_from(&manifest, reader, &public), Ok(50));
+        assert_eq!(verify_export(&manifest, reader, &public), Ok(50));
         // A file that cannot be read to its end is not "ok".
         let cut = std::io::BufReader::new(Failing(std::io::Cursor::new(
             file[..file.len() / 2].to_vec(),
         )));
         assert!(matches!(
-            verify_export_from(&manifest, cut, &public),
+            verify_export(&manifest, cut, &public),
             Err(ExportProblem::Unreadable(_))
         ));
         // A line longer than any event is refused, not held whole.
         let mut huge = file.clone();
         huge.extend(std::iter::repeat_n(b'x', 3 * 1024 * 1024));
         assert!(matches!(
-            verify_export_from(&manifest, huge.as_slice(), &public),
+            verify_export(&manifest, huge.as_slice(), &public),
             Err(ExportProblem::BadLine {
                 line: 51,
                 what: "longer than any event",
@@ -408,7 +399,7 @@ mod tests {
     fn an_export_verifies_offline_and_a_changed_line_is_named() {
         let (manifest, file, key) = export(5);
         let public = key.verifying_key();
-        assert_eq!(verify_export(&manifest, &file, &public), Ok(5));
+        assert_eq!(verify_export(&manifest, file.as_slice(), &public), Ok(5));
 
         let text = String::from_utf8_lossy(&file).into_owned();
         let lines: Vec<&str> = text.lines().collect();
@@ -438,12 +429,12 @@ mod tests {
         let mut forged = manifest.clone();
         forged.body.count = 4;
         assert_eq!(
-            verify_export(&forged, &file, &public),
+            verify_export(&forged, file.as_slice(), &public),
             Err(ExportProblem::BadManifestSignature)
         );
         let stranger = SigningKey::from_bytes(&[4; 32]).verifying_key();
         assert_eq!(
-            verify_export(&manifest, &file, &stranger),
+            verify_export(&manifest, file.as_slice(), &stranger),
             Err(ExportProblem::BadManifestSignature)
         );
     }

@@ -974,7 +974,7 @@ async fn export_and_purge(db: Database, owner: Database) {
         (1, 10, 10)
     );
     assert_eq!(
-        carapace_audit::export::verify_export(&full, &full_file, &key.verifying_key()),
+        carapace_audit::export::verify_export(&full, full_file.as_slice(), &key.verifying_key()),
         Ok(10)
     );
 

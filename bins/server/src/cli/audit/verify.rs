@@ -17,7 +17,7 @@ pub(super) async fn audit_verify_export(
     let key = server::audit_signing_key(settings)?.verifying_key();
     let (manifest, events) = fetch_export(settings, place).await?;
     let mut out = std::io::stdout();
-    match carapace_audit::export::verify_export_from(&manifest, events, &key) {
+    match carapace_audit::export::verify_export(&manifest, events, &key) {
         Ok(n) => {
             let _ = writeln!(
                 out,
@@ -55,7 +55,7 @@ pub(super) async fn audit_verify(
         let (manifest, events) = fetch_export(settings, place).await?;
         let resumes = carapace_infra::audit::chain_resumes(&db, *org).await?;
         let checked =
-            carapace_audit::export::verify_export_from(&manifest, events, &key).and_then(|n| {
+            carapace_audit::export::verify_export(&manifest, events, &key).and_then(|n| {
                 if manifest.body.org != *org {
                     return Err(carapace_audit::export::ExportProblem::BadManifestSignature);
                 }
