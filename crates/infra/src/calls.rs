@@ -318,7 +318,7 @@ impl CallRepository for SeaCalls {
             .scoped(ctx)
             .filter(call::Column::TaskId.eq(task.as_uuid()))
             .filter(call::Column::EndedAt.is_null())
-            .filter(call::Column::CallSid.starts_with("PL"))
+            .filter(call::Column::CallSid.starts_with(CallSlot::PREFIX))
             .filter(call::Column::CreatedAt.lt(abandoned))
             .run(&tx)
             .await?;

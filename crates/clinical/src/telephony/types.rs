@@ -60,9 +60,12 @@ impl CallSlot {
     /// dropped by the next reservation for its task.
     pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
+    /// What every placeholder id starts with (no provider id does).
+    pub const PREFIX: &'static str = "PL";
+
     /// A new slot; `nonce` makes its placeholder id unique.
     pub fn new(nonce: uuid::Uuid) -> Self {
-        Self(ProviderSid(format!("PL{}", nonce.simple())))
+        Self(ProviderSid(format!("{}{}", Self::PREFIX, nonce.simple())))
     }
 
     /// The placeholder id the slot is stored under.
@@ -72,7 +75,7 @@ impl CallSlot {
 
     /// Whether `sid` is a slot's placeholder rather than a placed call.
     pub fn is_placeholder(sid: &ProviderSid) -> bool {
-        sid.0.starts_with("PL")
+        sid.0.starts_with(Self::PREFIX)
     }
 }
 
