@@ -1,0 +1,149 @@
+use super::*;
+
+async fn export_and_purge(db: Database, owner: Database) {
+    let repo = SeaPatients::new(db.clone(), keys(&db));
+    let ctx = new_org(&db).await;
+    let p = repo
+        .create(&acc(&ctx), &demographics("Ann", None), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..9 {
+        repo.get(&acc(&ctx), p.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    chainer(&db)
+        .chain_org(ctx.org())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all = events(&db, &ctx).await;
+    assert_eq!(all.len(), 10);
+    let key = signing_key();
+    let org = ctx.org();
+    let epoch = time::OffsetDateTime::UNIX_EPOCH;
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let (full, full_file) = carapace_infra::audit::export_org(&db, org, epoch, later, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (
+            full.body.first_position,
+            full.body.last_position,
+            full.body.count
+        ),
+        (1, 10, 10)
+    );
+    assert_eq!(
+        carapace_audit::export::verify_export(&full, full_file.as_slice(), &key.verifying_key()),
+        Ok(10)
+    );
+
+    // Only positions 1..=3 exported: only they may go, even if older ones exist.
+    let (first3, first3_file) = carapace_infra::audit::export_org(&db, org, epoch, all[3].at, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first3.body.count, 3);
+    // A later stretch does not cover the chain's start: refused.
+    let (tail, tail_file) = carapace_infra::audit::export_org(&db, org, all[5].at, later, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        carapace_infra::audit::purge_org(&owner, org, later, &tail, &tail_file, &key)
+            .await
+            .is_err()
+    );
+    // A doctored export is refused.
+    let doctored = String::from_utf8_lossy(&first3_file).replacen("allowed", "denied", 1);
+    assert!(
+        carapace_infra::audit::purge_org(&owner, org, later, &first3, doctored.as_bytes(), &key)
+            .await
+            .is_err()
+    );
+    // Nothing is past retention yet: nothing goes.
+    let none = carapace_infra::audit::purge_org(&owner, org, epoch, &full, &full_file, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(none.to < none.from);
+
+    let done = carapace_infra::audit::purge_org(&owner, org, later, &first3, &first3_file, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((done.from, done.to), (1, 3), "only what the export holds");
+    // Retention cutoff at event 6: of the rest, only 4..=5 are past it.
+    let done = carapace_infra::audit::purge_org(&owner, org, all[5].at, &full, &full_file, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (done.from, done.to),
+        (4, 5),
+        "a whole prefix, only past retention"
+    );
+
+    chainer(&db)
+        .chain_org(org)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let verified = verify_org(&db, org, &key.verifying_key())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chain = verified.chain.unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        (chain.entries, chain.head),
+        (8, 13),
+        "positions 6..=10, the trail read and the two purges verify from the tombstone"
+    );
+    let left = events(&db, &ctx).await;
+    assert_eq!(
+        left.iter().filter(|e| e.action == "audit.purge").count(),
+        2,
+        "each purge is itself recorded"
+    );
+    assert_eq!(left.len(), 5 + 2);
+
+    // Everything past retention goes; the chain carries on from the tombstone.
+    let (rest, rest_file) = carapace_infra::audit::export_org(&db, org, epoch, later, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = carapace_infra::audit::purge_org(&owner, org, later, &rest, &rest_file, &key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gone.from, 6);
+    repo.get(&acc(&ctx), p.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    chainer(&db)
+        .chain_org(org)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let verified = verify_org(&db, org, &key.verifying_key())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chain = verified.chain.unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        chain.head,
+        gone.to + chain.entries,
+        "positions continue after the tombstone"
+    );
+    assert!(chain.entries >= 2, "the purge event and the new read");
+}
+
+#[tokio::test]
+async fn sqlite_export_then_purge_past_retention_keeps_a_verifiable_chain() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = sqlite(&dir).await;
+    export_and_purge(db.clone(), db).await;
+}
+
+#[tokio::test]
+async fn postgres_export_then_purge_past_retention_keeps_a_verifiable_chain() {
+    let Some(pg) = carapace_testkit::postgres("export_then_purge").await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let owner = Database::connect(&pg.owner_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    export_and_purge(db, owner).await;
+}
