@@ -67,9 +67,14 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    /// Whether the mode guarantees an encrypted connection.
-    pub fn is_encrypted(self) -> bool {
-        matches!(self, Self::Require | Self::VerifyCa | Self::VerifyFull)
+    /// Whether the mode guarantees an encrypted connection to the server
+    /// named in the URL: `verify-full` only. `require` checks no
+    /// certificate and `verify-ca` no host name, so a man in the middle
+    /// holding any certificate (under `verify-ca`, any one the same CA
+    /// signed: with a cloud provider's bundle, any other customer's
+    /// database) reads and changes the traffic.
+    pub fn authenticates_server(self) -> bool {
+        matches!(self, Self::VerifyFull)
     }
 
     fn to_sqlx(self) -> PgSslMode {

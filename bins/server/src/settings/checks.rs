@@ -96,12 +96,12 @@ pub const PRODUCTION_CHECKS: &[ProductionCheck] = &[
         name: "database tls",
         check: |s| {
             (s.database.backend() == Some(Backend::Postgres)
-                && !s.database.tls.is_encrypted()
+                && !s.database.tls.authenticates_server()
                 && !s.database.allow_insecure)
                 .then(|| {
                     ConfigProblem::new(
                         "CARAPACE_DATABASE_TLS",
-                        "PostgreSQL without TLS: set require, verify-ca or verify-full (or CARAPACE_DATABASE_ALLOW_INSECURE=true on a trusted private network)",
+                        "PostgreSQL without a verified server: set verify-full and the server's CA with sslrootcert= in the URLs (require and verify-ca let a man in the middle through), or CARAPACE_DATABASE_ALLOW_INSECURE=true on a trusted private network",
                     )
                 })
         },

@@ -28,7 +28,8 @@ pub struct DatabaseSection {
     pub group_workers: u32,
     /// TLS to PostgreSQL: disable, prefer, require, verify-ca, verify-full.
     pub tls: TlsMode,
-    /// Allow production on PostgreSQL without TLS (trusted private network).
+    /// Allow production on PostgreSQL without TLS, or with TLS that does
+    /// not verify the server (trusted private network).
     pub allow_insecure: bool,
 }
 

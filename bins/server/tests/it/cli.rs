@@ -130,6 +130,19 @@ fn production_postgres_without_tls_is_refused() {
         text(&out.stderr)
     );
 
+    // TLS that verifies no certificate (or no host name) is refused too.
+    for unverified in ["require", "verify-ca"] {
+        let mut tls = base.to_vec();
+        tls.push(("CARAPACE_DATABASE_TLS", unverified));
+        let out = carapace(&dir, &tls, &["config", "check"]);
+        assert_ne!(out.status.code(), Some(0), "{unverified}");
+        assert!(
+            text(&out.stderr).contains("verify-full"),
+            "{unverified}: {}",
+            text(&out.stderr)
+        );
+    }
+
     let mut tls = base.to_vec();
     tls.push(("CARAPACE_DATABASE_TLS", "verify-full"));
     let out = carapace(&dir, &tls, &["config", "check"]);
@@ -213,7 +226,7 @@ fn dev_token_is_refused_in_production() {
     let env = [
         ("CARAPACE_PROFILE", "production"),
         ("CARAPACE_DATABASE_URL", "postgres://x@db/c"),
-        ("CARAPACE_DATABASE_TLS", "require"),
+        ("CARAPACE_DATABASE_TLS", "verify-full"),
         (
             "CARAPACE_CURSOR_SECRET",
             "cursor-secret-0123456789abcdef-0123",

@@ -133,6 +133,19 @@ fn production_postgres_needs_tls_unless_allowed() {
         ..Settings::default()
     };
     assert!(keys(&pg).contains(&"CARAPACE_DATABASE_TLS"));
+    // Encrypted to whoever answers is not enough: a man in the middle
+    // presents a certificate of its own (require) or one its CA signed for
+    // another host (verify-ca).
+    for unverified in [TlsMode::Prefer, TlsMode::Require, TlsMode::VerifyCa] {
+        let s = Settings {
+            database_tls: unverified,
+            ..pg.clone()
+        };
+        assert!(
+            keys(&s).contains(&"CARAPACE_DATABASE_TLS"),
+            "{unverified:?} verifies no server"
+        );
+    }
     let tls = Settings {
         database_tls: TlsMode::VerifyFull,
         ..pg
@@ -243,7 +256,7 @@ fn production_needs_an_https_issuer_with_an_audience() {
     let base = Settings {
         profile: Profile::Production,
         database_url: SecretString::from("postgres://carapace_app@db/carapace"),
-        database_tls: TlsMode::Require,
+        database_tls: TlsMode::VerifyFull,
         cursor_secret: Some(SecretString::from("c".repeat(32))),
         master_key_file: Some("/run/secrets/master.key".into()),
         audit_signing_key_file: Some("/run/secrets/audit.pem".into()),
@@ -297,7 +310,7 @@ fn kms_needs_a_region_and_credentials_and_excludes_the_key_file() {
     let production = Settings {
         profile: Profile::Production,
         database_url: SecretString::from("postgres://carapace_app@db/carapace"),
-        database_tls: TlsMode::Require,
+        database_tls: TlsMode::VerifyFull,
         cursor_secret: Some(SecretString::from("c".repeat(32))),
         oidc_issuer: Some("https://idp.example".into()),
         oidc_audience: Some("client-123".into()),
@@ -371,7 +384,7 @@ fn the_witness_needs_a_bucket_region_and_credentials_and_https_in_production() {
     let production = |s: Settings| Settings {
         profile: Profile::Production,
         database_url: SecretString::from("postgres://carapace_app@db/carapace"),
-        database_tls: TlsMode::Require,
+        database_tls: TlsMode::VerifyFull,
         cursor_secret: Some(SecretString::from("c".repeat(32))),
         oidc_issuer: Some("https://idp.example".into()),
         oidc_audience: Some("client-123".into()),
