@@ -291,9 +291,14 @@ async fn sqlite_audit_failure_fails_the_call_too() {
 
 #[tokio::test]
 async fn audit_tables_refuse_update_delete_and_truncate() {
-    let Some(pg) = carapace_testkit::postgres("audit_tables_are_append_only").await else {
+    // A database of its own: TRUNCATE queues for an exclusive lock that
+    // would stall every other test's audit writes and chainer in a shared
+    // one (and wait for a test holding a transaction open on purpose).
+    let Some(pg) = carapace_testkit::postgres_fresh("audit_tables_are_append_only", true).await
+    else {
         return;
     };
+    let pg = &pg;
     let db = Database::connect(&pg.app_settings())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
