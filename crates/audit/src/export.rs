@@ -216,7 +216,6 @@ pub fn verify_export(
     mut events: impl std::io::BufRead,
     key: &VerifyingKey,
 ) -> Result<u64, ExportProblem> {
-    use std::io::{BufRead as _, Read as _};
     if !manifest.is_signed_by(key) {
         return Err(ExportProblem::BadManifestSignature);
     }
@@ -227,34 +226,13 @@ pub fn verify_export(
     let mut prev = hash_hex(&body.prev_link).ok_or(ExportProblem::LastLink)?;
     let mut count: u64 = 0;
     let mut links = std::collections::HashMap::new();
-    let mut file_hash = Sha256::new();
-    let mut raw = Vec::new();
-    let mut n: u64 = 0;
-    loop {
-        raw.clear();
-        let read = (&mut events)
-            .take(LINE_MAX + 1)
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| ExportProblem::Unreadable(e.kind().to_string()))?;
-        if read == 0 {
-            break;
-        }
-        file_hash.update(&raw);
-        n += 1;
+    let mut lines = Lines::new(&mut events);
+    while lines.read()? {
         let expected = body.first_position + count;
-        let bad = |what| ExportProblem::BadLine {
-            line: n,
-            position: expected,
-            what,
-        };
-        if u64::try_from(raw.len()).unwrap_or(u64::MAX) > LINE_MAX {
-            return Err(bad("longer than any event"));
-        }
-        let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
-        if line.is_empty() {
+        let Some(l) = lines.parsed(expected)? else {
             continue;
-        }
-        let l: ExportLine = serde_json::from_slice(line).map_err(|_| bad("not a valid line"))?;
+        };
+        let bad = |what| lines.bad(expected, what);
         if l.position != expected {
             return Err(bad("out of sequence (a line was removed, added or moved)"));
         }
@@ -285,9 +263,7 @@ pub fn verify_export(
     if count > 0 && hash_hex(&body.last_link) != Some(prev) {
         return Err(ExportProblem::LastLink);
     }
-    if bytes_hex(&file_hash.finalize()) != body.events_sha256 {
-        return Err(ExportProblem::FileHashMismatch);
-    }
+    lines.finish(manifest)?;
     for cp in &body.checkpoints {
         let checkpoint = crate::chain::Checkpoint {
             org: body.org,
@@ -305,6 +281,115 @@ pub fn verify_export(
         }
     }
     Ok(count)
+}
+
+/// An events file read a line at a time (at most [`LINE_MAX`] bytes a
+/// line), hashed as it is read.
+struct Lines<R> {
+    events: R,
+    hash: Sha256,
+    raw: Vec<u8>,
+    n: u64,
+}
+
+impl<R: std::io::BufRead> Lines<R> {
+    fn new(events: R) -> Self {
+        Self {
+            events,
+            hash: Sha256::new(),
+            raw: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// Reads the next line; `false` at the end of the file.
+    fn read(&mut self) -> Result<bool, ExportProblem> {
+        use std::io::{BufRead as _, Read as _};
+        self.raw.clear();
+        let read = (&mut self.events)
+            .take(LINE_MAX + 1)
+            .read_until(b'\n', &mut self.raw)
+            .map_err(|e| ExportProblem::Unreadable(e.kind().to_string()))?;
+        self.hash.update(&self.raw);
+        self.n += 1;
+        Ok(read > 0)
+    }
+
+    /// The line just read (`expected`: the position it should hold, for
+    /// the problem's message); `None` for an empty line.
+    fn parsed(&self, expected: u64) -> Result<Option<ExportLine>, ExportProblem> {
+        let bad = |what| self.bad(expected, what);
+        if u64::try_from(self.raw.len()).unwrap_or(u64::MAX) > LINE_MAX {
+            return Err(bad("longer than any event"));
+        }
+        let line = self.raw.strip_suffix(b"\n").unwrap_or(&self.raw);
+        if line.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(line)
+            .map(Some)
+            .map_err(|_| bad("not a valid line"))
+    }
+
+    /// What is wrong with the line just read (`expected`: the position it
+    /// should hold).
+    fn bad(&self, expected: u64, what: &'static str) -> ExportProblem {
+        ExportProblem::BadLine {
+            line: self.n,
+            position: expected,
+            what,
+        }
+    }
+
+    /// Reads the rest of the file; whether all of it hashes as `manifest`
+    /// says.
+    fn finish(mut self, manifest: &Manifest) -> Result<(), ExportProblem> {
+        while self.read()? {}
+        if bytes_hex(&self.hash.finalize()) != manifest.body.events_sha256 {
+            return Err(ExportProblem::FileHashMismatch);
+        }
+        Ok(())
+    }
+}
+
+/// The links of an events file that [`verify_export`] passed, read again
+/// in order, a line at a time (a purge compares them with the stored chain
+/// without holding the file). [`ExportLinks::finish`] reads the rest and
+/// checks the file still hashes as the manifest says: what was compared is
+/// what was verified, even if the file was replaced in between.
+pub struct ExportLinks<R> {
+    lines: Lines<R>,
+}
+
+impl<R: std::io::BufRead> ExportLinks<R> {
+    /// Reads `events` from its start.
+    pub fn new(events: R) -> Self {
+        Self {
+            lines: Lines::new(events),
+        }
+    }
+
+    /// The link (hex) the file holds at `position`, reading past earlier
+    /// positions; `None` when the file holds none there (it ended, or
+    /// skips it).
+    pub fn link_at(&mut self, position: u64) -> Result<Option<String>, ExportProblem> {
+        while self.lines.read()? {
+            let Some(l) = self.lines.parsed(position)? else {
+                continue;
+            };
+            match l.position.cmp(&position) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(Some(l.link)),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the rest; whether the whole file hashes as `manifest` says.
+    pub fn finish(self, manifest: &Manifest) -> Result<(), ExportProblem> {
+        self.lines.finish(manifest)
+    }
 }
 
 #[cfg(test)]

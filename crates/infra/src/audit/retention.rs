@@ -3,6 +3,9 @@
 use super::*;
 use crate::db::{Fetch as _, Run as _};
 
+/// Chain entries a purge compares and removes per round trip.
+const PURGE_PAGE: u64 = 2_000;
+
 /// What a retention purge removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Purged {
@@ -24,23 +27,25 @@ pub async fn purge_org(
     org: OrgId,
     cutoff: OffsetDateTime,
     manifest: &carapace_audit::export::Manifest,
-    events_file: &[u8],
+    mut events_file: impl std::io::BufRead + std::io::Seek,
     key: &SigningKey,
 ) -> Result<Purged, StorageError> {
-    use carapace_audit::export::{ExportLine, verify_export};
+    use carapace_audit::export::{ExportLinks, verify_export};
     if manifest.body.org != org {
         return Err(StorageError::Constraint(
             "the export is of another organization".into(),
         ));
     }
-    verify_export(manifest, events_file, &key.verifying_key())
-        .map_err(|e| StorageError::Constraint(format!("the export does not verify: {e}").into()))?;
-    let exported: std::collections::HashMap<u64, String> = events_file
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice::<ExportLine>(l).ok())
-        .map(|l| (l.position, l.link))
-        .collect();
+    let refused = |e: carapace_audit::export::ExportProblem| {
+        StorageError::Constraint(format!("the export does not verify: {e}").into())
+    };
+    verify_export(manifest, &mut events_file, &key.verifying_key()).map_err(refused)?;
+    events_file.seek(std::io::SeekFrom::Start(0)).map_err(|e| {
+        refused(carapace_audit::export::ExportProblem::Unreadable(
+            e.to_string(),
+        ))
+    })?;
+    let mut exported = ExportLinks::new(events_file);
     let backend = owner_db.conn().get_database_backend();
     let actor = system(org, "system:retention");
     let tx = owner_db.begin_tenant(&actor).await?;
@@ -84,18 +89,6 @@ pub async fn purge_org(
             to: start,
         });
     }
-    let doomed = entries(&tx, org, start, end, u64::MAX).await?;
-    for e in &doomed {
-        if exported.get(&e.position) != Some(&carapace_audit::chain::hex(&e.link)) {
-            return Err(StorageError::Constraint(
-                format!("position {} differs from the export", e.position).into(),
-            ));
-        }
-    }
-    let last_link = doomed
-        .last()
-        .map(|e| e.link)
-        .ok_or_else(|| StorageError::Internal("nothing to purge".into()))?;
     // Open the retention window: the append-only triggers let DELETE through.
     match backend {
         DbBackend::Postgres => {
@@ -115,14 +108,41 @@ pub async fn purge_org(
             .map_err(storage_error)?;
         }
     }
-    let ids: Vec<Uuid> = doomed.iter().map(|e| e.event_id).collect();
-    for chunk in ids.chunks(500) {
-        audit_event::Entity::delete_many()
-            .in_org(org)
-            .filter(audit_event::Column::Id.is_in(chunk.to_vec()))
-            .run(&tx)
-            .await?;
+    // A page at a time, each stored link is compared with the export's and
+    // the page's events removed: neither the export nor the stretch is held
+    // whole. Any difference rolls the whole transaction back.
+    let mut after = start;
+    let mut last_link = None;
+    while after < end {
+        let page = entries(&tx, org, after, end, PURGE_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        for e in &page {
+            if exported.link_at(e.position).map_err(refused)?
+                != Some(carapace_audit::chain::hex(&e.link))
+            {
+                return Err(StorageError::Constraint(
+                    format!("position {} differs from the export", e.position).into(),
+                ));
+            }
+        }
+        let ids: Vec<Uuid> = page.iter().map(|e| e.event_id).collect();
+        for chunk in ids.chunks(500) {
+            audit_event::Entity::delete_many()
+                .in_org(org)
+                .filter(audit_event::Column::Id.is_in(chunk.to_vec()))
+                .run(&tx)
+                .await?;
+        }
+        (after, last_link) = (last.position, Some(last.link));
     }
+    if after != end {
+        return Err(StorageError::Internal(
+            format!("the stored chain stops at position {after}, before {end}").into(),
+        ));
+    }
+    let last_link = last_link.ok_or_else(|| StorageError::Internal("nothing to purge".into()))?;
+    // The file compared is the file verified (it was read twice).
+    exported.finish(manifest).map_err(refused)?;
     audit_chain::Entity::delete_many()
         .in_org(org)
         .filter(audit_chain::Column::Position.lte(i64::try_from(end).unwrap_or(i64::MAX)))

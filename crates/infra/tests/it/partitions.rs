@@ -533,9 +533,16 @@ async fn postgres_retention_purges_row_wise_and_drops_a_month_once_empty() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(manifest.body.count, 5);
-        let purged = purge_org(&owner, org, cutoff, &manifest, &file, &key)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let purged = purge_org(
+            &owner,
+            org,
+            cutoff,
+            &manifest,
+            std::io::Cursor::new(&file),
+            &key,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((purged.from, purged.to), (1, 5));
         let v = verify_org(&db, org, &key.verifying_key())
             .await

@@ -79,13 +79,11 @@ pub(super) async fn audit_purge(
         (None, None) => return usage_error("--export or --archive is required"),
     };
     // What is removed is what the export holds as read back now.
-    let (manifest, mut file) = fetch_export(settings, &export).await?;
-    // The purge compares every position with the stored chain: it holds
-    // the export whole.
-    let mut events = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut events)?;
+    // The purge reads the file twice (verifying it, then comparing each
+    // position with the stored chain), a line at a time.
+    let (manifest, file) = fetch_export(settings, &export).await?;
     let purged =
-        carapace_infra::audit::purge_org(&owner, org, cutoff, &manifest, &events, &key).await?;
+        carapace_infra::audit::purge_org(&owner, org, cutoff, &manifest, file, &key).await?;
     let mut out = std::io::stdout();
     if purged.to < purged.from {
         let _ = writeln!(out, "{slug}: nothing is past retention and in the export");
