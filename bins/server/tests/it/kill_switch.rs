@@ -20,10 +20,18 @@ use crate::support::{Org, TestApp, problem, send, settings_with, spawn_with};
 const OPERATORS: &str = "ops-team";
 
 async fn instance(pg: &carapace_testkit::PgTestDb) -> TestApp {
+    instance_with(pg, |_| {}).await
+}
+
+async fn instance_with(
+    pg: &carapace_testkit::PgTestDb,
+    change: impl FnOnce(&mut carapace_server::settings::Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut settings = settings_with(pg.app_url.clone());
     settings.data_dir = dir.path().join("data");
     settings.operator_org = Some(OPERATORS.into());
+    change(&mut settings);
     spawn_with(settings, Some(dir)).await
 }
 
@@ -51,6 +59,21 @@ async fn eventually(app: &TestApp, token: &str, path: &str, status: u16) -> Dura
             res.status()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The operator organization, created.
+async fn operators(app: &TestApp) -> Org {
+    let ops = SeaOrganizations::new(app.db.clone())
+        .create(NewOrganization {
+            slug: OrgSlug::parse(OPERATORS).unwrap_or_else(|e| panic!("{e}")),
+            name: OrgName::parse("Operators").unwrap_or_else(|e| panic!("{e}")),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Org {
+        id: ops.id,
+        slug: OPERATORS.into(),
     }
 }
 
@@ -90,17 +113,7 @@ async fn set_through_one_instance_obeyed_by_the_other_and_recorded_everywhere() 
     };
     let one = instance(&pg).await;
     let two = instance(&pg).await;
-    let ops = SeaOrganizations::new(one.db.clone())
-        .create(NewOrganization {
-            slug: OrgSlug::parse(OPERATORS).unwrap_or_else(|e| panic!("{e}")),
-            name: OrgName::parse("Operators").unwrap_or_else(|e| panic!("{e}")),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ops = Org {
-        id: ops.id,
-        slug: OPERATORS.into(),
-    };
+    let ops = operators(&one).await;
     let clinic = one.org().await;
     let operator = one.token(&ops, Role::Admin);
     let clinician = one.token(&clinic, Role::Clinician);
@@ -227,4 +240,93 @@ async fn the_cli_turns_it_on_and_off_for_running_instances() {
         "recorded in the organization's trail"
     );
     app.stop().await;
+}
+
+/// Starts a bulk export as `token`; its status URL's path.
+async fn start_export(app: &TestApp, token: &str) -> String {
+    let res = send(
+        app.http
+            .get(app.url("/fhir/R4/Patient/$export"))
+            .bearer_auth(token)
+            .header("accept", "application/fhir+json")
+            .header("prefer", "respond-async"),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let url = res
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no status URL"));
+    let (_, path) = url.split_once("/fhir/").unwrap_or_else(|| panic!("{url}"));
+    format!("/fhir/{path}")
+}
+
+/// The status an export's status URL answers once it is no longer running.
+async fn export_ends(app: &TestApp, token: &str, path: &str) -> u16 {
+    let started = Instant::now();
+    loop {
+        let res = app.get(path, token).await;
+        if res.status() != 202 {
+            return res.status().as_u16();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A bulk export runs on after its request was answered: the switch stops
+/// it too (checked before every page and every patient's records), so no
+/// file of it can be fetched, and the export says it was stopped.
+#[tokio::test]
+async fn a_bulk_export_under_way_stops_when_the_switch_goes_on() {
+    let Some(pg) = carapace_testkit::postgres_fresh("kill_switch_bulk_export", true).await else {
+        return;
+    };
+    // The patients are made faster than a person's request rate allows.
+    let app = instance_with(&pg, |s| s.rate_limit_api_burst = 1000).await;
+    let operator = app.token(&operators(&app).await, Role::Admin);
+    let clinic = app.org().await;
+    let clinician = app.token(&clinic, Role::Clinician);
+    // Enough patients that their records take a while to read.
+    for i in 0..300 {
+        app.new_patient(&clinician, &format!("Export{i}")).await;
+    }
+
+    // Several exports at once, so that some are still reading when the
+    // switch goes on (turning it on writes to every organization's trail).
+    let mut running = Vec::new();
+    for _ in 0..12 {
+        running.push(start_export(&app, &clinician).await);
+    }
+    let on = put(
+        &app,
+        &operator,
+        json!({"engaged": true, "reason": "breach response"}),
+    )
+    .await;
+    assert_eq!(on.status(), 200);
+    let off = put(
+        &app,
+        &operator,
+        json!({"engaged": false, "reason": "contained"}),
+    )
+    .await;
+    assert_eq!(off.status(), 200);
+    let mut ends = Vec::new();
+    for path in &running {
+        ends.push(export_ends(&app, &clinician, path).await);
+    }
+    assert!(
+        ends.iter().all(|s| *s == 200 || *s == 500),
+        "each export completed before the switch or failed: {ends:?}"
+    );
+    assert!(
+        ends.contains(&500),
+        "the exports under way when the switch went on stopped: {ends:?}"
+    );
+
+    // With the switch off, an export completes.
+    let again = start_export(&app, &clinician).await;
+    assert_eq!(export_ends(&app, &clinician, &again).await, 200);
 }

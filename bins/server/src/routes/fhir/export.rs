@@ -203,9 +203,15 @@ async fn run(
     since: Option<OffsetDateTime>,
 ) {
     let ctx = auth.principal.tenant();
-    let outcome = write(&state, &auth, id, scope, &types, since).await;
+    let outcome = write(&state, &auth, id, scope, &types, since)
+        .await
+        .and_then(|()| not_suspended(&state));
     let (status, error) = match &outcome {
         Ok(()) => (ExportStatus::Complete, None),
+        Err(ApiError::Suspended) => (
+            ExportStatus::Failed,
+            Some("stopped by the kill switch; start another once it is off"),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, export = %id, "bulk export failed");
             (
@@ -219,12 +225,23 @@ async fn run(
     }
 }
 
+/// The kill switch stops an export under way too, not only new requests:
+/// checked before every page of patients, every patient's records, the
+/// files' write, and the export's completion.
+fn not_suspended(state: &AppState) -> Result<(), ApiError> {
+    if state.kill_switch.engaged() {
+        return Err(ApiError::Suspended);
+    }
+    Ok(())
+}
+
 /// Every patient the caller may list, page by page through the listing
 /// use case (what changed since `_since` is chosen per resource after).
 async fn patients(state: &AppState, auth: &Authorized) -> Result<Vec<Patient>, ApiError> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
+        not_suspended(state)?;
         let query = PatientQuery {
             limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
             after,
@@ -291,6 +308,7 @@ async fn write(
     if wants_meds || wants_effects {
         let (mut meds, mut effects) = (Vec::new(), Vec::new());
         for p in &ids {
+            not_suspended(state)?;
             let (m, e) = medication_records(state)
                 .history(&caller(auth), *p, now)
                 .await?;
@@ -327,6 +345,7 @@ async fn write(
     }
     let non_empty = files.into_iter().filter(|(_, l)| !l.is_empty());
     for (n, (resource_type, lines)) in (1u32..).zip(non_empty) {
+        not_suspended(state)?;
         let file = ExportFile {
             n,
             resource_type,
