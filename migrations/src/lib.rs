@@ -101,11 +101,17 @@ pub(crate) async fn postgres_only(
     sql: &str,
     grants: &str,
 ) -> Result<(), DbErr> {
+    on_postgres(manager, sql).await?;
+    on_postgres(manager, grants).await
+}
+
+/// Runs `sql` (with `{app}` standing for [`APP_ROLE`]) on PostgreSQL only:
+/// grants and row-level security, which SQLite has no counterpart for.
+pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
     use sea_orm_migration::sea_orm::{ConnectionTrait as _, DbBackend};
     let db = manager.get_connection();
     if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared(sql).await?;
-        db.execute_unprepared(&grants.replace("{app}", APP_ROLE))
+        db.execute_unprepared(&sql.replace("{app}", APP_ROLE))
             .await?;
     }
     Ok(())

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -16,12 +13,11 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         db.execute_unprepared("CREATE TABLE patient_id_hashes (hash bytea PRIMARY KEY)")
             .await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "GRANT SELECT, INSERT, DELETE ON patient_id_hashes TO {APP_ROLE}"
-            ))
-            .await?;
-        }
+        crate::on_postgres(
+            manager,
+            "GRANT SELECT, INSERT, DELETE ON patient_id_hashes TO {app}",
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -16,12 +13,11 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         db.execute_unprepared("ALTER TABLE organizations ADD COLUMN deleted_at timestamptz NULL")
             .await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "GRANT UPDATE (deleted_at) ON organizations TO {APP_ROLE}"
-            ))
-            .await?;
-        }
+        crate::on_postgres(
+            manager,
+            "GRANT UPDATE (deleted_at) ON organizations TO {app}",
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -31,18 +28,13 @@ impl MigrationTrait for Migration {
             "CREATE INDEX alert_outbox_due ON alert_outbox (org_id, delivered_at, next_attempt_at)",
         )
         .await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "ALTER TABLE alert_outbox ENABLE ROW LEVEL SECURITY;
+        crate::on_postgres(manager, "ALTER TABLE alert_outbox ENABLE ROW LEVEL SECURITY;
                  ALTER TABLE alert_outbox FORCE ROW LEVEL SECURITY;
                  CREATE POLICY alert_outbox_tenant_isolation ON alert_outbox
                    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
                    WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
-                 GRANT SELECT, INSERT ON alert_outbox TO {APP_ROLE};
-                 GRANT UPDATE (attempts, next_attempt_at, delivered_at, last_error) ON alert_outbox TO {APP_ROLE};"
-            ))
-            .await?;
-        }
+                 GRANT SELECT, INSERT ON alert_outbox TO {app};
+                 GRANT UPDATE (attempts, next_attempt_at, delivered_at, last_error) ON alert_outbox TO {app};").await?;
         Ok(())
     }
 }

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -23,12 +20,11 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared(TABLE).await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "GRANT SELECT, INSERT, UPDATE ON kill_switch TO {APP_ROLE}"
-            ))
-            .await?;
-        }
+        crate::on_postgres(
+            manager,
+            "GRANT SELECT, INSERT, UPDATE ON kill_switch TO {app}",
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,6 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::{APP_ROLE, create_tenant_tables};
+use crate::create_tenant_tables;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -30,13 +29,11 @@ CREATE UNIQUE INDEX calendar_feeds_token ON calendar_feeds (org_id, token_hash);
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create_tenant_tables(manager, TABLES, &["calendar_feeds"]).await?;
-        let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "GRANT UPDATE (calendar_detail, external_referrals) ON organizations TO {APP_ROLE}"
-            ))
-            .await?;
-        }
+        crate::on_postgres(
+            manager,
+            "GRANT UPDATE (calendar_detail, external_referrals) ON organizations TO {app}",
+        )
+        .await?;
         Ok(())
     }
 }

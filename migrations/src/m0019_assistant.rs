@@ -1,7 +1,6 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::{APP_ROLE, create_tenant_tables};
+use crate::create_tenant_tables;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -28,13 +27,7 @@ CREATE INDEX assistant_turns_subject ON assistant_turns (org_id, subject, id);
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create_tenant_tables(manager, TABLES, &["assistant_turns"]).await?;
-        let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "GRANT UPDATE (ai_baa) ON organizations TO {APP_ROLE}"
-            ))
-            .await?;
-        }
+        crate::on_postgres(manager, "GRANT UPDATE (ai_baa) ON organizations TO {app}").await?;
         Ok(())
     }
 }

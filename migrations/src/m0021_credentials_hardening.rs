@@ -1,7 +1,6 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::{APP_ROLE, create_tenant_tables};
+use crate::create_tenant_tables;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -82,13 +81,11 @@ const TENANT_TABLES: [&str; 4] = [
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create_tenant_tables(manager, TABLES, &TENANT_TABLES).await?;
-        let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON login_address_failures TO {APP_ROLE}"
-            ))
-            .await?;
-        }
+        crate::on_postgres(
+            manager,
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON login_address_failures TO {app}",
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -38,9 +35,9 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         db.execute_unprepared(TABLE).await?;
         db.execute_unprepared(WAITING).await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "ALTER TABLE audit_witness_queue ENABLE ROW LEVEL SECURITY;
+        crate::on_postgres(
+            manager,
+            "ALTER TABLE audit_witness_queue ENABLE ROW LEVEL SECURITY;
                  ALTER TABLE audit_witness_queue FORCE ROW LEVEL SECURITY;
                  CREATE POLICY audit_witness_queue_backlog ON audit_witness_queue
                    FOR SELECT USING (true);
@@ -51,10 +48,9 @@ impl MigrationTrait for Migration {
                    FOR UPDATE
                    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
                    WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
-                 GRANT SELECT, INSERT, UPDATE ON audit_witness_queue TO {APP_ROLE};"
-            ))
-            .await?;
-        }
+                 GRANT SELECT, INSERT, UPDATE ON audit_witness_queue TO {app};",
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,4 @@
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-
-use crate::APP_ROLE;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -14,21 +11,19 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&format!(
-                "CREATE POLICY alert_outbox_prune_delivered ON alert_outbox
+        crate::on_postgres(
+            manager,
+            "CREATE POLICY alert_outbox_prune_delivered ON alert_outbox
                    AS RESTRICTIVE FOR DELETE
                    USING (delivered_at IS NOT NULL);
-                 GRANT DELETE ON alert_outbox TO {APP_ROLE};
+                 GRANT DELETE ON alert_outbox TO {app};
                  CREATE POLICY audit_witness_queue_prune ON audit_witness_queue
                    FOR DELETE
                    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
                           AND anchored_at IS NOT NULL);
-                 GRANT DELETE ON audit_witness_queue TO {APP_ROLE};"
-            ))
-            .await?;
-        }
+                 GRANT DELETE ON audit_witness_queue TO {app};",
+        )
+        .await?;
         Ok(())
     }
 }
