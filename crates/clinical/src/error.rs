@@ -66,6 +66,10 @@ pub enum ClinicalError {
     /// on (a stale `If-Match`): nothing was written.
     #[error("version conflict")]
     VersionConflict,
+    /// The caller already has as much of this work under way as allowed;
+    /// try again after the duration (429).
+    #[error("too much under way")]
+    Busy(std::time::Duration),
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -89,6 +93,7 @@ impl ClinicalError {
             Self::Denied(DenyReason::NoRelationship(_)) => "no_relationship",
             Self::Denied(DenyReason::OutOfScope(_)) => "insufficient_scope",
             Self::VersionConflict => "version_conflict",
+            Self::Busy(_) => "rate_limited",
             Self::Storage(e) => e.code(),
             Self::Audit(e) => e.0.code(),
         }

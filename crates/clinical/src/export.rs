@@ -104,9 +104,20 @@ pub struct ExportJob {
     pub files: Vec<ExportFile>,
 }
 
+/// Exports one subject may have in progress at once (each holds its
+/// patients in memory while it runs): a further start is refused with
+/// [`ClinicalError::Busy`] (FHIR Bulk Data: 429).
+pub const RUNNING_MAX: u64 = 2;
+
+/// How long a caller refused for [`RUNNING_MAX`] is asked to wait.
+pub const RUNNING_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where exports and their (sealed) files are kept.
 pub trait ExportRepository: Send + Sync {
-    /// Starts an export for `access`'s subject (`export.start`).
+    /// Starts an export for `access`'s subject (`export.start`), unless the
+    /// subject already has [`RUNNING_MAX`] in progress (and not expired):
+    /// then [`ClinicalError::Busy`]. Counting and starting are one step, so
+    /// racing starts cannot pass the limit together.
     fn create(
         &self,
         access: &Access,

@@ -8,16 +8,20 @@ use carapace_audit::{Access, Outcome};
 use carapace_auth::smart::ResourceType;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportJob, ExportRepository, ExportStatus, NewExport,
+    ExportFile, ExportId, ExportJob, ExportRepository, ExportStatus, NewExport, RUNNING_MAX,
+    RUNNING_RETRY,
 };
 use carapace_tenancy::{SubjectId, TenantContext};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbBackend, EntityTrait,
+    PaginatorTrait as _, QueryFilter, QueryOrder,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::Database;
+use crate::db::{Backend, Database, statement, storage_error};
 use crate::db::{Fetch as _, Run as _};
 use crate::entity::{bulk_export as job, bulk_export_file as file};
 use crate::fields::{self, KeyVersions};
@@ -82,7 +86,31 @@ impl ExportRepository for SeaExports {
             created_at: Set(carapace_audit::event::now_micros()),
             expires_at: Set(new.expires_at),
         };
+        let backend = self.db.backend();
         audited(&self.db, ctx, async |tx: &DatabaseTransaction| {
+            if backend == Backend::Postgres {
+                // One start per subject at a time, across servers (SQLite
+                // writes one transaction at a time anyway).
+                let key = format!("{}:{}", ctx.org(), ctx.actor().as_str());
+                tx.execute_raw(statement(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(1650553971, hashtext($1::text))",
+                    vec![key.into()],
+                ))
+                .await
+                .map_err(storage_error)?;
+            }
+            let running = job::Entity::find()
+                .scoped(ctx)
+                .filter(job::Column::Requester.eq(ctx.actor().as_str()))
+                .filter(job::Column::Status.eq(ExportStatus::InProgress.as_str()))
+                .filter(job::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
+                .count(tx)
+                .await
+                .map_err(storage_error)?;
+            if running >= RUNNING_MAX {
+                return Err(ClinicalError::Busy(RUNNING_RETRY));
+            }
             job::Entity::insert(row).run(tx).await?;
             let started = repo::event(
                 access,

@@ -413,6 +413,7 @@ impl From<ClinicalError> for ApiError {
                 DenyReason::OutOfScope(_) => Self::OutOfScope,
             },
             ClinicalError::VersionConflict => Self::PreconditionFailed,
+            ClinicalError::Busy(wait) => Self::RateLimited(wait),
             ClinicalError::Audit(e) => e.into(),
             other => Self::Internal(Box::new(other)),
         }

@@ -305,3 +305,131 @@ async fn group_export(app: &TestApp) {
 }
 
 on_both_backends!(group_export_on, group_export);
+
+/// Each running export holds its patients in memory: one caller may have
+/// two under way (`RUNNING_MAX`). Six starts racing get two; a third is
+/// refused over HTTP with 429 and `Retry-After`; another caller, and exports
+/// past their time, are not counted.
+async fn exports_at_once(app: &TestApp) {
+    use std::sync::Arc;
+
+    use carapace_audit::Access;
+    use carapace_auth::smart::ResourceType;
+    use carapace_clinical::ClinicalError;
+    use carapace_clinical::export::{ExportRepository as _, NewExport};
+    use carapace_tenancy::{SubjectId, TenantContext};
+
+    let org = app.org().await;
+    // Exports started through the repository never run: they stay under way.
+    let keys = carapace_infra::keys::KeyRing::new(
+        app.db.clone(),
+        Arc::new(carapace_phi_crypto::LocalSealer::new(&[7; 32])),
+    );
+    let exports = carapace_infra::exports::SeaExports::new(app.db.clone(), Arc::new(keys));
+    let as_subject = |who: &str| {
+        Access::system(TenantContext::new(
+            org.id,
+            SubjectId::parse(who).unwrap_or_else(|e| panic!("{e}")),
+        ))
+    };
+    let until = |secs: i64| NewExport {
+        request_url: "https://carapace.test/fhir/R4/Patient/$export".into(),
+        types: vec![ResourceType::Patient],
+        since: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
+    };
+
+    let (ada, hour) = (as_subject("clinician-ada"), until(3600));
+    let racing = futures_util::future::join_all((0..6).map(|_| exports.create(&ada, &hour))).await;
+    let started = racing.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(started, 2, "{racing:?}");
+    assert!(
+        racing
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(ClinicalError::Busy(_)))),
+        "{racing:?}"
+    );
+
+    let kick = |token: String| {
+        send(
+            app.http
+                .get(app.url("/fhir/R4/Patient/$export"))
+                .bearer_auth(token)
+                .header("accept", FHIR)
+                .header("prefer", "respond-async"),
+        )
+    };
+    let refused = kick(app.token_as(&org, Role::Clinician, "clinician-ada")).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        kick(app.token_as(&org, Role::Clinician, "clinician-bob"))
+            .await
+            .status(),
+        202,
+        "another caller's exports are their own"
+    );
+    let dee = as_subject("clinician-dee");
+    for _ in 0..2 {
+        exports
+            .create(&dee, &until(-1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(
+        kick(app.token_as(&org, Role::Clinician, "clinician-dee"))
+            .await
+            .status(),
+        202,
+        "exports past their time hold no place"
+    );
+}
+
+on_both_backends!(exports_at_once_on, exports_at_once);
+
+/// Two servers on one database, each with its own pool, start exports for
+/// one caller at the same moment: still no more than two.
+#[tokio::test]
+async fn two_servers_racing_start_no_more_than_two_exports_for_one_caller() {
+    use std::sync::Arc;
+
+    use carapace_audit::Access;
+    use carapace_auth::smart::ResourceType;
+    use carapace_clinical::export::{ExportRepository as _, NewExport};
+    use carapace_infra::exports::SeaExports;
+    use carapace_tenancy::{SubjectId, TenantContext};
+
+    let Some(pg) = carapace_testkit::postgres_fresh("exports_two_servers", true).await else {
+        return;
+    };
+    let one =
+        crate::support::spawn_with(crate::support::settings_with(pg.app_url.clone()), None).await;
+    let two =
+        crate::support::spawn_with(crate::support::settings_with(pg.app_url.clone()), None).await;
+    let org = one.org().await;
+    let sealer = Arc::new(carapace_phi_crypto::LocalSealer::new(&[7; 32]));
+    let repo = |app: &TestApp| {
+        let keys = carapace_infra::keys::KeyRing::new(app.db.clone(), sealer.clone());
+        SeaExports::new(app.db.clone(), Arc::new(keys))
+    };
+    let (a, b) = (repo(&one), repo(&two));
+    let new = NewExport {
+        request_url: "https://carapace.test/fhir/R4/Patient/$export".into(),
+        types: vec![ResourceType::Patient],
+        since: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    // Each caller has one under way; then one start on each server at once,
+    // both counting one: only one may succeed.
+    for n in 0..10 {
+        let who = Access::system(TenantContext::new(
+            org.id,
+            SubjectId::parse(&format!("clinician-{n}")).unwrap_or_else(|e| panic!("{e}")),
+        ));
+        a.create(&who, &new).await.unwrap_or_else(|e| panic!("{e}"));
+        let (x, y) = tokio::join!(a.create(&who, &new), b.create(&who, &new));
+        assert!(x.is_ok() != y.is_ok(), "caller {n}: {x:?} {y:?}");
+    }
+    one.stop().await;
+    two.stop().await;
+}
