@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod ivr;
 mod model;
 mod reminder;
+mod replace;
 mod schedule;
 
 pub use model::{
@@ -21,6 +22,7 @@ pub use model::{
     reason,
 };
 pub use reminder::{Notifier, NotifyError, REMINDER_SUBJECT, ReminderMessage, reminder_text};
+pub use replace::{Change, change_of};
 pub use schedule::{ListingRequest, Scheduling};
 
 use std::fmt;

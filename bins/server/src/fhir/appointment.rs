@@ -5,12 +5,9 @@
 //! [`SUBJECT_SYSTEM`]: subjects such as `oidc:…` are not FHIR ids). The
 //! display zone is the extension [`TIME_ZONE_URL`] (UTC when absent).
 
-use carapace_clinical::appointment::{
-    Appointment, AppointmentInput, AppointmentStatus, instant_field,
-};
-use carapace_clinical::{ClinicalError, FieldError};
+use carapace_clinical::ClinicalError;
+use carapace_clinical::appointment::{Appointment, AppointmentInput, AppointmentStatus};
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::instant;
@@ -195,72 +192,6 @@ pub fn from_fhir(body: &Value) -> Result<(AppointmentInput, AppointmentStatus), 
     match status {
         Some(status) if r.errors.is_empty() => Ok((input, status)),
         _ => Err(ClinicalError::Invalid(r.errors)),
-    }
-}
-
-/// What replacing an appointment asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// Nothing: the body is the appointment as it is.
-    Nothing,
-    /// Another time (rescheduling).
-    Move {
-        /// The new start.
-        start: OffsetDateTime,
-        /// The new end.
-        end: OffsetDateTime,
-    },
-    /// Another status (cancelling, completing, a no-show).
-    Finish(AppointmentStatus),
-}
-
-/// What replacing `current` by `input` at `status` changes: its status or
-/// its time, one at a time. The participants, the reason and the time
-/// zone do not change on an update (book another appointment); asking
-/// for it is refused naming the element.
-pub fn change_of(
-    current: &Appointment,
-    input: &AppointmentInput,
-    status: AppointmentStatus,
-) -> Result<Change, ClinicalError> {
-    let mut errors = Vec::new();
-    if input.patient_id != current.patient.as_uuid()
-        || input.practitioner != current.practitioner.as_str()
-    {
-        errors.push(FieldError::new(
-            "Appointment.participant",
-            "the participants do not change: book another appointment",
-        ));
-    }
-    if input.time_zone != current.time_zone.as_str() {
-        errors.push(FieldError::new(
-            "Appointment.extension",
-            "the time zone does not change",
-        ));
-    }
-    if input.reason.as_deref() != current.reason.as_ref().map(|r| r.expose_phi().as_str()) {
-        errors.push(FieldError::new(
-            "Appointment.reasonCode",
-            "the reason does not change",
-        ));
-    }
-    let start = instant_field("Appointment.start", &input.start).map_err(|e| errors.push(e));
-    let end = instant_field("Appointment.end", &input.end).map_err(|e| errors.push(e));
-    let (Ok(start), Ok(end)) = (start, end) else {
-        return Err(ClinicalError::Invalid(errors));
-    };
-    if !errors.is_empty() {
-        return Err(ClinicalError::Invalid(errors));
-    }
-    let moved = start != current.slot.start() || end != current.slot.end();
-    match (status != current.status, moved) {
-        (false, false) => Ok(Change::Nothing),
-        (false, true) => Ok(Change::Move { start, end }),
-        (true, false) => Ok(Change::Finish(status)),
-        (true, true) => Err(ClinicalError::Invalid(vec![FieldError::new(
-            "Appointment.status",
-            "change the status or the time, not both at once",
-        )])),
     }
 }
 

@@ -10,8 +10,9 @@ use carapace_tenancy::SubjectId;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    Appointment, AppointmentId, AppointmentPage, AppointmentQuery, AppointmentRepository,
-    AppointmentScope, AppointmentStatus, NewAppointment, Slot, free_slots, plan_reminders,
+    Appointment, AppointmentId, AppointmentInput, AppointmentPage, AppointmentQuery,
+    AppointmentRepository, AppointmentScope, AppointmentStatus, BookingRules, Change,
+    NewAppointment, Slot, change_of, free_slots, plan_reminders,
 };
 use crate::access::{AuditTrail, Caller, PatientAccess, refuse};
 use crate::patient::{PageLimit, PatientId, PatientRepository};
@@ -183,6 +184,56 @@ impl<P: PatientRepository, T: AuditTrail, A: AppointmentRepository> Scheduling<'
             .finish(&access, id, to)
             .await?
             .ok_or(ClinicalError::NotFound)
+    }
+
+    /// Replaces appointment `id` by `wanted` at `status` (the whole of it as
+    /// the caller wants it) for a caller who may write its patient's
+    /// appointments, reached once: nothing changes when it is the
+    /// appointment as stored; otherwise its status changes as
+    /// [`Self::finish`] or its time as [`Self::reschedule`] (the new slot
+    /// checked against `rules`), one at a time ([`change_of`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the appointment, what is wanted of it, and the rules of a move"
+    )]
+    pub async fn replace(
+        &self,
+        caller: &Caller<'_>,
+        id: AppointmentId,
+        wanted: &AppointmentInput,
+        status: AppointmentStatus,
+        rules: &BookingRules,
+        reminder_offsets: &[Duration],
+        now: OffsetDateTime,
+    ) -> Result<Appointment, ClinicalError> {
+        let access = self
+            .through_patient(
+                caller,
+                id,
+                Permission::AppointmentWrite,
+                "appointment.update",
+                now,
+            )
+            .await?;
+        let current = self
+            .appointments
+            .get(&access, id)
+            .await?
+            .ok_or(ClinicalError::NotFound)?;
+        let changed = match change_of(&current, wanted, status)? {
+            Change::Nothing => return Ok(current),
+            Change::Finish(to) => self.appointments.finish(&access, id, to).await?,
+            Change::Move { start, end } => {
+                let slot = rules
+                    .slot(start, end, now)
+                    .map_err(ClinicalError::Invalid)?;
+                let reminders = plan_reminders(slot.start(), now, reminder_offsets);
+                self.appointments
+                    .reschedule(&access, id, slot, &reminders)
+                    .await?
+            }
+        };
+        changed.ok_or(ClinicalError::NotFound)
     }
 
     /// A page of the appointments `request` asks for, when the caller may

@@ -15,9 +15,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Resource, bad, base, fhir_json, named, query_pairs};
-use crate::fhir::appointment::{
-    Change, change_of, element_of, from_fhir, status_of, to_fhir, version,
-};
+use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::etag;
 use crate::http::ApiError;
@@ -177,24 +175,28 @@ pub async fn update(
         return Err(bad("Appointment.id", "must be the id in the URL"));
     }
     let (input, status) = from_fhir(&body.0)?;
-    let at = now();
-    let who = caller(&auth);
-    let use_case = scheduling(&state);
-    let current = use_case.read(&who, id, at).await?;
-    let changed = match change_of(&current, &input, status)? {
-        Change::Nothing => current,
-        Change::Finish(to) => use_case.finish(&who, id, to, at).await?,
-        Change::Move { start, end } => {
-            let slot = state
-                .booking_rules
-                .slot(start, end, at)
-                .map_err(|errors| named(ClinicalError::Invalid(errors), element_of))?;
-            use_case
-                .reschedule(&who, id, slot, &state.reminder_offsets, at)
-                .await?
-        }
-    };
+    let changed = scheduling(&state)
+        .replace(
+            &caller(&auth),
+            id,
+            &input,
+            status,
+            &state.booking_rules,
+            &state.reminder_offsets,
+            now(),
+        )
+        .await
+        .map_err(|e| named(e, replaced_element))?;
     Ok(answer(StatusCode::OK, &changed, &base(&req, &state)))
+}
+
+/// The FHIR element of a field a replacement names (the reason as a
+/// whole: it does not change).
+fn replaced_element(field: &str) -> String {
+    match field {
+        "reason" => "Appointment.reasonCode".into(),
+        other => element_of(other),
+    }
 }
 
 /// One `date` bound into `request` (starts are whole seconds).

@@ -296,6 +296,10 @@ async fn appointments_update_and_vread(app: &TestApp) {
     // The same body: nothing changes.
     let (same, _) = json_of(call(app, "PUT", &url, &ada, Some(&a)).await, 200).await;
     assert_eq!(same["meta"]["versionId"], v1.as_str());
+    // Replacing is writing: one who may only read it may not, even unchanged.
+    let viewer = app.token(&org, Role::Viewer);
+    json_of(call(app, "GET", &url, &viewer, None).await, 200).await;
+    outcome(call(app, "PUT", &url, &viewer, Some(&a)).await, 403).await;
 
     // What may not change is refused, naming it, and nothing is written.
     let edits: [(&str, Edit); 5] = [
