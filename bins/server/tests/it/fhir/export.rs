@@ -306,40 +306,43 @@ async fn group_export(app: &TestApp) {
 
 on_both_backends!(group_export_on, group_export);
 
+/// Exports of `app`'s database started through the repository: they never
+/// run, so they stay under way.
+fn export_store(app: &TestApp) -> carapace_infra::exports::SeaExports {
+    let sealer = carapace_phi_crypto::LocalSealer::new(&[7; 32]);
+    let keys = carapace_infra::keys::KeyRing::new(app.db.clone(), std::sync::Arc::new(sealer));
+    carapace_infra::exports::SeaExports::new(app.db.clone(), std::sync::Arc::new(keys))
+}
+
+/// An export of patients that expires in `secs` seconds.
+fn export_until(secs: i64) -> carapace_clinical::export::NewExport {
+    carapace_clinical::export::NewExport {
+        request_url: "https://carapace.test/fhir/R4/Patient/$export".into(),
+        types: vec![carapace_auth::smart::ResourceType::Patient],
+        since: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
+    }
+}
+
+/// `who` of `org`, as a repository caller.
+fn as_subject(org: &crate::support::Org, who: &str) -> carapace_audit::Access {
+    carapace_audit::Access::system(carapace_tenancy::TenantContext::new(
+        org.id,
+        carapace_tenancy::SubjectId::parse(who).unwrap_or_else(|e| panic!("{e}")),
+    ))
+}
+
 /// Each running export holds its patients in memory: one caller may have
 /// two under way (`RUNNING_MAX`). Six starts racing get two; a third is
 /// refused over HTTP with 429 and `Retry-After`; another caller, and exports
 /// past their time, are not counted.
 async fn exports_at_once(app: &TestApp) {
-    use std::sync::Arc;
-
-    use carapace_audit::Access;
-    use carapace_auth::smart::ResourceType;
     use carapace_clinical::ClinicalError;
-    use carapace_clinical::export::{ExportRepository as _, NewExport};
-    use carapace_tenancy::{SubjectId, TenantContext};
+    use carapace_clinical::export::ExportRepository as _;
 
     let org = app.org().await;
-    // Exports started through the repository never run: they stay under way.
-    let keys = carapace_infra::keys::KeyRing::new(
-        app.db.clone(),
-        Arc::new(carapace_phi_crypto::LocalSealer::new(&[7; 32])),
-    );
-    let exports = carapace_infra::exports::SeaExports::new(app.db.clone(), Arc::new(keys));
-    let as_subject = |who: &str| {
-        Access::system(TenantContext::new(
-            org.id,
-            SubjectId::parse(who).unwrap_or_else(|e| panic!("{e}")),
-        ))
-    };
-    let until = |secs: i64| NewExport {
-        request_url: "https://carapace.test/fhir/R4/Patient/$export".into(),
-        types: vec![ResourceType::Patient],
-        since: None,
-        expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
-    };
-
-    let (ada, hour) = (as_subject("clinician-ada"), until(3600));
+    let exports = export_store(app);
+    let (ada, hour) = (as_subject(&org, "clinician-ada"), export_until(3600));
     let racing = futures_util::future::join_all((0..6).map(|_| exports.create(&ada, &hour))).await;
     let started = racing.iter().filter(|r| r.is_ok()).count();
     assert_eq!(started, 2, "{racing:?}");
@@ -369,10 +372,10 @@ async fn exports_at_once(app: &TestApp) {
         202,
         "another caller's exports are their own"
     );
-    let dee = as_subject("clinician-dee");
+    let dee = as_subject(&org, "clinician-dee");
     for _ in 0..2 {
         exports
-            .create(&dee, &until(-1))
+            .create(&dee, &export_until(-1))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -391,13 +394,7 @@ on_both_backends!(exports_at_once_on, exports_at_once);
 /// one caller at the same moment: still no more than two.
 #[tokio::test]
 async fn two_servers_racing_start_no_more_than_two_exports_for_one_caller() {
-    use std::sync::Arc;
-
-    use carapace_audit::Access;
-    use carapace_auth::smart::ResourceType;
-    use carapace_clinical::export::{ExportRepository as _, NewExport};
-    use carapace_infra::exports::SeaExports;
-    use carapace_tenancy::{SubjectId, TenantContext};
+    use carapace_clinical::export::ExportRepository as _;
 
     let Some(pg) = carapace_testkit::postgres_fresh("exports_two_servers", true).await else {
         return;
@@ -407,25 +404,12 @@ async fn two_servers_racing_start_no_more_than_two_exports_for_one_caller() {
     let two =
         crate::support::spawn_with(crate::support::settings_with(pg.app_url.clone()), None).await;
     let org = one.org().await;
-    let sealer = Arc::new(carapace_phi_crypto::LocalSealer::new(&[7; 32]));
-    let repo = |app: &TestApp| {
-        let keys = carapace_infra::keys::KeyRing::new(app.db.clone(), sealer.clone());
-        SeaExports::new(app.db.clone(), Arc::new(keys))
-    };
-    let (a, b) = (repo(&one), repo(&two));
-    let new = NewExport {
-        request_url: "https://carapace.test/fhir/R4/Patient/$export".into(),
-        types: vec![ResourceType::Patient],
-        since: None,
-        expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    };
+    let (a, b) = (export_store(&one), export_store(&two));
+    let new = export_until(3600);
     // Each caller has one under way; then one start on each server at once,
     // both counting one: only one may succeed.
     for n in 0..10 {
-        let who = Access::system(TenantContext::new(
-            org.id,
-            SubjectId::parse(&format!("clinician-{n}")).unwrap_or_else(|e| panic!("{e}")),
-        ));
+        let who = as_subject(&org, &format!("clinician-{n}"));
         a.create(&who, &new).await.unwrap_or_else(|e| panic!("{e}"));
         let (x, y) = tokio::join!(a.create(&who, &new), b.create(&who, &new));
         assert!(x.is_ok() != y.is_ok(), "caller {n}: {x:?} {y:?}");

@@ -152,6 +152,19 @@ async fn export_and_purge(db: Database, owner: Database) {
     assert!(chain.entries >= 2, "the purge event and the new read");
 }
 
+/// The server's role and the schema owner (who purges) on `pg`.
+async fn app_and_owner(pg: &carapace_testkit::PgTestDb) -> (Database, Database) {
+    let connect = async |settings| {
+        Database::connect(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    (
+        connect(pg.app_settings()).await,
+        connect(pg.owner_settings()).await,
+    )
+}
+
 #[tokio::test]
 async fn sqlite_export_then_purge_past_retention_keeps_a_verifiable_chain() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -164,12 +177,7 @@ async fn postgres_export_then_purge_past_retention_keeps_a_verifiable_chain() {
     let Some(pg) = carapace_testkit::postgres("export_then_purge").await else {
         return;
     };
-    let db = Database::connect(&pg.app_settings())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let owner = Database::connect(&pg.owner_settings())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (db, owner) = app_and_owner(pg).await;
     export_and_purge(db, owner).await;
 }
 
@@ -304,11 +312,6 @@ async fn postgres_purge_in_pages_compares_the_file_it_verified() {
     let Some(pg) = carapace_testkit::postgres("purge_in_pages").await else {
         return;
     };
-    let db = Database::connect(&pg.app_settings())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let owner = Database::connect(&pg.owner_settings())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (db, owner) = app_and_owner(pg).await;
     purge_in_pages(db, owner).await;
 }
