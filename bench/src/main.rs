@@ -16,6 +16,7 @@
 )]
 mod audit_scale;
 mod breakdown;
+mod cpu;
 mod floor;
 mod pgbench;
 mod report;
@@ -200,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
     let mut carapace: Vec<Vec<Slice>> = vec![Vec::new(); 3];
     let mut own_sql: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut floor_tps: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut floor_cpu: Vec<(cpu::Spent, u64)> = vec![Default::default(); 3];
     let mut noaudit: Vec<f64> = Vec::new();
     let count = [("count", (args.orgs * args.patients).to_string())];
     let floor_db = floor.db.name.clone();
@@ -279,6 +281,8 @@ async fn main() -> anyhow::Result<()> {
             carapace[i].push(s);
             own_sql[i].push(own);
             floor_tps[i].push(at_floor.tps);
+            floor_cpu[i].0.add(at_floor.cpu);
+            floor_cpu[i].1 += at_floor.transactions;
         }
         let tps = floor
             .pgbench(&floor.noaudit()?, work.path(), args.clients, args.seconds)?
@@ -299,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
             carapace,
             own_sql,
             floor: floor_tps,
+            floor_cpu,
             noaudit,
             fixed,
             fixed_rate: args.fixed_rate,

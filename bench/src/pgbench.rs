@@ -6,6 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+use crate::cpu::{Reading, Spent};
+
 /// One pgbench slice.
 pub(crate) struct Run<'a> {
     /// Who connects (the server's role, or the floor's app role).
@@ -22,6 +24,8 @@ pub(crate) struct Run<'a> {
 pub(crate) struct Done {
     pub(crate) tps: f64,
     pub(crate) transactions: u64,
+    /// The machine's and pgbench's CPU during the slice.
+    pub(crate) cpu: Spent,
 }
 
 /// Runs `run` with `clients` clients for `secs` seconds.
@@ -46,12 +50,14 @@ pub(crate) fn pgbench(
     for (name, value) in run.vars {
         cmd.arg("-D").arg(format!("{name}={value}"));
     }
+    let before = Reading::now();
     let out = cmd
         .arg("-f")
         .arg(&script)
         .arg(run.url)
         .output()
         .context("running pgbench (PostgreSQL's client tools)")?;
+    let cpu = before.spent_by_child();
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -72,5 +78,9 @@ pub(crate) fn pgbench(
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Ok(Done { tps, transactions })
+    Ok(Done {
+        tps,
+        transactions,
+        cpu,
+    })
 }

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use crate::cpu::{PerRequest, Spent};
 use crate::workload::{Slice, Workload};
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -26,6 +27,9 @@ pub(crate) struct Measured {
     pub(crate) own_sql: Vec<Vec<f64>>,
     /// Per workload, pgbench's TPS running the floor's SQL, each round.
     pub(crate) floor: Vec<Vec<f64>>,
+    /// Per workload, the machine's and pgbench's CPU over the floor's
+    /// slices, and the transactions they ran.
+    pub(crate) floor_cpu: Vec<(Spent, u64)>,
     /// The floor's W1 without the audit row, each round.
     pub(crate) noaudit: Vec<f64>,
     /// The fixed-load latency run.
@@ -94,6 +98,31 @@ pub(crate) fn write(out: &mut impl Write, m: &Measured) -> anyhow::Result<()> {
             ratio(rps, own),
             ratio(rps, floor),
             ratio(cpu * 1000.0, requests as f64),
+        )?;
+    }
+    writeln!(
+        out,
+        "cpu_ms_per_request workload side machine load_generator server rest_postgresql"
+    )?;
+    for (i, w) in Workload::ALL.iter().enumerate() {
+        let mut spent = Spent::default();
+        for s in &m.carapace[i] {
+            spent.add(s.cpu);
+        }
+        let requests: u64 = m.carapace[i].iter().map(|s| s.requests).sum();
+        let server: f64 = m.carapace[i].iter().map(|s| s.server_cpu_s).sum();
+        let (floor, transactions) = m.floor_cpu[i];
+        writeln!(
+            out,
+            "cpu_ms_per_request {} carapace {}",
+            w.name(),
+            PerRequest::of(spent, server, requests)
+        )?;
+        writeln!(
+            out,
+            "cpu_ms_per_request {} floor {}",
+            w.name(),
+            PerRequest::of(floor, 0.0, transactions)
         )?;
     }
     let noaudit = median(m.noaudit.clone());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cpu::{Reading, Spent};
 use crate::seed::Seeded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub(crate) struct Slice {
     pub(crate) requests: u64,
     /// CPU seconds the server spent during the slice.
     pub(crate) server_cpu_s: f64,
+    /// The machine's and the load generator's CPU during the slice.
+    pub(crate) cpu: Spent,
 }
 
 /// A cheap deterministic spread of request numbers over the seeded data.
@@ -123,6 +126,7 @@ pub(crate) async fn closed_loop(
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu = Reading::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (t, stop, issued) = (t.clone(), stop.clone(), issued.clone());
@@ -147,7 +151,10 @@ pub(crate) async fn closed_loop(
         .collect();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut slice = Slice::default();
+    let mut slice = Slice {
+        cpu: cpu.spent_here(),
+        ..Slice::default()
+    };
     for task in tasks {
         if let Ok((lat, errors)) = task.await {
             slice.latencies_us.extend(lat);
