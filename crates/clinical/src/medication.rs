@@ -365,22 +365,27 @@ pub fn patient_correlations(timeline: &Timeline, window: Window) -> Vec<Correlat
 /// Never per-patient rows.
 pub fn organization_correlations(timelines: &[Timeline], window: Window) -> Vec<Correlation> {
     // The patients (by index) behind each pair, keyed so the pair comes back.
+    // The pair `other`/`other` is the rare pairs' row's name: its patients
+    // go into that row, so that no two rows read `other`/`other`.
     let mut patients: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    let other = crate::small_cells::OTHER;
     for (patient, t) in timelines.iter().enumerate() {
         for (drug, symptom) in t.pairs(window).into_keys() {
-            patients
-                .entry(pair_key(&drug, &symptom))
-                .or_default()
-                .insert(patient);
+            let key = if drug == other && symptom == other {
+                other.to_owned()
+            } else {
+                pair_key(&drug, &symptom)
+            };
+            patients.entry(key).or_default().insert(patient);
         }
     }
     crate::small_cells::open_categories(patients)
         .into_iter()
         .map(|cell| {
-            let (drug, symptom) = cell.label.split_once(PAIR_SEPARATOR).map_or(
-                (crate::small_cells::OTHER, crate::small_cells::OTHER),
-                |p| p,
-            );
+            let (drug, symptom) = cell
+                .label
+                .split_once(PAIR_SEPARATOR)
+                .map_or((other, other), |p| p);
             Correlation {
                 drug: drug.to_owned(),
                 symptom: symptom.to_owned(),

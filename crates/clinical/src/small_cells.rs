@@ -6,7 +6,9 @@
 //!   fewer than [`SMALL_CELL`] patients is not shown either: a rare label
 //!   identifies as well as its count would. Such labels are folded into one
 //!   [`OTHER`] row of the distinct patients behind them, itself withheld
-//!   when small;
+//!   when small. A label that is itself `other` goes into that row too,
+//!   whatever its count: two rows of one label, one of them a real label
+//!   and one the rare ones, could not be told apart;
 //! - in a partition (every patient in exactly one cell: age bands, sexes,
 //!   months), whose total a reader may know from elsewhere, the withheld
 //!   cells together must hold nobody or at least [`SMALL_CELL`]: otherwise
@@ -43,15 +45,16 @@ pub fn normalise_label(raw: &str) -> String {
 
 /// An open category: each label with the patients (any stable key) behind
 /// it. Labels of at least [`SMALL_CELL`] patients are shown with their
-/// counts; the others are folded into [`OTHER`] (the distinct patients
-/// behind them, withheld when small), listed last when any exist.
+/// counts; the others, and a label that is itself [`OTHER`], are folded
+/// into [`OTHER`] (the distinct patients behind them, withheld when
+/// small), listed last when any exist: no two rows share a label.
 pub fn open_categories<K: Ord>(per_label: BTreeMap<String, BTreeSet<K>>) -> Vec<Cell> {
     let mut shown = Vec::new();
     let mut rare: BTreeSet<&K> = BTreeSet::new();
     let mut any_rare = false;
     for (label, who) in &per_label {
         let n = u32::try_from(who.len()).unwrap_or(u32::MAX);
-        if n >= SMALL_CELL {
+        if n >= SMALL_CELL && label != OTHER {
             shown.push(Cell {
                 label: label.clone(),
                 count: Some(n),
@@ -132,6 +135,38 @@ mod tests {
         let cells = open_categories(per);
         assert_eq!(
             cells,
+            vec![Cell {
+                label: OTHER.into(),
+                count: None
+            }]
+        );
+    }
+
+    #[test]
+    fn a_label_called_other_is_not_a_second_other_row() {
+        let mut per = BTreeMap::new();
+        per.insert(OTHER.to_owned(), people(0..15)); // a real label, shown-sized
+        per.insert("rarezumab".to_owned(), people(15..18));
+        per.insert("lisinopril".to_owned(), people(18..30));
+        let cells = open_categories(per);
+        assert_eq!(
+            cells,
+            vec![
+                Cell {
+                    label: "lisinopril".into(),
+                    count: Some(12)
+                },
+                Cell {
+                    label: OTHER.into(),
+                    count: Some(18)
+                },
+            ]
+        );
+        // Alone and small, it is withheld like any rare label.
+        let mut per = BTreeMap::new();
+        per.insert(normalise_label(" Other. "), people(0..4));
+        assert_eq!(
+            open_categories(per),
             vec![Cell {
                 label: OTHER.into(),
                 count: None

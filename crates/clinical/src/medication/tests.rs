@@ -132,6 +132,26 @@ fn organization_counts_patients_and_withholds_small_cells() {
         (out[1].drug.as_str(), out[1].symptom.as_str(), out[1].count),
         ("other", "other", Some(11))
     );
+    // A drug and a symptom both written "Other" are that row too, not a
+    // second `other`/`other` row beside it.
+    let mut all = vec![timeline(&[("lisinopril", start)], &[("cough", start)]); 11];
+    all.extend(vec![
+        timeline(&[("Other", start)], &[("other.", start)]);
+        12
+    ]);
+    all.push(timeline(&[("rarezumab", start)], &[("rash", start)]));
+    let out = organization_correlations(&all, w);
+    let rows: Vec<(&str, &str, Option<u32>)> = out
+        .iter()
+        .map(|c| (c.drug.as_str(), c.symptom.as_str(), c.count))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("lisinopril", "cough", Some(11)),
+            ("other", "other", Some(13))
+        ]
+    );
     assert_eq!(suppress(10), None);
     assert_eq!(suppress(11), Some(11));
 }
