@@ -275,7 +275,7 @@ pub async fn prepare(settings: &impl AsConfig) -> anyhow::Result<AppState> {
         events: Arc::new(SeaAuditLog::new(db.clone())),
         audit: SeaAuditLog::new(db.clone()),
         audit_key: audit_signing_key(settings)?.verifying_key(),
-        verifying: Arc::new(tokio::sync::Semaphore::new(1)),
+        verifying: Arc::default(),
         base_domain: settings
             .http
             .base_domain

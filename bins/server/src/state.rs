@@ -2,6 +2,7 @@
 
 pub mod kill_switch;
 pub mod origins;
+pub mod verifications;
 pub mod witness_gate;
 
 use std::sync::Arc;
@@ -131,8 +132,9 @@ pub struct AppState {
     pub audit: carapace_infra::audit::SeaAuditLog,
     /// The key that verifies the audit chain's signed checkpoints.
     pub audit_key: ed25519_dalek::VerifyingKey,
-    /// One chain verification at a time (it reads the whole chain).
-    pub verifying: Arc<tokio::sync::Semaphore>,
+    /// Chain verifications running (each reads an organization's whole
+    /// chain): one per organization, a few per instance.
+    pub verifying: Arc<verifications::Verifications>,
     /// Rate-limit counters (per principal, or per address on the
     /// authentication routes).
     pub limiter: Arc<carapace_infra::rate_limit::Limiter>,

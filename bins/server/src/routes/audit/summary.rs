@@ -140,20 +140,21 @@ pub struct ChainView {
 
 /// Verifies the organization's audit chain against its signed
 /// checkpoints, as `carapace audit verify` does for one organization (the
-/// off-site witness is compared by the CLI only). One verification runs at
-/// a time; another meanwhile is 429. The result is recorded
-/// (`audit.verify`) before it is answered.
+/// off-site witness is compared by the CLI only). An organization's
+/// verifications run one at a time, and an instance runs a few at most
+/// (`crate::state::verifications`); another meanwhile is 429. The result
+/// is recorded (`audit.verify`) before it is answered.
 #[utoipa::path(get, operation_id = "audit_chain", path = "/api/v1/audit-chain", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, body = ChainView),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "a verification is running", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the organization's verification, or as many as the instance runs, under way", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn chain(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Ok(_permit) = state.verifying.clone().try_acquire_owned() else {
+    let org = auth.principal.org();
+    let Some(_running) = state.verifying.start(org) else {
         return Err(ApiError::RateLimited(std::time::Duration::from_secs(5)));
     };
-    let org = auth.principal.org();
     let v = carapace_infra::audit::verify_org(&state.db, org, &state.audit_key).await?;
     // The verdict is recorded before it is answered.
     let (outcome, detail) = match &v.chain {
