@@ -365,3 +365,66 @@ async fn sqlite_audit_tables_refuse_update_and_delete() {
         }
     }
 }
+
+/// The kind filter matches an action's verb exactly: `_` in a verb
+/// (`access_log`) is that character, not LIKE's any-character, so an
+/// action whose verb only looks alike is not counted as a read, and an
+/// execute filter does not drop it.
+async fn the_kind_filter_reads_underscores_as_underscores(db: Database) {
+    use carapace_audit::ActionKind;
+
+    let log = SeaAuditLog::new(db.clone());
+    let ctx = new_org(&db).await;
+    let reader = Access::system(ctx.clone());
+    for action in ["patient.access_log", "patient.accessXlog", "patient.read"] {
+        let event = reader.event(action, "patient", None, Outcome::Allowed);
+        log.record(&event).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let of = |kind| {
+        let (log, reader) = (&log, &reader);
+        async move {
+            let page = log
+                .query(
+                    reader,
+                    &AuditQuery {
+                        kind: Some(kind),
+                        limit: 100,
+                        ..AuditQuery::default()
+                    },
+                    reader.event("audit.read", "audit_log", None, Outcome::Allowed),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut actions: Vec<String> = page
+                .items
+                .into_iter()
+                .map(|e| e.action)
+                .filter(|a| a.starts_with("patient."))
+                .collect();
+            actions.sort();
+            actions
+        }
+    };
+    assert_eq!(
+        of(ActionKind::Read).await,
+        ["patient.access_log", "patient.read"]
+    );
+    assert_eq!(of(ActionKind::Execute).await, ["patient.accessXlog"]);
+}
+
+#[tokio::test]
+async fn sqlite_the_kind_filter_reads_underscores_as_underscores() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    the_kind_filter_reads_underscores_as_underscores(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn postgres_the_kind_filter_reads_underscores_as_underscores() {
+    let Some(pg) = carapace_testkit::postgres("postgres_kind_filter_underscores").await else {
+        return;
+    };
+    let db = Database::connect(&pg.app_settings())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    the_kind_filter_reads_underscores_as_underscores(db).await;
+}
