@@ -43,6 +43,7 @@ mod m0031_reminder_calls;
 mod m0032_backend_services;
 mod m0033_bulk_exports;
 mod m0034_queue_pruning;
+mod m0035_export_lease;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
@@ -89,6 +90,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0032_backend_services::Migration),
             Box::new(m0033_bulk_exports::Migration),
             Box::new(m0034_queue_pruning::Migration),
+            Box::new(m0035_export_lease::Migration),
         ]
     }
 }

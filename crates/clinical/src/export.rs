@@ -68,6 +68,8 @@ pub struct NewExport {
     pub since: Option<OffsetDateTime>,
     /// When its files are deleted.
     pub expires_at: OffsetDateTime,
+    /// When it was asked for (the manifest's `transactionTime`).
+    pub started_at: OffsetDateTime,
 }
 
 /// One file of an export: NDJSON of one resource type.
@@ -112,10 +114,37 @@ pub const RUNNING_MAX: u64 = 2;
 /// How long a caller refused for [`RUNNING_MAX`] is asked to wait.
 pub const RUNNING_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long an export in progress stays so without its server renewing
+/// it ([`ExportRepository::renew`], every [`RENEW_EVERY`]). One not
+/// renewed for longer was left by a server that stopped: it is failed
+/// ([`ABANDONED`]) and holds no place under [`RUNNING_MAX`].
+pub const LEASE: time::Duration = time::Duration::seconds(60);
+
+/// How often the server writing an export renews it.
+pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Why an abandoned export failed.
+pub const ABANDONED: &str = "the server writing the export stopped; start another";
+
+/// Where an export stored as `status`, last renewed at `renewed_at`,
+/// stands at `now`, and why it failed: in progress past its [`LEASE`] is
+/// failed, [`ABANDONED`].
+pub fn standing(
+    status: ExportStatus,
+    renewed_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> (ExportStatus, Option<&'static str>) {
+    if status == ExportStatus::InProgress && now - renewed_at > LEASE {
+        return (ExportStatus::Failed, Some(ABANDONED));
+    }
+    (status, None)
+}
+
 /// Where exports and their (sealed) files are kept.
 pub trait ExportRepository: Send + Sync {
     /// Starts an export for `access`'s subject (`export.start`), unless the
-    /// subject already has [`RUNNING_MAX`] in progress (and not expired):
+    /// subject already has [`RUNNING_MAX`] in progress (not expired, nor
+    /// past their [`LEASE`]):
     /// then [`ClinicalError::Busy`]. Counting and starting are one step, so
     /// racing starts cannot pass the limit together.
     fn create(
@@ -132,6 +161,14 @@ pub trait ExportRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Option<ExportJob>, ClinicalError>> + Send;
 
+    /// Renews export `id`'s [`LEASE`] (its server is still writing it);
+    /// `false` if it is no longer in progress.
+    fn renew(
+        &self,
+        ctx: &TenantContext,
+        id: ExportId,
+    ) -> impl Future<Output = Result<bool, ClinicalError>> + Send;
+
     /// Stores one file (sealed) of an export still in progress.
     fn add_file(
         &self,
@@ -142,7 +179,7 @@ pub trait ExportRepository: Send + Sync {
     ) -> impl Future<Output = Result<(), ClinicalError>> + Send;
 
     /// Ends an export in progress as `status` (with `error` when failed);
-    /// `false` if it is no longer in progress (cancelled).
+    /// `false` if it is no longer in progress (cancelled, or past its [`LEASE`]).
     fn finish(
         &self,
         ctx: &TenantContext,
@@ -293,6 +330,25 @@ mod tests {
         for bad in ["", "Observation", "AuditEvent", "Patient,Nope", "patient"] {
             assert!(requested_types(Some(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_export_not_renewed_within_its_lease_is_failed() {
+        let t = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        use ExportStatus::{Complete, Failed, InProgress};
+        assert_eq!(standing(InProgress, t, t + LEASE), (InProgress, None));
+        assert_eq!(
+            standing(InProgress, t, t + LEASE + time::Duration::SECOND),
+            (Failed, Some(ABANDONED))
+        );
+        // Only what is in progress can be abandoned.
+        for done in [Complete, Failed] {
+            assert_eq!(standing(done, t, t + LEASE * 10), (done, None));
+        }
+        assert!(
+            RENEW_EVERY * 3 < LEASE.unsigned_abs(),
+            "renewals outpace the lease"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use carapace_audit::{Access, Outcome};
 use carapace_auth::smart::ResourceType;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportJob, ExportRepository, ExportStatus, NewExport, RUNNING_MAX,
-    RUNNING_RETRY,
+    ExportFile, ExportId, ExportJob, ExportRepository, ExportStatus, LEASE, NewExport, RUNNING_MAX,
+    RUNNING_RETRY, standing,
 };
 use carapace_tenancy::{SubjectId, TenantContext};
 use sea_orm::ActiveValue::Set;
@@ -56,6 +56,14 @@ fn types_text(types: &[ResourceType]) -> String {
         .join(",")
 }
 
+/// Exports in progress and within their [`LEASE`]: an abandoned one (see
+/// [`standing`]) is neither counted, renewed nor finished: it stays failed.
+fn live() -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(job::Column::Status.eq(ExportStatus::InProgress.as_str()))
+        .add(job::Column::RenewedAt.gte(OffsetDateTime::now_utc() - LEASE))
+}
+
 async fn job_row(
     tx: &DatabaseTransaction,
     ctx: &TenantContext,
@@ -74,6 +82,11 @@ impl ExportRepository for SeaExports {
     async fn create(&self, access: &Access, new: &NewExport) -> Result<ExportId, ClinicalError> {
         let ctx = access.tenant();
         let id = ExportId::from_uuid(Uuid::now_v7());
+        // Stored to the microsecond, as every time is.
+        let started = new
+            .started_at
+            .replace_nanosecond(new.started_at.nanosecond() / 1000 * 1000)
+            .unwrap_or(new.started_at);
         let row = job::ActiveModel {
             org_id: Set(ctx.org().as_uuid()),
             id: Set(id.as_uuid()),
@@ -83,8 +96,9 @@ impl ExportRepository for SeaExports {
             types: Set(types_text(&new.types)),
             since: Set(new.since),
             error: Set(None),
-            created_at: Set(carapace_audit::event::now_micros()),
+            created_at: Set(started),
             expires_at: Set(new.expires_at),
+            renewed_at: Set(Some(started)),
         };
         let backend = self.db.backend();
         audited(&self.db, ctx, async |tx: &DatabaseTransaction| {
@@ -103,8 +117,9 @@ impl ExportRepository for SeaExports {
             let running = job::Entity::find()
                 .scoped(ctx)
                 .filter(job::Column::Requester.eq(ctx.actor().as_str()))
-                .filter(job::Column::Status.eq(ExportStatus::InProgress.as_str()))
                 .filter(job::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
+                // Abandoned ones (their server stopped) hold no place.
+                .filter(live())
                 .count(tx)
                 .await
                 .map_err(storage_error)?;
@@ -148,15 +163,20 @@ impl ExportRepository for SeaExports {
             .split(',')
             .map(|t| ResourceType::parse(t).ok_or_else(integrity))
             .collect::<Result<Vec<_>, _>>()?;
+        let (status, abandoned) = standing(
+            ExportStatus::parse(&row.status).ok_or_else(integrity)?,
+            row.renewed_at.unwrap_or(row.created_at),
+            now,
+        );
         Ok(Some(ExportJob {
             id,
             requester: SubjectId::parse(&row.requester).map_err(|_| integrity())?,
-            status: ExportStatus::parse(&row.status).ok_or_else(integrity)?,
+            status,
             request_url: row.request_url,
             types,
             created_at: row.created_at,
             expires_at: row.expires_at,
-            error: row.error,
+            error: abandoned.map(str::to_owned).or(row.error),
             files: files
                 .iter()
                 .map(|f| {
@@ -169,6 +189,22 @@ impl ExportRepository for SeaExports {
                 })
                 .collect::<Result<_, ClinicalError>>()?,
         }))
+    }
+
+    async fn renew(&self, ctx: &TenantContext, id: ExportId) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let renewed = job::Entity::update_many()
+            .col_expr(
+                job::Column::RenewedAt,
+                Expr::value(carapace_audit::event::now_micros()),
+            )
+            .scoped(ctx)
+            .filter(job::Column::Id.eq(id.as_uuid()))
+            .filter(live())
+            .run(&tx)
+            .await?;
+        repo::commit::<ClinicalError>(tx).await?;
+        Ok(renewed.rows_affected == 1)
     }
 
     async fn add_file(
@@ -212,7 +248,7 @@ impl ExportRepository for SeaExports {
             )
             .scoped(ctx)
             .filter(job::Column::Id.eq(id.as_uuid()))
-            .filter(job::Column::Status.eq(ExportStatus::InProgress.as_str()))
+            .filter(live())
             .run(&tx)
             .await?;
         repo::commit::<ClinicalError>(tx).await?;

@@ -18,6 +18,8 @@ pub mod bulk_export {
         pub error: Option<String>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub expires_at: TimeDateTimeWithTimeZone,
+        /// When the server writing it last renewed it (none: when started).
+        pub renewed_at: Option<TimeDateTimeWithTimeZone>,
     }
 
     no_relations!();

@@ -260,6 +260,7 @@ async fn marked_appointment(
                 types: vec![ResourceType::Patient],
                 since: None,
                 expires_at: now + time::Duration::hours(1),
+                started_at: now,
             },
         )
         .await

@@ -17,8 +17,8 @@ use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportRepository as _, ExportStatus, Group, NewExport, may_follow,
-    narrow, requested_types, shared_types,
+    ExportFile, ExportId, ExportRepository as _, ExportStatus, Group, NewExport, RENEW_EVERY,
+    may_follow, narrow, requested_types, shared_types,
 };
 use carapace_clinical::patient::{PageLimit, Patient, PatientId, PatientQuery};
 use serde_json::{Value, json};
@@ -176,6 +176,7 @@ async fn start(
         types: types.clone(),
         since,
         expires_at: now + state.export_ttl,
+        started_at: now,
     };
     let id = state.exports.create(&auth.access(), &new).await?;
     let job = Authorized {
@@ -203,9 +204,29 @@ async fn run(
     since: Option<OffsetDateTime>,
 ) {
     let ctx = auth.principal.tenant();
+    // Renewed while this task lives; should the server stop, the export
+    // is failed once its lease runs out instead of in progress forever.
+    let lease = Renewing(tokio::spawn({
+        let (state, ctx) = (state.clone(), ctx.clone());
+        async move {
+            let mut every = tokio::time::interval(RENEW_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match state.exports.renew(&ctx, id).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, export = %id, "could not renew a bulk export")
+                    }
+                }
+            }
+        }
+    }));
     let outcome = write(&state, &auth, id, scope, &types, since)
         .await
         .and_then(|()| not_suspended(&state));
+    drop(lease);
     let (status, error) = match &outcome {
         Ok(()) => (ExportStatus::Complete, None),
         Err(ApiError::Suspended) => (
@@ -222,6 +243,16 @@ async fn run(
     };
     if let Err(e) = state.exports.finish(&ctx, id, status, error).await {
         tracing::warn!(error = %e, export = %id, "could not end a bulk export");
+    }
+}
+
+/// An export's renewals, stopped when dropped (its runner ended, or
+/// panicked).
+struct Renewing(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -321,6 +321,7 @@ fn export_until(secs: i64) -> carapace_clinical::export::NewExport {
         types: vec![carapace_auth::smart::ResourceType::Patient],
         since: None,
         expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
+        started_at: time::OffsetDateTime::now_utc(),
     }
 }
 
@@ -385,6 +386,63 @@ async fn exports_at_once(app: &TestApp) {
             .status(),
         202,
         "exports past their time hold no place"
+    );
+
+    // Two exports whose server stopped two minutes ago (never renewed):
+    // they neither hold their caller's places nor stay in progress.
+    let eve = as_subject(&org, "clinician-eve");
+    let mut left = Vec::new();
+    for _ in 0..2 {
+        let mut new = export_until(3600);
+        new.started_at -= time::Duration::minutes(2);
+        left.push(
+            exports
+                .create(&eve, &new)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let eve_token = app.token_as(&org, Role::Clinician, "clinician-eve");
+    assert_eq!(
+        kick(eve_token.clone()).await.status(),
+        202,
+        "abandoned exports hold no place"
+    );
+    let ctx = carapace_tenancy::TenantContext::new(
+        org.id,
+        carapace_tenancy::SubjectId::parse("clinician-eve").unwrap_or_else(|e| panic!("{e}")),
+    );
+    let job = exports
+        .get(&ctx, left[0], time::OffsetDateTime::now_utc())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the export is there"));
+    assert_eq!(job.status, carapace_clinical::export::ExportStatus::Failed);
+    assert_eq!(
+        job.error.as_deref(),
+        Some(carapace_clinical::export::ABANDONED)
+    );
+    let polled = app
+        .get(&format!("/fhir/R4/$export-status/{}", left[1]), &eve_token)
+        .await;
+    assert_eq!(polled.status(), 500, "failed, not 202 in progress");
+    // A live export is renewed by its server and stays in progress.
+    assert!(
+        !exports
+            .renew(&ctx, left[0])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "an abandoned export is not in progress to renew"
+    );
+    let live = exports
+        .create(&eve, &export_until(3600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        exports
+            .renew(&ctx, live)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     );
 }
 
