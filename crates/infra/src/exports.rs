@@ -42,6 +42,24 @@ impl SeaExports {
     pub fn new(db: Database, keys: Arc<KeyRing>) -> Self {
         Self { db, keys }
     }
+
+    /// Applies `update` to export `id` if it is [`live`]; `false` if not.
+    async fn update_live(
+        &self,
+        ctx: &TenantContext,
+        id: ExportId,
+        update: sea_orm::UpdateMany<job::Entity>,
+    ) -> Result<bool, ClinicalError> {
+        let tx = self.db.begin_tenant(ctx).await?;
+        let done = update
+            .scoped(ctx)
+            .filter(job::Column::Id.eq(id.as_uuid()))
+            .filter(live())
+            .run(&tx)
+            .await?;
+        repo::commit::<ClinicalError>(tx).await?;
+        Ok(done.rows_affected == 1)
+    }
 }
 
 fn integrity() -> ClinicalError {
@@ -192,19 +210,11 @@ impl ExportRepository for SeaExports {
     }
 
     async fn renew(&self, ctx: &TenantContext, id: ExportId) -> Result<bool, ClinicalError> {
-        let tx = self.db.begin_tenant(ctx).await?;
-        let renewed = job::Entity::update_many()
-            .col_expr(
-                job::Column::RenewedAt,
-                Expr::value(carapace_audit::event::now_micros()),
-            )
-            .scoped(ctx)
-            .filter(job::Column::Id.eq(id.as_uuid()))
-            .filter(live())
-            .run(&tx)
-            .await?;
-        repo::commit::<ClinicalError>(tx).await?;
-        Ok(renewed.rows_affected == 1)
+        let renew = job::Entity::update_many().col_expr(
+            job::Column::RenewedAt,
+            Expr::value(carapace_audit::event::now_micros()),
+        );
+        self.update_live(ctx, id, renew).await
     }
 
     async fn add_file(
@@ -239,20 +249,13 @@ impl ExportRepository for SeaExports {
         status: ExportStatus,
         error: Option<&str>,
     ) -> Result<bool, ClinicalError> {
-        let tx = self.db.begin_tenant(ctx).await?;
-        let done = job::Entity::update_many()
+        let end = job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value(status.as_str()))
             .col_expr(
                 job::Column::Error,
                 Expr::value(error.map(|e| e.chars().take(500).collect::<String>())),
-            )
-            .scoped(ctx)
-            .filter(job::Column::Id.eq(id.as_uuid()))
-            .filter(live())
-            .run(&tx)
-            .await?;
-        repo::commit::<ClinicalError>(tx).await?;
-        Ok(done.rows_affected == 1)
+            );
+        self.update_live(ctx, id, end).await
     }
 
     async fn file(
