@@ -310,35 +310,45 @@ async fn a_bulk_export_under_way_stops_when_the_switch_goes_on() {
 
     // Several exports at once, so that some are still reading when the
     // switch goes on (turning it on writes to every organization's trail).
-    let mut running = Vec::new();
-    for who in &clinicians {
-        running.push((who, start_export(&app, who).await));
-    }
-    let on = put(
-        &app,
-        &operator,
-        json!({"engaged": true, "reason": "breach response"}),
-    )
-    .await;
-    assert_eq!(on.status(), 200);
-    let off = put(
-        &app,
-        &operator,
-        json!({"engaged": false, "reason": "contained"}),
-    )
-    .await;
-    assert_eq!(off.status(), 200);
-    let mut ends = Vec::new();
-    for (who, path) in &running {
-        ends.push(export_ends(&app, who, path).await);
+    // On a loaded machine they may all finish first: then again, at most
+    // three times.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let mut running = Vec::new();
+        for who in &clinicians {
+            running.push((who, start_export(&app, who).await));
+        }
+        let on = put(
+            &app,
+            &operator,
+            json!({"engaged": true, "reason": "breach response"}),
+        )
+        .await;
+        assert_eq!(on.status(), 200);
+        let off = put(
+            &app,
+            &operator,
+            json!({"engaged": false, "reason": "contained"}),
+        )
+        .await;
+        assert_eq!(off.status(), 200);
+        let mut ends = Vec::new();
+        for (who, path) in &running {
+            ends.push(export_ends(&app, who, path).await);
+        }
+        assert!(
+            ends.iter().all(|s| *s == 200 || *s == 500),
+            "each export completed before the switch or failed: {ends:?}"
+        );
+        let stopped = ends.contains(&500);
+        rounds.push(ends);
+        if stopped {
+            break;
+        }
     }
     assert!(
-        ends.iter().all(|s| *s == 200 || *s == 500),
-        "each export completed before the switch or failed: {ends:?}"
-    );
-    assert!(
-        ends.contains(&500),
-        "the exports under way when the switch went on stopped: {ends:?}"
+        rounds.iter().flatten().any(|s| *s == 500),
+        "the exports under way when the switch went on stopped: {rounds:?}"
     );
 
     // With the switch off, an export completes.
