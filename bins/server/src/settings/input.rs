@@ -378,36 +378,44 @@ impl Settings {
             .context("reading settings")?;
         // KMS falls back on the standard AWS variables (also for `keys rotate
         // --kek-kms-key-id` while the local key file is still in use).
-        let aws = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        settings.kms_region = settings
-            .kms_region
-            .or_else(|| aws("AWS_REGION"))
-            .or_else(|| aws("AWS_DEFAULT_REGION"));
-        settings.kms_access_key_id = settings
-            .kms_access_key_id
-            .or_else(|| aws("AWS_ACCESS_KEY_ID"));
-        settings.kms_secret_access_key = settings
-            .kms_secret_access_key
-            .or_else(|| aws("AWS_SECRET_ACCESS_KEY").map(SecretString::from));
-        settings.kms_session_token = settings
-            .kms_session_token
-            .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
+        aws_defaults(
+            &mut settings.kms_region,
+            &mut settings.kms_access_key_id,
+            &mut settings.kms_secret_access_key,
+            &mut settings.kms_session_token,
+        );
         // So does the audit witness.
         if settings.audit_witness_url.is_some() {
-            settings.audit_witness_region = settings
-                .audit_witness_region
-                .or_else(|| aws("AWS_REGION"))
-                .or_else(|| aws("AWS_DEFAULT_REGION"));
-            settings.audit_witness_access_key_id = settings
-                .audit_witness_access_key_id
-                .or_else(|| aws("AWS_ACCESS_KEY_ID"));
-            settings.audit_witness_secret_access_key = settings
-                .audit_witness_secret_access_key
-                .or_else(|| aws("AWS_SECRET_ACCESS_KEY").map(SecretString::from));
-            settings.audit_witness_session_token = settings
-                .audit_witness_session_token
-                .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
+            aws_defaults(
+                &mut settings.audit_witness_region,
+                &mut settings.audit_witness_access_key_id,
+                &mut settings.audit_witness_secret_access_key,
+                &mut settings.audit_witness_session_token,
+            );
         }
         Ok(settings)
     }
+}
+
+/// Fills what is unset of an AWS client's region and credentials from the
+/// standard AWS variables (`AWS_REGION` or `AWS_DEFAULT_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+fn aws_defaults(
+    region: &mut Option<String>,
+    access_key_id: &mut Option<String>,
+    secret_access_key: &mut Option<SecretString>,
+    session_token: &mut Option<SecretString>,
+) {
+    let aws = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    *region = region
+        .take()
+        .or_else(|| aws("AWS_REGION"))
+        .or_else(|| aws("AWS_DEFAULT_REGION"));
+    *access_key_id = access_key_id.take().or_else(|| aws("AWS_ACCESS_KEY_ID"));
+    *secret_access_key = secret_access_key
+        .take()
+        .or_else(|| aws("AWS_SECRET_ACCESS_KEY").map(SecretString::from));
+    *session_token = session_token
+        .take()
+        .or_else(|| aws("AWS_SESSION_TOKEN").map(SecretString::from));
 }
