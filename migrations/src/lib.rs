@@ -107,6 +107,14 @@ pub(crate) async fn postgres_only(
     on_postgres(manager, grants).await
 }
 
+/// Runs `sql`, written for both backends (`timestamptz`, `bytea` and the
+/// like are column types SQLite accepts).
+pub(crate) async fn on_both(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::ConnectionTrait as _;
+    manager.get_connection().execute_unprepared(sql).await?;
+    Ok(())
+}
+
 /// Runs `sql` (with `{app}` standing for [`APP_ROLE`]) on PostgreSQL only:
 /// grants and row-level security, which SQLite has no counterpart for.
 pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {

@@ -11,9 +11,10 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared("ALTER TABLE bulk_exports ADD COLUMN renewed_at timestamptz NULL")
-            .await?;
-        Ok(())
+        crate::on_both(
+            manager,
+            "ALTER TABLE bulk_exports ADD COLUMN renewed_at timestamptz NULL",
+        )
+        .await
     }
 }
