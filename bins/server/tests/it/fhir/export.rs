@@ -434,6 +434,23 @@ async fn exports_at_once(app: &TestApp) {
             .unwrap_or_else(|e| panic!("{e}")),
         "an abandoned export is not in progress to renew"
     );
+    // Nor to complete, should its server come back to life: it stays failed.
+    let completed = exports
+        .finish(
+            &ctx,
+            left[0],
+            carapace_clinical::export::ExportStatus::Complete,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!completed);
+    let still = exports
+        .get(&ctx, left[0], time::OffsetDateTime::now_utc())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|j| j.status);
+    assert_eq!(still, Some(carapace_clinical::export::ExportStatus::Failed));
     let live = exports
         .create(&eve, &export_until(3600))
         .await
