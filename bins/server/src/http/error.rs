@@ -164,6 +164,10 @@ pub enum ApiError {
     /// the body also carries RFC 6749's `error` and `error_description`.
     #[error("oauth: {0}")]
     OAuth(carapace_auth::backend::OAuthError),
+    /// A bulk export ended in failure: 500 with why (one of a few fixed
+    /// sentences, never PHI), as the Bulk Data specification asks.
+    #[error("export failed: {0}")]
+    ExportFailed(&'static str),
     /// Anything else; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -200,6 +204,7 @@ impl ApiError {
             Self::WitnessBacklog => "audit_witness_backlog",
             Self::RateLimited(_) => "rate_limited",
             Self::OAuth(e) => e.code(),
+            Self::ExportFailed(_) => "export_failed",
             Self::Internal(_) => "internal",
         }
     }
@@ -242,6 +247,7 @@ impl ApiError {
                     .to_owned(),
             ),
             Self::OAuth(e) => Some(e.description().to_owned()),
+            Self::ExportFailed(why) => Some((*why).to_owned()),
             Self::WitnessBacklog => Some(
                 "the audit trail cannot be anchored outside the database right now; PHI is served again once it is"
                     .to_owned(),
@@ -310,7 +316,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNAUTHORIZED
             }
             Self::OAuth(_) => StatusCode::BAD_REQUEST,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ExportFailed(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -520,6 +526,11 @@ mod tests {
                 ApiError::NotReady("database: unreachable".into()),
                 503,
                 "not_ready",
+            ),
+            (
+                ApiError::ExportFailed("the export failed; start another"),
+                500,
+                "export_failed",
             ),
             (ApiError::Internal(boxed()), 500, "internal"),
         ];

@@ -340,9 +340,22 @@ async fn a_bulk_export_under_way_stops_when_the_switch_goes_on() {
             ends.iter().all(|s| *s == 200 || *s == 500),
             "each export completed before the switch or failed: {ends:?}"
         );
-        let stopped = ends.contains(&500);
+        let stopped = ends.iter().position(|s| *s == 500);
         rounds.push(ends);
-        if stopped {
+        if let Some(i) = stopped {
+            // It says why.
+            let (who, path) = &running[i];
+            let outcome: serde_json::Value = app
+                .get(path, who)
+                .await
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                outcome["issue"][0]["diagnostics"],
+                "stopped by the kill switch; start another once it is off",
+                "{outcome}"
+            );
             break;
         }
     }

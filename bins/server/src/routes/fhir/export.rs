@@ -17,8 +17,8 @@ use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportRepository as _, ExportStatus, Group, NewExport, RENEW_EVERY,
-    may_follow, narrow, requested_types, shared_types,
+    ABANDONED, ExportFile, ExportId, ExportRepository as _, ExportStatus, Group, NewExport,
+    RENEW_EVERY, may_follow, narrow, requested_types, shared_types,
 };
 use carapace_clinical::patient::{PageLimit, Patient, PatientId, PatientQuery};
 use serde_json::{Value, json};
@@ -229,21 +229,29 @@ async fn run(
     drop(lease);
     let (status, error) = match &outcome {
         Ok(()) => (ExportStatus::Complete, None),
-        Err(ApiError::Suspended) => (
-            ExportStatus::Failed,
-            Some("stopped by the kill switch; start another once it is off"),
-        ),
+        Err(ApiError::Suspended) => (ExportStatus::Failed, Some(STOPPED)),
         Err(e) => {
             tracing::warn!(error = %e, export = %id, "bulk export failed");
-            (
-                ExportStatus::Failed,
-                Some("the export failed; start another"),
-            )
+            (ExportStatus::Failed, Some(FAILED))
         }
     };
     if let Err(e) = state.exports.finish(&ctx, id, status, error).await {
         tracing::warn!(error = %e, export = %id, "could not end a bulk export");
     }
+}
+
+/// Why an export stopped: the kill switch.
+const STOPPED: &str = "stopped by the kill switch; start another once it is off";
+/// Why an export stopped: anything else that failed while it was written.
+const FAILED: &str = "the export failed; start another";
+
+/// The reason a failed export's status URL gives: the stored one when it
+/// is one of the fixed reasons (never anything else from storage).
+fn failure(stored: Option<&str>) -> &'static str {
+    [STOPPED, ABANDONED, FAILED]
+        .into_iter()
+        .find(|known| stored == Some(*known))
+        .unwrap_or(FAILED)
 }
 
 /// An export's renewals, stopped when dropped (its runner ended, or
@@ -395,7 +403,8 @@ async fn write(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "export id")),
     responses((status = 200, description = "the manifest", body = Object, content_type = "application/json"),
-              (status = 202, description = "in progress (X-Progress, Retry-After)")))]
+              (status = 202, description = "in progress (X-Progress, Retry-After)"),
+              (status = 500, body = super::OperationOutcome, content_type = "application/fhir+json", description = "export_failed: the export failed, and why")))]
 pub async fn status(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -415,9 +424,7 @@ pub async fn status(
             .insert_header(("x-progress", "in progress"))
             .insert_header((header::RETRY_AFTER, "2"))
             .finish()),
-        ExportStatus::Failed => Err(ApiError::Internal(
-            job.error.unwrap_or_else(|| "export failed".into()).into(),
-        )),
+        ExportStatus::Failed => Err(ApiError::ExportFailed(failure(job.error.as_deref()))),
         ExportStatus::Complete => {
             let base = base(&req, &state);
             let output: Vec<Value> = job

@@ -426,6 +426,13 @@ async fn exports_at_once(app: &TestApp) {
         .get(&format!("/fhir/R4/$export-status/{}", left[1]), &eve_token)
         .await;
     assert_eq!(polled.status(), 500, "failed, not 202 in progress");
+    let outcome: Value = polled.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    assert_eq!(
+        outcome["issue"][0]["diagnostics"],
+        carapace_clinical::export::ABANDONED,
+        "{outcome}"
+    );
     // A live export is renewed by its server and stays in progress.
     assert!(
         !exports
