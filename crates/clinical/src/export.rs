@@ -125,6 +125,20 @@ pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Why an abandoned export failed.
 pub const ABANDONED: &str = "the server writing the export stopped; start another";
+/// Why an export stopped by the kill switch failed.
+pub const STOPPED: &str = "stopped by the kill switch; start another once it is off";
+/// Why an export failed for anything else while it was written.
+pub const FAILED: &str = "the export failed; start another";
+
+/// The reason a failed export gives its requester: the stored one when it
+/// is one of the fixed reasons above, else [`FAILED`] (never anything else
+/// from storage).
+pub fn failure_reason(stored: Option<&str>) -> &'static str {
+    [STOPPED, ABANDONED, FAILED]
+        .into_iter()
+        .find(|known| stored == Some(*known))
+        .unwrap_or(FAILED)
+}
 
 /// Where an export stored as `status`, last renewed at `renewed_at`,
 /// stands at `now`, and why it failed: in progress past its [`LEASE`] is
@@ -349,6 +363,16 @@ mod tests {
             RENEW_EVERY * 3 < LEASE.unsigned_abs(),
             "renewals outpace the lease"
         );
+    }
+
+    #[test]
+    fn a_failure_gives_only_a_fixed_reason() {
+        for known in [STOPPED, ABANDONED, FAILED] {
+            assert_eq!(failure_reason(Some(known)), known);
+        }
+        for other in [None, Some(""), Some("patient Ann Smith: row 7")] {
+            assert_eq!(failure_reason(other), FAILED);
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ABANDONED, ExportFile, ExportId, ExportRepository as _, ExportStatus, Group, NewExport,
-    RENEW_EVERY, may_follow, narrow, requested_types, shared_types,
+    ExportFile, ExportId, ExportRepository as _, ExportStatus, FAILED, Group, NewExport,
+    RENEW_EVERY, STOPPED, failure_reason, may_follow, narrow, requested_types, shared_types,
 };
 use carapace_clinical::patient::{PageLimit, Patient, PatientId, PatientQuery};
 use serde_json::{Value, json};
@@ -240,20 +240,6 @@ async fn run(
     }
 }
 
-/// Why an export stopped: the kill switch.
-const STOPPED: &str = "stopped by the kill switch; start another once it is off";
-/// Why an export stopped: anything else that failed while it was written.
-const FAILED: &str = "the export failed; start another";
-
-/// The reason a failed export's status URL gives: the stored one when it
-/// is one of the fixed reasons (never anything else from storage).
-fn failure(stored: Option<&str>) -> &'static str {
-    [STOPPED, ABANDONED, FAILED]
-        .into_iter()
-        .find(|known| stored == Some(*known))
-        .unwrap_or(FAILED)
-}
-
 /// An export's renewals, stopped when dropped (its runner ended, or
 /// panicked).
 struct Renewing(tokio::task::JoinHandle<()>);
@@ -424,7 +410,7 @@ pub async fn status(
             .insert_header(("x-progress", "in progress"))
             .insert_header((header::RETRY_AFTER, "2"))
             .finish()),
-        ExportStatus::Failed => Err(ApiError::ExportFailed(failure(job.error.as_deref()))),
+        ExportStatus::Failed => Err(ApiError::ExportFailed(failure_reason(job.error.as_deref()))),
         ExportStatus::Complete => {
             let base = base(&req, &state);
             let output: Vec<Value> = job
