@@ -47,6 +47,23 @@ mod m0035_export_lease;
 
 pub use m0014_appointments::SQLITE_OVERLAP;
 
+/// Declares the module's `Migration`, named after its file, whose one step
+/// is the module's `async fn up(manager)`: migrations only go forward.
+macro_rules! forward_only {
+    () => {
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                up(manager).await
+            }
+        }
+    };
+}
+pub(crate) use forward_only;
+
 /// The PostgreSQL role the server connects as: no superuser, no BYPASSRLS,
 /// owns nothing, may only read and write rows.
 pub const APP_ROLE: &str = "carapace_app";
@@ -157,4 +174,55 @@ pub fn tenant_table_sql(table: &str) -> String {
            WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
          GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE};"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A migration's name is what `seaql_migrations` records as applied: a
+    /// renamed one would run again on every existing database.
+    #[test]
+    fn migration_names_are_their_file_names_and_never_change() {
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|migration| migration.name().to_owned())
+            .collect();
+        let expected = [
+            "m0001_organizations_patients",
+            "m0002_local_accounts",
+            "m0003_password_resets",
+            "m0004_totp",
+            "m0005_service_keys",
+            "m0006_care_relationships",
+            "m0007_patient_id_hashes",
+            "m0008_organization_deletion",
+            "m0009_audit",
+            "m0010_alerts",
+            "m0011_audit_chain_horizon",
+            "m0012_kill_switch",
+            "m0013_care_assignment_lookup",
+            "m0014_appointments",
+            "m0015_calendar_feeds",
+            "m0016_medications",
+            "m0017_consultations",
+            "m0018_verification",
+            "m0019_assistant",
+            "m0020_patient_sex",
+            "m0021_credentials_hardening",
+            "m0022_audit_witness",
+            "m0024_assistant_conversations",
+            "m0026_verification_settings",
+            "m0027_audit_partitions",
+            "m0028_subject_standing",
+            "m0029_telephony",
+            "m0030_voicemail",
+            "m0031_reminder_calls",
+            "m0032_backend_services",
+            "m0033_bulk_exports",
+            "m0034_queue_pruning",
+            "m0035_export_lease",
+        ];
+        assert_eq!(names, expected);
+    }
 }

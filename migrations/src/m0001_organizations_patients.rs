@@ -3,9 +3,6 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::{APP_ROLE, tenant_table_sql};
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const TABLES: &str = "
 CREATE TABLE organizations (
     id          uuid        PRIMARY KEY,
@@ -41,37 +38,36 @@ CREATE INDEX patients_member_id_idx ON patients (org_id, member_id_idx) WHERE me
 CREATE INDEX patients_name_dob_idx ON patients (org_id, name_dob_idx);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match db.get_database_backend() {
-            DbBackend::Postgres => {
-                db.execute_unprepared(&format!(
-                    "DO $$ BEGIN
-                       CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT;
-                     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-                     END $$;
-                     DO $$ BEGIN
-                       EXECUTE format('GRANT CONNECT ON DATABASE %I TO {APP_ROLE}', current_database());
-                       EXECUTE format('GRANT USAGE ON SCHEMA %I TO {APP_ROLE}', current_schema());
-                     END $$;"
-                ))
-                .await?;
-                db.execute_unprepared(TABLES).await?;
-                db.execute_unprepared(&format!(
-                    "GRANT SELECT, INSERT ON organizations TO {APP_ROLE};
-                     GRANT SELECT ON seaql_migrations TO {APP_ROLE};"
-                ))
-                .await?;
-                db.execute_unprepared(&tenant_table_sql("patients")).await?;
-                db.execute_unprepared(&tenant_table_sql("org_keys")).await?;
-            }
-            _ => {
-                // SQLite: same shape; uuids as blobs, times as text.
-                db.execute_unprepared(TABLES).await?;
-            }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            db.execute_unprepared(&format!(
+                "DO $$ BEGIN
+                   CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT;
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                 END $$;
+                 DO $$ BEGIN
+                   EXECUTE format('GRANT CONNECT ON DATABASE %I TO {APP_ROLE}', current_database());
+                   EXECUTE format('GRANT USAGE ON SCHEMA %I TO {APP_ROLE}', current_schema());
+                 END $$;"
+            ))
+            .await?;
+            db.execute_unprepared(TABLES).await?;
+            db.execute_unprepared(&format!(
+                "GRANT SELECT, INSERT ON organizations TO {APP_ROLE};
+                 GRANT SELECT ON seaql_migrations TO {APP_ROLE};"
+            ))
+            .await?;
+            db.execute_unprepared(&tenant_table_sql("patients")).await?;
+            db.execute_unprepared(&tenant_table_sql("org_keys")).await?;
         }
-        Ok(())
+        _ => {
+            // SQLite: same shape; uuids as blobs, times as text.
+            db.execute_unprepared(TABLES).await?;
+        }
     }
+    Ok(())
 }
+
+crate::forward_only!();

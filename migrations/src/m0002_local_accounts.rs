@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Local accounts, sessions (refresh-token families), their single-use
 /// refresh tokens (SHA-256 only), and security events. Every table is
 /// tenant-owned; keys and references are composite with `org_id`.
@@ -56,9 +53,8 @@ CREATE TABLE security_events (
 
 const TENANT_TABLES: [&str; 4] = ["users", "sessions", "refresh_tokens", "security_events"];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &TENANT_TABLES).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &TENANT_TABLES).await
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Password-reset tokens (SHA-256 only), single use, with an expiry.
 const TABLES: &str = "
 CREATE TABLE password_resets (
@@ -19,9 +16,8 @@ CREATE TABLE password_resets (
 );
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["password_resets"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["password_resets"]).await
 }
+
+crate::forward_only!();

@@ -3,9 +3,6 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::tenant_table_sql;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// TOTP enrolment on users (seed sealed, last used step for replay
 /// protection) and single-use recovery codes (SHA-256 only).
 const STATEMENTS: &[&str] = &[
@@ -23,17 +20,16 @@ const STATEMENTS: &[&str] = &[
     )",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in STATEMENTS {
-            db.execute_unprepared(statement).await?;
-        }
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(&tenant_table_sql("recovery_codes"))
-                .await?;
-        }
-        Ok(())
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for statement in STATEMENTS {
+        db.execute_unprepared(statement).await?;
     }
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(&tenant_table_sql("recovery_codes"))
+            .await?;
+    }
+    Ok(())
 }
+
+crate::forward_only!();

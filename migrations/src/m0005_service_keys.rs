@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Service-account API keys (SHA-256 only), org-bound and revocable.
 const TABLES: &str = "
 CREATE TABLE service_keys (
@@ -21,9 +18,8 @@ CREATE TABLE service_keys (
 );
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["service_keys"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["service_keys"]).await
 }
+
+crate::forward_only!();

@@ -3,9 +3,6 @@ use sea_orm_migration::sea_orm::DbBackend;
 
 use crate::{APP_ROLE, tenant_table_sql};
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Who may reach which patient: care-team assignments, time-limited
 /// break-glass grants, the patient's own account, and the organization's
 /// choice of clinician scope (`care_team` or `organization`) and of who
@@ -37,23 +34,22 @@ const STATEMENTS: &[&str] = &[
     "CREATE INDEX break_glass_subject ON break_glass_grants (org_id, subject, patient_id)",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in STATEMENTS {
-            db.execute_unprepared(statement).await?;
-        }
-        if db.get_database_backend() == DbBackend::Postgres {
-            for table in ["care_assignments", "break_glass_grants"] {
-                db.execute_unprepared(&tenant_table_sql(table)).await?;
-            }
-            // The server may change these settings of an organization, nothing else.
-            db.execute_unprepared(&format!(
-                "GRANT UPDATE (clinician_scope, phi_mfa) ON organizations TO {APP_ROLE}"
-            ))
-            .await?;
-        }
-        Ok(())
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for statement in STATEMENTS {
+        db.execute_unprepared(statement).await?;
     }
+    if db.get_database_backend() == DbBackend::Postgres {
+        for table in ["care_assignments", "break_glass_grants"] {
+            db.execute_unprepared(&tenant_table_sql(table)).await?;
+        }
+        // The server may change these settings of an organization, nothing else.
+        db.execute_unprepared(&format!(
+            "GRANT UPDATE (clinician_scope, phi_mfa) ON organizations TO {APP_ROLE}"
+        ))
+        .await?;
+    }
+    Ok(())
 }
+
+crate::forward_only!();

@@ -1,23 +1,19 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// SHA-256 of every patient id, across organizations and without them: lets
 /// the server tell "no such patient" from "another organization's patient"
 /// (a cross-tenant attempt, recorded as a security event) for an id it was
 /// handed, without any way to list ids or learn whose they are.
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared("CREATE TABLE patient_id_hashes (hash bytea PRIMARY KEY)")
-            .await?;
-        crate::on_postgres(
-            manager,
-            "GRANT SELECT, INSERT, DELETE ON patient_id_hashes TO {app}",
-        )
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared("CREATE TABLE patient_id_hashes (hash bytea PRIMARY KEY)")
         .await?;
-        Ok(())
-    }
+    crate::on_postgres(
+        manager,
+        "GRANT SELECT, INSERT, DELETE ON patient_id_hashes TO {app}",
+    )
+    .await?;
+    Ok(())
 }
+
+crate::forward_only!();

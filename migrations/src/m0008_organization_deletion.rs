@@ -1,23 +1,19 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// An organization is deleted by stamping `deleted_at` and destroying its
 /// data keys (crypto-shredding). The row stays so that its slug is never
 /// reused and audit records keep a referent; the directory no longer
 /// returns it, so no token, login or key can be issued for it again.
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared("ALTER TABLE organizations ADD COLUMN deleted_at timestamptz NULL")
-            .await?;
-        crate::on_postgres(
-            manager,
-            "GRANT UPDATE (deleted_at) ON organizations TO {app}",
-        )
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared("ALTER TABLE organizations ADD COLUMN deleted_at timestamptz NULL")
         .await?;
-        Ok(())
-    }
+    crate::on_postgres(
+        manager,
+        "GRANT UPDATE (deleted_at) ON organizations TO {app}",
+    )
+    .await?;
+    Ok(())
 }
+
+crate::forward_only!();

@@ -3,9 +3,6 @@ use sea_orm_migration::sea_orm::DbBackend;
 
 use crate::APP_ROLE;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// The audit trail: events (written in the same transaction as the access
 /// they record), the per-organization hash chain over them, and signed
 /// checkpoints. All three are append-only: the server role may only INSERT
@@ -64,47 +61,46 @@ BEGIN
 END
 $$";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in TABLES {
-            db.execute_unprepared(statement).await?;
-        }
-        db.execute_unprepared(BREAK_GLASS_SEALED).await?;
-        if db.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared(PG_GUARD).await?;
-            for table in AUDIT_TABLES {
-                db.execute_unprepared(&format!(
-                    "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
-                     ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
-                     CREATE POLICY {table}_tenant_isolation ON {table}
-                       USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
-                       WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
-                     GRANT SELECT, INSERT ON {table} TO {APP_ROLE};
-                     CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-                       FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-                     CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
-                       FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();"
-                ))
-                .await?;
-            }
-        } else {
-            // The retention procedure opens a window (a row here) inside
-            // its own transaction; DELETE passes only while it is open.
-            db.execute_unprepared("CREATE TABLE audit_retention_window (opened_at text NOT NULL)")
-                .await?;
-            for table in AUDIT_TABLES {
-                db.execute_unprepared(&format!(
-                    "CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
-                     BEGIN SELECT RAISE(ABORT, 'audit tables are append-only (UPDATE refused)'); END;
-                     CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
-                     WHEN NOT EXISTS (SELECT 1 FROM audit_retention_window)
-                     BEGIN SELECT RAISE(ABORT, 'audit tables are append-only (DELETE refused)'); END;"
-                ))
-                .await?;
-            }
-        }
-        Ok(())
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for statement in TABLES {
+        db.execute_unprepared(statement).await?;
     }
+    db.execute_unprepared(BREAK_GLASS_SEALED).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(PG_GUARD).await?;
+        for table in AUDIT_TABLES {
+            db.execute_unprepared(&format!(
+                "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+                 ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+                 CREATE POLICY {table}_tenant_isolation ON {table}
+                   USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
+                   WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+                 GRANT SELECT, INSERT ON {table} TO {APP_ROLE};
+                 CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+                   FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+                 CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                   FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();"
+            ))
+            .await?;
+        }
+    } else {
+        // The retention procedure opens a window (a row here) inside
+        // its own transaction; DELETE passes only while it is open.
+        db.execute_unprepared("CREATE TABLE audit_retention_window (opened_at text NOT NULL)")
+            .await?;
+        for table in AUDIT_TABLES {
+            db.execute_unprepared(&format!(
+                "CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+                 BEGIN SELECT RAISE(ABORT, 'audit tables are append-only (UPDATE refused)'); END;
+                 CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+                 WHEN NOT EXISTS (SELECT 1 FROM audit_retention_window)
+                 BEGIN SELECT RAISE(ABORT, 'audit tables are append-only (DELETE refused)'); END;"
+            ))
+            .await?;
+        }
+    }
+    Ok(())
 }
+
+crate::forward_only!();

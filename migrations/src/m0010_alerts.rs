@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Alerts waiting for delivery: written in the same transaction as the
 /// security event that raised them, so none is lost; delivered (and
 /// retried with backoff) by the server's alert job.
@@ -19,22 +16,21 @@ const TABLE: &str = "CREATE TABLE alert_outbox (
     PRIMARY KEY (org_id, id)
 )";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(TABLE).await?;
-        db.execute_unprepared(
-            "CREATE INDEX alert_outbox_due ON alert_outbox (org_id, delivered_at, next_attempt_at)",
-        )
-        .await?;
-        crate::on_postgres(manager, "ALTER TABLE alert_outbox ENABLE ROW LEVEL SECURITY;
-                 ALTER TABLE alert_outbox FORCE ROW LEVEL SECURITY;
-                 CREATE POLICY alert_outbox_tenant_isolation ON alert_outbox
-                   USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
-                   WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
-                 GRANT SELECT, INSERT ON alert_outbox TO {app};
-                 GRANT UPDATE (attempts, next_attempt_at, delivered_at, last_error) ON alert_outbox TO {app};").await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared(TABLE).await?;
+    db.execute_unprepared(
+        "CREATE INDEX alert_outbox_due ON alert_outbox (org_id, delivered_at, next_attempt_at)",
+    )
+    .await?;
+    crate::on_postgres(manager, "ALTER TABLE alert_outbox ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE alert_outbox FORCE ROW LEVEL SECURITY;
+             CREATE POLICY alert_outbox_tenant_isolation ON alert_outbox
+               USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
+               WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+             GRANT SELECT, INSERT ON alert_outbox TO {app};
+             GRANT UPDATE (attempts, next_attempt_at, delivered_at, last_error) ON alert_outbox TO {app};").await?;
+    Ok(())
 }
+
+crate::forward_only!();

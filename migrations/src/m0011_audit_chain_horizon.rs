@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// PostgreSQL only: each audit event records the transaction that wrote it
 /// (`tx`), and the chainer keeps, per organization, the oldest transaction
 /// that was still running when it last chained everything (`horizon`).
@@ -25,14 +22,13 @@ CREATE POLICY audit_chain_horizons_tenant_isolation ON audit_chain_horizons
   USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
   WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::postgres_only(
-            manager,
-            PG,
-            "GRANT SELECT, INSERT, UPDATE ON audit_chain_horizons TO {app}",
-        )
-        .await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    crate::postgres_only(
+        manager,
+        PG,
+        "GRANT SELECT, INSERT, UPDATE ON audit_chain_horizons TO {app}",
+    )
+    .await
 }
+
+crate::forward_only!();

@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// The deployment's kill switch: one row, read by every instance every
 /// second. Not tenant data (it stops every tenant), so no row-level
 /// security; each change is recorded in every organization's audit trail
@@ -15,16 +12,15 @@ const TABLE: &str = "CREATE TABLE kill_switch (
     changed_at timestamptz NOT NULL
 )";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(TABLE).await?;
-        crate::on_postgres(
-            manager,
-            "GRANT SELECT, INSERT, UPDATE ON kill_switch TO {app}",
-        )
-        .await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared(TABLE).await?;
+    crate::on_postgres(
+        manager,
+        "GRANT SELECT, INSERT, UPDATE ON kill_switch TO {app}",
+    )
+    .await?;
+    Ok(())
 }
+
+crate::forward_only!();

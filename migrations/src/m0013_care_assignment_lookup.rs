@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// The relationship check on every clinician read asks for one (org,
 /// subject, patient) triple. With `care_assignments_subject` on (org,
 /// subject) only, PostgreSQL's generic plan walked every assignment of the
@@ -11,16 +8,15 @@ pub struct Migration;
 /// care team. The new index ends with the patient, so the check is one
 /// probe whichever index the planner picks; listing a clinician's patients
 /// still uses its (org, subject) prefix.
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(
-            "CREATE INDEX care_assignments_subject_patient ON care_assignments (org_id, subject, patient_id)",
-        )
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared(
+        "CREATE INDEX care_assignments_subject_patient ON care_assignments (org_id, subject, patient_id)",
+    )
+    .await?;
+    db.execute_unprepared("DROP INDEX IF EXISTS care_assignments_subject")
         .await?;
-        db.execute_unprepared("DROP INDEX IF EXISTS care_assignments_subject")
-            .await?;
-        Ok(())
-    }
+    Ok(())
 }
+
+crate::forward_only!();

@@ -3,9 +3,6 @@ use sea_orm_migration::sea_orm::DbBackend;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Appointments, their reminder outbox and patients' reminder opt-outs;
 /// care-team assignments gain a role (`primary` or `consulting`).
 ///
@@ -92,20 +89,19 @@ fn sqlite_guards() -> String {
     )
 }
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(
-            manager,
-            TABLES,
-            &["appointments", "appointment_reminders", "reminder_opt_outs"],
-        )
-        .await?;
-        let db = manager.get_connection();
-        match db.get_database_backend() {
-            DbBackend::Postgres => db.execute_unprepared(POSTGRES_GUARDS).await?,
-            _ => db.execute_unprepared(&sqlite_guards()).await?,
-        };
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(
+        manager,
+        TABLES,
+        &["appointments", "appointment_reminders", "reminder_opt_outs"],
+    )
+    .await?;
+    let db = manager.get_connection();
+    match db.get_database_backend() {
+        DbBackend::Postgres => db.execute_unprepared(POSTGRES_GUARDS).await?,
+        _ => db.execute_unprepared(&sqlite_guards()).await?,
+    };
+    Ok(())
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Per-practitioner calendar feeds behind revocable tokens (stored as
 /// SHA-256 only), and two organization settings: what feeds show
 /// (`calendar_detail`) and whether referrals may cross to other
@@ -25,15 +22,14 @@ CREATE TABLE calendar_feeds (
 CREATE UNIQUE INDEX calendar_feeds_token ON calendar_feeds (org_id, token_hash);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["calendar_feeds"]).await?;
-        crate::on_postgres(
-            manager,
-            "GRANT UPDATE (calendar_detail, external_referrals) ON organizations TO {app}",
-        )
-        .await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["calendar_feeds"]).await?;
+    crate::on_postgres(
+        manager,
+        "GRANT UPDATE (calendar_detail, external_referrals) ON organizations TO {app}",
+    )
+    .await?;
+    Ok(())
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Medication statements and side-effect reports: every clinical field is
 /// ciphertext (dates too: tied to a person they are identifiers).
 const TABLES: &str = "
@@ -38,9 +35,8 @@ CREATE TABLE side_effects (
 CREATE INDEX side_effects_patient ON side_effects (org_id, patient_id, id);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["medication_statements", "side_effects"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["medication_statements", "side_effects"]).await
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Consents and referrals live with the patient's organization; a referral
 /// leaves a mirror in the receiving organization (`incoming_referrals`),
 /// the one thing its clinician can find there. Each side's rows are under
@@ -53,14 +50,13 @@ CREATE TABLE incoming_referrals (
 CREATE INDEX incoming_referrals_to ON incoming_referrals (org_id, to_subject);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(
-            manager,
-            TABLES,
-            &["consents", "referrals", "incoming_referrals"],
-        )
-        .await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(
+        manager,
+        TABLES,
+        &["consents", "referrals", "incoming_referrals"],
+    )
+    .await
 }
+
+crate::forward_only!();

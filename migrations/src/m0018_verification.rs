@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Prior-authorization verification tasks and their call transcripts
 /// (text only: no audio is ever stored). Every payer, plan, code,
 /// reference, reason and transcript chunk is ciphertext; a transcript is
@@ -43,14 +40,13 @@ CREATE TABLE verification_transcripts (
 );
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(
-            manager,
-            TABLES,
-            &["verification_tasks", "verification_transcripts"],
-        )
-        .await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(
+        manager,
+        TABLES,
+        &["verification_tasks", "verification_transcripts"],
+    )
+    .await
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// The AI assistant: each user's conversation, every message sealed; and
 /// the organization's declaration of a business associate agreement for
 /// AI (`ai_baa`, off by default).
@@ -23,11 +20,10 @@ CREATE TABLE assistant_turns (
 CREATE INDEX assistant_turns_subject ON assistant_turns (org_id, subject, id);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["assistant_turns"]).await?;
-        crate::on_postgres(manager, "GRANT UPDATE (ai_baa) ON organizations TO {app}").await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["assistant_turns"]).await?;
+    crate::on_postgres(manager, "GRANT UPDATE (ai_baa) ON organizations TO {app}").await?;
+    Ok(())
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// What the attack of issue #16 asked of credentials and sessions:
 /// - `users.admin_locked`: an administrator's lock, apart from the
 ///   automatic throttling that `failed_logins` and `locked_until` (now
@@ -77,15 +74,14 @@ const TENANT_TABLES: [&str; 4] = [
     "idempotency_keys",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &TENANT_TABLES).await?;
-        crate::on_postgres(
-            manager,
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON login_address_failures TO {app}",
-        )
-        .await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &TENANT_TABLES).await?;
+    crate::on_postgres(
+        manager,
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON login_address_failures TO {app}",
+    )
+    .await?;
+    Ok(())
 }
+
+crate::forward_only!();

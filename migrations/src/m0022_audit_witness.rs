@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// The queue of signed checkpoints to write to the witness outside the
 /// database (docs/adr/0008-audit-trail.md): the chainer queues each
 /// checkpoint in the transaction that signs it, the anchoring pass writes
@@ -29,28 +26,27 @@ const TABLE: &str = "CREATE TABLE audit_witness_queue (
 const WAITING: &str = "CREATE INDEX audit_witness_queue_waiting
     ON audit_witness_queue (queued_at) WHERE anchored_at IS NULL";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(TABLE).await?;
-        db.execute_unprepared(WAITING).await?;
-        crate::on_postgres(
-            manager,
-            "ALTER TABLE audit_witness_queue ENABLE ROW LEVEL SECURITY;
-                 ALTER TABLE audit_witness_queue FORCE ROW LEVEL SECURITY;
-                 CREATE POLICY audit_witness_queue_backlog ON audit_witness_queue
-                   FOR SELECT USING (true);
-                 CREATE POLICY audit_witness_queue_queue ON audit_witness_queue
-                   FOR INSERT
-                   WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
-                 CREATE POLICY audit_witness_queue_anchor ON audit_witness_queue
-                   FOR UPDATE
-                   USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
-                   WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
-                 GRANT SELECT, INSERT, UPDATE ON audit_witness_queue TO {app};",
-        )
-        .await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared(TABLE).await?;
+    db.execute_unprepared(WAITING).await?;
+    crate::on_postgres(
+        manager,
+        "ALTER TABLE audit_witness_queue ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE audit_witness_queue FORCE ROW LEVEL SECURITY;
+             CREATE POLICY audit_witness_queue_backlog ON audit_witness_queue
+               FOR SELECT USING (true);
+             CREATE POLICY audit_witness_queue_queue ON audit_witness_queue
+               FOR INSERT
+               WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+             CREATE POLICY audit_witness_queue_anchor ON audit_witness_queue
+               FOR UPDATE
+               USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)
+               WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+             GRANT SELECT, INSERT, UPDATE ON audit_witness_queue TO {app};",
+    )
+    .await?;
+    Ok(())
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// An organization's verification settings: the supervisor's number a bot
 /// hands a call to when it escalates (seed 001 kept it in plaintext
 /// patient data). Ciphertext under the organization's data key, bound to
@@ -18,9 +15,8 @@ CREATE TABLE verification_settings (
 );
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["verification_settings"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["verification_settings"]).await
 }
+
+crate::forward_only!();

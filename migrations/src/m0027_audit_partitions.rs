@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// PostgreSQL only: `audit_events` becomes a table partitioned by month on
 /// `recorded_at` (docs/adr/0008-audit-trail.md, "Partitions"), so a query
 /// bounded in time reads only the months it names, and each month's
@@ -153,15 +150,14 @@ CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
   FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::postgres_only(
-            manager,
-            PG,
-            "GRANT SELECT, INSERT ON audit_events TO {app};
-             GRANT EXECUTE ON FUNCTION audit_events_add_partitions() TO {app};",
-        )
-        .await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    crate::postgres_only(
+        manager,
+        PG,
+        "GRANT SELECT, INSERT ON audit_events TO {app};
+         GRANT EXECUTE ON FUNCTION audit_events_add_partitions() TO {app};",
+    )
+    .await
 }
+
+crate::forward_only!();

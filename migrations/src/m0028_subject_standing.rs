@@ -1,8 +1,5 @@
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// PostgreSQL only: `subject_standing(org, subject)` reads a subject's
 /// standing (`subject_blocks`) in one statement, for the check every
 /// request with an issuer token makes (issue #20: it was BEGIN,
@@ -31,14 +28,13 @@ DO $d$ BEGIN
 END $d$;
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::postgres_only(
-            manager,
-            PG,
-            "GRANT EXECUTE ON FUNCTION subject_standing(uuid, text) TO {app};",
-        )
-        .await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    crate::postgres_only(
+        manager,
+        PG,
+        "GRANT EXECUTE ON FUNCTION subject_standing(uuid, text) TO {app};",
+    )
+    .await
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Telephony: each organization's account at the provider (its auth token
 /// sealed under the organization's data key, bound to the organization),
 /// the calls Carapace placed for verification tasks (at most one live call
@@ -61,19 +58,18 @@ CREATE TABLE telephony_recordings (
 CREATE INDEX telephony_recordings_task ON telephony_recordings (org_id, task_id);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(
-            manager,
-            TABLES,
-            &[
-                "telephony_accounts",
-                "telephony_calls",
-                "telephony_callbacks",
-                "telephony_recordings",
-            ],
-        )
-        .await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(
+        manager,
+        TABLES,
+        &[
+            "telephony_accounts",
+            "telephony_calls",
+            "telephony_callbacks",
+            "telephony_recordings",
+        ],
+    )
+    .await
 }
+
+crate::forward_only!();

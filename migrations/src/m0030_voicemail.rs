@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Voicemail: a blind index of each patient's phone number (its last ten
 /// digits, under the organization's index key) to attach a caller's
 /// message to the patient; and the voicemails, one per inbound call: the
@@ -36,9 +33,8 @@ CREATE TABLE telephony_voicemails (
 CREATE INDEX telephony_voicemails_received ON telephony_voicemails (org_id, received_at);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["telephony_voicemails"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["telephony_voicemails"]).await
 }
+
+crate::forward_only!();

@@ -1,9 +1,6 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// Reminder calls: `voice` joins the reminder channels (and the opt-outs);
 /// a reminder records the patient's answer on the phone (once); an
 /// organization's telephony account gains the front desk's number (key 3)
@@ -69,15 +66,14 @@ ALTER TABLE telephony_accounts ADD COLUMN call_until_hour integer NOT NULL DEFAU
 ALTER TABLE telephony_recordings ADD COLUMN transcript bytea CHECK (length(transcript) <= 70000);
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match db.get_database_backend() {
-            DbBackend::Postgres => db.execute_unprepared(POSTGRES).await?,
-            _ => db.execute_unprepared(SQLITE).await?,
-        };
-        db.execute_unprepared(BOTH).await?;
-        Ok(())
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    match db.get_database_backend() {
+        DbBackend::Postgres => db.execute_unprepared(POSTGRES).await?,
+        _ => db.execute_unprepared(SQLITE).await?,
+    };
+    db.execute_unprepared(BOTH).await?;
+    Ok(())
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// SMART Backend Services: a service key may hold the public JWKS of a
 /// backend client (its assertions are verified against it), and every
 /// assertion's `jti` is kept until it expires so it is accepted once.
@@ -20,9 +17,8 @@ CREATE TABLE backend_assertions (
 );
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["backend_assertions"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["backend_assertions"]).await
 }
+
+crate::forward_only!();

@@ -2,9 +2,6 @@ use sea_orm_migration::prelude::*;
 
 use crate::create_tenant_tables;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 /// FHIR Bulk Data exports: the job (who asked, what, until when its files
 /// live) and its NDJSON files, sealed under the organization's data key.
 const TABLES: &str = "
@@ -36,9 +33,8 @@ CREATE TABLE bulk_export_files (
 );
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_tenant_tables(manager, TABLES, &["bulk_exports", "bulk_export_files"]).await
-    }
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create_tenant_tables(manager, TABLES, &["bulk_exports", "bulk_export_files"]).await
 }
+
+crate::forward_only!();
