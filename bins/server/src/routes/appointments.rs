@@ -64,7 +64,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 201, body = AppointmentView),
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "slot_taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn book(
     auth: Authorized,
@@ -89,7 +88,6 @@ pub async fn book(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
     auth: Authorized,
@@ -109,9 +107,7 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "slot_taken or invalid_transition", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reschedule(
     auth: Authorized,
@@ -169,7 +165,6 @@ async fn finish(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(
@@ -185,7 +180,6 @@ pub async fn cancel(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition or not_started", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn complete(
@@ -201,7 +195,6 @@ pub async fn complete(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition or not_started", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn no_show(
@@ -240,8 +233,6 @@ pub struct ListParams {
     responses(
         (status = 200, body = AppointmentList),
         (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     auth: Authorized,
@@ -361,8 +352,6 @@ pub struct FreeSlotParams {
     params(("subject" = String, Path, description = "the practitioner"), FreeSlotParams),
     responses(
         (status = 200, body = FreeSlots),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn free(
     auth: Authorized,
@@ -439,7 +428,6 @@ pub async fn free(
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = ReminderPreferences),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn preferences(
     auth: Authorized,
@@ -467,7 +455,6 @@ pub async fn preferences(
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = ReminderPreferences),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn set_preferences(
     auth: Authorized,

@@ -76,7 +76,6 @@ pub struct TurnView {
     responses(
         (status = 200, body = AnswerBody),
         (status = 403, description = "org_baa_missing, or no relationship to the patient", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "ai_disabled or deployment_baa_missing", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn send(

@@ -242,8 +242,6 @@ async fn page(
     responses(
         (status = 200, body = AuditEventList),
         (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     auth: Authorized,
@@ -272,8 +270,6 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "patient id"), ("limit" = Option<String>, Query, description = "page size, 1-500"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses(
         (status = 200, body = AuditEventList),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn access_log(
     auth: Authorized,

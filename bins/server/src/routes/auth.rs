@@ -272,7 +272,6 @@ pub async fn login(
 #[utoipa::path(post, operation_id = "auth_refresh", path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
     req: HttpRequest,
@@ -312,7 +311,6 @@ pub async fn logout(
 #[utoipa::path(post, operation_id = "auth_mfa_verify", path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerify,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn mfa_verify(
     req: HttpRequest,

@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -76,7 +75,7 @@ fn view(f: &FeedInfo, token: Option<&SecretString>) -> FeedView {
 
 /// Makes a feed of the caller's own schedule; the URL is shown once.
 #[utoipa::path(post, operation_id = "calendar_create", path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
-    responses((status = 201, body = FeedView), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = FeedView)))]
 pub async fn create(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -104,7 +103,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 /// Revokes one of the caller's feeds: its URL stops working at once.
 #[utoipa::path(delete, operation_id = "calendar_revoke", path = "/api/v1/calendar-feeds/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "feed id")),
-    responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "revoked")))]
 pub async fn revoke(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -139,7 +138,6 @@ pub struct FeedParams {
 #[utoipa::path(get, operation_id = "calendar_feed", path = "/api/v1/calendar.ics", tag = "appointments", params(FeedParams),
     responses(
         (status = 200, description = "text/calendar", content_type = "text/calendar", body = String),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn feed(
     req: actix_web::HttpRequest,

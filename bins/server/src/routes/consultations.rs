@@ -109,7 +109,6 @@ impl From<&Consent> for ConsentView {
     responses(
         (status = 201, body = ConsentView),
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn record_consent(
     auth: Authorized,
@@ -156,7 +155,7 @@ pub async fn record_consent(
 /// The patient's consents.
 #[utoipa::path(get, operation_id = "consultations_consents", path = "/api/v1/patients/{id}/consents", tag = "consultations",
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
-    responses((status = 200, body = [ConsentView]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [ConsentView])))]
 pub async fn consents(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -177,7 +176,7 @@ pub async fn consents(
 #[utoipa::path(post, operation_id = "consultations_revoke_consent", path = "/api/v1/patients/{id}/consents/{consent}/revoke", tag = "consultations",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id"), ("consent" = Uuid, Path, description = "consent id")),
-    responses((status = 204, description = "withdrawn"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "withdrawn")))]
 pub async fn revoke_consent(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -241,7 +240,6 @@ impl From<&Referral> for ReferralView {
     responses(
         (status = 201, body = ReferralView),
         (status = 403, description = "external_referrals_off, or not in the care team", body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "no active consent of this patient", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refer(
@@ -273,7 +271,7 @@ pub struct Direction {
 /// Referrals to the caller, or from the caller.
 #[utoipa::path(get, operation_id = "consultations_referrals", path = "/api/v1/referrals", tag = "consultations", security(("bearer" = [])),
     params(Direction),
-    responses((status = 200, body = [ReferralView]), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [ReferralView])))]
 pub async fn referrals(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -319,7 +317,6 @@ pub struct SharedRecord {
     responses(
         (status = 200, body = SharedRecord),
         (status = 403, description = "consent_inactive or external_referrals_off", body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn shared_record(
     auth: Authorized,

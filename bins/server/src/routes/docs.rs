@@ -184,7 +184,8 @@ impl Modify for CommonErrors {
             ];
             for op in ops.into_iter().flatten() {
                 for (code, description) in COMMON_ERRORS {
-                    op.responses
+                    let response = op
+                        .responses
                         .responses
                         .entry((*code).to_owned())
                         .or_insert_with(|| {
@@ -199,6 +200,12 @@ impl Modify for CommonErrors {
                                 .build()
                                 .into()
                         });
+                    // One the operation declares for its body alone.
+                    if let utoipa::openapi::RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        (*description).clone_into(&mut response.description);
+                    }
                 }
             }
         }
@@ -313,6 +320,34 @@ mod tests {
             committed.trim_end() == served,
             "openapi.json differs from the served document: run `just openapi`"
         );
+    }
+
+    /// OpenAPI requires a description on every response: each problem
+    /// an operation may answer says what it means.
+    #[test]
+    fn every_problem_response_is_described() {
+        let doc = super::ApiDoc::openapi();
+        let mut problems = 0;
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+            {
+                for (code, response) in &op.responses.responses {
+                    if let utoipa::openapi::RefOr::T(response) = response
+                        && !code.starts_with('2')
+                        && !code.starts_with('3')
+                    {
+                        problems += 1;
+                        assert!(
+                            !response.description.trim().is_empty(),
+                            "{path} {code} has no description"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(problems > 700, "{problems} problem responses");
     }
 
     /// Client generators name a method after each operation id: each is

@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
 use crate::routes::use_cases::{caller, medication_records};
@@ -186,8 +185,6 @@ fn today() -> time::Date {
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = MedicationView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_medication(
     auth: Authorized,
@@ -220,8 +217,6 @@ pub async fn add_medication(
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = SideEffectView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_side_effect(
     auth: Authorized,
@@ -250,7 +245,7 @@ pub async fn add_side_effect(
 /// The patient's medications and side effects.
 #[utoipa::path(get, operation_id = "medications_history", path = "/api/v1/patients/{id}/medications", tag = "medications",
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
-    responses((status = 200, body = History), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = History)))]
 pub async fn history(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -281,7 +276,7 @@ pub struct WindowParams {
 /// medication starts, with report counts.
 #[utoipa::path(get, operation_id = "medications_correlate", path = "/api/v1/patients/{id}/side-effect-correlations", tag = "medications",
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id"), WindowParams),
-    responses((status = 200, body = Correlations), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Correlations)))]
 pub async fn correlate(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -305,7 +300,7 @@ pub async fn correlate(
 /// under 11 are withheld (`null`). No per-patient rows.
 #[utoipa::path(get, operation_id = "medications_correlate_organization", path = "/api/v1/analytics/side-effect-correlations", tag = "medications",
     security(("bearer" = [])), params(WindowParams),
-    responses((status = 200, body = Correlations), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Correlations)))]
 pub async fn correlate_organization(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
 
@@ -156,7 +155,7 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
 
 /// Reads the settings.
 #[utoipa::path(get, operation_id = "organization_settings_get", path = "/api/v1/organization/settings", tag = "organization", security(("bearer" = [])),
-    responses((status = 200, body = SettingsBody), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SettingsBody)))]
 pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let org = state
         .orgs
@@ -169,7 +168,7 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
 /// Replaces the settings.
 #[utoipa::path(put, operation_id = "organization_settings_put", path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
     security(("bearer" = [])),
-    responses((status = 200, body = SettingsBody), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SettingsBody)))]
 pub async fn put(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -65,12 +65,6 @@ fn today() -> time::Date {
     security(("bearer" = [])),
     responses(
         (status = 201, body = PatientView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     auth: Authorized,
@@ -117,8 +111,6 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = PatientView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     auth: Authorized,
@@ -139,7 +131,6 @@ pub async fn update(
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 204, description = "deleted"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     auth: Authorized,
@@ -176,7 +167,6 @@ pub struct ListParams {
     responses(
         (status = 200, body = PatientList),
         (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     auth: Authorized,

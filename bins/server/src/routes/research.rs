@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
 use crate::state::AppState;
 
 /// Registers the route (under `/api/v1`).
@@ -53,7 +52,7 @@ fn view(cells: Vec<Cell>) -> Vec<CellView> {
 
 /// De-identified aggregates of the organization, small cells withheld.
 #[utoipa::path(get, operation_id = "research_summary", path = "/api/v1/analytics/research", tag = "medications", security(("bearer" = [])),
-    responses((status = 200, body = ResearchView), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ResearchView)))]
 pub async fn summary(
     auth: Authorized,
     state: web::Data<AppState>,

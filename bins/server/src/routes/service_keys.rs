@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::{Authorized, admin_action};
-use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
 
@@ -98,8 +97,6 @@ impl ServiceKeyView {
     security(("bearer" = [])),
     responses(
         (status = 201, body = ServiceKeyView),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     auth: Authorized,
@@ -148,7 +145,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 /// Revokes a service key at once.
 #[utoipa::path(delete, operation_id = "service_keys_revoke", path = "/api/v1/service-keys/{id}", tag = "service keys", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "key id")),
-    responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "revoked")))]
 pub async fn revoke(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -137,7 +137,7 @@ pub async fn account(
 /// Sets the organization's telephony account (administrators).
 #[utoipa::path(put, operation_id = "telephony_account_put", path = "/api/v1/organization/telephony", tag = "telephony",
     request_body = AccountBody, security(("bearer" = [])),
-    responses((status = 200, body = AccountView), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = AccountView)))]
 pub async fn put_account(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -172,7 +172,6 @@ pub struct CallView {
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 201, body = CallView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "not_claimed, call_in_progress or telephony_not_configured", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "telephony_unavailable: the provider did not answer; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -214,7 +213,6 @@ pub async fn call(
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "transferred"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition, no_call, no_supervisor or telephony_not_configured", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "telephony_unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -285,7 +283,6 @@ pub async fn recordings(
     params(("id" = Uuid, Path, description = "task id"), ("recording" = String, Path, description = "recording id")),
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn play(
     auth: Authorized,
@@ -448,7 +445,6 @@ async fn callback(
         (status = 204, description = "processed"),
         (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn status_callback(
     req: HttpRequest,
@@ -476,7 +472,6 @@ pub async fn status_callback(
         (status = 204, description = "stored"),
         (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "the provider did not serve the recording; it will retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn recording_callback(
@@ -504,7 +499,6 @@ pub async fn recording_callback(
         (status = 200, description = "the voicemail script (TwiML)", content_type = "text/xml", body = String),
         (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "telephony is not configured", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn inbound_call(
     req: HttpRequest,
@@ -533,7 +527,6 @@ pub async fn inbound_call(
         (status = 204, description = "stored"),
         (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "the provider did not serve the recording; it will retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn voicemail_callback(

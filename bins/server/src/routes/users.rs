@@ -107,7 +107,7 @@ fn roles(names: &[String]) -> Result<RoleSet, ApiError> {
 
 /// Lists the organization's users.
 #[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = [UserView]), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [UserView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let users = admin(&state)?.list(&auth.principal).await?;
     Ok(HttpResponse::Ok().json(users.into_iter().map(UserView::from).collect::<Vec<_>>()))
@@ -115,7 +115,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 
 /// Creates a user and mails an invitation code.
 #[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
-    responses((status = 201, body = UserView), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = UserView)))]
 pub async fn create(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -188,7 +188,6 @@ pub struct MfaReset {
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "reset"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "no reason, an identity-provider user, or oneself", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reset_mfa(

@@ -163,7 +163,7 @@ pub struct VerificationSettingsBody {
 
 /// Reads the verification settings (administrators).
 #[utoipa::path(get, operation_id = "verification_settings_get", path = "/api/v1/organization/verification-settings", tag = "verification", security(("bearer" = [])),
-    responses((status = 200, body = VerificationSettingsBody), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = VerificationSettingsBody)))]
 pub async fn settings(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -177,7 +177,7 @@ pub async fn settings(
 /// Replaces the verification settings (administrators).
 #[utoipa::path(put, operation_id = "verification_settings_put", path = "/api/v1/organization/verification-settings", tag = "verification",
     request_body = VerificationSettingsBody, security(("bearer" = [])),
-    responses((status = 200, body = VerificationSettingsBody), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = VerificationSettingsBody)))]
 pub async fn put_settings(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -204,7 +204,6 @@ pub async fn put_settings(
     responses(
         (status = 201, body = TaskView),
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     auth: Authorized,
@@ -256,7 +255,7 @@ fn status_filter(raw: Option<&str>) -> Result<Option<TaskStatus>, ApiError> {
 /// The organization's tasks, newest first (at most 200).
 #[utoipa::path(get, operation_id = "verification_list", path = "/api/v1/verification-tasks", tag = "verification", security(("bearer" = [])),
     params(StatusFilter),
-    responses((status = 200, body = [TaskView]), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [TaskView])))]
 pub async fn list(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -297,7 +296,7 @@ pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
 /// One task.
 #[utoipa::path(get, operation_id = "verification_get", path = "/api/v1/verification-tasks/{id}", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
-    responses((status = 200, body = TaskView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TaskView)))]
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -316,7 +315,6 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 200, body = TaskView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(
@@ -337,7 +335,6 @@ pub async fn cancel(
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "claimed"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn claim(
@@ -356,7 +353,7 @@ pub async fn claim(
 /// The bot's minimal view of the task it claimed.
 #[utoipa::path(get, operation_id = "verification_bot_view", path = "/api/v1/verification-tasks/{id}/bot-view", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
-    responses((status = 200, body = BotViewBody), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = BotViewBody)))]
 pub async fn view(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -390,9 +387,7 @@ pub struct ProgressBody {
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "recorded"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn progress(
     auth: Authorized,
@@ -454,9 +449,7 @@ pub struct ChunkReceipt {
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 200, body = ChunkReceipt),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "chunk_out_of_order, transcript_full or invalid_transition", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn upload(
     auth: Authorized,
@@ -488,7 +481,7 @@ pub struct TranscriptBody {
 /// The task's whole transcript, for staff.
 #[utoipa::path(get, operation_id = "verification_transcript", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
-    responses((status = 200, body = TranscriptBody), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TranscriptBody)))]
 pub async fn transcript(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -48,7 +48,6 @@ pub struct TranscriptionBody {
     responses(
         (status = 200, body = TranscriptionBody),
         (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not audio Carapace accepts", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "empty or longer than 300 seconds", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "ai_disabled, deployment_baa_missing or speech_unavailable", body = Problem, content_type = "application/problem+json"),
@@ -94,7 +93,6 @@ pub struct SpeechBody {
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
         (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "ai_disabled, deployment_baa_missing or speech_unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn speak(

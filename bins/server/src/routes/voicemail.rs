@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -70,7 +69,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 /// One voicemail, with its transcript.
 #[utoipa::path(get, operation_id = "voicemails_get", path = "/api/v1/voicemails/{id}", tag = "telephony", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "voicemail id")),
-    responses((status = 200, body = VoicemailView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = VoicemailView)))]
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -91,7 +90,6 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "voicemail id")),
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn play(
     auth: Authorized,

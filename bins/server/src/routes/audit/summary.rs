@@ -57,8 +57,6 @@ pub struct DailyView {
     params(DailyParams),
     responses(
         (status = 200, body = DailyView),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn daily(
     auth: Authorized,
@@ -147,7 +145,6 @@ pub struct ChainView {
 #[utoipa::path(get, operation_id = "audit_chain", path = "/api/v1/audit-chain", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, body = ChainView),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "the organization's verification, or as many as the instance runs, under way", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn chain(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -105,7 +105,6 @@ fn subject(raw: Option<String>) -> Result<Option<SubjectId>, ApiError> {
     responses(
         (status = 201, body = BreakGlassGrant),
         (status = 403, description = "only clinicians", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn break_glass(
     auth: Authorized,
@@ -146,7 +145,7 @@ pub async fn break_glass(
 /// `consulting` (again: changes the role).
 #[utoipa::path(post, operation_id = "patients_care_team_assign", path = "/api/v1/patients/{id}/care-team", tag = "patients", request_body = CareTeamMember,
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
-    responses((status = 204, description = "assigned"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "assigned")))]
 pub async fn assign(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -186,7 +185,7 @@ pub async fn assign(
 /// The patient's care team, with each practitioner's role.
 #[utoipa::path(get, operation_id = "patients_care_team_list", path = "/api/v1/patients/{id}/care-team", tag = "patients",
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
-    responses((status = 200, body = [CareTeamEntry]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [CareTeamEntry])))]
 pub async fn care_team(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -213,7 +212,7 @@ pub async fn care_team(
 /// Links the record to the patient's own account (or unlinks it).
 #[utoipa::path(put, operation_id = "patients_link_account", path = "/api/v1/patients/{id}/account", tag = "patients", request_body = SubjectRef,
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
-    responses((status = 204, description = "linked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "linked")))]
 pub async fn link_account(
     auth: Authorized,
     state: web::Data<AppState>,
