@@ -24,6 +24,23 @@ pub struct Entry {
     pub mode: Mode,
 }
 
+impl Entry {
+    /// `base`'s `kind` resource `id`, in the bundle as `mode` says.
+    pub fn new(
+        base: &str,
+        kind: &str,
+        id: impl std::fmt::Display,
+        resource: Value,
+        mode: Mode,
+    ) -> Self {
+        Self {
+            full_url: format!("{base}/{kind}/{id}"),
+            resource,
+            mode,
+        }
+    }
+}
+
 /// A searchset bundle of `entries`; `self_url` is the search as asked,
 /// `next_url` the next page's, if any.
 pub fn searchset(self_url: &str, next_url: Option<&str>, entries: Vec<Entry>) -> Value {

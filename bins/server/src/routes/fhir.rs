@@ -184,15 +184,26 @@ pub(crate) fn searchset(
     let params = query_pairs(req).unwrap_or_default();
     let entries = resources
         .into_iter()
-        .map(|(id, resource)| Entry {
-            full_url: format!("{base}/{kind}/{id}"),
-            resource,
-            mode: Mode::Match,
-        })
+        .map(|(id, resource)| Entry::new(&base, kind, id, resource, Mode::Match))
         .collect();
+    searchset_page(&base, kind, &params, entries, None)
+}
+
+/// The answer to a search of `kind` under `base` asked with `params`: a
+/// `searchset` Bundle of `entries`, with a `next` link carrying `cursor`
+/// when another page follows.
+pub(crate) fn searchset_page(
+    base: &str,
+    kind: &str,
+    params: &[(String, String)],
+    entries: Vec<Entry>,
+    cursor: Option<&str>,
+) -> HttpResponse {
+    let search_url = format!("{base}/{kind}");
+    let next_url = cursor.map(|c| bundle::with_cursor(&search_url, params, c));
     let body = bundle::searchset(
-        &bundle::self_link(&format!("{base}/{kind}"), &params),
-        None,
+        &bundle::self_link(&search_url, params),
+        next_url.as_deref(),
         entries,
     );
     fhir_json(StatusCode::OK, &body)

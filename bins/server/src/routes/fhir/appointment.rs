@@ -14,9 +14,9 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Resource, bad, base, fhir_json, named, query_pairs};
+use super::{Resource, bad, base, fhir_json, named, query_pairs, searchset_page};
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
-use crate::fhir::bundle::{self, Entry, Mode};
+use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::etag;
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -313,12 +313,13 @@ pub async fn search(
         && t <= f
     {
         // An empty range matches nothing.
-        let body = bundle::searchset(
-            &bundle::self_link(&format!("{base}/Appointment"), &params),
-            None,
+        return Ok(searchset_page(
+            &base,
+            "Appointment",
+            &params,
             Vec::new(),
-        );
-        return Ok(fhir_json(StatusCode::OK, &body));
+            None,
+        ));
     }
     request.after = open_position(&state, ctx.org(), cursor)?;
     let page = scheduling(&state)
@@ -327,11 +328,7 @@ pub async fn search(
     let mut entries: Vec<Entry> = page
         .items
         .iter()
-        .map(|a| Entry {
-            full_url: format!("{base}/Appointment/{}", a.id),
-            resource: to_fhir(a),
-            mode: Mode::Match,
-        })
+        .map(|a| Entry::new(&base, "Appointment", a.id, to_fhir(a), Mode::Match))
         .collect();
     if include_patients {
         let patients: BTreeSet<PatientId> = page.items.iter().map(|a| a.patient).collect();
@@ -339,28 +336,26 @@ pub async fn search(
             // Each included patient is a patient read: its decision, its
             // audit event; one the caller may not read is left out.
             match patient_access(&state).read(&caller(&auth), id, now()).await {
-                Ok(p) => entries.push(Entry {
-                    full_url: format!("{base}/Patient/{}", p.id),
-                    resource: crate::fhir::patient::to_fhir(&p),
-                    mode: Mode::Include,
-                }),
+                Ok(p) => entries.push(Entry::new(
+                    &base,
+                    "Patient",
+                    p.id,
+                    crate::fhir::patient::to_fhir(&p),
+                    Mode::Include,
+                )),
                 Err(ClinicalError::NotFound | ClinicalError::Denied(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    let search_url = format!("{base}/Appointment");
-    let next_url = page.next_after.map(|position| {
-        bundle::with_cursor(
-            &search_url,
-            &params,
-            &seal_position(&state, ctx.org(), position),
-        )
-    });
-    let body = bundle::searchset(
-        &bundle::self_link(&search_url, &params),
-        next_url.as_deref(),
+    let cursor = page
+        .next_after
+        .map(|position| seal_position(&state, ctx.org(), position));
+    Ok(searchset_page(
+        &base,
+        "Appointment",
+        &params,
         entries,
-    );
-    Ok(fhir_json(StatusCode::OK, &body))
+        cursor.as_deref(),
+    ))
 }

@@ -9,9 +9,9 @@ use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Resource, bad, base, fhir_json, query_pairs};
+use super::{Resource, bad, base, fhir_json, query_pairs, searchset_page};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
-use crate::fhir::bundle::{self, Entry, Mode};
+use crate::fhir::bundle::{Entry, Mode};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::routes::audit::{AuditParams, CURSOR_SCOPE, query};
@@ -155,26 +155,21 @@ pub async fn search(
         .query(&auth.access(), &q, read_event(&auth, described))
         .await?;
     let base = base(&req, &state);
-    let search_url = format!("{base}/AuditEvent");
     let entries = page
         .items
         .iter()
-        .map(|e| Entry {
-            full_url: format!("{base}/AuditEvent/{}", e.id),
-            resource: to_fhir(e),
-            mode: Mode::Match,
-        })
+        .map(|e| Entry::new(&base, "AuditEvent", e.id, to_fhir(e), Mode::Match))
         .collect();
-    let next_url = page.next_after.map(|id| {
-        let cursor = state
+    let cursor = page.next_after.map(|id| {
+        state
             .cursor_key
-            .seal(auth.principal.org(), CURSOR_SCOPE, id.as_bytes());
-        bundle::with_cursor(&search_url, &params, &cursor)
+            .seal(auth.principal.org(), CURSOR_SCOPE, id.as_bytes())
     });
-    let body = bundle::searchset(
-        &bundle::self_link(&search_url, &params),
-        next_url.as_deref(),
+    Ok(searchset_page(
+        &base,
+        "AuditEvent",
+        &params,
         entries,
-    );
-    Ok(fhir_json(StatusCode::OK, &body))
+        cursor.as_deref(),
+    ))
 }

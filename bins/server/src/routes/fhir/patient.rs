@@ -13,8 +13,8 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Resource, bad, base, fhir_json, query_pairs};
-use crate::fhir::bundle::{self, Entry, Mode};
+use super::{Resource, bad, base, fhir_json, query_pairs, searchset_page};
+use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
 use crate::http::ApiError;
@@ -234,7 +234,6 @@ pub async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let params = query_pairs(&req)?;
     let base = base(&req, &state);
-    let search_url = format!("{base}/Patient");
     let ctx = auth.principal.tenant();
     let mut query = PatientQuery {
         visibility: Visibility::Nothing,
@@ -340,19 +339,15 @@ pub async fn search(
     };
     let entries = items
         .iter()
-        .map(|p| Entry {
-            full_url: format!("{base}/Patient/{}", p.id),
-            resource: to_fhir(p),
-            mode: Mode::Match,
-        })
+        .map(|p| Entry::new(&base, "Patient", p.id, to_fhir(p), Mode::Match))
         .collect();
-    let next_url = next.map(|c| bundle::with_cursor(&search_url, &params, &c));
-    let body = bundle::searchset(
-        &bundle::self_link(&search_url, &params),
-        next_url.as_deref(),
+    Ok(searchset_page(
+        &base,
+        "Patient",
+        &params,
         entries,
-    );
-    Ok(fhir_json(StatusCode::OK, &body))
+        next.as_deref(),
+    ))
 }
 
 /// Whether `p` was last changed within `bounds`.

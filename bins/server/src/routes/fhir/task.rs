@@ -9,8 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
-use super::{Resource, base, fhir_json, query_pairs};
-use crate::fhir::bundle::{self, Entry, Mode};
+use super::{Resource, fhir_json, query_pairs, searchset};
 use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -98,19 +97,9 @@ pub async fn search(
         }
     }
     let tasks = state.verifications.list(&auth.access(), status).await?;
-    let base = base(&req, &state);
-    let entries = tasks
+    let found = tasks
         .iter()
-        .map(|t| Entry {
-            full_url: format!("{base}/Task/{}", t.id),
-            resource: to_fhir(t),
-            mode: Mode::Match,
-        })
+        .map(|t| (t.id.to_string(), to_fhir(t)))
         .collect();
-    let body = bundle::searchset(
-        &bundle::self_link(&format!("{base}/Task"), &params),
-        None,
-        entries,
-    );
-    Ok(fhir_json(StatusCode::OK, &body))
+    Ok(searchset(&req, &state, "Task", found))
 }
