@@ -79,11 +79,9 @@ pub fn to_fhir(a: &Appointment) -> Value {
 pub fn from_fhir(body: &Value) -> Result<(AppointmentInput, AppointmentStatus), ClinicalError> {
     let mut r = Reader::default();
     let path = "Appointment";
-    let Some(map) = r.object(body, path) else {
-        return Err(ClinicalError::Invalid(r.errors));
-    };
-    r.known(
-        map,
+    let Some(map) = r.resource(
+        body,
+        path,
         &[
             "resourceType",
             "id",
@@ -97,11 +95,9 @@ pub fn from_fhir(body: &Value) -> Result<(AppointmentInput, AppointmentStatus), 
             "participant",
             "created",
         ],
-        path,
-    );
-    if map.get("resourceType").and_then(Value::as_str) != Some("Appointment") {
-        r.fail("Appointment.resourceType", "must be \"Appointment\"");
-    }
+    ) else {
+        return Err(ClinicalError::Invalid(r.errors));
+    };
     let status = r.string(map, "status", path);
     let status = status.as_deref().and_then(status_of);
     if status.is_none() {

@@ -131,25 +131,6 @@ pub(super) fn patient_ref(
     id
 }
 
-/// Starts a body's reading: `resourceType` must be `kind`; every member
-/// not in `allowed` is refused.
-fn start<'v>(
-    r: &mut Reader,
-    body: &'v Value,
-    kind: &str,
-    allowed: &[&str],
-) -> Option<&'v Map<String, Value>> {
-    let map = r.object(body, kind)?;
-    r.known(map, allowed, kind);
-    if map.get("resourceType").and_then(Value::as_str) != Some(kind) {
-        r.fail(
-            &format!("{kind}.resourceType"),
-            &format!("must be \"{kind}\""),
-        );
-    }
-    Some(map)
-}
-
 fn done<T>(r: Reader, value: Option<T>) -> Result<T, ClinicalError> {
     match value {
         Some(v) if r.errors.is_empty() => Ok(v),
@@ -176,7 +157,7 @@ pub fn medication_from_fhir(
         "dosage",
         "dateAsserted",
     ];
-    let Some(map) = start(&mut r, body, path, &allowed) else {
+    let Some(map) = r.resource(body, path, &allowed) else {
         return Err(ClinicalError::Invalid(r.errors));
     };
     let status = r.string(map, "status", path);
@@ -239,7 +220,7 @@ pub fn side_effect_from_fhir(body: &Value) -> Result<(PatientId, SideEffectInput
         "recordedDate",
         "severity",
     ];
-    let Some(map) = start(&mut r, body, path, &allowed) else {
+    let Some(map) = r.resource(body, path, &allowed) else {
         return Err(ClinicalError::Invalid(r.errors));
     };
     if r.string(map, "actuality", path).as_deref() != Some("actual") {

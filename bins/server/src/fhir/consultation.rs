@@ -140,9 +140,6 @@ pub fn consent_from_fhir(
 ) -> Result<(PatientId, ConsentInput, Option<OrgId>), ClinicalError> {
     let path = "Consent";
     let mut r = Reader::default();
-    let Some(map) = r.object(body, path) else {
-        return Err(ClinicalError::Invalid(r.errors));
-    };
     let allowed = [
         "resourceType",
         "meta",
@@ -155,10 +152,9 @@ pub fn consent_from_fhir(
         "policyRule",
         "provision",
     ];
-    r.known(map, &allowed, path);
-    if map.get("resourceType").and_then(Value::as_str) != Some("Consent") {
-        r.fail("Consent.resourceType", "must be \"Consent\"");
-    }
+    let Some(map) = r.resource(body, path, &allowed) else {
+        return Err(ClinicalError::Invalid(r.errors));
+    };
     if r.string(map, "status", path).as_deref() != Some("active") {
         r.fail("Consent.status", "a new consent is \"active\"");
     }
@@ -318,11 +314,9 @@ pub fn withdraws(
 pub fn referral_from_fhir(body: &Value) -> Result<(PatientId, ConsentId), ClinicalError> {
     let path = "ServiceRequest";
     let mut r = Reader::default();
-    let Some(map) = r.object(body, path) else {
-        return Err(ClinicalError::Invalid(r.errors));
-    };
-    r.known(
-        map,
+    let Some(map) = r.resource(
+        body,
+        path,
         &[
             "resourceType",
             "meta",
@@ -332,11 +326,9 @@ pub fn referral_from_fhir(body: &Value) -> Result<(PatientId, ConsentId), Clinic
             "subject",
             "supportingInfo",
         ],
-        path,
-    );
-    if map.get("resourceType").and_then(Value::as_str) != Some("ServiceRequest") {
-        r.fail("ServiceRequest.resourceType", "must be \"ServiceRequest\"");
-    }
+    ) else {
+        return Err(ClinicalError::Invalid(r.errors));
+    };
     if r.string(map, "status", path).as_deref() != Some("active") {
         r.fail("ServiceRequest.status", "a new referral is \"active\"");
     }

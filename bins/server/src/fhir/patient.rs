@@ -66,11 +66,9 @@ struct Paths {
 pub fn from_fhir(body: &Value, id: Option<&str>) -> Result<Incoming, ClinicalError> {
     let mut r = Reader::default();
     let path = "Patient";
-    let Some(map) = r.object(body, path) else {
-        return Err(ClinicalError::Invalid(r.errors));
-    };
-    r.known(
-        map,
+    let Some(map) = r.resource(
+        body,
+        path,
         &[
             "resourceType",
             "id",
@@ -83,11 +81,9 @@ pub fn from_fhir(body: &Value, id: Option<&str>) -> Result<Incoming, ClinicalErr
             "gender",
             "birthDate",
         ],
-        path,
-    );
-    if map.get("resourceType").and_then(Value::as_str) != Some("Patient") {
-        r.fail("Patient.resourceType", "must be \"Patient\"");
-    }
+    ) else {
+        return Err(ClinicalError::Invalid(r.errors));
+    };
     match (map.get("id"), id) {
         (None, _) => {}
         (Some(Value::String(given)), Some(url)) if given == url => {}

@@ -30,6 +30,25 @@ impl Reader {
         }
     }
 
+    /// `body` as a `kind` resource: an object whose `resourceType` is
+    /// `kind`, every member not in `allowed` refused.
+    pub fn resource<'v>(
+        &mut self,
+        body: &'v Value,
+        kind: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let map = self.object(body, kind)?;
+        self.known(map, allowed, kind);
+        if map.get("resourceType").and_then(Value::as_str) != Some(kind) {
+            self.fail(
+                &format!("{kind}.resourceType"),
+                &format!("must be \"{kind}\""),
+            );
+        }
+        Some(map)
+    }
+
     /// Refuses members of `map` not in `allowed` (elements Carapace does
     /// not keep are refused, never silently dropped).
     pub fn known(&mut self, map: &Map<String, Value>, allowed: &[&str], path: &str) {
