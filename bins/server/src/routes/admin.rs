@@ -81,7 +81,7 @@ async fn operator(auth: &Authorized, state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Reads the kill switch.
-#[utoipa::path(get, operation_id = "kill_switch_get", path = "/api/v1/admin/kill-switch", tag = "operations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "kill_switch_get", path = "/api/v1/admin/kill-switch", tag = "operations",
     responses(
         (status = 200, body = KillSwitchView),
         (status = 403, description = "not an administrator of the operator organization in an MFA session", body = Problem, content_type = "application/problem+json"),
@@ -94,7 +94,7 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
 
 /// Turns the kill switch on or off; recorded in every organization's
 /// audit trail.
-#[utoipa::path(put, operation_id = "kill_switch_put", path = "/api/v1/admin/kill-switch", tag = "operations", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "kill_switch_put", path = "/api/v1/admin/kill-switch", tag = "operations",
     request_body = KillSwitchChangeBody,
     responses(
         (status = 200, body = KillSwitchView),

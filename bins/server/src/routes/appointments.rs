@@ -59,7 +59,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// reminders are scheduled with it. An overlap with the practitioner's or
 /// the patient's booked appointments is 409 `slot_taken`.
 #[utoipa::path(post, operation_id = "appointments_book", path = "/api/v1/appointments", tag = "appointments", request_body = BookAppointment,
-    security(("bearer" = [])),
     responses(
         (status = 201, body = AppointmentView),
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
@@ -84,7 +83,7 @@ pub async fn book(
 }
 
 /// Reads an appointment.
-#[utoipa::path(get, operation_id = "appointments_get", path = "/api/v1/appointments/{id}", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_get", path = "/api/v1/appointments/{id}", tag = "appointments",
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -103,7 +102,6 @@ pub async fn get(
 
 /// Moves a booked appointment; its pending reminders move with it.
 #[utoipa::path(post, operation_id = "appointments_reschedule", path = "/api/v1/appointments/{id}/reschedule", tag = "appointments", request_body = Reschedule,
-    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -161,7 +159,7 @@ async fn finish(
 
 /// Cancels a booked appointment (its slot is free again; pending
 /// reminders are dropped).
-#[utoipa::path(post, operation_id = "appointments_cancel", path = "/api/v1/appointments/{id}/cancel", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "appointments_cancel", path = "/api/v1/appointments/{id}/cancel", tag = "appointments",
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -176,7 +174,7 @@ pub async fn cancel(
 }
 
 /// Marks a booked appointment that has started as completed.
-#[utoipa::path(post, operation_id = "appointments_complete", path = "/api/v1/appointments/{id}/complete", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "appointments_complete", path = "/api/v1/appointments/{id}/complete", tag = "appointments",
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -191,7 +189,7 @@ pub async fn complete(
 }
 
 /// Marks a booked appointment that has started as a no-show.
-#[utoipa::path(post, operation_id = "appointments_no_show", path = "/api/v1/appointments/{id}/no-show", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "appointments_no_show", path = "/api/v1/appointments/{id}/no-show", tag = "appointments",
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
@@ -228,7 +226,7 @@ pub struct ListParams {
 /// practitioner's (`practitioner`), or by default the organization's
 /// (org-wide roles) or the caller's own schedule (clinicians); `from`/`to`
 /// bound the day range.
-#[utoipa::path(get, operation_id = "appointments_list", path = "/api/v1/appointments", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_list", path = "/api/v1/appointments", tag = "appointments",
     params(ListParams),
     responses(
         (status = 200, body = AppointmentList),
@@ -348,7 +346,7 @@ pub struct FreeSlotParams {
 
 /// The practitioner's free slots of one day within working hours: times
 /// only, for booking.
-#[utoipa::path(get, operation_id = "appointments_free", path = "/api/v1/practitioners/{subject}/free-slots", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_free", path = "/api/v1/practitioners/{subject}/free-slots", tag = "appointments",
     params(("subject" = String, Path, description = "the practitioner"), FreeSlotParams),
     responses(
         (status = 200, body = FreeSlots),
@@ -424,7 +422,7 @@ pub async fn free(
 }
 
 /// Whether the patient gets reminders by e-mail and by SMS.
-#[utoipa::path(get, operation_id = "appointments_preferences", path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "appointments_preferences", path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments",
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = ReminderPreferences),
@@ -451,7 +449,6 @@ pub async fn preferences(
 /// Turns reminders on or off per channel (a patient for their own record,
 /// or staff for them).
 #[utoipa::path(put, operation_id = "appointments_set_preferences", path = "/api/v1/patients/{id}/reminder-preferences", tag = "appointments", request_body = ReminderPreferences,
-    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = ReminderPreferences),

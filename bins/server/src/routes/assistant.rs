@@ -72,7 +72,6 @@ pub struct TurnView {
 
 /// Sends a message and returns the answer.
 #[utoipa::path(post, operation_id = "assistant_send", path = "/api/v1/assistant/messages", tag = "assistant", request_body = MessageBody,
-    security(("bearer" = [])),
     responses(
         (status = 200, body = AnswerBody),
         (status = 403, description = "org_baa_missing, or no relationship to the patient", body = Problem, content_type = "application/problem+json"),
@@ -97,7 +96,7 @@ pub async fn send(
 
 /// The caller's conversation about `patient_id` (or about no patient): the
 /// last 20 turns.
-#[utoipa::path(get, operation_id = "assistant_history", path = "/api/v1/assistant/messages", tag = "assistant", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "assistant_history", path = "/api/v1/assistant/messages", tag = "assistant",
     params(ConversationParams),
     responses(
         (status = 200, body = [TurnView]),

@@ -237,7 +237,7 @@ async fn page(
 
 /// The organization's audit trail, filtered, a page at a time. The read is
 /// recorded (`audit.read`).
-#[utoipa::path(get, operation_id = "audit_list", path = "/api/v1/audit-events", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_list", path = "/api/v1/audit-events", tag = "audit",
     params(AuditParams),
     responses(
         (status = 200, body = AuditEventList),
@@ -266,7 +266,7 @@ pub async fn list(
 /// The patient's accounting of disclosures: who read or changed the record,
 /// when, from where, and with what outcome. For compliance and admins, and
 /// for the patient themself. The read is recorded.
-#[utoipa::path(get, operation_id = "audit_access_log", path = "/api/v1/patients/{id}/access-log", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_access_log", path = "/api/v1/patients/{id}/access-log", tag = "audit",
     params(("id" = Uuid, Path, description = "patient id"), ("limit" = Option<String>, Query, description = "page size, 1-500"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses(
         (status = 200, body = AuditEventList),

@@ -341,7 +341,7 @@ pub async fn mfa_verify(
 
 /// Starts TOTP enrolment for the caller's own local account (403 while
 /// impersonating).
-#[utoipa::path(post, operation_id = "auth_totp_enroll", path = "/api/v1/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "auth_totp_enroll", path = "/api/v1/auth/mfa/totp/enroll", tag = "auth",
     responses(
         (status = 200, description = "{\"otpauth_uri\": …}"),
         (status = 403, description = "an impersonated session changes no credentials", body = Problem, content_type = "application/problem+json"),
@@ -359,7 +359,6 @@ pub async fn totp_enroll(
 /// Activates TOTP with a current code; answers the recovery codes, once.
 /// Every other session of the account ends (403 while impersonating).
 #[utoipa::path(post, operation_id = "auth_totp_activate", path = "/api/v1/auth/mfa/totp/activate", tag = "auth", request_body = TotpCode,
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "{\"recovery_codes\": [10 codes]}"),
         (status = 401, description = "wrong code", body = Problem, content_type = "application/problem+json"),

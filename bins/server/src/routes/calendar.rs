@@ -74,7 +74,7 @@ fn view(f: &FeedInfo, token: Option<&SecretString>) -> FeedView {
 }
 
 /// Makes a feed of the caller's own schedule; the URL is shown once.
-#[utoipa::path(post, operation_id = "calendar_create", path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "calendar_create", path = "/api/v1/calendar-feeds", tag = "appointments",
     responses((status = 201, body = FeedView)))]
 pub async fn create(
     auth: Authorized,
@@ -89,7 +89,7 @@ pub async fn create(
 }
 
 /// The caller's feeds.
-#[utoipa::path(get, operation_id = "calendar_list", path = "/api/v1/calendar-feeds", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "calendar_list", path = "/api/v1/calendar-feeds", tag = "appointments",
     responses((status = 200, body = [FeedView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let feeds = state
@@ -101,7 +101,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Revokes one of the caller's feeds: its URL stops working at once.
-#[utoipa::path(delete, operation_id = "calendar_revoke", path = "/api/v1/calendar-feeds/{id}", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "calendar_revoke", path = "/api/v1/calendar-feeds/{id}", tag = "appointments",
     params(("id" = Uuid, Path, description = "feed id")),
     responses((status = 204, description = "revoked")))]
 pub async fn revoke(

@@ -104,8 +104,7 @@ impl From<&Consent> for ConsentView {
 
 /// Records the patient's consent to share sections of their record with
 /// one clinician until a time.
-#[utoipa::path(post, operation_id = "consultations_record_consent", path = "/api/v1/patients/{id}/consents", tag = "consultations", request_body = ConsentBody,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(post, operation_id = "consultations_record_consent", path = "/api/v1/patients/{id}/consents", tag = "consultations", request_body = ConsentBody, params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = ConsentView),
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
@@ -153,8 +152,7 @@ pub async fn record_consent(
 }
 
 /// The patient's consents.
-#[utoipa::path(get, operation_id = "consultations_consents", path = "/api/v1/patients/{id}/consents", tag = "consultations",
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(get, operation_id = "consultations_consents", path = "/api/v1/patients/{id}/consents", tag = "consultations", params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = [ConsentView])))]
 pub async fn consents(
     auth: Authorized,
@@ -174,7 +172,6 @@ pub async fn consents(
 
 /// Withdraws a consent: what it shared stops at once.
 #[utoipa::path(post, operation_id = "consultations_revoke_consent", path = "/api/v1/patients/{id}/consents/{consent}/revoke", tag = "consultations",
-    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id"), ("consent" = Uuid, Path, description = "consent id")),
     responses((status = 204, description = "withdrawn")))]
 pub async fn revoke_consent(
@@ -236,7 +233,6 @@ impl From<&Referral> for ReferralView {
 /// active consent of the patient: in this organization, or another one
 /// when both allow external referrals.
 #[utoipa::path(post, operation_id = "consultations_refer", path = "/api/v1/referrals", tag = "consultations", request_body = ReferBody,
-    security(("bearer" = [])),
     responses(
         (status = 201, body = ReferralView),
         (status = 403, description = "external_referrals_off, or not in the care team", body = Problem, content_type = "application/problem+json"),
@@ -269,7 +265,7 @@ pub struct Direction {
 }
 
 /// Referrals to the caller, or from the caller.
-#[utoipa::path(get, operation_id = "consultations_referrals", path = "/api/v1/referrals", tag = "consultations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consultations_referrals", path = "/api/v1/referrals", tag = "consultations",
     params(Direction),
     responses((status = 200, body = [ReferralView])))]
 pub async fn referrals(
@@ -312,7 +308,7 @@ pub struct SharedRecord {
 /// The record a referral shares with the caller: exactly the consented
 /// sections, while the consent is in force (403 `consent_inactive` once it
 /// is withdrawn or expired). Every read is recorded in both organizations.
-#[utoipa::path(get, operation_id = "consultations_shared_record", path = "/api/v1/referrals/{id}/record", tag = "consultations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consultations_shared_record", path = "/api/v1/referrals/{id}/record", tag = "consultations",
     params(("id" = Uuid, Path, description = "referral id")),
     responses(
         (status = 200, body = SharedRecord),

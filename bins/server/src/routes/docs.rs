@@ -214,7 +214,8 @@ impl Modify for CommonErrors {
 
 /// Each operation's access rule from [`crate::http::access::ROUTES`], as
 /// `x-carapace-access` (`public`, `signed-in`, or the permission's name)
-/// and a line of its description, so clients see what every call needs.
+/// and a line of its description, so clients see what every call needs;
+/// every operation that is not public asks for the bearer scheme.
 struct AccessRules;
 
 /// The `x-carapace-access` value of a rule.
@@ -230,6 +231,7 @@ pub fn access_label(rule: crate::http::access::Access) -> String {
 impl Modify for AccessRules {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::extensions::ExtensionsBuilder;
+        use utoipa::openapi::security::SecurityRequirement;
         for (method, path, rule) in crate::http::access::ROUTES {
             let Some(item) = openapi.paths.paths.get_mut(*path) else {
                 continue;
@@ -243,6 +245,12 @@ impl Modify for AccessRules {
                 _ => None,
             };
             let Some(op) = op else { continue };
+            if *rule != crate::http::access::Access::Public {
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+            }
             let label = access_label(*rule);
             let stamp = ExtensionsBuilder::new()
                 .add("x-carapace-access", label.clone())

@@ -181,8 +181,7 @@ fn today() -> time::Date {
 }
 
 /// Records a medication statement.
-#[utoipa::path(post, operation_id = "medications_add_medication", path = "/api/v1/patients/{id}/medications", tag = "medications", request_body = MedicationBody,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(post, operation_id = "medications_add_medication", path = "/api/v1/patients/{id}/medications", tag = "medications", request_body = MedicationBody, params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = MedicationView),
     ))]
@@ -213,8 +212,7 @@ pub async fn add_medication(
 }
 
 /// Reports a side effect (patients for themselves, or their clinicians).
-#[utoipa::path(post, operation_id = "medications_add_side_effect", path = "/api/v1/patients/{id}/side-effects", tag = "medications", request_body = SideEffectBody,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(post, operation_id = "medications_add_side_effect", path = "/api/v1/patients/{id}/side-effects", tag = "medications", request_body = SideEffectBody, params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = SideEffectView),
     ))]
@@ -243,8 +241,7 @@ pub async fn add_side_effect(
 }
 
 /// The patient's medications and side effects.
-#[utoipa::path(get, operation_id = "medications_history", path = "/api/v1/patients/{id}/medications", tag = "medications",
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(get, operation_id = "medications_history", path = "/api/v1/patients/{id}/medications", tag = "medications", params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = History)))]
 pub async fn history(
     auth: Authorized,
@@ -274,8 +271,7 @@ pub struct WindowParams {
 
 /// Which symptoms began within the window after one of the patient's
 /// medication starts, with report counts.
-#[utoipa::path(get, operation_id = "medications_correlate", path = "/api/v1/patients/{id}/side-effect-correlations", tag = "medications",
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id"), WindowParams),
+#[utoipa::path(get, operation_id = "medications_correlate", path = "/api/v1/patients/{id}/side-effect-correlations", tag = "medications", params(("id" = Uuid, Path, description = "patient id"), WindowParams),
     responses((status = 200, body = Correlations)))]
 pub async fn correlate(
     auth: Authorized,
@@ -298,8 +294,7 @@ pub async fn correlate(
 /// Across the organization: for each drug-symptom pair, how many patients
 /// had the symptom begin within the window after starting the drug; counts
 /// under 11 are withheld (`null`). No per-patient rows.
-#[utoipa::path(get, operation_id = "medications_correlate_organization", path = "/api/v1/analytics/side-effect-correlations", tag = "medications",
-    security(("bearer" = [])), params(WindowParams),
+#[utoipa::path(get, operation_id = "medications_correlate_organization", path = "/api/v1/analytics/side-effect-correlations", tag = "medications", params(WindowParams),
     responses((status = 200, body = Correlations)))]
 pub async fn correlate_organization(
     auth: Authorized,

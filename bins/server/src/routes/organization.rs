@@ -154,7 +154,7 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
 }
 
 /// Reads the settings.
-#[utoipa::path(get, operation_id = "organization_settings_get", path = "/api/v1/organization/settings", tag = "organization", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "organization_settings_get", path = "/api/v1/organization/settings", tag = "organization",
     responses((status = 200, body = SettingsBody)))]
 pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let org = state
@@ -167,7 +167,6 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
 
 /// Replaces the settings.
 #[utoipa::path(put, operation_id = "organization_settings_put", path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
-    security(("bearer" = [])),
     responses((status = 200, body = SettingsBody)))]
 pub async fn put(
     auth: Authorized,

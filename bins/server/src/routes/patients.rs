@@ -62,7 +62,6 @@ fn today() -> time::Date {
 
 /// Creates a patient in the caller's organization.
 #[utoipa::path(post, operation_id = "patients_create", path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
-    security(("bearer" = [])),
     responses(
         (status = 201, body = PatientView),
     ))]
@@ -81,7 +80,7 @@ pub async fn create(
 }
 
 /// Reads a patient.
-#[utoipa::path(get, operation_id = "patients_get", path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "patients_get", path = "/api/v1/patients/{id}", tag = "patients",
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = PatientView),
@@ -107,7 +106,6 @@ pub async fn get(
         (UpdatePatient = "application/json"),
         (UpdatePatient = "application/merge-patch+json"),
     )),
-    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = PatientView),
@@ -127,7 +125,7 @@ pub async fn update(
 }
 
 /// Deletes a patient.
-#[utoipa::path(delete, operation_id = "patients_delete", path = "/api/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "patients_delete", path = "/api/v1/patients/{id}", tag = "patients",
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 204, description = "deleted"),
@@ -162,7 +160,7 @@ pub struct ListParams {
 }
 
 /// Lists patients, oldest first, a page at a time.
-#[utoipa::path(get, operation_id = "patients_list", path = "/api/v1/patients", tag = "patients", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "patients_list", path = "/api/v1/patients", tag = "patients",
     params(ListParams),
     responses(
         (status = 200, body = PatientList),

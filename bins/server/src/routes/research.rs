@@ -51,7 +51,7 @@ fn view(cells: Vec<Cell>) -> Vec<CellView> {
 }
 
 /// De-identified aggregates of the organization, small cells withheld.
-#[utoipa::path(get, operation_id = "research_summary", path = "/api/v1/analytics/research", tag = "medications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "research_summary", path = "/api/v1/analytics/research", tag = "medications",
     responses((status = 200, body = ResearchView)))]
 pub async fn summary(
     auth: Authorized,

@@ -94,7 +94,6 @@ impl ServiceKeyView {
 
 /// Creates a service key; the response carries it, once.
 #[utoipa::path(post, operation_id = "service_keys_create", path = "/api/v1/service-keys", tag = "service keys", request_body = NewServiceKey,
-    security(("bearer" = [])),
     responses(
         (status = 201, body = ServiceKeyView),
     ))]
@@ -131,7 +130,7 @@ pub async fn create(
 }
 
 /// Lists the organization's service keys.
-#[utoipa::path(get, operation_id = "service_keys_list", path = "/api/v1/service-keys", tag = "service keys", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "service_keys_list", path = "/api/v1/service-keys", tag = "service keys",
     responses((status = 200, body = [ServiceKeyView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = state.service_keys.list(&auth.principal.tenant()).await?;
@@ -143,7 +142,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Revokes a service key at once.
-#[utoipa::path(delete, operation_id = "service_keys_revoke", path = "/api/v1/service-keys/{id}", tag = "service keys", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "service_keys_revoke", path = "/api/v1/service-keys/{id}", tag = "service keys",
     params(("id" = Uuid, Path, description = "key id")),
     responses((status = 204, description = "revoked")))]
 pub async fn revoke(

@@ -119,7 +119,7 @@ pub struct AccountBody {
 }
 
 /// The organization's telephony account (administrators).
-#[utoipa::path(get, operation_id = "telephony_account_get", path = "/api/v1/organization/telephony", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "telephony_account_get", path = "/api/v1/organization/telephony", tag = "telephony",
     responses((status = 200, body = AccountView), (status = 404, description = "no account set", body = Problem, content_type = "application/problem+json")))]
 pub async fn account(
     auth: Authorized,
@@ -136,7 +136,7 @@ pub async fn account(
 
 /// Sets the organization's telephony account (administrators).
 #[utoipa::path(put, operation_id = "telephony_account_put", path = "/api/v1/organization/telephony", tag = "telephony",
-    request_body = AccountBody, security(("bearer" = [])),
+    request_body = AccountBody,
     responses((status = 200, body = AccountView)))]
 pub async fn put_account(
     auth: Authorized,
@@ -168,7 +168,7 @@ pub struct CallView {
 
 /// Places the payer call of a task a bot has claimed; the provider
 /// connects it to the bot's media stream.
-#[utoipa::path(post, operation_id = "verification_call", path = "/api/v1/verification-tasks/{id}/call", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verification_call", path = "/api/v1/verification-tasks/{id}/call", tag = "telephony",
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 201, body = CallView),
@@ -209,7 +209,7 @@ pub async fn call(
 
 /// The bot hands the live call of its task to the organization's
 /// supervisor (whose number it never sees).
-#[utoipa::path(post, operation_id = "verification_escalate", path = "/api/v1/verification-tasks/{id}/escalate", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verification_escalate", path = "/api/v1/verification-tasks/{id}/escalate", tag = "telephony",
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "transferred"),
@@ -252,7 +252,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// The recordings of a task's calls.
-#[utoipa::path(get, operation_id = "verification_recordings", path = "/api/v1/verification-tasks/{id}/recordings", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_recordings", path = "/api/v1/verification-tasks/{id}/recordings", tag = "telephony",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = [RecordingView])))]
 pub async fn recordings(
@@ -279,7 +279,7 @@ pub async fn recordings(
 }
 
 /// Plays one recording (WAV); every play is audited.
-#[utoipa::path(get, operation_id = "verification_recording_play", path = "/api/v1/verification-tasks/{id}/recordings/{recording}", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_recording_play", path = "/api/v1/verification-tasks/{id}/recordings/{recording}", tag = "telephony",
     params(("id" = Uuid, Path, description = "task id"), ("recording" = String, Path, description = "recording id")),
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),

@@ -106,7 +106,7 @@ fn roles(names: &[String]) -> Result<RoleSet, ApiError> {
 }
 
 /// Lists the organization's users.
-#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users",
     responses((status = 200, body = [UserView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let users = admin(&state)?.list(&auth.principal).await?;
@@ -114,7 +114,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Creates a user and mails an invitation code.
-#[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = UserView)))]
 pub async fn create(
     auth: Authorized,
@@ -184,7 +184,7 @@ pub struct MfaReset {
 /// the user's sessions end; they sign in with their password and enrol a
 /// new authenticator. Identity-provider users' factors are the provider's
 /// and administrators cannot reset their own (422).
-#[utoipa::path(post, operation_id = "users_reset_mfa", path = "/api/v1/users/{id}/mfa/reset", tag = "users", request_body = MfaReset, security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_reset_mfa", path = "/api/v1/users/{id}/mfa/reset", tag = "users", request_body = MfaReset,
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "reset"),
@@ -219,7 +219,7 @@ pub async fn reset_mfa(
 }
 
 /// Replaces a user's roles; the user's sessions end.
-#[utoipa::path(patch, operation_id = "users_change_roles", path = "/api/v1/users/{id}", tag = "users", request_body = RolesChange, security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "users_change_roles", path = "/api/v1/users/{id}", tag = "users", request_body = RolesChange,
     params(("id" = String, Path, description = "user id")), responses((status = 204, description = "changed")))]
 pub async fn change_roles(
     auth: Authorized,
@@ -235,7 +235,7 @@ pub async fn change_roles(
 /// sessions, reset codes and calendar feeds end. `id` may name an
 /// identity-provider user (`oidc:<sub>`): their unexpired tokens are
 /// refused at once.
-#[utoipa::path(post, operation_id = "users_lock", path = "/api/v1/users/{id}/lock", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_lock", path = "/api/v1/users/{id}/lock", tag = "users",
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "locked")))]
 pub async fn lock(
     auth: Authorized,
@@ -247,7 +247,7 @@ pub async fn lock(
 
 /// Clears a lock, throttling and the failure count. Issuer tokens issued
 /// before the lock stay refused.
-#[utoipa::path(post, operation_id = "users_unlock", path = "/api/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_unlock", path = "/api/v1/users/{id}/unlock", tag = "users",
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "unlocked")))]
 pub async fn unlock(
     auth: Authorized,
@@ -259,7 +259,7 @@ pub async fn unlock(
 
 /// Deactivates a user for good; the user's sessions, reset codes and
 /// calendar feeds end (identity-provider users: every token is refused).
-#[utoipa::path(post, operation_id = "users_deactivate", path = "/api/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_deactivate", path = "/api/v1/users/{id}/deactivate", tag = "users",
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "deactivated")))]
 pub async fn deactivate(
     auth: Authorized,
@@ -282,7 +282,7 @@ pub struct ImpersonationToken {
 
 /// Acts as a non-admin user of your organization for 15 minutes; every
 /// request with the token is attributed to both of you.
-#[utoipa::path(post, operation_id = "users_impersonate", path = "/api/v1/users/{id}/impersonate", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "users_impersonate", path = "/api/v1/users/{id}/impersonate", tag = "users",
     params(("id" = Uuid, Path, description = "user id")),
     responses(
         (status = 200, body = ImpersonationToken),

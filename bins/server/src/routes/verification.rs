@@ -162,7 +162,7 @@ pub struct VerificationSettingsBody {
 }
 
 /// Reads the verification settings (administrators).
-#[utoipa::path(get, operation_id = "verification_settings_get", path = "/api/v1/organization/verification-settings", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_settings_get", path = "/api/v1/organization/verification-settings", tag = "verification",
     responses((status = 200, body = VerificationSettingsBody)))]
 pub async fn settings(
     auth: Authorized,
@@ -176,7 +176,7 @@ pub async fn settings(
 
 /// Replaces the verification settings (administrators).
 #[utoipa::path(put, operation_id = "verification_settings_put", path = "/api/v1/organization/verification-settings", tag = "verification",
-    request_body = VerificationSettingsBody, security(("bearer" = [])),
+    request_body = VerificationSettingsBody,
     responses((status = 200, body = VerificationSettingsBody)))]
 pub async fn put_settings(
     auth: Authorized,
@@ -200,7 +200,6 @@ pub async fn put_settings(
 
 /// Asks for a payer to be called about a patient's procedures.
 #[utoipa::path(post, operation_id = "verification_create", path = "/api/v1/verification-tasks", tag = "verification", request_body = TaskBody,
-    security(("bearer" = [])),
     responses(
         (status = 201, body = TaskView),
         (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
@@ -253,7 +252,7 @@ fn status_filter(raw: Option<&str>) -> Result<Option<TaskStatus>, ApiError> {
 }
 
 /// The organization's tasks, newest first (at most 200).
-#[utoipa::path(get, operation_id = "verification_list", path = "/api/v1/verification-tasks", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_list", path = "/api/v1/verification-tasks", tag = "verification",
     params(StatusFilter),
     responses((status = 200, body = [TaskView])))]
 pub async fn list(
@@ -275,7 +274,7 @@ pub struct QueuedTask {
 }
 
 /// The pending tasks a bot may claim: ids only, oldest first.
-#[utoipa::path(get, operation_id = "verification_queue", path = "/api/v1/verification-tasks/queue", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_queue", path = "/api/v1/verification-tasks/queue", tag = "verification",
     responses((status = 200, body = [QueuedTask])))]
 pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut tasks = state
@@ -294,7 +293,7 @@ pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// One task.
-#[utoipa::path(get, operation_id = "verification_get", path = "/api/v1/verification-tasks/{id}", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_get", path = "/api/v1/verification-tasks/{id}", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = TaskView)))]
 pub async fn get(
@@ -311,7 +310,7 @@ pub async fn get(
 }
 
 /// Withdraws a task that is not under way.
-#[utoipa::path(post, operation_id = "verification_cancel", path = "/api/v1/verification-tasks/{id}/cancel", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verification_cancel", path = "/api/v1/verification-tasks/{id}/cancel", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 200, body = TaskView),
@@ -331,7 +330,7 @@ pub async fn cancel(
 }
 
 /// A bot takes a pending task (409 if another took it first).
-#[utoipa::path(post, operation_id = "verification_claim", path = "/api/v1/verification-tasks/{id}/claim", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verification_claim", path = "/api/v1/verification-tasks/{id}/claim", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "claimed"),
@@ -351,7 +350,7 @@ pub async fn claim(
 }
 
 /// The bot's minimal view of the task it claimed.
-#[utoipa::path(get, operation_id = "verification_bot_view", path = "/api/v1/verification-tasks/{id}/bot-view", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_bot_view", path = "/api/v1/verification-tasks/{id}/bot-view", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = BotViewBody)))]
 pub async fn view(
@@ -383,7 +382,6 @@ pub struct ProgressBody {
 
 /// The bot reports progress on the task it claimed.
 #[utoipa::path(post, operation_id = "verification_progress", path = "/api/v1/verification-tasks/{id}/progress", tag = "verification", request_body = ProgressBody,
-    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "recorded"),
@@ -445,7 +443,6 @@ pub struct ChunkReceipt {
 /// The bot uploads the next transcript chunk of the task it is calling on
 /// (text only; audio is never accepted).
 #[utoipa::path(post, operation_id = "verification_upload", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", request_body = ChunkBody,
-    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 200, body = ChunkReceipt),
@@ -479,7 +476,7 @@ pub struct TranscriptBody {
 }
 
 /// The task's whole transcript, for staff.
-#[utoipa::path(get, operation_id = "verification_transcript", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "verification_transcript", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = TranscriptBody)))]
 pub async fn transcript(

@@ -44,7 +44,6 @@ pub struct TranscriptionBody {
 /// Transcribes audio (PCM WAV, at most 10 MiB and 300 seconds).
 #[utoipa::path(post, operation_id = "voice_transcribe", path = "/api/v1/voice/transcriptions", tag = "assistant",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "PCM WAV audio; its type is read from its bytes, whatever Content-Type says"),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = TranscriptionBody),
         (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
@@ -89,7 +88,6 @@ pub struct SpeechBody {
 
 /// Speaks text (PCM WAV).
 #[utoipa::path(post, operation_id = "voice_speak", path = "/api/v1/voice/speech", tag = "assistant", request_body = SpeechBody,
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
         (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),

@@ -56,7 +56,7 @@ impl From<Voicemail> for VoicemailView {
 }
 
 /// The organization's voicemails, newest first (at most 200).
-#[utoipa::path(get, operation_id = "voicemails_list", path = "/api/v1/voicemails", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "voicemails_list", path = "/api/v1/voicemails", tag = "telephony",
     responses((status = 200, body = [VoicemailView])))]
 pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let found = state.voicemails.list(&auth.access()).await?;
@@ -67,7 +67,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// One voicemail, with its transcript.
-#[utoipa::path(get, operation_id = "voicemails_get", path = "/api/v1/voicemails/{id}", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "voicemails_get", path = "/api/v1/voicemails/{id}", tag = "telephony",
     params(("id" = Uuid, Path, description = "voicemail id")),
     responses((status = 200, body = VoicemailView)))]
 pub async fn get(
@@ -86,7 +86,7 @@ pub async fn get(
 }
 
 /// Plays a voicemail (WAV); every play is recorded.
-#[utoipa::path(get, operation_id = "voicemails_play", path = "/api/v1/voicemails/{id}/audio", tag = "telephony", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "voicemails_play", path = "/api/v1/voicemails/{id}/audio", tag = "telephony",
     params(("id" = Uuid, Path, description = "voicemail id")),
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),

@@ -53,7 +53,7 @@ pub struct DailyView {
 
 /// The organization's audit events per UTC day and outcome, for charts.
 /// The read is recorded (`audit.read`).
-#[utoipa::path(get, operation_id = "audit_daily", path = "/api/v1/audit-events/daily", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_daily", path = "/api/v1/audit-events/daily", tag = "audit",
     params(DailyParams),
     responses(
         (status = 200, body = DailyView),
@@ -142,7 +142,7 @@ pub struct ChainView {
 /// verifications run one at a time, and an instance runs a few at most
 /// (`crate::state::verifications`); another meanwhile is 429. The result
 /// is recorded (`audit.verify`) before it is answered.
-#[utoipa::path(get, operation_id = "audit_chain", path = "/api/v1/audit-chain", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_chain", path = "/api/v1/audit-chain", tag = "audit",
     responses(
         (status = 200, body = ChainView),
         (status = 429, description = "the organization's verification, or as many as the instance runs, under way", body = Problem, content_type = "application/problem+json"),

@@ -68,7 +68,6 @@ fn answer(
 
 /// Reads an appointment (through its patient: `appointment.read`).
 #[utoipa::path(get, operation_id = "fhir_appointment_read", path = "/fhir/R4/Appointment/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "appointment id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Appointment")))]
 pub async fn read(
@@ -87,7 +86,6 @@ pub async fn read(
 /// Reads an appointment at a version: only the current one is kept, any
 /// other is 404.
 #[utoipa::path(get, operation_id = "fhir_appointment_vread", path = "/fhir/R4/Appointment/{id}/_history/{vid}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "appointment id"), ("vid" = String, Path, description = "versionId")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Appointment at that version")))]
 pub async fn vread(
@@ -110,7 +108,6 @@ pub async fn vread(
 /// Books an appointment with a member of the patient's care team (409 when
 /// the slot is taken).
 #[utoipa::path(post, operation_id = "fhir_appointment_create", path = "/fhir/R4/Appointment", tag = "fhir",
-    security(("bearer" = [])),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "booked"),
               (status = 409, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the slot is taken")))]
@@ -146,7 +143,6 @@ pub async fn create(
 /// is (422 naming the element otherwise). A body that changes nothing
 /// writes nothing.
 #[utoipa::path(put, operation_id = "fhir_appointment_update", path = "/fhir/R4/Appointment/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "appointment id")),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the appointment as it now is"),
@@ -219,7 +215,6 @@ fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError>
 /// Searches appointments: `patient`, `practitioner`, `date`, `status`,
 /// `_count`, `_include=Appointment:patient`; a `searchset` with `next`.
 #[utoipa::path(get, operation_id = "fhir_appointment_search", path = "/fhir/R4/Appointment", tag = "fhir",
-    security(("bearer" = [])),
     params(("patient" = Option<String>, Query, description = "Patient/<id>"),
            ("practitioner" = Option<String>, Query, description = "the practitioner's subject"),
            ("date" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant (repeatable)"),

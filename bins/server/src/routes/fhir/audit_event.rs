@@ -32,7 +32,6 @@ fn read_event(auth: &Authorized, what: String) -> carapace_audit::AuditEvent {
 
 /// Reads one audit event.
 #[utoipa::path(get, operation_id = "fhir_audit_event_read", path = "/fhir/R4/AuditEvent/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "event id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the AuditEvent")))]
 pub async fn read(
@@ -85,7 +84,6 @@ fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
 /// U, D, E), `subtype` (the Carapace action), `outcome`, `_count`; a
 /// `searchset` with `next`.
 #[utoipa::path(get, operation_id = "fhir_audit_event_search", path = "/fhir/R4/AuditEvent", tag = "fhir",
-    security(("bearer" = [])),
     params(("patient" = Option<String>, Query, description = "Patient/<id>"),
            ("agent" = Option<String>, Query, description = "the actor's subject"),
            ("date" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),

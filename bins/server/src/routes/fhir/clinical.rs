@@ -44,7 +44,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The patient's care team, by patient.
 #[utoipa::path(get, operation_id = "fhir_care_team_search", path = "/fhir/R4/CareTeam", tag = "fhir",
-    security(("bearer" = [])),
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
 pub async fn care_teams(
@@ -66,7 +65,6 @@ pub async fn care_teams(
 
 /// A patient's care team (its id is the patient's).
 #[utoipa::path(get, operation_id = "fhir_care_team_read", path = "/fhir/R4/CareTeam/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "the patient's id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the CareTeam")))]
 pub async fn care_team_read(
@@ -85,7 +83,6 @@ pub async fn care_team_read(
 
 /// The patient's medications.
 #[utoipa::path(get, operation_id = "fhir_medication_statement_search", path = "/fhir/R4/MedicationStatement", tag = "fhir",
-    security(("bearer" = [])),
     params(("patient" = String, Query, description = "Patient/<id> (or subject)")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
 pub async fn medication_statements(
@@ -107,7 +104,6 @@ pub async fn medication_statements(
 
 /// The patient's side effects.
 #[utoipa::path(get, operation_id = "fhir_adverse_event_search", path = "/fhir/R4/AdverseEvent", tag = "fhir",
-    security(("bearer" = [])),
     params(("subject" = String, Query, description = "Patient/<id> (or patient)")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
 pub async fn adverse_events(
@@ -129,7 +125,6 @@ pub async fn adverse_events(
 /// One medication statement (its patient's history is read, as a search
 /// reads it: the same decision and audit event).
 #[utoipa::path(get, operation_id = "fhir_medication_statement_read", path = "/fhir/R4/MedicationStatement/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "medication statement id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the MedicationStatement")))]
 pub async fn medication_statement_read(
@@ -152,7 +147,6 @@ pub async fn medication_statement_read(
 
 /// One side-effect report (read as [`medication_statement_read`] reads).
 #[utoipa::path(get, operation_id = "fhir_adverse_event_read", path = "/fhir/R4/AdverseEvent/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "side-effect report id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the AdverseEvent")))]
 pub async fn adverse_event_read(
@@ -173,7 +167,6 @@ pub async fn adverse_event_read(
 /// `patient:write` and a relationship, `medication.create`). Its `status`
 /// must be the one its dates give (`completed` once the end has passed).
 #[utoipa::path(post, operation_id = "fhir_medication_statement_create", path = "/fhir/R4/MedicationStatement", tag = "fhir",
-    security(("bearer" = [])),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
 pub async fn medication_statement_create(
@@ -207,7 +200,6 @@ pub async fn medication_statement_create(
 /// Records a side-effect report of a patient (the REST route's use case:
 /// `side_effect:report` and a relationship, `side_effect.create`).
 #[utoipa::path(post, operation_id = "fhir_adverse_event_create", path = "/fhir/R4/AdverseEvent", tag = "fhir",
-    security(("bearer" = [])),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
 pub async fn adverse_event_create(

@@ -44,7 +44,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A patient's consents.
 #[utoipa::path(get, operation_id = "fhir_consent_search", path = "/fhir/R4/Consent", tag = "fhir",
-    security(("bearer" = [])),
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
 pub async fn consents(
@@ -66,7 +65,6 @@ pub async fn consents(
 
 /// One consent.
 #[utoipa::path(get, operation_id = "fhir_consent_read", path = "/fhir/R4/Consent/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "consent id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Consent")))]
 pub async fn consent_read(
@@ -113,7 +111,6 @@ fn directions(req: &HttpRequest, me: &str) -> Result<(bool, bool), ApiError> {
 
 /// The referrals the caller made or received.
 #[utoipa::path(get, operation_id = "fhir_service_request_search", path = "/fhir/R4/ServiceRequest", tag = "fhir",
-    security(("bearer" = [])),
     params(
         ("performer:identifier" = Option<String>, Query, description = "urn:carapace:subject|<you>: the referrals you received"),
         ("requester:identifier" = Option<String>, Query, description = "urn:carapace:subject|<you>: the referrals you made"),
@@ -143,7 +140,6 @@ pub async fn service_requests(
 
 /// One referral the caller made or received.
 #[utoipa::path(get, operation_id = "fhir_service_request_read", path = "/fhir/R4/ServiceRequest/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "referral id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the ServiceRequest")))]
 pub async fn service_request_read(
@@ -166,7 +162,6 @@ pub async fn service_request_read(
 /// organization is the caller's unless the actor's identifier names
 /// another by its assigner.
 #[utoipa::path(post, operation_id = "fhir_consent_create", path = "/fhir/R4/Consent", tag = "fhir",
-    security(("bearer" = [])),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
 pub async fn consent_create(
@@ -194,7 +189,6 @@ pub async fn consent_create(
 /// Withdraws a consent: the consent as read with `status` `inactive`
 /// (the REST revoke). Nothing else of a consent changes (422).
 #[utoipa::path(put, operation_id = "fhir_consent_update", path = "/fhir/R4/Consent/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "consent id")),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the consent as it now is")))]
@@ -253,7 +247,6 @@ pub async fn consent_update(
 /// route's use case: `referral.create` in both organizations); the
 /// receiving clinician is the consent's.
 #[utoipa::path(post, operation_id = "fhir_service_request_create", path = "/fhir/R4/ServiceRequest", tag = "fhir",
-    security(("bearer" = [])),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "referred")))]
 pub async fn refer(

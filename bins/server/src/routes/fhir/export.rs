@@ -56,7 +56,6 @@ fn export_id(raw: &str) -> Result<ExportId, ApiError> {
 /// Starts an export of the patients the caller may list (and their
 /// medications and side effects), asynchronously.
 #[utoipa::path(get, operation_id = "fhir_patient_export", path = "/fhir/R4/Patient/$export", tag = "fhir",
-    security(("bearer" = [])),
     params(("Prefer" = String, Header, description = "respond-async"),
            ("_type" = Option<String>, Query, description = "Patient, MedicationStatement, AdverseEvent (comma-separated)"),
            ("_since" = Option<String>, Query, description = "an instant: only what changed since"),
@@ -74,7 +73,6 @@ pub async fn kick_off(
 /// compartment, for whoever may read the patient) or `consent-<consent
 /// id>` (what an active consent shares, for whoever may manage it).
 #[utoipa::path(get, operation_id = "fhir_group_export", path = "/fhir/R4/Group/{id}/$export", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "care-team-<patient id> or consent-<consent id>"),
            ("Prefer" = String, Header, description = "respond-async"),
            ("_type" = Option<String>, Query, description = "Patient, MedicationStatement, AdverseEvent (comma-separated)"),
@@ -386,7 +384,6 @@ async fn write(
 
 /// The export's status: 202 while it runs, the manifest once done.
 #[utoipa::path(get, operation_id = "fhir_export_status", path = "/fhir/R4/$export-status/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "export id")),
     responses((status = 200, description = "the manifest", body = Object, content_type = "application/json"),
               (status = 202, description = "in progress (X-Progress, Retry-After)"),
@@ -446,7 +443,6 @@ pub async fn status(
 
 /// Cancels an export and deletes it with its files.
 #[utoipa::path(delete, operation_id = "fhir_export_cancel", path = "/fhir/R4/$export-status/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "export id")),
     responses((status = 202, description = "cancelled and deleted")))]
 pub async fn cancel(
@@ -471,7 +467,6 @@ pub async fn cancel(
 
 /// One NDJSON file of a complete export, for its requester.
 #[utoipa::path(get, operation_id = "fhir_export_file", path = "/fhir/R4/$export-file/{id}/{n}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "export id"), ("n" = String, Path, description = "file number")),
     responses((status = 200, description = "NDJSON, one resource per line", content_type = "application/fhir+ndjson")))]
 pub async fn download(

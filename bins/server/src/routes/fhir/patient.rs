@@ -82,7 +82,6 @@ fn answer(status: StatusCode, patient: &Patient, base: &str) -> HttpResponse {
 
 /// Reads a patient (the REST read's audit event: `patient.read`).
 #[utoipa::path(get, operation_id = "fhir_patient_read", path = "/fhir/R4/Patient/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "patient id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Patient, with ETag")))]
 pub async fn read(
@@ -101,7 +100,6 @@ pub async fn read(
 /// Reads a patient at a version: Carapace keeps only the current one, so
 /// any other is 404 (the read is the same use case and audit event).
 #[utoipa::path(get, operation_id = "fhir_patient_vread", path = "/fhir/R4/Patient/{id}/_history/{vid}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "patient id"), ("vid" = String, Path, description = "versionId")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Patient at that version")))]
 pub async fn vread(
@@ -122,7 +120,6 @@ pub async fn vread(
 
 /// Registers a patient.
 #[utoipa::path(post, operation_id = "fhir_patient_create", path = "/fhir/R4/Patient", tag = "fhir",
-    security(("bearer" = [])),
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "created; Location names its version")))]
 pub async fn create(
@@ -141,7 +138,6 @@ pub async fn create(
 /// Replaces a patient; with `If-Match: W/"<versionId>"` only while it is
 /// at that version (else 412, nothing written).
 #[utoipa::path(put, operation_id = "fhir_patient_update", path = "/fhir/R4/Patient/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "patient id"),
            ("If-Match" = Option<String>, Header, description = "W/\"<versionId>\": update only that version")),
     request_body(content = Resource, content_type = "application/fhir+json"),
@@ -177,7 +173,6 @@ pub async fn update(
 
 /// Deletes a patient.
 #[utoipa::path(delete, operation_id = "fhir_patient_delete", path = "/fhir/R4/Patient/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "patient id")),
     responses((status = 204, description = "deleted")))]
 pub async fn delete(
@@ -218,7 +213,6 @@ fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError>
 /// Searches patients: `_id`, `identifier`, `family` with `birthdate`,
 /// `_lastUpdated`, `_count`; a `searchset` with a `next` link.
 #[utoipa::path(get, operation_id = "fhir_patient_search", path = "/fhir/R4/Patient", tag = "fhir",
-    security(("bearer" = [])),
     params(("_id" = Option<String>, Query, description = "the patient's id"),
            ("identifier" = Option<String>, Query, description = "urn:carapace:member-id|<member id>"),
            ("family" = Option<String>, Query, description = "exact family name, with birthdate"),

@@ -29,7 +29,6 @@ fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
 /// The organization's practitioners, optionally by `identifier`
 /// (`urn:carapace:subject|<subject>`) and `active`.
 #[utoipa::path(get, operation_id = "fhir_practitioner_search", path = "/fhir/R4/Practitioner", tag = "fhir",
-    security(("bearer" = [])),
     params(
         ("identifier" = Option<String>, Query, description = "urn:carapace:subject|<subject>"),
         ("active" = Option<String>, Query, description = "true or false"),
@@ -78,7 +77,6 @@ pub async fn search(
 
 /// One practitioner.
 #[utoipa::path(get, operation_id = "fhir_practitioner_read", path = "/fhir/R4/Practitioner/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "the account's id (its subject)")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Practitioner")))]
 pub async fn read(

@@ -25,7 +25,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The calling bot's minimal view of a task it claimed (the same use case
 /// and audit event as `/api/v1/verification-tasks/{id}/bot-view`).
 #[utoipa::path(get, operation_id = "fhir_task_bot_view", path = "/fhir/R4/Task/{id}/$bot-view", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "task id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Task, minimal")))]
 pub async fn bot_view(
@@ -46,7 +45,6 @@ pub async fn bot_view(
 
 /// Reads a verification task.
 #[utoipa::path(get, operation_id = "fhir_task_read", path = "/fhir/R4/Task/{id}", tag = "fhir",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "task id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Task")))]
 pub async fn read(
@@ -68,7 +66,6 @@ pub async fn read(
 /// The organization's verification tasks, newest first (at most 200),
 /// optionally of one `status`.
 #[utoipa::path(get, operation_id = "fhir_task_search", path = "/fhir/R4/Task", tag = "fhir",
-    security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "requested, accepted, in-progress, completed, failed or cancelled")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
 pub async fn search(

@@ -100,8 +100,7 @@ fn subject(raw: Option<String>) -> Result<Option<SubjectId>, ApiError> {
 
 /// Declares emergency access to a patient outside one's care team: a
 /// written reason, one hour, recorded and alerted.
-#[utoipa::path(post, operation_id = "patients_break_glass", path = "/api/v1/patients/{id}/break-glass", tag = "patients", request_body = BreakGlassRequest,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(post, operation_id = "patients_break_glass", path = "/api/v1/patients/{id}/break-glass", tag = "patients", request_body = BreakGlassRequest, params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = BreakGlassGrant),
         (status = 403, description = "only clinicians", body = Problem, content_type = "application/problem+json"),
@@ -143,8 +142,7 @@ pub async fn break_glass(
 
 /// Adds a practitioner to the patient's care team as `primary` or
 /// `consulting` (again: changes the role).
-#[utoipa::path(post, operation_id = "patients_care_team_assign", path = "/api/v1/patients/{id}/care-team", tag = "patients", request_body = CareTeamMember,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(post, operation_id = "patients_care_team_assign", path = "/api/v1/patients/{id}/care-team", tag = "patients", request_body = CareTeamMember, params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 204, description = "assigned")))]
 pub async fn assign(
     auth: Authorized,
@@ -183,8 +181,7 @@ pub async fn assign(
 }
 
 /// The patient's care team, with each practitioner's role.
-#[utoipa::path(get, operation_id = "patients_care_team_list", path = "/api/v1/patients/{id}/care-team", tag = "patients",
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(get, operation_id = "patients_care_team_list", path = "/api/v1/patients/{id}/care-team", tag = "patients", params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = [CareTeamEntry])))]
 pub async fn care_team(
     auth: Authorized,
@@ -210,8 +207,7 @@ pub async fn care_team(
 }
 
 /// Links the record to the patient's own account (or unlinks it).
-#[utoipa::path(put, operation_id = "patients_link_account", path = "/api/v1/patients/{id}/account", tag = "patients", request_body = SubjectRef,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(put, operation_id = "patients_link_account", path = "/api/v1/patients/{id}/account", tag = "patients", request_body = SubjectRef, params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 204, description = "linked")))]
 pub async fn link_account(
     auth: Authorized,
