@@ -54,6 +54,38 @@ pub struct Resource {
     pub resource_type: String,
 }
 
+/// A search's answer, for the OpenAPI document: a `searchset` Bundle.
+pub struct Searchset;
+
+impl utoipa::IntoResponses for Searchset {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let bundle = ResponseBuilder::new()
+            .description("a searchset Bundle")
+            .content(
+                "application/fhir+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Resource")))
+                    .build(),
+            )
+            .build();
+        [("200".to_owned(), bundle.into())].into()
+    }
+}
+
+/// The paging parameters of a search that pages (100 matches at most).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// page size, 1-100
+    #[param(rename = "_count")]
+    pub count: Option<String>,
+    /// from the next link
+    #[param(rename = "_cursor")]
+    pub cursor: Option<String>,
+}
+
 /// A FHIR `OperationOutcome`: what went wrong, each issue naming the
 /// element at fault (`expression`) where there is one.
 #[derive(Debug, Serialize, ToSchema)]

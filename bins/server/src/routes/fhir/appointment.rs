@@ -14,7 +14,9 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Resource, bad, base, fhir_json, named, query_pairs, searchset_page};
+use super::{
+    Paging, Resource, Searchset, bad, base, fhir_json, named, query_pairs, searchset_page,
+};
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::etag;
@@ -220,9 +222,8 @@ fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError>
            ("date" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant (repeatable)"),
            ("status" = Option<String>, Query, description = "booked, fulfilled, cancelled or noshow"),
            ("_include" = Option<String>, Query, description = "Appointment:patient"),
-           ("_count" = Option<String>, Query, description = "page size, 1-100"),
-           ("_cursor" = Option<String>, Query, description = "from the next link")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+           Paging),
+    responses(Searchset))]
 pub async fn search(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -9,7 +9,7 @@ use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Resource, bad, base, fhir_json, query_pairs, searchset_page};
+use super::{Resource, Searchset, bad, base, fhir_json, query_pairs, searchset_page};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::http::ApiError;
@@ -92,7 +92,7 @@ fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
            ("outcome" = Option<String>, Query, description = "allowed, denied, not_found or error"),
            ("_count" = Option<String>, Query, description = "page size, 1-500"),
            ("_cursor" = Option<String>, Query, description = "from the next link")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn search(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -10,7 +10,7 @@ use carapace_clinical::medication::{MedicationId, SideEffectId};
 use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
 
-use super::{Resource, bad, created, fhir_json, named, patient_of, searchset};
+use super::{Resource, Searchset, bad, created, fhir_json, named, patient_of, searchset};
 use crate::fhir::clinical::{
     adverse_event, care_team, element_of, medication_from_fhir, medication_statement,
     medication_status, side_effect_from_fhir,
@@ -45,7 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The patient's care team, by patient.
 #[utoipa::path(get, operation_id = "fhir_care_team_search", path = "/fhir/R4/CareTeam", tag = "fhir",
     params(("patient" = String, Query, description = "Patient/<id>")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn care_teams(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -84,7 +84,7 @@ pub async fn care_team_read(
 /// The patient's medications.
 #[utoipa::path(get, operation_id = "fhir_medication_statement_search", path = "/fhir/R4/MedicationStatement", tag = "fhir",
     params(("patient" = String, Query, description = "Patient/<id> (or subject)")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn medication_statements(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -105,7 +105,7 @@ pub async fn medication_statements(
 /// The patient's side effects.
 #[utoipa::path(get, operation_id = "fhir_adverse_event_search", path = "/fhir/R4/AdverseEvent", tag = "fhir",
     params(("subject" = String, Query, description = "Patient/<id> (or patient)")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn adverse_events(
     auth: Authorized,
     state: web::Data<AppState>,

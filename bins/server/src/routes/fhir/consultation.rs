@@ -10,7 +10,9 @@ use carapace_clinical::consultation::{Consent, ConsentId, ReferralId};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Resource, bad, created, fhir_json, named, patient_of, query_pairs, searchset};
+use super::{
+    Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs, searchset,
+};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::consultation::{
     consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
@@ -45,7 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// A patient's consents.
 #[utoipa::path(get, operation_id = "fhir_consent_search", path = "/fhir/R4/Consent", tag = "fhir",
     params(("patient" = String, Query, description = "Patient/<id>")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn consents(
     auth: Authorized,
     state: web::Data<AppState>,
@@ -115,7 +117,7 @@ fn directions(req: &HttpRequest, me: &str) -> Result<(bool, bool), ApiError> {
         ("performer:identifier" = Option<String>, Query, description = "urn:carapace:subject|<you>: the referrals you received"),
         ("requester:identifier" = Option<String>, Query, description = "urn:carapace:subject|<you>: the referrals you made"),
     ),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn service_requests(
     auth: Authorized,
     state: web::Data<AppState>,

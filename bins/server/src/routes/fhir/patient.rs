@@ -13,7 +13,7 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Resource, bad, base, fhir_json, query_pairs, searchset_page};
+use super::{Paging, Resource, Searchset, bad, base, fhir_json, query_pairs, searchset_page};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
@@ -218,9 +218,8 @@ fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError>
            ("family" = Option<String>, Query, description = "exact family name, with birthdate"),
            ("birthdate" = Option<String>, Query, description = "YYYY-MM-DD, with family"),
            ("_lastUpdated" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),
-           ("_count" = Option<String>, Query, description = "page size, 1-100"),
-           ("_cursor" = Option<String>, Query, description = "from the next link")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+           Paging),
+    responses(Searchset))]
 pub async fn search(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_auth::local::UserId;
 
-use super::{Resource, bad, fhir_json, query_pairs, searchset};
+use super::{Resource, Searchset, bad, fhir_json, query_pairs, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::practitioner::to_fhir;
 use crate::http::ApiError;
@@ -33,7 +33,7 @@ fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
         ("identifier" = Option<String>, Query, description = "urn:carapace:subject|<subject>"),
         ("active" = Option<String>, Query, description = "true or false"),
     ),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn search(
     auth: Authorized,
     state: web::Data<AppState>,

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
-use super::{Resource, fhir_json, query_pairs, searchset};
+use super::{Resource, Searchset, fhir_json, query_pairs, searchset};
 use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -67,7 +67,7 @@ pub async fn read(
 /// optionally of one `status`.
 #[utoipa::path(get, operation_id = "fhir_task_search", path = "/fhir/R4/Task", tag = "fhir",
     params(("status" = Option<String>, Query, description = "requested, accepted, in-progress, completed, failed or cancelled")),
-    responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "a searchset Bundle")))]
+    responses(Searchset))]
 pub async fn search(
     auth: Authorized,
     state: web::Data<AppState>,
