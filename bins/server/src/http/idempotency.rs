@@ -84,6 +84,22 @@ enum Keep {
     Nothing,
 }
 
+/// The resource at `path`, whose creating requests may carry an
+/// `Idempotency-Key` ([`middleware`]).
+pub fn resource(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path).wrap(actix_web::middleware::from_fn(middleware))
+}
+
 /// Middleware for creating resources whose answers may be replayed.
 pub async fn middleware(
     req: ServiceRequest,

@@ -35,10 +35,7 @@ use crate::state::AppState;
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/appointments")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/appointments")
             .route(web::post().to(book))
             .route(web::get().to(list)),
     )

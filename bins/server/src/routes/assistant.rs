@@ -22,10 +22,7 @@ use crate::state::AppState;
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/assistant/messages")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/assistant/messages")
             .route(web::post().to(send))
             .route(web::get().to(history)),
     );

@@ -27,10 +27,7 @@ use crate::state::AppState;
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/patients/{id}/consents")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/patients/{id}/consents")
             .route(web::post().to(record_consent))
             .route(web::get().to(consents)),
     )
@@ -39,10 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(revoke_consent)),
     )
     .service(
-        web::resource("/referrals")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/referrals")
             .route(web::post().to(refer))
             .route(web::get().to(referrals)),
     )

@@ -25,18 +25,12 @@ use crate::state::AppState;
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/patients/{id}/medications")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/patients/{id}/medications")
             .route(web::post().to(add_medication))
             .route(web::get().to(history)),
     )
     .service(
-        web::resource("/patients/{id}/side-effects")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/patients/{id}/side-effects")
             .route(web::post().to(add_side_effect)),
     )
     .service(

@@ -27,10 +27,7 @@ use crate::state::AppState;
 /// Registers the patient routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/patients")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/patients")
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )

@@ -21,10 +21,7 @@ use crate::state::{AppState, UserAdminService};
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/users")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/users")
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )

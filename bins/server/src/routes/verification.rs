@@ -28,10 +28,7 @@ use crate::state::AppState;
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/verification-tasks")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/verification-tasks")
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
@@ -42,10 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/verification-tasks/{id}/bot-view").route(web::get().to(view)))
     .service(web::resource("/verification-tasks/{id}/progress").route(web::post().to(progress)))
     .service(
-        web::resource("/verification-tasks/{id}/transcript")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/verification-tasks/{id}/transcript")
             .route(web::post().to(upload))
             .route(web::get().to(transcript)),
     )

@@ -24,17 +24,11 @@ pub const BREAK_GLASS_FOR: Duration = Duration::hours(1);
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/patients/{id}/break-glass")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/patients/{id}/break-glass")
             .route(web::post().to(break_glass)),
     )
     .service(
-        web::resource("/patients/{id}/care-team")
-            .wrap(actix_web::middleware::from_fn(
-                crate::http::idempotency::middleware,
-            ))
+        crate::http::idempotency::resource("/patients/{id}/care-team")
             .route(web::post().to(assign))
             .route(web::get().to(care_team)),
     )
