@@ -21,6 +21,7 @@ pub mod care_team;
 pub mod consultation;
 mod error;
 pub mod export;
+mod input;
 pub mod medication;
 pub mod patient;
 pub mod research;

@@ -24,6 +24,7 @@ use crate::patient::PatientId;
 
 mod records;
 
+use crate::input::phi_text as text;
 use crate::{ClinicalError, FieldError};
 pub use records::MedicationRecords;
 
@@ -148,19 +149,6 @@ pub struct SideEffectInput {
     pub severity: String,
     /// `YYYY-MM-DD`, not in the future.
     pub onset_on: String,
-}
-
-fn text(field: &str, raw: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
-    let t = raw.trim();
-    let n = t.chars().count();
-    if n == 0 || n > max || t.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            field,
-            format!("must be 1 to {max} characters"),
-        ));
-        return None;
-    }
-    Some(Phi::new(t.to_owned()))
 }
 
 fn date(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Date> {

@@ -3,21 +3,22 @@
 
 use carapace_phi_crypto::Phi;
 use time::{Date, macros::format_description};
-use validator::{ValidateEmail, ValidateLength};
+use validator::ValidateEmail;
 
 use super::{Demographics, PatientPatch};
+use crate::input::phi_text as text;
 use crate::{ClinicalError, FieldError};
 
 /// Field limits, in characters.
 pub mod limits {
     /// Longest given or family name.
-    pub const NAME_MAX: u64 = 100;
+    pub const NAME_MAX: usize = 100;
     /// Longest insurance member id.
-    pub const MEMBER_ID_MAX: u64 = 64;
+    pub const MEMBER_ID_MAX: usize = 64;
     /// Longest phone number as typed.
-    pub const PHONE_MAX: u64 = 32;
+    pub const PHONE_MAX: usize = 32;
     /// Longest e-mail address (RFC 5321 path limit).
-    pub const EMAIL_MAX: u64 = 254;
+    pub const EMAIL_MAX: usize = 254;
     /// Earliest accepted year of birth.
     pub const BIRTH_YEAR_MIN: i32 = 1900;
 }
@@ -154,25 +155,6 @@ pub fn name_dob_filter(
     match (name, date) {
         (Some(n), Some(d)) if errors.is_empty() => Ok((n, d)),
         _ => Err(ClinicalError::Invalid(errors)),
-    }
-}
-
-fn text(field: &str, raw: &str, max: u64, errors: &mut Vec<FieldError>) -> Option<Phi<String>> {
-    let value = raw.trim();
-    if !value.validate_length(Some(1), Some(max), None) {
-        errors.push(FieldError::new(
-            field,
-            format!("must be 1 to {max} characters"),
-        ));
-        None
-    } else if value.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
-        None
-    } else {
-        Some(Phi::new(value.to_owned()))
     }
 }
 

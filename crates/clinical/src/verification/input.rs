@@ -5,6 +5,7 @@ use carapace_phi_crypto::Phi;
 use uuid::Uuid;
 
 use super::{TaskRequest, limits};
+use crate::input::text;
 use crate::patient::PatientId;
 use crate::{ClinicalError, FieldError};
 
@@ -21,19 +22,6 @@ pub struct TaskInput {
     pub plan: String,
     /// 1-20 CPT/HCPCS codes (3-10 letters, digits or dots).
     pub procedure_codes: Vec<String>,
-}
-
-fn text(field: &str, raw: &str, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
-    let t = raw.trim();
-    let n = t.chars().count();
-    if n == 0 || n > max || t.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            field,
-            format!("must be 1 to {max} characters"),
-        ));
-        return None;
-    }
-    Some(t.to_owned())
 }
 
 /// A phone number: 7-15 digits, optionally with `+`, spaces, `-`, `.`,
