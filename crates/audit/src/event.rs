@@ -52,6 +52,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// An action on one record: [`Outcome::Allowed`] when the record was
+    /// there (and acted on), [`Outcome::NotFound`] when it was not.
+    pub fn found(there: bool) -> Self {
+        if there { Self::Allowed } else { Self::NotFound }
+    }
+
     /// The stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -257,6 +263,12 @@ impl AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_action_on_a_missing_record_is_recorded_as_not_found() {
+        assert_eq!(Outcome::found(true), Outcome::Allowed);
+        assert_eq!(Outcome::found(false), Outcome::NotFound);
+    }
 
     fn access() -> Access {
         let actor = SubjectId::parse("user-1").unwrap_or_else(|e| panic!("{e}"));

@@ -131,11 +131,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             .filter(feed::Column::RevokedAt.is_null())
             .run(&tx)
             .await?;
-        let outcome = if done.rows_affected == 1 {
-            Outcome::Allowed
-        } else {
-            Outcome::NotFound
-        };
+        let outcome = Outcome::found(done.rows_affected == 1);
         let revoked = access.event(
             "calendar_feed.revoke",
             "calendar_feed",

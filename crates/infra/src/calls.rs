@@ -174,11 +174,7 @@ impl SeaCalls {
                     .filter(recording::Column::RecordingSid.eq(sid.as_str()))
                     .one_in(tx)
                     .await?;
-                let outcome = if row.is_some() {
-                    Outcome::Allowed
-                } else {
-                    Outcome::NotFound
-                };
+                let outcome = Outcome::found(row.is_some());
                 let played = task_event(access, "verification.recording_play", task, outcome)
                     .with_detail(format!("recording {sid}"));
                 let played = if row.is_some() {

@@ -193,11 +193,7 @@ impl ConsultationRepository for SeaConsultations {
             .filter(c::Column::RevokedAt.is_null())
             .run(&tx)
             .await?;
-        let outcome = if done.rows_affected == 1 {
-            Outcome::Allowed
-        } else {
-            Outcome::NotFound
-        };
+        let outcome = Outcome::found(done.rows_affected == 1);
         let revoked = patient_event(access, "consent.revoke", patient, outcome)
             .with_detail(format!("consent {id}"));
         crate::audit::commit_with(tx, &[revoked]).await?;
@@ -344,11 +340,7 @@ impl ConsultationRepository for SeaConsultations {
                 .map(referral_of)
                 .transpose()?,
         };
-        let outcome = if found.is_some() {
-            Outcome::Allowed
-        } else {
-            Outcome::NotFound
-        };
+        let outcome = Outcome::found(found.is_some());
         let read = access.event("referral.read", "referral", Some(id.to_string()), outcome);
         crate::audit::commit_with(tx, &[read]).await?;
         Ok(found)

@@ -279,11 +279,7 @@ impl ExportRepository for SeaExports {
                     }
                     _ => None,
                 };
-                let outcome = if row.is_some() {
-                    Outcome::Allowed
-                } else {
-                    Outcome::NotFound
-                };
+                let outcome = Outcome::found(row.is_some());
                 let event =
                     repo::event(access, "export.download", "bulk_export", Some(id), outcome)
                         .with_detail(format!("file {n}"));
@@ -309,11 +305,7 @@ impl ExportRepository for SeaExports {
                 .run(tx)
                 .await?;
             let gone = done.rows_affected == 1;
-            let outcome = if gone {
-                Outcome::Allowed
-            } else {
-                Outcome::NotFound
-            };
+            let outcome = Outcome::found(gone);
             let event = repo::event(access, "export.delete", "bulk_export", Some(id), outcome);
             Ok((gone, vec![event]))
         })

@@ -121,11 +121,7 @@ impl VerificationRepository for SeaVerifications {
         let ctx = access.tenant();
         let tx = self.db.begin_tenant(ctx).await?;
         let found = self.find(&tx, ctx, id, None, false).await?;
-        let outcome = if found.is_some() {
-            Outcome::Allowed
-        } else {
-            Outcome::NotFound
-        };
+        let outcome = Outcome::found(found.is_some());
         crate::audit::commit_with(tx, &[event(access, "verification.read", id, outcome)]).await?;
         match found {
             Some(r) => Ok(self.decrypt(ctx, &[r]).await?.pop()),

@@ -284,11 +284,7 @@ impl VoicemailRepository for SeaVoicemails {
                     .filter(row::Column::Id.eq(id.as_uuid()))
                     .one_in(tx)
                     .await?;
-                let outcome = if found.is_some() {
-                    Outcome::Allowed
-                } else {
-                    Outcome::NotFound
-                };
+                let outcome = Outcome::found(found.is_some());
                 let read = event(access, "voicemail.read", Some(id.as_uuid()), outcome);
                 Ok((found, vec![read]))
             })

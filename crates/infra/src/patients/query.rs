@@ -285,11 +285,7 @@ impl PatientRepository for SeaPatients {
                 .await
                 .map_err(storage_error)?;
         }
-        let outcome = if done.rows_affected > 0 {
-            Outcome::Allowed
-        } else {
-            Outcome::NotFound
-        };
+        let outcome = Outcome::found(done.rows_affected > 0);
         crate::audit::commit_with(tx, &[event(access, "patient.delete", Some(id), outcome)])
             .await?;
         Ok(done.rows_affected > 0)
