@@ -2,8 +2,10 @@
 //! with another entity's id.
 
 /// Declares an entity id: a `Copy` newtype over [`uuid::Uuid`] with
-/// `generate` (UUIDv7, so ids sort by creation), `from_uuid`, `as_uuid` and
-/// `Display`. Extra attributes (docs, `serde` derives) pass through.
+/// `generate` (UUIDv7, so ids sort by creation), `from_uuid`, `as_uuid`,
+/// `Display`, and serde as its UUID (so a path segment or JSON member
+/// parses straight into the entity's id). Extra attributes (docs) pass
+/// through.
 ///
 /// ```
 /// carapace_tenancy::entity_id! {
@@ -42,6 +44,24 @@ macro_rules! entity_id {
                 self.0.fmt(f)
             }
         }
+
+        impl $crate::__serde::Serialize for $name {
+            fn serialize<S: $crate::__serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                $crate::__serde::Serialize::serialize(&self.0, serializer)
+            }
+        }
+
+        impl<'de> $crate::__serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                <$crate::__uuid::Uuid as $crate::__serde::Deserialize>::deserialize(deserializer)
+                    .map(Self)
+            }
+        }
     };
 }
 
@@ -67,5 +87,23 @@ mod tests {
         let other = OtherId::from_uuid(first.as_uuid());
         assert_eq!(other.as_uuid(), first.as_uuid());
         assert_ne!(OtherId::generate(), other);
+    }
+
+    #[test]
+    fn an_id_parses_from_its_uuid_text_and_nothing_else() {
+        use serde::Deserialize as _;
+        use serde::de::value::{Error, StrDeserializer};
+        let id = OneId::generate();
+        let text = id.to_string();
+        let parsed = OneId::deserialize(StrDeserializer::<Error>::new(&text));
+        assert_eq!(parsed.ok(), Some(id));
+        for bad in [
+            "",
+            "1",
+            "../patients",
+            "00000000-0000-0000-0000-00000000000g",
+        ] {
+            assert!(OneId::deserialize(StrDeserializer::<Error>::new(bad)).is_err());
+        }
     }
 }

@@ -14,6 +14,8 @@ mod id;
 mod org;
 
 #[doc(hidden)]
+pub use serde as __serde;
+#[doc(hidden)]
 pub use uuid as __uuid;
 
 pub use error::{StorageError, TenancyError};

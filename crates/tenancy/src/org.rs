@@ -1,14 +1,12 @@
 use std::fmt;
 use std::future::Future;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::TenancyError;
 
 crate::entity_id! {
     /// The identifier of an organization (a tenant).
-    #[derive(Serialize, Deserialize)]
-    #[serde(transparent)]
     pub struct OrgId;
 }
 

@@ -88,9 +88,9 @@ pub async fn book(
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<AppointmentId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = AppointmentId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     let found = scheduling(&state)
         .read(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;
@@ -107,7 +107,7 @@ pub async fn get(
 pub async fn reschedule(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<AppointmentId>,
     body: JsonBody<Reschedule>,
 ) -> Result<HttpResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
@@ -128,7 +128,7 @@ pub async fn reschedule(
     let moved = scheduling(&state)
         .reschedule(
             &caller(&auth),
-            AppointmentId::from_uuid(id.into_inner()),
+            id.into_inner(),
             slot,
             &state.reminder_offsets,
             now,
@@ -427,9 +427,9 @@ pub async fn free(
 pub async fn preferences(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = PatientId::from_uuid(id.into_inner());
+    let patient = id.into_inner();
     let access = related(&state, &auth, patient, Permission::AppointmentRead).await?;
     let off = state
         .appointments
@@ -453,10 +453,10 @@ pub async fn preferences(
 pub async fn set_preferences(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<ReminderPreferences>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = PatientId::from_uuid(id.into_inner());
+    let patient = id.into_inner();
     let access = related(&state, &auth, patient, Permission::AppointmentWrite).await?;
     let wanted = body.0;
     // A channel left out of the body keeps its setting.

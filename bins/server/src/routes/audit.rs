@@ -274,10 +274,10 @@ pub async fn list(
 pub async fn access_log(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     let access = patient_access(&state)
         .reach_access_log(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;

@@ -107,15 +107,11 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn revoke(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<FeedId>,
 ) -> Result<HttpResponse, ApiError> {
     if state
         .calendar
-        .revoke(
-            &auth.access(),
-            auth.principal.subject(),
-            FeedId::from_uuid(id.into_inner()),
-        )
+        .revoke(&auth.access(), auth.principal.subject(), id.into_inner())
         .await?
     {
         Ok(HttpResponse::NoContent().finish())

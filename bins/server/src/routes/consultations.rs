@@ -106,7 +106,7 @@ impl From<&Consent> for ConsentView {
 pub async fn record_consent(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<ConsentBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
@@ -136,7 +136,7 @@ pub async fn record_consent(
     let made = record_sharing(&state)
         .record_consent(
             &caller(&auth),
-            PatientId::from_uuid(id.into_inner()),
+            id.into_inner(),
             input,
             recipient_org,
             OffsetDateTime::now_utc(),
@@ -151,14 +151,10 @@ pub async fn record_consent(
 pub async fn consents(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
 ) -> Result<HttpResponse, ApiError> {
     let all = record_sharing(&state)
-        .consents(
-            &caller(&auth),
-            PatientId::from_uuid(id.into_inner()),
-            OffsetDateTime::now_utc(),
-        )
+        .consents(&caller(&auth), id.into_inner(), OffsetDateTime::now_utc())
         .await?;
     let views: Vec<ConsentView> = all.iter().map(ConsentView::from).collect();
     Ok(HttpResponse::Ok().json(views))

@@ -182,7 +182,7 @@ fn today() -> time::Date {
 pub async fn add_medication(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<MedicationBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
@@ -197,7 +197,7 @@ pub async fn add_medication(
     let made = medication_records(&state)
         .record(
             &caller(&auth),
-            PatientId::from_uuid(id.into_inner()),
+            id.into_inner(),
             &details,
             OffsetDateTime::now_utc(),
         )
@@ -213,7 +213,7 @@ pub async fn add_medication(
 pub async fn add_side_effect(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<SideEffectBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
@@ -226,7 +226,7 @@ pub async fn add_side_effect(
     let made = medication_records(&state)
         .report(
             &caller(&auth),
-            PatientId::from_uuid(id.into_inner()),
+            id.into_inner(),
             &details,
             OffsetDateTime::now_utc(),
         )
@@ -240,9 +240,9 @@ pub async fn add_side_effect(
 pub async fn history(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = PatientId::from_uuid(id.into_inner());
+    let patient = id.into_inner();
     let (meds, effects) = crate::routes::use_cases::medication_records(&state)
         .history(
             &crate::routes::use_cases::caller(&auth),
@@ -270,11 +270,11 @@ pub struct WindowParams {
 pub async fn correlate(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     params: web::Query<WindowParams>,
 ) -> Result<HttpResponse, ApiError> {
     let window = Window::parse(params.window_days)?;
-    let patient = PatientId::from_uuid(id.into_inner());
+    let patient = id.into_inner();
     let access = related(&state, &auth, patient, Permission::PatientRead).await?;
     let (meds, effects) = state
         .medications

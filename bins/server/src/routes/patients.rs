@@ -86,9 +86,9 @@ pub async fn create(
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     let patient = patient_access(&state)
         .read(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;
@@ -110,10 +110,10 @@ pub async fn get(
 pub async fn update(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: MergePatchBody<UpdatePatient>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     let patch = body.0.into_input().parse(today())?;
     let patient = patient_access(&state)
         .update(&caller(&auth), id, &patch, None, OffsetDateTime::now_utc())
@@ -130,9 +130,9 @@ pub async fn update(
 pub async fn delete(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     patient_access(&state)
         .delete(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;

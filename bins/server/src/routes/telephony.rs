@@ -178,7 +178,7 @@ pub struct CallView {
 pub async fn call(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let voice = voice(&state)?;
     let access = auth.access();
@@ -198,7 +198,7 @@ pub async fn call(
         &state.calls,
         &state.verifications,
         &access,
-        TaskId::from_uuid(id.into_inner()),
+        id.into_inner(),
         &callbacks,
     )
     .await?;
@@ -219,7 +219,7 @@ pub async fn call(
 pub async fn escalate(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let voice = voice(&state)?;
     telephony::escalate(
@@ -227,7 +227,7 @@ pub async fn escalate(
         &state.calls,
         &state.verifications,
         &auth.access(),
-        TaskId::from_uuid(id.into_inner()),
+        id.into_inner(),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -258,11 +258,11 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 pub async fn recordings(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let found = state
         .calls
-        .recordings(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .recordings(&auth.access(), id.into_inner())
         .await?;
     let views: Vec<RecordingView> = found
         .into_iter()

@@ -288,10 +288,10 @@ pub struct ImpersonationToken {
 pub async fn impersonate(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<carapace_auth::local::UserId>,
 ) -> Result<HttpResponse, ApiError> {
     let local = state.local.as_ref().ok_or(ApiError::NotFound)?;
-    let target = carapace_auth::local::UserId::from_uuid(id.into_inner());
+    let target = id.into_inner();
     let (token, expires_in) = local
         .impersonate(&auth.principal, target, OffsetDateTime::now_utc())
         .await?;

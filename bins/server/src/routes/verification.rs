@@ -293,11 +293,11 @@ pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let task = state
         .verifications
-        .get(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .get(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
@@ -313,11 +313,11 @@ pub async fn get(
 pub async fn cancel(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let task = state
         .verifications
-        .cancel(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .cancel(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
@@ -333,11 +333,11 @@ pub async fn cancel(
 pub async fn claim(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .verifications
-        .claim(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .claim(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::NoContent().finish())
@@ -350,11 +350,11 @@ pub async fn claim(
 pub async fn view(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let view = state
         .verifications
-        .bot_view(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .bot_view(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(BotViewBody::from(view)))
@@ -384,7 +384,7 @@ pub struct ProgressBody {
 pub async fn progress(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
     body: JsonBody<ProgressBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
@@ -410,7 +410,7 @@ pub async fn progress(
     };
     state
         .verifications
-        .report(&auth.access(), TaskId::from_uuid(id.into_inner()), &report)
+        .report(&auth.access(), id.into_inner(), &report)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::NoContent().finish())
@@ -445,19 +445,14 @@ pub struct ChunkReceipt {
 pub async fn upload(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
     body: JsonBody<ChunkBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
     let text = transcript_chunk(b.text)?;
     let chunks = state
         .verifications
-        .append_transcript(
-            &auth.access(),
-            TaskId::from_uuid(id.into_inner()),
-            b.seq,
-            &text,
-        )
+        .append_transcript(&auth.access(), id.into_inner(), b.seq, &text)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(ChunkReceipt { chunks }))
@@ -476,11 +471,11 @@ pub struct TranscriptBody {
 pub async fn transcript(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let text = state
         .verifications
-        .transcript(&auth.access(), TaskId::from_uuid(id.into_inner()))
+        .transcript(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TranscriptBody {

@@ -73,11 +73,11 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn get(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<VoicemailId>,
 ) -> Result<HttpResponse, ApiError> {
     let found = state
         .voicemails
-        .get(&auth.access(), VoicemailId::from_uuid(id.into_inner()))
+        .get(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok()
@@ -94,11 +94,11 @@ pub async fn get(
 pub async fn play(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<VoicemailId>,
 ) -> Result<HttpResponse, ApiError> {
     let audio = state
         .voicemails
-        .audio(&auth.access(), VoicemailId::from_uuid(id.into_inner()))
+        .audio(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok()

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::{Authorized, admin_action, record};
@@ -102,11 +101,11 @@ fn subject(raw: Option<String>) -> Result<Option<SubjectId>, ApiError> {
 pub async fn break_glass(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<BreakGlassRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = break_glass_reason(&body.0.reason)?;
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     let until = OffsetDateTime::now_utc() + BREAK_GLASS_FOR;
     let ctx = auth.principal.tenant();
     if !state
@@ -141,7 +140,7 @@ pub async fn break_glass(
 pub async fn assign(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<CareTeamMember>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -167,7 +166,7 @@ pub async fn assign(
     let (Some(who), Some(role)) = (who, role) else {
         return Err(ApiError::Invalid(errors));
     };
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     care_teams(&state)
         .assign(&caller(&auth), id, &who, role)
         .await?;
@@ -180,9 +179,9 @@ pub async fn assign(
 pub async fn care_team(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     let team = crate::routes::use_cases::patient_access(&state)
         .care_team(
             &crate::routes::use_cases::caller(&auth),
@@ -206,11 +205,11 @@ pub async fn care_team(
 pub async fn link_account(
     auth: Authorized,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<PatientId>,
     body: JsonBody<SubjectRef>,
 ) -> Result<HttpResponse, ApiError> {
     let who = subject(body.0.subject)?;
-    let id = PatientId::from_uuid(id.into_inner());
+    let id = id.into_inner();
     if state
         .patients
         .link_account(&auth.principal.tenant(), id, who.as_ref())
