@@ -4,6 +4,7 @@
 //! `crate::http::kill_switch`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use carapace_infra::kill_switch::{KillSwitchChange, KillSwitchState, SeaKillSwitch};
@@ -16,7 +17,53 @@ pub const POLL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct KillSwitchWatch {
     store: SeaKillSwitch,
+    latest: Latest,
+}
+
+/// The switch's last known state, and how many changes this instance
+/// made: a re-read that began before a change made here finished reads
+/// what the change replaced, and must not undo it (an operator's "on"
+/// would otherwise be lifted until the next re-read).
+#[derive(Debug)]
+struct Latest {
     engaged: AtomicBool,
+    changes: Mutex<u64>,
+}
+
+impl Latest {
+    fn new(engaged: bool) -> Self {
+        Self {
+            engaged: AtomicBool::new(engaged),
+            changes: Mutex::new(0),
+        }
+    }
+
+    fn engaged(&self) -> bool {
+        self.engaged.load(Ordering::Relaxed)
+    }
+
+    /// Marks the start of a re-read.
+    fn reading(&self) -> u64 {
+        *self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A re-read begun at `began` found `engaged`: kept unless this
+    /// instance changed the switch since. The previous state.
+    fn read(&self, began: u64, engaged: bool) -> bool {
+        let changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        if *changes == began {
+            self.engaged.swap(engaged, Ordering::Relaxed)
+        } else {
+            self.engaged()
+        }
+    }
+
+    /// This instance changed the switch to `engaged`.
+    fn changed(&self, engaged: bool) {
+        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        *changes = changes.wrapping_add(1);
+        self.engaged.store(engaged, Ordering::Relaxed);
+    }
 }
 
 impl KillSwitchWatch {
@@ -33,19 +80,20 @@ impl KillSwitchWatch {
         };
         Self {
             store,
-            engaged: AtomicBool::new(engaged),
+            latest: Latest::new(engaged),
         }
     }
 
     /// Whether the switch is on, as last read.
     pub fn engaged(&self) -> bool {
-        self.engaged.load(Ordering::Relaxed)
+        self.latest.engaged()
     }
 
     /// Re-reads the switch.
     pub async fn refresh(&self) -> Result<KillSwitchState, StorageError> {
+        let began = self.latest.reading();
         let state = self.store.status().await?;
-        let was = self.engaged.swap(state.engaged, Ordering::Relaxed);
+        let was = self.latest.read(began, state.engaged);
         if was != state.engaged {
             tracing::warn!(engaged = state.engaged, "kill switch changed");
         }
@@ -55,7 +103,7 @@ impl KillSwitchWatch {
     /// Changes the switch (recorded in every organization's audit trail).
     pub async fn set(&self, change: &KillSwitchChange) -> Result<KillSwitchState, StorageError> {
         let state = self.store.set(change).await?;
-        self.engaged.store(state.engaged, Ordering::Relaxed);
+        self.latest.changed(state.engaged);
         Ok(state)
     }
 
@@ -68,5 +116,26 @@ impl KillSwitchWatch {
             || self.refresh(),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latest;
+
+    #[test]
+    fn a_re_read_begun_before_a_change_made_here_does_not_undo_it() {
+        let latest = Latest::new(false);
+        // The poll starts reading; meanwhile an operator turns the switch
+        // on here; the poll's answer (off, from before) arrives last.
+        let began = latest.reading();
+        latest.changed(true);
+        latest.read(began, false);
+        assert!(latest.engaged(), "the stale read lifted the switch");
+        // The next re-read sees the database as it is now.
+        let began = latest.reading();
+        assert!(latest.read(began, true));
+        latest.read(latest.reading(), false);
+        assert!(!latest.engaged(), "a change made elsewhere is obeyed");
     }
 }
