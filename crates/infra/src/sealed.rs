@@ -134,6 +134,37 @@ pub struct SealedTable {
     pub blind_indexes: &'static [BlindIndex],
 }
 
+impl SealedTable {
+    /// `table`'s `columns`, in rows keyed by (`org_id`, `id`): each
+    /// ciphertext bound to its row's `id`, the key version in
+    /// `key_version`, no blind index. Most tables are this.
+    pub const fn by_id(table: &'static str, columns: &'static [SealedColumn]) -> Self {
+        Self {
+            table,
+            org: "org_id",
+            key: &[KeyPart::Uuid("id")],
+            row: RowBinding::Uuid("id"),
+            version: VersionAt::Column("key_version"),
+            columns,
+            blind_indexes: &[],
+        }
+    }
+
+    /// `table`'s `columns`, in one row per organization: each ciphertext
+    /// bound to the organization, the key version in `key_version`.
+    pub const fn per_org(table: &'static str, columns: &'static [SealedColumn]) -> Self {
+        Self {
+            table,
+            org: "org_id",
+            key: &[KeyPart::Uuid("org_id")],
+            row: RowBinding::Uuid("org_id"),
+            version: VersionAt::Column("key_version"),
+            columns,
+            blind_indexes: &[],
+        }
+    }
+}
+
 const fn fixed(column: &'static str) -> SealedColumn {
     SealedColumn {
         column,
@@ -185,21 +216,19 @@ pub mod patients {
     };
     /// The registry entry.
     pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[
-            fixed(GIVEN_NAME),
-            fixed(FAMILY_NAME),
-            fixed(BIRTH_DATE),
-            fixed(MEMBER_ID),
-            fixed(PHONE),
-            fixed(EMAIL),
-            fixed(SEX),
-        ],
         blind_indexes: &[MEMBER_ID_INDEX, NAME_DOB_INDEX, PHONE_INDEX],
+        ..SealedTable::by_id(
+            TABLE,
+            &[
+                fixed(GIVEN_NAME),
+                fixed(FAMILY_NAME),
+                fixed(BIRTH_DATE),
+                fixed(MEMBER_ID),
+                fixed(PHONE),
+                fixed(EMAIL),
+                fixed(SEX),
+            ],
+        )
     };
 }
 
@@ -236,15 +265,7 @@ pub mod appointments {
     /// The visit reason.
     pub const REASON: &str = "reason";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(REASON)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable = SealedTable::by_id(TABLE, &[fixed(REASON)]);
 }
 
 /// `medication_statements`: every clinical column.
@@ -264,21 +285,16 @@ pub mod medication_statements {
     /// Stop date.
     pub const STOPPED_ON: &str = "stopped_on";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[
+    pub const SEALED: SealedTable = SealedTable::by_id(
+        TABLE,
+        &[
             fixed(DRUG_NAME),
             fixed(DOSE),
             fixed(SCHEDULE),
             fixed(STARTED_ON),
             fixed(STOPPED_ON),
         ],
-        blind_indexes: &[],
-    };
+    );
 }
 
 /// `side_effects`: every clinical column.
@@ -294,15 +310,8 @@ pub mod side_effects {
     /// Onset date.
     pub const ONSET_ON: &str = "onset_on";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(SYMPTOM), fixed(SEVERITY), fixed(ONSET_ON)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable =
+        SealedTable::by_id(TABLE, &[fixed(SYMPTOM), fixed(SEVERITY), fixed(ONSET_ON)]);
 }
 
 /// `verification_tasks`: payer, plan, codes, reference and reason.
@@ -324,13 +333,9 @@ pub mod verification_tasks {
     /// Why the call failed.
     pub const FAILURE_REASON: &str = "failure_reason";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[
+    pub const SEALED: SealedTable = SealedTable::by_id(
+        TABLE,
+        &[
             fixed(PAYER_NAME),
             fixed(PAYER_PHONE),
             fixed(PLAN),
@@ -338,8 +343,7 @@ pub mod verification_tasks {
             fixed(REFERENCE_NUMBER),
             fixed(FAILURE_REASON),
         ],
-        blind_indexes: &[],
-    };
+    );
 }
 
 /// `verification_settings`: the organization's supervisor number, one row
@@ -352,15 +356,7 @@ pub mod verification_settings {
     /// The supervisor's number.
     pub const SUPERVISOR_PHONE: &str = "supervisor_phone";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("org_id")],
-        row: RowBinding::Uuid("org_id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(SUPERVISOR_PHONE)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable = SealedTable::per_org(TABLE, &[fixed(SUPERVISOR_PHONE)]);
 }
 
 /// `telephony_accounts`: the organization's provider auth token, bound
@@ -373,15 +369,7 @@ pub mod telephony_accounts {
     /// The auth token.
     pub const AUTH_TOKEN: &str = "auth_token";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("org_id")],
-        row: RowBinding::Uuid("org_id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(AUTH_TOKEN)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable = SealedTable::per_org(TABLE, &[fixed(AUTH_TOKEN)]);
 }
 
 /// `telephony_recordings`: a call recording's audio, bound to its row.
@@ -395,15 +383,7 @@ pub mod telephony_recordings {
     /// Its transcript.
     pub const TRANSCRIPT: &str = "transcript";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(AUDIO), fixed(TRANSCRIPT)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable = SealedTable::by_id(TABLE, &[fixed(AUDIO), fixed(TRANSCRIPT)]);
 }
 
 /// `bulk_export_files`: an export's NDJSON, bound to its file row.
@@ -415,15 +395,7 @@ pub mod bulk_export_files {
     /// The NDJSON.
     pub const BODY: &str = "body";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(BODY)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable = SealedTable::by_id(TABLE, &[fixed(BODY)]);
 }
 
 /// `telephony_voicemails`: the caller's number, the message and its
@@ -440,15 +412,8 @@ pub mod telephony_voicemails {
     /// Its transcript.
     pub const TRANSCRIPT: &str = "transcript";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(CALLER), fixed(AUDIO), fixed(TRANSCRIPT)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable =
+        SealedTable::by_id(TABLE, &[fixed(CALLER), fixed(AUDIO), fixed(TRANSCRIPT)]);
 }
 
 /// `verification_transcripts`: each chunk, bound to its task and position.
@@ -492,15 +457,7 @@ pub mod assistant_turns {
     /// The message.
     pub const CONTENT: &str = "content";
     /// The registry entry.
-    pub const SEALED: SealedTable = SealedTable {
-        table: TABLE,
-        org: "org_id",
-        key: &[KeyPart::Uuid("id")],
-        row: RowBinding::Uuid("id"),
-        version: VersionAt::Column("key_version"),
-        columns: &[fixed(CONTENT)],
-        blind_indexes: &[],
-    };
+    pub const SEALED: SealedTable = SealedTable::by_id(TABLE, &[fixed(CONTENT)]);
 }
 
 /// `idempotency_keys`: the stored response (version in its header), bound
