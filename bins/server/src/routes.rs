@@ -16,6 +16,7 @@ pub mod medications;
 pub mod metrics;
 pub mod organization;
 pub mod patients;
+pub mod problems;
 pub mod research;
 pub mod service_keys;
 pub mod telephony;

@@ -15,6 +15,7 @@ use crate::http::ApiError;
 use crate::http::auth::{Authorized, denied};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::routes::problems;
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -84,7 +85,7 @@ async fn operator(auth: &Authorized, state: &AppState) -> Result<(), ApiError> {
 #[utoipa::path(get, operation_id = "kill_switch_get", path = "/api/v1/admin/kill-switch", tag = "operations",
     responses(
         (status = 200, body = KillSwitchView),
-        (status = 403, description = "not an administrator of the operator organization in an MFA session", body = Problem, content_type = "application/problem+json"),
+        problems::NotOperatorAdmin,
     ))]
 pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     operator(&auth, &state).await?;
@@ -98,7 +99,7 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
     request_body = KillSwitchChangeBody,
     responses(
         (status = 200, body = KillSwitchView),
-        (status = 403, description = "not an administrator of the operator organization in an MFA session", body = Problem, content_type = "application/problem+json"),
+        problems::NotOperatorAdmin,
         (status = 422, description = "reason missing (to engage) or too long", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put(

@@ -29,6 +29,7 @@ use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
+use crate::routes::problems;
 use crate::routes::use_cases::{caller, scheduling};
 use crate::state::AppState;
 
@@ -58,7 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(post, operation_id = "appointments_book", path = "/api/v1/appointments", tag = "appointments", request_body = BookAppointment,
     responses(
         (status = 201, body = AppointmentView),
-        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+        problems::NoSuchPatient,
         (status = 409, description = "slot_taken", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn book(
@@ -160,7 +161,7 @@ async fn finish(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+        problems::InvalidTransition,
     ))]
 pub async fn cancel(
     auth: Authorized,
@@ -175,7 +176,7 @@ pub async fn cancel(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 409, description = "invalid_transition or not_started", body = Problem, content_type = "application/problem+json"),
+        problems::NotStarted,
     ))]
 pub async fn complete(
     auth: Authorized,
@@ -190,7 +191,7 @@ pub async fn complete(
     params(("id" = Uuid, Path, description = "appointment id")),
     responses(
         (status = 200, body = AppointmentView),
-        (status = 409, description = "invalid_transition or not_started", body = Problem, content_type = "application/problem+json"),
+        problems::NotStarted,
     ))]
 pub async fn no_show(
     auth: Authorized,
@@ -227,7 +228,7 @@ pub struct ListParams {
     params(ListParams),
     responses(
         (status = 200, body = AppointmentList),
-        (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
+        problems::BadCursor,
     ))]
 pub async fn list(
     auth: Authorized,

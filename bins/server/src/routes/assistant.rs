@@ -16,6 +16,7 @@ use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::routes::problems;
 use crate::routes::use_cases::{assistant, caller};
 use crate::state::AppState;
 
@@ -72,7 +73,7 @@ pub struct TurnView {
     responses(
         (status = 200, body = AnswerBody),
         (status = 403, description = "org_baa_missing, or no relationship to the patient", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "ai_disabled or deployment_baa_missing", body = Problem, content_type = "application/problem+json"),
+        problems::AiUnavailable,
     ))]
 pub async fn send(
     auth: Authorized,
@@ -97,8 +98,8 @@ pub async fn send(
     params(ConversationParams),
     responses(
         (status = 200, body = [TurnView]),
-        (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "ai_disabled or deployment_baa_missing", body = Problem, content_type = "application/problem+json"),
+        problems::OrgBaaMissing,
+        problems::AiUnavailable,
     ))]
 pub async fn history(
     auth: Authorized,

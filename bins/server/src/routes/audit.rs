@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
+use crate::routes::problems;
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
 
@@ -241,7 +241,7 @@ async fn page(
     params(AuditParams),
     responses(
         (status = 200, body = AuditEventList),
-        (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
+        problems::BadCursor,
     ))]
 pub async fn list(
     auth: Authorized,

@@ -17,6 +17,7 @@ use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::http::{cookies, limits};
+use crate::routes::problems;
 use crate::state::{AppState, LocalAuthService};
 
 /// Longest password looked at; longer ones cannot have been set.
@@ -344,7 +345,7 @@ pub async fn mfa_verify(
 #[utoipa::path(post, operation_id = "auth_totp_enroll", path = "/api/v1/auth/mfa/totp/enroll", tag = "auth",
     responses(
         (status = 200, description = "{\"otpauth_uri\": …}"),
-        (status = 403, description = "an impersonated session changes no credentials", body = Problem, content_type = "application/problem+json"),
+        problems::Impersonated,
         (status = 409, description = "already enabled", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn totp_enroll(
@@ -362,7 +363,7 @@ pub async fn totp_enroll(
     responses(
         (status = 200, description = "{\"recovery_codes\": [10 codes]}"),
         (status = 401, description = "wrong code", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "an impersonated session changes no credentials", body = Problem, content_type = "application/problem+json"),
+        problems::Impersonated,
     ))]
 pub async fn totp_activate(
     auth: Authorized,

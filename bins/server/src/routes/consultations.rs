@@ -21,6 +21,7 @@ use crate::http::extract::JsonBody;
 use crate::routes::appointments::AppointmentView;
 use crate::routes::medications::{History, history_view};
 use crate::routes::patients::PatientView;
+use crate::routes::problems;
 use crate::routes::use_cases::{caller, record_sharing};
 use crate::state::AppState;
 
@@ -101,7 +102,7 @@ impl From<&Consent> for ConsentView {
 #[utoipa::path(post, operation_id = "consultations_record_consent", path = "/api/v1/patients/{id}/consents", tag = "consultations", request_body = ConsentBody, params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 201, body = ConsentView),
-        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+        problems::NoSuchPatient,
     ))]
 pub async fn record_consent(
     auth: Authorized,

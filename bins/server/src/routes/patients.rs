@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
-use crate::http::error::Problem;
 use crate::http::extract::{JsonBody, MergePatchBody};
+use crate::routes::problems;
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
 
@@ -81,7 +81,7 @@ pub async fn create(
     params(("id" = Uuid, Path, description = "patient id")),
     responses(
         (status = 200, body = PatientView),
-        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+        problems::NoSuchPatient,
     ))]
 pub async fn get(
     auth: Authorized,
@@ -161,7 +161,7 @@ pub struct ListParams {
     params(ListParams),
     responses(
         (status = 200, body = PatientList),
-        (status = 400, description = "bad or foreign cursor", body = Problem, content_type = "application/problem+json"),
+        problems::BadCursor,
     ))]
 pub async fn list(
     auth: Authorized,

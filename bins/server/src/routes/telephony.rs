@@ -24,6 +24,7 @@ use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::routes::problems;
 use crate::state::{AppState, Voice};
 
 /// Largest callback body, in bytes.
@@ -443,8 +444,8 @@ async fn callback(
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 204, description = "processed"),
-        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
+        problems::UnsignedCallback,
+        problems::NoSuchCall,
     ))]
 pub async fn status_callback(
     req: HttpRequest,
@@ -470,9 +471,9 @@ pub async fn status_callback(
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 204, description = "stored"),
-        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the provider did not serve the recording; it will retry", body = Problem, content_type = "application/problem+json"),
+        problems::UnsignedCallback,
+        problems::NoSuchCall,
+        problems::RecordingNotServed,
     ))]
 pub async fn recording_callback(
     req: HttpRequest,
@@ -497,7 +498,7 @@ pub async fn recording_callback(
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "the voicemail script (TwiML)", content_type = "text/xml", body = String),
-        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        problems::UnsignedCallback,
         (status = 404, description = "telephony is not configured", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn inbound_call(
@@ -525,9 +526,9 @@ pub async fn inbound_call(
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 204, description = "stored"),
-        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such call", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the provider did not serve the recording; it will retry", body = Problem, content_type = "application/problem+json"),
+        problems::UnsignedCallback,
+        problems::NoSuchCall,
+        problems::RecordingNotServed,
     ))]
 pub async fn voicemail_callback(
     req: HttpRequest,
@@ -555,7 +556,7 @@ pub async fn voicemail_callback(
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "what the caller hears next (TwiML)", content_type = "text/xml", body = String),
-        (status = 403, description = "unsigned, badly signed or replayed", body = Problem, content_type = "application/problem+json"),
+        problems::UnsignedCallback,
         (status = 404, description = "no such reminder call", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reminder_answer(

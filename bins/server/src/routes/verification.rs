@@ -23,6 +23,7 @@ use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
+use crate::routes::problems;
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -196,7 +197,7 @@ pub async fn put_settings(
 #[utoipa::path(post, operation_id = "verification_create", path = "/api/v1/verification-tasks", tag = "verification", request_body = TaskBody,
     responses(
         (status = 201, body = TaskView),
-        (status = 404, description = "no such patient in your organization", body = Problem, content_type = "application/problem+json"),
+        problems::NoSuchPatient,
     ))]
 pub async fn create(
     auth: Authorized,
@@ -308,7 +309,7 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 200, body = TaskView),
-        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+        problems::InvalidTransition,
     ))]
 pub async fn cancel(
     auth: Authorized,
@@ -328,7 +329,7 @@ pub async fn cancel(
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "claimed"),
-        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+        problems::InvalidTransition,
     ))]
 pub async fn claim(
     auth: Authorized,
@@ -379,7 +380,7 @@ pub struct ProgressBody {
     params(("id" = Uuid, Path, description = "task id")),
     responses(
         (status = 204, description = "recorded"),
-        (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json"),
+        problems::InvalidTransition,
     ))]
 pub async fn progress(
     auth: Authorized,

@@ -15,6 +15,7 @@ use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::routes::problems;
 use crate::state::AppState;
 
 /// Registers the routes (under `/api/v1`).
@@ -46,10 +47,10 @@ pub struct TranscriptionBody {
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "PCM WAV audio; its type is read from its bytes, whatever Content-Type says"),
     responses(
         (status = 200, body = TranscriptionBody),
-        (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
+        problems::OrgBaaMissing,
         (status = 415, description = "not audio Carapace accepts", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "empty or longer than 300 seconds", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "ai_disabled, deployment_baa_missing or speech_unavailable", body = Problem, content_type = "application/problem+json"),
+        problems::SpeechUnavailable,
     ))]
 pub async fn transcribe(
     auth: Authorized,
@@ -90,8 +91,8 @@ pub struct SpeechBody {
 #[utoipa::path(post, operation_id = "voice_speak", path = "/api/v1/voice/speech", tag = "assistant", request_body = SpeechBody,
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
-        (status = 403, description = "org_baa_missing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "ai_disabled, deployment_baa_missing or speech_unavailable", body = Problem, content_type = "application/problem+json"),
+        problems::OrgBaaMissing,
+        problems::SpeechUnavailable,
     ))]
 pub async fn speak(
     auth: Authorized,
