@@ -205,6 +205,12 @@ pub(crate) fn patient_of(req: &HttpRequest, subject_too: bool) -> Result<Patient
     patient.ok_or_else(|| bad("patient", "is required"))
 }
 
+/// The id a read's URL names, as `id` makes it: no resource (404) unless
+/// it is a hyphenated UUID.
+pub(crate) fn read_id<T>(raw: &str, id: fn(Uuid) -> T) -> Result<T, ApiError> {
+    crate::fhir::path_id(raw).map(id).ok_or(ApiError::NotFound)
+}
+
 /// A `searchset` Bundle of `kind` resources (id, resource), all matches.
 pub(crate) fn searchset(
     req: &HttpRequest,

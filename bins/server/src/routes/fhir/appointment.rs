@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    Paging, Resource, Searchset, bad, base, fhir_json, named, query_pairs, searchset_page,
+    Paging, Resource, Searchset, bad, base, fhir_json, named, query_pairs, read_id, searchset_page,
 };
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
@@ -78,9 +78,7 @@ pub async fn read(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(AppointmentId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, AppointmentId::from_uuid)?;
     let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
     Ok(answer(StatusCode::OK, &found, &base(&req, &state)))
 }
@@ -97,9 +95,7 @@ pub async fn vread(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, vid) = path.into_inner();
-    let id = crate::fhir::path_id(&id)
-        .map(AppointmentId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, AppointmentId::from_uuid)?;
     let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
     if version(&found).to_string() != vid {
         return Err(ApiError::NotFound);
@@ -156,9 +152,7 @@ pub async fn update(
     id: web::Path<String>,
     body: FhirBody,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(AppointmentId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, AppointmentId::from_uuid)?;
     if req.headers().contains_key(header::IF_MATCH) {
         return Err(ApiError::Unprocessable {
             code: "if_match_not_supported",

@@ -10,7 +10,7 @@ use carapace_clinical::medication::{MedicationId, SideEffectId};
 use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
 
-use super::{Resource, Searchset, bad, created, fhir_json, named, patient_of, searchset};
+use super::{Resource, Searchset, bad, created, fhir_json, named, patient_of, read_id, searchset};
 use crate::fhir::clinical::{
     adverse_event, care_team, element_of, medication_from_fhir, medication_statement,
     medication_status, side_effect_from_fhir,
@@ -72,9 +72,7 @@ pub async fn care_team_read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = crate::fhir::path_id(&id)
-        .map(PatientId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let patient = read_id(&id, PatientId::from_uuid)?;
     let team = patient_access(&state)
         .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
         .await?;
@@ -132,9 +130,7 @@ pub async fn medication_statement_read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(MedicationId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, MedicationId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     let found = medication_records(&state)
         .medication(&caller(&auth), id, now)
@@ -154,9 +150,7 @@ pub async fn adverse_event_read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(SideEffectId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, SideEffectId::from_uuid)?;
     let found = medication_records(&state)
         .side_effect(&caller(&auth), id, OffsetDateTime::now_utc())
         .await?;

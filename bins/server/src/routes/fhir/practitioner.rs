@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_auth::local::UserId;
 
-use super::{Resource, Searchset, bad, fhir_json, query_pairs, searchset};
+use super::{Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::practitioner::to_fhir;
 use crate::http::ApiError;
@@ -84,9 +84,7 @@ pub async fn read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(UserId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, UserId::from_uuid)?;
     let found = admin(&state)?
         .practitioner(&auth.principal, id)
         .await?

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
-use super::{Resource, Searchset, fhir_json, query_pairs, searchset};
+use super::{Resource, Searchset, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -32,9 +32,7 @@ pub async fn bot_view(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(TaskId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, TaskId::from_uuid)?;
     let view = state
         .verifications
         .bot_view(&auth.access(), id)
@@ -52,9 +50,7 @@ pub async fn read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::fhir::path_id(&id)
-        .map(TaskId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, TaskId::from_uuid)?;
     let task = state
         .verifications
         .get(&auth.access(), id)
