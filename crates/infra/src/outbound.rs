@@ -78,6 +78,17 @@ pub struct SafeHttp {
     policy: OutboundPolicy,
 }
 
+/// The media type of a form body.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `pairs` as an `application/x-www-form-urlencoded` body.
+fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+        .into_bytes()
+}
+
 impl SafeHttp {
     /// A client under `policy`.
     pub fn new(policy: OutboundPolicy) -> Self {
@@ -178,11 +189,7 @@ impl SafeHttp {
         headers: &[(&str, String)],
         form: &[(&str, &str)],
     ) -> Result<u16, OutboundError> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish()
-            .into_bytes();
-        self.post(url, "application/x-www-form-urlencoded", headers, body)
+        self.post(url, FORM, headers, form_body(form))
             .await
             .map(|(status, _)| status)
     }
@@ -194,11 +201,7 @@ impl SafeHttp {
         headers: &[(&str, String)],
         form: &[(&str, &str)],
     ) -> Result<Vec<u8>, OutboundError> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish()
-            .into_bytes();
-        self.post(url, "application/x-www-form-urlencoded", headers, body)
+        self.post(url, FORM, headers, form_body(form))
             .await
             .map(|(_, answer)| answer)
     }
