@@ -132,6 +132,18 @@ pub(crate) async fn on_both(manager: &SchemaManager<'_>, sql: &str) -> Result<()
     Ok(())
 }
 
+/// Runs `sql` on both backends, then `grants` (with `{app}` standing for
+/// [`APP_ROLE`]) on PostgreSQL only: a new table or column and the app
+/// role's access to it.
+pub(crate) async fn with_grants(
+    manager: &SchemaManager<'_>,
+    sql: &str,
+    grants: &str,
+) -> Result<(), DbErr> {
+    on_both(manager, sql).await?;
+    on_postgres(manager, grants).await
+}
+
 /// Runs `sql` (with `{app}` standing for [`APP_ROLE`]) on PostgreSQL only:
 /// grants and row-level security, which SQLite has no counterpart for.
 pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {

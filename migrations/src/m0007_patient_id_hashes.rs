@@ -5,15 +5,12 @@ use sea_orm_migration::prelude::*;
 /// (a cross-tenant attempt, recorded as a security event) for an id it was
 /// handed, without any way to list ids or learn whose they are.
 async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    db.execute_unprepared("CREATE TABLE patient_id_hashes (hash bytea PRIMARY KEY)")
-        .await?;
-    crate::on_postgres(
+    crate::with_grants(
         manager,
+        "CREATE TABLE patient_id_hashes (hash bytea PRIMARY KEY)",
         "GRANT SELECT, INSERT, DELETE ON patient_id_hashes TO {app}",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();

@@ -5,15 +5,12 @@ use sea_orm_migration::prelude::*;
 /// reused and audit records keep a referent; the directory no longer
 /// returns it, so no token, login or key can be issued for it again.
 async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    db.execute_unprepared("ALTER TABLE organizations ADD COLUMN deleted_at timestamptz NULL")
-        .await?;
-    crate::on_postgres(
+    crate::with_grants(
         manager,
+        "ALTER TABLE organizations ADD COLUMN deleted_at timestamptz NULL",
         "GRANT UPDATE (deleted_at) ON organizations TO {app}",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();

@@ -13,14 +13,12 @@ const TABLE: &str = "CREATE TABLE kill_switch (
 )";
 
 async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    db.execute_unprepared(TABLE).await?;
-    crate::on_postgres(
+    crate::with_grants(
         manager,
+        TABLE,
         "GRANT SELECT, INSERT, UPDATE ON kill_switch TO {app}",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();

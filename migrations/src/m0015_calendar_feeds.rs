@@ -28,8 +28,7 @@ async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         manager,
         "GRANT UPDATE (calendar_detail, external_referrals) ON organizations TO {app}",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();

@@ -80,8 +80,7 @@ async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         manager,
         "GRANT SELECT, INSERT, UPDATE, DELETE ON login_address_failures TO {app}",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();

@@ -45,8 +45,7 @@ async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                WITH CHECK (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
              GRANT SELECT, INSERT, UPDATE ON audit_witness_queue TO {app};",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();

@@ -18,8 +18,7 @@ async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                       AND anchored_at IS NOT NULL);
              GRANT DELETE ON audit_witness_queue TO {app};",
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 crate::forward_only!();
