@@ -196,34 +196,18 @@ impl VerificationRepository for SeaVerifications {
         let ctx = access.tenant();
         let bot = ctx.actor().clone();
         let tx = self.db.begin_tenant(ctx).await?;
-        let Some(r) = self.find(&tx, ctx, id, Some(&bot), false).await? else {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "verification.bot_view",
-                    id,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
-            return Ok(None);
+        // The task the bot claimed, and its patient (gone if deleted since).
+        let found = match self.find(&tx, ctx, id, Some(&bot), false).await? {
+            Some(r) => self
+                .patients
+                .read_in(&tx, ctx, PatientId::from_uuid(r.patient_id))
+                .await?
+                .map(|patient| (r, patient)),
+            None => None,
         };
-        let patient = self
-            .patients
-            .read_in(&tx, ctx, PatientId::from_uuid(r.patient_id))
-            .await?;
-        let Some(patient) = patient else {
-            crate::audit::commit_with(
-                tx,
-                &[event(
-                    access,
-                    "verification.bot_view",
-                    id,
-                    Outcome::NotFound,
-                )],
-            )
-            .await?;
+        let Some((r, patient)) = found else {
+            let missing = event(access, "verification.bot_view", id, Outcome::NotFound);
+            crate::audit::commit_with(tx, &[missing]).await?;
             return Ok(None);
         };
         // The supervisor's number is read only while the bot may escalate.
