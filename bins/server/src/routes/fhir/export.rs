@@ -53,13 +53,27 @@ fn export_id(raw: &str) -> Result<ExportId, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
+/// What an export is asked for, for the OpenAPI document (the query
+/// itself is read where the export starts).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// Patient, MedicationStatement, AdverseEvent (comma-separated)
+    #[param(rename = "_type")]
+    pub types: Option<String>,
+    /// an instant: only what changed since
+    #[param(rename = "_since")]
+    pub since: Option<String>,
+    /// application/fhir+ndjson
+    #[param(rename = "_outputFormat")]
+    pub output_format: Option<String>,
+}
+
 /// Starts an export of the patients the caller may list (and their
 /// medications and side effects), asynchronously.
 #[utoipa::path(get, operation_id = "fhir_patient_export", path = "/fhir/R4/Patient/$export", tag = "fhir",
     params(("Prefer" = String, Header, description = "respond-async"),
-           ("_type" = Option<String>, Query, description = "Patient, MedicationStatement, AdverseEvent (comma-separated)"),
-           ("_since" = Option<String>, Query, description = "an instant: only what changed since"),
-           ("_outputFormat" = Option<String>, Query, description = "application/fhir+ndjson")),
+           ExportParams),
     responses((status = 202, description = "started; Content-Location names its status")))]
 pub async fn kick_off(
     auth: Authorized,
@@ -75,9 +89,7 @@ pub async fn kick_off(
 #[utoipa::path(get, operation_id = "fhir_group_export", path = "/fhir/R4/Group/{id}/$export", tag = "fhir",
     params(("id" = String, Path, description = "care-team-<patient id> or consent-<consent id>"),
            ("Prefer" = String, Header, description = "respond-async"),
-           ("_type" = Option<String>, Query, description = "Patient, MedicationStatement, AdverseEvent (comma-separated)"),
-           ("_since" = Option<String>, Query, description = "an instant: only what changed since"),
-           ("_outputFormat" = Option<String>, Query, description = "application/fhir+ndjson")),
+           ExportParams),
     responses((status = 202, description = "started; Content-Location names its status")))]
 pub async fn group_kick_off(
     auth: Authorized,
