@@ -176,6 +176,25 @@ fn keys_init(out: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What a command on one organization's keys works with.
+struct OrgKeys {
+    db: Database,
+    ctx: TenantContext,
+    keys: Arc<KeyRing>,
+}
+
+/// Connects and finds the organization `slug` names, with its keys; or
+/// the usage error to print.
+async fn org_keys(settings: &Config, slug: &str) -> anyhow::Result<Result<OrgKeys, String>> {
+    let db = server::connect(settings).await?;
+    let ctx = match org_context(&db, slug).await? {
+        Ok(ctx) => ctx,
+        Err(e) => return Ok(Err(e)),
+    };
+    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
+    Ok(Ok(OrgKeys { db, ctx, keys }))
+}
+
 /// An organization's tenant context for the key commands, or the usage
 /// error to print.
 async fn org_context(db: &Database, slug: &str) -> anyhow::Result<Result<TenantContext, String>> {
@@ -203,12 +222,10 @@ pub(super) async fn rotate_org(
     resume: bool,
     batch: u64,
 ) -> anyhow::Result<ExitCode> {
-    let db = server::connect(settings).await?;
-    let ctx = match org_context(&db, slug).await? {
-        Ok(ctx) => ctx,
+    let OrgKeys { db, ctx, keys } = match org_keys(settings, slug).await? {
+        Ok(found) => found,
         Err(e) => return usage_error(e),
     };
-    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
     let rotation = Rotation::new(db.clone(), keys.clone());
     let mut out = std::io::stdout();
     let version = if resume {
@@ -289,12 +306,10 @@ pub(super) async fn rotate_org(
 /// `keys status --org SLUG`: rows per table and version, the current
 /// version, and the versions nothing uses.
 pub(super) async fn status(settings: &Config, slug: &str) -> anyhow::Result<ExitCode> {
-    let db = server::connect(settings).await?;
-    let ctx = match org_context(&db, slug).await? {
-        Ok(ctx) => ctx,
+    let OrgKeys { db, ctx, keys } = match org_keys(settings, slug).await? {
+        Ok(found) => found,
         Err(e) => return usage_error(e),
     };
-    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
     let versions: Vec<u32> = keys.versions(&ctx).await?.iter().map(|(v, _)| *v).collect();
     let rotation = Rotation::new(db.clone(), keys);
     let usage = rotation.usage(&ctx).await?;
@@ -365,12 +380,10 @@ pub(super) async fn retire(
     slug: &str,
     version: u32,
 ) -> anyhow::Result<ExitCode> {
-    let db = server::connect(settings).await?;
-    let ctx = match org_context(&db, slug).await? {
-        Ok(ctx) => ctx,
+    let OrgKeys { db, ctx, keys } = match org_keys(settings, slug).await? {
+        Ok(found) => found,
         Err(e) => return usage_error(e),
     };
-    let keys = Arc::new(KeyRing::new(db.clone(), server::sealer(settings)?));
     let rotation = Rotation::new(db.clone(), keys);
     let refused = match rotation
         .retire(&ctx, version, time::OffsetDateTime::now_utc())
