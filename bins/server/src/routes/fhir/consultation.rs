@@ -11,13 +11,13 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs, searchset,
+    Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs, read_id,
+    searchset,
 };
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::consultation::{
     consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
 };
-use crate::fhir::path_id;
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
@@ -74,9 +74,7 @@ pub async fn consent_read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id)
-        .map(ConsentId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, ConsentId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     let found = record_sharing(&state)
         .consent(&caller(&auth), id, now)
@@ -149,9 +147,7 @@ pub async fn service_request_read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id)
-        .map(ReferralId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, ReferralId::from_uuid)?;
     let found = record_sharing(&state).referral(&caller(&auth), id).await?;
     Ok(fhir_json(
         StatusCode::OK,
@@ -200,9 +196,7 @@ pub async fn consent_update(
     id: web::Path<String>,
     body: FhirBody,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id)
-        .map(ConsentId::from_uuid)
-        .ok_or(ApiError::NotFound)?;
+    let id = read_id(&id, ConsentId::from_uuid)?;
     // To the microsecond, as stored: the answer is what a read returns.
     let now = carapace_audit::event::now_micros();
     let sharing = record_sharing(&state);

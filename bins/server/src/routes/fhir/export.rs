@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{bad, base, query_pairs};
+use super::{bad, base, query_pairs, read_id};
 use crate::fhir::instant;
 use crate::http::ApiError;
 use crate::http::auth::Authorized;
@@ -45,12 +45,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(cancel)),
         )
         .service(web::resource("/$export-file/{id}/{n}").route(web::get().to(download)));
-}
-
-fn export_id(raw: &str) -> Result<ExportId, ApiError> {
-    crate::fhir::path_id(raw)
-        .map(ExportId::from_uuid)
-        .ok_or(ApiError::NotFound)
 }
 
 /// What an export is asked for, for the OpenAPI document (the query
@@ -406,7 +400,7 @@ pub async fn status(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = export_id(&id)?;
+    let id = read_id(&id, ExportId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     let job = state
         .exports
@@ -462,7 +456,7 @@ pub async fn cancel(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = export_id(&id)?;
+    let id = read_id(&id, ExportId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     state
         .exports
@@ -487,7 +481,7 @@ pub async fn download(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw, n) = path.into_inner();
-    let id = export_id(&raw)?;
+    let id = read_id(&raw, ExportId::from_uuid)?;
     let n: u32 = n
         .parse()
         .ok()

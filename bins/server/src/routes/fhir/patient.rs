@@ -13,7 +13,9 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Paging, Resource, Searchset, bad, base, fhir_json, query_pairs, searchset_page};
+use super::{
+    Paging, Resource, Searchset, bad, base, fhir_json, query_pairs, read_id, searchset_page,
+};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
@@ -46,9 +48,7 @@ fn now() -> OffsetDateTime {
 /// A patient id from the URL; anything that is not one of ours is no
 /// patient (404), like another organization's.
 fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
-    crate::fhir::path_id(raw)
-        .map(PatientId::from_uuid)
-        .ok_or(ApiError::NotFound)
+    read_id(raw, PatientId::from_uuid)
 }
 
 /// A patient as a FHIR answer: its JSON, `ETag` and `Last-Modified`.
