@@ -207,6 +207,27 @@ async fn non_uuid_path_id_is_404() {
     app.stop().await;
 }
 
+/// Every id in a path parses into its entity's type before a handler
+/// runs: a traversal, an encoded separator or a bare number is no record
+/// of any kind, not a route to another one.
+#[tokio::test]
+async fn a_typed_path_id_refuses_what_is_not_an_id() {
+    let Some((app, token)) = app_with_token("a_typed_path_id_refuses_what_is_not_an_id").await
+    else {
+        return;
+    };
+    for path in [
+        "/api/v1/appointments/%2e%2e",
+        "/api/v1/appointments/..%2Fpatients",
+        "/api/v1/verification-tasks/1",
+        "/api/v1/voicemails/%00",
+        "/api/v1/patients/..%2F..%2Fusers/care-team",
+    ] {
+        problem(app.get(path, &token).await, 404).await;
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_route_is_problem_json_404() {
     let Some(app) = spawn_app(Backend::Sqlite, "unknown_route_is_problem_json_404").await else {
