@@ -151,9 +151,7 @@ impl TwilioVoice {
         ));
         [("authorization", format!("Basic {credentials}"))]
     }
-}
 
-impl Telephony for TwilioVoice {
     async fn place(
         &self,
         account: &TelephonyAccount,
@@ -245,20 +243,6 @@ impl Telephony for TwilioVoice {
             .await
             .map(|_| ())
             .map_err(failure)
-    }
-
-    fn answer(&self, script: &Script) -> (&'static str, String) {
-        ("text/xml", twiml(script))
-    }
-
-    fn signature_valid(
-        &self,
-        account: &TelephonyAccount,
-        url: &str,
-        params: &[(String, String)],
-        signature: &str,
-    ) -> bool {
-        signature_valid(account.auth_token.expose_secret(), url, params, signature)
     }
 }
 
@@ -423,7 +407,7 @@ pub fn silent_wav(seconds: u32) -> Vec<u8> {
     out
 }
 
-impl Telephony for LocalVoice {
+impl LocalVoice {
     async fn place(
         &self,
         _: &TelephonyAccount,
@@ -460,20 +444,6 @@ impl Telephony for LocalVoice {
         _: &ProviderSid,
     ) -> Result<(), TelephonyError> {
         Ok(())
-    }
-
-    fn answer(&self, script: &Script) -> (&'static str, String) {
-        ("text/xml", twiml(script))
-    }
-
-    fn signature_valid(
-        &self,
-        account: &TelephonyAccount,
-        url: &str,
-        params: &[(String, String)],
-        signature: &str,
-    ) -> bool {
-        signature_valid(account.auth_token.expose_secret(), url, params, signature)
     }
 }
 
