@@ -438,113 +438,58 @@ async fn callback(
     }
 }
 
-/// The provider reports a call's status (signed; no bearer token).
-#[utoipa::path(post, operation_id = "telephony_status_callback", path = "/api/v1/telephony/{org}/status", tag = "telephony",
-    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
-    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 204, description = "processed"),
-        problems::UnsignedCallback,
-        problems::NoSuchCall,
-    ))]
-pub async fn status_callback(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    org: web::Path<Uuid>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    callback(
-        req,
-        state,
-        org.into_inner(),
-        body,
-        Target::Kind(CallbackKind::Status),
-    )
-    .await
+/// Declares the handler of one signed provider callback on
+/// `/api/v1/telephony/{org}/…`: the four differ only in their kind, their
+/// path and what they answer.
+macro_rules! signed_callback {
+    ($(#[doc = $doc:tt])* $name:ident, $kind:ident, $op:tt, $path:tt, $($responses:tt)*) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(post, operation_id = $op, path = $path, tag = "telephony",
+            params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
+            request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+            responses(problems::UnsignedCallback, $($responses)*))]
+        pub async fn $name(
+            req: HttpRequest,
+            state: web::Data<AppState>,
+            org: web::Path<Uuid>,
+            body: web::Bytes,
+        ) -> Result<HttpResponse, ApiError> {
+            let target = Target::Kind(CallbackKind::$kind);
+            callback(req, state, org.into_inner(), body, target).await
+        }
+    };
 }
 
-/// The provider reports a finished recording (signed; no bearer token):
-/// Carapace fetches it from the provider, seals and stores it with the
-/// task, and deletes the provider's copy.
-#[utoipa::path(post, operation_id = "telephony_recording_callback", path = "/api/v1/telephony/{org}/recording", tag = "telephony",
-    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
-    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 204, description = "stored"),
-        problems::UnsignedCallback,
-        problems::NoSuchCall,
-        problems::RecordingNotServed,
-    ))]
-pub async fn recording_callback(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    org: web::Path<Uuid>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    callback(
-        req,
-        state,
-        org.into_inner(),
-        body,
-        Target::Kind(CallbackKind::Recording),
-    )
-    .await
-}
+signed_callback!(
+    /// The provider reports a call's status (signed; no bearer token).
+    status_callback, Status, "telephony_status_callback", "/api/v1/telephony/{org}/status",
+    (status = 204, description = "processed"), problems::NoSuchCall
+);
 
-/// A call to the organization's number (signed; no bearer token): answered
-/// with the voicemail greeting and a recording.
-#[utoipa::path(post, operation_id = "telephony_inbound_call", path = "/api/v1/telephony/{org}/voice", tag = "telephony",
-    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
-    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 200, description = "the voicemail script (TwiML)", content_type = "text/xml", body = String),
-        problems::UnsignedCallback,
-        (status = 404, description = "telephony is not configured", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn inbound_call(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    org: web::Path<Uuid>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    callback(
-        req,
-        state,
-        org.into_inner(),
-        body,
-        Target::Kind(CallbackKind::Inbound),
-    )
-    .await
-}
+signed_callback!(
+    /// The provider reports a finished recording (signed; no bearer token):
+    /// Carapace fetches it from the provider, seals and stores it with the
+    /// task, and deletes the provider's copy.
+    recording_callback, Recording, "telephony_recording_callback", "/api/v1/telephony/{org}/recording",
+    (status = 204, description = "stored"), problems::NoSuchCall, problems::RecordingNotServed
+);
 
-/// The provider reports a recorded voicemail (signed; no bearer token):
-/// Carapace fetches it from the provider, seals and transcribes it,
-/// attaches it to the caller's patient record or the organization's
-/// inbox, and deletes the provider's copy.
-#[utoipa::path(post, operation_id = "telephony_voicemail_callback", path = "/api/v1/telephony/{org}/voicemail", tag = "telephony",
-    params(("org" = Uuid, Path, description = "organization id"), ("X-Twilio-Signature" = String, Header, description = "the provider's signature")),
-    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
-    responses(
-        (status = 204, description = "stored"),
-        problems::UnsignedCallback,
-        problems::NoSuchCall,
-        problems::RecordingNotServed,
-    ))]
-pub async fn voicemail_callback(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    org: web::Path<Uuid>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    callback(
-        req,
-        state,
-        org.into_inner(),
-        body,
-        Target::Kind(CallbackKind::Voicemail),
-    )
-    .await
-}
+signed_callback!(
+    /// A call to the organization's number (signed; no bearer token): answered
+    /// with the voicemail greeting and a recording.
+    inbound_call, Inbound, "telephony_inbound_call", "/api/v1/telephony/{org}/voice",
+    (status = 200, description = "the voicemail script (TwiML)", content_type = "text/xml", body = String),
+    (status = 404, description = "telephony is not configured", body = Problem, content_type = "application/problem+json")
+);
+
+signed_callback!(
+    /// The provider reports a recorded voicemail (signed; no bearer token):
+    /// Carapace fetches it from the provider, seals and transcribes it,
+    /// attaches it to the caller's patient record or the organization's
+    /// inbox, and deletes the provider's copy.
+    voicemail_callback, Voicemail, "telephony_voicemail_callback", "/api/v1/telephony/{org}/voicemail",
+    (status = 204, description = "stored"), problems::NoSuchCall, problems::RecordingNotServed
+);
 
 /// The key a patient pressed on a reminder call (signed; no bearer token;
 /// the URL names the reminder): 1 confirms, 2 cancels, 3 reaches the front
