@@ -16,3 +16,7 @@ pub mod wait_budget;
 pub mod witness;
 
 pub use error::ApiError;
+
+/// What a handler answers: a response, or the one error type mapped to
+/// problem+json.
+pub type Reply = Result<actix_web::HttpResponse, ApiError>;

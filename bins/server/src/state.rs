@@ -65,6 +65,9 @@ pub struct Voice {
     pub public_url: String,
 }
 
+/// The application state as a handler extracts it.
+pub type State = actix_web::web::Data<AppState>;
+
 /// Everything handlers need.
 pub struct AppState {
     /// The database pool (health checks).

@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest};
 use carapace_audit::{Access as AuditAccess, ActorKind, Origin, SecurityEvent, SecurityEventKind};
 use carapace_auth::policy::{
     Decision, DenyReason, authorize, authorize_interaction, require_phi_mfa,
@@ -20,6 +20,7 @@ use secrecy::SecretString;
 use super::access::{self, Access};
 use super::{ApiError, cookies};
 use crate::state::AppState;
+use crate::state::State;
 
 /// A request whose credentials verified and whose principal passes the
 /// route's access rule in [`access::ROUTES`], with its organization's
@@ -79,7 +80,7 @@ impl FromRequest for Authorized {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let state = req.app_data::<State>().cloned();
         let pattern = req.match_pattern();
         let rule = pattern
             .as_deref()

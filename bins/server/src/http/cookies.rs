@@ -4,9 +4,9 @@
 //! `X-CSRF-Token`, and an `Origin` (or, without one, a `Referer`) among the
 //! configured origins (`CARAPACE_CORS_ORIGINS`).
 
+use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::{Method, header};
-use actix_web::{HttpRequest, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carapace_auth::local::IssuedTokens;
@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::State;
 pub use crate::state::origins::TrustedOrigins;
 
 /// The access-token cookie.
@@ -105,7 +105,7 @@ fn from_trusted_origin(req: &HttpRequest, trusted: &TrustedOrigins) -> bool {
 /// is no CSRF cookie yet to compare, so the origin alone decides.
 pub fn check_signin_origin(req: &HttpRequest) -> Result<(), ApiError> {
     let trusted = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<State>()
         .is_some_and(|state| from_trusted_origin(req, &state.trusted_origins));
     if trusted {
         Ok(())
@@ -131,7 +131,7 @@ pub fn check_csrf(req: &HttpRequest) -> Result<(), ApiError> {
         _ => false,
     };
     let origin_trusted = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<State>()
         .is_some_and(|state| from_trusted_origin(req, &state.trusted_origins));
     if token_matches && origin_trusted {
         Ok(())

@@ -34,7 +34,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::State;
 
 /// The creating resources wrapped by this middleware (path template, and
 /// whether their answers are kept), for the API document. Each resource's
@@ -155,7 +155,7 @@ async fn serve(
         Ok(None) => return Ok(next.call(req).await?.map_into_boxed_body()),
         Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(state) = req.app_data::<State>().cloned() else {
         return Ok(req
             .error_response(ApiError::Internal("application state missing".into()))
             .map_into_boxed_body());

@@ -3,13 +3,13 @@
 //! re-reads the switch from the database every [`POLL`], so all obey
 //! within about a second of a change made anywhere.
 
+use actix_web::Error;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{Error, web};
 
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::State;
 pub use crate::state::kill_switch::{KillSwitchWatch, POLL};
 
 /// What still answers while the switch is on.
@@ -25,7 +25,7 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>()
+    if let Some(state) = req.app_data::<State>()
         && state.kill_switch.engaged()
         && !exempt(req.path())
     {

@@ -13,11 +13,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpRequest, web};
+use actix_web::{Error, HttpRequest};
 use carapace_auth::rate_limit::{LimitKey, RateLimiter as _, RouteClass, Verdict, client_ip};
 
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::State;
 
 /// The route templates of the AI surfaces (the `ai` class): the
 /// assistant and speech.
@@ -46,7 +46,7 @@ fn is_ai(pattern: &str) -> bool {
 /// The client's address: the socket peer, or what a trusted proxy says.
 pub fn client_address(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr()?.ip();
-    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+    let Some(state) = req.app_data::<State>() else {
         return Some(peer);
     };
     let forwarded = req
@@ -69,7 +69,7 @@ pub async fn charge_client(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(state) = req.app_data::<State>().cloned() else {
         return Ok(req
             .error_response(ApiError::Internal("application state missing".into()))
             .map_into_boxed_body());

@@ -9,13 +9,13 @@
 //! Deny by default: every matched route is gated except the few that
 //! serve no PHI and that operators need during an incident (`open`).
 
+use actix_web::Error;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{Error, web};
 
 use super::ApiError;
-use crate::state::AppState;
+use crate::state::State;
 pub use crate::state::witness_gate::{POLL, WitnessGate};
 
 /// Routes that stay open while the gate is closed: health, keys, docs,
@@ -45,7 +45,7 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>()
+    if let Some(state) = req.app_data::<State>()
         && state.witness.as_ref().is_some_and(|g| g.closed())
         && req.match_pattern().is_some_and(|p| !open(&p))
     {

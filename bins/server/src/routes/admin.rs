@@ -12,11 +12,13 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::{Authorized, denied};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::problems;
 use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -87,7 +89,7 @@ async fn operator(auth: &Authorized, state: &AppState) -> Result<(), ApiError> {
         (status = 200, body = KillSwitchView),
         problems::NotOperatorAdmin,
     ))]
-pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(auth: Authorized, state: State) -> Reply {
     operator(&auth, &state).await?;
     let current = state.kill_switch.refresh().await?;
     Ok(HttpResponse::Ok().json(KillSwitchView::from(current)))
@@ -102,11 +104,7 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
         problems::NotOperatorAdmin,
         (status = 422, description = "reason missing (to engage) or too long", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn put(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<KillSwitchChangeBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn put(auth: Authorized, state: State, body: JsonBody<KillSwitchChangeBody>) -> Reply {
     operator(&auth, &state).await?;
     let KillSwitchChangeBody { engaged, reason } = body.0;
     let reason = reason

@@ -25,6 +25,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
@@ -32,6 +33,7 @@ use crate::routes::patients::related;
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, scheduling};
 use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -62,11 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         problems::NoSuchPatient,
         (status = 409, description = "slot_taken", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn book(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<BookAppointment>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn book(auth: Authorized, state: State, body: JsonBody<BookAppointment>) -> Reply {
     let now = OffsetDateTime::now_utc();
     let new = body.0.into_input().parse(&state.booking_rules, now)?;
     let booked = scheduling(&state)
@@ -86,11 +84,7 @@ pub async fn book(
     responses(
         (status = 200, body = AppointmentView),
     ))]
-pub async fn get(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<AppointmentId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(auth: Authorized, state: State, id: web::Path<AppointmentId>) -> Reply {
     let id = id.into_inner();
     let found = scheduling(&state)
         .read(&caller(&auth), id, OffsetDateTime::now_utc())
@@ -107,10 +101,10 @@ pub async fn get(
     ))]
 pub async fn reschedule(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<AppointmentId>,
     body: JsonBody<Reschedule>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let now = OffsetDateTime::now_utc();
     let mut errors = Vec::new();
     let start = instant_field("start", &body.0.start)
@@ -138,12 +132,7 @@ pub async fn reschedule(
     Ok(HttpResponse::Ok().json(AppointmentView::from(&moved)))
 }
 
-async fn finish(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: Uuid,
-    to: AppointmentStatus,
-) -> Result<HttpResponse, ApiError> {
+async fn finish(auth: Authorized, state: State, id: Uuid, to: AppointmentStatus) -> Reply {
     let done = scheduling(&state)
         .finish(
             &caller(&auth),
@@ -163,11 +152,7 @@ async fn finish(
         (status = 200, body = AppointmentView),
         problems::InvalidTransition,
     ))]
-pub async fn cancel(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(auth: Authorized, state: State, id: web::Path<Uuid>) -> Reply {
     finish(auth, state, id.into_inner(), AppointmentStatus::Cancelled).await
 }
 
@@ -178,11 +163,7 @@ pub async fn cancel(
         (status = 200, body = AppointmentView),
         problems::NotStarted,
     ))]
-pub async fn complete(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn complete(auth: Authorized, state: State, id: web::Path<Uuid>) -> Reply {
     finish(auth, state, id.into_inner(), AppointmentStatus::Completed).await
 }
 
@@ -193,11 +174,7 @@ pub async fn complete(
         (status = 200, body = AppointmentView),
         problems::NotStarted,
     ))]
-pub async fn no_show(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn no_show(auth: Authorized, state: State, id: web::Path<Uuid>) -> Reply {
     finish(auth, state, id.into_inner(), AppointmentStatus::NoShow).await
 }
 
@@ -230,11 +207,7 @@ pub struct ListParams {
         (status = 200, body = AppointmentList),
         problems::BadCursor,
     ))]
-pub async fn list(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    params: web::Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State, params: web::Query<ListParams>) -> Reply {
     let p = params.into_inner();
     let ctx = auth.principal.tenant();
     let mut errors = Vec::new();
@@ -351,10 +324,10 @@ pub struct FreeSlotParams {
     ))]
 pub async fn free(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     subject: web::Path<String>,
     params: web::Query<FreeSlotParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     use time::macros::format_description;
     let p = params.into_inner();
     let mut errors = Vec::new();
@@ -425,11 +398,7 @@ pub async fn free(
     responses(
         (status = 200, body = ReminderPreferences),
     ))]
-pub async fn preferences(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<PatientId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn preferences(auth: Authorized, state: State, id: web::Path<PatientId>) -> Reply {
     let patient = id.into_inner();
     let access = related(&state, &auth, patient, Permission::AppointmentRead).await?;
     let off = state
@@ -453,10 +422,10 @@ pub async fn preferences(
     ))]
 pub async fn set_preferences(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<ReminderPreferences>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let patient = id.into_inner();
     let access = related(&state, &auth, patient, Permission::AppointmentWrite).await?;
     let wanted = body.0;

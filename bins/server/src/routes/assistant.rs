@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::problems;
 use crate::routes::use_cases::{assistant, caller};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -75,11 +75,7 @@ pub struct TurnView {
         (status = 403, description = "org_baa_missing, or no relationship to the patient", body = Problem, content_type = "application/problem+json"),
         problems::AiUnavailable,
     ))]
-pub async fn send(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<MessageBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn send(auth: Authorized, state: State, body: JsonBody<MessageBody>) -> Reply {
     let context = body.0.patient_id.map(PatientId::from_uuid);
     let answer = assistant(&state)
         .send(
@@ -103,9 +99,9 @@ pub async fn send(
     ))]
 pub async fn history(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     params: web::Query<ConversationParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let context = params.into_inner().patient_id.map(PatientId::from_uuid);
     let turns = assistant(&state)
         .history(&caller(&auth), context, OffsetDateTime::now_utc())

@@ -14,10 +14,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
+use crate::state::State;
 
 pub mod summary;
 
@@ -217,12 +219,7 @@ pub(crate) fn query(
     })
 }
 
-async fn page(
-    state: &AppState,
-    auth: &Authorized,
-    query: &AuditQuery,
-    read: AuditEvent,
-) -> Result<HttpResponse, ApiError> {
+async fn page(state: &AppState, auth: &Authorized, query: &AuditQuery, read: AuditEvent) -> Reply {
     let page = state.audit.query(&auth.access(), query, read).await?;
     let next_cursor = page.next_after.map(|id| {
         state
@@ -243,11 +240,7 @@ async fn page(
         (status = 200, body = AuditEventList),
         problems::BadCursor,
     ))]
-pub async fn list(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    params: web::Query<AuditParams>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State, params: web::Query<AuditParams>) -> Reply {
     let query = query(&state, &auth, params.into_inner())?;
     let read = auth
         .access()
@@ -273,10 +266,10 @@ pub async fn list(
     ))]
 pub async fn access_log(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     params: web::Query<PageParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = id.into_inner();
     let access = patient_access(&state)
         .reach_access_log(&caller(&auth), id, OffsetDateTime::now_utc())

@@ -13,11 +13,13 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::http::{cookies, limits};
 use crate::routes::problems;
+use crate::state::State;
 use crate::state::{AppState, LocalAuthService};
 
 /// Longest password looked at; longer ones cannot have been set.
@@ -225,11 +227,7 @@ fn local(state: &AppState) -> Result<&LocalAuthService, ApiError> {
         (status = 401, description = "invalid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many attempts from this address", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn login(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: JsonBody<LoginRequest>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn login(req: HttpRequest, state: State, body: JsonBody<LoginRequest>) -> Reply {
     let local = local(&state)?;
     let LoginRequest {
         org,
@@ -274,11 +272,7 @@ pub async fn login(
     responses(
         (status = 200, body = TokenResponse),
     ))]
-pub async fn refresh(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: JsonBody<RefreshRequest>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(req: HttpRequest, state: State, body: JsonBody<RefreshRequest>) -> Reply {
     let (presented, mode) = presented_refresh(&req, body.0)?;
     let tokens = local(&state)?
         .refresh(&presented, OffsetDateTime::now_utc())
@@ -289,11 +283,7 @@ pub async fn refresh(
 /// Ends the session of a refresh token (idempotent).
 #[utoipa::path(post, operation_id = "auth_logout", path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "session ended")))]
-pub async fn logout(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: JsonBody<RefreshRequest>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn logout(req: HttpRequest, state: State, body: JsonBody<RefreshRequest>) -> Reply {
     let (presented, mode) = presented_refresh(&req, body.0)?;
     local(&state)?
         .logout(&presented, OffsetDateTime::now_utc())
@@ -313,11 +303,7 @@ pub async fn logout(
     responses(
         (status = 200, body = TokenResponse),
     ))]
-pub async fn mfa_verify(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: JsonBody<MfaVerify>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn mfa_verify(req: HttpRequest, state: State, body: JsonBody<MfaVerify>) -> Reply {
     let MfaVerify {
         mfa_token,
         code,
@@ -348,10 +334,7 @@ pub async fn mfa_verify(
         problems::Impersonated,
         (status = 409, description = "already enabled", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn totp_enroll(
-    auth: Authorized,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn totp_enroll(auth: Authorized, state: State) -> Reply {
     let enrolment = local(&state)?.enroll_totp(&auth.principal).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "otpauth_uri": enrolment.otpauth_uri.expose_secret() })))
@@ -365,11 +348,7 @@ pub async fn totp_enroll(
         (status = 401, description = "wrong code", body = Problem, content_type = "application/problem+json"),
         problems::Impersonated,
     ))]
-pub async fn totp_activate(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<TotpCode>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn totp_activate(auth: Authorized, state: State, body: JsonBody<TotpCode>) -> Reply {
     let code = SecretString::from(body.0.code);
     let codes = local(&state)?
         .activate_totp(&auth.principal, &code, OffsetDateTime::now_utc())
@@ -406,10 +385,7 @@ pub struct ResetConfirm {
 /// the account exists; the code goes only to the account's e-mail.
 #[utoipa::path(post, operation_id = "auth_reset_request", path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = ResetRequest,
     responses((status = 202, description = "accepted (always)")))]
-pub async fn reset_request(
-    state: web::Data<AppState>,
-    body: JsonBody<ResetRequest>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn reset_request(state: State, body: JsonBody<ResetRequest>) -> Reply {
     if state.reset.is_none() {
         return Err(ApiError::NotFound);
     }
@@ -468,10 +444,7 @@ pub async fn reset_request(
         (status = 401, description = "unknown, used or expired code", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "password breaks the rules", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn reset_confirm(
-    state: web::Data<AppState>,
-    body: JsonBody<ResetConfirm>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn reset_confirm(state: State, body: JsonBody<ResetConfirm>) -> Reply {
     let reset = state.reset.as_ref().ok_or(ApiError::NotFound)?;
     let ResetConfirm {
         token,
@@ -489,7 +462,7 @@ pub async fn reset_confirm(
 
 /// Public keys that verify Carapace access tokens.
 #[utoipa::path(get, operation_id = "auth_jwks_get", path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JWK set")))]
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+pub async fn jwks(state: State) -> HttpResponse {
     let keys = state
         .local
         .as_ref()

@@ -14,8 +14,10 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::error::Problem;
 use crate::state::AppState;
+use crate::state::State;
 
 /// Where the token endpoint lives.
 pub const TOKEN_PATH: &str = "/api/v1/auth/token";
@@ -72,11 +74,7 @@ pub struct BackendToken {
         (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope (also as RFC 6749 error)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "invalid_client", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn token(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+pub async fn token(req: HttpRequest, state: State, body: web::Bytes) -> Reply {
     let form = req
         .mime_type()
         .ok()

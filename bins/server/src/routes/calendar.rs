@@ -20,8 +20,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -76,10 +77,7 @@ fn view(f: &FeedInfo, token: Option<&SecretString>) -> FeedView {
 /// Makes a feed of the caller's own schedule; the URL is shown once.
 #[utoipa::path(post, operation_id = "calendar_create", path = "/api/v1/calendar-feeds", tag = "appointments",
     responses((status = 201, body = FeedView)))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State) -> Reply {
     let (token, hash) = carapace_auth::feed_tokens::generate(auth.principal.org());
     let made = state
         .calendar
@@ -91,7 +89,7 @@ pub async fn create(
 /// The caller's feeds.
 #[utoipa::path(get, operation_id = "calendar_list", path = "/api/v1/calendar-feeds", tag = "appointments",
     responses((status = 200, body = [FeedView])))]
-pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State) -> Reply {
     let feeds = state
         .calendar
         .list(&auth.access(), auth.principal.subject())
@@ -104,11 +102,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 #[utoipa::path(delete, operation_id = "calendar_revoke", path = "/api/v1/calendar-feeds/{id}", tag = "appointments",
     params(("id" = Uuid, Path, description = "feed id")),
     responses((status = 204, description = "revoked")))]
-pub async fn revoke(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<FeedId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(auth: Authorized, state: State, id: web::Path<FeedId>) -> Reply {
     if state
         .calendar
         .revoke(&auth.access(), auth.principal.subject(), id.into_inner())
@@ -137,9 +131,9 @@ pub struct FeedParams {
     ))]
 pub async fn feed(
     req: actix_web::HttpRequest,
-    state: web::Data<AppState>,
+    state: State,
     params: web::Query<FeedParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let token = SecretString::from(params.into_inner().token);
     let (org, hash) = carapace_auth::feed_tokens::parse(&token).ok_or(ApiError::NotFound)?;
     let reader = SubjectId::parse("system:calendar-feed")

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
@@ -23,7 +24,7 @@ use crate::routes::medications::{History, history_view};
 use crate::routes::patients::PatientView;
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, record_sharing};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -106,10 +107,10 @@ impl From<&Consent> for ConsentView {
     ))]
 pub async fn record_consent(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<ConsentBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let b = body.0;
     let recipient_org = match b.recipient_org.as_deref() {
         None => auth.principal.org(),
@@ -149,11 +150,7 @@ pub async fn record_consent(
 /// The patient's consents.
 #[utoipa::path(get, operation_id = "consultations_consents", path = "/api/v1/patients/{id}/consents", tag = "consultations", params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = [ConsentView])))]
-pub async fn consents(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<PatientId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn consents(auth: Authorized, state: State, id: web::Path<PatientId>) -> Reply {
     let all = record_sharing(&state)
         .consents(&caller(&auth), id.into_inner(), OffsetDateTime::now_utc())
         .await?;
@@ -167,9 +164,9 @@ pub async fn consents(
     responses((status = 204, description = "withdrawn")))]
 pub async fn revoke_consent(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     path: web::Path<(Uuid, Uuid)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let (patient, consent) = path.into_inner();
     record_sharing(&state)
         .revoke_consent(
@@ -229,11 +226,7 @@ impl From<&Referral> for ReferralView {
         (status = 403, description = "external_referrals_off, or not in the care team", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "no active consent of this patient", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn refer(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<ReferBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn refer(auth: Authorized, state: State, body: JsonBody<ReferBody>) -> Reply {
     let patient = PatientId::from_uuid(body.0.patient_id);
     let referral = record_sharing(&state)
         .refer(
@@ -259,11 +252,7 @@ pub struct Direction {
 #[utoipa::path(get, operation_id = "consultations_referrals", path = "/api/v1/referrals", tag = "consultations",
     params(Direction),
     responses((status = 200, body = [ReferralView])))]
-pub async fn referrals(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    params: web::Query<Direction>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn referrals(auth: Authorized, state: State, params: web::Query<Direction>) -> Reply {
     let incoming = match params.direction.as_deref() {
         None | Some("incoming") => true,
         Some("outgoing") => false,
@@ -305,11 +294,7 @@ pub struct SharedRecord {
         (status = 200, body = SharedRecord),
         (status = 403, description = "consent_inactive or external_referrals_off", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn shared_record(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn shared_record(auth: Authorized, state: State, id: web::Path<Uuid>) -> Reply {
     let id = id.into_inner();
     let shared = record_sharing(&state)
         .read(

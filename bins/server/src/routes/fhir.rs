@@ -25,6 +25,7 @@ use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::{FHIR_JSON, base_url, capability};
 use crate::http::ApiError;
 use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the FHIR routes (under [`crate::fhir::BASE_PATH`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -250,7 +251,7 @@ pub(crate) fn searchset_page(
 /// The server's capabilities.
 #[utoipa::path(get, operation_id = "fhir_metadata", path = "/fhir/R4/metadata", tag = "fhir",
     responses((status = 200, description = "the CapabilityStatement", body = Resource, content_type = "application/fhir+json")))]
-pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn metadata(req: HttpRequest, state: State) -> HttpResponse {
     let statement =
         capability::statement(&base(&req, &state), env!("CARGO_PKG_VERSION"), "2026-12-06");
     fhir_json(StatusCode::OK, &statement)
@@ -259,7 +260,7 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 /// The SMART on FHIR configuration.
 #[utoipa::path(get, operation_id = "fhir_smart_configuration", path = "/fhir/R4/.well-known/smart-configuration", tag = "fhir",
     responses((status = 200, description = "the SMART configuration", body = Object, content_type = "application/json")))]
-pub async fn smart_configuration(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn smart_configuration(req: HttpRequest, state: State) -> HttpResponse {
     HttpResponse::Ok().json(capability::smart_configuration(
         &crate::routes::backend::token_url(&req, &state),
         state.oidc_issuer.as_deref(),

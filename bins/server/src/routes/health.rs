@@ -8,7 +8,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::http::Reply;
+use crate::state::State;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -75,7 +76,7 @@ async fn witness_check(gate: &crate::http::witness::WitnessGate) -> Result<Strin
     (status = 200, body = Readiness),
     (status = 503, description = "a check failed", body = crate::http::error::Problem, content_type = "application/problem+json"),
 ))]
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ready(state: State) -> Reply {
     let mut results: Vec<(&'static str, Result<String, String>)> = Vec::new();
     let database = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
         Ok(Ok(())) => Ok("ok".to_owned()),

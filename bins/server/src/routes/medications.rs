@@ -16,11 +16,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
 use crate::routes::use_cases::{caller, medication_records};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -181,10 +182,10 @@ fn today() -> time::Date {
     ))]
 pub async fn add_medication(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<MedicationBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let b = body.0;
     let details = MedicationInput {
         drug_name: b.drug_name,
@@ -212,10 +213,10 @@ pub async fn add_medication(
     ))]
 pub async fn add_side_effect(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<SideEffectBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let b = body.0;
     let details = SideEffectInput {
         symptom: b.symptom,
@@ -237,11 +238,7 @@ pub async fn add_side_effect(
 /// The patient's medications and side effects.
 #[utoipa::path(get, operation_id = "medications_history", path = "/api/v1/patients/{id}/medications", tag = "medications", params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = History)))]
-pub async fn history(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<PatientId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn history(auth: Authorized, state: State, id: web::Path<PatientId>) -> Reply {
     let patient = id.into_inner();
     let (meds, effects) = crate::routes::use_cases::medication_records(&state)
         .history(
@@ -269,10 +266,10 @@ pub struct WindowParams {
     responses((status = 200, body = Correlations)))]
 pub async fn correlate(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     params: web::Query<WindowParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let window = Window::parse(params.window_days)?;
     let patient = id.into_inner();
     let access = related(&state, &auth, patient, Permission::PatientRead).await?;
@@ -292,9 +289,9 @@ pub async fn correlate(
     responses((status = 200, body = Correlations)))]
 pub async fn correlate_organization(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     params: web::Query<WindowParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let window = Window::parse(params.window_days)?;
     let timelines = state.medications.timelines(&auth.access()).await?;
     let items = organization_correlations(&timelines, window);

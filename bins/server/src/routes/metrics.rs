@@ -6,7 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use sha2::Digest as _;
 
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::http::Reply;
+use crate::state::State;
 
 /// Registers `/metrics`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,10 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 401, description = "missing or wrong metrics token"),
         (status = 404, description = "metrics are not enabled"),
     ))]
-pub async fn metrics(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(req: HttpRequest, state: State) -> Reply {
     let Some(expected) = state.metrics_token else {
         return Err(ApiError::NotFound);
     };

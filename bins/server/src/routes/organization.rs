@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::JsonBody;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -156,7 +157,7 @@ fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
 /// Reads the settings.
 #[utoipa::path(get, operation_id = "organization_settings_get", path = "/api/v1/organization/settings", tag = "organization",
     responses((status = 200, body = SettingsBody)))]
-pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(auth: Authorized, state: State) -> Reply {
     let org = state
         .orgs
         .find_by_id(auth.principal.org())
@@ -168,11 +169,7 @@ pub async fn get(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRes
 /// Replaces the settings.
 #[utoipa::path(put, operation_id = "organization_settings_put", path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
     responses((status = 200, body = SettingsBody)))]
-pub async fn put(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<SettingsBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn put(auth: Authorized, state: State, body: JsonBody<SettingsBody>) -> Reply {
     let settings = parse(&body.0)?;
     let current = state
         .orgs

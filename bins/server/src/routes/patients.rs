@@ -18,11 +18,13 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::{JsonBody, MergePatchBody};
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the patient routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -62,11 +64,7 @@ fn today() -> time::Date {
     responses(
         (status = 201, body = PatientView),
     ))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<CreatePatient>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State, body: JsonBody<CreatePatient>) -> Reply {
     let demographics = body.0.into_input().parse(today())?;
     let patient = patient_access(&state)
         .register(&caller(&auth), &demographics)
@@ -83,11 +81,7 @@ pub async fn create(
         (status = 200, body = PatientView),
         problems::NoSuchPatient,
     ))]
-pub async fn get(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<PatientId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(auth: Authorized, state: State, id: web::Path<PatientId>) -> Reply {
     let id = id.into_inner();
     let patient = patient_access(&state)
         .read(&caller(&auth), id, OffsetDateTime::now_utc())
@@ -109,10 +103,10 @@ pub async fn get(
     ))]
 pub async fn update(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: MergePatchBody<UpdatePatient>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = id.into_inner();
     let patch = body.0.into_input().parse(today())?;
     let patient = patient_access(&state)
@@ -127,11 +121,7 @@ pub async fn update(
     responses(
         (status = 204, description = "deleted"),
     ))]
-pub async fn delete(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<PatientId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(auth: Authorized, state: State, id: web::Path<PatientId>) -> Reply {
     let id = id.into_inner();
     patient_access(&state)
         .delete(&caller(&auth), id, OffsetDateTime::now_utc())
@@ -163,11 +153,7 @@ pub struct ListParams {
         (status = 200, body = PatientList),
         problems::BadCursor,
     ))]
-pub async fn list(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    params: web::Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State, params: web::Query<ListParams>) -> Reply {
     let ctx = auth.principal.tenant();
     let params = params.into_inner();
     let after = crate::http::extract::open_cursor(

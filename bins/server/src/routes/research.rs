@@ -8,9 +8,9 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the route (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -53,10 +53,7 @@ fn view(cells: Vec<Cell>) -> Vec<CellView> {
 /// De-identified aggregates of the organization, small cells withheld.
 #[utoipa::path(get, operation_id = "research_summary", path = "/api/v1/analytics/research", tag = "medications",
     responses((status = 200, body = ResearchView)))]
-pub async fn summary(
-    auth: Authorized,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn summary(auth: Authorized, state: State) -> Reply {
     let now = OffsetDateTime::now_utc();
     let cohort = state
         .research

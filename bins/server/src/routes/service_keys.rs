@@ -13,9 +13,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::{Authorized, admin_action};
 use crate::http::extract::JsonBody;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -97,11 +98,7 @@ impl ServiceKeyView {
     responses(
         (status = 201, body = ServiceKeyView),
     ))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<NewServiceKey>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State, body: JsonBody<NewServiceKey>) -> Reply {
     let NewServiceKey { name, roles, jwks } = body.0;
     let jwks = jwks
         .map(|j| {
@@ -132,7 +129,7 @@ pub async fn create(
 /// Lists the organization's service keys.
 #[utoipa::path(get, operation_id = "service_keys_list", path = "/api/v1/service-keys", tag = "service keys",
     responses((status = 200, body = [ServiceKeyView])))]
-pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State) -> Reply {
     let keys = state.service_keys.list(&auth.principal.tenant()).await?;
     Ok(HttpResponse::Ok().json(
         keys.into_iter()
@@ -145,11 +142,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 #[utoipa::path(delete, operation_id = "service_keys_revoke", path = "/api/v1/service-keys/{id}", tag = "service keys",
     params(("id" = Uuid, Path, description = "key id")),
     responses((status = 204, description = "revoked")))]
-pub async fn revoke(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(auth: Authorized, state: State, id: web::Path<Uuid>) -> Reply {
     let id = id.into_inner();
     if state
         .service_keys

@@ -21,10 +21,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::problems;
+use crate::state::State;
 use crate::state::{AppState, Voice};
 
 /// Largest callback body, in bytes.
@@ -122,10 +124,7 @@ pub struct AccountBody {
 /// The organization's telephony account (administrators).
 #[utoipa::path(get, operation_id = "telephony_account_get", path = "/api/v1/organization/telephony", tag = "telephony",
     responses((status = 200, body = AccountView), (status = 404, description = "no account set", body = Problem, content_type = "application/problem+json")))]
-pub async fn account(
-    auth: Authorized,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn account(auth: Authorized, state: State) -> Reply {
     use carapace_clinical::telephony::CallRepository as _;
     let found = state
         .calls
@@ -139,11 +138,7 @@ pub async fn account(
 #[utoipa::path(put, operation_id = "telephony_account_put", path = "/api/v1/organization/telephony", tag = "telephony",
     request_body = AccountBody,
     responses((status = 200, body = AccountView)))]
-pub async fn put_account(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<AccountBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn put_account(auth: Authorized, state: State, body: JsonBody<AccountBody>) -> Reply {
     use carapace_clinical::telephony::CallRepository as _;
     let b = body.0;
     let parsed = AccountInput {
@@ -176,11 +171,7 @@ pub struct CallView {
         (status = 409, description = "not_claimed, call_in_progress or telephony_not_configured", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "telephony_unavailable: the provider did not answer; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn call(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn call(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let voice = voice(&state)?;
     let access = auth.access();
     let org = access.org().as_uuid();
@@ -217,11 +208,7 @@ pub async fn call(
         (status = 409, description = "invalid_transition, no_call, no_supervisor or telephony_not_configured", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "telephony_unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn escalate(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn escalate(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let voice = voice(&state)?;
     telephony::escalate(
         &voice.api,
@@ -256,11 +243,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 #[utoipa::path(get, operation_id = "verification_recordings", path = "/api/v1/verification-tasks/{id}/recordings", tag = "telephony",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = [RecordingView])))]
-pub async fn recordings(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn recordings(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let found = state
         .calls
         .recordings(&auth.access(), id.into_inner())
@@ -285,11 +268,7 @@ pub async fn recordings(
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
     ))]
-pub async fn play(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    path: web::Path<(Uuid, String)>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn play(auth: Authorized, state: State, path: web::Path<(Uuid, String)>) -> Reply {
     let (id, recording) = path.into_inner();
     let sid = ProviderSid::parse(&recording).ok_or(ApiError::NotFound)?;
     let audio = state
@@ -334,11 +313,11 @@ enum Target {
 
 async fn callback(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: State,
     org: Uuid,
     body: web::Bytes,
     target: Target,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let voice = voice(&state).map_err(|_| ApiError::NotFound)?;
     if body.len() > CALLBACK_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge);
@@ -450,10 +429,10 @@ macro_rules! signed_callback {
             responses(problems::UnsignedCallback, $($responses)*))]
         pub async fn $name(
             req: HttpRequest,
-            state: web::Data<AppState>,
+            state: State,
             org: web::Path<Uuid>,
             body: web::Bytes,
-        ) -> Result<HttpResponse, ApiError> {
+        ) -> Reply {
             let target = Target::Kind(CallbackKind::$kind);
             callback(req, state, org.into_inner(), body, target).await
         }
@@ -506,10 +485,10 @@ signed_callback!(
     ))]
 pub async fn reminder_answer(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: State,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let (org, reminder) = path.into_inner();
     callback(req, state, org, body, Target::Answer(reminder)).await
 }

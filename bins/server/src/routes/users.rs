@@ -13,9 +13,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::{Authorized, admin_action};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::state::State;
 use crate::state::{AppState, UserAdminService};
 
 /// Registers the routes (under `/api/v1`).
@@ -105,7 +107,7 @@ fn roles(names: &[String]) -> Result<RoleSet, ApiError> {
 /// Lists the organization's users.
 #[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users",
     responses((status = 200, body = [UserView])))]
-pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State) -> Reply {
     let users = admin(&state)?.list(&auth.principal).await?;
     Ok(HttpResponse::Ok().json(users.into_iter().map(UserView::from).collect::<Vec<_>>()))
 }
@@ -113,11 +115,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 /// Creates a user and mails an invitation code.
 #[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = UserView)))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<NewUser>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State, body: JsonBody<NewUser>) -> Reply {
     let NewUser {
         email,
         roles: names,
@@ -141,12 +139,7 @@ fn user_ref(raw: &str) -> Result<UserRef, ApiError> {
     UserRef::parse(raw).ok_or(ApiError::NotFound)
 }
 
-async fn apply(
-    auth: &Authorized,
-    state: &AppState,
-    id: String,
-    change: AdminChange,
-) -> Result<HttpResponse, ApiError> {
+async fn apply(auth: &Authorized, state: &AppState, id: String, change: AdminChange) -> Reply {
     let user = user_ref(&id)?;
     let what = match &change {
         AdminChange::Roles(_) => "user.roles_changed",
@@ -189,10 +182,10 @@ pub struct MfaReset {
     ))]
 pub async fn reset_mfa(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<String>,
     body: JsonBody<MfaReset>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let reason = body.0.reason.trim();
     if !(10..=500).contains(&reason.chars().count()) {
         return Err(ApiError::Invalid(vec![carapace_clinical::FieldError::new(
@@ -220,10 +213,10 @@ pub async fn reset_mfa(
     params(("id" = String, Path, description = "user id")), responses((status = 204, description = "changed")))]
 pub async fn change_roles(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<String>,
     body: JsonBody<RolesChange>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let change = AdminChange::Roles(roles(&body.0.roles)?);
     apply(&auth, &state, id.into_inner(), change).await
 }
@@ -234,11 +227,7 @@ pub async fn change_roles(
 /// refused at once.
 #[utoipa::path(post, operation_id = "users_lock", path = "/api/v1/users/{id}/lock", tag = "users",
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "locked")))]
-pub async fn lock(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn lock(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     apply(&auth, &state, id.into_inner(), AdminChange::Lock).await
 }
 
@@ -246,11 +235,7 @@ pub async fn lock(
 /// before the lock stay refused.
 #[utoipa::path(post, operation_id = "users_unlock", path = "/api/v1/users/{id}/unlock", tag = "users",
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "unlocked")))]
-pub async fn unlock(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn unlock(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     apply(&auth, &state, id.into_inner(), AdminChange::Unlock).await
 }
 
@@ -258,11 +243,7 @@ pub async fn unlock(
 /// calendar feeds end (identity-provider users: every token is refused).
 #[utoipa::path(post, operation_id = "users_deactivate", path = "/api/v1/users/{id}/deactivate", tag = "users",
     params(("id" = String, Path, description = "user id, or `oidc:<sub>` for an identity-provider user")), responses((status = 204, description = "deactivated")))]
-pub async fn deactivate(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn deactivate(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     apply(&auth, &state, id.into_inner(), AdminChange::Deactivate).await
 }
 
@@ -287,9 +268,9 @@ pub struct ImpersonationToken {
     ))]
 pub async fn impersonate(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<carapace_auth::local::UserId>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let local = state.local.as_ref().ok_or(ApiError::NotFound)?;
     let target = id.into_inner();
     let (token, expires_in) = local

@@ -19,12 +19,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::patients::related;
 use crate::routes::problems;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -159,10 +160,7 @@ pub struct VerificationSettingsBody {
 /// Reads the verification settings (administrators).
 #[utoipa::path(get, operation_id = "verification_settings_get", path = "/api/v1/organization/verification-settings", tag = "verification",
     responses((status = 200, body = VerificationSettingsBody)))]
-pub async fn settings(
-    auth: Authorized,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn settings(auth: Authorized, state: State) -> Reply {
     let phone = state.verifications.supervisor_phone(&auth.access()).await?;
     Ok(HttpResponse::Ok().json(VerificationSettingsBody {
         supervisor_phone: phone.map(|p| p.expose_phi().clone()),
@@ -175,9 +173,9 @@ pub async fn settings(
     responses((status = 200, body = VerificationSettingsBody)))]
 pub async fn put_settings(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     body: JsonBody<VerificationSettingsBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let phone = body
         .0
         .supervisor_phone
@@ -199,11 +197,7 @@ pub async fn put_settings(
         (status = 201, body = TaskView),
         problems::NoSuchPatient,
     ))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<TaskBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State, body: JsonBody<TaskBody>) -> Reply {
     let b = body.0;
     let request = TaskInput {
         patient_id: b.patient_id,
@@ -250,11 +244,7 @@ fn status_filter(raw: Option<&str>) -> Result<Option<TaskStatus>, ApiError> {
 #[utoipa::path(get, operation_id = "verification_list", path = "/api/v1/verification-tasks", tag = "verification",
     params(StatusFilter),
     responses((status = 200, body = [TaskView])))]
-pub async fn list(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    params: web::Query<StatusFilter>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State, params: web::Query<StatusFilter>) -> Reply {
     let status = status_filter(params.status.as_deref())?;
     let tasks = state.verifications.list(&auth.access(), status).await?;
     let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
@@ -271,7 +261,7 @@ pub struct QueuedTask {
 /// The pending tasks a bot may claim: ids only, oldest first.
 #[utoipa::path(get, operation_id = "verification_queue", path = "/api/v1/verification-tasks/queue", tag = "verification",
     responses((status = 200, body = [QueuedTask])))]
-pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn queue(auth: Authorized, state: State) -> Reply {
     let mut tasks = state
         .verifications
         .list(&auth.access(), Some(TaskStatus::Pending))
@@ -291,11 +281,7 @@ pub async fn queue(auth: Authorized, state: web::Data<AppState>) -> Result<HttpR
 #[utoipa::path(get, operation_id = "verification_get", path = "/api/v1/verification-tasks/{id}", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = TaskView)))]
-pub async fn get(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let task = state
         .verifications
         .get(&auth.access(), id.into_inner())
@@ -311,11 +297,7 @@ pub async fn get(
         (status = 200, body = TaskView),
         problems::InvalidTransition,
     ))]
-pub async fn cancel(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let task = state
         .verifications
         .cancel(&auth.access(), id.into_inner())
@@ -331,11 +313,7 @@ pub async fn cancel(
         (status = 204, description = "claimed"),
         problems::InvalidTransition,
     ))]
-pub async fn claim(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn claim(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     state
         .verifications
         .claim(&auth.access(), id.into_inner())
@@ -348,11 +326,7 @@ pub async fn claim(
 #[utoipa::path(get, operation_id = "verification_bot_view", path = "/api/v1/verification-tasks/{id}/bot-view", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = BotViewBody)))]
-pub async fn view(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn view(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let view = state
         .verifications
         .bot_view(&auth.access(), id.into_inner())
@@ -384,10 +358,10 @@ pub struct ProgressBody {
     ))]
 pub async fn progress(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<TaskId>,
     body: JsonBody<ProgressBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let b = body.0;
     let report = match (b.status.as_str(), b.reference_number, b.reason) {
         ("calling", None, None) => Progress::Calling,
@@ -445,10 +419,10 @@ pub struct ChunkReceipt {
     ))]
 pub async fn upload(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<TaskId>,
     body: JsonBody<ChunkBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let b = body.0;
     let text = transcript_chunk(b.text)?;
     let chunks = state
@@ -469,11 +443,7 @@ pub struct TranscriptBody {
 #[utoipa::path(get, operation_id = "verification_transcript", path = "/api/v1/verification-tasks/{id}/transcript", tag = "verification",
     params(("id" = Uuid, Path, description = "task id")),
     responses((status = 200, body = TranscriptBody)))]
-pub async fn transcript(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<TaskId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn transcript(auth: Authorized, state: State, id: web::Path<TaskId>) -> Reply {
     let text = state
         .verifications
         .transcript(&auth.access(), id.into_inner())

@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::problems;
 use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -52,11 +54,7 @@ pub struct TranscriptionBody {
         (status = 422, description = "empty or longer than 300 seconds", body = Problem, content_type = "application/problem+json"),
         problems::SpeechUnavailable,
     ))]
-pub async fn transcribe(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+pub async fn transcribe(auth: Authorized, state: State, body: web::Bytes) -> Reply {
     let audio = speech::audio(body.to_vec()).map_err(|e| match e {
         ClinicalError::Refused {
             code: "unsupported_audio",
@@ -94,11 +92,7 @@ pub struct SpeechBody {
         problems::OrgBaaMissing,
         problems::SpeechUnavailable,
     ))]
-pub async fn speak(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    body: JsonBody<SpeechBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn speak(auth: Authorized, state: State, body: JsonBody<SpeechBody>) -> Reply {
     let text = speech::speech_text(&body.0.text)?;
     let gate = availability(&state, &auth);
     let Some(provider) = state.speech.as_ref() else {

@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -58,7 +59,7 @@ impl From<Voicemail> for VoicemailView {
 /// The organization's voicemails, newest first (at most 200).
 #[utoipa::path(get, operation_id = "voicemails_list", path = "/api/v1/voicemails", tag = "telephony",
     responses((status = 200, body = [VoicemailView])))]
-pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(auth: Authorized, state: State) -> Reply {
     let found = state.voicemails.list(&auth.access()).await?;
     let views: Vec<VoicemailView> = found.into_iter().map(VoicemailView::from).collect();
     Ok(HttpResponse::Ok()
@@ -70,11 +71,7 @@ pub async fn list(auth: Authorized, state: web::Data<AppState>) -> Result<HttpRe
 #[utoipa::path(get, operation_id = "voicemails_get", path = "/api/v1/voicemails/{id}", tag = "telephony",
     params(("id" = Uuid, Path, description = "voicemail id")),
     responses((status = 200, body = VoicemailView)))]
-pub async fn get(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<VoicemailId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(auth: Authorized, state: State, id: web::Path<VoicemailId>) -> Reply {
     let found = state
         .voicemails
         .get(&auth.access(), id.into_inner())
@@ -91,11 +88,7 @@ pub async fn get(
     responses(
         (status = 200, description = "the audio", content_type = "audio/wav", body = Vec<u8>),
     ))]
-pub async fn play(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<VoicemailId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn play(auth: Authorized, state: State, id: web::Path<VoicemailId>) -> Reply {
     let audio = state
         .voicemails
         .audio(&auth.access(), id.into_inner())

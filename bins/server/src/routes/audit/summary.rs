@@ -11,9 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{invalid, time};
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::state::State;
 
 /// The longest range of days one request counts.
 const MAX_DAYS: i64 = 366;
@@ -58,11 +59,7 @@ pub struct DailyView {
     responses(
         (status = 200, body = DailyView),
     ))]
-pub async fn daily(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    params: web::Query<DailyParams>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn daily(auth: Authorized, state: State, params: web::Query<DailyParams>) -> Reply {
     let p = params.into_inner();
     let to = match time("to", p.to.as_deref())? {
         Some(to) => to,
@@ -147,7 +144,7 @@ pub struct ChainView {
         (status = 200, body = ChainView),
         (status = 429, description = "the organization's verification, or as many as the instance runs, under way", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn chain(auth: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn chain(auth: Authorized, state: State) -> Reply {
     let org = auth.principal.org();
     let Some(_running) = state.verifying.start(org) else {
         return Err(ApiError::RateLimited(std::time::Duration::from_secs(5)));

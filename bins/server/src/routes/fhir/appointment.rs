@@ -21,11 +21,12 @@ use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, versio
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::etag;
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::routes::appointments::{open_position, seal_position};
 use crate::routes::use_cases::{caller, patient_access, scheduling};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the `Appointment` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -74,10 +75,10 @@ fn answer(
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Appointment")))]
 pub async fn read(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = read_id(&id, AppointmentId::from_uuid)?;
     let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
     Ok(answer(StatusCode::OK, &found, &base(&req, &state)))
@@ -90,10 +91,10 @@ pub async fn read(
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Appointment at that version")))]
 pub async fn vread(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let (id, vid) = path.into_inner();
     let id = read_id(&id, AppointmentId::from_uuid)?;
     let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
@@ -109,12 +110,7 @@ pub async fn vread(
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "booked"),
               (status = 409, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the slot is taken")))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State, req: HttpRequest, body: FhirBody) -> Reply {
     let at = now();
     let new = from_fhir(&body.0)
         .and_then(|(input, status)| {
@@ -147,11 +143,11 @@ pub async fn create(
               (status = 409, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the slot is taken, or the status cannot change so")))]
 pub async fn update(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     id: web::Path<String>,
     body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = read_id(&id, AppointmentId::from_uuid)?;
     if req.headers().contains_key(header::IF_MATCH) {
         return Err(ApiError::Unprocessable {
@@ -218,11 +214,7 @@ fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError>
            ("_include" = Option<String>, Query, description = "Appointment:patient"),
            Paging),
     responses(Searchset))]
-pub async fn search(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
     let base = base(&req, &state);
     let ctx = auth.principal.tenant();

@@ -3,7 +3,7 @@
 //! `/api/v1/audit-events`; every read is itself recorded (`audit.read`).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use carapace_audit::ActionKind;
 use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
@@ -13,9 +13,10 @@ use super::{Resource, Searchset, bad, base, fhir_json, query_pairs, searchset_pa
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::routes::audit::{AuditParams, CURSOR_SCOPE, query};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the `AuditEvent` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -34,11 +35,7 @@ fn read_event(auth: &Authorized, what: String) -> carapace_audit::AuditEvent {
 #[utoipa::path(get, operation_id = "fhir_audit_event_read", path = "/fhir/R4/AuditEvent/{id}", tag = "fhir",
     params(("id" = String, Path, description = "event id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the AuditEvent")))]
-pub async fn read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = crate::fhir::path_id(&id).ok_or(ApiError::NotFound)?;
     let mut q = query(&state, &auth, AuditParams::default())?;
     q.id = Some(id);
@@ -93,11 +90,7 @@ fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
            ("_count" = Option<String>, Query, description = "page size, 1-500"),
            ("_cursor" = Option<String>, Query, description = "from the next link")),
     responses(Searchset))]
-pub async fn search(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
     let mut p = AuditParams::default();
     let mut kind = None;

@@ -5,7 +5,7 @@
 //! the same audit events).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use carapace_clinical::medication::{MedicationId, SideEffectId};
 use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
@@ -15,11 +15,11 @@ use crate::fhir::clinical::{
     adverse_event, care_team, element_of, medication_from_fhir, medication_statement,
     medication_status, side_effect_from_fhir,
 };
-use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::routes::use_cases::{caller, medication_records, patient_access};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -46,11 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, operation_id = "fhir_care_team_search", path = "/fhir/R4/CareTeam", tag = "fhir",
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses(Searchset))]
-pub async fn care_teams(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn care_teams(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let patient = patient_of(&req, true)?;
     let team = patient_access(&state)
         .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
@@ -67,11 +63,7 @@ pub async fn care_teams(
 #[utoipa::path(get, operation_id = "fhir_care_team_read", path = "/fhir/R4/CareTeam/{id}", tag = "fhir",
     params(("id" = String, Path, description = "the patient's id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the CareTeam")))]
-pub async fn care_team_read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn care_team_read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let patient = read_id(&id, PatientId::from_uuid)?;
     let team = patient_access(&state)
         .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
@@ -83,11 +75,7 @@ pub async fn care_team_read(
 #[utoipa::path(get, operation_id = "fhir_medication_statement_search", path = "/fhir/R4/MedicationStatement", tag = "fhir",
     params(("patient" = String, Query, description = "Patient/<id> (or subject)")),
     responses(Searchset))]
-pub async fn medication_statements(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn medication_statements(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let patient = patient_of(&req, true)?;
     let now = OffsetDateTime::now_utc();
     let (meds, _) = medication_records(&state)
@@ -104,11 +92,7 @@ pub async fn medication_statements(
 #[utoipa::path(get, operation_id = "fhir_adverse_event_search", path = "/fhir/R4/AdverseEvent", tag = "fhir",
     params(("subject" = String, Query, description = "Patient/<id> (or patient)")),
     responses(Searchset))]
-pub async fn adverse_events(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn adverse_events(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let patient = patient_of(&req, true)?;
     let (_, effects) = medication_records(&state)
         .history(&caller(&auth), patient, OffsetDateTime::now_utc())
@@ -127,9 +111,9 @@ pub async fn adverse_events(
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the MedicationStatement")))]
 pub async fn medication_statement_read(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = read_id(&id, MedicationId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     let found = medication_records(&state)
@@ -145,11 +129,7 @@ pub async fn medication_statement_read(
 #[utoipa::path(get, operation_id = "fhir_adverse_event_read", path = "/fhir/R4/AdverseEvent/{id}", tag = "fhir",
     params(("id" = String, Path, description = "side-effect report id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the AdverseEvent")))]
-pub async fn adverse_event_read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn adverse_event_read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, SideEffectId::from_uuid)?;
     let found = medication_records(&state)
         .side_effect(&caller(&auth), id, OffsetDateTime::now_utc())
@@ -165,10 +145,10 @@ pub async fn adverse_event_read(
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
 pub async fn medication_statement_create(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let now = OffsetDateTime::now_utc();
     let (patient, input, status) = medication_from_fhir(&body.0)?;
     let details = input.parse(now.date()).map_err(|e| named(e, element_of))?;
@@ -198,10 +178,10 @@ pub async fn medication_statement_create(
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
 pub async fn adverse_event_create(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let now = OffsetDateTime::now_utc();
     let (patient, input) = side_effect_from_fhir(&body.0)?;
     let details = input.parse(now.date()).map_err(|e| named(e, element_of))?;

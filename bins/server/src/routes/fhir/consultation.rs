@@ -5,7 +5,7 @@
 //! `/api/v1/referrals`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use carapace_clinical::consultation::{Consent, ConsentId, ReferralId};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -19,10 +19,11 @@ use crate::fhir::consultation::{
     consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
 };
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::routes::use_cases::{caller, record_sharing};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -48,11 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, operation_id = "fhir_consent_search", path = "/fhir/R4/Consent", tag = "fhir",
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses(Searchset))]
-pub async fn consents(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn consents(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let patient = patient_of(&req, false)?;
     let now = OffsetDateTime::now_utc();
     let all = record_sharing(&state)
@@ -69,11 +66,7 @@ pub async fn consents(
 #[utoipa::path(get, operation_id = "fhir_consent_read", path = "/fhir/R4/Consent/{id}", tag = "fhir",
     params(("id" = String, Path, description = "consent id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Consent")))]
-pub async fn consent_read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn consent_read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, ConsentId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     let found = record_sharing(&state)
@@ -116,11 +109,7 @@ fn directions(req: &HttpRequest, me: &str) -> Result<(bool, bool), ApiError> {
         ("requester:identifier" = Option<String>, Query, description = "urn:carapace:subject|<you>: the referrals you made"),
     ),
     responses(Searchset))]
-pub async fn service_requests(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn service_requests(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let (received, made) = directions(&req, auth.principal.subject().as_str())?;
     let sharing = record_sharing(&state);
     let who = caller(&auth);
@@ -142,11 +131,7 @@ pub async fn service_requests(
 #[utoipa::path(get, operation_id = "fhir_service_request_read", path = "/fhir/R4/ServiceRequest/{id}", tag = "fhir",
     params(("id" = String, Path, description = "referral id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the ServiceRequest")))]
-pub async fn service_request_read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn service_request_read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, ReferralId::from_uuid)?;
     let found = record_sharing(&state).referral(&caller(&auth), id).await?;
     Ok(fhir_json(
@@ -164,10 +149,10 @@ pub async fn service_request_read(
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "recorded")))]
 pub async fn consent_create(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let (patient, input, org) = consent_from_fhir(&body.0)?;
     let now = OffsetDateTime::now_utc();
     let made = record_sharing(&state)
@@ -192,10 +177,10 @@ pub async fn consent_create(
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the consent as it now is")))]
 pub async fn consent_update(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<String>,
     body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = read_id(&id, ConsentId::from_uuid)?;
     // To the microsecond, as stored: the answer is what a read returns.
     let now = carapace_audit::event::now_micros();
@@ -245,12 +230,7 @@ pub async fn consent_update(
 #[utoipa::path(post, operation_id = "fhir_service_request_create", path = "/fhir/R4/ServiceRequest", tag = "fhir",
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "referred")))]
-pub async fn refer(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+pub async fn refer(auth: Authorized, state: State, req: HttpRequest, body: FhirBody) -> Reply {
     let (patient, consent) = referral_from_fhir(&body.0)?;
     let made = record_sharing(&state)
         .refer(&caller(&auth), patient, consent, OffsetDateTime::now_utc())

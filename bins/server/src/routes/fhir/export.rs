@@ -28,9 +28,11 @@ use time::format_description::well_known::Rfc3339;
 use super::{bad, base, query_pairs, read_id};
 use crate::fhir::instant;
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::routes::use_cases::{caller, medication_records, patient_access, record_sharing};
 use crate::state::AppState;
+use crate::state::State;
 
 /// Most patients one export holds.
 pub const MAX_PATIENTS: usize = 100_000;
@@ -69,11 +71,7 @@ pub struct ExportParams {
     params(("Prefer" = String, Header, description = "respond-async"),
            ExportParams),
     responses((status = 202, description = "started; Content-Location names its status")))]
-pub async fn kick_off(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn kick_off(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     start(auth, state, req, None).await
 }
 
@@ -87,10 +85,10 @@ pub async fn kick_off(
     responses((status = 202, description = "started; Content-Location names its status")))]
 pub async fn group_kick_off(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let group = Group::parse(&id).ok_or(ApiError::NotFound)?;
     start(auth, state, req, Some(group)).await
 }
@@ -104,12 +102,7 @@ enum Scope {
     One(PatientId),
 }
 
-async fn start(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    group: Option<Group>,
-) -> Result<HttpResponse, ApiError> {
+async fn start(auth: Authorized, state: State, req: HttpRequest, group: Option<Group>) -> Reply {
     let asynchronous = req
         .headers()
         .get_all("prefer")
@@ -200,7 +193,7 @@ async fn start(
 
 /// Writes the export's files, then marks it complete (or failed).
 async fn run(
-    state: web::Data<AppState>,
+    state: State,
     auth: Authorized,
     id: ExportId,
     scope: Scope,
@@ -396,10 +389,10 @@ async fn write(
               (status = 500, body = super::OperationOutcome, content_type = "application/fhir+json", description = "export_failed: the export failed, and why")))]
 pub async fn status(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = read_id(&id, ExportId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     let job = state
@@ -451,11 +444,7 @@ pub async fn status(
 #[utoipa::path(delete, operation_id = "fhir_export_cancel", path = "/fhir/R4/$export-status/{id}", tag = "fhir",
     params(("id" = String, Path, description = "export id")),
     responses((status = 202, description = "cancelled and deleted")))]
-pub async fn cancel(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, ExportId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
     state
@@ -475,11 +464,7 @@ pub async fn cancel(
 #[utoipa::path(get, operation_id = "fhir_export_file", path = "/fhir/R4/$export-file/{id}/{n}", tag = "fhir",
     params(("id" = String, Path, description = "export id"), ("n" = String, Path, description = "file number")),
     responses((status = 200, description = "NDJSON, one resource per line", content_type = "application/fhir+ndjson")))]
-pub async fn download(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn download(auth: Authorized, state: State, path: web::Path<(String, String)>) -> Reply {
     let (raw, n) = path.into_inner();
     let id = read_id(&raw, ExportId::from_uuid)?;
     let n: u32 = n

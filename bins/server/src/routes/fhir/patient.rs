@@ -20,10 +20,11 @@ use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::routes::use_cases::{caller, patient_access};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the `Patient` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -86,10 +87,10 @@ fn answer(status: StatusCode, patient: &Patient, base: &str) -> HttpResponse {
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Patient, with ETag")))]
 pub async fn read(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let id = patient_id(&id)?;
     let patient = patient_access(&state)
         .read(&caller(&auth), id, now())
@@ -104,10 +105,10 @@ pub async fn read(
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Patient at that version")))]
 pub async fn vread(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let (id, vid) = path.into_inner();
     let patient = patient_access(&state)
         .read(&caller(&auth), patient_id(&id)?, now())
@@ -122,12 +123,7 @@ pub async fn vread(
 #[utoipa::path(post, operation_id = "fhir_patient_create", path = "/fhir/R4/Patient", tag = "fhir",
     request_body(content = Resource, content_type = "application/fhir+json"),
     responses((status = 201, body = Resource, content_type = "application/fhir+json", description = "created; Location names its version")))]
-pub async fn create(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(auth: Authorized, state: State, req: HttpRequest, body: FhirBody) -> Reply {
     let demographics = from_fhir(&body.0, None)?.parse(now().date())?;
     let patient = patient_access(&state)
         .register(&caller(&auth), &demographics)
@@ -145,11 +141,11 @@ pub async fn create(
               (status = 412, body = super::OperationOutcome, content_type = "application/fhir+json", description = "the patient is at another version")))]
 pub async fn update(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     req: HttpRequest,
     id: web::Path<String>,
     body: FhirBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let expected = match req.headers().get(header::IF_MATCH) {
         None => None,
         Some(v) => {
@@ -175,11 +171,7 @@ pub async fn update(
 #[utoipa::path(delete, operation_id = "fhir_patient_delete", path = "/fhir/R4/Patient/{id}", tag = "fhir",
     params(("id" = String, Path, description = "patient id")),
     responses((status = 204, description = "deleted")))]
-pub async fn delete(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = patient_id(&id)?;
     patient_access(&state)
         .delete(&caller(&auth), id, now())
@@ -220,11 +212,7 @@ fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError>
            ("_lastUpdated" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),
            Paging),
     responses(Searchset))]
-pub async fn search(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
     let base = base(&req, &state);
     let ctx = auth.principal.tenant();

@@ -6,14 +6,16 @@
 //! them: no scope stands for user administration.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use carapace_auth::local::UserId;
 
 use super::{Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::practitioner::to_fhir;
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
+use crate::state::State;
 use crate::state::{AppState, UserAdminService};
 
 /// Registers the routes.
@@ -34,11 +36,7 @@ fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
         ("active" = Option<String>, Query, description = "true or false"),
     ),
     responses(Searchset))]
-pub async fn search(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let (mut subject, mut active) = (None, None);
     for (name, value) in query_pairs(&req)? {
         match name.as_str() {
@@ -79,11 +77,7 @@ pub async fn search(
 #[utoipa::path(get, operation_id = "fhir_practitioner_read", path = "/fhir/R4/Practitioner/{id}", tag = "fhir",
     params(("id" = String, Path, description = "the account's id (its subject)")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Practitioner")))]
-pub async fn read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, UserId::from_uuid)?;
     let found = admin(&state)?
         .practitioner(&auth.principal, id)

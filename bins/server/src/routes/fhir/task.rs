@@ -5,15 +5,16 @@
 //! task it works (`verification:work`), `Task/{id}/$bot-view`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use carapace_clinical::FieldError;
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
 use super::{Resource, Searchset, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::Authorized;
-use crate::state::AppState;
+use crate::state::State;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -27,11 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, operation_id = "fhir_task_bot_view", path = "/fhir/R4/Task/{id}/$bot-view", tag = "fhir",
     params(("id" = String, Path, description = "task id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Task, minimal")))]
-pub async fn bot_view(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn bot_view(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, TaskId::from_uuid)?;
     let view = state
         .verifications
@@ -45,11 +42,7 @@ pub async fn bot_view(
 #[utoipa::path(get, operation_id = "fhir_task_read", path = "/fhir/R4/Task/{id}", tag = "fhir",
     params(("id" = String, Path, description = "task id")),
     responses((status = 200, body = Resource, content_type = "application/fhir+json", description = "the Task")))]
-pub async fn read(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn read(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, TaskId::from_uuid)?;
     let task = state
         .verifications
@@ -64,11 +57,7 @@ pub async fn read(
 #[utoipa::path(get, operation_id = "fhir_task_search", path = "/fhir/R4/Task", tag = "fhir",
     params(("status" = Option<String>, Query, description = "requested, accepted, in-progress, completed, failed or cancelled")),
     responses(Searchset))]
-pub async fn search(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
     let mut status = None;
     for (name, value) in &params {

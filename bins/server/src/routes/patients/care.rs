@@ -11,11 +11,12 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::http::Reply;
 use crate::http::auth::{Authorized, admin_action, record};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
 use crate::routes::use_cases::{caller, care_teams};
-use crate::state::AppState;
+use crate::state::State;
 
 /// How long a break-glass grant lasts.
 pub const BREAK_GLASS_FOR: Duration = Duration::hours(1);
@@ -100,10 +101,10 @@ fn subject(raw: Option<String>) -> Result<Option<SubjectId>, ApiError> {
     ))]
 pub async fn break_glass(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<BreakGlassRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let reason = break_glass_reason(&body.0.reason)?;
     let id = id.into_inner();
     let until = OffsetDateTime::now_utc() + BREAK_GLASS_FOR;
@@ -139,10 +140,10 @@ pub async fn break_glass(
     responses((status = 204, description = "assigned")))]
 pub async fn assign(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<CareTeamMember>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let mut errors = Vec::new();
     let who = subject(Some(body.0.subject))
         .map_err(|_| {
@@ -176,11 +177,7 @@ pub async fn assign(
 /// The patient's care team, with each practitioner's role.
 #[utoipa::path(get, operation_id = "patients_care_team_list", path = "/api/v1/patients/{id}/care-team", tag = "patients", params(("id" = Uuid, Path, description = "patient id")),
     responses((status = 200, body = [CareTeamEntry])))]
-pub async fn care_team(
-    auth: Authorized,
-    state: web::Data<AppState>,
-    id: web::Path<PatientId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn care_team(auth: Authorized, state: State, id: web::Path<PatientId>) -> Reply {
     let id = id.into_inner();
     let team = crate::routes::use_cases::patient_access(&state)
         .care_team(
@@ -204,10 +201,10 @@ pub async fn care_team(
     responses((status = 204, description = "linked")))]
 pub async fn link_account(
     auth: Authorized,
-    state: web::Data<AppState>,
+    state: State,
     id: web::Path<PatientId>,
     body: JsonBody<SubjectRef>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let who = subject(body.0.subject)?;
     let id = id.into_inner();
     if state
