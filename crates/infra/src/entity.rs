@@ -11,6 +11,25 @@ macro_rules! no_relations {
     };
 }
 
+/// A tenant-scoped table keyed by `(org_id, id)`, with no relations: the
+/// derive, the two key columns and the relation boilerplate every such
+/// entity repeats. `$table` is its name, the rest its other columns.
+macro_rules! tenant_model {
+    ($table:tt { $($columns:tt)* }) => {
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = $table)]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub org_id: Uuid,
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            $($columns)*
+        }
+
+        no_relations!();
+    };
+}
+
 mod tenancy;
 pub use tenancy::{idempotency_key, org_key, organization};
 

@@ -39,21 +39,13 @@ pub mod user {
 pub mod session {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "sessions")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("sessions" {
         pub user_id: Uuid,
         pub amr: String,
         pub created_at: TimeDateTimeWithTimeZone,
         pub last_used_at: TimeDateTimeWithTimeZone,
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod refresh_token {
@@ -78,19 +70,11 @@ pub mod refresh_token {
 pub mod security_event {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "security_events")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("security_events" {
         pub kind: String,
         pub subject: Option<String>,
         pub at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod password_reset {
@@ -134,13 +118,7 @@ pub mod recovery_code {
 pub mod service_key {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "service_keys")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("service_keys" {
         pub name: String,
         pub hash: Vec<u8>,
         pub roles: String,
@@ -148,9 +126,7 @@ pub mod service_key {
         pub last_used_at: Option<TimeDateTimeWithTimeZone>,
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
         pub jwks: Option<String>,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod backend_assertion {
@@ -208,17 +184,9 @@ pub mod login_address_failure {
 pub mod mfa_challenge_spent {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "mfa_challenges_spent")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("mfa_challenges_spent" {
         pub expires_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod subject_block {

@@ -3,13 +3,7 @@
 pub mod audit_event {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "audit_events")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("audit_events" {
         pub recorded_at: TimeDateTimeWithTimeZone,
         pub actor: String,
         pub action: String,
@@ -17,9 +11,7 @@ pub mod audit_event {
         pub resource_id: Option<String>,
         pub outcome: String,
         pub body: String,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod audit_chain {
@@ -63,13 +55,7 @@ pub mod audit_checkpoint {
 pub mod alert_outbox {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "alert_outbox")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("alert_outbox" {
         pub rule: String,
         pub payload: String,
         pub created_at: TimeDateTimeWithTimeZone,
@@ -77,7 +63,5 @@ pub mod alert_outbox {
         pub next_attempt_at: TimeDateTimeWithTimeZone,
         pub delivered_at: Option<TimeDateTimeWithTimeZone>,
         pub last_error: Option<String>,
-    }
-
-    no_relations!();
+    });
 }

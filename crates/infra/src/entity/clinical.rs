@@ -4,13 +4,7 @@ pub mod medication {
     use sea_orm::entity::prelude::*;
 
     // Every clinical column is ciphertext.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "medication_statements")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("medication_statements" {
         pub patient_id: Uuid,
         pub key_version: i32,
         pub drug_name: Vec<u8>,
@@ -19,43 +13,27 @@ pub mod medication {
         pub started_on: Vec<u8>,
         pub stopped_on: Option<Vec<u8>>,
         pub created_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod side_effect {
     use sea_orm::entity::prelude::*;
 
     // Every clinical column is ciphertext.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "side_effects")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("side_effects" {
         pub patient_id: Uuid,
         pub key_version: i32,
         pub symptom: Vec<u8>,
         pub severity: Vec<u8>,
         pub onset_on: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod consent {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "consents")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("consents" {
         pub patient_id: Uuid,
         pub recipient_org: Uuid,
         pub recipient: String,
@@ -64,71 +42,45 @@ pub mod consent {
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
         pub recorded_by: String,
         pub created_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod referral {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "referrals")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("referrals" {
         pub patient_id: Uuid,
         pub consent_id: Uuid,
         pub from_subject: String,
         pub to_org: Uuid,
         pub to_subject: String,
         pub created_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod incoming_referral {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "incoming_referrals")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("incoming_referrals" {
         pub source_org: Uuid,
         pub patient_id: Uuid,
         pub consent_id: Uuid,
         pub from_subject: String,
         pub to_subject: String,
         pub created_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod assistant_turn {
     use sea_orm::entity::prelude::*;
 
     // `content` is ciphertext.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "assistant_turns")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("assistant_turns" {
         pub subject: String,
         pub speaker: String,
         pub key_version: i32,
         pub content: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub patient_id: Option<Uuid>,
-    }
-
-    no_relations!();
+    });
 }

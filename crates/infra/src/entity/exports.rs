@@ -3,13 +3,7 @@
 pub mod bulk_export {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "bulk_exports")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("bulk_exports" {
         pub requester: String,
         pub status: String,
         pub request_url: String,
@@ -20,9 +14,7 @@ pub mod bulk_export {
         pub expires_at: TimeDateTimeWithTimeZone,
         /// When the server writing it last renewed it (none: when started).
         pub renewed_at: Option<TimeDateTimeWithTimeZone>,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod bulk_export_file {

@@ -4,13 +4,7 @@ pub mod appointment {
     use sea_orm::entity::prelude::*;
 
     // `reason` is ciphertext; the rest are ids, times and states.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "appointments")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("appointments" {
         pub patient_id: Uuid,
         pub practitioner: String,
         pub starts_at: TimeDateTimeWithTimeZone,
@@ -21,21 +15,13 @@ pub mod appointment {
         pub reason: Option<Vec<u8>>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod appointment_reminder {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "appointment_reminders")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("appointment_reminders" {
         pub appointment_id: Uuid,
         pub channel: String,
         pub due_at: TimeDateTimeWithTimeZone,
@@ -47,9 +33,7 @@ pub mod appointment_reminder {
         pub created_at: TimeDateTimeWithTimeZone,
         pub answer: Option<String>,
         pub answered_at: Option<TimeDateTimeWithTimeZone>,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod reminder_opt_out {
@@ -73,18 +57,10 @@ pub mod reminder_opt_out {
 pub mod calendar_feed {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "calendar_feeds")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("calendar_feeds" {
         pub practitioner: String,
         pub token_hash: Vec<u8>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
-    }
-
-    no_relations!();
+    });
 }

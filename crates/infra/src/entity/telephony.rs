@@ -67,13 +67,7 @@ pub mod telephony_recording {
     use sea_orm::entity::prelude::*;
 
     // `audio` is ciphertext.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "telephony_recordings")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("telephony_recordings" {
         pub recording_sid: String,
         pub call_sid: String,
         pub task_id: Uuid,
@@ -83,22 +77,14 @@ pub mod telephony_recording {
         pub transcript: Option<Vec<u8>>,
         pub deleted_at_provider: Option<TimeDateTimeWithTimeZone>,
         pub created_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod telephony_voicemail {
     use sea_orm::entity::prelude::*;
 
     // `caller`, `audio` and `transcript` are ciphertext.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "telephony_voicemails")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("telephony_voicemails" {
         pub call_sid: String,
         pub key_version: i32,
         pub caller: Vec<u8>,
@@ -110,7 +96,5 @@ pub mod telephony_voicemail {
         pub deleted_at_provider: Option<TimeDateTimeWithTimeZone>,
         pub received_at: TimeDateTimeWithTimeZone,
         pub recorded_at: Option<TimeDateTimeWithTimeZone>,
-    }
-
-    no_relations!();
+    });
 }

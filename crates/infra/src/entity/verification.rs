@@ -4,13 +4,7 @@ pub mod verification_task {
     use sea_orm::entity::prelude::*;
 
     // Payer, plan, codes, reference and reason are ciphertext.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "verification_tasks")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub org_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+    tenant_model!("verification_tasks" {
         pub patient_id: Uuid,
         pub key_version: i32,
         pub payer_name: Vec<u8>,
@@ -25,9 +19,7 @@ pub mod verification_task {
         pub created_by: String,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
-    }
-
-    no_relations!();
+    });
 }
 
 pub mod verification_setting {
