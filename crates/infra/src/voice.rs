@@ -407,46 +407,6 @@ pub fn silent_wav(seconds: u32) -> Vec<u8> {
     out
 }
 
-impl LocalVoice {
-    async fn place(
-        &self,
-        _: &TelephonyAccount,
-        _: &Phi<String>,
-        script: &Script,
-        _: &Callbacks,
-    ) -> Result<ProviderSid, TelephonyError> {
-        let sid = local_sid("CA")?;
-        tracing::info!(call = %sid, script = ?script, "local telephony: call recorded, none placed");
-        Ok(sid)
-    }
-
-    async fn redirect(
-        &self,
-        _: &TelephonyAccount,
-        call: &ProviderSid,
-        script: &Script,
-    ) -> Result<(), TelephonyError> {
-        tracing::info!(call = %call, script = ?script, "local telephony: call redirected");
-        Ok(())
-    }
-
-    async fn fetch_recording(
-        &self,
-        _: &TelephonyAccount,
-        _: &ProviderSid,
-    ) -> Result<Vec<u8>, TelephonyError> {
-        Ok(silent_wav(1))
-    }
-
-    async fn delete_recording(
-        &self,
-        _: &TelephonyAccount,
-        _: &ProviderSid,
-    ) -> Result<(), TelephonyError> {
-        Ok(())
-    }
-}
-
 /// The configured voice provider.
 #[derive(Clone, Debug)]
 pub enum VoiceProvider {
@@ -466,7 +426,11 @@ impl Telephony for VoiceProvider {
     ) -> Result<ProviderSid, TelephonyError> {
         match self {
             Self::Twilio(p) => p.place(account, to, script, callbacks).await,
-            Self::Local(p) => p.place(account, to, script, callbacks).await,
+            Self::Local(_) => {
+                let sid = local_sid("CA")?;
+                tracing::info!(call = %sid, script = ?script, "local telephony: call recorded, none placed");
+                Ok(sid)
+            }
         }
     }
 
@@ -478,7 +442,10 @@ impl Telephony for VoiceProvider {
     ) -> Result<(), TelephonyError> {
         match self {
             Self::Twilio(p) => p.redirect(account, call, script).await,
-            Self::Local(p) => p.redirect(account, call, script).await,
+            Self::Local(_) => {
+                tracing::info!(call = %call, script = ?script, "local telephony: call redirected");
+                Ok(())
+            }
         }
     }
 
@@ -489,7 +456,7 @@ impl Telephony for VoiceProvider {
     ) -> Result<Vec<u8>, TelephonyError> {
         match self {
             Self::Twilio(p) => p.fetch_recording(account, recording).await,
-            Self::Local(p) => p.fetch_recording(account, recording).await,
+            Self::Local(_) => Ok(silent_wav(1)),
         }
     }
 
@@ -500,7 +467,7 @@ impl Telephony for VoiceProvider {
     ) -> Result<(), TelephonyError> {
         match self {
             Self::Twilio(p) => p.delete_recording(account, recording).await,
-            Self::Local(p) => p.delete_recording(account, recording).await,
+            Self::Local(_) => Ok(()),
         }
     }
 
