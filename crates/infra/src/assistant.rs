@@ -10,6 +10,7 @@ use carapace_clinical::ClinicalError;
 use carapace_clinical::assistant::{AiError, AiProvider, AssistantRepository, Speaker};
 use carapace_clinical::patient::PatientId;
 use carapace_phi_crypto::Phi;
+use carapace_phi_crypto::envelope::DataKey;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
@@ -72,16 +73,15 @@ impl AssistantRepository for SeaAssistant {
             .event("assistant.history", "assistant", None, Outcome::Allowed)
             .with_detail(format!("{} turns", rows.len()));
         crate::audit::commit_with(tx, &[read]).await?;
-        let mut keys = KeyVersions::new(&self.keys, ctx);
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let key = keys.get(r.key_version).await?;
-            let text = Sealer::new(&key, r.org_id, TABLE, r.id).open(CONTENT, &r.content)?;
+        let open = |key: &DataKey, r: turn::Model| -> Result<_, ClinicalError> {
+            let text = Sealer::new(key, r.org_id, TABLE, r.id).open(CONTENT, &r.content)?;
             let speaker =
                 Speaker::parse(&r.speaker).ok_or(ClinicalError::Storage(fields::integrity()))?;
-            out.push((speaker, Phi::new(text)));
-        }
-        Ok(out)
+            Ok((speaker, Phi::new(text)))
+        };
+        KeyVersions::new(&self.keys, ctx)
+            .open_each(rows, |r| r.key_version, open)
+            .await
     }
 
     async fn append(

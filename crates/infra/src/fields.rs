@@ -145,4 +145,24 @@ impl<'a> KeyVersions<'a> {
         self.seen.insert(version, k.clone());
         Ok(k)
     }
+
+    /// `open` applied to each of `rows` with the key of the row's stored
+    /// `version`: the one loop every repository's reads decrypt with.
+    pub(crate) async fn open_each<R, T, E>(
+        &mut self,
+        rows: impl IntoIterator<Item = R>,
+        version: impl Fn(&R) -> i32,
+        mut open: impl FnMut(&DataKey, R) -> Result<T, E>,
+    ) -> Result<Vec<T>, E>
+    where
+        E: From<StorageError>,
+    {
+        let rows = rows.into_iter();
+        let mut out = Vec::with_capacity(rows.size_hint().0);
+        for row in rows {
+            let key = self.get(version(&row)).await?;
+            out.push(open(&key, row)?);
+        }
+        Ok(out)
+    }
 }

@@ -143,14 +143,12 @@ impl SeaMedications {
         effects: &[effect::Model],
     ) -> Result<(Vec<Medication>, Vec<SideEffect>), ClinicalError> {
         let mut keys = KeyVersions::new(&self.keys, ctx);
-        let mut m = Vec::with_capacity(meds.len());
-        for r in meds {
-            m.push(open_medication(&*keys.get(r.key_version).await?, r)?);
-        }
-        let mut e = Vec::with_capacity(effects.len());
-        for r in effects {
-            e.push(open_effect(&*keys.get(r.key_version).await?, r)?);
-        }
+        let m = keys
+            .open_each(meds, |r| r.key_version, open_medication)
+            .await?;
+        let e = keys
+            .open_each(effects, |r| r.key_version, open_effect)
+            .await?;
         Ok((m, e))
     }
 }

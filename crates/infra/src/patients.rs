@@ -59,13 +59,9 @@ impl SeaPatients {
         ctx: &TenantContext,
         rows: Vec<row::Model>,
     ) -> Result<Vec<Patient>, ClinicalError> {
-        let mut keys = KeyVersions::new(&self.keys, ctx);
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let key = keys.get(r.key_version).await?;
-            out.push(from_row(&key, r)?);
-        }
-        Ok(out)
+        KeyVersions::new(&self.keys, ctx)
+            .open_each(rows, |r| r.key_version, from_row)
+            .await
     }
 
     /// One patient, read and decrypted in `tx` (the caller records the

@@ -13,6 +13,7 @@ use carapace_clinical::verification::{
     TaskRequest, TaskStatus, VerificationRepository, bot_view, limits, may_escalate,
 };
 use carapace_phi_crypto::Phi;
+use carapace_phi_crypto::envelope::DataKey;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, DatabaseTransaction, EntityTrait as _,
@@ -413,15 +414,15 @@ impl VerificationRepository for SeaVerifications {
         let Some(rows) = rows else {
             return Ok(None);
         };
-        let mut keys = KeyVersions::new(&self.keys, ctx);
-        let mut text = String::new();
-        for c in rows {
+        let open = |key: &DataKey, c: chunk::Model| -> Result<String, ClinicalError> {
             let seq = u32::try_from(c.seq).map_err(|_| integrity())?;
             let column = chunk_column(seq);
-            let key = keys.get(c.key_version).await?;
-            text.push_str(&Sealer::new(&key, c.org_id, TRANSCRIPTS, id).open(&column, &c.chunk)?);
-        }
-        Ok(Some(Phi::new(text)))
+            Ok(Sealer::new(key, c.org_id, TRANSCRIPTS, id).open(&column, &c.chunk)?)
+        };
+        let chunks = KeyVersions::new(&self.keys, ctx)
+            .open_each(rows, |c| c.key_version, open)
+            .await?;
+        Ok(Some(Phi::new(chunks.concat())))
     }
 
     async fn escalation_target(

@@ -117,12 +117,9 @@ impl SeaVerifications {
         ctx: &TenantContext,
         rows: &[row::Model],
     ) -> Result<Vec<Task>, ClinicalError> {
-        let mut keys = KeyVersions::new(&self.keys, ctx);
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(from_row(&*keys.get(r.key_version).await?, r)?);
-        }
-        Ok(out)
+        KeyVersions::new(&self.keys, ctx)
+            .open_each(rows, |r| r.key_version, from_row)
+            .await
     }
 
     /// The task `id` in `tx`, locked for change on PostgreSQL; for a bot
