@@ -147,9 +147,6 @@ pub fn medication_from_fhir(
     let path = "MedicationStatement";
     let mut r = Reader::default();
     let allowed = [
-        "resourceType",
-        "meta",
-        "text",
         "status",
         "medicationCodeableConcept",
         "subject",
@@ -210,9 +207,6 @@ pub fn side_effect_from_fhir(body: &Value) -> Result<(PatientId, SideEffectInput
     let path = "AdverseEvent";
     let mut r = Reader::default();
     let allowed = [
-        "resourceType",
-        "meta",
-        "text",
         "actuality",
         "event",
         "subject",

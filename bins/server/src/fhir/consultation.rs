@@ -141,9 +141,6 @@ pub fn consent_from_fhir(
     let path = "Consent";
     let mut r = Reader::default();
     let allowed = [
-        "resourceType",
-        "meta",
-        "text",
         "status",
         "scope",
         "category",
@@ -317,15 +314,7 @@ pub fn referral_from_fhir(body: &Value) -> Result<(PatientId, ConsentId), Clinic
     let Some(map) = r.resource(
         body,
         path,
-        &[
-            "resourceType",
-            "meta",
-            "text",
-            "status",
-            "intent",
-            "subject",
-            "supportingInfo",
-        ],
+        &["status", "intent", "subject", "supportingInfo"],
     ) else {
         return Err(ClinicalError::Invalid(r.errors));
     };

@@ -70,10 +70,7 @@ pub fn from_fhir(body: &Value, id: Option<&str>) -> Result<Incoming, ClinicalErr
         body,
         path,
         &[
-            "resourceType",
             "id",
-            "meta",
-            "text",
             "identifier",
             "active",
             "name",

@@ -31,7 +31,8 @@ impl Reader {
     }
 
     /// `body` as a `kind` resource: an object whose `resourceType` is
-    /// `kind`, every member not in `allowed` refused.
+    /// `kind`, every member refused but those in `allowed` and the
+    /// `resourceType`, `meta` and `text` any resource may carry.
     pub fn resource<'v>(
         &mut self,
         body: &'v Value,
@@ -39,7 +40,11 @@ impl Reader {
         allowed: &[&str],
     ) -> Option<&'v Map<String, Value>> {
         let map = self.object(body, kind)?;
-        self.known(map, allowed, kind);
+        let allowed: Vec<&str> = ["resourceType", "meta", "text"]
+            .into_iter()
+            .chain(allowed.iter().copied())
+            .collect();
+        self.known(map, &allowed, kind);
         if map.get("resourceType").and_then(Value::as_str) != Some(kind) {
             self.fail(
                 &format!("{kind}.resourceType"),
