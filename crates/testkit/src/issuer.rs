@@ -2,7 +2,6 @@
 //! over HTTP, keys it can rotate, an outage switch, and a fetch counter.
 //! Tokens are signed with the test keys in `fixtures/` (they protect nothing).
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -99,11 +98,7 @@ pub const AUDIENCE: &str = "carapace-test-api";
 impl TestIssuer {
     /// Starts an issuer publishing `Rsa1` and `Ec1`.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        let url = format!(
-            "http://{}",
-            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-        );
+        let (listener, url) = crate::local_listener();
         let state = Arc::new(State {
             issuer: Mutex::new(url.clone()),
             published: Mutex::new(vec![TestKey::Rsa1, TestKey::Ec1]),

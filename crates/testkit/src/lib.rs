@@ -54,6 +54,14 @@ impl PgTestDb {
     }
 }
 
+/// A listener on a free loopback port, and its `http://` URL (for a
+/// stand-in served by actix-web).
+pub fn local_listener() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    (listener, format!("http://{addr}"))
+}
+
 /// Whether CI demands every service (`CARAPACE_REQUIRE_SERVICES=1`).
 pub fn services_required() -> bool {
     std::env::var("CARAPACE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")

@@ -103,40 +103,30 @@ impl LocalS3 {
             .collect()
     }
 
-    /// The lock S3 reports on `key`'s latest version: (mode, retain until).
-    pub async fn lock_of(&self, key: &str) -> (Option<String>, Option<String>) {
-        let head = self
-            .http
+    /// The headers S3 answers a `HEAD` of `key` with.
+    async fn head(&self, key: &str) -> reqwest::header::HeaderMap {
+        self.http
             .head(self.url(key))
             .header("authorization", UNCHECKED)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let header = |name: &str| {
-            head.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+            .unwrap_or_else(|e| panic!("{e}"))
+            .headers()
+            .clone()
+    }
+
+    /// The lock S3 reports on `key`'s latest version: (mode, retain until).
+    pub async fn lock_of(&self, key: &str) -> (Option<String>, Option<String>) {
+        let head = self.head(key).await;
         (
-            header("x-amz-object-lock-mode"),
-            header("x-amz-object-lock-retain-until-date"),
+            header(&head, "x-amz-object-lock-mode"),
+            header(&head, "x-amz-object-lock-retain-until-date"),
         )
     }
 
     /// The latest version id of `key`.
     pub async fn version_of(&self, key: &str) -> Option<String> {
-        let head = self
-            .http
-            .head(self.url(key))
-            .header("authorization", UNCHECKED)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        head.headers()
-            .get("x-amz-version-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        header(&self.head(key).await, "x-amz-version-id")
     }
 
     /// Writes `body` under `key` without a lock (someone holding write
@@ -180,4 +170,11 @@ impl LocalS3 {
             url.port().unwrap_or_default()
         )
     }
+}
+
+/// The header `name` of `head`, if it is text.
+fn header(head: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    head.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

@@ -4,7 +4,6 @@
 //! [`signed_callback`] a test plays the provider's signed webhooks.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,11 +168,7 @@ async fn delete(
 impl VoiceApi {
     /// Starts a stand-in (within a Tokio runtime).
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        let base = format!(
-            "http://{}",
-            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-        );
+        let (listener, base) = crate::local_listener();
         let state = Arc::new(State::default());
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
