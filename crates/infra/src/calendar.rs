@@ -10,7 +10,6 @@ use carapace_clinical::appointment::calendar::{
 use carapace_clinical::appointment::{AppointmentStatus, Slot};
 use carapace_clinical::patient::PatientId;
 use carapace_tenancy::{CalendarDetail, SubjectId, TenantContext};
-use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use uuid::Uuid;
 
@@ -66,14 +65,7 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
             revoked_at: None,
         };
         let tx = self.db.begin_tenant(ctx).await?;
-        feed::Entity::insert(feed::ActiveModel {
-            org_id: Set(row.org_id),
-            id: Set(row.id),
-            practitioner: Set(row.practitioner.clone()),
-            token_hash: Set(row.token_hash.clone()),
-            created_at: Set(row.created_at),
-            revoked_at: Set(None),
-        })
+        feed::Entity::insert(feed::ActiveModel::from(row.clone()))
         .run(&tx)
         .await?;
         let made = access.event(

@@ -126,18 +126,7 @@ impl ConsultationRepository for SeaConsultations {
             created_at: carapace_audit::event::now_micros(),
         };
         let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
-            c::Entity::insert(c::ActiveModel {
-                org_id: Set(row.org_id),
-                id: Set(row.id),
-                patient_id: Set(row.patient_id),
-                recipient_org: Set(row.recipient_org),
-                recipient: Set(row.recipient.clone()),
-                sections: Set(row.sections.clone()),
-                expires_at: Set(row.expires_at),
-                revoked_at: Set(None),
-                recorded_by: Set(row.recorded_by.clone()),
-                created_at: Set(row.created_at),
-            })
+            c::Entity::insert(c::ActiveModel::from(row.clone()))
             .run(tx)
             .await?;
             let made = patient_event(access, "consent.create", patient, Outcome::Allowed)

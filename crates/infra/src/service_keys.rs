@@ -71,17 +71,7 @@ impl ServiceKeyStore for SeaServiceKeys {
             revoked_at: None,
             jwks: jwks.map(str::to_owned),
         };
-        let active = row::ActiveModel {
-            org_id: Set(model.org_id),
-            id: Set(model.id),
-            name: Set(model.name.clone()),
-            hash: Set(model.hash.clone()),
-            roles: Set(model.roles.clone()),
-            created_at: Set(model.created_at),
-            last_used_at: Set(None),
-            revoked_at: Set(None),
-            jwks: Set(model.jwks.clone()),
-        };
+        let active = row::ActiveModel::from(model.clone());
         row::Entity::insert(active).run(&tx).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(info(model))
