@@ -66,8 +66,8 @@ impl CalendarFeedRepository for SeaCalendarFeeds {
         };
         let tx = self.db.begin_tenant(ctx).await?;
         feed::Entity::insert(feed::ActiveModel::from(row.clone()))
-        .run(&tx)
-        .await?;
+            .run(&tx)
+            .await?;
         let made = access.event(
             "calendar_feed.create",
             "calendar_feed",

@@ -127,8 +127,8 @@ impl ConsultationRepository for SeaConsultations {
         };
         let made = on_patient(&self.db, ctx, patient, missing, async |tx| {
             c::Entity::insert(c::ActiveModel::from(row.clone()))
-            .run(tx)
-            .await?;
+                .run(tx)
+                .await?;
             let made = patient_event(access, "consent.create", patient, Outcome::Allowed)
                 .with_detail(format!(
                     "consent {} for {} of org {}: {} until {}",
