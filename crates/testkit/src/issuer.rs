@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -105,22 +105,13 @@ impl TestIssuer {
             down: AtomicBool::new(false),
             jwks_fetches: AtomicUsize::new(0),
         });
-        let data = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route(
-                    "/.well-known/openid-configuration",
-                    web::get().to(discovery),
-                )
-                .route("/jwks.json", web::get().to(jwks))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .run();
-        tokio::spawn(server);
+        crate::serve(listener, state.clone(), |cfg| {
+            cfg.route(
+                "/.well-known/openid-configuration",
+                web::get().to(discovery),
+            )
+            .route("/jwks.json", web::get().to(jwks));
+        });
         Self { url, state }
     }
 

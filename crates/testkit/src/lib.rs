@@ -62,6 +62,27 @@ pub fn local_listener() -> (std::net::TcpListener, String) {
     (listener, format!("http://{addr}"))
 }
 
+/// Serves `routes` over `state` from `listener` with one worker, in the
+/// background of the current Tokio runtime (the stand-ins' server).
+pub fn serve<S: Send + Sync + 'static>(
+    listener: std::net::TcpListener,
+    state: std::sync::Arc<S>,
+    routes: fn(&mut actix_web::web::ServiceConfig),
+) {
+    let data = actix_web::web::Data::from(state);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .configure(routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap_or_else(|e| panic!("{e}"))
+    .run();
+    tokio::spawn(server);
+}
+
 /// Whether CI demands every service (`CARAPACE_REQUIRE_SERVICES=1`).
 pub fn services_required() -> bool {
     std::env::var("CARAPACE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 /// How the stand-in answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,33 +170,24 @@ impl VoiceApi {
     pub fn start() -> Self {
         let (listener, base) = crate::local_listener();
         let state = Arc::new(State::default());
-        let data = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route(
-                    "/2010-04-01/Accounts/{account}/Calls.json",
-                    web::post().to(place),
-                )
-                .route(
-                    "/2010-04-01/Accounts/{account}/Calls/{call}",
-                    web::post().to(redirect),
-                )
-                .route(
-                    "/2010-04-01/Accounts/{account}/Recordings/{file}",
-                    web::get().to(recording),
-                )
-                .route(
-                    "/2010-04-01/Accounts/{account}/Recordings/{file}",
-                    web::delete().to(delete),
-                )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .run();
-        tokio::spawn(server);
+        crate::serve(listener, state.clone(), |cfg| {
+            cfg.route(
+                "/2010-04-01/Accounts/{account}/Calls.json",
+                web::post().to(place),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/Calls/{call}",
+                web::post().to(redirect),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/Recordings/{file}",
+                web::get().to(recording),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/Recordings/{file}",
+                web::delete().to(delete),
+            );
+        });
         Self { base, state }
     }
 
