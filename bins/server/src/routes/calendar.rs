@@ -161,9 +161,8 @@ pub async fn feed(
         .calendar
         .events(&access, &found, window, settings.calendar_detail)
         .await?;
-    Ok(HttpResponse::Ok()
+    Ok(super::phi_ok()
         .content_type("text/calendar; charset=utf-8")
-        .insert_header(("cache-control", "no-store"))
         .body(ics(&events)))
 }
 

@@ -276,9 +276,8 @@ pub async fn play(auth: Authorized, state: State, path: web::Path<(Uuid, String)
         .play(&auth.access(), TaskId::from_uuid(id), &sid)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok()
+    Ok(super::phi_ok()
         .content_type("audio/wav")
-        .insert_header(("cache-control", "no-store"))
         .body(audio.expose_phi().clone()))
 }
 

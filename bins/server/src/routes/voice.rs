@@ -4,7 +4,7 @@
 //! by the declared content type, and bounded in size and length; each use
 //! is recorded as a disclosure to the provider before anything is sent.
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::assistant::Availability;
 use carapace_clinical::speech::{self, limits};
@@ -69,11 +69,9 @@ pub async fn transcribe(auth: Authorized, state: State, body: web::Bytes) -> Rep
             .map_or(ApiError::Internal("no speech provider".into()), Into::into));
     };
     let text = speech::transcribe(provider, &state.audit, &auth.access(), gate, &audio).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(TranscriptionBody {
-            text: text.expose_phi().clone(),
-        }))
+    Ok(super::phi_ok().json(TranscriptionBody {
+        text: text.expose_phi().clone(),
+    }))
 }
 
 /// Text to speak.
@@ -101,8 +99,7 @@ pub async fn speak(auth: Authorized, state: State, body: JsonBody<SpeechBody>) -
             .map_or(ApiError::Internal("no speech provider".into()), Into::into));
     };
     let audio = speech::synthesize(provider, &state.audit, &auth.access(), gate, &text).await?;
-    Ok(HttpResponse::Ok()
+    Ok(super::phi_ok()
         .content_type(audio.format.media_type())
-        .insert_header(("cache-control", "no-store"))
         .body(audio.bytes.expose_phi().clone()))
 }

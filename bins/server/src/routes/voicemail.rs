@@ -2,7 +2,7 @@
 //! `voicemail:read`: list, read (with the transcript) and play (every play
 //! recorded).
 
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use carapace_clinical::telephony::voicemail::{Voicemail, VoicemailId, VoicemailRepository as _};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -62,9 +62,7 @@ impl From<Voicemail> for VoicemailView {
 pub async fn list(auth: Authorized, state: State) -> Reply {
     let found = state.voicemails.list(&auth.access()).await?;
     let views: Vec<VoicemailView> = found.into_iter().map(VoicemailView::from).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(views))
+    Ok(super::phi_ok().json(views))
 }
 
 /// One voicemail, with its transcript.
@@ -77,9 +75,7 @@ pub async fn get(auth: Authorized, state: State, id: web::Path<VoicemailId>) -> 
         .get(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(VoicemailView::from(found)))
+    Ok(super::phi_ok().json(VoicemailView::from(found)))
 }
 
 /// Plays a voicemail (WAV); every play is recorded.
@@ -94,8 +90,7 @@ pub async fn play(auth: Authorized, state: State, id: web::Path<VoicemailId>) ->
         .audio(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok()
+    Ok(super::phi_ok()
         .content_type("audio/wav")
-        .insert_header(("cache-control", "no-store"))
         .body(audio.expose_phi().clone()))
 }
