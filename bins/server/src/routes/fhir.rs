@@ -151,6 +151,30 @@ pub(crate) fn base(req: &HttpRequest, state: &AppState) -> String {
     base_url(req, state.public_url.as_deref())
 }
 
+/// A search as asked: its parameters (at most 16, JSON `_format` only)
+/// and the base URL its links are written under.
+pub struct Search {
+    /// The query's name-value pairs.
+    pub params: Vec<(String, String)>,
+    /// The FHIR base URL.
+    pub base: String,
+}
+
+impl actix_web::FromRequest for Search {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(match req.app_data::<State>() {
+            Some(state) => query_pairs(req).map(|params| Self {
+                params,
+                base: base(req, state),
+            }),
+            None => Err(ApiError::Internal("no application state".into())),
+        })
+    }
+}
+
 /// The query of `req` as name-value pairs (a name may repeat); `_format`
 /// other than JSON is 406: this server speaks JSON only.
 pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {

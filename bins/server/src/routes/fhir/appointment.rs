@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    Paging, Resource, Searchset, bad, base, fhir_json, named, query_pairs, read_id, searchset_page,
+    Paging, Resource, Search, Searchset, bad, base, fhir_json, named, read_id, searchset_page,
 };
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
@@ -214,9 +214,8 @@ fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError>
            ("_include" = Option<String>, Query, description = "Appointment:patient"),
            Paging),
     responses(Searchset))]
-pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let params = query_pairs(&req)?;
-    let base = base(&req, &state);
+pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
+    let Search { params, base } = search;
     let ctx = auth.principal.tenant();
     let mut request = ListingRequest::default();
     let mut include_patients = false;

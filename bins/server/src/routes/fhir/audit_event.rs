@@ -3,13 +3,13 @@
 //! `/api/v1/audit-events`; every read is itself recorded (`audit.read`).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use carapace_audit::ActionKind;
 use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Resource, Searchset, bad, base, fhir_json, query_pairs, searchset_page};
+use super::{Resource, Search, Searchset, bad, fhir_json, searchset_page};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::http::ApiError;
@@ -90,8 +90,8 @@ fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
            ("_count" = Option<String>, Query, description = "page size, 1-500"),
            ("_cursor" = Option<String>, Query, description = "from the next link")),
     responses(Searchset))]
-pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let params = query_pairs(&req)?;
+pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
+    let Search { params, base } = search;
     let mut p = AuditParams::default();
     let mut kind = None;
     for (name, value) in &params {
@@ -145,7 +145,6 @@ pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
         .audit
         .query(&auth.access(), &q, read_event(&auth, described))
         .await?;
-    let base = base(&req, &state);
     let entries = page
         .items
         .iter()

@@ -13,9 +13,7 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    Paging, Resource, Searchset, bad, base, fhir_json, query_pairs, read_id, searchset_page,
-};
+use super::{Paging, Resource, Search, Searchset, bad, base, fhir_json, read_id, searchset_page};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
@@ -212,9 +210,8 @@ fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError>
            ("_lastUpdated" = Option<String>, Query, description = "eq, ge, gt, le or lt a date or instant"),
            Paging),
     responses(Searchset))]
-pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let params = query_pairs(&req)?;
-    let base = base(&req, &state);
+pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
+    let Search { params, base } = search;
     let ctx = auth.principal.tenant();
     let mut query = PatientQuery {
         visibility: Visibility::Nothing,
