@@ -19,8 +19,7 @@ use secrecy::SecretString;
 
 use super::access::{self, Access};
 use super::{ApiError, cookies};
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// A request whose credentials verified and whose principal passes the
 /// route's access rule in [`access::ROUTES`], with its organization's

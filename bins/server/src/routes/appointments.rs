@@ -24,16 +24,14 @@ use time::OffsetDateTime;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::patients::related;
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, scheduling};
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -13,13 +13,11 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
+use crate::http::{ApiError, Reply};
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, patient_access};
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 pub mod summary;
 

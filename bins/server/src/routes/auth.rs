@@ -13,14 +13,12 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
-use crate::http::{cookies, limits};
+use crate::http::{Reply, cookies, limits};
 use crate::routes::problems;
-use crate::state::State;
-use crate::state::{AppState, LocalAuthService};
+use crate::state::{AppState, LocalAuthService, State};
 
 /// Longest password looked at; longer ones cannot have been set.
 const MAX_PASSWORD_CHARS: usize = 128;

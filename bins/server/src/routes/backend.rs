@@ -13,11 +13,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::error::Problem;
-use crate::state::AppState;
-use crate::state::State;
+use crate::http::{ApiError, Reply};
+use crate::state::{AppState, State};
 
 /// Where the token endpoint lives.
 pub const TOKEN_PATH: &str = "/api/v1/auth/token";

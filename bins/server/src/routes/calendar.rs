@@ -19,9 +19,8 @@ use time::{Duration, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).

@@ -14,11 +14,10 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::appointments::AppointmentView;
 use crate::routes::medications::{History, history_view};
 use crate::routes::patients::PatientView;

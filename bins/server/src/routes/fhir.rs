@@ -24,8 +24,7 @@ use uuid::Uuid;
 use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::{FHIR_JSON, base_url, capability};
 use crate::http::ApiError;
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// Registers the FHIR routes (under [`crate::fhir::BASE_PATH`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {

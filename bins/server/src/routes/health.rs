@@ -7,8 +7,7 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::ApiError;
-use crate::http::Reply;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);

@@ -5,8 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use sha2::Digest as _;
 
-use crate::http::ApiError;
-use crate::http::Reply;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 /// Registers `/metrics`.

@@ -9,10 +9,9 @@ use carapace_tenancy::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).

@@ -17,14 +17,12 @@ use time::OffsetDateTime;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::{JsonBody, MergePatchBody};
+use crate::http::{ApiError, Reply};
 use crate::routes::problems;
 use crate::routes::use_cases::{caller, patient_access};
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// Registers the patient routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

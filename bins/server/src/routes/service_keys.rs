@@ -12,10 +12,9 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::{Authorized, admin_action};
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).

@@ -20,14 +20,12 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::problems;
-use crate::state::State;
-use crate::state::{AppState, Voice};
+use crate::state::{AppState, State, Voice};
 
 /// Largest callback body, in bytes.
 const CALLBACK_BYTES_MAX: usize = 16 * 1024;

@@ -12,13 +12,11 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::{Authorized, admin_action};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
-use crate::state::State;
-use crate::state::{AppState, UserAdminService};
+use crate::http::{ApiError, Reply};
+use crate::state::{AppState, State, UserAdminService};
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {

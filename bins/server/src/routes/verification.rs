@@ -18,11 +18,10 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::patients::related;
 use crate::routes::problems;
 use crate::state::State;

@@ -11,14 +11,12 @@ use carapace_clinical::speech::{self, limits};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::problems;
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// Registers the routes (under `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -10,10 +10,9 @@ use time::{Duration, OffsetDateTime, Time};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{invalid, time};
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::error::Problem;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 /// The longest range of days one request counts.

@@ -20,10 +20,9 @@ use super::{
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::etag;
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::appointments::{open_position, seal_position};
 use crate::routes::use_cases::{caller, patient_access, scheduling};
 use crate::state::State;

@@ -12,9 +12,8 @@ use time::{Duration, OffsetDateTime};
 use super::{Resource, Search, Searchset, bad, fhir_json, searchset_page};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
+use crate::http::{ApiError, Reply};
 use crate::routes::audit::{AuditParams, CURSOR_SCOPE, query};
 use crate::state::State;
 

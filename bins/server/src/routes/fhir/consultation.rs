@@ -18,10 +18,9 @@ use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::consultation::{
     consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
 };
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::use_cases::{caller, record_sharing};
 use crate::state::State;
 

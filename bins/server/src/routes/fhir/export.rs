@@ -27,12 +27,10 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{bad, base, query_pairs, read_id};
 use crate::fhir::instant;
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
+use crate::http::{ApiError, Reply};
 use crate::routes::use_cases::{caller, medication_records, patient_access, record_sharing};
-use crate::state::AppState;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// Most patients one export holds.
 pub const MAX_PATIENTS: usize = 100_000;

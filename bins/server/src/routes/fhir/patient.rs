@@ -17,10 +17,9 @@ use super::{Paging, Resource, Search, Searchset, bad, base, fhir_json, read_id, 
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::fhir::{etag, if_match_version};
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::use_cases::{caller, patient_access};
 use crate::state::State;
 

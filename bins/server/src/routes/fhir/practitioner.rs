@@ -12,11 +12,9 @@ use carapace_auth::local::UserId;
 use super::{Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::practitioner::to_fhir;
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
-use crate::state::State;
-use crate::state::{AppState, UserAdminService};
+use crate::http::{ApiError, Reply};
+use crate::state::{AppState, State, UserAdminService};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

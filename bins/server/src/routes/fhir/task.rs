@@ -11,9 +11,8 @@ use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
 use super::{Resource, Searchset, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::task::{bot_task, status_of, to_fhir};
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::Authorized;
+use crate::http::{ApiError, Reply};
 use crate::state::State;
 
 /// Registers the routes.

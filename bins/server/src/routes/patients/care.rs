@@ -10,11 +10,10 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use crate::http::ApiError;
-use crate::http::Reply;
 use crate::http::auth::{Authorized, admin_action, record};
 use crate::http::error::Problem;
 use crate::http::extract::JsonBody;
+use crate::http::{ApiError, Reply};
 use crate::routes::use_cases::{caller, care_teams};
 use crate::state::State;
 
