@@ -108,6 +108,14 @@ impl std::fmt::Display for Place {
     }
 }
 
+/// What an archive holds, in words: "N events (positions A..=B)".
+fn span(body: &carapace_audit::export::ManifestBody) -> String {
+    format!(
+        "{} events (positions {}..={})",
+        body.count, body.first_position, body.last_position
+    )
+}
+
 /// `s3://bucket/prefix`, or a directory.
 fn place(raw: &str) -> Result<Place, String> {
     if raw.starts_with("s3://") {

@@ -170,13 +170,8 @@ pub(super) async fn audit_export(
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     let manifest = export_to(settings, &db, org, from, to, &key, out, retain_days).await?;
-    let _ = writeln!(
-        std::io::stdout(),
-        "{slug}: exported {} events (positions {}..={}) to {out}",
-        manifest.body.count,
-        manifest.body.first_position,
-        manifest.body.last_position,
-    );
+    let span = super::span(&manifest.body);
+    let _ = writeln!(std::io::stdout(), "{slug}: exported {span} to {out}");
     db.close().await;
     Ok(ExitCode::SUCCESS)
 }

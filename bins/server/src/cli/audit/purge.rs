@@ -67,13 +67,8 @@ pub(super) async fn audit_purge(
                 owner.close().await;
                 return Ok(ExitCode::SUCCESS);
             }
-            let _ = writeln!(
-                std::io::stdout(),
-                "{slug}: archived {} events (positions {}..={}) to {place}",
-                manifest.body.count,
-                manifest.body.first_position,
-                manifest.body.last_position,
-            );
+            let span = super::span(&manifest.body);
+            let _ = writeln!(std::io::stdout(), "{slug}: archived {span} to {place}");
             place.clone()
         }
         (None, None) => return usage_error("--export or --archive is required"),
