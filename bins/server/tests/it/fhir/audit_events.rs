@@ -204,3 +204,39 @@ async fn audit_events_for_compliance(app: &TestApp) {
 }
 
 on_both_backends!(audit_events_for_compliance_on, audit_events_for_compliance);
+
+/// A search's query is checked once, at the door, for every search that
+/// parses it there: too many parameters, too long a query and a format
+/// other than JSON are refused as OperationOutcomes, and an anonymous
+/// caller learns nothing of the parser (401 first).
+async fn searches_refuse_oversized_queries_at_the_door(app: &TestApp) {
+    let org = app.org().await;
+    let clinician = app.token(&org, Role::Clinician);
+    let compliance = app.token(&org, Role::Compliance);
+    let many = (0..17)
+        .map(|i| format!("p{i}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let long = format!("_count={}", "9".repeat(2100));
+    for (resource, token) in [
+        ("Patient", &clinician),
+        ("Appointment", &clinician),
+        ("AuditEvent", &compliance),
+    ] {
+        for (query, status) in [
+            (many.as_str(), 400),
+            (long.as_str(), 400),
+            ("_format=xml", 422),
+        ] {
+            let path = format!("/fhir/R4/{resource}?{query}");
+            outcome(call(app, "GET", &path, token, None).await, status).await;
+            let anonymous = call(app, "GET", &path, "", None).await;
+            assert_eq!(anonymous.status().as_u16(), 401, "{resource}?{query}");
+        }
+    }
+}
+
+on_both_backends!(
+    searches_refuse_oversized_queries_at_the_door_on,
+    searches_refuse_oversized_queries_at_the_door
+);
