@@ -43,12 +43,6 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// A patient id from the URL; anything that is not one of ours is no
-/// patient (404), like another organization's.
-fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
-    read_id(raw, PatientId::from_uuid)
-}
-
 /// A patient as a FHIR answer: its JSON, `ETag` and `Last-Modified`.
 fn answer(status: StatusCode, patient: &Patient, base: &str) -> HttpResponse {
     let mut res = fhir_json(status, &to_fhir(patient));
@@ -88,7 +82,7 @@ pub async fn read(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Reply {
-    let id = patient_id(&id)?;
+    let id = read_id(&id, PatientId::from_uuid)?;
     let patient = patient_access(&state)
         .read(&caller(&auth), id, now())
         .await?;
@@ -108,7 +102,7 @@ pub async fn vread(
 ) -> Reply {
     let (id, vid) = path.into_inner();
     let patient = patient_access(&state)
-        .read(&caller(&auth), patient_id(&id)?, now())
+        .read(&caller(&auth), read_id(&id, PatientId::from_uuid)?, now())
         .await?;
     if patient.version().to_string() != vid {
         return Err(ApiError::NotFound);
@@ -157,7 +151,7 @@ pub async fn update(
     };
     let raw = id.into_inner();
     let patch = PatientPatch::replacing(from_fhir(&body.0, Some(&raw))?.parse(now().date())?);
-    let id = patient_id(&raw)?;
+    let id = read_id(&raw, PatientId::from_uuid)?;
     let patient = patient_access(&state)
         .update(&caller(&auth), id, &patch, expected, now())
         .await?;
@@ -169,7 +163,7 @@ pub async fn update(
     params(("id" = String, Path, description = "patient id")),
     responses((status = 204, description = "deleted")))]
 pub async fn delete(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
-    let id = patient_id(&id)?;
+    let id = read_id(&id, PatientId::from_uuid)?;
     patient_access(&state)
         .delete(&caller(&auth), id, now())
         .await?;
@@ -293,7 +287,7 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
     } else if let Some(raw) = id {
         // `_id` is a read: the same decision and audit event; a patient
         // the caller may not see is simply not in the result.
-        let found = match patient_id(raw) {
+        let found = match read_id(raw, PatientId::from_uuid) {
             Err(_) => None,
             Ok(id) => match patient_access(&state).read(&caller(&auth), id, now()).await {
                 Ok(p) => Some(p),
