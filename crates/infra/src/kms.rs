@@ -5,17 +5,17 @@
 //! itself refuses a wrapped key presented for another org, version or
 //! purpose.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_sigv4::http_request::SigningSettings;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use carapace_phi_crypto::{SealError, SealFuture, SecretSealer};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use url::Url;
 use zeroize::Zeroizing;
+
+use crate::aws::{AwsClient, AwsIdentity};
 
 /// First byte of every value this provider seals, so a value from another
 /// provider is refused before any call is made.
@@ -56,11 +56,9 @@ impl std::fmt::Debug for KmsSettings {
 
 /// The KMS key provider.
 pub struct KmsSealer {
-    http: reqwest::Client,
+    aws: AwsClient,
     endpoint: Url,
-    region: String,
     key_id: String,
-    credentials: Credentials,
 }
 
 impl std::fmt::Debug for KmsSealer {
@@ -75,28 +73,21 @@ impl std::fmt::Debug for KmsSealer {
 impl KmsSealer {
     /// A provider calling `settings.endpoint`. No call is made yet.
     pub fn new(settings: &KmsSettings) -> Result<Self, reqwest::Error> {
-        // reqwest is built without a default TLS provider; ring is the one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()?;
+        let identity = AwsIdentity {
+            access_key_id: &settings.access_key_id,
+            secret_access_key: &settings.secret_access_key,
+            session_token: settings.session_token.as_ref(),
+        };
         Ok(Self {
-            http,
+            aws: AwsClient::new(
+                "kms",
+                &settings.region,
+                &identity,
+                SigningSettings::default(),
+                settings.timeout,
+            )?,
             endpoint: settings.endpoint.clone(),
-            region: settings.region.clone(),
             key_id: settings.key_id.clone(),
-            credentials: Credentials::new(
-                settings.access_key_id.clone(),
-                settings.secret_access_key.expose_secret().to_owned(),
-                settings
-                    .session_token
-                    .as_ref()
-                    .map(|t| t.expose_secret().to_owned()),
-                None,
-                "carapace-settings",
-            ),
         })
     }
 
@@ -155,31 +146,11 @@ impl KmsSealer {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("kms")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|_| SealError::Key)?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            self.endpoint.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(&body),
-        )
-        .map_err(|_| SealError::Key)?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|_| SealError::Key)?
-            .into_parts();
-        let mut request = self.http.post(self.endpoint.clone());
-        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
-            request = request.header(name, value);
-        }
-        let response = request.body(body.to_vec()).send().await.map_err(|e| {
+        let request = self
+            .aws
+            .signed("POST", self.endpoint.clone(), &headers, body.to_vec())
+            .map_err(|_| SealError::Key)?;
+        let response = request.send().await.map_err(|e| {
             tracing::warn!(operation, error = %e, "KMS unreachable");
             SealError::Key
         })?;

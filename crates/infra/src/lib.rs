@@ -12,6 +12,8 @@ mod appointments;
 pub mod assistant;
 pub mod audit;
 pub mod audit_partitions;
+#[cfg(any(feature = "kms", feature = "s3"))]
+mod aws;
 pub mod backend;
 mod calendar;
 pub mod calls;

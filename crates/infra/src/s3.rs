@@ -15,23 +15,22 @@
 //! Calls are signed with SigV4 like the KMS provider's, over a client that
 //! follows no redirects, with timeouts and capped answers.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SigningSettings, UriPathNormalizationMode,
 };
-use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use carapace_audit::chain::Checkpoint;
 use carapace_audit::witness::{Listed, Witness, WitnessError, WitnessFuture, encode, object_name};
 use carapace_tenancy::OrgId;
 use md5::Digest as _;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use time::OffsetDateTime;
 use url::Url;
+
+use crate::aws::{AwsClient, AwsIdentity};
 
 pub mod archive;
 pub use archive::S3Archive;
@@ -80,14 +79,12 @@ impl std::fmt::Debug for S3WitnessSettings {
 
 /// The S3 witness.
 pub struct S3Witness {
-    http: reqwest::Client,
+    aws: AwsClient,
     endpoint: Url,
     path_style: bool,
     bucket: String,
     prefix: String,
-    region: String,
     retention: time::Duration,
-    credentials: Credentials,
 }
 
 impl std::fmt::Debug for S3Witness {
@@ -114,32 +111,24 @@ struct Answer {
 impl S3Witness {
     /// A witness writing to `settings.bucket`. No call is made yet.
     pub fn new(settings: &S3WitnessSettings) -> Result<Self, WitnessError> {
-        // reqwest is built without a default TLS provider; ring is the one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()
+        let identity = AwsIdentity {
+            access_key_id: &settings.access_key_id,
+            secret_access_key: &settings.secret_access_key,
+            session_token: settings.session_token.as_ref(),
+        };
+        let mut signing = SigningSettings::default();
+        signing.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        signing.percent_encoding_mode = PercentEncodingMode::Single;
+        signing.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let aws = AwsClient::new("s3", &settings.region, &identity, signing, settings.timeout)
             .map_err(|e| WitnessError::Malformed(format!("client: {e}")))?;
         Ok(Self {
-            http,
+            aws,
             endpoint: settings.endpoint.clone(),
             path_style: settings.path_style,
             bucket: settings.bucket.clone(),
             prefix: settings.prefix.trim_matches('/').to_owned(),
-            region: settings.region.clone(),
             retention: time::Duration::days(settings.retention_days.into()),
-            credentials: Credentials::new(
-                settings.access_key_id.clone(),
-                settings.secret_access_key.expose_secret().to_owned(),
-                settings
-                    .session_token
-                    .as_ref()
-                    .map(|t| t.expose_secret().to_owned()),
-                None,
-                "carapace-settings",
-            ),
         })
     }
 
@@ -242,41 +231,10 @@ impl S3Witness {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<reqwest::RequestBuilder, WitnessError> {
-        let refused = |e: String| WitnessError::Malformed(format!("signing: {e}"));
-        let identity = self.credentials.clone().into();
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| refused(e.to_string()))?
-            .into();
-        let signable = SignableRequest::new(
-            method,
-            url.as_str(),
-            headers.iter().map(|(k, v)| (*k, v.as_str())),
-            SignableBody::Bytes(&body),
-        )
-        .map_err(|e| refused(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| refused(e.to_string()))?
-            .into_parts();
-        let method =
-            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| refused(e.to_string()))?;
-        let mut request = self.http.request(method, url);
-        for (name, value) in headers.iter().map(|(k, v)| (*k, v.as_str())) {
-            request = request.header(name, value);
-        }
-        for (name, value) in instructions.headers() {
-            request = request.header(name, value);
-        }
-        Ok(request.body(body))
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.aws
+            .signed(method, url, &headers, body)
+            .map_err(|e| WitnessError::Malformed(format!("signing: {e}")))
     }
 
     /// A non-2xx answer as an error naming the status and S3's code.
