@@ -41,11 +41,23 @@ pub struct AssistantSection {
     pub tts_model: String,
 }
 
+/// Where and with which key an OpenAI-compatible API is called.
+struct OpenAiApi {
+    base_url: String,
+    api_key: SecretString,
+    policy: OutboundPolicy,
+}
+
 impl AssistantSection {
-    /// The chat-completions adapter's settings and outbound policy under
-    /// `profile`, when the provider is `openai` and complete.
-    pub fn openai(&self, profile: Profile) -> Option<(OpenAiSettings, OutboundPolicy)> {
-        if self.provider != "openai" {
+    /// The AI URL and key, and the outbound policy for answers of up to
+    /// `max_response_bytes`, when `chosen` is `openai` and both are set.
+    fn openai_api(
+        &self,
+        chosen: &str,
+        profile: Profile,
+        max_response_bytes: usize,
+    ) -> Option<OpenAiApi> {
+        if chosen != "openai" {
             return None;
         }
         let base_url = self.url.clone()?;
@@ -54,16 +66,25 @@ impl AssistantSection {
             profile,
             self.allow_loopback,
             Duration::from_secs(60),
-            1024 * 1024,
+            max_response_bytes,
         )?;
-        Some((
-            OpenAiSettings {
-                base_url,
-                api_key: self.api_key.clone()?,
-                model: self.model.clone(),
-            },
+        Some(OpenAiApi {
+            base_url,
+            api_key: self.api_key.clone()?,
             policy,
-        ))
+        })
+    }
+
+    /// The chat-completions adapter's settings and outbound policy under
+    /// `profile`, when the provider is `openai` and complete.
+    pub fn openai(&self, profile: Profile) -> Option<(OpenAiSettings, OutboundPolicy)> {
+        let api = self.openai_api(&self.provider, profile, 1024 * 1024)?;
+        let settings = OpenAiSettings {
+            base_url: api.base_url,
+            api_key: api.api_key,
+            model: self.model.clone(),
+        };
+        Some((settings, api.policy))
     }
 
     /// The audio adapter's settings and outbound policy under `profile`,
@@ -72,53 +93,48 @@ impl AssistantSection {
         &self,
         profile: Profile,
     ) -> Option<(OpenAiSpeechSettings, OutboundPolicy)> {
-        if self.speech_provider != "openai" {
-            return None;
-        }
-        let base_url = self.url.clone()?;
-        let policy = api_policy(
-            &base_url,
-            profile,
-            self.allow_loopback,
-            Duration::from_secs(60),
-            carapace_clinical::speech::limits::AUDIO_BYTES_MAX,
-        )?;
-        Some((
-            OpenAiSpeechSettings {
-                base_url,
-                api_key: self.api_key.clone()?,
-                stt_model: self.stt_model.clone(),
-                tts_model: self.tts_model.clone(),
-            },
-            policy,
-        ))
+        let audio_max = carapace_clinical::speech::limits::AUDIO_BYTES_MAX;
+        let api = self.openai_api(&self.speech_provider, profile, audio_max)?;
+        let settings = OpenAiSpeechSettings {
+            base_url: api.base_url,
+            api_key: api.api_key,
+            stt_model: self.stt_model.clone(),
+            tts_model: self.tts_model.clone(),
+        };
+        Some((settings, api.policy))
     }
 
     /// Adds this section's problems to `p`.
     pub fn problems(&self, p: &mut Vec<ConfigProblem>) {
-        match self.speech_provider.as_str() {
-            "none" | "local" => {}
-            "openai" if self.openai_speech(Profile::Dev).is_some() => {}
-            "openai" => p.push(ConfigProblem::new(
+        let choices = [
+            (
                 "CARAPACE_SPEECH_PROVIDER",
-                "the openai speech provider needs CARAPACE_AI_URL (a URL) and CARAPACE_AI_API_KEY",
-            )),
-            _ => p.push(ConfigProblem::new(
+                self.speech_provider.as_str(),
+                self.openai_speech(Profile::Dev).is_some(),
                 "CARAPACE_SPEECH_PROVIDER",
-                "must be none, local or openai",
-            )),
-        }
-        match self.provider.as_str() {
-            "none" | "local" => {}
-            "openai" if self.openai(Profile::Dev).is_some() => {}
-            "openai" => p.push(ConfigProblem::new(
-                "CARAPACE_AI_URL",
-                "the openai provider needs CARAPACE_AI_URL (a URL) and CARAPACE_AI_API_KEY",
-            )),
-            _ => p.push(ConfigProblem::new(
+                "the openai speech provider",
+            ),
+            (
                 "CARAPACE_AI_PROVIDER",
-                "must be none, local or openai",
-            )),
+                self.provider.as_str(),
+                self.openai(Profile::Dev).is_some(),
+                "CARAPACE_AI_URL",
+                "the openai provider",
+            ),
+        ];
+        for (variable, chosen, openai_ready, blamed, provider) in choices {
+            match chosen {
+                "none" | "local" => {}
+                "openai" if openai_ready => {}
+                "openai" => p.push(ConfigProblem::new(
+                    blamed,
+                    format!("{provider} needs CARAPACE_AI_URL (a URL) and CARAPACE_AI_API_KEY"),
+                )),
+                _ => p.push(ConfigProblem::new(
+                    variable,
+                    "must be none, local or openai",
+                )),
+            }
         }
     }
 }
