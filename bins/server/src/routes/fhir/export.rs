@@ -17,7 +17,7 @@ use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
 use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportRepository as _, ExportStatus, FAILED, Group, NewExport,
+    ExportFile, ExportId, ExportJob, ExportRepository as _, ExportStatus, FAILED, Group, NewExport,
     RENEW_EVERY, STOPPED, failure_reason, may_follow, narrow, requested_types, shared_types,
 };
 use carapace_clinical::patient::{PageLimit, Patient, PatientId, PatientQuery};
@@ -393,12 +393,7 @@ pub async fn status(
 ) -> Reply {
     let id = read_id(&id, ExportId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
-    let job = state
-        .exports
-        .get(&auth.principal.tenant(), id, now)
-        .await?
-        .filter(|j| may_follow(j, auth.principal.subject()))
-        .ok_or(ApiError::NotFound)?;
+    let job = followed(&auth, &state, id, now).await?;
     match job.status {
         ExportStatus::InProgress => Ok(HttpResponse::Accepted()
             .insert_header(("x-progress", "in progress"))
@@ -438,6 +433,21 @@ pub async fn status(
     }
 }
 
+/// The caller's own export `id` (404 for anyone else's, or none).
+async fn followed(
+    auth: &Authorized,
+    state: &AppState,
+    id: ExportId,
+    now: OffsetDateTime,
+) -> Result<ExportJob, ApiError> {
+    state
+        .exports
+        .get(&auth.principal.tenant(), id, now)
+        .await?
+        .filter(|j| may_follow(j, auth.principal.subject()))
+        .ok_or(ApiError::NotFound)
+}
+
 /// Cancels an export and deletes it with its files.
 #[utoipa::path(delete, operation_id = "fhir_export_cancel", path = "/fhir/R4/$export-status/{id}", tag = "fhir",
     params(("id" = String, Path, description = "export id")),
@@ -445,12 +455,7 @@ pub async fn status(
 pub async fn cancel(auth: Authorized, state: State, id: web::Path<String>) -> Reply {
     let id = read_id(&id, ExportId::from_uuid)?;
     let now = OffsetDateTime::now_utc();
-    state
-        .exports
-        .get(&auth.principal.tenant(), id, now)
-        .await?
-        .filter(|j| may_follow(j, auth.principal.subject()))
-        .ok_or(ApiError::NotFound)?;
+    followed(&auth, &state, id, now).await?;
     if state.exports.delete(&auth.access(), id).await? {
         Ok(HttpResponse::Accepted().finish())
     } else {
@@ -471,12 +476,7 @@ pub async fn download(auth: Authorized, state: State, path: web::Path<(String, S
         .filter(|n| (1..=16).contains(n))
         .ok_or(ApiError::NotFound)?;
     let now = OffsetDateTime::now_utc();
-    state
-        .exports
-        .get(&auth.principal.tenant(), id, now)
-        .await?
-        .filter(|j| may_follow(j, auth.principal.subject()))
-        .ok_or(ApiError::NotFound)?;
+    followed(&auth, &state, id, now).await?;
     let body = state
         .exports
         .file(&auth.access(), id, n, now)
