@@ -138,6 +138,74 @@ pub(crate) fn created(
     res
 }
 
+/// What a versioned resource's answer says of it in its headers.
+pub(crate) struct Versioned<'a> {
+    /// The resource type (`Patient`).
+    pub kind: &'static str,
+    /// Its id.
+    pub id: &'a dyn std::fmt::Display,
+    /// Its `versionId`.
+    pub version: &'a dyn std::fmt::Display,
+    /// When it last changed, where the resource knows.
+    pub modified: Option<time::OffsetDateTime>,
+}
+
+/// A versioned resource's answer: its JSON with `ETag`, `Last-Modified`
+/// where known, and on 201 a `Location` naming the version.
+pub(crate) fn versioned(
+    status: StatusCode,
+    body: &serde_json::Value,
+    base: &str,
+    it: &Versioned<'_>,
+) -> HttpResponse {
+    let mut res = fhir_json(status, body);
+    let modified = it.modified.and_then(|at| {
+        at.to_offset(time::UtcOffset::UTC)
+            .format(&time::format_description::well_known::Rfc2822)
+            .ok()
+            .map(|s| s.replace("+0000", "GMT"))
+    });
+    let location = (status == StatusCode::CREATED)
+        .then(|| format!("{base}/{}/{}/_history/{}", it.kind, it.id, it.version));
+    let headers = res.headers_mut();
+    for (name, value) in [
+        (header::ETAG, Some(crate::fhir::etag(it.version))),
+        (header::LAST_MODIFIED, modified),
+        (header::LOCATION, location),
+    ] {
+        if let Some(v) = value.and_then(|v| header::HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, v);
+        }
+    }
+    res
+}
+
+/// Search parameter `name`'s date or instant `value` with its prefix
+/// (`eq`, `ge`, `gt`, `le`, `lt`) as bounds [from, to) at `precision`:
+/// 422 naming it otherwise.
+pub(crate) fn date_param(
+    name: &str,
+    value: &str,
+    precision: time::Duration,
+) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), ApiError> {
+    crate::fhir::date_bounds(value, precision).ok_or_else(|| {
+        bad(
+            name,
+            "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
+        )
+    })
+}
+
+/// A `vread`'s check: only the current version is kept, so any other
+/// `vid` is 404.
+pub(crate) fn at_version(current: impl std::fmt::Display, vid: &str) -> Result<(), ApiError> {
+    if current.to_string() == vid {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
 /// A FHIR JSON answer.
 pub(crate) fn fhir_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     HttpResponse::build(status)

@@ -15,11 +15,11 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    Paging, Resource, Search, Searchset, bad, base, fhir_json, named, read_id, searchset_page,
+    Paging, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param, named,
+    read_id, searchset_page, versioned,
 };
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
-use crate::fhir::etag;
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::http::{ApiError, Reply};
@@ -46,26 +46,19 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// An appointment as a FHIR answer: its JSON and `ETag`.
 fn answer(
     status: StatusCode,
     a: &carapace_clinical::appointment::Appointment,
     base: &str,
 ) -> HttpResponse {
-    let mut res = fhir_json(status, &to_fhir(a));
-    let headers = res.headers_mut();
-    if let Ok(v) = header::HeaderValue::from_str(&etag(version(a))) {
-        headers.insert(header::ETAG, v);
-    }
-    if status == StatusCode::CREATED
-        && let Ok(v) = header::HeaderValue::from_str(&format!(
-            "{base}/Appointment/{}/_history/{}",
-            a.id,
-            version(a)
-        ))
-    {
-        headers.insert(header::LOCATION, v);
-    }
-    res
+    let it = Versioned {
+        kind: "Appointment",
+        id: &a.id,
+        version: &version(a),
+        modified: None,
+    };
+    versioned(status, &to_fhir(a), base, &it)
 }
 
 /// Reads an appointment (through its patient: `appointment.read`).
@@ -97,9 +90,7 @@ pub async fn vread(
     let (id, vid) = path.into_inner();
     let id = read_id(&id, AppointmentId::from_uuid)?;
     let found = scheduling(&state).read(&caller(&auth), id, now()).await?;
-    if version(&found).to_string() != vid {
-        return Err(ApiError::NotFound);
-    }
+    at_version(version(&found), &vid)?;
     Ok(answer(StatusCode::OK, &found, &base(&req, &state)))
 }
 
@@ -188,12 +179,7 @@ fn replaced_element(field: &str) -> String {
 
 /// One `date` bound into `request` (starts are whole seconds).
 fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError> {
-    let (from, to) = crate::fhir::date_bounds(value, Duration::seconds(1)).ok_or_else(|| {
-        bad(
-            "date",
-            "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
-        )
-    })?;
+    let (from, to) = date_param("date", value, Duration::seconds(1))?;
     if let Some(f) = from {
         request.from = Some(request.from.map_or(f, |cur| cur.max(f)));
     }

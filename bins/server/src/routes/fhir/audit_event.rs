@@ -9,7 +9,7 @@ use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Resource, Search, Searchset, bad, fhir_json, searchset_page};
+use super::{Resource, Search, Searchset, bad, date_param, fhir_json, searchset_page};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::http::auth::Authorized;
@@ -53,13 +53,7 @@ pub async fn read(auth: Authorized, state: State, id: web::Path<String>) -> Repl
 
 /// `date` as [from, to) bounds of the REST query (times in microseconds).
 fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
-    let (from, to) =
-        crate::fhir::date_bounds(value, Duration::microseconds(1)).ok_or_else(|| {
-            bad(
-                "date",
-                "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
-            )
-        })?;
+    let (from, to) = date_param("date", value, Duration::microseconds(1))?;
     let text = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     if let Some(f) = from {
         if params.from.is_some() {

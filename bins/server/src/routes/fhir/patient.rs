@@ -13,10 +13,13 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Paging, Resource, Search, Searchset, bad, base, fhir_json, read_id, searchset_page};
+use super::{
+    Paging, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param, read_id,
+    searchset_page, versioned,
+};
 use crate::fhir::bundle::{Entry, Mode};
+use crate::fhir::if_match_version;
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
-use crate::fhir::{etag, if_match_version};
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::http::{ApiError, Reply};
@@ -45,31 +48,13 @@ fn now() -> OffsetDateTime {
 
 /// A patient as a FHIR answer: its JSON, `ETag` and `Last-Modified`.
 fn answer(status: StatusCode, patient: &Patient, base: &str) -> HttpResponse {
-    let mut res = fhir_json(status, &to_fhir(patient));
-    let headers = res.headers_mut();
-    if let Ok(v) = header::HeaderValue::from_str(&etag(patient.version())) {
-        headers.insert(header::ETAG, v);
-    }
-    if let Ok(v) = header::HeaderValue::from_str(
-        &patient
-            .updated_at
-            .to_offset(time::UtcOffset::UTC)
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default()
-            .replace("+0000", "GMT"),
-    ) {
-        headers.insert(header::LAST_MODIFIED, v);
-    }
-    if status == StatusCode::CREATED
-        && let Ok(v) = header::HeaderValue::from_str(&format!(
-            "{base}/Patient/{}/_history/{}",
-            patient.id,
-            patient.version()
-        ))
-    {
-        headers.insert(header::LOCATION, v);
-    }
-    res
+    let it = Versioned {
+        kind: "Patient",
+        id: &patient.id,
+        version: &patient.version(),
+        modified: Some(patient.updated_at),
+    };
+    versioned(status, &to_fhir(patient), base, &it)
 }
 
 /// Reads a patient (the REST read's audit event: `patient.read`).
@@ -104,9 +89,7 @@ pub async fn vread(
     let patient = patient_access(&state)
         .read(&caller(&auth), read_id(&id, PatientId::from_uuid)?, now())
         .await?;
-    if patient.version().to_string() != vid {
-        return Err(ApiError::NotFound);
-    }
+    at_version(patient.version(), &vid)?;
     Ok(answer(StatusCode::OK, &patient, &base(&req, &state)))
 }
 
@@ -172,13 +155,7 @@ pub async fn delete(auth: Authorized, state: State, id: web::Path<String>) -> Re
 
 /// One `_lastUpdated` bound into `within` (changes are kept in µs).
 fn last_updated(value: &str, within: &mut UpdatedWithin) -> Result<(), ApiError> {
-    let (from, to) =
-        crate::fhir::date_bounds(value, time::Duration::microseconds(1)).ok_or_else(|| {
-            bad(
-                "_lastUpdated",
-                "eq, ge, gt, le or lt and a date (YYYY-MM-DD) or an instant",
-            )
-        })?;
+    let (from, to) = date_param("_lastUpdated", value, time::Duration::microseconds(1))?;
     for (slot, bound) in [
         (&mut within.after, from.map(|f| (f, true))),
         (&mut within.before, to.map(|t| (t, false))),
