@@ -27,7 +27,7 @@ pub mod voicemail;
 
 mod use_cases;
 
-use actix_web::{HttpResponse, HttpResponseBuilder, http::header, web};
+use actix_web::web;
 
 use crate::http::ApiError;
 
@@ -65,12 +65,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The fallback for unknown routes.
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound)
-}
-
-/// A 200 whose body is PHI: `Cache-Control: no-store`, so no cache on the
-/// way keeps it.
-pub(crate) fn phi_ok() -> HttpResponseBuilder {
-    let mut ok = HttpResponse::Ok();
-    ok.insert_header((header::CACHE_CONTROL, "no-store"));
-    ok
 }

@@ -3,7 +3,6 @@
 //! assertion signed by one of its keys for a five-minute access token with
 //! `system/` scopes ([`carapace_auth::backend::BackendServices`]).
 
-use actix_web::http::header;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use carapace_audit::SecurityEventKind;
 use carapace_auth::backend::{ACCESS_TOKEN_SECS, BackendServices, ExchangeError, TokenRequest};
@@ -132,14 +131,12 @@ pub async fn token(req: HttpRequest, state: State, body: web::Bytes) -> Reply {
             );
             event.origin = crate::http::auth::origin(&req);
             crate::http::auth::record(&state, event).await?;
-            Ok(HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(BackendToken {
-                    access_token: token.expose_secret().to_owned(),
-                    token_type: "bearer",
-                    expires_in: ACCESS_TOKEN_SECS,
-                    scope,
-                }))
+            Ok(HttpResponse::Ok().json(BackendToken {
+                access_token: token.expose_secret().to_owned(),
+                token_type: "bearer",
+                expires_in: ACCESS_TOKEN_SECS,
+                scope,
+            }))
         }
         Err(ExchangeError::OAuth(e)) => {
             tracing::warn!(error = %e, "backend services token refused");

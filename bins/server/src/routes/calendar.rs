@@ -160,7 +160,7 @@ pub async fn feed(
         .calendar
         .events(&access, &found, window, settings.calendar_detail)
         .await?;
-    Ok(super::phi_ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/calendar; charset=utf-8")
         .body(ics(&events)))
 }

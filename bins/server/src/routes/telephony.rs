@@ -274,7 +274,7 @@ pub async fn play(auth: Authorized, state: State, path: web::Path<(Uuid, String)
         .play(&auth.access(), TaskId::from_uuid(id), &sid)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(super::phi_ok()
+    Ok(HttpResponse::Ok()
         .content_type("audio/wav")
         .body(audio.expose_phi().clone()))
 }

@@ -4,7 +4,7 @@
 //! by the declared content type, and bounded in size and length; each use
 //! is recorded as a disclosure to the provider before anything is sent.
 
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 use carapace_clinical::ClinicalError;
 use carapace_clinical::assistant::Availability;
 use carapace_clinical::speech::{self, limits};
@@ -67,7 +67,7 @@ pub async fn transcribe(auth: Authorized, state: State, body: web::Bytes) -> Rep
             .map_or(ApiError::Internal("no speech provider".into()), Into::into));
     };
     let text = speech::transcribe(provider, &state.audit, &auth.access(), gate, &audio).await?;
-    Ok(super::phi_ok().json(TranscriptionBody {
+    Ok(HttpResponse::Ok().json(TranscriptionBody {
         text: text.expose_phi().clone(),
     }))
 }
@@ -97,7 +97,7 @@ pub async fn speak(auth: Authorized, state: State, body: JsonBody<SpeechBody>) -
             .map_or(ApiError::Internal("no speech provider".into()), Into::into));
     };
     let audio = speech::synthesize(provider, &state.audit, &auth.access(), gate, &text).await?;
-    Ok(super::phi_ok()
+    Ok(HttpResponse::Ok()
         .content_type(audio.format.media_type())
         .body(audio.bytes.expose_phi().clone()))
 }

@@ -2,7 +2,7 @@
 //! `voicemail:read`: list, read (with the transcript) and play (every play
 //! recorded).
 
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 use carapace_clinical::telephony::voicemail::{Voicemail, VoicemailId, VoicemailRepository as _};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -61,7 +61,7 @@ impl From<Voicemail> for VoicemailView {
 pub async fn list(auth: Authorized, state: State) -> Reply {
     let found = state.voicemails.list(&auth.access()).await?;
     let views: Vec<VoicemailView> = found.into_iter().map(VoicemailView::from).collect();
-    Ok(super::phi_ok().json(views))
+    Ok(HttpResponse::Ok().json(views))
 }
 
 /// One voicemail, with its transcript.
@@ -74,7 +74,7 @@ pub async fn get(auth: Authorized, state: State, id: web::Path<VoicemailId>) -> 
         .get(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(super::phi_ok().json(VoicemailView::from(found)))
+    Ok(HttpResponse::Ok().json(VoicemailView::from(found)))
 }
 
 /// Plays a voicemail (WAV); every play is recorded.
@@ -89,7 +89,7 @@ pub async fn play(auth: Authorized, state: State, id: web::Path<VoicemailId>) ->
         .audio(&auth.access(), id.into_inner())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(super::phi_ok()
+    Ok(HttpResponse::Ok()
         .content_type("audio/wav")
         .body(audio.expose_phi().clone()))
 }

@@ -484,6 +484,5 @@ pub async fn download(auth: Authorized, state: State, path: web::Path<(String, S
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::build(StatusCode::OK)
         .insert_header((header::CONTENT_TYPE, "application/fhir+ndjson"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body))
 }

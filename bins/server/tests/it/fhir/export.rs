@@ -499,3 +499,42 @@ async fn two_servers_racing_start_no_more_than_two_exports_for_one_caller() {
     one.stop().await;
     two.stop().await;
 }
+
+/// An export file is PHI sent as raw NDJSON, not through the JSON path:
+/// no cache may keep it either (the header policy stamps every answer).
+#[tokio::test]
+async fn an_export_file_is_never_cached() {
+    let Some(app) = spawn_app(Backend::Sqlite, "export_file_no_store").await else {
+        return;
+    };
+    let org = app.org().await;
+    let ada = app.token_as(&org, Role::Clinician, "clinician-ada");
+    json_of(
+        call(
+            &app,
+            "POST",
+            "/fhir/R4/Patient",
+            &ada,
+            Some(&jane("Nostore")),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let res = send(
+        app.http
+            .get(app.url("/fhir/R4/Patient/$export?_type=Patient"))
+            .bearer_auth(&ada)
+            .header("accept", FHIR)
+            .header("prefer", "respond-async"),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let manifest = poll_export(&app, &header(res.headers(), "content-location"), &ada).await;
+    let url = manifest["output"][0]["url"].as_str().unwrap_or_default();
+    let res = call(&app, "GET", url, &ada, None).await;
+    assert_eq!(res.status(), 200, "{manifest}");
+    assert_eq!(header(res.headers(), "cache-control"), "no-store");
+    assert!(res.text().await.unwrap_or_default().contains("Nostore"));
+    app.stop().await;
+}
