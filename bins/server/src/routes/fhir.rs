@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod clinical;
 pub mod consultation;
 pub mod export;
+mod params;
 pub mod patient;
 pub mod practitioner;
 pub mod task;
@@ -25,6 +26,8 @@ use crate::fhir::bundle::{self, Entry, Mode};
 use crate::fhir::{FHIR_JSON, base_url, capability};
 use crate::http::ApiError;
 use crate::state::{AppState, State};
+
+pub(crate) use params::{ANY, Params, patient_ref};
 
 /// Registers the FHIR routes (under [`crate::fhir::BASE_PATH`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -273,28 +276,26 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, Ap
     Ok(pairs.into_iter().filter(|(k, _)| k != "_format").collect())
 }
 
-/// The one patient a search names (`patient`, or `subject` where
-/// `subject_too`); every other parameter is refused.
-pub(crate) fn patient_of(req: &HttpRequest, subject_too: bool) -> Result<PatientId, ApiError> {
+/// The one patient a search of `kind` names (`patient`, or `subject`
+/// where `subject_too`); every other parameter is refused.
+pub(crate) fn patient_of(
+    req: &HttpRequest,
+    kind: &str,
+    subject_too: bool,
+) -> Result<PatientId, ApiError> {
     let params = query_pairs(req)?;
-    let mut patient = None;
-    for (name, value) in &params {
-        match name.as_str() {
-            "patient" | "subject" if name == "patient" || subject_too => {
-                if patient.is_some() {
-                    return Err(bad(name, "give the patient once"));
-                }
-                let raw = value.strip_prefix("Patient/").unwrap_or(value);
-                patient = Some(
-                    Uuid::parse_str(raw)
-                        .map(PatientId::from_uuid)
-                        .map_err(|_| bad(name, "must be Patient/<id>"))?,
-                );
-            }
-            other => return Err(bad(other, "not a search parameter here: search by patient")),
-        }
+    let declared: &[(&str, usize)] = if subject_too {
+        &[("patient", 1), ("subject", 1)]
+    } else {
+        &[("patient", 1)]
+    };
+    let p = Params::check(&params, &format!("the {kind} search"), declared)?;
+    match (p.one("patient"), p.one("subject")) {
+        (Some(_), Some(_)) => Err(bad("subject", "give the patient once")),
+        (Some(v), None) => patient_ref("patient", v),
+        (None, Some(v)) => patient_ref("subject", v),
+        (None, None) => Err(bad("patient", "is required")),
     }
-    patient.ok_or_else(|| bad("patient", "is required"))
 }
 
 /// The id a read's URL names, as `id` makes it: no resource (404) unless

@@ -12,11 +12,10 @@ use carapace_clinical::appointment::{AppointmentId, AppointmentStatus, ListingRe
 use carapace_clinical::patient::PatientId;
 use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 use super::{
-    Paging, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param, named,
-    read_id, searchset_page, versioned,
+    ANY, Paging, Params, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param,
+    named, patient_ref, read_id, searchset_page, versioned,
 };
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
@@ -202,73 +201,48 @@ fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError>
 pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
     let Search { params, base } = search;
     let ctx = auth.principal.tenant();
-    let mut request = ListingRequest::default();
-    let mut include_patients = false;
-    let mut cursor = None;
-    let mut dates = 0;
-    for (name, value) in &params {
-        let repeated = || bad(name, "give this parameter once");
-        match name.as_str() {
-            "patient" => {
-                if request.patient.is_some() {
-                    return Err(repeated());
-                }
-                let raw = value.strip_prefix("Patient/").unwrap_or(value);
-                // Not an id of ours: no patient, so nothing of theirs.
-                request.patient = Some(PatientId::from_uuid(
-                    Uuid::parse_str(raw).map_err(|_| bad(name, "must be Patient/<id>"))?,
-                ));
-            }
-            "practitioner" => {
-                if request.practitioner.is_some() {
-                    return Err(repeated());
-                }
-                let raw = value.strip_prefix("Practitioner/").unwrap_or(value);
-                request.practitioner = Some(
-                    carapace_clinical::appointment::practitioner_field(raw)
-                        .map_err(|e| bad(name, &e.message))?,
-                );
-            }
-            "date" => {
-                dates += 1;
-                if dates > 2 {
-                    return Err(bad(name, "at most two bounds"));
-                }
-                date_bound(value, &mut request)?;
-            }
-            "status" => {
-                if request.status.is_some() {
-                    return Err(repeated());
-                }
-                request.status = Some(
-                    status_of(value)
-                        .ok_or_else(|| bad(name, "booked, fulfilled, cancelled or noshow"))?,
-                );
-            }
-            "_include" => match value.as_str() {
-                "Appointment:patient" => include_patients = true,
-                _ => return Err(bad(name, "only Appointment:patient is supported")),
-            },
-            "_count" => {
-                if request.limit.is_some() {
-                    return Err(repeated());
-                }
-                request.limit = Some(value.clone());
-            }
-            "_cursor" => {
-                if cursor.is_some() {
-                    return Err(repeated());
-                }
-                cursor = Some(value.as_str());
-            }
-            other => {
-                return Err(bad(
-                    other,
-                    "not a search parameter of Appointment here (see /fhir/R4/metadata)",
-                ));
-            }
-        }
+    let p = Params::check(
+        &params,
+        "the Appointment search",
+        &[
+            ("patient", 1),
+            ("practitioner", 1),
+            ("date", 2),
+            ("status", 1),
+            ("_include", ANY),
+            ("_count", 1),
+            ("_cursor", 1),
+        ],
+    )?;
+    let mut request = ListingRequest {
+        patient: p
+            .one("patient")
+            .map(|v| patient_ref("patient", v))
+            .transpose()?,
+        practitioner: p
+            .one("practitioner")
+            .map(|v| {
+                let raw = v.strip_prefix("Practitioner/").unwrap_or(v);
+                carapace_clinical::appointment::practitioner_field(raw)
+                    .map_err(|e| bad("practitioner", &e.message))
+            })
+            .transpose()?,
+        status: p
+            .one("status")
+            .map(|v| {
+                status_of(v).ok_or_else(|| bad("status", "booked, fulfilled, cancelled or noshow"))
+            })
+            .transpose()?,
+        limit: p.one("_count").map(str::to_owned),
+        ..ListingRequest::default()
+    };
+    for value in p.all("date") {
+        date_bound(value, &mut request)?;
     }
+    if p.all("_include").any(|v| v != "Appointment:patient") {
+        return Err(bad("_include", "only Appointment:patient is supported"));
+    }
+    let include_patients = p.one("_include").is_some();
     if request.patient.is_some() && request.practitioner.is_some() {
         return Err(bad(
             "practitioner",
@@ -287,7 +261,7 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
             None,
         ));
     }
-    request.after = open_position(&state, ctx.org(), cursor)?;
+    request.after = open_position(&state, ctx.org(), p.one("_cursor"))?;
     let page = scheduling(&state)
         .list(&caller(&auth), request, now())
         .await?;

@@ -9,7 +9,7 @@ use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Resource, Search, Searchset, bad, date_param, fhir_json, searchset_page};
+use super::{Params, Resource, Search, Searchset, bad, date_param, fhir_json, searchset_page};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
 use crate::http::auth::Authorized;
@@ -85,52 +85,55 @@ fn date_bound(value: &str, params: &mut AuditParams) -> Result<(), ApiError> {
     responses(Searchset))]
 pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
     let Search { params, base } = search;
-    let mut p = AuditParams::default();
-    let mut kind = None;
-    for (name, value) in &params {
-        let slot = match name.as_str() {
-            "patient" => &mut p.patient,
-            "agent" => &mut p.actor,
-            "subtype" => &mut p.action,
-            "outcome" => &mut p.outcome,
-            "_count" => &mut p.limit,
-            "_cursor" => &mut p.cursor,
-            "date" => {
-                date_bound(value, &mut p)?;
-                continue;
-            }
-            "action" => {
-                if kind.is_some() {
-                    return Err(bad(name, "give this parameter once"));
-                }
-                kind = Some(ActionKind::parse(value).ok_or_else(|| {
-                    bad(name, "C, R, U, D or E (subtype names one Carapace action)")
-                })?);
-                continue;
-            }
-            other => {
-                return Err(bad(
-                    other,
-                    "not a search parameter of AuditEvent here (see /fhir/R4/metadata)",
-                ));
-            }
-        };
-        if slot.is_some() {
-            return Err(bad(name, "give this parameter once"));
-        }
-        let value = match name.as_str() {
-            "patient" => value.strip_prefix("Patient/").unwrap_or(value),
-            "agent" => value
-                .split_once('|')
-                .map_or(value.as_str(), |(_, subject)| subject),
-            "subtype" => value
-                .strip_prefix(ACTION_SYSTEM)
+    let given = Params::check(
+        &params,
+        "the AuditEvent search",
+        &[
+            ("patient", 1),
+            ("agent", 1),
+            ("subtype", 1),
+            ("outcome", 1),
+            ("date", 2),
+            ("action", 1),
+            ("_count", 1),
+            ("_cursor", 1),
+        ],
+    )?;
+    let owned = |name: &str| given.one(name).map(str::to_owned);
+    let mut p = AuditParams {
+        patient: given
+            .one("patient")
+            .map(|v| v.strip_prefix("Patient/").unwrap_or(v).to_owned()),
+        actor: given.one("agent").map(|v| {
+            v.split_once('|')
+                .map_or(v, |(_, subject)| subject)
+                .to_owned()
+        }),
+        action: given.one("subtype").map(|v| {
+            v.strip_prefix(ACTION_SYSTEM)
                 .and_then(|v| v.strip_prefix('|'))
-                .unwrap_or(value),
-            _ => value,
-        };
-        *slot = Some(value.to_owned());
+                .unwrap_or(v)
+                .to_owned()
+        }),
+        outcome: owned("outcome"),
+        limit: owned("_count"),
+        cursor: owned("_cursor"),
+        ..AuditParams::default()
+    };
+    for value in given.all("date") {
+        date_bound(value, &mut p)?;
     }
+    let kind = given
+        .one("action")
+        .map(|v| {
+            ActionKind::parse(v).ok_or_else(|| {
+                bad(
+                    "action",
+                    "C, R, U, D or E (subtype names one Carapace action)",
+                )
+            })
+        })
+        .transpose()?;
     let described = format!("{params:?}");
     let mut q = query(&state, &auth, p)?;
     q.kind = kind;

@@ -47,7 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses(Searchset))]
 pub async fn care_teams(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, true)?;
+    let patient = patient_of(&req, "CareTeam", true)?;
     let team = patient_access(&state)
         .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
         .await?;
@@ -76,7 +76,7 @@ pub async fn care_team_read(auth: Authorized, state: State, id: web::Path<String
     params(("patient" = String, Query, description = "Patient/<id> (or subject)")),
     responses(Searchset))]
 pub async fn medication_statements(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, true)?;
+    let patient = patient_of(&req, "MedicationStatement", true)?;
     let now = OffsetDateTime::now_utc();
     let (meds, _) = medication_records(&state)
         .history(&caller(&auth), patient, now)
@@ -93,7 +93,7 @@ pub async fn medication_statements(auth: Authorized, state: State, req: HttpRequ
     params(("subject" = String, Query, description = "Patient/<id> (or patient)")),
     responses(Searchset))]
 pub async fn adverse_events(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, true)?;
+    let patient = patient_of(&req, "AdverseEvent", true)?;
     let (_, effects) = medication_records(&state)
         .history(&caller(&auth), patient, OffsetDateTime::now_utc())
         .await?;

@@ -11,8 +11,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs, read_id,
-    searchset,
+    ANY, Params, Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs,
+    read_id, searchset,
 };
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::consultation::{
@@ -49,7 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses(Searchset))]
 pub async fn consents(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, false)?;
+    let patient = patient_of(&req, "Consent", false)?;
     let now = OffsetDateTime::now_utc();
     let all = record_sharing(&state)
         .consents(&caller(&auth), patient, now)
@@ -80,23 +80,24 @@ pub async fn consent_read(auth: Authorized, state: State, id: web::Path<String>)
 /// referrals they received or made; anyone else's finds nothing, since the
 /// caller sees no one else's referrals.
 fn directions(req: &HttpRequest, me: &str) -> Result<(bool, bool), ApiError> {
+    let params = query_pairs(req)?;
+    let p = Params::check(
+        &params,
+        "the ServiceRequest search",
+        &[("performer:identifier", ANY), ("requester:identifier", ANY)],
+    )?;
     let mut wanted = (true, true);
-    for (name, value) in query_pairs(req)? {
+    for (name, value) in p.pairs() {
         let own = value
             .strip_prefix(SUBJECT_SYSTEM)
             .and_then(|v| v.strip_prefix('|'))
-            .unwrap_or(&value)
+            .unwrap_or(value)
             == me;
-        match name.as_str() {
-            "performer:identifier" => wanted = (wanted.0 && own, false),
-            "requester:identifier" => wanted = (false, wanted.1 && own),
-            other => {
-                return Err(bad(
-                    other,
-                    "not a search parameter here: search by performer:identifier or requester:identifier",
-                ));
-            }
-        }
+        wanted = if name == "performer:identifier" {
+            (wanted.0 && own, false)
+        } else {
+            (false, wanted.1 && own)
+        };
     }
     Ok(wanted)
 }

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{bad, base, query_pairs, read_id};
+use super::{Params, bad, base, query_pairs, read_id};
 use crate::fhir::instant;
 use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
@@ -112,28 +112,26 @@ async fn start(auth: Authorized, state: State, req: HttpRequest, group: Option<G
         ));
     }
     let params = query_pairs(&req)?;
-    let (mut types, mut since) = (None, None);
-    for (name, value) in &params {
-        match name.as_str() {
-            "_type" if types.is_none() => types = Some(value.as_str()),
-            "_since" if since.is_none() => {
-                since = Some(
-                    OffsetDateTime::parse(value, &Rfc3339)
-                        .map_err(|_| bad(name, "must be an instant with its zone"))?,
-                );
-            }
-            "_outputFormat"
-                if matches!(
-                    value.as_str(),
-                    "application/fhir+ndjson" | "application/ndjson" | "ndjson"
-                ) => {}
-            other => {
-                return Err(bad(
-                    other,
-                    "not a parameter of $export here (or given twice)",
-                ));
-            }
-        }
+    let p = Params::check(
+        &params,
+        "$export",
+        &[("_type", 1), ("_since", 1), ("_outputFormat", 1)],
+    )?;
+    let types = p.one("_type");
+    let since = p
+        .one("_since")
+        .map(|v| {
+            OffsetDateTime::parse(v, &Rfc3339)
+                .map_err(|_| bad("_since", "must be an instant with its zone"))
+        })
+        .transpose()?;
+    if p.one("_outputFormat").is_some_and(|v| {
+        !matches!(
+            v,
+            "application/fhir+ndjson" | "application/ndjson" | "ndjson"
+        )
+    }) {
+        return Err(bad("_outputFormat", "application/fhir+ndjson only"));
     }
     let requested = requested_types(types)?;
     let now = OffsetDateTime::now_utc();

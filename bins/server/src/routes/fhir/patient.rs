@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Paging, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param, read_id,
-    searchset_page, versioned,
+    Paging, Params, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param,
+    read_id, searchset_page, versioned,
 };
 use crate::fhir::bundle::{Entry, Mode};
 use crate::fhir::if_match_version;
@@ -187,60 +187,36 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
         visibility: Visibility::Nothing,
         ..PatientQuery::default()
     };
-    let (mut family, mut birthdate, mut count, mut cursor, mut id) = (None, None, None, None, None);
+    let p = Params::check(
+        &params,
+        "the Patient search",
+        &[
+            ("_id", 1),
+            ("identifier", 1),
+            ("family", 1),
+            ("birthdate", 1),
+            ("_lastUpdated", 2),
+            ("_count", 1),
+            ("_cursor", 1),
+        ],
+    )?;
+    let (family, birthdate, id) = (p.one("family"), p.one("birthdate"), p.one("_id"));
+    // No patient carries an identifier of another system.
     let mut no_match = false;
-    for (name, value) in &params {
-        let once = |slot: &Option<&String>| {
-            slot.is_none()
-                .then_some(())
-                .ok_or_else(|| bad(name, "give this parameter once"))
-        };
-        match name.as_str() {
-            "_id" => {
-                once(&id)?;
-                id = Some(value);
+    if let Some(value) = p.one("identifier") {
+        let (system, member) = value
+            .split_once('|')
+            .map_or((None, value), |(s, m)| (Some(s), m));
+        match system {
+            None | Some(MEMBER_ID_SYSTEM) => {
+                query.member_id =
+                    Some(member_id_filter(member).map_err(|e| rename(e, "identifier"))?);
             }
-            "family" => {
-                once(&family)?;
-                family = Some(value);
-            }
-            "birthdate" => {
-                once(&birthdate)?;
-                birthdate = Some(value);
-            }
-            "_count" => {
-                once(&count)?;
-                count = Some(value);
-            }
-            "_cursor" => {
-                once(&cursor)?;
-                cursor = Some(value);
-            }
-            "identifier" => {
-                if query.member_id.is_some() || no_match {
-                    return Err(bad(name, "give this parameter once"));
-                }
-                let (system, member) = match value.split_once('|') {
-                    Some((system, member)) => (Some(system), member),
-                    None => (None, value.as_str()),
-                };
-                match system {
-                    None | Some(MEMBER_ID_SYSTEM) => {
-                        query.member_id =
-                            Some(member_id_filter(member).map_err(|e| rename(e, name))?);
-                    }
-                    // No patient carries an identifier of another system.
-                    Some(_) => no_match = true,
-                }
-            }
-            "_lastUpdated" => last_updated(value, &mut query.updated)?,
-            other => {
-                return Err(bad(
-                    other,
-                    "not a search parameter of Patient here (see /fhir/R4/metadata)",
-                ));
-            }
+            Some(_) => no_match = true,
         }
+    }
+    for value in p.all("_lastUpdated") {
+        last_updated(value, &mut query.updated)?;
     }
     query.name_dob = match (family, birthdate) {
         (None, None) => None,
@@ -250,13 +226,12 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
         }
         _ => return Err(bad("family", "family and birthdate are searched together")),
     };
-    query.limit =
-        PageLimit::parse_text(count.map(String::as_str)).map_err(|e| rename(e, "_count"))?;
+    query.limit = PageLimit::parse_text(p.one("_count")).map_err(|e| rename(e, "_count"))?;
     query.after = crate::http::extract::open_cursor(
         &state.cursor_key,
         ctx.org(),
         CURSOR_SCOPE,
-        cursor.map(String::as_str),
+        p.one("_cursor"),
         |b| Uuid::from_slice(b).ok().map(PatientId::from_uuid),
     )?;
     let (items, next) = if no_match {

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use carapace_auth::local::UserId;
 
-use super::{Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
+use super::{Params, Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
 use crate::fhir::practitioner::to_fhir;
 use crate::http::auth::Authorized;
@@ -35,36 +35,28 @@ fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
     ),
     responses(Searchset))]
 pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let (mut subject, mut active) = (None, None);
-    for (name, value) in query_pairs(&req)? {
-        match name.as_str() {
-            "identifier" if subject.is_none() => {
-                let v = value
-                    .strip_prefix(SUBJECT_SYSTEM)
-                    .and_then(|v| v.strip_prefix('|'))
-                    .unwrap_or(&value);
-                subject = Some(v.to_owned());
-            }
-            "active" if active.is_none() => {
-                active = Some(match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad("active", "must be true or false")),
-                });
-            }
-            other => {
-                return Err(bad(
-                    other,
-                    "not a search parameter of Practitioner here (or given twice)",
-                ));
-            }
-        }
-    }
+    let params = query_pairs(&req)?;
+    let p = Params::check(
+        &params,
+        "the Practitioner search",
+        &[("identifier", 1), ("active", 1)],
+    )?;
+    let subject = p.one("identifier").map(|v| {
+        v.strip_prefix(SUBJECT_SYSTEM)
+            .and_then(|v| v.strip_prefix('|'))
+            .unwrap_or(v)
+    });
+    let active = match p.one("active") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(bad("active", "must be true or false")),
+    };
     let found = admin(&state)?
         .practitioners(&auth.principal)
         .await?
         .iter()
-        .filter(|a| subject.as_deref().is_none_or(|s| s == a.id.to_string()))
+        .filter(|a| subject.is_none_or(|s| s == a.id.to_string()))
         .filter(|a| active.is_none_or(|on| on == a.active))
         .map(|a| (a.id.to_string(), to_fhir(a)))
         .collect();

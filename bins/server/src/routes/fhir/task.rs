@@ -6,10 +6,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use carapace_clinical::FieldError;
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
-use super::{Resource, Searchset, fhir_json, query_pairs, read_id, searchset};
+use super::{Params, Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
@@ -58,25 +57,18 @@ pub async fn read(auth: Authorized, state: State, id: web::Path<String>) -> Repl
     responses(Searchset))]
 pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
-    let mut status = None;
-    for (name, value) in &params {
-        match name.as_str() {
-            "status" if status.is_none() => {
-                status = Some(status_of(value).ok_or_else(|| {
-                    ApiError::Invalid(vec![FieldError::new(
-                        "status",
-                        "requested, accepted, in-progress, completed, failed or cancelled",
-                    )])
-                })?);
-            }
-            other => {
-                return Err(ApiError::Invalid(vec![FieldError::new(
-                    other.to_owned(),
-                    "not a search parameter of Task here (or given twice)",
-                )]));
-            }
-        }
-    }
+    let p = Params::check(&params, "the Task search", &[("status", 1)])?;
+    let status = p
+        .one("status")
+        .map(|v| {
+            status_of(v).ok_or_else(|| {
+                bad(
+                    "status",
+                    "requested, accepted, in-progress, completed, failed or cancelled",
+                )
+            })
+        })
+        .transpose()?;
     let tasks = state.verifications.list(&auth.access(), status).await?;
     let found = tasks
         .iter()

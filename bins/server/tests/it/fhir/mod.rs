@@ -10,6 +10,7 @@ mod export;
 mod patients;
 mod practitioners;
 mod scopes;
+mod search_params;
 
 use carapace_auth::Role;
 use serde_json::{Value, json};
