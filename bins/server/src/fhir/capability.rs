@@ -5,80 +5,167 @@ use serde_json::{Value, json};
 
 use super::FHIR_VERSION;
 
+/// A search parameter as the statement declares it and as the search
+/// enforces it (`routes::fhir::Params`): what the statement does
+/// not name, or names fewer times than a query gives it, is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParam {
+    /// The parameter's name.
+    pub name: &'static str,
+    /// Its FHIR search parameter type (`token`, `date`, `reference`…).
+    pub kind: &'static str,
+    /// How many times one query may give it.
+    pub most: usize,
+    /// What it matches, in words.
+    pub doc: &'static str,
+}
+
+/// A parameter given at most once.
+const fn once(name: &'static str, kind: &'static str, doc: &'static str) -> SearchParam {
+    SearchParam {
+        name,
+        kind,
+        most: 1,
+        doc,
+    }
+}
+
+/// A date parameter: one lower and one upper bound at most.
+const fn bounds(name: &'static str, doc: &'static str) -> SearchParam {
+    SearchParam {
+        most: 2,
+        ..once(name, "date", doc)
+    }
+}
+
 /// The search parameters of `Patient`.
-pub const PATIENT_SEARCH: &[(&str, &str, &str)] = &[
-    (
+pub const PATIENT_SEARCH: &[SearchParam] = &[
+    once(
         "_id",
         "token",
         "the patient's id (a read: the same audit event)",
     ),
-    (
+    once(
         "identifier",
         "token",
         "the insurance member id: urn:carapace:member-id|<value>, or <value>",
     ),
-    (
+    once(
         "family",
         "string",
         "exact family name; only together with birthdate",
     ),
-    (
+    once(
         "birthdate",
         "date",
         "exact birth date (YYYY-MM-DD); only together with family",
     ),
-    (
+    bounds(
         "_lastUpdated",
-        "date",
         "eq, ge, gt, le or lt a date or an instant (one bound each way)",
     ),
 ];
 
 /// The search parameters of `Appointment`.
-pub const APPOINTMENT_SEARCH: &[(&str, &str, &str)] = &[
-    ("patient", "reference", "Patient/<id>"),
-    (
+pub const APPOINTMENT_SEARCH: &[SearchParam] = &[
+    once("patient", "reference", "Patient/<id>"),
+    once(
         "practitioner",
         "reference",
         "the practitioner's subject (urn:carapace:subject)",
     ),
-    (
-        "date",
+    bounds(
         "date",
         "eq, ge, gt, le or lt a date or an instant (at most two)",
     ),
-    ("status", "token", "booked, fulfilled, cancelled or noshow"),
+    once("status", "token", "booked, fulfilled, cancelled or noshow"),
 ];
 
 /// The search parameters of `AuditEvent`.
-pub const AUDIT_EVENT_SEARCH: &[(&str, &str, &str)] = &[
-    ("patient", "reference", "Patient/<id>"),
-    (
+pub const AUDIT_EVENT_SEARCH: &[SearchParam] = &[
+    once("patient", "reference", "Patient/<id>"),
+    once(
         "agent",
         "reference",
         "the actor's subject (urn:carapace:subject)",
     ),
-    (
-        "date",
+    bounds(
         "date",
         "eq, ge, gt, le or lt a date or an instant (one bound each way)",
     ),
-    (
+    once(
         "action",
         "token",
         "C, R, U, D or E: the kind of access (the Carapace action's verb)",
     ),
-    (
+    once(
         "subtype",
         "token",
         "urn:carapace:audit-action|<action>, e.g. patient.read",
     ),
-    ("outcome", "token", "allowed, denied, not_found or error"),
+    once("outcome", "token", "allowed, denied, not_found or error"),
 ];
 
-fn params(list: &[(&str, &str, &str)]) -> Vec<Value> {
+/// The search parameters of `CareTeam`.
+pub const CARE_TEAM_SEARCH: &[SearchParam] = &[once(
+    "patient",
+    "reference",
+    "Patient/<id> (required; the team's id is the patient's)",
+)];
+
+/// The search parameters of `MedicationStatement`.
+pub const MEDICATION_STATEMENT_SEARCH: &[SearchParam] = &[
+    once("patient", "reference", "Patient/<id> (required)"),
+    once("subject", "reference", "the same as patient"),
+];
+
+/// The search parameters of `AdverseEvent`.
+pub const ADVERSE_EVENT_SEARCH: &[SearchParam] = &[
+    once("subject", "reference", "Patient/<id> (required)"),
+    once("patient", "reference", "the same as subject"),
+];
+
+/// The search parameters of `Task`.
+pub const TASK_SEARCH: &[SearchParam] = &[once(
+    "status",
+    "token",
+    "requested, accepted, in-progress, completed, failed or cancelled",
+)];
+
+/// The search parameters of `Consent`.
+pub const CONSENT_SEARCH: &[SearchParam] =
+    &[once("patient", "reference", "Patient/<id> (required)")];
+
+/// The search parameters of `ServiceRequest` (each may repeat; together
+/// they narrow).
+pub const SERVICE_REQUEST_SEARCH: &[SearchParam] = &[
+    SearchParam {
+        most: 16,
+        ..once(
+            "performer:identifier",
+            "token",
+            "urn:carapace:subject|<you>: the referrals you received",
+        )
+    },
+    SearchParam {
+        most: 16,
+        ..once(
+            "requester:identifier",
+            "token",
+            "urn:carapace:subject|<you>: the referrals you made",
+        )
+    },
+];
+
+/// The search parameters of `Practitioner`.
+pub const PRACTITIONER_SEARCH: &[SearchParam] = &[
+    once("identifier", "token", "urn:carapace:subject|<subject>"),
+    once("active", "token", "true or false"),
+];
+
+fn params(list: &[SearchParam]) -> Vec<Value> {
     list.iter()
-        .map(|(name, kind, doc)| json!({"name": name, "type": kind, "documentation": doc}))
+        .map(|p| json!({"name": p.name, "type": p.kind, "documentation": p.doc}))
         .collect()
 }
 
@@ -154,15 +241,15 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
             }, {
                 "type": "CareTeam",
                 "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": params(&[("patient", "reference", "Patient/<id> (required; the team's id is the patient's)")]),
+                "searchParam": params(CARE_TEAM_SEARCH),
             }, {
                 "type": "MedicationStatement",
                 "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
-                "searchParam": params(&[("patient", "reference", "Patient/<id> (required)"), ("subject", "reference", "the same as patient")]),
+                "searchParam": params(MEDICATION_STATEMENT_SEARCH),
             }, {
                 "type": "Task",
                 "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": params(&[("status", "token", "requested, accepted, in-progress, completed, failed or cancelled")]),
+                "searchParam": params(TASK_SEARCH),
                 "operation": [{
                     "name": "bot-view",
                     "definition": "urn:carapace:fhir:OperationDefinition/Task-bot-view",
@@ -171,21 +258,15 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
             }, {
                 "type": "Consent",
                 "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}],
-                "searchParam": params(&[("patient", "reference", "Patient/<id> (required)")]),
+                "searchParam": params(CONSENT_SEARCH),
             }, {
                 "type": "ServiceRequest",
                 "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
-                "searchParam": params(&[
-                    ("performer:identifier", "token", "urn:carapace:subject|<you>: the referrals you received"),
-                    ("requester:identifier", "token", "urn:carapace:subject|<you>: the referrals you made"),
-                ]),
+                "searchParam": params(SERVICE_REQUEST_SEARCH),
             }, {
                 "type": "Practitioner",
                 "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": params(&[
-                    ("identifier", "token", "urn:carapace:subject|<subject>"),
-                    ("active", "token", "true or false"),
-                ]),
+                "searchParam": params(PRACTITIONER_SEARCH),
             }, {
                 "type": "Group",
                 "operation": [{
@@ -196,7 +277,7 @@ pub fn statement(base: &str, software_version: &str, published: &str) -> Value {
             }, {
                 "type": "AdverseEvent",
                 "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
-                "searchParam": params(&[("subject", "reference", "Patient/<id> (required)"), ("patient", "reference", "the same as subject")]),
+                "searchParam": params(ADVERSE_EVENT_SEARCH),
             }],
         }],
     })

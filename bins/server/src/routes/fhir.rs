@@ -23,11 +23,12 @@ use carapace_clinical::patient::PatientId;
 use uuid::Uuid;
 
 use crate::fhir::bundle::{self, Entry, Mode};
-use crate::fhir::{FHIR_JSON, base_url, capability};
+use crate::fhir::capability::{self, SearchParam};
+use crate::fhir::{FHIR_JSON, base_url};
 use crate::http::ApiError;
 use crate::state::{AppState, State};
 
-pub(crate) use params::{ANY, Params, patient_ref};
+pub(crate) use params::{PAGING, Params, patient_ref};
 
 /// Registers the FHIR routes (under [`crate::fhir::BASE_PATH`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -277,19 +278,14 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, Ap
 }
 
 /// The one patient a search of `kind` names (`patient`, or `subject`
-/// where `subject_too`); every other parameter is refused.
+/// where `declared` has it); every other parameter is refused.
 pub(crate) fn patient_of(
     req: &HttpRequest,
     kind: &str,
-    subject_too: bool,
+    declared: &[SearchParam],
 ) -> Result<PatientId, ApiError> {
     let params = query_pairs(req)?;
-    let declared: &[(&str, usize)] = if subject_too {
-        &[("patient", 1), ("subject", 1)]
-    } else {
-        &[("patient", 1)]
-    };
-    let p = Params::check(&params, &format!("the {kind} search"), declared)?;
+    let p = Params::check(&params, &format!("the {kind} search"), &[declared])?;
     match (p.one("patient"), p.one("subject")) {
         (Some(_), Some(_)) => Err(bad("subject", "give the patient once")),
         (Some(v), None) => patient_ref("patient", v),

@@ -14,11 +14,12 @@ use carapace_clinical::{ClinicalError, FieldError};
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    ANY, Paging, Params, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param,
-    named, patient_ref, read_id, searchset_page, versioned,
+    PAGING, Paging, Params, Resource, Search, Searchset, Versioned, at_version, bad, base,
+    date_param, named, patient_ref, read_id, searchset_page, versioned,
 };
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
+use crate::fhir::capability::{APPOINTMENT_SEARCH, SearchParam};
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::http::{ApiError, Reply};
@@ -176,6 +177,14 @@ fn replaced_element(field: &str) -> String {
     }
 }
 
+/// `_include=Appointment:patient` (the one include; it may repeat).
+const INCLUDE: &[SearchParam] = &[SearchParam {
+    name: "_include",
+    kind: "special",
+    most: 16,
+    doc: "Appointment:patient",
+}];
+
 /// One `date` bound into `request` (starts are whole seconds).
 fn date_bound(value: &str, request: &mut ListingRequest) -> Result<(), ApiError> {
     let (from, to) = date_param("date", value, Duration::seconds(1))?;
@@ -204,15 +213,7 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
     let p = Params::check(
         &params,
         "the Appointment search",
-        &[
-            ("patient", 1),
-            ("practitioner", 1),
-            ("date", 2),
-            ("status", 1),
-            ("_include", ANY),
-            ("_count", 1),
-            ("_cursor", 1),
-        ],
+        &[APPOINTMENT_SEARCH, PAGING, INCLUDE],
     )?;
     let mut request = ListingRequest {
         patient: p

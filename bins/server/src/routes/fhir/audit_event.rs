@@ -9,9 +9,12 @@ use carapace_audit::Outcome;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::{Params, Resource, Search, Searchset, bad, date_param, fhir_json, searchset_page};
+use super::{
+    PAGING, Params, Resource, Search, Searchset, bad, date_param, fhir_json, searchset_page,
+};
 use crate::fhir::audit_event::{ACTION_SYSTEM, to_fhir};
 use crate::fhir::bundle::{Entry, Mode};
+use crate::fhir::capability::AUDIT_EVENT_SEARCH;
 use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
 use crate::routes::audit::{AuditParams, CURSOR_SCOPE, query};
@@ -88,16 +91,7 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
     let given = Params::check(
         &params,
         "the AuditEvent search",
-        &[
-            ("patient", 1),
-            ("agent", 1),
-            ("subtype", 1),
-            ("outcome", 1),
-            ("date", 2),
-            ("action", 1),
-            ("_count", 1),
-            ("_cursor", 1),
-        ],
+        &[AUDIT_EVENT_SEARCH, PAGING],
     )?;
     let owned = |name: &str| given.one(name).map(str::to_owned);
     let mut p = AuditParams {

@@ -11,6 +11,9 @@ use carapace_clinical::patient::PatientId;
 use time::OffsetDateTime;
 
 use super::{Resource, Searchset, bad, created, fhir_json, named, patient_of, read_id, searchset};
+use crate::fhir::capability::{
+    ADVERSE_EVENT_SEARCH, CARE_TEAM_SEARCH, MEDICATION_STATEMENT_SEARCH,
+};
 use crate::fhir::clinical::{
     adverse_event, care_team, element_of, medication_from_fhir, medication_statement,
     medication_status, side_effect_from_fhir,
@@ -47,7 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses(Searchset))]
 pub async fn care_teams(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, "CareTeam", true)?;
+    let patient = patient_of(&req, "CareTeam", CARE_TEAM_SEARCH)?;
     let team = patient_access(&state)
         .care_team(&caller(&auth), patient, OffsetDateTime::now_utc())
         .await?;
@@ -76,7 +79,7 @@ pub async fn care_team_read(auth: Authorized, state: State, id: web::Path<String
     params(("patient" = String, Query, description = "Patient/<id> (or subject)")),
     responses(Searchset))]
 pub async fn medication_statements(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, "MedicationStatement", true)?;
+    let patient = patient_of(&req, "MedicationStatement", MEDICATION_STATEMENT_SEARCH)?;
     let now = OffsetDateTime::now_utc();
     let (meds, _) = medication_records(&state)
         .history(&caller(&auth), patient, now)
@@ -93,7 +96,7 @@ pub async fn medication_statements(auth: Authorized, state: State, req: HttpRequ
     params(("subject" = String, Query, description = "Patient/<id> (or patient)")),
     responses(Searchset))]
 pub async fn adverse_events(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, "AdverseEvent", true)?;
+    let patient = patient_of(&req, "AdverseEvent", ADVERSE_EVENT_SEARCH)?;
     let (_, effects) = medication_records(&state)
         .history(&caller(&auth), patient, OffsetDateTime::now_utc())
         .await?;

@@ -11,10 +11,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    ANY, Params, Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs,
-    read_id, searchset,
+    Params, Resource, Searchset, bad, created, fhir_json, named, patient_of, query_pairs, read_id,
+    searchset,
 };
 use crate::fhir::appointment::SUBJECT_SYSTEM;
+use crate::fhir::capability::{CONSENT_SEARCH, SERVICE_REQUEST_SEARCH};
 use crate::fhir::consultation::{
     consent, consent_element, consent_from_fhir, referral_from_fhir, service_request, withdraws,
 };
@@ -49,7 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("patient" = String, Query, description = "Patient/<id>")),
     responses(Searchset))]
 pub async fn consents(auth: Authorized, state: State, req: HttpRequest) -> Reply {
-    let patient = patient_of(&req, "Consent", false)?;
+    let patient = patient_of(&req, "Consent", CONSENT_SEARCH)?;
     let now = OffsetDateTime::now_utc();
     let all = record_sharing(&state)
         .consents(&caller(&auth), patient, now)
@@ -84,7 +85,7 @@ fn directions(req: &HttpRequest, me: &str) -> Result<(bool, bool), ApiError> {
     let p = Params::check(
         &params,
         "the ServiceRequest search",
-        &[("performer:identifier", ANY), ("requester:identifier", ANY)],
+        &[SERVICE_REQUEST_SEARCH],
     )?;
     let mut wanted = (true, true);
     for (name, value) in p.pairs() {

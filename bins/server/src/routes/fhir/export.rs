@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Params, bad, base, query_pairs, read_id};
+use crate::fhir::capability::SearchParam;
 use crate::fhir::instant;
 use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
@@ -34,6 +35,28 @@ use crate::state::{AppState, State};
 
 /// Most patients one export holds.
 pub const MAX_PATIENTS: usize = 100_000;
+
+/// The parameters of `$export`, each once.
+const EXPORT_PARAMS: &[SearchParam] = &[
+    SearchParam {
+        name: "_type",
+        kind: "string",
+        most: 1,
+        doc: "the resource types, comma-separated",
+    },
+    SearchParam {
+        name: "_since",
+        kind: "instant",
+        most: 1,
+        doc: "only what changed since (with its zone)",
+    },
+    SearchParam {
+        name: "_outputFormat",
+        kind: "string",
+        most: 1,
+        doc: "application/fhir+ndjson",
+    },
+];
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -112,11 +135,7 @@ async fn start(auth: Authorized, state: State, req: HttpRequest, group: Option<G
         ));
     }
     let params = query_pairs(&req)?;
-    let p = Params::check(
-        &params,
-        "$export",
-        &[("_type", 1), ("_since", 1), ("_outputFormat", 1)],
-    )?;
+    let p = Params::check(&params, "$export", &[EXPORT_PARAMS])?;
     let types = p.one("_type");
     let since = p
         .one("_since")

@@ -1,17 +1,33 @@
 //! A FHIR query checked once against what the search (or operation)
 //! declares: a name it does not declare, or one given more often than it
-//! allows, is a 400 naming that parameter. A handler then reads the values
-//! by name and parses each; it writes no loop over the query of its own.
+//! allows, is refused naming that parameter. A search declares the
+//! parameters the CapabilityStatement lists for it
+//! ([`crate::fhir::capability`]), so what `/metadata` says is what is
+//! accepted. A handler then reads the values by name and parses each; it
+//! writes no loop over the query of its own.
 
 use carapace_clinical::patient::PatientId;
 use uuid::Uuid;
 
 use super::bad;
+use crate::fhir::capability::SearchParam;
 use crate::http::ApiError;
 
-/// As many times as a query can hold one parameter ([`super::query_pairs`]
-/// takes 16 at most).
-pub(crate) const ANY: usize = 16;
+/// `_count` and `_cursor`: the paging of a search that pages.
+pub(crate) const PAGING: &[SearchParam] = &[
+    SearchParam {
+        name: "_count",
+        kind: "number",
+        most: 1,
+        doc: "page size, 1-100",
+    },
+    SearchParam {
+        name: "_cursor",
+        kind: "string",
+        most: 1,
+        doc: "from the next link",
+    },
+];
 
 /// A query whose names and counts were checked ([`Params::check`]).
 pub(crate) struct Params<'q> {
@@ -19,15 +35,16 @@ pub(crate) struct Params<'q> {
 }
 
 impl<'q> Params<'q> {
-    /// `pairs` checked against `declared`: each name `what` (a search or
-    /// operation, for the refusal) takes and how many times it may stand.
+    /// `pairs` checked against the parameters `declared` by `what` (a
+    /// search or operation, for the refusal).
     pub(crate) fn check(
         pairs: &'q [(String, String)],
         what: &str,
-        declared: &[(&str, usize)],
+        declared: &[&[SearchParam]],
     ) -> Result<Self, ApiError> {
         for (name, _) in pairs {
-            let Some(&(_, most)) = declared.iter().find(|(known, _)| known == name) else {
+            let known = declared.iter().flat_map(|list| list.iter());
+            let Some(most) = known.filter(|p| p.name == name).map(|p| p.most).next() else {
                 return Err(bad(
                     name,
                     &format!("not a parameter of {what} here (see /fhir/R4/metadata)"),
@@ -94,7 +111,20 @@ mod tests {
         }
     }
 
-    const DECLARED: &[(&str, usize)] = &[("patient", 1), ("date", 2)];
+    const DECLARED: &[&[SearchParam]] = &[
+        &[SearchParam {
+            name: "patient",
+            kind: "reference",
+            most: 1,
+            doc: "",
+        }],
+        &[SearchParam {
+            name: "date",
+            kind: "date",
+            most: 2,
+            doc: "",
+        }],
+    ];
 
     #[test]
     fn an_undeclared_name_is_refused_by_name() {

@@ -14,10 +14,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Paging, Params, Resource, Search, Searchset, Versioned, at_version, bad, base, date_param,
-    read_id, searchset_page, versioned,
+    PAGING, Paging, Params, Resource, Search, Searchset, Versioned, at_version, bad, base,
+    date_param, read_id, searchset_page, versioned,
 };
 use crate::fhir::bundle::{Entry, Mode};
+use crate::fhir::capability::PATIENT_SEARCH;
 use crate::fhir::if_match_version;
 use crate::fhir::patient::{MEMBER_ID_SYSTEM, from_fhir, to_fhir};
 use crate::http::auth::Authorized;
@@ -187,19 +188,7 @@ pub async fn search(auth: Authorized, state: State, search: Search) -> Reply {
         visibility: Visibility::Nothing,
         ..PatientQuery::default()
     };
-    let p = Params::check(
-        &params,
-        "the Patient search",
-        &[
-            ("_id", 1),
-            ("identifier", 1),
-            ("family", 1),
-            ("birthdate", 1),
-            ("_lastUpdated", 2),
-            ("_count", 1),
-            ("_cursor", 1),
-        ],
-    )?;
+    let p = Params::check(&params, "the Patient search", &[PATIENT_SEARCH, PAGING])?;
     let (family, birthdate, id) = (p.one("family"), p.one("birthdate"), p.one("_id"));
     // No patient carries an identifier of another system.
     let mut no_match = false;

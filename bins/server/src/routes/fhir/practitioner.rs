@@ -11,6 +11,7 @@ use carapace_auth::local::UserId;
 
 use super::{Params, Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
 use crate::fhir::appointment::SUBJECT_SYSTEM;
+use crate::fhir::capability::PRACTITIONER_SEARCH;
 use crate::fhir::practitioner::to_fhir;
 use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
@@ -36,11 +37,7 @@ fn admin(state: &AppState) -> Result<&UserAdminService, ApiError> {
     responses(Searchset))]
 pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
-    let p = Params::check(
-        &params,
-        "the Practitioner search",
-        &[("identifier", 1), ("active", 1)],
-    )?;
+    let p = Params::check(&params, "the Practitioner search", &[PRACTITIONER_SEARCH])?;
     let subject = p.one("identifier").map(|v| {
         v.strip_prefix(SUBJECT_SYSTEM)
             .and_then(|v| v.strip_prefix('|'))

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, web};
 use carapace_clinical::verification::{TaskId, VerificationRepository as _};
 
 use super::{Params, Resource, Searchset, bad, fhir_json, query_pairs, read_id, searchset};
+use crate::fhir::capability::TASK_SEARCH;
 use crate::fhir::task::{bot_task, status_of, to_fhir};
 use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
@@ -57,7 +58,7 @@ pub async fn read(auth: Authorized, state: State, id: web::Path<String>) -> Repl
     responses(Searchset))]
 pub async fn search(auth: Authorized, state: State, req: HttpRequest) -> Reply {
     let params = query_pairs(&req)?;
-    let p = Params::check(&params, "the Task search", &[("status", 1)])?;
+    let p = Params::check(&params, "the Task search", &[TASK_SEARCH])?;
     let status = p
         .one("status")
         .map(|v| {
