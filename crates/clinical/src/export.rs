@@ -1,9 +1,12 @@
 //! Bulk Data export (FHIR Flat FHIR, v2): the job a client starts, its
 //! files, and the port that keeps both (files sealed under the
-//! organization's key). What a job exports is decided by the same use
-//! cases as a listing ([`crate::access::PatientAccess::list`],
+//! organization's key). What a job exports is decided when it starts
+//! ([`Scope`], [`consent_scope`]) and read by the same use cases as a
+//! listing ([`gather`]: [`crate::access::PatientAccess::list`],
 //! [`crate::medication::MedicationRecords::history`]); the FHIR wire
 //! format of the files is the server's.
+
+mod bulk;
 
 use std::future::Future;
 
@@ -15,6 +18,8 @@ use time::OffsetDateTime;
 use crate::ClinicalError;
 use crate::consultation::{ConsentId, Section};
 use crate::patient::PatientId;
+
+pub use bulk::{Gathered, Job, MAX_PATIENTS, Scope, consent_scope, gather};
 
 carapace_tenancy::entity_id! {
     /// A bulk export's id.

@@ -5,6 +5,7 @@
 mod access;
 mod assistant;
 mod care_team;
+mod export;
 mod fakes;
 mod schedule;
 mod sharing;

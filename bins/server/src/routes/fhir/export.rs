@@ -13,14 +13,12 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use carapace_audit::Outcome;
 use carapace_auth::smart::ResourceType;
-use carapace_clinical::ClinicalError;
 use carapace_clinical::export::{
-    ExportFile, ExportId, ExportJob, ExportRepository as _, ExportStatus, FAILED, Group, NewExport,
-    RENEW_EVERY, STOPPED, failure_reason, may_follow, narrow, requested_types, shared_types,
+    ExportFile, ExportId, ExportJob, ExportRepository as _, ExportStatus, FAILED, Group, Job,
+    NewExport, RENEW_EVERY, STOPPED, Scope, consent_scope, failure_reason, gather, may_follow,
+    requested_types,
 };
-use carapace_clinical::patient::{PageLimit, Patient, PatientId, PatientQuery};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -32,9 +30,6 @@ use crate::http::auth::Authorized;
 use crate::http::{ApiError, Reply};
 use crate::routes::use_cases::{caller, medication_records, patient_access, record_sharing};
 use crate::state::{AppState, State};
-
-/// Most patients one export holds.
-pub const MAX_PATIENTS: usize = 100_000;
 
 /// The parameters of `$export`, each once.
 const EXPORT_PARAMS: &[SearchParam] = &[
@@ -114,15 +109,6 @@ pub async fn group_kick_off(
     start(auth, state, req, Some(group)).await
 }
 
-/// Whose data a job holds, decided (and allowed) when it starts.
-#[derive(Clone, Copy, Debug)]
-enum Scope {
-    /// Every patient the caller may list.
-    Listed,
-    /// One patient.
-    One(PatientId),
-}
-
 async fn start(auth: Authorized, state: State, req: HttpRequest, group: Option<Group>) -> Reply {
     let asynchronous = req
         .headers()
@@ -166,20 +152,8 @@ async fn start(auth: Authorized, state: State, req: HttpRequest, group: Option<G
             let consent = record_sharing(&state)
                 .consent(&caller(&auth), id, now)
                 .await?;
-            let shared = shared_types(&consent.readable(now));
-            if shared.is_empty() {
-                return Err(ClinicalError::Refused {
-                    code: "consent_inactive",
-                    detail: "the consent was withdrawn, has expired or shares nothing exportable",
-                }
-                .into());
-            }
-            let types = narrow(&requested, &shared)?;
-            (
-                Scope::One(consent.patient),
-                types,
-                format!("Group/{g}/$export"),
-            )
+            let (scope, types) = consent_scope(&consent, &requested, now)?;
+            (scope, types, format!("Group/{g}/$export"))
         }
     };
     let base = base(&req, &state);
@@ -235,7 +209,13 @@ async fn run(
             }
         }
     }));
-    let outcome = write(&state, &auth, id, scope, &types, since)
+    let job = Job {
+        id,
+        scope,
+        types: &types,
+        since,
+    };
+    let outcome = write(&state, &auth, &job)
         .await
         .and_then(|()| not_suspended(&state));
     drop(lease);
@@ -272,33 +252,6 @@ fn not_suspended(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Every patient the caller may list, page by page through the listing
-/// use case (what changed since `_since` is chosen per resource after).
-async fn patients(state: &AppState, auth: &Authorized) -> Result<Vec<Patient>, ApiError> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        not_suspended(state)?;
-        let query = PatientQuery {
-            limit: PageLimit::parse(Some(u32::from(PageLimit::MAX)))?,
-            after,
-            ..PatientQuery::default()
-        };
-        let page = patient_access(state).list(&caller(auth), query).await?;
-        all.extend(page.items);
-        if all.len() > MAX_PATIENTS {
-            return Err(ApiError::Unprocessable {
-                code: "export_too_large",
-                detail: "more than 100000 patients: export by _since in parts",
-            });
-        }
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => return Ok(all),
-        }
-    }
-}
-
 fn ndjson(lines: &[Value]) -> Vec<u8> {
     let mut out = Vec::new();
     for line in lines {
@@ -308,79 +261,41 @@ fn ndjson(lines: &[Value]) -> Vec<u8> {
     out
 }
 
-async fn write(
-    state: &AppState,
-    auth: &Authorized,
-    id: ExportId,
-    scope: Scope,
-    types: &[ResourceType],
-    since: Option<OffsetDateTime>,
-) -> Result<(), ApiError> {
-    let ctx = auth.principal.tenant();
+/// Reads what the export holds ([`gather`]: the same decisions and audit
+/// events as the reads it stands for), then stores one NDJSON file per
+/// type with anything in it.
+async fn write(state: &AppState, auth: &Authorized, job: &Job<'_>) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
-    let wants_patients = types.contains(&ResourceType::Patient);
-    // A group's patient is read only when its demographics are exported.
-    let (ids, exported): (Vec<PatientId>, Vec<Patient>) = match scope {
-        Scope::Listed => {
-            let all = patients(state, auth).await?;
-            (all.iter().map(|p| p.id).collect(), all)
-        }
-        Scope::One(id) if wants_patients => {
-            let p = patient_access(state).read(&caller(auth), id, now).await?;
-            (vec![id], vec![p])
-        }
-        Scope::One(id) => (vec![id], Vec::new()),
-    };
-    let mut files: Vec<(ResourceType, Vec<Value>)> = Vec::new();
-    if wants_patients {
-        let changed = exported
-            .iter()
-            .filter(|p| since.is_none_or(|s| p.updated_at >= s))
-            .map(crate::fhir::patient::to_fhir)
-            .collect();
-        files.push((ResourceType::Patient, changed));
-    }
-    let wants_meds = types.contains(&ResourceType::MedicationStatement);
-    let wants_effects = types.contains(&ResourceType::AdverseEvent);
-    if wants_meds || wants_effects {
-        let (mut meds, mut effects) = (Vec::new(), Vec::new());
-        for p in &ids {
-            not_suspended(state)?;
-            let (m, e) = medication_records(state)
-                .history(&caller(auth), *p, now)
-                .await?;
-            meds.extend(
-                m.iter()
-                    .filter(|m| since.is_none_or(|s| m.created_at >= s))
-                    .map(|m| crate::fhir::clinical::medication_statement(m, now.date())),
-            );
-            effects.extend(
-                e.iter()
-                    .filter(|e| since.is_none_or(|s| e.created_at >= s))
-                    .map(crate::fhir::clinical::adverse_event),
-            );
-        }
-        if wants_meds {
-            files.push((ResourceType::MedicationStatement, meds));
-        }
-        if wants_effects {
-            files.push((ResourceType::AdverseEvent, effects));
-        }
-    }
-    // Every patient whose data leaves is a disclosure in their access log.
-    let access = auth.access();
-    for p in &ids {
-        let disclosed = access
-            .event(
-                "patient.export",
-                "patient",
-                Some(p.as_uuid().to_string()),
-                Outcome::Allowed,
-            )
-            .with_detail(format!("bulk export {id}"));
-        state.audit.record(&disclosed).await?;
-    }
-    let non_empty = files.into_iter().filter(|(_, l)| !l.is_empty());
+    let records = medication_records(state);
+    let found = gather(&records, &caller(auth), job, now, || not_suspended(state)).await?;
+    let files = [
+        (
+            ResourceType::Patient,
+            found
+                .patients
+                .iter()
+                .map(crate::fhir::patient::to_fhir)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            ResourceType::MedicationStatement,
+            found
+                .medications
+                .iter()
+                .map(|m| crate::fhir::clinical::medication_statement(m, now.date()))
+                .collect(),
+        ),
+        (
+            ResourceType::AdverseEvent,
+            found
+                .side_effects
+                .iter()
+                .map(crate::fhir::clinical::adverse_event)
+                .collect(),
+        ),
+    ];
+    let non_empty = files.into_iter().filter(|(_, lines)| !lines.is_empty());
+    let ctx = auth.principal.tenant();
     for (n, (resource_type, lines)) in (1u32..).zip(non_empty) {
         not_suspended(state)?;
         let file = ExportFile {
@@ -390,7 +305,7 @@ async fn write(
         };
         state
             .exports
-            .add_file(&ctx, id, &file, &ndjson(&lines))
+            .add_file(&ctx, job.id, &file, &ndjson(&lines))
             .await?;
     }
     Ok(())
