@@ -8,7 +8,8 @@
 //! repository ports. Every repository method takes a
 //! [`carapace_tenancy::TenantContext`]; PHI fields are [`carapace_phi_crypto::Phi`].
 //! The use cases that decide (patient access in [`access`], record sharing,
-//! care-team assignment, appointment listings and free slots) live here
+//! care-team assignment, appointment listings and free slots, bulk
+//! exports, the organization's settings) live here
 //! too, over those ports, so every surface (REST today, FHIR or webhooks
 //! later) calls the same decision and maps the same typed answer.
 //!
@@ -23,6 +24,7 @@ mod error;
 pub mod export;
 mod input;
 pub mod medication;
+pub mod organization;
 pub mod patient;
 pub mod research;
 pub mod small_cells;

@@ -7,6 +7,7 @@ mod assistant;
 mod care_team;
 mod export;
 mod fakes;
+mod organization;
 mod schedule;
 mod sharing;
 mod speech;

@@ -2,16 +2,15 @@
 //! settings (admin with MFA).
 
 use actix_web::{HttpResponse, web};
-use carapace_audit::SecurityEventKind;
-use carapace_tenancy::{
-    CalendarDetail, ClinicianScope, OrgSettings, OrganizationRepository as _, PhiMfa,
-};
+use carapace_clinical::organization::SettingsInput;
+use carapace_tenancy::{CalendarDetail, OrgSettings};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::http::Reply;
 use crate::http::auth::Authorized;
 use crate::http::extract::JsonBody;
-use crate::http::{ApiError, Reply};
+use crate::routes::use_cases::{administration, caller};
 use crate::state::State;
 
 /// Registers the routes (under `/api/v1`).
@@ -75,144 +74,29 @@ impl From<OrgSettings> for SettingsBody {
     }
 }
 
-/// Longest and shortest reason for relaxing MFA for PHI.
-const REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
-
-/// The reason a change of `phi_mfa` from `current` to `next` carries: a
-/// relaxation (all staff → admin only) needs one; nothing else takes one.
-fn relaxation_reason(
-    current: PhiMfa,
-    next: PhiMfa,
-    reason: Option<&str>,
-) -> Result<Option<String>, ApiError> {
-    let field = |msg: &str| {
-        ApiError::Invalid(vec![carapace_clinical::FieldError::new(
-            "phi_mfa_reason",
-            msg,
-        )])
-    };
-    let relaxing = current == PhiMfa::AllStaff && next == PhiMfa::Admin;
-    match (relaxing, reason.map(str::trim)) {
-        (true, Some(r))
-            if REASON_CHARS.contains(&r.chars().count()) && !r.chars().any(char::is_control) =>
-        {
-            Ok(Some(r.to_owned()))
-        }
-        (true, _) => Err(field(
-            "relaxing MFA for PHI to admin only needs a reason of 10-500 characters",
-        )),
-        (false, Some(_)) => Err(field("only a relaxation of phi_mfa takes a reason")),
-        (false, None) => Ok(None),
-    }
-}
-
-fn parse(body: &SettingsBody) -> Result<OrgSettings, ApiError> {
-    let mut errors = Vec::new();
-    let clinician_scope = match body.clinician_scope.as_str() {
-        "care_team" => Some(ClinicianScope::CareTeam),
-        "organization" => Some(ClinicianScope::Organization),
-        _ => None,
-    };
-    if clinician_scope.is_none() {
-        errors.push(carapace_clinical::FieldError::new(
-            "clinician_scope",
-            "must be care_team or organization",
-        ));
-    }
-    let phi_mfa = match body.phi_mfa.as_str() {
-        "admin" => Some(PhiMfa::Admin),
-        "all_staff" => Some(PhiMfa::AllStaff),
-        _ => None,
-    };
-    if phi_mfa.is_none() {
-        errors.push(carapace_clinical::FieldError::new(
-            "phi_mfa",
-            "must be admin or all_staff",
-        ));
-    }
-    let calendar_detail = match body.calendar_detail.as_str() {
-        "minimal" => Some(CalendarDetail::Minimal),
-        "initials" => Some(CalendarDetail::Initials),
-        _ => None,
-    };
-    if calendar_detail.is_none() {
-        errors.push(carapace_clinical::FieldError::new(
-            "calendar_detail",
-            "must be minimal or initials",
-        ));
-    }
-    match (clinician_scope, phi_mfa, calendar_detail) {
-        (Some(clinician_scope), Some(phi_mfa), Some(calendar_detail)) => Ok(OrgSettings {
-            clinician_scope,
-            phi_mfa,
-            calendar_detail,
-            external_referrals: body.external_referrals,
-            ai_baa: body.ai_baa,
-        }),
-        _ => Err(ApiError::Invalid(errors)),
-    }
-}
-
 /// Reads the settings.
 #[utoipa::path(get, operation_id = "organization_settings_get", path = "/api/v1/organization/settings", tag = "organization",
     responses((status = 200, body = SettingsBody)))]
 pub async fn get(auth: Authorized, state: State) -> Reply {
-    let org = state
-        .orgs
-        .find_by_id(auth.principal.org())
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(SettingsBody::from(org.settings)))
+    let settings = administration(&state).settings(&caller(&auth)).await?;
+    Ok(HttpResponse::Ok().json(SettingsBody::from(settings)))
 }
 
 /// Replaces the settings.
 #[utoipa::path(put, operation_id = "organization_settings_put", path = "/api/v1/organization/settings", tag = "organization", request_body = SettingsBody,
     responses((status = 200, body = SettingsBody)))]
 pub async fn put(auth: Authorized, state: State, body: JsonBody<SettingsBody>) -> Reply {
-    let settings = parse(&body.0)?;
-    let current = state
-        .orgs
-        .find_by_id(auth.principal.org())
-        .await?
-        .ok_or(ApiError::NotFound)?
-        .settings;
-    let reason = relaxation_reason(
-        current.phi_mfa,
-        settings.phi_mfa,
-        body.0.phi_mfa_reason.as_deref(),
-    )?;
-    if let Some(reason) = &reason {
-        // Recorded before the change takes effect: no relaxation unseen.
-        crate::http::auth::record(
-            &state,
-            auth.security_event(
-                SecurityEventKind::PhiMfaRelaxed,
-                format!("phi_mfa all_staff -> admin: {reason}"),
-            ),
-        )
+    let body = body.0;
+    let wanted = SettingsInput {
+        clinician_scope: body.clinician_scope,
+        phi_mfa: body.phi_mfa,
+        phi_mfa_reason: body.phi_mfa_reason,
+        calendar_detail: body.calendar_detail,
+        external_referrals: body.external_referrals,
+        ai_baa: body.ai_baa,
+    };
+    let settings = administration(&state)
+        .change_settings(&caller(&auth), &wanted)
         .await?;
-    }
-    if !state
-        .orgs
-        .update_settings(auth.principal.org(), settings)
-        .await?
-    {
-        return Err(ApiError::NotFound);
-    }
-    crate::http::auth::record(
-        &state,
-        auth.security_event(
-            SecurityEventKind::OrgSettingsChanged,
-            format!(
-                "clinician_scope={} phi_mfa={} calendar_detail={} external_referrals={} ai_baa={}",
-                settings.clinician_scope.as_str(),
-                settings.phi_mfa.as_str(),
-                settings.calendar_detail.as_str(),
-                settings.external_referrals,
-                settings.ai_baa
-            ),
-        ),
-    )
-    .await?;
     Ok(HttpResponse::Ok().json(SettingsBody::from(settings)))
 }

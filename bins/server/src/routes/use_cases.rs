@@ -7,6 +7,7 @@ use carapace_clinical::appointment::Scheduling;
 use carapace_clinical::assistant::{AiError, AiProvider, Conversations, Speaker};
 use carapace_clinical::care_team::CareTeams;
 use carapace_clinical::consultation::RecordSharing;
+use carapace_clinical::organization::OrgAdministration;
 use carapace_infra::accounts::SeaAccounts;
 use carapace_infra::assistant::{Ai, SeaAssistant};
 use carapace_infra::audit::SeaAuditLog;
@@ -81,6 +82,14 @@ pub(crate) fn medication_records(
         trail: &state.audit,
         events: state.events.as_ref(),
         medications: &state.medications,
+    }
+}
+
+/// The organization's administration over the server's adapters.
+pub(crate) fn administration(state: &AppState) -> OrgAdministration<'_, SeaOrganizations> {
+    OrgAdministration {
+        orgs: &state.orgs,
+        events: state.events.as_ref(),
     }
 }
 

@@ -265,8 +265,15 @@ impl OrganizationRepository for FakeOrgs {
         }
     }
 
-    async fn update_settings(&self, _: OrgId, _: OrgSettings) -> Result<bool, TenancyError> {
-        Ok(false)
+    async fn update_settings(
+        &self,
+        id: OrgId,
+        settings: OrgSettings,
+    ) -> Result<bool, TenancyError> {
+        Ok(lock(&self.orgs)
+            .get_mut(&id)
+            .map(|stored| *stored = settings)
+            .is_some())
     }
 
     async fn find_by_slug(&self, _: &OrgSlug) -> Result<Option<Organization>, TenancyError> {
