@@ -9,12 +9,14 @@
 //! single writer transaction), so concurrent bookings cannot both win.
 
 pub mod calendar;
+mod free;
 pub mod ivr;
 mod model;
 mod reminder;
 mod replace;
 mod schedule;
 
+pub use free::{FreeSlotsInput, FreeSlotsQuery, STEP_MINUTES};
 pub use model::{
     Appointment, AppointmentId, AppointmentInput, AppointmentPage, AppointmentQuery,
     AppointmentRepository, AppointmentScope, CURSOR_SCOPE, Channel, NewAppointment, PHI_FIELDS,

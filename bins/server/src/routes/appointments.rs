@@ -16,7 +16,7 @@ use carapace_auth::policy::Permission;
 use carapace_clinical::FieldError;
 use carapace_clinical::appointment::{
     AppointmentId, AppointmentRepository as _, AppointmentStatus, CURSOR_SCOPE, Channel,
-    ListingRequest, TimeZoneName, instant_field, practitioner_field,
+    FreeSlotsInput, ListingRequest, instant_field, practitioner_field,
 };
 use carapace_clinical::patient::PatientId;
 use serde::Deserialize;
@@ -326,66 +326,29 @@ pub async fn free(
     subject: web::Path<String>,
     params: web::Query<FreeSlotParams>,
 ) -> Reply {
-    use time::macros::format_description;
     let p = params.into_inner();
-    let mut errors = Vec::new();
-    let practitioner = practitioner_field(&subject)
-        .map_err(|e| errors.push(e))
-        .ok();
-    let date = time::Date::parse(&p.date, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| errors.push(FieldError::new("date", "must be YYYY-MM-DD")))
-        .ok();
-    let zone = TimeZoneName::parse(&p.time_zone)
-        .map_err(|e| errors.push(e))
-        .ok();
-    let mut clock = |field: &str, raw: Option<&str>, default: time::Time| {
-        match raw {
-            None => Some(default),
-            Some(t) => time::Time::parse(t, format_description!("[hour]:[minute]")).ok(),
-        }
-        .or_else(|| {
-            errors.push(FieldError::new(field, "must be HH:MM"));
-            None
-        })
-    };
-    let from = clock("from", p.from.as_deref(), time::macros::time!(09:00));
-    let to = clock("to", p.to.as_deref(), time::macros::time!(17:00));
-    let max = u32::try_from(state.booking_rules.max_length.whole_minutes()).unwrap_or(480);
-    let length = p.length.unwrap_or(30);
-    if !(5..=max).contains(&length) {
-        errors.push(FieldError::new(
-            "length",
-            format!("must be between 5 and {max} minutes"),
-        ));
+    let query = FreeSlotsInput {
+        practitioner: subject.into_inner(),
+        date: p.date,
+        time_zone: p.time_zone,
+        from: p.from,
+        to: p.to,
+        length: p.length,
+        step: p.step,
     }
-    let step = p.step.unwrap_or(length);
-    if !(5..=240).contains(&step) {
-        errors.push(FieldError::new("step", "must be between 5 and 240 minutes"));
-    }
-    let (Some(practitioner), Some(date), Some(zone), Some(from), Some(to)) =
-        (practitioner, date, zone, from, to)
-    else {
-        return Err(ApiError::Invalid(errors));
-    };
-    let hours = zone.local_hours(date, from, to);
-    if hours.is_none() {
-        errors.push(FieldError::new("to", "must be after from"));
-    }
-    let Some(hours) = hours.filter(|_| errors.is_empty()) else {
-        return Err(ApiError::Invalid(errors));
-    };
+    .parse(&state.booking_rules)?;
     let slots = scheduling(&state)
         .free_slots(
             &caller(&auth),
-            &practitioner,
-            hours,
-            time::Duration::minutes(length.into()),
-            time::Duration::minutes(step.into()),
+            &query.practitioner,
+            query.hours,
+            query.length,
+            query.step,
             OffsetDateTime::now_utc(),
         )
         .await?
         .iter()
-        .map(|s| FreeSlot::new(s, &zone))
+        .map(|s| FreeSlot::new(s, &query.zone))
         .collect();
     Ok(HttpResponse::Ok().json(FreeSlots { slots }))
 }
