@@ -20,6 +20,10 @@ pub struct SearchParam {
     pub doc: &'static str,
 }
 
+/// The most parameters one query holds (more is refused before any
+/// search reads it), so also the most times one parameter may repeat.
+pub const QUERY_PARAMS_MAX: usize = 16;
+
 /// A parameter given at most once.
 const fn once(name: &'static str, kind: &'static str, doc: &'static str) -> SearchParam {
     SearchParam {
@@ -140,7 +144,7 @@ pub const CONSENT_SEARCH: &[SearchParam] =
 /// they narrow).
 pub const SERVICE_REQUEST_SEARCH: &[SearchParam] = &[
     SearchParam {
-        most: 16,
+        most: QUERY_PARAMS_MAX,
         ..once(
             "performer:identifier",
             "token",
@@ -148,7 +152,7 @@ pub const SERVICE_REQUEST_SEARCH: &[SearchParam] = &[
         )
     },
     SearchParam {
-        most: 16,
+        most: QUERY_PARAMS_MAX,
         ..once(
             "requester:identifier",
             "token",

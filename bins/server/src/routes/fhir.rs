@@ -258,8 +258,11 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, Ap
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    if pairs.len() > 16 {
-        return Err(ApiError::BadQuery("more than 16 query parameters".into()));
+    if pairs.len() > capability::QUERY_PARAMS_MAX {
+        return Err(ApiError::BadQuery(format!(
+            "more than {} query parameters",
+            capability::QUERY_PARAMS_MAX
+        )));
     }
     for (k, v) in &pairs {
         if k == "_format"

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::fhir::appointment::{element_of, from_fhir, status_of, to_fhir, version};
 use crate::fhir::bundle::{Entry, Mode};
-use crate::fhir::capability::{APPOINTMENT_SEARCH, SearchParam};
+use crate::fhir::capability::{APPOINTMENT_SEARCH, QUERY_PARAMS_MAX, SearchParam};
 use crate::http::auth::Authorized;
 use crate::http::extract::FhirBody;
 use crate::http::{ApiError, Reply};
@@ -181,7 +181,7 @@ fn replaced_element(field: &str) -> String {
 const INCLUDE: &[SearchParam] = &[SearchParam {
     name: "_include",
     kind: "special",
-    most: 16,
+    most: QUERY_PARAMS_MAX,
     doc: "Appointment:patient",
 }];
 
