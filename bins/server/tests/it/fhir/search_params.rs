@@ -1,8 +1,8 @@
 //! Every FHIR search (and `$export`) takes only the parameters it
 //! declares, each as often as it may stand: a misspelt or differently
 //! cased name, a repeated one, a third date bound, the patient named twice
-//! over two names are refused with an OperationOutcome naming the
-//! parameter, whichever resource is searched.
+//! under two names or two spellings are refused with an OperationOutcome
+//! naming the parameter, whichever resource is searched.
 
 use carapace_auth::Role;
 
@@ -17,6 +17,9 @@ async fn every_search_refuses_what_it_does_not_declare(app: &TestApp) {
     let p = uuid::Uuid::now_v7();
     let twice = format!("patient=Patient/{p}&patient=Patient/{p}");
     let both = format!("patient=Patient/{p}&subject=Patient/{p}");
+    // Names are counted as decoded: a percent-encoded spelling is the
+    // same parameter given twice.
+    let encoded = format!("patient=Patient/{p}&pati%65nt=Patient/{p}");
     let dates = "date=ge2026-01-01&date=ge2026-02-01&date=le2027-01-01";
     let cases: &[(&str, &str, &str, &str)] = &[
         ("Patient", "Family=Roe", "Family", &admin),
@@ -30,6 +33,8 @@ async fn every_search_refuses_what_it_does_not_declare(app: &TestApp) {
         ("Patient", "_cursor=a&_cursor=b", "_cursor", &admin),
         ("Appointment", dates, "date", &admin),
         ("Appointment", &twice, "patient", &admin),
+        ("Appointment", &encoded, "patient", &admin),
+        ("CareTeam", &encoded, "patient", &admin),
         (
             "Appointment",
             "status=booked&status=booked",
