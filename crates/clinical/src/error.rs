@@ -1,6 +1,6 @@
 use carapace_audit::AuditError;
 use carapace_auth::policy::DenyReason;
-use carapace_tenancy::StorageError;
+use carapace_tenancy::{StorageError, TenancyError};
 
 /// One problem with one input field. Messages describe the rule, never echo
 /// the (possibly PHI) value.
@@ -77,6 +77,17 @@ pub enum ClinicalError {
     /// closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
+}
+
+/// An organization lookup's failure as a clinical one: the directory
+/// fails in its storage only; anything else it says is a storage fault too.
+impl From<TenancyError> for ClinicalError {
+    fn from(e: TenancyError) -> Self {
+        match e {
+            TenancyError::Storage(s) => Self::Storage(s),
+            other => Self::Storage(StorageError::Internal(Box::new(other))),
+        }
+    }
 }
 
 impl ClinicalError {

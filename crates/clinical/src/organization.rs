@@ -6,7 +6,7 @@
 
 use carapace_audit::{SecurityEventKind, SecurityEventSink};
 use carapace_tenancy::{
-    CalendarDetail, ClinicianScope, OrgSettings, OrganizationRepository, PhiMfa, TenancyError,
+    CalendarDetail, ClinicianScope, OrgSettings, OrganizationRepository, PhiMfa,
 };
 
 use crate::access::Caller;
@@ -116,21 +116,12 @@ pub struct OrgAdministration<'a, O> {
     pub events: &'a dyn SecurityEventSink,
 }
 
-fn storage(e: TenancyError) -> ClinicalError {
-    match e {
-        TenancyError::Storage(s) => ClinicalError::Storage(s),
-        // Reading and writing settings fails in storage only.
-        other => ClinicalError::Storage(carapace_tenancy::StorageError::Internal(Box::new(other))),
-    }
-}
-
 impl<O: OrganizationRepository> OrgAdministration<'_, O> {
     /// The settings of `caller`'s organization.
     pub async fn settings(&self, caller: &Caller<'_>) -> Result<OrgSettings, ClinicalError> {
         self.orgs
             .find_by_id(caller.principal.org())
-            .await
-            .map_err(storage)?
+            .await?
             .map(|org| org.settings)
             .ok_or(ClinicalError::NotFound)
     }
@@ -161,8 +152,7 @@ impl<O: OrganizationRepository> OrgAdministration<'_, O> {
         if !self
             .orgs
             .update_settings(caller.principal.org(), next)
-            .await
-            .map_err(storage)?
+            .await?
         {
             return Err(ClinicalError::NotFound);
         }

@@ -3,7 +3,7 @@
 
 use carapace_audit::{Access, Outcome, SecurityEventSink};
 use carapace_auth::policy::Permission;
-use carapace_tenancy::{OrganizationRepository, StorageError, TenancyError};
+use carapace_tenancy::OrganizationRepository;
 use time::OffsetDateTime;
 
 use super::{
@@ -47,14 +47,6 @@ pub struct SharedRecord {
     pub appointments: Option<Vec<Appointment>>,
     /// Their medications and side effects, when shared.
     pub medications: Option<MedicationHistory>,
-}
-
-/// An organization lookup's failure as a clinical one.
-fn org_error(e: TenancyError) -> ClinicalError {
-    match e {
-        TenancyError::Storage(s) => ClinicalError::Storage(s),
-        other => ClinicalError::Storage(StorageError::Internal(Box::new(other))),
-    }
 }
 
 /// The `referral.shared_read` event of referral `id` under `access`.
@@ -122,11 +114,7 @@ where
         recipient_org: carapace_tenancy::OrgId,
         now: OffsetDateTime,
     ) -> Result<Consent, ClinicalError> {
-        let known = self
-            .orgs
-            .find_by_id(recipient_org)
-            .await
-            .map_err(org_error)?;
+        let known = self.orgs.find_by_id(recipient_org).await?;
         if known.is_none() {
             return Err(ClinicalError::Invalid(vec![crate::FieldError::new(
                 "recipient_org",
@@ -253,8 +241,7 @@ where
         let receiving = self
             .orgs
             .find_by_id(consent.recipient_org)
-            .await
-            .map_err(org_error)?
+            .await?
             .ok_or(ClinicalError::NotFound)?;
         let org = caller.principal.org();
         may_refer(org, &caller.settings, receiving.id, &receiving.settings)?;
@@ -306,8 +293,7 @@ where
         let source = self
             .orgs
             .find_by_id(referral.org)
-            .await
-            .map_err(org_error)?
+            .await?
             .ok_or(ClinicalError::NotFound)?;
         let sections = consent.readable(now);
         let refusal = match may_refer(source.id, &source.settings, org, &caller.settings) {
